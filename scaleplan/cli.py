@@ -1,0 +1,88 @@
+"""The `scaleplan` command line.
+
+Subcommands are imported only when invoked, so `scaleplan --help` and `scaleplan predict`
+never import torch (each command module keeps its heavy imports inside the function body).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import click
+
+from scaleplan.errors import ScaleplanError
+
+# name -> (module:attribute, one-line help shown by `scaleplan --help` without importing it)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "predict": ("scaleplan.plan.command:predict", "Prescribe lr, batch size and tokens for a target model size."),
+    "laws": ("scaleplan.laws.command:laws", "List the shipped law files."),
+    "sweep": ("scaleplan.sweep.command:sweep", "Run a small-width sweep from a spec (Optuna), or inspect/export one."),
+    "fit": ("scaleplan.fit.command:fit", "Locate optima in a sweep and fit lr/batch power laws into a law file."),
+    "coord-check": ("scaleplan.parametrization.coord_check_command:coord_check", "Coordinate check: activation scale per layer across widths."),
+    "validate": ("scaleplan.validate.command:validate", "Sweep small widths, predict a wide target, measure the regret."),
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module_name, attr = COMMANDS[name][0].split(":")
+        return getattr(importlib.import_module(module_name), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="scaleplan")
+def cli() -> None:
+    """scaleplan: tune small proxies, get the hyperparameters for the big model.
+
+    \b
+    Pipeline:  parametrize -> sweep -> fit -> plan
+      scaleplan predict --params 7B --tokens 2T     # from a shipped, published law
+      scaleplan sweep sweeps/mlp-mup.toml           # small-width sweep (Optuna)
+      scaleplan fit sweeps/mlp-mup.toml -o fits/mlp-mup.json
+      scaleplan predict --width 4096 --law fits/mlp-mup.json
+    """
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        rc = cli.main(args=argv, prog_name="scaleplan", standalone_mode=False)
+    except ScaleplanError as exc:
+        _fail(" ".join(str(exc).split()), exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        _fail("aborted", 130)
+    except click.ClickException as exc:  # usage errors: bad option values, missing arguments
+        _fail(" ".join(exc.format_message().split()), 2)
+    except KeyboardInterrupt:
+        _fail("interrupted (sweep storage is intact; re-run the same command to resume)", 130)
+    except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
+        if os.environ.get("SCALEPLAN_TRACEBACK"):
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc} (set SCALEPLAN_TRACEBACK=1 to see the traceback)", 1)
+    if isinstance(rc, int) and rc != 0:
+        sys.exit(rc)
+    return None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,341 @@
+"""The law file: a versioned, validated JSON record of a fitted scaling law.
+
+A law file holds power laws for hyperparameters (ln y = intercept + sum_v e_v ln v, with the
+covariance of the coefficients for intervals) and/or a loss law L(N, D) = E + A/N^alpha + B/D^beta,
+plus what each variable means, the range it was fitted on, how optima were located, and where the
+numbers came from. Stage 3 (fit) writes it; stage 4 (plan) and users' training configs read it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaleplan.errors import ScaleplanError
+
+SCHEMA_VERSION = 1
+
+# Keyword arguments of LawFile.predict and the variable each one feeds.
+KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "batch_size": "B"}
+VARIABLE_KEYWORDS = {v: k for k, v in KEYWORD_VARIABLES.items()}
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An input of a law: `N`, `D`, `C`, `W` or `B`, what it counts and in which unit.
+
+    `convention` says how to compute it from a model, e.g. "non-embedding" or "total" for N,
+    "6ND" or "deepseek-MD" for C (M = 72*L*d^2 + 12*L*d*seq non-embedding FLOPs per token).
+    """
+
+    name: str
+    meaning: str
+    unit: str
+    convention: str | None = None
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A predicted value with its interval (None where the law carries no covariance)."""
+
+    value: float
+    low: float | None = None
+    high: float | None = None
+    level: float = 0.95
+    interval: str | None = None  # "prediction" (coefficients + residual scatter) or "confidence"
+
+
+@dataclass(frozen=True)
+class PowerLaw:
+    """ln y = intercept + sum_v exponents[v] * ln v, fitted on logs.
+
+    `covariance` is over [intercept, *exponents] in the order of `exponents`; with
+    `residual_variance` it gives prediction intervals, without it confidence intervals of the mean.
+    """
+
+    target: str
+    unit: str
+    intercept: float
+    exponents: dict[str, float]
+    covariance: list[list[float]] | None = None
+    residual_variance: float | None = None
+    dof: int | None = None
+    n_points: int | None = None
+
+    @property
+    def coefficient(self) -> float:
+        """The multiplicative constant a of y = a * prod v^e."""
+        return math.exp(self.intercept)
+
+    def formula(self) -> str:
+        """Human-readable form, e.g. `1.79 * N^-0.713 * D^0.307`."""
+        terms = "".join(f" * {v}^{e:.4g}" for v, e in self.exponents.items())
+        return f"{self.coefficient:.4g}{terms}"
+
+    def predict(self, values: dict[str, float], level: float = 0.95) -> Estimate:
+        """Evaluate at `values` (variable -> value) with an interval at `level` where possible."""
+        logs = [1.0] + [math.log(values[v]) for v in self.exponents]
+        coefs = [self.intercept, *self.exponents.values()]
+        mean = sum(c * x for c, x in zip(coefs, logs))
+        if self.covariance is None:
+            return Estimate(math.exp(mean), level=level)
+        var = sum(
+            logs[i] * self.covariance[i][j] * logs[j] for i in range(len(logs)) for j in range(len(logs))
+        )
+        interval = "confidence"
+        if self.residual_variance is not None:
+            var += self.residual_variance
+            interval = "prediction"
+        q = _quantile(level, self.dof)
+        half = q * math.sqrt(max(var, 0.0))
+        return Estimate(math.exp(mean), math.exp(mean - half), math.exp(mean + half), level, interval)
+
+
+@dataclass(frozen=True)
+class LossLaw:
+    """L(N, D) = E + A / N^alpha + B / D^beta (Chinchilla's approach 3 form)."""
+
+    E: float
+    A: float
+    B: float
+    alpha: float
+    beta: float
+    covariance: list[list[float]] | None = None  # over [E, A, B, alpha, beta]
+
+    def loss(self, n: float, d: float) -> float:
+        """Predicted loss for N parameters trained on D tokens."""
+        return self.E + self.A / n**self.alpha + self.B / d**self.beta
+
+    def compute_optimal(self, compute: float) -> tuple[float, float]:
+        """(N, D) minimising L under C = 6 N D (closed form of the Chinchilla paper, eq. 4)."""
+        a = self.beta / (self.alpha + self.beta)
+        g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+        n = g * (compute / 6.0) ** a
+        return n, compute / (6.0 * n)
+
+    def optimal_tokens(self, n: float) -> float:
+        """Tokens D for which N is the compute-optimal size (inverse of compute_optimal)."""
+        a = self.beta / (self.alpha + self.beta)
+        g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+        return (n / g) ** (1.0 / a) / n
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the numbers came from: a paper, or the command and data that produced the fit."""
+
+    source: str
+    citation: str | None = None
+    url: str | None = None
+    data_sha256: str | None = None
+    date: str | None = None
+    command: str | None = None
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What a law prescribes at one point: each target's estimate plus the inputs it used."""
+
+    law: str
+    inputs: dict[str, float]
+    values: dict[str, Estimate]
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def lr(self) -> float:
+        """The predicted learning rate (the base lr eta for muP laws)."""
+        return self._get("lr")
+
+    @property
+    def batch_size(self) -> float:
+        """The predicted batch size, in the unit of the law's `batch_size` target."""
+        return self._get("batch_size")
+
+    def _get(self, target: str) -> float:
+        if target not in self.values:
+            raise ScaleplanError(f"law '{self.law}' does not predict '{target}' (it has: {', '.join(self.values)})")
+        return self.values[target].value
+
+
+@dataclass(frozen=True)
+class LawFile:
+    """A scaling law as shipped in fits/*.json: see the module docstring."""
+
+    name: str
+    title: str
+    variables: list[Variable]
+    provenance: Provenance
+    power_laws: list[PowerLaw] = field(default_factory=list)
+    loss_law: LossLaw | None = None
+    fitted_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    method: str | None = None
+    parametrization: dict[str, Any] | None = None
+    notes: str | None = None
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+    # ---- prediction -------------------------------------------------------------------------
+    def variable(self, name: str) -> Variable:
+        """The declared variable `name` (N, D, C, W, B)."""
+        for v in self.variables:
+            if v.name == name:
+                return v
+        raise ScaleplanError(f"law '{self.name}' has no variable '{name}'")
+
+    def needs(self) -> list[str]:
+        """Variables the power laws take as inputs, in declaration order."""
+        used = {v for p in self.power_laws for v in p.exponents}
+        return [v.name for v in self.variables if v.name in used]
+
+    def predict(self, level: float = 0.95, **inputs: float | None) -> Prediction:
+        """Evaluate every power law, e.g. `law.predict(params=7e9, tokens=2e12)`.
+
+        Keywords: params (N), tokens (D), compute (C), width (W), batch_size (B). Values outside
+        the fitted range are allowed but produce a warning in the returned record.
+        """
+        unknown = set(inputs) - set(KEYWORD_VARIABLES)
+        if unknown:
+            raise ScaleplanError(
+                f"unknown input(s) {sorted(unknown)}; use {', '.join(KEYWORD_VARIABLES)}"
+            )
+        values = {KEYWORD_VARIABLES[k]: float(v) for k, v in inputs.items() if v is not None}
+        for var in self.needs():
+            if var not in values:
+                meaning = self.variable(var).meaning
+                raise ScaleplanError(
+                    f"law '{self.name}' needs {VARIABLE_KEYWORDS[var]}= ({var}: {meaning})"
+                )
+        for var, val in values.items():
+            if not (math.isfinite(val) and val > 0):
+                raise ScaleplanError(f"{VARIABLE_KEYWORDS[var]} must be a positive finite number, got {val}")
+        used = {v: values[v] for v in self.needs()}
+        estimates = {p.target: p.predict(used, level) for p in self.power_laws}
+        return Prediction(self.name, used, estimates, tuple(self.extrapolation_warnings(used)))
+
+    def extrapolation_warnings(self, values: dict[str, float]) -> list[str]:
+        """One message per input outside the fitted range, saying by how far."""
+        out = []
+        for var, val in values.items():
+            if var not in self.fitted_range:
+                continue
+            lo, hi = self.fitted_range[var]
+            if val > hi * (1 + 1e-9):
+                out.append(f"extrapolating: {var}={val:.3g} is {val / hi:.3g}x above the fitted range [{lo:.3g}, {hi:.3g}]")
+            elif val < lo * (1 - 1e-9):
+                out.append(f"extrapolating: {var}={val:.3g} is {lo / val:.3g}x below the fitted range [{lo:.3g}, {hi:.3g}]")
+        return out
+
+    # ---- (de)serialisation --------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict, schema_version first."""
+        d = asdict(self)
+        d["fitted_range"] = {k: list(v) for k, v in self.fitted_range.items()}
+        return {"schema_version": d.pop("schema_version"), **d}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the law as indented JSON; returns the path."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return path
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], origin: str = "law") -> LawFile:
+        """Validate and build from a parsed JSON dict; errors name `origin` and the bad key."""
+        if not isinstance(d, dict):
+            raise ScaleplanError(f"{origin}: expected a JSON object at the top level")
+        version = d.get("schema_version")
+        if not isinstance(version, int):
+            raise ScaleplanError(f"{origin}: missing or non-integer 'schema_version'")
+        if version > SCHEMA_VERSION:
+            raise ScaleplanError(
+                f"{origin} has schema version {version}, newer than this scaleplan reads "
+                f"({SCHEMA_VERSION}): upgrade scaleplan (pip install -U scaleplan)"
+            )
+        known = set(cls.__dataclass_fields__)
+        extra = set(d) - known
+        if extra:
+            raise ScaleplanError(f"{origin}: unknown key(s) {sorted(extra)}")
+        try:
+            return cls(
+                name=d["name"],
+                title=d["title"],
+                variables=[Variable(**v) for v in d["variables"]],
+                provenance=Provenance(**d["provenance"]),
+                power_laws=[PowerLaw(**p) for p in d.get("power_laws", [])],
+                loss_law=LossLaw(**d["loss_law"]) if d.get("loss_law") else None,
+                fitted_range={k: (float(v[0]), float(v[1])) for k, v in d.get("fitted_range", {}).items()},
+                method=d.get("method"),
+                parametrization=d.get("parametrization"),
+                notes=d.get("notes"),
+                schema_version=version,
+            )
+        except KeyError as exc:
+            raise ScaleplanError(f"{origin}: missing key {exc}") from None
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ScaleplanError(f"{origin}: malformed entry ({' '.join(str(exc).split())})") from None
+
+    @classmethod
+    def load(cls, path: str | Path) -> LawFile:
+        """Read and validate a law file; any problem is one ScaleplanError naming the file."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except FileNotFoundError:
+            raise ScaleplanError(f"law file not found: {path}") from None
+        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+            raise ScaleplanError(f"cannot read law file {path}: {type(exc).__name__}") from None
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ScaleplanError(f"law file {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        return cls.from_dict(data, origin=f"law file {path}")
+
+
+def _validate(law: LawFile) -> None:
+    """Check the invariants every reader relies on; raise one ScaleplanError for the first break."""
+    where = f"law '{law.name}'"
+    if not law.power_laws and law.loss_law is None:
+        raise ScaleplanError(f"{where}: has neither power laws nor a loss law")
+    names = [v.name for v in law.variables]
+    if len(set(names)) != len(names):
+        raise ScaleplanError(f"{where}: duplicate variable names {names}")
+    for p in law.power_laws:
+        missing = [v for v in p.exponents if v not in names]
+        if missing:
+            raise ScaleplanError(f"{where}: power law '{p.target}' uses undeclared variable(s) {missing}")
+        numbers = [p.intercept, *p.exponents.values()]
+        if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in numbers):
+            raise ScaleplanError(f"{where}: power law '{p.target}' has a non-finite coefficient")
+        k = 1 + len(p.exponents)
+        if p.covariance is not None and (len(p.covariance) != k or any(len(r) != k for r in p.covariance)):
+            raise ScaleplanError(f"{where}: covariance of '{p.target}' must be {k}x{k}")
+    targets = [p.target for p in law.power_laws]
+    if len(set(targets)) != len(targets):
+        raise ScaleplanError(f"{where}: duplicate power-law targets {targets}")
+    for var, rng in law.fitted_range.items():
+        if var not in names:
+            raise ScaleplanError(f"{where}: fitted_range names undeclared variable '{var}'")
+        if not (0 < rng[0] <= rng[1]):
+            raise ScaleplanError(f"{where}: fitted_range of {var} must satisfy 0 < low <= high")
+    if law.loss_law is not None:
+        ll = law.loss_law
+        if not all(math.isfinite(x) and x > 0 for x in (ll.A, ll.B, ll.alpha, ll.beta)):
+            raise ScaleplanError(f"{where}: loss law A, B, alpha, beta must be positive")
+
+
+def _quantile(level: float, dof: int | None) -> float:
+    """Two-sided normal (or Student-t with `dof`) quantile; scipy only when a t is needed."""
+    p = 0.5 + level / 2.0
+    if dof:
+        from scipy.stats import t  # lazy: scipy costs ~0.2 s to import
+
+        return float(t.ppf(p, dof))
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(p)

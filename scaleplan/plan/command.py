@@ -1,0 +1,57 @@
+"""`scaleplan predict`: prescribe hyperparameters for a target size from a law (no torch import)."""
+
+from __future__ import annotations
+
+import click
+
+from scaleplan.plan.sizes import parse_size
+
+
+def _size(what: str, text: str | None) -> float | None:
+    return None if text is None else parse_size(text, what)
+
+
+@click.command()
+@click.option("--params", help="Target size, e.g. 7B: non-embedding parameters (or total with --params-total).")
+@click.option("--tokens", help="Training tokens, e.g. 2T (default: compute-optimal from the tokens law).")
+@click.option("--compute", help="FLOP budget C = 6ND, e.g. 1e23 (with --params: tokens follow; alone: N and D).")
+@click.option("--width", help="Target width, for laws fitted on width (muP sweeps).")
+@click.option("--law", "law_name", default="steplaw", show_default=True, help="Shipped law name or path to a law .json.")
+@click.option("--tokens-law", default="epoch-chinchilla", show_default=True, help="Loss law for compute-optimal tokens.")
+@click.option("--seq-len", default=4096, show_default=True, type=click.IntRange(min=1), help="Sequence length (batch in sequences).")
+@click.option("--vocab", default=32000, show_default=True, type=click.IntRange(min=1), help="Vocabulary size (embedding parameters).")
+@click.option("--tied/--untied", default=False, show_default=True, help="Tied input/output embeddings.")
+@click.option("--params-total", is_flag=True, help="--params counts all parameters, embeddings included.")
+@click.option("--d-model", type=click.IntRange(min=1), help="Model width (else derived from --params).")
+@click.option("--layers", type=click.IntRange(min=1), help="Number of layers (else derived from --params).")
+@click.option("--aspect", default=128.0, show_default=True, type=click.FloatRange(min=1), help="d_model / layers when deriving a shape.")
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True, help="Per-role lr rules (muP laws).")
+@click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999), help="Interval level.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
+def predict(
+    params: str | None, tokens: str | None, compute: str | None, width: str | None, law_name: str,
+    tokens_law: str, seq_len: int, vocab: int, tied: bool, params_total: bool, d_model: int | None,
+    layers: int | None, aspect: float, optimizer: str, level: float, fmt: str,
+) -> None:
+    """Prescribe lr, batch size and tokens for a target model size.
+
+    \b
+    Examples:
+      scaleplan predict --params 7B --tokens 2T
+      scaleplan predict --params 7B --tokens 2T --law deepseek --layers 30 --d-model 4096
+      scaleplan predict --compute 1e23
+      scaleplan predict --width 2048 --law fits/mlp-mup.json
+    """
+    from scaleplan.plan.prescribe import prescribe
+    from scaleplan.plan.render import to_json, to_table, to_yaml
+
+    result = prescribe(
+        law_name,
+        params=_size("--params", params),
+        tokens=_size("--tokens", tokens),
+        compute=_size("--compute", compute),
+        width=_size("--width", width),
+        seq_len=seq_len, vocab=vocab, tied=tied, params_total=params_total,
+        d_model=d_model, n_layers=layers, aspect=aspect, tokens_law=tokens_law, level=level, optimizer=optimizer,
+    )
+    click.echo({"table": to_table, "json": to_json, "yaml": to_yaml}[fmt](result), nl=fmt != "table")

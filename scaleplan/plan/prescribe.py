@@ -1,0 +1,180 @@
+"""Prescriptions: what a law says to use for a target model (lr, per-layer lr, batch, tokens).
+
+Laws disagree on what their inputs mean (Step Law: non-embedding N; DeepSeek: C = M*D with M
+non-embedding FLOPs per token; Chinchilla: total N), so the planner builds the target's shape once and
+hands each law the quantity in its own convention, recording which one it used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.laws import Estimate, LawFile, load_law
+from scaleplan.plan.shape import DEFAULT_ASPECT, ModelShape, non_embedding_from_total, shape_for
+
+DEFAULT_TOKENS_LAW = "epoch-chinchilla"
+
+
+@dataclass(frozen=True)
+class LawInput:
+    """One input a law was evaluated at, with what it counts."""
+
+    name: str
+    value: float
+    meaning: str
+
+
+@dataclass(frozen=True)
+class GroupLR:
+    """Per-role hyperparameters at the target width (muP-style laws only)."""
+
+    role: str
+    lr: float
+    init_std_mult: float
+    forward_mult: float
+    weight_decay_mult: float
+
+
+@dataclass(frozen=True)
+class Prescription:
+    """The planner's answer for one target; every number says where it came from."""
+
+    law: str
+    law_title: str
+    inputs: list[LawInput]
+    lr: Estimate | None = None
+    batch_size: Estimate | None = None
+    batch_unit: str | None = None
+    batch_sequences: int | None = None
+    tokens: float | None = None
+    tokens_source: str | None = None
+    compute: float | None = None
+    predicted_loss: float | None = None
+    shape: ModelShape | None = None
+    parametrization: str | None = None
+    per_group: list[GroupLR] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+
+
+def prescribe(
+    law: LawFile | str,
+    *,
+    params: float | None = None,
+    tokens: float | None = None,
+    compute: float | None = None,
+    width: float | None = None,
+    seq_len: int = 4096,
+    vocab: int = 32000,
+    tied: bool = False,
+    params_total: bool = False,
+    d_model: int | None = None,
+    n_layers: int | None = None,
+    aspect: float = DEFAULT_ASPECT,
+    tokens_law: LawFile | str = DEFAULT_TOKENS_LAW,
+    level: float = 0.95,
+    optimizer: str = "adam",
+) -> Prescription:
+    """Evaluate `law` for a target given by size (params/shape/compute) or, for width laws, by width."""
+    law = load_law(law) if isinstance(law, str) else law
+    if tokens is not None and compute is not None and params is not None:
+        raise ScaleplanError("give at most two of --params, --tokens, --compute (the third follows from C = 6ND)")
+    if "W" in law.needs():
+        return _prescribe_width(law, width=width, params=params, tokens=tokens, level=level, optimizer=optimizer)
+    loss_file = law if law.loss_law is not None else (load_law(tokens_law) if isinstance(tokens_law, str) else tokens_law)
+    if loss_file.loss_law is None:
+        raise ScaleplanError(f"tokens law '{loss_file.name}' has no loss law (use chinchilla or epoch-chinchilla)")
+    loss_law = loss_file.loss_law
+    kw = dict(vocab=vocab, tied=tied, seq_len=seq_len, d_model=d_model, n_layers=n_layers, aspect=aspect)
+
+    tokens_source = "given" if tokens is not None else None
+    if params is not None:
+        shape = non_embedding_from_total(params, **kw) if params_total else shape_for(params, **kw)
+    elif d_model is not None and n_layers is not None:
+        shape = shape_for(None, **kw)
+    elif compute is not None and tokens is None:
+        n_total, tokens = loss_law.compute_optimal(compute)
+        tokens_source = f"compute-optimal for C = {compute:.3g} FLOPs ({loss_file.name})"
+        shape = non_embedding_from_total(n_total, **kw)
+    elif compute is not None:
+        shape = non_embedding_from_total(compute / (6.0 * tokens), **kw)
+    else:
+        raise ScaleplanError("give --params (or --d-model and --layers, or --compute)")
+
+    if tokens is None and compute is not None:
+        tokens, tokens_source = compute / (6.0 * shape.total_params), "C / (6N), N total"
+    elif tokens is None:
+        tokens = loss_law.optimal_tokens(shape.total_params)
+        tokens_source = f"compute-optimal for N = {shape.total_params:.3g} total ({loss_file.name})"
+    compute = compute if compute is not None else 6.0 * shape.total_params * tokens
+
+    inputs = [_law_input(law, var, shape, tokens, compute) for var in law.needs()]
+    keywords = {"N": "params", "D": "tokens", "C": "compute"}
+    prediction = law.predict(level=level, **{keywords[i.name]: i.value for i in inputs})
+    loss_warnings = [f"{loss_file.name}: {w}" for w in loss_file.extrapolation_warnings({"N": shape.total_params, "D": tokens})]
+    batch = prediction.values.get("batch_size")
+    batch_unit = next((p.unit for p in law.power_laws if p.target == "batch_size"), None)
+    return Prescription(
+        law=law.name,
+        law_title=law.title,
+        inputs=inputs,
+        lr=prediction.values.get("lr"),
+        batch_size=batch,
+        batch_unit=batch_unit,
+        batch_sequences=max(1, round(batch.value / seq_len)) if batch is not None and batch_unit == "tokens" else None,
+        tokens=tokens,
+        tokens_source=tokens_source,
+        compute=compute,
+        predicted_loss=loss_law.loss(shape.total_params, tokens),
+        shape=shape,
+        parametrization=(law.parametrization or {}).get("name"),
+        warnings=(*prediction.warnings, *loss_warnings),
+    )
+
+
+def _law_input(law: LawFile, var: str, shape: ModelShape, tokens: float, compute: float) -> LawInput:
+    """The value of `var` in the law's own convention for this shape and token count."""
+    v = law.variable(var)
+    if var == "N":
+        value = shape.total_params if v.convention == "total" else shape.non_embedding_params
+    elif var == "D":
+        value = tokens
+    elif var == "C":
+        value = shape.flops_per_token_deepseek() * tokens if v.convention == "deepseek-MD" else compute
+    else:
+        raise ScaleplanError(f"law '{law.name}': the planner cannot derive variable '{var}' from a model size")
+    return LawInput(var, value, v.meaning)
+
+
+def _prescribe_width(
+    law: LawFile, *, width: float | None, params: float | None, tokens: float | None, level: float, optimizer: str
+) -> Prescription:
+    """Laws of width (muP sweeps): base lr eta at the target width, then per-role lrs from the rules."""
+    if width is None:
+        raise ScaleplanError(f"law '{law.name}' is a law of width W ({law.variable('W').meaning}): give --width")
+    prediction = law.predict(level=level, width=width, params=params, tokens=tokens)
+    inputs = [LawInput(v, val, law.variable(v).meaning) for v, val in prediction.inputs.items()]
+    par = law.parametrization or {}
+    groups: list[GroupLR] = []
+    lr = prediction.values.get("lr")
+    if lr is not None and par.get("name") and par.get("base_width"):
+        from scaleplan.parametrization.rules import get_parametrization  # torch-free table
+
+        m = width / float(par["base_width"])
+        for role, mult in get_parametrization(par["name"]).table(m, optimizer):
+            groups.append(GroupLR(role, lr.value * mult.lr, mult.init_std, mult.forward, mult.weight_decay))
+    batch = prediction.values.get("batch_size")
+    return Prescription(
+        law=law.name,
+        law_title=law.title,
+        inputs=inputs,
+        lr=lr,
+        batch_size=batch,
+        batch_unit=next((p.unit for p in law.power_laws if p.target == "batch_size"), None),
+        tokens=tokens,
+        tokens_source="given" if tokens is not None else None,
+        parametrization=par.get("name"),
+        per_group=groups,
+        warnings=prediction.warnings,
+    )
+

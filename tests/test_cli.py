@@ -1,0 +1,103 @@
+"""The command line: predict's numbers, one-line errors with exit code 2, no torch on light paths."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from scaleplan.laws import LawFile
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "scaleplan.cli", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_predict_steplaw_json_matches_the_paper():
+    out = run("predict", "--params", "7B", "--tokens", "2T", "--law", "steplaw", "--format", "json")
+    assert out.returncode == 0, out.stderr
+    d = json.loads(out.stdout)
+    assert f"{d['lr']['value']:.3g}" == f"{1.79 * 7e9**-0.713 * 2e12**0.307:.3g}"
+    assert f"{d['batch_size']['value']:.3g}" == f"{0.58 * 2e12**0.571:.3g}"
+    assert d["inputs"][0]["meaning"].startswith("non-embedding")
+    assert any("extrapolating" in w for w in d["warnings"])
+
+
+def test_predict_deepseek_json():
+    out = run("predict", "--layers", "30", "--d-model", "4096", "--tokens", "2T", "--law", "deepseek", "--format", "json")
+    d = json.loads(out.stdout)
+    m = 72 * 30 * 4096**2 + 12 * 30 * 4096 * 4096
+    assert f"{d['lr']['value']:.3g}" == f"{0.3118 * (m * 2e12) ** -0.125:.3g}" == "0.000425"
+    assert d["batch_sequences"] == round(0.2920 * (m * 2e12) ** 0.3271 / 4096)
+
+
+def test_predict_table_and_yaml():
+    table = run("predict", "--params", "7B", "--tokens", "2T")
+    assert table.returncode == 0 and "learning rate" in table.stdout and "WARNING: extrapolating" in table.stdout
+    yaml = run("predict", "--params", "7B", "--tokens", "2T", "--format", "yaml")
+    assert "law: \"steplaw\"" in yaml.stdout and "\n  value: 0.00102" in yaml.stdout
+
+
+def test_laws_lists_presets():
+    out = run("laws")
+    assert out.returncode == 0
+    for name in ("steplaw", "deepseek", "chinchilla", "epoch-chinchilla"):
+        assert name in out.stdout
+
+
+@pytest.fixture
+def newer_law(tmp_path):
+    data = LawFile.load("fits/steplaw.json").to_dict()
+    data["schema_version"] += 1
+    path = tmp_path / "newer.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--params", "7Q"], "--params: cannot parse '7Q'"),
+        (["--params", "-3B"], "--params: must be positive"),
+        (["--params", "nan"], "--params: must be a finite positive number"),
+        (["--params", "7B", "--tokens", "0"], "--tokens: must be positive"),
+        (["--params", "7B", "--law", "nosuchlaw"], "unknown law 'nosuchlaw'"),
+        (["--params", "7B", "--law", "missing/law.json"], "law file not found: missing/law.json"),
+        (["--params", "7B", "--law", "CORRUPT"], "is not valid JSON"),
+        (["--params", "7B", "--law", "NEWER"], "newer than this scaleplan reads"),
+        (["--params", "7B", "--format", "xml"], "Invalid value for '--format'"),
+    ],
+)
+def test_bad_input_is_one_line_exit_2(args, fragment, tmp_path, newer_law):
+    corrupt = tmp_path / "corrupt.json"
+    corrupt.write_text("{not json")
+    args = [str(corrupt) if a == "CORRUPT" else newer_law if a == "NEWER" else a for a in args]
+    out = run("predict", *args)
+    assert out.returncode == 2
+    assert out.stdout == ""
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and fragment in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+LIGHT = """
+import sys
+from scaleplan.cli import main
+try:
+    main({argv!r})
+except SystemExit as e:
+    assert not e.code, e.code
+heavy = sorted(m for m in sys.modules if m.split('.')[0] in {{'torch', 'optuna', 'pandas', 'statsmodels', 'matplotlib'}})
+assert not heavy, heavy
+"""
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--params", "7B", "--tokens", "2T"], ["predict", "--params", "7B", "--format", "json"], ["laws"]])
+def test_light_paths_import_no_torch(argv):
+    out = subprocess.run([sys.executable, "-c", LIGHT.format(argv=argv)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_import_scaleplan_and_load_law_import_no_torch():
+    code = "import sys, scaleplan; scaleplan.load_law('steplaw').predict(params=1e9, tokens=1e11); assert 'torch' not in sys.modules"
+    assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0

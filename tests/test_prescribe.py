@@ -1,0 +1,79 @@
+import math
+
+import pytest
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.plan.prescribe import prescribe
+from scaleplan.plan.shape import non_embedding_from_total, shape_for
+
+
+def test_steplaw_uses_given_non_embedding_params():
+    p = prescribe("steplaw", params=7e9, tokens=2e12)
+    assert p.inputs[0].name == "N" and p.inputs[0].value == 7e9
+    assert f"{p.lr.value:.3g}" == f"{1.79 * 7e9**-0.713 * 2e12**0.307:.3g}" == "0.00102"
+    assert f"{p.batch_size.value:.3g}" == f"{0.58 * 2e12**0.571:.3g}"
+    assert p.batch_sequences == round(0.58 * 2e12**0.571 / 4096)
+    assert p.lr.low < p.lr.value < p.lr.high
+    assert any("above the fitted range" in w for w in p.warnings)
+
+
+def test_deepseek_gets_M_times_D_from_the_shape():
+    p = prescribe("deepseek", d_model=4096, n_layers=30, tokens=2e12, seq_len=4096)
+    m = 72 * 30 * 4096**2 + 12 * 30 * 4096 * 4096
+    assert math.isclose(p.inputs[0].value, m * 2e12, rel_tol=1e-12)
+    assert math.isclose(p.lr.value, 0.3118 * (m * 2e12) ** -0.125, rel_tol=1e-12)
+    assert p.lr.low is None  # no published covariance, no made-up interval
+
+
+def test_tokens_default_to_compute_optimal_under_epoch():
+    p = prescribe("steplaw", params=1e9)
+    assert p.tokens_source.startswith("compute-optimal")
+    assert 15 < p.tokens / p.shape.total_params < 30
+
+
+def test_compute_alone_gives_n_and_d():
+    p = prescribe("steplaw", compute=1e23)
+    assert math.isclose(6 * p.shape.total_params * p.tokens, 1e23, rel_tol=1e-6)
+
+
+def test_params_total_converts_with_vocab():
+    p = prescribe("steplaw", params=7e9, params_total=True, vocab=50000, tied=True, tokens=1e12)
+    assert math.isclose(p.shape.total_params, 7e9, rel_tol=1e-9)
+    assert math.isclose(p.inputs[0].value, 7e9 - 50000 * p.shape.d_model, rel_tol=1e-9)
+
+
+def test_chinchilla_uses_total_params():
+    p = prescribe("chinchilla", params=7e9, vocab=32000, tokens=1e12)
+    assert p.lr is None and p.inputs == []
+    assert math.isclose(p.predicted_loss, 1.69 + 406.4 / p.shape.total_params**0.34 + 410.7 / 1e12**0.28)
+
+
+def test_shape_for_7b_by_hand():
+    # L0 = (7e9 / (12 * 128^2))^(1/3) = 32.9 -> d = round(128 * 32.9 / 128) * 128 = 4224; L = round(7e9 / (12 * 4224^2)) = 33
+    s = shape_for(7e9, vocab=32000, tied=False, seq_len=2048)
+    assert (s.d_model, s.n_layers, s.n_heads) == (4224, 33, 33)
+    assert s.non_embedding_params == 7e9 and s.total_params == 7e9 + 2 * 32000 * 4224
+
+
+@pytest.mark.parametrize("n", [125e6, 350e6, 1.3e9, 13e9, 70e9])
+def test_shape_for_is_close_to_the_count(n):
+    s = shape_for(n, vocab=32000, tied=False, seq_len=2048)
+    assert s.d_model % 128 == 0
+    assert abs(12 * s.n_layers * s.d_model**2 - n) / n < 0.12
+    assert 0.5 < (s.d_model / s.n_layers) / 128 < 2
+
+
+def test_total_smaller_than_embeddings_is_an_error():
+    with pytest.raises(ScaleplanError, match="smaller than the embeddings"):
+        non_embedding_from_total(1e6, vocab=50000, tied=False, seq_len=2048, d_model=None, n_layers=None, aspect=128)
+
+
+def test_width_law_needs_width(tmp_path):
+    from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
+
+    law = LawFile(name="w", title="t", variables=[Variable("W", "hidden width", "units")],
+                  provenance=Provenance(source="test"),
+                  power_laws=[PowerLaw("lr", "learning rate", math.log(0.01), {"W": -0.25})])
+    with pytest.raises(ScaleplanError, match="give --width"):
+        prescribe(law, params=7e9)
+    assert math.isclose(prescribe(law, width=1024).lr.value, 0.01 * 1024**-0.25)
