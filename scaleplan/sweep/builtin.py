@@ -1,0 +1,81 @@
+"""The built-in objective: train scaleplan's reference models with scaleplan.train.
+
+A population (K trials of one width, batch size and step count) trains in one batched call when
+`population_size_for` says K > 1; otherwise trials train one at a time. One torch thread each.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.objective import ObjectiveFailed, Outcome, TrialRequest
+from scaleplan.sweep.plan import GridPoint, grid_points
+from scaleplan.sweep.spec import SweepSpec
+
+
+class BuiltinObjective:
+    """Builds a `TrialConfig` per trial from the spec, its grid point and the sampled params."""
+
+    def __init__(self, spec: SweepSpec) -> None:
+        from scaleplan.train.build import build_model, build_task
+
+        self._spec = spec
+        probe = self.config(TrialRequest(grid_points(spec)[0], self._probe_params()))
+        build_model(probe, build_task(probe))  # unknown task/model names or kwargs fail here, before any trial
+
+    def _probe_params(self) -> dict[str, float]:
+        params = {}
+        for p in self._spec.search:
+            grid = p.grid()
+            params[p.name] = grid[0] if grid else p.low  # type: ignore[assignment]
+        return params
+
+    def config(self, request: TrialRequest) -> Any:
+        """The `TrialConfig` of one trial (task, model, parametrization, budget and sampled params)."""
+        from scaleplan.train.config import TrialConfig
+
+        spec, point = self._spec, request.point
+        return TrialConfig(
+            task=spec.task,  # type: ignore[arg-type]  # required for the built-in trainer by the spec parser
+            model=spec.model,  # type: ignore[arg-type]
+            width=point.width,
+            parametrization=spec.parametrization,
+            base_width=spec.base_width or min(spec.widths),
+            task_kwargs=spec.task_kwargs,
+            model_kwargs=spec.model_kwargs,
+            batch_size=point.batch_size,
+            steps=point.steps,
+            seed=point.seed,
+            threads=1,
+            **spec.train,
+            **request.params,
+        )
+
+    def population_size(self, point: GridPoint) -> int:
+        from scaleplan.train.population import population_size_for
+
+        cfg = self.config(TrialRequest(point, self._probe_params()))
+        return population_size_for(cfg, cfg.device)
+
+    def evaluate(self, requests: list[TrialRequest]) -> list[Outcome]:
+        from scaleplan.train.loop import train_trial
+        from scaleplan.train.population import train_population
+
+        cfgs = [self.config(r) for r in requests]
+        try:
+            results = train_population(cfgs) if len(cfgs) > 1 else [train_trial(cfgs[0])]
+        except ScaleplanError:
+            raise
+        except Exception as exc:  # a crash in training is reported like a user objective's
+            raise ObjectiveFailed(f"{type(exc).__name__}: {exc}") from exc
+        return [
+            Outcome(
+                loss=r.loss,
+                diverged=r.diverged,
+                n_params=r.n_params,
+                tokens=r.tokens_or_samples,
+                extras={"train_loss": r.train_loss, "seconds": r.seconds, "steps_run": float(r.steps_run)},
+            )
+            for r in results
+        ]

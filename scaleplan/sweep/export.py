@@ -1,0 +1,97 @@
+"""Sweep trials as a pandas DataFrame (one row per trial), and export to CSV or parquet.
+
+The fit stage reads these columns: width, N, D, lr, batch_size, loss, state, diverged (and seed,
+steps, other searched params). `loss` is the objective's loss, empty for diverged trials; `value`
+is what Optuna saw (the finite penalty for diverged trials).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.spec import SweepSpec, load_spec
+from scaleplan.sweep.storage import open_storage, resolve_storage
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+COLUMNS = ("study", "trial", "state", "width", "N", "D", "steps", "lr", "batch_size", "loss", "diverged", "seed")
+TAIL = ("train_loss", "seconds", "value", "point", "slot", "error")
+
+
+def trials_frame(study: optuna.Study) -> pd.DataFrame:
+    """One row per trial of a sweep study, fit columns first, then other params and attributes."""
+    import pandas as pd
+
+    rows: list[dict[str, Any]] = []
+    for t in study.get_trials(deepcopy=False):
+        a = t.user_attrs
+        row = {
+            "study": study.study_name,
+            "trial": t.number,
+            "state": t.state.name,
+            **{k: a.get(k) for k in ("width", "N", "D", "steps", "batch_size", "seed")},
+            "loss": a.get("loss"),
+            "diverged": bool(a.get("diverged", False)),
+            **t.params,
+            "value": t.value,
+            **{k: v for k, v in a.items() if k not in COLUMNS and k not in ("point", "slot")},
+            "point": a.get("point"),
+            "slot": a.get("slot"),
+        }
+        rows.append(row)
+    extra = sorted({k for r in rows for k in r} - set(COLUMNS) - set(TAIL))
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *extra, *TAIL])
+    for col in ("width", "N", "D", "steps", "batch_size", "seed"):
+        frame[col] = frame[col].astype("Int64")
+    frame["loss"] = frame["loss"].astype("float64")
+    return frame
+
+
+def open_study_readonly(source: str | Path | SweepSpec, study: str | None = None, storage: str | None = None) -> optuna.Study:
+    """Load an existing sweep study from a spec (its storage and name) or from a storage URL/path."""
+    import optuna
+
+    spec = source if isinstance(source, SweepSpec) else None
+    text = str(source)
+    if spec is None and text.endswith(".toml"):
+        spec = load_spec(text)
+    if spec is not None:
+        target = resolve_storage(storage, spec)
+        study = study or spec.name
+    else:
+        target = resolve_storage(storage or text, None)
+    if target.path is not None and not target.path.is_file():
+        raise ScaleplanError(f"no sweep storage at {target.path}: run `scaleplan sweep SPEC` first (or pass --storage)")
+    opened = open_storage(target)
+    names = [s.study_name for s in opened.get_all_studies()]
+    if study is None:
+        if len(names) != 1:
+            raise ScaleplanError(f"{target.display()} holds {len(names)} studies ({', '.join(names) or 'none'}): name one with --study")
+        study = names[0]
+    if study not in names:
+        raise ScaleplanError(f"no study '{study}' in {target.display()} (studies there: {', '.join(names) or 'none'})")
+    return optuna.load_study(study_name=study, storage=opened)
+
+
+def load_trials(source: str | Path | SweepSpec, study: str | None = None, storage: str | None = None) -> pd.DataFrame:
+    """The trials of a sweep as a DataFrame; `source` is a spec (path or SweepSpec) or a storage URL/path."""
+    return trials_frame(open_study_readonly(source, study, storage))
+
+
+def write_trials(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write the trials to `path`: .csv, or .parquet (needs pyarrow)."""
+    out = Path(path)
+    if out.suffix == ".csv":
+        frame.to_csv(out, index=False)
+    elif out.suffix == ".parquet":
+        try:
+            frame.to_parquet(out, index=False)
+        except ImportError:
+            raise ScaleplanError("parquet export needs pyarrow: `pip install scaleplan[parquet]`, or export to .csv") from None
+    else:
+        raise ScaleplanError(f"export file must end in .csv or .parquet, got '{out.name}'")
+    return out

@@ -1,0 +1,172 @@
+"""What a sweep trial runs: the built-in trainer, a user's Python callable, or a user's command.
+
+All three take `TrialRequest`s (grid point + sampled params) and return `Outcome`s. A user
+objective returns a float, or a mapping with `loss` and optionally `N`, `D`, `diverged` and other
+numbers (recorded as trial attributes); a command prints that as its last line (a number or JSON).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import shlex
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.plan import GridPoint
+from scaleplan.sweep.spec import SweepSpec
+
+
+class ObjectiveFailed(Exception):
+    """The objective raised or its command failed: the trial is FAILED, the sweep stops."""
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """One trial to evaluate: its grid point and the searched parameter values."""
+
+    point: GridPoint
+    params: dict[str, float]
+
+    def values(self) -> dict[str, Any]:
+        """Everything a user objective receives: width, steps, batch_size, seed and the params."""
+        return {**self.point.attrs(), **self.params}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A trial's result: loss (non-finite when diverged), N and D when known, and extra numbers."""
+
+    loss: float
+    diverged: bool
+    n_params: int | None
+    tokens: int | None
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+class Objective(Protocol):
+    """Evaluates trials; `population_size` > 1 lets one call train several trials together."""
+
+    def population_size(self, point: GridPoint) -> int: ...
+
+    def evaluate(self, requests: list[TrialRequest]) -> list[Outcome]: ...
+
+
+def outcome_from_value(value: Any, point: GridPoint) -> Outcome:
+    """Normalize a user objective's return value; D defaults to steps x batch_size (samples seen)."""
+    default_d = point.steps * point.batch_size
+    if isinstance(value, Mapping):
+        if "loss" not in value:
+            raise ObjectiveFailed(f"the returned mapping has no 'loss' key (keys: {', '.join(map(str, value))})")
+        extras = {
+            str(k): float(v)
+            for k, v in value.items()
+            if k not in ("loss", "N", "D", "diverged") and isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        loss = _as_loss(value["loss"])
+        diverged = bool(value.get("diverged", False)) or not math.isfinite(loss)
+        n = value.get("N")
+        d = value.get("D", default_d)
+        return Outcome(loss, diverged, None if n is None else int(n), None if d is None else int(d), extras)
+    loss = _as_loss(value)
+    return Outcome(loss, not math.isfinite(loss), None, default_d)
+
+
+def _as_loss(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ObjectiveFailed(f"the objective returned {value!r}, not a loss")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise ObjectiveFailed(f"the objective returned {value!r}, not a number") from None
+
+
+class CallableObjective:
+    """A user's Python function `pkg.mod:fn(params: dict) -> float | dict`, run in the worker process."""
+
+    def __init__(self, target: str) -> None:
+        module_name, attr = target.split(":")
+        if str(Path.cwd()) not in sys.path:  # console scripts do not put the working directory on the path
+            sys.path.insert(0, str(Path.cwd()))
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError as exc:
+            raise ScaleplanError(f"cannot import objective module '{module_name}': {exc} (run from the directory that holds it)") from None
+        fn = getattr(module, attr, None)
+        if not callable(fn):
+            raise ScaleplanError(f"objective '{target}': module '{module_name}' has no function '{attr}'")
+        self._fn: Callable[[dict[str, Any]], Any] = fn
+
+    def population_size(self, point: GridPoint) -> int:
+        return 1
+
+    def evaluate(self, requests: list[TrialRequest]) -> list[Outcome]:
+        outcomes = []
+        for request in requests:
+            try:
+                value = self._fn(request.values())
+            except Exception as exc:
+                raise ObjectiveFailed(f"{type(exc).__name__}: {exc}") from exc
+            outcomes.append(outcome_from_value(value, request.point))
+        return outcomes
+
+
+class CommandObjective:
+    """A user's command template, e.g. `python train.py --lr {lr}`; its last stdout line is the loss."""
+
+    def __init__(self, template: str, param_names: list[str], timeout_s: float | None) -> None:
+        self._template = template
+        self._timeout = timeout_s
+        probe = {name: 1 for name in [*GridPoint(1, 1, 1, 0).attrs(), *param_names]}
+        try:
+            template.format(**probe)
+        except KeyError as exc:
+            raise ScaleplanError(
+                f"[objective] command uses {{{exc.args[0]}}}, which is not a parameter; available: {', '.join(probe)}"
+            ) from None
+        except (IndexError, ValueError) as exc:
+            raise ScaleplanError(f"[objective] command template is malformed: {exc} (use named fields like {{lr}})") from None
+
+    def population_size(self, point: GridPoint) -> int:
+        return 1
+
+    def evaluate(self, requests: list[TrialRequest]) -> list[Outcome]:
+        return [self._run(request) for request in requests]
+
+    def _run(self, request: TrialRequest) -> Outcome:
+        argv = shlex.split(self._template.format(**request.values()))
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=self._timeout, check=False)
+        except FileNotFoundError:
+            raise ObjectiveFailed(f"command not found: {argv[0]}") from None
+        except subprocess.TimeoutExpired:
+            raise ObjectiveFailed(f"command timed out after {self._timeout:g} s: {shlex.join(argv)}") from None
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["(no stderr)"])[-1]
+            raise ObjectiveFailed(f"command exited with status {done.returncode}: {last}")
+        lines = done.stdout.strip().splitlines()
+        if not lines:
+            raise ObjectiveFailed(f"command printed nothing; it must print the loss on its last line: {shlex.join(argv)}")
+        last = lines[-1].strip()
+        try:
+            value: Any = json.loads(last) if last.startswith("{") else float(last)
+        except ValueError:
+            raise ObjectiveFailed(f"cannot read a loss from the command's last line {last[:80]!r}") from None
+        return outcome_from_value(value, request.point)
+
+
+def load_objective(spec: SweepSpec) -> Objective:
+    """The objective the spec names; import and template problems surface here, before any trial."""
+    if spec.objective.kind == "callable":
+        return CallableObjective(spec.objective.target)
+    if spec.objective.kind == "command":
+        return CommandObjective(spec.objective.target, [p.name for p in spec.search], spec.objective.timeout_s)
+    from scaleplan.sweep.builtin import BuiltinObjective
+
+    return BuiltinObjective(spec)

@@ -1,0 +1,136 @@
+"""Run a sweep on this machine: one in-process worker, or N worker processes (one torch thread each).
+
+The parent opens the study first (so bad input and unreachable storage fail before any worker
+starts), then shows progress by reading the storage. Worker processes die with the parent.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import multiprocessing
+import signal
+import time
+from dataclasses import dataclass
+from queue import Empty
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.objective import load_objective
+from scaleplan.sweep.progress import PointStatus, ProgressDisplay, point_status
+from scaleplan.sweep.spec import SweepSpec
+from scaleplan.sweep.study import PLANNED_ATTR, SweepSession, open_sweep
+from scaleplan.sweep.worker import run_worker
+
+POLL_S = 1.0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What a run left behind: trials COMPLETE / planned, and how many are still running elsewhere."""
+
+    complete: int
+    planned: int
+    running: int
+
+
+def sweep_status(session: SweepSession) -> list[PointStatus]:
+    """Per-grid-point status of the session's study."""
+    return point_status(session.study.get_trials(deepcopy=False), session.study.user_attrs[PLANNED_ATTR])
+
+
+def _summary(rows: list[PointStatus]) -> RunSummary:
+    return RunSummary(
+        complete=sum(min(r.complete, r.planned) for r in rows),
+        planned=sum(r.planned for r in rows),
+        running=sum(r.running for r in rows),
+    )
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies, so a killed sweep leaves no orphans."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def _worker_process(spec: SweepSpec, storage: str | None, index: int, max_trials: int | None, errors: multiprocessing.Queue) -> None:
+    _die_with_parent()
+    try:
+        session = open_sweep(spec, storage, worker_index=index)
+        run_worker(session, load_objective(spec), max_trials)
+    except ScaleplanError as exc:
+        errors.put(str(exc))
+        raise SystemExit(2) from None
+
+
+def _shares(total: int | None, workers: int) -> list[int | None]:
+    if total is None:
+        return [None] * workers
+    return [total // workers + (i < total % workers) for i in range(workers)]
+
+
+def run_sweep(
+    spec: SweepSpec,
+    storage: str | None = None,
+    workers: int = 1,
+    max_trials: int | None = None,
+    display: ProgressDisplay | None = None,
+    device: str | None = None,
+) -> RunSummary:
+    """Run the sweep's missing trials here with `workers` workers (`max_trials` caps this run).
+
+    `device` moves built-in training (e.g. to "cuda") without changing the plan or its fingerprint.
+    """
+    if workers < 1:
+        raise ScaleplanError(f"--workers must be at least 1, got {workers}")
+    if device is not None:
+        spec = dataclasses.replace(spec, train={**spec.train, "device": device})
+    session = open_sweep(spec, storage)
+    objective = load_objective(spec)  # import errors and bad templates surface before any trial
+    show = display.update if display is not None else (lambda rows: None)
+    show(sweep_status(session))
+    try:
+        if workers == 1:
+            run_worker(session, objective, max_trials, on_batch=lambda: show(sweep_status(session)))
+        else:
+            _run_processes(session, storage, workers, max_trials, show)
+        rows = sweep_status(session)
+        show(rows)
+    finally:
+        if display is not None:
+            display.close()
+    return _summary(rows)
+
+
+def _run_processes(session: SweepSession, storage: str | None, workers: int, max_trials: int | None, show) -> None:  # type: ignore[no-untyped-def]
+    ctx = multiprocessing.get_context("spawn")
+    errors = ctx.Queue()
+    procs = [
+        ctx.Process(target=_worker_process, args=(session.spec, storage, i, share, errors), daemon=True)
+        for i, share in enumerate(_shares(max_trials, workers))
+        if share is None or share > 0
+    ]
+    for p in procs:
+        p.start()
+    try:
+        while any(p.is_alive() for p in procs):
+            show(sweep_status(session))
+            time.sleep(POLL_S)
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+            p.join()
+    try:
+        message = errors.get(timeout=0.5) if any(p.exitcode for p in procs) else None
+    except Empty:
+        message = None
+    if message is not None:
+        raise ScaleplanError(message)
+    crashed = [p.exitcode for p in procs if p.exitcode]
+    if crashed:
+        raise ScaleplanError(
+            f"{len(crashed)} worker process(es) exited with status {crashed[0]}; finished trials are kept, "
+            "re-run the same command to resume (SCALEPLAN_TRACEBACK=1 with --workers 1 shows the error)"
+        )

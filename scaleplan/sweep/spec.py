@@ -1,0 +1,338 @@
+"""Sweep specs: parse and validate a `sweeps/*.toml` file into a `SweepSpec`.
+
+Every section has a closed set of keys, so a typo is an error that names the key, its section
+and the closest valid key. The keys are documented in sweeps/README.md.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from scaleplan.errors import ScaleplanError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised only on Python 3.10
+    import tomli as tomllib
+
+SAMPLERS = ("grid", "tpe", "gp", "random")
+BUILTIN_SEARCH = ("lr", "beta0", "tau", "output_mult", "init_std", "weight_decay")
+# Names a trial already fixes (grid point); a searched parameter may not reuse them.
+POINT_KEYS = ("width", "steps", "batch_size", "seed")
+
+SECTION_KEYS: dict[str, tuple[str, ...]] = {
+    "sweep": ("name", "storage", "sampler", "seed", "trials_per_point", "seeds", "startup_trials"),
+    "task": ("name", "kwargs"),
+    "model": ("name", "parametrization", "base_width", "kwargs"),
+    "train": ("optimizer", "weight_decay", "schedule", "warmup_steps"),
+    "ladder": ("widths", "steps"),
+    "search": ("batch_size", *BUILTIN_SEARCH),
+    "objective": ("callable", "command", "timeout_s", "diverged_value"),
+}
+RANGE_KEYS = ("low", "high", "log", "points")
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    """One searched hyperparameter: a range (sampled), a range with `points` (a grid), or values."""
+
+    name: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = True
+    points: int | None = None
+    values: tuple[float, ...] | None = None
+
+    def grid(self) -> tuple[float, ...] | None:
+        """The fixed values this parameter takes in grid mode, or None when it is a sampled range."""
+        if self.values is not None:
+            return self.values
+        if self.points is None:
+            return None
+        assert self.low is not None and self.high is not None
+        if self.points == 1:
+            return (self.low,)
+        inner = range(1, self.points - 1)  # endpoints are exactly low and high (no rounding outside)
+        if self.log:
+            a, b = math.log(self.low), math.log(self.high)
+            middle = [math.exp(a + (b - a) * i / (self.points - 1)) for i in inner]
+        else:
+            middle = [self.low + (self.high - self.low) * i / (self.points - 1) for i in inner]
+        return (self.low, *middle, self.high)
+
+
+@dataclass(frozen=True)
+class ObjectiveSpec:
+    """What evaluates a trial: the built-in trainer, a Python callable, or a shell-free command."""
+
+    kind: str  # "builtin" | "callable" | "command"
+    target: str = ""
+    timeout_s: float | None = None
+    diverged_value: float | None = None
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """A parsed sweep spec; `fingerprint` identifies the plan so a changed spec is caught on resume."""
+
+    name: str
+    path: Path | None
+    storage: str | None
+    sampler: str
+    seed: int
+    trials_per_point: int
+    seeds: tuple[int, ...]
+    startup_trials: int | None
+    task: str | None
+    task_kwargs: dict[str, Any]
+    model: str | None
+    model_kwargs: dict[str, Any]
+    parametrization: str
+    base_width: int | None
+    train: dict[str, Any]
+    widths: tuple[int, ...]
+    steps: tuple[int, ...]
+    batch_sizes: tuple[int, ...]
+    search: tuple[SearchParam, ...]
+    objective: ObjectiveSpec
+    raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """Hash of everything that defines the plan and the trials (not storage or the name)."""
+        body = {k: v for k, v in self.raw.items() if k != "sweep"}
+        body["sweep"] = {k: v for k, v in self.raw.get("sweep", {}).items() if k not in ("storage", "name")}
+        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def search_param(self, name: str) -> SearchParam | None:
+        """The searched parameter called `name`, if any."""
+        return next((p for p in self.search if p.name == name), None)
+
+
+def _where(source: str, section: str) -> str:
+    return f"{source}: [{section}]"
+
+
+def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f" - did you mean '{close[0]}'?" if close else ""
+            raise ScaleplanError(f"{where}: unknown key '{key}'{hint} (valid keys: {', '.join(allowed)})")
+
+
+def _table(raw: dict[str, Any], section: str, source: str) -> dict[str, Any]:
+    value = raw.get(section, {})
+    if not isinstance(value, dict):
+        raise ScaleplanError(f"{source}: '{section}' must be a [{section}] table")
+    return value
+
+
+def _int_list(value: Any, where: str, key: str, *, positive: bool = True) -> tuple[int, ...]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+        raise ScaleplanError(f"{where}: '{key}' must be a non-empty list of integers, got {value!r}")
+    if positive and any(v <= 0 for v in items):
+        raise ScaleplanError(f"{where}: '{key}' values must be positive, got {value!r}")
+    if len(set(items)) != len(items):
+        raise ScaleplanError(f"{where}: '{key}' has repeated values {value!r}")
+    return tuple(items)
+
+
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ScaleplanError(f"{where} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def parse_search_param(name: str, value: Any, where: str) -> SearchParam:
+    """Parse `name = {low, high, log, points}` or `name = [v1, v2, ...]` into a `SearchParam`."""
+    here = f"{where} '{name}'"
+    if isinstance(value, list):
+        if not value:
+            raise ScaleplanError(f"{here}: empty list of values - give at least one value")
+        values = tuple(_number(v, here) for v in value)
+        return SearchParam(name=name, values=values)
+    if not isinstance(value, dict):
+        raise ScaleplanError(f"{here} must be {{low = ..., high = ...}} or a list of values, got {value!r}")
+    _check_keys(value, RANGE_KEYS, here)
+    if "low" not in value or "high" not in value:
+        raise ScaleplanError(f"{here}: needs both 'low' and 'high'")
+    low, high = _number(value["low"], f"{here} low"), _number(value["high"], f"{here} high")
+    log = value.get("log", True)
+    if not isinstance(log, bool):
+        raise ScaleplanError(f"{here}: 'log' must be true or false")
+    if not low < high:
+        raise ScaleplanError(f"{here}: empty search range low={low:g} >= high={high:g} - make low < high")
+    if log and low <= 0:
+        raise ScaleplanError(f"{here}: a log-scale range needs low > 0 (got {low:g}); set log = false or raise low")
+    points = value.get("points")
+    if points is not None and (isinstance(points, bool) or not isinstance(points, int) or points < 2):
+        raise ScaleplanError(f"{here}: 'points' must be an integer >= 2, got {points!r}")
+    return SearchParam(name=name, low=low, high=high, log=log, points=points)
+
+
+def _parse_objective(table: dict[str, Any], source: str) -> ObjectiveSpec:
+    where = _where(source, "objective")
+    _check_keys(table, SECTION_KEYS["objective"], where)
+    if "callable" in table and "command" in table:
+        raise ScaleplanError(f"{where}: give either 'callable' or 'command', not both")
+    timeout = table.get("timeout_s")
+    if timeout is not None and _number(timeout, f"{where} 'timeout_s'") <= 0:
+        raise ScaleplanError(f"{where}: 'timeout_s' must be positive")
+    diverged = table.get("diverged_value")
+    diverged_value = None if diverged is None else _number(diverged, f"{where} 'diverged_value'")
+    timeout_s = None if timeout is None else float(timeout)
+    if "callable" in table:
+        target = table["callable"]
+        if not isinstance(target, str) or target.count(":") != 1 or not all(target.split(":")):
+            raise ScaleplanError(f"{where}: 'callable' must look like 'package.module:function', got {target!r}")
+        return ObjectiveSpec("callable", target, timeout_s, diverged_value)
+    if "command" in table:
+        target = table["command"]
+        if not isinstance(target, str) or not target.strip():
+            raise ScaleplanError(f"{where}: 'command' must be a non-empty string such as 'python train.py --lr {{lr}}'")
+        return ObjectiveSpec("command", target, timeout_s, diverged_value)
+    if timeout_s is not None:
+        raise ScaleplanError(f"{where}: 'timeout_s' applies only to a 'command' objective")
+    return ObjectiveSpec("builtin", "", None, diverged_value)
+
+
+def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = None) -> SweepSpec:
+    """Validate a spec's TOML tables and build the `SweepSpec`; every problem is a ScaleplanError."""
+    _check_keys(raw, tuple(SECTION_KEYS), f"{source}: top level")
+    sweep = _table(raw, "sweep", source)
+    _check_keys(sweep, SECTION_KEYS["sweep"], _where(source, "sweep"))
+    objective = _parse_objective(_table(raw, "objective", source), source)
+
+    name = sweep.get("name", path.stem if path is not None else None)
+    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'name' must be a non-empty word without spaces or slashes")
+    sampler = sweep.get("sampler", "tpe")
+    if sampler not in SAMPLERS:
+        close = difflib.get_close_matches(str(sampler), SAMPLERS, n=1)
+        hint = f" - did you mean '{close[0]}'?" if close else ""
+        raise ScaleplanError(f"{_where(source, 'sweep')}: unknown sampler '{sampler}'{hint} (choose {', '.join(SAMPLERS)})")
+    seed = sweep.get("seed", 0)
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'seed' must be an integer")
+    seeds = _int_list(sweep.get("seeds", [0]), _where(source, "sweep"), "seeds", positive=False)
+    storage = sweep.get("storage")
+    if storage is not None and (not isinstance(storage, str) or not storage):
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'storage' must be a path or URL string")
+    startup = sweep.get("startup_trials")
+    if startup is not None and (not isinstance(startup, int) or isinstance(startup, bool) or startup < 1):
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'startup_trials' must be a positive integer")
+
+    task = _table(raw, "task", source)
+    _check_keys(task, SECTION_KEYS["task"], _where(source, "task"))
+    model = _table(raw, "model", source)
+    _check_keys(model, SECTION_KEYS["model"], _where(source, "model"))
+    train = _table(raw, "train", source)
+    _check_keys(train, SECTION_KEYS["train"], _where(source, "train"))
+    for section, table in (("task", task), ("model", model)):
+        if not isinstance(table.get("kwargs", {}), dict):
+            raise ScaleplanError(f"{_where(source, section)}: 'kwargs' must be a table, e.g. [{section}.kwargs]")
+    if objective.kind == "builtin":
+        for section, table in (("task", task), ("model", model)):
+            if not isinstance(table.get("name"), str):
+                raise ScaleplanError(
+                    f"{_where(source, section)}: 'name' is required for the built-in trainer "
+                    "(or give [objective] callable/command to sweep your own code)"
+                )
+    base_width = model.get("base_width")
+    if base_width is not None and (not isinstance(base_width, int) or isinstance(base_width, bool) or base_width <= 0):
+        raise ScaleplanError(f"{_where(source, 'model')}: 'base_width' must be a positive integer")
+
+    ladder = _table(raw, "ladder", source)
+    _check_keys(ladder, SECTION_KEYS["ladder"], _where(source, "ladder"))
+    for key in ("widths", "steps"):
+        if key not in ladder:
+            raise ScaleplanError(f"{_where(source, 'ladder')}: '{key}' is required, e.g. {key} = [64, 128]")
+    widths = _int_list(ladder["widths"], _where(source, "ladder"), "widths")
+    steps = _int_list(ladder["steps"], _where(source, "ladder"), "steps")
+
+    search_table = _table(raw, "search", source)
+    allowed_search = SECTION_KEYS["search"] if objective.kind == "builtin" else None
+    if allowed_search is not None:
+        _check_keys(search_table, allowed_search, _where(source, "search"))
+    batch_sizes = _int_list(search_table.get("batch_size", [32]), _where(source, "search"), "batch_size")
+    if "lr" not in search_table:
+        raise ScaleplanError(f"{_where(source, 'search')}: 'lr' is required, e.g. lr = {{low = 1e-4, high = 1e-1}}")
+    search = []
+    for key, value in search_table.items():
+        if key == "batch_size":
+            continue
+        if key in POINT_KEYS:
+            raise ScaleplanError(f"{_where(source, 'search')}: '{key}' is set by the ladder, not searched")
+        search.append(parse_search_param(key, value, _where(source, "search")))
+
+    both = sorted(set(train) & {p.name for p in search})
+    if both:
+        raise ScaleplanError(f"{source}: '{both[0]}' is both in [train] and [search]; keep it in one of them")
+    n_grid = [p.grid() for p in search]
+    trials_per_point = sweep.get("trials_per_point")
+    if sampler == "grid":
+        missing = [p.name for p, g in zip(search, n_grid) if g is None]
+        if missing:
+            raise ScaleplanError(
+                f"{_where(source, 'search')}: sampler 'grid' needs 'points' (or a list of values) for {', '.join(missing)}"
+            )
+        n = math.prod(len(g) for g in n_grid if g is not None)
+        if trials_per_point is not None and trials_per_point != n:
+            raise ScaleplanError(
+                f"{_where(source, 'sweep')}: trials_per_point = {trials_per_point} but the grid has {n} points; drop trials_per_point"
+            )
+        trials_per_point = n
+    elif trials_per_point is None:
+        trials_per_point = 8
+    if not isinstance(trials_per_point, int) or isinstance(trials_per_point, bool) or trials_per_point < 1:
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'trials_per_point' must be a positive integer")
+
+    parametrization = model.get("parametrization", "sp")
+    if not isinstance(parametrization, str):
+        raise ScaleplanError(f"{_where(source, 'model')}: 'parametrization' must be a string such as 'mup'")
+    return SweepSpec(
+        name=name,
+        path=path,
+        storage=storage,
+        sampler=sampler,
+        seed=seed,
+        trials_per_point=trials_per_point,
+        seeds=seeds,
+        startup_trials=startup,
+        task=task.get("name"),
+        task_kwargs=dict(task.get("kwargs", {})),
+        model=model.get("name"),
+        model_kwargs=dict(model.get("kwargs", {})),
+        parametrization=parametrization,
+        base_width=base_width,
+        train=dict(train),
+        widths=widths,
+        steps=steps,
+        batch_sizes=batch_sizes,
+        search=tuple(search),
+        objective=objective,
+        raw=raw,
+    )
+
+
+def load_spec(path: str | Path) -> SweepSpec:
+    """Read and validate a spec file; a missing file or malformed TOML is a one-line ScaleplanError."""
+    p = Path(path)
+    if not p.is_file():
+        raise ScaleplanError(f"sweep spec not found: {p} (give the path to a .toml file, e.g. sweeps/mlp-mup.toml)")
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ScaleplanError(f"{p}: malformed TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise ScaleplanError(f"{p}: not a UTF-8 text file") from None
+    return parse_spec(raw, source=str(p), path=p.resolve())

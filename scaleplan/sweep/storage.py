@@ -1,0 +1,142 @@
+"""Optuna storage for sweeps: resolve where a study lives, open it, and lock it for bookkeeping.
+
+Local default: a journal file next to the spec (~3 ms/trial); `*.db` or `sqlite:///` gives SQLite;
+`postgresql://` gives Optuna's RDB storage for workers on many machines. The lock serializes the
+short plan bookkeeping (enqueue missing slots, fail stale trials) across all workers of a study.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.util
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scaleplan.errors import ScaleplanError
+
+if TYPE_CHECKING:
+    import optuna
+
+    from scaleplan.sweep.spec import SweepSpec
+
+JOURNAL_SUFFIXES = (".journal", ".log")
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+CONNECT_TIMEOUT_S = 10
+
+
+@dataclass(frozen=True)
+class StorageTarget:
+    """A resolved storage: kind ('journal' | 'sqlite' | 'postgresql'), the URL, and the local file if any."""
+
+    kind: str
+    url: str
+    path: Path | None = None
+
+    def display(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        if self.kind != "postgresql":
+            return self.url
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.url).render_as_string(hide_password=True)
+
+
+def resolve_storage(url: str | None, spec: SweepSpec | None = None) -> StorageTarget:
+    """Turn `--storage`, the spec's `storage` key or the default (sweeps/<name>.journal) into a target."""
+    base = spec.path.parent if spec is not None and spec.path is not None else Path.cwd()
+    if url is None and spec is not None:
+        url = spec.storage
+    if url is None:
+        if spec is None:
+            raise ScaleplanError("no storage given: pass a sweep spec or --storage URL")
+        path = base / f"{spec.name}.journal"
+        return StorageTarget("journal", str(path), path)
+    if url.startswith(("postgresql://", "postgresql+", "postgres://")):
+        return StorageTarget("postgresql", _with_driver(url))
+    if url.startswith("sqlite:///"):
+        path = Path(url[len("sqlite:///") :])
+        path = path if path.is_absolute() else base / path
+        return StorageTarget("sqlite", f"sqlite:///{path}", path)
+    if url.startswith("journal:///"):
+        url = url[len("journal:///") :]
+    elif "://" in url:
+        scheme = url.split("://")[0]
+        raise ScaleplanError(
+            f"unsupported storage scheme '{scheme}://': use a .journal or .db file path, sqlite:///FILE or postgresql://USER:PASS@HOST/DB"
+        )
+    path = Path(url)
+    path = path if path.is_absolute() else base / path
+    if path.suffix in SQLITE_SUFFIXES:
+        return StorageTarget("sqlite", f"sqlite:///{path}", path)
+    if path.suffix in JOURNAL_SUFFIXES:
+        return StorageTarget("journal", str(path), path)
+    raise ScaleplanError(
+        f"storage file '{url}' must end in .journal (journal file) or .db (SQLite), or be a postgresql:// URL"
+    )
+
+
+def _with_driver(url: str) -> str:
+    """Name a PostgreSQL driver that is installed: SQLAlchemy 2.1 defaults to psycopg 3, we ship psycopg2."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://") :]
+    if not url.startswith("postgresql://"):
+        return url  # the user named a driver
+    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
+        if importlib.util.find_spec(module) is not None:
+            return f"postgresql+{driver}://" + url[len("postgresql://") :]
+    raise ScaleplanError("postgresql storage needs a driver: `pip install scaleplan[postgres]` (psycopg2-binary)")
+
+
+def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
+    """Open (creating if needed) the Optuna storage; an unreachable server or bad path is one line."""
+    import optuna
+    import sqlalchemy.exc
+
+    if target.path is not None and not target.path.parent.is_dir():
+        raise ScaleplanError(f"storage directory does not exist: {target.path.parent} (create it or choose another --storage)")
+    if target.kind == "journal":
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        try:
+            return JournalStorage(JournalFileBackend(str(target.path)))
+        except OSError as exc:
+            raise ScaleplanError(f"cannot open journal storage {target.path}: {exc.strerror or exc}") from None
+    engine_kwargs: dict[str, object] = {}
+    if target.kind == "postgresql":
+        engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
+    try:
+        return optuna.storages.RDBStorage(target.url, engine_kwargs=engine_kwargs)
+    except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
+        raise ScaleplanError(f"cannot reach storage {target.display()}: {reason} (is the server running and the URL right?)") from None
+    except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
+        raise ScaleplanError(f"bad storage URL {target.display()}: {exc} (postgresql needs `pip install scaleplan[postgres]`)") from None
+
+
+@contextlib.contextmanager
+def storage_lock(target: StorageTarget, storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
+    """Hold an exclusive lock for `study_name`: a file lock beside a local file, a PostgreSQL advisory lock."""
+    if target.path is not None:
+        lock_path = target.path.with_name(target.path.name + ".plan-lock")  # not ".lock": the journal backend uses that
+        with open(lock_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return
+    from sqlalchemy import text
+
+    key = zlib.crc32(f"scaleplan:{study_name}".encode())
+    engine = storage.engine  # type: ignore[attr-defined]  # RDBStorage
+    with engine.connect() as conn:
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()

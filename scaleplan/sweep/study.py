@@ -1,0 +1,113 @@
+"""One Optuna study per sweep: open it, check it matches the spec, and keep its plan enqueued.
+
+`reconcile` is the bookkeeping that makes sweeps resumable and exactly-once. Under the storage
+lock it fails RUNNING trials whose worker died and enqueues one WAITING trial for every planned
+slot that has no WAITING, live RUNNING or COMPLETE trial. Workers then only pop WAITING trials,
+which Optuna hands out atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+import optuna
+from optuna.trial import TrialState
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.liveness import GRACE_S, is_stale
+from scaleplan.sweep.plan import Slot, plan_slots
+from scaleplan.sweep.sampler import make_sampler
+from scaleplan.sweep.spec import SweepSpec
+from scaleplan.sweep.storage import StorageTarget, open_storage, resolve_storage, storage_lock
+
+FINGERPRINT_ATTR = "scaleplan:fingerprint"
+SPEC_ATTR = "scaleplan:spec"
+PLANNED_ATTR = "scaleplan:planned"
+STALE_ATTR = "scaleplan:stale"
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@dataclass
+class SweepSession:
+    """An opened sweep: its spec, where its study lives, the study, and the planned slots."""
+
+    spec: SweepSpec
+    target: StorageTarget
+    storage: optuna.storages.BaseStorage
+    study: optuna.Study
+    study_id: int
+    slots: list[Slot]
+    grace_s: float = GRACE_S
+
+
+def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: int = 0, grace_s: float = GRACE_S) -> SweepSession:
+    """Create or load the sweep's study and bring its plan up to date (safe from many workers at once)."""
+    target = resolve_storage(storage_url, spec)
+    storage = open_storage(target)
+    slots = plan_slots(spec)
+    with storage_lock(target, storage, spec.name):
+        study = optuna.create_study(
+            storage=storage,
+            study_name=spec.name,
+            direction="minimize",
+            sampler=make_sampler(spec, worker_index),
+            load_if_exists=True,
+        )
+        attrs = study.user_attrs
+        if FINGERPRINT_ATTR not in attrs:
+            study.set_user_attr(SPEC_ATTR, json.loads(json.dumps(spec.raw, default=str)))
+            study.set_user_attr(PLANNED_ATTR, dict(Counter(slot.point.key for slot in slots)))
+            study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint)
+        elif attrs[FINGERPRINT_ATTR] != spec.fingerprint:
+            raise ScaleplanError(
+                f"study '{spec.name}' in {target.display()} was made from a different spec "
+                f"({_changed_sections(attrs.get(SPEC_ATTR, {}), spec.raw)} changed); "
+                "restore the spec or give the changed sweep a new [sweep] name"
+            )
+        session = SweepSession(spec, target, storage, study, storage.get_study_id_from_name(spec.name), slots, grace_s)
+        _reconcile_locked(session)
+    return session
+
+
+def _changed_sections(old: dict[str, Any], new: dict[str, Any]) -> str:
+    fresh = json.loads(json.dumps(new, default=str))
+    changed = sorted(k for k in set(old) | set(fresh) if k != "sweep" and old.get(k) != fresh.get(k))
+    old_sweep = {k: v for k, v in old.get("sweep", {}).items() if k not in ("storage", "name")}
+    new_sweep = {k: v for k, v in fresh.get("sweep", {}).items() if k not in ("storage", "name")}
+    if old_sweep != new_sweep:
+        changed.append("sweep")
+    return ", ".join(f"[{k}]" for k in sorted(changed)) or "the spec"
+
+
+def reconcile(session: SweepSession) -> int:
+    """Fail stale trials and enqueue every slot without a live trial; returns how many were enqueued."""
+    with storage_lock(session.target, session.storage, session.spec.name):
+        return _reconcile_locked(session)
+
+
+def _reconcile_locked(session: SweepSession) -> int:
+    now = time.time()
+    live: Counter[str] = Counter()
+    for trial in session.study.get_trials(deepcopy=False):
+        slot = trial.user_attrs.get("slot")
+        if slot is None:
+            continue
+        if trial.state == TrialState.RUNNING and is_stale(trial, now, session.grace_s):
+            try:
+                session.storage.set_trial_system_attr(trial._trial_id, STALE_ATTR, True)
+                session.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                if session.storage.get_trial(trial._trial_id).state == TrialState.COMPLETE:
+                    live[slot] += 1  # it finished after all
+            continue
+        if trial.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE):
+            live[slot] += 1
+    missing = [slot for slot in session.slots if live[slot.key] == 0]
+    for slot in missing:
+        session.study.enqueue_trial(dict(slot.fixed_params), user_attrs=slot.user_attrs())
+    return len(missing)

@@ -1,0 +1,159 @@
+"""A sweep worker: claim WAITING trials, evaluate them (K at once for a population), record results.
+
+Any number of workers, on any machines, can run this loop on one study. Diverged trials are
+COMPLETE with a finite penalty value and `diverged=True` (Optuna's samplers ignore NaN trials, so
+a NaN would hide the divergence); an objective that raises FAILs its trials and stops the worker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import optuna
+from optuna.trial import TrialState
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.liveness import Heartbeat, stamp_owner
+from scaleplan.sweep.objective import Objective, ObjectiveFailed, Outcome, TrialRequest
+from scaleplan.sweep.plan import GridPoint
+from scaleplan.sweep.spec import SearchParam
+from scaleplan.sweep.study import SweepSession, reconcile
+
+DIVERGED_FALLBACK = 1e3
+ERROR_ATTR = "error"
+
+
+def point_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> GridPoint:
+    """The grid point stored in a trial's user attrs."""
+    a = trial.user_attrs
+    return GridPoint(int(a["width"]), int(a["steps"]), int(a["batch_size"]), int(a["seed"]))
+
+
+def _pop(session: SweepSession, trial_id: int) -> bool:
+    try:
+        claimed = session.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+    except optuna.exceptions.UpdateFinishedTrialError:
+        return False
+    if claimed:
+        stamp_owner(session.storage, trial_id)
+    return claimed
+
+
+def claim(session: SweepSession, objective: Objective, limit: int) -> list[int]:
+    """Pop up to `limit` WAITING trials that can train together (one population); [] when none wait."""
+    waiting = session.storage.get_all_trials(session.study_id, deepcopy=False, states=(TrialState.WAITING,))
+    claimed: list[int] = []
+    first: GridPoint | None = None
+    size = limit
+    for trial in waiting:
+        if first is not None and point_of(trial).population_key != first.population_key:
+            continue
+        if not _pop(session, trial._trial_id):
+            continue
+        if first is None:
+            first = point_of(trial)
+            size = max(1, min(limit, objective.population_size(first)))
+        claimed.append(trial._trial_id)
+        if len(claimed) >= size:
+            break
+    return claimed
+
+
+def suggest(trial: optuna.Trial, param: SearchParam) -> float:
+    """Draw one searched parameter (a fixed value when the trial was enqueued with it)."""
+    if param.values is not None:
+        return trial.suggest_categorical(param.name, list(param.values))
+    assert param.low is not None and param.high is not None
+    return trial.suggest_float(param.name, param.low, param.high, log=param.log)
+
+
+def diverged_penalty(session: SweepSession, point: GridPoint) -> float:
+    """The spec's `diverged_value`, else the worst finite loss so far at this grid point (1e3 before any)."""
+    if session.spec.objective.diverged_value is not None:
+        return session.spec.objective.diverged_value
+    losses = [
+        t.value
+        for t in session.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        if t.user_attrs.get("point") == point.key and not t.user_attrs.get("diverged") and t.value is not None
+    ]
+    return max(losses) if losses else DIVERGED_FALLBACK
+
+
+def record(session: SweepSession, trial: optuna.Trial, outcome: Outcome) -> bool:
+    """Store a result; False when the trial was meanwhile failed as stale (its slot is re-run elsewhere)."""
+    diverged = outcome.diverged or not math.isfinite(outcome.loss)
+    point = point_of(trial)
+    attrs = {
+        "N": outcome.n_params,
+        "D": outcome.tokens,
+        "loss": None if diverged else outcome.loss,
+        "diverged": diverged,
+        **outcome.extras,
+    }
+    value = diverged_penalty(session, point) if diverged else outcome.loss
+    try:
+        for key, v in attrs.items():
+            trial.set_user_attr(key, v if v is None or not isinstance(v, float) or math.isfinite(v) else None)
+        session.study.tell(trial, value)
+    except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+        if session.storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+            return False
+        raise
+    return True
+
+
+def _fail(session: SweepSession, trials: list[optuna.Trial], message: str) -> None:
+    for trial in trials:
+        try:
+            trial.set_user_attr(ERROR_ATTR, message)
+            session.study.tell(trial, state=TrialState.FAIL)
+        except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
+            continue  # already failed as stale by another worker
+
+
+def run_worker(
+    session: SweepSession,
+    objective: Objective,
+    max_trials: int | None = None,
+    on_batch: Callable[[], None] | None = None,
+) -> int:
+    """Evaluate WAITING trials until none are left (or `max_trials` are done); returns how many were done."""
+    heartbeat = Heartbeat(session.storage)
+    done = 0
+    try:
+        while max_trials is None or done < max_trials:
+            limit = max_trials - done if max_trials is not None else 1 << 30
+            ids = claim(session, objective, limit)
+            if not ids:
+                if reconcile(session) == 0:
+                    break
+                continue
+            heartbeat.watch(ids)
+            trials = [optuna.Trial(session.study, trial_id) for trial_id in ids]
+            requests = [TrialRequest(point_of(t), {p.name: suggest(t, p) for p in session.spec.search}) for t in trials]
+            try:
+                outcomes = objective.evaluate(requests)
+            except ObjectiveFailed as exc:
+                message = " ".join(str(exc).split())
+                _fail(session, trials, message)
+                first = requests[0]
+                where = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in first.values().items())
+                raise ScaleplanError(
+                    f"objective failed on trial {trials[0].number} ({where}): {message} - "
+                    "finished trials are kept; fix the objective and re-run the same command to resume"
+                ) from exc
+            except ScaleplanError as exc:  # the built-in trainer rejected the config: bad input
+                _fail(session, trials, str(exc))
+                raise
+            except BaseException as exc:  # Ctrl-C or a bug: fail the claimed trials so a re-run repeats them
+                _fail(session, trials, f"interrupted: {type(exc).__name__}")
+                raise
+            for trial, outcome in zip(trials, outcomes):
+                done += record(session, trial, outcome)
+            heartbeat.watch([])
+            if on_batch is not None:
+                on_batch()
+    finally:
+        heartbeat.close()
+    return done

@@ -1,0 +1,42 @@
+"""Tiny objectives for the sweep tests (importable as `sweep_objectives:NAME` by workers)."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+
+def quadratic(params: dict) -> float:
+    """Loss with its minimum at lr = 10**-2.5, slightly lower for wider models."""
+    return (math.log10(params["lr"]) + 2.5) ** 2 + 1.0 / params["width"]
+
+
+def diverging(params: dict) -> float:
+    """NaN above lr = 1e-2 (a diverged run), else the quadratic."""
+    return math.nan if params["lr"] > 1e-2 else quadratic(params)
+
+
+def with_components(params: dict) -> dict:
+    """A mapping result: loss plus N, D and an extra component."""
+    return {"loss": quadratic(params), "N": 10 * params["width"], "D": 7 * params["steps"], "penalty_term": 0.5}
+
+
+def raising(params: dict) -> float:
+    raise ValueError("boom at lr")
+
+
+def flaky(params: dict) -> float:
+    """Raises while the file named by SWEEP_TEST_FAIL exists: a bug the user then fixes."""
+    if os.path.exists(os.environ.get("SWEEP_TEST_FAIL", "/nonexistent")):
+        raise RuntimeError("flaky objective failed")
+    return quadratic(params)
+
+
+def slow_logged(params: dict) -> float:
+    """Sleeps SWEEP_TEST_SLEEP seconds, then appends the slot's params to SWEEP_TEST_LOG (one line per finished call)."""
+    time.sleep(float(os.environ.get("SWEEP_TEST_SLEEP", "0.2")))
+    loss = quadratic(params)
+    with open(os.environ["SWEEP_TEST_LOG"], "a") as handle:
+        handle.write(f"{params['width']} {params['lr']!r}\n")
+    return loss

@@ -1,0 +1,76 @@
+"""Export: one row per trial with the columns the fit reads, to CSV or parquet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.export import COLUMNS, load_trials, write_trials
+from scaleplan.sweep.runner import run_sweep
+from scaleplan.sweep.spec import load_spec
+
+SPEC = """
+[sweep]
+name = "exp"
+sampler = "grid"
+[ladder]
+widths = [8, 16]
+steps = [10]
+[search]
+lr = [1e-3, 1e-1]
+batch_size = [4]
+[objective]
+callable = "sweep_objectives:diverging"
+"""
+
+
+@pytest.fixture(scope="module")
+def spec_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("export") / "exp.toml"
+    path.write_text(SPEC)
+    run_sweep(load_spec(path))
+    return path
+
+
+def test_columns_and_values(spec_path: Path) -> None:
+    frame = load_trials(spec_path)
+    assert tuple(frame.columns[: len(COLUMNS)]) == COLUMNS
+    assert list(frame.columns[len(COLUMNS) :]) == ["train_loss", "seconds", "value", "point", "slot", "error"]
+    assert frame[["width", "lr", "diverged", "state"]].values.tolist() == [
+        [8, 1e-3, False, "COMPLETE"], [8, 1e-1, True, "COMPLETE"], [16, 1e-3, False, "COMPLETE"], [16, 1e-1, True, "COMPLETE"],
+    ]
+    assert frame["loss"].tolist()[0] == pytest.approx(0.25 + 1 / 8) and frame["loss"].isna().tolist() == [False, True, False, True]
+    assert frame["D"].tolist() == [40] * 4 and frame["study"].unique().tolist() == ["exp"]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_round_trip(spec_path: Path, tmp_path: Path, suffix: str) -> None:
+    frame = load_trials(spec_path)
+    out = write_trials(frame, tmp_path / f"trials{suffix}")
+    back = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
+    assert back["lr"].tolist() == frame["lr"].tolist() and back["width"].tolist() == [8, 8, 16, 16]
+
+
+def test_load_by_storage_path(spec_path: Path) -> None:
+    frame = load_trials(str(spec_path.parent / "exp.journal"))
+    assert len(frame) == 4
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"study": "nope"}, "no study 'nope' in"),
+        ({"storage": "missing.journal"}, "no sweep storage at"),
+    ],
+)
+def test_load_errors(spec_path: Path, kwargs: dict, message: str) -> None:
+    with pytest.raises(ScaleplanError, match=message):
+        load_trials(spec_path, **kwargs)
+
+
+def test_bad_export_suffix(spec_path: Path, tmp_path: Path) -> None:
+    with pytest.raises(ScaleplanError, match="must end in .csv or .parquet"):
+        write_trials(load_trials(spec_path), tmp_path / "t.xlsx")

@@ -1,0 +1,131 @@
+"""Sweep spec parsing: defaults, search ranges and grids, and one-line errors for bad specs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.spec import SearchParam, load_spec, parse_spec, parse_search_param
+
+SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
+
+MINIMAL = """
+[sweep]
+name = "toy"
+[ladder]
+widths = [8, 16]
+steps = [10]
+[search]
+lr = {low = 1e-4, high = 1e-1}
+[objective]
+callable = "sweep_objectives:quadratic"
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "toy.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_minimal_spec_defaults(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL))
+    assert (spec.name, spec.sampler, spec.trials_per_point, spec.seeds, spec.batch_sizes) == ("toy", "tpe", 8, (0,), (32,))
+    assert spec.widths == (8, 16) and spec.steps == (10,)
+    assert spec.search == (SearchParam("lr", 1e-4, 1e-1, True, None, None),)
+    assert spec.objective.kind == "callable" and spec.objective.target == "sweep_objectives:quadratic"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ({"low": 1e-3, "high": 1e-1, "points": 3}, (1e-3, 1e-2, 1e-1)),
+        ({"low": 1e-4, "high": 1.0, "points": 5}, (1e-4, 1e-3, 1e-2, 1e-1, 1.0)),
+        ({"low": 0.0, "high": 1.0, "points": 5, "log": False}, (0.0, 0.25, 0.5, 0.75, 1.0)),
+        ([0.5, 2.0], (0.5, 2.0)),
+        ({"low": 1e-3, "high": 1e-1}, None),
+    ],
+)
+def test_search_grid_values(value: object, expected: tuple[float, ...] | None) -> None:
+    grid = parse_search_param("lr", value, "[search]").grid()
+    assert grid == expected if expected is None else grid == pytest.approx(expected, rel=1e-12)
+
+
+def test_grid_endpoints_are_exact() -> None:
+    grid = parse_search_param("lr", {"low": 3e-4, "high": 0.7, "points": 7}, "[search]").grid()
+    assert grid is not None and grid[0] == 3e-4 and grid[-1] == 0.7
+
+
+def test_grid_sampler_sets_trials_per_point(tmp_path: Path) -> None:
+    text = MINIMAL.replace('name = "toy"', 'name = "toy"\nsampler = "grid"').replace(
+        "lr = {low = 1e-4, high = 1e-1}", "lr = {low = 1e-4, high = 1e-1, points = 4}\nbeta0 = [1.0, 2.0]"
+    )
+    assert load_spec(write(tmp_path, text)).trials_per_point == 8
+
+
+def test_fingerprint_ignores_storage_but_not_search(tmp_path: Path) -> None:
+    base = load_spec(write(tmp_path, MINIMAL)).fingerprint
+    moved = load_spec(write(tmp_path, MINIMAL.replace('name = "toy"', 'name = "toy"\nstorage = "x.db"'))).fingerprint
+    changed = load_spec(write(tmp_path, MINIMAL.replace("high = 1e-1", "high = 1e-2"))).fingerprint
+    assert base == moved and base != changed
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("[search]", "[serach]", "top level: unknown key 'serach' - did you mean 'search'?"),
+        ("lr = {low", "lrr = [1.0]\nlr = {low", None),  # user objectives may search any name: no error
+        ('name = "toy"', 'name = "toy"\ntrails_per_point = 3', "[sweep]: unknown key 'trails_per_point' - did you mean 'trials_per_point'?"),
+        ("high = 1e-1}", "high = 1e-1, pionts = 3}", "'lr': unknown key 'pionts' - did you mean 'points'?"),
+        ("low = 1e-4, high = 1e-1", "low = 1e-1, high = 1e-1", "empty search range low=0.1 >= high=0.1"),
+        ("low = 1e-4, high = 1e-1", "low = 1e-1, high = 1e-4", "empty search range low=0.1 >= high=0.0001"),
+        ("low = 1e-4", "low = 0", "a log-scale range needs low > 0"),
+        ("lr = {low = 1e-4, high = 1e-1}", "lr = []", "empty list of values"),
+        ("widths = [8, 16]", "widths = []", "'widths' must be a non-empty list of integers"),
+        ("widths = [8, 16]", "widths = [8, 8]", "'widths' has repeated values"),
+        ("steps = [10]", "", "[ladder]: 'steps' is required"),
+        ('name = "toy"', 'name = "toy"\nsampler = "tpes"', "unknown sampler 'tpes' - did you mean 'tpe'?"),
+        ('name = "toy"', 'name = "toy"\nsampler = "grid"', "sampler 'grid' needs 'points' (or a list of values) for lr"),
+        ('callable = "sweep_objectives:quadratic"', 'callable = "sweep_objectives.quadratic"', "'callable' must look like 'package.module:function'"),
+        ('callable = "sweep_objectives:quadratic"', 'callable = "a:b"\ncommand = "x"', "give either 'callable' or 'command', not both"),
+        ("[objective]", "[objective]\ntimeout_s = -1", "'timeout_s' must be positive"),
+    ],
+)
+def test_bad_specs_are_one_line_errors(tmp_path: Path, old: str, new: str, message: str | None) -> None:
+    assert old in MINIMAL
+    path = write(tmp_path, MINIMAL.replace(old, new))
+    if message is None:
+        load_spec(path)
+        return
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_builtin_search_keys_are_closed(tmp_path: Path) -> None:
+    text = MINIMAL.replace('[objective]\ncallable = "sweep_objectives:quadratic"', '[task]\nname = "teacher-student"\n[model]\nname = "mlp"')
+    with pytest.raises(ScaleplanError, match=r"\[search\]: unknown key 'betta0' - did you mean 'beta0'\?"):
+        load_spec(write(tmp_path, text.replace("[search]", "[search]\nbetta0 = [1.0]")))
+    with pytest.raises(ScaleplanError, match=r"\[task\]: 'name' is required for the built-in trainer"):
+        load_spec(write(tmp_path, MINIMAL.replace('[objective]\ncallable = "sweep_objectives:quadratic"', "")))
+
+
+def test_malformed_toml_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ScaleplanError, match=r"malformed TOML: .*line 3"):
+        load_spec(write(tmp_path, "[sweep]\nname = 'x'\nseeds = [1,, 2]\n"))
+    with pytest.raises(ScaleplanError, match="sweep spec not found"):
+        load_spec(tmp_path / "absent.toml")
+
+
+def test_same_key_in_train_and_search(tmp_path: Path) -> None:
+    text = MINIMAL.replace("[search]", "[train]\nweight_decay = 0.1\n[search]\nweight_decay = [0.0, 0.1]")
+    with pytest.raises(ScaleplanError, match="'weight_decay' is both in"):
+        load_spec(write(tmp_path, text))
+
+
+@pytest.mark.parametrize("path", sorted(SWEEPS.glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_specs_parse(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.objective.kind == "builtin" and spec.name == path.stem

@@ -1,0 +1,96 @@
+"""Sweep storage: where a study lives by default, URL forms, unreachable servers, the plan lock."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.spec import parse_spec
+from scaleplan.sweep.storage import open_storage, resolve_storage, storage_lock
+
+
+def make_spec(tmp_path: Path, storage: str | None = None):
+    sweep = {"name": "toy", **({"storage": storage} if storage else {})}
+    raw = {"sweep": sweep, "ladder": {"widths": [8], "steps": [1]}, "search": {"lr": [0.1]}, "objective": {"callable": "m:f"}}
+    return parse_spec(raw, path=tmp_path / "toy.toml")
+
+
+@pytest.mark.parametrize(
+    ("url", "kind", "expected"),
+    [
+        (None, "journal", "{d}/toy.journal"),
+        ("other.journal", "journal", "{d}/other.journal"),
+        ("/abs/x.log", "journal", "/abs/x.log"),
+        ("journal:////abs/y.journal", "journal", "/abs/y.journal"),
+        ("journal:///rel.journal", "journal", "{d}/rel.journal"),
+        ("runs.db", "sqlite", "sqlite:///{d}/runs.db"),
+        ("sqlite:///rel.db", "sqlite", "sqlite:///{d}/rel.db"),
+        ("postgresql://u:p@h/db", "postgresql", "postgresql+psycopg2://u:p@h/db"),
+        ("postgres://u:p@h/db", "postgresql", "postgresql+psycopg2://u:p@h/db"),
+        ("postgresql+psycopg://u:p@h/db", "postgresql", "postgresql+psycopg://u:p@h/db"),
+    ],
+)
+def test_resolve_storage(tmp_path: Path, url: str | None, kind: str, expected: str) -> None:
+    target = resolve_storage(url, make_spec(tmp_path))
+    assert (target.kind, target.url) == (kind, expected.format(d=tmp_path))
+
+
+def test_spec_storage_key_is_relative_to_the_spec(tmp_path: Path) -> None:
+    assert resolve_storage(None, make_spec(tmp_path, "s.db")).url == f"sqlite:///{tmp_path}/s.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("redis://localhost", "unsupported storage scheme 'redis://'"),
+        ("trials.txt", "must end in .journal (journal file) or .db (SQLite)"),
+    ],
+)
+def test_bad_storage_urls(tmp_path: Path, url: str, message: str) -> None:
+    with pytest.raises(ScaleplanError, match=re.escape(message)):
+        resolve_storage(url, make_spec(tmp_path))
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_postgres_is_one_line() -> None:
+    target = resolve_storage(f"postgresql://u:secret@127.0.0.1:{_closed_port()}/db")
+    with pytest.raises(ScaleplanError) as info:
+        open_storage(target)
+    text = str(info.value)
+    assert text.startswith("cannot reach storage postgresql+psycopg2://u:***@127.0.0.1") and "secret" not in text
+    assert "\n" not in text
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    with pytest.raises(ScaleplanError, match="storage directory does not exist"):
+        open_storage(resolve_storage(str(tmp_path / "absent" / "x.journal")))
+
+
+@pytest.mark.parametrize("name", ["s.journal", "s.db"])
+def test_file_lock_excludes(tmp_path: Path, name: str) -> None:
+    target = resolve_storage(str(tmp_path / name))
+    storage = open_storage(target)
+    events: list[str] = []
+
+    def hold() -> None:
+        with storage_lock(target, storage, "toy"):
+            events.append("second")
+
+    with storage_lock(target, storage, "toy"):
+        other = threading.Thread(target=hold)
+        other.start()
+        time.sleep(0.2)
+        events.append("first")
+    other.join(5)
+    assert events == ["first", "second"]

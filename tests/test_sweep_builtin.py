@@ -1,0 +1,69 @@
+"""The built-in objective: a sweep of scaleplan's own MLP through scaleplan.train, populations included."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from optuna.trial import TrialState
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.builtin import BuiltinObjective
+from scaleplan.sweep.export import load_trials
+from scaleplan.sweep.runner import RunSummary, run_sweep
+from scaleplan.sweep.spec import load_spec
+from scaleplan.sweep.study import open_sweep
+from scaleplan.sweep.worker import claim
+
+SPEC = """
+[sweep]
+name = "tiny"
+sampler = "grid"
+[task]
+name = "teacher-student"
+kwargs = {in_dim = 8, out_dim = 2, teacher_width = 16, n_eval = 64}
+[model]
+name = "mlp"
+parametrization = "mup"
+base_width = 8
+[ladder]
+widths = [8, 16]
+steps = [5]
+[search]
+lr = [1e-2, 1e-1, 1e3]
+batch_size = [4]
+"""
+
+
+@pytest.fixture
+def spec_path(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(SPEC)
+    return path
+
+
+def test_builtin_sweep_records_n_d_and_divergence(spec_path: Path) -> None:
+    assert run_sweep(load_spec(spec_path)) == RunSummary(6, 6, 0)
+    frame = load_trials(spec_path)
+    assert frame["D"].tolist()[:2] == [20, 20]  # 5 steps x batch 4 samples
+    # MLP depth 2, in 8, out 2, biases: N = (8w + w) + (w^2 + w) + (2w + 2) = w^2 + 12w + 2
+    assert frame.groupby("width")["N"].unique().map(list).to_dict() == {8: [162], 16: [450]}
+    assert frame.loc[frame.lr == 1e3, "diverged"].tolist() == [True, True]
+    assert frame.loc[frame.lr < 1, "loss"].notna().all() and frame.loc[frame.lr == 1e3, "loss"].isna().all()
+
+
+def test_population_claims_one_grid_point_together(spec_path: Path) -> None:
+    spec = load_spec(spec_path)
+    session = open_sweep(spec)
+    objective = BuiltinObjective(spec)
+    first = claim(session, objective, limit=100)
+    points = {t.user_attrs["point"] for t in session.study.get_trials() if t._trial_id in first}
+    assert len(first) == 3 and points == {"w8-s5-b4-seed0"}  # population_size_for(width 8) = 8 >= 3 members
+    assert len(claim(session, objective, limit=2)) == 2
+    assert [t.state for t in session.study.get_trials()].count(TrialState.WAITING) == 1
+
+
+def test_unknown_task_fails_before_any_trial(spec_path: Path) -> None:
+    spec_path.write_text(SPEC.replace('name = "teacher-student"', 'name = "teacher-studnet"'))
+    with pytest.raises(ScaleplanError, match="unknown task 'teacher-studnet'"):
+        run_sweep(load_spec(spec_path))
