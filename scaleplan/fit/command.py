@@ -1,0 +1,129 @@
+"""`scaleplan fit SPEC|CSV -o fits/NAME.json`: optima per cell, lr/batch power laws, loss law, plots.
+
+Heavy imports (pandas, statsmodels, scipy, matplotlib) happen inside the command body.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+
+from scaleplan.errors import ScaleplanError
+
+METHOD_CHOICES = ("parabola", "argmin", "band")
+MIN_LOSS_LAW_CELLS = 6
+
+
+@click.command("fit")
+@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Law file to write (default: fits/<source name>.json).")
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default="parabola", show_default=True,
+              help="How each cell's optimum is located: weighted parabola in log-lr (and log-B), the argmin, "
+                   "or every run within --band of the cell's minimum loss (Step Law / DeepSeek).")
+@click.option("--band", type=click.FloatRange(min=0, min_open=True), default=0.0025, show_default=True,
+              help="Relative width of the near-optimal band for --method band (0.0025 = 0.25%).")
+@click.option("--near", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
+              help="Parabola: use points within this relative loss gap of the minimum (at least 5, 9 with batch).")
+@click.option("--x", "x", type=click.Choice(["N", "width"]), default="N", show_default=True,
+              help="Size variable of the law: parameters N, or width (muP sweeps fit lr*(width)).")
+@click.option("--column", "columns", multiple=True, metavar="CANONICAL=SOURCE",
+              help="Map a column of the data to a canonical name (N, D, lr, batch_size, loss, width, state, "
+                   "diverged), e.g. --column batch_size=bs --column 'loss=smooth loss'. Repeatable.")
+@click.option("--batch-unit-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Multiply batch_size by this (e.g. 2048 for sequences of 2048 tokens -> tokens).")
+@click.option("--batch-unit", default="samples", show_default=True, help="Unit of batch_size after scaling (tokens, samples, sequences).")
+@click.option("--d-unit", default="tokens", show_default=True, help="Unit of D (tokens or samples).")
+@click.option("--batch-on-size", is_flag=True, help="Also regress ln B* on ln N (ln B* = c + gamma ln D + delta ln N).")
+@click.option("--loss-law/--no-loss-law", default=None,
+              help="Fit L(N, D) = E + A/N^a + B/D^b on the cells' minimum losses (default: when N and D both vary "
+                   f"over >= {MIN_LOSS_LAW_CELLS} cells).")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=200, show_default=True,
+              help="Bootstrap replicates (trials resampled within each cell); 0 turns it off.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Write PNG plots (optima.png, lr_law.png, batch_size_law.png) into this folder.")
+@click.option("--name", default=None, help="Law name (default: the output file's stem).")
+@click.option("--title", default=None, help="One-line title of the law file.")
+@click.option("--citation", default=None, help="Where the data comes from, recorded in the provenance.")
+def fit(source: Path, output: Path | None, method: str, band: float, near: float, x: str, columns: tuple[str, ...],
+        batch_unit_scale: float, batch_unit: str, d_unit: str, batch_on_size: bool, loss_law: bool | None,
+        n_boot: int, seed: int, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None) -> None:
+    """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml) or a CSV of trials.
+
+    \b
+    Columns: N (or width), D, lr, batch_size, loss; optional state (COMPLETE kept), diverged (True dropped).
+    Example (Step Law's released grid):
+      scaleplan fit dense_lr_bs_loss.csv -o fits/steplaw-refit.json --method band \\
+        --column batch_size=bs --column 'loss=smooth loss' --batch-unit-scale 2048 --batch-unit tokens
+    """
+    from scaleplan.fit.data import parse_column_map, prepare_trials
+    from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
+    from scaleplan.fit.law_file import LawMetadata, build_law_file
+    from scaleplan.fit.summary import format_summary
+
+    raw, data_hash, parametrization = _load(source)
+    trials = prepare_trials(raw, x=x, columns=parse_column_map(columns), batch_unit_scale=batch_unit_scale, source=str(source))
+    hyper = fit_hyperparameter_laws(trials, method=method, band=band, near=near, batch_on_size=batch_on_size,
+                                    n_boot=n_boot, seed=seed)
+    loss = _maybe_loss_law(trials, hyper, loss_law, n_boot, seed)
+    output = output or Path("fits") / f"{source.stem}.json"
+    command = shlex.join([
+        "scaleplan", "fit", str(source), "-o", str(output), "--method", method, "--x", x,
+        *[a for c in columns for a in ("--column", c)],
+        *(["--band", f"{band:g}"] if method == "band" else []), *(["--near", f"{near:g}"] if method == "parabola" else []),
+        *(["--batch-unit-scale", f"{batch_unit_scale:g}"] if batch_unit_scale != 1.0 else []),
+        *(["--batch-on-size"] if batch_on_size else []), "--bootstrap", str(n_boot), "--seed", str(seed),
+    ])
+    meta = LawMetadata(
+        name=name or output.stem, title=title or f"{method} fit of {source.name}", command=command,
+        data_sha256=data_hash, d_unit=d_unit, batch_unit=batch_unit, citation=citation, parametrization=parametrization,
+    )
+    law = build_law_file(meta, trials, hyper, loss)
+    click.echo(format_summary(trials, hyper, loss))
+    if plot_dir is not None:
+        from scaleplan.fit.plots import plot_fit
+
+        for path in plot_fit(trials, hyper, plot_dir):
+            click.echo(f"plot: {path}")
+    click.echo(f"wrote {law.save(output)}")
+
+
+def _load(source: Path):  # -> (DataFrame, sha256 hex, parametrization dict | None)
+    """A .csv is read directly; a .toml spec is loaded through the sweep's export."""
+    from scaleplan.fit.data import file_sha256, read_csv
+
+    suffix = source.suffix.lower()
+    if suffix == ".csv":
+        return read_csv(source), (file_sha256(source) if source.is_file() else None), None
+    if suffix == ".toml":
+        import hashlib
+
+        from scaleplan.sweep.export import load_trials
+        from scaleplan.sweep.spec import load_spec
+
+        spec = load_spec(source)
+        frame = load_trials(source)
+        digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+        return frame, digest, {"name": spec.parametrization, "base_width": spec.base_width}
+    raise ScaleplanError(f"cannot fit '{source}': give a sweep spec (.toml) or a CSV of trials (.csv)")
+
+
+def _maybe_loss_law(trials, hyper, wanted: bool | None, n_boot: int, seed: int):  # -> LossLawFit | None
+    """Fit the loss law on the cells' best losses when asked, or by default when the cells allow it."""
+    from scaleplan.fit.loss_law import fit_loss_law
+
+    optima = hyper.optima
+    possible = (trials.x == "N" and trials.has_tokens and len({o.size for o in optima}) >= 2
+                and len(optima) >= MIN_LOSS_LAW_CELLS and all(o.loss > 0 for o in optima))
+    if wanted is False or (wanted is None and not possible):
+        return None
+    if not possible:
+        raise ScaleplanError(
+            f"--loss-law needs --x N, a D column, at least 2 sizes, {MIN_LOSS_LAW_CELLS} (N, D) cells and positive losses; "
+            f"this data has {len(optima)} cell(s)"
+        )
+    return fit_loss_law([o.size for o in optima], [o.tokens for o in optima], [o.loss for o in optima],
+                        n_boot=n_boot, seed=seed)

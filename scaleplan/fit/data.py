@@ -1,0 +1,137 @@
+"""Read a sweep's trials (a CSV or a sweep export), map and validate columns, drop failed runs.
+
+Every fitter downstream takes the frame this module returns: canonical column names, finite
+positive numbers, and only the trials that completed without diverging.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import pandas as pd
+
+from scaleplan.errors import ScaleplanError
+
+# Canonical columns a sweep export carries; any user CSV with these names works as is.
+OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N")
+SIZE_VARIABLES = ("N", "width")
+_TRUE = {"true", "1", "yes", "y", "t"}
+
+
+@dataclass(frozen=True)
+class Trials:
+    """Trials ready to fit: `frame` has the canonical columns; `dropped` counts excluded rows by reason."""
+
+    frame: pd.DataFrame
+    x: str  # the size variable: "N" or "width"
+    dropped: dict[str, int]
+
+    @property
+    def has_tokens(self) -> bool:
+        """True when D is a column that takes more than one value (the law then depends on D)."""
+        return "D" in self.frame and self.frame["D"].nunique() > 1
+
+    @property
+    def has_batch(self) -> bool:
+        """True when the batch size was swept (it varies within at least one cell)."""
+        return "batch_size" in self.frame and self.frame["batch_size"].nunique() > 1
+
+    @property
+    def cell_columns(self) -> list[str]:
+        """Columns that define a cell: the size variable, plus D when the frame has it."""
+        return [self.x, "D"] if "D" in self.frame else [self.x]
+
+
+def parse_column_map(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """`("batch_size=bs", "loss=smooth loss")` -> {"bs": "batch_size", "smooth loss": "loss"} (source -> canonical)."""
+    out: dict[str, str] = {}
+    for pair in pairs:
+        canonical, sep, source = pair.partition("=")
+        if not sep or not canonical.strip() or not source.strip():
+            raise ScaleplanError(f"--column expects CANONICAL=SOURCE (e.g. batch_size=bs), got '{pair}'")
+        out[source.strip()] = canonical.strip()
+    return out
+
+
+def read_csv(path: str | Path) -> pd.DataFrame:
+    """Read a CSV of trials; a missing or unreadable file is a one-line ScaleplanError."""
+    path = Path(path)
+    try:
+        return pd.read_csv(path)
+    except FileNotFoundError:
+        raise ScaleplanError(f"trials file not found: {path}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ScaleplanError(f"cannot read {path} as CSV ({' '.join(str(exc).split())})") from None
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes: the data hash recorded in a law file's provenance."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def prepare_trials(
+    raw: pd.DataFrame,
+    x: str = "N",
+    columns: Mapping[str, str] | None = None,
+    batch_unit_scale: float = 1.0,
+    source: str = "trials",
+    required: tuple[str, ...] = ("lr", "loss"),
+) -> Trials:
+    """Rename `columns` (source -> canonical), check the needed ones, drop failed/diverged/non-finite rows.
+
+    `batch_unit_scale` multiplies batch_size (e.g. 2048 to turn sequences of 2048 tokens into tokens).
+    """
+    if x not in SIZE_VARIABLES:
+        raise ScaleplanError(f"--x must be one of {', '.join(SIZE_VARIABLES)}, got '{x}'")
+    columns = dict(columns or {})
+    unknown = [s for s in columns if s not in raw.columns]
+    if unknown:
+        raise ScaleplanError(
+            f"{source}: --column source(s) {unknown} not in the data; its columns are {list(raw.columns)}"
+        )
+    shadowed = [c for c in columns.values() if c in raw.columns and c not in columns]
+    frame = raw.drop(columns=shadowed).rename(columns=columns)  # e.g. loss=smooth loss replaces 'loss'
+    needed = [x, *required]
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise ScaleplanError(
+            f"{source}: missing column(s) {missing} (found {list(raw.columns)}); "
+            f"rename yours with --column CANONICAL=SOURCE, e.g. --column {missing[0]}=your_name"
+        )
+    # An optional column the source left empty (e.g. D of a sweep without a tokens ladder) is absent.
+    keep = [c for c in dict.fromkeys([*needed, *OPTIONAL_COLUMNS])
+            if c in frame.columns and (c in needed or frame[c].notna().any())]
+    frame = frame[keep].copy()
+    dropped: dict[str, int] = {}
+    if "state" in frame:
+        ok = frame["state"].astype(str).str.upper() == "COMPLETE"
+        dropped["not COMPLETE"] = int((~ok).sum())
+        frame = frame[ok]
+    if "diverged" in frame:
+        bad = frame["diverged"].map(_truthy)
+        dropped["diverged"] = int(bad.sum())
+        frame = frame[~bad]
+    numeric = [c for c in (x, "D", "lr", "loss", "batch_size") if c in frame]
+    for col in numeric:
+        frame[col] = pd.to_numeric(frame[col], errors="coerce")
+    if "batch_size" in frame:
+        frame["batch_size"] = frame["batch_size"] * float(batch_unit_scale)
+    finite = np.isfinite(frame[numeric]).all(axis=1) & (frame[[c for c in numeric if c != "loss"]] > 0).all(axis=1)
+    dropped["non-finite or non-positive"] = int((~finite).sum())
+    frame = frame[finite].reset_index(drop=True)
+    if frame.empty:
+        reasons = ", ".join(f"{n} {why}" for why, n in dropped.items() if n) or "no rows"
+        raise ScaleplanError(f"{source}: no usable trials left ({reasons}); nothing to fit")
+    return Trials(frame=frame, x=x, dropped={k: v for k, v in dropped.items() if v})
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return False
+    return str(value).strip().lower() in _TRUE

@@ -1,0 +1,133 @@
+"""lr*(N or width, D) and B*(D[, N]) power laws from a sweep: locate optima, regress, bootstrap.
+
+The bootstrap resamples trials within each cell, re-locates every optimum and refits: its
+percentile intervals measure how much the optimum-location step alone moves the exponents.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.fit.blas import single_blas_thread
+from scaleplan.fit.data import Trials
+from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, cell_arrays, locate_optimum
+from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci
+
+# Name of each size column as a law-file variable.
+LAW_VARIABLE = {"N": "N", "width": "W", "D": "D"}
+
+
+@dataclass(frozen=True)
+class HyperparameterFit:
+    """Optima per cell and the power laws fitted on them (lr always; batch_size when it was swept)."""
+
+    method: str
+    band: float
+    x: str
+    optima: list[CellOptimum]
+    lr: PowerLawFit
+    batch_size: PowerLawFit | None
+    n_boot: int
+    n_boot_failed: int
+    cell_lr_ci: list[tuple[float, float]]  # bootstrap interval of each cell's lr optimum (same order as optima)
+
+
+def fit_hyperparameter_laws(
+    trials: Trials,
+    method: str = "parabola",
+    band: float = DEFAULT_BAND,
+    near: float = DEFAULT_NEAR,
+    batch_on_size: bool = False,
+    n_boot: int = 200,
+    seed: int = 0,
+    level: float = 0.95,
+) -> HyperparameterFit:
+    """Locate each cell's optimum with `method` and fit ln lr* (and ln B*) on the logs of the cell sizes."""
+    cells = cell_arrays(trials, method)
+    optima = [locate_optimum(lr, loss, b, method, band, near, s, t) for (s, t), (lr, loss, b) in cells.items()]
+    lr_vars, batch_vars = _law_variables(trials, batch_on_size)
+    lr_fit = _fit_target("lr", optima, lr_vars, trials.x, level)
+    batch_fit = _fit_target("batch_size", optima, batch_vars, trials.x, level) if batch_vars else None
+    rng = np.random.default_rng(seed)
+    lr_samples, batch_samples, cell_lr, failed = [], [], [], 0
+    with single_blas_thread():
+        replicates = [_replicate(cells, rng, method, band, near) for _ in range(n_boot)]
+    for resampled in replicates:
+        try:
+            lr_coef = _coefficients("lr", resampled, lr_vars, trials.x)
+            batch_coef = None if batch_fit is None else _coefficients("batch_size", resampled, batch_vars, trials.x)
+        except (ScaleplanError, np.linalg.LinAlgError):
+            failed += 1
+            continue
+        lr_samples.append(lr_coef)
+        if batch_coef is not None:
+            batch_samples.append(batch_coef)
+        cell_lr.append([o.lr for o in resampled])
+    lr_fit = _with_bootstrap(lr_fit, lr_samples, level)
+    batch_fit = None if batch_fit is None else _with_bootstrap(batch_fit, batch_samples, level)
+    cell_ci = [percentile_ci(col, level) for col in np.array(cell_lr).T] if cell_lr else [(np.nan, np.nan)] * len(optima)
+    return HyperparameterFit(method, band, trials.x, optima, lr_fit, batch_fit, n_boot, failed, cell_ci)
+
+
+def _replicate(cells: dict, rng: np.random.Generator, method: str, band: float, near: float) -> list[CellOptimum]:
+    """Every cell's optimum after resampling its trials with replacement."""
+    out = []
+    for (s, t), (lr, loss, b) in cells.items():
+        idx = rng.integers(0, len(lr), len(lr))
+        out.append(locate_optimum(lr[idx], loss[idx], None if b is None else b[idx], method, band, near, s, t))
+    return out
+
+
+def _law_variables(trials: Trials, batch_on_size: bool) -> tuple[list[str], list[str]]:
+    """Predictors of lr (size, and D when it varies) and of batch size (D, plus size if asked)."""
+    sizes = trials.frame[trials.x].nunique()
+    if sizes < 2:
+        value = trials.frame[trials.x].iloc[0]
+        raise ScaleplanError(
+            f"need at least 2 distinct sizes ({trials.x}) to fit a power law; found 1 ({trials.x}={value:.4g}): "
+            "sweep more sizes"
+        )
+    lr_vars = [trials.x] + (["D"] if trials.has_tokens else [])
+    if not trials.has_batch:
+        return lr_vars, []
+    batch_vars = (["D"] if trials.has_tokens else []) + ([trials.x] if batch_on_size or not trials.has_tokens else [])
+    return lr_vars, batch_vars
+
+
+def _design(target: str, optima: list[CellOptimum], variables: list[str], x: str) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Stack the regression points of every cell: y, {law variable: values}, cell id per point."""
+    ys, cols, groups = [], {LAW_VARIABLE[v]: [] for v in variables}, []
+    for i, o in enumerate(optima):
+        pts = o.points_lr if target == "lr" else o.points_batch
+        ys.append(pts)
+        groups.append(np.full(len(pts), i))
+        for v in variables:
+            cols[LAW_VARIABLE[v]].append(np.full(len(pts), o.size if v == x else o.tokens))
+    return np.concatenate(ys), {k: np.concatenate(c) for k, c in cols.items()}, np.concatenate(groups)
+
+
+def _fit_target(target: str, optima: list[CellOptimum], variables: list[str], x: str, level: float) -> PowerLawFit:
+    y, predictors, groups = _design(target, optima, variables, x)
+    several = any(len(o.points_lr) > 1 for o in optima)
+    return fit_power_law(target, y, predictors, groups=groups if several else None, level=level)
+
+
+def _coefficients(target: str, optima: list[CellOptimum], variables: list[str], x: str) -> np.ndarray:
+    """Plain least-squares coefficients (the bootstrap's refit: no covariance needed, so no statsmodels)."""
+    y, predictors, _ = _design(target, optima, variables, x)
+    design = np.column_stack([np.ones_like(y), *[np.log(c) for c in predictors.values()]])
+    coef, _, rank, _ = np.linalg.lstsq(design, np.log(y), rcond=None)
+    if rank < design.shape[1]:
+        raise ScaleplanError("degenerate bootstrap replicate")
+    return coef
+
+
+def _with_bootstrap(fit: PowerLawFit, samples: list[np.ndarray], level: float) -> PowerLawFit:
+    if not samples:
+        return fit
+    arr = np.array(samples)
+    keys = ["intercept", *fit.exponents]
+    return replace(fit, bootstrap_ci={k: percentile_ci(arr[:, i], level) for i, k in enumerate(keys)})

@@ -1,0 +1,198 @@
+"""Locate the optimal learning rate (and batch size) of each cell (N or width, D) of a sweep.
+
+Three methods, as in the literature: a weighted parabola in log-lr (and log-B) fitted to the
+points near the minimum (scaleplan's default), the argmin, and the near-optimal band of Step Law /
+DeepSeek (every run within 0.25% of the cell's minimum loss; all of them are the optimum).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.fit.data import Trials
+
+METHODS = ("parabola", "argmin", "band")
+DEFAULT_BAND = 0.0025  # Step Law / DeepSeek: within 0.25% of the minimum loss
+DEFAULT_NEAR = 0.02  # parabola: points within 2% of the minimum loss (at least MIN_POINTS of them)
+MIN_POINTS_1D = 5
+MIN_POINTS_2D = 9
+MIN_LRS = 5  # distinct learning rates in the parabola's window: 3 make a parabola, 5 make it stable
+
+
+@dataclass(frozen=True)
+class CellOptimum:
+    """The optimum of one cell.
+
+    `lr`/`batch_size` summarise it (the vertex, the argmin, or the geometric mean of the band);
+    `points_lr`/`points_batch` are what the power-law regression uses (one point, or every band run).
+    `parabola` holds (c0, c1, c2) of loss = c0 + c1 ln lr + c2 ln lr^2 along lr at the optimal batch.
+    """
+
+    size: float
+    tokens: float | None
+    lr: float
+    batch_size: float | None
+    loss: float
+    n_trials: int
+    points_lr: np.ndarray
+    points_batch: np.ndarray | None
+    at_edge: bool = False
+    fallback: bool = False
+    parabola: tuple[float, float, float] | None = None
+
+
+def method_label(method: str, band: float = DEFAULT_BAND) -> str:
+    """The method as recorded in a law file: `parabola`, `argmin` or e.g. `band-0.25%`."""
+    return f"band-{band * 100:g}%" if method == "band" else method
+
+
+def locate_optimum(
+    lr: np.ndarray,
+    loss: np.ndarray,
+    batch: np.ndarray | None = None,
+    method: str = "parabola",
+    band: float = DEFAULT_BAND,
+    near: float = DEFAULT_NEAR,
+    size: float = float("nan"),
+    tokens: float | None = None,
+) -> CellOptimum:
+    """Optimum of one cell from its trials' lr, loss (and batch size when it was swept)."""
+    lr = np.asarray(lr, dtype=float)
+    loss = np.asarray(loss, dtype=float)
+    batch = None if batch is None else np.asarray(batch, dtype=float)
+    if method not in METHODS:
+        raise ScaleplanError(f"unknown optimum method '{method}'; use one of {', '.join(METHODS)}")
+    i_min = int(np.argmin(loss))
+    common = dict(size=size, tokens=tokens, n_trials=len(lr))
+    if method == "band":
+        keep = loss <= loss[i_min] * (1.0 + band) if loss[i_min] > 0 else loss <= loss[i_min] + abs(loss[i_min]) * band
+        b = None if batch is None else batch[keep]
+        return CellOptimum(
+            lr=_geomean(lr[keep]), batch_size=None if b is None else _geomean(b), loss=float(loss[i_min]),
+            points_lr=lr[keep], points_batch=b, at_edge=_at_edge(lr, lr[keep]), **common,
+        )
+    argmin = CellOptimum(
+        lr=float(lr[i_min]), batch_size=None if batch is None else float(batch[i_min]), loss=float(loss[i_min]),
+        points_lr=lr[i_min : i_min + 1], points_batch=None if batch is None else batch[i_min : i_min + 1],
+        at_edge=_at_edge(lr, lr[i_min : i_min + 1]), **common,
+    )
+    if method == "argmin":
+        return argmin
+    swept_batch = batch is not None and np.unique(batch).size >= 3
+    return _parabola(lr, loss, batch if swept_batch else None, near, argmin, common)
+
+
+def locate_optima(trials: Trials, method: str = "parabola", band: float = DEFAULT_BAND, near: float = DEFAULT_NEAR) -> list[CellOptimum]:
+    """The optimum of every cell, after checking each cell has enough distinct learning rates."""
+    return [
+        locate_optimum(lr, loss, batch, method, band, near, size, tokens)
+        for (size, tokens), (lr, loss, batch) in cell_arrays(trials, method).items()
+    ]
+
+
+def cell_arrays(trials: Trials, method: str) -> dict[tuple[float, float | None], tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """{(size, tokens): (lr, loss, batch)} per cell; raises if a cell cannot locate an optimum."""
+    need = 3 if method == "parabola" else 2
+    frame = trials.frame
+    out = {}
+    for key, cell in frame.groupby(trials.cell_columns, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        size, tokens = float(key[0]), (float(key[1]) if len(key) > 1 else None)
+        distinct = cell["lr"].nunique()
+        if distinct < need:
+            where = f"{trials.x}={size:.4g}" + ("" if tokens is None else f", D={tokens:.4g}")
+            hint = " or use --method argmin" if method == "parabola" and distinct == 2 else ""
+            raise ScaleplanError(
+                f"cell {where} has {'a single learning rate' if distinct == 1 else f'{distinct} learning rates'}"
+                f" ({', '.join(f'{v:.3g}' for v in sorted(cell['lr'].unique()))}); the {method} method needs at"
+                f" least {need} per cell: sweep more learning rates there{hint}"
+            )
+        batch = cell["batch_size"].to_numpy(float) if trials.has_batch else None
+        out[(size, tokens)] = (cell["lr"].to_numpy(float), cell["loss"].to_numpy(float), batch)
+    return out
+
+
+def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: float, argmin: CellOptimum, common: dict) -> CellOptimum:
+    """Weighted least-squares quadratic in (ln lr[, ln B]) around the minimum; its vertex is the optimum.
+
+    Points within `near` (relative) of the minimum loss are used (at least the best MIN_POINTS, spanning
+    MIN_LRS distinct learning rates),
+    weighted 1 / (1 + gap / (near * |L_min|)). A non-convex fit falls back to the argmin (flagged).
+    """
+    order = np.argsort(loss, kind="stable")
+    l_min = loss[order[0]]
+    scale = near * max(abs(l_min), 1e-12)
+    n_near = int(np.sum(loss <= l_min + scale))
+    # Grow the window (best first) until it holds MIN_LRS distinct lrs and MIN_POINTS points.
+    first_seen = np.unique(lr[order], return_index=True)[1]
+    enough_lrs = np.sort(first_seen)[min(MIN_LRS, first_seen.size) - 1] + 1
+    k = min(len(loss), max(n_near, enough_lrs, MIN_POINTS_2D if batch is not None else MIN_POINTS_1D))
+    sel = order[:k]
+    u_all = np.log(lr)
+    u0 = float(np.mean(u_all[sel]))
+    u = u_all[sel] - u0
+    w = 1.0 / (1.0 + (loss[sel] - l_min) / scale)
+    if np.unique(u).size < 3:
+        return _fallback(argmin)
+    if batch is None:
+        design = np.column_stack([np.ones_like(u), u, u * u])
+        c = _wls(design, loss[sel], w)
+        if c is None or c[2] <= 0:
+            return _fallback(argmin)
+        u_star = -c[1] / (2 * c[2])
+        v_star = None
+        slice_coef = (c[0], c[1], c[2])
+    else:
+        v_all = np.log(batch)
+        v0 = float(np.mean(v_all[sel]))
+        v = v_all[sel] - v0
+        if np.unique(v).size < 3:
+            return _fallback(argmin)
+        design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
+        c = _wls(design, loss[sel], w)
+        if c is None:
+            return _fallback(argmin)
+        hess = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
+        if np.any(np.linalg.eigvalsh(hess) <= 0):
+            return _fallback(argmin)
+        u_star, v_star = np.linalg.solve(hess, -np.array([c[1], c[2]]))
+        v_lo, v_hi = v_all.min() - v0, v_all.max() - v0
+        v_star = float(np.clip(v_star, v_lo, v_hi))
+        slice_coef = (c[0] + c[2] * v_star + c[4] * v_star**2, c[1] + c[5] * v_star, c[3])
+    u_lo, u_hi = u_all.min() - u0, u_all.max() - u0
+    at_edge = not (u_lo < u_star < u_hi)
+    u_star = float(np.clip(u_star, u_lo, u_hi))
+    a0, a1, a2 = slice_coef
+    # Re-express the lr slice in absolute ln lr: a0 + a1 (x - u0) + a2 (x - u0)^2.
+    parabola = (a0 - a1 * u0 + a2 * u0 * u0, a1 - 2 * a2 * u0, a2)
+    lr_star = float(np.exp(u_star + u0))
+    b_star = None if v_star is None else float(np.exp(v_star + v0))
+    if batch is None and argmin.batch_size is not None:
+        b_star = argmin.batch_size  # batch not swept in this cell: it is the cell's (single) batch size
+    return CellOptimum(
+        lr=lr_star, batch_size=b_star, loss=float(a0 + a1 * u_star + a2 * u_star**2),
+        points_lr=np.array([lr_star]), points_batch=None if b_star is None else np.array([b_star]),
+        at_edge=at_edge, parabola=parabola, **common,
+    )
+
+
+def _wls(design: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray | None:
+    sw = np.sqrt(w)
+    coef, _, rank, _ = np.linalg.lstsq(design * sw[:, None], y * sw, rcond=None)
+    return coef if rank == design.shape[1] else None
+
+
+def _fallback(argmin: CellOptimum) -> CellOptimum:
+    return CellOptimum(**{**argmin.__dict__, "fallback": True})
+
+
+def _at_edge(all_lr: np.ndarray, chosen: np.ndarray) -> bool:
+    """True when the optimum touches the smallest or largest lr swept: the grid may not bracket it."""
+    return bool(np.min(chosen) <= np.min(all_lr) or np.max(chosen) >= np.max(all_lr))
+
+
+def _geomean(x: np.ndarray) -> float:
+    return float(np.exp(np.mean(np.log(x))))

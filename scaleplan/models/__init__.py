@@ -1,0 +1,79 @@
+"""Reference models (MLP, decoder-only GPT, DenseAM) and builders that parametrize them.
+
+build_model(name, width, **kwargs) kwargs per model:
+  mlp      in_dim=16, out_dim=10, depth=2, bias=True, readout_zero_init=False
+  gpt      depth=2, n_heads=4, vocab=64, seq_len=32, tied=False, mlp_ratio=4,
+           readout_zero_init=False, query_zero_init=False
+  denseam  in_dim=16, out_dim=10, n_memories=32, steps=4 (T), beta0=1.0, tau=1.0,
+           energy="lse"|"relu-poly", degree=3, readout="classifier"|"denoise", centered=True,
+           memory_std=1.0, readout_zero_init=False
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from scaleplan.errors import ScaleplanError
+
+MODEL_NAMES = ("mlp", "gpt", "denseam")
+
+
+def _constructor(name: str) -> Callable[..., Any]:
+    if name == "mlp":
+        from scaleplan.models.mlp import MLP
+
+        return lambda width, in_dim=16, out_dim=10, **kw: MLP(in_dim, width, out_dim, **kw)
+    if name == "gpt":
+        from scaleplan.models.gpt import GPT
+
+        return GPT
+    if name == "denseam":
+        from scaleplan.models.denseam import DenseAM
+
+        return DenseAM
+    raise ScaleplanError(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
+
+
+def build_model(name: str, width: int, **kwargs: Any) -> Any:
+    """An unparametrized reference model `name` at `width` (PyTorch default init)."""
+    constructor = _constructor(name)
+    try:
+        return constructor(width=width, **kwargs)
+    except TypeError as exc:
+        raise ScaleplanError(f"bad option for model {name!r}: {exc}") from None
+
+
+def build_parametrized(
+    name: str,
+    width: int,
+    parametrization: str,
+    base_width: int,
+    init_std: float | None = None,
+    output_mult: float = 1.0,
+    completep: bool = False,
+    base_depth: int | None = None,
+    **kwargs: Any,
+) -> Any:
+    """Model `name` at `width`, parametrized relative to the same model built at `base_width`.
+
+    The base model is built only for its shapes. For the denoise DenseAM the input dimension is
+    the width, so in_dim follows the width in the base model too.
+    """
+    from scaleplan.parametrization.apply import apply_parametrization
+
+    if base_width > width:
+        raise ScaleplanError(f"base width {base_width} is larger than width {width}; use base_width <= width")
+    base_kwargs = dict(kwargs)
+    if name == "denseam" and kwargs.get("readout") == "denoise":
+        base_kwargs["in_dim"] = base_width
+    model = build_model(name, width, **kwargs)  # first, so a seed gives the same weights as build_model
+    base = build_model(name, base_width, **base_kwargs)
+    return apply_parametrization(
+        model,
+        parametrization,
+        base=base,
+        base_depth=base_depth,
+        init_std=init_std,
+        output_mult=output_mult,
+        completep=completep,
+    )

@@ -1,0 +1,70 @@
+"""`scaleplan coord-check`: run the coordinate check, print a table, write a PNG plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from scaleplan.errors import ScaleplanError
+
+
+def _parse_widths(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(w) for w in text.split(",") if w.strip())
+    except ValueError:
+        raise ScaleplanError(f"--widths must be a comma list of integers like 64,128,256, got {text!r}") from None
+    if not widths or min(widths) < 1:
+        raise ScaleplanError(f"--widths must be positive integers, got {text!r}")
+    return widths
+
+
+def plot_coord_check(frame, path: Path, title: str) -> None:  # frame: pandas.DataFrame
+    """One panel per step: mean |activation| against width (log-log), one line per layer."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = sorted(frame["step"].unique())
+    fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.2), sharey=True, squeeze=False)
+    for ax, step in zip(axes[0], steps):
+        at_step = frame[(frame["step"] == step) & (frame["mean_abs"] > 0)]
+        for layer, rows in at_step.groupby("layer", sort=False):
+            ax.plot(rows["width"], rows["mean_abs"], marker="o", markersize=3, linewidth=1, label=layer)
+        ax.set(xscale="log", yscale="log", xlabel="width", title=f"step {step}")
+    axes[0][0].set_ylabel("mean |activation|")
+    axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+@click.command("coord-check")
+@click.option("--model", "model_name", type=click.Choice(["mlp", "gpt", "denseam"]), default="mlp", show_default=True)
+@click.option("--parametrization", default="mup", show_default=True, help="sp, mup or denseam")
+@click.option("--widths", default="64,128,256,512,1024", show_default=True, help="comma list of widths")
+@click.option("--steps", default=3, show_default=True, type=int, help="optimizer steps")
+@click.option("--lr", default=None, type=float, help="base learning rate (default: per model)")
+@click.option("--seeds", default=1, show_default=True, type=int)
+@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option("--out", "out_dir", default="coord-check", show_default=True, type=click.Path(file_okay=False), help="directory for the PNG")
+def coord_check(model_name: str, parametrization: str, widths: str, steps: int, lr: float | None, seeds: int, optimizer: str, out_dir: str) -> None:
+    """Mean |activation| per layer over a few training steps across widths (flat under muP)."""
+    import torch
+
+    from scaleplan.parametrization.coord_check import coord_check as run_coord_check
+    from scaleplan.parametrization.coord_check import width_ratios
+
+    torch.set_num_threads(1)
+    frame = run_coord_check(model_name, parametrization, _parse_widths(widths), steps=steps, lr=lr, seeds=seeds, optimizer=optimizer)
+    table = frame[frame["step"] == steps].pivot(index="layer", columns="width", values="mean_abs")
+    table["ratio"] = width_ratios(frame, steps)
+    click.echo(f"mean |activation| after {steps} steps ({model_name}, {parametrization}); ratio = widest / narrowest")
+    click.echo(table.to_string(float_format=lambda v: f"{v:.4g}"))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"coord_check_{model_name}_{parametrization}.png"
+    plot_coord_check(frame, path, f"{model_name} / {parametrization} / {optimizer}")
+    click.echo(f"plot: {path}")

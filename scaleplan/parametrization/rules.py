@@ -1,0 +1,175 @@
+"""Parametrizations as data: one rule per tensor role, as exponents of the width multiplier m.
+
+Pure Python (no torch) so the planner can print per-layer learning rates at a target width.
+m = width / base_width (the mup convention); every factor is relative to the base lr / std / wd,
+so at m = 1 every parametrization gives factor 1 and muP equals SP exactly.
+
+muP follows microsoft/mup (Tensor Programs V, Table 8). CompleteP (alpha = 1, Dey et al. 2025)
+adds depth: residual branches x (L/L_base)^-1, Adam eps x 1/(m * m_L), learning rates unchanged.
+
+The "denseam" rules (Dense Associative Memory, Holtzman, Krotov, Hanin, arXiv 2605.10164) are
+*working rules derived from muP principles*, to be confirmed empirically by scaleplan's own
+sweeps: the paper's full text is not available here. They are muP for the ordinary tensors plus
+a "memory" role for the memory matrix Xi (K x N) shared by all T steps of energy descent: entries
+O(1) (init independent of N and K), Adam LR constant in N, SGD LR x m (like any tensor with one
+width dimension). The remaining DenseAM rules live in the model (scaleplan.models.denseam)
+because they are part of its definition: inverse temperature beta = beta0 / N on the overlaps,
+a centered activation, and step size alpha = tau / T.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Mapping, get_args
+
+from scaleplan.errors import ScaleplanError
+
+Role = Literal["input", "hidden", "output", "vector", "memory", "fixed"]
+ROLES: tuple[str, ...] = get_args(Role)
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd")
+
+ROLE_HELP: dict[str, str] = {
+    "input": "input weights and embeddings (only the fan-out is a width)",
+    "hidden": "hidden weights (fan-in and fan-out are widths)",
+    "output": "readout weights (only the fan-in is a width)",
+    "vector": "biases and norm gains (one width dimension)",
+    "memory": "DenseAM memory matrix Xi (K x N), shared across the T descent steps",
+    "fixed": "tensors with no width dimension (e.g. a readout bias): nothing scales",
+}
+
+
+@dataclass(frozen=True)
+class RoleRule:
+    """Width exponents of one tensor role: each factor is m ** exponent."""
+
+    init_var: float  # init variance
+    forward: float  # forward multiplier
+    adam_lr: float
+    sgd_lr: float
+    adam_wd: float  # Adam/AdamW weight decay (coupled, as mup.MuAdam scales it)
+    sgd_wd: float
+
+
+@dataclass(frozen=True)
+class RoleMultipliers:
+    """Factors relative to the base lr / init std / forward multiplier / weight decay / Adam eps."""
+
+    lr: float
+    init_std: float
+    forward: float
+    weight_decay: float
+    eps: float = 1.0
+
+
+@dataclass(frozen=True)
+class Parametrization:
+    """A named table of role rules plus the attention-logit exponent."""
+
+    name: str
+    rules: Mapping[str, RoleRule]
+    attention_exponent: float  # attention logits scale as d_head ** attention_exponent
+    description: str
+
+    def rule(self, role: str) -> RoleRule:
+        """The rule for `role`; a clear error for a role this parametrization does not define."""
+        if role not in ROLES:
+            raise ScaleplanError(f"unknown tensor role {role!r}; valid roles: {', '.join(ROLES)}")
+        if role not in self.rules:
+            raise ScaleplanError(
+                f"parametrization {self.name!r} has no rule for role {role!r}; "
+                f"use one of: {', '.join(n for n, p in PARAMETRIZATIONS.items() if role in p.rules)}"
+            )
+        return self.rules[role]
+
+    def multipliers(
+        self,
+        role: str,
+        m: float,
+        optimizer: str = "adam",
+        depth_ratio: float = 1.0,
+        completep: bool = False,
+    ) -> RoleMultipliers:
+        """Factors for one tensor of `role` at width multiplier m (and depth ratio L/L_base)."""
+        rule = self.rule(role)
+        if m <= 0 or depth_ratio <= 0:
+            raise ScaleplanError(f"width and depth multipliers must be positive, got m={m}, depth_ratio={depth_ratio}")
+        if completep and self.name != "mup":
+            raise ScaleplanError(f"CompleteP depth transfer is defined on top of muP; use parametrization 'mup', not {self.name!r}")
+        sgd = _optimizer_is_sgd(optimizer)
+        m = float(m)
+        return RoleMultipliers(
+            lr=m ** (rule.sgd_lr if sgd else rule.adam_lr),
+            init_std=m ** (rule.init_var / 2),
+            forward=m**rule.forward,
+            weight_decay=m ** (rule.sgd_wd if sgd else rule.adam_wd),
+            eps=1.0 / (m * depth_ratio) if completep and not sgd else 1.0,
+        )
+
+    def attention_multiplier(self, head_ratio: float) -> float:
+        """Factor on top of the usual 1/sqrt(d_head): 1 for SP, (d_head/d_head_base)^-1/2 for muP."""
+        return head_ratio ** (self.attention_exponent + 0.5)
+
+    def table(self, m: float, optimizer: str = "adam") -> list[tuple[str, RoleMultipliers]]:
+        """Every role's factors at width multiplier m, for display."""
+        return [(role, self.multipliers(role, m, optimizer)) for role in ROLES if role in self.rules]
+
+
+def residual_multiplier(depth_ratio: float, completep: bool) -> float:
+    """Residual-branch multiplier: (L/L_base)^-1 under CompleteP (alpha = 1), else 1."""
+    return 1.0 / depth_ratio if completep else 1.0
+
+
+def _optimizer_is_sgd(optimizer: str) -> bool:
+    if optimizer not in OPTIMIZERS:
+        raise ScaleplanError(f"unknown optimizer {optimizer!r}; valid: {', '.join(OPTIMIZERS)} (adamw scales like adam)")
+    return optimizer == "sgd"
+
+
+_FIXED = RoleRule(init_var=0, forward=0, adam_lr=0, sgd_lr=0, adam_wd=0, sgd_wd=0)
+_ONE_WIDTH_DIM = RoleRule(init_var=0, forward=0, adam_lr=0, sgd_lr=1, adam_wd=0, sgd_wd=-1)
+
+# SP: PyTorch's default fan-in init (variance 1/fan_in), every lr, wd and multiplier constant.
+SP = Parametrization(
+    name="sp",
+    rules={
+        "input": _FIXED,
+        "hidden": RoleRule(init_var=-1, forward=0, adam_lr=0, sgd_lr=0, adam_wd=0, sgd_wd=0),
+        "output": RoleRule(init_var=-1, forward=0, adam_lr=0, sgd_lr=0, adam_wd=0, sgd_wd=0),
+        "vector": _FIXED,
+        "memory": _FIXED,
+        "fixed": _FIXED,
+    },
+    attention_exponent=-0.5,
+    description="standard parametrization: fan-in init, constant learning rates",
+)
+
+_MUP_RULES: dict[str, RoleRule] = {
+    "input": _ONE_WIDTH_DIM,
+    "hidden": RoleRule(init_var=-1, forward=0, adam_lr=-1, sgd_lr=0, adam_wd=1, sgd_wd=0),
+    "output": RoleRule(init_var=0, forward=-1, adam_lr=0, sgd_lr=1, adam_wd=0, sgd_wd=-1),
+    "vector": _ONE_WIDTH_DIM,
+    "fixed": _FIXED,
+}
+
+MUP = Parametrization(
+    name="mup",
+    rules=_MUP_RULES,
+    attention_exponent=-1.0,
+    description="muP (microsoft/mup, Tensor Programs V Table 8); optional CompleteP depth transfer",
+)
+
+DENSEAM = Parametrization(
+    name="denseam",
+    rules={**_MUP_RULES, "memory": _ONE_WIDTH_DIM},
+    attention_exponent=-1.0,
+    description="DenseAM working rules (muP + memory role; beta = beta0/N, alpha = tau/T in the model)",
+)
+
+PARAMETRIZATIONS: dict[str, Parametrization] = {p.name: p for p in (SP, MUP, DENSEAM)}
+
+
+def get_parametrization(name: str) -> Parametrization:
+    """The parametrization called `name` ("sp", "mup", "denseam")."""
+    if name not in PARAMETRIZATIONS:
+        raise ScaleplanError(f"unknown parametrization {name!r}; valid names: {', '.join(PARAMETRIZATIONS)}")
+    return PARAMETRIZATIONS[name]

@@ -1,0 +1,217 @@
+"""apply_parametrization / param_groups: roles, per-tensor numbers, muP = SP at base, persistence, errors."""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.models import build_model, build_parametrized
+from scaleplan.parametrization import apply_parametrization, param_groups, tensor_multipliers
+
+LR, WD = 1e-2, 0.1
+
+MLP_ROLES = {
+    "input.weight": "input", "input.bias": "vector", "hidden.0.weight": "hidden", "hidden.0.bias": "vector",
+    "readout.weight": "output", "readout.bias": "fixed",
+}
+
+
+def gpt_roles(tied: bool) -> dict[str, str]:
+    roles = {"wte.weight": "input", "wpe.weight": "input", "ln_f.weight": "vector", "ln_f.bias": "vector"}
+    for name in ("ln_1.weight", "ln_1.bias", "ln_2.weight", "ln_2.bias", "fc.bias", "fc_proj.bias"):
+        roles[f"blocks.0.{name}"] = "vector"
+    for name in ("attn.query.weight", "attn.key.weight", "attn.value.weight", "attn.proj.weight", "fc.weight", "fc_proj.weight"):
+        roles[f"blocks.0.{name}"] = "hidden"
+    if not tied:
+        roles["lm_head.weight"] = "output"
+    return roles
+
+
+# (lr, weight_decay) factors per role and optimizer at m = 2 and m = 4, written out number by number
+EXPECTED = {
+    ("adam", 2): {"input": (1, 1), "hidden": (0.5, 2), "output": (1, 1), "vector": (1, 1), "fixed": (1, 1)},
+    ("adam", 4): {"input": (1, 1), "hidden": (0.25, 4), "output": (1, 1), "vector": (1, 1), "fixed": (1, 1)},
+    ("sgd", 2): {"input": (2, 0.5), "hidden": (1, 1), "output": (2, 0.5), "vector": (2, 0.5), "fixed": (1, 1)},
+    ("sgd", 4): {"input": (4, 0.25), "hidden": (1, 1), "output": (4, 0.25), "vector": (4, 0.25), "fixed": (1, 1)},
+}
+MODELS = {
+    "mlp": (MLP_ROLES, {"depth": 2}),
+    "gpt": (gpt_roles(tied=False), {"depth": 1, "vocab": 32, "seq_len": 8}),
+    "gpt-tied": (gpt_roles(tied=True), {"depth": 1, "vocab": 32, "seq_len": 8, "tied": True}),
+}
+
+
+def per_tensor(groups: list[dict]) -> dict[str, tuple[float, float]]:
+    return {name: (g["lr"], g["weight_decay"]) for g in groups for name in g["names"]}
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("m", [2, 4])
+def test_per_tensor_lr_and_wd_equal_the_table(model: str, optimizer: str, m: int) -> None:
+    roles, kwargs = MODELS[model]
+    net = build_parametrized(model.split("-")[0], 32 * m, "mup", 32, **kwargs)
+    assert {n: r.role for n, r in net.scaleplan_state.tensors.items()} == roles
+    got = per_tensor(param_groups(net, LR, WD, optimizer))
+    expected = {name: (LR * EXPECTED[optimizer, m][role][0], WD * EXPECTED[optimizer, m][role][1]) for name, role in roles.items()}
+    assert got.keys() == expected.keys()
+    for name in roles:
+        assert got[name] == pytest.approx(expected[name], rel=1e-12), name
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("m", [2, 4])
+def test_init_and_forward_multipliers_equal_the_table(model: str, m: int) -> None:
+    roles, kwargs = MODELS[model]
+    name = model.split("-")[0]
+    torch.manual_seed(0)
+    plain = build_model(name, 32 * m, **kwargs)
+    torch.manual_seed(0)
+    net = build_parametrized(name, 32 * m, "mup", 32, **kwargs)
+    # the model's own init is SP (fan-in); muP rescales only the readout, by sqrt(m) (variance x m)
+    for pname, p in net.named_parameters():
+        factor = m**0.5 if roles[pname] == "output" else 1.0
+        assert torch.equal(p, dict(plain.named_parameters())[pname] * factor), pname
+    readout = "readout" if name == "mlp" else "lm_head"
+    hooks = list(net.get_submodule(readout)._forward_pre_hooks.values())
+    assert [h.multiplier for h in hooks] == [1 / m]  # alpha_out / m, also for the tied readout
+    if name == "gpt":
+        assert net.blocks[0].attn.multiplier == m**-0.5  # 1/d_head relative to 1/sqrt(d_head)
+        assert net.blocks[0].multiplier == 1.0
+
+
+@pytest.mark.parametrize("role, expected_std", [("hidden", 0.02 / 2), ("input", 0.02), ("output", 0.02)])
+def test_init_std_redraws_with_rule_factors(role: str, expected_std: float) -> None:
+    torch.manual_seed(0)
+    net = build_parametrized("mlp", 256, "mup", 64, init_std=0.02, in_dim=256, out_dim=256)
+    weight = {"hidden": net.hidden[0].weight, "input": net.input.weight, "output": net.readout.weight}[role]
+    assert weight.std().item() == pytest.approx(expected_std, rel=0.02)
+
+
+@pytest.mark.parametrize("name, kwargs", [("mlp", {}), ("gpt", {"depth": 2, "seq_len": 8}), ("gpt", {"tied": True, "seq_len": 8}), ("denseam", {})])
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.filterwarnings("ignore:SGD with the DenseAM")
+def test_mup_equals_sp_bit_for_bit_at_base_width(name: str, kwargs: dict, optimizer: str) -> None:
+    inputs = torch.randint(0, 64, (2, 8)) if name == "gpt" else torch.randn(4, 16)
+    models, updates = {}, {}
+    param = "denseam" if name == "denseam" else "mup"
+    for p in ("sp", param):
+        torch.manual_seed(0)
+        models[p] = build_parametrized(name, 64, p, 64, **kwargs)
+        opt_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+        opt = opt_cls(param_groups(models[p], LR, WD, optimizer))
+        before = {n: q.detach().clone() for n, q in models[p].named_parameters()}
+        out = models[p](inputs)
+        out.square().mean().backward()
+        opt.step()
+        updates[p] = (out.detach(), {n: q.detach() - before[n] for n, q in models[p].named_parameters()})
+    assert torch.equal(updates["sp"][0], updates[param][0])
+    for n, delta in updates["sp"][1].items():
+        assert torch.equal(delta, updates[param][1][n]), n
+
+
+def _roundtrip_save(model: nn.Module) -> nn.Module:
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=False)
+
+
+@pytest.mark.parametrize("copier", [copy.deepcopy, _roundtrip_save])
+def test_metadata_survives_save_load_and_deepcopy(copier) -> None:
+    net = build_parametrized("gpt", 128, "mup", 32, depth=1, seq_len=8, tied=True)
+    clone = copier(net)
+    assert clone.scaleplan_state == net.scaleplan_state
+    tokens = torch.randint(0, 64, (2, 8))
+    assert torch.equal(clone(tokens), net(tokens))  # readout hook and attention multiplier came along
+    assert [g["lr"] for g in param_groups(clone, LR)] == [g["lr"] for g in param_groups(net, LR)]
+    with pytest.raises(ScaleplanError, match="already parametrized"):
+        apply_parametrization(clone, "mup", base=build_model("gpt", 32, depth=1, seq_len=8, tied=True))
+
+
+def test_applying_twice_is_refused() -> None:
+    net = build_parametrized("mlp", 128, "mup", 64)
+    with pytest.raises(ScaleplanError, match=r"already parametrized \('mup'\).*apply once"):
+        apply_parametrization(net, "sp", base=build_model("mlp", 64))
+
+
+def test_functional_call_vmap_over_stacked_models() -> None:
+    torch.manual_seed(0)
+    nets = [build_parametrized("mlp", 128, "mup", 32) for _ in range(3)]
+    params, buffers = torch.func.stack_module_state(nets)
+    x = torch.randn(5, 16)
+    call = lambda p, b: torch.func.functional_call(nets[0], (p, b), (x,))  # noqa: E731
+    stacked = torch.vmap(call)(params, buffers)
+    for k, net in enumerate(nets):
+        assert torch.allclose(stacked[k], net(x), atol=1e-6)
+    assert set(tensor_multipliers(nets[0])) == set(params)
+
+
+def test_declared_roles_without_base() -> None:
+    net = build_model("mlp", 256, depth=1)
+    roles = {"input.weight": "input", "input.bias": "vector", "readout.weight": "output", "readout.bias": "fixed"}
+    apply_parametrization(net, "mup", roles=roles, base_width=64)
+    assert per_tensor(param_groups(net, LR, optimizer="sgd"))["readout.weight"] == (pytest.approx(LR * 4), 0.0)
+    assert net.readout._forward_pre_hooks[next(iter(net.readout._forward_pre_hooks))].multiplier == 0.25
+
+
+def test_completep_depth_transfer() -> None:
+    base = build_model("gpt", 32, depth=2, seq_len=8)
+    net = apply_parametrization(build_model("gpt", 64, depth=4, seq_len=8), "mup", base=build_model("gpt", 32, depth=4, seq_len=8), base_depth=2, completep=True)
+    assert [b.multiplier for b in net.blocks] == [0.5] * 4
+    groups = param_groups(net, LR, optimizer="adam", eps=1e-8)
+    assert [g["eps"] for g in groups] == [pytest.approx(1e-8 / (2 * 2))] * len(groups)
+    assert sorted({g["lr"] for g in groups}) == [LR / 2, LR]  # hidden lr is eta/m, unchanged by depth
+    with pytest.raises(ScaleplanError, match="needs residual blocks"):
+        apply_parametrization(build_model("mlp", 64), "mup", base=build_model("mlp", 32), base_depth=1, completep=True)
+    with pytest.raises(ScaleplanError, match="base depth 8 is larger"):
+        apply_parametrization(build_model("gpt", 64, depth=2, seq_len=8), "mup", base=base, base_depth=8, completep=True)
+
+
+def test_sgd_with_denseam_softmax_warns() -> None:
+    net = build_parametrized("denseam", 128, "denseam", 64, energy="lse")
+    with pytest.warns(UserWarning, match="unstable.*use Adam"):
+        param_groups(net, LR, optimizer="sgd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        param_groups(net, LR, optimizer="adam")
+        param_groups(build_parametrized("denseam", 128, "denseam", 64, energy="relu-poly"), LR, optimizer="sgd")
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: build_parametrized("mlp", 128, "mu-p", 64), "unknown parametrization 'mu-p'; valid names: sp, mup, denseam"),
+        (lambda: apply_parametrization(build_model("mlp", 128, depth=3), "mup", base=build_model("mlp", 64, depth=2)), "different parameters"),
+        (lambda: apply_parametrization(build_model("mlp", 128), "mup", base=build_model("mlp", 64, in_dim=32)), "base width larger than width"),
+        (lambda: apply_parametrization(build_model("mlp", 64), "mup", base=build_model("mlp", 128)), "base width larger than width"),
+        (lambda: build_parametrized("mlp", 64, "mup", 128), "base width 128 is larger than width 64"),
+        (lambda: apply_parametrization(build_model("mlp", 128), "mup", base={"input.weight": (64, 16, 3)}), "different parameters"),
+        (lambda: apply_parametrization(build_model("mlp", 128), "mup", base_width=64), "no role declared"),
+        (lambda: apply_parametrization(build_model("mlp", 128), "mup", base=build_model("mlp", 64), roles={"input.weight": "embedding"}), "unknown role 'embedding'"),
+        (lambda: apply_parametrization(build_model("mlp", 128), "mup", base=build_model("mlp", 64), roles={"nope": "input"}), "not a parameter"),
+        (lambda: build_parametrized("denseam", 128, "mup", 64), "no rule for role 'memory'; use one of: sp, denseam"),
+        (lambda: param_groups(build_model("mlp", 64), LR), "call apply_parametrization"),
+        (lambda: param_groups(build_parametrized("mlp", 64, "mup", 64), LR, optimizer="lion"), "unknown optimizer 'lion'"),
+        (lambda: param_groups(build_parametrized("mlp", 64, "mup", 64), -1.0), "learning rate must be positive"),
+    ],
+)
+def test_bad_input_raises_clear_error(call, message: str) -> None:
+    with pytest.raises(ScaleplanError, match=message):
+        call()
+
+
+def test_param_groups_accept_an_object_with_lr_and_build_optimizers() -> None:
+    class Prediction:
+        lr = 3e-3
+
+    net = build_parametrized("mlp", 128, "mup", 64)
+    for opt in (torch.optim.Adam, torch.optim.AdamW):
+        assert sorted(g["lr"] for g in opt(param_groups(net, Prediction(), WD)).param_groups) == [1.5e-3, 3e-3]
+    assert sorted(g["lr"] for g in torch.optim.SGD(param_groups(net, Prediction(), optimizer="sgd")).param_groups) == [3e-3, 6e-3]

@@ -1,0 +1,66 @@
+"""Tests of scaleplan.fit.data: column mapping, validation and exclusion of failed/diverged trials."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.fit.data import parse_column_map, prepare_trials
+
+
+def frame(**extra: list) -> pd.DataFrame:
+    base = dict(N=[1e6, 1e6, 4e6, 4e6], D=[1e8] * 4, lr=[1e-3, 2e-3, 1e-3, 2e-3], loss=[2.0, 1.9, 1.8, 1.7])
+    return pd.DataFrame({**base, **extra})
+
+
+def test_missing_columns_are_named_with_the_fix() -> None:
+    with pytest.raises(ScaleplanError) as err:
+        prepare_trials(frame().drop(columns=["lr"]), source="runs.csv")
+    message = str(err.value)
+    assert "runs.csv: missing column(s) ['lr']" in message and "--column lr=" in message and "\n" not in message
+
+
+def test_column_map_renames_and_replaces_a_shadowed_column() -> None:
+    raw = frame(**{"smooth loss": [1.0, 2.0, 3.0, 4.0], "bs": [1, 2, 1, 2]})
+    trials = prepare_trials(raw, columns=parse_column_map(["loss=smooth loss", "batch_size=bs"]), batch_unit_scale=2048)
+    assert trials.frame["loss"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert trials.frame["batch_size"].tolist() == [2048, 4096, 2048, 4096]
+    assert trials.has_batch and not trials.has_tokens and trials.cell_columns == ["N", "D"]
+
+
+@pytest.mark.parametrize("pair", ["batch_size", "=bs", "lr="])
+def test_bad_column_option(pair: str) -> None:
+    with pytest.raises(ScaleplanError, match="--column expects CANONICAL=SOURCE"):
+        parse_column_map([pair])
+
+
+def test_unknown_source_column() -> None:
+    with pytest.raises(ScaleplanError, match=r"--column source\(s\) \['bs'\] not in the data"):
+        prepare_trials(frame(), columns={"bs": "batch_size"})
+
+
+def test_failed_diverged_and_nonfinite_trials_are_excluded_and_counted() -> None:
+    raw = frame(state=["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"], diverged=[False, False, "True", False])
+    raw.loc[3, "loss"] = np.nan
+    trials = prepare_trials(raw)
+    assert len(trials.frame) == 1
+    assert trials.dropped == {"not COMPLETE": 1, "diverged": 1, "non-finite or non-positive": 1}
+
+
+def test_all_diverged() -> None:
+    with pytest.raises(ScaleplanError, match=r"no usable trials left \(4 diverged\); nothing to fit"):
+        prepare_trials(frame(diverged=[True] * 4))
+
+
+def test_width_as_size_variable() -> None:
+    trials = prepare_trials(frame(width=[64, 64, 256, 256]).drop(columns=["N"]), x="width")
+    assert trials.x == "width" and trials.cell_columns == ["width", "D"]
+    with pytest.raises(ScaleplanError, match="--x must be one of N, width"):
+        prepare_trials(frame(), x="depth")
+
+
+def test_empty_optional_columns_are_ignored() -> None:
+    trials = prepare_trials(frame(D=[None] * 4, batch_size=[np.nan] * 4))
+    assert len(trials.frame) == 4 and trials.cell_columns == ["N"] and not trials.has_batch

@@ -1,0 +1,84 @@
+"""Reference models: sizes, causality, DenseAM dynamics equal energy descent, bad options."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.models import build_model, build_parametrized
+
+
+@pytest.mark.parametrize(
+    "name, kwargs, n_params",
+    [
+        ("mlp", {"in_dim": 16, "out_dim": 10, "depth": 2}, 16 * 32 + 32 + 32 * 32 + 32 + 32 * 10 + 10),
+        # wte 64*32 + wpe 8*32 + block (2 LN 128, q/k/v/proj 4096, fc 4224, fc_proj 4128) + ln_f 64 + lm_head 2048
+        ("gpt", {"depth": 1, "vocab": 64, "seq_len": 8}, 2048 + 256 + 12576 + 64 + 2048),
+        ("gpt", {"depth": 1, "vocab": 64, "seq_len": 8, "tied": True}, 2048 + 256 + 12576 + 64),
+        ("denseam", {"in_dim": 16, "out_dim": 10, "n_memories": 8}, 8 * 32 + 16 * 32 + 32 + 32 * 10 + 10),
+        ("denseam", {"in_dim": 32, "n_memories": 8, "readout": "denoise"}, 8 * 32),
+    ],
+)
+def test_parameter_counts(name: str, kwargs: dict, n_params: int) -> None:
+    assert sum(p.numel() for p in build_model(name, 32, **kwargs).parameters()) == n_params
+
+
+def test_output_shapes() -> None:
+    assert build_model("mlp", 32, in_dim=5, out_dim=3)(torch.randn(4, 5)).shape == (4, 3)
+    assert build_model("gpt", 32, vocab=50, seq_len=8)(torch.randint(0, 50, (2, 6))).shape == (2, 6, 50)
+    assert build_model("denseam", 32, in_dim=5, out_dim=3)(torch.randn(4, 5)).shape == (4, 3)
+    assert build_model("denseam", 32, in_dim=32, readout="denoise")(torch.randn(4, 32)).shape == (4, 32)
+
+
+def test_gpt_is_causal() -> None:
+    torch.manual_seed(0)
+    net = build_model("gpt", 32, seq_len=8)
+    a = torch.randint(0, 64, (1, 8))
+    b = a.clone()
+    b[0, 5] = (a[0, 5] + 1) % 64
+    out_a, out_b = net(a), net(b)
+    assert torch.equal(out_a[0, :5], out_b[0, :5])
+    assert not torch.allclose(out_a[0, 5:], out_b[0, 5:])
+
+
+@pytest.mark.parametrize("energy", ["lse", "relu-poly"])
+def test_denseam_step_is_energy_descent(energy: str) -> None:
+    torch.manual_seed(0)
+    net = build_model("denseam", 48, in_dim=48, readout="denoise", steps=1, tau=0.5, beta0=3.0, energy=energy, centered=False)
+    assert (net.beta, net.alpha) == (3.0 / 48, 0.5)
+    x = torch.randn(5, 48, requires_grad=True)
+    (grad,) = torch.autograd.grad(net.energy_value(x).sum(), x)
+    assert torch.allclose(net(x), x - 0.5 * grad, atol=1e-5)
+
+
+def test_denseam_centered_activation_and_shared_memories() -> None:
+    net = build_model("denseam", 32, steps=4, tau=2.0)
+    assert net.alpha == 0.5  # tau / T
+    f = net.activation(torch.randn(3, net.memories.shape[0]))
+    assert torch.allclose(f.sum(-1), torch.zeros(3), atol=1e-6)  # softmax - 1/K
+    assert [n for n, _ in net.named_parameters()].count("memories") == 1  # one Xi for all T steps
+
+
+def test_build_parametrized_denoise_scales_input_with_width() -> None:
+    net = build_parametrized("denseam", 128, "denseam", 32, in_dim=128, readout="denoise")
+    assert net.scaleplan_state.tensors["memories"].m == 4.0
+
+
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: build_model("resnet", 32), "unknown model 'resnet'; valid models: mlp, gpt, denseam"),
+        (lambda: build_model("mlp", 32, heads=2), "bad option for model 'mlp'"),
+        (lambda: build_model("gpt", 30, n_heads=4), "width divisible by n_heads"),
+        (lambda: build_model("gpt", 32, tied=True, readout_zero_init=True), "zero the token embedding"),
+        (lambda: build_model("gpt", 32, seq_len=4)(torch.zeros(1, 6, dtype=torch.long)), "longer than the model's seq_len=4"),
+        (lambda: build_model("denseam", 32, energy="softmax"), "valid: lse, relu-poly"),
+        (lambda: build_model("denseam", 32, readout="linear"), "valid: classifier, denoise"),
+        (lambda: build_model("denseam", 32, in_dim=16, readout="denoise"), "in_dim \\(16\\) must equal width \\(32\\)"),
+        (lambda: build_model("mlp", 0), "sizes must be positive"),
+    ],
+)
+def test_bad_model_options(call, message: str) -> None:
+    with pytest.raises(ScaleplanError, match=message):
+        call()

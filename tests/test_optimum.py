@@ -1,0 +1,93 @@
+"""Tests of scaleplan.fit.optimum: each method's optimum on data with a known answer, flags, errors."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.fit.data import prepare_trials
+from scaleplan.fit.optimum import locate_optima, locate_optimum, method_label
+
+GRID = np.geomspace(1e-4, 1e-1, 13)
+
+
+def bowl(lr: np.ndarray, lr_star: float, curvature: float = 0.05, floor: float = 2.0) -> np.ndarray:
+    return floor + curvature * np.log(lr / lr_star) ** 2
+
+
+@pytest.mark.parametrize("lr_star", [3e-4, 2.2e-3, 1.7e-2])
+def test_parabola_recovers_vertex_between_grid_points(lr_star: float) -> None:
+    opt = locate_optimum(GRID, bowl(GRID, lr_star), method="parabola")
+    assert opt.lr == pytest.approx(lr_star, rel=1e-9)
+    assert opt.loss == pytest.approx(2.0, abs=1e-12)
+    assert not opt.at_edge and not opt.fallback
+    c0, c1, c2 = opt.parabola
+    assert c2 == pytest.approx(0.05) and -c1 / (2 * c2) == pytest.approx(math.log(lr_star))
+
+
+def test_parabola_2d_recovers_lr_and_batch() -> None:
+    lr, batch = (a.ravel() for a in np.meshgrid(GRID, np.geomspace(64, 4096, 7)))
+    loss = 2.0 + 0.05 * np.log(lr / 3e-3) ** 2 + 0.02 * np.log(batch / 500.0) ** 2 + 0.01 * np.log(lr / 3e-3) * np.log(batch / 500.0)
+    opt = locate_optimum(lr, loss, batch, method="parabola")
+    assert opt.lr == pytest.approx(3e-3, rel=1e-9)
+    assert opt.batch_size == pytest.approx(500.0, rel=1e-9)
+    assert opt.points_batch.tolist() == pytest.approx([500.0])
+
+
+def test_argmin_and_band_on_a_known_cell() -> None:
+    lr = np.array([1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2])
+    loss = np.array([2.10, 2.004, 2.000, 2.0049, 2.30])  # 2.004 and 2.0049 are within 0.25% of 2.0; 2.0051 would not be
+    batch = np.array([128.0, 256.0, 512.0, 256.0, 128.0])
+    arg = locate_optimum(lr, loss, batch, method="argmin")
+    assert (arg.lr, arg.batch_size, arg.loss) == (4e-3, 512.0, 2.0)
+    band = locate_optimum(lr, loss, batch, method="band")
+    assert band.points_lr.tolist() == [2e-3, 4e-3, 8e-3]
+    assert band.points_batch.tolist() == [256.0, 512.0, 256.0]
+    assert band.lr == pytest.approx(4e-3)  # geometric mean of 2e-3, 4e-3, 8e-3
+    assert locate_optimum(lr, loss, batch, method="band", band=0.001).points_lr.tolist() == [4e-3]
+
+
+@pytest.mark.parametrize("method", ["parabola", "argmin", "band"])
+def test_optimum_at_the_edge_of_the_grid_is_flagged(method: str) -> None:
+    opt = locate_optimum(GRID, bowl(GRID, 1e-5), method=method)
+    assert opt.at_edge
+    assert opt.lr == pytest.approx(1e-4)  # clamped to the swept range, never extrapolated
+
+
+def test_concave_cell_falls_back_to_argmin() -> None:
+    loss = 2.0 - 0.05 * np.log(GRID / 3e-3) ** 2
+    opt = locate_optimum(GRID, loss, method="parabola")
+    assert opt.fallback and opt.lr == GRID[-1]  # the lowest loss of the concave curve (ln(0.1/3e-3) > ln(3e-3/1e-4))
+
+
+@pytest.mark.parametrize("method, expected", [("band", "band-0.25%"), ("parabola", "parabola"), ("argmin", "argmin")])
+def test_method_label(method: str, expected: str) -> None:
+    assert method_label(method) == expected
+
+
+def _trials(lrs_per_cell: list[float]) -> pd.DataFrame:
+    rows = [dict(N=n, lr=lr, loss=2.0 + lr) for n in (1e6, 4e6) for lr in lrs_per_cell]
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize(
+    "method, lrs, message",
+    [
+        ("argmin", [1e-3], "a single learning rate"),
+        ("band", [1e-3, 1e-3], "a single learning rate"),
+        ("parabola", [1e-3, 2e-3], "2 learning rates"),
+    ],
+)
+def test_too_few_learning_rates_per_cell(method: str, lrs: list[float], message: str) -> None:
+    with pytest.raises(ScaleplanError, match=message) as err:
+        locate_optima(prepare_trials(_trials(lrs)), method)
+    assert "N=1e+06" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_unknown_method() -> None:
+    with pytest.raises(ScaleplanError, match="unknown optimum method 'best'"):
+        locate_optimum(GRID, bowl(GRID, 1e-3), method="best")
