@@ -215,3 +215,13 @@ def test_param_groups_accept_an_object_with_lr_and_build_optimizers() -> None:
     for opt in (torch.optim.Adam, torch.optim.AdamW):
         assert sorted(g["lr"] for g in opt(param_groups(net, Prediction(), WD)).param_groups) == [1.5e-3, 3e-3]
     assert sorted(g["lr"] for g in torch.optim.SGD(param_groups(net, Prediction(), optimizer="sgd")).param_groups) == [3e-3, 6e-3]
+
+
+@pytest.mark.parametrize("parametrization, beta_at_4x", [("denseam", 1.0 / 128), ("sp", 1.0 / 32)])
+def test_denseam_temperature_follows_the_parametrization(parametrization, beta_at_4x):
+    from scaleplan.models import build_parametrized
+
+    base = build_parametrized("denseam", 32, parametrization, 32, beta0=1.0)
+    wide = build_parametrized("denseam", 128, parametrization, 32, beta0=1.0)
+    assert base.beta == 1.0 / 32  # every parametrization agrees at the base width
+    assert wide.beta == beta_at_4x  # beta0/N under the DenseAM rules, constant beta0/N_base under SP

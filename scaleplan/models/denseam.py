@@ -30,6 +30,7 @@ class DenseAM(nn.Module):
     """
 
     scaleplan_roles = {"memories": "memory"}
+    scaleplan_site = "temperature"  # the parametrization sets `multiplier` on beta (see beta below)
 
     def __init__(
         self,
@@ -58,7 +59,7 @@ class DenseAM(nn.Module):
             raise ScaleplanError(f"denoise readout: the input is the state, so in_dim ({in_dim}) must equal width ({width})")
         self.width, self.steps, self.energy, self.degree = width, steps, energy, degree
         self.readout_kind, self.centered = readout, centered
-        self.beta = beta0 / width
+        self.beta0, self.multiplier = beta0, 1.0
         self.alpha = tau / steps
         self.memories = nn.Parameter(torch.randn(n_memories, width) * memory_std)
         self.overlap = nn.Identity()  # probes: the coordinate check records beta*s and x_t here
@@ -74,6 +75,12 @@ class DenseAM(nn.Module):
         """f(beta s): softmax over memories, or relu(.)^(n-1); centered over memories if asked."""
         f = F.softmax(z, dim=-1) if self.energy == "lse" else F.relu(z) ** (self.degree - 1)
         return f - f.mean(dim=-1, keepdim=True) if self.centered else f
+
+    @property
+    def beta(self) -> float:
+        """Inverse temperature beta0/N times the parametrization's factor (1 under the DenseAM rules,
+        N/N_base under SP and muP, which keep beta constant in N)."""
+        return self.beta0 / self.width * self.multiplier
 
     def energy_value(self, x: torch.Tensor) -> torch.Tensor:
         """E(x) per sample; its gradient is the (uncentered) update direction."""

@@ -249,7 +249,7 @@ def _site_multipliers(
     depth_ratio: float,
     completep: bool,
 ) -> dict[str, float]:
-    """Multipliers for attention-logit and residual-branch sites declared by the model's modules."""
+    """Multipliers for attention-logit, residual-branch and DenseAM temperature sites of the model's modules."""
     base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
     sites: dict[str, float] = {}
     for name, module in model.named_modules():
@@ -263,6 +263,10 @@ def _site_multipliers(
             sites[name] = rules.attention_multiplier(head_ratio)
         elif site == "residual":
             sites[name] = residual_multiplier(depth_ratio, completep)
+        elif site == "temperature":
+            base_module = base_modules.get(name)
+            m = module.width / base_module.width if base_module is not None else max(r.m for r in tensors.values())
+            sites[name] = rules.temperature_multiplier(m)
     if completep and "residual" not in {getattr(model.get_submodule(n), "scaleplan_site") for n in sites}:
         raise ScaleplanError("completep=True needs residual blocks (modules with scaleplan_site = 'residual'); this model has none")
     return sites

@@ -69,6 +69,7 @@ class Parametrization:
     rules: Mapping[str, RoleRule]
     attention_exponent: float  # attention logits scale as d_head ** attention_exponent
     description: str
+    temperature_exponent: float = 0.0  # DenseAM: beta = (beta0 / N_base) * m ** temperature_exponent
 
     def rule(self, role: str) -> RoleRule:
         """The rule for `role`; a clear error for a role this parametrization does not define."""
@@ -108,6 +109,11 @@ class Parametrization:
     def attention_multiplier(self, head_ratio: float) -> float:
         """Factor on top of the usual 1/sqrt(d_head): 1 for SP, (d_head/d_head_base)^-1/2 for muP."""
         return head_ratio ** (self.attention_exponent + 0.5)
+
+    def temperature_multiplier(self, m: float) -> float:
+        """Factor on a DenseAM's own beta = beta0/N: 1 under the DenseAM rules (beta0/N), m under SP/muP
+        (which keep beta = beta0/N_base constant in N); equal to 1 at m = 1 either way."""
+        return m ** (1.0 + self.temperature_exponent)
 
     def table(self, m: float, optimizer: str = "adam") -> list[tuple[str, RoleMultipliers]]:
         """Every role's factors at width multiplier m, for display."""
@@ -162,7 +168,8 @@ DENSEAM = Parametrization(
     name="denseam",
     rules={**_MUP_RULES, "memory": _ONE_WIDTH_DIM},
     attention_exponent=-1.0,
-    description="DenseAM working rules (muP + memory role; beta = beta0/N, alpha = tau/T in the model)",
+    description="DenseAM working rules (muP + memory role; beta = beta0/N; alpha = tau/T in the model)",
+    temperature_exponent=-1.0,
 )
 
 PARAMETRIZATIONS: dict[str, Parametrization] = {p.name: p for p in (SP, MUP, DENSEAM)}

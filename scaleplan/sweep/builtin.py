@@ -56,7 +56,7 @@ class BuiltinObjective:
         from scaleplan.train.population import population_size_for
 
         cfg = self.config(TrialRequest(point, self._probe_params()))
-        return population_size_for(cfg, cfg.device)
+        return population_size_for(cfg)
 
     def evaluate(self, requests: list[TrialRequest]) -> list[Outcome]:
         from scaleplan.train.loop import train_trial

@@ -1,0 +1,103 @@
+"""What both training loops build from a TrialConfig: the task, the seeded parametrized model,
+its optimizer parameter groups (muP per-group LRs), the data generator and the thread setting."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.tasks import Task, get_task
+from scaleplan.train.config import TrialConfig
+
+DATA_SEED_OFFSET = 0x5EED  # keeps the data stream distinct from the init stream of the same seed
+
+
+def build_task(cfg: TrialConfig) -> Task:
+    """The (cached) task of `cfg`, after checking that the model can train on it."""
+    task = get_task(cfg.task, **cfg.task_kwargs)
+    if cfg.model not in task.models:
+        raise ScaleplanError(
+            f"model {cfg.model!r} cannot train on task {cfg.task!r}; use one of: {', '.join(task.models)}"
+        )
+    return task
+
+
+def model_kwargs(cfg: TrialConfig, task: Task) -> dict[str, Any]:
+    """Model kwargs: the task's dims, the config's model_kwargs and the DenseAM beta0/tau."""
+    kwargs = dict(task.model_kwargs)
+    for key, value in cfg.model_kwargs.items():
+        if key in kwargs and kwargs[key] != value:
+            raise ScaleplanError(
+                f"model kwarg {key}={value!r} contradicts task {cfg.task!r} ({key}={kwargs[key]!r}); "
+                f"set it in the task options instead"
+            )
+        kwargs[key] = value
+    for key in ("beta0", "tau"):
+        if getattr(cfg, key) is not None:
+            kwargs[key] = getattr(cfg, key)
+    return kwargs
+
+
+def build_model(cfg: TrialConfig, task: Task) -> nn.Module:
+    """The parametrized model of `cfg` on cfg.device, initialized on the CPU from `cfg.seed`
+    (same seed, same weights on every device)."""
+    from scaleplan.models import build_parametrized
+
+    kwargs = model_kwargs(cfg, task)
+    for key in ("init_std", "output_mult"):
+        if getattr(cfg, key) is not None:
+            kwargs[key] = getattr(cfg, key)
+    device = training_device(cfg)
+    torch.manual_seed(cfg.seed)
+    return build_parametrized(cfg.model, cfg.width, cfg.parametrization, cfg.base_width, **kwargs).to(device)
+
+
+def training_device(cfg: TrialConfig) -> torch.device:
+    """cfg.device as a torch.device, checked to exist."""
+    try:
+        device = torch.device(cfg.device)
+    except RuntimeError:
+        raise ScaleplanError(f"unknown device {cfg.device!r}; use 'cpu' or 'cuda'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ScaleplanError(f"device {cfg.device!r} asked for, but torch sees no CUDA GPU; use device='cpu'")
+    return device
+
+
+def param_groups_for(model: nn.Module, cfg: TrialConfig) -> list[dict[str, Any]]:
+    """Per-group (muP) lr / weight decay for cfg.optimizer.
+
+    AdamW decay is decoupled, so (as mup.MuAdamW) every group keeps the plain weight_decay while
+    Adam's coupled decay gets the parametrization's per-group scaling.
+    """
+    from scaleplan.parametrization import param_groups
+
+    if cfg.optimizer == "adamw":
+        groups = param_groups(model, cfg.lr, weight_decay=0.0, optimizer="adam")
+        return [{**group, "weight_decay": cfg.weight_decay} for group in groups]
+    return param_groups(model, cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer)
+
+
+def data_generator(seed: int) -> torch.Generator:
+    """The training-batch generator of a trial with `seed`."""
+    return torch.Generator().manual_seed(seed + DATA_SEED_OFFSET)
+
+
+def n_params(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with `threads` torch threads (None: leave the setting), then restore it."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

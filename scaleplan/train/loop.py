@@ -1,0 +1,65 @@
+"""`train_trial`: train one model from a TrialConfig with torch.optim and report its held-out loss."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+
+from scaleplan.train.build import (
+    build_model, build_task, data_generator, n_params, param_groups_for, torch_threads, training_device,
+)
+from scaleplan.train.config import TrialConfig, TrialResult
+from scaleplan.train.monitor import diverged, tail_mean
+from scaleplan.train.schedule import lr_factor
+
+OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
+def make_optimizer(groups: list[dict], cfg: TrialConfig) -> torch.optim.Optimizer:
+    """torch.optim optimizer over the parametrization's groups (betas, eps: torch defaults)."""
+    return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def train_trial(cfg: TrialConfig) -> TrialResult:
+    """Train one model; stops early (diverged=True, loss=inf) once the training loss blows up."""
+    start = time.perf_counter()
+    with torch_threads(cfg.threads):
+        task = build_task(cfg)
+        model = build_model(cfg, task)
+        device = training_device(cfg)
+        optimizer = make_optimizer(param_groups_for(model, cfg), cfg)
+        base_lrs = [group["lr"] for group in optimizer.param_groups]
+        generator = data_generator(cfg.seed)
+        losses = torch.zeros(cfg.steps)
+        blew_up = False
+        model.train()
+        for step in range(cfg.steps):
+            factor = lr_factor(step, cfg)
+            for group, base_lr in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base_lr * factor
+            x, y = (t.to(device) for t in task.sample_batch(cfg.batch_size, generator))
+            loss = task.loss(model(x), y)
+            losses[step] = loss.detach()
+            if diverged(losses[step], losses[0]):
+                blew_up = True
+                break
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        steps_run = step if blew_up else cfg.steps
+        held_out = math.inf
+        if not blew_up:
+            model.eval()
+            held_out = task.eval_loss(model, device)
+            blew_up = not math.isfinite(held_out)
+    return TrialResult(
+        loss=math.inf if blew_up else held_out,
+        train_loss=math.inf if blew_up else float(tail_mean(losses, steps_run)),
+        diverged=blew_up,
+        n_params=n_params(model),
+        tokens_or_samples=steps_run * cfg.batch_size * task.units_per_example,
+        seconds=time.perf_counter() - start,
+        steps_run=steps_run,
+    )

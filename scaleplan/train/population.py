@@ -1,0 +1,229 @@
+"""Population training: K trials of one width trained together in one batched computation.
+
+The K models' parameters are stacked (torch.func.stack_module_state) into one flat (K, P) tensor;
+the forward runs as one vmap(functional_call), the backward as one autograd pass, and Adam/AdamW/SGD
+update all members at once with per-member, per-group learning rates, weight decays and eps read
+from the same torch.optim groups that `train_trial` uses, so each member follows its sequential run
+to float rounding. A member whose loss blows up is zeroed and frozen and reported diverged; the
+others go on untouched.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.tasks import Task
+from scaleplan.train.build import (
+    build_model, build_task, data_generator, n_params, param_groups_for, torch_threads, training_device,
+)
+from scaleplan.train.config import TrialConfig, TrialResult
+from scaleplan.train.loop import make_optimizer
+from scaleplan.train.monitor import diverged, tail_mean
+from scaleplan.train.schedule import lr_factor
+
+# Chosen by measurement: benchmarks/sweep_throughput.py on this project's shared 2-core CPU
+# (1 torch thread, MLP depth 3 on teacher-student, batch 64, 100 steps, best of 2), population vs
+# one-at-a-time trials/hour:
+#   K=16: 3.4x at width 64, 2.3x at 128, 1.14x at 256
+#   K=8:  3.1x at width 64, 2.0x at 128, 1.04x at 256, 0.84x at 512, 0.41x at 1024
+#   K=4:  1.9x at width 64, 1.6x at 128, 1.12x at 256
+# so K=16 up to width 128, K=8 up to 256 (a small gain), and one at a time above.
+# On an NVIDIA H200 (same script, --device cuda): K=16 gave 10.4x at width 64, 8.9x at 256, 4.5x at
+# 512, 2.0x at 1024; K=64 gave 25x at 64, 15x at 256, 1.75x at 1024: K=64 up to 256, then K=16.
+CPU_POPULATION = ((128, 16), (256, 8))
+GPU_POPULATION = ((256, 64), (1 << 62, 16))
+
+
+def population_size_for(cfg: TrialConfig) -> int:
+    """How many trials like `cfg` to train together (1 = one at a time), from the measurements above."""
+    for max_width, k in CPU_POPULATION if cfg.device == "cpu" else GPU_POPULATION:
+        if cfg.width <= max_width:
+            return k
+    return 1
+
+
+@dataclass
+class _FlatHyper:
+    """Optimizer settings of every member for every coordinate of the flat (K, P) parameters."""
+
+    lr: Tensor
+    weight_decay: Tensor
+    eps: Tensor
+    betas: tuple[float, float]
+    decay: bool  # any non-zero weight decay
+
+    def freeze(self, member: int) -> None:
+        """Stop updating `member` (its lr and weight decay become 0)."""
+        self.lr[member] = 0.0
+        self.weight_decay[member] = 0.0
+
+
+def train_population(cfgs: list[TrialConfig]) -> list[TrialResult]:
+    """Train the trials in `cfgs` together; results are in the order of `cfgs`.
+
+    The configs must share everything but lr, seed, weight_decay, init_std, output_mult, beta0 and
+    tau. Members whose models differ in non-tensor attributes (e.g. a float multiplier) cannot share
+    one batched call; they are trained as separate batched groups.
+    """
+    if not cfgs:
+        return []
+    shared = cfgs[0].population_key()
+    for cfg in cfgs[1:]:
+        differ = sorted(k for k, v in cfg.population_key().items() if shared[k] != v)
+        if differ:
+            raise ScaleplanError(
+                f"population members must share everything but lr/seed/weight_decay/init_std/"
+                f"output_mult/beta0/tau; these differ: {', '.join(differ)} (train them separately)"
+            )
+    start = time.perf_counter()
+    with torch_threads(cfgs[0].threads):
+        task = build_task(cfgs[0])
+        models = [build_model(cfg, task) for cfg in cfgs]
+        partitions: dict[str, list[int]] = {}
+        for i, model in enumerate(models):
+            partitions.setdefault(_static_state(model), []).append(i)
+        outcomes: dict[int, tuple[float, float, int]] = {}
+        for members in partitions.values():
+            found = _train_stacked([cfgs[i] for i in members], [models[i] for i in members], task)
+            outcomes.update(zip(members, found))
+    seconds = (time.perf_counter() - start) / len(cfgs)
+    units = cfgs[0].batch_size * task.units_per_example
+    return [
+        TrialResult(
+            loss=held_out,
+            train_loss=train_loss,
+            diverged=not math.isfinite(held_out),
+            n_params=n_params(models[i]),
+            tokens_or_samples=steps_run * units,
+            seconds=seconds,
+            steps_run=steps_run,
+        )
+        for i, (held_out, train_loss, steps_run) in sorted(outcomes.items())
+    ]
+
+
+def _static_state(model: nn.Module) -> str:
+    """The non-tensor attributes and hook settings of every submodule (a vmapped call shares them)."""
+    state = []
+    for module in model.modules():
+        hooks = [*module._forward_pre_hooks.values(), *module._forward_hooks.values()]
+        state.append([
+            sorted((k, repr(v)) for k, v in vars(module).items() if not k.startswith("_") and k != "training"),
+            [repr(vars(hook)) if hasattr(hook, "__dict__") else repr(hook) for hook in hooks],
+        ])
+    return repr(state)
+
+
+def _flat_hyper(models: list[nn.Module], cfgs: list[TrialConfig], names: list[str], device: torch.device) -> _FlatHyper:
+    """Each member's resolved torch.optim groups spread over the flat parameter layout `names`."""
+    rows: dict[str, list[Tensor]] = {"lr": [], "weight_decay": [], "eps": []}
+    betas = set()
+    for model, cfg in zip(models, cfgs):
+        by_param = {id(p): name for name, p in model.named_parameters()}
+        settings: dict[str, dict[str, float]] = {}
+        for group in make_optimizer(param_groups_for(model, cfg), cfg).param_groups:
+            betas.add(tuple(group.get("betas", (0.0, 0.0))))
+            for p in group["params"]:
+                settings[by_param[id(p)]] = {"lr": group["lr"], "weight_decay": group["weight_decay"], "eps": group.get("eps", 0.0)}
+        numels = dict((name, p.numel()) for name, p in model.named_parameters())
+        for key, row in rows.items():
+            row.append(torch.cat([torch.full((numels[n],), settings[n][key], dtype=torch.float64) for n in names]))
+    if len(betas) != 1:
+        raise ValueError(f"population members need one set of Adam betas, got {sorted(betas)}")
+    tensors = {key: torch.stack(row).float().to(device) for key, row in rows.items()}
+    return _FlatHyper(**tensors, betas=betas.pop(), decay=bool(tensors["weight_decay"].any()))
+
+
+def _train_stacked(cfgs: list[TrialConfig], models: list[nn.Module], task: Task) -> list[tuple[float, float, int]]:
+    """Train models of identical structure together: (held-out loss, train loss, steps run) each.
+
+    All members' parameters live in one flat (K, P) tensor, so the optimizer step is a handful of
+    large elementwise ops whatever the number of parameter tensors.
+    """
+    cfg = cfgs[0]
+    k = len(models)
+    skeleton = copy.deepcopy(models[0]).to("meta")
+    stacked, buffers = stack_module_state(models)
+    names = list(stacked)
+    shapes = [stacked[n].shape[1:] for n in names]
+    sizes = [shape.numel() for shape in shapes]
+    flat = torch.cat([stacked[n].detach().reshape(k, -1) for n in names], dim=1).requires_grad_()
+    device = training_device(cfg)
+    hyper = _flat_hyper(models, cfgs, names, device)
+    moments = (torch.zeros_like(flat), torch.zeros_like(flat))
+    seeds = sorted({c.seed for c in cfgs})
+    slot = torch.tensor([seeds.index(c.seed) for c in cfgs])
+    generators = [data_generator(seed) for seed in seeds]
+
+    def unflatten(values: Tensor) -> dict[str, Tensor]:
+        return {n: t.view(k, *shape) for n, t, shape in zip(names, values.split(sizes, dim=1), shapes)}
+
+    def batched_forward(x: Tensor, in_dim: int | None) -> Tensor:
+        call = lambda p, b, x: functional_call(skeleton, (p, b), (x,))  # noqa: E731
+        return vmap(call, in_dims=(0, 0, in_dim))(unflatten(flat), buffers, x)
+
+    member_loss = vmap(task.loss)
+    losses = torch.zeros(cfg.steps, k)
+    steps_run = torch.full((k,), cfg.steps)
+    active = torch.ones(k, dtype=torch.bool)
+    skeleton.train()
+    for step in range(cfg.steps):
+        batches = [task.sample_batch(cfg.batch_size, g) for g in generators]
+        x = torch.stack([b[0] for b in batches])[slot].to(device)
+        y = torch.stack([b[1] for b in batches])[slot].to(device)
+        loss = member_loss(batched_forward(x, 0), y)
+        losses[step] = loss.detach().cpu()
+        newly = active & diverged(losses[step], losses[0])
+        active &= ~newly
+        if not active.any():
+            steps_run[newly] = step
+            break
+        (grad,) = torch.autograd.grad(loss.sum(), flat)
+        with torch.no_grad():
+            _update(cfg.optimizer, flat, grad, moments, hyper, lr_factor(step, cfg), step + 1)
+            for member in newly.nonzero().flatten().tolist():  # zero and freeze the blown-up ones
+                steps_run[member] = step
+                for state in (flat, *moments):
+                    state[member] = 0.0
+                hyper.freeze(member)
+
+    skeleton.eval()
+    with torch.no_grad():
+        held_out = task.eval_losses(lambda x: batched_forward(x, None), device)
+    results = []
+    for i in range(k):
+        ok = bool(active[i]) and math.isfinite(float(held_out[i]))
+        run = int(steps_run[i])
+        results.append((float(held_out[i]) if ok else math.inf,
+                        float(tail_mean(losses[:, i], run)) if ok else math.inf, run))
+    return results
+
+
+def _update(optimizer: str, p: Tensor, g: Tensor, moments: tuple[Tensor, Tensor], h: _FlatHyper,
+            factor: float, t: int) -> None:
+    """One Adam/AdamW/SGD step of every member in place, computed as torch.optim does for each.
+
+    Adam folds the per-coordinate lr into the denominator (as torch's capturable Adam folds the
+    step size), so the step is one addcdiv_: p -= (factor / bc1) * m / ((sqrt(v) / sqrt(bc2) + eps) / lr).
+    """
+    if h.decay and optimizer != "adamw":  # coupled (L2) decay: grad += wd * p
+        g = g.addcmul(h.weight_decay, p)
+    if h.decay and optimizer == "adamw":  # decoupled decay: p *= 1 - lr * wd
+        p.sub_(h.lr.mul(h.weight_decay).mul_(factor).mul_(p))
+    if optimizer == "sgd":
+        p.sub_(g.mul(h.lr).mul_(factor))
+        return
+    beta1, beta2 = h.betas
+    exp_avg, exp_avg_sq = moments
+    exp_avg.lerp_(g, 1 - beta1)
+    exp_avg_sq.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+    denom = exp_avg_sq.sqrt().div_((1 - beta2**t) ** 0.5).add_(h.eps).div_(h.lr)
+    p.addcdiv_(exp_avg, denom, value=-factor / (1 - beta1**t))

@@ -1,0 +1,99 @@
+"""Population training: K trials in one batched computation equal K sequential train_trial runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.train.config import TrialConfig
+from scaleplan.train.loop import train_trial
+from scaleplan.train.population import population_size_for, train_population
+
+BASE = TrialConfig(width=64, base_width=32, steps=40, batch_size=32, model_kwargs={"depth": 3})
+
+
+def members(**per_member: list) -> list[TrialConfig]:
+    n = len(next(iter(per_member.values())))
+    return [dataclasses.replace(BASE, **{k: v[i] for k, v in per_member.items()}) for i in range(n)]
+
+
+def assert_same_as_sequential(cfgs: list[TrialConfig], rel: float = 1e-5) -> None:
+    population = train_population(cfgs)
+    for cfg, together in zip(cfgs, population):
+        alone = train_trial(cfg)
+        assert together.diverged == alone.diverged
+        assert together.loss == pytest.approx(alone.loss, rel=rel)
+        assert together.train_loss == pytest.approx(alone.train_loss, rel=rel)
+        assert (together.n_params, together.tokens_or_samples, together.steps_run) == (
+            alone.n_params, alone.tokens_or_samples, alone.steps_run)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "lrs", "weight_decay"),
+    [
+        ("adam", [1e-3, 3e-3, 1e-2], 0.0),
+        ("adam", [1e-3, 3e-3, 1e-2], 0.05),
+        ("adamw", [1e-3, 3e-3, 1e-2], 0.1),
+        ("sgd", [1e-2, 3e-2, 1e-1], 0.0),
+    ],
+)
+def test_population_equals_sequential_runs(optimizer, lrs, weight_decay) -> None:
+    cfgs = members(lr=lrs, seed=[0, 1, 0], optimizer=[optimizer] * 3, weight_decay=[weight_decay] * 3,
+                   schedule=["cosine"] * 3, warmup_steps=[5] * 3)
+    assert_same_as_sequential(cfgs)
+
+
+def test_members_may_differ_in_init_std_output_mult_and_weight_decay() -> None:
+    cfgs = members(lr=[3e-3] * 3, init_std=[0.5, 1.0, None], output_mult=[1.0, 2.0, 1.0],
+                   weight_decay=[0.0, 0.1, 0.0])
+    assert_same_as_sequential(cfgs)
+
+
+def test_denseam_population_with_different_beta0_and_tau() -> None:
+    base = dict(task="patterns", model="denseam", parametrization="denseam", steps=20,
+                model_kwargs={"n_memories": 16, "steps": 2})
+    cfgs = [dataclasses.replace(BASE, lr=lr, beta0=b, tau=t, **base) for lr, b, t in [(1e-2, 1.0, 1.0), (3e-2, 2.0, 1.0), (1e-2, 1.0, 0.5)]]
+    assert_same_as_sequential(cfgs)
+
+
+def test_gpt_population_on_charlm() -> None:
+    cfgs = [TrialConfig(task="charlm", model="gpt", width=32, base_width=16, steps=8, batch_size=4, lr=lr, seed=seed,
+                        task_kwargs={"seq_len": 16, "n_eval": 8}, model_kwargs={"depth": 1, "n_heads": 2})
+            for lr, seed in [(1e-3, 0), (3e-3, 1)]]
+    assert_same_as_sequential(cfgs, rel=1e-4)
+
+
+def test_a_diverged_member_does_not_poison_the_others() -> None:
+    cfgs = members(lr=[3e-3, 50.0, 1e-2], seed=[0, 0, 1])
+    population = train_population(cfgs)
+    assert population[1].diverged and population[1].loss == math.inf and population[1].steps_run < BASE.steps
+    for i in (0, 2):
+        alone = train_trial(cfgs[i])
+        assert not population[i].diverged
+        assert population[i].loss == pytest.approx(alone.loss, rel=1e-5)
+
+
+def test_all_members_diverged() -> None:
+    results = train_population(members(lr=[40.0, 80.0]))
+    assert [r.diverged for r in results] == [True, True]
+
+
+def test_members_must_share_width_and_budget() -> None:
+    with pytest.raises(ScaleplanError, match="these differ: steps, width"):
+        train_population([BASE, dataclasses.replace(BASE, width=128, steps=10)])
+
+
+def test_empty_population() -> None:
+    assert train_population([]) == []
+
+
+@pytest.mark.parametrize(
+    ("width", "device", "expected"),
+    [(32, "cpu", 16), (128, "cpu", 16), (129, "cpu", 8), (256, "cpu", 8), (257, "cpu", 1), (1024, "cpu", 1),
+     (256, "cuda", 64), (1024, "cuda", 16)],
+)
+def test_population_size_for(width, device, expected) -> None:
+    assert population_size_for(dataclasses.replace(BASE, width=width, device=device)) == expected

@@ -1,0 +1,122 @@
+"""Built-in tasks: shapes, fixed held-out sets, loss floors (no saturation), errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.tasks import TASKS, get_task
+from scaleplan.tasks.charlm import PINNED_SHA256, STDLIB_FILES, load_corpus
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_registry_names() -> None:
+    assert sorted(TASKS) == ["charlm", "patterns", "teacher-student"]
+
+
+def test_unknown_task_lists_the_valid_names() -> None:
+    with pytest.raises(ScaleplanError, match="unknown task 'mnist'.*charlm, patterns, teacher-student"):
+        get_task("mnist")
+
+
+def test_unknown_task_option_is_named() -> None:
+    with pytest.raises(ScaleplanError, match="no option.*width"):
+        get_task("teacher-student", width=3)
+
+
+def test_get_task_is_cached_per_kwargs() -> None:
+    assert get_task("teacher-student", in_dim=8) is get_task("teacher-student", in_dim=8)
+    assert get_task("teacher-student", in_dim=8) is not get_task("teacher-student", in_dim=9)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "model_kwargs", "x_shape", "y_shape"),
+    [
+        ("teacher-student", {}, {"in_dim": 32, "out_dim": 8}, (5, 32), (5, 8)),
+        ("patterns", {}, {"in_dim": 64, "out_dim": 16}, (5, 64), (5,)),
+        ("patterns", {"mode": "denoise"}, {"in_dim": 64, "out_dim": 64}, (5, 64), (5, 64)),
+        ("charlm", {"seq_len": 16}, {"vocab": 128, "seq_len": 16}, (5, 16), (5, 16)),
+    ],
+)
+def test_shapes_and_model_kwargs(name, kwargs, model_kwargs, x_shape, y_shape) -> None:
+    task = get_task(name, **kwargs)
+    x, y = task.sample_batch(5, gen())
+    assert task.model_kwargs == model_kwargs
+    assert (tuple(x.shape), tuple(y.shape)) == (x_shape, y_shape)
+
+
+@pytest.mark.parametrize("name", sorted(TASKS))
+def test_batches_follow_the_generator_and_eval_set_is_fixed(name: str) -> None:
+    task = get_task(name)
+    a, b, c = (task.sample_batch(4, gen(seed)) for seed in (1, 1, 2))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    assert task.eval_set()[0] is task.eval_set()[0]
+
+
+def test_teacher_student_loss_has_the_noise_floor() -> None:
+    task = get_task("teacher-student")
+    # zero predictor: E[y^2] = 1 (teacher standardized) + noise_std^2 = 1.25
+    assert task.eval_loss(lambda x: torch.zeros(len(x), 8)) == pytest.approx(1.25, abs=0.04)
+    # the noiseless teacher itself, the best predictor possible, still pays noise_std^2 = 0.25
+    assert task.eval_loss(task.teacher) == pytest.approx(0.25, abs=0.02)
+
+
+def test_patterns_flip_rate_and_bayes_floor() -> None:
+    task = get_task("patterns")
+    x, labels = task.eval_set()
+    assert (x != task._prototypes[labels]).float().mean().item() == pytest.approx(0.35, abs=0.01)
+    # Bayes posterior logits: 0.5 * log((1-p)/p) * x . prototype; its CE is the lowest reachable loss
+    bayes = lambda x: 0.5 * math.log(0.65 / 0.35) * x @ task._prototypes.T  # noqa: E731
+    floor = task.eval_loss(bayes)
+    assert 0.05 < floor < 0.5 * math.log(16)
+
+
+def test_patterns_rejects_bad_options() -> None:
+    with pytest.raises(ScaleplanError, match="unknown mode 'recall'"):
+        get_task("patterns", mode="recall")
+    with pytest.raises(ScaleplanError, match="flip_prob"):
+        get_task("patterns", flip_prob=0.5)
+
+
+def test_charlm_corpus_is_pinned() -> None:
+    tokens = load_corpus()
+    assert len(STDLIB_FILES) == 23
+    assert len(tokens) == 349717
+    assert int(tokens.max()) < 128
+    assert PINNED_SHA256 == "4f8125cf999b9e33ffe1e5720af2774d016bac2aa73786e69172b157c649d1a1"
+
+
+def test_charlm_windows_are_next_character_targets() -> None:
+    task = get_task("charlm", seq_len=16)
+    x, y = task.sample_batch(3, gen())
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    ex, ey = task.eval_set()
+    assert ex.shape == (256, 16) and torch.equal(ex[1:, 0], ey[:-1, -1])  # consecutive, non-overlapping
+    assert task.units_per_example == 16
+    # a uniform predictor pays log(128) per character
+    assert task.eval_loss(lambda x: torch.zeros(*x.shape, 128)) == pytest.approx(math.log(128), rel=1e-6)
+
+
+def test_charlm_hash_mismatch_says_how_to_proceed() -> None:
+    with pytest.raises(ScaleplanError, match="sha256 4f8125cf.*expected 0000.*pass task kwarg sha256="):
+        get_task("charlm", sha256="0" * 64)
+
+
+def test_charlm_missing_stdlib_is_reported(tmp_path) -> None:
+    with pytest.raises(ScaleplanError, match="standard library files missing"):
+        get_task("charlm", stdlib_dir=str(tmp_path))
+
+
+def test_eval_losses_of_stacked_models_match_one_by_one() -> None:
+    task = get_task("teacher-student")
+    weights = torch.randn(3, 32, 8, generator=gen())
+    stacked = task.eval_losses(lambda x: torch.einsum("nd,kdo->kno", x, weights))
+    single = [task.eval_loss(lambda x, w=w: x @ w) for w in weights]
+    assert stacked.tolist() == pytest.approx(single, rel=1e-6)

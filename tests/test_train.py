@@ -1,0 +1,156 @@
+"""TrialConfig/TrialResult, the lr schedule, divergence, and train_trial (one model, torch.optim)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.train.config import TrialConfig, TrialResult
+from scaleplan.train.loop import train_trial
+from scaleplan.train.monitor import diverged, tail_mean
+from scaleplan.train.schedule import lr_factor
+
+SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"depth": 2})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"optimizer": "lion"}, "unknown optimizer 'lion'; use one of adam, adamw, sgd"),
+        ({"schedule": "linear"}, "unknown schedule 'linear'; use one of constant, cosine"),
+        ({"lr": 0.0}, "lr must be a positive finite number"),
+        ({"lr": float("nan")}, "lr must be a positive finite number"),
+        ({"steps": 0}, "steps must be a positive integer"),
+        ({"width": 64.0}, "width must be a positive integer"),
+        ({"warmup_steps": 200}, r"warmup_steps must be in \[0, steps=200\)"),
+        ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
+        ({"threads": 0}, "threads must be >= 1 or None"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs, message) -> None:
+    with pytest.raises(ScaleplanError, match=message):
+        TrialConfig(**kwargs)
+
+
+def test_config_round_trips_and_names_unknown_keys() -> None:
+    cfg = TrialConfig(lr=3e-3, task_kwargs={"noise_std": 0.3}, beta0=2.0)
+    assert TrialConfig.from_dict(cfg.to_dict()) == cfg
+    with pytest.raises(ScaleplanError, match="unknown trial config key.*learning_rate"):
+        TrialConfig.from_dict({"learning_rate": 1e-3})
+
+
+def test_population_key_leaves_out_per_member_fields() -> None:
+    a = TrialConfig(lr=1e-3, seed=1, init_std=0.5, output_mult=2.0)
+    b = TrialConfig(lr=1e-2, seed=2, init_std=1.0, output_mult=1.0)
+    assert a.population_key() == b.population_key()
+    assert a.population_key() != TrialConfig(width=128).population_key()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "warmup", "step", "expected"),
+    [
+        ("constant", 0, 0, 1.0),
+        ("constant", 4, 0, 0.2),
+        ("constant", 4, 3, 0.8),
+        ("constant", 4, 4, 1.0),
+        ("cosine", 0, 0, 1.0),
+        ("cosine", 0, 5, 0.5),
+        ("cosine", 0, 10, 0.0),
+        ("cosine", 2, 1, 2 / 3),
+        ("cosine", 2, 2, 1.0),
+        ("cosine", 2, 10, 0.0),
+    ],
+)
+def test_lr_factor(schedule, warmup, step, expected) -> None:
+    cfg = TrialConfig(steps=11, warmup_steps=warmup, schedule=schedule)
+    assert lr_factor(step, cfg) == pytest.approx(expected, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("loss", "first", "expected"),
+    [(1.0, 1.0, False), (99.0, 1.0, False), (101.0, 1.0, True), (float("nan"), 1.0, True), (float("inf"), 1.0, True)],
+)
+def test_diverged(loss, first, expected) -> None:
+    assert bool(diverged(torch.tensor(loss), torch.tensor(first))) is expected
+
+
+def test_tail_mean_uses_the_last_tenth_of_the_steps_run() -> None:
+    losses = torch.arange(40.0)
+    assert float(tail_mean(losses, 40)) == pytest.approx(37.5)  # mean of 36..39
+    assert float(tail_mean(losses, 5)) == 4.0  # at least one step
+
+
+def test_train_trial_reports_what_it_trained() -> None:
+    result = train_trial(TrialConfig(lr=3e-3, **SMALL))
+    assert isinstance(result, TrialResult)
+    assert not result.diverged and math.isfinite(result.loss)
+    # MLP 32 -> 32 -> 32 -> 8 with biases
+    assert result.n_params == (32 * 32 + 32) * 2 + 32 * 8 + 8
+    assert result.tokens_or_samples == 60 * 32
+    assert result.steps_run == 60
+    assert 0.25 < result.loss < 1.25  # above the noise floor, below the zero predictor
+    assert result.seconds > 0
+
+
+def test_same_config_gives_the_same_loss_and_seed_changes_it() -> None:
+    cfg = TrialConfig(lr=3e-3, seed=3, **SMALL)
+    first, second = train_trial(cfg), train_trial(cfg)
+    assert first.loss == second.loss and first.train_loss == second.train_loss
+    assert train_trial(TrialConfig(lr=3e-3, seed=4, **SMALL)).loss != first.loss
+
+
+def test_held_out_loss_has_an_interior_optimum_in_lr() -> None:
+    losses = [train_trial(TrialConfig(lr=lr, **{**SMALL, "steps": 100})).loss for lr in (1e-4, 3e-3, 3e-1)]
+    assert losses[1] < losses[0] and losses[1] < losses[2]
+
+
+def test_blown_up_trial_is_reported_diverged() -> None:
+    result = train_trial(TrialConfig(lr=50.0, **SMALL))
+    assert result.diverged and result.loss == math.inf and result.train_loss == math.inf
+    assert result.steps_run < 60 and result.tokens_or_samples == result.steps_run * 32
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
+def test_other_optimizers_and_schedules_train(optimizer: str) -> None:
+    lr = 3e-3 if optimizer == "adamw" else 3e-2
+    plain = train_trial(TrialConfig(lr=lr, optimizer=optimizer, **SMALL))
+    decayed = train_trial(TrialConfig(lr=lr, optimizer=optimizer, weight_decay=0.1, warmup_steps=10, schedule="cosine", **SMALL))
+    assert math.isfinite(plain.loss) and math.isfinite(decayed.loss) and plain.loss != decayed.loss
+
+
+def test_charlm_counts_tokens() -> None:
+    cfg = TrialConfig(task="charlm", model="gpt", width=16, base_width=16, steps=3, batch_size=4, lr=1e-3,
+                      task_kwargs={"seq_len": 8, "n_eval": 4}, model_kwargs={"depth": 1, "n_heads": 2})
+    result = train_trial(cfg)
+    assert result.tokens_or_samples == 3 * 4 * 8
+    assert result.loss == pytest.approx(math.log(128), rel=0.05)  # barely trained: about uniform
+
+
+def test_train_trial_restores_the_thread_count() -> None:
+    before = torch.get_num_threads()
+    train_trial(TrialConfig(lr=3e-3, threads=1, **{**SMALL, "steps": 2}))
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"model": "gpt"}, "model 'gpt' cannot train on task 'teacher-student'; use one of: mlp, denseam"),
+        ({"model_kwargs": {"in_dim": 5}}, "model kwarg in_dim=5 contradicts task 'teacher-student'"),
+        ({"task": "imagenet"}, "unknown task 'imagenet'"),
+        ({"parametrization": "ntk"}, "ntk"),
+        ({"device": "abacus"}, "unknown device 'abacus'"),
+    ],
+)
+def test_bad_trial_input_is_a_scaleplan_error(kwargs, message) -> None:
+    with pytest.raises(ScaleplanError, match=message):
+        train_trial(TrialConfig(**{**SMALL, **kwargs}))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_a_gpu_is_a_scaleplan_error() -> None:
+    with pytest.raises(ScaleplanError, match="torch sees no CUDA GPU; use device='cpu'"):
+        train_trial(TrialConfig(device="cuda", **SMALL))
