@@ -120,3 +120,23 @@ def test_eval_losses_of_stacked_models_match_one_by_one() -> None:
     stacked = task.eval_losses(lambda x: torch.einsum("nd,kdo->kno", x, weights))
     single = [task.eval_loss(lambda x, w=w: x @ w) for w in weights]
     assert stacked.tolist() == pytest.approx(single, rel=1e-6)
+
+
+def test_charlm_ships_its_pinned_corpus():
+    import gzip
+    import hashlib
+
+    from scaleplan.tasks.charlm import PINNED_SHA256, SHIPPED_CORPUS, load_corpus
+
+    assert hashlib.sha256(gzip.decompress(SHIPPED_CORPUS.read_bytes())).hexdigest() == PINNED_SHA256
+    assert load_corpus().numel() == 349_717
+
+
+def test_charlm_auto_reads_this_pythons_stdlib_and_checks_the_hash():
+    from scaleplan.errors import ScaleplanError
+    from scaleplan.tasks.charlm import load_corpus
+
+    try:  # this Python's copies either match the pinned text exactly or are refused by name
+        assert torch.equal(load_corpus("auto"), load_corpus())
+    except ScaleplanError as exc:
+        assert "has sha256" in str(exc) and "pass task kwarg sha256=" in str(exc)

@@ -1,16 +1,18 @@
 """Character-level language modelling on the Python standard library's own sources (offline).
 
-The corpus is a pinned list of stdlib modules whose files are byte-identical on CPython 3.10.13,
-3.11.7 (and Debian's 3.11.2), 3.12.1 and 3.13.0 (checked by sha256 when the list was chosen), so
-ONE pinned hash covers every supported version: we hash only what is stable. A patch release that
-edits one of these files changes the text; the hash check then raises a ScaleplanError that says
-so (pass `sha256=` with the new hash to accept that text knowingly). Bytes >= 128 map to token 127;
+The corpus is a pinned list of stdlib modules, joined and checked by sha256. By default it is read
+from the copy shipped in scaleplan/tasks/data (taken from CPython 3.11.7; see its README), because
+patch releases edit these files (Ubuntu's 3.12.3 differs from 3.12.1): the same experiment must see
+the same text on every machine. `stdlib_dir=` reads the files from a Python install instead; the hash
+check then raises a ScaleplanError if they differ (pass `sha256=` with the new hash to accept that
+text knowingly). Bytes >= 128 map to token 127;
 the vocabulary is the 128 ASCII codes. The last `val_fraction` of the text is the held-out split.
 """
 
 from __future__ import annotations
 
 import functools
+import gzip
 import hashlib
 import sysconfig
 from dataclasses import dataclass, field
@@ -33,17 +35,24 @@ STDLIB_FILES: tuple[str, ...] = (
     "wsgiref/headers.py", "xml/dom/xmlbuilder.py", "xml/sax/handler.py", "xml/sax/saxutils.py",
 )
 PINNED_SHA256 = "4f8125cf999b9e33ffe1e5720af2774d016bac2aa73786e69172b157c649d1a1"
+SHIPPED_CORPUS = Path(__file__).parent / "data" / "stdlib-corpus.txt.gz"
 VOCAB = 128
 
 
 @functools.lru_cache(maxsize=4)
 def load_corpus(stdlib_dir: str | None = None, sha256: str = PINNED_SHA256) -> Tensor:
-    """The pinned stdlib files, concatenated, as a uint8 tensor of token ids (hash-checked)."""
-    root = Path(stdlib_dir or sysconfig.get_paths()["stdlib"])
-    missing = [name for name in STDLIB_FILES if not (root / name).is_file()]
-    if missing:
-        raise ScaleplanError(f"charlm: standard library files missing under {root}: {', '.join(missing)}")
-    data = b"\n".join((root / name).read_bytes() for name in STDLIB_FILES)
+    """The pinned stdlib files, concatenated, as a uint8 tensor of token ids (hash-checked).
+
+    `stdlib_dir=None` reads the shipped copy; "auto" reads this Python's stdlib; else that folder.
+    """
+    if stdlib_dir is None:
+        root, data = SHIPPED_CORPUS, gzip.decompress(SHIPPED_CORPUS.read_bytes())
+    else:
+        root = Path(sysconfig.get_paths()["stdlib"] if stdlib_dir == "auto" else stdlib_dir)
+        missing = [name for name in STDLIB_FILES if not (root / name).is_file()]
+        if missing:
+            raise ScaleplanError(f"charlm: standard library files missing under {root}: {', '.join(missing)}")
+        data = b"\n".join((root / name).read_bytes() for name in STDLIB_FILES)
     digest = hashlib.sha256(data).hexdigest()
     if digest != sha256:
         raise ScaleplanError(
