@@ -92,7 +92,8 @@ assert not heavy, heavy
 """
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["predict", "--params", "7B", "--tokens", "2T"], ["predict", "--params", "7B", "--format", "json"], ["laws"]])
+@pytest.mark.parametrize("argv", [["--help"], ["predict", "--params", "7B", "--tokens", "2T"], ["predict", "--params", "7B", "--format", "json"], ["laws"],
+                                  ["sweep", "--help"], ["sweep", "export", "--help"], ["fit", "--help"], ["coord-check", "--help"]])
 def test_light_paths_import_no_torch(argv):
     out = subprocess.run([sys.executable, "-c", LIGHT.format(argv=argv)], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

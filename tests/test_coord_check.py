@@ -10,6 +10,7 @@ import torch
 from click.testing import CliRunner
 
 from scaleplan.cli import cli
+from scaleplan.errors import ScaleplanError
 from scaleplan.parametrization.coord_check import coord_check, width_ratios
 
 
@@ -49,11 +50,21 @@ def test_cli_writes_plot_and_table(tmp_path) -> None:
     assert (tmp_path / "coord_check_denseam_denseam.png").stat().st_size > 1000
 
 
+def test_cli_unwritable_out_fails_before_training(tmp_path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = CliRunner().invoke(cli, ["coord-check", "--widths", "8,16", "--steps", "1", "--out", str(blocker / "cc")])
+    assert isinstance(result.exception, ScaleplanError) and result.output == ""
+    assert str(result.exception).startswith(f"cannot write plot to {blocker}/cc/coord_check_mlp_mup.png: {blocker} is a file")
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
         (["--parametrization", "mu-p"], "unknown parametrization 'mu-p'"),
         (["--widths", "64,abc"], "--widths must be a comma list"),
+        (["--widths", "64"], "--widths needs at least 2 different widths"),
+        (["--widths", "64,128,64"], "--widths needs at least 2 different widths, each once"),
         (["--model", "denseam", "--parametrization", "mup"], "no rule for role 'memory'"),
     ],
 )

@@ -71,6 +71,13 @@ def test_load_errors(spec_path: Path, kwargs: dict, message: str) -> None:
         load_trials(spec_path, **kwargs)
 
 
+def test_export_makes_its_folder_and_names_an_unwritable_path(spec_path: Path, tmp_path: Path) -> None:
+    frame = load_trials(spec_path)
+    assert write_trials(frame, tmp_path / "new" / "t.csv").is_file()
+    with pytest.raises(ScaleplanError, match=r"cannot write trials to .*t\.csv/x\.csv: .*t\.csv is a file, not a directory"):
+        write_trials(frame, tmp_path / "new" / "t.csv" / "x.csv")
+
+
 def test_bad_export_suffix(spec_path: Path, tmp_path: Path) -> None:
     with pytest.raises(ScaleplanError, match="must end in .csv or .parquet"):
         write_trials(load_trials(spec_path), tmp_path / "t.xlsx")

@@ -25,7 +25,7 @@ def test_steplaw_band_fit_writes_a_law_file_and_plots(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     law = LawFile.load(out)
-    assert law.method == "band-0.25%"
+    assert law.method == "band-0.25%; OLS"  # several points per cell: clustered OLS, never weighted
     lr, batch = law.power_laws
     assert (lr.target, batch.target, batch.unit) == ("lr", "batch_size", "tokens")
     assert lr.exponents == pytest.approx({"N": -0.7662, "D": 0.1970}, abs=5e-4)
@@ -62,7 +62,7 @@ def test_width_law_predicts_by_width(tmp_path: Path) -> None:
     assert [p.target for p in law.power_laws] == ["lr"] and law.needs() == ["W"]
     assert law.power_laws[0].exponents["W"] == pytest.approx(-1.0, abs=0.01)
     assert law.predict(width=1024).lr == pytest.approx(0.02 / 16, rel=0.05)
-    assert law.loss_law is None and law.method == "parabola"
+    assert law.loss_law is None and law.method == "parabola; OLS"  # 10 replicates: too few to weight
     assert "excluded: 8 diverged" in result.output  # lr 0.52 and 1.0 at each of the 4 widths
 
 
@@ -79,6 +79,8 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
         ([dict(N=n, lr=1e-3, loss=2.0) for n in (1e6, 4e6)], ["--method", "argmin"], "has a single learning rate"),
         ([dict(N=n, lr=lr, loss=2.0, diverged=True) for n in (1e6, 4e6) for lr in (1e-3, 2e-3)], [], "no usable trials left (4 diverged)"),
         ([dict(N=n, learning_rate=1e-3, loss=2.0) for n in (1e6, 4e6)], [], "missing column(s) ['lr']"),
+        ([dict(N=n, lr=lr, loss=2 + lr) for n in (1e6, 4e6) for lr in (1e-3, 2e-3, 4e-3)], ["--batch-unit", "token"],
+         "Invalid value for '--batch-unit': 'token' is not one of 'tokens', 'samples', 'sequences'"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture, rows: list, extra: list, message: str) -> None:
@@ -94,6 +96,17 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_bad_source(tmp_path: Path, capsys: pytest.CaptureFixture, name: str, message: str) -> None:
     code, err = run_main(["fit", str(tmp_path / name)], capsys)
     assert code == 2 and message in err
+
+
+@pytest.mark.parametrize("flag, name", [("-o", "law file"), ("--plot", "plot")])
+def test_unwritable_output_fails_before_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, name: str) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    args = ["fit", str(width_sweep(tmp_path / "mlp.csv")), "--x", "width", "-o", str(tmp_path / "ok.json"), flag, str(blocker / "out")]
+    code, err = run_main(args, capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert err.startswith(f"error: cannot write {name} to {blocker}/out") and "a-file is a file, not a directory" in err
+    assert "method:" not in capsys.readouterr().out  # no summary: it stopped before fitting
 
 
 def test_fit_modules_do_not_import_torch() -> None:

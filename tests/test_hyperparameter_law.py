@@ -83,3 +83,44 @@ def test_fewer_than_two_sizes() -> None:
     one_size = synthetic_sweep(0).query("N == 1e6")
     with pytest.raises(ScaleplanError, match=r"at least 2 distinct sizes \(N\) to fit a power law; found 1 \(N=1e\+06\)"):
         fit_hyperparameter_laws(prepare_trials(one_size), n_boot=0)
+
+
+def test_batch_on_size_without_a_swept_batch_is_refused() -> None:
+    with pytest.raises(ScaleplanError, match=r"--batch-on-size needs a swept batch size"):
+        fit_hyperparameter_laws(prepare_trials(synthetic_sweep(0)), batch_on_size=True, n_boot=0)
+
+
+def width_sweep(seed: int, noisy_width: float) -> pd.DataFrame:
+    """lr*(width) = 0.01 * (W/32)^-0.5 exactly; every width has a sharp bowl except `noisy_width`,
+    whose bowl is 20x flatter with the same noise, so its located optimum wanders."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for w in (32.0, 64.0, 128.0, 256.0):
+        lr_star = 0.01 * (w / 32) ** -0.5
+        curvature = 0.002 if w == noisy_width else 0.08
+        for lr in lr_star * np.geomspace(1 / 8, 8, 13):
+            for s in range(3):
+                rows.append(dict(width=w, lr=lr, seed=s, loss=1 + curvature * np.log(lr / lr_star) ** 2 + rng.normal(0, 0.01)))
+    return pd.DataFrame(rows)
+
+
+def test_inverse_variance_weighting_discounts_a_poorly_located_optimum() -> None:
+    """Over 20 seeded sweeps the weighted exponent errs less than OLS: the flat cell pulls it less."""
+    err = {"inverse-variance": [], "none": []}
+    for seed in range(20):
+        trials = prepare_trials(width_sweep(seed, noisy_width=256.0), x="width")
+        for weighting in err:
+            fit = fit_hyperparameter_laws(trials, n_boot=40, seed=seed, weighting=weighting)
+            assert fit.weighted == (weighting == "inverse-variance")
+            assert fit.lr.covariance_kind == ("wls" if fit.weighted else "ols")
+            err[weighting].append(abs(fit.lr.exponents["W"] + 0.5))
+    assert np.mean(err["inverse-variance"]) < 0.7 * np.mean(err["none"]), {k: np.mean(v) for k, v in err.items()}
+
+
+def test_weighting_needs_a_bootstrap_and_one_point_per_cell(steplaw: Trials) -> None:
+    trials = prepare_trials(width_sweep(0, noisy_width=0.0), x="width")
+    assert not fit_hyperparameter_laws(trials, n_boot=5).weighted  # too few replicates for a variance
+    assert not fit_hyperparameter_laws(steplaw, method="band", n_boot=20).weighted
+    assert fit_hyperparameter_laws(trials, n_boot=20).label == "parabola; WLS, weights 1/var(ln optimum) from the bootstrap"
+    with pytest.raises(ScaleplanError, match="unknown weighting 'magic'"):
+        fit_hyperparameter_laws(trials, weighting="magic")

@@ -79,6 +79,17 @@ def test_round_trip_through_json(tmp_path):
         (lambda d: d["power_laws"][0].update(covariance=[[1.0]]), "must be 3x3"),
         (lambda d: d["fitted_range"].update(N=[10, 1]), "0 < low <= high"),
         (lambda d: d["power_laws"][0].update(bogus=1), "malformed entry"),
+        (lambda d: d["power_laws"][0].update(exponents=[]), r"exponents of 'lr' must be an object"),
+        (lambda d: d["power_laws"][0]["covariance"][1].__setitem__(1, "x"), "must be 3x3, rows of finite numbers"),
+        (lambda d: d["power_laws"][0]["covariance"][0].__setitem__(0, None), "must be 3x3, rows of finite numbers"),
+        (lambda d: d["power_laws"][0].update(residual_variance="x"), "residual_variance of 'lr' must be a number >= 0"),
+        (lambda d: d["power_laws"][0].update(residual_variance=-1.0), "residual_variance of 'lr' must be a number >= 0"),
+        (lambda d: d["power_laws"][0].update(dof=[1]), "dof of 'lr' must be a positive integer or null"),
+        (lambda d: d["power_laws"][0].update(n_points=2.5), "n_points of 'lr' must be a positive integer or null"),
+        (lambda d: d.update(fitted_range=None), r"malformed entry \('fitted_range' must be an object, got NoneType\)"),
+        (lambda d: d.update(fitted_range=[1, 2]), "'fitted_range' must be an object, got list"),
+        (lambda d: d.update(loss_law=dict(E=None, A=406.4, B=410.7, alpha=0.34, beta=0.28)), r"loss law E \(irreducible loss\)"),
+        (lambda d: d.update(loss_law=dict(E="x", A=406.4, B=410.7, alpha=0.34, beta=0.28)), r"loss law E \(irreducible loss\)"),
     ],
 )
 def test_invalid_law_files_are_one_line_errors(tmp_path, mutate, fragment):
@@ -108,3 +119,9 @@ def test_loss_law_compute_optimal_is_consistent():
     # the optimum really minimises L along C = 6ND
     for f in (0.8, 1.25):
         assert ll.loss(n * f, 1e23 / (6 * n * f)) > ll.loss(n, d)
+
+
+def test_save_to_an_unwritable_place_is_one_line_error(tmp_path):
+    (tmp_path / "fits").write_text("a file where the folder should be")
+    with pytest.raises(ScaleplanError, match=r"cannot write law file to .*fits/law\.json: .*fits is a file, not a directory"):
+        make_law().save(tmp_path / "fits" / "law.json")

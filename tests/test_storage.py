@@ -50,6 +50,8 @@ def test_spec_storage_key_is_relative_to_the_spec(tmp_path: Path) -> None:
     [
         ("redis://localhost", "unsupported storage scheme 'redis://'"),
         ("trials.txt", "must end in .journal (journal file) or .db (SQLite)"),
+        ("postgresql://u:p@host:port/db", "malformed storage URL"),
+        ("postgresql://::::", "malformed storage URL"),
     ],
 )
 def test_bad_storage_urls(tmp_path: Path, url: str, message: str) -> None:
@@ -70,6 +72,18 @@ def test_unreachable_postgres_is_one_line() -> None:
     text = str(info.value)
     assert text.startswith("cannot reach storage postgresql+psycopg2://u:***@127.0.0.1") and "secret" not in text
     assert "\n" not in text
+
+
+def test_file_that_is_not_sqlite_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.db").write_text("not a database")
+    with pytest.raises(ScaleplanError, match=r"cannot use storage sqlite:///.*notes\.db: file is not a database"):
+        open_storage(resolve_storage("notes.db", make_spec(tmp_path)))
+
+
+def test_file_that_is_not_a_journal_is_one_line(tmp_path: Path) -> None:
+    (tmp_path / "notes.journal").write_text("my notes\n{not json\n")
+    with pytest.raises(ScaleplanError, match=r"notes\.journal is not an Optuna journal file"):
+        open_storage(resolve_storage("notes.journal", make_spec(tmp_path)))
 
 
 def test_missing_directory(tmp_path: Path) -> None:

@@ -67,3 +67,19 @@ def test_unknown_task_fails_before_any_trial(spec_path: Path) -> None:
     spec_path.write_text(SPEC.replace('name = "teacher-student"', 'name = "teacher-studnet"'))
     with pytest.raises(ScaleplanError, match="unknown task 'teacher-studnet'"):
         run_sweep(load_spec(spec_path))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("batch_size = [4]", "batch_size = [4]\ninit_std = [0.5, -1.0]", "init_std must be >= 0, got -1.0"),
+        ("batch_size = [4]", "batch_size = [4]\nweight_decay = {low = -0.1, high = 0.1, log = false, points = 3}",
+         "weight_decay must be >= 0, got -0.1"),
+        ("widths = [8, 16]", "widths = [16, 4]", "base width 8 is larger than width 4"),
+    ],
+)
+def test_bad_value_anywhere_in_the_plan_fails_before_any_trial(spec_path: Path, old: str, new: str, message: str) -> None:
+    spec_path.write_text(SPEC.replace(old, new))
+    with pytest.raises(ScaleplanError, match=message):
+        run_sweep(load_spec(spec_path))
+    assert not (spec_path.parent / "tiny.journal").exists()

@@ -139,6 +139,22 @@ def test_command_failures(tmp_path: Path, command: str, message: str) -> None:
         run_sweep(load_spec(path))
 
 
+@pytest.mark.parametrize(
+    ("objective", "message"),
+    [
+        ('callable = "no_such_module:fn"', "cannot import objective module 'no_such_module'"),
+        ('callable = "sweep_objectives:no_such_fn"', "module 'sweep_objectives' has no function 'no_such_fn'"),
+    ],
+)
+def test_bad_objective_leaves_no_study_so_the_fixed_spec_runs(tmp_path: Path, objective: str, message: str) -> None:
+    path = make_spec(tmp_path, objective, trials=1)
+    with pytest.raises(ScaleplanError, match=message):
+        run_sweep(load_spec(path))
+    assert not (tmp_path / "toy.journal").exists()
+    make_spec(tmp_path, trials=1)  # the user fixes the typo: the sweep runs, not "made from a different spec"
+    assert run_sweep(load_spec(path)) == RunSummary(2, 2, 0)
+
+
 def test_n_trials_caps_one_run(tmp_path: Path) -> None:
     path = make_spec(tmp_path)
     assert run_sweep(load_spec(path), max_trials=3) == RunSummary(3, 8, 0)

@@ -27,6 +27,13 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
         ({"width": 64.0}, "width must be a positive integer"),
         ({"warmup_steps": 200}, r"warmup_steps must be in \[0, steps=200\)"),
         ({"weight_decay": -1.0}, "weight_decay must be >= 0"),
+        ({"weight_decay": "big"}, "weight_decay must be a finite number, got 'big'"),
+        ({"init_std": -1.0}, "init_std must be >= 0, got -1.0"),
+        ({"init_std": float("inf")}, "init_std must be a finite number"),
+        ({"output_mult": 0.0}, "output_mult must be > 0, got 0.0"),
+        ({"beta0": -2.0}, "beta0 must be > 0"),
+        ({"tau": "x"}, "tau must be a finite number, got 'x'"),
+        ({"warmup_steps": 2.5}, "warmup_steps must be an integer, got 2.5"),
         ({"threads": 0}, "threads must be >= 1 or None"),
     ],
 )

@@ -11,9 +11,12 @@ from pathlib import Path
 import click
 
 from scaleplan.errors import ScaleplanError
+from scaleplan.outputs import ensure_writable
 
 METHOD_CHOICES = ("parabola", "argmin", "band")
 MIN_LOSS_LAW_CELLS = 6
+BATCH_UNITS = ("tokens", "samples", "sequences")
+D_UNITS = ("tokens", "samples")
 
 
 @click.command("fit")
@@ -34,8 +37,9 @@ MIN_LOSS_LAW_CELLS = 6
                    "diverged), e.g. --column batch_size=bs --column 'loss=smooth loss'. Repeatable.")
 @click.option("--batch-unit-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Multiply batch_size by this (e.g. 2048 for sequences of 2048 tokens -> tokens).")
-@click.option("--batch-unit", default="samples", show_default=True, help="Unit of batch_size after scaling (tokens, samples, sequences).")
-@click.option("--d-unit", default="tokens", show_default=True, help="Unit of D (tokens or samples).")
+@click.option("--batch-unit", type=click.Choice(BATCH_UNITS), default="samples", show_default=True,
+              help="Unit of batch_size after scaling (tokens lets predict give the batch in sequences).")
+@click.option("--d-unit", type=click.Choice(D_UNITS), default="tokens", show_default=True, help="Unit of D.")
 @click.option("--batch-on-size", is_flag=True, help="Also regress ln B* on ln N (ln B* = c + gamma ln D + delta ln N).")
 @click.option("--loss-law/--no-loss-law", default=None,
               help="Fit L(N, D) = E + A/N^a + B/D^b on the cells' minimum losses (default: when N and D both vary "
@@ -43,6 +47,8 @@ MIN_LOSS_LAW_CELLS = 6
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=200, show_default=True,
               help="Bootstrap replicates (trials resampled within each cell); 0 turns it off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--weighting", type=click.Choice(["inverse-variance", "none"]), default="inverse-variance", show_default=True,
+              help="Weight each cell by 1/var of its optimum over the bootstrap (parabola/argmin), or plain OLS.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write PNG plots (optima.png, lr_law.png, batch_size_law.png) into this folder.")
 @click.option("--name", default=None, help="Law name (default: the output file's stem).")
@@ -50,7 +56,7 @@ MIN_LOSS_LAW_CELLS = 6
 @click.option("--citation", default=None, help="Where the data comes from, recorded in the provenance.")
 def fit(source: Path, output: Path | None, method: str, band: float, near: float, x: str, columns: tuple[str, ...],
         batch_unit_scale: float, batch_unit: str, d_unit: str, batch_on_size: bool, loss_law: bool | None,
-        n_boot: int, seed: int, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None) -> None:
+        n_boot: int, seed: int, weighting: str, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None) -> None:
     """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml) or a CSV of trials.
 
     \b
@@ -64,18 +70,20 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
     from scaleplan.fit.law_file import LawMetadata, build_law_file
     from scaleplan.fit.summary import format_summary
 
+    output = ensure_writable(output or Path("fits") / f"{source.stem}.json", "law file")  # before the work, not after
+    if plot_dir is not None:
+        ensure_writable(plot_dir / "optima.png", "plot")
     raw, data_hash, parametrization = _load(source)
     trials = prepare_trials(raw, x=x, columns=parse_column_map(columns), batch_unit_scale=batch_unit_scale, source=str(source))
     hyper = fit_hyperparameter_laws(trials, method=method, band=band, near=near, batch_on_size=batch_on_size,
-                                    n_boot=n_boot, seed=seed)
+                                    n_boot=n_boot, seed=seed, weighting=weighting)
     loss = _maybe_loss_law(trials, hyper, loss_law, n_boot, seed)
-    output = output or Path("fits") / f"{source.stem}.json"
     command = shlex.join([
         "scaleplan", "fit", str(source), "-o", str(output), "--method", method, "--x", x,
         *[a for c in columns for a in ("--column", c)],
         *(["--band", f"{band:g}"] if method == "band" else []), *(["--near", f"{near:g}"] if method == "parabola" else []),
         *(["--batch-unit-scale", f"{batch_unit_scale:g}"] if batch_unit_scale != 1.0 else []),
-        *(["--batch-on-size"] if batch_on_size else []), "--bootstrap", str(n_boot), "--seed", str(seed),
+        *(["--batch-on-size"] if batch_on_size else []), "--bootstrap", str(n_boot), "--seed", str(seed), "--weighting", weighting,
     ])
     meta = LawMetadata(
         name=name or output.stem, title=title or f"{method} fit of {source.name}", command=command,

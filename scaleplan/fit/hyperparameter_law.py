@@ -2,10 +2,14 @@
 
 The bootstrap resamples trials within each cell, re-locates every optimum and refits: its
 percentile intervals measure how much the optimum-location step alone moves the exponents.
+With one optimum per cell (parabola, argmin), the regression is weighted by the inverse of each
+optimum's bootstrap variance (in log space): cells whose optimum is poorly located (a flat or noisy
+lr curve) pull the law less than cells with a sharp optimum.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -13,11 +17,14 @@ import numpy as np
 from scaleplan.errors import ScaleplanError
 from scaleplan.fit.blas import single_blas_thread
 from scaleplan.fit.data import Trials
-from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, cell_arrays, locate_optimum
+from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, cell_arrays, locate_optimum, method_label
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci
 
 # Name of each size column as a law-file variable.
 LAW_VARIABLE = {"N": "N", "width": "W", "D": "D"}
+WEIGHTINGS = ("inverse-variance", "none")
+MIN_LOG_SD = math.log(2) / 16  # floor on an optimum's log-sd (1/16 octave): no infinite weights
+MIN_REPLICATES = 20  # fewer bootstrap replicates give no usable variance: fall back to unweighted
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,13 @@ class HyperparameterFit:
     n_boot: int
     n_boot_failed: int
     cell_lr_ci: list[tuple[float, float]]  # bootstrap interval of each cell's lr optimum (same order as optima)
+    weighted: bool = False  # True when the regressions were weighted by 1/var of each cell's optimum
+
+    @property
+    def label(self) -> str:
+        """Optimum method and regression weighting, as recorded in a law file."""
+        how = "WLS, weights 1/var(ln optimum) from the bootstrap" if self.weighted else "OLS"
+        return f"{method_label(self.method, self.band)}; {how}"
 
 
 def fit_hyperparameter_laws(
@@ -44,21 +58,31 @@ def fit_hyperparameter_laws(
     n_boot: int = 200,
     seed: int = 0,
     level: float = 0.95,
+    weighting: str = "inverse-variance",
 ) -> HyperparameterFit:
-    """Locate each cell's optimum with `method` and fit ln lr* (and ln B*) on the logs of the cell sizes."""
+    """Locate each cell's optimum with `method` and fit ln lr* (and ln B*) on the logs of the cell sizes.
+
+    `weighting="inverse-variance"` weights each cell by 1/var(ln optimum) over the bootstrap replicates
+    (one-point-per-cell methods with >= MIN_REPLICATES replicates); "none" is plain OLS.
+    """
+    if weighting not in WEIGHTINGS:
+        raise ScaleplanError(f"unknown weighting '{weighting}'; use one of {', '.join(WEIGHTINGS)}")
     cells = cell_arrays(trials, method)
     optima = [locate_optimum(lr, loss, b, method, band, near, s, t) for (s, t), (lr, loss, b) in cells.items()]
     lr_vars, batch_vars = _law_variables(trials, batch_on_size)
-    lr_fit = _fit_target("lr", optima, lr_vars, trials.x, level)
-    batch_fit = _fit_target("batch_size", optima, batch_vars, trials.x, level) if batch_vars else None
     rng = np.random.default_rng(seed)
-    lr_samples, batch_samples, cell_lr, failed = [], [], [], 0
     with single_blas_thread():
         replicates = [_replicate(cells, rng, method, band, near) for _ in range(n_boot)]
+    weigh = weighting == "inverse-variance" and method != "band" and len(replicates) >= MIN_REPLICATES
+    lr_w = _cell_weights("lr", replicates) if weigh else None
+    batch_w = _cell_weights("batch_size", replicates) if weigh and batch_vars else None
+    lr_fit = _fit_target("lr", optima, lr_vars, trials.x, level, lr_w)
+    batch_fit = _fit_target("batch_size", optima, batch_vars, trials.x, level, batch_w) if batch_vars else None
+    lr_samples, batch_samples, cell_lr, failed = [], [], [], 0
     for resampled in replicates:
         try:
-            lr_coef = _coefficients("lr", resampled, lr_vars, trials.x)
-            batch_coef = None if batch_fit is None else _coefficients("batch_size", resampled, batch_vars, trials.x)
+            lr_coef = _coefficients("lr", resampled, lr_vars, trials.x, lr_w)
+            batch_coef = None if batch_fit is None else _coefficients("batch_size", resampled, batch_vars, trials.x, batch_w)
         except (ScaleplanError, np.linalg.LinAlgError):
             failed += 1
             continue
@@ -69,7 +93,14 @@ def fit_hyperparameter_laws(
     lr_fit = _with_bootstrap(lr_fit, lr_samples, level)
     batch_fit = None if batch_fit is None else _with_bootstrap(batch_fit, batch_samples, level)
     cell_ci = [percentile_ci(col, level) for col in np.array(cell_lr).T] if cell_lr else [(np.nan, np.nan)] * len(optima)
-    return HyperparameterFit(method, band, trials.x, optima, lr_fit, batch_fit, n_boot, failed, cell_ci)
+    return HyperparameterFit(method, band, trials.x, optima, lr_fit, batch_fit, n_boot, failed, cell_ci, weigh)
+
+
+def _cell_weights(target: str, replicates: list[list[CellOptimum]]) -> np.ndarray:
+    """1 / var(ln optimum) of each cell over the bootstrap replicates, the sd floored at MIN_LOG_SD."""
+    logs = np.log(np.array([[o.lr if target == "lr" else o.batch_size for o in rep] for rep in replicates], dtype=float))
+    sd = np.maximum(np.nanstd(logs, axis=0, ddof=1), MIN_LOG_SD)
+    return 1.0 / sd**2
 
 
 def _replicate(cells: dict, rng: np.random.Generator, method: str, band: float, near: float) -> list[CellOptimum]:
@@ -92,6 +123,9 @@ def _law_variables(trials: Trials, batch_on_size: bool) -> tuple[list[str], list
         )
     lr_vars = [trials.x] + (["D"] if trials.has_tokens else [])
     if not trials.has_batch:
+        if batch_on_size:
+            raise ScaleplanError("--batch-on-size needs a swept batch size (a batch_size column with more than one value); "
+                                 "drop the flag or sweep batch sizes")
         return lr_vars, []
     batch_vars = (["D"] if trials.has_tokens else []) + ([trials.x] if batch_on_size or not trials.has_tokens else [])
     return lr_vars, batch_vars
@@ -109,17 +143,21 @@ def _design(target: str, optima: list[CellOptimum], variables: list[str], x: str
     return np.concatenate(ys), {k: np.concatenate(c) for k, c in cols.items()}, np.concatenate(groups)
 
 
-def _fit_target(target: str, optima: list[CellOptimum], variables: list[str], x: str, level: float) -> PowerLawFit:
+def _fit_target(target: str, optima: list[CellOptimum], variables: list[str], x: str, level: float,
+                weights: np.ndarray | None = None) -> PowerLawFit:
+    """Regress one target over the cells; `weights` (one per cell) only with one point per cell."""
     y, predictors, groups = _design(target, optima, variables, x)
     several = any(len(o.points_lr) > 1 for o in optima)
-    return fit_power_law(target, y, predictors, groups=groups if several else None, level=level)
+    return fit_power_law(target, y, predictors, weights=weights, groups=groups if several else None, level=level)
 
 
-def _coefficients(target: str, optima: list[CellOptimum], variables: list[str], x: str) -> np.ndarray:
-    """Plain least-squares coefficients (the bootstrap's refit: no covariance needed, so no statsmodels)."""
+def _coefficients(target: str, optima: list[CellOptimum], variables: list[str], x: str,
+                  weights: np.ndarray | None = None) -> np.ndarray:
+    """(Weighted) least-squares coefficients (the bootstrap's refit: no covariance needed, so no statsmodels)."""
     y, predictors, _ = _design(target, optima, variables, x)
     design = np.column_stack([np.ones_like(y), *[np.log(c) for c in predictors.values()]])
-    coef, _, rank, _ = np.linalg.lstsq(design, np.log(y), rcond=None)
+    root_w = np.ones_like(y) if weights is None else np.sqrt(weights)
+    coef, _, rank, _ = np.linalg.lstsq(design * root_w[:, None], np.log(y) * root_w, rcond=None)
     if rank < design.shape[1]:
         raise ScaleplanError("degenerate bootstrap replicate")
     return coef

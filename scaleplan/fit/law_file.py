@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import LAW_VARIABLE, HyperparameterFit
 from scaleplan.fit.loss_law import LossLawFit
-from scaleplan.fit.optimum import method_label
 from scaleplan.fit.power_law import PowerLawFit
 from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
 
@@ -59,7 +58,7 @@ def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit |
     return LawFile(
         name=meta.name, title=meta.title, variables=variables, power_laws=power_laws,
         loss_law=None if loss is None else loss.law, fitted_range=fitted_range,
-        method=None if hyper is None else method_label(hyper.method, hyper.band),
+        method=None if hyper is None else hyper.label,
         parametrization=meta.parametrization, provenance=provenance, notes=_notes(hyper, loss),
     )
 

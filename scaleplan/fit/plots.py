@@ -9,12 +9,12 @@ import numpy as np
 from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import LAW_VARIABLE, HyperparameterFit
 from scaleplan.fit.power_law import PowerLawFit
+from scaleplan.outputs import save_figure
 
 
 def plot_fit(trials: Trials, hyper: HyperparameterFit, out_dir: str | Path) -> list[Path]:
     """Write optima.png and <target>_law.png for each fitted power law into `out_dir`; return the paths."""
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     paths = [plot_optima(trials, hyper, out / "optima.png")]
     for fit in (hyper.lr, hyper.batch_size):
         if fit is not None:
@@ -58,8 +58,7 @@ def plot_optima(trials: Trials, hyper: HyperparameterFit, path: Path) -> Path:
         ax.axis("off")
     fig.suptitle(f"optimum per cell ({hyper.method})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 
@@ -93,8 +92,7 @@ def plot_power_law(hyper: HyperparameterFit, fit: PowerLawFit, path: Path) -> Pa
     ax.set_title(f"{fit.target} power law ({hyper.method})")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, dpi=110)
     return path
 
 

@@ -87,7 +87,8 @@ def fit_power_law(
         dof_out = None
     else:
         cov = np.asarray(result.cov_params(), dtype=float)
-        resid_var = float(np.sum(np.asarray(result.wresid) ** 2) / (n - k)) if n > k else None
+        # unweighted residuals: the scatter a new point (a new cell, whose weight is unknown) has around the law
+        resid_var = float(np.sum(np.asarray(result.resid) ** 2) / (n - k)) if n > k else None
         bounds = np.asarray(result.conf_int(alpha=1 - level), dtype=float)
         ci = {key: (float(lo), float(hi)) for key, (lo, hi) in zip(keys, bounds)}
         dof_out = int(dof)

@@ -7,13 +7,12 @@ import numpy as np
 from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import HyperparameterFit
 from scaleplan.fit.loss_law import LossLawFit
-from scaleplan.fit.optimum import method_label
 from scaleplan.fit.power_law import PowerLawFit
 
 
 def format_summary(trials: Trials, hyper: HyperparameterFit, loss: LossLawFit | None) -> str:
     """Cells table (size, D, trials, lr* with its bootstrap CI, B*, loss, flags) and the fitted laws."""
-    lines = [f"method: {method_label(hyper.method, hyper.band)}; {len(trials.frame)} trials in {len(hyper.optima)} cells"]
+    lines = [f"method: {hyper.label}; {len(trials.frame)} trials in {len(hyper.optima)} cells"]
     if trials.dropped:
         lines.append("excluded: " + ", ".join(f"{n} {why}" for why, n in trials.dropped.items()))
     header = f"{trials.x:>10} {'D':>10} {'trials':>6} {'lr*':>10} {'lr* CI':>21} {'B*':>10} {'loss':>9}  flags"

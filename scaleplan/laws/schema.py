@@ -239,10 +239,11 @@ class LawFile:
 
     def save(self, path: str | Path) -> Path:
         """Write the law as indented JSON; returns the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        return path
+        from scaleplan.outputs import writing
+
+        with writing(path, "law file") as out:
+            out.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], origin: str = "law") -> LawFile:
@@ -269,7 +270,7 @@ class LawFile:
                 provenance=Provenance(**d["provenance"]),
                 power_laws=[PowerLaw(**p) for p in d.get("power_laws", [])],
                 loss_law=LossLaw(**d["loss_law"]) if d.get("loss_law") else None,
-                fitted_range={k: (float(v[0]), float(v[1])) for k, v in d.get("fitted_range", {}).items()},
+                fitted_range={k: (float(v[0]), float(v[1])) for k, v in _object(d, "fitted_range").items()},
                 method=d.get("method"),
                 parametrization=d.get("parametrization"),
                 notes=d.get("notes"),
@@ -297,6 +298,14 @@ class LawFile:
         return cls.from_dict(data, origin=f"law file {path}")
 
 
+def _object(d: dict[str, Any], key: str) -> dict[str, Any]:
+    """d[key] (an empty object when absent), which must be a JSON object."""
+    value = d.get(key, {})
+    if not isinstance(value, dict):
+        raise TypeError(f"'{key}' must be an object, got {type(value).__name__}")
+    return value
+
+
 def _validate(law: LawFile) -> None:
     """Check the invariants every reader relies on; raise one ScaleplanError for the first break."""
     where = f"law '{law.name}'"
@@ -306,15 +315,25 @@ def _validate(law: LawFile) -> None:
     if len(set(names)) != len(names):
         raise ScaleplanError(f"{where}: duplicate variable names {names}")
     for p in law.power_laws:
+        if not isinstance(p.exponents, dict):
+            raise ScaleplanError(f"{where}: exponents of '{p.target}' must be an object like {{\"N\": -0.7}}")
         missing = [v for v in p.exponents if v not in names]
         if missing:
             raise ScaleplanError(f"{where}: power law '{p.target}' uses undeclared variable(s) {missing}")
-        numbers = [p.intercept, *p.exponents.values()]
-        if not all(isinstance(x, (int, float)) and math.isfinite(x) for x in numbers):
+        if not all(_finite(x) for x in (p.intercept, *p.exponents.values())):
             raise ScaleplanError(f"{where}: power law '{p.target}' has a non-finite coefficient")
         k = 1 + len(p.exponents)
-        if p.covariance is not None and (len(p.covariance) != k or any(len(r) != k for r in p.covariance)):
-            raise ScaleplanError(f"{where}: covariance of '{p.target}' must be {k}x{k}")
+        if p.covariance is not None and not (
+            isinstance(p.covariance, list) and len(p.covariance) == k
+            and all(isinstance(r, list) and len(r) == k and all(_finite(x) for x in r) for r in p.covariance)
+        ):
+            raise ScaleplanError(f"{where}: covariance of '{p.target}' must be {k}x{k}, rows of finite numbers")
+        if p.residual_variance is not None and not (_finite(p.residual_variance) and p.residual_variance >= 0):
+            raise ScaleplanError(f"{where}: residual_variance of '{p.target}' must be a number >= 0 or null")
+        for key in ("dof", "n_points"):
+            value = getattr(p, key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ScaleplanError(f"{where}: {key} of '{p.target}' must be a positive integer or null")
     targets = [p.target for p in law.power_laws]
     if len(set(targets)) != len(targets):
         raise ScaleplanError(f"{where}: duplicate power-law targets {targets}")
@@ -325,8 +344,15 @@ def _validate(law: LawFile) -> None:
             raise ScaleplanError(f"{where}: fitted_range of {var} must satisfy 0 < low <= high")
     if law.loss_law is not None:
         ll = law.loss_law
-        if not all(math.isfinite(x) and x > 0 for x in (ll.A, ll.B, ll.alpha, ll.beta)):
+        if not all(_finite(x) and x > 0 for x in (ll.A, ll.B, ll.alpha, ll.beta)):
             raise ScaleplanError(f"{where}: loss law A, B, alpha, beta must be positive")
+        if not (_finite(ll.E) and ll.E >= 0):
+            raise ScaleplanError(f"{where}: loss law E (irreducible loss) must be a number >= 0")
+
+
+def _finite(x: Any) -> bool:
+    """A JSON number (not a bool) that is finite."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _quantile(level: float, dof: int | None) -> float:

@@ -177,9 +177,7 @@ def _records_from_widths(
     width = getattr(model, "width", None)
     if base_width is None or width is None:
         raise ScaleplanError("without base=, give base_width= and a model with a .width attribute (or pass base=)")
-    if base_width <= 0 or base_width > width:
-        raise ScaleplanError(f"base width {base_width} is larger than the model width {width} (or not positive); use base_width <= width")
-    m = width / base_width
+    m = _ratio("width", width, base_width)
     return {name: TensorRecord(role=role, m=1.0 if role == "fixed" else m) for name, role in declared.items()}
 
 
@@ -236,9 +234,14 @@ def _depth_ratio(model: nn.Module, base: object, base_depth: int | None) -> floa
         base_depth = getattr(base, "depth", None)
     if depth is None or base_depth is None:
         raise ScaleplanError("completep=True needs a model with a .depth attribute and base_depth= (or a base model with .depth)")
-    if base_depth <= 0 or base_depth > depth:
-        raise ScaleplanError(f"base depth {base_depth} is larger than the model depth {depth} (or not positive); use base_depth <= depth")
-    return depth / base_depth
+    return _ratio("depth", depth, base_depth)
+
+
+def _ratio(what: str, value: int, base: int) -> float:
+    """value / base for a model size ("width" or "depth"), refusing a base that is not in (0, value]."""
+    if base <= 0 or base > value:
+        raise ScaleplanError(f"base {what} {base} is larger than the model {what} {value} (or not positive); use base_{what} <= {what}")
+    return value / base
 
 
 def _site_multipliers(

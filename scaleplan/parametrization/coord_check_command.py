@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from scaleplan.errors import ScaleplanError
+from scaleplan.outputs import ensure_writable, save_figure
 
 
 def _parse_widths(text: str) -> tuple[int, ...]:
@@ -16,6 +17,8 @@ def _parse_widths(text: str) -> tuple[int, ...]:
         raise ScaleplanError(f"--widths must be a comma list of integers like 64,128,256, got {text!r}") from None
     if not widths or min(widths) < 1:
         raise ScaleplanError(f"--widths must be positive integers, got {text!r}")
+    if len(set(widths)) < 2 or len(set(widths)) != len(widths):
+        raise ScaleplanError(f"--widths needs at least 2 different widths, each once (the check compares widths), got {text!r}")
     return widths
 
 
@@ -37,8 +40,7 @@ def plot_coord_check(frame, path: Path, title: str) -> None:  # frame: pandas.Da
     axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.02, 0.5))
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 @click.command("coord-check")
@@ -52,19 +54,18 @@ def plot_coord_check(frame, path: Path, title: str) -> None:  # frame: pandas.Da
 @click.option("--out", "out_dir", default="coord-check", show_default=True, type=click.Path(file_okay=False), help="directory for the PNG")
 def coord_check(model_name: str, parametrization: str, widths: str, steps: int, lr: float | None, seeds: int, optimizer: str, out_dir: str) -> None:
     """Mean |activation| per layer over a few training steps across widths (flat under muP)."""
+    width_list = _parse_widths(widths)  # bad input fails before torch is imported
+    path = ensure_writable(Path(out_dir) / f"coord_check_{model_name}_{parametrization}.png", "plot")
     import torch
 
     from scaleplan.parametrization.coord_check import coord_check as run_coord_check
     from scaleplan.parametrization.coord_check import width_ratios
 
     torch.set_num_threads(1)
-    frame = run_coord_check(model_name, parametrization, _parse_widths(widths), steps=steps, lr=lr, seeds=seeds, optimizer=optimizer)
+    frame = run_coord_check(model_name, parametrization, width_list, steps=steps, lr=lr, seeds=seeds, optimizer=optimizer)
     table = frame[frame["step"] == steps].pivot(index="layer", columns="width", values="mean_abs")
     table["ratio"] = width_ratios(frame, steps)
     click.echo(f"mean |activation| after {steps} steps ({model_name}, {parametrization}); ratio = widest / narrowest")
     click.echo(table.to_string(float_format=lambda v: f"{v:.4g}"))
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"coord_check_{model_name}_{parametrization}.png"
     plot_coord_check(frame, path, f"{model_name} / {parametrization} / {optimizer}")
     click.echo(f"plot: {path}")

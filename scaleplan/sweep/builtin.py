@@ -21,15 +21,20 @@ class BuiltinObjective:
         from scaleplan.train.build import build_model, build_task
 
         self._spec = spec
-        probe = self.config(TrialRequest(grid_points(spec)[0], self._probe_params()))
-        build_model(probe, build_task(probe))  # unknown task/model names or kwargs fail here, before any trial
+        points, probe_params = grid_points(spec), self._probe_params()
+        for point in points:  # every grid point with every end of every search range: bad values fail now
+            for name, values in self._search_ends().items():
+                for value in values:
+                    self.config(TrialRequest(point, {**probe_params, name: value}))
+        probe = self.config(TrialRequest(min(points), probe_params))
+        build_model(probe, build_task(probe))  # unknown task/model names, kwargs, base width > width fail here
+
+    def _search_ends(self) -> dict[str, tuple[float, ...]]:
+        """The values that bound each searched parameter: its grid values, or its range's low and high."""
+        return {p.name: p.grid() or (p.low, p.high) for p in self._spec.search}  # type: ignore[misc]
 
     def _probe_params(self) -> dict[str, float]:
-        params = {}
-        for p in self._spec.search:
-            grid = p.grid()
-            params[p.name] = grid[0] if grid else p.low  # type: ignore[assignment]
-        return params
+        return {name: values[0] for name, values in self._search_ends().items()}
 
     def config(self, request: TrialRequest) -> Any:
         """The `TrialConfig` of one trial (task, model, parametrization, budget and sampled params)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scaleplan.errors import ScaleplanError
+from scaleplan.outputs import writing
 from scaleplan.sweep.spec import SweepSpec, load_spec
 from scaleplan.sweep.storage import open_storage, resolve_storage
 
@@ -83,15 +84,16 @@ def load_trials(source: str | Path | SweepSpec, study: str | None = None, storag
 
 
 def write_trials(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write the trials to `path`: .csv, or .parquet (needs pyarrow)."""
+    """Write the trials to `path`: .csv, or .parquet (needs pyarrow); the folder is made if needed."""
     out = Path(path)
-    if out.suffix == ".csv":
-        frame.to_csv(out, index=False)
-    elif out.suffix == ".parquet":
+    if out.suffix not in (".csv", ".parquet"):
+        raise ScaleplanError(f"export file must end in .csv or .parquet, got '{out.name}'")
+    with writing(out, "trials") as target:
+        if target.suffix == ".csv":
+            frame.to_csv(target, index=False)
+            return target
         try:
-            frame.to_parquet(out, index=False)
+            frame.to_parquet(target, index=False)
         except ImportError:
             raise ScaleplanError("parquet export needs pyarrow: `pip install scaleplan[parquet]`, or export to .csv") from None
-    else:
-        raise ScaleplanError(f"export file must end in .csv or .parquet, got '{out.name}'")
-    return out
+    return target

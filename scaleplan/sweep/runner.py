@@ -1,7 +1,8 @@
 """Run a sweep on this machine: one in-process worker, or N worker processes (one torch thread each).
 
-The parent opens the study first (so bad input and unreachable storage fail before any worker
-starts), then shows progress by reading the storage. Worker processes die with the parent.
+The parent loads the objective, then opens the study (so bad input and unreachable storage fail
+before any worker starts, and a bad objective leaves no study behind), then shows progress by
+reading the storage. Worker processes die with the parent.
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ def run_sweep(
         raise ScaleplanError(f"--workers must be at least 1, got {workers}")
     if device is not None:
         spec = dataclasses.replace(spec, train={**spec.train, "device": device})
+    objective = load_objective(spec)  # before the study exists: a typo'd objective must not pin its fingerprint
     session = open_sweep(spec, storage)
-    objective = load_objective(spec)  # import errors and bad templates surface before any trial
     show = display.update if display is not None else (lambda rows: None)
     show(sweep_status(session))
     try:

@@ -56,7 +56,7 @@ def resolve_storage(url: str | None, spec: SweepSpec | None = None) -> StorageTa
         path = base / f"{spec.name}.journal"
         return StorageTarget("journal", str(path), path)
     if url.startswith(("postgresql://", "postgresql+", "postgres://")):
-        return StorageTarget("postgresql", _with_driver(url))
+        return StorageTarget("postgresql", _checked_url(_with_driver(url)))
     if url.startswith("sqlite:///"):
         path = Path(url[len("sqlite:///") :])
         path = path if path.is_absolute() else base / path
@@ -77,6 +77,20 @@ def resolve_storage(url: str | None, spec: SweepSpec | None = None) -> StorageTa
     raise ScaleplanError(
         f"storage file '{url}' must end in .journal (journal file) or .db (SQLite), or be a postgresql:// URL"
     )
+
+
+def _checked_url(url: str) -> str:
+    """The URL unchanged if SQLAlchemy can parse it; else a one-line error (a bad port, stray colons)."""
+    import sqlalchemy.exc
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url)
+    except (ValueError, sqlalchemy.exc.ArgumentError) as exc:
+        raise ScaleplanError(
+            f"malformed storage URL: {exc} (expected postgresql://USER:PASS@HOST[:PORT]/DB with a numeric port)"
+        ) from None
+    return url
 
 
 def _with_driver(url: str) -> str:
@@ -105,6 +119,11 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
             return JournalStorage(JournalFileBackend(str(target.path)))
         except OSError as exc:
             raise ScaleplanError(f"cannot open journal storage {target.path}: {exc.strerror or exc}") from None
+        except ValueError:  # json.JSONDecodeError or optuna's "Invalid log format" while replaying the file
+            raise ScaleplanError(
+                f"{target.path} is not an Optuna journal file (a line is not a journal record); "
+                "point --storage at the sweep's .journal file or a new path"
+            ) from None
     engine_kwargs: dict[str, object] = {}
     if target.kind == "postgresql":
         engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
@@ -115,6 +134,9 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
         raise ScaleplanError(f"cannot reach storage {target.display()}: {reason} (is the server running and the URL right?)") from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
         raise ScaleplanError(f"bad storage URL {target.display()}: {exc} (postgresql needs `pip install scaleplan[postgres]`)") from None
+    except sqlalchemy.exc.DatabaseError as exc:  # after OperationalError, its subclass: e.g. a file that is not SQLite
+        reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
+        raise ScaleplanError(f"cannot use storage {target.display()}: {reason} (point --storage at a new file or an Optuna database)") from None
 
 
 @contextlib.contextmanager

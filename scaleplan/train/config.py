@@ -60,8 +60,17 @@ class TrialConfig:
                 raise ScaleplanError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
         if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
             raise ScaleplanError(f"lr must be a positive finite number, got {self.lr!r}")
-        if self.weight_decay < 0:
-            raise ScaleplanError(f"weight_decay must be >= 0, got {self.weight_decay}")
+        for key in ("weight_decay", "init_std", "output_mult", "beta0", "tau"):
+            value = getattr(self, key)
+            if value is None and key != "weight_decay":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ScaleplanError(f"{key} must be a finite number, got {value!r}")
+            if value < 0 or (value == 0 and key in ("output_mult", "beta0", "tau")):
+                bound = ">= 0" if key in ("weight_decay", "init_std") else "> 0"
+                raise ScaleplanError(f"{key} must be {bound}, got {value!r}")
+        if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
+            raise ScaleplanError(f"warmup_steps must be an integer, got {self.warmup_steps!r}")
         if not 0 <= self.warmup_steps < self.steps:
             raise ScaleplanError(f"warmup_steps must be in [0, steps={self.steps}), got {self.warmup_steps}")
         if self.threads is not None and self.threads < 1:

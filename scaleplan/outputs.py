@@ -1,0 +1,56 @@
+"""Where results are written: check an output path before the work, and make a failed write one line.
+
+Law files, trial exports and plots all go through here, so a missing, unwritable or misplaced
+output path is a `ScaleplanError` naming the path and the fix, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from scaleplan.errors import ScaleplanError
+
+
+def _failed(path: Path, what: str, reason: str) -> ScaleplanError:
+    return ScaleplanError(f"cannot write {what} to {path}: {reason}; choose a writable path")
+
+
+def ensure_writable(path: str | Path, what: str) -> Path:
+    """Check, without creating anything, that a file can be written at `path`; call before long work."""
+    out = Path(path)
+    if out.is_dir():
+        raise _failed(out, what, "it is a directory")
+    folder = next(p for p in (out.parent, *out.parent.parents) if p.exists())
+    if not folder.is_dir():
+        raise _failed(out, what, f"{folder} is a file, not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
+        raise _failed(out, what, "permission denied")
+    return out
+
+
+@contextlib.contextmanager
+def writing(path: str | Path, what: str) -> Iterator[Path]:
+    """`with writing(path, "law file") as out: ...`: the folder is made, and an OSError in the block is one line."""
+    out = ensure_writable(path, what)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        yield out
+    except OSError as exc:
+        raise _failed(out, what, exc.strerror or str(exc)) from None
+
+
+def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
+    """Write a matplotlib figure as a PNG at `path` (folder made, a failed write one line) and close it."""
+    import matplotlib.pyplot as plt
+
+    out = Path(path)
+    try:
+        with writing(out, "plot"):
+            fig.savefig(out, dpi=dpi)
+    finally:
+        plt.close(fig)
+    return out

@@ -1,0 +1,59 @@
+"""Output paths: checked before the work without side effects; failed writes are one-line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.outputs import ensure_writable, save_figure, writing
+
+
+def test_ensure_writable_accepts_a_new_nested_path_and_creates_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "law.json"
+    assert ensure_writable(target, "law file") == target
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("relative", "reason"),
+    [
+        ("folder", "it is a directory"),
+        ("data.csv/law.json", "data.csv is a file, not a directory"),
+        ("data.csv/deeper/law.json", "data.csv is a file, not a directory"),
+    ],
+)
+def test_ensure_writable_names_the_problem(tmp_path: Path, relative: str, reason: str) -> None:
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "data.csv").write_text("x\n")
+    with pytest.raises(ScaleplanError, match=f"cannot write law file to {tmp_path / relative}: .*{reason}; choose a writable path"):
+        ensure_writable(tmp_path / relative, "law file")
+
+
+def test_writing_makes_the_folder(tmp_path: Path) -> None:
+    with writing(tmp_path / "plots" / "p.png", "plot") as out:
+        out.write_bytes(b"png")
+    assert (tmp_path / "plots" / "p.png").read_bytes() == b"png"
+
+
+def test_writing_turns_an_os_error_into_one_line(tmp_path: Path) -> None:
+    with pytest.raises(ScaleplanError, match=r"cannot write trials to .*t\.csv: No space left on device; choose a writable path"):
+        with writing(tmp_path / "t.csv", "trials"):
+            raise OSError(28, "No space left on device")
+
+
+def test_save_figure_writes_a_png_closes_the_figure_and_names_a_bad_path(tmp_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, _ = plt.subplots()
+    path = save_figure(fig, tmp_path / "plots" / "f.png", dpi=50)
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and not plt.get_fignums()
+    (tmp_path / "a-file").write_text("")
+    fig, _ = plt.subplots()
+    with pytest.raises(ScaleplanError, match="cannot write plot to .*a-file/f.png: .*a-file is a file, not a directory"):
+        save_figure(fig, tmp_path / "a-file" / "f.png", dpi=50)
+    assert not plt.get_fignums()
