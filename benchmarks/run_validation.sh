@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam ...]      (default: all three)
+# DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
+# 2-core CPU and minutes on one GPU; DEVICE=cpu works, slowly. SCALEPLAN overrides the command
+# (e.g. "python3 -m scaleplan.cli"), RESULTS the output folder.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DEVICE=${DEVICE:-cuda}
+RESULTS=${RESULTS:-benchmarks/results}
+SCALEPLAN=${SCALEPLAN:-scaleplan}
+WORKERS=${WORKERS:-1}  # worker processes for the small-width sweeps
+for job in "${@:-mlp gpt denseam}"; do
+    for j in $job; do
+        case $j in
+            mlp) $SCALEPLAN validate sweeps/transfer/mlp-sp.toml sweeps/transfer/mlp-mup.toml \
+                    --target-width 2048 --seeds 3 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name mlp ;;
+            gpt) $SCALEPLAN validate sweeps/transfer/gpt-sp.toml sweeps/transfer/gpt-mup.toml \
+                    --target-width 1024 --seeds 3 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt ;;
+            gpt-mup) $SCALEPLAN validate sweeps/transfer/gpt-mup.toml \
+                    --target-width 1024 --seeds 3 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-mup ;;
+            denseam) $SCALEPLAN validate sweeps/transfer/denseam-sp.toml sweeps/transfer/denseam-denseam.toml \
+                    --target-width 1024 --seeds 3 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name denseam ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam)" >&2; exit 2 ;;
+        esac
+    done
+done
