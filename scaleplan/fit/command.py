@@ -30,8 +30,9 @@ D_UNITS = ("tokens", "samples")
               help="Relative width of the near-optimal band for --method band (0.0025 = 0.25%).")
 @click.option("--near", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
               help="Parabola: use points within this relative loss gap of the minimum (at least 5, 9 with batch).")
-@click.option("--x", "x", type=click.Choice(["N", "width"]), default="N", show_default=True,
-              help="Size variable of the law: parameters N, or width (muP sweeps fit lr*(width)).")
+@click.option("--x", "x", type=click.Choice(["N", "width"]), default=None,
+              help="Size variable of the law: parameters N, or width (muP transfer: lr*(width)). "
+                   "Default: width for a sweep spec, N for a CSV.")
 @click.option("--column", "columns", multiple=True, metavar="CANONICAL=SOURCE",
               help="Map a column of the data to a canonical name (N, D, lr, batch_size, loss, width, state, "
                    "diverged), e.g. --column batch_size=bs --column 'loss=smooth loss'. Repeatable.")
@@ -74,6 +75,7 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
     if plot_dir is not None:
         ensure_writable(plot_dir / "optima.png", "plot")
     raw, data_hash, parametrization = _load(source)
+    x = x or ("width" if source.suffix.lower() == ".toml" else "N")
     trials = prepare_trials(raw, x=x, columns=parse_column_map(columns), batch_unit_scale=batch_unit_scale, source=str(source))
     hyper = fit_hyperparameter_laws(trials, method=method, band=band, near=near, batch_on_size=batch_on_size,
                                     n_boot=n_boot, seed=seed, weighting=weighting)
