@@ -49,6 +49,13 @@ def test_failed_diverged_and_nonfinite_trials_are_excluded_and_counted() -> None
     assert trials.dropped == {"not COMPLETE": 1, "diverged": 1, "non-finite or non-positive": 1}
 
 
+def test_pruned_trials_are_excluded_and_counted() -> None:
+    raw = frame(state=["COMPLETE", "PRUNED", "COMPLETE", "PRUNED"], diverged=[False] * 4)
+    raw.loc[[1, 3], "loss"] = np.nan  # a pruned lr has no final loss
+    trials = prepare_trials(raw)
+    assert trials.frame["lr"].tolist() == [1e-3, 1e-3] and trials.dropped == {"not COMPLETE": 2}
+
+
 def test_all_diverged() -> None:
     with pytest.raises(ScaleplanError, match=r"no usable trials left \(4 diverged\); nothing to fit"):
         prepare_trials(frame(diverged=[True] * 4))

@@ -97,3 +97,28 @@ def test_empty_population() -> None:
 )
 def test_population_size_for(width, device, expected) -> None:
     assert population_size_for(dataclasses.replace(BASE, width=width, device=device)) == expected
+
+
+def test_a_pruned_member_does_not_change_the_others() -> None:
+    cfgs = members(lr=[3e-3, 1e-4, 1e-2], seed=[0, 0, 1])
+    calls: list[tuple[int, list[bool]]] = []
+
+    def prune_member_1_at_20(steps_done: int, losses: list[float]) -> list[bool]:
+        calls.append((steps_done, [math.isfinite(v) for v in losses]))
+        return [steps_done == 20 and i == 1 for i in range(len(losses))]
+
+    pruned = train_population(cfgs, prune_member_1_at_20, checkpoint_every=10)
+    plain = train_population(cfgs)
+    # checkpoints after steps 10, 20, 30 (not at the end); member 1 is NaN once stopped
+    assert calls == [(10, [True] * 3), (20, [True] * 3), (30, [True, False, True])]
+    assert pruned[1].pruned and not pruned[1].diverged and pruned[1].steps_run == 20
+    assert math.isfinite(pruned[1].loss) and pruned[1].loss != plain[1].loss
+    for i in (0, 2):
+        assert not pruned[i].pruned and pruned[i].steps_run == BASE.steps
+        assert (pruned[i].loss, pruned[i].train_loss) == (plain[i].loss, plain[i].train_loss)
+
+
+def test_pruning_every_member_stops_training() -> None:
+    results = train_population(members(lr=[1e-3, 3e-3]), lambda steps, losses: [True] * len(losses), checkpoint_every=10)
+    assert [(r.pruned, r.steps_run) for r in results] == [(True, 10), (True, 10)]
+    assert all(math.isfinite(r.loss) for r in results)

@@ -91,6 +91,8 @@ def test_fingerprint_ignores_storage_but_not_search(tmp_path: Path) -> None:
         ('callable = "sweep_objectives:quadratic"', 'callable = "sweep_objectives.quadratic"', "'callable' must look like 'package.module:function'"),
         ('callable = "sweep_objectives:quadratic"', 'callable = "a:b"\ncommand = "x"', "give either 'callable' or 'command', not both"),
         ("[objective]", "[objective]\ntimeout_s = -1", "'timeout_s' must be positive"),
+        ('name = "toy"', 'name = "toy"\npruner = "median"\nprune_every = 5',
+         "pruner 'median' needs the built-in trainer; an [objective] callable cannot report"),
     ],
 )
 def test_bad_specs_are_one_line_errors(tmp_path: Path, old: str, new: str, message: str | None) -> None:
@@ -129,3 +131,46 @@ def test_same_key_in_train_and_search(tmp_path: Path) -> None:
 def test_shipped_specs_parse(path: Path) -> None:
     spec = load_spec(path)
     assert spec.objective.kind == "builtin" and spec.name == path.stem
+
+
+BUILTIN = """
+[sweep]
+name = "toy"
+[task]
+name = "teacher-student"
+[model]
+name = "mlp"
+[ladder]
+widths = [8]
+steps = [20, 40]
+[search]
+lr = {low = 1e-4, high = 1e-1}
+"""
+
+
+@pytest.mark.parametrize(
+    ("sweep", "message"),
+    [
+        ('pruner = "mediam"\nprune_every = 5', "unknown pruner 'mediam' - did you mean 'median'? (choose none, median, successive-halving)"),
+        ('pruner = "median"', "pruner 'median' needs 'prune_every' (steps between held-out checks), e.g. prune_every = 10"),
+        ('pruner = "median"\nprune_every = 0', "'prune_every' must be a positive integer, got 0"),
+        ('pruner = "median"\nprune_every = 2.5', "'prune_every' must be a positive integer, got 2.5"),
+        ('pruner = "successive-halving"\nprune_every = 20', "'prune_every' = 20 must be smaller than every [ladder] steps value (smallest: 20)"),
+        ("prune_every = 5", "'prune_every' needs a pruner"),
+    ],
+)
+def test_bad_pruner_keys_are_one_line_errors(tmp_path: Path, sweep: str, message: str) -> None:
+    path = write(tmp_path, BUILTIN.replace('name = "toy"', f'name = "toy"\n{sweep}'))
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("sweep", "pruner", "every"),
+    [("", "none", None), ('pruner = "median"\nprune_every = 5', "median", 5),
+     ('pruner = "successive-halving"\nprune_every = 19', "successive-halving", 19)],
+)
+def test_pruner_keys(tmp_path: Path, sweep: str, pruner: str, every: int | None) -> None:
+    spec = load_spec(write(tmp_path, BUILTIN.replace('name = "toy"', f'name = "toy"\n{sweep}')))
+    assert (spec.pruner, spec.prune_every) == (pruner, every)

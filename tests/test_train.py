@@ -161,3 +161,14 @@ def test_bad_trial_input_is_a_scaleplan_error(kwargs, message) -> None:
 def test_cuda_without_a_gpu_is_a_scaleplan_error() -> None:
     with pytest.raises(ScaleplanError, match="torch sees no CUDA GPU; use device='cpu'"):
         train_trial(TrialConfig(device="cuda", **SMALL))
+
+
+def test_checkpoint_reports_held_out_loss_and_can_stop_the_trial() -> None:
+    cfg = TrialConfig(width=16, base_width=16, steps=30, batch_size=16)
+    seen: list[tuple[int, float]] = []
+    kept = train_trial(cfg, lambda steps, loss: seen.append((steps, loss)) is not None, checkpoint_every=10)
+    assert [s for s, _ in seen] == [10, 20]  # none at the last step: its loss is the final one
+    assert (kept.loss, kept.pruned, kept.steps_run) == (train_trial(cfg).loss, False, 30)
+    stopped = train_trial(cfg, lambda steps, loss: steps == 20, checkpoint_every=10)
+    assert (stopped.pruned, stopped.diverged, stopped.steps_run, stopped.loss) == (True, False, 20, seen[1][1])
+    assert stopped.tokens_or_samples == 20 * 16

@@ -2,6 +2,7 @@
 
 A population (K trials of one width, batch size and step count) trains in one batched call when
 `population_size_for` says K > 1; otherwise trials train one at a time. One torch thread each.
+With a pruner, the held-out loss is checked every `prune_every` steps through a `Checkpoint`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.objective import ObjectiveFailed, Outcome, TrialRequest
 from scaleplan.sweep.plan import GridPoint, grid_points
 from scaleplan.sweep.spec import SweepSpec
+from scaleplan.train.config import Checkpoint
 
 
 class BuiltinObjective:
@@ -63,13 +65,18 @@ class BuiltinObjective:
         cfg = self.config(TrialRequest(point, self._probe_params()))
         return population_size_for(cfg)
 
-    def evaluate(self, requests: list[TrialRequest]) -> list[Outcome]:
+    def evaluate(self, requests: list[TrialRequest], checkpoint: Checkpoint | None = None) -> list[Outcome]:
         from scaleplan.train.loop import train_trial
         from scaleplan.train.population import train_population
 
         cfgs = [self.config(r) for r in requests]
+        every = self._spec.prune_every or 0
+        single = None if checkpoint is None else (lambda steps, loss: checkpoint(steps, [loss])[0])
         try:
-            results = train_population(cfgs) if len(cfgs) > 1 else [train_trial(cfgs[0])]
+            if len(cfgs) > 1:
+                results = train_population(cfgs, checkpoint, every)
+            else:
+                results = [train_trial(cfgs[0], single, every)]
         except ScaleplanError:
             raise
         except Exception as exc:  # a crash in training is reported like a user objective's
@@ -81,6 +88,7 @@ class BuiltinObjective:
                 n_params=r.n_params,
                 tokens=r.tokens_or_samples,
                 extras={"train_loss": r.train_loss, "seconds": r.seconds, "steps_run": float(r.steps_run)},
+                pruned=r.pruned,
             )
             for r in results
         ]

@@ -76,7 +76,7 @@ def status(spec: str | None, storage: str | None, study: str | None) -> None:
     if planned is None:
         raise ScaleplanError(f"study '{opened.study_name}' was not made by `scaleplan sweep` (no plan recorded)")
     rows = point_status(opened.get_trials(deepcopy=False), planned)
-    done = sum(min(r.complete, r.planned) for r in rows)
+    done = sum(min(r.done, r.planned) for r in rows)
     console = Console()
     if not console.is_terminal:  # a pipe or file: wide enough that no column is cut
         console = Console(width=120)

@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.spec import SweepSpec
+from scaleplan.train.config import Checkpoint
 
 
 class ObjectiveFailed(Exception):
@@ -48,14 +49,25 @@ class Outcome:
     n_params: int | None
     tokens: int | None
     extras: dict[str, float] = field(default_factory=dict)
+    pruned: bool = False  # stopped at a checkpoint; `loss` is then its last intermediate held-out loss
+
 
 
 class Objective(Protocol):
-    """Evaluates trials; `population_size` > 1 lets one call train several trials together."""
+    """Evaluates trials; `population_size` > 1 lets one call train several trials together.
+
+    Only the built-in trainer takes a `checkpoint` (the spec refuses a pruner with a user objective).
+    """
 
     def population_size(self, point: GridPoint) -> int: ...
 
-    def evaluate(self, requests: list[TrialRequest]) -> list[Outcome]: ...
+    def evaluate(self, requests: list[TrialRequest], checkpoint: Checkpoint | None = None) -> list[Outcome]: ...
+
+
+def refuse_checkpoint(checkpoint: Checkpoint | None) -> None:
+    """User objectives cannot report intermediate losses: a checkpoint passed to one is a usage error."""
+    if checkpoint is not None:
+        raise ScaleplanError('pruning needs the built-in trainer; set [sweep] pruner = "none" for a user objective')
 
 
 def outcome_from_value(value: Any, point: GridPoint) -> Outcome:
@@ -106,7 +118,8 @@ class CallableObjective:
     def population_size(self, point: GridPoint) -> int:
         return 1
 
-    def evaluate(self, requests: list[TrialRequest]) -> list[Outcome]:
+    def evaluate(self, requests: list[TrialRequest], checkpoint: Checkpoint | None = None) -> list[Outcome]:
+        refuse_checkpoint(checkpoint)
         outcomes = []
         for request in requests:
             try:
@@ -136,7 +149,8 @@ class CommandObjective:
     def population_size(self, point: GridPoint) -> int:
         return 1
 
-    def evaluate(self, requests: list[TrialRequest]) -> list[Outcome]:
+    def evaluate(self, requests: list[TrialRequest], checkpoint: Checkpoint | None = None) -> list[Outcome]:
+        refuse_checkpoint(checkpoint)
         return [self._run(request) for request in requests]
 
     def _run(self, request: TrialRequest) -> Outcome:

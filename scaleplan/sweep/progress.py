@@ -31,10 +31,16 @@ class PointStatus:
     diverged: int
     best_loss: float | None
     best_lr: float | None
+    pruned: int = 0
+
+    @property
+    def done(self) -> int:
+        """Finished trials: COMPLETE or PRUNED (a pruned slot is not run again)."""
+        return self.complete + self.pruned
 
     @property
     def finished(self) -> bool:
-        return self.complete >= self.planned
+        return self.done >= self.planned
 
 
 def point_status(trials: Sequence[FrozenTrial], planned: dict[str, int]) -> list[PointStatus]:
@@ -57,6 +63,7 @@ def point_status(trials: Sequence[FrozenTrial], planned: dict[str, int]) -> list
                 diverged=sum(bool(t.user_attrs.get("diverged")) for t in complete),
                 best_loss=None if best is None else best.value,
                 best_lr=None if best is None else best.params.get("lr"),
+                pruned=sum(t.state == TrialState.PRUNED for t in mine),
             )
         )
     return rows
@@ -83,7 +90,7 @@ def status_table(rows: list[PointStatus], title: str | None = None) -> Table:
         table.add_column(header, justify="left" if header == "grid point" else "right", no_wrap=header == "grid point")
     for r in rows:
         table.add_row(
-            r.point, f"{r.complete}/{r.planned}", str(r.running), str(r.failed), str(r.diverged),
+            r.point, f"{r.done}/{r.planned}", str(r.running), str(r.failed), str(r.diverged),
             _fmt(r.best_loss), _fmt(r.best_lr, ".2e"),
         )
     return table
@@ -107,7 +114,7 @@ class ProgressDisplay:
         return (planned - done) / rate if rate > 0 else None
 
     def update(self, rows: list[PointStatus]) -> None:
-        done = sum(min(r.complete, r.planned) for r in rows)
+        done = sum(min(r.done, r.planned) for r in rows)
         planned = sum(r.planned for r in rows)
         eta = self._eta(done, planned)
         if self._first:  # points finished before this run started are not announced again
@@ -126,7 +133,7 @@ class ProgressDisplay:
             if r.finished and r.point not in self._announced:
                 self._announced.add(r.point)
                 self._console.print(
-                    f"{r.point} done: {r.complete}/{r.planned} trials, best loss {_fmt(r.best_loss)} "
+                    f"{r.point} done: {r.done}/{r.planned} trials, best loss {_fmt(r.best_loss)} "
                     f"at lr {_fmt(r.best_lr, '.3e')} ({header})",
                     soft_wrap=True, highlight=False,
                 )

@@ -27,7 +27,7 @@ POLL_S = 1.0
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run left behind: trials COMPLETE / planned, and how many are still running elsewhere."""
+    """What a run left behind: trials finished (COMPLETE or PRUNED) / planned, and how many still run elsewhere."""
 
     complete: int
     planned: int
@@ -41,7 +41,7 @@ def sweep_status(session: SweepSession) -> list[PointStatus]:
 
 def _summary(rows: list[PointStatus]) -> RunSummary:
     return RunSummary(
-        complete=sum(min(r.complete, r.planned) for r in rows),
+        complete=sum(min(r.done, r.planned) for r in rows),
         planned=sum(r.planned for r in rows),
         running=sum(r.running for r in rows),
     )

@@ -68,10 +68,15 @@ class PointSampler(optuna.samplers.BaseSampler):
         self._inner.reseed_rng()
 
 
+def startup_trials(spec: SweepSpec) -> int:
+    """Trials per grid point before TPE/GP model it (and before the median pruner compares with them)."""
+    return spec.startup_trials or max(2, min(10, spec.trials_per_point // 3))
+
+
 def make_sampler(spec: SweepSpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler, seeded per worker so parallel workers do not draw identical points."""
     seed = (spec.seed * 1000 + worker_index) % 2**32  # numpy's 32-bit range: seed = 20240101 or -1 must work too
-    startup = spec.startup_trials or max(2, min(10, spec.trials_per_point // 3))
+    startup = startup_trials(spec)
     if spec.sampler == "tpe":
         inner: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
             seed=seed, n_startup_trials=startup, constant_liar=True

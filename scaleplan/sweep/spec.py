@@ -23,12 +23,14 @@ else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
 SAMPLERS = ("grid", "tpe", "gp", "random")
+PRUNERS = ("none", "median", "successive-halving")
 BUILTIN_SEARCH = ("lr", "beta0", "tau", "output_mult", "init_std", "weight_decay")
 # Names a trial already fixes (grid point); a searched parameter may not reuse them.
 POINT_KEYS = ("width", "steps", "batch_size", "seed")
 
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
-    "sweep": ("name", "storage", "sampler", "seed", "trials_per_point", "seeds", "startup_trials"),
+    "sweep": ("name", "storage", "sampler", "seed", "trials_per_point", "seeds", "startup_trials",
+              "pruner", "prune_every"),
     "task": ("name", "kwargs"),
     "model": ("name", "parametrization", "base_width", "kwargs"),
     "train": ("optimizer", "weight_decay", "schedule", "warmup_steps"),
@@ -102,6 +104,8 @@ class SweepSpec:
     batch_sizes: tuple[int, ...]
     search: tuple[SearchParam, ...]
     objective: ObjectiveSpec
+    pruner: str = "none"
+    prune_every: int | None = None
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -205,6 +209,30 @@ def _parse_objective(table: dict[str, Any], source: str) -> ObjectiveSpec:
     return ObjectiveSpec("builtin", "", None, diverged_value)
 
 
+def _parse_pruner(sweep: dict[str, Any], objective: ObjectiveSpec, where: str) -> tuple[str, int | None]:
+    """`pruner` and `prune_every`: every is required with a pruner, refused without one."""
+    pruner = sweep.get("pruner", "none")
+    if pruner not in PRUNERS:
+        close = difflib.get_close_matches(str(pruner), PRUNERS, n=1)
+        hint = f" - did you mean '{close[0]}'?" if close else ""
+        raise ScaleplanError(f"{where}: unknown pruner '{pruner}'{hint} (choose {', '.join(PRUNERS)})")
+    every = sweep.get("prune_every")
+    if pruner == "none":
+        if every is not None:
+            raise ScaleplanError(f"{where}: 'prune_every' needs a pruner; set pruner = \"median\" or drop prune_every")
+        return pruner, None
+    if objective.kind != "builtin":
+        raise ScaleplanError(
+            f"{where}: pruner '{pruner}' needs the built-in trainer; an [objective] {objective.kind} cannot report "
+            "intermediate losses - set pruner = \"none\""
+        )
+    if every is None:
+        raise ScaleplanError(f"{where}: pruner '{pruner}' needs 'prune_every' (steps between held-out checks), e.g. prune_every = 10")
+    if not isinstance(every, int) or isinstance(every, bool) or every < 1:
+        raise ScaleplanError(f"{where}: 'prune_every' must be a positive integer, got {every!r}")
+    return pruner, every
+
+
 def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = None) -> SweepSpec:
     """Validate a spec's TOML tables and build the `SweepSpec`; every problem is a ScaleplanError."""
     _check_keys(raw, tuple(SECTION_KEYS), f"{source}: top level")
@@ -230,6 +258,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     startup = sweep.get("startup_trials")
     if startup is not None and (not isinstance(startup, int) or isinstance(startup, bool) or startup < 1):
         raise ScaleplanError(f"{_where(source, 'sweep')}: 'startup_trials' must be a positive integer")
+
+    pruner, prune_every = _parse_pruner(sweep, objective, _where(source, "sweep"))
 
     task = _table(raw, "task", source)
     _check_keys(task, SECTION_KEYS["task"], _where(source, "task"))
@@ -258,6 +288,11 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
             raise ScaleplanError(f"{_where(source, 'ladder')}: '{key}' is required, e.g. {key} = [64, 128]")
     widths = _int_list(ladder["widths"], _where(source, "ladder"), "widths")
     steps = _int_list(ladder["steps"], _where(source, "ladder"), "steps")
+    if prune_every is not None and prune_every >= min(steps):
+        raise ScaleplanError(
+            f"{_where(source, 'sweep')}: 'prune_every' = {prune_every} must be smaller than every [ladder] steps "
+            f"value (smallest: {min(steps)})"
+        )
 
     search_table = _table(raw, "search", source)
     allowed_search = SECTION_KEYS["search"] if objective.kind == "builtin" else None
@@ -320,6 +355,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
         batch_sizes=batch_sizes,
         search=tuple(search),
         objective=objective,
+        pruner=pruner,
+        prune_every=prune_every,
         raw=raw,
     )
 

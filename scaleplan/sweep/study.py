@@ -2,7 +2,7 @@
 
 `reconcile` is the bookkeeping that makes sweeps resumable and exactly-once. Under the storage
 lock it fails RUNNING trials whose worker died and enqueues one WAITING trial for every planned
-slot that has no WAITING, live RUNNING or COMPLETE trial. Workers then only pop WAITING trials,
+slot that has no WAITING, live RUNNING, COMPLETE or PRUNED trial (a pruned slot is finished). Workers then only pop WAITING trials,
 which Optuna hands out atomically.
 """
 
@@ -20,6 +20,7 @@ from optuna.trial import TrialState
 from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.liveness import GRACE_S, is_stale
 from scaleplan.sweep.plan import Slot, plan_slots
+from scaleplan.sweep.pruner import make_pruner
 from scaleplan.sweep.sampler import make_sampler
 from scaleplan.sweep.spec import SweepSpec
 from scaleplan.sweep.storage import StorageTarget, open_storage, resolve_storage, storage_lock
@@ -28,6 +29,7 @@ FINGERPRINT_ATTR = "scaleplan:fingerprint"
 SPEC_ATTR = "scaleplan:spec"
 PLANNED_ATTR = "scaleplan:planned"
 STALE_ATTR = "scaleplan:stale"
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # states that fill their slot for good
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -56,6 +58,7 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
             study_name=spec.name,
             direction="minimize",
             sampler=make_sampler(spec, worker_index),
+            pruner=make_pruner(spec),
             load_if_exists=True,
         )
         attrs = study.user_attrs
@@ -102,10 +105,10 @@ def _reconcile_locked(session: SweepSession) -> int:
                 session.storage.set_trial_system_attr(trial._trial_id, STALE_ATTR, True)
                 session.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
-                if session.storage.get_trial(trial._trial_id).state == TrialState.COMPLETE:
+                if session.storage.get_trial(trial._trial_id).state in FINISHED:
                     live[slot] += 1  # it finished after all
             continue
-        if trial.state in (TrialState.WAITING, TrialState.RUNNING, TrialState.COMPLETE):
+        if trial.state in (TrialState.WAITING, TrialState.RUNNING, *FINISHED):
             live[slot] += 1
     missing = [slot for slot in session.slots if live[slot.key] == 0]
     for slot in missing:

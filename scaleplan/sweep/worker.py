@@ -3,6 +3,8 @@
 Any number of workers, on any machines, can run this loop on one study. Diverged trials are
 COMPLETE with a finite penalty value and `diverged=True` (Optuna's samplers ignore NaN trials, so
 a NaN would hide the divergence); an objective that raises FAILs its trials and stops the worker.
+With a pruner, each checkpoint's held-out loss is reported to the trial and trials the pruner
+stops are PRUNED (a finished slot, never re-run) with `pruned=True` and `pruned_loss`.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from scaleplan.sweep.objective import Objective, ObjectiveFailed, Outcome, Trial
 from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.spec import SearchParam
 from scaleplan.sweep.study import SweepSession, reconcile
+from scaleplan.train.config import Checkpoint
 
 DIVERGED_FALLBACK = 1e3
 ERROR_ATTR = "error"
@@ -80,22 +83,48 @@ def diverged_penalty(session: SweepSession, point: GridPoint) -> float:
     return max(losses) if losses else DIVERGED_FALLBACK
 
 
+def report_checkpoints(trials: list[optuna.Trial]) -> Checkpoint:
+    """A `Checkpoint` that reports each trial's held-out loss at the step and asks its pruner whether to stop."""
+
+    def report(steps_done: int, losses: list[float]) -> list[bool]:
+        stop = []
+        for trial, loss in zip(trials, losses):
+            if not math.isfinite(loss):  # already stopped or diverged: nothing to report
+                stop.append(False)
+                continue
+            try:
+                trial.report(loss, steps_done)
+                stop.append(trial.should_prune())
+            except optuna.exceptions.UpdateFinishedTrialError:  # failed as stale meanwhile: stop training it
+                stop.append(True)
+        return stop
+
+    return report
+
+
 def record(session: SweepSession, trial: optuna.Trial, outcome: Outcome) -> bool:
-    """Store a result; False when the trial was meanwhile failed as stale (its slot is re-run elsewhere)."""
-    diverged = outcome.diverged or not math.isfinite(outcome.loss)
+    """Store a result; False when the trial was meanwhile failed as stale (its slot is re-run elsewhere).
+
+    A pruned trial is told PRUNED (Optuna's value: its last reported loss) with an empty `loss`.
+    """
+    diverged = not outcome.pruned and (outcome.diverged or not math.isfinite(outcome.loss))
     point = point_of(trial)
     attrs = {
         "N": outcome.n_params,
         "D": outcome.tokens,
-        "loss": None if diverged else outcome.loss,
+        "loss": None if diverged or outcome.pruned else outcome.loss,
         "diverged": diverged,
+        **({"pruned": True, "pruned_loss": outcome.loss} if outcome.pruned else {}),
         **outcome.extras,
     }
     value = diverged_penalty(session, point) if diverged else outcome.loss
     try:
         for key, v in attrs.items():
             trial.set_user_attr(key, v if v is None or not isinstance(v, float) or math.isfinite(v) else None)
-        session.study.tell(trial, value)
+        if outcome.pruned:
+            session.study.tell(trial, state=TrialState.PRUNED)
+        else:
+            session.study.tell(trial, value)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
         if session.storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
             return False
@@ -132,8 +161,9 @@ def run_worker(
             heartbeat.watch(ids)
             trials = [optuna.Trial(session.study, trial_id) for trial_id in ids]
             requests = [TrialRequest(point_of(t), {p.name: suggest(t, p) for p in session.spec.search}) for t in trials]
+            checkpoint = report_checkpoints(trials) if session.spec.pruner != "none" else None
             try:
-                outcomes = objective.evaluate(requests)
+                outcomes = objective.evaluate(requests, checkpoint)
             except ObjectiveFailed as exc:
                 message = " ".join(str(exc).split())
                 _fail(session, trials, message)

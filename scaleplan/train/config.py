@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -14,6 +15,9 @@ from scaleplan.errors import ScaleplanError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine")
+
+# A pruning callback: (steps done, held-out loss per member, NaN where stopped or diverged) -> stop per member.
+Checkpoint = Callable[[int, list[float]], list[bool]]
 
 # Fields that members of one population may differ in; every other field must be shared.
 PER_MEMBER_FIELDS = ("lr", "seed", "weight_decay", "init_std", "output_mult", "beta0", "tau")
@@ -98,7 +102,8 @@ class TrialConfig:
 class TrialResult:
     """Outcome of one trial. `loss` is the held-out loss (inf when diverged); `train_loss` is the
     mean training loss over the last tenth of the steps run; `tokens_or_samples` is D; `seconds` is
-    wall time (for a population member: the population's wall time divided by its size)."""
+    wall time (for a population member: the population's wall time divided by its size). A `pruned`
+    trial was stopped at a checkpoint: `loss` is its last intermediate held-out loss."""
 
     loss: float
     train_loss: float
@@ -107,6 +112,7 @@ class TrialResult:
     tokens_or_samples: int
     seconds: float
     steps_run: int
+    pruned: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (sweep trial attributes)."""

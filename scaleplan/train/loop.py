@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 import torch
 
@@ -11,7 +12,7 @@ from scaleplan.train.build import (
     build_model, build_task, data_generator, n_params, param_groups_for, torch_threads, training_device,
 )
 from scaleplan.train.config import TrialConfig, TrialResult
-from scaleplan.train.monitor import diverged, tail_mean
+from scaleplan.train.monitor import at_checkpoint, diverged, tail_mean
 from scaleplan.train.schedule import lr_factor
 
 OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
@@ -22,8 +23,14 @@ def make_optimizer(groups: list[dict], cfg: TrialConfig) -> torch.optim.Optimize
     return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def train_trial(cfg: TrialConfig) -> TrialResult:
-    """Train one model; stops early (diverged=True, loss=inf) once the training loss blows up."""
+def train_trial(
+    cfg: TrialConfig, checkpoint: Callable[[int, float], bool] | None = None, checkpoint_every: int = 0
+) -> TrialResult:
+    """Train one model; stops early (diverged=True, loss=inf) once the training loss blows up.
+
+    With `checkpoint`, the held-out loss is evaluated every `checkpoint_every` steps and passed as
+    `checkpoint(steps_done, loss)`; True stops the run (pruned=True, loss = that held-out loss).
+    """
     start = time.perf_counter()
     with torch_threads(cfg.threads):
         task = build_task(cfg)
@@ -33,7 +40,8 @@ def train_trial(cfg: TrialConfig) -> TrialResult:
         base_lrs = [group["lr"] for group in optimizer.param_groups]
         generator = data_generator(cfg.seed)
         losses = torch.zeros(cfg.steps)
-        blew_up = False
+        blew_up = pruned = False
+        held_out = math.inf
         model.train()
         for step in range(cfg.steps):
             factor = lr_factor(step, cfg)
@@ -48,9 +56,15 @@ def train_trial(cfg: TrialConfig) -> TrialResult:
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-        steps_run = step if blew_up else cfg.steps
-        held_out = math.inf
-        if not blew_up:
+            if checkpoint is not None and at_checkpoint(step + 1, checkpoint_every, cfg.steps):
+                model.eval()
+                held_out = task.eval_loss(model, device)
+                model.train()
+                if checkpoint(step + 1, held_out):
+                    pruned = True
+                    break
+        steps_run = step + 1 if pruned else step if blew_up else cfg.steps
+        if not (blew_up or pruned):
             model.eval()
             held_out = task.eval_loss(model, device)
             blew_up = not math.isfinite(held_out)
@@ -62,4 +76,5 @@ def train_trial(cfg: TrialConfig) -> TrialResult:
         tokens_or_samples=steps_run * cfg.batch_size * task.units_per_example,
         seconds=time.perf_counter() - start,
         steps_run=steps_run,
+        pruned=pruned,
     )

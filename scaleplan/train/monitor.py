@@ -1,4 +1,4 @@
-"""Divergence test and the reported training loss, shared by the single and the population loop."""
+"""Divergence test, checkpoint steps and the reported training loss, shared by the single and the population loop."""
 
 from __future__ import annotations
 
@@ -18,3 +18,8 @@ def tail_mean(losses: Tensor, steps_run: int) -> Tensor:
     """Mean training loss over the last tenth (at least one) of the `steps_run` recorded steps."""
     tail = max(1, steps_run // 10)
     return losses[steps_run - tail : steps_run].mean(dim=0)
+
+
+def at_checkpoint(steps_done: int, every: int, steps: int) -> bool:
+    """True after every `every`-th optimizer step, except the last step (the final loss is evaluated anyway)."""
+    return every > 0 and steps_done % every == 0 and steps_done < steps

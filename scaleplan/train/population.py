@@ -5,7 +5,8 @@ the forward runs as one vmap(functional_call), the backward as one autograd pass
 update all members at once with per-member, per-group learning rates, weight decays and eps read
 from the same torch.optim groups that `train_trial` uses, so each member follows its sequential run
 to float rounding. A member whose loss blows up is zeroed and frozen and reported diverged; the
-others go on untouched.
+others go on untouched. A `checkpoint` callback (pruning) sees every member's held-out loss every
+`checkpoint_every` steps and may stop members, which are frozen the same way and reported pruned.
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from scaleplan.tasks import Task
 from scaleplan.train.build import (
     build_model, build_task, data_generator, n_params, param_groups_for, torch_threads, training_device,
 )
-from scaleplan.train.config import TrialConfig, TrialResult
+from scaleplan.train.config import Checkpoint, TrialConfig, TrialResult
 from scaleplan.train.loop import make_optimizer
-from scaleplan.train.monitor import diverged, tail_mean
+from scaleplan.train.monitor import at_checkpoint, diverged, tail_mean
 from scaleplan.train.schedule import lr_factor
 
 # Chosen by measurement: benchmarks/sweep_throughput.py on this project's shared 2-core CPU
@@ -66,12 +67,15 @@ class _FlatHyper:
         self.weight_decay[member] = 0.0
 
 
-def train_population(cfgs: list[TrialConfig]) -> list[TrialResult]:
+def train_population(
+    cfgs: list[TrialConfig], checkpoint: Checkpoint | None = None, checkpoint_every: int = 0
+) -> list[TrialResult]:
     """Train the trials in `cfgs` together; results are in the order of `cfgs`.
 
     The configs must share everything but lr, seed, weight_decay, init_std, output_mult, beta0 and
     tau. Members whose models differ in non-tensor attributes (e.g. a float multiplier) cannot share
-    one batched call; they are trained as separate batched groups.
+    one batched call; they are trained as separate batched groups. With `checkpoint`, every
+    `checkpoint_every` steps it gets all members' held-out losses and returns which to stop (prune).
     """
     if not cfgs:
         return []
@@ -90,9 +94,10 @@ def train_population(cfgs: list[TrialConfig]) -> list[TrialResult]:
         partitions: dict[str, list[int]] = {}
         for i, model in enumerate(models):
             partitions.setdefault(_static_state(model), []).append(i)
-        outcomes: dict[int, tuple[float, float, int]] = {}
+        outcomes: dict[int, tuple[float, float, int, bool]] = {}
         for members in partitions.values():
-            found = _train_stacked([cfgs[i] for i in members], [models[i] for i in members], task)
+            part = None if checkpoint is None else _members_checkpoint(checkpoint, members, len(cfgs))
+            found = _train_stacked([cfgs[i] for i in members], [models[i] for i in members], task, part, checkpoint_every)
             outcomes.update(zip(members, found))
     seconds = (time.perf_counter() - start) / len(cfgs)
     units = cfgs[0].batch_size * task.units_per_example
@@ -105,9 +110,23 @@ def train_population(cfgs: list[TrialConfig]) -> list[TrialResult]:
             tokens_or_samples=steps_run * units,
             seconds=seconds,
             steps_run=steps_run,
+            pruned=pruned,
         )
-        for i, (held_out, train_loss, steps_run) in sorted(outcomes.items())
+        for i, (held_out, train_loss, steps_run, pruned) in sorted(outcomes.items())
     ]
+
+
+def _members_checkpoint(checkpoint: Checkpoint, members: list[int], k: int) -> Checkpoint:
+    """`checkpoint` for one batched group: its members' losses sit at their places among all k (NaN elsewhere)."""
+
+    def call(steps_done: int, losses: list[float]) -> list[bool]:
+        everyone = [math.nan] * k
+        for member, loss in zip(members, losses):
+            everyone[member] = loss
+        stop = checkpoint(steps_done, everyone)
+        return [stop[member] for member in members]
+
+    return call
 
 
 def _static_state(model: nn.Module) -> str:
@@ -142,8 +161,10 @@ def _flat_hyper(models: list[nn.Module], cfgs: list[TrialConfig], names: list[st
     return _FlatHyper(**tensors, betas=betas.pop(), decay=bool(tensors["weight_decay"].any()))
 
 
-def _train_stacked(cfgs: list[TrialConfig], models: list[nn.Module], task: Task) -> list[tuple[float, float, int]]:
-    """Train models of identical structure together: (held-out loss, train loss, steps run) each.
+def _train_stacked(
+    cfgs: list[TrialConfig], models: list[nn.Module], task: Task, checkpoint: Checkpoint | None, every: int
+) -> list[tuple[float, float, int, bool]]:
+    """Train models of identical structure together: (held-out loss, train loss, steps run, pruned) each.
 
     All members' parameters live in one flat (K, P) tensor, so the optimizer step is a handful of
     large elementwise ops whatever the number of parameter tensors.
@@ -170,10 +191,26 @@ def _train_stacked(cfgs: list[TrialConfig], models: list[nn.Module], task: Task)
         call = lambda p, b, x: functional_call(skeleton, (p, b), (x,))  # noqa: E731
         return vmap(call, in_dims=(0, 0, in_dim))(unflatten(flat), buffers, x)
 
+    def held_out_losses() -> Tensor:
+        skeleton.eval()
+        with torch.no_grad():
+            found = task.eval_losses(lambda x: batched_forward(x, None), device)
+        skeleton.train()
+        return found
+
+    def freeze(member: int, steps_done: int) -> None:
+        """Zero and stop updating `member` (a blown-up or pruned one)."""
+        steps_run[member] = steps_done
+        for state in (flat, *moments):
+            state[member] = 0.0
+        hyper.freeze(member)
+
     member_loss = vmap(task.loss)
     losses = torch.zeros(cfg.steps, k)
     steps_run = torch.full((k,), cfg.steps)
     active = torch.ones(k, dtype=torch.bool)
+    pruned = torch.zeros(k, dtype=torch.bool)
+    pruned_loss = torch.full((k,), math.inf)  # each pruned member's held-out loss when it was stopped
     skeleton.train()
     for step in range(cfg.steps):
         batches = [task.sample_batch(cfg.batch_size, g) for g in generators]
@@ -190,20 +227,25 @@ def _train_stacked(cfgs: list[TrialConfig], models: list[nn.Module], task: Task)
         with torch.no_grad():
             _update(cfg.optimizer, flat, grad, moments, hyper, lr_factor(step, cfg), step + 1)
             for member in newly.nonzero().flatten().tolist():  # zero and freeze the blown-up ones
-                steps_run[member] = step
-                for state in (flat, *moments):
-                    state[member] = 0.0
-                hyper.freeze(member)
+                freeze(member, step)
+            if checkpoint is not None and at_checkpoint(step + 1, every, cfg.steps):
+                checked = torch.where(active, held_out_losses(), math.nan)
+                stop = torch.tensor(checkpoint(step + 1, checked.tolist()), dtype=torch.bool) & active
+                pruned_loss = torch.where(stop, checked, pruned_loss)
+                for member in stop.nonzero().flatten().tolist():
+                    freeze(member, step + 1)
+                pruned |= stop
+                active &= ~stop
+                if not active.any():
+                    break
 
-    skeleton.eval()
-    with torch.no_grad():
-        held_out = task.eval_losses(lambda x: batched_forward(x, None), device)
+    held_out = torch.where(pruned, pruned_loss, held_out_losses() if active.any() else math.nan)
     results = []
     for i in range(k):
-        ok = bool(active[i]) and math.isfinite(float(held_out[i]))
+        ok = bool(active[i] | pruned[i]) and math.isfinite(float(held_out[i]))
         run = int(steps_run[i])
         results.append((float(held_out[i]) if ok else math.inf,
-                        float(tail_mean(losses[:, i], run)) if ok else math.inf, run))
+                        float(tail_mean(losses[:, i], run)) if ok else math.inf, run, bool(pruned[i])))
     return results
 
 
