@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import warnings
 import click
 
 from scaleplan.errors import ScaleplanError
@@ -61,8 +62,13 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
+    return f"warning: {' '.join(str(message).split())}\n"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    warnings.formatwarning = _one_line_warning  # e.g. "SGD with a DenseAM softmax is unstable", as one line
     try:
         rc = cli.main(args=argv, prog_name="scaleplan", standalone_mode=False)
     except ScaleplanError as exc:
