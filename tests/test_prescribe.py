@@ -77,3 +77,18 @@ def test_width_law_needs_width(tmp_path):
     with pytest.raises(ScaleplanError, match="give --width"):
         prescribe(law, params=7e9)
     assert math.isclose(prescribe(law, width=1024).lr.value, 0.01 * 1024**-0.25)
+
+
+def test_width_given_to_a_law_of_size_is_refused():
+    with pytest.raises(ScaleplanError, match="does not depend on width; drop --width"):
+        prescribe("steplaw", params=7e9, width=4096)
+
+
+def test_shipped_mup_fit_prescribes_per_role_lrs_at_the_target_width():
+    p = prescribe("transfer-mlp-mup", width=2048)
+    m = 2048 / 32  # the law's base width
+    groups = {g.role: g for g in p.per_group}
+    assert groups["hidden"].lr == pytest.approx(p.lr.value / m)
+    assert groups["output"].forward_mult == pytest.approx(1 / m)
+    assert groups["input"].lr == p.lr.value
+    assert any("above the fitted range [32, 128]" in w for w in p.warnings)

@@ -79,6 +79,8 @@ def prescribe(
     law = load_law(law) if isinstance(law, str) else law
     if tokens is not None and compute is not None and params is not None:
         raise ScaleplanError("give at most two of --params, --tokens, --compute (the third follows from C = 6ND)")
+    if width is not None and "W" not in law.needs():
+        raise ScaleplanError(f"law '{law.name}' does not depend on width; drop --width (--d-model sets the model's width)")
     if "W" in law.needs():
         return _prescribe_width(law, width=width, params=params, tokens=tokens, level=level, optimizer=optimizer)
     loss_file = law if law.loss_law is not None else (load_law(tokens_law) if isinstance(tokens_law, str) else tokens_law)
