@@ -43,6 +43,16 @@ def writing(path: str | Path, what: str) -> Iterator[Path]:
         raise _failed(out, what, exc.strerror or str(exc)) from None
 
 
+def pyplot() -> Any:
+    """matplotlib.pyplot on the non-interactive Agg backend (plots are files, never windows); imported on first use."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
     """Write a matplotlib figure as a PNG at `path` (folder made, a failed write one line) and close it."""
     import matplotlib.pyplot as plt

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from scaleplan.errors import ScaleplanError
-from scaleplan.sweep.spec import SearchParam, load_spec, parse_spec, parse_search_param
+from scaleplan.sweep.spec import SearchParam, load_spec, parse_search_param
 
 SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 
-import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial

@@ -103,21 +103,18 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
 
 def _load(source: Path):  # -> (DataFrame, sha256 hex, parametrization dict | None)
     """A .csv is read directly; a .toml spec is loaded through the sweep's export."""
-    from scaleplan.fit.data import file_sha256, read_csv
+    from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
 
     suffix = source.suffix.lower()
     if suffix == ".csv":
         return read_csv(source), (file_sha256(source) if source.is_file() else None), None
     if suffix == ".toml":
-        import hashlib
-
         from scaleplan.sweep.export import load_trials
         from scaleplan.sweep.spec import load_spec
 
         spec = load_spec(source)
-        frame = load_trials(source)
-        digest = hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
-        return frame, digest, {"name": spec.parametrization, "base_width": spec.base_width}
+        frame = load_trials(spec)
+        return frame, frame_sha256(frame), {"name": spec.parametrization, "base_width": spec.base_width}
     raise ScaleplanError(f"cannot fit '{source}': give a sweep spec (.toml) or a CSV of trials (.csv)")
 
 

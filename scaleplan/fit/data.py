@@ -73,6 +73,11 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def frame_sha256(frame: pd.DataFrame) -> str:
+    """Hex sha256 of a frame's CSV text (no index): the data hash of trials read from a sweep's storage."""
+    return hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest()
+
+
 def prepare_trials(
     raw: pd.DataFrame,
     x: str = "N",

@@ -17,7 +17,7 @@ import numpy as np
 from scaleplan.errors import ScaleplanError
 from scaleplan.fit.blas import single_blas_thread
 from scaleplan.fit.data import Trials
-from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, cell_arrays, locate_optimum, method_label
+from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, cell_arrays, cell_optima, method_label
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci
 
 # Name of each size column as a law-file variable.
@@ -68,7 +68,7 @@ def fit_hyperparameter_laws(
     if weighting not in WEIGHTINGS:
         raise ScaleplanError(f"unknown weighting '{weighting}'; use one of {', '.join(WEIGHTINGS)}")
     cells = cell_arrays(trials, method)
-    optima = [locate_optimum(lr, loss, b, method, band, near, s, t) for (s, t), (lr, loss, b) in cells.items()]
+    optima = cell_optima(cells, method, band, near)
     lr_vars, batch_vars = _law_variables(trials, batch_on_size)
     rng = np.random.default_rng(seed)
     with single_blas_thread():
@@ -105,11 +105,11 @@ def _cell_weights(target: str, replicates: list[list[CellOptimum]]) -> np.ndarra
 
 def _replicate(cells: dict, rng: np.random.Generator, method: str, band: float, near: float) -> list[CellOptimum]:
     """Every cell's optimum after resampling its trials with replacement."""
-    out = []
-    for (s, t), (lr, loss, b) in cells.items():
+    resampled = {}
+    for key, (lr, loss, b) in cells.items():
         idx = rng.integers(0, len(lr), len(lr))
-        out.append(locate_optimum(lr[idx], loss[idx], None if b is None else b[idx], method, band, near, s, t))
-    return out
+        resampled[key] = (lr[idx], loss[idx], None if b is None else b[idx])
+    return cell_optima(resampled, method, band, near)
 
 
 def _law_variables(trials: Trials, batch_on_size: bool) -> tuple[list[str], list[str]]:

@@ -87,9 +87,15 @@ def locate_optimum(
 
 def locate_optima(trials: Trials, method: str = "parabola", band: float = DEFAULT_BAND, near: float = DEFAULT_NEAR) -> list[CellOptimum]:
     """The optimum of every cell, after checking each cell has enough distinct learning rates."""
+    return cell_optima(cell_arrays(trials, method), method, band, near)
+
+
+def cell_optima(cells: dict[tuple[float, float | None], tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+                method: str, band: float = DEFAULT_BAND, near: float = DEFAULT_NEAR) -> list[CellOptimum]:
+    """The optimum of every cell of `cell_arrays` (the bootstrap passes resampled cells)."""
     return [
         locate_optimum(lr, loss, batch, method, band, near, size, tokens)
-        for (size, tokens), (lr, loss, batch) in cell_arrays(trials, method).items()
+        for (size, tokens), (lr, loss, batch) in cells.items()
     ]
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import LAW_VARIABLE, HyperparameterFit
 from scaleplan.fit.power_law import PowerLawFit
-from scaleplan.outputs import save_figure
+from scaleplan.outputs import pyplot, save_figure
 
 
 def plot_fit(trials: Trials, hyper: HyperparameterFit, out_dir: str | Path) -> list[Path]:
@@ -24,7 +24,7 @@ def plot_fit(trials: Trials, hyper: HyperparameterFit, out_dir: str | Path) -> l
 
 def plot_optima(trials: Trials, hyper: HyperparameterFit, path: Path) -> Path:
     """One panel per size: loss vs lr of every trial, coloured by D, with the parabola and the optimum."""
-    plt = _pyplot()
+    plt = pyplot()
     sizes = sorted({o.size for o in hyper.optima})
     ncols = min(3, len(sizes))
     nrows = -(-len(sizes) // ncols)
@@ -64,7 +64,7 @@ def plot_optima(trials: Trials, hyper: HyperparameterFit, path: Path) -> Path:
 
 def plot_power_law(hyper: HyperparameterFit, fit: PowerLawFit, path: Path) -> Path:
     """Optima vs the law's first variable, other variables held at their geometric mean, with the CI band."""
-    plt = _pyplot()
+    plt = pyplot()
     names = list(fit.exponents)
     main = names[0]
     column = {LAW_VARIABLE[hyper.x]: "size", "D": "tokens"}
@@ -98,12 +98,3 @@ def plot_power_law(hyper: HyperparameterFit, fit: PowerLawFit, path: Path) -> Pa
 
 def _formula(fit: PowerLawFit) -> str:
     return f"{np.exp(fit.intercept):.3g}" + "".join(f" {v}^{e:.3f}" for v, e in fit.exponents.items())
-
-
-def _pyplot():  # noqa: ANN202 - matplotlib's module
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt

@@ -109,17 +109,21 @@ class LossLaw:
         """Predicted loss for N parameters trained on D tokens."""
         return self.E + self.A / n**self.alpha + self.B / d**self.beta
 
-    def compute_optimal(self, compute: float) -> tuple[float, float]:
-        """(N, D) minimising L under C = 6 N D (closed form of the Chinchilla paper, eq. 4)."""
+    def _optimal_size_law(self) -> tuple[float, float]:
+        """(G, a) of the compute-optimal size N_opt = G * (C / 6)^a (Chinchilla paper, eq. 4)."""
         a = self.beta / (self.alpha + self.beta)
         g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+        return g, a
+
+    def compute_optimal(self, compute: float) -> tuple[float, float]:
+        """(N, D) minimising L under C = 6 N D (closed form of the Chinchilla paper, eq. 4)."""
+        g, a = self._optimal_size_law()
         n = g * (compute / 6.0) ** a
         return n, compute / (6.0 * n)
 
     def optimal_tokens(self, n: float) -> float:
         """Tokens D for which N is the compute-optimal size (inverse of compute_optimal)."""
-        a = self.beta / (self.alpha + self.beta)
-        g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
+        g, a = self._optimal_size_law()
         return (n / g) ** (1.0 / a) / n
 
 

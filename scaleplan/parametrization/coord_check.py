@@ -116,7 +116,12 @@ def coord_check(
     return frame.groupby(["width", "step", "layer"], as_index=False, sort=False)["mean_abs"].mean()
 
 
+def width_table(frame: pd.DataFrame, step: int) -> pd.DataFrame:
+    """Mean |activation| at `step`: one row per layer, one column per width."""
+    return frame[frame["step"] == step].pivot(index="layer", columns="width", values="mean_abs")
+
+
 def width_ratios(frame: pd.DataFrame, step: int) -> pd.Series:
     """Per layer: mean |activation| at the largest width / at the smallest width, at `step`."""
-    at_step = frame[frame["step"] == step].pivot(index="layer", columns="width", values="mean_abs")
+    at_step = width_table(frame, step)
     return at_step[at_step.columns.max()] / at_step[at_step.columns.min()]

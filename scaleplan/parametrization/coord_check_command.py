@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from scaleplan.errors import ScaleplanError
-from scaleplan.outputs import ensure_writable, save_figure
+from scaleplan.outputs import ensure_writable, pyplot, save_figure
 
 
 def _parse_widths(text: str) -> tuple[int, ...]:
@@ -24,11 +24,7 @@ def _parse_widths(text: str) -> tuple[int, ...]:
 
 def plot_coord_check(frame, path: Path, title: str) -> None:  # frame: pandas.DataFrame
     """One panel per step: mean |activation| against width (log-log), one line per layer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     steps = sorted(frame["step"].unique())
     fig, axes = plt.subplots(1, len(steps), figsize=(3.2 * len(steps), 3.2), sharey=True, squeeze=False)
     for ax, step in zip(axes[0], steps):
@@ -59,11 +55,11 @@ def coord_check(model_name: str, parametrization: str, widths: str, steps: int, 
     import torch
 
     from scaleplan.parametrization.coord_check import coord_check as run_coord_check
-    from scaleplan.parametrization.coord_check import width_ratios
+    from scaleplan.parametrization.coord_check import width_ratios, width_table
 
     torch.set_num_threads(1)
     frame = run_coord_check(model_name, parametrization, width_list, steps=steps, lr=lr, seeds=seeds, optimizer=optimizer)
-    table = frame[frame["step"] == steps].pivot(index="layer", columns="width", values="mean_abs")
+    table = width_table(frame, steps)
     table["ratio"] = width_ratios(frame, steps)
     click.echo(f"mean |activation| after {steps} steps ({model_name}, {parametrization}); ratio = widest / narrowest")
     click.echo(table.to_string(float_format=lambda v: f"{v:.4g}"))

@@ -115,7 +115,7 @@ def prescribe(
     prediction = law.predict(level=level, **{keywords[i.name]: i.value for i in inputs})
     loss_warnings = [f"{loss_file.name}: {w}" for w in loss_file.extrapolation_warnings({"N": shape.total_params, "D": tokens})]
     batch = prediction.values.get("batch_size")
-    batch_unit = next((p.unit for p in law.power_laws if p.target == "batch_size"), None)
+    batch_unit = _batch_unit(law)
     return Prescription(
         law=law.name,
         law_title=law.title,
@@ -132,6 +132,11 @@ def prescribe(
         parametrization=(law.parametrization or {}).get("name"),
         warnings=(*prediction.warnings, *loss_warnings),
     )
+
+
+def _batch_unit(law: LawFile) -> str | None:
+    """The unit of the law's batch-size target (tokens, samples, sequences), if it has one."""
+    return next((p.unit for p in law.power_laws if p.target == "batch_size"), None)
 
 
 def _law_input(law: LawFile, var: str, shape: ModelShape, tokens: float, compute: float) -> LawInput:
@@ -172,7 +177,7 @@ def _prescribe_width(
         inputs=inputs,
         lr=lr,
         batch_size=batch,
-        batch_unit=next((p.unit for p in law.power_laws if p.target == "batch_size"), None),
+        batch_unit=_batch_unit(law),
         tokens=tokens,
         tokens_source="given" if tokens is not None else None,
         parametrization=par.get("name"),

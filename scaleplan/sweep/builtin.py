@@ -23,9 +23,9 @@ class BuiltinObjective:
         from scaleplan.train.build import build_model, build_task
 
         self._spec = spec
-        points, probe_params = grid_points(spec), self._probe_params()
+        points, ends, probe_params = grid_points(spec), self._search_ends(), self._probe_params()
         for point in points:  # every grid point with every end of every search range: bad values fail now
-            for name, values in self._search_ends().items():
+            for name, values in ends.items():
                 for value in values:
                     self.config(TrialRequest(point, {**probe_params, name: value}))
         probe = self.config(TrialRequest(min(points), probe_params))

@@ -68,15 +68,11 @@ def status(spec: str | None, storage: str | None, study: str | None) -> None:
     """Show trials done/planned, failures, divergences and the best loss per grid point."""
     from rich.console import Console
 
-    from scaleplan.sweep.progress import point_status, status_table
-    from scaleplan.sweep.study import PLANNED_ATTR
+    from scaleplan.sweep.progress import status_table, study_status, trials_done
 
     opened = _study_source(spec, storage, study)
-    planned = opened.user_attrs.get(PLANNED_ATTR)
-    if planned is None:
-        raise ScaleplanError(f"study '{opened.study_name}' was not made by `scaleplan sweep` (no plan recorded)")
-    rows = point_status(opened.get_trials(deepcopy=False), planned)
-    done = sum(min(r.done, r.planned) for r in rows)
+    rows = study_status(opened)
+    done = trials_done(rows)
     console = Console()
     if not console.is_terminal:  # a pipe or file: wide enough that no column is cut
         console = Console(width=120)

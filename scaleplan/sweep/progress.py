@@ -1,6 +1,6 @@
 """Sweep progress: per-grid-point status from a study's trials, shown live (TTY) or as plain lines.
 
-`point_status` serves both the live display during a run and `scaleplan sweep status`.
+`study_status` serves both the live display during a run and `scaleplan sweep status`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import optuna
 from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console, Group
 from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.sweep.study import PLANNED_ATTR
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,19 @@ def point_status(trials: Sequence[FrozenTrial], planned: dict[str, int]) -> list
     return rows
 
 
+def study_status(study: optuna.Study) -> list[PointStatus]:
+    """`point_status` of a study made by `scaleplan sweep` (its plan is recorded on the study)."""
+    planned = study.user_attrs.get(PLANNED_ATTR)
+    if planned is None:
+        raise ScaleplanError(f"study '{study.study_name}' was not made by `scaleplan sweep` (no plan recorded)")
+    return point_status(study.get_trials(deepcopy=False), planned)
+
+
+def trials_done(rows: Sequence[PointStatus]) -> int:
+    """Finished trials over all grid points, each point counted up to its plan."""
+    return sum(min(r.done, r.planned) for r in rows)
+
+
 def _fmt(x: float | None, spec: str = ".4g") -> str:
     return "-" if x is None else format(x, spec)
 
@@ -114,7 +131,7 @@ class ProgressDisplay:
         return (planned - done) / rate if rate > 0 else None
 
     def update(self, rows: list[PointStatus]) -> None:
-        done = sum(min(r.done, r.planned) for r in rows)
+        done = trials_done(rows)
         planned = sum(r.planned for r in rows)
         eta = self._eta(done, planned)
         if self._first:  # points finished before this run started are not announced again

@@ -17,9 +17,9 @@ from queue import Empty
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.objective import load_objective
-from scaleplan.sweep.progress import PointStatus, ProgressDisplay, point_status
+from scaleplan.sweep.progress import PointStatus, ProgressDisplay, study_status, trials_done
 from scaleplan.sweep.spec import SweepSpec
-from scaleplan.sweep.study import PLANNED_ATTR, SweepSession, open_sweep
+from scaleplan.sweep.study import SweepSession, open_sweep
 from scaleplan.sweep.worker import run_worker
 
 POLL_S = 1.0
@@ -34,14 +34,9 @@ class RunSummary:
     running: int
 
 
-def sweep_status(session: SweepSession) -> list[PointStatus]:
-    """Per-grid-point status of the session's study."""
-    return point_status(session.study.get_trials(deepcopy=False), session.study.user_attrs[PLANNED_ATTR])
-
-
 def _summary(rows: list[PointStatus]) -> RunSummary:
     return RunSummary(
-        complete=sum(min(r.done, r.planned) for r in rows),
+        complete=trials_done(rows),
         planned=sum(r.planned for r in rows),
         running=sum(r.running for r in rows),
     )
@@ -90,13 +85,13 @@ def run_sweep(
     objective = load_objective(spec)  # before the study exists: a typo'd objective must not pin its fingerprint
     session = open_sweep(spec, storage)
     show = display.update if display is not None else (lambda rows: None)
-    show(sweep_status(session))
+    show(study_status(session.study))
     try:
         if workers == 1:
-            run_worker(session, objective, max_trials, on_batch=lambda: show(sweep_status(session)))
+            run_worker(session, objective, max_trials, on_batch=lambda: show(study_status(session.study)))
         else:
             _run_processes(session, storage, workers, max_trials, show)
-        rows = sweep_status(session)
+        rows = study_status(session.study)
         show(rows)
     finally:
         if display is not None:
@@ -116,7 +111,7 @@ def _run_processes(session: SweepSession, storage: str | None, workers: int, max
         p.start()
     try:
         while any(p.is_alive() for p in procs):
-            show(sweep_status(session))
+            show(study_status(session.study))
             time.sleep(POLL_S)
     finally:
         for p in procs:

@@ -111,13 +111,24 @@ class SweepSpec:
     @property
     def fingerprint(self) -> str:
         """Hash of everything that defines the plan and the trials (not storage or the name)."""
-        body = {k: v for k, v in self.raw.items() if k != "sweep"}
-        body["sweep"] = {k: v for k, v in self.raw.get("sweep", {}).items() if k not in ("storage", "name")}
-        return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        return hashlib.sha256(json.dumps(plan_body(self.raw), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
     def search_param(self, name: str) -> SearchParam | None:
         """The searched parameter called `name`, if any."""
         return next((p for p in self.search if p.name == name), None)
+
+
+def plan_body(raw: dict[str, Any]) -> dict[str, Any]:
+    """A spec's raw tables without what may change on resume ([sweep] storage and name): what the fingerprint hashes."""
+    body = {k: v for k, v in raw.items() if k != "sweep"}
+    body["sweep"] = {k: v for k, v in raw.get("sweep", {}).items() if k not in ("storage", "name")}
+    return body
+
+
+def _hint(value: Any, choices: tuple[str, ...]) -> str:
+    """` - did you mean 'x'?` for the closest of `choices`, or nothing."""
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    return f" - did you mean '{close[0]}'?" if close else ""
 
 
 def _where(source: str, section: str) -> str:
@@ -127,9 +138,7 @@ def _where(source: str, section: str) -> str:
 def _check_keys(table: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
     for key in table:
         if key not in allowed:
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" - did you mean '{close[0]}'?" if close else ""
-            raise ScaleplanError(f"{where}: unknown key '{key}'{hint} (valid keys: {', '.join(allowed)})")
+            raise ScaleplanError(f"{where}: unknown key '{key}'{_hint(key, allowed)} (valid keys: {', '.join(allowed)})")
 
 
 def _table(raw: dict[str, Any], section: str, source: str) -> dict[str, Any]:
@@ -213,9 +222,7 @@ def _parse_pruner(sweep: dict[str, Any], objective: ObjectiveSpec, where: str) -
     """`pruner` and `prune_every`: every is required with a pruner, refused without one."""
     pruner = sweep.get("pruner", "none")
     if pruner not in PRUNERS:
-        close = difflib.get_close_matches(str(pruner), PRUNERS, n=1)
-        hint = f" - did you mean '{close[0]}'?" if close else ""
-        raise ScaleplanError(f"{where}: unknown pruner '{pruner}'{hint} (choose {', '.join(PRUNERS)})")
+        raise ScaleplanError(f"{where}: unknown pruner '{pruner}'{_hint(pruner, PRUNERS)} (choose {', '.join(PRUNERS)})")
     every = sweep.get("prune_every")
     if pruner == "none":
         if every is not None:
@@ -245,9 +252,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
         raise ScaleplanError(f"{_where(source, 'sweep')}: 'name' must be a non-empty word without spaces or slashes")
     sampler = sweep.get("sampler", "tpe")
     if sampler not in SAMPLERS:
-        close = difflib.get_close_matches(str(sampler), SAMPLERS, n=1)
-        hint = f" - did you mean '{close[0]}'?" if close else ""
-        raise ScaleplanError(f"{_where(source, 'sweep')}: unknown sampler '{sampler}'{hint} (choose {', '.join(SAMPLERS)})")
+        raise ScaleplanError(
+            f"{_where(source, 'sweep')}: unknown sampler '{sampler}'{_hint(sampler, SAMPLERS)} (choose {', '.join(SAMPLERS)})"
+        )
     seed = sweep.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ScaleplanError(f"{_where(source, 'sweep')}: 'seed' must be an integer")

@@ -22,7 +22,7 @@ from scaleplan.sweep.liveness import GRACE_S, is_stale
 from scaleplan.sweep.plan import Slot, plan_slots
 from scaleplan.sweep.pruner import make_pruner
 from scaleplan.sweep.sampler import make_sampler
-from scaleplan.sweep.spec import SweepSpec
+from scaleplan.sweep.spec import SweepSpec, plan_body
 from scaleplan.sweep.storage import StorageTarget, open_storage, resolve_storage, storage_lock
 
 FINGERPRINT_ATTR = "scaleplan:fingerprint"
@@ -78,13 +78,10 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
 
 
 def _changed_sections(old: dict[str, Any], new: dict[str, Any]) -> str:
-    fresh = json.loads(json.dumps(new, default=str))
-    changed = sorted(k for k in set(old) | set(fresh) if k != "sweep" and old.get(k) != fresh.get(k))
-    old_sweep = {k: v for k, v in old.get("sweep", {}).items() if k not in ("storage", "name")}
-    new_sweep = {k: v for k, v in fresh.get("sweep", {}).items() if k not in ("storage", "name")}
-    if old_sweep != new_sweep:
-        changed.append("sweep")
-    return ", ".join(f"[{k}]" for k in sorted(changed)) or "the spec"
+    """The spec sections whose plan differs (as the fingerprint sees them), e.g. `[ladder], [search]`."""
+    before, after = plan_body(old), plan_body(json.loads(json.dumps(new, default=str)))
+    changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+    return ", ".join(f"[{k}]" for k in changed) or "the spec"
 
 
 def reconcile(session: SweepSession) -> int:

@@ -8,7 +8,6 @@ with the same seeds, and reports regret = L(choice) / L(best) - 1 on held-out lo
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import shlex
 from dataclasses import dataclass
@@ -110,7 +109,7 @@ def validate_spec(
 
     Writes OUT/<spec name>.json (the fitted law) and OUT/<spec name>-trials.csv (the sweep's trials).
     """
-    from scaleplan.fit.data import prepare_trials
+    from scaleplan.fit.data import frame_sha256, prepare_trials
     from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
     from scaleplan.fit.law_file import LawMetadata, build_law_file
     from scaleplan.outputs import writing
@@ -129,7 +128,7 @@ def validate_spec(
     command = shlex.join(["scaleplan", "fit", str(spec_path), "-o", str(law_path), "--x", "width", "--bootstrap", str(n_boot)])
     meta = LawMetadata(
         name=spec.name, title=f"lr*(width) of {spec.name} (scaleplan validate)", command=command,
-        data_sha256=hashlib.sha256(frame.to_csv(index=False).encode()).hexdigest(), d_unit="samples",
+        data_sha256=frame_sha256(frame), d_unit="samples",
         batch_unit="samples", parametrization={"name": spec.parametrization, "base_width": spec.base_width},
     )
     law = build_law_file(meta, trials, hyper, None)

@@ -5,17 +5,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from scaleplan.outputs import save_figure
+from scaleplan.outputs import pyplot, save_figure
 from scaleplan.validate.experiment import SpecValidation
 
 
 def plot_transfer(results: list[SpecValidation], path: Path) -> Path:
     """Held-out loss vs lr, one curve per width (swept widths and the target), one panel per spec."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.2), squeeze=False)
     for ax, r in zip(axes[0], results):
         widths = [*sorted(r.small_curves), r.target_width]
