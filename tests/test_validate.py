@@ -126,3 +126,33 @@ def test_reduced_validation_shows_mup_transfers_better_than_sp(tmp_path: Path) -
     mup_predicted, mup_naive = regrets["slow-mup"]
     assert mup_predicted < sp_naive and mup_naive < sp_naive, regrets
     assert mup_predicted <= 2.0, regrets
+
+
+def bowl(center: float):  # noqa: ANN201 - a fake trainer: loss is a parabola in log2(lr) around `center`
+    import math
+
+    return lambda lrs: [(lr, 0, 1.0 + (math.log2(lr) - math.log2(center)) ** 2) for lr in lrs]
+
+
+def test_grid_is_extended_until_its_best_lr_is_inside() -> None:
+    from scaleplan.validate.experiment import extend_grid
+
+    grid = [2.0**k for k in range(-4, 1)]  # 1/16 .. 1, optimum at 1/128: three octaves below the grid
+    messages: list[str] = []
+    train = bowl(1 / 128)
+    grown, rows, on_edge = extend_grid(grid, train(grid), train, 0.5, messages.append)
+    assert not on_edge and min(grown) < 1 / 128 < max(grown)
+    assert sorted(r[0] for r in rows) == [lr for lr in grown if lr not in grid]  # only the new lrs were trained
+    # 1/16 -> 1/32 -> 1/64 -> 1/128 (still the lowest) -> 1/256: the optimum is inside after 4 extensions
+    assert len(messages) == 4 and all("is on the grid's edge: adding" in m for m in messages)
+
+
+def test_grid_extension_stops_and_says_lower_bound() -> None:
+    from scaleplan.validate.experiment import MAX_EXTENSIONS, extend_grid
+
+    grid = [1.0, 2.0, 4.0]
+    messages: list[str] = []
+    train = bowl(2.0**-20)  # far out of reach
+    grown, rows, on_edge = extend_grid(grid, train(grid), train, 0.5, messages.append)
+    assert on_edge and len(rows) == 2 * MAX_EXTENSIONS
+    assert messages[-1] == "warning: the best target lr is still on the grid's edge; regret is a lower bound"

@@ -52,6 +52,7 @@ class SpecValidation:
     naive: Regret
     predicted_interval: tuple[float | None, float | None]
     fit_method: str
+    best_on_edge: bool  # the target's best lr is an end of the (extended) grid: regrets are lower bounds
 
     @property
     def lr_drift_log2(self) -> float:
@@ -64,7 +65,7 @@ class SpecValidation:
         return math.log2(self.predicted.best_lr / self.optima[0].lr)
 
 
-MAX_EXTENSIONS = 3
+MAX_EXTENSIONS = 6  # grid extensions (2 lrs each) when the target's best lr sits on an edge
 
 
 def target_lr_grid(predicted: float, naive: float, step_log2: float = 0.5, margin_log2: float = 1.5) -> list[float]:
@@ -74,6 +75,33 @@ def target_lr_grid(predicted: float, naive: float, step_log2: float = 0.5, margi
     k_lo = math.floor((lo - math.log2(predicted)) / step_log2)
     k_hi = math.ceil((hi - math.log2(predicted)) / step_log2)
     return [predicted * 2 ** (k * step_log2) for k in range(k_lo, k_hi + 1) if k != 0]
+
+
+def extend_grid(
+    grid_lrs: list[float],
+    rows: list[tuple[float, int, float]],
+    train: Callable[[list[float]], list[tuple[float, int, float]]],
+    step_log2: float,
+    log: Callable[[str], None],
+) -> tuple[list[float], list[tuple[float, int, float]], bool]:
+    """While the grid's best lr is one of its ends, train two more lrs beyond it (at most MAX_EXTENSIONS times).
+
+    Returns the grown grid, the new (lr, seed, loss) rows, and whether the best lr is still an end.
+    """
+    new: list[tuple[float, int, float]] = []
+    for attempt in range(MAX_EXTENSIONS + 1):
+        best = best_point(group_by_lr([r for r in [*rows, *new] if r[0] in grid_lrs])).lr
+        on_edge = best in (grid_lrs[0], grid_lrs[-1])
+        if not on_edge or attempt == MAX_EXTENSIONS:
+            break
+        sign = -1 if best == grid_lrs[0] else 1
+        extra = [best * 2 ** (sign * step_log2 * k) for k in (1, 2)]
+        log(f"best target lr {best:.4g} is on the grid's edge: adding {', '.join(f'{x:.3g}' for x in extra)}")
+        new += train(extra)
+        grid_lrs = sorted([*grid_lrs, *extra])
+    if on_edge:
+        log("warning: the best target lr is still on the grid's edge; regret is a lower bound")
+    return grid_lrs, new, on_edge
 
 
 def check_spec(spec_path: str | Path, target_width: int):  # -> (SweepSpec, BuiltinObjective)
@@ -145,18 +173,11 @@ def validate_spec(
 
     grid_lrs = target_lr_grid(estimate.value, naive_lr, step_log2)
     rows = _train_target(objective, spec, target_width, [estimate.value, naive_lr, *grid_lrs], seeds, device, log)
-    for _ in range(MAX_EXTENSIONS):  # the best lr on the edge of the grid: extend the grid past it
-        grid = group_by_lr([r for r in rows if r[0] in grid_lrs])
-        best = best_point(grid).lr
-        if best not in (grid_lrs[0], grid_lrs[-1]):
-            break
-        sign = -1 if best == grid_lrs[0] else 1
-        extra = [best * 2 ** (sign * step_log2 * k) for k in (1, 2)]
-        log(f"[{spec.name}] best target lr {best:.4g} is on the grid's edge: adding {', '.join(f'{x:.3g}' for x in extra)}")
-        rows += _train_target(objective, spec, target_width, extra, seeds, device, log)
-        grid_lrs = sorted([*grid_lrs, *extra])
-    else:
-        log(f"[{spec.name}] warning: the best target lr is still on the grid's edge; regret is a lower bound")
+    grid_lrs, extra_rows, on_edge = extend_grid(
+        grid_lrs, rows, lambda lrs: _train_target(objective, spec, target_width, lrs, seeds, device, log), step_log2,
+        lambda msg: log(f"[{spec.name}] {msg}"),
+    )
+    rows += extra_rows
     points = {p.lr: p for p in group_by_lr(rows)}
     grid = [points[lr] for lr in grid_lrs]
     predicted = regret_of("fitted law", points[estimate.value], [*grid, points[naive_lr]])
@@ -172,6 +193,7 @@ def validate_spec(
         optima=optima, small_curves=small, target_grid=grid,
         predicted_point=points[estimate.value], naive_point=points[naive_lr], predicted=predicted, naive=naive,
         predicted_interval=(estimate.low, estimate.high), fit_method=hyper.label,
+        best_on_edge=on_edge,
     )
 
 

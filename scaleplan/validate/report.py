@@ -61,7 +61,8 @@ def markdown(results: list[SpecValidation], figure: str, command: str) -> str:
             f"({r.target_width // max(r.widths)}x widest, {r.target_width // min(r.widths)}x narrowest) | {len(r.seeds)} | "
             f"{r.predicted.lr:.3g}{pi} | **{r.predicted.regret:.2%}** ± {r.predicted.regret_se:.2%} | {r.naive.lr:.3g} | "
             f"{r.naive.regret:.2%} ± {r.naive.regret_se:.2%} | "
-            f"{r.predicted.best_lr:.3g} | {r.predicted.best_loss:.4f} |"
+            f"{r.predicted.best_lr:.3g}{' (grid edge: regrets are lower bounds)' if r.best_on_edge else ''} | "
+            f"{r.predicted.best_loss:.4f} |"
         )
     lines += ["", "## How far the optimal lr moves with width", ""]
     lines += ["| spec | width | lr* (parabola) | 95% bootstrap CI | log2 shift vs narrowest |", "|---|---|---|---|---|"]
