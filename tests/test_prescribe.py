@@ -2,6 +2,7 @@ import math
 
 import pytest
 
+from scaleplan import load_law
 from scaleplan.errors import ScaleplanError
 from scaleplan.plan.prescribe import prescribe
 from scaleplan.plan.shape import non_embedding_from_total, shape_for
@@ -92,3 +93,16 @@ def test_shipped_mup_fit_prescribes_per_role_lrs_at_the_target_width():
     assert groups["output"].forward_mult == pytest.approx(1 / m)
     assert groups["input"].lr == p.lr.value
     assert any("above the fitted range [32, 128]" in w for w in p.warnings)
+
+
+def test_loss_law_gets_n_in_its_own_convention():
+    from scaleplan.laws import LawFile, LossLaw, Provenance, Variable
+
+    ll = LossLaw(E=1.8, A=480.0, B=2000.0, alpha=0.35, beta=0.37)
+    variables = [Variable("N", "non-embedding parameters", "parameters", "non-embedding"), Variable("D", "tokens", "tokens")]
+    non_emb = LawFile(name="ne", title="t", variables=variables, provenance=Provenance(source="test"), loss_law=ll)
+    p = prescribe("steplaw", params=1e9, tokens_law=non_emb)
+    assert p.predicted_loss == pytest.approx(ll.loss(1e9, p.tokens))  # N = the given non-embedding count
+    assert p.tokens == pytest.approx(ll.optimal_tokens(1e9))
+    q = prescribe("steplaw", params=1e9)  # Epoch's refit counts embeddings
+    assert q.tokens == pytest.approx(load_law("epoch-chinchilla").loss_law.optimal_tokens(q.shape.total_params))

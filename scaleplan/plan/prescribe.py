@@ -88,6 +88,10 @@ def prescribe(
         raise ScaleplanError(f"tokens law '{loss_file.name}' has no loss law (use chinchilla or epoch-chinchilla)")
     loss_law = loss_file.loss_law
     kw = dict(vocab=vocab, tied=tied, seq_len=seq_len, d_model=d_model, n_layers=n_layers, aspect=aspect)
+    loss_n_total = loss_file.variable("N").convention == "total"  # Chinchilla counts embeddings; a fit may not
+
+    def loss_n(shape: ModelShape) -> float:
+        return shape.total_params if loss_n_total else shape.non_embedding_params
 
     tokens_source = "given" if tokens is not None else None
     if params is not None:
@@ -95,9 +99,9 @@ def prescribe(
     elif d_model is not None and n_layers is not None:
         shape = shape_for(None, **kw)
     elif compute is not None and tokens is None:
-        n_total, tokens = loss_law.compute_optimal(compute)
+        n_opt, tokens = loss_law.compute_optimal(compute)
         tokens_source = f"compute-optimal for C = {compute:.3g} FLOPs ({loss_file.name})"
-        shape = non_embedding_from_total(n_total, **kw)
+        shape = non_embedding_from_total(n_opt, **kw) if loss_n_total else shape_for(n_opt, **kw)
     elif compute is not None:
         shape = non_embedding_from_total(compute / (6.0 * tokens), **kw)
     else:
@@ -106,14 +110,14 @@ def prescribe(
     if tokens is None and compute is not None:
         tokens, tokens_source = compute / (6.0 * shape.total_params), "C / (6N), N total"
     elif tokens is None:
-        tokens = loss_law.optimal_tokens(shape.total_params)
-        tokens_source = f"compute-optimal for N = {shape.total_params:.3g} total ({loss_file.name})"
+        tokens = loss_law.optimal_tokens(loss_n(shape))
+        tokens_source = f"compute-optimal for N = {loss_n(shape):.3g} ({loss_file.name}'s N)"
     compute = compute if compute is not None else 6.0 * shape.total_params * tokens
 
     inputs = [_law_input(law, var, shape, tokens, compute) for var in law.needs()]
     keywords = {"N": "params", "D": "tokens", "C": "compute"}
     prediction = law.predict(level=level, **{keywords[i.name]: i.value for i in inputs})
-    loss_warnings = [f"{loss_file.name}: {w}" for w in loss_file.extrapolation_warnings({"N": shape.total_params, "D": tokens})]
+    loss_warnings = [f"{loss_file.name}: {w}" for w in loss_file.extrapolation_warnings({"N": loss_n(shape), "D": tokens})]
     batch = prediction.values.get("batch_size")
     batch_unit = _batch_unit(law)
     return Prescription(
@@ -127,7 +131,7 @@ def prescribe(
         tokens=tokens,
         tokens_source=tokens_source,
         compute=compute,
-        predicted_loss=loss_law.loss(shape.total_params, tokens),
+        predicted_loss=loss_law.loss(loss_n(shape), tokens),
         shape=shape,
         parametrization=(law.parametrization or {}).get("name"),
         warnings=(*prediction.warnings, *loss_warnings),
