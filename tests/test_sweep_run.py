@@ -188,3 +188,9 @@ def test_cli_runs_status_and_reports_bad_input(tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "scaleplan.cli", "sweep", str(path)], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines() == [f"error: {path}: [ladder]: unknown key 'width' - did you mean 'widths'? (valid keys: widths, steps)"]
+
+
+def test_device_with_a_user_objective_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ScaleplanError, match="--device applies to the built-in trainer"):
+        run_sweep(load_spec(make_spec(tmp_path)), device="cuda")
+    assert not list(tmp_path.glob("*.journal"))  # refused before any storage was made

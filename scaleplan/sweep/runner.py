@@ -81,6 +81,9 @@ def run_sweep(
     if workers < 1:
         raise ScaleplanError(f"--workers must be at least 1, got {workers}")
     if device is not None:
+        if spec.objective.kind != "builtin":
+            raise ScaleplanError(f"--device applies to the built-in trainer; this spec's {spec.objective.kind} objective "
+                                 "chooses its own device (drop --device)")
         spec = dataclasses.replace(spec, train={**spec.train, "device": device})
     objective = load_objective(spec)  # before the study exists: a typo'd objective must not pin its fingerprint
     session = open_sweep(spec, storage)
