@@ -41,13 +41,14 @@ def validate(specs: tuple[Path, ...], target_width: int, seeds: int, device: str
         click.echo(msg, err=True)
 
     report = ensure_writable(out_dir / f"{name}.md", "report")
-    names = [check_spec(spec, target_width)[0].name for spec in specs]  # every spec checked before any training
+    checked = [check_spec(spec, target_width) for spec in specs]  # every spec checked before any training
+    names = [c.spec.name for c in checked]
     if len(set(names)) != len(names):
         raise ScaleplanError(f"two specs share the sweep name '{next(n for n in names if names.count(n) > 1)}'; give each its own")
     results = [
-        validate_spec(spec, target_width, tuple(range(seeds)), device=device, workers=workers, out_dir=out_dir,
+        validate_spec(c, target_width, tuple(range(seeds)), device=device, workers=workers, out_dir=out_dir,
                       step_log2=grid_step, n_boot=n_boot, log=log)
-        for spec in specs
+        for c in checked
     ]
     figure = plot_transfer(results, out_dir / f"{name}.png")
     command = shlex.join([

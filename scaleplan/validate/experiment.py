@@ -12,7 +12,7 @@ import math
 import shlex
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.validate.regret import LrPoint, Regret, best_point, group_by_lr, regret_of
@@ -104,7 +104,16 @@ def extend_grid(
     return grid_lrs, new, on_edge
 
 
-def check_spec(spec_path: str | Path, target_width: int):  # -> (SweepSpec, BuiltinObjective)
+@dataclass(frozen=True)
+class CheckedSpec:
+    """A spec that can be validated at a target width, with its built-in objective (built once)."""
+
+    path: Path
+    spec: Any  # SweepSpec
+    objective: Any  # BuiltinObjective
+
+
+def check_spec(spec_path: str | Path, target_width: int) -> CheckedSpec:
     """Load a spec and check it can be validated (built-in trainer, lr only, one budget, a wider target)."""
     from scaleplan.sweep.builtin import BuiltinObjective
     from scaleplan.sweep.spec import load_spec
@@ -119,11 +128,11 @@ def check_spec(spec_path: str | Path, target_width: int):  # -> (SweepSpec, Buil
         raise ScaleplanError(f"{spec_path}: validate transfers lr only; fix {', '.join(others)} to one value in the spec")
     if target_width <= max(spec.widths):
         raise ScaleplanError(f"--target-width {target_width} must be wider than the widest swept width {max(spec.widths)}")
-    return spec, BuiltinObjective(spec)  # unknown task/model names fail here, before any training
+    return CheckedSpec(Path(spec_path), spec, BuiltinObjective(spec))  # unknown task/model names fail here
 
 
 def validate_spec(
-    spec_path: str | Path,
+    checked: CheckedSpec,
     target_width: int,
     seeds: tuple[int, ...] = (0, 1, 2),
     device: str = "cpu",
@@ -144,7 +153,7 @@ def validate_spec(
     from scaleplan.sweep.export import load_trials
     from scaleplan.sweep.runner import run_sweep
 
-    spec, objective = check_spec(spec_path, target_width)
+    spec_path, spec, objective = checked.path, checked.spec, checked.objective
     log(f"[{spec.name}] sweep widths {list(spec.widths)} ({spec.parametrization})")
     run_sweep(spec, workers=workers, device=device)
 
