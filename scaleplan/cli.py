@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "laws": ("scaleplan.laws.command:laws", "List the shipped law files."),
     "sweep": ("scaleplan.sweep.command:sweep", "Run a small-width sweep from a spec (Optuna), or inspect/export one."),
     "fit": ("scaleplan.fit.command:fit", "Locate optima in a sweep and fit lr/batch power laws into a law file."),
-    "coord-check": ("scaleplan.parametrization.coord_check_command:coord_check", "Coordinate check: activation scale per layer across widths."),
+    "coord-check": ("scaleplan.diagnostics.command:coord_check", "Coordinate check: activation scale per layer across widths."),
     "validate": ("scaleplan.validate.command:validate", "Sweep small widths, predict a wide target, measure the regret."),
 }
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from scaleplan.laws import LawFile
+from scaleplan.laws import SCHEMA_VERSION, LawFile
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
@@ -48,7 +48,7 @@ def test_laws_lists_presets():
 @pytest.fixture
 def newer_law(tmp_path):
     data = LawFile.load("fits/steplaw.json").to_dict()
-    data["schema_version"] += 1
+    data["schema_version"] = SCHEMA_VERSION + 1
     path = tmp_path / "newer.json"
     path.write_text(json.dumps(data))
     return str(path)

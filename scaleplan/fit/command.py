@@ -101,7 +101,7 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
     click.echo(f"wrote {law.save(output)}")
 
 
-def _load(source: Path):  # -> (DataFrame, sha256 hex, parametrization dict | None)
+def _load(source: Path):  # -> (DataFrame, sha256 hex, ParametrizationRef | None)
     """A .csv is read directly; a .toml spec is loaded through the sweep's export."""
     from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
 
@@ -114,7 +114,7 @@ def _load(source: Path):  # -> (DataFrame, sha256 hex, parametrization dict | No
 
         spec = load_spec(source)
         frame = load_trials(spec)
-        return frame, frame_sha256(frame), {"name": spec.parametrization, "base_width": spec.base_width}
+        return frame, frame_sha256(frame), spec.reference
     raise ScaleplanError(f"cannot fit '{source}': give a sweep spec (.toml) or a CSV of trials (.csv)")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 from dataclasses import dataclass
 
+from scaleplan.core.reference import ParametrizationRef
 from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import LAW_VARIABLE, HyperparameterFit
 from scaleplan.fit.loss_law import LossLawFit
@@ -30,7 +31,7 @@ class LawMetadata:
     d_unit: str = "tokens"
     batch_unit: str = "tokens"
     citation: str | None = None
-    parametrization: dict | None = None
+    parametrization: ParametrizationRef | None = None
 
 
 def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit | None, loss: LossLawFit | None) -> LawFile:

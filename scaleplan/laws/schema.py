@@ -14,9 +14,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaleplan.core.reference import ParametrizationRef
+from scaleplan.core.stats import two_sided_quantile
 from scaleplan.errors import ScaleplanError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: typed `parametrization` (ParametrizationRef); version-1 files still load
 
 # Keyword arguments of LawFile.predict and the variable each one feeds.
 KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "batch_size": "B"}
@@ -89,7 +91,7 @@ class PowerLaw:
         if self.residual_variance is not None:
             var += self.residual_variance
             interval = "prediction"
-        q = _quantile(level, self.dof)
+        q = two_sided_quantile(level, self.dof)
         half = q * math.sqrt(max(var, 0.0))
         return Estimate(math.exp(mean), math.exp(mean - half), math.exp(mean + half), level, interval)
 
@@ -147,6 +149,7 @@ class Prediction:
     inputs: dict[str, float]
     values: dict[str, Estimate]
     warnings: tuple[str, ...] = ()
+    parametrization: ParametrizationRef | None = None  # what per-role numbers are relative to (muP laws)
 
     @property
     def lr(self) -> float:
@@ -176,7 +179,7 @@ class LawFile:
     loss_law: LossLaw | None = None
     fitted_range: dict[str, tuple[float, float]] = field(default_factory=dict)
     method: str | None = None
-    parametrization: dict[str, Any] | None = None
+    parametrization: ParametrizationRef | None = None
     notes: str | None = None
     schema_version: int = SCHEMA_VERSION
 
@@ -219,7 +222,7 @@ class LawFile:
                 raise ScaleplanError(f"{VARIABLE_KEYWORDS[var]} must be a positive finite number, got {val}")
         used = {v: values[v] for v in self.needs()}
         estimates = {p.target: p.predict(used, level) for p in self.power_laws}
-        return Prediction(self.name, used, estimates, tuple(self.extrapolation_warnings(used)))
+        return Prediction(self.name, used, estimates, tuple(self.extrapolation_warnings(used)), self.parametrization)
 
     def extrapolation_warnings(self, values: dict[str, float]) -> list[str]:
         """One message per input outside the fitted range, saying by how far."""
@@ -276,9 +279,10 @@ class LawFile:
                 loss_law=LossLaw(**d["loss_law"]) if d.get("loss_law") else None,
                 fitted_range={k: (float(v[0]), float(v[1])) for k, v in _object(d, "fitted_range").items()},
                 method=d.get("method"),
-                parametrization=d.get("parametrization"),
+                parametrization=None if d.get("parametrization") is None
+                else ParametrizationRef.from_dict(d["parametrization"], origin),
                 notes=d.get("notes"),
-                schema_version=version,
+                schema_version=SCHEMA_VERSION,  # read into the current schema (older versions upgrade on load)
             )
         except KeyError as exc:
             raise ScaleplanError(f"{origin}: missing key {exc}") from None
@@ -357,15 +361,3 @@ def _validate(law: LawFile) -> None:
 def _finite(x: Any) -> bool:
     """A JSON number (not a bool) that is finite."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
-
-
-def _quantile(level: float, dof: int | None) -> float:
-    """Two-sided normal (or Student-t with `dof`) quantile; scipy only when a t is needed."""
-    p = 0.5 + level / 2.0
-    if dof:
-        from scipy.stats import t  # lazy: scipy costs ~0.2 s to import
-
-        return float(t.ppf(p, dof))
-    from statistics import NormalDist
-
-    return NormalDist().inv_cdf(p)

@@ -1,6 +1,6 @@
 """Parametrizations (SP, muP + CompleteP depth, DenseAM) and applying them to torch models.
 
-`scaleplan.parametrization.rules` is pure Python (the planner prints per-layer LRs with it);
+`scaleplan.core.rules` is pure Python (the planner prints per-layer LRs with it);
 the torch-facing names below are imported on first use, so importing this package stays light.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from scaleplan.parametrization.rules import (
+from scaleplan.core.rules import (
     PARAMETRIZATIONS,
     ROLES,
     Parametrization,

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from scaleplan.errors import ScaleplanError
-from scaleplan.parametrization.rules import (
+from scaleplan.core.reference import ParametrizationRef
+from scaleplan.core.rules import (
     ROLES,
     SP,
     Parametrization,
@@ -51,6 +52,19 @@ class ParametrizationState:
     output_mult: float = 1.0
     softmax_energy: bool = False
     sites: dict[str, float] = field(default_factory=dict)  # module name -> multiplier set
+    width: int | None = None  # the model's width and its base width, where known (checked against a law)
+    base_width: int | None = None
+    base_depth: int | None = None
+
+    def reference(self, optimizer: str = "adam") -> ParametrizationRef:
+        """This model's parametrization as a typed reference, to check against a law's (see param_groups)."""
+        return ParametrizationRef(
+            name=self.parametrization,
+            base_width=self.base_width if self.parametrization != "sp" or self.base_width else None,
+            base_depth=self.base_depth if self.completep else None,
+            optimizer=optimizer,
+            completep=self.completep,
+        )
 
 
 class ScaleInput:
@@ -121,8 +135,17 @@ def apply_parametrization(
         output_mult=output_mult,
         softmax_energy=any(getattr(m, "energy", None) == "lse" for m in model.modules()),
         sites=sites,
+        width=_int_attr(model, "width"),
+        base_width=base_width if base_width is not None else _int_attr(base, "width"),
+        base_depth=(base_depth if base_depth is not None else _int_attr(base, "depth")) if completep else None,
     )
     return model
+
+
+def _int_attr(obj: object, name: str) -> int | None:
+    """obj.<name> when it is a positive int (a reference model's width or depth), else None."""
+    value = getattr(obj, name, None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def _declared_roles(model: nn.Module, params: dict[str, nn.Parameter], roles: Mapping[str, str] | None) -> dict[str, str]:

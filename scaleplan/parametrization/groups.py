@@ -7,9 +7,9 @@ from typing import Any
 
 from torch import nn
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import ParametrizationError, ScaleplanError
 from scaleplan.parametrization.apply import find_state
-from scaleplan.parametrization.rules import RoleMultipliers, get_parametrization
+from scaleplan.core.rules import RoleMultipliers, get_parametrization
 
 
 def tensor_multipliers(model: nn.Module, optimizer: str = "adam") -> dict[str, RoleMultipliers]:
@@ -37,6 +37,23 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam") -> dict[str, R
     }
 
 
+def check_against_prediction(model: nn.Module, prediction: Any, optimizer: str) -> None:
+    """Refuse a model that does not match what a law's prediction assumes (no-op for a plain float lr)."""
+    ref = getattr(prediction, "parametrization", None)
+    if ref is None:
+        return
+    found = find_state(model)
+    assert found is not None  # tensor_multipliers ran first and refuses an unparametrized model
+    state = found[2]
+    ref.check_compatible(state.reference(optimizer), what=f"model ({type(model).__name__})")
+    target = getattr(prediction, "inputs", {}).get("W")
+    if target is not None and state.width is not None and abs(state.width - target) > 1e-9 * target:
+        raise ParametrizationError(
+            f"the prediction is for width {target:g} but the model has width {state.width}; "
+            f"predict at the model's width (load_law(...).predict(width={state.width}))"
+        )
+
+
 def param_groups(
     model: nn.Module,
     lr: float | Any,
@@ -46,14 +63,17 @@ def param_groups(
 ) -> list[dict[str, Any]]:
     """Parameter groups for torch.optim.Adam/AdamW ("adam") or SGD ("sgd") with per-tensor lr and wd.
 
-    `lr` is the base learning rate, or any object with an `.lr` (a law's prediction). Groups
-    carry an "eps" only when CompleteP scales it (Adam eps x 1/(m * m_L)).
+    `lr` is the base learning rate, or a law's prediction (`load_law(...).predict(...)`): then the
+    model is checked against the law's parametrization reference (name, base width, CompleteP,
+    optimizer family) and the width the prediction was made for; a mismatch is a one-line error,
+    never a silently wrong lr. Groups carry an "eps" only when CompleteP scales it (Adam eps x 1/(m * m_L)).
     """
     base_lr = float(getattr(lr, "lr", lr))
     if not base_lr > 0:
         raise ScaleplanError(f"learning rate must be positive, got {base_lr}")
     _, holder, _ = find_state(model) or (None, model, None)
     factors = tensor_multipliers(holder, optimizer)
+    check_against_prediction(holder, lr, optimizer)
     groups: dict[tuple[float, float, float], dict[str, Any]] = {}
     for pname, param in holder.named_parameters():
         f = factors[pname]

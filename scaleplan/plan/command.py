@@ -25,13 +25,14 @@ def _size(what: str, text: str | None) -> float | None:
 @click.option("--d-model", type=click.IntRange(min=1), help="Model width (else derived from --params).")
 @click.option("--layers", type=click.IntRange(min=1), help="Number of layers (else derived from --params).")
 @click.option("--aspect", default=128.0, show_default=True, type=click.FloatRange(min=1), help="d_model / layers when deriving a shape.")
-@click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True, help="Per-role lr rules (muP laws).")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default=None,
+              help="Per-role lr rules (muP laws); default: the optimizer the law was fitted with.")
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999), help="Interval level.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
 def predict(
     params: str | None, tokens: str | None, compute: str | None, width: str | None, law_name: str,
     tokens_law: str, seq_len: int, vocab: int, tied: bool, params_total: bool, d_model: int | None,
-    layers: int | None, aspect: float, optimizer: str, level: float, fmt: str,
+    layers: int | None, aspect: float, optimizer: str | None, level: float, fmt: str,
 ) -> None:
     """Prescribe lr, batch size and tokens for a target model size.
 

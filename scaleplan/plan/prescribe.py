@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from scaleplan.core.rules import get_parametrization
 from scaleplan.errors import ScaleplanError
 from scaleplan.laws import Estimate, LawFile, load_law
 from scaleplan.plan.shape import DEFAULT_ASPECT, ModelShape, non_embedding_from_total, shape_for
@@ -73,7 +74,7 @@ def prescribe(
     aspect: float = DEFAULT_ASPECT,
     tokens_law: LawFile | str = DEFAULT_TOKENS_LAW,
     level: float = 0.95,
-    optimizer: str = "adam",
+    optimizer: str | None = None,
 ) -> Prescription:
     """Evaluate `law` for a target given by size (params/shape/compute) or, for width laws, by width."""
     law = load_law(law) if isinstance(law, str) else law
@@ -133,7 +134,7 @@ def prescribe(
         compute=compute,
         predicted_loss=loss_law.loss(loss_n(shape), tokens),
         shape=shape,
-        parametrization=(law.parametrization or {}).get("name"),
+        parametrization=None if law.parametrization is None else law.parametrization.name,
         warnings=(*prediction.warnings, *loss_warnings),
     )
 
@@ -158,21 +159,25 @@ def _law_input(law: LawFile, var: str, shape: ModelShape, tokens: float, compute
 
 
 def _prescribe_width(
-    law: LawFile, *, width: float | None, params: float | None, tokens: float | None, level: float, optimizer: str
+    law: LawFile, *, width: float | None, params: float | None, tokens: float | None, level: float, optimizer: str | None
 ) -> Prescription:
     """Laws of width (muP sweeps): base lr eta at the target width, then per-role lrs from the rules."""
     if width is None:
         raise ScaleplanError(f"law '{law.name}' is a law of width W ({law.variable('W').meaning}): give --width")
     prediction = law.predict(level=level, width=width, params=params, tokens=tokens)
     inputs = [LawInput(v, val, law.variable(v).meaning) for v, val in prediction.inputs.items()]
-    par = law.parametrization or {}
+    ref = law.parametrization
     groups: list[GroupLR] = []
     lr = prediction.values.get("lr")
-    if lr is not None and par.get("name") and par.get("base_width"):
-        from scaleplan.parametrization.rules import get_parametrization  # torch-free table
-
-        m = width / float(par["base_width"])
-        for role, mult in get_parametrization(par["name"]).table(m, optimizer):
+    if lr is not None and ref is not None and ref.name != "sp":
+        optimizer = optimizer or ref.optimizer
+        if (optimizer == "sgd") != (ref.optimizer == "sgd"):
+            raise ScaleplanError(
+                f"law '{law.name}' was fitted with optimizer {ref.optimizer!r}; its lr does not transfer to {optimizer!r} "
+                f"(drop --optimizer, or sweep with {optimizer})"
+            )
+        m = ref.width_multiplier(width)
+        for role, mult in get_parametrization(ref.name).table(m, optimizer):
             groups.append(GroupLR(role, lr.value * mult.lr, mult.init_std, mult.forward, mult.weight_decay))
     batch = prediction.values.get("batch_size")
     return Prescription(
@@ -184,7 +189,7 @@ def _prescribe_width(
         batch_unit=_batch_unit(law),
         tokens=tokens,
         tokens_source="given" if tokens is not None else None,
-        parametrization=par.get("name"),
+        parametrization=None if ref is None else ref.name,
         per_group=groups,
         warnings=prediction.warnings,
     )

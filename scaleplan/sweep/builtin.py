@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from scaleplan.errors import ScaleplanError
-from scaleplan.sweep.objective import ObjectiveFailed, Outcome, TrialRequest
+from scaleplan.sweep.trial import ObjectiveFailed, Outcome, TrialRequest
 from scaleplan.sweep.plan import GridPoint, grid_points
 from scaleplan.sweep.spec import SweepSpec
 from scaleplan.train.config import Checkpoint
@@ -19,10 +19,11 @@ from scaleplan.train.config import Checkpoint
 class BuiltinObjective:
     """Builds a `TrialConfig` per trial from the spec, its grid point and the sampled params."""
 
-    def __init__(self, spec: SweepSpec) -> None:
+    def __init__(self, spec: SweepSpec, device: str = "cpu") -> None:
         from scaleplan.train.build import build_model, build_task
 
         self._spec = spec
+        self._device = device
         points, ends, probe_params = grid_points(spec), self._search_ends(), self._probe_params()
         for point in points:  # every grid point with every end of every search range: bad values fail now
             for name, values in ends.items():
@@ -48,13 +49,16 @@ class BuiltinObjective:
             model=spec.model,  # type: ignore[arg-type]
             width=point.width,
             parametrization=spec.parametrization,
-            base_width=spec.base_width or min(spec.widths),
+            base_width=spec.reference.base_width or min(spec.widths),
             task_kwargs=spec.task_kwargs,
             model_kwargs=spec.model_kwargs,
             batch_size=point.batch_size,
             steps=point.steps,
             seed=point.seed,
-            threads=1,
+            threads=1 if self._device == "cpu" else None,
+            device=self._device,
+            completep=spec.reference.completep,
+            base_depth=spec.reference.base_depth,
             **spec.train,
             **request.params,
         )

@@ -14,54 +14,14 @@ import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.spec import SweepSpec
+from scaleplan.sweep.trial import Objective, ObjectiveFailed, Outcome, TrialRequest
 from scaleplan.train.config import Checkpoint
-
-
-class ObjectiveFailed(Exception):
-    """The objective raised or its command failed: the trial is FAILED, the sweep stops."""
-
-
-@dataclass(frozen=True)
-class TrialRequest:
-    """One trial to evaluate: its grid point and the searched parameter values."""
-
-    point: GridPoint
-    params: dict[str, float]
-
-    def values(self) -> dict[str, Any]:
-        """Everything a user objective receives: width, steps, batch_size, seed and the params."""
-        return {**self.point.attrs(), **self.params}
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """A trial's result: loss (non-finite when diverged), N and D when known, and extra numbers."""
-
-    loss: float
-    diverged: bool
-    n_params: int | None
-    tokens: int | None
-    extras: dict[str, float] = field(default_factory=dict)
-    pruned: bool = False  # stopped at a checkpoint; `loss` is then its last intermediate held-out loss
-
-
-
-class Objective(Protocol):
-    """Evaluates trials; `population_size` > 1 lets one call train several trials together.
-
-    Only the built-in trainer takes a `checkpoint` (the spec refuses a pruner with a user objective).
-    """
-
-    def population_size(self, point: GridPoint) -> int: ...
-
-    def evaluate(self, requests: list[TrialRequest], checkpoint: Checkpoint | None = None) -> list[Outcome]: ...
 
 
 def refuse_checkpoint(checkpoint: Checkpoint | None) -> None:
@@ -175,12 +135,18 @@ class CommandObjective:
         return outcome_from_value(value, request.point)
 
 
-def load_objective(spec: SweepSpec) -> Objective:
-    """The objective the spec names; import and template problems surface here, before any trial."""
+def load_objective(spec: SweepSpec, device: str | None = None) -> Objective:
+    """The objective the spec names; import and template problems surface here, before any trial.
+
+    `device` (cpu, cuda, cuda:1) is where the built-in trainer trains: a run option, not part of the plan.
+    """
+    if device is not None and spec.objective.kind != "builtin":
+        raise ScaleplanError(f"--device applies to the built-in trainer; this spec's {spec.objective.kind} objective "
+                             "chooses its own device (drop --device)")
     if spec.objective.kind == "callable":
         return CallableObjective(spec.objective.target)
     if spec.objective.kind == "command":
         return CommandObjective(spec.objective.target, [p.name for p in spec.search], spec.objective.timeout_s)
     from scaleplan.sweep.builtin import BuiltinObjective
 
-    return BuiltinObjective(spec)
+    return BuiltinObjective(spec, device=device or "cpu")

@@ -8,10 +8,10 @@ reading the storage. Worker processes die with the parent.
 from __future__ import annotations
 
 import ctypes
-import dataclasses
 import multiprocessing
 import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from queue import Empty
 
@@ -50,11 +50,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_process(spec: SweepSpec, storage: str | None, index: int, max_trials: int | None, errors: multiprocessing.Queue) -> None:
+def _worker_process(spec: SweepSpec, storage: str | None, device: str | None, index: int, max_trials: int | None,
+                    errors: multiprocessing.Queue) -> None:
     _die_with_parent()
     try:
         session = open_sweep(spec, storage, worker_index=index)
-        run_worker(session, load_objective(spec), max_trials)
+        run_worker(session, load_objective(spec, device), max_trials)
     except ScaleplanError as exc:
         errors.put(str(exc))
         raise SystemExit(2) from None
@@ -80,12 +81,7 @@ def run_sweep(
     """
     if workers < 1:
         raise ScaleplanError(f"--workers must be at least 1, got {workers}")
-    if device is not None:
-        if spec.objective.kind != "builtin":
-            raise ScaleplanError(f"--device applies to the built-in trainer; this spec's {spec.objective.kind} objective "
-                                 "chooses its own device (drop --device)")
-        spec = dataclasses.replace(spec, train={**spec.train, "device": device})
-    objective = load_objective(spec)  # before the study exists: a typo'd objective must not pin its fingerprint
+    objective = load_objective(spec, device)  # before the study exists: a typo'd objective must not pin its fingerprint
     session = open_sweep(spec, storage)
     show = display.update if display is not None else (lambda rows: None)
     show(study_status(session.study))
@@ -93,7 +89,7 @@ def run_sweep(
         if workers == 1:
             run_worker(session, objective, max_trials, on_batch=lambda: show(study_status(session.study)))
         else:
-            _run_processes(session, storage, workers, max_trials, show)
+            _run_processes(session, storage, device, workers, max_trials, show)
         rows = study_status(session.study)
         show(rows)
     finally:
@@ -102,11 +98,12 @@ def run_sweep(
     return _summary(rows)
 
 
-def _run_processes(session: SweepSession, storage: str | None, workers: int, max_trials: int | None, show) -> None:  # type: ignore[no-untyped-def]
+def _run_processes(session: SweepSession, storage: str | None, device: str | None, workers: int, max_trials: int | None,
+                   show: Callable[[list[PointStatus]], None]) -> None:
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()
     procs = [
-        ctx.Process(target=_worker_process, args=(session.spec, storage, i, share, errors), daemon=True)
+        ctx.Process(target=_worker_process, args=(session.spec, storage, device, i, share, errors), daemon=True)
         for i, share in enumerate(_shares(max_trials, workers))
         if share is None or share > 0
     ]

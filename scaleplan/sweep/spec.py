@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import ScaleplanError
+from scaleplan.train.config import SEARCHABLE_FIELDS
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -24,7 +26,7 @@ else:  # pragma: no cover - exercised only on Python 3.10
 
 SAMPLERS = ("grid", "tpe", "gp", "random")
 PRUNERS = ("none", "median", "successive-halving")
-BUILTIN_SEARCH = ("lr", "beta0", "tau", "output_mult", "init_std", "weight_decay")
+BUILTIN_SEARCH = SEARCHABLE_FIELDS  # declared once, on TrialConfig
 # Names a trial already fixes (grid point); a searched parameter may not reuse them.
 POINT_KEYS = ("width", "steps", "batch_size", "seed")
 
@@ -32,7 +34,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "sweep": ("name", "storage", "sampler", "seed", "trials_per_point", "seeds", "startup_trials",
               "pruner", "prune_every"),
     "task": ("name", "kwargs"),
-    "model": ("name", "parametrization", "base_width", "kwargs"),
+    "model": ("name", "parametrization", "base_width", "base_depth", "completep", "kwargs"),
     "train": ("optimizer", "weight_decay", "schedule", "warmup_steps"),
     "ladder": ("widths", "steps"),
     "search": ("batch_size", *BUILTIN_SEARCH),
@@ -106,7 +108,21 @@ class SweepSpec:
     objective: ObjectiveSpec
     pruner: str = "none"
     prune_every: int | None = None
+    base_depth: int | None = None
+    completep: bool = False
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def reference(self) -> ParametrizationRef:
+        """What the sweep's lrs are relative to: parametrization, base width (default: the smallest width),
+        base depth and CompleteP, optimizer. Law files fitted from this sweep carry it."""
+        return ParametrizationRef(
+            name=self.parametrization,
+            base_width=self.base_width or min(self.widths),
+            base_depth=self.base_depth,
+            optimizer=str(self.train.get("optimizer", "adam")),
+            completep=self.completep,
+        )
 
     @property
     def fingerprint(self) -> str:
@@ -287,6 +303,20 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     base_width = model.get("base_width")
     if base_width is not None and (not isinstance(base_width, int) or isinstance(base_width, bool) or base_width <= 0):
         raise ScaleplanError(f"{_where(source, 'model')}: 'base_width' must be a positive integer")
+    base_depth = model.get("base_depth")
+    if base_depth is not None and (not isinstance(base_depth, int) or isinstance(base_depth, bool) or base_depth <= 0):
+        raise ScaleplanError(f"{_where(source, 'model')}: 'base_depth' must be a positive integer")
+    completep = model.get("completep", False)
+    if not isinstance(completep, bool):
+        raise ScaleplanError(f"{_where(source, 'model')}: 'completep' must be true or false")
+    if completep and base_depth is None:
+        raise ScaleplanError(
+            f"{_where(source, 'model')}: completep = true needs base_depth (the depth the lr is tuned at); "
+            "without it every depth ratio is 1 and CompleteP does nothing"
+        )
+    reserved = sorted({"completep", "base_depth", "base_width"} & set(model.get("kwargs", {}) or {}))
+    if reserved:
+        raise ScaleplanError(f"{_where(source, 'model')}: set '{reserved[0]}' as a [model] key, not in [model] kwargs")
 
     ladder = _table(raw, "ladder", source)
     _check_keys(ladder, SECTION_KEYS["ladder"], _where(source, "ladder"))
@@ -364,6 +394,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
         objective=objective,
         pruner=pruner,
         prune_every=prune_every,
+        base_depth=base_depth,
+        completep=completep,
         raw=raw,
     )
 

@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.liveness import Heartbeat, stamp_owner
-from scaleplan.sweep.objective import Objective, ObjectiveFailed, Outcome, TrialRequest
+from scaleplan.sweep.trial import Objective, ObjectiveFailed, Outcome, TrialRequest
 from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.spec import SearchParam
 from scaleplan.sweep.study import SweepSession, reconcile

@@ -53,7 +53,9 @@ def build_model(cfg: TrialConfig, task: Task) -> nn.Module:
             kwargs[key] = getattr(cfg, key)
     device = training_device(cfg)
     torch.manual_seed(cfg.seed)
-    return build_parametrized(cfg.model, cfg.width, cfg.parametrization, cfg.base_width, **kwargs).to(device)
+    return build_parametrized(
+        cfg.model, cfg.width, cfg.parametrization, cfg.base_width, completep=cfg.completep, base_depth=cfg.base_depth, **kwargs
+    ).to(device)
 
 
 def training_device(cfg: TrialConfig) -> torch.device:

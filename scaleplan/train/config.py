@@ -19,8 +19,11 @@ SCHEDULES = ("constant", "cosine")
 # A pruning callback: (steps done, held-out loss per member, NaN where stopped or diverged) -> stop per member.
 Checkpoint = Callable[[int, list[float]], list[bool]]
 
-# Fields that members of one population may differ in; every other field must be shared.
-PER_MEMBER_FIELDS = ("lr", "seed", "weight_decay", "init_std", "output_mult", "beta0", "tau")
+
+
+def _searchable(default: float | None, bound: str) -> Any:
+    """A field a sweep may search (`[search]`); population members may differ in it. `bound`: "> 0" or ">= 0"."""
+    return field(default=default, metadata={"search": True, "bound": bound})
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class TrialConfig:
     task: str = "teacher-student"
     model: str = "mlp"
     width: int = 64
-    lr: float = 1e-2
+    lr: float = _searchable(1e-2, "> 0")
     parametrization: str = "mup"
     base_width: int = 64
     task_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -44,13 +47,15 @@ class TrialConfig:
     batch_size: int = 64
     steps: int = 200
     seed: int = 0
-    weight_decay: float = 0.0
+    weight_decay: float = _searchable(0.0, ">= 0")
     warmup_steps: int = 0
     schedule: Literal["constant", "cosine"] = "constant"
-    output_mult: float | None = None
-    init_std: float | None = None
-    beta0: float | None = None
-    tau: float | None = None
+    output_mult: float | None = _searchable(None, "> 0")
+    init_std: float | None = _searchable(None, ">= 0")
+    beta0: float | None = _searchable(None, "> 0")
+    tau: float | None = _searchable(None, "> 0")
+    completep: bool = False
+    base_depth: int | None = None
     threads: int | None = 1
     device: str = "cpu"
 
@@ -62,17 +67,20 @@ class TrialConfig:
         for key in ("width", "base_width", "batch_size", "steps"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ScaleplanError(f"{key} must be a positive integer, got {getattr(self, key)!r}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ScaleplanError(f"lr must be a positive finite number, got {self.lr!r}")
-        for key in ("weight_decay", "init_std", "output_mult", "beta0", "tau"):
-            value = getattr(self, key)
-            if value is None and key != "weight_decay":
+        for f in dataclasses.fields(self):
+            if not f.metadata.get("search"):
+                continue
+            value = getattr(self, f.name)
+            if value is None and f.default is None:
                 continue
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ScaleplanError(f"{key} must be a finite number, got {value!r}")
-            if value < 0 or (value == 0 and key in ("output_mult", "beta0", "tau")):
-                bound = ">= 0" if key in ("weight_decay", "init_std") else "> 0"
-                raise ScaleplanError(f"{key} must be {bound}, got {value!r}")
+                raise ScaleplanError(f"{f.name} must be a finite number, got {value!r}")
+            if value < 0 or (value == 0 and f.metadata["bound"] == "> 0"):
+                raise ScaleplanError(f"{f.name} must be {f.metadata['bound']}, got {value!r}")
+        if self.base_depth is not None and (isinstance(self.base_depth, bool) or not isinstance(self.base_depth, int) or self.base_depth < 1):
+            raise ScaleplanError(f"base_depth must be a positive integer, got {self.base_depth!r}")
+        if self.completep and self.base_depth is None:
+            raise ScaleplanError("completep=True needs base_depth (the depth the lr was tuned at); without it the depth ratio is 1")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
             raise ScaleplanError(f"warmup_steps must be an integer, got {self.warmup_steps!r}")
         if not 0 <= self.warmup_steps < self.steps:
@@ -96,6 +104,11 @@ class TrialConfig:
     def population_key(self) -> dict[str, Any]:
         """The fields that all members of one population must share."""
         return {k: v for k, v in self.to_dict().items() if k not in PER_MEMBER_FIELDS}
+
+
+# Declared once, on the fields themselves: what a sweep may search, and what population members may differ in.
+SEARCHABLE_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(TrialConfig) if f.metadata.get("search"))
+PER_MEMBER_FIELDS: tuple[str, ...] = ("seed", *SEARCHABLE_FIELDS)
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from scaleplan.tasks import Task
 from scaleplan.train.build import (
     build_model, build_task, data_generator, n_params, param_groups_for, torch_threads, training_device,
 )
-from scaleplan.train.config import Checkpoint, TrialConfig, TrialResult
+from scaleplan.train.config import PER_MEMBER_FIELDS, Checkpoint, TrialConfig, TrialResult
 from scaleplan.train.loop import make_optimizer
 from scaleplan.train.monitor import at_checkpoint, diverged, tail_mean
 from scaleplan.train.schedule import lr_factor
@@ -72,8 +72,7 @@ def train_population(
 ) -> list[TrialResult]:
     """Train the trials in `cfgs` together; results are in the order of `cfgs`.
 
-    The configs must share everything but lr, seed, weight_decay, init_std, output_mult, beta0 and
-    tau. Members whose models differ in non-tensor attributes (e.g. a float multiplier) cannot share
+    The configs must share everything but PER_MEMBER_FIELDS (seed and the searchable fields). Members whose models differ in non-tensor attributes (e.g. a float multiplier) cannot share
     one batched call; they are trained as separate batched groups. With `checkpoint`, every
     `checkpoint_every` steps it gets all members' held-out losses and returns which to stop (prune).
     """
@@ -84,8 +83,8 @@ def train_population(
         differ = sorted(k for k, v in cfg.population_key().items() if shared[k] != v)
         if differ:
             raise ScaleplanError(
-                f"population members must share everything but lr/seed/weight_decay/init_std/"
-                f"output_mult/beta0/tau; these differ: {', '.join(differ)} (train them separately)"
+                f"population members must share everything but {'/'.join(PER_MEMBER_FIELDS)}; these differ: "
+                f"{', '.join(differ)} (train them separately)"
             )
     start = time.perf_counter()
     with torch_threads(cfgs[0].threads):

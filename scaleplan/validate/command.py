@@ -41,7 +41,7 @@ def validate(specs: tuple[Path, ...], target_width: int, seeds: int, device: str
         click.echo(msg, err=True)
 
     report = ensure_writable(out_dir / f"{name}.md", "report")
-    checked = [check_spec(spec, target_width) for spec in specs]  # every spec checked before any training
+    checked = [check_spec(spec, target_width, device) for spec in specs]  # every spec checked before any training
     names = [c.spec.name for c in checked]
     if len(set(names)) != len(names):
         raise ScaleplanError(f"two specs share the sweep name '{next(n for n in names if names.count(n) > 1)}'; give each its own")

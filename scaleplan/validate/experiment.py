@@ -7,7 +7,6 @@ with the same seeds, and reports regret = L(choice) / L(best) - 1 on held-out lo
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import shlex
 from dataclasses import dataclass
@@ -113,7 +112,7 @@ class CheckedSpec:
     objective: Any  # BuiltinObjective
 
 
-def check_spec(spec_path: str | Path, target_width: int) -> CheckedSpec:
+def check_spec(spec_path: str | Path, target_width: int, device: str = "cpu") -> CheckedSpec:
     """Load a spec and check it can be validated (built-in trainer, lr only, one budget, a wider target)."""
     from scaleplan.sweep.builtin import BuiltinObjective
     from scaleplan.sweep.spec import load_spec
@@ -128,7 +127,7 @@ def check_spec(spec_path: str | Path, target_width: int) -> CheckedSpec:
         raise ScaleplanError(f"{spec_path}: validate transfers lr only; fix {', '.join(others)} to one value in the spec")
     if target_width <= max(spec.widths):
         raise ScaleplanError(f"--target-width {target_width} must be wider than the widest swept width {max(spec.widths)}")
-    return CheckedSpec(Path(spec_path), spec, BuiltinObjective(spec))  # unknown task/model names fail here
+    return CheckedSpec(Path(spec_path), spec, BuiltinObjective(spec, device))  # unknown task/model names fail here
 
 
 def validate_spec(
@@ -166,7 +165,7 @@ def validate_spec(
     meta = LawMetadata(
         name=spec.name, title=f"lr*(width) of {spec.name} (scaleplan validate)", command=command,
         data_sha256=frame_sha256(frame), d_unit="samples",
-        batch_unit="samples", parametrization={"name": spec.parametrization, "base_width": spec.base_width},
+        batch_unit="samples", parametrization=spec.reference,
     )
     law = build_law_file(meta, trials, hyper, None)
     law.save(law_path)
@@ -196,7 +195,7 @@ def validate_spec(
         for w, g in trials.frame.groupby("width")
     }
     return SpecValidation(
-        name=spec.name, parametrization=spec.parametrization, base_width=spec.base_width or min(spec.widths),
+        name=spec.name, parametrization=spec.parametrization, base_width=spec.reference.base_width or min(spec.widths),
         widths=tuple(spec.widths), target_width=target_width, seeds=tuple(seeds), steps=spec.steps[0],
         batch_size=spec.batch_sizes[0], law_formula=law.power_laws[0].formula(), law_path=str(law_path),
         optima=optima, small_curves=small, target_grid=grid,
@@ -209,7 +208,7 @@ def validate_spec(
 def _train_target(objective, spec, width: int, lrs: list[float], seeds: tuple[int, ...], device: str,
                   log: Callable[[str], None]) -> list[tuple[float, int, float]]:  # type: ignore[no-untyped-def]
     """Train every (lr, seed) at the target width; population-batched where the trainer says so."""
-    from scaleplan.sweep.objective import TrialRequest
+    from scaleplan.sweep.trial import TrialRequest
     from scaleplan.sweep.plan import GridPoint
     from scaleplan.train.loop import train_trial
     from scaleplan.train.population import population_size_for, train_population
@@ -219,7 +218,7 @@ def _train_target(objective, spec, width: int, lrs: list[float], seeds: tuple[in
         point = GridPoint(width, spec.steps[0], spec.batch_sizes[0], seed)
         for lr in lrs:
             cfg = objective.config(TrialRequest(point, {"lr": lr}))
-            cfgs.append(dataclasses.replace(cfg, device=device, threads=None if device != "cpu" else cfg.threads))
+            cfgs.append(cfg)
     k = population_size_for(cfgs[0])
     log(f"[{spec.name}] target width {width}: {len(lrs)} lrs x {len(seeds)} seeds = {len(cfgs)} runs "
         f"({'populations of ' + str(k) if k > 1 else 'one at a time'}, {device})")

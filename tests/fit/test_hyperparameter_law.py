@@ -12,7 +12,7 @@ from scaleplan.errors import ScaleplanError
 from scaleplan.fit.data import Trials, prepare_trials, read_csv
 from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@ import math
 
 import pytest
 
+from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import ScaleplanError
 from scaleplan.laws import SCHEMA_VERSION, LawFile, LossLaw, PowerLaw, Provenance, Variable
 
@@ -61,7 +62,7 @@ def test_missing_input_names_variable_and_meaning():
 
 
 def test_round_trip_through_json(tmp_path):
-    law = make_law(loss_law=LossLaw(1.8, 480.0, 2000.0, 0.35, 0.37), parametrization={"name": "mup", "base_width": 64})
+    law = make_law(loss_law=LossLaw(1.8, 480.0, 2000.0, 0.35, 0.37), parametrization=ParametrizationRef("mup", base_width=64))
     path = law.save(tmp_path / "law.json")
     data = json.loads(path.read_text())
     assert data["schema_version"] == SCHEMA_VERSION and list(data)[0] == "schema_version"

@@ -18,7 +18,7 @@ from scaleplan.sweep.liveness import HEARTBEAT_ATTR, HOST_ATTR, PID_ATTR
 from scaleplan.sweep.spec import load_spec
 from scaleplan.sweep.study import open_sweep, reconcile
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 SPEC = """
 [sweep]

@@ -16,7 +16,7 @@ from scaleplan.sweep.runner import RunSummary, run_sweep
 from scaleplan.sweep.spec import load_spec
 from scaleplan.sweep.export import open_study_readonly
 
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 
 def make_spec(tmp_path: Path, objective: str = 'callable = "sweep_objectives:quadratic"', sampler: str = "tpe",

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from scaleplan.cli import cli, main
 from scaleplan.laws import LawFile
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 STEPLAW = ["--column", "batch_size=bs", "--column", "loss=smooth loss", "--batch-unit-scale", "2048", "--batch-unit", "tokens"]
 
 

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.spec import SearchParam, load_spec, parse_search_param
 
-SWEEPS = Path(__file__).resolve().parent.parent / "sweeps"
+SWEEPS = Path(__file__).resolve().parents[2] / "sweeps"
 
 MINIMAL = """
 [sweep]
@@ -174,3 +175,30 @@ def test_bad_pruner_keys_are_one_line_errors(tmp_path: Path, sweep: str, message
 def test_pruner_keys(tmp_path: Path, sweep: str, pruner: str, every: int | None) -> None:
     spec = load_spec(write(tmp_path, BUILTIN.replace('name = "toy"', f'name = "toy"\n{sweep}')))
     assert (spec.pruner, spec.prune_every) == (pruner, every)
+
+
+def test_reference_defaults_to_the_smallest_width(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, MINIMAL.replace('name = "toy"', 'name = "toy"\n[model]\nparametrization = "mup"')))
+    assert spec.reference == ParametrizationRef("mup", base_width=8, optimizer="adam")
+
+
+def test_completep_keys(tmp_path: Path) -> None:
+    text = MINIMAL.replace('name = "toy"', 'name = "toy"\n[model]\nparametrization = "mup"\ncompletep = true\nbase_depth = 2')
+    ref = load_spec(write(tmp_path, text)).reference
+    assert (ref.completep, ref.base_depth) == (True, 2)
+
+
+@pytest.mark.parametrize(
+    "model, message",
+    [
+        ("completep = true", "completep = true needs base_depth"),
+        ("kwargs = {completep = true}", "set 'completep' as a [model] key"),
+        ("base_depth = 0", "'base_depth' must be a positive integer"),
+        ('completep = "yes"\nbase_depth = 2', "'completep' must be true or false"),
+    ],
+)
+def test_bad_completep_keys(tmp_path: Path, model: str, message: str) -> None:
+    text = MINIMAL.replace('name = "toy"', f'name = "toy"\n[model]\nparametrization = "mup"\n{model}')
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(write(tmp_path, text))
+    assert message in str(info.value)

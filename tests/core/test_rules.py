@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from scaleplan.errors import ScaleplanError
-from scaleplan.parametrization.rules import (
+from scaleplan.core.rules import (
     PARAMETRIZATIONS,
     RoleMultipliers,
     get_parametrization,
@@ -91,5 +91,5 @@ def test_bad_input_raises_clear_error(call, message: str) -> None:
 
 
 def test_rules_do_not_import_torch() -> None:
-    code = "import sys, scaleplan.parametrization.rules, scaleplan.parametrization; assert 'torch' not in sys.modules"
+    code = "import sys, scaleplan.core.rules, scaleplan.parametrization; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)

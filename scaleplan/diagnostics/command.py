@@ -54,8 +54,8 @@ def coord_check(model_name: str, parametrization: str, widths: str, steps: int, 
     path = ensure_writable(Path(out_dir) / f"coord_check_{model_name}_{parametrization}.png", "plot")
     import torch
 
-    from scaleplan.parametrization.coord_check import coord_check as run_coord_check
-    from scaleplan.parametrization.coord_check import width_ratios, width_table
+    from scaleplan.diagnostics.coord_check import coord_check as run_coord_check
+    from scaleplan.diagnostics.coord_check import width_ratios, width_table
 
     torch.set_num_threads(1)
     frame = run_coord_check(model_name, parametrization, width_list, steps=steps, lr=lr, seeds=seeds, optimizer=optimizer)

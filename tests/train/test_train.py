@@ -21,8 +21,8 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
     [
         ({"optimizer": "lion"}, "unknown optimizer 'lion'; use one of adam, adamw, sgd"),
         ({"schedule": "linear"}, "unknown schedule 'linear'; use one of constant, cosine"),
-        ({"lr": 0.0}, "lr must be a positive finite number"),
-        ({"lr": float("nan")}, "lr must be a positive finite number"),
+        ({"lr": 0.0}, "lr must be > 0, got 0.0"),
+        ({"lr": float("nan")}, "lr must be a finite number, got nan"),
         ({"steps": 0}, "steps must be a positive integer"),
         ({"width": 64.0}, "width must be a positive integer"),
         ({"warmup_steps": 200}, r"warmup_steps must be in \[0, steps=200\)"),

@@ -11,7 +11,7 @@ import pytest
 from scaleplan.errors import ScaleplanError
 from scaleplan.fit.loss_law import fit_loss_law
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 
 
 def test_epoch_chinchilla_refit() -> None:

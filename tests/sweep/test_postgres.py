@@ -21,7 +21,7 @@ from scaleplan.sweep.export import load_trials
 from scaleplan.sweep.storage import open_storage, resolve_storage
 
 URL = os.environ.get("SCALEPLAN_TEST_POSTGRES_URL")
-TESTS = Path(__file__).resolve().parent
+TESTS = Path(__file__).resolve().parents[1]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not URL, reason="SCALEPLAN_TEST_POSTGRES_URL is not set")]
 

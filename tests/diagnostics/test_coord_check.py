@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from scaleplan.cli import cli
 from scaleplan.errors import ScaleplanError
-from scaleplan.parametrization.coord_check import coord_check, width_ratios
+from scaleplan.diagnostics.coord_check import coord_check, width_ratios
 
 
 @pytest.fixture(autouse=True)

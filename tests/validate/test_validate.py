@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from scaleplan.core.reference import ParametrizationRef
 from scaleplan.laws import LawFile
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 SPEC = """
 [sweep]
 name = "{name}"
@@ -59,7 +60,7 @@ def test_end_to_end_on_a_tiny_spec(tmp_path: Path) -> None:
     report = (tmp_path / "res" / "transfer.md").read_text()
     assert (tmp_path / "res" / "transfer.png").stat().st_size > 10_000
     law = LawFile.load(tmp_path / "res" / "tiny.json")
-    assert law.needs() == ["W"] and law.parametrization == {"name": "mup", "base_width": 8}
+    assert law.needs() == ["W"] and law.parametrization == ParametrizationRef("mup", base_width=8)
     row = next(line for line in report.splitlines() if line.startswith("| tiny | mup |"))
     regret = float(row.split("**")[1].rstrip("%"))
     assert regret >= 0.0  # against the best of the grid and the choice itself, never negative

@@ -12,7 +12,7 @@ from scaleplan.errors import ScaleplanError
 from scaleplan.fit.critical_batch import fit_critical_batch, fit_critical_batch_law
 from scaleplan.plan.sizes import parse_size
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "data"
 BATCHES = np.geomspace(32768, 8388608, 9)
 
 
