@@ -2,12 +2,16 @@
 
 Losses at different widths are not comparable (wider is lower), so a TPE or GP model fed the whole
 study would chase the widest width. `PointSampler` hands its inner sampler a view of the study that
-holds only the trials of the grid point being sampled.
+holds only the trials of the grid point being sampled. The view includes the point's RUNNING trials,
+so the members of a population drawn one after another are told apart: TPE's constant liar counts
+them as bad results, GP's batch acquisition (qLogEI) as pending points. That only helps once the
+point has finished trials to model: sweep/rounds.py releases a point's trials in rounds for that.
 """
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+import zlib
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 import optuna
@@ -15,6 +19,8 @@ from optuna.distributions import BaseDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from scaleplan.sweep.spec import SweepSpec
+
+ADAPTIVE_ROUND = 4
 
 
 class _PointStudy(optuna.Study):
@@ -35,37 +41,54 @@ class _PointStudy(optuna.Study):
 
 
 class PointSampler(optuna.samplers.BaseSampler):
-    """Delegate to `inner`, showing it only the trials that share the sampled trial's grid point."""
+    """One inner sampler per grid point (`make_inner(seed)`), shown only the trials of that point.
 
-    def __init__(self, inner: optuna.samplers.BaseSampler) -> None:
-        self._inner = inner
+    One sampler per point, not one shared: Optuna's samplers cache per study (the intersection search
+    space that GP needs caches by trial number, GP caches its kernel), and each point is its own study here.
+    Each point's sampler is seeded with `seed` plus a hash of the point, so every worker draws alike.
+    """
 
-    def _view(self, study: optuna.Study, trial: FrozenTrial) -> optuna.Study:
-        return _PointStudy(study, trial.user_attrs.get("point"), self._inner)
+    def __init__(self, make_inner: Callable[[int], optuna.samplers.BaseSampler], seed: int = 0) -> None:
+        self._make_inner = make_inner
+        self._seed = seed
+        self._inners: dict[str | None, optuna.samplers.BaseSampler] = {}
+
+    def _view(self, study: optuna.Study, trial: FrozenTrial) -> tuple[optuna.samplers.BaseSampler, optuna.Study]:
+        point = trial.user_attrs.get("point")
+        if point not in self._inners:
+            self._inners[point] = self._make_inner((self._seed + zlib.crc32(str(point).encode())) % 2**32)
+        inner = self._inners[point]
+        return inner, _PointStudy(study, point, inner)
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return self._inner.infer_relative_search_space(self._view(study, trial), trial)
+        inner, view = self._view(study, trial)
+        return inner.infer_relative_search_space(view, trial)
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
-        return self._inner.sample_relative(self._view(study, trial), trial, search_space)
+        inner, view = self._view(study, trial)
+        return inner.sample_relative(view, trial, search_space)
 
     def sample_independent(
         self, study: optuna.Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
-        return self._inner.sample_independent(self._view(study, trial), trial, param_name, param_distribution)
+        inner, view = self._view(study, trial)
+        return inner.sample_independent(view, trial, param_name, param_distribution)
 
     def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        self._inner.before_trial(self._view(study, trial), trial)
+        inner, view = self._view(study, trial)
+        inner.before_trial(view, trial)
 
     def after_trial(
         self, study: optuna.Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
     ) -> None:
-        self._inner.after_trial(self._view(study, trial), trial, state, values)
+        inner, view = self._view(study, trial)
+        inner.after_trial(view, trial, state, values)
 
     def reseed_rng(self) -> None:
-        self._inner.reseed_rng()
+        for inner in self._inners.values():
+            inner.reseed_rng()
 
 
 def startup_trials(spec: SweepSpec) -> int:
@@ -73,16 +96,24 @@ def startup_trials(spec: SweepSpec) -> int:
     return spec.startup_trials or max(2, min(10, spec.trials_per_point // 3))
 
 
+def round_size(spec: SweepSpec) -> int:
+    """Trials of one grid point drawn together: tpe/gp after their startup trials (default: startup_trials),
+    or lrs per adaptive round (default 4: a bracket plus points either side of the vertex)."""
+    if spec.round_size is not None:
+        return spec.round_size
+    return ADAPTIVE_ROUND if spec.sampler == "adaptive" else startup_trials(spec)
+
+
 def make_sampler(spec: SweepSpec, worker_index: int = 0) -> optuna.samplers.BaseSampler:
     """The spec's sampler, seeded per worker so parallel workers do not draw identical points."""
     seed = (spec.seed * 1000 + worker_index) % 2**32  # numpy's 32-bit range: seed = 20240101 or -1 must work too
     startup = startup_trials(spec)
-    if spec.sampler == "tpe":
-        inner: optuna.samplers.BaseSampler = optuna.samplers.TPESampler(
-            seed=seed, n_startup_trials=startup, constant_liar=True
-        )
-    elif spec.sampler == "gp":
-        inner = optuna.samplers.GPSampler(seed=seed, n_startup_trials=startup, warn_independent_sampling=False)
-    else:  # "random", and "grid" (whose trials arrive with every parameter fixed)
-        inner = optuna.samplers.RandomSampler(seed=seed)
-    return PointSampler(inner)
+
+    def make_inner(point_seed: int) -> optuna.samplers.BaseSampler:
+        if spec.sampler == "tpe":
+            return optuna.samplers.TPESampler(seed=point_seed, n_startup_trials=startup, constant_liar=True)
+        if spec.sampler == "gp":
+            return optuna.samplers.GPSampler(seed=point_seed, n_startup_trials=startup, warn_independent_sampling=False)
+        return optuna.samplers.RandomSampler(seed=point_seed)  # random; grid and adaptive fix every parameter
+
+    return PointSampler(make_inner, seed)

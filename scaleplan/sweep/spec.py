@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scaleplan.core.reference import ParametrizationRef
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import ScaleplanError, SpecError
 from scaleplan.train.config import SEARCHABLE_FIELDS
 
 if sys.version_info >= (3, 11):
@@ -24,7 +24,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
-SAMPLERS = ("grid", "tpe", "gp", "random")
+SAMPLERS = ("adaptive", "grid", "tpe", "gp", "random")
 PRUNERS = ("none", "median", "successive-halving")
 BUILTIN_SEARCH = SEARCHABLE_FIELDS  # declared once, on TrialConfig
 # Names a trial already fixes (grid point); a searched parameter may not reuse them.
@@ -32,7 +32,7 @@ POINT_KEYS = ("width", "steps", "batch_size", "seed")
 
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "sweep": ("name", "storage", "sampler", "seed", "trials_per_point", "seeds", "startup_trials",
-              "pruner", "prune_every"),
+              "pruner", "prune_every", "round_size", "tolerance", "max_regret"),
     "task": ("name", "kwargs"),
     "model": ("name", "parametrization", "base_width", "base_depth", "completep", "kwargs"),
     "train": ("optimizer", "weight_decay", "schedule", "warmup_steps"),
@@ -41,6 +41,9 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "objective": ("callable", "command", "timeout_s", "diverged_value"),
 }
 RANGE_KEYS = ("low", "high", "log", "points")
+ADAPTIVE_TRIALS_PER_POINT = 8  # adaptive: the budget per grid point (a cell of S seeds gets 8 x S trials)
+DEFAULT_TOLERANCE = 0.1  # adaptive: stop when lr*'s 95% interval is within ±10% ...
+DEFAULT_MAX_REGRET = 0.003  # ... or costs at most 0.3% in loss anywhere in it
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,9 @@ class SweepSpec:
     prune_every: int | None = None
     base_depth: int | None = None
     completep: bool = False
+    round_size: int | None = None
+    tolerance: float = 0.1
+    max_regret: float = 0.003
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
 
     @property
@@ -256,6 +262,46 @@ def _parse_pruner(sweep: dict[str, Any], objective: ObjectiveSpec, where: str) -
     return pruner, every
 
 
+def _adaptive_search_problem(search: list[SearchParam]) -> str | None:
+    """Why the adaptive search cannot run these parameters (None when it can): lr a log range, the rest fixed."""
+    lr = next(p for p in search if p.name == "lr")
+    if lr.values is not None or lr.points is not None or not lr.log:
+        return "searches lr over a log range: give lr = {low = ..., high = ...} without points or a list"
+    varying = [p.name for p in search if p.name != "lr" and len(p.grid() or (0, 1)) > 1]
+    if varying:
+        return f"searches lr alone: give {', '.join(varying)} one value (e.g. {varying[0]} = [1.0]) or use tpe/gp"
+    return None
+
+
+def _parse_rounds(sweep: dict[str, Any], sampler: str, pruner: str, search: list[SearchParam],
+                  where: str) -> tuple[int | None, float, float]:
+    """`round_size` (tpe, gp, adaptive), `tolerance` and `max_regret` (adaptive), and the adaptive search's conditions."""
+    size, tolerance, regret = sweep.get("round_size"), sweep.get("tolerance"), sweep.get("max_regret")
+    if size is not None:
+        if sampler not in ("adaptive", "tpe", "gp"):
+            raise SpecError(f"{where}: 'round_size' applies to the adaptive, tpe and gp samplers, not '{sampler}'")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise SpecError(f"{where}: 'round_size' must be a positive integer, got {size!r}")
+    if tolerance is not None:
+        if sampler != "adaptive":
+            raise SpecError(f"{where}: 'tolerance' applies to the adaptive sampler, not '{sampler}'")
+        if _number(tolerance, f"{where} 'tolerance'") <= 0 or tolerance >= 1:
+            raise SpecError(f"{where}: 'tolerance' is relative to lr*: a number in (0, 1) such as 0.1, got {tolerance!r}")
+    if regret is not None:
+        if sampler != "adaptive":
+            raise SpecError(f"{where}: 'max_regret' applies to the adaptive sampler, not '{sampler}'")
+        if _number(regret, f"{where} 'max_regret'") < 0 or regret >= 1:
+            raise SpecError(f"{where}: 'max_regret' is a relative loss: a number in [0, 1) such as 0.003, got {regret!r}")
+    if sampler == "adaptive":
+        problem = _adaptive_search_problem(search)
+        if problem is not None:
+            raise SpecError(f"{where}: sampler 'adaptive' {problem}")
+        if pruner != "none":
+            raise SpecError(f"{where}: sampler 'adaptive' needs every trial's final loss; set pruner = \"none\"")
+    return (size, DEFAULT_TOLERANCE if tolerance is None else float(tolerance),
+            DEFAULT_MAX_REGRET if regret is None else float(regret))
+
+
 def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = None) -> SweepSpec:
     """Validate a spec's TOML tables and build the `SweepSpec`; every problem is a ScaleplanError."""
     _check_keys(raw, tuple(SECTION_KEYS), f"{source}: top level")
@@ -266,8 +312,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     name = sweep.get("name", path.stem if path is not None else None)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
         raise ScaleplanError(f"{_where(source, 'sweep')}: 'name' must be a non-empty word without spaces or slashes")
-    sampler = sweep.get("sampler", "tpe")
-    if sampler not in SAMPLERS:
+    sampler = sweep.get("sampler")
+    if sampler is not None and sampler not in SAMPLERS:
         raise ScaleplanError(
             f"{_where(source, 'sweep')}: unknown sampler '{sampler}'{_hint(sampler, SAMPLERS)} (choose {', '.join(SAMPLERS)})"
         )
@@ -346,6 +392,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
             raise ScaleplanError(f"{_where(source, 'search')}: '{key}' is set by the ladder, not searched")
         search.append(parse_search_param(key, value, _where(source, "search")))
 
+    if sampler is None:  # lr alone searched (batch sizes are grid points), no pruner: the adaptive search; else TPE
+        sampler = "adaptive" if _adaptive_search_problem(search) is None and pruner == "none" else "tpe"
+    round_size, tolerance, max_regret = _parse_rounds(sweep, sampler, pruner, search, _where(source, "sweep"))
     both = sorted(set(train) & {p.name for p in search})
     if both:
         raise ScaleplanError(f"{source}: '{both[0]}' is both in [train] and [search]; keep it in one of them")
@@ -364,7 +413,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
             )
         trials_per_point = n
     elif trials_per_point is None:
-        trials_per_point = 8
+        trials_per_point = ADAPTIVE_TRIALS_PER_POINT if sampler == "adaptive" else 8
     if not isinstance(trials_per_point, int) or isinstance(trials_per_point, bool) or trials_per_point < 1:
         raise ScaleplanError(f"{_where(source, 'sweep')}: 'trials_per_point' must be a positive integer")
 
@@ -396,6 +445,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
         prune_every=prune_every,
         base_depth=base_depth,
         completep=completep,
+        round_size=round_size,
+        tolerance=tolerance,
+        max_regret=max_regret,
         raw=raw,
     )
 

@@ -19,8 +19,8 @@ from optuna.trial import TrialState
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.liveness import GRACE_S, is_stale
-from scaleplan.sweep.plan import Slot, plan_slots
 from scaleplan.sweep.pruner import make_pruner
+from scaleplan.sweep.rounds import FINISHED, planned_counts, released
 from scaleplan.sweep.sampler import make_sampler
 from scaleplan.sweep.spec import SweepSpec, plan_body
 from scaleplan.sweep.storage import StorageTarget, open_storage, resolve_storage, storage_lock
@@ -29,29 +29,30 @@ FINGERPRINT_ATTR = "scaleplan:fingerprint"
 SPEC_ATTR = "scaleplan:spec"
 PLANNED_ATTR = "scaleplan:planned"
 STALE_ATTR = "scaleplan:stale"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # states that fill their slot for good
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @dataclass
 class SweepSession:
-    """An opened sweep: its spec, where its study lives, the study, and the planned slots."""
+    """An opened sweep: its spec, where its study lives, and the study.
+
+    `growing` is True while finishing trials can release more slots (tpe/gp rounds, adaptive rounds).
+    """
 
     spec: SweepSpec
     target: StorageTarget
     storage: optuna.storages.BaseStorage
     study: optuna.Study
     study_id: int
-    slots: list[Slot]
     grace_s: float = GRACE_S
+    growing: bool = False
 
 
 def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: int = 0, grace_s: float = GRACE_S) -> SweepSession:
     """Create or load the sweep's study and bring its plan up to date (safe from many workers at once)."""
     target = resolve_storage(storage_url, spec)
     storage = open_storage(target)
-    slots = plan_slots(spec)
     with storage_lock(target, storage, spec.name):
         study = optuna.create_study(
             storage=storage,
@@ -64,7 +65,7 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
         attrs = study.user_attrs
         if FINGERPRINT_ATTR not in attrs:
             study.set_user_attr(SPEC_ATTR, json.loads(json.dumps(spec.raw, default=str)))
-            study.set_user_attr(PLANNED_ATTR, dict(Counter(slot.point.key for slot in slots)))
+            study.set_user_attr(PLANNED_ATTR, planned_counts(spec))
             study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint)
         elif attrs[FINGERPRINT_ATTR] != spec.fingerprint:
             raise ScaleplanError(
@@ -72,7 +73,7 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
                 f"({_changed_sections(attrs.get(SPEC_ATTR, {}), spec.raw)} changed); "
                 "restore the spec or give the changed sweep a new [sweep] name"
             )
-        session = SweepSession(spec, target, storage, study, storage.get_study_id_from_name(spec.name), slots, grace_s)
+        session = SweepSession(spec, target, storage, study, storage.get_study_id_from_name(spec.name), grace_s)
         _reconcile_locked(session)
     return session
 
@@ -93,7 +94,8 @@ def reconcile(session: SweepSession) -> int:
 def _reconcile_locked(session: SweepSession) -> int:
     now = time.time()
     live: Counter[str] = Counter()
-    for trial in session.study.get_trials(deepcopy=False):
+    trials = session.study.get_trials(deepcopy=False)
+    for trial in trials:
         slot = trial.user_attrs.get("slot")
         if slot is None:
             continue
@@ -107,7 +109,11 @@ def _reconcile_locked(session: SweepSession) -> int:
             continue
         if trial.state in (TrialState.WAITING, TrialState.RUNNING, *FINISHED):
             live[slot] += 1
-    missing = [slot for slot in session.slots if live[slot.key] == 0]
+    release = released(session.spec, trials)
+    session.growing = release.growing
+    if session.study.user_attrs.get(PLANNED_ATTR) != release.planned:
+        session.study.set_user_attr(PLANNED_ATTR, release.planned)
+    missing = [slot for slot in release.slots if live[slot.key] == 0]
     for slot in missing:
         session.study.enqueue_trial(dict(slot.fixed_params), user_attrs=slot.user_attrs())
     return len(missing)

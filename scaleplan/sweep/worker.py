@@ -10,6 +10,7 @@ stops are PRUNED (a finished slot, never re-run) with `pruned=True` and `pruned_
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 
 import optuna
@@ -24,6 +25,7 @@ from scaleplan.sweep.study import SweepSession, reconcile
 from scaleplan.train.config import Checkpoint
 
 DIVERGED_FALLBACK = 1e3
+ROUND_WAIT_S = 0.5
 ERROR_ATTR = "error"
 
 
@@ -156,7 +158,9 @@ def run_worker(
             ids = claim(session, objective, limit)
             if not ids:
                 if reconcile(session) == 0:
-                    break
+                    if not session.growing:
+                        break
+                    time.sleep(ROUND_WAIT_S)  # other workers' trials decide the next round
                 continue
             heartbeat.watch(ids)
             trials = [optuna.Trial(session.study, trial_id) for trial_id in ids]

@@ -12,6 +12,7 @@ from scaleplan.fit.data import prepare_trials
 from scaleplan.sweep.builtin import BuiltinObjective
 from scaleplan.sweep.export import load_trials
 from scaleplan.sweep.pruner import PointPruner, make_pruner
+from scaleplan.sweep.plan import plan_slots
 from scaleplan.sweep.runner import RunSummary, run_sweep
 from scaleplan.sweep.spec import load_spec
 from scaleplan.sweep.study import open_sweep, reconcile
@@ -79,7 +80,7 @@ def test_median_pruning_one_trial_at_a_time(spec_path: Path) -> None:
     while run_worker(session, objective, max_trials=1):  # populations of one: each trial sees the ones before
         pass
     trials = session.study.get_trials()
-    assert sorted(t.user_attrs["slot"] for t in trials) == sorted(s.key for s in session.slots)  # each slot once
+    assert sorted(t.user_attrs["slot"] for t in trials) == sorted(s.key for s in plan_slots(session.spec))  # each slot once
     assert reconcile(session) == 0 and run_sweep(spec) == RunSummary(8, 8, 0)  # a re-run repeats nothing
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert sorted(t.params["lr"] for t in pruned) == [1e-6, 3e-6, 1e-5, 3e-3]

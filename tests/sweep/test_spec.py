@@ -33,7 +33,7 @@ def write(tmp_path: Path, text: str, name: str = "toy.toml") -> Path:
 
 def test_minimal_spec_defaults(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, MINIMAL))
-    assert (spec.name, spec.sampler, spec.trials_per_point, spec.seeds, spec.batch_sizes) == ("toy", "tpe", 8, (0,), (32,))
+    assert (spec.name, spec.sampler, spec.trials_per_point, spec.seeds, spec.batch_sizes) == ("toy", "adaptive", 8, (0,), (32,))
     assert spec.widths == (8, 16) and spec.steps == (10,)
     assert spec.search == (SearchParam("lr", 1e-4, 1e-1, True, None, None),)
     assert spec.objective.kind == "callable" and spec.objective.target == "sweep_objectives:quadratic"

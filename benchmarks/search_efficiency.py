@@ -1,0 +1,414 @@
+"""Trial-steps each search spends to locate lr*: dense grid, random, TPE, GP and adaptive, side by side in one run.
+
+For each reference family (MLP teacher-student, GPT char-LM, DenseAM; CPU-sized, see FAMILIES) and each
+width of its ladder, the ground truth is a dense grid (the spec's lr grid refined 2x near the optimum)
+trained with 8 seeds; its smoothed optimum is `locate_optimum`'s parabola over all those trials, and the
+regret of an lr is its loss on that parabola (on the 8-seed mean curve outside the parabola's window)
+relative to the optimum's. The ground truth is cached in benchmarks/results/search_efficiency_truth.csv
+(computed when missing).
+
+Each repetition r trains with seeds (r, r+3, r+6) mod 8 and sampler seed r, the same for every method:
+- grid: the spec's dense grid at those seeds (read from the cached truth: the same trainings);
+- random, tpe, gp, adaptive: a real `scaleplan sweep` (journal storage in a temporary folder, one worker,
+  populations as the sweep forms them), with at most the grid's trials per grid point.
+After every trial the located lr* of each width is what `scaleplan fit` reports (`locate_optimum`, parabola)
+from that width's trials so far. Reported per family and method, median over repetitions:
+- ±10%: trial-steps until every width's located lr* lies within ±10% of the truth (each width's first
+  such trial; FLOP-weighted over the ladder: trial-steps x N / N of the smallest width), as a ratio
+  grid / method, with how many repetitions got there within the budget, and the regret there;
+- regret ≤ 0.3%: the same, until every width's located lr* costs at most 0.3%;
+- at the end: the cost of the whole run (the adaptive search stops by itself; the others spend their
+  budget), and the error and regret of what it reports then.
+Random/TPE/GP runs stop early once every width has met both criteria (the cost counted is the same).
+
+    python benchmarks/search_efficiency.py [--reps 5] [--families mlp,gpt,denseam] [--out FILE.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import platform
+import shlex
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from scaleplan.fit.optimum import locate_optimum
+from scaleplan.sweep.spec import SweepSpec, parse_spec
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TRUTH_CSV = RESULTS / "search_efficiency_truth.csv"
+TRUTH_SEEDS = tuple(range(8))
+TOLERANCE = 0.10
+MAX_REGRET = 0.003
+METHODS = ("grid", "random", "tpe", "gp", "adaptive")
+CHUNK = 6  # trials per run_sweep call for the samplers stopped early
+
+# CPU-sized reference families: the transfer specs' settings (sweeps/transfer/), the GPT shortened to fit.
+FAMILIES: dict[str, dict] = {
+    "mlp": {
+        "task": {"name": "teacher-student"},
+        "model": {"name": "mlp", "parametrization": "mup", "base_width": 32, "kwargs": {"depth": 3}},
+        "train": {"optimizer": "adam"},
+        "ladder": {"widths": [32, 64, 128], "steps": [400]},
+        "search": {"lr": {"low": 1e-4, "high": 1e-1, "points": 16}, "batch_size": [64]},
+    },
+    "gpt": {
+        "task": {"name": "charlm", "kwargs": {"seq_len": 32, "n_eval": 64}},
+        "model": {"name": "gpt", "parametrization": "mup", "base_width": 32, "kwargs": {"depth": 2, "n_heads": 4}},
+        "train": {"optimizer": "adam"},
+        "ladder": {"widths": [32, 64], "steps": [150]},
+        "search": {"lr": {"low": 3e-4, "high": 3e-1, "points": 14}, "batch_size": [16]},
+    },
+    "denseam": {
+        "task": {"name": "patterns"},
+        "model": {"name": "denseam", "parametrization": "denseam", "base_width": 32,
+                  "kwargs": {"n_memories": 32, "steps": 4, "beta0": 1.0, "tau": 1.0}},
+        "train": {"optimizer": "adam"},
+        "ladder": {"widths": [32, 64, 128], "steps": [300]},
+        "search": {"lr": {"low": 3e-4, "high": 1.0, "points": 16}, "batch_size": [64]},
+    },
+}
+
+
+def family_spec(family: str, sampler: str, seeds: tuple[int, ...], seed: int = 0, name: str | None = None) -> SweepSpec:
+    """The family as a sweep spec with `sampler`; every sampler gets at most the grid's trials per grid point."""
+    raw = {key: dict(value) for key, value in FAMILIES[family].items()}
+    grid = raw["search"]["lr"]
+    search = dict(raw["search"])
+    if sampler != "grid":
+        search["lr"] = {"low": grid["low"], "high": grid["high"]}
+    sweep = {"name": name or f"{family}-{sampler}", "sampler": sampler, "seeds": list(seeds), "seed": seed}
+    if sampler != "grid":
+        sweep["trials_per_point"] = grid["points"]
+    return parse_spec({**raw, "search": search, "sweep": sweep}, source=f"<{family}>")
+
+
+# ----------------------------------------------------------------------------------------------- truth
+
+
+def _evaluate(spec: SweepSpec, width: int, lrs: list[float]) -> list[dict]:
+    """Train every lr with every truth seed at `width`, 16 trials per population."""
+    from scaleplan.sweep.builtin import BuiltinObjective
+    from scaleplan.sweep.plan import GridPoint
+    from scaleplan.sweep.trial import TrialRequest
+
+    objective = BuiltinObjective(spec)
+    point = lambda seed: GridPoint(width, spec.steps[0], spec.batch_sizes[0], seed)  # noqa: E731
+    requests = [TrialRequest(point(seed), {"lr": lr}) for lr in lrs for seed in TRUTH_SEEDS]
+    rows = []
+    for start in range(0, len(requests), 16):
+        chunk = requests[start:start + 16]
+        for request, outcome in zip(chunk, objective.evaluate(chunk)):
+            rows.append({"width": width, "lr": request.params["lr"], "seed": request.point.seed, "N": outcome.n_params,
+                         "loss": None if outcome.diverged else outcome.loss, "diverged": outcome.diverged})
+    return rows
+
+
+def compute_truth(family: str, path: Path) -> None:
+    """Append the family's missing widths to the truth CSV: the grid at 8 seeds, then the midpoints near the optimum.
+
+    A midpoint is trained when the 8-seed mean loss of one of its two grid neighbours lies within 10% of
+    the grid's smallest mean loss (far from the optimum the grid's points are enough).
+    """
+    have = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["family", "width"])
+    spec = family_spec(family, "grid", TRUTH_SEEDS)
+    grid = list(spec.search_param("lr").grid() or ())
+    for width in spec.widths:
+        if ((have["family"] == family) & (have["width"] == width)).any():
+            continue
+        start = time.perf_counter()
+        rows = _evaluate(spec, width, grid)
+        means = pd.DataFrame(rows).groupby("lr")["loss"].mean().reindex(grid)
+        best = means.min()
+        near = [i for i in range(len(grid) - 1) if min(means.iloc[i], means.iloc[i + 1]) <= 1.1 * best]
+        rows += _evaluate(spec, width, [math.sqrt(grid[i] * grid[i + 1]) for i in near])
+        new = not path.is_file()
+        with path.open("a", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["family", "width", "lr", "seed", "N", "loss", "diverged"])
+            if new:
+                writer.writeheader()
+            for row in rows:
+                writer.writerow({"family": family, **row, "lr": repr(row["lr"]),
+                                 "loss": "" if row["loss"] is None else repr(row["loss"])})
+        print(f"truth {family} width {width}: {len(rows)} trials in {time.perf_counter() - start:.0f} s", flush=True)
+
+
+@dataclass(frozen=True)
+class WidthTruth:
+    """One width's ground truth: the smoothed optimum, its parabola and window, the 8-seed mean curve, N."""
+
+    lr: float
+    parabola: tuple[float, float, float]
+    window: float  # |ln lr - ln lr*| within which the parabola is used
+    curve_u: np.ndarray
+    curve_loss: np.ndarray
+    n_params: int
+
+    def loss(self, lr: float) -> float:
+        u = math.log(lr)
+        if abs(u - math.log(self.lr)) <= self.window:
+            a0, a1, a2 = self.parabola
+            return a0 + a1 * u + a2 * u * u
+        return float(np.interp(u, self.curve_u, self.curve_loss))
+
+    def regret(self, lr: float) -> float:
+        return self.loss(lr) / self.loss(self.lr) - 1.0
+
+
+def load_truth(path: Path, family: str) -> dict[int, WidthTruth]:
+    frame = pd.read_csv(path)
+    frame = frame[(frame["family"] == family) & ~frame["diverged"].astype(bool)]
+    out = {}
+    for width, cell in frame.groupby("width"):
+        found = locate_optimum(cell["lr"].to_numpy(float), cell["loss"].to_numpy(float))
+        assert found.parabola is not None, f"{family} width {width}: no convex parabola through the truth"
+        a2 = found.parabola[2]
+        window = math.sqrt(0.02 * found.loss / a2)
+        means = cell.groupby("lr")["loss"].mean()
+        out[int(width)] = WidthTruth(found.lr, found.parabola, window, np.log(means.index.to_numpy(float)),
+                                     means.to_numpy(float), int(cell["N"].iloc[0]))
+    return out
+
+
+# --------------------------------------------------------------------------------------------- methods
+
+
+def grid_trials(family: str, seeds: tuple[int, ...]) -> pd.DataFrame:
+    """The dense grid at `seeds`, read from the truth, in the order a grid sweep enqueues it (point by point)."""
+    spec = family_spec(family, "grid", seeds)
+    grid = spec.search_param("lr").grid() or ()
+    frame = pd.read_csv(TRUTH_CSV)
+    frame = frame[frame["family"] == family]
+    rows = []
+    for width in spec.widths:
+        for seed in seeds:
+            for lr in grid:
+                match = frame[(frame["width"] == width) & (frame["seed"] == seed) & np.isclose(frame["lr"], lr, rtol=1e-12)]
+                rows.append(match.iloc[0])
+    return pd.DataFrame(rows).reset_index(drop=True)
+
+
+def sweep_trials(family: str, sampler: str, seeds: tuple[int, ...], rep: int, folder: Path,
+                 enough: callable) -> pd.DataFrame:
+    """Run the family's sweep with `sampler`; random/TPE/GP in chunks until `enough(trials)` or the budget is spent."""
+    from scaleplan.sweep.export import load_trials
+    from scaleplan.sweep.runner import run_sweep
+
+    spec = family_spec(family, sampler, seeds, seed=rep, name=f"{family}-{sampler}-{rep}")
+    storage = str(folder / f"{spec.name}.journal")
+    while True:
+        summary = run_sweep(spec, storage, max_trials=None if sampler == "adaptive" else CHUNK)
+        frame = load_trials(spec, storage=storage)
+        frame = frame[frame["state"] == "COMPLETE"].sort_values("trial").reset_index(drop=True)
+        if sampler == "adaptive" or summary.complete >= summary.planned or enough(frame):
+            return frame
+
+
+# --------------------------------------------------------------------------------------------- metrics
+
+
+def located(cell: pd.DataFrame) -> float | None:
+    """What `scaleplan fit` reports for one width's trials so far (None with fewer than 3 distinct finite lrs)."""
+    ok = cell[~cell["diverged"].astype(bool) & cell["loss"].notna()]
+    if ok["lr"].nunique() < 3:
+        return None
+    return locate_optimum(ok["lr"].to_numpy(float), ok["loss"].to_numpy(float)).lr
+
+
+@dataclass(frozen=True)
+class WidthTrace:
+    """Per width: trials spent when lr* was first within ±10% and first at regret <= 0.3% (None: never), the total."""
+
+    hit10: int | None
+    regret10: float | None
+    hit_regret: int | None
+    total: int
+    final_error: float | None
+    final_regret: float | None
+
+
+def trace(cell: pd.DataFrame, truth: WidthTruth) -> WidthTrace:
+    hit10 = hit_regret = None
+    regret10 = None
+    lr = None
+    for n in range(1, len(cell) + 1):
+        lr = located(cell.iloc[:n])
+        if lr is None:
+            continue
+        if hit10 is None and abs(math.log(lr / truth.lr)) <= math.log1p(TOLERANCE):
+            hit10, regret10 = n, truth.regret(lr)
+        if hit_regret is None and truth.regret(lr) <= MAX_REGRET:
+            hit_regret = n
+    final_error = None if lr is None else math.log(lr / truth.lr)
+    return WidthTrace(hit10, regret10, hit_regret, len(cell), final_error, None if lr is None else truth.regret(lr))
+
+
+def both_met(frame: pd.DataFrame, truths: dict[int, WidthTruth]) -> bool:
+    """True once every width has had its located lr* within ±10% and at regret <= 0.3% (stops a run early)."""
+    for width, truth in truths.items():
+        t = trace(frame[frame["width"] == width], truth)
+        if t.hit10 is None or t.hit_regret is None:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One method, one repetition: FLOP-weighted trial-steps to each criterion (None: not met), and at the end."""
+
+    cost10: float | None
+    regret10: float | None  # the worst width's regret when every width had met ±10%
+    cost_regret: float | None
+    cost_end: float
+    error_end: float | None  # the largest |ln(lr / lr*)| over widths at the end
+    regret_end: float | None
+
+
+def summarize(frame: pd.DataFrame, truths: dict[int, WidthTruth], steps: int) -> RunResult:
+    base = min(t.n_params for t in truths.values())
+    weight = {w: steps * t.n_params / base for w, t in truths.items()}
+    traces = {w: trace(frame[frame["width"] == w], t) for w, t in truths.items()}
+    met10 = all(t.hit10 is not None for t in traces.values())
+    met_regret = all(t.hit_regret is not None for t in traces.values())
+    finals = [t for t in traces.values() if t.final_error is not None]
+    return RunResult(
+        cost10=sum(weight[w] * t.hit10 for w, t in traces.items()) if met10 else None,  # type: ignore[operator]
+        regret10=max(t.regret10 for t in traces.values()) if met10 else None,  # type: ignore[type-var]
+        cost_regret=sum(weight[w] * t.hit_regret for w, t in traces.items()) if met_regret else None,  # type: ignore[operator]
+        cost_end=sum(weight[w] * t.total for w, t in traces.items()),
+        error_end=max(abs(t.final_error) for t in finals) if len(finals) == len(traces) else None,  # type: ignore[arg-type]
+        regret_end=max(t.final_regret for t in finals) if len(finals) == len(traces) else None,  # type: ignore[type-var]
+    )
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _median(values: list[float | None]) -> float | None:
+    """Median with a missing value counted as +inf (a run that never got there costs more than any that did)."""
+    keyed = sorted(math.inf if v is None else v for v in values)
+    mid = keyed[len(keyed) // 2] if len(keyed) % 2 else 0.5 * (keyed[len(keyed) // 2 - 1] + keyed[len(keyed) // 2])
+    return None if math.isinf(mid) else mid
+
+
+def _ratio(grid: float, cost: float | None) -> str:
+    return "not reached" if cost is None else f"{grid / cost:.1f}x"
+
+
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{100 * x:.2f}%"
+
+
+def report(results: dict[str, dict[str, list[RunResult]]], truths: dict[str, dict[int, WidthTruth]], args: argparse.Namespace,
+           seconds: float) -> str:
+    lines = [
+        "# Search efficiency: trial-steps to locate lr*, dense grid vs random, TPE, GP and adaptive",
+        "",
+        f"Command: `{shlex.join(['python', 'benchmarks/search_efficiency.py', *sys.argv[1:]])}` "
+        f"({platform.processor() or platform.machine()}, 1 torch thread, {seconds / 60:.0f} min wall clock).",
+        "",
+        f"{args.reps} repetitions; repetition r trains seeds (r, r+3, r+6) mod 8 with sampler seed r, the same for every",
+        "method. Costs are trial-steps summed over the widths, weighted by N (FLOPs per step) relative to the",
+        "smallest width; ratios are the dense grid's whole cost / the method's cost (higher is cheaper), the median",
+        "over repetitions (a repetition that never met the criterion counts as infinitely expensive). Errors are",
+        "|ln(lr / lr*)| at the worst width; regrets are relative losses on the ground truth's smoothed curve.",
+        "",
+        "Ground truth (8 seeds, dense grid refined 2x near the optimum; `scaleplan fit`'s parabola):",
+        "",
+        "| family | width | N | lr* | parabola window (x lr*) |",
+        "|---|---|---|---|---|",
+    ]
+    for family, per_width in truths.items():
+        for width, t in per_width.items():
+            lines.append(f"| {family} | {width} | {t.n_params} | {t.lr:.4g} | {math.exp(-t.window):.2f}-{math.exp(t.window):.2f} |")
+    lines += [
+        "",
+        "| family | method | ±10%: grid/method (reps met) | regret there | regret ≤ 0.3%: grid/method (reps met) | "
+        "whole run: grid/method | error at end | regret at end |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for family, per_method in results.items():
+        grid_cost = _median([r.cost_end for r in per_method["grid"]])
+        assert grid_cost is not None
+        for method, runs in per_method.items():
+            met10 = sum(r.cost10 is not None for r in runs)
+            met_regret = sum(r.cost_regret is not None for r in runs)
+            lines.append(
+                f"| {family} | {method} | {_ratio(grid_cost, _median([r.cost10 for r in runs]))} ({met10}/{len(runs)}) | "
+                f"{_pct(_median([r.regret10 for r in runs]))} | "
+                f"{_ratio(grid_cost, _median([r.cost_regret for r in runs]))} ({met_regret}/{len(runs)}) | "
+                f"{_ratio(grid_cost, _median([r.cost_end for r in runs]))} | "
+                f"{_fmt(_median([r.error_end for r in runs]))} | {_pct(_median([r.regret_end for r in runs]))} |"
+            )
+    lines += ["", "Per repetition (costs in thousands of weighted trial-steps; '-' = not met):", "",
+              "| family | method | ±10% | regret ≤ 0.3% | whole run | error at end | regret at end |", "|---|---|---|---|---|---|---|"]
+    for family, per_method in results.items():
+        for method, runs in per_method.items():
+            cell = lambda xs, f: " ".join(f(x) for x in xs)  # noqa: E731
+            k = lambda x: "-" if x is None else f"{x / 1000:.0f}"  # noqa: E731
+            lines.append(f"| {family} | {method} | {cell([r.cost10 for r in runs], k)} | {cell([r.cost_regret for r in runs], k)} | "
+                         f"{cell([r.cost_end for r in runs], k)} | {cell([r.error_end for r in runs], _fmt)} | "
+                         f"{cell([r.regret_end for r in runs], _pct)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--out", type=Path, default=None, help="also write the report here (markdown)")
+    parser.add_argument("--truth-only", action="store_true", help="compute the missing ground truth and stop")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    families = args.families.split(",")
+    methods = args.methods.split(",")
+    if "grid" not in methods:
+        methods.insert(0, "grid")
+    truths: dict[str, dict[int, WidthTruth]] = {}
+    results: dict[str, dict[str, list[RunResult]]] = {}
+    with tempfile.TemporaryDirectory(prefix="search-efficiency-") as tmp:
+        for family in families:
+            compute_truth(family, TRUTH_CSV)
+            if args.truth_only:
+                continue
+            truths[family] = truth = load_truth(TRUTH_CSV, family)
+            steps = FAMILIES[family]["ladder"]["steps"][0]
+            results[family] = {m: [] for m in methods}
+            for rep in range(args.reps):
+                seeds = tuple(sorted({rep % 8, (rep + 3) % 8, (rep + 6) % 8}))
+                for method in methods:
+                    began = time.perf_counter()
+                    if method == "grid":
+                        frame = grid_trials(family, seeds)
+                    else:
+                        frame = sweep_trials(family, method, seeds, rep, Path(tmp), lambda f: both_met(f, truth))
+                    result = summarize(frame, truth, steps)
+                    results[family][method].append(result)
+                    print(f"{family} rep {rep} {method}: {len(frame)} trials, {result} "
+                          f"({time.perf_counter() - began:.0f} s)", flush=True)
+    if args.truth_only:
+        return
+    text = report(results, truths, args, time.perf_counter() - start)
+    print(text)
+    if args.out is not None:
+        args.out.write_text(text)
+
+
+if __name__ == "__main__":
+    main()
