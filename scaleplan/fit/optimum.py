@@ -28,8 +28,7 @@ class CellOptimum:
 
     `lr`/`batch_size` summarise it (the vertex, the argmin, or the geometric mean of the band);
     `points_lr`/`points_batch` are what the power-law regression uses (one point, or every band run).
-    `parabola` holds (c0, c1, c2) of loss = c0 + c1 ln lr + c2 ln lr^2 along lr at the optimal batch;
-    with lr alone, `log_lr_se` is the standard error of ln lr* (on `dof` residual degrees of freedom).
+    `parabola` holds (c0, c1, c2) of loss = c0 + c1 ln lr + c2 ln lr^2 along lr at the optimal batch.
     """
 
     size: float
@@ -43,8 +42,6 @@ class CellOptimum:
     at_edge: bool = False
     fallback: bool = False
     parabola: tuple[float, float, float] | None = None
-    log_lr_se: float | None = None  # 1-D parabola: standard error of ln lr* (delta method on the WLS fit)
-    dof: int = 0  # residual degrees of freedom of that fit
 
 
 def method_label(method: str, band: float = DEFAULT_BAND) -> str:
@@ -154,7 +151,6 @@ def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: 
         u_star = -c[1] / (2 * c[2])
         v_star = None
         slice_coef = (c[0], c[1], c[2])
-        vertex_se = _vertex_se(design, loss[sel], w, c)
     else:
         v_all = np.log(batch)
         v0 = float(np.mean(v_all[sel]))
@@ -172,7 +168,6 @@ def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: 
         v_lo, v_hi = v_all.min() - v0, v_all.max() - v0
         v_star = float(np.clip(v_star, v_lo, v_hi))
         slice_coef = (c[0] + c[2] * v_star + c[4] * v_star**2, c[1] + c[5] * v_star, c[3])
-        vertex_se = None
     u_lo, u_hi = u_all.min() - u0, u_all.max() - u0
     at_edge = not (u_lo < u_star < u_hi)
     u_star = float(np.clip(u_star, u_lo, u_hi))
@@ -186,8 +181,7 @@ def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: 
     return CellOptimum(
         lr=lr_star, batch_size=b_star, loss=float(a0 + a1 * u_star + a2 * u_star**2),
         points_lr=np.array([lr_star]), points_batch=None if b_star is None else np.array([b_star]),
-        at_edge=at_edge, parabola=parabola, log_lr_se=vertex_se, dof=len(sel) - 3 if vertex_se is not None else 0,
-        **common,
+        at_edge=at_edge, parabola=parabola, **common,
     )
 
 
@@ -195,18 +189,6 @@ def _wls(design: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray | None:
     sw = np.sqrt(w)
     coef, _, rank, _ = np.linalg.lstsq(design * sw[:, None], y * sw, rcond=None)
     return coef if rank == design.shape[1] else None
-
-
-def _vertex_se(design: np.ndarray, y: np.ndarray, w: np.ndarray, c: np.ndarray) -> float | None:
-    """Standard error of the vertex -c1 / (2 c2) of a weighted quadratic fit (delta method); None without residual dof."""
-    dof = len(y) - 3
-    if dof < 1:
-        return None
-    resid = y - design @ c
-    sigma2 = float(np.sum(w * resid**2)) / dof
-    cov = sigma2 * np.linalg.inv(design.T @ (design * w[:, None]))
-    grad = np.array([0.0, -1.0 / (2 * c[2]), c[1] / (2 * c[2] ** 2)])
-    return float(np.sqrt(max(grad @ cov @ grad, 0.0)))
 
 
 def _fallback(argmin: CellOptimum) -> CellOptimum:
