@@ -82,6 +82,9 @@ class Estimate:
     bracketed: bool
     regret: float = math.inf
     spread: float = SPREAD_MAX  # |ln lr - ln lr*| where the fitted parabola rises by NEAR (clipped)
+    loss: float | None = None  # the fitted parabola's minimum ...
+    curvature: float = 0.0  # ... and its curvature: loss = loss + curvature (ln lr - ln lr*)^2
+    window: float = WINDOW_MAX  # the half-width (ln lr) of the points it was fitted to
 
     def converged(self, tolerance: float, regret: float) -> bool:
         """True when the interval lies inside lr (1 ± tolerance), or costs at most `regret` anywhere in it."""
@@ -138,10 +141,10 @@ def estimate(history: Sequence[Observation]) -> Estimate | None:
     scale = abs(c0 - c1 * c1 / (4 * c2)) or 1.0
     spread = min(max(math.sqrt(NEAR * scale / c2), SPREAD_MIN), SPREAD_MAX)
     half = student_t_quantile(0.5 + LEVEL / 2, dof) * se if dof >= MIN_DOF else math.inf
-    if not half < MAX_HALF:  # too few points, or a nearly flat fit: the interval says nothing
-        return Estimate(math.exp(center), 0.0, math.inf, bracketed, math.inf, spread)
-    return Estimate(math.exp(center), math.exp(center - half), math.exp(center + half), bracketed,
-                    c2 * half**2 / scale, spread)
+    low, high, regret = 0.0, math.inf, math.inf
+    if half < MAX_HALF:  # else too few points, or a nearly flat fit: the interval says nothing
+        low, high, regret = math.exp(center - half), math.exp(center + half), c2 * half**2 / scale
+    return Estimate(math.exp(center), low, high, bracketed, regret, spread, c0 - c1 * c1 / (4 * c2), c2, window)
 
 
 def _window(u: np.ndarray, center: float, window: float) -> np.ndarray:

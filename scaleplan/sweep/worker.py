@@ -163,6 +163,9 @@ def run_worker(
                     time.sleep(ROUND_WAIT_S)  # other workers' trials decide the next round
                 continue
             heartbeat.watch(ids)
+            # Optuna's cache of an RDB study knows only the trials it has read: trials that other workers
+            # enqueued since (adaptive and tpe/gp rounds, re-enqueued stale slots) must be read before use.
+            session.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             trials = [optuna.Trial(session.study, trial_id) for trial_id in ids]
             requests = [TrialRequest(point_of(t), {p.name: suggest(t, p) for p in session.spec.search}) for t in trials]
             checkpoint = report_checkpoints(trials) if session.spec.pruner != "none" else None

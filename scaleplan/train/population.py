@@ -30,25 +30,12 @@ from scaleplan.train.loop import make_optimizer
 from scaleplan.train.monitor import at_checkpoint, diverged, tail_mean
 from scaleplan.train.schedule import lr_factor
 
-# Chosen by measurement: benchmarks/sweep_throughput.py on this project's shared 2-core CPU
-# (1 torch thread, MLP depth 3 on teacher-student, batch 64, 100 steps, best of 2), population vs
-# one-at-a-time trials/hour:
-#   K=16: 3.4x at width 64, 2.3x at 128, 1.14x at 256
-#   K=8:  3.1x at width 64, 2.0x at 128, 1.04x at 256, 0.84x at 512, 0.41x at 1024
-#   K=4:  1.9x at width 64, 1.6x at 128, 1.12x at 256
-# so K=16 up to width 128, K=8 up to 256 (a small gain), and one at a time above.
-# On an NVIDIA H200 (same script, --device cuda): K=16 gave 10.4x at width 64, 8.9x at 256, 4.5x at
-# 512, 2.0x at 1024; K=64 gave 25x at 64, 15x at 256, 1.75x at 1024: K=64 up to 256, then K=16.
-CPU_POPULATION = ((128, 16), (256, 8))
-GPU_POPULATION = ((256, 64), (1 << 62, 16))
-
-
 def population_size_for(cfg: TrialConfig) -> int:
-    """How many trials like `cfg` to train together (1 = one at a time), from the measurements above."""
-    for max_width, k in CPU_POPULATION if cfg.device == "cpu" else GPU_POPULATION:
-        if cfg.width <= max_width:
-            return k
-    return 1
+    """How many trials like `cfg` to train together (1 = one at a time): measured on this machine, per device
+    and configuration, and cached (see train/calibrate.py)."""
+    from scaleplan.train.calibrate import calibrated_population
+
+    return calibrated_population(cfg)
 
 
 @dataclass

@@ -10,6 +10,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from optuna.trial import TrialState
 
 from scaleplan.errors import ScaleplanError
@@ -89,3 +90,64 @@ def test_stale_and_live_foreign_trials(tmp_path: Path) -> None:
         ("w8-s10-b4-seed0#0", TrialState.WAITING),
     ]
     assert reconcile(session) == 0
+
+
+ADAPTIVE = """
+[sweep]
+name = "adaptive-resume"
+sampler = "adaptive"
+seeds = [0, 1]
+[ladder]
+widths = [8, 16]
+steps = [10]
+[search]
+lr = {low = 1e-5, high = 1e-1}
+batch_size = [4]
+[objective]
+callable = "sweep_objectives:slow_logged"
+"""
+
+
+def _slots(spec_path: Path) -> dict[str, tuple[float, str]]:
+    """Slot -> (lr, state) of every trial; fails if a slot has two finished trials."""
+    out: dict[str, tuple[float, str]] = {}
+    for t in open_study_readonly(load_spec(spec_path)).get_trials():
+        if t.state == TrialState.COMPLETE:
+            assert t.user_attrs["slot"] not in out, f"slot {t.user_attrs['slot']} finished twice"
+            out[t.user_attrs["slot"]] = (t.params["lr"], t.state.name)
+    return out
+
+
+def test_adaptive_kill_9_then_rerun_gives_every_proposal_once_and_the_same_search(tmp_path: Path) -> None:
+    """Killed mid-search and re-run, the adaptive sweep finishes with the proposals of an uninterrupted run."""
+    env = {**os.environ, "PYTHONPATH": f"{TESTS}:{TESTS.parent}", "SWEEP_TEST_SLEEP": "0.2"}
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    for folder in (clean, killed):
+        folder.mkdir()
+        (folder / "a.toml").write_text(ADAPTIVE)
+    command = lambda folder: [sys.executable, "-m", "scaleplan.cli", "sweep", str(folder / "a.toml")]  # noqa: E731
+    done = subprocess.run(command(clean), env={**env, "SWEEP_TEST_LOG": str(clean / "calls.log"), "SWEEP_TEST_SLEEP": "0"},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    expected = _slots(clean / "a.toml")
+
+    log = killed / "calls.log"
+    proc = subprocess.Popen(command(killed), env={**env, "SWEEP_TEST_LOG": str(log)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.1)
+        if log.is_file() and len(log.read_text().splitlines()) >= 7:  # past the first round of the first width
+            break
+    assert proc.poll() is None, "the sweep finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    rerun = subprocess.run(command(killed), env={**env, "SWEEP_TEST_LOG": str(log)}, capture_output=True, text=True,
+                           timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert rerun.stdout.strip() == f"{len(expected)}/{len(expected)} planned trials complete"
+    got = _slots(killed / "a.toml")
+    assert got.keys() == expected.keys()
+    assert all(got[k][0] == pytest.approx(expected[k][0], rel=1e-12) for k in got)  # the same lrs: the same search
+    calls = log.read_text().splitlines()
+    assert len(expected) <= len(calls) <= len(expected) + 1  # +1 only if the kill landed between return and tell

@@ -10,7 +10,7 @@ import pytest
 from scaleplan.errors import ScaleplanError
 from scaleplan.train.config import TrialConfig
 from scaleplan.train.loop import train_trial
-from scaleplan.train.population import population_size_for, train_population
+from scaleplan.train.population import train_population
 
 BASE = TrialConfig(width=64, base_width=32, steps=40, batch_size=32, model_kwargs={"depth": 3})
 
@@ -88,15 +88,6 @@ def test_members_must_share_width_and_budget() -> None:
 
 def test_empty_population() -> None:
     assert train_population([]) == []
-
-
-@pytest.mark.parametrize(
-    ("width", "device", "expected"),
-    [(32, "cpu", 16), (128, "cpu", 16), (129, "cpu", 8), (256, "cpu", 8), (257, "cpu", 1), (1024, "cpu", 1),
-     (256, "cuda", 64), (1024, "cuda", 16)],
-)
-def test_population_size_for(width, device, expected) -> None:
-    assert population_size_for(dataclasses.replace(BASE, width=width, device=device)) == expected
 
 
 def test_a_pruned_member_does_not_change_the_others() -> None:

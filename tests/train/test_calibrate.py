@@ -1,0 +1,86 @@
+"""Population size by measurement: the choice from measured costs, the early stop, the cache, the override."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.train import calibrate
+from scaleplan.train.calibrate import cache_key, calibrated_population, choose, measure_costs
+from scaleplan.train.config import TrialConfig
+
+TINY = TrialConfig(width=8, base_width=8, steps=5, batch_size=4, task_kwargs={"in_dim": 4, "out_dim": 2, "n_eval": 16})
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("SCALEPLAN_CACHE_DIR", str(tmp_path))
+    monkeypatch.delenv("SCALEPLAN_POPULATION", raising=False)
+    monkeypatch.setattr(calibrate, "_memory", {})
+    return tmp_path / "population.json"
+
+
+@pytest.mark.parametrize(
+    ("costs", "expected"),
+    [({1: 1.0, 4: 0.3, 16: 0.1, 64: 0.095}, 16),  # 64 is within 10% of 16: take the smaller
+     ({1: 1.0, 4: 0.3, 16: 0.1, 64: 0.05}, 64),
+     ({1: 1.0, 4: 1.05}, 1)],  # batching does not pay (a wide model on a CPU)
+)
+def test_choose_takes_the_smallest_size_within_ten_percent_of_the_cheapest(costs, expected) -> None:
+    assert choose(costs) == expected
+
+
+def test_measuring_stops_once_four_times_more_members_stop_paying() -> None:
+    seen: list[int] = []
+
+    def fake(cfg: TrialConfig, k: int) -> float:
+        seen.append(k)
+        return {1: 1.0, 4: 0.5, 16: 0.48, 64: 0.1}[k]
+
+    assert measure_costs(TINY, fake) == {1: 1.0, 4: 0.5, 16: 0.48} and seen == [1, 4, 16]
+
+
+def test_out_of_memory_ends_the_measurement_without_failing() -> None:
+    def fake(cfg: TrialConfig, k: int) -> float:
+        if k == 16:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return 1.0 / k
+
+    assert measure_costs(TINY, fake) == {1: 1.0, 4: 0.25}
+
+
+def test_measured_once_then_cached_per_device_and_configuration(cache: Path) -> None:
+    calls: list[tuple[int, int]] = []
+
+    def fake(cfg: TrialConfig, k: int) -> float:
+        calls.append((cfg.width, k))
+        return 1.0 / k if cfg.width == 8 else 1.0
+
+    assert calibrated_population(TINY, fake) == 64
+    assert calibrated_population(dataclasses.replace(TINY, lr=0.5, seed=3, steps=999), fake) == 64  # same cost
+    calibrate._memory.clear()  # a new process reads the file
+    assert calibrated_population(TINY, fake) == 64
+    assert calibrated_population(dataclasses.replace(TINY, width=256), fake) == 1
+    assert calls == [(8, 1), (8, 4), (8, 16), (8, 64), (256, 1), (256, 4)]
+    stored = json.loads(cache.read_text())
+    assert {entry["k"] for entry in stored.values()} == {64, 1} and cache_key(TINY) in stored
+    assert "cpu" in json.loads(cache_key(TINY))["device"]
+
+
+def test_a_real_measurement_on_a_tiny_model(cache: Path) -> None:
+    k = calibrated_population(TINY)
+    assert k in calibrate.CPU_SIZES
+    costs = json.loads(cache.read_text())[cache_key(TINY)]["seconds_per_trial_step"]
+    assert all(c > 0 for c in costs.values()) and str(k) in costs
+
+
+def test_override(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALEPLAN_POPULATION", "5")
+    assert calibrated_population(TINY, lambda cfg, k: pytest.fail("measured")) == 5
+    monkeypatch.setenv("SCALEPLAN_POPULATION", "lots")
+    with pytest.raises(ScaleplanError, match="SCALEPLAN_POPULATION must be a positive integer"):
+        calibrated_population(TINY)
