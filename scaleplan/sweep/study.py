@@ -8,6 +8,7 @@ which Optuna hands out atomically.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections import Counter
@@ -29,6 +30,7 @@ FINGERPRINT_ATTR = "scaleplan:fingerprint"
 SPEC_ATTR = "scaleplan:spec"
 PLANNED_ATTR = "scaleplan:planned"
 STALE_ATTR = "scaleplan:stale"
+SAMPLER_ATTR = "scaleplan:sampler"  # the sampler a study was made with (studies made before it: tpe)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -67,12 +69,16 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
             study.set_user_attr(SPEC_ATTR, json.loads(json.dumps(spec.raw, default=str)))
             study.set_user_attr(PLANNED_ATTR, planned_counts(spec))
             study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint)
+            study.set_user_attr(SAMPLER_ATTR, spec.sampler)
         elif attrs[FINGERPRINT_ATTR] != spec.fingerprint:
             raise ScaleplanError(
                 f"study '{spec.name}' in {target.display()} was made from a different spec "
                 f"({_changed_sections(attrs.get(SPEC_ATTR, {}), spec.raw)} changed); "
                 "restore the spec or give the changed sweep a new [sweep] name"
             )
+        elif attrs.get(SAMPLER_ATTR, "tpe") != spec.sampler:  # the spec names none and the default changed since
+            spec = dataclasses.replace(spec, sampler=attrs.get(SAMPLER_ATTR, "tpe"))
+            study.sampler = make_sampler(spec, worker_index)
         session = SweepSession(spec, target, storage, study, storage.get_study_id_from_name(spec.name), grace_s)
         _reconcile_locked(session)
     return session

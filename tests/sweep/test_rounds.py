@@ -141,3 +141,23 @@ def test_adaptive_sweep_through_the_runner_reports_the_plan_it_made(tmp_path: Pa
     assert summary == RunSummary(len(frame), len(frame), 0)
     assert set(frame["state"]) == {"COMPLETE"} and frame["slot"].is_unique
     assert run_sweep(load_spec(path)) == summary  # a re-run finds nothing to do
+
+
+def test_a_study_made_before_the_adaptive_default_keeps_its_sampler(tmp_path: Path) -> None:
+    """A spec without `sampler` meant tpe before; its study (no sampler recorded) resumes with tpe."""
+    import optuna
+
+    from scaleplan.sweep.rounds import planned_counts
+    from scaleplan.sweep.storage import open_storage, resolve_storage
+    from scaleplan.sweep.study import FINGERPRINT_ATTR, SPEC_ATTR
+
+    spec = load_spec(write_spec(tmp_path, "trials_per_point = 4", "[8]"))
+    assert spec.sampler == "adaptive"
+    old = optuna.create_study(storage=open_storage(resolve_storage(None, spec)), study_name=spec.name)
+    for key, value in ((SPEC_ATTR, spec.raw), (FINGERPRINT_ATTR, spec.fingerprint), (PLANNED_ATTR, {"w8-s10-b4-seed0": 4})):
+        old.set_user_attr(key, value)
+    old.enqueue_trial({}, user_attrs={"width": 8, "steps": 10, "batch_size": 4, "seed": 0, "point": "w8-s10-b4-seed0",
+                                      "slot": "w8-s10-b4-seed0#0"})
+    session = open_sweep(spec)
+    assert session.spec.sampler == "tpe" and planned_counts(session.spec) == {"w8-s10-b4-seed0": 4}
+    assert sorted(t.user_attrs["slot"] for t in session.study.get_trials()) == ["w8-s10-b4-seed0#0", "w8-s10-b4-seed0#1"]
