@@ -4,8 +4,9 @@ For each reference family (MLP teacher-student, GPT char-LM, DenseAM; CPU-sized,
 width of its ladder, the ground truth is a dense grid (the spec's lr grid refined 2x near the optimum)
 trained with 8 seeds; its smoothed optimum is the local parabola in ln lr fitted to the trials near it
 (`scaleplan.sweep.adaptive.estimate`: a window in lr around the vertex), and the regret of an lr is its
-loss on that parabola (on the 8-seed mean curve outside the parabola's window) relative to the optimum's. The ground truth is cached in benchmarks/results/search_efficiency_truth.csv
-(computed when missing).
+loss relative to the minimum of `scaleplan validate`'s smoothed curve (an asymmetric parabola through the
+8-seed means near the minimum; the means themselves outside its window). The ground truth is cached in
+benchmarks/results/search_efficiency_truth.csv (computed when missing).
 
 Each repetition r trains with seeds (r, r+3, r+6) mod 8 and sampler seed r, the same for every method:
 - grid: the spec's dense grid at those seeds (read from the cached truth: the same trainings);
@@ -46,6 +47,7 @@ import pandas as pd
 from scaleplan.fit.optimum import locate_optimum
 from scaleplan.sweep.adaptive import Observation, estimate
 from scaleplan.sweep.spec import SweepSpec, parse_spec
+from scaleplan.validate.local_model import LocalModel, fit_local_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRUTH_CSV = RESULTS / "search_efficiency_truth.csv"
@@ -147,28 +149,26 @@ def compute_truth(family: str, path: Path) -> None:
 
 @dataclass(frozen=True)
 class WidthTruth:
-    """One width's ground truth: the smoothed optimum and its interval, the parabola about it (loss = c0 + c2 (ln lr
-    - ln lr*)^2) and its window, the 8-seed mean curve, N, and `locate_optimum`'s answer on the same trials."""
+    """One width's ground truth: lr* (the local parabola of every trial, with its 95% interval), the loss curve
+    for regrets (validate's asymmetric parabola through the 8-seed means near the minimum, the means elsewhere),
+    N, and what two other smoothers make of the same trials (`locate_optimum`; the asymmetric parabola's vertex)."""
 
     lr: float
     low: float
     high: float
-    c0: float
-    c2: float
-    window: float  # |ln lr - ln lr*| within which the parabola is used
+    model: LocalModel
     curve_u: np.ndarray
     curve_loss: np.ndarray
     n_params: int
     fit_lr: float
 
     def loss(self, lr: float) -> float:
-        x = math.log(lr / self.lr)
-        if abs(x) <= self.window:
-            return self.c0 + self.c2 * x * x
+        if self.model.covers(lr):
+            return self.model.loss(lr)
         return float(np.interp(math.log(lr), self.curve_u, self.curve_loss))
 
     def regret(self, lr: float) -> float:
-        return self.loss(lr) / self.loss(self.lr) - 1.0
+        return self.loss(lr) / self.model.min_loss - 1.0
 
 
 def load_truth(path: Path, family: str) -> dict[int, WidthTruth]:
@@ -178,11 +178,12 @@ def load_truth(path: Path, family: str) -> dict[int, WidthTruth]:
     for width, cell in frame.groupby("width"):
         lrs, losses = cell["lr"].to_numpy(float), cell["loss"].to_numpy(float)
         found = estimate([Observation(lr, loss) for lr, loss in zip(lrs, losses)])
-        assert found is not None and found.bracketed and found.loss is not None, f"{family} {width}: no optimum in the grid"
+        assert found is not None and found.bracketed, f"{family} width {width}: no optimum inside the truth grid"
         means = cell.groupby("lr")["loss"].mean()
-        out[int(width)] = WidthTruth(found.lr, found.low, found.high, found.loss, found.curvature, found.window,
-                                     np.log(means.index.to_numpy(float)), means.to_numpy(float), int(cell["N"].iloc[0]),
-                                     locate_optimum(lrs, losses).lr)
+        model = fit_local_model(means.index.to_numpy(float), means.to_numpy(float))
+        assert model is not None, f"{family} width {width}: no local model through the truth's means"
+        out[int(width)] = WidthTruth(found.lr, found.low, found.high, model, np.log(means.index.to_numpy(float)),
+                                     means.to_numpy(float), int(cell["N"].iloc[0]), locate_optimum(lrs, losses).lr)
     return out
 
 
@@ -328,15 +329,19 @@ def report(results: dict[str, dict[str, list[RunResult]]], truths: dict[str, dic
         "over repetitions (a repetition that never met the criterion counts as infinitely expensive). Errors are",
         "|ln(lr / lr*)| at the worst width; regrets are relative losses on the ground truth's smoothed curve.",
         "",
-        "Ground truth (8 seeds, dense grid refined 2x near the optimum; `scaleplan fit`'s parabola):",
+        "Ground truth (8 seeds, dense grid refined 2x near the optimum). lr* is the local parabola's optimum of all",
+        "its trials; two other smoothers of the same trials show how well lr* is defined at all:",
         "",
-        "| family | width | N | lr* (95% interval) | parabola window (x lr*) | `locate_optimum` on the same trials |",
-        "|---|---|---|---|---|---|",
+        "| family | width | N | lr* (95% interval) | asymmetric parabola's vertex (its window) | `locate_optimum` | "
+        "regret at lr* x 1.1 / x 2 |",
+        "|---|---|---|---|---|---|---|",
     ]
     for family, per_width in truths.items():
         for width, t in per_width.items():
+            m = t.model
             lines.append(f"| {family} | {width} | {t.n_params} | {t.lr:.3g} ({t.low:.3g}-{t.high:.3g}) | "
-                         f"{math.exp(-t.window):.2f}-{math.exp(t.window):.2f} | {t.fit_lr:.3g} |")
+                         f"{m.vertex_lr:.3g} ({m.low_lr:.3g}-{m.high_lr:.3g}) | {t.fit_lr:.3g} | "
+                         f"{_pct(t.regret(t.lr * 1.1))} / {_pct(t.regret(t.lr * 2))} |")
     lines += [
         "",
         "| family | method | ±10%: grid/method (reps met) | regret there | regret ≤ 0.3%: grid/method (reps met) | "
