@@ -82,9 +82,6 @@ class Estimate:
     bracketed: bool
     regret: float = math.inf
     spread: float = SPREAD_MAX  # |ln lr - ln lr*| where the fitted parabola rises by NEAR (clipped)
-    loss: float | None = None  # the fitted parabola's minimum ...
-    curvature: float = 0.0  # ... and its curvature: loss = loss + curvature (ln lr - ln lr*)^2
-    window: float = WINDOW_MAX  # the half-width (ln lr) of the points it was fitted to
 
     def converged(self, tolerance: float, regret: float) -> bool:
         """True when the interval lies inside lr (1 ± tolerance), or costs at most `regret` anywhere in it."""
@@ -123,28 +120,28 @@ def estimate(history: Sequence[Observation]) -> Estimate | None:
         return None
     smooth = [float(np.mean(y[np.abs(u - d) <= SMOOTH])) for d in distinct]
     center, window = float(distinct[int(np.argmin(smooth))]), WINDOW_MAX
-    fit = None
+    last = None  # the last convex fit: (its minimum loss, curvature, vertex se, dof, points used, vertex)
     for _ in range(ITERATIONS):
         sel = _window(u, center, window)
         fit = _quadratic(u[sel] - center, y[sel])
         if fit is None:
             break
-        c0, c1, c2 = fit[0]
+        (c0, c1, c2), se, dof = fit
         vertex = center - c1 / (2 * c2)
-        scale = abs(c0 - c1 * c1 / (4 * c2)) or 1.0
+        last = (c0 - c1 * c1 / (4 * c2), c2, se, dof, sel, vertex)
         center = min(max(vertex, float(u[sel].min())), float(u[sel].max()))
-        window = min(max(math.sqrt(2 * NEAR * scale / c2), WINDOW_MIN), WINDOW_MAX)
-    if fit is None:  # no convex parabola near the best lr: only where it is
+        window = min(max(math.sqrt(2 * NEAR * (abs(last[0]) or 1.0) / c2), WINDOW_MIN), WINDOW_MAX)
+    if last is None:  # no convex parabola near the best lr: only where it is
         return Estimate(math.exp(center), 0.0, math.inf, False)
-    (c0, c1, c2), se, dof = fit
+    minimum, c2, se, dof, sel, vertex = last
+    scale = abs(minimum) or 1.0
     bracketed = bool(u[sel].min() < vertex < u[sel].max())
-    scale = abs(c0 - c1 * c1 / (4 * c2)) or 1.0
     spread = min(max(math.sqrt(NEAR * scale / c2), SPREAD_MIN), SPREAD_MAX)
     half = student_t_quantile(0.5 + LEVEL / 2, dof) * se if dof >= MIN_DOF else math.inf
-    low, high, regret = 0.0, math.inf, math.inf
-    if half < MAX_HALF:  # else too few points, or a nearly flat fit: the interval says nothing
-        low, high, regret = math.exp(center - half), math.exp(center + half), c2 * half**2 / scale
-    return Estimate(math.exp(center), low, high, bracketed, regret, spread, c0 - c1 * c1 / (4 * c2), c2, window)
+    if not half < MAX_HALF:  # too few points, or a nearly flat fit: the interval says nothing
+        return Estimate(math.exp(center), 0.0, math.inf, bracketed, math.inf, spread)
+    return Estimate(math.exp(center), math.exp(center - half), math.exp(center + half), bracketed,
+                    c2 * half**2 / scale, spread)
 
 
 def _window(u: np.ndarray, center: float, window: float) -> np.ndarray:
