@@ -15,5 +15,7 @@ if str(TESTS) not in sys.path:
 
 @pytest.fixture(autouse=True, scope="session")
 def _population_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Measured population sizes go to a folder of this test session, not the user's ~/.cache."""
+    """Population sizes: 8, not measured (tests stay fast and alike on every machine; tests/train/test_calibrate.py
+    measures), and any measurement goes to a folder of this test session, not the user's ~/.cache."""
     os.environ["SCALEPLAN_CACHE_DIR"] = str(tmp_path_factory.mktemp("scaleplan-cache"))
+    os.environ.setdefault("SCALEPLAN_POPULATION", "8")

@@ -3,8 +3,8 @@
 The best K depends on the device (a GPU step of a small model is launch-bound: K = 64-256 trials cost little
 more than one; a CPU core saturates at K = 8-16, and batching stops paying above width ~256) and on the
 model, width and batch size. So the first time a sweep needs it, the worker measures: the marginal cost of a
-training step per trial (time of `STEPS_LONG` steps minus time of `STEPS_SHORT`, both after a warm-up, so
-model building and the final evaluation cancel) for K = 1, 4, 16, 64 (and 256 on a GPU), stopping when
+training step per trial (a long run minus a short one, after a warm-up, so model building and the final
+evaluation cancel; see `cost_per_trial_step`) for K = 1, 4, 16, 64 (and 256 on a GPU), stopping when
 4x more members no longer saves 10% per trial or the GPU runs out of memory. K is the smallest size whose
 cost per trial-step is within 10% of the cheapest. The answer is cached per device and configuration in
 `$SCALEPLAN_CACHE_DIR/population.json` (default ~/.cache/scaleplan), under a file lock so that workers
@@ -29,7 +29,8 @@ from scaleplan.train.config import TrialConfig
 
 CPU_SIZES = (1, 4, 16, 64)
 GPU_SIZES = (1, 4, 16, 64, 256)
-STEPS_SHORT, STEPS_LONG = 2, 10
+STEPS_SHORT, STEPS_LONG, MAX_STEPS = 2, 10, 320
+MIN_SECONDS = 0.25  # the long run must outlast the short one by this much
 GAIN = 0.9  # a size must cut the cost per trial-step by 10% to be worth it
 OVERRIDE = "SCALEPLAN_POPULATION"
 # Fields that do not change what one training step costs.
@@ -117,7 +118,9 @@ def choose(costs: dict[int, float]) -> int:
 
 
 def cost_per_trial_step(cfg: TrialConfig, k: int) -> float:
-    """Seconds per step per trial of K members like `cfg` (marginal: long run minus short run, after a warm-up)."""
+    """Seconds per step per trial of K members like `cfg`: the marginal cost (a long run minus a short one,
+    each the faster of two, after a warm-up), with the long run doubled until the difference lasts
+    MIN_SECONDS (a shared machine's noise is then small against it)."""
     from scaleplan.train.loop import train_trial
     from scaleplan.train.population import train_population
 
@@ -128,8 +131,12 @@ def cost_per_trial_step(cfg: TrialConfig, k: int) -> float:
         return time.perf_counter() - start
 
     run(STEPS_SHORT)  # warm-up: first-call costs (allocations, kernels) are not per-step costs
-    seconds = run(STEPS_LONG) - run(STEPS_SHORT)
-    return max(seconds, 1e-9) / ((STEPS_LONG - STEPS_SHORT) * k)
+    steps = STEPS_LONG
+    while True:
+        seconds = min(run(steps) for _ in range(2)) - min(run(STEPS_SHORT) for _ in range(2))
+        if seconds >= MIN_SECONDS or steps >= MAX_STEPS:
+            return max(seconds, 1e-9) / ((steps - STEPS_SHORT) * k)
+        steps = min(2 * steps, MAX_STEPS)
 
 
 def _free_gpu_memory(cfg: TrialConfig) -> None:

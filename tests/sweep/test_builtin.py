@@ -52,14 +52,13 @@ def test_builtin_sweep_records_n_d_and_divergence(spec_path: Path) -> None:
     assert frame.loc[frame.lr < 1, "loss"].notna().all() and frame.loc[frame.lr == 1e3, "loss"].isna().all()
 
 
-def test_population_claims_one_grid_point_together(spec_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("SCALEPLAN_POPULATION", "8")
+def test_population_claims_one_grid_point_together(spec_path: Path) -> None:
     spec = load_spec(spec_path)
     session = open_sweep(spec)
     objective = BuiltinObjective(spec)
     first = claim(session, objective, limit=100)
     points = {t.user_attrs["point"] for t in session.study.get_trials() if t._trial_id in first}
-    assert len(first) == 3 and points == {"w8-s5-b4-seed0"}  # populations of up to 8: the point's 3 members
+    assert len(first) == 3 and points == {"w8-s5-b4-seed0"}  # populations of up to 8 (tests/conftest.py): the point's 3
     assert len(claim(session, objective, limit=2)) == 2
     assert [t.state for t in session.study.get_trials()].count(TrialState.WAITING) == 1
 
