@@ -71,7 +71,8 @@ def test_measured_once_then_cached_per_device_and_configuration(cache: Path) -> 
     assert "cpu" in json.loads(cache_key(TINY))["device"]
 
 
-def test_a_real_measurement_on_a_tiny_model(cache: Path) -> None:
+def test_a_real_measurement_on_a_tiny_model(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(calibrate, "MIN_SECONDS", 0.02)  # a quick measurement: only the path is tested here
     k = calibrated_population(TINY)
     assert k in calibrate.CPU_SIZES
     costs = json.loads(cache.read_text())[cache_key(TINY)]["seconds_per_trial_step"]
