@@ -8,13 +8,18 @@ muP follows microsoft/mup (Tensor Programs V, Table 8). CompleteP (alpha = 1, De
 adds depth: residual branches x (L/L_base)^-1, Adam eps x 1/(m * m_L), learning rates unchanged.
 
 The "denseam" rules (Dense Associative Memory, Holtzman, Krotov, Hanin, arXiv 2605.10164) are
-*working rules derived from muP principles*, to be confirmed empirically by scaleplan's own
-sweeps: the paper's full text is not available here. They are muP for the ordinary tensors plus
-a "memory" role for the memory matrix Xi (K x N) shared by all T steps of energy descent: entries
-O(1) (init independent of N and K), Adam LR constant in N, SGD LR x m (like any tensor with one
-width dimension). The remaining DenseAM rules live in the model (scaleplan.models.denseam)
-because they are part of its definition: inverse temperature beta = beta0 / N on the overlaps,
-a centered activation, and step size alpha = tau / T.
+*derived from muP principles* and checked by scaleplan's own coordinate checks and sweeps (README,
+"DenseAM rules"): the paper's full text is not available here. They are muP for the ordinary tensors
+plus a "memory" role for the memory matrix Xi (K x N) shared by all T steps of energy descent, with
+m = (N/N_base)(K/K_base): entries O(1) (init independent of N and K), Adam lr constant, SGD lr x m
+(each entry's gradient carries 1/N from beta and 1/K from the memory average). Because Xi is tied
+(the overlaps Xi x and the update Xi^T a share it), the contraction over N in the overlaps and the
+one over K in a relu-poly update are both mean-field: beta = beta0/N and a mean over memories (1/K),
+set in the model (scaleplan.models.denseam); SP and muP freeze them at the base
+(temperature_exponent, memory_exponent). The random part of the overlaps then vanishes like
+N^-1/2, and with it a peaking activation's gradient at init, so the memories' Adam eps is scaled
+with that gradient (memory_eps_exponent). The model also defines the activation relu^(n-1)/(n-1)
+(unit slope at unit overlap), the centering and the step alpha = tau/T.
 """
 
 from __future__ import annotations
@@ -70,6 +75,8 @@ class Parametrization:
     attention_exponent: float  # attention logits scale as d_head ** attention_exponent
     description: str
     temperature_exponent: float = 0.0  # DenseAM: beta = (beta0 / N_base) * m ** temperature_exponent
+    memory_exponent: float = 0.0  # DenseAM relu-poly: update sum over memories x (1/K_base) * m_K ** memory_exponent
+    memory_eps_exponent: float = 0.0  # DenseAM memories: Adam eps x (m_N ** order * m_K) ** memory_eps_exponent
 
     def rule(self, role: str) -> RoleRule:
         """The rule for `role`; a clear error for a role this parametrization does not define."""
@@ -114,6 +121,18 @@ class Parametrization:
         """Factor on a DenseAM's own beta = beta0/N: 1 under the DenseAM rules (beta0/N), m under SP/muP
         (which keep beta = beta0/N_base constant in N); equal to 1 at m = 1 either way."""
         return m ** (1.0 + self.temperature_exponent)
+
+    def memory_multiplier(self, m_memories: float) -> float:
+        """Factor on a relu-poly DenseAM's own memory average (1/K): 1 under the DenseAM rules, K/K_base
+        under SP/muP (which keep the base's 1/K_base, i.e. a sum that grows with K); 1 at K = K_base."""
+        return m_memories ** (1.0 + self.memory_exponent)
+
+    def memory_eps_multiplier(self, m_features: float, m_memories: float, gradient_order: float) -> float:
+        """Factor on a DenseAM memory matrix's Adam eps: 1/(m_N^order * m_K) under the DenseAM rules, which keeps
+        eps as far below the memories' gradients as at the base (at init they shrink like N^-order / K, order
+        (n+1)/2 for a degree-n relu-poly, 3/2 for lse: a peaking activation is flat at the vanishing random
+        overlaps); 1 under SP/muP."""
+        return (m_features**gradient_order * m_memories) ** self.memory_eps_exponent
 
     def table(self, m: float, optimizer: str = "adam") -> list[tuple[str, RoleMultipliers]]:
         """Every role's factors at width multiplier m, for display."""
@@ -166,10 +185,12 @@ MUP = Parametrization(
 
 DENSEAM = Parametrization(
     name="denseam",
-    rules={**_MUP_RULES, "memory": _ONE_WIDTH_DIM},
+    rules={**_MUP_RULES, "memory": _ONE_WIDTH_DIM},  # m = (N/N_base)(K/K_base): SGD lr x m follows its 1/(NK) gradient
     attention_exponent=-1.0,
-    description="DenseAM working rules (muP + memory role; beta = beta0/N; alpha = tau/T in the model)",
+    description="DenseAM rules (muP + memory role; beta = beta0/N, relu-poly memories averaged, memory Adam eps scaled)",
     temperature_exponent=-1.0,
+    memory_exponent=-1.0,
+    memory_eps_exponent=-1.0,
 )
 
 PARAMETRIZATIONS: dict[str, Parametrization] = {p.name: p for p in (SP, MUP, DENSEAM)}

@@ -30,7 +30,7 @@ DEFAULT_WIDTHS = (64, 128, 256, 512, 1024)
 _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"in_dim": 16, "out_dim": 10, "depth": 3, "readout_zero_init": True},
     "gpt": {"depth": 2, "n_heads": 1, "vocab": 64, "seq_len": 4, "readout_zero_init": True, "query_zero_init": True},
-    "denseam": {"in_dim": 16, "out_dim": 10, "n_memories": 16, "steps": 4, "memory_std": 0.1, "readout_zero_init": True},
+    "denseam": {"in_dim": 16, "out_dim": 10, "steps": 4, "memory_std": 0.1, "readout_zero_init": True},
 }
 DEFAULT_LR = {"mlp": 1e-2, "gpt": 3e-3, "denseam": 0.2}
 DEFAULT_BATCH = {"mlp": 64, "gpt": 1, "denseam": 64}  # samples (gpt: sequences)
@@ -99,19 +99,37 @@ def coord_check(
         for width in widths:
             torch.manual_seed(seed)
             model = build_parametrized(model_name, width, parametrization, base, **kwargs)
-            opt_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
-            opt = opt_cls(param_groups(model, lr, optimizer=optimizer))
-            recorder = _Recorder()
-            for name, module in model.named_modules():
-                if name:
-                    module.register_forward_hook(recorder.hook(name))
-            for step in range(steps + 1):
-                loss = _loss(model(inputs), targets)
-                rows += [(seed, width, step, layer, value) for layer, value in recorder.pop().items()]
-                if step < steps:
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
+            rows += [(seed, width, *row) for row in trace_training(model, inputs, targets, steps, lr, optimizer)]
+    return average_seeds(rows)
+
+
+def trace_training(
+    model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, steps: int, lr: float, optimizer: str = "adam",
+    eps: float = 1e-8,
+) -> list[tuple[int, str, float]]:
+    """(step, layer, mean |output|) of every named submodule of a parametrized `model` over `steps`
+    optimizer updates on one fixed batch (cross-entropy), with the parametrization's per-tensor lrs
+    (and Adam eps: `eps` at the base)."""
+    opt_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+    groups = param_groups(model, lr, optimizer=optimizer, eps=eps)
+    opt = opt_cls(groups, eps=eps) if optimizer != "sgd" else opt_cls(groups)
+    recorder = _Recorder()
+    for name, module in model.named_modules():
+        if name:
+            module.register_forward_hook(recorder.hook(name))
+    rows = []
+    for step in range(steps + 1):
+        loss = _loss(model(inputs), targets)
+        rows += [(step, layer, value) for layer, value in recorder.pop().items()]
+        if step < steps:
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return rows
+
+
+def average_seeds(rows: list[tuple[int, int, int, str, float]]) -> pd.DataFrame:
+    """(seed, width, step, layer, value) rows -> frame (width, step, layer, mean_abs), averaged over seeds."""
     frame = pd.DataFrame(rows, columns=["seed", "width", "step", "layer", "mean_abs"])
     return frame.groupby(["width", "step", "layer"], as_index=False, sort=False)["mean_abs"].mean()
 

@@ -6,7 +6,8 @@ build_model(name, width, **kwargs) kwargs per model:
            readout_zero_init=False, query_zero_init=False
   denseam  in_dim=16, out_dim=10, n_memories=32, steps=4 (T), beta0=1.0, tau=1.0,
            energy="lse"|"relu-poly", degree=3, readout="classifier"|"denoise", centered=True,
-           memory_std=1.0, readout_zero_init=False
+           memory_std=1.0, readout_zero_init=False, width_axis="features"|"memories"|"both",
+           features (N when the width is K), load (K/N when both scale)
 """
 
 from __future__ import annotations
@@ -57,14 +58,15 @@ def build_parametrized(
     """Model `name` at `width`, parametrized relative to the same model built at `base_width`.
 
     The base model is built only for its shapes. For the denoise DenseAM the input dimension is
-    the width, so in_dim follows the width in the base model too.
+    the number of features N, so in_dim follows the width in the base model too unless the width
+    is the number of memories (width_axis="memories").
     """
     from scaleplan.parametrization.apply import apply_parametrization
 
     if base_width > width:
         raise ScaleplanError(f"base width {base_width} is larger than width {width}; use base_width <= width")
     base_kwargs = dict(kwargs)
-    if name == "denseam" and kwargs.get("readout") == "denoise":
+    if name == "denseam" and kwargs.get("readout") == "denoise" and kwargs.get("width_axis") != "memories":
         base_kwargs["in_dim"] = base_width
     model = build_model(name, width, **kwargs)  # first, so a seed gives the same weights as build_model
     base = build_model(name, base_width, **base_kwargs)

@@ -7,12 +7,14 @@ on modules (and a picklable forward pre-hook on readouts), so torch.func.functio
 over stacked parameters work unchanged.
 
 Model protocol (optional, used by scaleplan.models): a module with `scaleplan_site = "attention"`
-(and `d_head`) or `"residual"` gets its float `multiplier` set; a module's `scaleplan_roles`
+(and `d_head`), `"residual"`, `"temperature"` (and `features`) or `"memories"` (and `n_memories`)
+gets its float `multiplier` set; a module's `scaleplan_roles`
 dict declares roles for its own parameters; a root `depth` attribute feeds CompleteP.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterator, Mapping
 
@@ -34,11 +36,13 @@ _INIT_ROLES = ("input", "hidden", "output", "memory")  # tensors re-drawn when i
 
 @dataclass
 class TensorRecord:
-    """One parameter's role and width multiplier m (its last width dimension / the base's)."""
+    """One parameter's role and width multiplier m (its last width dimension / the base's; for a DenseAM
+    memory matrix (K, N) the product N/N_base * K/K_base)."""
 
     role: str
     m: float
     width_dims: tuple[int, ...] = ()  # dimensions that differ from the base (empty if roles were declared)
+    eps: float = 1.0  # factor on the Adam eps beyond the role's rule (a DenseAM's memories; see _memory_eps)
 
 
 @dataclass
@@ -123,6 +127,7 @@ def apply_parametrization(
 
     depth_ratio = _depth_ratio(model, base, base_depth) if completep else 1.0
     sites = _site_multipliers(model, base, tensors, rules, depth_ratio, completep)
+    _memory_eps(model, base, tensors, rules)
     _rescale_init(params, tensors, rules, init_std)
     _install_readout_hooks(model, params, tensors, rules, output_mult)
     for module_name, value in sites.items():
@@ -184,7 +189,8 @@ def _tensor_records(
         mults = _width_mults(name, tuple(param.shape), base_shapes[name])
         inf = [i for i, mult in enumerate(mults) if mult is not None]
         role = declared.get(name) or _infer_role(model, name, param, inf)
-        records[name] = TensorRecord(role=role, m=mults[inf[-1]] if inf else 1.0, width_dims=tuple(inf))
+        m = math.prod(mults[i] for i in inf) if role == "memory" else mults[inf[-1]] if inf else 1.0  # type: ignore[misc]
+        records[name] = TensorRecord(role=role, m=m, width_dims=tuple(inf))
     return records
 
 
@@ -275,7 +281,7 @@ def _site_multipliers(
     depth_ratio: float,
     completep: bool,
 ) -> dict[str, float]:
-    """Multipliers for attention-logit, residual-branch and DenseAM temperature sites of the model's modules."""
+    """Multipliers for attention-logit, residual-branch and DenseAM temperature and memory-sum sites of the model's modules."""
     base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
     sites: dict[str, float] = {}
     for name, module in model.named_modules():
@@ -291,11 +297,28 @@ def _site_multipliers(
             sites[name] = residual_multiplier(depth_ratio, completep)
         elif site == "temperature":
             base_module = base_modules.get(name)
-            m = module.width / base_module.width if base_module is not None else max(r.m for r in tensors.values())
+            m = module.features / base_module.features if base_module is not None else max(r.m for r in tensors.values())
             sites[name] = rules.temperature_multiplier(m)
+        elif site == "memories":  # a DenseAM's sum over its K memories (models/denseam.py MemoryUpdate)
+            base_module = base_modules.get(name)
+            if base_module is None:
+                raise ScaleplanError(f"{name}: a DenseAM's memory sum is scaled relative to the base model's; pass base=")
+            sites[name] = rules.memory_multiplier(module.n_memories / base_module.n_memories)
     if completep and "residual" not in {getattr(model.get_submodule(n), "scaleplan_site") for n in sites}:
         raise ScaleplanError("completep=True needs residual blocks (modules with scaleplan_site = 'residual'); this model has none")
     return sites
+
+
+def _memory_eps(model: nn.Module, base: object, tensors: dict[str, TensorRecord], rules: Parametrization) -> None:
+    """Set the Adam eps factor of every DenseAM memory matrix (a module with a temperature site) from its base's sizes."""
+    base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
+    for name, module in model.named_modules():
+        base_module = base_modules.get(name)
+        if getattr(module, "scaleplan_site", None) == "temperature" and base_module is not None:
+            record = tensors[f"{name}.memories" if name else "memories"]
+            record.eps = rules.memory_eps_multiplier(
+                module.features / base_module.features, module.n_memories / base_module.n_memories, module.gradient_order
+            )
 
 
 def _rescale_init(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -31,10 +32,11 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam") -> dict[str, R
             UserWarning,
             stacklevel=3,
         )
-    return {
-        name: rules.multipliers(record.role, record.m, optimizer, state.depth_ratio, state.completep)
-        for name, record in state.tensors.items()
-    }
+    factors = {}
+    for name, record in state.tensors.items():
+        f = rules.multipliers(record.role, record.m, optimizer, state.depth_ratio, state.completep)
+        factors[name] = dataclasses.replace(f, eps=f.eps * record.eps) if record.eps != 1.0 and optimizer != "sgd" else f
+    return factors
 
 
 def check_against_prediction(model: nn.Module, prediction: Any, optimizer: str) -> None:
@@ -66,7 +68,8 @@ def param_groups(
     `lr` is the base learning rate, or a law's prediction (`load_law(...).predict(...)`): then the
     model is checked against the law's parametrization reference (name, base width, CompleteP,
     optimizer family) and the width the prediction was made for; a mismatch is a one-line error,
-    never a silently wrong lr. Groups carry an "eps" only when CompleteP scales it (Adam eps x 1/(m * m_L)).
+    never a silently wrong lr. Groups carry an "eps" only where the rules scale it (CompleteP: Adam eps x
+    1/(m * m_L); a DenseAM's memories: core/rules.py memory_eps_multiplier).
     """
     base_lr = float(getattr(lr, "lr", lr))
     if not base_lr > 0:

@@ -35,7 +35,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
               "pruner", "prune_every"),
     "task": ("name", "kwargs"),
     "model": ("name", "parametrization", "base_width", "base_depth", "completep", "kwargs"),
-    "train": ("optimizer", "weight_decay", "schedule", "warmup_steps"),
+    "train": ("optimizer", "weight_decay", "schedule", "warmup_steps", "eps"),
     "ladder": ("widths", "steps"),
     "search": ("batch_size", *BUILTIN_SEARCH),
     "objective": ("callable", "command", "timeout_s", "diverged_value"),

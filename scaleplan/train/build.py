@@ -58,6 +58,21 @@ def build_model(cfg: TrialConfig, task: Task) -> nn.Module:
     ).to(device)
 
 
+INIT_CHECK_INPUTS = 256  # held-out inputs the init check runs the model on
+
+
+def check_init(cfg: TrialConfig, task: Task) -> bool:
+    """Build cfg's model and let it refuse itself before training (a ScaleplanError naming the fix) when
+    its forward diverges at init; models opt in with `check_init(inputs)` (the DenseAM checks that its
+    energy descent does not explode). Returns whether the model has such a check."""
+    model = build_model(cfg, task)
+    check = getattr(model, "check_init", None)
+    if check is None:
+        return False
+    check(task.eval_set()[0][:INIT_CHECK_INPUTS].to(training_device(cfg)))
+    return True
+
+
 def training_device(cfg: TrialConfig) -> torch.device:
     """cfg.device as a torch.device, checked to exist."""
     try:
@@ -78,9 +93,9 @@ def param_groups_for(model: nn.Module, cfg: TrialConfig) -> list[dict[str, Any]]
     from scaleplan.parametrization import param_groups
 
     if cfg.optimizer == "adamw":
-        groups = param_groups(model, cfg.lr, weight_decay=0.0, optimizer="adam")
+        groups = param_groups(model, cfg.lr, weight_decay=0.0, optimizer="adam", eps=cfg.eps)
         return [{**group, "weight_decay": cfg.weight_decay} for group in groups]
-    return param_groups(model, cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer)
+    return param_groups(model, cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer, eps=cfg.eps)
 
 
 def data_generator(seed: int) -> torch.Generator:

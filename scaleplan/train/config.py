@@ -31,6 +31,7 @@ class TrialConfig:
     """One training run: task, model at a width, parametrization, optimizer and budget.
 
     `init_std` and `output_mult` go to the parametrization; `beta0` and `tau` to the DenseAM model.
+    `eps` is Adam's epsilon at the base width (the parametrization scales it per tensor where its rules say).
     `threads` is the torch thread count for the run (1 by default: sweeps run several workers);
     None leaves torch's setting alone. `device` is where the model trains ("cpu", "cuda", "cuda:1").
     """
@@ -50,6 +51,7 @@ class TrialConfig:
     weight_decay: float = _searchable(0.0, ">= 0")
     warmup_steps: int = 0
     schedule: Literal["constant", "cosine"] = "constant"
+    eps: float = 1e-8
     output_mult: float | None = _searchable(None, "> 0")
     init_std: float | None = _searchable(None, ">= 0")
     beta0: float | None = _searchable(None, "> 0")
@@ -81,6 +83,8 @@ class TrialConfig:
             raise ScaleplanError(f"base_depth must be a positive integer, got {self.base_depth!r}")
         if self.completep and self.base_depth is None:
             raise ScaleplanError("completep=True needs base_depth (the depth the lr was tuned at); without it the depth ratio is 1")
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps < 1:
+            raise ScaleplanError(f"eps (Adam's epsilon) must be a number in (0, 1), got {self.eps!r}")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
             raise ScaleplanError(f"warmup_steps must be an integer, got {self.warmup_steps!r}")
         if not 0 <= self.warmup_steps < self.steps:

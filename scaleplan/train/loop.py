@@ -19,8 +19,10 @@ OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd"
 
 
 def make_optimizer(groups: list[dict], cfg: TrialConfig) -> torch.optim.Optimizer:
-    """torch.optim optimizer over the parametrization's groups (betas, eps: torch defaults)."""
-    return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """torch.optim optimizer over the parametrization's groups (betas: torch defaults; Adam eps: cfg.eps)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay, eps=cfg.eps)
 
 
 def train_trial(

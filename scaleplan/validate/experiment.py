@@ -127,7 +127,9 @@ def check_spec(spec_path: str | Path, target_width: int, device: str = "cpu") ->
         raise ScaleplanError(f"{spec_path}: validate transfers lr only; fix {', '.join(others)} to one value in the spec")
     if target_width <= max(spec.widths):
         raise ScaleplanError(f"--target-width {target_width} must be wider than the widest swept width {max(spec.widths)}")
-    return CheckedSpec(Path(spec_path), spec, BuiltinObjective(spec, device))  # unknown task/model names fail here
+    objective = BuiltinObjective(spec, device)  # unknown task/model names fail here
+    objective.check_width(target_width)  # a model whose forward diverges at init at the target is refused now
+    return CheckedSpec(Path(spec_path), spec, objective)
 
 
 def validate_spec(
