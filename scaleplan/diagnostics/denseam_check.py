@@ -76,6 +76,8 @@ def denseam_coord_check(
 
 
 def probe_ratios(frame: pd.DataFrame, step: int) -> pd.Series:
-    """Per probe: its largest / its smallest mean |value| over the sizes at `step` (>= 1; flat is 1)."""
+    """Per probe: its largest / its smallest mean |value| over the sizes at `step` (>= 1; flat is 1); NaN
+    when any size's value is not finite (its descent or training diverged)."""
     table = width_table(frame, step)
-    return table.max(axis=1) / table.min(axis=1)
+    table = table.where(table.abs() < float("inf"))
+    return table.max(axis=1, skipna=False) / table.min(axis=1, skipna=False)
