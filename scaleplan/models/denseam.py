@@ -181,7 +181,8 @@ class DenseAM(nn.Module):
             fix += ", or use parametrization 'denseam' (beta0/N, memories averaged)"
         raise ParametrizationError(
             f"{self.describe()}{f' under {name!r}' if name else ''}: the energy descent explodes at init (the state's rms "
-            f"grows {growth:.3g}x over {self.steps} steps, limit {INIT_GROWTH_LIMIT:g}x), so every lr would diverge; {fix}"
+            f"{'becomes non-finite' if math.isinf(growth) else f'grows {growth:.3g}x'} over {self.steps} steps, limit "
+            f"{INIT_GROWTH_LIMIT:g}x), so every lr would diverge; {fix}"
         )
 
 

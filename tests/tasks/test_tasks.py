@@ -140,3 +140,38 @@ def test_charlm_auto_reads_this_pythons_stdlib_and_checks_the_hash():
         assert torch.equal(load_corpus("auto"), load_corpus())
     except ScaleplanError as exc:
         assert "has sha256" in str(exc) and "pass task kwarg sha256=" in str(exc)
+
+
+RETRIEVAL = {"mode": "denoise", "dim": 32, "n_classes": 128, "flip_prob": 0.2}
+
+
+def linear_floor(task) -> float:
+    """Held-out MSE of the best affine map of the input, fitted on the held-out set itself (optimistic)."""
+    x, y = task.eval_set()
+    inputs = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    return float(((inputs @ torch.linalg.lstsq(inputs, y).solution - y) ** 2).mean())
+
+
+def test_retrieval_floors() -> None:
+    task = get_task("patterns", **RETRIEVAL)
+    x, y = task.eval_set()
+    posterior = torch.softmax(x @ task._prototypes.T * 0.5 * math.log(0.8 / 0.2), dim=-1) @ task._prototypes
+    assert task.eval_loss(lambda x: x) == pytest.approx(0.8, abs=0.03)  # 4 * flip_prob
+    assert linear_floor(task) == pytest.approx(0.58, abs=0.02)
+    assert float(((posterior - y) ** 2).mean()) == pytest.approx(0.18, abs=0.02)  # Bayes: what recall could reach
+
+
+@pytest.mark.parametrize("leak, below_linear", [(True, True), (False, False)])
+def test_a_denseam_retrieves_stored_patterns_only_with_the_leak(leak: bool, below_linear: bool) -> None:
+    """The denoise readout returns x_T; with the leak (the modern Hopfield energy) x_T forgets the corrupted
+    x_0 and settles on the retrieved pattern, beating every linear map of the input; without it x_T keeps x_0."""
+    from scaleplan.train.config import TrialConfig
+    from scaleplan.train.loop import train_trial
+
+    torch.set_num_threads(1)
+    cfg = TrialConfig(task="patterns", model="denseam", width=256, parametrization="denseam", base_width=256,
+                      task_kwargs=RETRIEVAL, lr=0.03, steps=300, batch_size=64, beta0=16.0,
+                      model_kwargs={"width_axis": "memories", "readout": "denoise", "steps": 8, "leak": leak})
+    loss = train_trial(cfg).loss
+    floor = linear_floor(get_task("patterns", **RETRIEVAL))
+    assert (loss < floor - 0.05) == below_linear, (loss, floor)
