@@ -83,3 +83,39 @@ def test_bad_value_anywhere_in_the_plan_fails_before_any_trial(spec_path: Path, 
     with pytest.raises(ScaleplanError, match=message):
         run_sweep(load_spec(spec_path))
     assert not (spec_path.parent / "tiny.journal").exists()
+
+
+EXPLODING_DENSEAM = """
+[sweep]
+name = "relu"
+sampler = "grid"
+[task]
+name = "patterns"
+[model]
+name = "denseam"
+parametrization = "sp"
+base_width = 32
+kwargs = {energy = "relu-poly", degree = 3, steps = 8, n_memories = 64}
+[ladder]
+widths = [32, 64, 128]
+steps = [5]
+[search]
+lr = [1e-3, 1e-2]
+beta0 = [32.0, 16.0]
+batch_size = [16]
+"""
+
+
+def test_a_denseam_exploding_at_init_is_refused_before_any_trial(tmp_path: Path) -> None:
+    """Under SP beta stays beta0/N_base, so the overlaps grow with N and the descent explodes at the wider
+    widths even at the gentlest searched beta0 (16): every trial there would diverge, so the sweep is refused."""
+    from scaleplan.errors import ParametrizationError
+
+    path = tmp_path / "relu.toml"
+    path.write_text(EXPLODING_DENSEAM)
+    with pytest.raises(ParametrizationError, match=r"^DenseAM relu-poly n=3, T=8, N=64, K=64, beta0=16, tau=1 under 'sp': "
+                       r"the energy descent explodes at init .* or use parametrization 'denseam'"):
+        run_sweep(load_spec(path))
+    assert not (tmp_path / "relu.journal").exists()
+    path.write_text(EXPLODING_DENSEAM.replace('"sp"', '"denseam"'))
+    BuiltinObjective(load_spec(path))  # the DenseAM rules keep the same descent stable at every width

@@ -116,3 +116,34 @@ def test_reduced_validation_shows_mup_transfers_better_than_sp(tmp_path: Path) -
     mup_predicted, _, mup_smoothed, _, mup_naive, *_ = regrets["slow-mup"]
     assert mup_predicted < sp_naive and mup_naive < sp_naive, regrets
     assert mup_smoothed <= 2.0, regrets
+
+
+def test_a_target_whose_denseam_descent_explodes_is_refused_before_the_sweep(tmp_path: Path) -> None:
+    """relu-poly under SP keeps beta = beta0/N_base: fine at the swept widths, explosive at the 16x target."""
+    spec = tmp_path / "relu.toml"
+    spec.write_text("""
+[sweep]
+name = "relu"
+sampler = "grid"
+[task]
+name = "patterns"
+[model]
+name = "denseam"
+parametrization = "sp"
+base_width = 32
+kwargs = {energy = "relu-poly", degree = 3, steps = 8, n_memories = 64, beta0 = 2.0}
+[ladder]
+widths = [32, 64]
+steps = [5]
+[search]
+lr = {low = 1e-3, high = 1e-2, points = 2}
+batch_size = [16]
+""")
+    out = run(str(spec), "--target-width", "2048", cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        "error: DenseAM relu-poly n=3, T=8, N=2048, K=64, beta0=2, tau=1 under 'sp': the energy descent explodes at init "
+        "(the state's rms becomes non-finite over 8 steps, limit 100x), so every lr would diverge; lower beta0 (relu-poly "
+        "raises the overlaps beta0*s/N to the power n-1) or tau, or use parametrization 'denseam' (beta0/N, memories averaged)"
+    ]
+    assert not list(tmp_path.glob("*.journal"))  # nothing was swept
