@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam ...]      (default: all three)
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories} ...]
+#   (default: mlp gpt denseam)
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
 # 2-core CPU and minutes on one GPU; DEVICE=cpu works, slowly. SCALEPLAN overrides the command
 # (e.g. "python3 -m scaleplan.cli"), RESULTS the output folder.
@@ -21,7 +22,13 @@ for job in "${@:-mlp gpt denseam}"; do
                     --target-width 1024 --seeds 3 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-mup ;;
             denseam) $SCALEPLAN validate sweeps/transfer/denseam-sp.toml sweeps/transfer/denseam-denseam.toml \
                     --target-width 1024 --seeds 3 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name denseam ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam)" >&2; exit 2 ;;
+            denseam-lse-features|denseam-lse-memories|denseam-relu-memories)  # DenseAM retrieval, 8x in N or K
+                $SCALEPLAN validate sweeps/transfer/$j-sp.toml sweeps/transfer/$j-denseam.toml \
+                    --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name $j ;;
+            denseam-relu-features)  # SP is refused at N = 2048 (its relu-poly descent explodes at init): the rules alone
+                $SCALEPLAN validate sweeps/transfer/$j-denseam.toml \
+                    --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name $j ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories})" >&2; exit 2 ;;
         esac
     done
 done
