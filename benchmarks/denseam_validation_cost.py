@@ -65,6 +65,13 @@ def main() -> None:
     parser.add_argument("--target-lrs", type=int, default=10, help="lrs validate trains at the target (grid + choices)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    command = " ".join(["python", "benchmarks/denseam_validation_cost.py", *map(str, args.specs), "--target-width",
+                        str(args.target_width), "--seeds", str(args.seeds), "--target-lrs", str(args.target_lrs)])
+    print("# Measured cost of the DenseAM transfer validations (one core, one torch thread)\n")
+    print(f"Reproduce: `{command}`\n")
+    print("Per size: milliseconds per trial-step (populations where the sweep uses them), seconds of per-trial")
+    print(f"overhead (build, held-out evaluation), trials (swept: lrs x seeds; target: {args.target_lrs} lrs x "
+          f"{args.seeds} seeds, before grid extensions) and the CPU minutes they imply at the spec's steps.\n")
     print("| spec | size | population | ms per trial-step | s overhead per trial | trials | CPU minutes |")
     print("|---|---|---|---|---|---|---|")
     for path in args.specs:
