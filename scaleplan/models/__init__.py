@@ -6,7 +6,7 @@ build_model(name, width, **kwargs) kwargs per model:
            readout_zero_init=False, query_zero_init=False
   denseam  in_dim=16, out_dim=10, n_memories=32, steps=4 (T), beta0=1.0, tau=1.0,
            energy="lse"|"relu-poly", degree=3, readout="classifier"|"denoise", centered=True,
-           memory_std=1.0, readout_zero_init=False, width_axis="features"|"memories"|"both",
+           memory_std=1.0, readout_zero_init=False, leak=False, width_axis="features"|"memories"|"both",
            features (N when the width is K), load (K/N when both scale)
 """
 
