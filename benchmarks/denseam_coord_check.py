@@ -24,7 +24,6 @@ from scaleplan.diagnostics.coord_check import width_table
 from scaleplan.diagnostics.denseam_check import PROBES, denseam_coord_check, probe_ratios
 from scaleplan.outputs import pyplot, save_figure
 
-ENERGIES = (("lse", 3), ("relu-poly", 3), ("relu-poly", 6))
 AXES = (("features", "N (K = {fixed})"), ("memories", "K (N = {fixed})"))
 # (label, parametrization, rules, base Adam eps)
 VARIANTS = (
@@ -40,10 +39,10 @@ def energy_name(energy: str, degree: int) -> str:
     return "lse" if energy == "lse" else f"relu-poly n={degree}"
 
 
-def run(sizes: tuple[int, ...], fixed: int, seeds: int) -> dict[tuple, object]:
+def run(sizes: tuple[int, ...], fixed: int, seeds: int, energies: tuple[tuple[str, int], ...]) -> dict[tuple, object]:
     """{(energy, degree, axis, variant label): frame} for every combination."""
     frames = {}
-    for energy, degree in ENERGIES:
+    for energy, degree in energies:
         for axis, _ in AXES:
             for label, parametrization, rules, eps in VARIANTS:
                 start = time.perf_counter()
@@ -59,7 +58,8 @@ def fmt(ratio: float) -> str:
     return "diverged" if ratio != ratio or ratio == float("inf") else f"{ratio:.2f}" if ratio < 100 else f"{ratio:.2g}"
 
 
-def report(frames: dict, sizes: tuple[int, ...], fixed: int, seeds: int, command: str) -> str:
+def report(frames: dict, sizes: tuple[int, ...], fixed: int, seeds: int, command: str,
+           energies: tuple[tuple[str, int], ...]) -> str:
     step = SETUP["train_steps"]
     lines = [
         "# DenseAM coordinate checks: features N and memories K",
@@ -80,7 +80,7 @@ def report(frames: dict, sizes: tuple[int, ...], fixed: int, seeds: int, command
         "| energy | axis | rules | overlap | activation | update | all <= 1.5 |",
         "|---|---|---|---|---|---|---|",
     ]
-    for energy, degree in ENERGIES:
+    for energy, degree in energies:
         for axis, _ in AXES:
             for label, *_ in VARIANTS:
                 ratios = probe_ratios(frames[energy, degree, axis, label], step)
@@ -89,7 +89,7 @@ def report(frames: dict, sizes: tuple[int, ...], fixed: int, seeds: int, command
                 lines.append(f"| {energy_name(energy, degree)} | {axis} | {label} | "
                              + " | ".join(fmt(v) for v in values) + f" | {'yes' if ok else 'no'} |")
     lines += ["", f"## Mean |probe| per size under the DenseAM rules (after step {step})", ""]
-    for energy, degree in ENERGIES:
+    for energy, degree in energies:
         for axis, _ in AXES:
             table = width_table(frames[energy, degree, axis, VARIANTS[0][0]], step).reindex(list(PROBES))
             lines += [f"{energy_name(energy, degree)}, {axis}:", "", "| probe | " + " | ".join(map(str, table.columns)) + " |",
@@ -99,12 +99,12 @@ def report(frames: dict, sizes: tuple[int, ...], fixed: int, seeds: int, command
     return "\n".join(lines)
 
 
-def plot(frames: dict, fixed: int, out: Path) -> list[Path]:
+def plot(frames: dict, fixed: int, out: Path, name: str, energies: tuple[tuple[str, int], ...]) -> list[Path]:
     """One PNG per energy: rows = probes, columns = axes, one line per rules variant."""
     plt = pyplot()
     step = SETUP["train_steps"]
     paths = []
-    for energy, degree in ENERGIES:
+    for energy, degree in energies:
         fig, axes = plt.subplots(len(PROBES), len(AXES), figsize=(8, 8), squeeze=False)
         for col, (axis, xlabel) in enumerate(AXES):
             for label, *_ in VARIANTS:
@@ -119,7 +119,7 @@ def plot(frames: dict, fixed: int, out: Path) -> list[Path]:
         axes[0][-1].legend(fontsize=7)
         fig.suptitle(f"DenseAM {energy_name(energy, degree)}, T = {SETUP['steps']}: after {step} Adam steps")
         fig.tight_layout()
-        path = out / f"denseam-coord-check-{energy}{degree if energy != 'lse' else ''}.png"
+        path = out / f"{name}-{energy}{degree if energy != 'lse' else ''}.png"
         save_figure(fig, path, dpi=90)
         paths.append(path)
     return paths
@@ -130,17 +130,23 @@ def main() -> None:
     parser.add_argument("--sizes", default="64,128,256,512,1024")
     parser.add_argument("--fixed", type=int, default=64, help="K when N scales, N when K scales")
     parser.add_argument("--seeds", type=int, default=6)
+    parser.add_argument("--energies", default="lse:3,relu-poly:3,relu-poly:6", help="energy:degree, comma list")
+    parser.add_argument("--beta0", type=float, default=SETUP["beta0"])
+    parser.add_argument("--name", default="denseam-coord-check", help="OUT/NAME.md and OUT/NAME-<energy>.png")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     torch.set_num_threads(1)
+    SETUP["beta0"] = args.beta0
     sizes = tuple(int(s) for s in args.sizes.split(","))
+    energies = tuple((e, int(d)) for e, d in (item.split(":") for item in args.energies.split(",")))
     args.out.mkdir(parents=True, exist_ok=True)
-    frames = run(sizes, args.fixed, args.seeds)
+    frames = run(sizes, args.fixed, args.seeds, energies)
     command = shlex.join(["python", "benchmarks/denseam_coord_check.py", "--sizes", args.sizes, "--fixed", str(args.fixed),
-                          "--seeds", str(args.seeds), "--out", str(args.out)])
-    text = report(frames, sizes, args.fixed, args.seeds, command)
-    paths = plot(frames, args.fixed, args.out)
-    (args.out / "denseam-coord-check.md").write_text(text + "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in paths) + "\n")
+                          "--seeds", str(args.seeds), "--energies", args.energies, "--beta0", f"{args.beta0:g}",
+                          "--name", args.name, "--out", str(args.out)])
+    text = report(frames, sizes, args.fixed, args.seeds, command, energies)
+    paths = plot(frames, args.fixed, args.out, args.name, energies)
+    (args.out / f"{args.name}.md").write_text(text + "\n" + "\n".join(f"![{p.stem}]({p.name})" for p in paths) + "\n")
     print(text)
 
 
