@@ -15,6 +15,20 @@ O(1) (init independent of N and K), Adam LR constant in N, SGD LR x m (like any 
 width dimension). The remaining DenseAM rules live in the model (scaleplan.models.denseam)
 because they are part of its definition: inverse temperature beta = beta0 / N on the overlaps,
 a centered activation, and step size alpha = tau / T.
+
+Weight decay (factor on the base lambda, per role; `scaleplan.core.weight_decay` has the conventions):
+
+| role   | muP Adam lr | Adam, L2 (mup.MuAdam) | AdamW torch, p *= 1 - lr*lambda | AdamW independent, p *= 1 - lambda |
+|--------|-------------|-----------------------|---------------------------------|------------------------------------|
+| input  | 1           | 1                     | 1                               | 1                                  |
+| hidden | 1/m         | m                     | m (= mup.MuAdamW)               | 1                                  |
+| output | 1           | 1                     | 1                               | 1                                  |
+| vector | 1           | 1                     | 1                               | 1                                  |
+
+AdamW's decay is an EMA with timescale tau_iter = 1/(lr_role * lambda_role) (torch) or 1/lambda_role
+(independent). Keeping every role's timescale width-independent needs lambda_role x m^(-lr exponent)
+under torch, which is the `adam_wd` column (adam_wd = -adam_lr for every role: tested), and a constant
+lambda under independent decay. A constant torch lambda would stretch the hidden timescale by m.
 """
 
 from __future__ import annotations
@@ -22,6 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, Mapping, get_args
 
+from scaleplan.core.weight_decay import check_convention
 from scaleplan.errors import ScaleplanError
 
 Role = Literal["input", "hidden", "output", "vector", "memory", "fixed"]
@@ -46,7 +61,7 @@ class RoleRule:
     forward: float  # forward multiplier
     adam_lr: float
     sgd_lr: float
-    adam_wd: float  # Adam/AdamW weight decay (coupled, as mup.MuAdam scales it)
+    adam_wd: float  # Adam L2 and AdamW (torch) weight decay, as mup.MuAdam/MuAdamW scale it; independent decay: 0
     sgd_wd: float
 
 
@@ -89,9 +104,14 @@ class Parametrization:
         optimizer: str = "adam",
         depth_ratio: float = 1.0,
         completep: bool = False,
+        decay: str = "torch",
     ) -> RoleMultipliers:
-        """Factors for one tensor of `role` at width multiplier m (and depth ratio L/L_base)."""
+        """Factors for one tensor of `role` at width multiplier m (and depth ratio L/L_base).
+
+        `decay` is the AdamW weight-decay convention: "torch" (lambda x m^adam_wd) or "independent" (lambda x 1).
+        """
         rule = self.rule(role)
+        check_convention(decay, optimizer)
         if m <= 0 or depth_ratio <= 0:
             raise ScaleplanError(f"width and depth multipliers must be positive, got m={m}, depth_ratio={depth_ratio}")
         if completep and self.name != "mup":
@@ -102,7 +122,7 @@ class Parametrization:
             lr=m ** (rule.sgd_lr if sgd else rule.adam_lr),
             init_std=m ** (rule.init_var / 2),
             forward=m**rule.forward,
-            weight_decay=m ** (rule.sgd_wd if sgd else rule.adam_wd),
+            weight_decay=1.0 if decay == "independent" else m ** (rule.sgd_wd if sgd else rule.adam_wd),
             eps=1.0 / (m * depth_ratio) if completep and not sgd else 1.0,
         )
 
@@ -115,9 +135,9 @@ class Parametrization:
         (which keep beta = beta0/N_base constant in N); equal to 1 at m = 1 either way."""
         return m ** (1.0 + self.temperature_exponent)
 
-    def table(self, m: float, optimizer: str = "adam") -> list[tuple[str, RoleMultipliers]]:
+    def table(self, m: float, optimizer: str = "adam", decay: str = "torch") -> list[tuple[str, RoleMultipliers]]:
         """Every role's factors at width multiplier m, for display."""
-        return [(role, self.multipliers(role, m, optimizer)) for role in ROLES if role in self.rules]
+        return [(role, self.multipliers(role, m, optimizer, decay=decay)) for role in ROLES if role in self.rules]
 
 
 def residual_multiplier(depth_ratio: float, completep: bool) -> float:

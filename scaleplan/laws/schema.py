@@ -150,6 +150,7 @@ class Prediction:
     values: dict[str, Estimate]
     warnings: tuple[str, ...] = ()
     parametrization: ParametrizationRef | None = None  # what per-role numbers are relative to (muP laws)
+    decay_convention: str | None = None  # AdamW convention of values["weight_decay"] ("torch" or "independent")
 
     @property
     def lr(self) -> float:

@@ -70,17 +70,15 @@ def training_device(cfg: TrialConfig) -> torch.device:
 
 
 def param_groups_for(model: nn.Module, cfg: TrialConfig) -> list[dict[str, Any]]:
-    """Per-group (muP) lr / weight decay for cfg.optimizer.
+    """Per-group (muP) lr and weight decay for cfg.optimizer, from the rules table.
 
-    AdamW decay is decoupled, so (as mup.MuAdamW) every group keeps the plain weight_decay while
-    Adam's coupled decay gets the parametrization's per-group scaling.
+    AdamW's lambda is per role (hidden x m under muP with torch's convention, as mup.MuAdamW; constant with
+    independent decay) so that every role's decay timescale is width-independent.
     """
     from scaleplan.parametrization import param_groups
 
-    if cfg.optimizer == "adamw":
-        groups = param_groups(model, cfg.lr, weight_decay=0.0, optimizer="adam")
-        return [{**group, "weight_decay": cfg.weight_decay} for group in groups]
-    return param_groups(model, cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer)
+    return param_groups(model, cfg.lr, weight_decay=cfg.effective_weight_decay, optimizer=cfg.optimizer,
+                        decay=cfg.decay_convention)
 
 
 def data_generator(seed: int) -> torch.Generator:

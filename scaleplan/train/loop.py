@@ -20,7 +20,7 @@ OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd"
 
 def make_optimizer(groups: list[dict], cfg: TrialConfig) -> torch.optim.Optimizer:
     """torch.optim optimizer over the parametrization's groups (betas, eps: torch defaults)."""
-    return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr)  # every group carries its own lr and weight decay
 
 
 def train_trial(

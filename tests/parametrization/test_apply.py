@@ -95,17 +95,17 @@ def test_init_std_redraws_with_rule_factors(role: str, expected_std: float) -> N
 
 
 @pytest.mark.parametrize("name, kwargs", [("mlp", {}), ("gpt", {"depth": 2, "seq_len": 8}), ("gpt", {"tied": True, "seq_len": 8}), ("denseam", {})])
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("optimizer, decay", [("adam", "torch"), ("sgd", "torch"), ("adamw", "torch"), ("adamw", "independent")])
 @pytest.mark.filterwarnings("ignore:SGD with the DenseAM")
-def test_mup_equals_sp_bit_for_bit_at_base_width(name: str, kwargs: dict, optimizer: str) -> None:
+def test_mup_equals_sp_bit_for_bit_at_base_width(name: str, kwargs: dict, optimizer: str, decay: str) -> None:
     inputs = torch.randint(0, 64, (2, 8)) if name == "gpt" else torch.randn(4, 16)
     models, updates = {}, {}
     param = "denseam" if name == "denseam" else "mup"
     for p in ("sp", param):
         torch.manual_seed(0)
         models[p] = build_parametrized(name, 64, p, 64, **kwargs)
-        opt_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
-        opt = opt_cls(param_groups(models[p], LR, WD, optimizer))
+        opt_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
+        opt = opt_cls(param_groups(models[p], LR, WD, optimizer, decay=decay))
         before = {n: q.detach().clone() for n, q in models[p].named_parameters()}
         out = models[p](inputs)
         out.square().mean().backward()

@@ -46,6 +46,15 @@ def test_population_equals_sequential_runs(optimizer, lrs, weight_decay) -> None
     assert_same_as_sequential(cfgs)
 
 
+@pytest.mark.parametrize("convention", ["torch", "independent"])
+def test_population_adamw_decay_equals_sequential_to_1e_6(convention: str) -> None:
+    # members differ in lr and in lambda (given directly, or through the timescale wd_tau), muP hidden x m
+    cfgs = members(lr=[1e-3, 3e-3, 1e-2, 3e-3], seed=[0, 1, 0, 2], optimizer=["adamw"] * 4,
+                   weight_decay=[0.5, 2.0, 0.0, 0.0], wd_tau=[None, None, 0.2, 1.0], decay_convention=[convention] * 4,
+                   schedule=["cosine"] * 4, warmup_steps=[5] * 4)
+    assert_same_as_sequential(cfgs, rel=1e-6)
+
+
 def test_members_may_differ_in_init_std_output_mult_and_weight_decay() -> None:
     cfgs = members(lr=[3e-3] * 3, init_std=[0.5, 1.0, None], output_mult=[1.0, 2.0, 1.0],
                    weight_decay=[0.0, 0.1, 0.0])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -35,6 +36,12 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
         ({"tau": "x"}, "tau must be a finite number, got 'x'"),
         ({"warmup_steps": 2.5}, "warmup_steps must be an integer, got 2.5"),
         ({"threads": 0}, "threads must be >= 1 or None"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number, got nan"),
+        ({"wd_tau": -0.5, "optimizer": "adamw"}, "wd_tau must be > 0, got -0.5"),
+        ({"wd_tau": 0.5}, "wd_tau .* needs optimizer 'adamw'; 'adam' has no decoupled decay"),
+        ({"wd_tau": 0.5, "weight_decay": 0.1, "optimizer": "adamw"}, "give weight_decay or wd_tau"),
+        ({"decay_convention": "independent"}, "optimizer 'adam' has L2 decay: use optimizer 'adamw'"),
+        ({"decay_convention": "coupled", "optimizer": "adamw"}, "unknown decay_convention 'coupled'"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message) -> None:
@@ -126,6 +133,26 @@ def test_other_optimizers_and_schedules_train(optimizer: str) -> None:
     plain = train_trial(TrialConfig(lr=lr, optimizer=optimizer, **SMALL))
     decayed = train_trial(TrialConfig(lr=lr, optimizer=optimizer, weight_decay=0.1, warmup_steps=10, schedule="cosine", **SMALL))
     assert math.isfinite(plain.loss) and math.isfinite(decayed.loss) and plain.loss != decayed.loss
+
+
+@pytest.mark.parametrize(
+    "convention, lr, tau, steps, expected", [("torch", 1e-2, 0.5, 200, 1.0), ("independent", 1e-2, 0.5, 200, 0.01)]
+)
+def test_wd_tau_sets_lambda_per_trial(convention: str, lr: float, tau: float, steps: int, expected: float) -> None:
+    cfg = TrialConfig(optimizer="adamw", lr=lr, wd_tau=tau, steps=steps, decay_convention=convention)
+    assert cfg.effective_weight_decay == pytest.approx(expected, rel=1e-12)  # lambda = 1/(tau * steps [* lr])
+    same = TrialConfig(optimizer="adamw", lr=lr, weight_decay=expected, steps=steps, decay_convention=convention, **{
+        k: v for k, v in SMALL.items() if k != "steps"})
+    assert train_trial(dataclasses.replace(same, weight_decay=0.0, wd_tau=tau)).loss == train_trial(same).loss
+
+
+@pytest.mark.parametrize("convention", ["torch", "independent"])
+def test_mup_equals_sp_at_base_width_with_decay(convention: str) -> None:
+    kwargs = dict(SMALL, base_width=SMALL["width"], optimizer="adamw", weight_decay=0.3, lr=3e-3,
+                  decay_convention=convention, schedule="cosine", warmup_steps=5)
+    mup, sp = train_trial(TrialConfig(parametrization="mup", **kwargs)), train_trial(TrialConfig(parametrization="sp", **kwargs))
+    assert (mup.loss, mup.train_loss) == (sp.loss, sp.train_loss)
+    assert mup.loss != train_trial(TrialConfig(parametrization="mup", **{**kwargs, "weight_decay": 0.0})).loss
 
 
 def test_charlm_counts_tokens() -> None:
