@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from scaleplan.core.reference import ParametrizationRef
-from scaleplan.errors import ScaleplanError
+from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS
+from scaleplan.errors import ScaleplanError, SpecError
 from scaleplan.train.config import SEARCHABLE_FIELDS
 
 if sys.version_info >= (3, 11):
@@ -35,7 +36,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
               "pruner", "prune_every"),
     "task": ("name", "kwargs"),
     "model": ("name", "parametrization", "base_width", "base_depth", "completep", "kwargs"),
-    "train": ("optimizer", "weight_decay", "schedule", "warmup_steps"),
+    "train": ("optimizer", "weight_decay", "wd_tau", "decay_convention", "schedule", "warmup_steps"),
     "ladder": ("widths", "steps"),
     "search": ("batch_size", *BUILTIN_SEARCH),
     "objective": ("callable", "command", "timeout_s", "diverged_value"),
@@ -256,6 +257,38 @@ def _parse_pruner(sweep: dict[str, Any], objective: ObjectiveSpec, where: str) -
     return pruner, every
 
 
+def _check_weight_decay(train: dict[str, Any], search: list[SearchParam], objective: ObjectiveSpec, source: str) -> None:
+    """Weight decay (lambda) and its timescale wd_tau: >= 0 and > 0 over the whole range, one of the two, AdamW's.
+
+    The optimizer check applies to the built-in trainer and to a user objective whose [train] names an optimizer.
+    """
+    convention = train.get("decay_convention", "torch")
+    if convention not in DECAY_CONVENTIONS:
+        raise SpecError(f"{_where(source, 'train')}: unknown decay_convention {convention!r}{_hint(convention, DECAY_CONVENTIONS)} "
+                        f"(choose {', '.join(DECAY_CONVENTIONS)})")
+    searched = {p.name: p for p in search if p.name in ("weight_decay", "wd_tau")}
+    for name, bound in (("weight_decay", ">= 0"), ("wd_tau", "> 0")):
+        lows = [train[name]] if name in train else []
+        if name in searched:
+            lows.append(min(searched[name].grid() or (searched[name].low,)))  # type: ignore[type-var]
+        for low in lows:
+            if isinstance(low, bool) or not isinstance(low, (int, float)) or not math.isfinite(low):
+                raise SpecError(f"{source}: {name} must be a finite number, got {low!r}")
+            if low < 0 or (low == 0 and bound == "> 0"):
+                implied = " (a timescale <= 0 implies lambda <= 0)" if name == "wd_tau" else ""
+                raise SpecError(f"{source}: {name} must be {bound}, got {low:g}{implied}")
+    if ("wd_tau" in searched or "wd_tau" in train) and ("weight_decay" in searched or train.get("weight_decay", 0) != 0):
+        raise SpecError(f"{source}: give weight_decay or wd_tau (which sets lambda per trial), not both")
+    optimizer = train.get("optimizer", "adam")
+    uses_decay = searched or "wd_tau" in train or convention != "torch"
+    if uses_decay and optimizer not in DECOUPLED_OPTIMIZERS and (objective.kind == "builtin" or "optimizer" in train):
+        what = f"[search] {', '.join(searched)}" if searched else "wd_tau / decay_convention"
+        raise SpecError(
+            f"{source}: {what} needs decoupled weight decay, but [train] optimizer is {optimizer!r} (its decay is L2 in "
+            f"the gradient, with no timescale to fit): set [train] optimizer = \"adamw\""
+        )
+
+
 def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = None) -> SweepSpec:
     """Validate a spec's TOML tables and build the `SweepSpec`; every problem is a ScaleplanError."""
     _check_keys(raw, tuple(SECTION_KEYS), f"{source}: top level")
@@ -349,6 +382,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     both = sorted(set(train) & {p.name for p in search})
     if both:
         raise ScaleplanError(f"{source}: '{both[0]}' is both in [train] and [search]; keep it in one of them")
+    _check_weight_decay(train, search, objective, source)
     n_grid = [p.grid() for p in search]
     trials_per_point = sweep.get("trials_per_point")
     if sampler == "grid":

@@ -83,3 +83,26 @@ def test_bad_value_anywhere_in_the_plan_fails_before_any_trial(spec_path: Path, 
     with pytest.raises(ScaleplanError, match=message):
         run_sweep(load_spec(spec_path))
     assert not (spec_path.parent / "tiny.journal").exists()
+
+
+def test_a_timescale_sweep_trains_lambda_from_tau(spec_path: Path) -> None:
+    text = SPEC.replace("[ladder]", '[train]\noptimizer = "adamw"\n[ladder]').replace(
+        "lr = [1e-2, 1e-1, 1e3]", "lr = [1e-2, 3e-2]\nwd_tau = [0.05, 5.0]")
+    spec_path.write_text(text)
+    assert run_sweep(load_spec(spec_path)) == RunSummary(8, 8, 0)
+    frame = load_trials(spec_path)
+    assert sorted(frame["wd_tau"].unique()) == [0.05, 5.0]
+    short, long = (frame[frame["wd_tau"] == tau].sort_values(["width", "lr"])["loss"].to_numpy() for tau in (0.05, 5.0))
+    assert (short != long).all()  # the timescale reached the trainer
+
+
+def test_a_bad_decay_spec_is_exit_2_on_the_cli(spec_path: Path) -> None:
+    import subprocess
+    import sys
+
+    spec_path.write_text(SPEC.replace("lr = [1e-2, 1e-1, 1e3]", "lr = [1e-2]\nwd_tau = [0.5]"))  # optimizer adam
+    out = subprocess.run([sys.executable, "-m", "scaleplan.cli", "sweep", str(spec_path)], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "wd_tau needs decoupled weight decay, but [train] optimizer is 'adam'" in lines[0]

@@ -202,3 +202,64 @@ def test_bad_completep_keys(tmp_path: Path, model: str, message: str) -> None:
     with pytest.raises(ScaleplanError) as info:
         load_spec(write(tmp_path, text))
     assert message in str(info.value)
+
+
+WD_SPEC = """
+[sweep]
+name = "wd"
+sampler = "grid"
+[task]
+name = "teacher-student"
+[model]
+name = "mlp"
+parametrization = "mup"
+[train]
+optimizer = "adamw"
+[ladder]
+widths = [8, 16]
+steps = [10]
+[search]
+lr = [1e-3, 1e-2]
+"""
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("weight_decay = [0.1, -0.1]", "weight_decay must be >= 0, got -0.1"),
+        ("weight_decay = {low = -0.5, high = 0.5, log = false, points = 3}", "weight_decay must be >= 0, got -0.5"),
+        ("wd_tau = {low = -0.5, high = 2.0, log = false, points = 3}",
+         "wd_tau must be > 0, got -0.5 (a timescale <= 0 implies lambda <= 0)"),
+        ("wd_tau = [0.0, 1.0]", "wd_tau must be > 0, got 0"),
+        ("wd_tau = [0.5, 1.0]\nweight_decay = [0.1, 0.2]", "give weight_decay or wd_tau"),
+    ],
+)
+def test_bad_weight_decay_searches_are_one_line(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(write(tmp_path, WD_SPEC.replace('lr = [1e-3, 1e-2]', f'lr = [1e-3, 1e-2]\n{extra}')))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ('optimizer = "adam"', "[search] weight_decay needs decoupled weight decay, but [train] optimizer is 'adam'"),
+        ('optimizer = "sgd"', "optimizer is 'sgd' (its decay is L2 in the gradient"),
+        ('optimizer = "adamw"\ndecay_convention = "lr-free"', "unknown decay_convention 'lr-free'"),
+        ('optimizer = "adamw"\nweight_decay = nan', "weight_decay must be a finite number, got nan"),
+    ],
+)
+def test_a_decay_search_needs_adamw(tmp_path: Path, train: str, message: str) -> None:
+    text = WD_SPEC.replace('optimizer = "adamw"', train).replace('lr = [1e-3, 1e-2]', 'lr = [1e-3, 1e-2]\nweight_decay = [0.1, 1.0]')
+    if "weight_decay = nan" in train:
+        text = text.replace("\nweight_decay = [0.1, 1.0]", "")
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(write(tmp_path, text))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_timescale_search_parses(tmp_path: Path) -> None:
+    text = WD_SPEC.replace('lr = [1e-3, 1e-2]', 'lr = [1e-3, 1e-2]\nwd_tau = {low = 0.1, high = 10.0, points = 3}')
+    spec = load_spec(write(tmp_path, text.replace('optimizer = "adamw"', 'optimizer = "adamw"\ndecay_convention = "independent"')))
+    assert spec.search_param("wd_tau") == SearchParam("wd_tau", 0.1, 10.0, True, 3, None)
+    assert spec.train["decay_convention"] == "independent" and spec.trials_per_point == 6
