@@ -52,16 +52,22 @@ D_UNITS = ("tokens", "samples")
               help="Weight each cell by 1/var of its optimum over the bootstrap (parabola/argmin), or plain OLS.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write PNG plots (optima.png, lr_law.png, batch_size_law.png) into this folder.")
+@click.option("--decay-convention", type=click.Choice(["torch", "independent"]), default=None,
+              help="AdamW decay of a weight-decay sweep: torch (p *= 1 - lr*lambda) or independent (p *= 1 - lambda). "
+                   "Default: the spec's [train] decay_convention, else torch.")
 @click.option("--name", default=None, help="Law name (default: the output file's stem).")
 @click.option("--title", default=None, help="One-line title of the law file.")
 @click.option("--citation", default=None, help="Where the data comes from, recorded in the provenance.")
 def fit(source: Path, output: Path | None, method: str, band: float, near: float, x: str, columns: tuple[str, ...],
         batch_unit_scale: float, batch_unit: str, d_unit: str, batch_on_size: bool, loss_law: bool | None,
-        n_boot: int, seed: int, weighting: str, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None) -> None:
+        n_boot: int, seed: int, weighting: str, plot_dir: Path | None, decay_convention: str | None, name: str | None,
+        title: str | None, citation: str | None) -> None:
     """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml) or a CSV of trials.
 
     \b
     Columns: N (or width), D, lr, batch_size, loss; optional state (COMPLETE kept), diverged (True dropped).
+    A sweep of weight decay (a weight_decay or wd_tau column; needs steps, N and D) is fitted in (lr, lambda):
+    each cell's optimum by a 2-D quadratic, then the timescale law tau*(D/N) beside the lr law.
     Example (Step Law's released grid):
       scaleplan fit dense_lr_bs_loss.csv -o fits/steplaw-refit.json --method band \\
         --column batch_size=bs --column 'loss=smooth loss' --batch-unit-scale 2048 --batch-unit tokens
@@ -77,8 +83,11 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
     raw, data_hash, parametrization = _load(source)
     x = x or ("width" if source.suffix.lower() == ".toml" else "N")
     trials = prepare_trials(raw, x=x, columns=parse_column_map(columns), batch_unit_scale=batch_unit_scale, source=str(source))
-    hyper = fit_hyperparameter_laws(trials, method=method, band=band, near=near, batch_on_size=batch_on_size,
-                                    n_boot=n_boot, seed=seed, weighting=weighting)
+    from scaleplan.fit.weight_decay import fit_decay_if_swept
+
+    decay = fit_decay_if_swept(trials, source, method, decay_convention, near=near, n_boot=n_boot, seed=seed)
+    hyper = decay.hyper if decay is not None else fit_hyperparameter_laws(
+        trials, method=method, band=band, near=near, batch_on_size=batch_on_size, n_boot=n_boot, seed=seed, weighting=weighting)
     loss = _maybe_loss_law(trials, hyper, loss_law, n_boot, seed)
     command = shlex.join([
         "scaleplan", "fit", str(source), "-o", str(output), "--method", method, "--x", x,
@@ -86,13 +95,18 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
         *(["--band", f"{band:g}"] if method == "band" else []), *(["--near", f"{near:g}"] if method == "parabola" else []),
         *(["--batch-unit-scale", f"{batch_unit_scale:g}"] if batch_unit_scale != 1.0 else []),
         *(["--batch-on-size"] if batch_on_size else []), "--bootstrap", str(n_boot), "--seed", str(seed), "--weighting", weighting,
+        *(["--decay-convention", decay.convention] if decay is not None else []),
     ])
     meta = LawMetadata(
         name=name or output.stem, title=title or f"{method} fit of {source.name}", command=command,
         data_sha256=data_hash, d_unit=d_unit, batch_unit=batch_unit, citation=citation, parametrization=parametrization,
     )
-    law = build_law_file(meta, trials, hyper, loss)
+    law = build_law_file(meta, trials, hyper, loss, decay)
     click.echo(format_summary(trials, hyper, loss))
+    if decay is not None:
+        from scaleplan.fit.weight_decay import format_weight_decay
+
+        click.echo(format_weight_decay(decay))
     if plot_dir is not None:
         from scaleplan.fit.plots import plot_fit
 

@@ -17,7 +17,7 @@ import pandas as pd
 from scaleplan.errors import ScaleplanError
 
 # Canonical columns a sweep export carries; any user CSV with these names works as is.
-OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N")
+OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N", "steps", "weight_decay", "wd_tau")
 SIZE_VARIABLES = ("N", "width")
 _TRUE = {"true", "1", "yes", "y", "t"}
 

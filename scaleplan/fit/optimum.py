@@ -124,23 +124,12 @@ def cell_arrays(trials: Trials, method: str) -> dict[tuple[float, float | None],
 def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: float, argmin: CellOptimum, common: dict) -> CellOptimum:
     """Weighted least-squares quadratic in (ln lr[, ln B]) around the minimum; its vertex is the optimum.
 
-    Points within `near` (relative) of the minimum loss are used (at least the best MIN_POINTS, spanning
-    MIN_LRS distinct learning rates),
-    weighted 1 / (1 + gap / (near * |L_min|)). A non-convex fit falls back to the argmin (flagged).
+    The points are `near_window`'s; a non-convex fit falls back to the argmin (flagged).
     """
-    order = np.argsort(loss, kind="stable")
-    l_min = loss[order[0]]
-    scale = near * max(abs(l_min), 1e-12)
-    n_near = int(np.sum(loss <= l_min + scale))
-    # Grow the window (best first) until it holds MIN_LRS distinct lrs and MIN_POINTS points.
-    first_seen = np.unique(lr[order], return_index=True)[1]
-    enough_lrs = np.sort(first_seen)[min(MIN_LRS, first_seen.size) - 1] + 1
-    k = min(len(loss), max(n_near, enough_lrs, MIN_POINTS_2D if batch is not None else MIN_POINTS_1D))
-    sel = order[:k]
+    sel, w = near_window(lr, loss, near, MIN_POINTS_2D if batch is not None else MIN_POINTS_1D)
     u_all = np.log(lr)
     u0 = float(np.mean(u_all[sel]))
     u = u_all[sel] - u0
-    w = 1.0 / (1.0 + (loss[sel] - l_min) / scale)
     if np.unique(u).size < 3:
         return _fallback(argmin)
     if batch is None:
@@ -157,14 +146,10 @@ def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: 
         v = v_all[sel] - v0
         if np.unique(v).size < 3:
             return _fallback(argmin)
-        design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
-        c = _wls(design, loss[sel], w)
-        if c is None:
+        fitted = quadratic_2d(u, v, loss[sel], w)
+        if fitted is None:
             return _fallback(argmin)
-        hess = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
-        if np.any(np.linalg.eigvalsh(hess) <= 0):
-            return _fallback(argmin)
-        u_star, v_star = np.linalg.solve(hess, -np.array([c[1], c[2]]))
+        c, (u_star, v_star) = fitted
         v_lo, v_hi = v_all.min() - v0, v_all.max() - v0
         v_star = float(np.clip(v_star, v_lo, v_hi))
         slice_coef = (c[0] + c[2] * v_star + c[4] * v_star**2, c[1] + c[5] * v_star, c[3])
@@ -183,6 +168,38 @@ def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: 
         points_lr=np.array([lr_star]), points_batch=None if b_star is None else np.array([b_star]),
         at_edge=at_edge, parabola=parabola, **common,
     )
+
+
+def near_window(lr: np.ndarray, loss: np.ndarray, near: float, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points a quadratic is fitted to (indices, best first) and their weights.
+
+    Points within `near` (relative) of the minimum loss, grown (best first) to at least `min_points` points
+    spanning MIN_LRS distinct learning rates, weighted 1 / (1 + gap / (near * |L_min|)).
+    """
+    order = np.argsort(loss, kind="stable")
+    l_min = loss[order[0]]
+    scale = near * max(abs(l_min), 1e-12)
+    n_near = int(np.sum(loss <= l_min + scale))
+    first_seen = np.unique(lr[order], return_index=True)[1]
+    enough_lrs = np.sort(first_seen)[min(MIN_LRS, first_seen.size) - 1] + 1
+    sel = order[: min(len(loss), max(n_near, enough_lrs, min_points))]
+    return sel, 1.0 / (1.0 + (loss[sel] - l_min) / scale)
+
+
+def quadratic_2d(u: np.ndarray, v: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """Weighted least squares y = c0 + c1 u + c2 v + c3 u^2 + c4 v^2 + c5 u v and its vertex (u*, v*).
+
+    None when the design is rank-deficient or the quadratic has no minimum (a Hessian eigenvalue <= 0).
+    """
+    design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
+    c = _wls(design, y, w)
+    if c is None:
+        return None
+    hess = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
+    if np.any(np.linalg.eigvalsh(hess) <= 0):
+        return None
+    u_star, v_star = np.linalg.solve(hess, -np.array([c[1], c[2]]))
+    return c, (float(u_star), float(v_star))
 
 
 def _wls(design: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray | None:

@@ -2,6 +2,7 @@
 
 A law file holds power laws for hyperparameters (ln y = intercept + sum_v e_v ln v, with the
 covariance of the coefficients for intervals) and/or a loss law L(N, D) = E + A/N^alpha + B/D^beta,
+optionally an AdamW weight-decay block (a timescale power law tau(N, D) turned into lambda at the predicted lr),
 plus what each variable means, the range it was fitted on, how optima were located, and where the
 numbers came from. Stage 3 (fit) writes it; stage 4 (plan) and users' training configs read it.
 """
@@ -16,9 +17,10 @@ from typing import Any
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.stats import two_sided_quantile
+from scaleplan.core.weight_decay import DECAY_CONVENTIONS, weight_decay_for
 from scaleplan.errors import ScaleplanError
 
-SCHEMA_VERSION = 2  # 2: typed `parametrization` (ParametrizationRef); version-1 files still load
+SCHEMA_VERSION = 3  # 2: typed `parametrization` (ParametrizationRef); 3: optional `weight_decay`; older files still load
 
 # Keyword arguments of LawFile.predict and the variable each one feeds.
 KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "batch_size": "B"}
@@ -130,6 +132,22 @@ class LossLaw:
 
 
 @dataclass(frozen=True)
+class WeightDecayLaw:
+    """AdamW weight decay from a timescale law: the power law `target` predicts tau (fraction of the run), and
+    lambda = B / (lr * tau * D) ("torch") or B / (tau * D) ("independent"), at the predicted lr, B in D's unit."""
+
+    convention: str = "torch"
+    target: str = "wd_tau"
+
+    def estimate(self, tau: Estimate, lr: float, steps: float) -> Estimate:
+        """lambda for timescale `tau` at `lr` over `steps` = D / B steps; its interval is tau's (at this lr), inverted."""
+        def at(value: float | None) -> float | None:
+            return None if value is None else weight_decay_for(lr, value, steps, self.convention)
+
+        return Estimate(at(tau.value), at(tau.high), at(tau.low), tau.level, tau.interval)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class Provenance:
     """Where the numbers came from: a paper, or the command and data that produced the fit."""
 
@@ -162,6 +180,14 @@ class Prediction:
         """The predicted batch size, in the unit of the law's `batch_size` target."""
         return self._get("batch_size")
 
+    @property
+    def weight_decay(self) -> float:
+        """The predicted AdamW lambda (base lambda for muP laws) in the convention `decay_convention`."""
+        if "weight_decay" not in self.values and "wd_tau" in self.values:
+            raise ScaleplanError(f"law '{self.law}' predicts the decay timescale tau; give batch_size= (in D's unit) "
+                                 "to turn it into lambda")
+        return self._get("weight_decay")
+
     def _get(self, target: str) -> float:
         if target not in self.values:
             raise ScaleplanError(f"law '{self.law}' does not predict '{target}' (it has: {', '.join(self.values)})")
@@ -182,6 +208,7 @@ class LawFile:
     method: str | None = None
     parametrization: ParametrizationRef | None = None
     notes: str | None = None
+    weight_decay: WeightDecayLaw | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -223,7 +250,14 @@ class LawFile:
                 raise ScaleplanError(f"{VARIABLE_KEYWORDS[var]} must be a positive finite number, got {val}")
         used = {v: values[v] for v in self.needs()}
         estimates = {p.target: p.predict(used, level) for p in self.power_laws}
-        return Prediction(self.name, used, estimates, tuple(self.extrapolation_warnings(used)), self.parametrization)
+        decay = self.weight_decay
+        if decay is not None:
+            batch = values.get("B", estimates["batch_size"].value if "batch_size" in estimates else None)
+            if batch is not None and "D" in used:
+                used["B"] = batch
+                estimates["weight_decay"] = decay.estimate(estimates[decay.target], estimates["lr"].value, used["D"] / batch)
+        return Prediction(self.name, used, estimates, tuple(self.extrapolation_warnings(used)), self.parametrization,
+                          None if decay is None else decay.convention)
 
     def extrapolation_warnings(self, values: dict[str, float]) -> list[str]:
         """One message per input outside the fitted range, saying by how far."""
@@ -283,6 +317,7 @@ class LawFile:
                 parametrization=None if d.get("parametrization") is None
                 else ParametrizationRef.from_dict(d["parametrization"], origin),
                 notes=d.get("notes"),
+                weight_decay=WeightDecayLaw(**d["weight_decay"]) if d.get("weight_decay") else None,
                 schema_version=SCHEMA_VERSION,  # read into the current schema (older versions upgrade on load)
             )
         except KeyError as exc:
@@ -351,6 +386,14 @@ def _validate(law: LawFile) -> None:
             raise ScaleplanError(f"{where}: fitted_range names undeclared variable '{var}'")
         if not (0 < rng[0] <= rng[1]):
             raise ScaleplanError(f"{where}: fitted_range of {var} must satisfy 0 < low <= high")
+    if law.weight_decay is not None:
+        wd = law.weight_decay
+        if wd.convention not in DECAY_CONVENTIONS:
+            raise ScaleplanError(f"{where}: weight_decay convention must be one of {', '.join(DECAY_CONVENTIONS)}, got {wd.convention!r}")
+        if wd.target not in targets or "lr" not in targets:
+            raise ScaleplanError(f"{where}: the weight_decay block needs the power laws 'lr' and '{wd.target}' (its timescale)")
+        if "D" not in law.power_laws[targets.index(wd.target)].exponents:
+            raise ScaleplanError(f"{where}: the timescale law '{wd.target}' must depend on D (tau is a fraction of the run)")
     if law.loss_law is not None:
         ll = law.loss_law
         if not all(_finite(x) and x > 0 for x in (ll.A, ll.B, ll.alpha, ll.beta)):

@@ -27,12 +27,14 @@ def _size(what: str, text: str | None) -> float | None:
 @click.option("--aspect", default=128.0, show_default=True, type=click.FloatRange(min=1), help="d_model / layers when deriving a shape.")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default=None,
               help="Per-role lr rules (muP laws); default: the optimizer the law was fitted with.")
+@click.option("--batch-size", "batch_size", help="Batch size in the unit of the law's D (tokens or samples): turns a "
+              "weight-decay timescale law into lambda when the law has no batch-size law.")
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999), help="Interval level.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
 def predict(
     params: str | None, tokens: str | None, compute: str | None, width: str | None, law_name: str,
     tokens_law: str, seq_len: int, vocab: int, tied: bool, params_total: bool, d_model: int | None,
-    layers: int | None, aspect: float, optimizer: str | None, level: float, fmt: str,
+    layers: int | None, aspect: float, optimizer: str | None, batch_size: str | None, level: float, fmt: str,
 ) -> None:
     """Prescribe lr, batch size and tokens for a target model size.
 
@@ -42,6 +44,7 @@ def predict(
       scaleplan predict --params 7B --tokens 2T --law deepseek --layers 30 --d-model 4096
       scaleplan predict --compute 1e23
       scaleplan predict --width 2048 --law fits/mlp-mup.json
+      scaleplan predict --width 512 --params 3e5 --tokens 1e6 --batch-size 64 --law fits/mlp-mup-wd.json
     """
     from scaleplan.plan.prescribe import prescribe
     from scaleplan.plan.render import to_json, to_table, to_yaml
@@ -54,5 +57,6 @@ def predict(
         width=_size("--width", width),
         seq_len=seq_len, vocab=vocab, tied=tied, params_total=params_total,
         d_model=d_model, n_layers=layers, aspect=aspect, tokens_law=tokens_law, level=level, optimizer=optimizer,
+        batch_size=_size("--batch-size", batch_size),
     )
     click.echo({"table": to_table, "json": to_json, "yaml": to_yaml}[fmt](result), nl=fmt != "table")

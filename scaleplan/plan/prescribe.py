@@ -8,13 +8,15 @@ hands each law the quantity in its own convention, recording which one it used.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from scaleplan.core.rules import get_parametrization
 from scaleplan.errors import ScaleplanError
-from scaleplan.laws import Estimate, LawFile, load_law
+from scaleplan.laws import Estimate, LawFile, Prediction, load_law
 from scaleplan.plan.shape import DEFAULT_ASPECT, ModelShape, non_embedding_from_total, shape_for
 
 DEFAULT_TOKENS_LAW = "epoch-chinchilla"
+BATCH_MEANING = "batch size, in the unit of D (turns the decay timescale into lambda)"
 
 
 @dataclass(frozen=True)
@@ -28,13 +30,15 @@ class LawInput:
 
 @dataclass(frozen=True)
 class GroupLR:
-    """Per-role hyperparameters at the target width (muP-style laws only)."""
+    """Per-role hyperparameters at the target width (muP-style laws only); `weight_decay` is the role's lambda
+    when the law predicts one (AdamW, in the law's decay convention)."""
 
     role: str
     lr: float
     init_std_mult: float
     forward_mult: float
     weight_decay_mult: float
+    weight_decay: float | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,9 @@ class Prescription:
     parametrization: str | None = None
     per_group: list[GroupLR] = field(default_factory=list)
     warnings: tuple[str, ...] = ()
+    wd_tau: Estimate | None = None  # AdamW decay timescale, a fraction of the run (laws with a weight_decay block)
+    weight_decay: Estimate | None = None  # base lambda at the predicted lr, in `decay_convention`
+    decay_convention: str | None = None
 
 
 def prescribe(
@@ -75,15 +82,20 @@ def prescribe(
     tokens_law: LawFile | str = DEFAULT_TOKENS_LAW,
     level: float = 0.95,
     optimizer: str | None = None,
+    batch_size: float | None = None,
 ) -> Prescription:
-    """Evaluate `law` for a target given by size (params/shape/compute) or, for width laws, by width."""
+    """Evaluate `law` for a target given by size (params/shape/compute) or, for width laws, by width.
+
+    `batch_size` (in the unit of the law's D) turns a weight-decay timescale into lambda when the law has no batch law.
+    """
     law = load_law(law) if isinstance(law, str) else law
     if tokens is not None and compute is not None and params is not None:
         raise ScaleplanError("give at most two of --params, --tokens, --compute (the third follows from C = 6ND)")
     if width is not None and "W" not in law.needs():
         raise ScaleplanError(f"law '{law.name}' does not depend on width; drop --width (--d-model sets the model's width)")
     if "W" in law.needs():
-        return _prescribe_width(law, width=width, params=params, tokens=tokens, level=level, optimizer=optimizer)
+        return _prescribe_width(law, width=width, params=params, tokens=tokens, level=level, optimizer=optimizer,
+                                batch_size=batch_size)
     loss_file = law if law.loss_law is not None else (load_law(tokens_law) if isinstance(tokens_law, str) else tokens_law)
     if loss_file.loss_law is None:
         raise ScaleplanError(f"tokens law '{loss_file.name}' has no loss law (use chinchilla or epoch-chinchilla)")
@@ -117,7 +129,7 @@ def prescribe(
 
     inputs = [_law_input(law, var, shape, tokens, compute) for var in law.needs()]
     keywords = {"N": "params", "D": "tokens", "C": "compute"}
-    prediction = law.predict(level=level, **{keywords[i.name]: i.value for i in inputs})
+    prediction = law.predict(level=level, batch_size=batch_size, **{keywords[i.name]: i.value for i in inputs})
     loss_warnings = [f"{loss_file.name}: {w}" for w in loss_file.extrapolation_warnings({"N": loss_n(shape), "D": tokens})]
     batch = prediction.values.get("batch_size")
     batch_unit = _batch_unit(law)
@@ -136,7 +148,16 @@ def prescribe(
         shape=shape,
         parametrization=None if law.parametrization is None else law.parametrization.name,
         warnings=(*prediction.warnings, *loss_warnings),
+        **_decay_fields(prediction),
     )
+
+
+def _decay_fields(prediction: Prediction) -> dict[str, Any]:
+    """The weight-decay timescale, lambda and convention of a prediction (empty for laws without them)."""
+    if prediction.decay_convention is None:
+        return {}
+    return {"wd_tau": prediction.values.get("wd_tau"), "weight_decay": prediction.values.get("weight_decay"),
+            "decay_convention": prediction.decay_convention}
 
 
 def _batch_unit(law: LawFile) -> str | None:
@@ -159,13 +180,14 @@ def _law_input(law: LawFile, var: str, shape: ModelShape, tokens: float, compute
 
 
 def _prescribe_width(
-    law: LawFile, *, width: float | None, params: float | None, tokens: float | None, level: float, optimizer: str | None
+    law: LawFile, *, width: float | None, params: float | None, tokens: float | None, level: float, optimizer: str | None,
+    batch_size: float | None = None,
 ) -> Prescription:
     """Laws of width (muP sweeps): base lr eta at the target width, then per-role lrs from the rules."""
     if width is None:
         raise ScaleplanError(f"law '{law.name}' is a law of width W ({law.variable('W').meaning}): give --width")
-    prediction = law.predict(level=level, width=width, params=params, tokens=tokens)
-    inputs = [LawInput(v, val, law.variable(v).meaning) for v, val in prediction.inputs.items()]
+    prediction = law.predict(level=level, width=width, params=params, tokens=tokens, batch_size=batch_size)
+    inputs = [LawInput(v, val, BATCH_MEANING if v == "B" else law.variable(v).meaning) for v, val in prediction.inputs.items()]
     ref = law.parametrization
     groups: list[GroupLR] = []
     lr = prediction.values.get("lr")
@@ -177,8 +199,11 @@ def _prescribe_width(
                 f"(drop --optimizer, or sweep with {optimizer})"
             )
         m = ref.width_multiplier(width)
-        for role, mult in get_parametrization(ref.name).table(m, optimizer):
-            groups.append(GroupLR(role, lr.value * mult.lr, mult.init_std, mult.forward, mult.weight_decay))
+        decay = prediction.decay_convention or "torch"
+        lam = prediction.values.get("weight_decay")
+        for role, mult in get_parametrization(ref.name).table(m, optimizer, decay):
+            groups.append(GroupLR(role, lr.value * mult.lr, mult.init_std, mult.forward, mult.weight_decay,
+                                  None if lam is None else lam.value * mult.weight_decay))
     batch = prediction.values.get("batch_size")
     return Prescription(
         law=law.name,
@@ -192,5 +217,6 @@ def _prescribe_width(
         parametrization=None if ref is None else ref.name,
         per_group=groups,
         warnings=prediction.warnings,
+        **_decay_fields(prediction),
     )
 

@@ -85,6 +85,14 @@ def to_table(p: Prescription) -> str:
         table.add_row(what, f"{p.lr.value:.3g}", _interval(p.lr), "peak lr")
     if p.batch_size is not None:
         table.add_row(f"batch size ({p.batch_unit})", format_size(p.batch_size.value), _interval(p.batch_size), "")
+    if p.wd_tau is not None:
+        table.add_row("weight-decay timescale tau", f"{p.wd_tau.value:.3g}", _interval(p.wd_tau), "fraction of the run, B/(lr*lambda*D)"
+                      if p.decay_convention == "torch" else "fraction of the run, B/(lambda*D)")
+    if p.weight_decay is not None:
+        what = "base weight decay lambda (muP)" if p.per_group else "weight decay lambda"
+        table.add_row(what, f"{p.weight_decay.value:.3g}", _interval(p.weight_decay), f"AdamW, {p.decay_convention} convention, at this lr")
+    elif p.wd_tau is not None:
+        table.add_row("weight decay lambda", "-", "", "give --batch-size (in D's unit) to turn tau into lambda")
     if p.batch_sequences is not None and p.shape is not None:
         table.add_row("batch size (sequences)", str(p.batch_sequences), "", f"x {p.shape.seq_len} tokens")
     if p.tokens is not None:
@@ -105,10 +113,12 @@ def to_table(p: Prescription) -> str:
         )
     if p.per_group:
         groups = Table(title=f"per-role hyperparameters at the target width ({p.parametrization})", title_justify="left")
-        for col in ("role", "lr", "init std x", "forward x", "weight decay x"):
+        lam = p.weight_decay is not None
+        for col in ("role", "lr", "init std x", "forward x", "weight decay x", *(["weight decay"] if lam else [])):
             groups.add_column(col, justify="right" if col != "role" else "left")
         for g in p.per_group:
-            groups.add_row(g.role, f"{g.lr:.3g}", f"{g.init_std_mult:.4g}", f"{g.forward_mult:.4g}", f"{g.weight_decay_mult:.4g}")
+            groups.add_row(g.role, f"{g.lr:.3g}", f"{g.init_std_mult:.4g}", f"{g.forward_mult:.4g}", f"{g.weight_decay_mult:.4g}",
+                           *([f"{g.weight_decay:.3g}"] if lam and g.weight_decay is not None else []))
         console.print(groups)
     for w in p.warnings:
         console.print(f"WARNING: {w}")

@@ -126,3 +126,57 @@ def test_save_to_an_unwritable_place_is_one_line_error(tmp_path):
     (tmp_path / "fits").write_text("a file where the folder should be")
     with pytest.raises(ScaleplanError, match=r"cannot write law file to .*fits/law\.json: .*fits is a file, not a directory"):
         make_law().save(tmp_path / "fits" / "law.json")
+
+
+def decay_law(convention="torch", **kw):
+    from scaleplan.laws.schema import WeightDecayLaw
+
+    tau = PowerLaw("wd_tau", "fraction of the run", math.log(0.3), {"N": 0.4, "D": -0.4},
+                   covariance=[[0.04, 0, 0], [0, 1e-3, -1e-3], [0, -1e-3, 1e-3]], residual_variance=0.01, dof=6)
+    lr = PowerLaw("lr", "learning rate", math.log(1e-2), {"N": -0.5}, covariance=[[0.01, 0], [0, 1e-4]], dof=6)
+    return make_law(power_laws=[lr, tau], weight_decay=WeightDecayLaw(convention), **kw)
+
+
+@pytest.mark.parametrize("convention", ["torch", "independent"])
+def test_a_timescale_law_predicts_lambda_at_the_predicted_lr(convention):
+    p = decay_law(convention).predict(params=1e6, tokens=1e8, batch_size=1e5)
+    tau = 0.3 * (1e8 / 1e6) ** -0.4
+    lam = 1e5 / (tau * 1e8) / (p.lr if convention == "torch" else 1.0)  # lambda = B / (lr * tau * D)
+    assert p.values["wd_tau"].value == pytest.approx(tau, rel=1e-12)
+    assert p.weight_decay == pytest.approx(lam, rel=1e-12) and p.decay_convention == convention
+    est, t = p.values["weight_decay"], p.values["wd_tau"]
+    assert est.low == pytest.approx(lam * tau / t.high, rel=1e-12) and est.high == pytest.approx(lam * tau / t.low, rel=1e-12)
+    assert p.inputs["B"] == 1e5
+
+
+def test_without_a_batch_size_the_timescale_is_given_and_lambda_asks_for_it():
+    p = decay_law().predict(params=1e6, tokens=1e8)
+    assert "wd_tau" in p.values and "weight_decay" not in p.values
+    with pytest.raises(ScaleplanError, match="give batch_size= .in D's unit. to turn it into lambda"):
+        p.weight_decay
+
+
+def test_a_decay_law_round_trips_and_version_2_files_still_load(tmp_path):
+    law = decay_law("independent")
+    assert LawFile.load(law.save(tmp_path / "wd.json")) == law
+    old = make_law().to_dict()
+    old["schema_version"] = 2
+    assert LawFile.from_dict(old).weight_decay is None
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda d: d["weight_decay"].update(convention="coupled"), "weight_decay convention must be one of torch, independent"),
+        (lambda d: d["weight_decay"].update(target="tau"), "needs the power laws 'lr' and 'tau'"),
+        (lambda d: d["power_laws"][1]["exponents"].pop("D"), "must depend on D"),
+        (lambda d: d["weight_decay"].update(colour="red"), "malformed entry"),
+    ],
+)
+def test_invalid_decay_blocks_are_one_line_errors(mutate, fragment):
+    data = decay_law().to_dict()
+    if "pop" in mutate.__code__.co_names:
+        data["power_laws"][1]["covariance"] = None
+    mutate(data)
+    with pytest.raises(ScaleplanError, match=fragment):
+        LawFile.from_dict(data)

@@ -106,3 +106,30 @@ def test_loss_law_gets_n_in_its_own_convention():
     assert p.tokens == pytest.approx(ll.optimal_tokens(1e9))
     q = prescribe("steplaw", params=1e9)  # Epoch's refit counts embeddings
     assert q.tokens == pytest.approx(load_law("epoch-chinchilla").loss_law.optimal_tokens(q.shape.total_params))
+
+
+@pytest.mark.parametrize("convention, hidden_factor", [("torch", 4.0), ("independent", 1.0)])
+def test_a_mup_decay_law_prescribes_lambda_per_role(convention, hidden_factor):
+    import math
+
+    from scaleplan.core.reference import ParametrizationRef
+    from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
+    from scaleplan.laws.schema import WeightDecayLaw
+
+    law = LawFile(
+        name="wd", title="t", provenance=Provenance("test"),
+        variables=[Variable("W", "width", "units"), Variable("N", "params", "parameters"), Variable("D", "data", "samples")],
+        power_laws=[PowerLaw("lr", "learning rate", math.log(0.02), {"W": 0.0}),
+                    PowerLaw("wd_tau", "fraction of the run", math.log(0.5), {"N": 0.0, "D": 0.0})],
+        parametrization=ParametrizationRef("mup", base_width=64, optimizer="adamw"), weight_decay=WeightDecayLaw(convention),
+    )
+    p = prescribe(law, width=256, params=1e5, tokens=1e6, batch_size=100)
+    lam = 100 / (0.5 * 1e6) / (0.02 if convention == "torch" else 1.0)  # B / (lr * tau * D)
+    assert p.wd_tau.value == pytest.approx(0.5) and p.weight_decay.value == pytest.approx(lam)
+    roles = {g.role: g for g in p.per_group}
+    assert roles["hidden"].weight_decay == pytest.approx(lam * hidden_factor) and roles["hidden"].lr == pytest.approx(0.005)
+    assert roles["input"].weight_decay == pytest.approx(lam) and roles["output"].weight_decay == pytest.approx(lam)
+    from scaleplan.plan.render import to_table
+
+    text = to_table(p)
+    assert "weight-decay timescale tau" in text and "base weight decay lambda (muP)" in text and f"{lam * hidden_factor:.3g}" in text
