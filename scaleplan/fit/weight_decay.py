@@ -204,35 +204,83 @@ def decay_cells(trials: Trials, convention: str) -> list[DecayCell]:
     return out
 
 
+@dataclass(frozen=True)
+class LocalQuadratic:
+    """A quadratic in (u, v) = (ln lr, ln lambda) fitted near the minimum of seed-averaged losses.
+
+    loss = c0 + c1 du + c2 dv + c3 du^2 + c4 dv^2 + c5 du dv with du = u - u0, dv = v - v0; `window` is the box
+    (u_lo, u_hi, v_lo, v_hi) of the points it was fitted to, `grid` the box of all the points.
+    """
+
+    coef: np.ndarray
+    u0: float
+    v0: float
+    window: tuple[float, float, float, float]
+    grid: tuple[float, float, float, float]
+
+    def value(self, lr: float, weight_decay: float) -> float:
+        """The model's loss at (lr, lambda)."""
+        c, du, dv = self.coef, math.log(lr) - self.u0, math.log(weight_decay) - self.v0
+        return float(c[0] + c[1] * du + c[2] * dv + c[3] * du * du + c[4] * dv * dv + c[5] * du * dv)
+
+    def covers(self, lr: float, weight_decay: float) -> bool:
+        """True when (lr, lambda) lies in the box of the points the model was fitted to."""
+        u_lo, u_hi, v_lo, v_hi = self.window
+        return u_lo <= math.log(lr) <= u_hi and v_lo <= math.log(weight_decay) <= v_hi
+
+    def minimum(self) -> tuple[float, float, bool]:
+        """(lr*, lambda*, at_edge): the vertex, clamped to the grid's box (at_edge when it had to be)."""
+        a, b, c = 2 * self.coef[3], self.coef[5], 2 * self.coef[4]
+        du, dv = np.linalg.solve(np.array([[a, b], [b, c]]), -self.coef[1:3])
+        u, v = du + self.u0, dv + self.v0
+        u_lo, u_hi, v_lo, v_hi = self.grid
+        at_edge = not (u_lo < u < u_hi and v_lo < v < v_hi)
+        return math.exp(float(np.clip(u, u_lo, u_hi))), math.exp(float(np.clip(v, v_lo, v_hi))), at_edge
+
+
+def mean_by_pair(lr: np.ndarray, wd: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(lr, lambda, mean loss, count) per distinct (lr, lambda): seeds averaged."""
+    pairs, inverse, counts = np.unique(np.column_stack([lr, wd]), axis=0, return_inverse=True, return_counts=True)
+    return pairs[:, 0], pairs[:, 1], np.bincount(inverse.ravel(), weights=loss) / counts, counts
+
+
+def local_quadratic(lr: np.ndarray, wd: np.ndarray, loss: np.ndarray, counts: np.ndarray,
+                    near: float = DEFAULT_NEAR) -> LocalQuadratic | None:
+    """Fit `LocalQuadratic` to the seed means near the minimum (`near_window`, grown to span 3 lambdas), weighted by the
+    window's weights times each point's seed count; None when the points allow no convex quadratic."""
+    u_all, v_all = np.log(lr), np.log(wd)
+    for k in range(min(MIN_POINTS_2D, len(loss)), len(loss) + 1):  # near_window ensures 3+ lrs; grow to 3+ lambdas
+        sel, w = near_window(lr, loss, near, k)
+        if np.unique(v_all[sel]).size >= 3:
+            break
+    if np.unique(u_all[sel]).size < 3 or np.unique(v_all[sel]).size < 3:
+        return None
+    u0, v0 = float(np.mean(u_all[sel])), float(np.mean(v_all[sel]))
+    fitted = quadratic_2d(u_all[sel] - u0, v_all[sel] - v0, loss[sel], w * counts[sel])
+    if fitted is None:
+        return None
+    box = (float(u_all[sel].min()), float(u_all[sel].max()), float(v_all[sel].min()), float(v_all[sel].max()))
+    return LocalQuadratic(fitted[0], u0, v0, box, (float(u_all.min()), float(u_all.max()), float(v_all.min()), float(v_all.max())))
+
+
 def locate_joint_optimum(cell: DecayCell, convention: str, near: float = DEFAULT_NEAR) -> JointOptimum:
-    """The vertex of a weighted quadratic in (ln lr, ln lambda) fitted to the seed-averaged points near the minimum.
+    """The vertex of `local_quadratic` through the cell's seed-averaged points.
 
     A vertex outside the swept box is clamped to it and flagged `at_edge`; a fit without a minimum falls back
     to the best seed-averaged point (flagged `fallback`).
     """
-    pairs, inverse, counts = np.unique(np.column_stack([cell.lr, cell.weight_decay]), axis=0, return_inverse=True, return_counts=True)
-    loss = np.bincount(inverse.ravel(), weights=cell.loss) / counts
-    u_all, v_all = np.log(pairs[:, 0]), np.log(pairs[:, 1])
-    for k in range(min(MIN_POINTS_2D, len(loss)), len(loss) + 1):  # grow the window until it spans 3 lambdas (near_window ensures 3+ lrs)
-        sel, w = near_window(pairs[:, 0], loss, near, k)
-        if np.unique(v_all[sel]).size >= 3:
-            break
-    u0, v0 = float(np.mean(u_all[sel])), float(np.mean(v_all[sel]))
-    fitted = quadratic_2d(u_all[sel] - u0, v_all[sel] - v0, loss[sel], w * counts[sel])
+    lr, wd, loss, counts = mean_by_pair(cell.lr, cell.weight_decay, cell.loss)
+    model = local_quadratic(lr, wd, loss, counts, near)
     common = dict(size=cell.size, tokens=cell.tokens, n_params=cell.n_params, steps=cell.steps, n_trials=len(cell.lr))
-    if fitted is None or np.unique(u_all[sel]).size < 3:
+    if model is None:
         best = int(np.argmin(loss))
-        lr, wd = float(pairs[best, 0]), float(pairs[best, 1])
-        return JointOptimum(lr=lr, weight_decay=wd, tau=timescale(lr, wd, cell.steps, convention), loss=float(loss[best]),
-                            at_edge=_on_edge(u_all, v_all, u_all[best], v_all[best]), fallback=True, **common)
-    c, (u_star, v_star) = fitted
-    u_star, v_star = u_star + u0, v_star + v0
-    at_edge = _on_edge(u_all, v_all, u_star, v_star)
-    u_star, v_star = float(np.clip(u_star, u_all.min(), u_all.max())), float(np.clip(v_star, v_all.min(), v_all.max()))
-    du, dv = u_star - u0, v_star - v0
-    lr, wd = math.exp(u_star), math.exp(v_star)
-    return JointOptimum(lr=lr, weight_decay=wd, tau=timescale(lr, wd, cell.steps, convention), at_edge=at_edge,
-                        loss=float(c[0] + c[1] * du + c[2] * dv + c[3] * du * du + c[4] * dv * dv + c[5] * du * dv), **common)
+        lr_star, wd_star = float(lr[best]), float(wd[best])
+        edge = _on_edge(np.log(lr), np.log(wd), math.log(lr_star), math.log(wd_star))
+        return JointOptimum(lr=lr_star, weight_decay=wd_star, tau=timescale(lr_star, wd_star, cell.steps, convention),
+                            loss=float(loss[best]), at_edge=edge, fallback=True, **common)
+    lr_star, wd_star, at_edge = model.minimum()
+    return JointOptimum(lr=lr_star, weight_decay=wd_star, tau=timescale(lr_star, wd_star, cell.steps, convention),
+                        loss=model.value(lr_star, wd_star), at_edge=at_edge, **common)
 
 
 def _on_edge(u_all: np.ndarray, v_all: np.ndarray, u: float, v: float) -> bool:

@@ -19,10 +19,15 @@ from scaleplan.errors import ScaleplanError
 @click.option("--out", "out_dir", default=Path("benchmarks/results"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Folder for report.md, transfer.png and the law files.")
 @click.option("--name", default="transfer", show_default=True, help="Report name: OUT/NAME.md and OUT/NAME.png.")
-@click.option("--grid-step", default=0.5, show_default=True, type=click.FloatRange(min=0.05), help="Target lr grid spacing in octaves.")
+@click.option("--grid-step", default=0.5, show_default=True, type=click.FloatRange(min=0.05),
+              help="Target lr grid spacing in octaves (with --target-steps: lambdas 1.5x as far apart).")
 @click.option("--bootstrap", "n_boot", default=200, show_default=True, type=click.IntRange(min=0))
+@click.option("--target-steps", type=click.IntRange(min=1), default=None,
+              help="Weight-decay target: steps at the target (>= 4x the longest swept). The specs must sweep lr and "
+                   "weight_decay or wd_tau; the prediction (lr, lambda), the naive small-scale lambda and a dense 2-D grid are "
+                   "trained there with --seeds (>= 5) seeds.")
 def validate(specs: tuple[Path, ...], target_width: int, seeds: int, device: str, workers: int, out_dir: Path,
-             name: str, grid_step: float, n_boot: int) -> None:
+             name: str, grid_step: float, n_boot: int, target_steps: int | None) -> None:
     """Sweep small widths, predict a wide target, measure the regret.
 
     \b
@@ -30,9 +35,22 @@ def validate(specs: tuple[Path, ...], target_width: int, seeds: int, device: str
     lr at --target-width, then train there with the prediction, with the naive choice (the widest
     swept width's optimum) and with a dense lr grid, all with the same seeds. Writes OUT/NAME.md
     (regret table, lr drift table) and OUT/NAME.png (loss vs lr per width).
+    With --target-steps, the target is a (width, steps) pair and the transferred hyperparameters are
+    (lr, weight decay): see scaleplan/validate/weight_decay.py; OUT/NAME-SPEC.md per spec.
     Example:
       scaleplan validate sweeps/mlp-sp.toml sweeps/mlp-mup.toml --target-width 1024
+      scaleplan validate sweeps/transfer/mlp-mup-wd.toml --target-width 256 --target-steps 2000 --seeds 5
     """
+    if target_steps is not None:
+        from scaleplan.validate.weight_decay import run_decay_validations
+
+        command = shlex.join(["scaleplan", "validate", *map(str, specs), "--target-width", str(target_width), "--target-steps",
+                              str(target_steps), "--seeds", str(seeds), "--workers", str(workers), "--out", str(out_dir),
+                              "--name", name, "--grid-step", f"{grid_step:g}", "--bootstrap", str(n_boot)])
+        for line in run_decay_validations(specs, target_width, target_steps, seeds, out_dir, name, n_boot, workers, grid_step, command,
+                                          lambda msg: click.echo(msg, err=True)):
+            click.echo(line)
+        return
     from scaleplan.outputs import ensure_writable, writing
     from scaleplan.validate.experiment import check_spec, validate_spec
     from scaleplan.validate.report import markdown, plot_transfer
