@@ -65,6 +65,19 @@ class WeightDecayFit:
     n_boot: int
     n_boot_failed: int
     weighted: bool
+    tau_weights: np.ndarray | None = None  # the cells' weights in the timescale regression (1/var of ln tau*)
+
+    def interior_tau_law(self) -> PowerLawFit | None:
+        """The timescale law refitted without the cells whose optimum touches the swept box (a sensitivity check:
+        a clamped optimum bounds tau*, it does not measure it); None when fewer than 3 cells are inside."""
+        inside = [i for i, o in enumerate(self.optima) if not (o.at_edge or o.fallback)]
+        if len(inside) < 3 or len(inside) == len(self.optima):
+            return None
+        weights = None if self.tau_weights is None else self.tau_weights[inside]
+        try:
+            return _tau_law([self.optima[i] for i in inside], weights, self.tau.level)
+        except ScaleplanError:  # e.g. the inside cells share one D/N
+            return None
 
     def tau_law_in_n_and_d(self) -> tuple[float, dict[str, float], list[list[float]] | None]:
         """The timescale law as c * N^-b * D^b: (intercept, {"N": -b, "D": b}, 3x3 covariance) for a law file."""
@@ -149,7 +162,7 @@ def fit_weight_decay(
         batch_size=None, n_boot=n_boot, n_boot_failed=failed, cell_lr_ci=[o.ci.get("lr", (math.nan, math.nan)) for o in optima],
         weighted=weighted,
     )
-    return WeightDecayFit(convention, optima, tau_fit, hyper, n_boot, failed, weighted)
+    return WeightDecayFit(convention, optima, tau_fit, hyper, n_boot, failed, weighted, weights["tau"])
 
 
 @dataclass(frozen=True)

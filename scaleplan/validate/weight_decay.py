@@ -244,7 +244,7 @@ def validate_weight_decay(
     grid_pairs = target_grid(lr, wd_pred, wd_naive, lr_step_log2=lr_step_log2, wd_step_log2=1.5 * lr_step_log2)
     pairs = list(dict.fromkeys([(lr, wd_pred), (lr, wd_naive), *grid_pairs]))
     losses = _train_target(objective, target_width, target_steps, spec.batch_sizes[0], pairs, tuple(range(seeds)), log,
-                           spec.name)
+                           spec.name, out / f"{spec.name}-target-w{target_width}-s{target_steps}.csv")
     points = [DecayPoint(a, b, losses[a, b]) for a, b in pairs]
     by_pair = {(p.lr, p.weight_decay): p for p in points}
     predicted = decay_regret("predicted (lr, lambda)", by_pair[lr, wd_pred], points, target_steps, convention)
@@ -277,24 +277,41 @@ def _target_size(cfg: Any) -> tuple[int, int]:
 
 
 def _train_target(objective: Any, width: int, steps: int, batch: int, pairs: list[tuple[float, float]], seeds: tuple[int, ...],
-                  log: Callable[[str], None], name: str) -> dict[tuple[float, float], tuple[float, ...]]:
-    """Train every (lr, lambda) x seed at the target; population-batched where the trainer says so."""
+                  log: Callable[[str], None], name: str, cache: Path) -> dict[tuple[float, float], tuple[float, ...]]:
+    """Train every (lr, lambda) x seed at the target; population-batched where the trainer says so.
+
+    Each finished run is appended to `cache` (CSV: lr, weight_decay, seed, loss; floats written exactly), and runs
+    already there are not trained again: an interrupted validation resumes, and a finished one rewrites its report.
+    """
+    import csv
+
     from scaleplan.train.loop import train_trial
     from scaleplan.train.population import population_size_for, train_population
 
-    cfgs = [(pair, _config(objective, width, steps, batch, seed, *pair)) for pair in pairs for seed in seeds]
-    k = population_size_for(cfgs[0][1])
-    log(f"[{name}] target: {len(pairs)} (lr, lambda) x {len(seeds)} seeds = {len(cfgs)} runs of {steps} steps "
-        f"({'populations of ' + str(k) if k > 1 else 'one at a time'})")
-    results = []
-    for i in range(0, len(cfgs), k):
-        chunk = [c for _, c in cfgs[i:i + k]]
-        results += train_population(chunk) if len(chunk) > 1 else [train_trial(chunk[0])]
-        log(f"[{name}] target runs {min(i + k, len(cfgs))}/{len(cfgs)}")
-    out: dict[tuple[float, float], list[float]] = {}
-    for (pair, _), r in zip(cfgs, results):
-        out.setdefault(pair, []).append(r.loss)
-    return {pair: tuple(v) for pair, v in out.items()}
+    done: dict[tuple[float, float, int], float] = {}
+    if cache.is_file():
+        with cache.open() as f:
+            done = {(float(r["lr"]), float(r["weight_decay"]), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(f)}
+    todo = [((a, b), seed) for a, b in pairs for seed in seeds if (a, b, seed) not in done]
+    cfgs = [(pair, seed, _config(objective, width, steps, batch, seed, *pair)) for pair, seed in todo]
+    k = population_size_for(_config(objective, width, steps, batch, seeds[0], *pairs[0]))
+    log(f"[{name}] target: {len(pairs)} (lr, lambda) x {len(seeds)} seeds, {len(cfgs)} runs of {steps} steps to train "
+        f"({len(pairs) * len(seeds) - len(cfgs)} in {cache}; {'populations of ' + str(k) if k > 1 else 'one at a time'})")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not cache.is_file()
+    with cache.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new_file:
+            writer.writerow(["lr", "weight_decay", "seed", "loss"])
+        for i in range(0, len(cfgs), k):
+            chunk = cfgs[i:i + k]
+            results = train_population([c for *_, c in chunk]) if len(chunk) > 1 else [train_trial(chunk[0][2])]
+            for (pair, seed, _), r in zip(chunk, results):
+                done[pair[0], pair[1], seed] = r.loss
+                writer.writerow([repr(float(pair[0])), repr(float(pair[1])), seed, repr(float(r.loss))])
+            f.flush()
+            log(f"[{name}] target runs {min(i + k, len(cfgs))}/{len(cfgs)}")
+    return {pair: tuple(done[pair[0], pair[1], seed] for seed in seeds) for pair in pairs}
 
 
 def format_regret(r: DecayRegret, smoothed: bool = False) -> str:
@@ -332,6 +349,7 @@ def markdown(v: DecayValidation, command: str, figure: str | None = None) -> str
         f"[{lo:.3f}, {hi:.3f}] ({tau.covariance_kind}, {tau.n_points} cells, dof {tau.dof}); bootstrap ({v.fit.n_boot}) "
         f"[{blo:.3f}, {bhi:.3f}].",
         "",
+        *_interior_line(v.fit),
         "| width | steps | D/N | lr* | lambda* | tau* | tau* 95% bootstrap CI | flags |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -378,6 +396,18 @@ def markdown(v: DecayValidation, command: str, figure: str | None = None) -> str
     if figure:
         lines += ["", f"![weight-decay transfer]({figure})"]
     return "\n".join(lines) + "\n"
+
+
+def _interior_line(fit: Any) -> list[str]:
+    """The sensitivity check without edge-flagged cells, when there are some."""
+    from scaleplan.fit.weight_decay import TPP
+
+    inner = fit.interior_tau_law()
+    if inner is None:
+        return []
+    lo, hi = inner.conf_int[TPP]
+    return [f"Without the cells whose optimum touches the swept box: b = {inner.exponents[TPP]:.3f}, CI [{lo:.3f}, {hi:.3f}] "
+            f"({inner.n_points} cells).", ""]
 
 
 def _num(x: float | None) -> str:

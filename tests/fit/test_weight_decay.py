@@ -135,3 +135,13 @@ def test_a_decay_sweep_with_another_method_is_refused(tmp_path, capsys) -> None:
         main(["fit", str(csv), "-o", str(tmp_path / "x.json"), "--x", "width", "--method", "argmin"])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "--method argmin is for lr-only sweeps" in err and err.count("\n") == 1
+
+
+def test_the_interior_refit_leaves_out_edge_cells() -> None:
+    data = frame()
+    cut = data[~((data["width"] == 256) & (data["weight_decay"] > data["weight_decay"].median() / 10))]
+    fit = fit_weight_decay(prepare_trials(cut, x="width"), n_boot=0)
+    assert [o.at_edge for o in fit.optima] == [False, False, False, False, True]
+    inner = fit.interior_tau_law()
+    assert inner.n_points == 4 and inner.exponents[TPP] == pytest.approx(-0.4, abs=1e-6)
+    assert fit_weight_decay(prepare_trials(data, x="width"), n_boot=0).interior_tau_law() is None  # nothing to leave out

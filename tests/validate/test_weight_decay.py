@@ -130,3 +130,8 @@ def test_a_tiny_weight_decay_validation_runs_end_to_end(tmp_path: Path) -> None:
     assert len(rows) >= 5 * 3  # every (lr, lambda) at the target (5 lrs x 3+ lambdas), 5 seeds each
     law = LawFile.load(out / "wd-tiny.json")
     assert law.weight_decay.convention == "torch" and law.parametrization.optimizer == "adamw"
+    cached = (out / "wd-tiny-target-w16-s24.csv").read_text().splitlines()
+    assert cached[0] == "lr,weight_decay,seed,loss" and len(cached) - 1 == 5 * len(rows)
+    again = CliRunner().invoke(cli, args)  # resumes: the sweep and the target runs are all there
+    assert again.exit_code == 0 and "0 runs of 24 steps to train" in again.output
+    assert (out / "wd-wd-tiny.md").read_text() == report
