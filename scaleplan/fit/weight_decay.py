@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,18 +88,13 @@ class WeightDecayFit:
         return self.tau.intercept, {"N": -b, "D": b}, cov
 
 
-def fit_decay_if_swept(trials: Trials, source: Path, method: str, convention: str | None, **kwargs: Any) -> WeightDecayFit | None:
-    """`scaleplan fit`'s weight-decay path: None when lambda is not swept; else the 2-D fit, in the convention
-    given, or the spec's [train] decay_convention (a .toml source), or torch."""
+def fit_decay_if_swept(trials: Trials, method: str, convention: str | None, **kwargs: Any) -> WeightDecayFit | None:
+    """The fit pipeline's weight-decay path: None when lambda is not swept; else the 2-D fit in `convention` (None: torch)."""
     if not has_decay_axis(trials):
         return None
     if method != "parabola":
         raise FitError(f"a weight-decay sweep is fitted by a 2-D quadratic in (ln lr, ln lambda); --method {method} is "
                        "for lr-only sweeps: drop --method")
-    if convention is None and source.suffix.lower() == ".toml":
-        from scaleplan.sweep.spec import load_spec
-
-        convention = load_spec(source).train.get("decay_convention")
     return fit_weight_decay(trials, convention or "torch", **kwargs)
 
 

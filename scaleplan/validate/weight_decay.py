@@ -21,6 +21,7 @@ import numpy as np
 from scaleplan.core.weight_decay import timescale
 from scaleplan.errors import InputError
 from scaleplan.fit.weight_decay import LocalQuadratic, local_quadratic
+from scaleplan.validate.regret import jackknife_se
 
 MIN_SEEDS = 5
 
@@ -87,17 +88,13 @@ def _smoothed(choice: DecayPoint, model: LocalQuadratic | None) -> tuple[float |
     return choice.mean / low - 1.0, "measured"
 
 
-def _jackknife(points: list[DecayPoint], statistic: Callable[[list[DecayPoint]], float | None]) -> float | None:
+def _jackknife(points: list[DecayPoint], statistic: Callable[[list[DecayPoint]], float | None], full: float) -> float | None:
     """Jackknife s.e. of `statistic` with seed i left out of every point at once."""
     n = min(len(p.losses) for p in points)
-    if n < 2:
-        return None
     reps = [statistic([p.without_seed(i) for p in points]) for i in range(n)]
-    if any(r is None or not math.isfinite(r) for r in reps):
+    if any(r is None for r in reps):
         return None
-    values = [r for r in reps if r is not None]
-    centre = sum(values) / n
-    return math.sqrt((n - 1) / n * sum((r - centre) ** 2 for r in values))
+    return jackknife_se(full, [r for r in reps if r is not None])
 
 
 def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps: float, convention: str) -> DecayRegret:
@@ -124,8 +121,9 @@ def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps
     def smoothed_of(pts: list[DecayPoint]) -> float | None:
         return _smoothed(pts[index], model_of(pts))[0]
 
-    return DecayRegret(raw=choice.mean / best.mean - 1.0, raw_se=_jackknife(points, raw_of), smoothed=smoothed,
-                       smoothed_se=None if smoothed is None else _jackknife(points, smoothed_of), smoothed_basis=basis,
+    raw = choice.mean / best.mean - 1.0
+    return DecayRegret(raw=raw, raw_se=_jackknife(points, raw_of, raw), smoothed=smoothed,
+                       smoothed_se=None if smoothed is None else _jackknife(points, smoothed_of, smoothed), smoothed_basis=basis,
                        **common)
 
 
@@ -194,43 +192,40 @@ def validate_weight_decay(
     workers: int = 1,
     log: Callable[[str], None] = print,
     lr_step_log2: float = 0.5,
+    device: str | None = None,
 ) -> DecayValidation:
-    """Run (or resume) the spec's sweep, fit the (lr, lambda) optima and tau*(D/N), and measure regret at the target
-    on a `target_grid` of 5 lrs `lr_step_log2` octaves apart by lambdas 1.5 x `lr_step_log2` octaves apart."""
-    from scaleplan.fit.data import frame_sha256, prepare_trials
-    from scaleplan.fit.law_file import LawMetadata, build_law_file
-    from scaleplan.fit.weight_decay import fit_weight_decay
+    """Run (or resume) the spec's sweep, fit the (lr, lambda) optima and tau*(D/N) (the `fit` pipeline), and measure
+    regret at the target on a `target_grid` of 5 lrs `lr_step_log2` octaves apart by lambdas 1.5x as far apart.
+
+    Writes OUT/<spec name>.json (the law), OUT/<spec name>-trials.csv (the sweep) and the target runs' cache.
+    """
+    from scaleplan.fit.pipeline import FitOptions, fit_command, fit_sweep, spec_data
     from scaleplan.outputs import writing
-    from scaleplan.sweep.builtin import BuiltinObjective
-    from scaleplan.sweep.export import load_trials
+    from scaleplan.sweep.objective import load_objective
     from scaleplan.sweep.runner import run_sweep
     from scaleplan.sweep.spec import load_spec
 
     spec = load_spec(spec_path)
     check_decay_spec(spec, target_width, target_steps, seeds)
-    objective = BuiltinObjective(spec)
+    objective = load_objective(spec, device)
     convention = str(spec.train.get("decay_convention", "torch"))
     log(f"[{spec.name}] sweep widths {list(spec.widths)} x steps {list(spec.steps)} over (lr, lambda), {convention} AdamW")
-    run_sweep(spec, workers=workers)
-    frame = load_trials(spec)
-    trials = prepare_trials(frame, x="width", source=str(spec_path))
-    fit = fit_weight_decay(trials, convention, n_boot=n_boot)
+    run_sweep(spec, workers=workers, device=device)
     out = Path(out_dir)
     law_path = out / f"{spec.name}.json"
-    meta = LawMetadata(
-        name=spec.name, title=f"lr*(width, D) and weight-decay timescale tau*(D/N) of {spec.name}",
-        command=f"scaleplan fit {spec_path} -o {law_path} --x width --bootstrap {n_boot} --decay-convention {convention}",
-        data_sha256=frame_sha256(frame), d_unit="tokens" if spec.task == "charlm" else "samples", batch_unit="samples",
-        parametrization=spec.reference,
-    )
-    law = build_law_file(meta, trials, fit.hyper, None, fit)
+    options = FitOptions(x="width", n_boot=n_boot, d_unit="tokens" if spec.task == "charlm" else "samples")
+    fitted = fit_sweep(spec_data(spec), options, name=spec.name, command=fit_command(spec_path, law_path, options),
+                       title=f"lr*(width, D) and weight-decay timescale tau*(D/N) of {spec.name} (scaleplan validate)")
+    law, fit = fitted.law, fitted.decay
+    if fit is None:
+        raise InputError(f"{spec_path}: the sweep's trials do not vary lambda within a cell; nothing to validate")
     law.save(law_path)
     with writing(out / f"{spec.name}-trials.csv", "sweep trials") as csv_path:
-        frame.to_csv(csv_path, index=False)
+        fitted.data.frame.to_csv(csv_path, index=False)
 
-    probe = _config(objective, target_width, target_steps, spec.batch_sizes[0], 0, 1e-3, 0.0)
-    n_target, units = _target_size(probe)
-    batch_units = float(spec.batch_sizes[0] * units)
+    batch = spec.batch_sizes[0]
+    n_target, units = _target_size(objective.config(_request(target_width, target_steps, batch, 0, 1e-3, 0.0)))
+    batch_units = float(batch * units)
     tokens = float(target_steps) * batch_units
     prediction = law.predict(width=target_width, params=n_target, tokens=tokens, batch_size=batch_units)
     lr, wd_pred = prediction.lr, prediction.weight_decay
@@ -243,7 +238,7 @@ def validate_weight_decay(
 
     grid_pairs = target_grid(lr, wd_pred, wd_naive, lr_step_log2=lr_step_log2, wd_step_log2=1.5 * lr_step_log2)
     pairs = list(dict.fromkeys([(lr, wd_pred), (lr, wd_naive), *grid_pairs]))
-    losses = _train_target(objective, target_width, target_steps, spec.batch_sizes[0], pairs, tuple(range(seeds)), log,
+    losses = _train_target(objective, target_width, target_steps, batch, pairs, tuple(range(seeds)), log,
                            spec.name, out / f"{spec.name}-target-w{target_width}-s{target_steps}.csv")
     points = [DecayPoint(a, b, losses[a, b]) for a, b in pairs]
     by_pair = {(p.lr, p.weight_decay): p for p in points}
@@ -261,11 +256,12 @@ def validate_weight_decay(
     )
 
 
-def _config(objective: Any, width: int, steps: int, batch: int, seed: int, lr: float, wd: float) -> Any:
+def _request(width: int, steps: int, batch: int, seed: int, lr: float, wd: float) -> Any:
+    """The trial request of one (lr, lambda) run at the target (lambda given directly, whatever the sweep searched)."""
     from scaleplan.sweep.plan import GridPoint
     from scaleplan.sweep.trial import TrialRequest
 
-    return objective.config(TrialRequest(GridPoint(width, steps, batch, seed), {"lr": lr, "weight_decay": wd}))
+    return TrialRequest(GridPoint(width, steps, batch, seed), {"lr": lr, "weight_decay": wd})
 
 
 def _target_size(cfg: Any) -> tuple[int, int]:
@@ -278,39 +274,43 @@ def _target_size(cfg: Any) -> tuple[int, int]:
 
 def _train_target(objective: Any, width: int, steps: int, batch: int, pairs: list[tuple[float, float]], seeds: tuple[int, ...],
                   log: Callable[[str], None], name: str, cache: Path) -> dict[tuple[float, float], tuple[float, ...]]:
-    """Train every (lr, lambda) x seed at the target; population-batched where the trainer says so.
+    """Train every (lr, lambda) x seed at the target through the spec's objective, in populations where it allows.
 
-    Each finished run is appended to `cache` (CSV: lr, weight_decay, seed, loss; floats written exactly), and runs
-    already there are not trained again: an interrupted validation resumes, and a finished one rewrites its report.
+    Each finished run is appended to `cache` (CSV: lr, weight_decay, seed, loss; floats written exactly; a diverged
+    run's loss is inf), and runs already there are not trained again: an interrupted validation resumes, and a
+    finished one rewrites its report.
     """
     import csv
 
-    from scaleplan.train.loop import train_trial
-    from scaleplan.train.population import population_size_for, train_population
+    from scaleplan.sweep.trial import ObjectiveFailed
 
     done: dict[tuple[float, float, int], float] = {}
     if cache.is_file():
         with cache.open() as f:
             done = {(float(r["lr"]), float(r["weight_decay"]), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(f)}
-    todo = [((a, b), seed) for a, b in pairs for seed in seeds if (a, b, seed) not in done]
-    cfgs = [(pair, seed, _config(objective, width, steps, batch, seed, *pair)) for pair, seed in todo]
-    k = population_size_for(_config(objective, width, steps, batch, seeds[0], *pairs[0]))
-    log(f"[{name}] target: {len(pairs)} (lr, lambda) x {len(seeds)} seeds, {len(cfgs)} runs of {steps} steps to train "
-        f"({len(pairs) * len(seeds) - len(cfgs)} in {cache}; {'populations of ' + str(k) if k > 1 else 'one at a time'})")
+    todo = [_request(width, steps, batch, seed, a, b) for a, b in pairs for seed in seeds if (a, b, seed) not in done]
+    k = max(1, objective.population_size(_request(width, steps, batch, seeds[0], *pairs[0]).point))
+    log(f"[{name}] target: {len(pairs)} (lr, lambda) x {len(seeds)} seeds, {len(todo)} runs of {steps} steps to train "
+        f"({len(pairs) * len(seeds) - len(todo)} in {cache}; {'populations of ' + str(k) if k > 1 else 'one at a time'})")
     cache.parent.mkdir(parents=True, exist_ok=True)
     new_file = not cache.is_file()
     with cache.open("a", newline="") as f:
         writer = csv.writer(f)
         if new_file:
             writer.writerow(["lr", "weight_decay", "seed", "loss"])
-        for i in range(0, len(cfgs), k):
-            chunk = cfgs[i:i + k]
-            results = train_population([c for *_, c in chunk]) if len(chunk) > 1 else [train_trial(chunk[0][2])]
-            for (pair, seed, _), r in zip(chunk, results):
-                done[pair[0], pair[1], seed] = r.loss
-                writer.writerow([repr(float(pair[0])), repr(float(pair[1])), seed, repr(float(r.loss))])
+        for i in range(0, len(todo), k):
+            chunk = todo[i:i + k]
+            try:
+                outcomes = objective.evaluate(chunk)
+            except ObjectiveFailed as exc:
+                raise InputError(f"[{name}] training at the target failed: {exc}") from None
+            for request, outcome in zip(chunk, outcomes):
+                loss = math.inf if outcome.diverged or not math.isfinite(outcome.loss) else float(outcome.loss)
+                lr, wd = float(request.params["lr"]), float(request.params["weight_decay"])
+                done[lr, wd, request.point.seed] = loss
+                writer.writerow([repr(lr), repr(wd), request.point.seed, repr(loss)])
             f.flush()
-            log(f"[{name}] target runs {min(i + k, len(cfgs))}/{len(cfgs)}")
+            log(f"[{name}] target runs {min(i + k, len(todo))}/{len(todo)}")
     return {pair: tuple(done[pair[0], pair[1], seed] for seed in seeds) for pair in pairs}
 
 
@@ -444,7 +444,8 @@ def plot_decay(v: DecayValidation, path: str | Path) -> Path:
 
 
 def run_decay_validations(specs: tuple[Path, ...], target_width: int, target_steps: int, seeds: int, out_dir: Path, name: str,
-                          n_boot: int, workers: int, grid_step: float, command: str, log: Callable[[str], None]) -> list[str]:
+                          n_boot: int, workers: int, grid_step: float, command: str, log: Callable[[str], None],
+                          device: str | None = None) -> list[str]:
     """`scaleplan validate --target-steps`: every spec checked first, then validated; OUT/NAME-SPEC.md and .png each.
 
     Returns the summary lines to print.
@@ -458,7 +459,7 @@ def run_decay_validations(specs: tuple[Path, ...], target_width: int, target_ste
     for path in specs:
         stem = f"{name}-{load_spec(path).name}"
         report = ensure_writable(Path(out_dir) / f"{stem}.md", "report")
-        v = validate_weight_decay(path, target_width, target_steps, seeds, out_dir, n_boot, workers, log, grid_step)
+        v = validate_weight_decay(path, target_width, target_steps, seeds, out_dir, n_boot, workers, log, grid_step, device)
         figure = plot_decay(v, Path(out_dir) / f"{stem}.png")
         with writing(report, "report"):
             report.write_text(markdown(v, command, figure.name))
