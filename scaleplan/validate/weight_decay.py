@@ -12,7 +12,7 @@ finite diverged: a point with a diverged seed cannot be the best, and its regret
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,31 +21,20 @@ import numpy as np
 from scaleplan.core.weight_decay import timescale
 from scaleplan.errors import InputError
 from scaleplan.fit.weight_decay import LocalQuadratic, local_quadratic
-from scaleplan.validate.regret import jackknife_se
+from scaleplan.validate.regret import LrPoint, jackknife_se
 
 MIN_SEEDS = 5
 
 
 @dataclass(frozen=True)
-class DecayPoint:
+class DecayPoint(LrPoint):
     """Held-out losses of one (lr, lambda) at the target, one per seed in seed order (non-finite: diverged)."""
 
-    lr: float
-    weight_decay: float
-    losses: tuple[float, ...]
-
-    @property
-    def n_diverged(self) -> int:
-        return sum(not math.isfinite(x) for x in self.losses)
-
-    @property
-    def mean(self) -> float:
-        """Seed-mean loss; inf when any seed diverged."""
-        return math.inf if self.n_diverged else sum(self.losses) / len(self.losses)
+    weight_decay: float = 0.0
 
     def without_seed(self, i: int) -> DecayPoint:
         """The point with seed `i` left out (a jackknife replicate)."""
-        return DecayPoint(self.lr, self.weight_decay, self.losses[:i] + self.losses[i + 1:])
+        return replace(self, losses=self.losses[:i] + self.losses[i + 1:])
 
 
 @dataclass(frozen=True)
@@ -240,7 +229,7 @@ def validate_weight_decay(
     pairs = list(dict.fromkeys([(lr, wd_pred), (lr, wd_naive), *grid_pairs]))
     losses = _train_target(objective, target_width, target_steps, batch, pairs, tuple(range(seeds)), log,
                            spec.name, out / f"{spec.name}-target-w{target_width}-s{target_steps}.csv")
-    points = [DecayPoint(a, b, losses[a, b]) for a, b in pairs]
+    points = [DecayPoint(a, losses[a, b], weight_decay=b) for a, b in pairs]
     by_pair = {(p.lr, p.weight_decay): p for p in points}
     predicted = decay_regret("predicted (lr, lambda)", by_pair[lr, wd_pred], points, target_steps, convention)
     naive = decay_regret("naive lambda (small-scale optimum)", by_pair[lr, wd_naive], points, target_steps, convention)

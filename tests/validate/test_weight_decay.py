@@ -22,12 +22,12 @@ def bowl(lr: float, wd: float) -> float:
 def points(noise: float = 0.0, seeds: int = 5) -> list[DecayPoint]:
     rng = np.random.default_rng(0)
     pairs = [(lr, wd) for lr in np.geomspace(2.5e-3, 4e-2, 5) for wd in np.geomspace(0.025, 0.4, 5)]
-    return [DecayPoint(lr, wd, tuple(bowl(lr, wd) + noise * rng.standard_normal(seeds))) for lr, wd in pairs]
+    return [DecayPoint(lr, tuple(bowl(lr, wd) + noise * rng.standard_normal(seeds)), weight_decay=wd) for lr, wd in pairs]
 
 
 def test_regrets_on_an_exact_bowl() -> None:
     grid = points()
-    choice = DecayPoint(1e-2, 0.2, (bowl(1e-2, 0.2),) * 5)
+    choice = DecayPoint(1e-2, (bowl(1e-2, 0.2),) * 5, weight_decay=0.2)
     r = decay_regret("c", choice, grid, steps=100, convention="torch")
     truth = bowl(1e-2, 0.2) / 2.0 - 1.0  # the grid's best point is the bowl's minimum (1e-2, 0.1)
     assert r.raw == pytest.approx(truth, rel=1e-9) and r.smoothed == pytest.approx(truth, rel=1e-6)
@@ -41,13 +41,13 @@ def test_noisy_seeds_give_a_standard_error_and_diverged_seeds_are_reported() -> 
     truth = bowl(grid[13].lr, 0.2) / 2.0 - 1.0
     assert 0 < r.raw_se < 0.005 and 0 < r.smoothed_se < 0.005
     assert abs(r.smoothed - truth) < 3 * r.smoothed_se and abs(r.raw - truth) < 3 * r.raw_se + 0.004
-    blown = DecayPoint(4e-2, 0.4, (2.1, math.inf, 2.2, 2.1, 2.0))
+    blown = DecayPoint(4e-2, (2.1, math.inf, 2.2, 2.1, 2.0), weight_decay=0.4)
     d = decay_regret("d", blown, grid, steps=100, convention="torch")
     assert (d.raw, d.smoothed, d.diverged) == (None, None, 1) and format_regret(d) == "diverged on 1/5 seeds"
 
 
 def test_a_choice_outside_the_quadratic_window_is_measured() -> None:
-    far = DecayPoint(1e-2, 3.0, (bowl(1e-2, 3.0),) * 5)
+    far = DecayPoint(1e-2, (bowl(1e-2, 3.0),) * 5, weight_decay=3.0)
     r = decay_regret("far", far, points(), steps=100, convention="torch")
     assert r.smoothed_basis == "measured" and r.smoothed == pytest.approx(bowl(1e-2, 3.0) / 2.0 - 1.0, rel=1e-6)
     assert "measured" in format_regret(r, smoothed=True)
