@@ -135,3 +135,13 @@ def test_a_tiny_weight_decay_validation_runs_end_to_end(tmp_path: Path) -> None:
     again = CliRunner().invoke(cli, args)  # resumes: the sweep and the target runs are all there
     assert again.exit_code == 0 and "0 runs of 24 steps to train" in again.output
     assert (out / "wd-wd-tiny.md").read_text() == report
+
+
+def test_the_smoothed_regret_reads_the_quadratic_not_the_choice_s_own_noise() -> None:
+    grid = points()
+    wd = 0.1 * 2**0.5  # between grid lambdas, inside the quadratic's window
+    truth = bowl(1e-2, wd) / 2.0 - 1.0
+    unlucky = DecayPoint(1e-2, (bowl(1e-2, wd) + 0.01,) * 5, weight_decay=wd)  # its seeds ran 0.5% high
+    r = decay_regret("unlucky", unlucky, grid, steps=100, convention="torch")
+    assert r.raw == pytest.approx(truth + 0.005, abs=1e-9)
+    assert r.smoothed_basis == "model" and abs(r.smoothed - truth) < 0.001
