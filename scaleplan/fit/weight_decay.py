@@ -27,7 +27,7 @@ from scaleplan.fit.summary import format_power_law
 
 METHOD = "quadratic-2d (ln lr, ln lambda)"
 TAU_TARGET = "wd_tau"
-TPP = "D/N"  # the regressor of the timescale law: tokens (or samples) per parameter
+TPP = "(D/N)"  # the regressor of the timescale law: tokens (or samples) per parameter
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ import numpy as np
 
 from scaleplan.core.weight_decay import timescale
 from scaleplan.errors import InputError
-from scaleplan.fit.weight_decay import LocalQuadratic, local_quadratic
+from scaleplan.fit.weight_decay import TPP, LocalQuadratic, local_quadratic
 from scaleplan.validate.regret import LrPoint, jackknife_se
 
 MIN_SEEDS = 5
@@ -221,7 +221,7 @@ def validate_weight_decay(
     tau_est = prediction.values["wd_tau"]
     proxy = min((o for o in fit.optima if o.size == min(spec.widths)), key=lambda o: abs(math.log(o.tokens / tokens)))
     wd_naive = proxy.weight_decay
-    log(f"[{spec.name}] tau* = {math.exp(fit.tau.intercept):.4g} (D/N)^{fit.tau.exponents['D/N']:.4f}; target width "
+    log(f"[{spec.name}] tau* = {math.exp(fit.tau.intercept):.4g} (D/N)^{fit.tau.exponents[TPP]:.4f}; target width "
         f"{target_width} x {target_steps} steps (N={n_target}, D={tokens:.4g}): lr {lr:.4g}, lambda {wd_pred:.4g} "
         f"(tau {tau_est.value:.4g}); naive lambda {wd_naive:.4g} from width {proxy.size:g}, {proxy.steps:g} steps")
 
@@ -316,8 +316,6 @@ def format_regret(r: DecayRegret, smoothed: bool = False) -> str:
 
 def markdown(v: DecayValidation, command: str, figure: str | None = None) -> str:
     """The report of one weight-decay validation: the tau law, the choices, regrets, diverged fractions, the grid."""
-    from scaleplan.fit.weight_decay import TPP
-
     tau = v.fit.tau
     lo, hi = tau.conf_int[TPP]
     blo, bhi = tau.bootstrap_ci.get(TPP, (math.nan, math.nan))
@@ -389,8 +387,6 @@ def markdown(v: DecayValidation, command: str, figure: str | None = None) -> str
 
 def _interior_line(fit: Any) -> list[str]:
     """The sensitivity check without edge-flagged cells, when there are some."""
-    from scaleplan.fit.weight_decay import TPP
-
     inner = fit.interior_tau_law()
     if inner is None:
         return []
@@ -405,7 +401,6 @@ def _num(x: float | None) -> str:
 
 def plot_decay(v: DecayValidation, path: str | Path) -> Path:
     """Left: tau* per cell vs D/N with the fitted law; right: seed-mean loss over the target's (lr, lambda) grid."""
-    from scaleplan.fit.weight_decay import TPP
     from scaleplan.outputs import pyplot, save_figure
 
     plt = pyplot()

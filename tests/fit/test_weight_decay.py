@@ -109,7 +109,7 @@ def test_fit_command_writes_the_timescale_law_and_predict_turns_it_into_lambda(t
     result = CliRunner().invoke(cli, ["fit", str(csv), "-o", str(out), "--x", "width", "--bootstrap", "30",
                                       "--decay-convention", "torch"])
     assert result.exit_code == 0, result.output
-    assert "weight decay (torch AdamW)" in result.output and "wd_tau = " in result.output and "D/N exponent" in result.output
+    assert "weight decay (torch AdamW)" in result.output and "wd_tau = " in result.output and "(D/N) exponent" in result.output
     law = load_law(str(out))
     assert law.weight_decay.convention == "torch" and law.needs() == ["N", "W", "D"]
     tau_law = next(p for p in law.power_laws if p.target == "wd_tau")
