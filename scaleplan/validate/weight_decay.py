@@ -24,6 +24,7 @@ from scaleplan.fit.weight_decay import TPP, LocalQuadratic, local_quadratic
 from scaleplan.validate.regret import LrPoint, jackknife_se
 
 MIN_SEEDS = 5
+MAX_EXTENSIONS = 4  # grid extensions (one lr and/or one lambda beyond the edge) while the best point is on an edge
 
 
 @dataclass(frozen=True)
@@ -116,6 +117,16 @@ def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps
                        **common)
 
 
+def grid_extension(lrs: list[float], wds: list[float], best: DecayPoint, lr_step_log2: float,
+                   wd_step_log2: float) -> tuple[list[float], list[float]]:
+    """The lr and lambda to add when the best point lies on an edge of the sorted grid axes `lrs` x `wds`: one step
+    beyond each edge it touches (nothing when it is inside)."""
+    more_lrs = [lrs[0] * 2**-lr_step_log2] if best.lr <= lrs[0] else [lrs[-1] * 2**lr_step_log2] if best.lr >= lrs[-1] else []
+    more_wds = ([wds[0] * 2**-wd_step_log2] if best.weight_decay <= wds[0]
+                else [wds[-1] * 2**wd_step_log2] if best.weight_decay >= wds[-1] else [])
+    return more_lrs, more_wds
+
+
 def target_grid(lr: float, wd_predicted: float, wd_naive: float, lr_step_log2: float = 0.5, lr_points: int = 5,
                 wd_step_log2: float = 0.75, margin_log2: float = 1.5) -> list[tuple[float, float]]:
     """(lr, lambda) pairs: `lr_points` lrs centred on `lr`, times lambdas anchored on the prediction that cover both
@@ -149,7 +160,7 @@ class DecayValidation:
     points: list[DecayPoint]
     predicted: DecayRegret
     naive: DecayRegret
-    best_on_edge: bool  # the best point is on the grid's boundary: regrets are lower bounds
+    best_on_edge: bool  # the best point is still on the grid's boundary after the extensions: regrets are lower bounds
 
 
 def check_decay_spec(spec: Any, target_width: int, target_steps: int, seeds: int) -> None:
@@ -226,16 +237,24 @@ def validate_weight_decay(
         f"(tau {tau_est.value:.4g}); naive lambda {wd_naive:.4g} from width {proxy.size:g}, {proxy.steps:g} steps")
 
     grid_pairs = target_grid(lr, wd_pred, wd_naive, lr_step_log2=lr_step_log2, wd_step_log2=1.5 * lr_step_log2)
+    lrs, wds = sorted({a for a, _ in grid_pairs}), sorted({b for _, b in grid_pairs})
+    cache = out / f"{spec.name}-target-w{target_width}-s{target_steps}.csv"
     pairs = list(dict.fromkeys([(lr, wd_pred), (lr, wd_naive), *grid_pairs]))
-    losses = _train_target(objective, target_width, target_steps, batch, pairs, tuple(range(seeds)), log,
-                           spec.name, out / f"{spec.name}-target-w{target_width}-s{target_steps}.csv")
-    points = [DecayPoint(a, losses[a, b], weight_decay=b) for a, b in pairs]
+    for attempt in range(MAX_EXTENSIONS + 1):
+        losses = _train_target(objective, target_width, target_steps, batch, pairs, tuple(range(seeds)), log, spec.name, cache)
+        points = [DecayPoint(a, losses[a, b], weight_decay=b) for a, b in pairs]
+        best = min((p for p in points if math.isfinite(p.mean)), key=lambda p: p.mean)
+        more_lrs, more_wds = grid_extension(lrs, wds, best, lr_step_log2, 1.5 * lr_step_log2)
+        on_edge = bool(more_lrs or more_wds)
+        if not on_edge or attempt == MAX_EXTENSIONS:
+            break
+        log(f"[{spec.name}] best target point (lr {best.lr:.4g}, lambda {best.weight_decay:.4g}) is on the grid's edge: "
+            f"adding lr {[f'{x:.3g}' for x in more_lrs]}, lambda {[f'{x:.3g}' for x in more_wds]}")
+        lrs, wds = sorted([*lrs, *more_lrs]), sorted([*wds, *more_wds])
+        pairs = list(dict.fromkeys([*pairs, *((a, b) for a in lrs for b in wds)]))
     by_pair = {(p.lr, p.weight_decay): p for p in points}
     predicted = decay_regret("predicted (lr, lambda)", by_pair[lr, wd_pred], points, target_steps, convention)
     naive = decay_regret("naive lambda (small-scale optimum)", by_pair[lr, wd_naive], points, target_steps, convention)
-    best = min((p for p in points if math.isfinite(p.mean)), key=lambda p: p.mean)
-    lrs, wds = sorted({a for a, _ in grid_pairs}), sorted({b for _, b in grid_pairs})
-    on_edge = best.lr in (lrs[0], lrs[-1]) or best.weight_decay in (wds[0], wds[-1])
     return DecayValidation(
         name=spec.name, parametrization=spec.parametrization, convention=convention, widths=spec.widths, steps=spec.steps,
         target_width=target_width, target_steps=target_steps, target_params=n_target, target_tokens=tokens,
@@ -365,7 +384,8 @@ def markdown(v: DecayValidation, command: str, figure: str | None = None) -> str
     lines += [
         "",
         f"Best point at the target: lr {best.best_lr:.4g}, lambda {best.best_weight_decay:.4g}, loss {best.best_loss:.5g}"
-        + (" (on the grid's edge: regrets are lower bounds)" if v.best_on_edge else "") + ".",
+        + (f" (still on the grid's edge after {MAX_EXTENSIONS} extensions: regrets are lower bounds)" if v.best_on_edge
+           else "") + ".",
         f"Diverged: {diverged} of {n_runs} target runs.",
         "",
         "Regret = L(choice) / L(best) - 1. Raw: seed means, best over every point trained at the target. Smoothed: a "

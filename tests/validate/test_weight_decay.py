@@ -145,3 +145,15 @@ def test_the_smoothed_regret_reads_the_quadratic_not_the_choice_s_own_noise() ->
     r = decay_regret("unlucky", unlucky, grid, steps=100, convention="torch")
     assert r.raw == pytest.approx(truth + 0.005, abs=1e-9)
     assert r.smoothed_basis == "model" and abs(r.smoothed - truth) < 0.001
+
+
+@pytest.mark.parametrize(
+    "best, more_lrs, more_wds",
+    [((1e-2, 0.1), [], []), ((4e-2, 0.1), [8e-2], []), ((1e-2, 0.025), [], [0.025 / 2**1.5]), ((2.5e-3, 0.4), [1.25e-3], [0.4 * 2**1.5])],
+)
+def test_grid_extension_steps_beyond_the_edges_the_best_point_touches(best, more_lrs, more_wds) -> None:
+    from scaleplan.validate.weight_decay import grid_extension
+
+    lrs, wds = [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2], [0.025, 0.1, 0.4]
+    got = grid_extension(lrs, wds, DecayPoint(best[0], (2.0,), weight_decay=best[1]), 1.0, 1.5)
+    assert got[0] == pytest.approx(more_lrs) and got[1] == pytest.approx(more_wds)
