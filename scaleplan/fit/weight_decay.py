@@ -146,15 +146,18 @@ def fit_weight_decay(
     tau_samples, lr_samples, failed = [], [], 0
     for rep in replicates:
         try:
-            tau_samples.append(_tau_law(rep, weights["tau"], level).coefficients())
-            lr_samples.append(_lr_law(trials, rep, weights["lr"], level).coefficients())
+            tau_coef = _tau_law(rep, weights["tau"], level).coefficients()
+            lr_coef = _lr_law(trials, rep, weights["lr"], level).coefficients()
         except (ScaleplanError, np.linalg.LinAlgError):  # a degenerate replicate
             failed += 1
+            continue
+        tau_samples.append(tau_coef)
+        lr_samples.append(lr_coef)
     tau_fit, lr_fit = _with_bootstrap(tau_fit, tau_samples, level), _with_bootstrap(lr_fit, lr_samples, level)
     hyper = HyperparameterFit(
         method=METHOD, band=DEFAULT_BAND, x=trials.x, optima=[_as_cell_optimum(o) for o in optima], lr=lr_fit,
         batch_size=None, n_boot=n_boot, n_boot_failed=failed, cell_lr_ci=[o.ci.get("lr", (math.nan, math.nan)) for o in optima],
-        weighted=weighted,
+        weighted=weighted, lr_replicates=np.array(lr_samples) if lr_samples else None,
     )
     return WeightDecayFit(convention, optima, tau_fit, hyper, n_boot, failed, weighted, weights["tau"])
 
