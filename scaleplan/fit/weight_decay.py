@@ -281,7 +281,8 @@ def locate_joint_optimum(cell: DecayCell, convention: str, near: float = DEFAULT
     """
     lr, wd, loss, counts = mean_by_pair(cell.lr, cell.weight_decay, cell.loss)
     model = local_quadratic(lr, wd, loss, counts, near)
-    common = dict(size=cell.size, tokens=cell.tokens, n_params=cell.n_params, steps=cell.steps, n_trials=len(cell.lr))
+    common: dict[str, Any] = dict(size=cell.size, tokens=cell.tokens, n_params=cell.n_params, steps=cell.steps,
+                                  n_trials=len(cell.lr))
     if model is None:
         best = int(np.argmin(loss))
         lr_star, wd_star = float(lr[best]), float(wd[best])

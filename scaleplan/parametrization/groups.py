@@ -105,11 +105,12 @@ def resolve_weight_decay(lr: float | Any, weight_decay: float | None, optimizer:
             f"the prediction's weight decay is AdamW's decoupled decay; optimizer {optimizer!r} has L2 decay: "
             "use optimizer='adamw', or pass weight_decay= explicitly"
         )
+    predicted_convention = getattr(lr, "decay_convention", None)
     if decay is None:
-        decay = getattr(lr, "decay_convention", None) or "torch"
-    elif predicted is not None and weight_decay is None and decay != lr.decay_convention:
+        decay = predicted_convention or "torch"
+    elif predicted is not None and weight_decay is None and decay != predicted_convention:
         raise ParametrizationError(
-            f"the prediction's weight decay is in the {lr.decay_convention!r} convention, not {decay!r}: drop decay= "
+            f"the prediction's weight decay is in the {predicted_convention!r} convention, not {decay!r}: drop decay= "
             "or pass weight_decay= explicitly"
         )
     check_convention(decay, optimizer)

@@ -98,7 +98,7 @@ def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps
     best = min(finite, key=lambda p: p.mean)
     best_index = points.index(best)
     tau = timescale(choice.lr, choice.weight_decay, steps, convention)
-    common = dict(label=label, lr=choice.lr, weight_decay=choice.weight_decay, tau=tau, loss=choice.mean,
+    common: dict[str, Any] = dict(label=label, lr=choice.lr, weight_decay=choice.weight_decay, tau=tau, loss=choice.mean,
                   best_lr=best.lr, best_weight_decay=best.weight_decay, best_loss=best.mean,
                   diverged=choice.n_diverged, n_seeds=len(choice.losses))
     if choice.n_diverged:
@@ -207,7 +207,7 @@ def validate_weight_decay(
 
     spec = load_spec(spec_path)
     check_decay_spec(spec, target_width, target_steps, seeds)
-    objective = load_objective(spec, device)
+    objective: Any = load_objective(spec, device)  # the built-in trainer (check_decay_spec): it has .config
     convention = str(spec.train.get("decay_convention", "torch"))
     log(f"[{spec.name}] sweep widths {list(spec.widths)} x steps {list(spec.steps)} over (lr, lambda), {convention} AdamW")
     run_sweep(spec, workers=workers, device=device)
