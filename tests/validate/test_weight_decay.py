@@ -157,3 +157,23 @@ def test_grid_extension_steps_beyond_the_edges_the_best_point_touches(best, more
     lrs, wds = [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2], [0.025, 0.1, 0.4]
     got = grid_extension(lrs, wds, DecayPoint(best[0], (2.0,), weight_decay=best[1]), 1.0, 1.5)
     assert got[0] == pytest.approx(more_lrs) and got[1] == pytest.approx(more_wds)
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+@pytest.mark.parametrize("name", ["wd-mlp-mup", "wd-gpt-mup"])
+def test_committed_weight_decay_law_refits_from_its_committed_trials(tmp_path: Path, name: str) -> None:
+    """The weight-decay results' law files follow from their sweeps: refitting the trials CSV gives the same laws."""
+    import json
+    import subprocess
+    import sys
+
+    committed = json.loads((RESULTS / f"{name}.json").read_text())["power_laws"]
+    out = subprocess.run([sys.executable, "-m", "scaleplan.cli", "fit", str(RESULTS / f"{name}-trials.csv"), "--x", "width",
+                          "-o", str(tmp_path / "refit.json")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    refit = json.loads((tmp_path / "refit.json").read_text())["power_laws"]
+    assert [p["target"] for p in refit] == [p["target"] for p in committed] == ["lr", "wd_tau"]
+    for new, old in zip(refit, committed):
+        assert new["exponents"] == pytest.approx(old["exponents"], abs=1e-9) and new["intercept"] == pytest.approx(old["intercept"], abs=1e-9)
