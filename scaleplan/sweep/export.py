@@ -1,7 +1,7 @@
 """Sweep trials as a pandas DataFrame (one row per trial), and export to CSV or parquet.
 
-The fit stage reads these columns: width, N, D, lr, batch_size, loss, state, diverged (and seed,
-steps, other searched params). `loss` is the objective's loss, empty for diverged trials; `value`
+The fit stage reads these columns: width, depth, N, D, lr, batch_size, loss, state, diverged (and seed,
+steps, other searched params; depth is empty without a depth ladder). `loss` is the objective's loss, empty for diverged trials; `value`
 is what Optuna saw (the finite penalty for diverged trials).
 """
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-COLUMNS = ("study", "trial", "state", "width", "N", "D", "steps", "lr", "batch_size", "loss", "diverged", "seed")
+COLUMNS = ("study", "trial", "state", "width", "depth", "N", "D", "steps", "lr", "batch_size", "loss", "diverged", "seed")
 TAIL = ("train_loss", "seconds", "value", "point", "slot", "error")
 
 
@@ -34,7 +34,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "study": study.study_name,
             "trial": t.number,
             "state": t.state.name,
-            **{k: a.get(k) for k in ("width", "N", "D", "steps", "batch_size", "seed")},
+            **{k: a.get(k) for k in ("width", "depth", "N", "D", "steps", "batch_size", "seed")},
             "loss": a.get("loss"),
             "diverged": bool(a.get("diverged", False)),
             **t.params,
@@ -46,7 +46,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         rows.append(row)
     extra = sorted({k for r in rows for k in r} - set(COLUMNS) - set(TAIL))
     frame = pd.DataFrame(rows, columns=[*COLUMNS, *extra, *TAIL])
-    for col in ("width", "N", "D", "steps", "batch_size", "seed"):
+    for col in ("width", "depth", "N", "D", "steps", "batch_size", "seed"):
         frame[col] = frame[col].astype("Int64")
     frame["loss"] = frame["loss"].astype("float64")
     return frame

@@ -31,8 +31,8 @@ def refuse_checkpoint(checkpoint: Checkpoint | None) -> None:
 
 
 def outcome_from_value(value: Any, point: GridPoint) -> Outcome:
-    """Normalize a user objective's return value; D defaults to steps x batch_size (samples seen)."""
-    default_d = point.steps * point.batch_size
+    """Normalize a user objective's return value; D defaults to the point's tokens, else steps x batch_size."""
+    default_d = point.tokens if point.tokens is not None else point.steps * point.batch_size
     if isinstance(value, Mapping):
         if "loss" not in value:
             raise ObjectiveFailed(f"the returned mapping has no 'loss' key (keys: {', '.join(map(str, value))})")
@@ -146,7 +146,8 @@ def load_objective(spec: SweepSpec, device: str | None = None) -> Objective:
     if spec.objective.kind == "callable":
         return CallableObjective(spec.objective.target)
     if spec.objective.kind == "command":
-        return CommandObjective(spec.objective.target, [p.name for p in spec.search], spec.objective.timeout_s)
+        ladder = [name for name, values in (("depth", spec.depths), ("tokens", spec.tokens)) if values]
+        return CommandObjective(spec.objective.target, [*ladder, *(p.name for p in spec.search)], spec.objective.timeout_s)
     from scaleplan.sweep.builtin import BuiltinObjective
 
     return BuiltinObjective(spec, device=device or "cpu")

@@ -29,8 +29,7 @@ ERROR_ATTR = "error"
 
 def point_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> GridPoint:
     """The grid point stored in a trial's user attrs."""
-    a = trial.user_attrs
-    return GridPoint(int(a["width"]), int(a["steps"]), int(a["batch_size"]), int(a["seed"]))
+    return GridPoint.from_attrs(trial.user_attrs)
 
 
 def _pop(session: SweepSession, trial_id: int) -> bool:

@@ -23,7 +23,8 @@ from torch.func import functional_call, stack_module_state, vmap
 from scaleplan.errors import ScaleplanError
 from scaleplan.tasks import Task
 from scaleplan.train.build import (
-    build_model, build_task, data_generator, n_params, param_groups_for, torch_threads, training_device,
+    build_model, build_task, data_generator, n_params, non_embedding_params, param_groups_for, torch_threads,
+    training_device,
 )
 from scaleplan.train.config import PER_MEMBER_FIELDS, Checkpoint, TrialConfig, TrialResult
 from scaleplan.train.loop import make_optimizer
@@ -106,6 +107,7 @@ def train_population(
             train_loss=train_loss,
             diverged=not math.isfinite(held_out),
             n_params=n_params(models[i]),
+            n_non_embedding=non_embedding_params(models[i]),
             tokens_or_samples=steps_run * units,
             seconds=seconds,
             steps_run=steps_run,

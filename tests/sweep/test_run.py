@@ -187,7 +187,7 @@ def test_cli_runs_status_and_reports_bad_input(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("[ladder]", "[ladder]\nwidth = [3]"))
     bad = subprocess.run([sys.executable, "-m", "scaleplan.cli", "sweep", str(path)], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.strip().splitlines() == [f"error: {path}: [ladder]: unknown key 'width' - did you mean 'widths'? (valid keys: widths, steps)"]
+    assert bad.stderr.strip().splitlines() == [f"error: {path}: [ladder]: unknown key 'width' - did you mean 'widths'? (valid keys: widths, depths, steps, tokens)"]
 
 
 def test_device_with_a_user_objective_is_refused(tmp_path: Path) -> None:

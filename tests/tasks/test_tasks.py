@@ -140,3 +140,12 @@ def test_charlm_auto_reads_this_pythons_stdlib_and_checks_the_hash():
         assert torch.equal(load_corpus("auto"), load_corpus())
     except ScaleplanError as exc:
         assert "has sha256" in str(exc) and "pass task kwarg sha256=" in str(exc)
+
+
+@pytest.mark.parametrize("name, kwargs", [("teacher-student", {}), ("patterns", {}), ("charlm", {}), ("charlm", {"seq_len": 16})])
+def test_spec_side_units_per_example_agree_with_the_tasks(name: str, kwargs: dict) -> None:
+    """Sweep specs turn a tokens ladder into steps without building the task (no torch): the counts must agree."""
+    from scaleplan.tasks import get_task
+    from scaleplan.train.config import units_per_example
+
+    assert units_per_example(name, kwargs) == get_task(name, **kwargs).units_per_example
