@@ -29,9 +29,10 @@ D_UNITS = ("tokens", "samples")
               help="Relative width of the near-optimal band for --method band (0.0025 = 0.25%).")
 @click.option("--near", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
               help="Parabola: use points within this relative loss gap of the minimum (at least 5, 9 with batch).")
-@click.option("--x", "x", type=click.Choice(["N", "width"]), default=None,
-              help="Size variable of the law: parameters N, or width (muP transfer: lr*(width)). "
-                   "Default: width for a sweep spec, N for a CSV.")
+@click.option("--x", "x", default=None, metavar="AXES",
+              help="Size variable(s) of the law: N (parameters), width, depth, or several comma-separated as separate "
+                   "regressors (width,depth). Default: the width and/or depth a sweep spec varies (width if neither), "
+                   "N for a CSV.")
 @click.option("--column", "columns", multiple=True, metavar="CANONICAL=SOURCE",
               help="Map a column of the data to a canonical name (N, D, lr, batch_size, loss, width, state, "
                    "diverged), e.g. --column batch_size=bs --column 'loss=smooth loss'. Repeatable.")
@@ -44,6 +45,12 @@ D_UNITS = ("tokens", "samples")
 @click.option("--loss-law/--no-loss-law", default=None,
               help="Fit L(N, D) = E + A/N^a + B/D^b on the cells' minimum losses (default: when N and D both vary "
                    f"over >= {MIN_LOSS_LAW_CELLS} cells).")
+@click.option("--lr-batch/--no-lr-batch", default=None,
+              help="Put the batch size in the lr law (one lr optimum per (size, D, batch) cell): its exponent is the "
+                   "lr-batch relation at fixed N and D. Default: for a sweep whose batch sizes share D (a tokens ladder).")
+@click.option("--critical-batch/--no-critical-batch", default=None,
+              help="Critical batch from steps to a common target loss vs batch size (needs --lr-batch and several D). "
+                   "Default: when both hold.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=200, show_default=True,
               help="Bootstrap replicates (trials resampled within each cell); 0 turns it off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
@@ -54,9 +61,9 @@ D_UNITS = ("tokens", "samples")
 @click.option("--name", default=None, help="Law name (default: the output file's stem).")
 @click.option("--title", default=None, help="One-line title of the law file.")
 @click.option("--citation", default=None, help="Where the data comes from, recorded in the provenance.")
-def fit(source: Path, output: Path | None, method: str, band: float, near: float, x: str, columns: tuple[str, ...],
+def fit(source: Path, output: Path | None, method: str, band: float, near: float, x: str | None, columns: tuple[str, ...],
         batch_unit_scale: float, batch_unit: str, d_unit: str, batch_on_size: bool, loss_law: bool | None,
-        n_boot: int, seed: int, weighting: str, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None) -> None:
+        lr_batch: bool | None, critical_batch: bool | None, n_boot: int, seed: int, weighting: str, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None) -> None:
     """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml) or a CSV of trials.
 
     \b
@@ -65,21 +72,31 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
       scaleplan fit dense_lr_bs_loss.csv -o fits/steplaw-refit.json --method band \\
         --column batch_size=bs --column 'loss=smooth loss' --batch-unit-scale 2048 --batch-unit tokens
     """
-    from scaleplan.fit.pipeline import FitOptions, fit_command, fit_sweep
+    from scaleplan.fit.multi_axis import MultiAxisFit
+    from scaleplan.fit.pipeline import FitOptions, fit_command, fit_sweep, size_axes
     from scaleplan.fit.summary import format_summary
 
     output = ensure_writable(output or Path("fits") / f"{source.stem}.json", "law file")  # before the work, not after
     if plot_dir is not None:
         ensure_writable(plot_dir / "optima.png", "plot")
     data = _load(source)
-    x = x or ("width" if data.parametrization is not None else "N")
+    x = ",".join(size_axes(data, x))
     options = FitOptions(method=method, band=band, near=near, x=x, columns=columns, batch_unit_scale=batch_unit_scale,
                          batch_unit=batch_unit, d_unit=d_unit, batch_on_size=batch_on_size, loss_law=loss_law,
-                         n_boot=n_boot, seed=seed, weighting=weighting)
+                         n_boot=n_boot, seed=seed, weighting=weighting, lr_batch=lr_batch, critical_batch=critical_batch)
     command = fit_command(source, output, options)
     fitted = fit_sweep(data, options, name=name or output.stem, title=title, command=command, citation=citation)
     trials, hyper, loss, law = fitted.trials, fitted.hyper, fitted.loss, fitted.law
-    click.echo(format_summary(trials, hyper, loss))
+    if isinstance(hyper, MultiAxisFit):
+        from scaleplan.fit.axes_summary import format_multi_axis
+
+        click.echo(format_multi_axis(trials, hyper, fitted.critical, None if law.parametrization is None
+                                     else law.parametrization.optimizer))
+        if plot_dir is not None:
+            click.echo(f"no plots: --plot draws fits over one size axis; this fit's cells span {', '.join(hyper.columns)}")
+            plot_dir = None
+    else:
+        click.echo(format_summary(trials, hyper, loss))
     if plot_dir is not None:
         from scaleplan.fit.plots import plot_fit
 

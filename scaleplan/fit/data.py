@@ -17,8 +17,8 @@ import pandas as pd
 from scaleplan.errors import ScaleplanError
 
 # Canonical columns a sweep export carries; any user CSV with these names works as is.
-OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N")
-SIZE_VARIABLES = ("N", "width")
+OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N", "depth", "steps")
+SIZE_VARIABLES = ("N", "width", "depth")
 _TRUE = {"true", "1", "yes", "y", "t"}
 
 
@@ -85,10 +85,12 @@ def prepare_trials(
     batch_unit_scale: float = 1.0,
     source: str = "trials",
     required: tuple[str, ...] = ("lr", "loss"),
+    extra_sizes: tuple[str, ...] = (),
 ) -> Trials:
     """Rename `columns` (source -> canonical), check the needed ones, drop failed/diverged/non-finite rows.
 
     `batch_unit_scale` multiplies batch_size (e.g. 2048 to turn sequences of 2048 tokens into tokens).
+    `extra_sizes` are further size columns (e.g. depth beside width) that must be present, finite and positive.
     """
     if x not in SIZE_VARIABLES:
         raise ScaleplanError(f"--x must be one of {', '.join(SIZE_VARIABLES)}, got '{x}'")
@@ -100,7 +102,7 @@ def prepare_trials(
         )
     shadowed = [c for c in columns.values() if c in raw.columns and c not in columns]
     frame = raw.drop(columns=shadowed).rename(columns=columns)  # e.g. loss=smooth loss replaces 'loss'
-    needed = [x, *required]
+    needed = [x, *extra_sizes, *required]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise ScaleplanError(
@@ -120,7 +122,9 @@ def prepare_trials(
         bad = frame["diverged"].map(_truthy)
         dropped["diverged"] = int(bad.sum())
         frame = frame[~bad]
-    numeric = [c for c in (x, "D", "lr", "loss", "batch_size") if c in frame]
+    numeric = [c for c in dict.fromkeys((x, *extra_sizes, "D", "lr", "loss", "batch_size")) if c in frame]
+    if "steps" in frame:
+        frame["steps"] = pd.to_numeric(frame["steps"], errors="coerce")
     for col in numeric:
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     if "batch_size" in frame:

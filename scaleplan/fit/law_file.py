@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.fit.data import Trials
-from scaleplan.fit.hyperparameter_law import LAW_VARIABLE, HyperparameterFit
+from scaleplan.fit.hyperparameter_law import HyperparameterFit
+from scaleplan.fit.multi_axis import AXIS_VARIABLE, MultiAxisFit, SizeCriticalBatch
 from scaleplan.fit.loss_law import LossLawFit
 from scaleplan.fit.power_law import PowerLawFit
 from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
@@ -15,7 +16,9 @@ from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
 VARIABLES = {
     "N": ("parameters (non-embedding, as counted by the sweep)", "parameters"),
     "W": ("model width (hidden size)", "units"),
+    "L": ("model depth (blocks or layers)", "layers"),
     "D": ("training data", None),  # unit from the command's --d-unit
+    "B": ("batch size", None),  # unit from the command's --batch-unit
 }
 TARGET_UNITS = {"lr": "learning rate"}
 
@@ -32,9 +35,11 @@ class LawMetadata:
     batch_unit: str = "tokens"
     citation: str | None = None
     parametrization: ParametrizationRef | None = None
+    swept: dict[str, list[float]] | None = None  # the grid axes the sweep varied, with their values
 
 
-def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit | None, loss: LossLawFit | None) -> LawFile:
+def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit | MultiAxisFit | None,
+                   loss: LossLawFit | None) -> LawFile:
     """A LawFile with the lr / batch power laws and/or the loss law, fitted ranges and provenance."""
     power_laws = []
     used: list[str] = []
@@ -46,10 +51,11 @@ def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit |
     if loss is not None:
         used += [v for v in ("N", "D") if v not in used]
     frame = trials.frame
-    column = {LAW_VARIABLE[c]: c for c in (trials.x, "D") if c in frame}
+    column = {v: c for c, v in AXIS_VARIABLE.items() if c in frame}
+    units = {"D": meta.d_unit, "B": meta.batch_unit}
     variables = [
-        Variable(name=v, meaning=VARIABLES[v][0], unit=VARIABLES[v][1] or meta.d_unit)
-        for v in ("N", "W", "D") if v in used
+        Variable(name=v, meaning=VARIABLES[v][0], unit=VARIABLES[v][1] or units[v])
+        for v in VARIABLES if v in used
     ]
     fitted_range = {v: (float(frame[column[v]].min()), float(frame[column[v]].max())) for v in used if v in column}
     provenance = Provenance(
@@ -61,7 +67,45 @@ def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit |
         loss_law=None if loss is None else loss.law, fitted_range=fitted_range,
         method=None if hyper is None else hyper.label,
         parametrization=meta.parametrization, provenance=provenance, notes=_notes(hyper, loss),
+        swept=meta.swept or {},
     )
+
+
+def with_critical_batch(law: LawFile, critical: list[SizeCriticalBatch], unit: str) -> LawFile:
+    """The law with a `critical_batch_size` power law in the batch sizes' unit: B_crit = c * prod size^e over the
+    sizes that vary (>= 2 of them), or the one size's B_crit with its standard error."""
+    import math
+
+    import numpy as np
+
+    from scaleplan.fit.power_law import fit_power_law
+
+    text = "; ".join(f"critical batch at {_where(c.coords)}: B_crit {c.fit.b_crit:.4g}, S_min {c.fit.s_min:.4g} steps "
+                     f"(steps to the target loss {c.steps.target_loss:.4g} at {len(c.steps.batch)} batch sizes)"
+                     for c in critical)
+    notes = f"{law.notes} {text}."
+    critical = [c for c in critical if c.determined]  # the others stay in the notes only
+    if not critical:
+        return replace(law, notes=notes)
+    if len(critical) == 1:
+        c = critical[0].fit
+        se = c.se_ln_b_crit if math.isfinite(c.se_ln_b_crit) and c.se_ln_b_crit < 5 and c.n_points > 2 else None
+        power = PowerLaw(target="critical_batch_size", unit=unit, intercept=math.log(c.b_crit), exponents={},
+                         covariance=None if se is None else [[se * se]], dof=None if se is None else c.n_points - 2,
+                         n_points=c.n_points)
+        return replace(law, power_laws=[*law.power_laws, power], notes=notes)
+    varying = [k for k in critical[0].coords if len({c.coords[k] for c in critical}) > 1]
+    if len(critical) <= len(varying) + 1:
+        return replace(law, notes=notes)  # too few sizes for a law over them
+    fitted = fit_power_law("critical_batch_size", np.array([c.fit.b_crit for c in critical]),
+                           {AXIS_VARIABLE[k]: np.array([c.coords[k] for c in critical]) for k in varying})
+    missing = [AXIS_VARIABLE[k] for k in varying if AXIS_VARIABLE[k] not in {v.name for v in law.variables}]
+    variables = [*law.variables, *(Variable(name=v, meaning=VARIABLES[v][0], unit=VARIABLES[v][1] or unit) for v in missing)]
+    return replace(law, variables=variables, power_laws=[*law.power_laws, _power_law(fitted, unit)], notes=notes)
+
+
+def _where(coords: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in coords.items()) or "the one size"
 
 
 def _power_law(fit: PowerLawFit, unit: str) -> PowerLaw:
@@ -72,7 +116,7 @@ def _power_law(fit: PowerLawFit, unit: str) -> PowerLaw:
     )
 
 
-def _notes(hyper: HyperparameterFit | None, loss: LossLawFit | None) -> str:
+def _notes(hyper: HyperparameterFit | MultiAxisFit | None, loss: LossLawFit | None) -> str:
     """How the covariances were obtained, and the bootstrap intervals the schema has no field for."""
     parts = []
     if hyper is not None:

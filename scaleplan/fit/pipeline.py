@@ -8,7 +8,7 @@ trials and options (`fit_command` gives that command).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from scaleplan.fit.data import Trials
     from scaleplan.fit.hyperparameter_law import HyperparameterFit
     from scaleplan.fit.loss_law import LossLawFit
+    from scaleplan.fit.multi_axis import MultiAxisFit, SizeCriticalBatch
     from scaleplan.laws import LawFile
     from scaleplan.sweep.spec import SweepSpec
 
@@ -34,7 +35,7 @@ class FitOptions:
     method: str = "parabola"
     band: float = 0.0025
     near: float = 0.02
-    x: str | None = None  # None: width for a sweep spec, N for a CSV
+    x: str | None = None  # size axes, comma-separated ("width,depth"); None: the swept ones of a sweep, N for a CSV
     columns: tuple[str, ...] = ()
     batch_unit_scale: float = 1.0
     batch_unit: str = "samples"
@@ -44,6 +45,8 @@ class FitOptions:
     n_boot: int = 200
     seed: int = 0
     weighting: str = "inverse-variance"
+    lr_batch: bool | None = None  # the batch size as a regressor of the lr law (None: for a sweep's own tokens ladder)
+    critical_batch: bool | None = None  # steps to target loss vs batch size (None: when the lr law has B and D varies)
 
 
 def fit_command(source: str | Path, output: str | Path, options: FitOptions) -> str:
@@ -65,6 +68,8 @@ def fit_command(source: str | Path, output: str | Path, options: FitOptions) -> 
             args += [flag, fmt.format(value)]
     args += ["--batch-on-size"] if o.batch_on_size else []
     args += [] if o.loss_law is None else ["--loss-law" if o.loss_law else "--no-loss-law"]
+    args += [] if o.lr_batch is None else ["--lr-batch" if o.lr_batch else "--no-lr-batch"]
+    args += [] if o.critical_batch is None else ["--critical-batch" if o.critical_batch else "--no-critical-batch"]
     args += ["--bootstrap", str(o.n_boot), "--seed", str(o.seed), "--weighting", o.weighting]
     return shlex.join(args)
 
@@ -85,9 +90,10 @@ class SweepFit:
 
     data: SweepData
     trials: Trials
-    hyper: HyperparameterFit
+    hyper: HyperparameterFit | MultiAxisFit
     loss: LossLawFit | None
     law: LawFile
+    critical: list[SizeCriticalBatch] = field(default_factory=list)
 
 
 def spec_data(spec: SweepSpec, storage: str | None = None) -> SweepData:
@@ -101,27 +107,93 @@ def spec_data(spec: SweepSpec, storage: str | None = None) -> SweepData:
 
 def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | None, command: str,
               citation: str | None = None) -> SweepFit:
-    """Prepare the trials, fit the hyperparameter laws (and the loss law where possible), build the law file."""
+    """Prepare the trials, fit the hyperparameter laws (and the loss law where possible), build the law file.
+
+    One size axis that varies, and no batch size in the lr law: lr*(size[, D]) and B*(D) as `hyperparameter_law`
+    fits them. Several size axes (width and depth), a size that does not vary (a horizon or batch sweep), or
+    the batch size as a regressor: `multi_axis`, and, where the sweep allows it, the critical batch.
+    """
     from scaleplan.fit.data import parse_column_map, prepare_trials
     from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
     from scaleplan.fit.law_file import LawMetadata, build_law_file
 
-    x = options.x or ("width" if data.parametrization is not None else "N")
-    trials = prepare_trials(data.frame, x=x, columns=parse_column_map(options.columns),
+    sizes = size_axes(data, options.x)
+    trials = prepare_trials(data.frame, x=sizes[0], columns=parse_column_map(options.columns), extra_sizes=sizes[1:],
                             batch_unit_scale=options.batch_unit_scale, source=data.source)
-    hyper = fit_hyperparameter_laws(trials, method=options.method, band=options.band, near=options.near,
-                                    batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
-                                    weighting=options.weighting)
+    by_batch = options.lr_batch if options.lr_batch is not None else (
+        data.parametrization is not None and _batch_varies_at_fixed_d(trials, sizes))
+    multi = len(sizes) > 1 or by_batch or (trials.frame[sizes[0]].nunique() < 2 and trials.has_tokens)
+    hyper: HyperparameterFit | MultiAxisFit
+    critical = []
+    if multi:
+        from scaleplan.fit.multi_axis import critical_batches, fit_multi_axis
+
+        hyper = fit_multi_axis(trials, sizes, by_batch, method=options.method, band=options.band, near=options.near,
+                               batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
+                               weighting=options.weighting)
+        wanted = options.critical_batch
+        if wanted:
+            critical = critical_batches(hyper)
+        elif wanted is None and by_batch and trials.has_tokens:
+            try:
+                critical = critical_batches(hyper)
+            except ScaleplanError:
+                critical = []  # not measurable from this grid (too few batch sizes or horizons): only when asked
+    else:
+        if options.critical_batch:
+            raise ScaleplanError("--critical-batch needs the batch size in the lr law (--lr-batch) and several D")
+        hyper = fit_hyperparameter_laws(trials, method=options.method, band=options.band, near=options.near,
+                                        batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
+                                        weighting=options.weighting)
     loss = _maybe_loss_law(trials, hyper, options.loss_law, options.n_boot, options.seed)
     meta = LawMetadata(
         name=name, title=title or f"{options.method} fit of {Path(data.source).name}", command=command,
         data_sha256=data.data_sha256, d_unit=options.d_unit, batch_unit=options.batch_unit, citation=citation,
-        parametrization=data.parametrization,
+        parametrization=data.parametrization, swept=swept_values(trials),
     )
-    return SweepFit(data, trials, hyper, loss, build_law_file(meta, trials, hyper, loss))
+    law = build_law_file(meta, trials, hyper, loss)
+    if critical:
+        from scaleplan.fit.law_file import with_critical_batch
+
+        law = with_critical_batch(law, critical, options.batch_unit)
+    return SweepFit(data, trials, hyper, loss, law, critical)
 
 
-def _maybe_loss_law(trials: Trials, hyper: HyperparameterFit, wanted: bool | None, n_boot: int, seed: int) -> LossLawFit | None:
+def size_axes(data: SweepData, x: str | None) -> tuple[str, ...]:
+    """The size columns of the laws: `x` split at commas, else the swept width and/or depth of a sweep's own
+    trials (width when neither varies), else N (a foreign CSV)."""
+    from scaleplan.fit.data import SIZE_VARIABLES
+
+    if x:
+        sizes = tuple(part.strip() for part in x.split(","))
+        bad = [s for s in sizes if s not in SIZE_VARIABLES] or ([] if len(set(sizes)) == len(sizes) else list(sizes))
+        if bad or not sizes:
+            raise ScaleplanError(f"--x takes size columns among {', '.join(SIZE_VARIABLES)}, comma-separated "
+                                 f"(e.g. width,depth); got '{x}'")
+        return sizes
+    if data.parametrization is None:
+        return ("N",)
+    frame = data.frame
+    varying = tuple(c for c in ("width", "depth") if c in frame and frame[c].nunique() > 1)
+    return varying or ("width",)
+
+
+def swept_values(trials: Trials) -> dict[str, list[float]]:
+    """Every grid axis the trials vary, with its values: what the law was fitted over."""
+    frame = trials.frame
+    return {c: sorted(float(v) for v in frame[c].unique()) for c in ("width", "depth", "N", "D", "steps", "batch_size")
+            if c in frame and frame[c].nunique() > 1}
+
+
+def _batch_varies_at_fixed_d(trials: Trials, sizes: tuple[str, ...]) -> bool:
+    """True when some cell (sizes, D) holds several batch sizes: the lr-batch relation is measurable at fixed D."""
+    if not trials.has_batch:
+        return False
+    keys = [*sizes, *(["D"] if "D" in trials.frame else [])]
+    return bool((trials.frame.groupby(keys)["batch_size"].nunique() > 1).any())
+
+
+def _maybe_loss_law(trials: Trials, hyper: HyperparameterFit | MultiAxisFit, wanted: bool | None, n_boot: int, seed: int) -> LossLawFit | None:
     """Fit the loss law on the cells' best losses when asked, or by default when the cells allow it."""
     import numpy as np
 

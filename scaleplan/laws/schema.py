@@ -21,13 +21,13 @@ from scaleplan.errors import ScaleplanError
 SCHEMA_VERSION = 2  # 2: typed `parametrization` (ParametrizationRef); version-1 files still load
 
 # Keyword arguments of LawFile.predict and the variable each one feeds.
-KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "batch_size": "B"}
+KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "depth": "L", "batch_size": "B"}
 VARIABLE_KEYWORDS = {v: k for k, v in KEYWORD_VARIABLES.items()}
 
 
 @dataclass(frozen=True)
 class Variable:
-    """An input of a law: `N`, `D`, `C`, `W` or `B`, what it counts and in which unit.
+    """An input of a law: `N`, `D`, `C`, `W`, `L` (depth) or `B`, what it counts and in which unit.
 
     `convention` says how to compute it from a model, e.g. "non-embedding" or "total" for N,
     "6ND" or "deepseek-MD" for C (M = 72*L*d^2 + 12*L*d*seq non-embedding FLOPs per token).
@@ -181,6 +181,7 @@ class LawFile:
     method: str | None = None
     parametrization: ParametrizationRef | None = None
     notes: str | None = None
+    swept: dict[str, list[float]] = field(default_factory=dict)  # grid axes the fitted sweep varied -> their values
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -195,9 +196,14 @@ class LawFile:
         raise ScaleplanError(f"law '{self.name}' has no variable '{name}'")
 
     def needs(self) -> list[str]:
-        """Variables the power laws take as inputs, in declaration order."""
-        used = {v for p in self.power_laws for v in p.exponents}
+        """Variables the power laws take as inputs, in declaration order; B is not one of them when the
+        law predicts the batch size itself (the lr law then takes the predicted batch size)."""
+        used = {v for p in self.power_laws for v in p.exponents} - ({"B"} if self._batch_law() is not None else set())
         return [v.name for v in self.variables if v.name in used]
+
+    def _batch_law(self) -> PowerLaw | None:
+        """The batch-size power law, when it does not itself take B (it can then feed the lr law's B)."""
+        return next((p for p in self.power_laws if p.target == "batch_size" and "B" not in p.exponents), None)
 
     def predict(self, level: float = 0.95, **inputs: float | None) -> Prediction:
         """Evaluate every power law, e.g. `law.predict(params=7e9, tokens=2e12)`.
@@ -221,7 +227,11 @@ class LawFile:
             if not (math.isfinite(val) and val > 0):
                 raise ScaleplanError(f"{VARIABLE_KEYWORDS[var]} must be a positive finite number, got {val}")
         used = {v: values[v] for v in self.needs()}
-        estimates = {p.target: p.predict(used, level) for p in self.power_laws}
+        batch_law = self._batch_law()
+        estimates = {} if batch_law is None else {"batch_size": batch_law.predict(used, level)}
+        if batch_law is not None and any("B" in p.exponents for p in self.power_laws):
+            used["B"] = values.get("B", estimates["batch_size"].value)  # the batch given, else the predicted one
+        estimates.update({p.target: p.predict(used, level) for p in self.power_laws if p.target not in estimates})
         return Prediction(self.name, used, estimates, tuple(self.extrapolation_warnings(used)), self.parametrization)
 
     def extrapolation_warnings(self, values: dict[str, float]) -> list[str]:
@@ -282,6 +292,7 @@ class LawFile:
                 parametrization=None if d.get("parametrization") is None
                 else ParametrizationRef.from_dict(d["parametrization"], origin),
                 notes=d.get("notes"),
+                swept={str(k): [float(x) for x in v] for k, v in _object(d, "swept").items()},
                 schema_version=SCHEMA_VERSION,  # read into the current schema (older versions upgrade on load)
             )
         except KeyError as exc:

@@ -64,7 +64,9 @@ def test_all_diverged() -> None:
 def test_width_as_size_variable() -> None:
     trials = prepare_trials(frame(width=[64, 64, 256, 256]).drop(columns=["N"]), x="width")
     assert trials.x == "width" and trials.cell_columns == ["width", "D"]
-    with pytest.raises(ScaleplanError, match="--x must be one of N, width"):
+    with pytest.raises(ScaleplanError, match="--x must be one of N, width, depth"):
+        prepare_trials(frame(), x="layers")
+    with pytest.raises(ScaleplanError, match=r"missing column\(s\) \['depth'\]"):
         prepare_trials(frame(), x="depth")
 
 
