@@ -16,6 +16,8 @@ def _size(what: str, text: str | None) -> float | None:
 @click.option("--tokens", help="Training tokens, e.g. 2T (default: compute-optimal from the tokens law).")
 @click.option("--compute", help="FLOP budget C = 6ND, e.g. 1e23 (with --params: tokens follow; alone: N and D).")
 @click.option("--width", help="Target width, for laws fitted on width (muP sweeps).")
+@click.option("--depth", type=click.IntRange(min=1), help="Target depth, for laws fitted on depth or with CompleteP.")
+@click.option("--batch", help="Batch size to train with, for laws with a batch-size exponent (default: the predicted B*).")
 @click.option("--law", "law_name", default="steplaw", show_default=True, help="Shipped law name or path to a law .json.")
 @click.option("--tokens-law", default="epoch-chinchilla", show_default=True, help="Loss law for compute-optimal tokens.")
 @click.option("--seq-len", default=4096, show_default=True, type=click.IntRange(min=1), help="Sequence length (batch in sequences).")
@@ -30,7 +32,8 @@ def _size(what: str, text: str | None) -> float | None:
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999), help="Interval level.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
 def predict(
-    params: str | None, tokens: str | None, compute: str | None, width: str | None, law_name: str,
+    params: str | None, tokens: str | None, compute: str | None, width: str | None, depth: int | None,
+    batch: str | None, law_name: str,
     tokens_law: str, seq_len: int, vocab: int, tied: bool, params_total: bool, d_model: int | None,
     layers: int | None, aspect: float, optimizer: str | None, level: float, fmt: str,
 ) -> None:
@@ -42,6 +45,7 @@ def predict(
       scaleplan predict --params 7B --tokens 2T --law deepseek --layers 30 --d-model 4096
       scaleplan predict --compute 1e23
       scaleplan predict --width 2048 --law fits/mlp-mup.json
+      scaleplan predict --width 256 --depth 16 --tokens 2M --law fits/gpt-axes.json
     """
     from scaleplan.plan.prescribe import prescribe
     from scaleplan.plan.render import to_json, to_table, to_yaml
@@ -52,6 +56,8 @@ def predict(
         tokens=_size("--tokens", tokens),
         compute=_size("--compute", compute),
         width=_size("--width", width),
+        depth=depth,
+        batch_size=_size("--batch", batch),
         seq_len=seq_len, vocab=vocab, tied=tied, params_total=params_total,
         d_model=d_model, n_layers=layers, aspect=aspect, tokens_law=tokens_law, level=level, optimizer=optimizer,
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from scaleplan.core.rules import get_parametrization
+from scaleplan.core.rules import ROLES, get_parametrization, residual_multiplier
 from scaleplan.errors import ScaleplanError
 from scaleplan.laws import Estimate, LawFile, load_law
 from scaleplan.plan.shape import DEFAULT_ASPECT, ModelShape, non_embedding_from_total, shape_for
@@ -28,13 +28,14 @@ class LawInput:
 
 @dataclass(frozen=True)
 class GroupLR:
-    """Per-role hyperparameters at the target width (muP-style laws only)."""
+    """Per-role hyperparameters at the target width and depth (muP-style laws only)."""
 
     role: str
     lr: float
     init_std_mult: float
     forward_mult: float
     weight_decay_mult: float
+    eps_mult: float = 1.0  # Adam eps factor (CompleteP: 1 / (m * L / L_base))
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,9 @@ class Prescription:
     parametrization: str | None = None
     per_group: list[GroupLR] = field(default_factory=list)
     warnings: tuple[str, ...] = ()
+    width: float | None = None  # the target width and depth the per-role numbers are for
+    depth: float | None = None
+    residual_mult: float | None = None  # CompleteP's residual-branch multiplier (L / L_base)^-1 at the target depth
 
 
 def prescribe(
@@ -65,6 +69,8 @@ def prescribe(
     tokens: float | None = None,
     compute: float | None = None,
     width: float | None = None,
+    depth: float | None = None,
+    batch_size: float | None = None,
     seq_len: int = 4096,
     vocab: int = 32000,
     tied: bool = False,
@@ -76,14 +82,21 @@ def prescribe(
     level: float = 0.95,
     optimizer: str | None = None,
 ) -> Prescription:
-    """Evaluate `law` for a target given by size (params/shape/compute) or, for width laws, by width."""
+    """Evaluate `law` for a target given by size (params/shape/compute) or, for laws of a sweep's own axes, by
+    width and depth (and tokens, batch size where the law takes them)."""
     law = load_law(law) if isinstance(law, str) else law
     if tokens is not None and compute is not None and params is not None:
         raise ScaleplanError("give at most two of --params, --tokens, --compute (the third follows from C = 6ND)")
     if width is not None and "W" not in law.needs():
         raise ScaleplanError(f"law '{law.name}' does not depend on width; drop --width (--d-model sets the model's width)")
-    if "W" in law.needs():
-        return _prescribe_width(law, width=width, params=params, tokens=tokens, level=level, optimizer=optimizer)
+    completep = law.parametrization is not None and law.parametrization.completep
+    if depth is not None and "L" not in law.needs() and not completep:
+        raise ScaleplanError(f"law '{law.name}' depends neither on depth nor uses CompleteP; drop --depth")
+    if batch_size is not None and "B" not in {v for p in law.power_laws for v in p.exponents}:
+        raise ScaleplanError(f"law '{law.name}' does not depend on the batch size; drop --batch")
+    if "W" in law.needs() or "L" in law.needs():
+        return _prescribe_axes(law, width=width, depth=depth, params=params, tokens=tokens, batch_size=batch_size,
+                               level=level, optimizer=optimizer)
     loss_file = law if law.loss_law is not None else (load_law(tokens_law) if isinstance(tokens_law, str) else tokens_law)
     if loss_file.loss_law is None:
         raise ScaleplanError(f"tokens law '{loss_file.name}' has no loss law (use chinchilla or epoch-chinchilla)")
@@ -117,7 +130,9 @@ def prescribe(
 
     inputs = [_law_input(law, var, shape, tokens, compute) for var in law.needs()]
     keywords = {"N": "params", "D": "tokens", "C": "compute"}
-    prediction = law.predict(level=level, **{keywords[i.name]: i.value for i in inputs})
+    prediction = law.predict(level=level, batch_size=batch_size, **{keywords[i.name]: i.value for i in inputs})
+    lr = prediction.values.get("lr")
+    groups, residual, role_warnings = _per_role(law, lr, d_model or shape.d_model, depth or n_layers or shape.n_layers, optimizer)
     loss_warnings = [f"{loss_file.name}: {w}" for w in loss_file.extrapolation_warnings({"N": loss_n(shape), "D": tokens})]
     batch = prediction.values.get("batch_size")
     batch_unit = _batch_unit(law)
@@ -125,7 +140,7 @@ def prescribe(
         law=law.name,
         law_title=law.title,
         inputs=inputs,
-        lr=prediction.values.get("lr"),
+        lr=lr,
         batch_size=batch,
         batch_unit=batch_unit,
         batch_sequences=max(1, round(batch.value / seq_len)) if batch is not None and batch_unit == "tokens" else None,
@@ -135,7 +150,11 @@ def prescribe(
         predicted_loss=loss_law.loss(loss_n(shape), tokens),
         shape=shape,
         parametrization=None if law.parametrization is None else law.parametrization.name,
-        warnings=(*prediction.warnings, *loss_warnings),
+        per_group=groups,
+        warnings=(*prediction.warnings, *loss_warnings, *role_warnings),
+        width=float(d_model or shape.d_model) if groups else None,
+        depth=float(depth or n_layers or shape.n_layers) if groups else None,
+        residual_mult=residual,
     )
 
 
@@ -158,39 +177,61 @@ def _law_input(law: LawFile, var: str, shape: ModelShape, tokens: float, compute
     return LawInput(var, value, v.meaning)
 
 
-def _prescribe_width(
-    law: LawFile, *, width: float | None, params: float | None, tokens: float | None, level: float, optimizer: str | None
+def _prescribe_axes(
+    law: LawFile, *, width: float | None, depth: float | None, params: float | None, tokens: float | None,
+    batch_size: float | None, level: float, optimizer: str | None,
 ) -> Prescription:
-    """Laws of width (muP sweeps): base lr eta at the target width, then per-role lrs from the rules."""
-    if width is None:
-        raise ScaleplanError(f"law '{law.name}' is a law of width W ({law.variable('W').meaning}): give --width")
-    prediction = law.predict(level=level, width=width, params=params, tokens=tokens)
+    """Laws of a sweep's own axes (width W, depth L, D, batch B): the base lr eta at the target shape, the
+    batch size where the law has one, then the per-role lrs from the rules at that width and depth."""
+    needs = law.needs()
+    for var, value, flag in (("W", width, "--width"), ("L", depth, "--depth"), ("D", tokens, "--tokens")):
+        if var in needs and value is None:
+            raise ScaleplanError(f"law '{law.name}' is a law of {var} ({law.variable(var).meaning}): give {flag}")
+    prediction = law.predict(level=level, width=width, depth=depth, params=params, tokens=tokens, batch_size=batch_size)
     inputs = [LawInput(v, val, law.variable(v).meaning) for v, val in prediction.inputs.items()]
-    ref = law.parametrization
-    groups: list[GroupLR] = []
     lr = prediction.values.get("lr")
-    if lr is not None and ref is not None and ref.name != "sp":
-        optimizer = optimizer or ref.optimizer
-        if (optimizer == "sgd") != (ref.optimizer == "sgd"):
-            raise ScaleplanError(
-                f"law '{law.name}' was fitted with optimizer {ref.optimizer!r}; its lr does not transfer to {optimizer!r} "
-                f"(drop --optimizer, or sweep with {optimizer})"
-            )
-        m = ref.width_multiplier(width)
-        for role, mult in get_parametrization(ref.name).table(m, optimizer):
-            groups.append(GroupLR(role, lr.value * mult.lr, mult.init_std, mult.forward, mult.weight_decay))
-    batch = prediction.values.get("batch_size")
+    groups, residual, role_warnings = _per_role(law, lr, width, depth, optimizer)
     return Prescription(
         law=law.name,
         law_title=law.title,
         inputs=inputs,
         lr=lr,
-        batch_size=batch,
+        batch_size=prediction.values.get("batch_size"),
         batch_unit=_batch_unit(law),
         tokens=tokens,
         tokens_source="given" if tokens is not None else None,
-        parametrization=None if ref is None else ref.name,
+        parametrization=None if law.parametrization is None else law.parametrization.name,
         per_group=groups,
-        warnings=prediction.warnings,
+        warnings=(*prediction.warnings, *role_warnings),
+        width=width if groups else None,
+        depth=depth if groups else None,
+        residual_mult=residual,
     )
 
+
+def _per_role(
+    law: LawFile, lr: Estimate | None, width: float | None, depth: float | None, optimizer: str | None,
+) -> tuple[list[GroupLR], float | None, tuple[str, ...]]:
+    """Per-role lrs (and init, forward, weight decay, Adam eps factors) at the target width and depth from the
+    law's parametrization reference; CompleteP's residual multiplier. Nothing for SP laws or without a width."""
+    ref = law.parametrization
+    if lr is None or ref is None or ref.name == "sp" or width is None:
+        return [], None, ()
+    optimizer = optimizer or ref.optimizer
+    if (optimizer == "sgd") != (ref.optimizer == "sgd"):
+        raise ScaleplanError(
+            f"law '{law.name}' was fitted with optimizer {ref.optimizer!r}; its lr does not transfer to {optimizer!r} "
+            f"(drop --optimizer, or sweep with {optimizer})"
+        )
+    warnings: tuple[str, ...] = ()
+    if ref.completep and depth is None:
+        warnings = (f"law '{law.name}' uses CompleteP (base depth {ref.base_depth}): give --depth for its depth "
+                    "multipliers (depth ratio 1 assumed)",)
+    m, ratio = ref.width_multiplier(width), ref.depth_ratio(depth)
+    rules = get_parametrization(ref.name)
+    groups = []
+    for role in ROLES:
+        if role in rules.rules:
+            mult = rules.multipliers(role, m, optimizer, ratio, ref.completep)
+            groups.append(GroupLR(role, lr.value * mult.lr, mult.init_std, mult.forward, mult.weight_decay, mult.eps))
+    return groups, (residual_multiplier(ratio, True) if ref.completep else None), warnings

@@ -104,12 +104,17 @@ def to_table(p: Prescription) -> str:
             f"total {format_size(s.total_params)} params; shape {s.derived}"
         )
     if p.per_group:
-        groups = Table(title=f"per-role hyperparameters at the target width ({p.parametrization})", title_justify="left")
-        for col in ("role", "lr", "init std x", "forward x", "weight decay x"):
+        where = f"width {p.width:g}" + ("" if p.depth is None else f", depth {p.depth:g}")
+        groups = Table(title=f"per-role hyperparameters at the target {where} ({p.parametrization})", title_justify="left")
+        eps = any(g.eps_mult != 1.0 for g in p.per_group)
+        for col in ("role", "lr", "init std x", "forward x", "weight decay x", *(["Adam eps x"] if eps else [])):
             groups.add_column(col, justify="right" if col != "role" else "left")
         for g in p.per_group:
-            groups.add_row(g.role, f"{g.lr:.3g}", f"{g.init_std_mult:.4g}", f"{g.forward_mult:.4g}", f"{g.weight_decay_mult:.4g}")
+            groups.add_row(g.role, f"{g.lr:.3g}", f"{g.init_std_mult:.4g}", f"{g.forward_mult:.4g}", f"{g.weight_decay_mult:.4g}",
+                           *([f"{g.eps_mult:.4g}"] if eps else []))
         console.print(groups)
+    if p.residual_mult is not None:
+        console.print(f"CompleteP: residual branches x {p.residual_mult:.4g} (L_base / L)")
     for w in p.warnings:
         console.print(f"WARNING: {w}")
     return buf.getvalue()

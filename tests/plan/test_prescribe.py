@@ -106,3 +106,65 @@ def test_loss_law_gets_n_in_its_own_convention():
     assert p.tokens == pytest.approx(ll.optimal_tokens(1e9))
     q = prescribe("steplaw", params=1e9)  # Epoch's refit counts embeddings
     assert q.tokens == pytest.approx(load_law("epoch-chinchilla").loss_law.optimal_tokens(q.shape.total_params))
+
+
+def axes_law(completep: bool = True):  # noqa: ANN201 - a law of width, depth, D and B as `scaleplan fit` writes one
+    from scaleplan.core.reference import ParametrizationRef
+    from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
+
+    ref = ParametrizationRef("mup", base_width=64, base_depth=2 if completep else None, optimizer="adam", completep=completep)
+    return LawFile(
+        name="axes", title="lr*(W, L, D, B)", provenance=Provenance(source="test"),
+        variables=[Variable("W", "width", "units"), Variable("L", "depth", "layers"), Variable("D", "data", "tokens"),
+                   Variable("B", "batch size", "sequences")],
+        power_laws=[PowerLaw("lr", "learning rate", math.log(0.02), {"W": -0.1, "L": -0.3, "D": -0.05, "B": 0.5}),
+                    PowerLaw("batch_size", "sequences", math.log(0.25), {"D": 0.5})],
+        fitted_range={"W": (64, 128), "L": (2, 4), "D": (1e5, 1e6), "B": (8, 64)},
+        parametrization=ref,
+    )
+
+
+def test_axes_law_gives_lr_at_the_predicted_batch_and_completep_roles():
+    p = prescribe(axes_law(), width=256, depth=16, tokens=4e6)
+    b = 0.25 * 4e6**0.5  # 500 sequences
+    eta = 0.02 * 256**-0.1 * 16**-0.3 * 4e6**-0.05 * b**0.5
+    assert p.batch_size.value == pytest.approx(b) and p.lr.value == pytest.approx(eta)
+    assert {i.name: i.value for i in p.inputs} == pytest.approx({"W": 256, "L": 16, "D": 4e6, "B": b})
+    roles = {g.role: g for g in p.per_group}
+    assert roles["hidden"].lr == pytest.approx(eta / 4) and roles["output"].lr == pytest.approx(eta)  # m = 256 / 64
+    assert roles["hidden"].eps_mult == pytest.approx(1 / (4 * 8))  # CompleteP: Adam eps x 1 / (m * L / L_base)
+    assert p.residual_mult == pytest.approx(2 / 16) and (p.width, p.depth) == (256, 16)
+    assert any("L=16 is 4x above the fitted range" in w for w in p.warnings)
+
+
+def test_axes_law_at_a_given_batch_and_its_refusals():
+    given = prescribe(axes_law(), width=128, depth=4, tokens=1e6, batch_size=32)
+    assert given.lr.value == pytest.approx(0.02 * 128**-0.1 * 4**-0.3 * 1e6**-0.05 * 32**0.5)
+    with pytest.raises(ScaleplanError, match=r"is a law of L \(depth\): give --depth"):
+        prescribe(axes_law(), width=128, tokens=1e6)
+    with pytest.raises(ScaleplanError, match=r"is a law of D \(data\): give --tokens"):
+        prescribe(axes_law(), width=128, depth=4)
+    with pytest.raises(ScaleplanError, match="does not depend on the batch size; drop --batch"):
+        prescribe("steplaw", params=1e9, tokens=1e10, batch_size=256)
+    with pytest.raises(ScaleplanError, match="depends neither on depth nor uses CompleteP; drop --depth"):
+        prescribe("steplaw", params=1e9, tokens=1e10, depth=12)
+
+
+def test_predict_cli_takes_depth_and_batch(tmp_path):
+    from click.testing import CliRunner
+
+    from scaleplan.cli import cli
+
+    path = tmp_path / "axes.json"
+    axes_law().save(path)
+    out = CliRunner().invoke(cli, ["predict", "--law", str(path), "--width", "256", "--depth", "16", "--tokens", "4M",
+                                   "--batch", "128", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    import json
+
+    data = json.loads(out.output)
+    assert data["lr"]["value"] == pytest.approx(0.02 * 256**-0.1 * 16**-0.3 * 4e6**-0.05 * 128**0.5)
+    assert data["residual_mult"] == pytest.approx(0.125) and data["depth"] == 16
+    table = CliRunner().invoke(cli, ["predict", "--law", str(path), "--width", "256", "--depth", "16", "--tokens", "4M"])
+    assert "per-role hyperparameters at the target width 256, depth 16 (mup)" in table.output
+    assert "Adam eps x" in table.output and "CompleteP: residual branches x 0.125" in table.output
