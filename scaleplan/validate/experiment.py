@@ -197,10 +197,10 @@ def validate_spec(
     naive_cell = frame[(frame[list(point.naive_filter())] == list(point.naive_filter().values())).all(axis=1)]
     naive_lr = _optimum(naive_cell)[0]
     inputs = {"W": point.coords["width"], "L": point.coords["depth"], "D": point.data(), "B": prediction.inputs.get("B")}
-    boot = hyper.bootstrap_interval("lr", {k: float(v) for k, v in inputs.items() if v is not None})
+    boot_low, boot_high = hyper.bootstrap_interval("lr", {k: float(v) for k, v in inputs.items() if v is not None}) or (None, None)
     intervals = (
         Interval(estimate.low, estimate.high, "t, " + (f"{lr_law.dof} dof" if lr_law.dof else "no residual dof")),
-        Interval(*(boot or (None, None)), f"bootstrap, {hyper.n_boot} replicates"),
+        Interval(boot_low, boot_high, f"bootstrap, {hyper.n_boot} replicates"),
     )
     naive_at = ", ".join(f"{a} {point.naive[a]}" for a in point.target)
     log(f"[{spec.name}] law lr = {lr_law.formula()} ({hyper.label}); predicted lr at {point.label}: "
