@@ -109,9 +109,10 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
               citation: str | None = None) -> SweepFit:
     """Prepare the trials, fit the hyperparameter laws (and the loss law where possible), build the law file.
 
-    One size axis that varies, and no batch size in the lr law: lr*(size[, D]) and B*(D) as `hyperparameter_law`
-    fits them. Several size axes (width and depth), a size that does not vary (a horizon or batch sweep), or
-    the batch size as a regressor: `multi_axis`, and, where the sweep allows it, the critical batch.
+    One size axis (N or width) that varies, and no batch size in the lr law: lr*(size[, D]) and B*(D) as
+    `hyperparameter_law` fits them. Several size axes (width and depth), depth, a size that does not vary (a
+    horizon or batch sweep), or the batch size as a regressor: `multi_axis`, and, where the sweep allows it,
+    the critical batch.
     """
     from scaleplan.fit.data import parse_column_map, prepare_trials
     from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
@@ -122,7 +123,7 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
                             batch_unit_scale=options.batch_unit_scale, source=data.source)
     by_batch = options.lr_batch if options.lr_batch is not None else (
         data.parametrization is not None and _batch_varies_at_fixed_d(trials, sizes))
-    multi = len(sizes) > 1 or by_batch or (trials.frame[sizes[0]].nunique() < 2 and trials.has_tokens)
+    multi = len(sizes) > 1 or sizes[0] == "depth" or by_batch or (trials.frame[sizes[0]].nunique() < 2 and trials.has_tokens)
     hyper: HyperparameterFit | MultiAxisFit
     critical = []
     if multi:

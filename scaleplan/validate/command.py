@@ -68,5 +68,5 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
     for r in results:
         click.echo(f"{r.name} ({r.parametrization}): predicted regret {describe(r.predicted)} raw, "
                    f"{describe(r.predicted, smoothed=True)} smoothed; naive {describe(r.naive)} raw, "
-                   f"{describe(r.naive, smoothed=True)} smoothed; lr* drift over the swept {r.axis}s {r.lr_drift_log2:+.2f} octaves")
+                   f"{describe(r.naive, smoothed=True)} smoothed; lr* drift over the swept {r.axis} values {r.lr_drift_log2:+.2f} octaves")
     click.echo(f"wrote {report} and {figure}")
