@@ -73,17 +73,17 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
         --column batch_size=bs --column 'loss=smooth loss' --batch-unit-scale 2048 --batch-unit tokens
     """
     from scaleplan.fit.multi_axis import MultiAxisFit
-    from scaleplan.fit.pipeline import FitOptions, fit_command, fit_sweep, size_axes
+    from scaleplan.fit.pipeline import FitOptions, effective_options, fit_command, fit_sweep
     from scaleplan.fit.summary import format_summary
 
     output = ensure_writable(output or Path("fits") / f"{source.stem}.json", "law file")  # before the work, not after
     if plot_dir is not None:
         ensure_writable(plot_dir / "optima.png", "plot")
     data = _load(source)
-    x = ",".join(size_axes(data, x))
     options = FitOptions(method=method, band=band, near=near, x=x, columns=columns, batch_unit_scale=batch_unit_scale,
                          batch_unit=batch_unit, d_unit=d_unit, batch_on_size=batch_on_size, loss_law=loss_law,
                          n_boot=n_boot, seed=seed, weighting=weighting, lr_batch=lr_batch, critical_batch=critical_batch)
+    options = effective_options(data, options)
     command = fit_command(source, output, options)
     fitted = fit_sweep(data, options, name=name or output.stem, title=title, command=command, citation=citation)
     trials, hyper, loss, law = fitted.trials, fitted.hyper, fitted.loss, fitted.law

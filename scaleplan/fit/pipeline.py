@@ -8,7 +8,7 @@ trials and options (`fit_command` gives that command).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -114,15 +114,12 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     horizon or batch sweep), or the batch size as a regressor: `multi_axis`, and, where the sweep allows it,
     the critical batch.
     """
-    from scaleplan.fit.data import parse_column_map, prepare_trials
     from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
     from scaleplan.fit.law_file import LawMetadata, build_law_file
 
-    sizes = size_axes(data, options.x)
-    trials = prepare_trials(data.frame, x=sizes[0], columns=parse_column_map(options.columns), extra_sizes=sizes[1:],
-                            batch_unit_scale=options.batch_unit_scale, source=data.source)
-    by_batch = options.lr_batch if options.lr_batch is not None else (
-        data.parametrization is not None and _batch_varies_at_fixed_d(trials, sizes))
+    options = effective_options(data, options)
+    trials = _prepared(data, options)
+    sizes, by_batch = tuple(str(options.x).split(",")), bool(options.lr_batch)
     multi = len(sizes) > 1 or sizes[0] == "depth" or by_batch or (trials.frame[sizes[0]].nunique() < 2 and trials.has_tokens)
     hyper: HyperparameterFit | MultiAxisFit
     critical = []
@@ -158,6 +155,25 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
 
         law = with_critical_batch(law, critical, options.batch_unit)
     return SweepFit(data, trials, hyper, loss, law, critical)
+
+
+def effective_options(data: SweepData, options: FitOptions) -> FitOptions:
+    """`options` with the defaults that depend on the data made explicit (the size axes `x`, whether the lr law
+    takes the batch size), so the recorded command refits the same law from a CSV of the same trials."""
+    sizes = size_axes(data, options.x)
+    resolved = replace(options, x=",".join(sizes))
+    if options.lr_batch is None:
+        by_batch = data.parametrization is not None and _batch_varies_at_fixed_d(_prepared(data, resolved), sizes)
+        resolved = replace(resolved, lr_batch=by_batch or None)
+    return resolved
+
+
+def _prepared(data: SweepData, options: FitOptions) -> Trials:
+    from scaleplan.fit.data import parse_column_map, prepare_trials
+
+    sizes = size_axes(data, options.x)
+    return prepare_trials(data.frame, x=sizes[0], columns=parse_column_map(options.columns), extra_sizes=sizes[1:],
+                          batch_unit_scale=options.batch_unit_scale, source=data.source)
 
 
 def size_axes(data: SweepData, x: str | None) -> tuple[str, ...]:

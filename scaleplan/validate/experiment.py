@@ -161,7 +161,7 @@ def validate_spec(
 
     Writes OUT/<spec name>.json (the fitted law) and OUT/<spec name>-trials.csv (the sweep's trials).
     """
-    from scaleplan.fit.pipeline import FitOptions, fit_command, fit_sweep, spec_data
+    from scaleplan.fit.pipeline import FitOptions, effective_options, fit_command, fit_sweep, spec_data
     from scaleplan.outputs import writing
     from scaleplan.sweep.runner import run_sweep
 
@@ -172,8 +172,9 @@ def validate_spec(
 
     out_dir = Path(out_dir or "benchmarks/results")
     law_path = out_dir / f"{spec.name}.json"
-    options = FitOptions(n_boot=n_boot, d_unit="tokens" if point.units_per_example > 1 else "samples")
-    fitted = fit_sweep(spec_data(spec), options, name=spec.name, title=f"lr law of {spec.name} (scaleplan validate)",
+    data = spec_data(spec)
+    options = effective_options(data, FitOptions(n_boot=n_boot, d_unit="tokens" if point.units_per_example > 1 else "samples"))
+    fitted = fit_sweep(data, options, name=spec.name, title=f"lr law of {spec.name} (scaleplan validate)",
                        command=fit_command(spec_path, law_path, options))
     law, hyper = fitted.law, fitted.hyper
     lr_law = next(p for p in law.power_laws if p.target == "lr")
