@@ -120,6 +120,7 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     options = effective_options(data, options)
     trials = _prepared(data, options)
     sizes, by_batch = tuple(str(options.x).split(",")), bool(options.lr_batch)
+    _refuse_one_cell(trials, sizes, options)
     multi = len(sizes) > 1 or sizes[0] == "depth" or by_batch or (trials.frame[sizes[0]].nunique() < 2 and trials.has_tokens)
     hyper: HyperparameterFit | MultiAxisFit
     critical = []
@@ -174,6 +175,24 @@ def _prepared(data: SweepData, options: FitOptions) -> Trials:
     sizes = size_axes(data, options.x)
     return prepare_trials(data.frame, x=sizes[0], columns=parse_column_map(options.columns), extra_sizes=sizes[1:],
                           batch_unit_scale=options.batch_unit_scale, source=data.source)
+
+
+def _refuse_one_cell(trials: Trials, sizes: tuple[str, ...], options: FitOptions) -> None:
+    """A sweep that varies no size, D or batch size has one cell: say where its optimum is, then refuse the law."""
+    from scaleplan.errors import FitError
+    from scaleplan.fit.optimum import locate_optimum
+
+    frame = trials.frame
+    if any(c in frame and frame[c].nunique() > 1 for c in (*sizes, "D", "batch_size")):
+        return
+    where = ", ".join(f"{c}={frame[c].iloc[0]:.4g}" for c in (*sizes, "D", "batch_size") if c in frame)
+    found = ""
+    if frame["lr"].nunique() >= (3 if options.method == "parabola" else 2):
+        o = locate_optimum(frame["lr"].to_numpy(float), frame["loss"].to_numpy(float), method=options.method,
+                           band=options.band, near=options.near)
+        found = f"; its optimum ({options.method}): lr {o.lr:.4g}, loss {o.loss:.5g}" + (" (at the edge of the lrs swept)" if o.at_edge else "")
+    raise FitError(f"need at least 2 distinct sizes ({sizes[0]}) to fit a power law: the sweep has one cell ({where}){found}; "
+                   "sweep more sizes (or several D or batch sizes)")
 
 
 def size_axes(data: SweepData, x: str | None) -> tuple[str, ...]:

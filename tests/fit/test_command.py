@@ -116,3 +116,12 @@ def test_fit_modules_do_not_import_torch() -> None:
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_one_cell_sweep_names_its_optimum_before_refusing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 10: `fit` on a one-width spec stopped without the cell's optimum; it is in the one-line error now."""
+    csv = tmp_path / "one.csv"
+    pd.DataFrame([dict(width=64, lr=lr, loss=1.0 + 0.05 * np.log(lr / 0.01) ** 2) for lr in np.geomspace(1e-3, 1e-1, 9)]).to_csv(csv, index=False)
+    code, err = run_main(["fit", str(csv), "--x", "width", "-o", str(tmp_path / "x.json")], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "the sweep has one cell (width=64); its optimum (parabola): lr 0.01, loss 1" in err
