@@ -20,12 +20,14 @@ from scaleplan.errors import ScaleplanError
 
 if TYPE_CHECKING:
     import optuna
+    import sqlalchemy
 
     from scaleplan.sweep.spec import SweepSpec
 
 JOURNAL_SUFFIXES = (".journal", ".log")
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 CONNECT_TIMEOUT_S = 10
+SCHEMA_LOCK_KEY = zlib.crc32(b"scaleplan:optuna-schema")  # serializes creating Optuna's tables in a new database
 
 
 @dataclass(frozen=True)
@@ -128,7 +130,16 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
     if target.kind == "postgresql":
         engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(target.url, engine_kwargs=engine_kwargs)
+        if target.kind != "postgresql":
+            return optuna.storages.RDBStorage(target.url, engine_kwargs=engine_kwargs)
+        # Optuna creates its tables, version row and alembic stamp without a lock: workers meeting an empty
+        # database together collide ("duplicate key ... pg_type_typname_nsp_index"), so they take turns.
+        lock_engine = sqlalchemy.create_engine(target.url, **engine_kwargs)
+        try:
+            with _advisory_lock(lock_engine, SCHEMA_LOCK_KEY):
+                return optuna.storages.RDBStorage(target.url, engine_kwargs=engine_kwargs)
+        finally:
+            lock_engine.dispose()
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
         reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
         raise ScaleplanError(f"cannot reach storage {target.display()}: {reason} (is the server running and the URL right?)") from None
@@ -151,10 +162,15 @@ def storage_lock(target: StorageTarget, storage: optuna.storages.BaseStorage, st
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return
+    with _advisory_lock(storage.engine, zlib.crc32(f"scaleplan:{study_name}".encode())):  # type: ignore[attr-defined]
+        yield
+
+
+@contextlib.contextmanager
+def _advisory_lock(engine: sqlalchemy.engine.Engine, key: int) -> Iterator[None]:
+    """A PostgreSQL session-level advisory lock on its own connection (released if the process dies)."""
     from sqlalchemy import text
 
-    key = zlib.crc32(f"scaleplan:{study_name}".encode())
-    engine = storage.engine  # type: ignore[attr-defined]  # RDBStorage
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
         try:
