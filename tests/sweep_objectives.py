@@ -40,3 +40,9 @@ def slow_logged(params: dict) -> float:
     with open(os.environ["SWEEP_TEST_LOG"], "a") as handle:
         handle.write(f"{params['width']} {params['lr']!r}\n")
     return loss
+
+
+def shifting(params: dict) -> float:
+    """A muP-like sweep: the best lr halves when the width doubles (lr* = 0.01 at width 8)."""
+    best = 0.01 * 8 / params["width"]
+    return (math.log10(params["lr"] / best)) ** 2 + 1.0 / params["width"]

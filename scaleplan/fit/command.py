@@ -5,24 +5,29 @@ Heavy imports (pandas, statsmodels, scipy, matplotlib) happen inside the command
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import click
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import InputError, ScaleplanError
 from scaleplan.outputs import ensure_writable
+from scaleplan.provenance import command_line
 
 METHOD_CHOICES = ("parabola", "argmin", "band")
 MIN_LOSS_LAW_CELLS = 6
 BATCH_UNITS = ("tokens", "samples", "sequences")
 D_UNITS = ("tokens", "samples")
+MAX_BOOTSTRAP = 10_000  # replicates: beyond this the interval's Monte Carlo error is far below its width
 
 
 @click.command("fit")
-@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--storage", default=None,
+              help="Read the sweep from this storage (a .journal/.db path, sqlite:///FILE or postgresql://...): "
+                   "the spec's study there, or with no SOURCE the study named by --study (or the only one).")
+@click.option("--study", default=None, help="Study name in --storage (default: the spec's name, or the only study).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Law file to write (default: fits/<source name>.json).")
+              help="Law file to write (default: fits/<source or study name>.json).")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default="parabola", show_default=True,
               help="How each cell's optimum is located: weighted parabola in log-lr (and log-B), the argmin, "
                    "or every run within --band of the cell's minimum loss (Step Law / DeepSeek).")
@@ -32,7 +37,7 @@ D_UNITS = ("tokens", "samples")
               help="Parabola: use points within this relative loss gap of the minimum (at least 5, 9 with batch).")
 @click.option("--x", "x", type=click.Choice(["N", "width"]), default=None,
               help="Size variable of the law: parameters N, or width (muP transfer: lr*(width)). "
-                   "Default: width for a sweep spec, N for a CSV.")
+                   "Default: width for a sweep (a spec, a storage, or a CSV it exported), N for other CSVs.")
 @click.option("--column", "columns", multiple=True, metavar="CANONICAL=SOURCE",
               help="Map a column of the data to a canonical name (N, D, lr, batch_size, loss, width, state, "
                    "diverged), e.g. --column batch_size=bs --column 'loss=smooth loss'. Repeatable.")
@@ -45,8 +50,8 @@ D_UNITS = ("tokens", "samples")
 @click.option("--loss-law/--no-loss-law", default=None,
               help="Fit L(N, D) = E + A/N^a + B/D^b on the cells' minimum losses (default: when N and D both vary "
                    f"over >= {MIN_LOSS_LAW_CELLS} cells).")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=200, show_default=True,
-              help="Bootstrap replicates (trials resampled within each cell); 0 turns it off.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0, max=MAX_BOOTSTRAP), default=200, show_default=True,
+              help=f"Bootstrap replicates (trials resampled within each cell), at most {MAX_BOOTSTRAP}; 0 turns it off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--weighting", type=click.Choice(["inverse-variance", "none"]), default="inverse-variance", show_default=True,
               help="Weight each cell by 1/var of its optimum over the bootstrap (parabola/argmin), or plain OLS.")
@@ -55,10 +60,10 @@ D_UNITS = ("tokens", "samples")
 @click.option("--name", default=None, help="Law name (default: the output file's stem).")
 @click.option("--title", default=None, help="One-line title of the law file.")
 @click.option("--citation", default=None, help="Where the data comes from, recorded in the provenance.")
-def fit(source: Path, output: Path | None, method: str, band: float, near: float, x: str, columns: tuple[str, ...],
+def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str, band: float, near: float, x: str, columns: tuple[str, ...],
         batch_unit_scale: float, batch_unit: str, d_unit: str, batch_on_size: bool, loss_law: bool | None,
         n_boot: int, seed: int, weighting: str, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None) -> None:
-    """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml) or a CSV of trials.
+    """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml), a CSV of trials, or --storage.
 
     \b
     Columns: N (or width), D, lr, batch_size, loss; optional state (COMPLETE kept), diverged (True dropped).
@@ -71,24 +76,18 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
     from scaleplan.fit.law_file import LawMetadata, build_law_file
     from scaleplan.fit.summary import format_summary
 
-    output = ensure_writable(output or Path("fits") / f"{source.stem}.json", "law file")  # before the work, not after
+    _check_source(source, storage, study)
+    raw, data_hash, parametrization, origin, stem = _load(source, storage, study)
+    output = ensure_writable(output or Path("fits") / f"{stem}.json", "law file")  # before the fit, not after
     if plot_dir is not None:
         ensure_writable(plot_dir / "optima.png", "plot")
-    raw, data_hash, parametrization = _load(source)
-    x = x or ("width" if source.suffix.lower() == ".toml" else "N")
-    trials = prepare_trials(raw, x=x, columns=parse_column_map(columns), batch_unit_scale=batch_unit_scale, source=str(source))
+    x = x or ("width" if parametrization is not None else "N")
+    trials = prepare_trials(raw, x=x, columns=parse_column_map(columns), batch_unit_scale=batch_unit_scale, source=origin)
     hyper = fit_hyperparameter_laws(trials, method=method, band=band, near=near, batch_on_size=batch_on_size,
                                     n_boot=n_boot, seed=seed, weighting=weighting)
     loss = _maybe_loss_law(trials, hyper, loss_law, n_boot, seed)
-    command = shlex.join([
-        "scaleplan", "fit", str(source), "-o", str(output), "--method", method, "--x", x,
-        *[a for c in columns for a in ("--column", c)],
-        *(["--band", f"{band:g}"] if method == "band" else []), *(["--near", f"{near:g}"] if method == "parabola" else []),
-        *(["--batch-unit-scale", f"{batch_unit_scale:g}"] if batch_unit_scale != 1.0 else []),
-        *(["--batch-on-size"] if batch_on_size else []), "--bootstrap", str(n_boot), "--seed", str(seed), "--weighting", weighting,
-    ])
     meta = LawMetadata(
-        name=name or output.stem, title=title or f"{method} fit of {source.name}", command=command,
+        name=name or output.stem, title=title or f"{method} fit of {origin}", command=command_line(click.get_current_context()),
         data_sha256=data_hash, d_unit=d_unit, batch_unit=batch_unit, citation=citation, parametrization=parametrization,
     )
     law = build_law_file(meta, trials, hyper, loss)
@@ -101,21 +100,29 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
     click.echo(f"wrote {law.save(output)}")
 
 
-def _load(source: Path):  # -> (DataFrame, sha256 hex, ParametrizationRef | None)
-    """A .csv is read directly; a .toml spec is loaded through the sweep's export."""
+def _check_source(source: Path | None, storage: str | None, study: str | None) -> None:
+    """Exactly one kind of input: a spec (optionally with --storage), a CSV, or --storage alone."""
+    if source is None and storage is None:
+        raise InputError("give a sweep spec (.toml), a CSV of trials (.csv), or --storage URL")
+    if source is not None and source.suffix.lower() not in (".toml", ".csv"):
+        raise InputError(f"cannot fit '{source}': give a sweep spec (.toml) or a CSV of trials (.csv)")
+    if source is not None and source.suffix.lower() == ".csv" and (storage is not None or study is not None):
+        raise InputError("--storage and --study read a sweep's storage; a CSV is read as it is: drop them")
+
+
+def _load(source: Path | None, storage: str | None, study: str | None):  # -> (DataFrame, sha256, ParametrizationRef | None, origin, stem)
+    """A .csv is read directly; a spec or a storage is read through the sweep's export (the same columns)."""
     from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
+    from scaleplan.sweep.export import frame_reference, open_study_readonly, trials_frame
 
-    suffix = source.suffix.lower()
-    if suffix == ".csv":
-        return read_csv(source), (file_sha256(source) if source.is_file() else None), None
-    if suffix == ".toml":
-        from scaleplan.sweep.export import load_trials
-        from scaleplan.sweep.spec import load_spec
-
-        spec = load_spec(source)
-        frame = load_trials(spec)
-        return frame, frame_sha256(frame), spec.reference
-    raise ScaleplanError(f"cannot fit '{source}': give a sweep spec (.toml) or a CSV of trials (.csv)")
+    if source is not None and source.suffix.lower() == ".csv":
+        frame = read_csv(source)
+        return frame, file_sha256(source), frame_reference(frame, str(source)), source.name, source.stem
+    opened = open_study_readonly(source if source is not None else storage, study, storage if source is not None else None)
+    frame = trials_frame(opened)
+    origin = source.name if source is not None else f"study '{opened.study_name}'"
+    stem = source.stem if source is not None else opened.study_name
+    return frame, frame_sha256(frame), frame_reference(frame, origin), origin, stem
 
 
 def _maybe_loss_law(trials, hyper, wanted: bool | None, n_boot: int, seed: int):  # -> LossLawFit | None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scaleplan.errors import ScaleplanError
+from scaleplan.redact import redact
 
 if TYPE_CHECKING:
     import optuna
@@ -40,11 +41,7 @@ class StorageTarget:
 
     def display(self) -> str:
         """The URL with any password hidden, for messages and logs."""
-        if self.kind != "postgresql":
-            return self.url
-        from sqlalchemy.engine import make_url
-
-        return make_url(self.url).render_as_string(hide_password=True)
+        return redact(self.url)
 
 
 def resolve_storage(url: str | None, spec: SweepSpec | None = None) -> StorageTarget:

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from scaleplan.errors import ScaleplanError
-from scaleplan.sweep.export import COLUMNS, load_trials, write_trials
+from scaleplan.sweep.export import COLUMNS, REFERENCE_COLUMNS, frame_reference, load_trials, write_trials
 from scaleplan.sweep.runner import run_sweep
 from scaleplan.sweep.spec import load_spec
 
@@ -38,7 +38,9 @@ def spec_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_columns_and_values(spec_path: Path) -> None:
     frame = load_trials(spec_path)
     assert tuple(frame.columns[: len(COLUMNS)]) == COLUMNS
-    assert list(frame.columns[len(COLUMNS) :]) == ["train_loss", "seconds", "value", "point", "slot", "error"]
+    assert list(frame.columns[len(COLUMNS) :]) == ["train_loss", "seconds", "value", "point", "slot", "error", *REFERENCE_COLUMNS]
+    # the sweep's parametrization reference rides along (SP by default, base width the smallest width)
+    assert frame[list(REFERENCE_COLUMNS)].drop_duplicates().values.tolist() == [["sp", 8, None, "adam", False]]
     assert frame[["width", "lr", "diverged", "state"]].values.tolist() == [
         [8, 1e-3, False, "COMPLETE"], [8, 1e-1, True, "COMPLETE"], [16, 1e-3, False, "COMPLETE"], [16, 1e-1, True, "COMPLETE"],
     ]
@@ -52,6 +54,14 @@ def test_round_trip(spec_path: Path, tmp_path: Path, suffix: str) -> None:
     out = write_trials(frame, tmp_path / f"trials{suffix}")
     back = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert back["lr"].tolist() == frame["lr"].tolist() and back["width"].tolist() == [8, 8, 16, 16]
+    assert frame_reference(back, str(out)) == frame_reference(frame, "storage") is not None
+
+
+def test_mixed_references_are_refused(spec_path: Path) -> None:
+    frame = load_trials(spec_path)
+    frame.loc[0, "parametrization.name"] = "mup"
+    with pytest.raises(ScaleplanError, match="trials.csv: the trials carry 2 different parametrization references \\(mup, sp\\)"):
+        frame_reference(frame, "trials.csv")
 
 
 def test_load_by_storage_path(spec_path: Path) -> None:
