@@ -114,8 +114,11 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
     if target.kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+        from scaleplan.sweep.journal import FlockLock, check_journal
+
         try:
-            return JournalStorage(JournalFileBackend(str(target.path)))
+            check_journal(target.path)
+            return JournalStorage(JournalFileBackend(str(target.path), lock_obj=FlockLock(target.path)))
         except OSError as exc:
             raise ScaleplanError(f"cannot open journal storage {target.path}: {exc.strerror or exc}") from None
         except ValueError:  # json.JSONDecodeError or optuna's "Invalid log format" while replaying the file
@@ -151,7 +154,7 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
 def storage_lock(target: StorageTarget, storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
     """Hold an exclusive lock for `study_name`: a file lock beside a local file, a PostgreSQL advisory lock."""
     if target.path is not None:
-        lock_path = target.path.with_name(target.path.name + ".plan-lock")  # not ".lock": the journal backend uses that
+        lock_path = target.path.with_name(target.path.name + ".plan-lock")  # not ".lock": Optuna's own journal lock file
         with open(lock_path, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
