@@ -168,6 +168,23 @@ def test_two_worker_processes(tmp_path: Path) -> None:
     assert len(slots) == len(set(slots)) == 12
 
 
+def test_a_killed_worker_whose_trial_another_finished_is_a_warning_not_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("SWEEP_TEST_DIE", str(tmp_path / "die"))
+    monkeypatch.setenv("SWEEP_TEST_LOG", str(log))
+    monkeypatch.setenv("SWEEP_TEST_SLEEP", "0.3")
+    (tmp_path / "die").touch()
+    path = make_spec(tmp_path, 'callable = "sweep_objectives:dies_once"', trials=3)
+    with pytest.warns(UserWarning, match=r"1 worker process\(es\) exited with status -9; every planned trial finished"):
+        assert run_sweep(load_spec(path), workers=2) == RunSummary(6, 6, 0)
+    trials = trials_of(path)
+    assert sorted(t.user_attrs["slot"] for t in trials if t.state == TrialState.COMPLETE) == sorted(
+        f"w{w}-s10-b4-seed0#{i}" for w in (8, 16) for i in range(3))
+    assert [t.state for t in trials].count(TrialState.FAIL) == 1  # the killed worker's trial, failed as stale
+    assert len(log.read_text().splitlines()) == 6  # each planned trial evaluated once to the end
+
+
 def test_changed_spec_is_refused(tmp_path: Path) -> None:
     path = make_spec(tmp_path, trials=1)
     run_sweep(load_spec(path))
