@@ -51,12 +51,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_process(spec: SweepSpec, storage: str | None, device: str | None, index: int, max_trials: int | None,
-                    errors: multiprocessing.Queue) -> None:
+def _worker_process(spec: SweepSpec, storage: str | None, device: str | None, index: int, workers: int,
+                    max_trials: int | None, errors: multiprocessing.Queue) -> None:
     _die_with_parent()
     try:
         session = open_sweep(spec, storage, worker_index=index)
-        run_worker(session, load_objective(spec, device), max_trials)
+        run_worker(session, load_objective(spec, device), max_trials, workers=workers)
     except ScaleplanError as exc:
         errors.put(str(exc))
         raise SystemExit(2) from None
@@ -115,7 +115,7 @@ def _run_processes(session: SweepSession, storage: str | None, device: str | Non
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()
     procs = [
-        ctx.Process(target=_worker_process, args=(session.spec, storage, device, i, share, errors), daemon=True)
+        ctx.Process(target=_worker_process, args=(session.spec, storage, device, i, workers, share, errors), daemon=True)
         for i, share in enumerate(_shares(max_trials, workers))
         if share is None or share > 0
     ]

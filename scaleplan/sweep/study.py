@@ -109,6 +109,11 @@ def _changed_sections(old: dict[str, Any], new: dict[str, Any]) -> str:
     return ", ".join(f"[{k}]" for k in changed) or "the spec"
 
 
+def trial_id(session: SweepSession, trial: optuna.trial.FrozenTrial | optuna.Trial) -> int:
+    """The storage's id of a trial, by Optuna's public API (trials hold it only in a private field)."""
+    return session.storage.get_trial_id_from_study_id_trial_number(session.study_id, trial.number)
+
+
 def reconcile(session: SweepSession) -> int:
     """Fail stale trials and enqueue every slot without a live trial; returns how many were enqueued."""
     with storage_lock(session.target, session.storage, session.spec.name):
@@ -123,11 +128,12 @@ def _reconcile_locked(session: SweepSession) -> int:
         if slot is None:
             continue
         if trial.state == TrialState.RUNNING and is_stale(trial, now, session.grace_s):
+            tid = trial_id(session, trial)
             try:
-                session.storage.set_trial_system_attr(trial._trial_id, STALE_ATTR, True)
-                session.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                session.storage.set_trial_system_attr(tid, STALE_ATTR, True)
+                session.storage.set_trial_state_values(tid, TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
-                if session.storage.get_trial(trial._trial_id).state in FINISHED:
+                if session.storage.get_trial(tid).state in FINISHED:
                     live[slot] += 1  # it finished after all
             continue
         if trial.state in (TrialState.WAITING, TrialState.RUNNING, *FINISHED):
