@@ -78,7 +78,8 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
 
     _check_source(source, storage, study)
     raw, data_hash, parametrization, origin, stem = _load(source, storage, study)
-    output = ensure_writable(output or Path("fits") / f"{stem}.json", "law file")  # before the fit, not after
+    # before the fit, not after; an -o FILE goes into an existing folder, the default fits/ is made
+    output = ensure_writable(output or Path("fits") / f"{stem}.json", "law file", make_folder=output is None)
     if plot_dir is not None:
         ensure_writable(plot_dir / "optima.png", "plot")
     x = x or ("width" if parametrization is not None else "N")

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import InputError, ScaleplanError
-from scaleplan.outputs import writing
+from scaleplan.outputs import ensure_writable, writing
 from scaleplan.sweep.spec import SweepSpec, load_spec
 from scaleplan.sweep.storage import open_storage, resolve_storage
 from scaleplan.sweep.study import study_reference
@@ -112,12 +112,18 @@ def load_trials(source: str | Path | SweepSpec, study: str | None = None, storag
     return trials_frame(open_study_readonly(source, study, storage))
 
 
-def write_trials(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write the trials to `path`: .csv, or .parquet (needs pyarrow); the folder is made if needed."""
+def check_export_path(path: str | Path) -> Path:
+    """A .csv or .parquet path in an existing folder (checked before the storage is read)."""
     out = Path(path)
     if out.suffix not in (".csv", ".parquet"):
-        raise ScaleplanError(f"export file must end in .csv or .parquet, got '{out.name}'")
-    with writing(out, "trials") as target:
+        raise InputError(f"export file must end in .csv or .parquet, got '{out.name}'")
+    return ensure_writable(out, "trials", make_folder=False)
+
+
+def write_trials(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write the trials to `path`: .csv, or .parquet (needs pyarrow), into an existing folder."""
+    out = check_export_path(path)
+    with writing(out, "trials", make_folder=False) as target:
         if target.suffix == ".csv":
             frame.to_csv(target, index=False)
             return target

@@ -81,11 +81,14 @@ def test_load_errors(spec_path: Path, kwargs: dict, message: str) -> None:
         load_trials(spec_path, **kwargs)
 
 
-def test_export_makes_its_folder_and_names_an_unwritable_path(spec_path: Path, tmp_path: Path) -> None:
+def test_export_goes_into_an_existing_folder_and_names_an_unwritable_path(spec_path: Path, tmp_path: Path) -> None:
     frame = load_trials(spec_path)
-    assert write_trials(frame, tmp_path / "new" / "t.csv").is_file()
+    assert write_trials(frame, tmp_path / "t.csv").is_file()
     with pytest.raises(ScaleplanError, match=r"cannot write trials to .*t\.csv/x\.csv: .*t\.csv is a file, not a directory"):
-        write_trials(frame, tmp_path / "new" / "t.csv" / "x.csv")
+        write_trials(frame, tmp_path / "t.csv" / "x.csv")
+    with pytest.raises(ScaleplanError, match=r"cannot write trials to .*new/t\.csv: folder .*new does not exist \(create it first\)"):
+        write_trials(frame, tmp_path / "new" / "t.csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
 def test_bad_export_suffix(spec_path: Path, tmp_path: Path) -> None:
