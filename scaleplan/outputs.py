@@ -1,8 +1,9 @@
 """Where results are written: check an output path before the work, and make a failed write one line.
 
-The rule for folders: a file named with `-o FILE` goes into a folder that exists (a typo never leaves
-new folders behind); a folder scaleplan writes several files into (`--plot DIR`, `--out DIR`, and the
-defaults `fits/`, `coord-check/`, `benchmarks/results/`) is created, one level only: its parent must exist.
+The rule for folders: a file named with `-o FILE` goes into a folder that exists (nothing is created
+for it, so a typo never leaves new folders behind); a folder named for several outputs (`--plot DIR`,
+`--out DIR`) and scaleplan's default folders (`fits/`, `coord-check/`, `benchmarks/results/`) are
+created when missing, with their parents, as `mkdir -p` would.
 Law files, trial exports, reports and plots all go through here, so a missing, unwritable or misplaced
 output path is a `ScaleplanError` naming the path and the fix, never a traceback.
 """
@@ -25,20 +26,17 @@ def _failed(path: Path, what: str, reason: str) -> InputError:
 def ensure_writable(path: str | Path, what: str, make_folder: bool = True) -> Path:
     """Check, without creating anything, that a file can be written at `path`; call before long work.
 
-    `make_folder`: the file's folder may be missing (it is made on writing) if that folder's parent
-    exists; without it (a `-o FILE` output) the folder must exist.
+    `make_folder`: the file's folder may be missing (it is made, with its parents, on writing); without
+    it (a `-o FILE` output) the folder must exist.
     """
     out = Path(path)
     if out.is_dir():
         raise _failed(out, what, "it is a directory")
-    folders = (out.parent, *out.parent.parents)
-    missing = [p for p in folders if not p.exists()]
-    folder = folders[len(missing)]  # the nearest that exists
+    folder = next(p for p in (out.parent, *out.parent.parents) if p.exists())
     if not folder.is_dir():
         raise _failed(out, what, f"{folder} is a file, not a directory")
-    if len(missing) > (1 if make_folder else 0):
-        fix = "scaleplan makes only the last folder of an output path" if make_folder else "create it first"
-        raise _failed(out, what, f"folder {missing[-1]} does not exist ({fix})")
+    if folder != out.parent and not make_folder:
+        raise _failed(out, what, f"folder {out.parent} does not exist (create it first)")
     if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise _failed(out, what, "permission denied")
     return out
@@ -50,7 +48,7 @@ def writing(path: str | Path, what: str, make_folder: bool = True) -> Iterator[P
     and an OSError in the block is one line."""
     out = ensure_writable(path, what, make_folder)
     try:
-        out.parent.mkdir(exist_ok=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
         yield out
     except OSError as exc:
         raise _failed(out, what, exc.strerror or str(exc)) from None

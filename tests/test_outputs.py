@@ -10,13 +10,12 @@ from scaleplan.errors import ScaleplanError
 from scaleplan.outputs import ensure_writable, save_figure, writing
 
 
-def test_ensure_writable_allows_one_missing_folder_level_and_creates_nothing(tmp_path: Path) -> None:
-    assert ensure_writable(tmp_path / "a" / "law.json", "law file") == tmp_path / "a" / "law.json"
-    assert list(tmp_path.iterdir()) == []
-    with pytest.raises(ScaleplanError, match=f"folder {tmp_path / 'a'} does not exist \\(scaleplan makes only the last folder"):
-        ensure_writable(tmp_path / "a" / "b" / "law.json", "law file")
-    with pytest.raises(ScaleplanError, match=f"folder {tmp_path / 'a'} does not exist \\(create it first\\)"):
-        ensure_writable(tmp_path / "a" / "law.json", "law file", make_folder=False)  # an -o FILE output
+def test_ensure_writable_accepts_a_new_folder_only_where_one_may_be_made_and_creates_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "a" / "b" / "law.json"
+    assert ensure_writable(target, "law file") == target  # a folder output: made on writing
+    with pytest.raises(ScaleplanError, match=f"folder {tmp_path / 'a' / 'b'} does not exist \\(create it first\\)"):
+        ensure_writable(target, "law file", make_folder=False)  # an -o FILE output
+    assert ensure_writable(tmp_path / "law.json", "law file", make_folder=False) == tmp_path / "law.json"
     assert list(tmp_path.iterdir()) == []
 
 

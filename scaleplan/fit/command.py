@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from scaleplan.errors import InputError, ScaleplanError
+from scaleplan.limits import MAX_BOOTSTRAP
 from scaleplan.outputs import ensure_writable
 from scaleplan.provenance import command_line
 
@@ -17,7 +18,6 @@ METHOD_CHOICES = ("parabola", "argmin", "band")
 MIN_LOSS_LAW_CELLS = 6
 BATCH_UNITS = ("tokens", "samples", "sequences")
 D_UNITS = ("tokens", "samples")
-MAX_BOOTSTRAP = 10_000  # replicates: beyond this the interval's Monte Carlo error is far below its width
 
 
 @click.command("fit")

@@ -17,6 +17,7 @@ from typing import Any
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import ScaleplanError
+from scaleplan.limits import MAX_BATCH_SIZE, MAX_PLANNED_TRIALS, MAX_STEPS, MAX_TRIALS_PER_POINT, MAX_WIDTH
 from scaleplan.train.config import SEARCHABLE_FIELDS
 
 if sys.version_info >= (3, 11):
@@ -41,12 +42,6 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "objective": ("callable", "command", "timeout_s", "diverged_value"),
 }
 RANGE_KEYS = ("low", "high", "log", "points")
-# Bounds checked before any work (sweeps/README.md): beyond them a plan exhausts memory or cannot be trained.
-MAX_WIDTH = 65_536
-MAX_STEPS = 100_000_000
-MAX_BATCH_SIZE = 1 << 24
-MAX_TRIALS_PER_POINT = 10_000  # also the most values one searched parameter's grid may have
-MAX_PLANNED_TRIALS = 100_000
 
 
 @dataclass(frozen=True)

@@ -56,14 +56,12 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
     storage = open_storage(target)
     slots = plan_slots(spec)
     with storage_lock(target, storage, spec.name):
-        study = optuna.create_study(
-            storage=storage,
-            study_name=spec.name,
-            direction="minimize",
-            sampler=make_sampler(spec, worker_index),
-            pruner=make_pruner(spec),
-            load_if_exists=True,
-        )
+        sampler, pruner = make_sampler(spec, worker_index), make_pruner(spec)
+        try:  # load first: create_study(load_if_exists=True) appends a refused "create" record to a journal each time
+            storage.get_study_id_from_name(spec.name)
+            study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
+        except KeyError:
+            study = optuna.create_study(storage=storage, study_name=spec.name, direction="minimize", sampler=sampler, pruner=pruner)
         attrs = study.user_attrs
         if FINGERPRINT_ATTR not in attrs:
             study.set_user_attr(SPEC_ATTR, stored_spec(spec.raw))

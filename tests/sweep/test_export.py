@@ -87,7 +87,7 @@ def test_export_goes_into_an_existing_folder_and_names_an_unwritable_path(spec_p
     with pytest.raises(ScaleplanError, match=r"cannot write trials to .*t\.csv/x\.csv: .*t\.csv is a file, not a directory"):
         write_trials(frame, tmp_path / "t.csv" / "x.csv")
     with pytest.raises(ScaleplanError, match=r"cannot write trials to .*new/t\.csv: folder .*new does not exist \(create it first\)"):
-        write_trials(frame, tmp_path / "new" / "t.csv")
+        write_trials(frame, tmp_path / "new" / "t.csv")  # a file named with -o: no folder is made for it
     assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
