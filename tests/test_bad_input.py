@@ -166,7 +166,7 @@ CASES: list[tuple[list[str], str]] = [
     (["sweep", "done.toml", "--storage", "trials.txt"], "must end in .journal (journal file) or .db (SQLite)"),
     (["sweep", "done.toml", "--storage", "/nonexistent/dir/x.journal"], "storage directory does not exist: /nonexistent/dir"),
     (["sweep", "done.toml", "--storage", "postgresql://u:p@host:port/db"], "malformed storage URL"),
-    (["sweep", "done.toml", "--storage", PG], "cannot reach storage postgresql+psycopg2://sweeper:***@127.0.0.1"),
+    (["sweep", "done.toml", "--storage", PG], "cannot reach storage postgresql+psycopg://sweeper:***@127.0.0.1"),
     (["sweep", "done.toml", "--storage", "notes.journal"], "notes.journal is not an Optuna journal file"),
     (["sweep", "done.toml", "--storage", "notes.db"], "file is not a database"),
     (["sweep", "done.toml", "--device", "cuda"], "--device applies to the built-in trainer"),

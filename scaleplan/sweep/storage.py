@@ -93,15 +93,16 @@ def _checked_url(url: str) -> str:
 
 
 def _with_driver(url: str) -> str:
-    """Name a PostgreSQL driver that is installed: SQLAlchemy 2.1 defaults to psycopg 3, we ship psycopg2."""
+    """Name an installed PostgreSQL driver: psycopg 3 (what `scaleplan[postgres]` installs, and SQLAlchemy 2.1's
+    default, so plain URLs also work in optuna-dashboard), else psycopg2 (SQLAlchemy 2.0's default)."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if not url.startswith("postgresql://"):
         return url  # the user named a driver
-    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
-        if importlib.util.find_spec(module) is not None:
+    for driver in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(driver) is not None:
             return f"postgresql+{driver}://" + url[len("postgresql://") :]
-    raise ScaleplanError("postgresql storage needs a driver: `pip install scaleplan[postgres]` (psycopg2-binary)")
+    raise ScaleplanError("postgresql storage needs a driver: `pip install 'scaleplan[postgres]'` (psycopg 3)")
 
 
 def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
@@ -144,7 +145,7 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
         reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
         raise ScaleplanError(f"cannot reach storage {target.display()}: {reason} (is the server running and the URL right?)") from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
-        raise ScaleplanError(f"bad storage URL {target.display()}: {exc} (postgresql needs `pip install scaleplan[postgres]`)") from None
+        raise ScaleplanError(f"bad storage URL {target.display()}: {exc} (postgresql needs `pip install 'scaleplan[postgres]'`)") from None
     except sqlalchemy.exc.DatabaseError as exc:  # after OperationalError, its subclass: e.g. a file that is not SQLite
         reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
         raise ScaleplanError(f"cannot use storage {target.display()}: {reason} (point --storage at a new file or an Optuna database)") from None

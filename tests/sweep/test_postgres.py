@@ -60,3 +60,38 @@ callable = "sweep_objectives:quadratic"
     trials = optuna.load_study(study_name="rerun", storage=open_storage(resolve_storage(fresh_url))).get_trials()
     assert sorted(t.params["lr"] for t in trials if t.state == TrialState.COMPLETE) == [1e-3, 1e-2, 1e-1]
     assert len(trials) == 3
+
+
+def test_fit_reads_the_sweep_from_postgres_and_writes_no_password(tmp_path: Path, fresh_url: str) -> None:
+    import shlex
+
+    from scaleplan.cli import main
+    from scaleplan.laws import LawFile
+    from scaleplan.redact import redact
+    from scaleplan.sweep.runner import run_sweep
+    from scaleplan.sweep.spec import load_spec
+
+    spec = tmp_path / "shift.toml"
+    spec.write_text("""
+[sweep]
+name = "shift"
+sampler = "grid"
+[model]
+parametrization = "mup"
+[ladder]
+widths = [8, 16, 32]
+steps = [10]
+[search]
+lr = {low = 1e-4, high = 1.0, points = 9}
+[objective]
+callable = "sweep_objectives:shifting"
+""")
+    run_sweep(load_spec(spec), fresh_url)
+    out = tmp_path / "law.json"
+    main(["fit", "--storage", fresh_url, "-o", str(out), "--bootstrap", "5"])  # returns: exit 0
+    law = LawFile.load(out)
+    assert law.parametrization is not None and (law.parametrization.name, law.parametrization.base_width) == ("mup", 8)
+    assert law.provenance.command == shlex.join(["scaleplan", "fit", "--storage", redact(fresh_url), "--output", str(out),
+                                                 "--bootstrap", "5"])
+    password = fresh_url.split("@")[0].split(":")[-1]
+    assert f":{password}@" not in out.read_text() and ":***@" in law.provenance.command
