@@ -9,13 +9,13 @@ from pathlib import Path
 
 import click
 
-from scaleplan.errors import InputError, ScaleplanError
+from scaleplan.errors import InputError
+from scaleplan.fit.pipeline import MIN_LOSS_LAW_CELLS
 from scaleplan.limits import MAX_BOOTSTRAP
 from scaleplan.outputs import ensure_writable
 from scaleplan.provenance import command_line
 
 METHOD_CHOICES = ("parabola", "argmin", "band")
-MIN_LOSS_LAW_CELLS = 6
 BATCH_UNITS = ("tokens", "samples", "sequences")
 D_UNITS = ("tokens", "samples")
 
@@ -71,27 +71,21 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
       scaleplan fit dense_lr_bs_loss.csv -o fits/steplaw-refit.json --method band \\
         --column batch_size=bs --column 'loss=smooth loss' --batch-unit-scale 2048 --batch-unit tokens
     """
-    from scaleplan.fit.data import parse_column_map, prepare_trials
-    from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
-    from scaleplan.fit.law_file import LawMetadata, build_law_file
+    from scaleplan.fit.pipeline import FitOptions, fit_sweep
     from scaleplan.fit.summary import format_summary
 
     _check_source(source, storage, study)
-    raw, data_hash, parametrization, origin, stem = _load(source, storage, study)
+    data, stem = _load(source, storage, study)
     # before the fit, not after; an -o FILE goes into an existing folder, the default fits/ is made
     output = ensure_writable(output or Path("fits") / f"{stem}.json", "law file", make_folder=output is None)
     if plot_dir is not None:
         ensure_writable(plot_dir / "optima.png", "plot")
-    x = x or ("width" if parametrization is not None else "N")
-    trials = prepare_trials(raw, x=x, columns=parse_column_map(columns), batch_unit_scale=batch_unit_scale, source=origin)
-    hyper = fit_hyperparameter_laws(trials, method=method, band=band, near=near, batch_on_size=batch_on_size,
-                                    n_boot=n_boot, seed=seed, weighting=weighting)
-    loss = _maybe_loss_law(trials, hyper, loss_law, n_boot, seed)
-    meta = LawMetadata(
-        name=name or output.stem, title=title or f"{method} fit of {origin}", command=command_line(click.get_current_context()),
-        data_sha256=data_hash, d_unit=d_unit, batch_unit=batch_unit, citation=citation, parametrization=parametrization,
-    )
-    law = build_law_file(meta, trials, hyper, loss)
+    options = FitOptions(method=method, band=band, near=near, x=x, columns=columns, batch_unit_scale=batch_unit_scale,
+                         batch_unit=batch_unit, d_unit=d_unit, batch_on_size=batch_on_size, loss_law=loss_law,
+                         n_boot=n_boot, seed=seed, weighting=weighting)
+    fitted = fit_sweep(data, options, name=name or output.stem, title=title, command=command_line(click.get_current_context()),
+                       citation=citation)
+    trials, hyper, loss, law = fitted.trials, fitted.hyper, fitted.loss, fitted.law
     click.echo(format_summary(trials, hyper, loss))
     if plot_dir is not None:
         from scaleplan.fit.plots import plot_fit
@@ -111,34 +105,21 @@ def _check_source(source: Path | None, storage: str | None, study: str | None) -
         raise InputError("--storage and --study read a sweep's storage; a CSV is read as it is: drop them")
 
 
-def _load(source: Path | None, storage: str | None, study: str | None):  # -> (DataFrame, sha256, ParametrizationRef | None, origin, stem)
-    """A .csv is read directly; a spec or a storage is read through the sweep's export (the same columns)."""
+def _load(source: Path | None, storage: str | None, study: str | None):  # -> (SweepData, name for the default output)
+    """A .csv is read directly, a spec through its study, a storage through the study named (or the only one);
+    the parametrization reference comes with a sweep's trials, and with the columns of a CSV a sweep exported."""
     from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
+    from scaleplan.fit.pipeline import SweepData, spec_data
     from scaleplan.sweep.export import frame_reference, open_study_readonly, trials_frame
 
     if source is not None and source.suffix.lower() == ".csv":
         frame = read_csv(source)
-        return frame, file_sha256(source), frame_reference(frame, str(source)), source.name, source.stem
-    opened = open_study_readonly(source if source is not None else storage, study, storage if source is not None else None)
+        return SweepData(frame, str(source), file_sha256(source), frame_reference(frame, str(source))), source.stem
+    if source is not None:
+        from scaleplan.sweep.spec import load_spec
+
+        return spec_data(load_spec(source), storage), source.stem
+    opened = open_study_readonly(storage, study)
     frame = trials_frame(opened)
-    origin = source.name if source is not None else f"study '{opened.study_name}'"
-    stem = source.stem if source is not None else opened.study_name
-    return frame, frame_sha256(frame), frame_reference(frame, origin), origin, stem
-
-
-def _maybe_loss_law(trials, hyper, wanted: bool | None, n_boot: int, seed: int):  # -> LossLawFit | None
-    """Fit the loss law on the cells' best losses when asked, or by default when the cells allow it."""
-    from scaleplan.fit.loss_law import fit_loss_law
-
-    optima = hyper.optima
-    possible = (trials.x == "N" and trials.has_tokens and len({o.size for o in optima}) >= 2
-                and len(optima) >= MIN_LOSS_LAW_CELLS and all(o.loss > 0 for o in optima))
-    if wanted is False or (wanted is None and not possible):
-        return None
-    if not possible:
-        raise ScaleplanError(
-            f"--loss-law needs --x N, a D column, at least 2 sizes, {MIN_LOSS_LAW_CELLS} (N, D) cells and positive losses; "
-            f"this data has {len(optima)} cell(s)"
-        )
-    return fit_loss_law([o.size for o in optima], [o.tokens for o in optima], [o.loss for o in optima],
-                        n_boot=n_boot, seed=seed)
+    origin = f"study '{opened.study_name}'"
+    return SweepData(frame, origin, frame_sha256(frame), frame_reference(frame, origin)), opened.study_name
