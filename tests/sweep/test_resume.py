@@ -16,7 +16,7 @@ from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.export import open_study_readonly
 from scaleplan.sweep.liveness import HEARTBEAT_ATTR, HOST_ATTR, PID_ATTR
 from scaleplan.sweep.spec import load_spec
-from scaleplan.sweep.study import open_sweep, reconcile
+from scaleplan.sweep.study import open_sweep, reconcile, trial_id
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -79,10 +79,11 @@ def test_stale_and_live_foreign_trials(tmp_path: Path) -> None:
     waiting = session.study.get_trials(states=(TrialState.WAITING,))
     assert len(waiting) == 2
     for trial, beat in zip(waiting, (0.0, time.time())):  # one silent for decades, one beating now
-        session.storage.set_trial_state_values(trial._trial_id, TrialState.RUNNING)
-        session.storage.set_trial_system_attr(trial._trial_id, HOST_ATTR, "another-machine")
-        session.storage.set_trial_system_attr(trial._trial_id, PID_ATTR, 1)
-        session.storage.set_trial_system_attr(trial._trial_id, HEARTBEAT_ATTR, beat)
+        tid = trial_id(session, trial)
+        session.storage.set_trial_state_values(tid, TrialState.RUNNING)
+        session.storage.set_trial_system_attr(tid, HOST_ATTR, "another-machine")
+        session.storage.set_trial_system_attr(tid, PID_ATTR, 1)
+        session.storage.set_trial_system_attr(tid, HEARTBEAT_ATTR, beat)
     assert reconcile(session) == 1  # only the silent trial's slot is enqueued again
     states = [(t.user_attrs["slot"], t.state) for t in session.study.get_trials()]
     assert states == [
