@@ -43,6 +43,13 @@ def build_model(name: str, width: int, **kwargs: Any) -> Any:
         raise ScaleplanError(f"bad option for model {name!r}: {exc}") from None
 
 
+def _kwargs_at(name: str, width: int, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The kwargs of the same model at another width (the denoise DenseAM's input is its width)."""
+    if name == "denseam" and kwargs.get("readout") == "denoise":
+        return {**kwargs, "in_dim": width}
+    return dict(kwargs)
+
+
 def build_parametrized(
     name: str,
     width: int,
@@ -63,15 +70,19 @@ def build_parametrized(
 
     if base_width > width:
         raise ScaleplanError(f"base width {base_width} is larger than width {width}; use base_width <= width")
-    base_kwargs = dict(kwargs)
-    if name == "denseam" and kwargs.get("readout") == "denoise":
-        base_kwargs["in_dim"] = base_width
     model = build_model(name, width, **kwargs)  # first, so a seed gives the same weights as build_model
-    base = build_model(name, base_width, **base_kwargs)
+    base = build_model(name, base_width, **_kwargs_at(name, base_width, kwargs))
+    delta = None
+    if width == base_width:  # at the base width only a model of another width shows which dims are widths
+        import torch
+
+        with torch.device("meta"):
+            delta = build_model(name, 2 * base_width, **_kwargs_at(name, 2 * base_width, kwargs))
     return apply_parametrization(
         model,
         parametrization,
         base=base,
+        delta=delta,
         base_depth=base_depth,
         init_std=init_std,
         output_mult=output_mult,
