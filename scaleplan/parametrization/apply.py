@@ -108,7 +108,8 @@ def apply_parametrization(
     `delta` (the model at any other width) tells which dimensions are widths where the model has the
     base's shapes (mup's `delta`); scaleplan's builders pass it. init_std=None keeps the model's own init,
     assumed to be PyTorch's fan-in (SP) default, and rescales it as mup does; a float re-draws every
-    weight as N(0, (init_std * factor)^2), at every width, the base included. rescale=False re-attaches
+    weight as N(0, (init_std * factor)^2), at every width, the base included, except entries the model
+    initialized to zero (muP's zero readout, or the query slice of a fused qkv), which stay zero. rescale=False re-attaches
     the multipliers, hooks and attention scales to a reloaded checkpoint without touching its weights
     (mup's rescale_params=False); metadata saved with it (HF config) is checked against the model.
     """
@@ -398,8 +399,8 @@ def _rescale_init(
             record = tensors[name]
             factor = rules.multipliers(record.role, record.m).init_std
             if init_std is not None:
-                if record.role in _INIT_ROLES:
-                    param.normal_(0.0, init_std * factor)
+                if record.role in _INIT_ROLES:  # entries the model set to zero (muP's zero readout/query) stay zero
+                    param.copy_(torch.randn_like(param).mul_(init_std * factor) * (param != 0))
                     continue
             else:
                 factor /= SP.multipliers(record.role, record.m).init_std
