@@ -7,6 +7,8 @@ build_model(name, width, **kwargs) kwargs per model:
   denseam  in_dim=16, out_dim=10, n_memories=32, steps=4 (T), beta0=1.0, tau=1.0,
            energy="lse"|"relu-poly", degree=3, readout="classifier"|"denoise", centered=True,
            memory_std=1.0, readout_zero_init=False
+  hf-gpt2  transformers' GPT2LMHeadModel, the gpt kwargs plus dropout=0.0 (tied=True by default);
+           registered only where transformers is installed (pip install 'scaleplan[hf]')
 """
 
 from __future__ import annotations
@@ -15,7 +17,13 @@ from typing import Any, Callable
 
 from scaleplan.errors import ScaleplanError
 
-MODEL_NAMES = ("mlp", "gpt", "denseam")
+def _model_names() -> tuple[str, ...]:
+    from scaleplan.models.hf import hf_available
+
+    return ("mlp", "gpt", "denseam", *(("hf-gpt2",) if hf_available() else ()))
+
+
+MODEL_NAMES = _model_names()
 
 
 def _constructor(name: str) -> Callable[..., Any]:
@@ -31,6 +39,10 @@ def _constructor(name: str) -> Callable[..., Any]:
         from scaleplan.models.denseam import DenseAM
 
         return DenseAM
+    if name == "hf-gpt2" and name in MODEL_NAMES:
+        from scaleplan.models.hf import HFGPT2
+
+        return HFGPT2
     raise ScaleplanError(f"unknown model {name!r}; valid models: {', '.join(MODEL_NAMES)}")
 
 

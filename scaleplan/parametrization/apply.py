@@ -119,8 +119,8 @@ def apply_parametrization(
         raise ParametrizationError(f"completep=True needs parametrization 'mup', not {rules.name!r}")
     if output_mult <= 0:
         raise ParametrizationError(f"output_mult must be positive, got {output_mult}")
-    if init_std is not None and not (init_std > 0):
-        raise ParametrizationError(f"init_std must be positive, got {init_std}")
+    if init_std is not None and not (init_std >= 0):
+        raise ParametrizationError(f"init_std must be >= 0, got {init_std}")
     if init_std is not None and not rescale:
         raise ParametrizationError("init_std re-draws the weights; rescale=False re-attaches to trained weights: drop init_std")
 
