@@ -14,6 +14,7 @@ dict declares roles for its own parameters; a root `depth` attribute feeds Compl
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -362,18 +363,23 @@ def _site_multipliers(
 
 
 def _warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord], init_std: float | None) -> None:
-    """Without init_std, say which hidden/readout tensors keep an init that is not PyTorch's fan-in default."""
+    """Without init_std, name the hidden/readout tensors whose init is not a fan-in (SP) init: a std closer
+    to HF's constant initializer_range than to 1/sqrt(3 fan-in), or far from any c/sqrt(fan-in); rescaling
+    those as mup does (it assumes a fan-in init) does not give muP."""
     if init_std is not None:
         return
-    hf_init = _int_or_float(getattr(getattr(model, "config", None), "initializer_range", None))
-    kept = [
-        name
-        for name, record in tensors.items()
-        if record.role in ("hidden", "output")
-        and (hf_init is not None or not any(type(u.module) in _TORCH_DEFAULT_INIT for u in known_uses(model, params[name])))
-    ]
+    hf_std = _int_or_float(getattr(getattr(model, "config", None), "initializer_range", None))
+    kept = []
+    for name, record in tensors.items():
+        param = params[name]
+        if record.role not in ("hidden", "output") or param.dim() < 2 or param.device.type == "meta" or not bool(param.any()):
+            continue  # a zero init (muP's zero readout) is fine at every width
+        std = float(param.detach()[param != 0].float().std())  # entries set to zero are a deliberate zero init
+        off_fan_in = abs(math.log(std * math.sqrt(3 * _fan_in(model, param))))  # 0 for PyTorch's U(+-1/sqrt(fan-in))
+        if off_fan_in > math.log(2.5) or (hf_std is not None and abs(math.log(std / hf_std)) < off_fan_in):
+            kept.append(name)
     if kept:
-        source = f"the framework's N(0, {hf_init:g})" if hf_init is not None else "their module's own init"
+        source = f"HF's N(0, {hf_std:g})" if hf_std is not None else "an init that is not fan-in scaled"
         warnings.warn(
             f"init_std=None keeps {source} for {len(kept)} hidden/readout tensor(s) ({', '.join(kept[:3])}"
             f"{', ...' if len(kept) > 3 else ''}) and rescales it as if it were PyTorch's fan-in init; muP needs hidden "
@@ -383,11 +389,14 @@ def _warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: 
         )
 
 
+def _fan_in(model: nn.Module, param: nn.Parameter) -> int:
+    """A weight's fan-in from its layout (dimension 1 for a raw tensor, mup's convention) times its kernel."""
+    found = known_uses(model, param)
+    return int(param.shape[found[0].fan_in if found else 1]) * math.prod(param.shape[2:])
+
+
 def _int_or_float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
-
-
-_TORCH_DEFAULT_INIT = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)
 
 
 def _rescale_init(
