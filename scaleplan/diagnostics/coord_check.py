@@ -147,7 +147,12 @@ def coord_check_model(
 
 
 def _call_builder(build: Builder, width: int) -> tuple[nn.Module, Batch]:
-    result = build(width)
+    try:
+        result = build(width)
+    except ScaleplanError:
+        raise
+    except Exception as exc:  # the user's builder: its failure is one line, like a sweep objective's
+        raise ScaleplanError(f"coord-check: the model builder failed at width {width}: {type(exc).__name__}: {exc}") from None
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module)):
         raise ScaleplanError(f"coord-check: the model builder must return (model, batch) for a width, got {type(result).__name__}")
     return result
