@@ -23,12 +23,13 @@ def section_blocks() -> list[tuple[str, str]]:
 
 
 def run(args: list[str], cwd: Path) -> str:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(REPO)])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(cwd), str(REPO)]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"{shlex.join(args)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
     return proc.stdout
 
 
+@pytest.mark.timeout(900)  # four CLI runs and a sweep; a shared machine can take minutes
 def test_readme_own_model_section_runs_as_written(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     blocks = section_blocks()

@@ -22,13 +22,15 @@ def hf_available() -> bool:
 
 
 def gpt2_config(width: int, depth: int, n_heads: int, vocab: int, seq_len: int, tied: bool, mlp_ratio: int, dropout: float):
-    """A GPT2Config for these sizes (no dropout by default; token ids 0 so no warning about vocab)."""
+    """A GPT2Config for these sizes (no dropout by default; token ids 0 so no warning about vocab), eager attention."""
     from transformers import GPT2Config
 
-    return GPT2Config(
+    config = GPT2Config(
         n_embd=width, n_layer=depth, n_head=n_heads, vocab_size=vocab, n_positions=seq_len, n_inner=mlp_ratio * width,
         tie_word_embeddings=tied, resid_pdrop=dropout, embd_pdrop=dropout, attn_pdrop=dropout, bos_token_id=0, eos_token_id=0,
     )
+    config._attn_implementation = "eager"  # vmap-able (population training); SDPA has no CPU batching rule
+    return config
 
 
 INITS = ("hf", "fan-in")

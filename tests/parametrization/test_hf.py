@@ -60,7 +60,8 @@ def test_gpt2_roles_read_the_conv1d_layout(tied: bool) -> None:
     assert adam["transformer.h.0.mlp.c_fc.weight"] == 0.5 and adam["transformer.h.0.mlp.c_proj.weight"] == 0.125  # 1/fan-in
     hooks = list(model.lm_head._forward_pre_hooks.values())
     assert [h.multiplier for h in hooks] == [0.5]  # the readout's own module (tied or not), never the root
-    assert not model._forward_pre_hooks and not model.transformer._forward_pre_hooks
+    assert [n for n, m in model.named_modules() if m._forward_pre_hooks] == ["lm_head"]  # not the embedding nor the root
+    assert model(torch.randint(0, 50, (2, 8))).logits.shape == (2, 8, 50)
 
 
 def test_gpt2_attention_scaling_is_sqrt_base_over_d_head() -> None:
