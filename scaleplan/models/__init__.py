@@ -13,17 +13,17 @@ build_model(name, width, **kwargs) kwargs per model:
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any, Callable
 
 from scaleplan.errors import ScaleplanError
 
-def _model_names() -> tuple[str, ...]:
-    from scaleplan.models.hf import hf_available
+def hf_available() -> bool:
+    """Whether transformers is installed (the `hf-*` models are registered only then; not imported here)."""
+    return importlib.util.find_spec("transformers") is not None
 
-    return ("mlp", "gpt", "denseam", *(("hf-gpt2",) if hf_available() else ()))
 
-
-MODEL_NAMES = _model_names()
+MODEL_NAMES = ("mlp", "gpt", "denseam", *(("hf-gpt2",) if hf_available() else ()))
 
 
 def _constructor(name: str) -> Callable[..., Any]:

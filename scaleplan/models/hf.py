@@ -8,17 +8,11 @@ sweep key) to give the hidden weights muP's 1/sqrt(fan-in) init. Needs `pip inst
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 from torch import nn
 
 from scaleplan.errors import ScaleplanError
-
-
-def hf_available() -> bool:
-    """Whether transformers is installed (the `hf-*` models are registered only then; not imported here)."""
-    return importlib.util.find_spec("transformers") is not None
+from scaleplan.models import hf_available
 
 
 def gpt2_config(width: int, depth: int, n_heads: int, vocab: int, seq_len: int, tied: bool, mlp_ratio: int, dropout: float):
