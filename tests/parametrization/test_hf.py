@@ -122,3 +122,15 @@ def test_save_pretrained_round_trip_reattaches_without_rescaling(tmp_path) -> No
     assert [g["lr"] for g in param_groups(loaded, 1e-3)] == [g["lr"] for g in param_groups(model, 1e-3)]
     with pytest.raises(ParametrizationError, match="already parametrized"):
         apply_parametrization(loaded, "mup", base=gpt2(32, tied=False), rescale=False)
+
+
+def test_torch_save_of_the_whole_hf_model_keeps_everything(tmp_path) -> None:
+    model = apply_parametrization(gpt2(64), "mup", base=gpt2(32), init_std=0.02).eval()
+    torch.save(model, tmp_path / "model.pt")
+    loaded = torch.load(tmp_path / "model.pt", weights_only=False)
+    tokens = torch.randint(0, 50, (2, 8))
+    assert torch.equal(loaded(tokens).logits, model(tokens).logits)  # hook on lm_head and attention scaling came along
+    assert loaded.transformer.h[0].attn.scaling == model.transformer.h[0].attn.scaling
+    for rescale in (True, False):
+        with pytest.raises(ParametrizationError, match="already parametrized"):
+            apply_parametrization(loaded, "mup", base=gpt2(32), rescale=rescale)
