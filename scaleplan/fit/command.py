@@ -5,16 +5,15 @@ Heavy imports (pandas, statsmodels, scipy, matplotlib) happen inside the command
 
 from __future__ import annotations
 
-import shlex
 from pathlib import Path
 
 import click
 
 from scaleplan.errors import ScaleplanError
+from scaleplan.fit.pipeline import MIN_LOSS_LAW_CELLS
 from scaleplan.outputs import ensure_writable
 
 METHOD_CHOICES = ("parabola", "argmin", "band")
-MIN_LOSS_LAW_CELLS = 6
 BATCH_UNITS = ("tokens", "samples", "sequences")
 D_UNITS = ("tokens", "samples")
 
@@ -66,32 +65,20 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
       scaleplan fit dense_lr_bs_loss.csv -o fits/steplaw-refit.json --method band \\
         --column batch_size=bs --column 'loss=smooth loss' --batch-unit-scale 2048 --batch-unit tokens
     """
-    from scaleplan.fit.data import parse_column_map, prepare_trials
-    from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
-    from scaleplan.fit.law_file import LawMetadata, build_law_file
+    from scaleplan.fit.pipeline import FitOptions, fit_command, fit_sweep
     from scaleplan.fit.summary import format_summary
 
     output = ensure_writable(output or Path("fits") / f"{source.stem}.json", "law file")  # before the work, not after
     if plot_dir is not None:
         ensure_writable(plot_dir / "optima.png", "plot")
-    raw, data_hash, parametrization = _load(source)
-    x = x or ("width" if source.suffix.lower() == ".toml" else "N")
-    trials = prepare_trials(raw, x=x, columns=parse_column_map(columns), batch_unit_scale=batch_unit_scale, source=str(source))
-    hyper = fit_hyperparameter_laws(trials, method=method, band=band, near=near, batch_on_size=batch_on_size,
-                                    n_boot=n_boot, seed=seed, weighting=weighting)
-    loss = _maybe_loss_law(trials, hyper, loss_law, n_boot, seed)
-    command = shlex.join([
-        "scaleplan", "fit", str(source), "-o", str(output), "--method", method, "--x", x,
-        *[a for c in columns for a in ("--column", c)],
-        *(["--band", f"{band:g}"] if method == "band" else []), *(["--near", f"{near:g}"] if method == "parabola" else []),
-        *(["--batch-unit-scale", f"{batch_unit_scale:g}"] if batch_unit_scale != 1.0 else []),
-        *(["--batch-on-size"] if batch_on_size else []), "--bootstrap", str(n_boot), "--seed", str(seed), "--weighting", weighting,
-    ])
-    meta = LawMetadata(
-        name=name or output.stem, title=title or f"{method} fit of {source.name}", command=command,
-        data_sha256=data_hash, d_unit=d_unit, batch_unit=batch_unit, citation=citation, parametrization=parametrization,
-    )
-    law = build_law_file(meta, trials, hyper, loss)
+    data = _load(source)
+    x = x or ("width" if data.parametrization is not None else "N")
+    options = FitOptions(method=method, band=band, near=near, x=x, columns=columns, batch_unit_scale=batch_unit_scale,
+                         batch_unit=batch_unit, d_unit=d_unit, batch_on_size=batch_on_size, loss_law=loss_law,
+                         n_boot=n_boot, seed=seed, weighting=weighting)
+    command = fit_command(source, output, options)
+    fitted = fit_sweep(data, options, name=name or output.stem, title=title, command=command, citation=citation)
+    trials, hyper, loss, law = fitted.trials, fitted.hyper, fitted.loss, fitted.law
     click.echo(format_summary(trials, hyper, loss))
     if plot_dir is not None:
         from scaleplan.fit.plots import plot_fit
@@ -101,36 +88,16 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
     click.echo(f"wrote {law.save(output)}")
 
 
-def _load(source: Path):  # -> (DataFrame, sha256 hex, ParametrizationRef | None)
+def _load(source: Path):  # -> SweepData
     """A .csv is read directly; a .toml spec is loaded through the sweep's export."""
-    from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
+    from scaleplan.fit.data import file_sha256, read_csv
+    from scaleplan.fit.pipeline import SweepData, spec_data
 
     suffix = source.suffix.lower()
     if suffix == ".csv":
-        return read_csv(source), (file_sha256(source) if source.is_file() else None), None
+        return SweepData(read_csv(source), str(source), file_sha256(source) if source.is_file() else None)
     if suffix == ".toml":
-        from scaleplan.sweep.export import load_trials
         from scaleplan.sweep.spec import load_spec
 
-        spec = load_spec(source)
-        frame = load_trials(spec)
-        return frame, frame_sha256(frame), spec.reference
+        return spec_data(load_spec(source))
     raise ScaleplanError(f"cannot fit '{source}': give a sweep spec (.toml) or a CSV of trials (.csv)")
-
-
-def _maybe_loss_law(trials, hyper, wanted: bool | None, n_boot: int, seed: int):  # -> LossLawFit | None
-    """Fit the loss law on the cells' best losses when asked, or by default when the cells allow it."""
-    from scaleplan.fit.loss_law import fit_loss_law
-
-    optima = hyper.optima
-    possible = (trials.x == "N" and trials.has_tokens and len({o.size for o in optima}) >= 2
-                and len(optima) >= MIN_LOSS_LAW_CELLS and all(o.loss > 0 for o in optima))
-    if wanted is False or (wanted is None and not possible):
-        return None
-    if not possible:
-        raise ScaleplanError(
-            f"--loss-law needs --x N, a D column, at least 2 sizes, {MIN_LOSS_LAW_CELLS} (N, D) cells and positive losses; "
-            f"this data has {len(optima)} cell(s)"
-        )
-    return fit_loss_law([o.size for o in optima], [o.tokens for o in optima], [o.loss for o in optima],
-                        n_boot=n_boot, seed=seed)
