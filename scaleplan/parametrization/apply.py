@@ -26,7 +26,7 @@ from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.rules import ROLES, SP, Parametrization, get_parametrization, residual_multiplier
 from scaleplan.errors import ParametrizationError
 from scaleplan.parametrization.attention import attention_sites
-from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, is_hf_conv1d, known_uses, uses
+from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, is_hf_conv1d, known_uses
 from scaleplan.parametrization.metadata import check_saved, model_width, saved_metadata, store_metadata
 
 _INIT_ROLES = ("input", "hidden", "output", "memory")  # tensors re-drawn when init_std is given
