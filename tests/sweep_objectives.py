@@ -42,6 +42,23 @@ def slow_logged(params: dict) -> float:
     return loss
 
 
+def shifting(params: dict) -> float:
+    """A muP-like sweep: the best lr halves when the width doubles (lr* = 0.01 at width 8)."""
+    best = 0.01 * 8 / params["width"]
+    return (math.log10(params["lr"] / best)) ** 2 + 1.0 / params["width"]
+
+
+def dies_once(params: dict) -> float:
+    """The first call to find the file named by SWEEP_TEST_DIE removes it and kills its own process (kill -9)."""
+    flag = os.environ.get("SWEEP_TEST_DIE", "/nonexistent")
+    try:
+        os.unlink(flag)
+    except FileNotFoundError:
+        return slow_logged(params)
+    os.kill(os.getpid(), 9)
+    raise AssertionError("unreachable")
+
+
 def bowl_optimum(width: float) -> float:
     """The true optimal lr of `transfer_bowl` at `width`: 0.01 * (width / 8)^-0.5."""
     return 0.01 * (width / 8) ** -0.5

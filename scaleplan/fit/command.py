@@ -9,9 +9,11 @@ from pathlib import Path
 
 import click
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import InputError
 from scaleplan.fit.pipeline import MIN_LOSS_LAW_CELLS
+from scaleplan.limits import MAX_BOOTSTRAP
 from scaleplan.outputs import ensure_writable
+from scaleplan.provenance import command_line
 
 METHOD_CHOICES = ("parabola", "argmin", "band")
 BATCH_UNITS = ("tokens", "samples", "sequences")
@@ -19,9 +21,13 @@ D_UNITS = ("tokens", "samples")
 
 
 @click.command("fit")
-@click.argument("source", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("source", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--storage", default=None,
+              help="Read the sweep from this storage (a .journal/.db path, sqlite:///FILE or postgresql://...): "
+                   "the spec's study there, or with no SOURCE the study named by --study (or the only one).")
+@click.option("--study", default=None, help="Study name in --storage (default: the spec's name, or the only study).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Law file to write (default: fits/<source name>.json).")
+              help="Law file to write (default: fits/<source or study name>.json).")
 @click.option("--method", type=click.Choice(METHOD_CHOICES), default="parabola", show_default=True,
               help="How each cell's optimum is located: weighted parabola in log-lr (and log-B), the argmin, "
                    "or every run within --band of the cell's minimum loss (Step Law / DeepSeek).")
@@ -31,8 +37,8 @@ D_UNITS = ("tokens", "samples")
               help="Parabola: use points within this relative loss gap of the minimum (at least 5, 9 with batch).")
 @click.option("--x", "x", default=None, metavar="AXES",
               help="Size variable(s) of the law: N (parameters), width, depth, or several comma-separated as separate "
-                   "regressors (width,depth). Default: the width and/or depth a sweep spec varies (width if neither), "
-                   "N for a CSV.")
+                   "regressors (width,depth). Default: the width and/or depth a sweep varies (width if neither; a spec, "
+                   "a storage, or a CSV it exported), N for other CSVs.")
 @click.option("--column", "columns", multiple=True, metavar="CANONICAL=SOURCE",
               help="Map a column of the data to a canonical name (N, D, lr, batch_size, loss, width, state, "
                    "diverged), e.g. --column batch_size=bs --column 'loss=smooth loss'. Repeatable.")
@@ -51,8 +57,8 @@ D_UNITS = ("tokens", "samples")
 @click.option("--critical-batch/--no-critical-batch", default=None,
               help="Critical batch from steps to a common target loss vs batch size (needs --lr-batch and several D). "
                    "Default: when both hold.")
-@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=200, show_default=True,
-              help="Bootstrap replicates (trials resampled within each cell); 0 turns it off.")
+@click.option("--bootstrap", "n_boot", type=click.IntRange(min=0, max=MAX_BOOTSTRAP), default=200, show_default=True,
+              help=f"Bootstrap replicates (trials resampled within each cell), at most {MAX_BOOTSTRAP}; 0 turns it off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--weighting", type=click.Choice(["inverse-variance", "none"]), default="inverse-variance", show_default=True,
               help="Weight each cell by 1/var of its optimum over the bootstrap (parabola/argmin), or plain OLS.")
@@ -61,10 +67,10 @@ D_UNITS = ("tokens", "samples")
 @click.option("--name", default=None, help="Law name (default: the output file's stem).")
 @click.option("--title", default=None, help="One-line title of the law file.")
 @click.option("--citation", default=None, help="Where the data comes from, recorded in the provenance.")
-def fit(source: Path, output: Path | None, method: str, band: float, near: float, x: str | None, columns: tuple[str, ...],
-        batch_unit_scale: float, batch_unit: str, d_unit: str, batch_on_size: bool, loss_law: bool | None,
-        lr_batch: bool | None, critical_batch: bool | None, n_boot: int, seed: int, weighting: str, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None) -> None:
-    """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml) or a CSV of trials.
+def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str, band: float, near: float,
+        x: str | None, columns: tuple[str, ...], batch_unit_scale: float, batch_unit: str, d_unit: str, batch_on_size: bool,
+        loss_law: bool | None, lr_batch: bool | None, critical_batch: bool | None, n_boot: int, seed: int, weighting: str, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None) -> None:
+    """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml), a CSV of trials, or --storage.
 
     \b
     Columns: N (or width), D, lr, batch_size, loss; optional state (COMPLETE kept), diverged (True dropped).
@@ -73,19 +79,20 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
         --column batch_size=bs --column 'loss=smooth loss' --batch-unit-scale 2048 --batch-unit tokens
     """
     from scaleplan.fit.multi_axis import MultiAxisFit
-    from scaleplan.fit.pipeline import FitOptions, effective_options, fit_command, fit_sweep
+    from scaleplan.fit.pipeline import FitOptions, fit_sweep
     from scaleplan.fit.summary import format_summary
 
-    output = ensure_writable(output or Path("fits") / f"{source.stem}.json", "law file")  # before the work, not after
+    _check_source(source, storage, study)
+    data, stem = _load(source, storage, study)
+    # before the fit, not after; an -o FILE goes into an existing folder, the default fits/ is made
+    output = ensure_writable(output or Path("fits") / f"{stem}.json", "law file", make_folder=output is None)
     if plot_dir is not None:
         ensure_writable(plot_dir / "optima.png", "plot")
-    data = _load(source)
     options = FitOptions(method=method, band=band, near=near, x=x, columns=columns, batch_unit_scale=batch_unit_scale,
                          batch_unit=batch_unit, d_unit=d_unit, batch_on_size=batch_on_size, loss_law=loss_law,
                          n_boot=n_boot, seed=seed, weighting=weighting, lr_batch=lr_batch, critical_batch=critical_batch)
-    options = effective_options(data, options)
-    command = fit_command(source, output, options)
-    fitted = fit_sweep(data, options, name=name or output.stem, title=title, command=command, citation=citation)
+    fitted = fit_sweep(data, options, name=name or output.stem, title=title, command=command_line(click.get_current_context()),
+                       citation=citation)
     trials, hyper, loss, law = fitted.trials, fitted.hyper, fitted.loss, fitted.law
     if isinstance(hyper, MultiAxisFit):
         from scaleplan.fit.axes_summary import format_multi_axis
@@ -105,16 +112,31 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
     click.echo(f"wrote {law.save(output)}")
 
 
-def _load(source: Path):  # -> SweepData
-    """A .csv is read directly; a .toml spec is loaded through the sweep's export."""
-    from scaleplan.fit.data import file_sha256, read_csv
-    from scaleplan.fit.pipeline import SweepData, spec_data
+def _check_source(source: Path | None, storage: str | None, study: str | None) -> None:
+    """Exactly one kind of input: a spec (optionally with --storage), a CSV, or --storage alone."""
+    if source is None and storage is None:
+        raise InputError("give a sweep spec (.toml), a CSV of trials (.csv), or --storage URL")
+    if source is not None and source.suffix.lower() not in (".toml", ".csv"):
+        raise InputError(f"cannot fit '{source}': give a sweep spec (.toml) or a CSV of trials (.csv)")
+    if source is not None and source.suffix.lower() == ".csv" and (storage is not None or study is not None):
+        raise InputError("--storage and --study read a sweep's storage; a CSV is read as it is: drop them")
 
-    suffix = source.suffix.lower()
-    if suffix == ".csv":
-        return SweepData(read_csv(source), str(source), file_sha256(source) if source.is_file() else None)
-    if suffix == ".toml":
+
+def _load(source: Path | None, storage: str | None, study: str | None):  # -> (SweepData, name for the default output)
+    """A .csv is read directly, a spec through its study, a storage through the study named (or the only one);
+    the parametrization reference comes with a sweep's trials, and with the columns of a CSV a sweep exported."""
+    from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
+    from scaleplan.fit.pipeline import SweepData, spec_data
+    from scaleplan.sweep.export import frame_reference, open_study_readonly, trials_frame
+
+    if source is not None and source.suffix.lower() == ".csv":
+        frame = read_csv(source)
+        return SweepData(frame, str(source), file_sha256(source), frame_reference(frame, str(source))), source.stem
+    if source is not None:
         from scaleplan.sweep.spec import load_spec
 
-        return spec_data(load_spec(source))
-    raise ScaleplanError(f"cannot fit '{source}': give a sweep spec (.toml) or a CSV of trials (.csv)")
+        return spec_data(load_spec(source), storage), source.stem
+    opened = open_study_readonly(storage, study)
+    frame = trials_frame(opened)
+    origin = f"study '{opened.study_name}'"
+    return SweepData(frame, origin, frame_sha256(frame), frame_reference(frame, origin)), opened.study_name

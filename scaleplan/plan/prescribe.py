@@ -95,6 +95,14 @@ def prescribe(
     if batch_size is not None and "B" not in {v for p in law.power_laws for v in p.exponents}:
         raise ScaleplanError(f"law '{law.name}' does not depend on the batch size; drop --batch")
     if "W" in law.needs() or "L" in law.needs():
+        for var, value, name in (("W", width, "width"), ("L", depth, "depth"), ("D", tokens, "tokens")):
+            if var in law.needs() and value is None:
+                raise ScaleplanError(f"law '{law.name}' is a law of {name} {var} ({law.variable(var).meaning}): give --{name}")
+        given = {"--params": params is not None and "N" not in law.needs(), "--tokens": tokens is not None and "D" not in law.needs(),
+                 "--compute": compute is not None}
+        unused = [flag for flag, bad in given.items() if bad]
+        if unused:
+            raise ScaleplanError(f"law '{law.name}' depends only on {', '.join(law.needs())}: {unused[0]} would be ignored; drop it")
         return _prescribe_axes(law, width=width, depth=depth, params=params, tokens=tokens, batch_size=batch_size,
                                level=level, optimizer=optimizer)
     loss_file = law if law.loss_law is not None else (load_law(tokens_law) if isinstance(tokens_law, str) else tokens_law)
@@ -183,10 +191,6 @@ def _prescribe_axes(
 ) -> Prescription:
     """Laws of a sweep's own axes (width W, depth L, D, batch B): the base lr eta at the target shape, the
     batch size where the law has one, then the per-role lrs from the rules at that width and depth."""
-    needs = law.needs()
-    for var, value, flag in (("W", width, "--width"), ("L", depth, "--depth"), ("D", tokens, "--tokens")):
-        if var in needs and value is None:
-            raise ScaleplanError(f"law '{law.name}' is a law of {var} ({law.variable(var).meaning}): give {flag}")
     prediction = law.predict(level=level, width=width, depth=depth, params=params, tokens=tokens, batch_size=batch_size)
     inputs = [LawInput(v, val, law.variable(v).meaning) for v, val in prediction.inputs.items()]
     lr = prediction.values.get("lr")

@@ -17,6 +17,7 @@ from typing import Any
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import ScaleplanError
+from scaleplan.limits import MAX_BATCH_SIZE, MAX_DEPTH, MAX_PLANNED_TRIALS, MAX_STEPS, MAX_TOKENS, MAX_TRIALS_PER_POINT, MAX_WIDTH
 from scaleplan.train.config import SEARCHABLE_FIELDS, units_per_example
 
 if sys.version_info >= (3, 11):
@@ -174,12 +175,14 @@ def _table(raw: dict[str, Any], section: str, source: str) -> dict[str, Any]:
     return value
 
 
-def _int_list(value: Any, where: str, key: str, *, positive: bool = True) -> tuple[int, ...]:
+def _int_list(value: Any, where: str, key: str, *, positive: bool = True, most: int | None = None) -> tuple[int, ...]:
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
         raise ScaleplanError(f"{where}: '{key}' must be a non-empty list of integers, got {value!r}")
     if positive and any(v <= 0 for v in items):
         raise ScaleplanError(f"{where}: '{key}' values must be positive, got {value!r}")
+    if most is not None and max(items) > most:
+        raise ScaleplanError(f"{where}: '{key}' value {max(items)} is above the largest scaleplan sweeps ({most})")
     if len(set(items)) != len(items):
         raise ScaleplanError(f"{where}: '{key}' has repeated values {value!r}")
     return tuple(items)
@@ -213,8 +216,8 @@ def parse_search_param(name: str, value: Any, where: str) -> SearchParam:
     if log and low <= 0:
         raise ScaleplanError(f"{here}: a log-scale range needs low > 0 (got {low:g}); set log = false or raise low")
     points = value.get("points")
-    if points is not None and (isinstance(points, bool) or not isinstance(points, int) or points < 2):
-        raise ScaleplanError(f"{here}: 'points' must be an integer >= 2, got {points!r}")
+    if points is not None and (isinstance(points, bool) or not isinstance(points, int) or not 2 <= points <= MAX_TRIALS_PER_POINT):
+        raise ScaleplanError(f"{here}: 'points' must be an integer from 2 to {MAX_TRIALS_PER_POINT}, got {points!r}")
     return SearchParam(name=name, low=low, high=high, log=log, points=points)
 
 
@@ -333,10 +336,10 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
             "(D per run, e.g. tokens = [1_000_000]), not both" if "steps" in ladder else
             f"{_where(source, 'ladder')}: 'steps' is required (or 'tokens'), e.g. steps = [300]"
         )
-    widths = _int_list(ladder["widths"], _where(source, "ladder"), "widths")
-    steps = _int_list(ladder["steps"], _where(source, "ladder"), "steps") if "steps" in ladder else ()
-    tokens = _int_list(ladder["tokens"], _where(source, "ladder"), "tokens") if "tokens" in ladder else ()
-    depths = _int_list(ladder["depths"], _where(source, "ladder"), "depths") if "depths" in ladder else ()
+    widths = _int_list(ladder["widths"], _where(source, "ladder"), "widths", most=MAX_WIDTH)
+    steps = _int_list(ladder["steps"], _where(source, "ladder"), "steps", most=MAX_STEPS) if "steps" in ladder else ()
+    tokens = _int_list(ladder["tokens"], _where(source, "ladder"), "tokens", most=int(MAX_TOKENS)) if "tokens" in ladder else ()
+    depths = _int_list(ladder["depths"], _where(source, "ladder"), "depths", most=MAX_DEPTH) if "depths" in ladder else ()
     if depths and "depth" in (model.get("kwargs") or {}):
         raise ScaleplanError(f"{_where(source, 'model')}: 'depth' is set by [ladder] depths; drop it from [model] kwargs")
     if completep and base_depth is None and depths:
@@ -351,7 +354,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     allowed_search = SECTION_KEYS["search"] if objective.kind == "builtin" else None
     if allowed_search is not None:
         _check_keys(search_table, allowed_search, _where(source, "search"))
-    batch_sizes = _int_list(search_table.get("batch_size", [32]), _where(source, "search"), "batch_size")
+    batch_sizes = _int_list(search_table.get("batch_size", [32]), _where(source, "search"), "batch_size", most=MAX_BATCH_SIZE)
     units = units_per_example(task.get("name"), task.get("kwargs", {})) if objective.kind == "builtin" else 1
     for d in tokens:
         for b in batch_sizes:
@@ -389,6 +392,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
                 f"{_where(source, 'search')}: sampler 'grid' needs 'points' (or a list of values) for {', '.join(missing)}"
             )
         n = math.prod(len(g) for g in n_grid if g is not None)
+        if n > MAX_TRIALS_PER_POINT:
+            raise ScaleplanError(f"{_where(source, 'search')}: the grid has {n} points per grid point, above {MAX_TRIALS_PER_POINT}; use fewer 'points'")
         if trials_per_point is not None and trials_per_point != n:
             raise ScaleplanError(
                 f"{_where(source, 'sweep')}: trials_per_point = {trials_per_point} but the grid has {n} points; drop trials_per_point"
@@ -396,8 +401,14 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
         trials_per_point = n
     elif trials_per_point is None:
         trials_per_point = 8
-    if not isinstance(trials_per_point, int) or isinstance(trials_per_point, bool) or trials_per_point < 1:
-        raise ScaleplanError(f"{_where(source, 'sweep')}: 'trials_per_point' must be a positive integer")
+    if not isinstance(trials_per_point, int) or isinstance(trials_per_point, bool) or not 1 <= trials_per_point <= MAX_TRIALS_PER_POINT:
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'trials_per_point' must be an integer from 1 to {MAX_TRIALS_PER_POINT}")
+    planned = trials_per_point * len(widths) * max(1, len(depths)) * (len(steps) + len(tokens)) * len(batch_sizes) * len(seeds)
+    if planned > MAX_PLANNED_TRIALS:
+        raise ScaleplanError(
+            f"{source}: the plan has {planned} trials (grid points x trials_per_point), above {MAX_PLANNED_TRIALS}; "
+            "split it into several sweeps or sweep fewer points"
+        )
 
     parametrization = model.get("parametrization", "sp")
     if not isinstance(parametrization, str):

@@ -140,9 +140,9 @@ def test_axes_law_gives_lr_at_the_predicted_batch_and_completep_roles():
 def test_axes_law_at_a_given_batch_and_its_refusals():
     given = prescribe(axes_law(), width=128, depth=4, tokens=1e6, batch_size=32)
     assert given.lr.value == pytest.approx(0.02 * 128**-0.1 * 4**-0.3 * 1e6**-0.05 * 32**0.5)
-    with pytest.raises(ScaleplanError, match=r"is a law of L \(depth\): give --depth"):
+    with pytest.raises(ScaleplanError, match=r"is a law of depth L \(depth\): give --depth"):
         prescribe(axes_law(), width=128, tokens=1e6)
-    with pytest.raises(ScaleplanError, match=r"is a law of D \(data\): give --tokens"):
+    with pytest.raises(ScaleplanError, match=r"is a law of tokens D \(data\): give --tokens"):
         prescribe(axes_law(), width=128, depth=4)
     with pytest.raises(ScaleplanError, match="does not depend on the batch size; drop --batch"):
         prescribe("steplaw", params=1e9, tokens=1e10, batch_size=256)
