@@ -78,7 +78,7 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
         ([dict(N=1e6, lr=lr, loss=2 + lr) for lr in (1e-3, 2e-3, 4e-3)], [], "need at least 2 distinct sizes (N)"),
         ([dict(N=n, lr=1e-3, loss=2.0) for n in (1e6, 4e6)], ["--method", "argmin"], "has a single learning rate"),
         ([dict(N=n, lr=lr, loss=2.0, diverged=True) for n in (1e6, 4e6) for lr in (1e-3, 2e-3)], [], "no usable trials left (4 diverged)"),
-        ([dict(N=n, learning_rate=1e-3, loss=2.0) for n in (1e6, 4e6)], [], "missing column(s) ['lr']"),
+        ([dict(N=n, learning_rate=1e-3, loss=2.0) for n in (1e6, 4e6)], [], "missing column(s) ['D'] for a loss-only fit (no lr column: for lr laws, --column lr=SOURCE)"),
         ([dict(N=n, lr=lr, loss=2 + lr) for n in (1e6, 4e6) for lr in (1e-3, 2e-3, 4e-3)], ["--batch-unit", "token"],
          "Invalid value for '--batch-unit': 'token' is not one of 'tokens', 'samples', 'sequences'"),
     ],

@@ -70,7 +70,7 @@ def test_method_label(method: str, expected: str) -> None:
 
 
 def _trials(lrs_per_cell: list[float]) -> pd.DataFrame:
-    rows = [dict(N=n, lr=lr, loss=2.0 + lr) for n in (1e6, 4e6) for lr in lrs_per_cell]
+    rows = [dict(N=n, lr=lr, loss=2.0 + lr, seed=i) for n in (1e6, 4e6) for i, lr in enumerate(lrs_per_cell)]
     return pd.DataFrame(rows)
 
 
