@@ -45,7 +45,7 @@ D_UNITS = ("tokens", "samples")
 @click.option("--batch-on-size", is_flag=True, help="Also regress ln B* on ln N (ln B* = c + gamma ln D + delta ln N).")
 @click.option("--loss-law/--no-loss-law", default=None,
               help="Fit L(N, D) = E + A/N^a + B/D^b on the cells' minimum losses (default: when N and D both vary "
-                   f"over >= {MIN_LOSS_LAW_CELLS} cells).")
+                   f"over >= {MIN_LOSS_LAW_CELLS} cells; always for data without an lr column).")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=200, show_default=True,
               help="Bootstrap replicates (trials resampled within each cell); 0 turns it off.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
@@ -64,8 +64,12 @@ D_UNITS = ("tokens", "samples")
                    "approach 1 (lowest loss per budget) or 2 (parabola in ln N per budget).")
 @click.option("--huber-delta", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
               help="Huber delta of the loss-law fit (on log L).")
+@click.option("--loss-space", type=click.Choice(["log", "linear"]), default="log", show_default=True,
+              help="Loss law residuals: log L (Chinchilla, Epoch) or L itself (with a large --huber-delta: least "
+                   "squares, as Gadre et al.).")
 @click.option("--starts", type=click.IntRange(min=1), default=20, show_default=True,
-              help="Loss law: L-BFGS runs from the best points of a dense 4500-point start grid.")
+              help="Loss law: L-BFGS runs from the best points of a dense start grid (48 values per exponent, "
+                   "coefficients profiled).")
 @click.option("--fix", "fixed", multiple=True, metavar="NAME=VALUE",
               help="Loss law: hold a parameter (E, A, B, alpha, beta) fixed, e.g. --fix E=0 (no irreducible loss).")
 @click.option("--tie", "tied", multiple=True, metavar="NAME=NAME",
@@ -75,7 +79,7 @@ D_UNITS = ("tokens", "samples")
 def fit(source: Path, output: Path | None, method: str, band: float, near: float, x: str, columns: tuple[str, ...],
         batch_unit_scale: float, batch_unit: str, d_unit: str, batch_on_size: bool, loss_law: bool | None,
         n_boot: int, seed: int, weighting: str, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None,
-        lr_in: str | None, batch_in: str | None, isoflop: str | None, huber_delta: float, starts: int,
+        lr_in: str | None, batch_in: str | None, isoflop: str | None, huber_delta: float, loss_space: str, starts: int,
         fixed: tuple[str, ...], tied: tuple[str, ...], allow_incomplete: bool) -> None:
     """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml) or a CSV of trials.
 
@@ -112,7 +116,7 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
     elif mode == "isoflop":
         iso = _isoflop(trials, int(isoflop), near, n_boot, seed)
     loss = _maybe_loss_law(trials, hyper, True if mode == "loss-only" else loss_law, n_boot, seed,
-                           dict(delta=huber_delta, starts=starts, constraints=constraints))
+                           dict(delta=huber_delta, space=loss_space, starts=starts, constraints=constraints))
     flags = fit_flags(hyper, loss, iso, extra=(f"fitted on an unfinished sweep: {unfinished}",) if unfinished else ())
     command = shlex.join([
         "scaleplan", "fit", str(source), "-o", str(output), "--method", method, "--x", x,
@@ -122,7 +126,7 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
         *(["--batch-on-size"] if batch_on_size else []), "--bootstrap", str(n_boot), "--seed", str(seed), "--weighting", weighting,
         *(["--lr-in", lr_in] if lr_in else []), *(["--batch-in", batch_in] if batch_in else []),
         *(["--isoflop", isoflop] if isoflop else []), *(["--allow-incomplete"] if unfinished else []),
-        *([] if loss is None else ["--huber-delta", f"{huber_delta:g}", "--starts", str(starts),
+        *([] if loss is None else ["--huber-delta", f"{huber_delta:g}", "--loss-space", loss_space, "--starts", str(starts),
                                    *[a for f in fixed for a in ("--fix", f)], *[a for t in tied for a in ("--tie", t)]]),
     ])
     meta = LawMetadata(
@@ -131,6 +135,8 @@ def fit(source: Path, output: Path | None, method: str, band: float, near: float
     )
     law = build_law_file(meta, trials, hyper, loss, iso, flags)
     click.echo(format_summary(trials, hyper, loss, iso, flags))
+    if plot_dir is not None and hyper is None:
+        click.echo("plots: drawn for lr fits only; none written")
     if plot_dir is not None and hyper is not None:
         from scaleplan.fit.plots import plot_fit
 
@@ -225,14 +231,13 @@ def _maybe_loss_law(trials, hyper, wanted: bool | None, n_boot: int, seed: int, 
     else:
         frame = trials.frame
         points = list(zip(frame["N"], frame["D"], frame["loss"])) if trials.x == "N" and "D" in frame else []
-    possible = (trials.x == "N" and trials.has_tokens and len({p[0] for p in points}) >= 2
-                and len(points) >= MIN_LOSS_LAW_CELLS and all(p[2] > 0 for p in points))
-    if wanted is False or (wanted is None and not possible):
-        return None
+    possible = (trials.x == "N" and trials.has_tokens and len({p[0] for p in points}) >= 2 and all(p[2] > 0 for p in points))
+    if wanted is False or (wanted is None and not (possible and len(points) >= MIN_LOSS_LAW_CELLS)):
+        return None  # by default only with MIN_LOSS_LAW_CELLS points; asked for, the fit itself checks the count
     if not possible:
         raise FitError(
-            f"a loss law needs --x N, a D column with several values, at least 2 sizes, {MIN_LOSS_LAW_CELLS} (N, D) points "
-            f"and positive losses; this data has {len(points)} point(s)"
+            f"a loss law needs --x N, a D column with several values, at least 2 sizes and positive losses; "
+            f"this data has {len(points)} point(s)"
         )
     n, d, loss = (np.array(col, dtype=float) for col in zip(*points))
     return fit_loss_law(n, d, loss, n_boot=n_boot, seed=seed, **options)

@@ -24,6 +24,9 @@ def fit_flags(hyper: HyperparameterFit | None = None, loss: LossLawFit | None = 
             where = [f"C={b.compute:.3g}" for b in isoflop.budgets if hit(b)]
             if where:
                 out.append(f"{len(where)} of {len(isoflop.budgets)} budgets have their optimum {kind}: {', '.join(where)}")
+        if isoflop.skipped:
+            out.append(f"{len(isoflop.skipped)} budgets skipped (fewer than 3 sizes): "
+                       + ", ".join(f"C={c:.3g}" for c in isoflop.skipped))
         out += [*isoflop.n_law.flags, *isoflop.d_law.flags]
     if loss is not None:
         out += list(loss.flags)

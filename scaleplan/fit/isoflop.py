@@ -50,6 +50,7 @@ class IsoflopFit:
     d_law: PowerLawFit
     loss_law: PowerSumFit | None
     n_boot: int
+    skipped: tuple[float, ...] = ()  # budgets with fewer than 3 sizes: no profile to fit
 
     @property
     def used(self) -> list[BudgetOptimum]:
@@ -95,12 +96,13 @@ def fit_isoflop(
     ids = group_budgets(compute)
     rng = np.random.default_rng(seed)
     method = "argmin" if approach == 1 else "parabola"
-    budgets = []
+    budgets, skipped = [], []
     for b in np.unique(ids):
         sel = ids == b
         n, l, c = params[sel], loss[sel], float(np.exp(np.mean(np.log(compute[sel]))))
         if np.unique(n).size < 3:
-            continue  # a profile needs 3 sizes; such budgets are listed as skipped by the caller's counts
+            skipped.append(c)  # a profile needs 3 sizes
+            continue
         opt = locate_optimum(n, l, method=method, near=near)
         reps = [locate_optimum(n[idx], l[idx], method=method, near=near).lr
                 for idx in (rng.integers(0, n.size, n.size) for _ in range(n_boot))]
@@ -121,4 +123,4 @@ def fit_isoflop(
     if len(used) >= MIN_BUDGETS_FOR_LOSS:
         model = PowerSumModel(("A",), ("alpha",), Constraints())
         loss_law = fit_power_sum(np.log(cs)[None], np.log([b.loss for b in used]), model, delta=1e-3, what="isoFLOP L*(C)")
-    return IsoflopFit(approach, budgets, n_law, d_law, loss_law, n_boot)
+    return IsoflopFit(approach, budgets, n_law, d_law, loss_law, n_boot, tuple(skipped))

@@ -339,7 +339,7 @@ class LawFile:
                 parametrization=None if d.get("parametrization") is None
                 else ParametrizationRef.from_dict(d["parametrization"], origin),
                 notes=d.get("notes"),
-                flags=list(d.get("flags") or []),
+                flags=d.get("flags") or [],
                 schema_version=SCHEMA_VERSION,  # read into the current schema (older versions upgrade on load)
             )
         except KeyError as exc:
