@@ -163,8 +163,10 @@ def best_lbfgs(n: np.ndarray, d: np.ndarray, loss: np.ndarray, starts: list) -> 
 
 @pytest.mark.parametrize("seed, old, label", [(6, OLD_STARTS, "the old 27 starts"), (0, None, "the best 20 of Hoffmann's 4500")])
 def test_starts_that_used_to_miss_the_global_optimum(seed: int, old: list | None, label: str) -> None:
-    """Regression: on these data the old starts end in a basin with beta ~ 0.08 and a ~8x higher objective
-    (the issue's case had beta 0.48 where a dense grid found 0.645); the profiled dense grid finds beta ~ 1.15."""
+    """Regression: the old procedure (27 starts, scipy's default L-BFGS tolerances) stops at beta ~ 0.08 with an ~8x
+    higher objective on seed 6 (from these starts, tight tolerances would have got there: the early stop is the
+    bug); ranking Hoffmann's full grid and running the best 20 ends in the wrong basin on seed 0 even with tight
+    tolerances (the issue's case had beta 0.48 where a dense grid found 0.645). The profiled grid finds ~1.15."""
     n, d, loss = steep_points(seed)
     if old is None:  # rank Hoffmann's grid by objective, as "evaluate all, L-BFGS from the best few" would
         ln_x, ln_y, w = np.log(np.stack([n, d])), np.log(loss), np.ones(loss.size)
