@@ -1,7 +1,8 @@
 """Cold-start time of `scaleplan predict` next to `python -c pass`, measured side by side in one run.
 
 Each round runs both commands once, alternating, so machine noise hits both alike; prints medians
-and the ratio. `scaleplan predict` must stay light: no torch, optuna, pandas or scipy import.
+and the ratio. `scaleplan predict` must stay light: no torch, optuna, pandas or scipy import (the width laws' t
+intervals are computed in pure Python; tests/core/test_imports.py enforces the boundary).
 
     python benchmarks/predict_startup.py [--rounds 15]
 """
@@ -19,6 +20,8 @@ COMMANDS = {
     "python -c 'import torch'": [sys.executable, "-c", "import torch"],
     "scaleplan predict --params 7B --tokens 2T": [sys.executable, "-m", "scaleplan.cli", "predict", "--params", "7B", "--tokens", "2T"],
     "scaleplan predict ... --format json": [sys.executable, "-m", "scaleplan.cli", "predict", "--params", "7B", "--tokens", "2T", "--format", "json"],
+    "scaleplan predict --width 1024 --law <muP law>": [
+        sys.executable, "-m", "scaleplan.cli", "predict", "--width", "1024", "--law", "fits/transfer-gpt-mup.json"],
     "scaleplan --help": [sys.executable, "-m", "scaleplan.cli", "--help"],
 }
 

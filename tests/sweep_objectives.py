@@ -40,3 +40,45 @@ def slow_logged(params: dict) -> float:
     with open(os.environ["SWEEP_TEST_LOG"], "a") as handle:
         handle.write(f"{params['width']} {params['lr']!r}\n")
     return loss
+
+
+def shifting(params: dict) -> float:
+    """A muP-like sweep: the best lr halves when the width doubles (lr* = 0.01 at width 8)."""
+    best = 0.01 * 8 / params["width"]
+    return (math.log10(params["lr"] / best)) ** 2 + 1.0 / params["width"]
+
+
+def dies_once(params: dict) -> float:
+    """The first call to find the file named by SWEEP_TEST_DIE removes it and kills its own process (kill -9)."""
+    flag = os.environ.get("SWEEP_TEST_DIE", "/nonexistent")
+    try:
+        os.unlink(flag)
+    except FileNotFoundError:
+        return slow_logged(params)
+    os.kill(os.getpid(), 9)
+    raise AssertionError("unreachable")
+
+
+def bowl_optimum(width: float) -> float:
+    """The true optimal lr of `transfer_bowl` at `width`: 0.01 * (width / 8)^-0.5."""
+    return 0.01 * (width / 8) ** -0.5
+
+
+def bowl_loss(width: float, lr: float, seed: int, noise: float = 0.0) -> float:
+    """An asymmetric bowl in log2 lr around `bowl_optimum` (curvature 0.02/octave^2 below, 0.06 above, minimum 2.0),
+    plus a deterministic per-(seed, lr) offset of up to `noise`; seed 0 diverges (NaN) above 2.75 octaves."""
+    d = math.log2(lr / bowl_optimum(width))
+    if seed == 0 and d > 2.75:
+        return math.nan
+    offset = noise * (((seed * 5 + round(d * 2) * 3) % 7) - 3) / 3
+    return 2.0 * (1.0 + (0.02 if d < 0 else 0.06) * d * d) + offset
+
+
+def transfer_bowl(params: dict) -> float:
+    """A fake trainer with a known optimum for `scaleplan validate` tests (no noise)."""
+    return bowl_loss(params["width"], params["lr"], params["seed"])
+
+
+def transfer_bowl_noisy(params: dict) -> float:
+    """`transfer_bowl` with a seed- and lr-dependent offset of up to 0.02 (1% of the minimum)."""
+    return bowl_loss(params["width"], params["lr"], params["seed"], noise=0.02)

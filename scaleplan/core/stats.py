@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-from statistics import NormalDist
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -60,6 +59,8 @@ def student_t_quantile(p: float, dof: float) -> float:
         raise ValueError(f"degrees of freedom must be positive, got {dof}")
     if p < 0.5:
         return -student_t_quantile(1.0 - p, dof)
+    from statistics import NormalDist  # lazy: `statistics` pulls in random, fractions and decimal
+
     lo, hi = 0.0, 1.0
     while student_t_cdf(hi, dof) < p:  # bracket, then bisect with Newton steps inside the bracket
         lo, hi = hi, hi * 2.0
@@ -83,5 +84,7 @@ def student_t_quantile(p: float, dof: float) -> float:
 
 def two_sided_quantile(level: float, dof: int | None) -> float:
     """The half-width multiplier of a two-sided interval at `level`: Student-t with `dof`, else normal."""
+    from statistics import NormalDist
+
     p = 0.5 + level / 2.0
     return student_t_quantile(p, dof) if dof else NormalDist().inv_cdf(p)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from scaleplan.errors import ScaleplanError
+from scaleplan.limits import MAX_WIDTH
 from scaleplan.outputs import ensure_writable, pyplot, save_figure
 
 
@@ -15,8 +16,8 @@ def _parse_widths(text: str) -> tuple[int, ...]:
         widths = tuple(int(w) for w in text.split(",") if w.strip())
     except ValueError:
         raise ScaleplanError(f"--widths must be a comma list of integers like 64,128,256, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise ScaleplanError(f"--widths must be positive integers, got {text!r}")
+    if not widths or min(widths) < 1 or max(widths) > MAX_WIDTH:
+        raise ScaleplanError(f"--widths must be integers from 1 to {MAX_WIDTH}, got {text!r}")
     if len(set(widths)) < 2 or len(set(widths)) != len(widths):
         raise ScaleplanError(f"--widths needs at least 2 different widths, each once (the check compares widths), got {text!r}")
     return widths
@@ -43,9 +44,9 @@ def plot_coord_check(frame, path: Path, title: str) -> None:  # frame: pandas.Da
 @click.option("--model", "model_name", type=click.Choice(["mlp", "gpt", "denseam"]), default="mlp", show_default=True)
 @click.option("--parametrization", default="mup", show_default=True, help="sp, mup or denseam")
 @click.option("--widths", default="64,128,256,512,1024", show_default=True, help="comma list of widths")
-@click.option("--steps", default=3, show_default=True, type=int, help="optimizer steps")
+@click.option("--steps", default=3, show_default=True, type=click.IntRange(1, 10_000), help="optimizer steps")
 @click.option("--lr", default=None, type=float, help="base learning rate (default: per model)")
-@click.option("--seeds", default=1, show_default=True, type=int)
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1, 1_000))
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
 @click.option("--out", "out_dir", default="coord-check", show_default=True, type=click.Path(file_okay=False), help="directory for the PNG")
 def coord_check(model_name: str, parametrization: str, widths: str, steps: int, lr: float | None, seeds: int, optimizer: str, out_dir: str) -> None:

@@ -42,12 +42,24 @@ class HyperparameterFit:
     n_boot_failed: int
     cell_lr_ci: list[tuple[float, float]]  # bootstrap interval of each cell's lr optimum (same order as optima)
     weighted: bool = False  # True when the regressions were weighted by 1/var of each cell's optimum
+    lr_replicates: np.ndarray | None = None  # bootstrap coefficients [intercept, *exponents], one row per replicate
+    batch_replicates: np.ndarray | None = None
 
     @property
     def label(self) -> str:
         """Optimum method and regression weighting, as recorded in a law file."""
         how = "WLS, weights 1/var(ln optimum) from the bootstrap" if self.weighted else "OLS"
         return f"{method_label(self.method, self.band)}; {how}"
+
+    def bootstrap_interval(self, target: str, values: dict[str, float], level: float = 0.95) -> tuple[float, float] | None:
+        """Percentile interval of the law's prediction at `values` (law variable -> value) over the bootstrap
+        replicates: how far the optimum-location noise alone moves the prediction (None without replicates)."""
+        fit, reps = (self.lr, self.lr_replicates) if target == "lr" else (self.batch_size, self.batch_replicates)
+        if fit is None or reps is None or len(reps) == 0:
+            return None
+        logs = np.array([1.0, *[math.log(values[v]) for v in fit.exponents]])
+        lo, hi = percentile_ci(reps @ logs, level)
+        return math.exp(lo), math.exp(hi)
 
 
 def fit_hyperparameter_laws(
@@ -100,7 +112,8 @@ def fit_hyperparameter_laws(
     lr_fit = _with_bootstrap(lr_fit, lr_samples, level)
     batch_fit = None if batch_fit is None else _with_bootstrap(batch_fit, batch_samples, level)
     cell_ci = [percentile_ci(col, level) for col in np.array(cell_lr).T] if cell_lr else [(np.nan, np.nan)] * len(optima)
-    return HyperparameterFit(method, band, trials.x, optima, lr_fit, batch_fit, n_boot, failed, cell_ci, weigh)
+    return HyperparameterFit(method, band, trials.x, optima, lr_fit, batch_fit, n_boot, failed, cell_ci, weigh,
+                             np.array(lr_samples) if lr_samples else None, np.array(batch_samples) if batch_samples else None)
 
 
 def _cell_weights(target: str, replicates: list[list[CellOptimum]], optima: list[CellOptimum], cells: dict) -> np.ndarray:

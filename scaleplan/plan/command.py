@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import click
 
+from scaleplan.limits import (MAX_ASPECT, MAX_COMPUTE, MAX_LAYERS, MAX_PARAMS, MAX_SEQ_LEN, MAX_TARGET_WIDTH,
+                              MAX_TOKENS, MAX_VOCAB)
 from scaleplan.plan.sizes import parse_size
+
+# Sizes are checked against scaleplan.limits when parsed, before any law is read.
+MOST = {"--params": MAX_PARAMS, "--tokens": MAX_TOKENS, "--compute": MAX_COMPUTE, "--width": float(MAX_TARGET_WIDTH)}
 
 
 def _size(what: str, text: str | None) -> float | None:
-    return None if text is None else parse_size(text, what)
+    return None if text is None else parse_size(text, what, MOST[what])
 
 
 @click.command()
@@ -18,13 +23,13 @@ def _size(what: str, text: str | None) -> float | None:
 @click.option("--width", help="Target width, for laws fitted on width (muP sweeps).")
 @click.option("--law", "law_name", default="steplaw", show_default=True, help="Shipped law name or path to a law .json.")
 @click.option("--tokens-law", default="epoch-chinchilla", show_default=True, help="Loss law for compute-optimal tokens.")
-@click.option("--seq-len", default=4096, show_default=True, type=click.IntRange(min=1), help="Sequence length (batch in sequences).")
-@click.option("--vocab", default=32000, show_default=True, type=click.IntRange(min=1), help="Vocabulary size (embedding parameters).")
+@click.option("--seq-len", default=4096, show_default=True, type=click.IntRange(1, MAX_SEQ_LEN), help="Sequence length (batch in sequences).")
+@click.option("--vocab", default=32000, show_default=True, type=click.IntRange(1, MAX_VOCAB), help="Vocabulary size (embedding parameters).")
 @click.option("--tied/--untied", default=False, show_default=True, help="Tied input/output embeddings.")
 @click.option("--params-total", is_flag=True, help="--params counts all parameters, embeddings included.")
-@click.option("--d-model", type=click.IntRange(min=1), help="Model width (else derived from --params).")
-@click.option("--layers", type=click.IntRange(min=1), help="Number of layers (else derived from --params).")
-@click.option("--aspect", default=128.0, show_default=True, type=click.FloatRange(min=1), help="d_model / layers when deriving a shape.")
+@click.option("--d-model", type=click.IntRange(1, MAX_TARGET_WIDTH), help="Model width (else derived from --params).")
+@click.option("--layers", type=click.IntRange(1, MAX_LAYERS), help="Number of layers (else derived from --params).")
+@click.option("--aspect", default=128.0, show_default=True, type=click.FloatRange(1, MAX_ASPECT), help="d_model / layers when deriving a shape.")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default=None,
               help="Per-role lr rules (muP laws); default: the optimizer the law was fitted with.")
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999), help="Interval level.")

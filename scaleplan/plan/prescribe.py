@@ -83,11 +83,18 @@ def prescribe(
     if width is not None and "W" not in law.needs():
         raise ScaleplanError(f"law '{law.name}' does not depend on width; drop --width (--d-model sets the model's width)")
     if "W" in law.needs():
+        if width is None:
+            raise ScaleplanError(f"law '{law.name}' is a law of width W ({law.variable('W').meaning}): give --width")
+        given = {"--params": params is not None and "N" not in law.needs(), "--tokens": tokens is not None and "D" not in law.needs(),
+                 "--compute": compute is not None}
+        unused = [flag for flag, bad in given.items() if bad]
+        if unused:
+            raise ScaleplanError(f"law '{law.name}' depends only on {', '.join(law.needs())}: {unused[0]} would be ignored; drop it")
         return _prescribe_width(law, width=width, params=params, tokens=tokens, level=level, optimizer=optimizer)
     own = law.loss_law is not None or law.is_isoflop  # the law splits a budget itself (loss law or isoFLOP law)
     tokens_file = law if own else (load_law(tokens_law) if isinstance(tokens_law, str) else tokens_law)
     if tokens_file.loss_law is None and not tokens_file.is_isoflop:
-        raise ScaleplanError(f"tokens law '{tokens_file.name}' has neither a loss law nor an isoFLOP law "
+        raise ScaleplanError(f"tokens law '{tokens_file.name}' has no loss law and no isoFLOP law "
                              "(use chinchilla, epoch-chinchilla, or a law from `scaleplan fit --isoflop`)")
     kw = dict(vocab=vocab, tied=tied, seq_len=seq_len, d_model=d_model, n_layers=n_layers, aspect=aspect)
     # Chinchilla counts embeddings; a fit may not
@@ -171,11 +178,9 @@ def _law_input(law: LawFile, var: str, shape: ModelShape, tokens: float, compute
 
 
 def _prescribe_width(
-    law: LawFile, *, width: float | None, params: float | None, tokens: float | None, level: float, optimizer: str | None
+    law: LawFile, *, width: float, params: float | None, tokens: float | None, level: float, optimizer: str | None
 ) -> Prescription:
     """Laws of width (muP sweeps): base lr eta at the target width, then per-role lrs from the rules."""
-    if width is None:
-        raise ScaleplanError(f"law '{law.name}' is a law of width W ({law.variable('W').meaning}): give --width")
     prediction = law.predict(level=level, width=width, params=params, tokens=tokens)
     inputs = [LawInput(v, val, law.variable(v).meaning) for v, val in prediction.inputs.items()]
     ref = law.parametrization

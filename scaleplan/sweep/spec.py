@@ -17,6 +17,7 @@ from typing import Any
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import ScaleplanError
+from scaleplan.limits import MAX_BATCH_SIZE, MAX_PLANNED_TRIALS, MAX_STEPS, MAX_TRIALS_PER_POINT, MAX_WIDTH
 from scaleplan.train.config import SEARCHABLE_FIELDS
 
 if sys.version_info >= (3, 11):
@@ -164,12 +165,14 @@ def _table(raw: dict[str, Any], section: str, source: str) -> dict[str, Any]:
     return value
 
 
-def _int_list(value: Any, where: str, key: str, *, positive: bool = True) -> tuple[int, ...]:
+def _int_list(value: Any, where: str, key: str, *, positive: bool = True, most: int | None = None) -> tuple[int, ...]:
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
         raise ScaleplanError(f"{where}: '{key}' must be a non-empty list of integers, got {value!r}")
     if positive and any(v <= 0 for v in items):
         raise ScaleplanError(f"{where}: '{key}' values must be positive, got {value!r}")
+    if most is not None and max(items) > most:
+        raise ScaleplanError(f"{where}: '{key}' value {max(items)} is above the largest scaleplan sweeps ({most})")
     if len(set(items)) != len(items):
         raise ScaleplanError(f"{where}: '{key}' has repeated values {value!r}")
     return tuple(items)
@@ -203,8 +206,8 @@ def parse_search_param(name: str, value: Any, where: str) -> SearchParam:
     if log and low <= 0:
         raise ScaleplanError(f"{here}: a log-scale range needs low > 0 (got {low:g}); set log = false or raise low")
     points = value.get("points")
-    if points is not None and (isinstance(points, bool) or not isinstance(points, int) or points < 2):
-        raise ScaleplanError(f"{here}: 'points' must be an integer >= 2, got {points!r}")
+    if points is not None and (isinstance(points, bool) or not isinstance(points, int) or not 2 <= points <= MAX_TRIALS_PER_POINT):
+        raise ScaleplanError(f"{here}: 'points' must be an integer from 2 to {MAX_TRIALS_PER_POINT}, got {points!r}")
     return SearchParam(name=name, low=low, high=high, log=log, points=points)
 
 
@@ -323,8 +326,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     for key in ("widths", "steps"):
         if key not in ladder:
             raise ScaleplanError(f"{_where(source, 'ladder')}: '{key}' is required, e.g. {key} = [64, 128]")
-    widths = _int_list(ladder["widths"], _where(source, "ladder"), "widths")
-    steps = _int_list(ladder["steps"], _where(source, "ladder"), "steps")
+    widths = _int_list(ladder["widths"], _where(source, "ladder"), "widths", most=MAX_WIDTH)
+    steps = _int_list(ladder["steps"], _where(source, "ladder"), "steps", most=MAX_STEPS)
     if prune_every is not None and prune_every >= min(steps):
         raise ScaleplanError(
             f"{_where(source, 'sweep')}: 'prune_every' = {prune_every} must be smaller than every [ladder] steps "
@@ -335,7 +338,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     allowed_search = SECTION_KEYS["search"] if objective.kind == "builtin" else None
     if allowed_search is not None:
         _check_keys(search_table, allowed_search, _where(source, "search"))
-    batch_sizes = _int_list(search_table.get("batch_size", [32]), _where(source, "search"), "batch_size")
+    batch_sizes = _int_list(search_table.get("batch_size", [32]), _where(source, "search"), "batch_size", most=MAX_BATCH_SIZE)
     if "lr" not in search_table:
         raise ScaleplanError(f"{_where(source, 'search')}: 'lr' is required, e.g. lr = {{low = 1e-4, high = 1e-1}}")
     search = []
@@ -358,6 +361,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
                 f"{_where(source, 'search')}: sampler 'grid' needs 'points' (or a list of values) for {', '.join(missing)}"
             )
         n = math.prod(len(g) for g in n_grid if g is not None)
+        if n > MAX_TRIALS_PER_POINT:
+            raise ScaleplanError(f"{_where(source, 'search')}: the grid has {n} points per grid point, above {MAX_TRIALS_PER_POINT}; use fewer 'points'")
         if trials_per_point is not None and trials_per_point != n:
             raise ScaleplanError(
                 f"{_where(source, 'sweep')}: trials_per_point = {trials_per_point} but the grid has {n} points; drop trials_per_point"
@@ -365,8 +370,14 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
         trials_per_point = n
     elif trials_per_point is None:
         trials_per_point = 8
-    if not isinstance(trials_per_point, int) or isinstance(trials_per_point, bool) or trials_per_point < 1:
-        raise ScaleplanError(f"{_where(source, 'sweep')}: 'trials_per_point' must be a positive integer")
+    if not isinstance(trials_per_point, int) or isinstance(trials_per_point, bool) or not 1 <= trials_per_point <= MAX_TRIALS_PER_POINT:
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'trials_per_point' must be an integer from 1 to {MAX_TRIALS_PER_POINT}")
+    planned = trials_per_point * len(widths) * len(steps) * len(batch_sizes) * len(seeds)
+    if planned > MAX_PLANNED_TRIALS:
+        raise ScaleplanError(
+            f"{source}: the plan has {planned} trials (grid points x trials_per_point), above {MAX_PLANNED_TRIALS}; "
+            "split it into several sweeps or sweep fewer points"
+        )
 
     parametrization = model.get("parametrization", "sp")
     if not isinstance(parametrization, str):

@@ -1,7 +1,15 @@
-"""Regret of a transferred learning rate at the target width: L(lr) / L(best on a dense grid) - 1.
+"""Regret of a transferred learning rate at the target: L(lr) / L(best) - 1, raw and smoothed, with seed statistics.
 
-Losses are averaged over seeds first (the same seeds at every lr, so seed noise is shared); an lr
-where any seed diverged counts as diverged (mean = inf).
+Every lr at the target is trained with the same seeds. A seed whose loss is not finite diverged; an lr
+where any seed diverged cannot be the best, and its regret is reported as diverged (with the regret of its
+finite seeds beside it), never as an infinite number.
+
+- raw regret: the choice's seed mean over the lowest seed mean of any lr trained at the target (every
+  lr none of whose seeds diverged), with a jackknife standard error over seeds (seeds left out one at a
+  time from every lr; the same seeds at every lr, so the pairing is kept);
+- smoothed regret: the local model of loss vs log lr (validate/local_model.py) fitted through the seed
+  means, its value at the choice over its minimum; outside the model's window the choice's measured mean
+  over the model's minimum. Jackknife over seeds likewise (the model refitted each time).
 """
 
 from __future__ import annotations
@@ -9,51 +17,89 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass
+from typing import Callable
+
+from scaleplan.validate.local_model import LocalModel, fit_local_model
 
 
 @dataclass(frozen=True)
 class LrPoint:
-    """Held-out losses of one lr at the target width, one per seed."""
+    """Held-out losses of one lr at the target, one per seed in seed order (non-finite: that seed diverged)."""
 
     lr: float
     losses: tuple[float, ...]
 
     @property
-    def mean(self) -> float:
-        """Seed-mean loss; inf when any seed diverged."""
-        return math.inf if not all(math.isfinite(x) for x in self.losses) else sum(self.losses) / len(self.losses)
+    def n_diverged(self) -> int:
+        """How many seeds diverged at this lr."""
+        return sum(not math.isfinite(x) for x in self.losses)
 
     @property
-    def stderr(self) -> float:
-        """Standard error of the seed mean (0 with one seed, inf when diverged)."""
+    def diverged_fraction(self) -> float:
+        return self.n_diverged / len(self.losses)
+
+    @property
+    def finite(self) -> bool:
+        """True when no seed diverged."""
+        return self.n_diverged == 0
+
+    @property
+    def mean(self) -> float:
+        """Seed-mean loss; inf when any seed diverged."""
+        return sum(self.losses) / len(self.losses) if self.finite else math.inf
+
+    @property
+    def finite_mean(self) -> float:
+        """Mean over the seeds that did not diverge (inf when all did)."""
+        ok = [x for x in self.losses if math.isfinite(x)]
+        return sum(ok) / len(ok) if ok else math.inf
+
+    @property
+    def stderr(self) -> float | None:
+        """Standard error of the seed mean; None with one seed or when a seed diverged."""
         n = len(self.losses)
-        if n < 2 or not math.isfinite(self.mean):
-            return 0.0 if n < 2 else math.inf
-        var = sum((x - self.mean) ** 2 for x in self.losses) / (n - 1)
-        return math.sqrt(var / n)
+        if n < 2 or not self.finite:
+            return None
+        m = self.mean
+        return math.sqrt(sum((x - m) ** 2 for x in self.losses) / (n - 1) / n)
+
+    def without_seed(self, i: int) -> LrPoint:
+        """The point with seed `i` left out (the jackknife's replicate)."""
+        return LrPoint(self.lr, self.losses[:i] + self.losses[i + 1 :])
 
 
 @dataclass(frozen=True)
 class Regret:
-    """How much worse an lr choice is than the best lr of the dense grid at the target width."""
+    """How much worse an lr choice is than the best lr at the target, raw and smoothed.
+
+    `raw`/`smoothed` are None when the choice diverged on some seed (`diverged` > 0; `finite_raw` then
+    holds the regret of its finite-seed mean) or, for `smoothed`, when no local model could be fitted.
+    `smoothed_basis` is "model" (the choice lies in the model's window), "measured" (outside it: the
+    choice's measured mean over the model's minimum) or "none".
+    """
 
     label: str
     lr: float
     loss: float
     best_lr: float
     best_loss: float
-    loss_se: float = 0.0  # standard errors of the two seed means
-    best_se: float = 0.0
+    raw: float | None
+    raw_se: float | None
+    smoothed: float | None
+    smoothed_se: float | None
+    smoothed_basis: str
+    diverged: int
+    n_seeds: int
+    finite_raw: float | None = None
 
-    @property
-    def regret(self) -> float:
-        return self.loss / self.best_loss - 1.0
 
-    @property
-    def regret_se(self) -> float:
-        """Standard error of the regret from the two seed means (treated as independent: the shared
-        seeds correlate them positively, so this overstates the noise of the difference)."""
-        return math.hypot(self.loss_se, self.best_se) / self.best_loss
+def jackknife_se(full: float, replicates: list[float]) -> float | None:
+    """Jackknife standard error sqrt((n-1)/n * sum (theta_i - mean theta)^2) of a statistic over n leave-one-out replicates."""
+    n = len(replicates)
+    if n < 2 or not all(math.isfinite(r) for r in replicates) or not math.isfinite(full):
+        return None
+    centre = sum(replicates) / n
+    return math.sqrt((n - 1) / n * sum((r - centre) ** 2 for r in replicates))
 
 
 def group_by_lr(rows: list[tuple[float, int, float]]) -> list[LrPoint]:
@@ -64,15 +110,79 @@ def group_by_lr(rows: list[tuple[float, int, float]]) -> list[LrPoint]:
     return [LrPoint(lr, tuple(loss for _, loss in sorted(v))) for lr, v in sorted(by_lr.items())]
 
 
-def best_point(grid: list[LrPoint]) -> LrPoint:
-    """The grid lr with the lowest seed-mean loss."""
-    finite = [p for p in grid if math.isfinite(p.mean)]
+def best_point(points: list[LrPoint]) -> LrPoint:
+    """The lr with the lowest seed-mean loss among those where no seed diverged."""
+    finite = [p for p in points if p.finite]
     if not finite:
-        raise ValueError("every lr of the target grid diverged")
+        raise ValueError("every lr at the target diverged on some seed")
     return min(finite, key=lambda p: p.mean)
 
 
-def regret_of(label: str, choice: LrPoint, grid: list[LrPoint]) -> Regret:
-    """Regret of `choice` against the best of `grid` plus `choice` itself (it may beat the grid)."""
-    best = best_point([*grid, choice])
-    return Regret(label, choice.lr, choice.mean, best.lr, best.mean, choice.stderr, best.stderr)
+def local_model(points: list[LrPoint]) -> LocalModel | None:
+    """The local model through the seed means of the lrs where no seed diverged."""
+    finite = [p for p in points if p.finite]
+    return fit_local_model([p.lr for p in finite], [p.mean for p in finite])
+
+
+def _smoothed(choice: LrPoint, model: LocalModel | None) -> tuple[float | None, str]:
+    if model is None or not choice.finite:
+        return None, "none"
+    if model.covers(choice.lr):
+        return model.loss(choice.lr) / model.min_loss - 1.0, "model"
+    return choice.mean / model.min_loss - 1.0, "measured"
+
+
+def _jackknife(points: list[LrPoint], statistic: Callable[[list[LrPoint]], float | None], full: float | None) -> float | None:
+    """Jackknife s.e. of `statistic` over seeds: seed i left out of every lr at once."""
+    n = min(len(p.losses) for p in points)
+    if full is None or n < 2:
+        return None
+    replicates = [statistic([p.without_seed(i) for p in points]) for i in range(n)]
+    if any(r is None for r in replicates):
+        return None
+    return jackknife_se(full, [r for r in replicates if r is not None])
+
+
+def regret_of(label: str, choice: LrPoint, points: list[LrPoint]) -> Regret:
+    """Regret of `choice` against every lr trained at the target (`points`; the choice is added if missing)."""
+    if all(p.lr != choice.lr for p in points):
+        points = [*points, choice]
+    index = next(i for i, p in enumerate(points) if p.lr == choice.lr)
+    best = best_point(points)
+    best_index = points.index(best)
+    model = local_model(points)
+    smoothed, basis = _smoothed(choice, model)
+    if not choice.finite:
+        finite_raw = None if choice.n_diverged == len(choice.losses) else choice.finite_mean / best.mean - 1.0
+        return Regret(label, choice.lr, choice.mean, best.lr, best.mean, None, None, None, None, "none",
+                      choice.n_diverged, len(choice.losses), finite_raw)
+    raw = choice.mean / best.mean - 1.0
+
+    def raw_of(pts: list[LrPoint]) -> float:
+        return pts[index].mean / pts[best_index].mean - 1.0
+
+    def smoothed_of(pts: list[LrPoint]) -> float | None:
+        return _smoothed(pts[index], local_model(pts))[0]
+
+    return Regret(
+        label, choice.lr, choice.mean, best.lr, best.mean, raw, _jackknife(points, raw_of, raw),
+        smoothed, _jackknife(points, smoothed_of, smoothed), basis, 0, len(choice.losses),
+    )
+
+
+def format_regret(value: float | None, se: float | None) -> str:
+    """`1.23% ± 0.45%`, `1.23%` without an s.e., `-` without a value."""
+    if value is None:
+        return "-"
+    return f"{value:.2%}" + ("" if se is None else f" ± {se:.2%}")
+
+
+def describe(r: Regret, smoothed: bool = False) -> str:
+    """One cell of the report: the raw (or smoothed) regret ± s.e., or how many seeds diverged."""
+    if r.diverged:
+        finite = "" if r.finite_raw is None else f"; finite seeds: {r.finite_raw:.2%}"
+        return f"diverged on {r.diverged}/{r.n_seeds} seeds{finite}"
+    if smoothed:
+        text = format_regret(r.smoothed, r.smoothed_se)
+        return text + (" (measured, outside the local model)" if r.smoothed_basis == "measured" else "")
+    return format_regret(r.raw, r.raw_se)

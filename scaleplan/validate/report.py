@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
+from dataclasses import dataclass
 from pathlib import Path
 
 from scaleplan.outputs import pyplot, save_figure
 from scaleplan.validate.experiment import SpecValidation
+from scaleplan.validate.regret import LrPoint, describe, local_model
 
 
 def plot_transfer(results: list[SpecValidation], path: Path) -> Path:
@@ -17,15 +20,19 @@ def plot_transfer(results: list[SpecValidation], path: Path) -> Path:
         widths = [*sorted(r.small_curves), r.target_width]
         cmap = plt.get_cmap("viridis")
         for i, w in enumerate(widths):
-            curve = r.target_grid if w == r.target_width else r.small_curves[w]
+            curve = r.target_points if w == r.target_width else r.small_curves[w]
             pts = [p for p in curve if math.isfinite(p.mean)]
             style = dict(lw=2.4, marker="o", ms=3) if w == r.target_width else dict(lw=1.2, marker=".", ms=4)
             ax.plot([p.lr for p in pts], [p.mean for p in pts], color=cmap(i / max(1, len(widths) - 1)),
                     label=f"width {w}" + (" (target)" if w == r.target_width else ""), **style)
-        ax.axvline(r.predicted.lr, color="tab:red", ls="--", lw=1.2, label=f"predicted (regret {r.predicted.regret:.2%})")
-        ax.axvline(r.naive.lr, color="tab:gray", ls=":", lw=1.2, label=f"naive (regret {r.naive.regret:.2%})")
-        finite = [p.mean for p in r.target_grid if math.isfinite(p.mean)]
-        low = min(min(p.mean for p in c if math.isfinite(p.mean)) for c in [r.target_grid, *r.small_curves.values()])
+        model = local_model(r.target_points)
+        if model is not None:
+            grid = [model.low_lr * (model.high_lr / model.low_lr) ** (k / 60) for k in range(61)]
+            ax.plot(grid, [model.loss(x) for x in grid], color="k", lw=1.0, ls="-", label="local model (target)")
+        ax.axvline(r.predicted.lr, color="tab:red", ls="--", lw=1.2, label=f"predicted ({describe(r.predicted)})")
+        ax.axvline(r.naive.lr, color="tab:gray", ls=":", lw=1.2, label=f"naive ({describe(r.naive)})")
+        finite = [p.mean for p in r.target_points if math.isfinite(p.mean)]
+        low = min(min(p.mean for p in c if math.isfinite(p.mean)) for c in [r.target_points, *r.small_curves.values()])
         ax.set_ylim(low * 0.97, max(finite) * 1.08 if finite else None)
         ax.set_xscale("log")
         ax.set_xlabel("learning rate (base lr eta)")
@@ -36,53 +43,115 @@ def plot_transfer(results: list[SpecValidation], path: Path) -> Path:
     return save_figure(fig, path, dpi=120)
 
 
+STATISTICS = """Regret = L(lr) / L(best) - 1 on held-out loss, mean over seeds (the same seeds at every lr).
+*Raw*: the choice's seed mean over the lowest seed mean of any lr trained at the target. *Smoothed*: an
+asymmetric parabola in log lr (separate curvatures below and above the optimum) fitted through the seed
+means within one octave of the lowest, its value at the choice over its minimum (outside its window: the
+measured mean over its minimum); it removes the ~1% seed noise of single grid points and the selection
+bias of taking the lowest of many noisy means. ± is one jackknife standard error over seeds (seed i left
+out of every lr at once). An lr where a seed diverged is reported with the count of diverged seeds; it is
+never the best. *Predicted*: the fitted law lr*(width) at the target. *Naive*: the optimum of the widest
+swept width reused unchanged. Intervals of the prediction: the law's t interval (its residual degrees of
+freedom) and the percentile interval of the prediction over the fit's bootstrap (trials resampled within
+each width: the optimum-location noise only)."""
+
+
+def _interval(r: SpecValidation) -> str:
+    parts = []
+    for i in r.intervals:
+        if i.low is not None and i.high is not None:
+            parts.append(f"{i.low:.3g}-{i.high:.3g} ({i.kind})")
+    return "; ".join(parts) or "-"
+
+
 def markdown(results: list[SpecValidation], figure: str, command: str) -> str:
-    """The report page: how to reproduce it, the regret table, and how far lr* moved with width."""
+    """The report page: how to reproduce it, the regret table, the drift of lr*, the laws and the target grids."""
     lines = [
         "# Transfer validation",
         "",
         f"Reproduce: `{command}`",
         "",
-        "Regret = L(lr) / L(best lr at the target) - 1, held-out loss, mean over seeds (same seeds for every lr);",
-        "± is one standard error from the seed spread (the seeds of two lrs treated as independent, which overstates it).",
-        "*Predicted*: the fitted law lr*(width) evaluated at the target width. *Naive*: the optimum of the widest",
-        "swept width reused unchanged. *Best*: the best of a dense lr grid (2^0.5 steps) trained at the target.",
+        STATISTICS,
         "",
         f"![transfer figure]({figure})",
         "",
-        "| spec | parametrization | swept widths | target | seeds | predicted lr (95% PI) | regret (± s.e.) | naive lr | naive regret (± s.e.) | best lr | best loss |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| spec | parametrization | swept widths | target | seeds | predicted lr | 95% intervals of the prediction | "
+        "regret, raw | regret, smoothed | naive lr | naive regret, raw | naive regret, smoothed | best lr | best loss |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
-        lo, hi = r.predicted_interval
-        pi = f" ({lo:.3g}-{hi:.3g})" if lo is not None and hi is not None else ""
+        edge = " (grid edge: regrets are lower bounds)" if r.best_on_edge else ""
         lines.append(
             f"| {r.name} | {r.parametrization} | {', '.join(map(str, r.widths))} | {r.target_width} "
-            f"({r.target_width // max(r.widths)}x widest, {r.target_width // min(r.widths)}x narrowest) | {len(r.seeds)} | "
-            f"{r.predicted.lr:.3g}{pi} | **{r.predicted.regret:.2%}** ± {r.predicted.regret_se:.2%} | {r.naive.lr:.3g} | "
-            f"{r.naive.regret:.2%} ± {r.naive.regret_se:.2%} | "
-            f"{r.predicted.best_lr:.3g}{' (grid edge: regrets are lower bounds)' if r.best_on_edge else ''} | "
-            f"{r.predicted.best_loss:.4f} |"
+            f"({r.target_width / max(r.widths):g}x widest) | {len(r.seeds)} | {r.predicted.lr:.4g} | {_interval(r)} | "
+            f"**{describe(r.predicted)}** | **{describe(r.predicted, smoothed=True)}** | "
+            f"{r.naive.lr:.4g} (width {r.naive_width}) | {describe(r.naive)} | {describe(r.naive, smoothed=True)} | "
+            f"{r.predicted.best_lr:.4g}{edge} | {r.predicted.best_loss:.4f} |"
         )
     lines += ["", "## How far the optimal lr moves with width", ""]
     lines += ["| spec | width | lr* (parabola) | 95% bootstrap CI | log2 shift vs narrowest |", "|---|---|---|---|---|"]
     for r in results:
+        first = r.optima[0].lr
         for o in r.optima:
-            lines.append(f"| {r.name} | {o.width} | {o.lr:.3g} | {o.low:.3g}-{o.high:.3g} | {math.log2(o.lr / r.optima[0].lr):+.2f} |")
-        lines.append(f"| {r.name} | {r.target_width} (target, best of grid) | {r.predicted.best_lr:.3g} | - | {r.target_drift_log2:+.2f} |")
+            lines.append(f"| {r.name} | {o.width} | {o.lr:.3g} | {o.low:.3g}-{o.high:.3g} | {math.log2(o.lr / first):+.2f} |")
+        lines.append(f"| {r.name} | {r.target_width} (target, best lr trained) | {r.predicted.best_lr:.3g} | - | {r.target_drift_log2:+.2f} |")
     lines += ["", "## Fitted laws", ""]
     for r in results:
         lines.append(f"- {r.name}: lr*(W) = {r.law_formula} (W = width; {r.fit_method}), law file `{r.law_path}`; "
                      f"{r.steps} steps, batch {r.batch_size}.")
     lines += ["", "## Target lr grid (held-out loss per seed)", ""]
     for r in results:
-        lines.append(f"{r.name} at width {r.target_width}:")
+        model = local_model(r.target_points)
+        lines.append(f"{r.name} at width {r.target_width}" + (
+            "" if model is None else
+            f" (local model: minimum {model.min_loss:.4f} at lr {model.vertex_lr:.4g}, fitted on {model.n_points} lrs "
+            f"{model.low_lr:.4g}-{model.high_lr:.4g})") + ":")
         lines.append("")
-        lines.append("| lr | mean | per seed |")
-        lines.append("|---|---|---|")
-        for p in sorted([*r.target_grid, r.predicted_point, r.naive_point], key=lambda p: p.lr):
-            tag = " (predicted)" if p is r.predicted_point else " (naive)" if p is r.naive_point else ""
-            lines.append(f"| {p.lr:.4g}{tag} | {p.mean:.4f} | {', '.join(f'{x:.4f}' for x in p.losses)} |")
+        lines.append("| lr | mean | s.e. | diverged seeds | per seed |")
+        lines.append("|---|---|---|---|---|")
+        for p in r.target_points:
+            tags = [t for t, lr in (("predicted", r.predicted_lr), ("naive", r.naive_lr)) if p.lr == lr]
+            tag = f" ({', '.join(tags)})" if tags else ""
+            mean = f"{p.mean:.4f}" if p.finite else "-"
+            se = "-" if p.stderr is None else f"{p.stderr:.4f}"
+            lines.append(f"| {p.lr:.4g}{tag} | {mean} | {se} | {p.n_diverged}/{len(p.losses)} | "
+                         f"{', '.join(f'{x:.4f}' if math.isfinite(x) else 'diverged' for x in p.losses)} |")
         lines.append("")
     return "\n".join(lines) + "\n"
 
+
+@dataclass(frozen=True)
+class TargetGrid:
+    """The lrs trained at one spec's target, as a written report lists them."""
+
+    width: int
+    points: list[LrPoint]
+    predicted_lr: float | None
+    naive_lr: float | None
+
+
+def read_target_grids(text: str) -> dict[str, TargetGrid]:
+    """The per-seed target grids of a written report, by spec name.
+
+    Reads this module's tables and those of earlier reports (`| lr | mean | per seed |`): the lr is the
+    first cell's number (tagged `(predicted)`/`(naive)`), the seeds the last cell; `inf` and `diverged`
+    are diverged seeds.
+    """
+    grids: dict[str, TargetGrid] = {}
+    name: str | None = None
+    for line in text.splitlines():
+        title = re.match(r"^(\S+) at width (\d+)\b.*:$", line)
+        if title:
+            name = title.group(1)
+            grids[name] = TargetGrid(int(title.group(2)), [], None, None)
+        elif name is not None and line.startswith("| ") and not line.startswith("| lr |"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            lr = float(cells[0].split()[0])
+            losses = tuple(math.inf if x.strip() in ("inf", "diverged") else float(x) for x in cells[-1].split(","))
+            grid = grids[name]
+            grid.points.append(LrPoint(lr, losses))
+            grids[name] = TargetGrid(grid.width, grid.points, lr if "predicted" in cells[0] else grid.predicted_lr,
+                                     lr if "naive" in cells[0] else grid.naive_lr)
+        elif name is not None and grids[name].points and not line.startswith("|"):
+            name = None
+    return grids

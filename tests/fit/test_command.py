@@ -20,7 +20,7 @@ STEPLAW = ["--column", "batch_size=bs", "--column", "loss=smooth loss", "--batch
 
 
 def test_steplaw_band_fit_writes_a_law_file_and_plots(tmp_path: Path) -> None:
-    out = tmp_path / "fits" / "steplaw-refit.json"
+    out = tmp_path / "steplaw-refit.json"
     args = ["fit", str(DATA / "steplaw_dense_lr_bs_loss.csv"), "-o", str(out), "--method", "band",
             "--bootstrap", "20", "--plot", str(tmp_path / "plots"), *STEPLAW]
     result = CliRunner().invoke(cli, args)

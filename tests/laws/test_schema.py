@@ -5,7 +5,7 @@ import pytest
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import LawFileError, ScaleplanError
-from scaleplan.laws import SCHEMA_VERSION, LawFile, LossLaw, PowerLaw, Provenance, Variable
+from scaleplan.laws import SCHEMA_VERSION, LawFile, LossLaw, PowerLaw, Provenance, Variable, load_law
 
 N = Variable("N", "non-embedding parameters", "parameters", "non-embedding")
 D = Variable("D", "training tokens", "tokens")
@@ -40,6 +40,25 @@ def test_prediction_interval_uses_covariance_residual_and_t_quantile():
     assert est.interval == "prediction"
     assert math.isclose(math.log(est.high / est.value), half, rel_tol=1e-9)
     assert math.isclose(math.log(est.value / est.low), half, rel_tol=1e-9)
+
+
+def test_steplaw_interval_uses_the_full_covariance_matrix():
+    """Step Law's bootstrap covariance is not diagonal: the cross-terms change the interval, and they are in it."""
+    import numpy as np
+    from statistics import NormalDist
+
+    law = load_law("steplaw")
+    lr = law.power_laws[0]
+    cov = np.array(lr.covariance)
+    assert np.abs(cov - np.diag(np.diag(cov))).max() > 0.1 * np.abs(np.diag(cov)).min()  # really not diagonal
+    x = np.array([1.0, math.log(7e9), math.log(2e12)])
+    half = NormalDist().inv_cdf(0.975) * math.sqrt(x @ cov @ x)  # no residual, no dof: a normal confidence interval
+    diagonal_only = NormalDist().inv_cdf(0.975) * math.sqrt(x @ np.diag(np.diag(cov)) @ x)
+    est = law.predict(params=7e9, tokens=2e12).values["lr"]
+    assert est.interval == "confidence"
+    assert math.isclose(math.log(est.high / est.value), half, rel_tol=1e-9)
+    assert math.isclose(math.log(est.value / est.low), half, rel_tol=1e-9)
+    assert not math.isclose(half, diagonal_only, rel_tol=0.1)  # dropping the cross-terms would show
 
 
 def test_confidence_interval_without_residual_is_narrower():

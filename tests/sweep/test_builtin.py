@@ -12,7 +12,7 @@ from scaleplan.sweep.builtin import BuiltinObjective
 from scaleplan.sweep.export import load_trials
 from scaleplan.sweep.runner import RunSummary, run_sweep
 from scaleplan.sweep.spec import load_spec
-from scaleplan.sweep.study import open_sweep
+from scaleplan.sweep.study import open_sweep, trial_id
 from scaleplan.sweep.worker import claim
 
 SPEC = """
@@ -57,7 +57,7 @@ def test_population_claims_one_grid_point_together(spec_path: Path) -> None:
     session = open_sweep(spec)
     objective = BuiltinObjective(spec)
     first = claim(session, objective, limit=100)
-    points = {t.user_attrs["point"] for t in session.study.get_trials() if t._trial_id in first}
+    points = {t.user_attrs["point"] for t in session.study.get_trials() if trial_id(session, t) in first}
     assert len(first) == 3 and points == {"w8-s5-b4-seed0"}  # population_size_for(width 8) = 8 >= 3 members
     assert len(claim(session, objective, limit=2)) == 2
     assert [t.state for t in session.study.get_trials()].count(TrialState.WAITING) == 1

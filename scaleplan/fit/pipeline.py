@@ -1,0 +1,246 @@
+"""Sweep -> law file: the one fitting pipeline behind `scaleplan fit` and `scaleplan validate`.
+
+Given a sweep's trials (`SweepData`: from a spec's storage, or a CSV), prepare them, locate the optima,
+fit the hyperparameter power laws (and the loss law where the cells allow it) and build the law file.
+Data without an lr column gives a loss law on every run (loss-only); `isoflop` gives N*(C), D*(C).
+Both commands call `fit_sweep`, so a law written by `validate` is the law `fit` writes from the same
+trials and options (`fit_command` gives that command). A sweep with unfinished slots is refused unless
+`allow_incomplete`, and then flagged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from scaleplan.errors import FitError, InputError
+
+if TYPE_CHECKING:
+    import optuna
+    import pandas as pd
+
+    from scaleplan.core.reference import ParametrizationRef
+    from scaleplan.fit.data import Trials
+    from scaleplan.fit.hyperparameter_law import HyperparameterFit
+    from scaleplan.fit.isoflop import IsoflopFit
+    from scaleplan.fit.loss_law import LossLawFit
+    from scaleplan.fit.power_sum import Constraints
+    from scaleplan.laws import LawFile
+    from scaleplan.sweep.spec import SweepSpec
+
+MIN_LOSS_LAW_CELLS = 6
+
+
+@dataclass(frozen=True)
+class FitOptions:
+    """How to fit: the options of `scaleplan fit` (see its --help), with its defaults."""
+
+    method: str = "parabola"
+    band: float = 0.0025
+    near: float = 0.02
+    x: str | None = None  # None: width for a sweep spec, N for a CSV
+    columns: tuple[str, ...] = ()
+    batch_unit_scale: float = 1.0
+    batch_unit: str = "samples"
+    d_unit: str = "tokens"
+    batch_on_size: bool = False
+    loss_law: bool | None = None
+    n_boot: int = 200
+    seed: int = 0
+    weighting: str = "inverse-variance"
+    lr_in: tuple[str, ...] = ()  # predictors of the lr law (N, width, D, C = 6ND, R = D/N); () = the default
+    batch_in: tuple[str, ...] = ()
+    isoflop: int | None = None  # Chinchilla approach 1 or 2: fit N*(C), D*(C) instead of hyperparameter laws
+    huber_delta: float = 1e-3  # loss law
+    loss_space: str = "log"
+    starts: int = 20
+    fixed: tuple[str, ...] = ()  # NAME=VALUE
+    tied: tuple[str, ...] = ()  # NAME=NAME
+    allow_incomplete: bool = False
+
+
+def fit_command(source: str | Path, output: str | Path, options: FitOptions) -> str:
+    """The `scaleplan fit` command that fits `source` with `options` into `output` (a law file's provenance)."""
+    import shlex
+
+    o, default = options, FitOptions()
+    args = ["scaleplan", "fit", str(source), "-o", str(output), "--method", o.method]
+    if o.x is not None:
+        args += ["--x", o.x]
+    args += [a for c in o.columns for a in ("--column", c)]
+    if o.method == "band":
+        args += ["--band", f"{o.band:g}"]
+    if o.method == "parabola":
+        args += ["--near", f"{o.near:g}"]
+    for flag, value, fmt in (("--batch-unit-scale", o.batch_unit_scale, "{:g}"), ("--batch-unit", o.batch_unit, "{}"),
+                             ("--d-unit", o.d_unit, "{}")):
+        if value != getattr(default, flag[2:].replace("-", "_")):
+            args += [flag, fmt.format(value)]
+    args += ["--batch-on-size"] if o.batch_on_size else []
+    args += [] if o.loss_law is None else ["--loss-law" if o.loss_law else "--no-loss-law"]
+    args += ["--bootstrap", str(o.n_boot), "--seed", str(o.seed), "--weighting", o.weighting]
+    for flag, value in (("--lr-in", ",".join(o.lr_in)), ("--batch-in", ",".join(o.batch_in)), ("--isoflop", o.isoflop)):
+        args += [flag, str(value)] if value else []
+    for flag, value in (("--huber-delta", o.huber_delta), ("--loss-space", o.loss_space), ("--starts", o.starts)):
+        args += [flag, f"{value:g}" if isinstance(value, float) else str(value)] if value != getattr(default, flag[2:].replace("-", "_")) else []
+    args += [a for f in o.fixed for a in ("--fix", f)] + [a for t in o.tied for a in ("--tie", t)]
+    args += ["--allow-incomplete"] if o.allow_incomplete else []
+    return shlex.join(args)
+
+
+@dataclass(frozen=True)
+class SweepData:
+    """A sweep's trials as read: the raw frame, its data hash, and (for a spec) its parametrization reference."""
+
+    frame: pd.DataFrame
+    source: str
+    data_sha256: str | None
+    parametrization: ParametrizationRef | None = None  # known for a sweep's own trials, None for a foreign CSV
+    unfinished: str | None = None  # how far a sweep's plan is from done (None: finished, or not a sweep)
+
+
+@dataclass(frozen=True)
+class SweepFit:
+    """What the pipeline produced: the prepared trials, optima and power laws (or isoFLOP laws), loss law, flags,
+    and the law file."""
+
+    data: SweepData
+    trials: Trials
+    hyper: HyperparameterFit | None  # None for loss-only data and isoFLOP fits
+    loss: LossLawFit | None
+    law: LawFile
+    isoflop: IsoflopFit | None = None
+    flags: tuple[str, ...] = ()
+
+
+def spec_data(spec: SweepSpec, storage: str | None = None) -> SweepData:
+    """The trials of a sweep spec's study (its storage, or `storage`), its parametrization reference and progress."""
+    from scaleplan.fit.data import frame_sha256
+    from scaleplan.sweep.export import open_study_readonly, trials_frame
+
+    study = open_study_readonly(spec, storage=storage)
+    frame = trials_frame(study)
+    return SweepData(frame, str(spec.path or spec.name), frame_sha256(frame), spec.reference, unfinished(study))
+
+
+def unfinished(study: optuna.Study) -> str | None:
+    """`the sweep is unfinished: 13 of 15 planned trials done, ...`, or None when every planned slot is done
+    (or the study was not made by `scaleplan sweep`, so it has no plan)."""
+    from scaleplan.sweep.progress import point_status, trials_done
+    from scaleplan.sweep.study import PLANNED_ATTR
+
+    planned = study.user_attrs.get(PLANNED_ATTR)
+    if planned is None:
+        return None
+    rows = point_status(study.get_trials(deepcopy=False), planned)
+    open_points = [r.point for r in rows if not r.finished]
+    if not open_points:
+        return None
+    shown = ", ".join(open_points[:4]) + (", ..." if len(open_points) > 4 else "")
+    return (f"the sweep is unfinished: {trials_done(rows)} of {sum(r.planned for r in rows)} planned trials done, "
+            f"{len(open_points)} of {len(rows)} grid points open ({shown})")
+
+
+def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | None, command: str,
+              citation: str | None = None) -> SweepFit:
+    """Prepare the trials, fit the hyperparameter laws (or isoFLOP laws) and the loss law where possible, build the law file."""
+    from scaleplan.fit.data import parse_column_map, prepare_trials
+    from scaleplan.fit.flags import fit_flags
+    from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
+    from scaleplan.fit.law_file import LawMetadata, build_law_file
+
+    from scaleplan.fit.power_sum import PowerSumModel
+
+    if data.unfinished and not options.allow_incomplete:
+        raise FitError(f"{data.source}: {data.unfinished}; finish it (scaleplan sweep), or fit it anyway with --allow-incomplete")
+    loss_constraints = constraints(options.fixed, options.tied)
+    PowerSumModel(("A", "B"), ("alpha", "beta"), loss_constraints)  # a bad --fix / --tie fails before any work
+    x = options.x or ("width" if data.parametrization is not None else "N")
+    columns = parse_column_map(options.columns)
+    has_lr = "lr" in columns.values() or ("lr" in data.frame.columns and "lr" not in columns)
+    mode = "isoflop" if options.isoflop else ("lr" if has_lr else "loss-only")
+    required = {"lr": ("lr", "loss"), "loss-only": ("loss", "D"), "isoflop": ("loss",)}[mode]
+    trials = prepare_trials(data.frame, x=x, columns=columns, batch_unit_scale=options.batch_unit_scale, source=data.source,
+                            required=required)
+    hyper = iso = None
+    if mode == "lr":
+        hyper = fit_hyperparameter_laws(trials, method=options.method, band=options.band, near=options.near,
+                                        batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
+                                        weighting=options.weighting, lr_in=list(options.lr_in), batch_in=list(options.batch_in))
+    elif mode == "isoflop":
+        iso = _isoflop(trials, options)
+    loss = _maybe_loss_law(trials, hyper, True if mode == "loss-only" else options.loss_law, options, loss_constraints)
+    flags = tuple(fit_flags(hyper, loss, iso, extra=(f"fitted on an unfinished sweep: {data.unfinished}",) if data.unfinished else ()))
+    how = {"lr": options.method, "loss-only": "loss-law", "isoflop": f"isoFLOP approach {options.isoflop}"}[mode]
+    meta = LawMetadata(
+        name=name, title=title or f"{how} fit of {Path(data.source).name}", command=command,
+        data_sha256=data.data_sha256, d_unit=options.d_unit, batch_unit=options.batch_unit, citation=citation,
+        parametrization=data.parametrization,
+    )
+    return SweepFit(data, trials, hyper, loss, build_law_file(meta, trials, hyper, loss, iso, flags), iso, flags)
+
+
+def constraints(fixed: tuple[str, ...], tied: tuple[str, ...]) -> Constraints:
+    """--fix NAME=VALUE and --tie NAME=NAME as loss-law constraints (checked against the parameters in the fit)."""
+    from scaleplan.fit.power_sum import Constraints
+
+    values = {}
+    for item in fixed:
+        name, sep, value = item.partition("=")
+        try:
+            values[name.strip()] = float(value)
+        except ValueError:
+            raise InputError(f"--fix expects NAME=NUMBER (e.g. E=1.69), got '{item}'") from None
+        if not sep:
+            raise InputError(f"--fix expects NAME=NUMBER (e.g. E=1.69), got '{item}'")
+    pairs = []
+    for item in tied:
+        left, sep, right = (t.strip() for t in item.partition("="))
+        if not (sep and left and right):
+            raise InputError(f"--tie expects NAME=NAME (e.g. alpha=beta), got '{item}'")
+        pairs.append((right, left))  # (follower, leader): --tie alpha=beta makes beta follow alpha
+    return Constraints(fixed=values, tied=tuple(pairs))
+
+
+def _isoflop(trials: Trials, options: FitOptions) -> IsoflopFit:
+    """N*(C), D*(C) with budgets from a C column, else C = 6ND."""
+    from scaleplan.fit.isoflop import fit_isoflop
+
+    frame = trials.frame
+    if trials.x != "N":
+        raise InputError("--isoflop needs --x N (profiles of loss against model size)")
+    if "C" in frame:
+        compute = frame["C"].to_numpy(float)
+    elif "D" in frame:
+        compute = 6.0 * frame["N"].to_numpy(float) * frame["D"].to_numpy(float)
+    else:
+        raise InputError(f"--isoflop needs a compute column C (or D, for C = 6ND); found {list(frame.columns)}: "
+                         "map yours with --column C=flops")
+    return fit_isoflop(compute, frame["N"].to_numpy(float), frame["loss"].to_numpy(float), options.isoflop, options.near,
+                       options.n_boot, options.seed)
+
+
+def _maybe_loss_law(trials: Trials, hyper: HyperparameterFit | None, wanted: bool | None, options: FitOptions,
+                    loss_constraints: Constraints) -> LossLawFit | None:
+    """Fit the loss law on the cells' best losses (every run for loss-only data) when asked, or by default when possible."""
+    import numpy as np
+
+    from scaleplan.fit.loss_law import fit_loss_law
+
+    if hyper is not None:
+        points = [(o.size, o.tokens, o.loss) for o in hyper.optima]
+    else:
+        frame = trials.frame
+        points = list(zip(frame["N"], frame["D"], frame["loss"])) if trials.x == "N" and "D" in frame else []
+    possible = (trials.x == "N" and trials.has_tokens and len({p[0] for p in points}) >= 2 and all(p[2] > 0 for p in points))
+    if wanted is False or (wanted is None and not (possible and len(points) >= MIN_LOSS_LAW_CELLS)):
+        return None  # by default only with MIN_LOSS_LAW_CELLS points; asked for, the fit itself checks the count
+    if not possible:
+        raise FitError(
+            "a loss law needs --x N, a D column with several values, at least 2 sizes and positive losses; "
+            f"this data has {len(points)} point(s)"
+        )
+    n, d, loss = (np.array(col, dtype=float) for col in zip(*points))
+    return fit_loss_law(n, d, loss, delta=options.huber_delta, space=options.loss_space, starts=options.starts,
+                        constraints=loss_constraints, n_boot=options.n_boot, seed=options.seed)
