@@ -32,7 +32,7 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam") -> dict[str, R
             stacklevel=3,
         )
     return {
-        name: rules.multipliers(record.role, record.m, optimizer, state.depth_ratio, state.completep)
+        name: rules.multipliers(record.role, record.m, optimizer, state.depth_ratio, state.completep, m_out=record.m_out)
         for name, record in state.tensors.items()
     }
 

@@ -67,7 +67,7 @@ class CharLM(Task):
     """Next-character prediction on windows of seq_len characters; D counts tokens."""
 
     name: ClassVar[str] = "charlm"
-    models: ClassVar[tuple[str, ...]] = ("gpt",)
+    models: ClassVar[tuple[str, ...]] = ("gpt", "hf-gpt2")
 
     seq_len: int = 64
     val_fraction: float = 0.1

@@ -128,6 +128,19 @@ def _members_checkpoint(checkpoint: Checkpoint, members: list[int], k: int) -> C
     return call
 
 
+def _tied_aliases(model: nn.Module) -> dict[str, str]:
+    """{second name: first name} of tied parameters: the meta skeleton may lose the tie (transformers
+    models do), so every name is passed to functional_call explicitly."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            aliases[name] = first[id(param)]
+        else:
+            first[id(param)] = name
+    return aliases
+
+
 def _static_state(model: nn.Module) -> str:
     """The non-tensor attributes and hook settings of every submodule (a vmapped call shares them)."""
     state = []
@@ -183,8 +196,11 @@ def _train_stacked(
     slot = torch.tensor([seeds.index(c.seed) for c in cfgs])
     generators = [data_generator(seed) for seed in seeds]
 
+    aliases = _tied_aliases(models[0])
+
     def unflatten(values: Tensor) -> dict[str, Tensor]:
-        return {n: t.view(k, *shape) for n, t, shape in zip(names, values.split(sizes, dim=1), shapes)}
+        found = {n: t.view(k, *shape) for n, t, shape in zip(names, values.split(sizes, dim=1), shapes)}
+        return {**found, **{alias: found[name] for alias, name in aliases.items()}}
 
     def batched_forward(x: Tensor, in_dim: int | None) -> Tensor:
         call = lambda p, b, x: functional_call(skeleton, (p, b), (x,))  # noqa: E731
