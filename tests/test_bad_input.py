@@ -202,7 +202,7 @@ CASES: list[tuple[list[str], str]] = [
     (["fit", "--storage", PG, "-o", "law.json"], "cannot reach storage"),
     (["fit", "notes.txt"], "give a sweep spec (.toml) or a CSV of trials (.csv)"),
     # coord-check
-    (["coord-check", "--model", "transformer"], "Invalid value for '--model'"),
+    (["coord-check", "--model", "transformer"], "unknown model 'transformer'"),
     (["coord-check", "--widths", "a,b"], "--widths must be a comma list of integers"),
     (["coord-check", "--widths", "64"], "--widths needs at least 2 different widths"),
     (["coord-check", "--widths", "64,10000000"], "--widths must be integers from 1 to 65536"),

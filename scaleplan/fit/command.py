@@ -1,6 +1,7 @@
-"""`scaleplan fit SPEC|CSV -o fits/NAME.json`: optima per cell, lr/batch power laws, loss law, plots.
+"""`scaleplan fit SPEC|CSV -o fits/NAME.json`: optima per cell, lr/batch power laws, loss law, isoFLOP laws, plots.
 
-Heavy imports (pandas, statsmodels, scipy, matplotlib) happen inside the command body.
+Data with an lr column gives lr (and batch) laws plus a loss law; data without one gives a loss law
+(loss-only); `--isoflop` gives N*(C), D*(C). Heavy imports happen inside the command body.
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ D_UNITS = ("tokens", "samples")
                    "a storage, or a CSV it exported), N for other CSVs.")
 @click.option("--column", "columns", multiple=True, metavar="CANONICAL=SOURCE",
               help="Map a column of the data to a canonical name (N, D, lr, batch_size, loss, width, state, "
-                   "diverged), e.g. --column batch_size=bs --column 'loss=smooth loss'. Repeatable.")
+                   "diverged, seed, model (cells keyed by it), C), e.g. --column batch_size=bs --column 'loss=smooth loss'. "
+                   "Repeatable.")
 @click.option("--batch-unit-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Multiply batch_size by this (e.g. 2048 for sequences of 2048 tokens -> tokens).")
 @click.option("--batch-unit", type=click.Choice(BATCH_UNITS), default="samples", show_default=True,
@@ -50,7 +52,7 @@ D_UNITS = ("tokens", "samples")
 @click.option("--batch-on-size", is_flag=True, help="Also regress ln B* on ln N (ln B* = c + gamma ln D + delta ln N).")
 @click.option("--loss-law/--no-loss-law", default=None,
               help="Fit L(N, D) = E + A/N^a + B/D^b on the cells' minimum losses (default: when N and D both vary "
-                   f"over >= {MIN_LOSS_LAW_CELLS} cells).")
+                   f"over >= {MIN_LOSS_LAW_CELLS} cells; always for data without an lr column).")
 @click.option("--lr-batch/--no-lr-batch", default=None,
               help="Put the batch size in the lr law (one lr optimum per (size, D, batch) cell): its exponent is the "
                    "lr-batch relation at fixed N and D. Default: for a sweep whose batch sizes share D (a tokens ladder).")
@@ -67,13 +69,36 @@ D_UNITS = ("tokens", "samples")
 @click.option("--name", default=None, help="Law name (default: the output file's stem).")
 @click.option("--title", default=None, help="One-line title of the law file.")
 @click.option("--citation", default=None, help="Where the data comes from, recorded in the provenance.")
+@click.option("--lr-in", default=None, metavar="VARS",
+              help="Predictors of the lr law, comma-separated: N (or width), D, C (= 6ND, DeepSeek's lr = a*C^b), R (= D/N).")
+@click.option("--batch-in", default=None, metavar="VARS", help="Predictors of the batch-size law, as --lr-in.")
+@click.option("--isoflop", type=click.Choice(["1", "2"]), default=None,
+              help="Fit compute-optimal N*(C), D*(C) from isoFLOP profiles (a C column, or C = 6ND): Chinchilla "
+                   "approach 1 (lowest loss per budget) or 2 (parabola in ln N per budget).")
+@click.option("--huber-delta", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+              help="Huber delta of the loss-law fit.")
+@click.option("--loss-space", type=click.Choice(["log", "linear"]), default="log", show_default=True,
+              help="Loss law residuals: log L (Chinchilla, Epoch) or L itself (with a large --huber-delta: least "
+                   "squares, as Gadre et al.).")
+@click.option("--starts", type=click.IntRange(min=1, max=1000), default=20, show_default=True,
+              help="Loss law: L-BFGS runs from the best points of a dense start grid (48 values per exponent, "
+                   "coefficients profiled).")
+@click.option("--fix", "fixed", multiple=True, metavar="NAME=VALUE",
+              help="Loss law: hold a parameter (E, A, B, alpha, beta) fixed, e.g. --fix E=0 (no irreducible loss).")
+@click.option("--tie", "tied", multiple=True, metavar="NAME=NAME",
+              help="Loss law: tie two exponents, --tie alpha=beta (one exponent, as Gadre et al. 2024).")
+@click.option("--allow-incomplete", is_flag=True,
+              help="Fit a sweep whose planned trials are not all finished (flagged in the summary and the law file).")
 def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str, band: float, near: float,
         x: str | None, columns: tuple[str, ...], batch_unit_scale: float, batch_unit: str, d_unit: str, batch_on_size: bool,
-        loss_law: bool | None, lr_batch: bool | None, critical_batch: bool | None, n_boot: int, seed: int, weighting: str, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None) -> None:
+        loss_law: bool | None, lr_batch: bool | None, critical_batch: bool | None, n_boot: int, seed: int, weighting: str, plot_dir: Path | None, name: str | None, title: str | None, citation: str | None,
+        lr_in: str | None, batch_in: str | None, isoflop: str | None, huber_delta: float, loss_space: str, starts: int,
+        fixed: tuple[str, ...], tied: tuple[str, ...], allow_incomplete: bool) -> None:
     """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml), a CSV of trials, or --storage.
 
     \b
-    Columns: N (or width), D, lr, batch_size, loss; optional state (COMPLETE kept), diverged (True dropped).
+    Columns: N (or width), D, lr, batch_size, loss; optional state (COMPLETE kept), diverged (True dropped),
+    seed, model (cells keyed by it), C (compute, for --isoflop). Without lr: a loss law on every run.
     Example (Step Law's released grid):
       scaleplan fit dense_lr_bs_loss.csv -o fits/steplaw-refit.json --method band \\
         --column batch_size=bs --column 'loss=smooth loss' --batch-unit-scale 2048 --batch-unit tokens
@@ -90,7 +115,10 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
         ensure_writable(plot_dir / "optima.png", "plot")
     options = FitOptions(method=method, band=band, near=near, x=x, columns=columns, batch_unit_scale=batch_unit_scale,
                          batch_unit=batch_unit, d_unit=d_unit, batch_on_size=batch_on_size, loss_law=loss_law,
-                         n_boot=n_boot, seed=seed, weighting=weighting, lr_batch=lr_batch, critical_batch=critical_batch)
+                         n_boot=n_boot, seed=seed, weighting=weighting, lr_in=_names(lr_in), batch_in=_names(batch_in),
+                         isoflop=int(isoflop) if isoflop else None, huber_delta=huber_delta, loss_space=loss_space,
+                         starts=starts, fixed=fixed, tied=tied, allow_incomplete=allow_incomplete, lr_batch=lr_batch,
+                         critical_batch=critical_batch)
     fitted = fit_sweep(data, options, name=name or output.stem, title=title, command=command_line(click.get_current_context()),
                        citation=citation)
     trials, hyper, loss, law = fitted.trials, fitted.hyper, fitted.loss, fitted.law
@@ -99,17 +127,26 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
 
         click.echo(format_multi_axis(trials, hyper, fitted.critical, None if law.parametrization is None
                                      else law.parametrization.optimizer))
+        for flag in fitted.flags:
+            click.echo(f"flag: {flag}")
         if plot_dir is not None:
             click.echo(f"no plots: --plot draws fits over one size axis; this fit's cells span {', '.join(hyper.columns)}")
             plot_dir = None
     else:
-        click.echo(format_summary(trials, hyper, loss))
-    if plot_dir is not None:
+        click.echo(format_summary(trials, hyper, loss, fitted.isoflop, fitted.flags))
+    if plot_dir is not None and hyper is None:
+        click.echo("plots: drawn for lr fits only; none written")
+    if plot_dir is not None and hyper is not None:
         from scaleplan.fit.plots import plot_fit
 
         for path in plot_fit(trials, hyper, plot_dir):
             click.echo(f"plot: {path}")
     click.echo(f"wrote {law.save(output)}")
+
+
+def _names(text: str | None) -> tuple[str, ...]:
+    """`"N,D"` -> ("N", "D")."""
+    return () if not text else tuple(v.strip() for v in text.split(",") if v.strip())
 
 
 def _check_source(source: Path | None, storage: str | None, study: str | None) -> None:
@@ -126,7 +163,7 @@ def _load(source: Path | None, storage: str | None, study: str | None):  # -> (S
     """A .csv is read directly, a spec through its study, a storage through the study named (or the only one);
     the parametrization reference comes with a sweep's trials, and with the columns of a CSV a sweep exported."""
     from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
-    from scaleplan.fit.pipeline import SweepData, spec_data
+    from scaleplan.fit.pipeline import SweepData, spec_data, unfinished
     from scaleplan.sweep.export import frame_reference, open_study_readonly, trials_frame
 
     if source is not None and source.suffix.lower() == ".csv":
@@ -139,4 +176,4 @@ def _load(source: Path | None, storage: str | None, study: str | None):  # -> (S
     opened = open_study_readonly(storage, study)
     frame = trials_frame(opened)
     origin = f"study '{opened.study_name}'"
-    return SweepData(frame, origin, frame_sha256(frame), frame_reference(frame, origin)), opened.study_name
+    return SweepData(frame, origin, frame_sha256(frame), frame_reference(frame, origin), unfinished(opened)), opened.study_name

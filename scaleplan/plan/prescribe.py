@@ -105,25 +105,30 @@ def prescribe(
             raise ScaleplanError(f"law '{law.name}' depends only on {', '.join(law.needs())}: {unused[0]} would be ignored; drop it")
         return _prescribe_axes(law, width=width, depth=depth, params=params, tokens=tokens, batch_size=batch_size,
                                level=level, optimizer=optimizer)
-    loss_file = law if law.loss_law is not None else (load_law(tokens_law) if isinstance(tokens_law, str) else tokens_law)
-    if loss_file.loss_law is None:
-        raise ScaleplanError(f"tokens law '{loss_file.name}' has no loss law (use chinchilla or epoch-chinchilla)")
-    loss_law = loss_file.loss_law
+    own = law.loss_law is not None or law.is_isoflop  # the law splits a budget itself (loss law or isoFLOP law)
+    tokens_file = law if own else (load_law(tokens_law) if isinstance(tokens_law, str) else tokens_law)
+    if tokens_file.loss_law is None and not tokens_file.is_isoflop:
+        raise ScaleplanError(f"tokens law '{tokens_file.name}' has no loss law and no isoFLOP law "
+                             "(use chinchilla, epoch-chinchilla, or a law from `scaleplan fit --isoflop`)")
     kw = dict(vocab=vocab, tied=tied, seq_len=seq_len, d_model=d_model, n_layers=n_layers, aspect=aspect)
-    loss_n_total = loss_file.variable("N").convention == "total"  # Chinchilla counts embeddings; a fit may not
+    # Chinchilla counts embeddings; a fit may not
+    loss_n_total = tokens_file.has_variable("N") and tokens_file.variable("N").convention == "total"
 
     def loss_n(shape: ModelShape) -> float:
         return shape.total_params if loss_n_total else shape.non_embedding_params
 
     tokens_source = "given" if tokens is not None else None
+    given_compute = compute
     if params is not None:
         shape = non_embedding_from_total(params, **kw) if params_total else shape_for(params, **kw)
     elif d_model is not None and n_layers is not None:
         shape = shape_for(None, **kw)
     elif compute is not None and tokens is None:
-        n_opt, tokens = loss_law.compute_optimal(compute)
-        tokens_source = f"compute-optimal for C = {compute:.3g} FLOPs ({loss_file.name})"
-        shape = non_embedding_from_total(n_opt, **kw) if loss_n_total else shape_for(n_opt, **kw)
+        n_opt, d_opt = tokens_file.compute_optimal(compute, level)
+        tokens = d_opt.value
+        how = "isoFLOP law" if tokens_file.is_isoflop else "loss law"
+        tokens_source = f"compute-optimal for C = {compute:.3g} FLOPs ({tokens_file.name}, {how})"
+        shape = non_embedding_from_total(n_opt.value, **kw) if loss_n_total else shape_for(n_opt.value, **kw)
     elif compute is not None:
         shape = non_embedding_from_total(compute / (6.0 * tokens), **kw)
     else:
@@ -132,16 +137,18 @@ def prescribe(
     if tokens is None and compute is not None:
         tokens, tokens_source = compute / (6.0 * shape.total_params), "C / (6N), N total"
     elif tokens is None:
-        tokens = loss_law.optimal_tokens(loss_n(shape))
-        tokens_source = f"compute-optimal for N = {loss_n(shape):.3g} ({loss_file.name}'s N)"
+        tokens = tokens_file.optimal_tokens(loss_n(shape))
+        tokens_source = f"compute-optimal for N = {loss_n(shape):.3g} ({tokens_file.name}'s N)"
     compute = compute if compute is not None else 6.0 * shape.total_params * tokens
 
-    inputs = [_law_input(law, var, shape, tokens, compute) for var in law.needs()]
-    keywords = {"N": "params", "D": "tokens", "C": "compute"}
+    inputs = [_law_input(law, var, shape, tokens, compute, given_compute) for var in law.needs()]
+    keywords = {"N": "params", "D": "tokens", "C": "compute", "R": "tokens_per_param"}
     prediction = law.predict(level=level, batch_size=batch_size, **{keywords[i.name]: i.value for i in inputs})
     lr = prediction.values.get("lr")
     groups, residual, role_warnings = _per_role(law, lr, d_model or shape.d_model, depth or n_layers or shape.n_layers, optimizer)
-    loss_warnings = [f"{loss_file.name}: {w}" for w in loss_file.extrapolation_warnings({"N": loss_n(shape), "D": tokens})]
+    where = {"C": compute} if tokens_file.is_isoflop else {"N": loss_n(shape), "D": tokens}
+    own_warnings = tokens_file is law and law.is_isoflop  # law.predict already warned about C
+    loss_warnings = [] if own_warnings else [f"{tokens_file.name}: {w}" for w in tokens_file.extrapolation_warnings(where)]
     batch = prediction.values.get("batch_size")
     batch_unit = _batch_unit(law)
     return Prescription(
@@ -155,7 +162,7 @@ def prescribe(
         tokens=tokens,
         tokens_source=tokens_source,
         compute=compute,
-        predicted_loss=loss_law.loss(loss_n(shape), tokens),
+        predicted_loss=None if tokens_file.loss_law is None else tokens_file.loss_law.loss(loss_n(shape), tokens),
         shape=shape,
         parametrization=None if law.parametrization is None else law.parametrization.name,
         per_group=groups,
@@ -171,15 +178,20 @@ def _batch_unit(law: LawFile) -> str | None:
     return next((p.unit for p in law.power_laws if p.target == "batch_size"), None)
 
 
-def _law_input(law: LawFile, var: str, shape: ModelShape, tokens: float, compute: float) -> LawInput:
-    """The value of `var` in the law's own convention for this shape and token count."""
+def _law_input(law: LawFile, var: str, shape: ModelShape, tokens: float, compute: float, given_compute: float | None = None) -> LawInput:
+    """The value of `var` in the law's own convention for this shape and token count (C = 6ND: the budget given, if any)."""
     v = law.variable(var)
+    n = shape.total_params if law.has_variable("N") and law.variable("N").convention == "total" else shape.non_embedding_params
     if var == "N":
-        value = shape.total_params if v.convention == "total" else shape.non_embedding_params
+        value = n
     elif var == "D":
         value = tokens
     elif var == "C":
-        value = shape.flops_per_token_deepseek() * tokens if v.convention == "deepseek-MD" else compute
+        six_nd = given_compute if given_compute is not None else 6.0 * n * tokens  # N as the law counts it
+        conventions = {"deepseek-MD": shape.flops_per_token_deepseek() * tokens, "6ND": six_nd}
+        value = conventions.get(v.convention or "", compute)
+    elif var == "R":
+        value = tokens / n
     else:
         raise ScaleplanError(f"law '{law.name}': the planner cannot derive variable '{var}' from a model size")
     return LawInput(var, value, v.meaning)

@@ -63,7 +63,8 @@ def _interval(e: Estimate, fmt: str = ".3g") -> str:
     if e.low is None or e.high is None:
         return "-"
     kind = "PI" if e.interval == "prediction" else "CI"
-    return f"{e.low:{fmt}} .. {e.high:{fmt}} ({e.level:.0%} {kind})"
+    how = "" if e.method is None else f", {e.method}"
+    return f"{e.low:{fmt}} .. {e.high:{fmt}} ({e.level:.0%} {kind}{how})"
 
 
 def to_table(p: Prescription) -> str:

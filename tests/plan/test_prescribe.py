@@ -108,6 +108,31 @@ def test_loss_law_gets_n_in_its_own_convention():
     assert q.tokens == pytest.approx(load_law("epoch-chinchilla").loss_law.optimal_tokens(q.shape.total_params))
 
 
+def _fitted_law(variable, exponents, **extra):
+    from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
+
+    variables = [Variable("N", "non-embedding parameters", "parameters"), variable]
+    return LawFile(name="fitted", title="fit", variables=variables, provenance=Provenance(source="test"),
+                   power_laws=[PowerLaw("lr", "learning rate", math.log(5.0), exponents)], **extra)
+
+
+def test_a_fitted_law_in_compute_gets_6nd_with_its_own_n():
+    from scaleplan.laws import Variable
+
+    law = _fitted_law(Variable("C", "training compute C = 6ND", "FLOPs", "6ND"), {"C": -0.125})
+    p = prescribe(law, params=1e9, tokens=2e10)
+    assert math.isclose(p.inputs[0].value, 6 * 1e9 * 2e10) and math.isclose(p.lr.value, 5.0 * (1.2e20) ** -0.125)
+
+
+def test_a_law_in_tokens_per_parameter():
+    from scaleplan.laws import Variable
+
+    law = _fitted_law(Variable("R", "tokens per parameter D/N", "tokens per parameter"), {"N": -0.2, "R": 0.1})
+    p = prescribe(law, params=1e9, tokens=2e10)
+    assert [i.name for i in p.inputs] == ["N", "R"] and math.isclose(p.inputs[1].value, 20.0)
+    assert math.isclose(p.lr.value, 5.0 * 1e9**-0.2 * 20.0**0.1)
+
+
 def axes_law(completep: bool = True):  # noqa: ANN201 - a law of width, depth, D and B as `scaleplan fit` writes one
     from scaleplan.core.reference import ParametrizationRef
     from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
