@@ -8,9 +8,10 @@ from __future__ import annotations
 from scaleplan.fit.hyperparameter_law import HyperparameterFit
 from scaleplan.fit.isoflop import IsoflopFit
 from scaleplan.fit.loss_law import LossLawFit
+from scaleplan.fit.multi_axis import MultiAxisFit
 
 
-def fit_flags(hyper: HyperparameterFit | None = None, loss: LossLawFit | None = None,
+def fit_flags(hyper: HyperparameterFit | MultiAxisFit | None = None, loss: LossLawFit | None = None,
               isoflop: IsoflopFit | None = None, extra: tuple[str, ...] = ()) -> list[str]:
     """Every flag of the fits given, cells first, then laws, then `extra` (e.g. an unfinished sweep)."""
     out = list(extra)
@@ -33,7 +34,7 @@ def fit_flags(hyper: HyperparameterFit | None = None, loss: LossLawFit | None = 
     return out
 
 
-def _cell_flags(hyper: HyperparameterFit) -> list[str]:
+def _cell_flags(hyper: HyperparameterFit | MultiAxisFit) -> list[str]:
     """Cells whose optimum is at the edge, outside its parabola window, flat, or has a zero-width interval."""
     out = []
     kinds = (

@@ -174,7 +174,8 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     trials = prepare_trials(data.frame, x=sizes[0], columns=columns, batch_unit_scale=options.batch_unit_scale, source=data.source,
                             required=required, extra_sizes=sizes[1:] if mode == "lr" else ())
     hyper: HyperparameterFit | MultiAxisFit | None = None
-    iso, critical = None, []
+    iso = None
+    critical: list[SizeCriticalBatch] = []
     if mode == "lr":
         hyper, critical = _lr_laws(trials, sizes, options)
     elif mode == "isoflop":

@@ -177,6 +177,8 @@ def validate_spec(
     fitted = fit_sweep(data, options, name=spec.name, title=f"lr law of {spec.name} (scaleplan validate)",
                        command=fit_command(spec_path, law_path, options))
     law, hyper = fitted.law, fitted.hyper
+    if hyper is None:
+        raise ScaleplanError(f"[{spec.name}] the sweep's trials carry no learning rate: nothing to validate")
     lr_law = next(p for p in law.power_laws if p.target == "lr")
     variable = {"width": "W", "depth": "L", "steps": "D", "tokens": "D", "batch": "B"}
     absent = [axis for axis in point.target if variable[axis] not in lr_law.exponents]
