@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from scaleplan.fit.data import Trials
-from scaleplan.fit.multi_axis import MultiAxisFit, SizeCriticalBatch
+from scaleplan.fit.multi_axis import MultiAxisFit, SizeCriticalBatch, lr_batch_by_group
 from scaleplan.fit.summary import format_power_law
 
 # The lr-batch exponents of the two textbook rules (below the critical batch): Adam square-root, SGD linear.
@@ -34,6 +34,9 @@ def format_multi_axis(trials: Trials, fit: MultiAxisFit, critical: list[SizeCrit
         versus = "" if rule is None else f"; the {optimizer} rule says {rule:g} ({'inside' if lo <= rule <= hi else 'outside'} the CI)"
         lines.append(f"lr-batch exponent at fixed {', '.join(c for c in fit.columns if c != 'batch_size')}: "
                      f"{exponent:.3f} [{lo:.3f}, {hi:.3f}] ({fit.lr.level:.0%}); sqrt(B): 0.5, B: 1{versus}")
+        for g in lr_batch_by_group(fit):
+            where = ", ".join(f"{k}={v:.4g}" for k, v in g.coords.items())
+            lines.append(f"  within {where}: {g.exponent:.3f} [{g.low:.3f}, {g.high:.3f}] over {g.n_batches} batch sizes")
     if fit.batch_optima:
         lines.append("")
         for b in fit.batch_optima:
@@ -42,6 +45,8 @@ def format_multi_axis(trials: Trials, fit: MultiAxisFit, critical: list[SizeCrit
             lines.append(f"B* at {where}: {b.batch:.4g} (batch sizes {', '.join(f'{x:g}' for x in b.batches)}){edge}")
         if fit.batch_size is not None:
             lines.append(format_power_law(fit.batch_size, fit.n_boot))
+        else:
+            lines.append("no batch-size law: every B* is at the edge of the swept batch sizes (see the flags)")
     for c in critical:
         where = ", ".join(f"{k}={v:.4g}" for k, v in c.coords.items()) or "the swept size"
         se = c.fit.se_ln_b_crit

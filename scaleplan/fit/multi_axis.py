@@ -92,6 +92,24 @@ class MultiAxisFit:
         """The B exponent of the lr law (the lr-batch relation at fixed sizes and D), when B is a regressor."""
         return self.lr.exponents.get("B")
 
+    def flags(self) -> list[str]:
+        """What the multi-axis fit found doubtful beyond the cells' own flags: B* at the edge of the swept batch
+        sizes (no batch law from those groups), an lr-batch exponent that differs between groups."""
+        out = []
+        edge = [b for b in self.batch_optima if b.optimum.at_edge]
+        if edge:
+            where = "; ".join(", ".join(f"{k}={v:.4g}" for k, v in b.coords.items()) + f": B* {b.batch:.4g}" for b in edge)
+            kept = "no batch-size law written" if self.batch_size is None else "left out of the batch-size law"
+            out.append(f"{len(edge)} of {len(self.batch_optima)} (size, D) groups have B* at the edge of the swept batch "
+                       f"sizes ({kept}): {where}; sweep further batch sizes there")
+        groups = lr_batch_by_group(self)
+        if heterogeneous(groups):
+            each = "; ".join(", ".join(f"{k}={v:.4g}" for k, v in g.coords.items()) + f": {g.exponent:.3f} [{g.low:.3f}, {g.high:.3f}]"
+                             for g in groups)
+            out.append(f"the lr-batch exponent differs between groups (intervals do not overlap): {each}; the lr law's one "
+                       "B exponent averages them, so predict at a new batch size from the relation at the target's D")
+        return out
+
     def bootstrap_interval(self, target: str, values: dict[str, float], level: float = 0.95) -> tuple[float, float] | None:
         """Percentile interval of the law's prediction at `values` (law variable -> value) over the bootstrap."""
         fit, reps = (self.lr, self.lr_replicates) if target == "lr" else (self.batch_size, self.batch_replicates)
@@ -158,11 +176,14 @@ def fit_multi_axis(
     lr_fit = _regress("lr", optima, cells, lr_vars, level, lr_w)
     batch_optima = _batch_profile(cells, optima, group_cols) if by_batch else []
     batch_fit, batch_reps = None, None
-    if batch_optima:
-        boot_batch = [_batch_profile(cells, rep, group_cols) for rep in replicates]
+    inside = [i for i, b in enumerate(batch_optima) if not b.optimum.at_edge]  # an edge B* is a bound, not an optimum
+    if inside:
+        located = [batch_optima[i] for i in inside]
+        boot_batch = [[rep[i] for i in inside] for rep in (_batch_profile(cells, r, group_cols) for r in replicates)
+                      if len(rep) == len(batch_optima)]
         batch_w = _weights([[b.batch for b in rep] for rep in boot_batch]) if weigh else None
-        kept = [v for v in batch_vars if len({b.coords[v] for b in batch_optima}) > 1]
-        batch_fit = _regress_batch(batch_optima, kept, level, batch_w)
+        kept = [v for v in batch_vars if len({b.coords[v] for b in located}) > 1]
+        batch_fit = _regress_batch(located, kept, level, batch_w)
         batch_reps = _replicate_coefficients([[(b.coords, b.batch) for b in rep] for rep in boot_batch], kept, batch_w)
         batch_fit = _with_bootstrap(batch_fit, batch_reps, level)
     lr_reps = _replicate_coefficients(
@@ -173,6 +194,42 @@ def fit_multi_axis(
                if replicates else [(float("nan"), float("nan"))] * len(optima))
     return MultiAxisFit(method, band, sizes[0] if sizes else "D", columns, cells, optima, lr_fit, batch_fit, batch_optima,
                         n_boot, failed, cell_ci, weigh, lr_reps, batch_reps)
+
+
+@dataclass(frozen=True)
+class GroupBatchExponent:
+    """The lr-batch exponent within one (sizes, D) group: ln lr* on ln B over its batch sizes, with its CI."""
+
+    coords: dict[str, float]
+    exponent: float
+    low: float
+    high: float
+    n_batches: int
+
+
+def lr_batch_by_group(fit: MultiAxisFit, level: float = 0.95) -> list[GroupBatchExponent]:
+    """The lr-batch relation at each fixed (sizes, D) separately (groups with >= BATCH_POINTS batch sizes). The
+    pooled lr law assumes one B exponent for every D; these show whether that holds (see `heterogeneous`)."""
+    if "batch_size" not in fit.columns:
+        return []
+    group_cols = tuple(c for c in fit.columns if c != "batch_size")
+    groups: dict[tuple[float, ...], list[tuple[float, float]]] = {}
+    for cell, o in zip(fit.cells, fit.optima):
+        groups.setdefault(cell.key(group_cols), []).append((cell.coords["batch_size"], o.lr))
+    out = []
+    for key, pairs in groups.items():
+        if len(pairs) < BATCH_POINTS:
+            continue
+        b, lr = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+        one = fit_power_law("lr", lr, {"B": b}, level=level, n_cell_boot=0)
+        low, high = one.conf_int["B"]
+        out.append(GroupBatchExponent(dict(zip(group_cols, key)), one.exponents["B"], low, high, len(pairs)))
+    return out
+
+
+def heterogeneous(groups: list[GroupBatchExponent]) -> bool:
+    """True when two groups' exponent intervals do not overlap: one B exponent for all D does not fit."""
+    return any(a.high < b.low or b.high < a.low for a in groups for b in groups)
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,7 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     from scaleplan.fit.flags import fit_flags
     from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
     from scaleplan.fit.law_file import LawMetadata, build_law_file
+    from scaleplan.fit.multi_axis import MultiAxisFit
 
     from scaleplan.fit.power_sum import PowerSumModel
 
@@ -181,7 +182,9 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     elif mode == "isoflop":
         iso = _isoflop(trials, options)
     loss = _maybe_loss_law(trials, hyper, True if mode == "loss-only" else options.loss_law, options, loss_constraints)
-    flags = tuple(fit_flags(hyper, loss, iso, extra=(f"fitted on an unfinished sweep: {data.unfinished}",) if data.unfinished else ()))
+    extra = ((f"fitted on an unfinished sweep: {data.unfinished}",) if data.unfinished else ()) + (
+        tuple(hyper.flags()) if isinstance(hyper, MultiAxisFit) else ())
+    flags = tuple(fit_flags(hyper, loss, iso, extra=extra))
     how = {"lr": options.method, "loss-only": "loss-law", "isoflop": f"isoFLOP approach {options.isoflop}"}[mode]
     meta = LawMetadata(
         name=name, title=title or f"{how} fit of {Path(data.source).name}", command=command,

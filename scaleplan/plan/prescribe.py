@@ -87,15 +87,17 @@ def prescribe(
     law = load_law(law) if isinstance(law, str) else law
     if tokens is not None and compute is not None and params is not None:
         raise ScaleplanError("give at most two of --params, --tokens, --compute (the third follows from C = 6ND)")
-    if width is not None and "W" not in law.needs():
+    own_axes = bool(law.needs()) and set(law.needs()) <= {"W", "L", "D", "B"}  # a law of a sweep's own axes
+    per_role = law.parametrization is not None and law.parametrization.name != "sp"
+    if width is not None and "W" not in law.needs() and not (own_axes and per_role):
         raise ScaleplanError(f"law '{law.name}' does not depend on width; drop --width (--d-model sets the model's width)")
     completep = law.parametrization is not None and law.parametrization.completep
     if depth is not None and "L" not in law.needs() and not completep:
         raise ScaleplanError(f"law '{law.name}' depends neither on depth nor uses CompleteP; drop --depth")
     if batch_size is not None and "B" not in {v for p in law.power_laws for v in p.exponents}:
         raise ScaleplanError(f"law '{law.name}' does not depend on the batch size; drop --batch")
-    if "W" in law.needs() or "L" in law.needs():
-        for var, value, name in (("W", width, "width"), ("L", depth, "depth"), ("D", tokens, "tokens")):
+    if own_axes:
+        for var, value, name in (("W", width, "width"), ("L", depth, "depth"), ("D", tokens, "tokens"), ("B", batch_size, "batch")):
             if var in law.needs() and value is None:
                 raise ScaleplanError(f"law '{law.name}' is a law of {name} {var} ({law.variable(var).meaning}): give --{name}")
         given = {"--params": params is not None and "N" not in law.needs(), "--tokens": tokens is not None and "D" not in law.needs(),

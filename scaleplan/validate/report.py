@@ -36,6 +36,7 @@ def plot_transfer(results: list[SpecValidation], path: Path) -> Path:
         low = min(min(p.mean for p in c if math.isfinite(p.mean)) for c in [r.target_points, *r.small_curves.values()])
         ax.set_ylim(low * 0.97, max(finite) * 1.08 if finite else None)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels of a narrow log range overlap
         ax.set_xlabel("learning rate (base lr eta)")
         ax.set_ylabel("held-out loss (mean over seeds)")
         ax.set_title(f"{r.name}: {r.parametrization}, target {r.point.label}")

@@ -124,3 +124,20 @@ def test_fit_command_writes_a_law_with_size_d_and_b_exponents(axes_spec: Path, t
     prediction = law.predict(**({"width": 256, "depth": 8} if x is None else {"params": 12 * 8 * 256**2}), tokens=2**18)
     assert prediction.batch_size == pytest.approx(multi_axis_batch(2**18), rel=0.05)  # B* extrapolated 4x in D
     assert prediction.inputs["B"] == prediction.batch_size  # the lr is taken at the predicted batch size
+
+
+def test_flags_an_edge_batch_optimum_and_an_exponent_that_differs_between_d() -> None:
+    """B* below the smallest batch swept at every D: no batch law (an edge is a bound); lr* ~ B^0.9 at one D and
+    B^0.1 at the other: the pooled exponent is flagged, with each D's own."""
+    rows = []
+    for d, k in ((2**14, 0.9), (2**16, 0.1)):
+        for b in (8, 16, 32, 64):
+            opt = 0.01 * (b / 16) ** k
+            rows += [{"width": 64, "D": d, "batch_size": b, "steps": d // b, "lr": lr,
+                      "loss": 2.0 + 0.04 * math.log2(lr / opt) ** 2 + 0.02 * math.log2(b / 2) ** 2} for lr in LRS]
+    fit = fit_multi_axis(prepare_trials(pd.DataFrame(rows), x="width"), ("width",), by_batch=True, n_boot=0)
+    assert fit.batch_size is None and all(b.optimum.at_edge for b in fit.batch_optima)
+    flags = fit.flags()
+    assert flags[0].startswith("2 of 2 (size, D) groups have B* at the edge of the swept batch sizes (no batch-size law written)")
+    assert flags[1].startswith("the lr-batch exponent differs between groups (intervals do not overlap): width=64, D=1.638e+04: 0.900")
+    assert "D=6.554e+04: 0.100" in flags[1]

@@ -193,3 +193,18 @@ def test_predict_cli_takes_depth_and_batch(tmp_path):
     table = CliRunner().invoke(cli, ["predict", "--law", str(path), "--width", "256", "--depth", "16", "--tokens", "4M"])
     assert "per-role hyperparameters at the target width 256, depth 16 (mup)" in table.output
     assert "Adam eps x" in table.output and "CompleteP: residual branches x 0.125" in table.output
+
+
+def test_a_depth_law_of_a_mup_sweep_takes_the_width_for_its_per_role_lrs():
+    from scaleplan.core.reference import ParametrizationRef
+    from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
+
+    law = LawFile(name="depth", title="lr*(L)", provenance=Provenance(source="test"), variables=[Variable("L", "depth", "layers")],
+                  power_laws=[PowerLaw("lr", "learning rate", math.log(0.014), {"L": -0.08})], fitted_range={"L": (1, 4)},
+                  parametrization=ParametrizationRef("mup", base_width=32, base_depth=1, completep=True))
+    p = prescribe(law, width=128, depth=16)
+    eta = 0.014 * 16**-0.08
+    assert p.lr.value == pytest.approx(eta) and {g.role: g.lr for g in p.per_group}["hidden"] == pytest.approx(eta / 4)
+    assert p.residual_mult == pytest.approx(1 / 16)
+    with pytest.raises(ScaleplanError, match="does not depend on width; drop --width"):
+        prescribe("steplaw", params=1e9, tokens=1e10, width=128)

@@ -16,7 +16,7 @@ from scaleplan.validate.report import read_target_grids
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
-COLUMNS = ("fitted law, raw", "fitted law, smoothed", "reuse small-width optimum, raw", "reuse, smoothed")
+COLUMNS = ("fitted law, raw", "fitted law, smoothed", "reuse, raw", "reuse, smoothed")  # "reuse ..., raw": any wording
 
 
 def transfer_rows(page: Path) -> list[tuple[Path, str, dict[str, str]]]:
@@ -30,7 +30,7 @@ def transfer_rows(page: Path) -> list[tuple[Path, str, dict[str, str]]]:
         if "report: spec" in cells:
             header = cells
         elif header is not None and not line.startswith("|---"):
-            row = dict(zip(header, cells))
+            row = {("reuse, raw" if h.startswith("reuse") and h.endswith(", raw") else h): c for h, c in zip(header, cells)}
             link = re.match(r"\[[^\]]+\]\(([^)]+)\): (\S+)", row["report: spec"])
             assert link, row
             rows.append((page.parent / link.group(1), link.group(2), row))
@@ -66,7 +66,7 @@ def test_committed_law_refits_from_its_committed_trials(tmp_path: Path, law_path
     args = shlex.split(committed["provenance"]["command"])
     assert args[:2] == ["scaleplan", "fit"]
     args[2] = str(law_path.with_name(law_path.stem + "-trials.csv"))
-    args[args.index("-o") + 1] = str(tmp_path / "refit.json")
+    args[args.index("-o" if "-o" in args else "--output") + 1] = str(tmp_path / "refit.json")
     out = subprocess.run([sys.executable, "-m", "scaleplan.cli", *args[1:]], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     refit = json.loads((tmp_path / "refit.json").read_text())
