@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam ...]      (default: all three)
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|depth|horizon|batch ...]  (default: mlp gpt denseam)
+# depth, horizon and batch are the CPU-sized issue-10 runs (DEVICE=cpu; about an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
 # 2-core CPU and minutes on one GPU; DEVICE=cpu works, slowly. SCALEPLAN overrides the command
 # (e.g. "python3 -m scaleplan.cli"), RESULTS the output folder.
@@ -21,7 +22,14 @@ for job in "${@:-mlp gpt denseam}"; do
                     --target-width 1024 --seeds 3 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-mup ;;
             denseam) $SCALEPLAN validate sweeps/transfer/denseam-sp.toml sweeps/transfer/denseam-denseam.toml \
                     --target-width 1024 --seeds 3 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name denseam ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam)" >&2; exit 2 ;;
+            depth) $SCALEPLAN validate sweeps/transfer/gpt-depth-completep.toml sweeps/transfer/gpt-depth-mup.toml \
+                    --target depth=16 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-depth ;;
+            horizon) $SCALEPLAN validate sweeps/transfer/gpt-horizon.toml \
+                    --target steps=1600 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-horizon ;;
+            batch) $SCALEPLAN validate sweeps/transfer/gpt-batch.toml \
+                    --target batch=128 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-batch
+                   $SCALEPLAN fit sweeps/transfer/gpt-batch.toml -o "$RESULTS/gpt-batch-fit.json" > "$RESULTS/gpt-batch-fit.txt" ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, depth, horizon, batch)" >&2; exit 2 ;;
         esac
     done
 done

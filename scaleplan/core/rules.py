@@ -33,6 +33,7 @@ lambda under independent decay. A constant torch lambda would stretch the hidden
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Mapping, get_args
 
@@ -63,6 +64,10 @@ class RoleRule:
     sgd_lr: float
     adam_wd: float  # Adam L2 and AdamW (torch) weight decay, as mup.MuAdam/MuAdamW scale it; independent decay: 0
     sgd_wd: float
+    # exponents of the fan-out multiplier m_out (hidden tensors whose fan-out scales unlike their fan-in;
+    # mup.MuSGD divides the lr by fan-in mult / fan-out mult); m itself is the fan-in multiplier there
+    sgd_lr_out: float = 0.0
+    sgd_wd_out: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,7 @@ class Parametrization:
     attention_exponent: float  # attention logits scale as d_head ** attention_exponent
     description: str
     temperature_exponent: float = 0.0  # DenseAM: beta = (beta0 / N_base) * m ** temperature_exponent
+    bias_init_exponent: float = 0.0  # a layer's bias init x (its fan-in multiplier) ** this (mup: 1/2)
 
     def rule(self, role: str) -> RoleRule:
         """The rule for `role`; a clear error for a role this parametrization does not define."""
@@ -105,24 +111,28 @@ class Parametrization:
         depth_ratio: float = 1.0,
         completep: bool = False,
         decay: str = "torch",
+        m_out: float | None = None,
     ) -> RoleMultipliers:
         """Factors for one tensor of `role` at width multiplier m (and depth ratio L/L_base).
 
-        `decay` is the AdamW weight-decay convention: "torch" (lambda x m^adam_wd) or "independent" (lambda x 1).
+        For a hidden tensor m is its fan-in multiplier and `m_out` its fan-out multiplier (default m);
+        they differ when, e.g., d_model grows 2x and the FFN width 8x. `decay` is the AdamW weight-decay
+        convention: "torch" (lambda x m^adam_wd) or "independent" (lambda x 1).
         """
         rule = self.rule(role)
         check_convention(decay, optimizer)
-        if m <= 0 or depth_ratio <= 0:
-            raise ScaleplanError(f"width and depth multipliers must be positive, got m={m}, depth_ratio={depth_ratio}")
+        m_out = m if m_out is None else m_out
+        if m <= 0 or depth_ratio <= 0 or m_out <= 0:
+            raise ScaleplanError(f"width and depth multipliers must be positive, got m={m}, m_out={m_out}, depth_ratio={depth_ratio}")
         if completep and self.name != "mup":
             raise ScaleplanError(f"CompleteP depth transfer is defined on top of muP; use parametrization 'mup', not {self.name!r}")
         sgd = _optimizer_is_sgd(optimizer)
-        m = float(m)
+        m, m_out = float(m), float(m_out)
         return RoleMultipliers(
-            lr=m ** (rule.sgd_lr if sgd else rule.adam_lr),
+            lr=_power(m, m_out, rule.sgd_lr, rule.sgd_lr_out) if sgd else m**rule.adam_lr,
             init_std=m ** (rule.init_var / 2),
             forward=m**rule.forward,
-            weight_decay=1.0 if decay == "independent" else m ** (rule.sgd_wd if sgd else rule.adam_wd),
+            weight_decay=1.0 if decay == "independent" else (_power(m, m_out, rule.sgd_wd, rule.sgd_wd_out) if sgd else m**rule.adam_wd),
             eps=1.0 / (m * depth_ratio) if completep and not sgd else 1.0,
         )
 
@@ -135,6 +145,10 @@ class Parametrization:
         (which keep beta = beta0/N_base constant in N); equal to 1 at m = 1 either way."""
         return m ** (1.0 + self.temperature_exponent)
 
+    def bias_init_factor(self, fan_in_m: float) -> float:
+        """Factor on a layer's bias init (PyTorch draws it U(+-1/sqrt(fan_in))): mup x sqrt(fan-in mult)."""
+        return fan_in_m**self.bias_init_exponent
+
     def table(self, m: float, optimizer: str = "adam", decay: str = "torch") -> list[tuple[str, RoleMultipliers]]:
         """Every role's factors at width multiplier m, for display."""
         return [(role, self.multipliers(role, m, optimizer, decay=decay)) for role in ROLES if role in self.rules]
@@ -143,6 +157,20 @@ class Parametrization:
 def residual_multiplier(depth_ratio: float, completep: bool) -> float:
     """Residual-branch multiplier: (L/L_base)^-1 under CompleteP (alpha = 1), else 1."""
     return 1.0 / depth_ratio if completep else 1.0
+
+
+def attention_scale(d_head: int, base_d_head: int, parametrization: str = "mup") -> float:
+    """The attention-logit scale to multiply q.k by: sqrt(base_d_head)/d_head under muP (1/d_head, equal
+    to SP's 1/sqrt(d_head) at the base), 1/sqrt(d_head) under SP. For attention scaleplan cannot reach
+    (SDPA in your own forward: F.scaled_dot_product_attention(q, k, v, scale=attention_scale(...)))."""
+    if d_head < 1 or base_d_head < 1:
+        raise ScaleplanError(f"head dimensions must be positive integers, got d_head={d_head}, base_d_head={base_d_head}")
+    return get_parametrization(parametrization).attention_multiplier(d_head / base_d_head) / math.sqrt(d_head)
+
+
+def _power(m: float, m_out: float, exponent: float, exponent_out: float) -> float:
+    """m ** exponent * m_out ** exponent_out, exact (one power) when the two multipliers are equal."""
+    return m ** (exponent + exponent_out) if m == m_out else m**exponent * m_out**exponent_out
 
 
 def _optimizer_is_sgd(optimizer: str) -> bool:
@@ -171,7 +199,8 @@ SP = Parametrization(
 
 _MUP_RULES: dict[str, RoleRule] = {
     "input": _ONE_WIDTH_DIM,
-    "hidden": RoleRule(init_var=-1, forward=0, adam_lr=-1, sgd_lr=0, adam_wd=1, sgd_wd=0),
+    # SGD: lr x fan-out mult / fan-in mult, wd the inverse (mup.MuSGD's fanin_fanout_mult_ratio)
+    "hidden": RoleRule(init_var=-1, forward=0, adam_lr=-1, sgd_lr=-1, adam_wd=1, sgd_wd=1, sgd_lr_out=1, sgd_wd_out=-1),
     "output": RoleRule(init_var=0, forward=-1, adam_lr=0, sgd_lr=1, adam_wd=0, sgd_wd=-1),
     "vector": _ONE_WIDTH_DIM,
     "fixed": _FIXED,
@@ -181,6 +210,7 @@ MUP = Parametrization(
     name="mup",
     rules=_MUP_RULES,
     attention_exponent=-1.0,
+    bias_init_exponent=0.5,
     description="muP (microsoft/mup, Tensor Programs V Table 8); optional CompleteP depth transfer",
 )
 
@@ -190,6 +220,7 @@ DENSEAM = Parametrization(
     attention_exponent=-1.0,
     description="DenseAM working rules (muP + memory role; beta = beta0/N; alpha = tau/T in the model)",
     temperature_exponent=-1.0,
+    bias_init_exponent=0.5,
 )
 
 PARAMETRIZATIONS: dict[str, Parametrization] = {p.name: p for p in (SP, MUP, DENSEAM)}

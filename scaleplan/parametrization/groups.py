@@ -33,7 +33,7 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "
             stacklevel=3,
         )
     return {
-        name: rules.multipliers(record.role, record.m, optimizer, state.depth_ratio, state.completep, decay)
+        name: rules.multipliers(record.role, record.m, optimizer, state.depth_ratio, state.completep, decay, m_out=record.m_out)
         for name, record in state.tensors.items()
     }
 

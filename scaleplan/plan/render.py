@@ -63,7 +63,8 @@ def _interval(e: Estimate, fmt: str = ".3g") -> str:
     if e.low is None or e.high is None:
         return "-"
     kind = "PI" if e.interval == "prediction" else "CI"
-    return f"{e.low:{fmt}} .. {e.high:{fmt}} ({e.level:.0%} {kind})"
+    how = "" if e.method is None else f", {e.method}"
+    return f"{e.low:{fmt}} .. {e.high:{fmt}} ({e.level:.0%} {kind}{how})"
 
 
 def to_table(p: Prescription) -> str:
@@ -112,14 +113,20 @@ def to_table(p: Prescription) -> str:
             f"total {format_size(s.total_params)} params; shape {s.derived}"
         )
     if p.per_group:
-        groups = Table(title=f"per-role hyperparameters at the target width ({p.parametrization})", title_justify="left")
+        where = f"width {p.width:g}" + ("" if p.depth is None else f", depth {p.depth:g}")
+        groups = Table(title=f"per-role hyperparameters at the target {where} ({p.parametrization})", title_justify="left")
+        eps = any(g.eps_mult != 1.0 for g in p.per_group)
         lam = p.weight_decay is not None
-        for col in ("role", "lr", "init std x", "forward x", "weight decay x", *(["weight decay"] if lam else [])):
+        for col in ("role", "lr", "init std x", "forward x", "weight decay x", *(["Adam eps x"] if eps else []),
+                    *(["weight decay"] if lam else [])):
             groups.add_column(col, justify="right" if col != "role" else "left")
         for g in p.per_group:
             groups.add_row(g.role, f"{g.lr:.3g}", f"{g.init_std_mult:.4g}", f"{g.forward_mult:.4g}", f"{g.weight_decay_mult:.4g}",
+                           *([f"{g.eps_mult:.4g}"] if eps else []),
                            *([f"{g.weight_decay:.3g}"] if lam and g.weight_decay is not None else []))
         console.print(groups)
+    if p.residual_mult is not None:
+        console.print(f"CompleteP: residual branches x {p.residual_mult:.4g} (L_base / L)")
     for w in p.warnings:
         console.print(f"WARNING: {w}")
     return buf.getvalue()

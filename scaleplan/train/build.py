@@ -91,6 +91,16 @@ def n_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
+def non_embedding_params(model: nn.Module) -> int:
+    """The N of scaling laws: trainable parameters outside the embedding tables (every nn.Embedding) and the
+    modules a model names in `scaleplan_outside_n` (its readout; the MLP's input layer too). For the GPT
+    this is ~12 L d^2, the count the planner's shapes use (plan/shape.py)."""
+    outside = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    for name in getattr(model, "scaleplan_outside_n", ()):
+        outside |= {id(p) for p in model.get_submodule(name).parameters()}
+    return sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in outside)
+
+
 @contextlib.contextmanager
 def torch_threads(threads: int | None) -> Iterator[None]:
     """Run the block with `threads` torch threads (None: leave the setting), then restore it."""

@@ -15,7 +15,16 @@ from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS,
 from scaleplan.errors import ScaleplanError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "linear")
+LM_SEQ_LEN = 64  # the char-level LM's default context (tasks/charlm.py uses it)
+
+
+def units_per_example(task: str | None, task_kwargs: dict[str, Any]) -> int:
+    """Samples or tokens one training example adds to D, without building the task (no torch):
+    seq_len for the char-level LM, 1 otherwise (each task's `units_per_example` agrees; tested)."""
+    if task == "charlm":
+        return int(task_kwargs.get("seq_len", LM_SEQ_LEN))
+    return 1
 
 # A pruning callback: (steps done, held-out loss per member, NaN where stopped or diverged) -> stop per member.
 Checkpoint = Callable[[int, list[float]], list[bool]]
@@ -53,7 +62,7 @@ class TrialConfig:
     seed: int = 0
     weight_decay: float = _searchable(0.0, ">= 0")
     warmup_steps: int = 0
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
     output_mult: float | None = _searchable(None, "> 0")
     init_std: float | None = _searchable(None, ">= 0")
     beta0: float | None = _searchable(None, "> 0")
@@ -153,6 +162,7 @@ class TrialResult:
     seconds: float
     steps_run: int
     pruned: bool = False
+    n_non_embedding: int | None = None  # N of scaling laws: without embedding tables and readout
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (sweep trial attributes)."""

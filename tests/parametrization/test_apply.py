@@ -47,6 +47,9 @@ MODELS = {
 }
 
 
+WIDE_FAN_IN_BIASES = {"hidden.0.bias", "readout.bias", "blocks.0.fc.bias", "blocks.0.fc_proj.bias"}
+
+
 def per_tensor(groups: list[dict]) -> dict[str, tuple[float, float]]:
     return {name: (g["lr"], g["weight_decay"]) for g in groups for name in g["names"]}
 
@@ -74,9 +77,10 @@ def test_init_and_forward_multipliers_equal_the_table(model: str, m: int) -> Non
     plain = build_model(name, 32 * m, **kwargs)
     torch.manual_seed(0)
     net = build_parametrized(name, 32 * m, "mup", 32, **kwargs)
-    # the model's own init is SP (fan-in); muP rescales only the readout, by sqrt(m) (variance x m)
+    # the model's own init is SP (fan-in); muP rescales the readout by sqrt(m) (variance x m) and, as mup
+    # does, the bias of every layer whose fan-in is a width by sqrt(fan-in mult)
     for pname, p in net.named_parameters():
-        factor = m**0.5 if roles[pname] == "output" else 1.0
+        factor = m**0.5 if roles[pname] == "output" or pname in WIDE_FAN_IN_BIASES else 1.0
         assert torch.equal(p, dict(plain.named_parameters())[pname] * factor), pname
     readout = "readout" if name == "mlp" else "lm_head"
     hooks = list(net.get_submodule(readout)._forward_pre_hooks.values())

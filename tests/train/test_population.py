@@ -75,6 +75,17 @@ def test_gpt_population_on_charlm() -> None:
     assert_same_as_sequential(cfgs, rel=1e-4)
 
 
+@pytest.mark.parametrize("tied", [True, False])
+def test_hf_gpt2_population_on_charlm(tied: bool) -> None:
+    """transformers' GPT-2 under vmap: tied weights survive the meta skeleton (they did not: wrong losses)."""
+    pytest.importorskip("transformers")
+    cfgs = [TrialConfig(task="charlm", model="hf-gpt2", width=32, base_width=16, steps=6, batch_size=4, lr=lr, seed=seed,
+                        task_kwargs={"seq_len": 16, "n_eval": 8}, model_kwargs={"depth": 1, "n_heads": 2, "tied": tied},
+                        init_std=0.02)
+            for lr, seed in [(1e-3, 0), (1e-2, 1)]]
+    assert_same_as_sequential(cfgs, rel=1e-4)
+
+
 def test_a_diverged_member_does_not_poison_the_others() -> None:
     cfgs = members(lr=[3e-3, 50.0, 1e-2], seed=[0, 0, 1])
     population = train_population(cfgs)

@@ -21,7 +21,7 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
     ("kwargs", "message"),
     [
         ({"optimizer": "lion"}, "unknown optimizer 'lion'; use one of adam, adamw, sgd"),
-        ({"schedule": "linear"}, "unknown schedule 'linear'; use one of constant, cosine"),
+        ({"schedule": "step"}, "unknown schedule 'step'; use one of constant, cosine, linear"),
         ({"lr": 0.0}, "lr must be > 0, got 0.0"),
         ({"lr": float("nan")}, "lr must be a finite number, got nan"),
         ({"steps": 0}, "steps must be a positive integer"),
@@ -76,6 +76,10 @@ def test_population_key_leaves_out_per_member_fields() -> None:
         ("cosine", 2, 1, 2 / 3),
         ("cosine", 2, 2, 1.0),
         ("cosine", 2, 10, 0.0),
+        ("linear", 0, 5, 0.5),
+        ("linear", 2, 2, 1.0),
+        ("linear", 2, 6, 0.5),
+        ("linear", 2, 10, 0.0),
     ],
 )
 def test_lr_factor(schedule, warmup, step, expected) -> None:
@@ -199,3 +203,15 @@ def test_checkpoint_reports_held_out_loss_and_can_stop_the_trial() -> None:
     stopped = train_trial(cfg, lambda steps, loss: steps == 20, checkpoint_every=10)
     assert (stopped.pruned, stopped.diverged, stopped.steps_run, stopped.loss) == (True, False, 20, seen[1][1])
     assert stopped.tokens_or_samples == 20 * 16
+
+
+def test_non_embedding_params_of_the_gpt_is_about_12_l_d_squared() -> None:
+    """N excludes the token/position tables and the readout, as the planner's 12 L d^2 does (plus LN and biases)."""
+    from scaleplan.models import build_model
+    from scaleplan.train.build import n_params, non_embedding_params
+
+    model = build_model("gpt", 64, depth=3, vocab=50, seq_len=16)
+    d, L = 64, 3
+    per_block = 12 * d * d + 4 * d + d + 4 * d  # attention 4d^2, MLP 8d^2 + biases 4d + d, two LayerNorms 4d
+    assert non_embedding_params(model) == L * per_block + 2 * d  # + the final LayerNorm
+    assert n_params(model) == non_embedding_params(model) + 50 * d + 16 * d + d * 50
