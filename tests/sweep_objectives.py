@@ -101,3 +101,11 @@ def multi_axis_bowl(params: dict) -> dict:
     loss = (2.0 + 0.04 * math.log2(params["lr"] / multi_axis_optimum(w, depth, d, b)) ** 2
             + 0.02 * math.log2(b / multi_axis_batch(d)) ** 2 - 0.05 * math.log2(d / 2**14))
     return {"loss": loss, "N": 12 * depth * w * w}
+
+
+def transfer_bowl_needs_gain(params: dict) -> float:
+    """`transfer_bowl` for a spec that fixes `gain = [2.0]` in [search]: any run without it (a target run that
+    dropped the spec's fixed value) fails loudly."""
+    if params.get("gain") != 2.0:
+        raise ValueError(f"trained without the spec's fixed gain = 2.0: got {params.get('gain')!r}")
+    return bowl_loss(params["width"], params["lr"], params["seed"])

@@ -141,6 +141,11 @@ class SweepSpec:
         """Hash of everything that defines the plan and the trials (not storage or the name)."""
         return hashlib.sha256(json.dumps(plan_body(self.raw), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
+    def fixed_search_values(self, exclude: tuple[str, ...] = ("lr",)) -> dict[str, float]:
+        """The searched parameters that take a single value (e.g. `init_std = [0.02]`), by name: runs outside the
+        sweep (validate's target runs) must train with them, as every swept trial did."""
+        return {p.name: grid[0] for p in self.search if p.name not in exclude and (grid := p.grid()) is not None and len(grid) == 1}
+
     def search_param(self, name: str) -> SearchParam | None:
         """The searched parameter called `name`, if any."""
         return next((p for p in self.search if p.name == name), None)

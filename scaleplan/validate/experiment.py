@@ -142,7 +142,7 @@ def check_spec(spec_path: str | Path, target: dict[str, int], device: str | None
     if hasattr(objective, "config"):  # the built-in trainer: the target run must be buildable (shape rules)
         from scaleplan.train.build import build_model, build_task
 
-        cfg = objective.config(TrialRequest(point.grid_point(0), {"lr": 1e-3}))
+        cfg = objective.config(TrialRequest(point.grid_point(0), {**spec.fixed_search_values(), "lr": 1e-3}))
         build_model(cfg, build_task(cfg))
     return CheckedSpec(Path(spec_path), spec, objective, point)
 
@@ -248,7 +248,8 @@ def train_at(checked: CheckedSpec, name: str, lrs: list[float], seeds: tuple[int
     from scaleplan.sweep.trial import ObjectiveFailed, TrialRequest
 
     objective, point = checked.objective, checked.point
-    requests = [TrialRequest(point.grid_point(seed), {"lr": lr}) for seed in seeds for lr in lrs]
+    fixed = checked.spec.fixed_search_values()  # e.g. init_std = [0.02]: the target trains as every swept trial did
+    requests = [TrialRequest(point.grid_point(seed), {**fixed, "lr": lr}) for seed in seeds for lr in lrs]
     k = max(1, objective.population_size(requests[0].point))
     log(f"[{name}] target {point.label}: {len(lrs)} lrs x {len(seeds)} seeds = {len(requests)} runs "
         f"({'populations of ' + str(k) if k > 1 else 'one at a time'})")

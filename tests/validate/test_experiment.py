@@ -167,3 +167,15 @@ def test_target_grid_covers_both_choices_with_margin() -> None:
     assert all(math.isclose(b - a, 0.5) or math.isclose(b - a, 1.0) for a, b in zip(logs, logs[1:]))
     assert 0.0 not in logs  # the prediction itself is trained separately, not twice
     assert len(grid) == 12
+
+
+def test_target_runs_keep_the_specs_fixed_search_values(tmp_path: Path) -> None:
+    """A value fixed in [search] (HF GPT-2's `init_std = [0.02]`) reaches every target run, as it reached every swept
+    trial; the first release trained the target without it (a silently different model)."""
+    spec = FAKE_SPEC.format(name="gain", fn="transfer_bowl_needs_gain").replace(
+        "[search]\n", "[search]\ngain = [2.0]\n")
+    (tmp_path / "gain.toml").write_text(spec)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "gain.toml"), "--target-width", "128", "--seeds", "1",
+                                      "--out", str(tmp_path / "res"), "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    assert "gain" in (tmp_path / "res" / "transfer.md").read_text()
