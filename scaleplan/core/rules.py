@@ -20,13 +20,29 @@ set in the model (scaleplan.models.denseam); SP and muP freeze them at the base
 N^-1/2, and with it a peaking activation's gradient at init, so the memories' Adam eps is scaled
 with that gradient (memory_eps_exponent). The model also defines the activation relu^(n-1)/(n-1)
 (unit slope at unit overlap), the centering and the step alpha = tau/T.
+
+Weight decay (factor on the base lambda, per role; `scaleplan.core.weight_decay` has the conventions):
+
+| role   | muP Adam lr | Adam, L2 (mup.MuAdam) | AdamW torch, p *= 1 - lr*lambda | AdamW independent, p *= 1 - lambda |
+|--------|-------------|-----------------------|---------------------------------|------------------------------------|
+| input  | 1           | 1                     | 1                               | 1                                  |
+| hidden | 1/m         | m                     | m (= mup.MuAdamW)               | 1                                  |
+| output | 1           | 1                     | 1                               | 1                                  |
+| vector | 1           | 1                     | 1                               | 1                                  |
+
+AdamW's decay is an EMA with timescale tau_iter = 1/(lr_role * lambda_role) (torch) or 1/lambda_role
+(independent). Keeping every role's timescale width-independent needs lambda_role x m^(-lr exponent)
+under torch, which is the `adam_wd` column (adam_wd = -adam_lr for every role: tested), and a constant
+lambda under independent decay. A constant torch lambda would stretch the hidden timescale by m.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Mapping, get_args
 
+from scaleplan.core.weight_decay import check_convention
 from scaleplan.errors import ScaleplanError
 
 Role = Literal["input", "hidden", "output", "vector", "memory", "fixed"]
@@ -51,8 +67,12 @@ class RoleRule:
     forward: float  # forward multiplier
     adam_lr: float
     sgd_lr: float
-    adam_wd: float  # Adam/AdamW weight decay (coupled, as mup.MuAdam scales it)
+    adam_wd: float  # Adam L2 and AdamW (torch) weight decay, as mup.MuAdam/MuAdamW scale it; independent decay: 0
     sgd_wd: float
+    # exponents of the fan-out multiplier m_out (hidden tensors whose fan-out scales unlike their fan-in;
+    # mup.MuSGD divides the lr by fan-in mult / fan-out mult); m itself is the fan-in multiplier there
+    sgd_lr_out: float = 0.0
+    sgd_wd_out: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +97,7 @@ class Parametrization:
     temperature_exponent: float = 0.0  # DenseAM: beta = (beta0 / N_base) * m ** temperature_exponent
     memory_exponent: float = 0.0  # DenseAM relu-poly: update sum over memories x (1/K_base) * m_K ** memory_exponent
     memory_eps_exponent: float = 0.0  # DenseAM memories: Adam eps x (m_N ** order * m_K) ** memory_eps_exponent
+    bias_init_exponent: float = 0.0  # a layer's bias init x (its fan-in multiplier) ** this (mup: 1/2)
 
     def rule(self, role: str) -> RoleRule:
         """The rule for `role`; a clear error for a role this parametrization does not define."""
@@ -96,20 +117,29 @@ class Parametrization:
         optimizer: str = "adam",
         depth_ratio: float = 1.0,
         completep: bool = False,
+        decay: str = "torch",
+        m_out: float | None = None,
     ) -> RoleMultipliers:
-        """Factors for one tensor of `role` at width multiplier m (and depth ratio L/L_base)."""
+        """Factors for one tensor of `role` at width multiplier m (and depth ratio L/L_base).
+
+        For a hidden tensor m is its fan-in multiplier and `m_out` its fan-out multiplier (default m);
+        they differ when, e.g., d_model grows 2x and the FFN width 8x. `decay` is the AdamW weight-decay
+        convention: "torch" (lambda x m^adam_wd) or "independent" (lambda x 1).
+        """
         rule = self.rule(role)
-        if m <= 0 or depth_ratio <= 0:
-            raise ScaleplanError(f"width and depth multipliers must be positive, got m={m}, depth_ratio={depth_ratio}")
+        check_convention(decay, optimizer)
+        m_out = m if m_out is None else m_out
+        if m <= 0 or depth_ratio <= 0 or m_out <= 0:
+            raise ScaleplanError(f"width and depth multipliers must be positive, got m={m}, m_out={m_out}, depth_ratio={depth_ratio}")
         if completep and self.name != "mup":
             raise ScaleplanError(f"CompleteP depth transfer is defined on top of muP; use parametrization 'mup', not {self.name!r}")
         sgd = _optimizer_is_sgd(optimizer)
-        m = float(m)
+        m, m_out = float(m), float(m_out)
         return RoleMultipliers(
-            lr=m ** (rule.sgd_lr if sgd else rule.adam_lr),
+            lr=_power(m, m_out, rule.sgd_lr, rule.sgd_lr_out) if sgd else m**rule.adam_lr,
             init_std=m ** (rule.init_var / 2),
             forward=m**rule.forward,
-            weight_decay=m ** (rule.sgd_wd if sgd else rule.adam_wd),
+            weight_decay=1.0 if decay == "independent" else (_power(m, m_out, rule.sgd_wd, rule.sgd_wd_out) if sgd else m**rule.adam_wd),
             eps=1.0 / (m * depth_ratio) if completep and not sgd else 1.0,
         )
 
@@ -134,14 +164,32 @@ class Parametrization:
         overlaps); 1 under SP/muP."""
         return (m_features**gradient_order * m_memories) ** self.memory_eps_exponent
 
-    def table(self, m: float, optimizer: str = "adam") -> list[tuple[str, RoleMultipliers]]:
+    def bias_init_factor(self, fan_in_m: float) -> float:
+        """Factor on a layer's bias init (PyTorch draws it U(+-1/sqrt(fan_in))): mup x sqrt(fan-in mult)."""
+        return fan_in_m**self.bias_init_exponent
+
+    def table(self, m: float, optimizer: str = "adam", decay: str = "torch") -> list[tuple[str, RoleMultipliers]]:
         """Every role's factors at width multiplier m, for display."""
-        return [(role, self.multipliers(role, m, optimizer)) for role in ROLES if role in self.rules]
+        return [(role, self.multipliers(role, m, optimizer, decay=decay)) for role in ROLES if role in self.rules]
 
 
 def residual_multiplier(depth_ratio: float, completep: bool) -> float:
     """Residual-branch multiplier: (L/L_base)^-1 under CompleteP (alpha = 1), else 1."""
     return 1.0 / depth_ratio if completep else 1.0
+
+
+def attention_scale(d_head: int, base_d_head: int, parametrization: str = "mup") -> float:
+    """The attention-logit scale to multiply q.k by: sqrt(base_d_head)/d_head under muP (1/d_head, equal
+    to SP's 1/sqrt(d_head) at the base), 1/sqrt(d_head) under SP. For attention scaleplan cannot reach
+    (SDPA in your own forward: F.scaled_dot_product_attention(q, k, v, scale=attention_scale(...)))."""
+    if d_head < 1 or base_d_head < 1:
+        raise ScaleplanError(f"head dimensions must be positive integers, got d_head={d_head}, base_d_head={base_d_head}")
+    return get_parametrization(parametrization).attention_multiplier(d_head / base_d_head) / math.sqrt(d_head)
+
+
+def _power(m: float, m_out: float, exponent: float, exponent_out: float) -> float:
+    """m ** exponent * m_out ** exponent_out, exact (one power) when the two multipliers are equal."""
+    return m ** (exponent + exponent_out) if m == m_out else m**exponent * m_out**exponent_out
 
 
 def _optimizer_is_sgd(optimizer: str) -> bool:
@@ -170,7 +218,8 @@ SP = Parametrization(
 
 _MUP_RULES: dict[str, RoleRule] = {
     "input": _ONE_WIDTH_DIM,
-    "hidden": RoleRule(init_var=-1, forward=0, adam_lr=-1, sgd_lr=0, adam_wd=1, sgd_wd=0),
+    # SGD: lr x fan-out mult / fan-in mult, wd the inverse (mup.MuSGD's fanin_fanout_mult_ratio)
+    "hidden": RoleRule(init_var=-1, forward=0, adam_lr=-1, sgd_lr=-1, adam_wd=1, sgd_wd=1, sgd_lr_out=1, sgd_wd_out=-1),
     "output": RoleRule(init_var=0, forward=-1, adam_lr=0, sgd_lr=1, adam_wd=0, sgd_wd=-1),
     "vector": _ONE_WIDTH_DIM,
     "fixed": _FIXED,
@@ -180,6 +229,7 @@ MUP = Parametrization(
     name="mup",
     rules=_MUP_RULES,
     attention_exponent=-1.0,
+    bias_init_exponent=0.5,
     description="muP (microsoft/mup, Tensor Programs V Table 8); optional CompleteP depth transfer",
 )
 
@@ -191,6 +241,7 @@ DENSEAM = Parametrization(
     temperature_exponent=-1.0,
     memory_exponent=-1.0,
     memory_eps_exponent=-1.0,
+    bias_init_exponent=0.5,
 )
 
 PARAMETRIZATIONS: dict[str, Parametrization] = {p.name: p for p in (SP, MUP, DENSEAM)}

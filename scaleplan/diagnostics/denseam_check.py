@@ -70,7 +70,7 @@ def denseam_coord_check(
             model = build_parametrized("denseam", size, parametrization, min(sizes), **kwargs)
             if rules == "first-release":
                 first_release_rules(model)
-            rows += [(seed, size, step, layer, value) for step, layer, value in trace_training(model, inputs, targets, train_steps, lr, eps=eps)
+            rows += [(seed, size, step, layer, value) for step, layer, value in trace_training(model, (inputs, targets), train_steps, lr, eps=eps)
                      if layer in PROBES]
     return average_seeds(rows)
 

@@ -1,6 +1,6 @@
 """The built-in objective: train scaleplan's reference models with scaleplan.train.
 
-A population (K trials of one width, batch size and step count) trains in one batched call when
+A population (K trials of one width, depth, batch size and step count) trains in one batched call when
 `population_size_for` says K > 1; otherwise trials train one at a time. One torch thread each.
 With a pruner, the held-out loss is checked every `prune_every` steps through a `Checkpoint`.
 """
@@ -63,7 +63,7 @@ class BuiltinObjective:
             parametrization=spec.parametrization,
             base_width=spec.reference.base_width or min(spec.widths),
             task_kwargs=spec.task_kwargs,
-            model_kwargs=spec.model_kwargs,
+            model_kwargs=spec.model_kwargs if point.depth is None else {**spec.model_kwargs, "depth": point.depth},
             batch_size=point.batch_size,
             steps=point.steps,
             seed=point.seed,
@@ -101,9 +101,10 @@ class BuiltinObjective:
             Outcome(
                 loss=r.loss,
                 diverged=r.diverged,
-                n_params=r.n_params,
+                n_params=r.n_non_embedding,
                 tokens=r.tokens_or_samples,
-                extras={"train_loss": r.train_loss, "seconds": r.seconds, "steps_run": float(r.steps_run)},
+                extras={"train_loss": r.train_loss, "seconds": r.seconds, "steps_run": float(r.steps_run),
+                        "N_total": float(r.n_params)},
                 pruned=r.pruned,
             )
             for r in results

@@ -59,3 +59,17 @@ def test_gpt_is_causal() -> None:
 def test_bad_model_options(call, message: str) -> None:
     with pytest.raises(ScaleplanError, match=message):
         call()
+
+
+def test_hf_gpt2_model() -> None:
+    pytest.importorskip("transformers")
+    net = build_model("hf-gpt2", 32, vocab=50, seq_len=8, n_heads=2, init="fan-in", tied=False, readout_zero_init=True, query_zero_init=True)
+    assert net(torch.randint(0, 50, (2, 6))).shape == (2, 6, 50)
+    assert not net.hf.lm_head.weight.any() and not net.hf.transformer.h[0].attn.c_attn.weight[:, :32].any()
+    assert net.hf.transformer.h[0].attn.c_attn.weight[:, 32:].std().item() == pytest.approx(1 / (3 * 32) ** 0.5, rel=0.1)
+    tied = build_model("hf-gpt2", 32)
+    assert tied.hf.lm_head.weight is tied.hf.transformer.wte.weight
+    with pytest.raises(ScaleplanError, match="unknown hf-gpt2 init 'xavier'; valid: hf, fan-in"):
+        build_model("hf-gpt2", 32, init="xavier")
+    with pytest.raises(ScaleplanError, match="zero the token embedding"):
+        build_model("hf-gpt2", 32, readout_zero_init=True)

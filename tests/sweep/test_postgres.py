@@ -1,77 +1,51 @@
-"""PostgreSQL storage: four workers on one study record every planned trial exactly once.
+"""PostgreSQL storage, on a fresh database per test: four workers started together on an empty
+database all start and record every planned trial exactly once; a re-run repeats nothing.
 
-Needs a server: SCALEPLAN_TEST_POSTGRES_URL=postgresql://USER:PASS@127.0.0.1:5432/scaleplan_test
-(.ci/run starts one from Debian's packages); skipped when unset.
+Needs a server where the user may CREATE DATABASE: SCALEPLAN_TEST_POSTGRES_URL=postgresql://USER:PASS@
+127.0.0.1:5432/scaleplan_test (.ci/run starts one from Debian's packages); skipped when unset.
 """
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import uuid
-from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-from scaleplan.sweep.export import load_trials
+from postgres_db import PLANNED_SLOTS, admin_url, fresh_database, run_workers
 from scaleplan.sweep.storage import open_storage, resolve_storage
 
-URL = os.environ.get("SCALEPLAN_TEST_POSTGRES_URL")
-TESTS = Path(__file__).resolve().parents[1]
+URL = admin_url()
 
 pytestmark = [pytest.mark.postgres, pytest.mark.skipif(not URL, reason="SCALEPLAN_TEST_POSTGRES_URL is not set")]
 
 
 @pytest.fixture
-def study_name() -> str:
-    name = f"pg-test-{uuid.uuid4().hex[:8]}"
-    yield name
-    storage = open_storage(resolve_storage(URL))
-    if name in [s.study_name for s in storage.get_all_studies()]:
-        optuna.delete_study(study_name=name, storage=storage)
+def fresh_url() -> Iterator[str]:
+    assert URL is not None
+    with fresh_database(URL) as url:
+        yield url
 
 
-def test_four_workers_share_one_study(tmp_path: Path, study_name: str) -> None:
-    spec = tmp_path / "pg.toml"
-    spec.write_text(f"""
-[sweep]
-name = "{study_name}"
-sampler = "tpe"
-trials_per_point = 5
-[ladder]
-widths = [8, 16]
-steps = [10, 20]
-[search]
-lr = {{low = 1e-4, high = 1e-1}}
-batch_size = [4]
-[objective]
-callable = "sweep_objectives:quadratic"
-""")
-    env = {**os.environ, "PYTHONPATH": f"{TESTS}:{TESTS.parent}"}
-    command = [sys.executable, "-m", "scaleplan.cli", "sweep", str(spec), "--storage", URL]
-    workers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
-    outputs = [w.communicate(timeout=120) for w in workers]
-    assert [w.returncode for w in workers] == [0, 0, 0, 0], [err for _, err in outputs]
-    frame = load_trials(spec, storage=URL)
-    assert frame["state"].tolist() == ["COMPLETE"] * 20
-    assert Counter(frame["slot"]) == {f"w{w}-s{s}-b4-seed0#{i}": 1 for w in (8, 16) for s in (10, 20) for i in range(5)}
-    assert Counter(frame["point"]) == {f"w{w}-s{s}-b4-seed0": 5 for w in (8, 16) for s in (10, 20)}
+def test_four_workers_started_together_on_a_fresh_database(tmp_path: Path, fresh_url: str) -> None:
+    run = run_workers(fresh_url, tmp_path, workers=4)
+    assert run.returncodes == [0, 0, 0, 0], run.stderr
+    assert run.complete_slots == {slot: 1 for slot in PLANNED_SLOTS}
+    assert run.calls == len(PLANNED_SLOTS)  # the objective ran once per planned trial, none twice
     # a worker that stops while others still run says so; the last one sees the whole plan done
-    assert "20/20 planned trials complete" in [out.strip() for out, _ in outputs]
+    assert "20/20 planned trials complete" in [out.strip() for out in run.stdout]
 
 
-def test_rerun_on_postgres_repeats_nothing(tmp_path: Path, study_name: str) -> None:
+def test_rerun_on_postgres_repeats_nothing(tmp_path: Path, fresh_url: str) -> None:
     from scaleplan.sweep.runner import RunSummary, run_sweep
     from scaleplan.sweep.spec import load_spec
 
     spec = tmp_path / "pg.toml"
-    spec.write_text(f"""
+    spec.write_text("""
 [sweep]
-name = "{study_name}"
+name = "rerun"
 sampler = "grid"
 [ladder]
 widths = [8]
@@ -81,8 +55,43 @@ lr = [1e-3, 1e-2, 1e-1]
 [objective]
 callable = "sweep_objectives:quadratic"
 """)
-    assert run_sweep(load_spec(spec), URL, max_trials=2) == RunSummary(2, 3, 0)
-    assert run_sweep(load_spec(spec), URL) == RunSummary(3, 3, 0)
-    trials = optuna.load_study(study_name=study_name, storage=open_storage(resolve_storage(URL))).get_trials()
+    assert run_sweep(load_spec(spec), fresh_url, max_trials=2) == RunSummary(2, 3, 0)
+    assert run_sweep(load_spec(spec), fresh_url) == RunSummary(3, 3, 0)
+    trials = optuna.load_study(study_name="rerun", storage=open_storage(resolve_storage(fresh_url))).get_trials()
     assert sorted(t.params["lr"] for t in trials if t.state == TrialState.COMPLETE) == [1e-3, 1e-2, 1e-1]
     assert len(trials) == 3
+
+
+def test_fit_reads_the_sweep_from_postgres_and_writes_no_password(tmp_path: Path, fresh_url: str) -> None:
+    import shlex
+
+    from scaleplan.cli import main
+    from scaleplan.laws import LawFile
+    from scaleplan.redact import redact
+    from scaleplan.sweep.runner import run_sweep
+    from scaleplan.sweep.spec import load_spec
+
+    spec = tmp_path / "shift.toml"
+    spec.write_text("""
+[sweep]
+name = "shift"
+sampler = "grid"
+[model]
+parametrization = "mup"
+[ladder]
+widths = [8, 16, 32]
+steps = [10]
+[search]
+lr = {low = 1e-4, high = 1.0, points = 9}
+[objective]
+callable = "sweep_objectives:shifting"
+""")
+    run_sweep(load_spec(spec), fresh_url)
+    out = tmp_path / "law.json"
+    main(["fit", "--storage", fresh_url, "-o", str(out), "--bootstrap", "5"])  # returns: exit 0
+    law = LawFile.load(out)
+    assert law.parametrization is not None and (law.parametrization.name, law.parametrization.base_width) == ("mup", 8)
+    assert law.provenance.command == shlex.join(["scaleplan", "fit", "--storage", redact(fresh_url), "--output", str(out),
+                                                 "--bootstrap", "5"])
+    password = fresh_url.split("@")[0].split(":")[-1]
+    assert f":{password}@" not in out.read_text() and ":***@" in law.provenance.command

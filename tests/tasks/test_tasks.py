@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,14 +133,32 @@ def test_charlm_ships_its_pinned_corpus():
     assert load_corpus().numel() == 349_717
 
 
-def test_charlm_auto_reads_this_pythons_stdlib_and_checks_the_hash():
-    from scaleplan.errors import ScaleplanError
-    from scaleplan.tasks.charlm import load_corpus
+def test_charlm_reads_a_stdlib_folder_and_refuses_a_changed_byte(tmp_path):
+    import hashlib
+    import shutil
+    import sysconfig
 
-    try:  # this Python's copies either match the pinned text exactly or are refused by name
-        assert torch.equal(load_corpus("auto"), load_corpus())
-    except ScaleplanError as exc:
-        assert "has sha256" in str(exc) and "pass task kwarg sha256=" in str(exc)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for name in STDLIB_FILES:  # this Python's copies, whatever their version: the test pins their hash itself
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stdlib / name, tmp_path / name)
+    data = b"\n".join((tmp_path / name).read_bytes() for name in STDLIB_FILES)
+    digest = hashlib.sha256(data).hexdigest()
+    assert load_corpus(str(tmp_path), sha256=digest).numel() == len(data)
+    first = tmp_path / STDLIB_FILES[0]
+    first.write_bytes(first.read_bytes() + b"#")
+    load_corpus.cache_clear()  # the folder's text changed under the same arguments
+    with pytest.raises(ScaleplanError, match=f"has sha256 [0-9a-f]{{64}}, expected {digest}; .* pass task kwarg sha256="):
+        load_corpus(str(tmp_path), sha256=digest)
+
+
+@pytest.mark.parametrize("name, kwargs", [("teacher-student", {}), ("patterns", {}), ("charlm", {}), ("charlm", {"seq_len": 16})])
+def test_spec_side_units_per_example_agree_with_the_tasks(name: str, kwargs: dict) -> None:
+    """Sweep specs turn a tokens ladder into steps without building the task (no torch): the counts must agree."""
+    from scaleplan.tasks import get_task
+    from scaleplan.train.config import units_per_example
+
+    assert units_per_example(name, kwargs) == get_task(name, **kwargs).units_per_example
 
 
 RETRIEVAL = {"mode": "denoise", "dim": 32, "n_classes": 128, "flip_prob": 0.2}
