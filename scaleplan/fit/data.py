@@ -154,9 +154,9 @@ def prepare_trials(
 
 
 def _refuse_merged_models(trials: Trials, source: str) -> None:
-    """A cell with two runs of one configuration (lr, batch size, seed) mixes models: refuse, naming the fix."""
+    """A cell with two runs of one configuration (lr, batch size, weight decay, seed) mixes models: refuse, naming the fix."""
     frame = trials.frame
-    config = [c for c in ("lr", "batch_size", "seed") if c in frame]
+    config = [c for c in ("lr", "batch_size", "weight_decay", "wd_tau", "seed") if c in frame]
     repeated = frame[frame.duplicated([*trials.cell_columns, *config], keep=False)]
     if repeated.empty:
         return

@@ -23,7 +23,9 @@ def _size(what: str, text: str | None) -> float | None:
 @click.option("--compute", help="FLOP budget C = 6ND, e.g. 1e23 (with --params: tokens follow; alone: N and D).")
 @click.option("--width", help="Target width, for laws fitted on width (muP sweeps).")
 @click.option("--depth", type=click.IntRange(1, MAX_LAYERS), help="Target depth, for laws fitted on depth or with CompleteP.")
-@click.option("--batch", help="Batch size to train with, for laws with a batch-size exponent (default: the predicted B*).")
+@click.option("--batch", "--batch-size", "batch", help="Batch size to train with (in the unit of the law's D for a weight-decay "
+              "law): for laws with a batch-size exponent (default: the predicted B*), and to turn a weight-decay timescale "
+              "into lambda.")
 @click.option("--law", "law_name", default="steplaw", show_default=True, help="Shipped law name or path to a law .json.")
 @click.option("--tokens-law", default="epoch-chinchilla", show_default=True, help="Loss law for compute-optimal tokens.")
 @click.option("--seq-len", default=4096, show_default=True, type=click.IntRange(1, MAX_SEQ_LEN), help="Sequence length (batch in sequences).")
@@ -35,15 +37,13 @@ def _size(what: str, text: str | None) -> float | None:
 @click.option("--aspect", default=128.0, show_default=True, type=click.FloatRange(1, MAX_ASPECT), help="d_model / layers when deriving a shape.")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default=None,
               help="Per-role lr rules (muP laws); default: the optimizer the law was fitted with.")
-@click.option("--batch-size", "batch_size", help="Batch size in the unit of the law's D (tokens or samples): turns a "
-              "weight-decay timescale law into lambda when the law has no batch-size law.")
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999), help="Interval level.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
 def predict(
     params: str | None, tokens: str | None, compute: str | None, width: str | None, depth: int | None,
     batch: str | None, law_name: str,
     tokens_law: str, seq_len: int, vocab: int, tied: bool, params_total: bool, d_model: int | None,
-    layers: int | None, aspect: float, optimizer: str | None, batch_size: str | None, level: float, fmt: str,
+    layers: int | None, aspect: float, optimizer: str | None, level: float, fmt: str,
 ) -> None:
     """Prescribe lr, batch size and tokens for a target model size.
 
@@ -53,7 +53,7 @@ def predict(
       scaleplan predict --params 7B --tokens 2T --law deepseek --layers 30 --d-model 4096
       scaleplan predict --compute 1e23
       scaleplan predict --width 2048 --law fits/mlp-mup.json
-      scaleplan predict --width 512 --params 3e5 --tokens 1e6 --batch-size 64 --law fits/mlp-mup-wd.json
+      scaleplan predict --width 512 --params 3e5 --tokens 1e6 --batch 64 --law fits/mlp-mup-wd.json
       scaleplan predict --width 256 --depth 16 --tokens 2M --law fits/gpt-axes.json
     """
     from scaleplan.plan.prescribe import prescribe
@@ -69,6 +69,5 @@ def predict(
         batch_size=_size("--batch", batch),
         seq_len=seq_len, vocab=vocab, tied=tied, params_total=params_total,
         d_model=d_model, n_layers=layers, aspect=aspect, tokens_law=tokens_law, level=level, optimizer=optimizer,
-        batch_size=_size("--batch-size", batch_size),
     )
     click.echo({"table": to_table, "json": to_json, "yaml": to_yaml}[fmt](result), nl=fmt != "table")

@@ -88,7 +88,6 @@ def prescribe(
     tokens_law: LawFile | str = DEFAULT_TOKENS_LAW,
     level: float = 0.95,
     optimizer: str | None = None,
-    batch_size: float | None = None,
 ) -> Prescription:
     """Evaluate `law` for a target given by size (params/shape/compute) or, for laws of a sweep's own axes, by
     width and depth (and tokens, batch size where the law takes them).
