@@ -21,6 +21,8 @@ _LAZY = {
     "prescribe": "scaleplan.plan.prescribe",
     "apply_parametrization": "scaleplan.parametrization",
     "param_groups": "scaleplan.parametrization",
+    "attention_scale": "scaleplan.parametrization",
+    "readout_multiplier": "scaleplan.parametrization",
 }
 
 __all__ = ["__version__", *_LAZY]

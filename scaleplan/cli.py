@@ -10,9 +10,11 @@ import importlib
 import os
 import sys
 import warnings
+
 import click
 
 from scaleplan.errors import ScaleplanError
+from scaleplan.redact import redact
 
 # name -> (module:attribute, one-line help shown by `scaleplan --help` without importing it)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -58,12 +60,12 @@ def cli() -> None:
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"error: {message}", err=True)
+    click.echo(f"error: {redact(message)}", err=True)
     sys.exit(code)
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
-    return f"warning: {' '.join(str(message).split())}\n"
+    return f"warning: {redact(' '.join(str(message).split()))}\n"
 
 
 def main(argv: list[str] | None = None) -> None:

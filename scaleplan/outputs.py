@@ -1,6 +1,10 @@
 """Where results are written: check an output path before the work, and make a failed write one line.
 
-Law files, trial exports and plots all go through here, so a missing, unwritable or misplaced
+The rule for folders: a file named with `-o FILE` goes into a folder that exists (nothing is created
+for it, so a typo never leaves new folders behind); a folder named for several outputs (`--plot DIR`,
+`--out DIR`) and scaleplan's default folders (`fits/`, `coord-check/`, `benchmarks/results/`) are
+created when missing, with their parents, as `mkdir -p` would.
+Law files, trial exports, reports and plots all go through here, so a missing, unwritable or misplaced
 output path is a `ScaleplanError` naming the path and the fix, never a traceback.
 """
 
@@ -12,30 +16,37 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import InputError
 
 
-def _failed(path: Path, what: str, reason: str) -> ScaleplanError:
-    return ScaleplanError(f"cannot write {what} to {path}: {reason}; choose a writable path")
+def _failed(path: Path, what: str, reason: str) -> InputError:
+    return InputError(f"cannot write {what} to {path}: {reason}; choose a writable path")
 
 
-def ensure_writable(path: str | Path, what: str) -> Path:
-    """Check, without creating anything, that a file can be written at `path`; call before long work."""
+def ensure_writable(path: str | Path, what: str, make_folder: bool = True) -> Path:
+    """Check, without creating anything, that a file can be written at `path`; call before long work.
+
+    `make_folder`: the file's folder may be missing (it is made, with its parents, on writing); without
+    it (a `-o FILE` output) the folder must exist.
+    """
     out = Path(path)
     if out.is_dir():
         raise _failed(out, what, "it is a directory")
     folder = next(p for p in (out.parent, *out.parent.parents) if p.exists())
     if not folder.is_dir():
         raise _failed(out, what, f"{folder} is a file, not a directory")
+    if folder != out.parent and not make_folder:
+        raise _failed(out, what, f"folder {out.parent} does not exist (create it first)")
     if not os.access(folder, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
         raise _failed(out, what, "permission denied")
     return out
 
 
 @contextlib.contextmanager
-def writing(path: str | Path, what: str) -> Iterator[Path]:
-    """`with writing(path, "law file") as out: ...`: the folder is made, and an OSError in the block is one line."""
-    out = ensure_writable(path, what)
+def writing(path: str | Path, what: str, make_folder: bool = True) -> Iterator[Path]:
+    """`with writing(path, "law file") as out: ...`: checked as `ensure_writable`, the folder made if allowed,
+    and an OSError in the block is one line."""
+    out = ensure_writable(path, what, make_folder)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         yield out

@@ -42,6 +42,23 @@ def slow_logged(params: dict) -> float:
     return loss
 
 
+def shifting(params: dict) -> float:
+    """A muP-like sweep: the best lr halves when the width doubles (lr* = 0.01 at width 8)."""
+    best = 0.01 * 8 / params["width"]
+    return (math.log10(params["lr"] / best)) ** 2 + 1.0 / params["width"]
+
+
+def dies_once(params: dict) -> float:
+    """The first call to find the file named by SWEEP_TEST_DIE removes it and kills its own process (kill -9)."""
+    flag = os.environ.get("SWEEP_TEST_DIE", "/nonexistent")
+    try:
+        os.unlink(flag)
+    except FileNotFoundError:
+        return slow_logged(params)
+    os.kill(os.getpid(), 9)
+    raise AssertionError("unreachable")
+
+
 def bowl_optimum(width: float) -> float:
     """The true optimal lr of `transfer_bowl` at `width`: 0.01 * (width / 8)^-0.5."""
     return 0.01 * (width / 8) ** -0.5
@@ -65,3 +82,30 @@ def transfer_bowl(params: dict) -> float:
 def transfer_bowl_noisy(params: dict) -> float:
     """`transfer_bowl` with a seed- and lr-dependent offset of up to 0.02 (1% of the minimum)."""
     return bowl_loss(params["width"], params["lr"], params["seed"], noise=0.02)
+
+
+def multi_axis_optimum(width: float, depth: float, tokens: float, batch: float) -> float:
+    """The true lr optimum of `multi_axis_bowl`: 0.01 (W/64)^-0.3 (L/2)^-0.5 (D/2^14)^-0.1 (B/16)^0.5."""
+    return 0.01 * (width / 64) ** -0.3 * (depth / 2) ** -0.5 * (tokens / 2**14) ** -0.1 * (batch / 16) ** 0.5
+
+
+def multi_axis_batch(tokens: float) -> float:
+    """The true batch optimum of `multi_axis_bowl`: 16 (D/2^14)^0.5."""
+    return 16 * (tokens / 2**14) ** 0.5
+
+
+def multi_axis_bowl(params: dict) -> dict:
+    """A fake trainer over (width, depth, tokens, batch size): a bowl in log2 lr around `multi_axis_optimum`
+    plus one in log2 batch around `multi_axis_batch`; N = 12 L W^2 as a GPT's non-embedding count."""
+    w, depth, d, b = params["width"], params["depth"], params["tokens"], params["batch_size"]
+    loss = (2.0 + 0.04 * math.log2(params["lr"] / multi_axis_optimum(w, depth, d, b)) ** 2
+            + 0.02 * math.log2(b / multi_axis_batch(d)) ** 2 - 0.05 * math.log2(d / 2**14))
+    return {"loss": loss, "N": 12 * depth * w * w}
+
+
+def transfer_bowl_needs_gain(params: dict) -> float:
+    """`transfer_bowl` for a spec that fixes `gain = [2.0]` in [search]: any run without it (a target run that
+    dropped the spec's fixed value) fails loudly."""
+    if params.get("gain") != 2.0:
+        raise ValueError(f"trained without the spec's fixed gain = 2.0: got {params.get('gain')!r}")
+    return bowl_loss(params["width"], params["lr"], params["seed"])

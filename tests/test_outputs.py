@@ -10,9 +10,12 @@ from scaleplan.errors import ScaleplanError
 from scaleplan.outputs import ensure_writable, save_figure, writing
 
 
-def test_ensure_writable_accepts_a_new_nested_path_and_creates_nothing(tmp_path: Path) -> None:
+def test_ensure_writable_accepts_a_new_folder_only_where_one_may_be_made_and_creates_nothing(tmp_path: Path) -> None:
     target = tmp_path / "a" / "b" / "law.json"
-    assert ensure_writable(target, "law file") == target
+    assert ensure_writable(target, "law file") == target  # a folder output: made on writing
+    with pytest.raises(ScaleplanError, match=f"folder {tmp_path / 'a' / 'b'} does not exist \\(create it first\\)"):
+        ensure_writable(target, "law file", make_folder=False)  # an -o FILE output
+    assert ensure_writable(tmp_path / "law.json", "law file", make_folder=False) == tmp_path / "law.json"
     assert list(tmp_path.iterdir()) == []
 
 

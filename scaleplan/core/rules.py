@@ -8,20 +8,41 @@ muP follows microsoft/mup (Tensor Programs V, Table 8). CompleteP (alpha = 1, De
 adds depth: residual branches x (L/L_base)^-1, Adam eps x 1/(m * m_L), learning rates unchanged.
 
 The "denseam" rules (Dense Associative Memory, Holtzman, Krotov, Hanin, arXiv 2605.10164) are
-*working rules derived from muP principles*, to be confirmed empirically by scaleplan's own
-sweeps: the paper's full text is not available here. They are muP for the ordinary tensors plus
-a "memory" role for the memory matrix Xi (K x N) shared by all T steps of energy descent: entries
-O(1) (init independent of N and K), Adam LR constant in N, SGD LR x m (like any tensor with one
-width dimension). The remaining DenseAM rules live in the model (scaleplan.models.denseam)
-because they are part of its definition: inverse temperature beta = beta0 / N on the overlaps,
-a centered activation, and step size alpha = tau / T.
+*derived from muP principles* and checked by scaleplan's own coordinate checks and sweeps (README,
+"DenseAM rules"): the paper's full text is not available here. They are muP for the ordinary tensors
+plus a "memory" role for the memory matrix Xi (K x N) shared by all T steps of energy descent, with
+m = (N/N_base)(K/K_base): entries O(1) (init independent of N and K), Adam lr constant, SGD lr x m
+(each entry's gradient carries 1/N from beta and 1/K from the memory average). Because Xi is tied
+(the overlaps Xi x and the update Xi^T a share it), the contraction over N in the overlaps and the
+one over K in a relu-poly update are both mean-field: beta = beta0/N and a mean over memories (1/K),
+set in the model (scaleplan.models.denseam); SP and muP freeze them at the base
+(temperature_exponent, memory_exponent). The random part of the overlaps then vanishes like
+N^-1/2, and with it a peaking activation's gradient at init, so the memories' Adam eps is scaled
+with that gradient (memory_eps_exponent). The model also defines the activation relu^(n-1)/(n-1)
+(unit slope at unit overlap), the centering and the step alpha = tau/T.
+
+Weight decay (factor on the base lambda, per role; `scaleplan.core.weight_decay` has the conventions):
+
+| role   | muP Adam lr | Adam, L2 (mup.MuAdam) | AdamW torch, p *= 1 - lr*lambda | AdamW independent, p *= 1 - lambda |
+|--------|-------------|-----------------------|---------------------------------|------------------------------------|
+| input  | 1           | 1                     | 1                               | 1                                  |
+| hidden | 1/m         | m                     | m (= mup.MuAdamW)               | 1                                  |
+| output | 1           | 1                     | 1                               | 1                                  |
+| vector | 1           | 1                     | 1                               | 1                                  |
+
+AdamW's decay is an EMA with timescale tau_iter = 1/(lr_role * lambda_role) (torch) or 1/lambda_role
+(independent). Keeping every role's timescale width-independent needs lambda_role x m^(-lr exponent)
+under torch, which is the `adam_wd` column (adam_wd = -adam_lr for every role: tested), and a constant
+lambda under independent decay. A constant torch lambda would stretch the hidden timescale by m.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal, Mapping, get_args
 
+from scaleplan.core.weight_decay import check_convention
 from scaleplan.errors import ScaleplanError
 
 Role = Literal["input", "hidden", "output", "vector", "memory", "fixed"]
@@ -46,8 +67,12 @@ class RoleRule:
     forward: float  # forward multiplier
     adam_lr: float
     sgd_lr: float
-    adam_wd: float  # Adam/AdamW weight decay (coupled, as mup.MuAdam scales it)
+    adam_wd: float  # Adam L2 and AdamW (torch) weight decay, as mup.MuAdam/MuAdamW scale it; independent decay: 0
     sgd_wd: float
+    # exponents of the fan-out multiplier m_out (hidden tensors whose fan-out scales unlike their fan-in;
+    # mup.MuSGD divides the lr by fan-in mult / fan-out mult); m itself is the fan-in multiplier there
+    sgd_lr_out: float = 0.0
+    sgd_wd_out: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,6 +95,9 @@ class Parametrization:
     attention_exponent: float  # attention logits scale as d_head ** attention_exponent
     description: str
     temperature_exponent: float = 0.0  # DenseAM: beta = (beta0 / N_base) * m ** temperature_exponent
+    memory_exponent: float = 0.0  # DenseAM relu-poly: update sum over memories x (1/K_base) * m_K ** memory_exponent
+    memory_eps_exponent: float = 0.0  # DenseAM memories: Adam eps x (m_N ** order * m_K) ** memory_eps_exponent
+    bias_init_exponent: float = 0.0  # a layer's bias init x (its fan-in multiplier) ** this (mup: 1/2)
 
     def rule(self, role: str) -> RoleRule:
         """The rule for `role`; a clear error for a role this parametrization does not define."""
@@ -89,20 +117,29 @@ class Parametrization:
         optimizer: str = "adam",
         depth_ratio: float = 1.0,
         completep: bool = False,
+        decay: str = "torch",
+        m_out: float | None = None,
     ) -> RoleMultipliers:
-        """Factors for one tensor of `role` at width multiplier m (and depth ratio L/L_base)."""
+        """Factors for one tensor of `role` at width multiplier m (and depth ratio L/L_base).
+
+        For a hidden tensor m is its fan-in multiplier and `m_out` its fan-out multiplier (default m);
+        they differ when, e.g., d_model grows 2x and the FFN width 8x. `decay` is the AdamW weight-decay
+        convention: "torch" (lambda x m^adam_wd) or "independent" (lambda x 1).
+        """
         rule = self.rule(role)
-        if m <= 0 or depth_ratio <= 0:
-            raise ScaleplanError(f"width and depth multipliers must be positive, got m={m}, depth_ratio={depth_ratio}")
+        check_convention(decay, optimizer)
+        m_out = m if m_out is None else m_out
+        if m <= 0 or depth_ratio <= 0 or m_out <= 0:
+            raise ScaleplanError(f"width and depth multipliers must be positive, got m={m}, m_out={m_out}, depth_ratio={depth_ratio}")
         if completep and self.name != "mup":
             raise ScaleplanError(f"CompleteP depth transfer is defined on top of muP; use parametrization 'mup', not {self.name!r}")
         sgd = _optimizer_is_sgd(optimizer)
-        m = float(m)
+        m, m_out = float(m), float(m_out)
         return RoleMultipliers(
-            lr=m ** (rule.sgd_lr if sgd else rule.adam_lr),
+            lr=_power(m, m_out, rule.sgd_lr, rule.sgd_lr_out) if sgd else m**rule.adam_lr,
             init_std=m ** (rule.init_var / 2),
             forward=m**rule.forward,
-            weight_decay=m ** (rule.sgd_wd if sgd else rule.adam_wd),
+            weight_decay=1.0 if decay == "independent" else (_power(m, m_out, rule.sgd_wd, rule.sgd_wd_out) if sgd else m**rule.adam_wd),
             eps=1.0 / (m * depth_ratio) if completep and not sgd else 1.0,
         )
 
@@ -115,14 +152,44 @@ class Parametrization:
         (which keep beta = beta0/N_base constant in N); equal to 1 at m = 1 either way."""
         return m ** (1.0 + self.temperature_exponent)
 
-    def table(self, m: float, optimizer: str = "adam") -> list[tuple[str, RoleMultipliers]]:
+    def memory_multiplier(self, m_memories: float) -> float:
+        """Factor on a relu-poly DenseAM's own memory average (1/K): 1 under the DenseAM rules, K/K_base
+        under SP/muP (which keep the base's 1/K_base, i.e. a sum that grows with K); 1 at K = K_base."""
+        return m_memories ** (1.0 + self.memory_exponent)
+
+    def memory_eps_multiplier(self, m_features: float, m_memories: float, gradient_order: float) -> float:
+        """Factor on a DenseAM memory matrix's Adam eps: 1/(m_N^order * m_K) under the DenseAM rules, which keeps
+        eps as far below the memories' gradients as at the base (at init they shrink like N^-order / K, order
+        (n+1)/2 for a degree-n relu-poly, 3/2 for lse: a peaking activation is flat at the vanishing random
+        overlaps); 1 under SP/muP."""
+        return (m_features**gradient_order * m_memories) ** self.memory_eps_exponent
+
+    def bias_init_factor(self, fan_in_m: float) -> float:
+        """Factor on a layer's bias init (PyTorch draws it U(+-1/sqrt(fan_in))): mup x sqrt(fan-in mult)."""
+        return fan_in_m**self.bias_init_exponent
+
+    def table(self, m: float, optimizer: str = "adam", decay: str = "torch") -> list[tuple[str, RoleMultipliers]]:
         """Every role's factors at width multiplier m, for display."""
-        return [(role, self.multipliers(role, m, optimizer)) for role in ROLES if role in self.rules]
+        return [(role, self.multipliers(role, m, optimizer, decay=decay)) for role in ROLES if role in self.rules]
 
 
 def residual_multiplier(depth_ratio: float, completep: bool) -> float:
     """Residual-branch multiplier: (L/L_base)^-1 under CompleteP (alpha = 1), else 1."""
     return 1.0 / depth_ratio if completep else 1.0
+
+
+def attention_scale(d_head: int, base_d_head: int, parametrization: str = "mup") -> float:
+    """The attention-logit scale to multiply q.k by: sqrt(base_d_head)/d_head under muP (1/d_head, equal
+    to SP's 1/sqrt(d_head) at the base), 1/sqrt(d_head) under SP. For attention scaleplan cannot reach
+    (SDPA in your own forward: F.scaled_dot_product_attention(q, k, v, scale=attention_scale(...)))."""
+    if d_head < 1 or base_d_head < 1:
+        raise ScaleplanError(f"head dimensions must be positive integers, got d_head={d_head}, base_d_head={base_d_head}")
+    return get_parametrization(parametrization).attention_multiplier(d_head / base_d_head) / math.sqrt(d_head)
+
+
+def _power(m: float, m_out: float, exponent: float, exponent_out: float) -> float:
+    """m ** exponent * m_out ** exponent_out, exact (one power) when the two multipliers are equal."""
+    return m ** (exponent + exponent_out) if m == m_out else m**exponent * m_out**exponent_out
 
 
 def _optimizer_is_sgd(optimizer: str) -> bool:
@@ -151,7 +218,8 @@ SP = Parametrization(
 
 _MUP_RULES: dict[str, RoleRule] = {
     "input": _ONE_WIDTH_DIM,
-    "hidden": RoleRule(init_var=-1, forward=0, adam_lr=-1, sgd_lr=0, adam_wd=1, sgd_wd=0),
+    # SGD: lr x fan-out mult / fan-in mult, wd the inverse (mup.MuSGD's fanin_fanout_mult_ratio)
+    "hidden": RoleRule(init_var=-1, forward=0, adam_lr=-1, sgd_lr=-1, adam_wd=1, sgd_wd=1, sgd_lr_out=1, sgd_wd_out=-1),
     "output": RoleRule(init_var=0, forward=-1, adam_lr=0, sgd_lr=1, adam_wd=0, sgd_wd=-1),
     "vector": _ONE_WIDTH_DIM,
     "fixed": _FIXED,
@@ -161,15 +229,19 @@ MUP = Parametrization(
     name="mup",
     rules=_MUP_RULES,
     attention_exponent=-1.0,
+    bias_init_exponent=0.5,
     description="muP (microsoft/mup, Tensor Programs V Table 8); optional CompleteP depth transfer",
 )
 
 DENSEAM = Parametrization(
     name="denseam",
-    rules={**_MUP_RULES, "memory": _ONE_WIDTH_DIM},
+    rules={**_MUP_RULES, "memory": _ONE_WIDTH_DIM},  # m = (N/N_base)(K/K_base): SGD lr x m follows its 1/(NK) gradient
     attention_exponent=-1.0,
-    description="DenseAM working rules (muP + memory role; beta = beta0/N; alpha = tau/T in the model)",
+    description="DenseAM rules (muP + memory role; beta = beta0/N, relu-poly memories averaged, memory Adam eps scaled)",
     temperature_exponent=-1.0,
+    memory_exponent=-1.0,
+    memory_eps_exponent=-1.0,
+    bias_init_exponent=0.5,
 )
 
 PARAMETRIZATIONS: dict[str, Parametrization] = {p.name: p for p in (SP, MUP, DENSEAM)}

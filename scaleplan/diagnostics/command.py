@@ -6,8 +6,13 @@ from pathlib import Path
 
 import click
 
+from scaleplan.core.callables import import_callable
 from scaleplan.errors import ScaleplanError
+from scaleplan.limits import MAX_WIDTH
 from scaleplan.outputs import ensure_writable, pyplot, save_figure
+
+
+BUILTIN_MODELS = ("mlp", "gpt", "denseam")
 
 
 def _parse_widths(text: str) -> tuple[int, ...]:
@@ -15,8 +20,8 @@ def _parse_widths(text: str) -> tuple[int, ...]:
         widths = tuple(int(w) for w in text.split(",") if w.strip())
     except ValueError:
         raise ScaleplanError(f"--widths must be a comma list of integers like 64,128,256, got {text!r}") from None
-    if not widths or min(widths) < 1:
-        raise ScaleplanError(f"--widths must be positive integers, got {text!r}")
+    if not widths or min(widths) < 1 or max(widths) > MAX_WIDTH:
+        raise ScaleplanError(f"--widths must be integers from 1 to {MAX_WIDTH}, got {text!r}")
     if len(set(widths)) < 2 or len(set(widths)) != len(widths):
         raise ScaleplanError(f"--widths needs at least 2 different widths, each once (the check compares widths), got {text!r}")
     return widths
@@ -40,28 +45,42 @@ def plot_coord_check(frame, path: Path, title: str) -> None:  # frame: pandas.Da
 
 
 @click.command("coord-check")
-@click.option("--model", "model_name", type=click.Choice(["mlp", "gpt", "denseam"]), default="mlp", show_default=True)
+@click.option("--model", "model_name", default="mlp", show_default=True,
+              help="mlp, gpt, denseam, or your own builder pkg.mod:build_fn (width -> (model, batch))")
 @click.option("--parametrization", default="mup", show_default=True, help="sp, mup or denseam")
 @click.option("--widths", default="64,128,256,512,1024", show_default=True, help="comma list of widths")
-@click.option("--steps", default=3, show_default=True, type=int, help="optimizer steps")
+@click.option("--steps", default=3, show_default=True, type=click.IntRange(1, 10_000), help="optimizer steps")
 @click.option("--lr", default=None, type=float, help="base learning rate (default: per model)")
-@click.option("--seeds", default=1, show_default=True, type=int)
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1, 1_000))
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
+@click.option("--init-std", type=float, default=None, help="init std at the base width (your own model; default: keep its init)")
 @click.option("--out", "out_dir", default="coord-check", show_default=True, type=click.Path(file_okay=False), help="directory for the PNG")
-def coord_check(model_name: str, parametrization: str, widths: str, steps: int, lr: float | None, seeds: int, optimizer: str, out_dir: str) -> None:
+def coord_check(
+    model_name: str, parametrization: str, widths: str, steps: int, lr: float | None, seeds: int, optimizer: str, init_std: float | None, out_dir: str
+) -> None:
     """Mean |activation| per layer over a few training steps across widths (flat under muP)."""
     width_list = _parse_widths(widths)  # bad input fails before torch is imported
-    path = ensure_writable(Path(out_dir) / f"coord_check_{model_name}_{parametrization}.png", "plot")
+    builtin = ":" not in model_name
+    if builtin and model_name not in BUILTIN_MODELS:
+        raise ScaleplanError(f"unknown model {model_name!r}; use one of {', '.join(BUILTIN_MODELS)} or pkg.mod:build_fn")
+    if builtin and init_std is not None:
+        raise ScaleplanError("--init-std is for your own model (--model pkg.mod:build_fn); the reference models keep theirs")
+    label = model_name if builtin else model_name.replace(":", ".").replace("/", "_")
+    path = ensure_writable(Path(out_dir) / f"coord_check_{label}_{parametrization}.png", "plot")
+    build = None if builtin else import_callable(model_name, "model builder")
     import torch
 
     from scaleplan.diagnostics.coord_check import coord_check as run_coord_check
-    from scaleplan.diagnostics.coord_check import width_ratios, width_table
+    from scaleplan.diagnostics.coord_check import coord_check_model, width_ratios, width_table
 
     torch.set_num_threads(1)
-    frame = run_coord_check(model_name, parametrization, width_list, steps=steps, lr=lr, seeds=seeds, optimizer=optimizer)
+    if build is None:
+        frame = run_coord_check(model_name, parametrization, width_list, steps=steps, lr=lr, seeds=seeds, optimizer=optimizer)
+    else:
+        frame = coord_check_model(build, parametrization, width_list, steps=steps, lr=1e-3 if lr is None else lr, seeds=seeds, optimizer=optimizer, init_std=init_std)
     table = width_table(frame, steps)
     table["ratio"] = width_ratios(frame, steps)
     click.echo(f"mean |activation| after {steps} steps ({model_name}, {parametrization}); ratio = widest / narrowest")
     click.echo(table.to_string(float_format=lambda v: f"{v:.4g}"))
-    plot_coord_check(frame, path, f"{model_name} / {parametrization} / {optimizer}")
+    plot_coord_check(frame, path, f"{label} / {parametrization} / {optimizer}")
     click.echo(f"plot: {path}")

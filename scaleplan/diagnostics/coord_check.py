@@ -8,13 +8,14 @@ Adam (or SGD) using the parametrization's per-tensor learning rates.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from scaleplan.diagnostics.attention_probe import attention_logits
 from scaleplan.errors import ScaleplanError
 from scaleplan.models import build_parametrized
 from scaleplan.parametrization.groups import param_groups
@@ -30,7 +31,7 @@ DEFAULT_WIDTHS = (64, 128, 256, 512, 1024)
 _MODEL_DEFAULTS: dict[str, dict[str, Any]] = {
     "mlp": {"in_dim": 16, "out_dim": 10, "depth": 3, "readout_zero_init": True},
     "gpt": {"depth": 2, "n_heads": 1, "vocab": 64, "seq_len": 4, "readout_zero_init": True, "query_zero_init": True},
-    "denseam": {"in_dim": 16, "out_dim": 10, "n_memories": 16, "steps": 4, "memory_std": 0.1, "readout_zero_init": True},
+    "denseam": {"in_dim": 16, "out_dim": 10, "steps": 4, "memory_std": 0.1, "readout_zero_init": True},
 }
 DEFAULT_LR = {"mlp": 1e-2, "gpt": 3e-3, "denseam": 0.2}
 DEFAULT_BATCH = {"mlp": 64, "gpt": 1, "denseam": 64}  # samples (gpt: sequences)
@@ -42,17 +43,21 @@ class _Recorder:
 
     sums: dict[str, list[float]] = field(default_factory=dict)
 
-    def hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
-        def record(module: nn.Module, args: Any, output: Any) -> None:
-            if isinstance(output, torch.Tensor):
-                self.sums.setdefault(name, []).append(output.detach().abs().mean().item())
+    def add(self, name: str, output: Any) -> None:
+        if isinstance(output, torch.Tensor):
+            self.sums.setdefault(name, []).append(output.detach().abs().float().mean().item())
 
-        return record
+    def hook(self, name: str) -> Callable[[nn.Module, Any, Any], None]:
+        return lambda module, args, output: self.add(name, output)
 
     def pop(self) -> dict[str, float]:
         means = {name: sum(v) / len(v) for name, v in self.sums.items()}
         self.sums = {}
         return means
+
+
+Batch = Union[tuple, dict]  # (inputs, targets) or keyword arguments of a model that returns .loss
+Builder = Callable[[int], tuple[nn.Module, Batch]]
 
 
 def _batch(model_name: str, kwargs: dict[str, Any], size: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,7 +69,19 @@ def _batch(model_name: str, kwargs: dict[str, Any], size: int, seed: int) -> tup
     return torch.randn(size, kwargs["in_dim"], generator=gen), torch.randint(0, kwargs["out_dim"], (size,), generator=gen)
 
 
-def _loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def batch_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
+    """The training loss of `batch`: model(**batch).loss for a dict, cross-entropy of model(inputs) otherwise."""
+    if isinstance(batch, dict):
+        output = model(**batch)
+        loss = output["loss"] if isinstance(output, dict) else getattr(output, "loss", None)
+        if not isinstance(loss, torch.Tensor):
+            raise ScaleplanError("coord-check: a dict batch must make the model return a loss (e.g. pass labels=)")
+        return loss
+    if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        raise ScaleplanError(f"coord-check: a batch is (inputs, targets) or a dict of model kwargs, got {type(batch).__name__}")
+    inputs, targets = batch
+    logits = model(inputs)
+    logits = logits if isinstance(logits, torch.Tensor) else logits.logits
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
@@ -80,38 +97,110 @@ def coord_check(
     batch_size: int | None = None,
     **model_kwargs: Any,
 ) -> pd.DataFrame:
-    """DataFrame (width, step, layer, mean_abs): mean |activation| per layer, averaged over seeds.
-
-    step 0 is the initial forward pass, step t the forward pass after t optimizer updates.
+    """DataFrame (width, step, layer, mean_abs) for a reference model: mean |activation| per layer, averaged
+    over seeds. step 0 is the initial forward pass, step t the forward pass after t optimizer updates.
     """
     if model_name not in _MODEL_DEFAULTS:
-        raise ScaleplanError(f"unknown model {model_name!r}; valid models: {', '.join(_MODEL_DEFAULTS)}")
-    if not widths or min(widths) < 1 or steps < 1 or seeds < 1 or (batch_size is not None and batch_size < 1):
-        raise ScaleplanError("coord-check needs positive widths, steps >= 1, seeds >= 1 and batch_size >= 1")
+        raise ScaleplanError(f"unknown model {model_name!r}; valid models: {', '.join(_MODEL_DEFAULTS)} or pkg.mod:build_fn")
+    _check_args(widths, steps, seeds, batch_size)
     if model_kwargs.get("readout") == "denoise":
         raise ScaleplanError("coord-check trains the DenseAM classifier read-out; drop readout='denoise'")
     kwargs = {**_MODEL_DEFAULTS[model_name], **model_kwargs}
-    lr = DEFAULT_LR[model_name] if lr is None else lr
     base = min(widths) if base_width is None else base_width
+
+    def build(width: int, seed: int) -> tuple[nn.Module, Batch]:
+        return build_parametrized(model_name, width, parametrization, base, **kwargs), _batch(model_name, kwargs, batch_size or DEFAULT_BATCH[model_name], seed)
+
+    return _run(build, widths, steps, DEFAULT_LR[model_name] if lr is None else lr, seeds, optimizer)
+
+
+def coord_check_model(
+    build: Builder,
+    parametrization: str,
+    widths: tuple[int, ...] = DEFAULT_WIDTHS,
+    steps: int = 3,
+    lr: float = 1e-3,
+    seeds: int = 1,
+    base_width: int | None = None,
+    optimizer: str = "adam",
+    init_std: float | None = None,
+    output_mult: float = 1.0,
+) -> pd.DataFrame:
+    """The coordinate check of your own model: `build(width)` returns an unparametrized model and a batch
+    (the same at every width: (inputs, targets), or model kwargs for a model returning .loss). Each width
+    is parametrized against build(base_width) (base_width: the smallest width by default)."""
+    from scaleplan.parametrization.apply import apply_parametrization
+
+    _check_args(widths, steps, seeds, None)
+    base_w = min(widths) if base_width is None else base_width
+
+    def parametrized(width: int, seed: int) -> tuple[nn.Module, Batch]:
+        torch.manual_seed(seed)
+        model, batch = _call_builder(build, width)
+        with torch.device("meta"):
+            base, _ = _call_builder(build, base_w)
+            delta = _call_builder(build, 2 * base_w)[0] if width == base_w else None
+        apply_parametrization(model, parametrization, base=base, delta=delta, init_std=init_std, output_mult=output_mult)
+        return model, batch
+
+    return _run(parametrized, widths, steps, lr, seeds, optimizer)
+
+
+def _call_builder(build: Builder, width: int) -> tuple[nn.Module, Batch]:
+    try:
+        result = build(width)
+    except ScaleplanError:
+        raise
+    except Exception as exc:  # the user's builder: its failure is one line, like a sweep objective's
+        raise ScaleplanError(f"coord-check: the model builder failed at width {width}: {type(exc).__name__}: {exc}") from None
+    if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module)):
+        raise ScaleplanError(f"coord-check: the model builder must return (model, batch) for a width, got {type(result).__name__}")
+    return result
+
+
+def _check_args(widths: tuple[int, ...], steps: int, seeds: int, batch_size: int | None) -> None:
+    if not widths or min(widths) < 1 or steps < 1 or seeds < 1 or (batch_size is not None and batch_size < 1):
+        raise ScaleplanError("coord-check needs positive widths, steps >= 1, seeds >= 1 and batch_size >= 1")
+
+
+def _run(build: Callable[[int, int], tuple[nn.Module, Batch]], widths: tuple[int, ...], steps: int, lr: float, seeds: int, optimizer: str) -> pd.DataFrame:
+    """Train each width `steps` times on its batch, recording mean |output| of every module per step."""
     rows = []
     for seed in range(seeds):
-        inputs, targets = _batch(model_name, kwargs, batch_size or DEFAULT_BATCH[model_name], seed)
         for width in widths:
             torch.manual_seed(seed)
-            model = build_parametrized(model_name, width, parametrization, base, **kwargs)
-            opt_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
-            opt = opt_cls(param_groups(model, lr, optimizer=optimizer))
-            recorder = _Recorder()
-            for name, module in model.named_modules():
-                if name:
-                    module.register_forward_hook(recorder.hook(name))
-            for step in range(steps + 1):
-                loss = _loss(model(inputs), targets)
-                rows += [(seed, width, step, layer, value) for layer, value in recorder.pop().items()]
-                if step < steps:
-                    opt.zero_grad()
-                    loss.backward()
-                    opt.step()
+            model, batch = build(width, seed)
+            rows += [(seed, width, *row) for row in trace_training(model, batch, steps, lr, optimizer)]
+    return average_seeds(rows)
+
+
+def trace_training(
+    model: nn.Module, batch: Batch, steps: int, lr: float, optimizer: str = "adam", eps: float = 1e-8,
+) -> list[tuple[int, str, float]]:
+    """(step, layer, mean |output|) of every named submodule of a parametrized `model` (and attention logits)
+    over `steps` optimizer updates on one fixed batch, with the parametrization's per-tensor lrs (and Adam
+    eps: `eps` at the base)."""
+    opt_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
+    groups = param_groups(model, lr, optimizer=optimizer, eps=eps)
+    opt = opt_cls(groups, eps=eps) if optimizer != "sgd" else opt_cls(groups)
+    recorder = _Recorder()
+    for name, module in model.named_modules():
+        if name:
+            module.register_forward_hook(recorder.hook(name))
+    rows = []
+    with attention_logits(model, recorder.add):
+        for step in range(steps + 1):
+            loss = batch_loss(model, batch)
+            rows += [(step, layer, value) for layer, value in recorder.pop().items()]
+            if step < steps:
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    return rows
+
+
+def average_seeds(rows: list[tuple[int, int, int, str, float]]) -> pd.DataFrame:
+    """(seed, width, step, layer, value) rows -> frame (width, step, layer, mean_abs), averaged over seeds."""
     frame = pd.DataFrame(rows, columns=["seed", "width", "step", "layer", "mean_abs"])
     return frame.groupby(["width", "step", "layer"], as_index=False, sort=False)["mean_abs"].mean()
 

@@ -1,10 +1,13 @@
 """Critical batch size per model size from steps-to-target-loss (Zhang et al. 2024; McCandlish et al. 2018).
 
 Per size, S(B) = S_min (1 + B_crit / B) is fitted on ln S; then B_crit is regressed on N as a power law.
+`steps_to_target` reads S(B) off a sweep of scaleplan's own over batch sizes and horizons (tokens ladder).
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,7 +57,9 @@ def fit_critical_batch(batch: np.ndarray, steps: np.ndarray, size: float = float
         return ln_s_min + np.log1p(np.exp(ln_b_crit) / b)
 
     start = [np.log(steps.min()), np.log(np.median(batch))]
-    params, cov = curve_fit(model, batch, np.log(steps), p0=start, maxfev=10000)
+    with warnings.catch_warnings():  # an inestimable covariance comes back as inf: reported as no interval
+        warnings.simplefilter("ignore")
+        params, cov = curve_fit(model, batch, np.log(steps), p0=start, maxfev=10000)
     se = np.sqrt(np.clip(np.diag(cov), 0, None)) if np.all(np.isfinite(cov)) else np.array([np.nan, np.nan])
     return CriticalBatch(size, float(np.exp(params[0])), float(np.exp(params[1])), float(se[0]), float(se[1]), int(batch.size))
 
@@ -70,3 +75,39 @@ def fit_critical_batch_law(sizes: np.ndarray, batch: np.ndarray, steps: np.ndarr
     per_size = [fit_critical_batch(batch[sizes == s], steps[sizes == s], float(s)) for s in distinct]
     law = fit_power_law("critical_batch_size", np.array([c.b_crit for c in per_size]), {"N": distinct}, level=level)
     return CriticalBatchLaw(per_size, law)
+
+
+@dataclass(frozen=True)
+class StepsToTarget:
+    """Steps each batch size needs to reach `target_loss`, read off a sweep over batch sizes and horizons."""
+
+    target_loss: float
+    batch: np.ndarray
+    steps: np.ndarray
+    skipped: tuple[float, ...]  # batch sizes whose curve does not bracket the target (already below it at the shortest run)
+
+
+def steps_to_target(curves: dict[float, list[tuple[float, float]]]) -> StepsToTarget:
+    """From {batch: [(steps, best loss of a run that long), ...]}, the steps to reach a common target loss.
+
+    The target is the highest of the batch sizes' best losses at their longest run, so every batch size
+    reaches it inside its swept horizons; each one's steps are interpolated linearly in ln steps between
+    the two runs that bracket the target. Each horizon is its own run with its own schedule, so a point
+    is "the loss of a run trained for that long", as Zhang et al.'s steps to target are.
+    """
+    ordered = {b: sorted(points) for b, points in curves.items() if len(points) >= 2}
+    if len(ordered) < 3:
+        raise ScaleplanError(f"critical batch: need at least 3 batch sizes with 2 or more horizons each; got {len(ordered)}")
+    target = max(points[-1][1] for points in ordered.values())
+    batches, steps, skipped = [], [], []
+    for b, points in sorted(ordered.items()):
+        if points[0][1] <= target:
+            skipped.append(b)
+            continue
+        for (s0, l0), (s1, l1) in zip(points, points[1:]):
+            if l1 <= target < l0:
+                frac = (l0 - target) / (l0 - l1)
+                batches.append(b)
+                steps.append(math.exp(math.log(s0) + frac * (math.log(s1) - math.log(s0))))
+                break
+    return StepsToTarget(target, np.array(batches), np.array(steps), tuple(skipped))

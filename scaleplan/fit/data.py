@@ -1,7 +1,9 @@
 """Read a sweep's trials (a CSV or a sweep export), map and validate columns, drop failed runs.
 
 Every fitter downstream takes the frame this module returns: canonical column names, finite
-positive numbers, and only the trials that completed without diverging.
+positive numbers, and only the trials that completed without diverging. A `model` column keys the
+cells (two models with equal N and D stay two cells); without one, a cell that repeats a configuration
+is refused rather than merged.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import FitError, ScaleplanError
 
 # Canonical columns a sweep export carries; any user CSV with these names works as is.
-OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N")
-SIZE_VARIABLES = ("N", "width")
+OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N", "model", "C", "lr", "depth", "steps",
+                    "weight_decay", "wd_tau")
+SIZE_VARIABLES = ("N", "width", "depth")
 _TRUE = {"true", "1", "yes", "y", "t"}
 
 
@@ -27,8 +30,9 @@ class Trials:
     """Trials ready to fit: `frame` has the canonical columns; `dropped` counts excluded rows by reason."""
 
     frame: pd.DataFrame
-    x: str  # the size variable: "N" or "width"
+    x: str  # the size variable: "N", "width" or "depth"
     dropped: dict[str, int]
+    extra_sizes: tuple[str, ...] = ()  # further size columns beside x (depth beside width): they key cells too
 
     @property
     def has_tokens(self) -> bool:
@@ -41,9 +45,14 @@ class Trials:
         return "batch_size" in self.frame and self.frame["batch_size"].nunique() > 1
 
     @property
+    def has_lr(self) -> bool:
+        """True when the trials carry a learning rate (else only a loss law can be fitted)."""
+        return "lr" in self.frame
+
+    @property
     def cell_columns(self) -> list[str]:
-        """Columns that define a cell: the size variable, plus D when the frame has it."""
-        return [self.x, "D"] if "D" in self.frame else [self.x]
+        """Columns that define a cell: the size variable, plus D and the model id when the frame has them."""
+        return [c for c in (self.x, *self.extra_sizes, "D", "model") if c in self.frame]
 
 
 def parse_column_map(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
@@ -85,10 +94,12 @@ def prepare_trials(
     batch_unit_scale: float = 1.0,
     source: str = "trials",
     required: tuple[str, ...] = ("lr", "loss"),
+    extra_sizes: tuple[str, ...] = (),
 ) -> Trials:
     """Rename `columns` (source -> canonical), check the needed ones, drop failed/diverged/non-finite rows.
 
     `batch_unit_scale` multiplies batch_size (e.g. 2048 to turn sequences of 2048 tokens into tokens).
+    `extra_sizes` are further size columns (e.g. depth beside width) that must be present, finite and positive.
     """
     if x not in SIZE_VARIABLES:
         raise ScaleplanError(f"--x must be one of {', '.join(SIZE_VARIABLES)}, got '{x}'")
@@ -100,11 +111,12 @@ def prepare_trials(
         )
     shadowed = [c for c in columns.values() if c in raw.columns and c not in columns]
     frame = raw.drop(columns=shadowed).rename(columns=columns)  # e.g. loss=smooth loss replaces 'loss'
-    needed = [x, *required]
+    needed = [x, *extra_sizes, *required]
     missing = [c for c in needed if c not in frame.columns]
     if missing:
+        loss_only = "" if "lr" in needed or "lr" in frame.columns else " for a loss-only fit (no lr column: for lr laws, --column lr=SOURCE)"
         raise ScaleplanError(
-            f"{source}: missing column(s) {missing} (found {list(raw.columns)}); "
+            f"{source}: missing column(s) {missing}{loss_only} (found {list(raw.columns)}); "
             f"rename yours with --column CANONICAL=SOURCE, e.g. --column {missing[0]}=your_name"
         )
     # An optional column the source left empty (e.g. D of a sweep without a tokens ladder) is absent.
@@ -120,7 +132,9 @@ def prepare_trials(
         bad = frame["diverged"].map(_truthy)
         dropped["diverged"] = int(bad.sum())
         frame = frame[~bad]
-    numeric = [c for c in (x, "D", "lr", "loss", "batch_size") if c in frame]
+    numeric = [c for c in dict.fromkeys((x, *extra_sizes, "D", "C", "lr", "loss", "batch_size")) if c in frame]
+    if "steps" in frame:
+        frame["steps"] = pd.to_numeric(frame["steps"], errors="coerce")
     for col in numeric:
         frame[col] = pd.to_numeric(frame[col], errors="coerce")
     if "batch_size" in frame:
@@ -131,7 +145,30 @@ def prepare_trials(
     if frame.empty:
         reasons = ", ".join(f"{n} {why}" for why, n in dropped.items() if n) or "no rows"
         raise ScaleplanError(f"{source}: no usable trials left ({reasons}); nothing to fit")
-    return Trials(frame=frame, x=x, dropped={k: v for k, v in dropped.items() if v})
+    if "model" in frame:
+        frame["model"] = frame["model"].astype(str)
+    trials = Trials(frame=frame, x=x, dropped={k: v for k, v in dropped.items() if v}, extra_sizes=tuple(extra_sizes))
+    if trials.has_lr:
+        _refuse_merged_models(trials, source)
+    return trials
+
+
+def _refuse_merged_models(trials: Trials, source: str) -> None:
+    """A cell with two runs of one configuration (lr, batch size, weight decay, seed) mixes models: refuse, naming the fix."""
+    frame = trials.frame
+    config = [c for c in ("lr", "batch_size", "weight_decay", "wd_tau", "seed") if c in frame]
+    repeated = frame[frame.duplicated([*trials.cell_columns, *config], keep=False)]
+    if repeated.empty:
+        return
+    row = repeated.iloc[0]
+    where = ", ".join(f"{c}={row[c]:.4g}" for c in trials.cell_columns if c != "model")
+    what = ", ".join(f"{c}={row[c]:.4g}" for c in config)
+    count = int((repeated[[*trials.cell_columns, *config]] == row[[*trials.cell_columns, *config]]).all(axis=1).sum())
+    seeds = "" if "seed" in frame else "; repeated seeds? name the seed column with --column seed=COLUMN"
+    raise FitError(
+        f"{source}: cell {where} has {count} runs with the same {what}: different models with equal "
+        f"({', '.join(c for c in trials.cell_columns if c != 'model')})? key cells by model with --column model=COLUMN{seeds}"
+    )
 
 
 def _truthy(value: object) -> bool:

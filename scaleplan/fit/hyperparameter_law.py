@@ -20,8 +20,9 @@ from scaleplan.fit.data import Trials
 from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, cell_arrays, cell_optima, method_label
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci
 
-# Name of each size column as a law-file variable.
-LAW_VARIABLE = {"N": "N", "width": "W", "D": "D"}
+# Name of each size column (and derived quantity) as a law-file variable: C = 6ND, R = D/N tokens per parameter.
+LAW_VARIABLE = {"N": "N", "width": "W", "D": "D", "C": "C", "R": "R"}
+DERIVED = ("C", "R")  # need N and D
 WEIGHTINGS = ("inverse-variance", "none")
 MIN_LOG_SD = math.log(2) / 16  # floor on an optimum's log-sd (1/16 octave): no infinite weights
 MIN_REPLICATES = 20  # fewer bootstrap replicates give no usable variance: fall back to unweighted
@@ -71,25 +72,31 @@ def fit_hyperparameter_laws(
     seed: int = 0,
     level: float = 0.95,
     weighting: str = "inverse-variance",
+    lr_in: list[str] | None = None,
+    batch_in: list[str] | None = None,
 ) -> HyperparameterFit:
     """Locate each cell's optimum with `method` and fit ln lr* (and ln B*) on the logs of the cell sizes.
 
     `weighting="inverse-variance"` weights each cell by 1/var(ln optimum) over the bootstrap replicates
     (one-point-per-cell methods with >= MIN_REPLICATES replicates); "none" is plain OLS.
+    `lr_in` / `batch_in` choose the predictors (columns N, width, D, or C = 6ND, R = D/N), e.g. ["C"]
+    for DeepSeek's lr = a * C^b; by default the size (and D when it varies).
     """
     if weighting not in WEIGHTINGS:
         raise ScaleplanError(f"unknown weighting '{weighting}'; use one of {', '.join(WEIGHTINGS)}")
     cells = cell_arrays(trials, method)
     optima = cell_optima(cells, method, band, near)
     lr_vars, batch_vars = _law_variables(trials, batch_on_size)
+    lr_vars = _chosen(trials, lr_in, "lr") if lr_in else lr_vars
+    batch_vars = _chosen(trials, batch_in, "batch_size") if batch_in and batch_vars else batch_vars
     rng = np.random.default_rng(seed)
     with single_blas_thread():
         replicates = [_replicate(cells, rng, method, band, near) for _ in range(n_boot)]
     weigh = weighting == "inverse-variance" and method != "band" and len(replicates) >= MIN_REPLICATES
-    lr_w = _cell_weights("lr", replicates) if weigh else None
-    batch_w = _cell_weights("batch_size", replicates) if weigh and batch_vars else None
-    lr_fit = _fit_target("lr", optima, lr_vars, trials.x, level, lr_w)
-    batch_fit = _fit_target("batch_size", optima, batch_vars, trials.x, level, batch_w) if batch_vars else None
+    lr_w = _cell_weights("lr", replicates, optima, cells) if weigh else None
+    batch_w = _cell_weights("batch_size", replicates, optima, cells) if weigh and batch_vars else None
+    lr_fit = _fit_target("lr", optima, lr_vars, trials.x, level, lr_w, seed)
+    batch_fit = _fit_target("batch_size", optima, batch_vars, trials.x, level, batch_w, seed) if batch_vars else None
     lr_samples, batch_samples, cell_lr, failed = [], [], [], 0
     for resampled in replicates:
         try:
@@ -109,10 +116,18 @@ def fit_hyperparameter_laws(
                              np.array(lr_samples) if lr_samples else None, np.array(batch_samples) if batch_samples else None)
 
 
-def _cell_weights(target: str, replicates: list[list[CellOptimum]]) -> np.ndarray:
-    """1 / var(ln optimum) of each cell over the bootstrap replicates, the sd floored at MIN_LOG_SD."""
+def _cell_weights(target: str, replicates: list[list[CellOptimum]], optima: list[CellOptimum], cells: dict) -> np.ndarray:
+    """1 / var(ln optimum) of each cell over the bootstrap replicates, the sd floored at MIN_LOG_SD.
+
+    A flat cell (its whole sweep within the band) locates no optimum: its sd is that of a uniform
+    over the swept range, whatever its replicates say (they may all agree, giving a zero variance).
+    """
     logs = np.log(np.array([[o.lr if target == "lr" else o.batch_size for o in rep] for rep in replicates], dtype=float))
     sd = np.maximum(np.nanstd(logs, axis=0, ddof=1), MIN_LOG_SD)
+    for i, (o, (lr, _, batch)) in enumerate(zip(optima, cells.values())):
+        if o.flat:
+            swept = np.log(lr if target == "lr" else batch)
+            sd[i] = max(sd[i], float(np.ptp(swept)) / math.sqrt(12.0))
     return 1.0 / sd**2
 
 
@@ -144,6 +159,21 @@ def _law_variables(trials: Trials, batch_on_size: bool) -> tuple[list[str], list
     return lr_vars, batch_vars
 
 
+def _chosen(trials: Trials, names: list[str], target: str) -> list[str]:
+    """Check user-chosen predictors: the size column, D, or C / R (which need N and D)."""
+    allowed = [trials.x, *(["D", *(DERIVED if trials.x == "N" else ())] if "D" in trials.frame else [])]
+    unknown = [v for v in names if v not in allowed]
+    if unknown:
+        raise ScaleplanError(f"{target} law: cannot use {unknown} as predictors here; this data offers {', '.join(allowed)} "
+                             "(C = 6ND and R = D/N need --x N and a D column)")
+    return list(dict.fromkeys(names))
+
+
+def _cell_value(o: CellOptimum, v: str, x: str) -> float:
+    """A cell's value of predictor `v`: its size, D, C = 6ND or R = D/N."""
+    return {x: o.size, "D": o.tokens, "C": 6.0 * o.size * (o.tokens or 0.0), "R": (o.tokens or 0.0) / o.size}[v]
+
+
 def _design(target: str, optima: list[CellOptimum], variables: list[str], x: str) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Stack the regression points of every cell: y, {law variable: values}, cell id per point."""
     ys, cols, groups = [], {LAW_VARIABLE[v]: [] for v in variables}, []
@@ -152,16 +182,16 @@ def _design(target: str, optima: list[CellOptimum], variables: list[str], x: str
         ys.append(pts)
         groups.append(np.full(len(pts), i))
         for v in variables:
-            cols[LAW_VARIABLE[v]].append(np.full(len(pts), o.size if v == x else o.tokens))
+            cols[LAW_VARIABLE[v]].append(np.full(len(pts), _cell_value(o, v, x)))
     return np.concatenate(ys), {k: np.concatenate(c) for k, c in cols.items()}, np.concatenate(groups)
 
 
 def _fit_target(target: str, optima: list[CellOptimum], variables: list[str], x: str, level: float,
-                weights: np.ndarray | None = None) -> PowerLawFit:
+                weights: np.ndarray | None = None, seed: int = 0) -> PowerLawFit:
     """Regress one target over the cells; `weights` (one per cell) only with one point per cell."""
     y, predictors, groups = _design(target, optima, variables, x)
     several = any(len(o.points_lr) > 1 for o in optima)
-    return fit_power_law(target, y, predictors, weights=weights, groups=groups if several else None, level=level)
+    return fit_power_law(target, y, predictors, weights=weights, groups=groups if several else None, level=level, seed=seed)
 
 
 def _coefficients(target: str, optima: list[CellOptimum], variables: list[str], x: str,

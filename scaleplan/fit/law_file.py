@@ -3,21 +3,36 @@
 from __future__ import annotations
 
 import datetime as _dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.fit.data import Trials
-from scaleplan.fit.hyperparameter_law import LAW_VARIABLE, HyperparameterFit
+from scaleplan.fit.hyperparameter_law import HyperparameterFit
+from scaleplan.fit.isoflop import IsoflopFit
+from scaleplan.fit.multi_axis import AXIS_VARIABLE, MultiAxisFit, SizeCriticalBatch
 from scaleplan.fit.loss_law import LossLawFit
 from scaleplan.fit.power_law import PowerLawFit
+from scaleplan.fit.summary import interval_rule
 from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
+from scaleplan.laws.schema import WeightDecayLaw
+
+if TYPE_CHECKING:
+    from scaleplan.fit.weight_decay import WeightDecayFit
 
 VARIABLES = {
-    "N": ("parameters (non-embedding, as counted by the sweep)", "parameters"),
-    "W": ("model width (hidden size)", "units"),
-    "D": ("training data", None),  # unit from the command's --d-unit
+    "N": ("parameters (non-embedding, as counted by the sweep)", "parameters", None),
+    "W": ("model width (hidden size)", "units", None),
+    "L": ("model depth (blocks or layers)", "layers", None),
+    "D": ("training data", None, None),  # unit from the command's --d-unit
+    "B": ("batch size", None, None),  # unit from the command's --batch-unit
+    "C": ("training compute C = 6ND", "FLOPs", "6ND"),
+    "R": ("tokens per parameter D/N", "tokens per parameter", None),
 }
-TARGET_UNITS = {"lr": "learning rate"}
+TARGET_UNITS = {"lr": "learning rate", "N_opt": "parameters", "D_opt": "tokens",
+                "wd_tau": "fraction of the run (tau = B / (lr * lambda * D))"}
 
 
 @dataclass(frozen=True)
@@ -32,36 +47,105 @@ class LawMetadata:
     batch_unit: str = "tokens"
     citation: str | None = None
     parametrization: ParametrizationRef | None = None
+    swept: dict[str, list[float]] | None = None  # the grid axes the sweep varied, with their values
 
 
-def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit | None, loss: LossLawFit | None) -> LawFile:
-    """A LawFile with the lr / batch power laws and/or the loss law, fitted ranges and provenance."""
-    power_laws = []
-    used: list[str] = []
+def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit | MultiAxisFit | None, loss: LossLawFit | None,
+                   isoflop: IsoflopFit | None = None, flags: list[str] | tuple[str, ...] = (),
+                   weight_decay: WeightDecayFit | None = None) -> LawFile:
+    """A LawFile with the lr / batch power laws, the isoFLOP laws and/or the loss law, the weight-decay timescale
+    law, fitted ranges, flags, provenance."""
+    fits: list[tuple[PowerLawFit, str]] = []
     if hyper is not None:
-        for fit, unit in ((hyper.lr, TARGET_UNITS["lr"]), (hyper.batch_size, meta.batch_unit)):
-            if fit is not None:
-                power_laws.append(_power_law(fit, unit))
-                used += [v for v in fit.exponents if v not in used]
-    if loss is not None:
+        fits += [(f, u) for f, u in ((hyper.lr, TARGET_UNITS["lr"]), (hyper.batch_size, meta.batch_unit)) if f is not None]
+    if isoflop is not None:
+        fits += [(isoflop.n_law, TARGET_UNITS["N_opt"]), (isoflop.d_law, meta.d_unit)]
+    used: list[str] = []
+    for fit, _ in fits:
+        used += [v for v in fit.exponents if v not in used]
+    if loss is not None or isoflop is not None or weight_decay is not None:
         used += [v for v in ("N", "D") if v not in used]
-    frame = trials.frame
-    column = {LAW_VARIABLE[c]: c for c in (trials.x, "D") if c in frame}
-    variables = [
-        Variable(name=v, meaning=VARIABLES[v][0], unit=VARIABLES[v][1] or meta.d_unit)
-        for v in ("N", "W", "D") if v in used
-    ]
-    fitted_range = {v: (float(frame[column[v]].min()), float(frame[column[v]].max())) for v in used if v in column}
+    units = {"D": meta.d_unit, "B": meta.batch_unit}
+    variables = [Variable(name=v, meaning=VARIABLES[v][0], unit=VARIABLES[v][1] or units[v], convention=VARIABLES[v][2])
+                 for v in VARIABLES if v in used]
     provenance = Provenance(
         source="scaleplan fit", citation=meta.citation, data_sha256=meta.data_sha256,
         date=_dt.date.today().isoformat(), command=meta.command,
     )
+    method = hyper.label if hyper is not None else (isoflop.label if isoflop is not None else None)
+    power_laws = [_power_law(f, u) for f, u in fits]
+    if isoflop is not None and isoflop.loss_law is not None:
+        p = isoflop.loss_law.params  # L*(C) = E + A / C^alpha: a power law with an additive constant
+        power_laws.append(PowerLaw(target="loss_opt", unit="loss", intercept=float(np.log(p["A"])), exponents={"C": -p["alpha"]},
+                                   offset=p["E"], n_points=isoflop.loss_law.n_points))
+    if weight_decay is not None:
+        power_laws.append(_timescale_law(weight_decay))
     return LawFile(
         name=meta.name, title=meta.title, variables=variables, power_laws=power_laws,
-        loss_law=None if loss is None else loss.law, fitted_range=fitted_range,
-        method=None if hyper is None else hyper.label,
-        parametrization=meta.parametrization, provenance=provenance, notes=_notes(hyper, loss),
+        loss_law=None if loss is None else loss.law, fitted_range=_fitted_range(trials, used), method=method,
+        parametrization=meta.parametrization, provenance=provenance, notes=_notes(hyper, loss, isoflop, fits, weight_decay),
+        flags=list(flags), swept=meta.swept or {},
+        weight_decay=None if weight_decay is None else WeightDecayLaw(convention=weight_decay.convention),
     )
+
+
+def _timescale_law(fit: WeightDecayFit) -> PowerLaw:
+    """tau* = c * (D/N)^b written over N and D, so that `predict(params=, tokens=)` evaluates it."""
+    intercept, exponents, covariance = fit.tau_law_in_n_and_d()
+    tau = fit.tau
+    return PowerLaw(target=tau.target, unit=TARGET_UNITS["wd_tau"], intercept=intercept, exponents=exponents,
+                    covariance=covariance, residual_variance=tau.residual_variance, dof=tau.dof, n_points=tau.n_points)
+
+
+def with_critical_batch(law: LawFile, critical: list[SizeCriticalBatch], unit: str) -> LawFile:
+    """The law with a `critical_batch_size` power law in the batch sizes' unit: B_crit = c * prod size^e over the
+    sizes that vary (>= 2 of them), or the one size's B_crit with its standard error."""
+    import math
+
+    import numpy as np
+
+    from scaleplan.fit.power_law import fit_power_law
+
+    text = "; ".join(f"critical batch at {_where(c.coords)}: B_crit {c.fit.b_crit:.4g}, S_min {c.fit.s_min:.4g} steps "
+                     f"(steps to the target loss {c.steps.target_loss:.4g} at {len(c.steps.batch)} batch sizes)"
+                     for c in critical)
+    notes = f"{law.notes} {text}."
+    critical = [c for c in critical if c.determined]  # the others stay in the notes only
+    if not critical:
+        return replace(law, notes=notes)
+    if len(critical) == 1:
+        c = critical[0].fit
+        se = c.se_ln_b_crit if math.isfinite(c.se_ln_b_crit) and c.se_ln_b_crit < 5 and c.n_points > 2 else None
+        power = PowerLaw(target="critical_batch_size", unit=unit, intercept=math.log(c.b_crit), exponents={},
+                         covariance=None if se is None else [[se * se]], dof=None if se is None else c.n_points - 2,
+                         n_points=c.n_points)
+        return replace(law, power_laws=[*law.power_laws, power], notes=notes)
+    varying = [k for k in critical[0].coords if len({c.coords[k] for c in critical}) > 1]
+    if len(critical) <= len(varying) + 1:
+        return replace(law, notes=notes)  # too few sizes for a law over them
+    fitted = fit_power_law("critical_batch_size", np.array([c.fit.b_crit for c in critical]),
+                           {AXIS_VARIABLE[k]: np.array([c.coords[k] for c in critical]) for k in varying})
+    missing = [AXIS_VARIABLE[k] for k in varying if AXIS_VARIABLE[k] not in {v.name for v in law.variables}]
+    variables = [*law.variables, *(Variable(name=v, meaning=VARIABLES[v][0], unit=VARIABLES[v][1] or unit) for v in missing)]
+    return replace(law, variables=variables, power_laws=[*law.power_laws, _power_law(fitted, unit)], notes=notes)
+
+
+def _where(coords: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in coords.items()) or "the one size"
+
+
+def _fitted_range(trials: Trials, used: list[str]) -> dict[str, tuple[float, float]]:
+    """Range of each variable over the trials (C = 6ND and R = D/N derived per trial; a C column wins)."""
+    import pandas as pd
+
+    frame = trials.frame
+    column = {v: pd.to_numeric(frame[c], errors="coerce").to_numpy(float) for c, v in AXIS_VARIABLE.items() if c in frame}
+    if "N" in column and "D" in column:
+        column.setdefault("C", 6.0 * column["N"] * column["D"])
+        column["R"] = column["D"] / column["N"]
+    if "C" in frame:
+        column["C"] = frame["C"].to_numpy(float)
+    return {v: (float(np.nanmin(column[v])), float(np.nanmax(column[v]))) for v in used if v in column}
 
 
 def _power_law(fit: PowerLawFit, unit: str) -> PowerLaw:
@@ -69,24 +153,37 @@ def _power_law(fit: PowerLawFit, unit: str) -> PowerLaw:
         target=fit.target, unit=unit, intercept=fit.intercept, exponents=dict(fit.exponents),
         covariance=None if fit.covariance is None else fit.covariance.tolist(),
         residual_variance=fit.residual_variance, dof=fit.dof, n_points=fit.n_points,
+        bootstrap_covariance=None if fit.cell_bootstrap_covariance is None else fit.cell_bootstrap_covariance.tolist(),
     )
 
 
-def _notes(hyper: HyperparameterFit | None, loss: LossLawFit | None) -> str:
-    """How the covariances were obtained, and the bootstrap intervals the schema has no field for."""
+def _notes(hyper: HyperparameterFit | MultiAxisFit | None, loss: LossLawFit | None, isoflop: IsoflopFit | None,
+           fits: list[tuple[PowerLawFit, str]], weight_decay: WeightDecayFit | None = None) -> str:
+    """How the covariances were obtained, which interval predictions use, and the intervals the schema has no field for."""
     parts = []
-    if hyper is not None:
-        for fit in (hyper.lr, hyper.batch_size):
-            if fit is None:
-                continue
-            text = f"{fit.target}: covariance {fit.covariance_kind} from statsmodels over {fit.n_points} points"
-            if fit.bootstrap_ci:
-                cis = ", ".join(f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in fit.bootstrap_ci.items() if k != "intercept")
-                text += f"; {hyper.n_boot}-replicate bootstrap (trials resampled within cells) {fit.level:.0%} CIs: {cis}"
-            parts.append(text)
-        flagged = sum(o.at_edge for o in hyper.optima)
-        if flagged:
-            parts.append(f"{flagged} of {len(hyper.optima)} cell optima touch the edge of the swept lr range")
+    for fit, _ in fits:
+        text = (f"{fit.target}: covariance {fit.covariance_kind} from statsmodels over {fit.n_points} points in {fit.n_cells} cells; "
+                f"prediction intervals: {interval_rule(fit)}")
+        if fit.bootstrap_ci and hyper is not None:
+            cis = ", ".join(f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in fit.bootstrap_ci.items() if k != "intercept")
+            text += f"; {hyper.n_boot}-replicate bootstrap (trials resampled within cells) {fit.level:.0%} CIs: {cis}"
+        parts.append(text)
+    if weight_decay is not None:
+        from scaleplan.fit.weight_decay import TPP
+
+        tau = weight_decay.tau
+        lo, hi = tau.conf_int[TPP]
+        text = (f"wd_tau: optima located by a 2-D quadratic in (ln lr, ln lambda) per cell, {weight_decay.convention} AdamW "
+                f"decay; ln tau = a + b ln(D/N) by {tau.covariance_kind} over {tau.n_points} cells, b = {tau.exponents[TPP]:.4g} "
+                f"{tau.level:.0%} CI [{lo:.4g}, {hi:.4g}]")
+        if TPP in tau.bootstrap_ci:
+            blo, bhi = tau.bootstrap_ci[TPP]
+            text += f", {weight_decay.n_boot}-replicate bootstrap [{blo:.4g}, {bhi:.4g}]"
+        parts.append(text)
+    if isoflop is not None and isoflop.loss_law is not None:
+        p = isoflop.loss_law.params
+        parts.append(f"loss_opt: L*(C) = E + A/C^alpha fitted by Huber (delta 1e-3) on log L* over {isoflop.loss_law.n_points} "
+                     "budgets; no interval")
     if loss is not None:
-        parts.append(f"loss law: Huber (delta 1e-3) on log L over {loss.n_points} points; covariance from {loss.n_boot} bootstrap replicates")
+        parts.append(f"loss law: {loss.describe()}; covariance from {loss.n_boot} bootstrap replicates")
     return "; ".join(parts) + "."

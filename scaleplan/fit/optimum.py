@@ -29,6 +29,9 @@ class CellOptimum:
     `lr`/`batch_size` summarise it (the vertex, the argmin, or the geometric mean of the band);
     `points_lr`/`points_batch` are what the power-law regression uses (one point, or every band run).
     `parabola` holds (c0, c1, c2) of loss = c0 + c1 ln lr + c2 ln lr^2 along lr at the optimal batch.
+    Flags: `at_edge` (touches the swept range), `outside_window` (the parabola's vertex fell outside the lrs
+    it was fitted on: an extrapolation of the quadratic), `flat` (every trial within `band` of the minimum: the sweep
+    does not locate an optimum).
     """
 
     size: float
@@ -42,6 +45,14 @@ class CellOptimum:
     at_edge: bool = False
     fallback: bool = False
     parabola: tuple[float, float, float] | None = None
+    model: str | None = None
+    outside_window: bool = False
+    flat: bool = False
+
+    def where(self, x: str = "N") -> str:
+        """`N=1e+08, D=2e+09 (model m1)`: the cell, for messages."""
+        text = f"{x}={self.size:.4g}" + ("" if self.tokens is None else f", D={self.tokens:.4g}")
+        return text + ("" if self.model is None else f" (model {self.model})")
 
 
 def method_label(method: str, band: float = DEFAULT_BAND) -> str:
@@ -58,6 +69,7 @@ def locate_optimum(
     near: float = DEFAULT_NEAR,
     size: float = float("nan"),
     tokens: float | None = None,
+    model: str | None = None,
 ) -> CellOptimum:
     """Optimum of one cell from its trials' lr, loss (and batch size when it was swept)."""
     lr = np.asarray(lr, dtype=float)
@@ -66,7 +78,8 @@ def locate_optimum(
     if method not in METHODS:
         raise ScaleplanError(f"unknown optimum method '{method}'; use one of {', '.join(METHODS)}")
     i_min = int(np.argmin(loss))
-    common = dict(size=size, tokens=tokens, n_trials=len(lr))
+    flat = bool(np.all(loss <= loss[i_min] + abs(loss[i_min]) * band))
+    common = dict(size=size, tokens=tokens, n_trials=len(lr), model=model, flat=flat)
     if method == "band":
         keep = loss <= loss[i_min] * (1.0 + band) if loss[i_min] > 0 else loss <= loss[i_min] + abs(loss[i_min]) * band
         b = None if batch is None else batch[keep]
@@ -94,22 +107,27 @@ def cell_optima(cells: dict[tuple[float, float | None], tuple[np.ndarray, np.nda
                 method: str, band: float = DEFAULT_BAND, near: float = DEFAULT_NEAR) -> list[CellOptimum]:
     """The optimum of every cell of `cell_arrays` (the bootstrap passes resampled cells)."""
     return [
-        locate_optimum(lr, loss, batch, method, band, near, size, tokens)
-        for (size, tokens), (lr, loss, batch) in cells.items()
+        locate_optimum(lr, loss, batch, method, band, near, size, tokens, model)
+        for (size, tokens, model), (lr, loss, batch) in cells.items()
     ]
 
 
-def cell_arrays(trials: Trials, method: str) -> dict[tuple[float, float | None], tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """{(size, tokens): (lr, loss, batch)} per cell; raises if a cell cannot locate an optimum."""
+CellKey = tuple[float, "float | None", "str | None"]
+
+
+def cell_arrays(trials: Trials, method: str) -> dict[CellKey, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """{(size, tokens, model): (lr, loss, batch)} per cell; raises if a cell cannot locate an optimum."""
     need = 3 if method == "parabola" else 2
     frame = trials.frame
     out = {}
     for key, cell in frame.groupby(trials.cell_columns, sort=True):
-        key = key if isinstance(key, tuple) else (key,)
-        size, tokens = float(key[0]), (float(key[1]) if len(key) > 1 else None)
+        values = dict(zip(trials.cell_columns, key if isinstance(key, tuple) else (key,)))
+        size = float(values[trials.x])
+        tokens = float(values["D"]) if "D" in values else None
+        model = str(values["model"]) if "model" in values else None
         distinct = cell["lr"].nunique()
         if distinct < need:
-            where = f"{trials.x}={size:.4g}" + ("" if tokens is None else f", D={tokens:.4g}")
+            where = f"{trials.x}={size:.4g}" + ("" if tokens is None else f", D={tokens:.4g}") + ("" if model is None else f" (model {model})")
             hint = " or use --method argmin" if method == "parabola" and distinct == 2 else ""
             raise ScaleplanError(
                 f"cell {where} has {'a single learning rate' if distinct == 1 else f'{distinct} learning rates'}"
@@ -117,32 +135,24 @@ def cell_arrays(trials: Trials, method: str) -> dict[tuple[float, float | None],
                 f" least {need} per cell: sweep more learning rates there{hint}"
             )
         batch = cell["batch_size"].to_numpy(float) if trials.has_batch else None
-        out[(size, tokens)] = (cell["lr"].to_numpy(float), cell["loss"].to_numpy(float), batch)
+        out[(size, tokens, model)] = (cell["lr"].to_numpy(float), cell["loss"].to_numpy(float), batch)
     return out
 
 
 def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: float, argmin: CellOptimum, common: dict) -> CellOptimum:
     """Weighted least-squares quadratic in (ln lr[, ln B]) around the minimum; its vertex is the optimum.
 
-    Points within `near` (relative) of the minimum loss are used (at least the best MIN_POINTS, spanning
-    MIN_LRS distinct learning rates),
-    weighted 1 / (1 + gap / (near * |L_min|)). A non-convex fit falls back to the argmin (flagged).
+    The points are `near_window`'s; a non-convex fit falls back to the argmin (flagged). A vertex outside the
+    window's lrs (or batch sizes) is an extrapolation of the quadratic: flagged (and, like any vertex, clamped
+    to the swept range).
     """
-    order = np.argsort(loss, kind="stable")
-    l_min = loss[order[0]]
-    scale = near * max(abs(l_min), 1e-12)
-    n_near = int(np.sum(loss <= l_min + scale))
-    # Grow the window (best first) until it holds MIN_LRS distinct lrs and MIN_POINTS points.
-    first_seen = np.unique(lr[order], return_index=True)[1]
-    enough_lrs = np.sort(first_seen)[min(MIN_LRS, first_seen.size) - 1] + 1
-    k = min(len(loss), max(n_near, enough_lrs, MIN_POINTS_2D if batch is not None else MIN_POINTS_1D))
-    sel = order[:k]
+    sel, w = near_window(lr, loss, near, MIN_POINTS_2D if batch is not None else MIN_POINTS_1D)
     u_all = np.log(lr)
     u0 = float(np.mean(u_all[sel]))
     u = u_all[sel] - u0
-    w = 1.0 / (1.0 + (loss[sel] - l_min) / scale)
     if np.unique(u).size < 3:
         return _fallback(argmin)
+    outside = False
     if batch is None:
         design = np.column_stack([np.ones_like(u), u, u * u])
         c = _wls(design, loss[sel], w)
@@ -157,17 +167,14 @@ def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: 
         v = v_all[sel] - v0
         if np.unique(v).size < 3:
             return _fallback(argmin)
-        design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
-        c = _wls(design, loss[sel], w)
-        if c is None:
+        fitted = quadratic_2d(u, v, loss[sel], w)
+        if fitted is None:
             return _fallback(argmin)
-        hess = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
-        if np.any(np.linalg.eigvalsh(hess) <= 0):
-            return _fallback(argmin)
-        u_star, v_star = np.linalg.solve(hess, -np.array([c[1], c[2]]))
-        v_lo, v_hi = v_all.min() - v0, v_all.max() - v0
-        v_star = float(np.clip(v_star, v_lo, v_hi))
+        c, (u_star, v_star) = fitted
+        outside = not (v.min() <= v_star <= v.max())
+        v_star = float(np.clip(v_star, v_all.min() - v0, v_all.max() - v0))
         slice_coef = (c[0] + c[2] * v_star + c[4] * v_star**2, c[1] + c[5] * v_star, c[3])
+    outside = outside or not (u.min() <= u_star <= u.max())
     u_lo, u_hi = u_all.min() - u0, u_all.max() - u0
     at_edge = not (u_lo < u_star < u_hi)
     u_star = float(np.clip(u_star, u_lo, u_hi))
@@ -181,8 +188,40 @@ def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: 
     return CellOptimum(
         lr=lr_star, batch_size=b_star, loss=float(a0 + a1 * u_star + a2 * u_star**2),
         points_lr=np.array([lr_star]), points_batch=None if b_star is None else np.array([b_star]),
-        at_edge=at_edge, parabola=parabola, **common,
+        at_edge=at_edge, parabola=parabola, outside_window=outside, **common,
     )
+
+
+def near_window(lr: np.ndarray, loss: np.ndarray, near: float, min_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """The points a quadratic is fitted to (indices, best first) and their weights.
+
+    Points within `near` (relative) of the minimum loss, grown (best first) to at least `min_points` points
+    spanning MIN_LRS distinct learning rates, weighted 1 / (1 + gap / (near * |L_min|)).
+    """
+    order = np.argsort(loss, kind="stable")
+    l_min = loss[order[0]]
+    scale = near * max(abs(l_min), 1e-12)
+    n_near = int(np.sum(loss <= l_min + scale))
+    first_seen = np.unique(lr[order], return_index=True)[1]
+    enough_lrs = np.sort(first_seen)[min(MIN_LRS, first_seen.size) - 1] + 1
+    sel = order[: min(len(loss), max(n_near, enough_lrs, min_points))]
+    return sel, 1.0 / (1.0 + (loss[sel] - l_min) / scale)
+
+
+def quadratic_2d(u: np.ndarray, v: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """Weighted least squares y = c0 + c1 u + c2 v + c3 u^2 + c4 v^2 + c5 u v and its vertex (u*, v*).
+
+    None when the design is rank-deficient or the quadratic has no minimum (a Hessian eigenvalue <= 0).
+    """
+    design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
+    c = _wls(design, y, w)
+    if c is None:
+        return None
+    hess = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
+    if np.any(np.linalg.eigvalsh(hess) <= 0):
+        return None
+    u_star, v_star = np.linalg.solve(hess, -np.array([c[1], c[2]]))
+    return c, (float(u_star), float(v_star))
 
 
 def _wls(design: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray | None:

@@ -2,6 +2,9 @@
 
 OLS by default, WLS with weights, and a cluster-robust covariance when several points come from
 one cell (the band method), so the interval does not pretend the band's runs are independent.
+A bootstrap over cells gives a second covariance: with few cells the t interval (true dof) and the
+bootstrap can disagree, and a law file's prediction interval is the wider of the two at each point.
+A regressor spanning less than MIN_SPAN is refused: its exponent would be noise (e.g. N^71).
 """
 
 from __future__ import annotations
@@ -10,7 +13,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import FitError, ScaleplanError
+
+MIN_SPAN = 2.0  # a regressor must vary by at least this factor for its exponent to mean anything
+DEFAULT_CELL_BOOT = 400  # bootstrap replicates over cells (cheap: one small least squares each)
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,11 @@ class PowerLawFit:
     level: float = 0.95
     covariance_kind: str = "ols"
     bootstrap_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    n_cells: int = 0
+    cell_bootstrap_covariance: np.ndarray | None = None  # over [intercept, *exponents], cells resampled
+    cell_bootstrap_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
+    n_cell_boot: int = 0
+    flags: tuple[str, ...] = ()
 
     def predict(self, values: dict[str, np.ndarray | float]) -> np.ndarray:
         """Evaluate y at `values` (variable -> value or array)."""
@@ -46,10 +57,14 @@ def fit_power_law(
     weights: np.ndarray | None = None,
     groups: np.ndarray | None = None,
     level: float = 0.95,
+    n_cell_boot: int = DEFAULT_CELL_BOOT,
+    seed: int = 0,
 ) -> PowerLawFit:
     """Regress ln y on ln of each predictor; `groups` (cell ids) gives a cluster-robust covariance.
 
-    The covariance is None (and the CIs NaN) when there are no residual degrees of freedom.
+    The covariance is None (and the CIs NaN) when there are no residual degrees of freedom, or when it
+    is not finite and positive definite (flagged). `n_cell_boot` replicates resample the cells (each
+    point is a cell without `groups`) for the bootstrap covariance that intervals compare against.
     """
     import statsmodels.api as sm  # lazy: statsmodels takes ~1 s to import
 
@@ -65,6 +80,7 @@ def fit_power_law(
                 f"power law for {target}: need at least 2 distinct values of {name} to fit its exponent; "
                 f"found 1 ({name}={col[0]:.4g}): sweep more sizes"
             )
+        check_span(f"power law for {target}", name, col)
     design = np.column_stack([np.ones_like(y), *[np.log(c) for c in cols]])
     if np.linalg.matrix_rank(design) < design.shape[1]:
         raise ScaleplanError(
@@ -82,21 +98,80 @@ def fit_power_law(
         dof, kind = n - k, ("wls" if weights is not None else "ols")
     params = np.asarray(result.params, dtype=float)
     keys = ["intercept", *names]
-    if dof <= 0:
-        cov, resid_var, ci = None, None, {key: (float("nan"), float("nan")) for key in keys}
+    flags = []
+    cov = None if dof <= 0 else np.asarray(result.cov_params(), dtype=float)
+    if cov is not None:
+        cov, why = checked_covariance(cov)
+        if why:
+            flags.append(f"{target}: regression covariance {why}; no t interval written")
+    if cov is None:
+        resid_var, ci = None, {key: (float("nan"), float("nan")) for key in keys}
         dof_out = None
     else:
-        cov = np.asarray(result.cov_params(), dtype=float)
         # unweighted residuals: the scatter a new point (a new cell, whose weight is unknown) has around the law
         resid_var = float(np.sum(np.asarray(result.resid) ** 2) / (n - k)) if n > k else None
         bounds = np.asarray(result.conf_int(alpha=1 - level), dtype=float)
         ci = {key: (float(lo), float(hi)) for key, (lo, hi) in zip(keys, bounds)}
         dof_out = int(dof)
+    cells = np.arange(n) if groups is None else _codes(groups)
+    samples = _cell_bootstrap(design, np.log(y), weights, cells, n_cell_boot, seed)
+    boot_cov, boot_ci = None, {}
+    if len(samples) > 1:
+        boot_ci = {key: percentile_ci(samples[:, i], level) for i, key in enumerate(keys)}
+        boot_cov, why = checked_covariance(np.cov(samples, rowvar=False), semidefinite=True)
+        if why:
+            flags.append(f"{target}: bootstrap-over-cells covariance {why}; not written")
     return PowerLawFit(
         target=target, intercept=float(params[0]), exponents={v: float(p) for v, p in zip(names, params[1:])},
         covariance=cov, conf_int=ci, residual_variance=resid_var, dof=dof_out, n_points=n, level=level,
-        covariance_kind=kind,
+        covariance_kind=kind, n_cells=int(np.unique(cells).size), cell_bootstrap_covariance=boot_cov,
+        cell_bootstrap_ci=boot_ci, n_cell_boot=len(samples), flags=tuple(flags),
     )
+
+
+def check_span(what: str, name: str, values: np.ndarray, min_span: float = MIN_SPAN) -> None:
+    """Refuse a regressor whose values span less than `min_span` (max/min): its exponent is not identified."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    if hi < lo * min_span:
+        raise FitError(
+            f"{what}: {name} spans only {hi / lo:.4g}x ({lo:.6g} to {hi:.6g}); fitting an exponent needs at least "
+            f"{min_span:g}x: sweep values further apart"
+        )
+
+
+def checked_covariance(cov: np.ndarray, semidefinite: bool = False) -> tuple[np.ndarray | None, str | None]:
+    """(cov, None) when it is finite, symmetric and positive definite (semidefinite: eigenvalues >= 0 up to
+    rounding, as for tied or fixed parameters), else (None, why): such a matrix never reaches a law file."""
+    cov = np.atleast_2d(np.asarray(cov, dtype=float))
+    if not np.all(np.isfinite(cov)):
+        return None, "is not finite"
+    if not np.allclose(cov, cov.T, rtol=1e-8, atol=0.0):
+        return None, "is not symmetric"
+    cov = 0.5 * (cov + cov.T)
+    eig = np.linalg.eigvalsh(cov)
+    scale = max(float(np.max(np.abs(eig))), np.finfo(float).tiny)
+    if eig.min() < -1e-10 * scale or (not semidefinite and eig.min() <= 1e-14 * scale):
+        return None, f"is not positive {'semi' if semidefinite else ''}definite (smallest eigenvalue {eig.min():.3g})"
+    return cov, None
+
+
+def _cell_bootstrap(design: np.ndarray, log_y: np.ndarray, weights: np.ndarray | None, cells: np.ndarray,
+                    n_boot: int, seed: int) -> np.ndarray:
+    """Coefficient samples from refits on cells resampled with replacement (rank-deficient replicates skipped)."""
+    ids = np.unique(cells)
+    k = design.shape[1]
+    if n_boot <= 0 or ids.size <= k:
+        return np.empty((0, k))
+    members = [np.flatnonzero(cells == c) for c in ids]
+    root_w = np.ones_like(log_y) if weights is None else np.sqrt(np.asarray(weights, dtype=float))
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_boot):
+        idx = np.concatenate([members[i] for i in rng.integers(0, ids.size, ids.size)])
+        coef, _, rank, _ = np.linalg.lstsq(design[idx] * root_w[idx, None], log_y[idx] * root_w[idx], rcond=None)
+        if rank == k:
+            out.append(coef)
+    return np.array(out).reshape(-1, k)
 
 
 def percentile_ci(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:

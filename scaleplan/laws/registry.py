@@ -22,13 +22,18 @@ def list_laws() -> list[LawFile]:
 
 
 def load_law(name_or_path: str | Path) -> LawFile:
-    """Load a law by path (anything ending in .json or containing a slash) or by shipped name."""
+    """Load a law by path (anything ending in .json or containing a slash, or an existing file) or by shipped name.
+
+    A shipped name wins over a file of the same name in the current folder.
+    """
     text = str(name_or_path)
     if text.endswith(".json") or "/" in text or "\\" in text:
         return LawFile.load(Path(text))
     path = shipped_dir() / f"{text}.json"
     if path.is_file():
         return LawFile.load(path)
+    if Path(text).is_file():  # e.g. `--law notes.txt`: read it, so the error says what is wrong with the file
+        return LawFile.load(Path(text))
     names = sorted(p.stem for p in shipped_dir().glob("*.json"))
     close = difflib.get_close_matches(text, names, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""

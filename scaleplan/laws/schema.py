@@ -2,8 +2,11 @@
 
 A law file holds power laws for hyperparameters (ln y = intercept + sum_v e_v ln v, with the
 covariance of the coefficients for intervals) and/or a loss law L(N, D) = E + A/N^alpha + B/D^beta,
+optionally an AdamW weight-decay block (a timescale power law tau(N, D) turned into lambda at the predicted lr),
 plus what each variable means, the range it was fitted on, how optima were located, and where the
-numbers came from. Stage 3 (fit) writes it; stage 4 (plan) and users' training configs read it.
+numbers came from. An isoFLOP law is power laws N_opt(C) and D_opt(C) (Chinchilla approaches 1 and 2).
+Stage 3 (fit) writes it; stage 4 (plan) and users' training configs read it. Files are strict JSON
+(no NaN or Infinity) and every covariance is finite, symmetric and positive semi-definite.
 """
 
 from __future__ import annotations
@@ -16,18 +19,24 @@ from typing import Any
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.stats import two_sided_quantile
-from scaleplan.errors import ScaleplanError
+from scaleplan.core.weight_decay import DECAY_CONVENTIONS, weight_decay_for
+from scaleplan.errors import LawFileError, ScaleplanError
 
-SCHEMA_VERSION = 2  # 2: typed `parametrization` (ParametrizationRef); version-1 files still load
+# 2: typed `parametrization` (ParametrizationRef); 3: bootstrap_covariance and offset of power laws, `flags`,
+# isoFLOP laws (N_opt, D_opt of C), variable R = D/N, optional `weight_decay` (the AdamW timescale law's
+# convention). Older files still load.
+SCHEMA_VERSION = 3
 
 # Keyword arguments of LawFile.predict and the variable each one feeds.
-KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "batch_size": "B"}
+KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "depth": "L", "batch_size": "B",
+                     "tokens_per_param": "R"}
 VARIABLE_KEYWORDS = {v: k for k, v in KEYWORD_VARIABLES.items()}
+ISOFLOP_TARGETS = ("N_opt", "D_opt")  # an isoFLOP law: compute-optimal N and D as power laws of C
 
 
 @dataclass(frozen=True)
 class Variable:
-    """An input of a law: `N`, `D`, `C`, `W` or `B`, what it counts and in which unit.
+    """An input of a law: `N`, `D`, `C`, `W`, `L` (depth), `B` or `R` (= D/N), what it counts and in which unit.
 
     `convention` says how to compute it from a model, e.g. "non-embedding" or "total" for N,
     "6ND" or "deepseek-MD" for C (M = 72*L*d^2 + 12*L*d*seq non-embedding FLOPs per token).
@@ -48,14 +57,18 @@ class Estimate:
     high: float | None = None
     level: float = 0.95
     interval: str | None = None  # "prediction" (coefficients + residual scatter) or "confidence"
+    method: str | None = None  # where the interval came from: "t, 3 dof" or "bootstrap over cells"
 
 
 @dataclass(frozen=True)
 class PowerLaw:
-    """ln y = intercept + sum_v exponents[v] * ln v, fitted on logs.
+    """ln(y - offset) = intercept + sum_v exponents[v] * ln v, fitted on logs (offset 0 unless given).
 
-    `covariance` is over [intercept, *exponents] in the order of `exponents`; with
-    `residual_variance` it gives prediction intervals, without it confidence intervals of the mean.
+    `covariance` (regression, t with `dof`) and `bootstrap_covariance` (cells resampled, normal quantile)
+    are over [intercept, *exponents] in the order of `exponents`. With `residual_variance` they give
+    prediction intervals, without it confidence intervals of the mean; the interval is the wider of the
+    two at each point (few cells: the t interval with its true dof, or the bootstrap, whichever is wider).
+    With an `offset` (an additive constant, e.g. the irreducible loss) the interval treats it as fixed.
     """
 
     target: str
@@ -66,6 +79,8 @@ class PowerLaw:
     residual_variance: float | None = None
     dof: int | None = None
     n_points: int | None = None
+    bootstrap_covariance: list[list[float]] | None = None
+    offset: float | None = None
 
     @property
     def coefficient(self) -> float:
@@ -73,27 +88,29 @@ class PowerLaw:
         return math.exp(self.intercept)
 
     def formula(self) -> str:
-        """Human-readable form, e.g. `1.79 * N^-0.713 * D^0.307`."""
+        """Human-readable form, e.g. `1.79 * N^-0.713 * D^0.307` (or `1.69 + 406 * N^-0.34`)."""
         terms = "".join(f" * {v}^{e:.4g}" for v, e in self.exponents.items())
-        return f"{self.coefficient:.4g}{terms}"
+        return ("" if self.offset is None else f"{self.offset:.4g} + ") + f"{self.coefficient:.4g}{terms}"
 
     def predict(self, values: dict[str, float], level: float = 0.95) -> Estimate:
         """Evaluate at `values` (variable -> value) with an interval at `level` where possible."""
         logs = [1.0] + [math.log(values[v]) for v in self.exponents]
         coefs = [self.intercept, *self.exponents.values()]
         mean = sum(c * x for c, x in zip(coefs, logs))
-        if self.covariance is None:
-            return Estimate(math.exp(mean), level=level)
-        var = sum(
-            logs[i] * self.covariance[i][j] * logs[j] for i in range(len(logs)) for j in range(len(logs))
-        )
-        interval = "confidence"
-        if self.residual_variance is not None:
-            var += self.residual_variance
-            interval = "prediction"
-        q = two_sided_quantile(level, self.dof)
-        half = q * math.sqrt(max(var, 0.0))
-        return Estimate(math.exp(mean), math.exp(mean - half), math.exp(mean + half), level, interval)
+        offset = self.offset or 0.0
+        scatter = self.residual_variance or 0.0
+        halves = []  # (half-width, method) of each available interval
+        if self.covariance is not None:
+            halves.append((two_sided_quantile(level, self.dof) * math.sqrt(max(_quadratic(self.covariance, logs) + scatter, 0.0)),
+                           f"t, {self.dof} dof" if self.dof else "normal"))
+        if self.bootstrap_covariance is not None:
+            halves.append((two_sided_quantile(level, None) * math.sqrt(max(_quadratic(self.bootstrap_covariance, logs) + scatter, 0.0)),
+                           "bootstrap over cells"))
+        if not halves:
+            return Estimate(offset + math.exp(mean), level=level)
+        half, method = max(halves)
+        interval = "confidence" if self.residual_variance is None else "prediction"
+        return Estimate(offset + math.exp(mean), offset + math.exp(mean - half), offset + math.exp(mean + half), level, interval, method)
 
 
 @dataclass(frozen=True)
@@ -130,6 +147,22 @@ class LossLaw:
 
 
 @dataclass(frozen=True)
+class WeightDecayLaw:
+    """AdamW weight decay from a timescale law: the power law `target` predicts tau (fraction of the run), and
+    lambda = B / (lr * tau * D) ("torch") or B / (tau * D) ("independent"), at the predicted lr, B in D's unit."""
+
+    convention: str = "torch"
+    target: str = "wd_tau"
+
+    def estimate(self, tau: Estimate, lr: float, steps: float) -> Estimate:
+        """lambda for timescale `tau` at `lr` over `steps` = D / B steps; its interval is tau's (at this lr), inverted."""
+        def at(value: float | None) -> float | None:
+            return None if value is None else weight_decay_for(lr, value, steps, self.convention)
+
+        return Estimate(at(tau.value), at(tau.high), at(tau.low), tau.level, tau.interval)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
 class Provenance:
     """Where the numbers came from: a paper, or the command and data that produced the fit."""
 
@@ -150,6 +183,7 @@ class Prediction:
     values: dict[str, Estimate]
     warnings: tuple[str, ...] = ()
     parametrization: ParametrizationRef | None = None  # what per-role numbers are relative to (muP laws)
+    decay_convention: str | None = None  # AdamW convention of values["weight_decay"] ("torch" or "independent")
 
     @property
     def lr(self) -> float:
@@ -161,6 +195,14 @@ class Prediction:
         """The predicted batch size, in the unit of the law's `batch_size` target."""
         return self._get("batch_size")
 
+    @property
+    def weight_decay(self) -> float:
+        """The predicted AdamW lambda (base lambda for muP laws) in the convention `decay_convention`."""
+        if "weight_decay" not in self.values and "wd_tau" in self.values:
+            raise ScaleplanError(f"law '{self.law}' predicts the decay timescale tau; give batch_size= (in D's unit) "
+                                 "to turn it into lambda")
+        return self._get("weight_decay")
+
     def _get(self, target: str) -> float:
         if target not in self.values:
             raise ScaleplanError(f"law '{self.law}' does not predict '{target}' (it has: {', '.join(self.values)})")
@@ -169,7 +211,8 @@ class Prediction:
 
 @dataclass(frozen=True)
 class LawFile:
-    """A scaling law as shipped in fits/*.json: see the module docstring."""
+    """A scaling law as shipped in fits/*.json: see the module docstring. `flags` lists what the fit found
+    doubtful (optima at the edge or outside their window, flat cells, an unfinished sweep, ...)."""
 
     name: str
     title: str
@@ -181,6 +224,9 @@ class LawFile:
     method: str | None = None
     parametrization: ParametrizationRef | None = None
     notes: str | None = None
+    flags: list[str] = field(default_factory=list)
+    swept: dict[str, list[float]] = field(default_factory=dict)  # grid axes the fitted sweep varied -> their values
+    weight_decay: WeightDecayLaw | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -195,9 +241,44 @@ class LawFile:
         raise ScaleplanError(f"law '{self.name}' has no variable '{name}'")
 
     def needs(self) -> list[str]:
-        """Variables the power laws take as inputs, in declaration order."""
-        used = {v for p in self.power_laws for v in p.exponents}
+        """Variables the power laws take as inputs, in declaration order; B is not one of them when the
+        law predicts the batch size itself (the lr law then takes the predicted batch size)."""
+        used = {v for p in self.power_laws for v in p.exponents} - ({"B"} if self._batch_law() is not None else set())
         return [v.name for v in self.variables if v.name in used]
+
+    def _batch_law(self) -> PowerLaw | None:
+        """The batch-size power law, when it does not itself take B (it can then feed the lr law's B)."""
+        return next((p for p in self.power_laws if p.target == "batch_size" and "B" not in p.exponents), None)
+
+    def has_variable(self, name: str) -> bool:
+        """True when the law declares variable `name`."""
+        return any(v.name == name for v in self.variables)
+
+    @property
+    def is_isoflop(self) -> bool:
+        """True for an isoFLOP law: N_opt(C) and D_opt(C) power laws."""
+        targets = {p.target: p for p in self.power_laws}
+        return all(t in targets and set(targets[t].exponents) == {"C"} for t in ISOFLOP_TARGETS)
+
+    def compute_optimal(self, compute: float, level: float = 0.95) -> tuple[Estimate, Estimate]:
+        """(N, D) estimates at `compute` FLOPs: from the isoFLOP laws, else the loss law's closed form."""
+        if self.is_isoflop:
+            values = self.predict(level=level, compute=compute).values
+            return values["N_opt"], values["D_opt"]
+        if self.loss_law is None:
+            raise ScaleplanError(f"law '{self.name}' has neither an isoFLOP law nor a loss law: it cannot split a compute budget")
+        n, d = self.loss_law.compute_optimal(compute)
+        return Estimate(n, level=level), Estimate(d, level=level)
+
+    def optimal_tokens(self, params: float) -> float:
+        """Tokens for which `params` is the compute-optimal size (inverse of compute_optimal)."""
+        if self.is_isoflop:
+            law = next(p for p in self.power_laws if p.target == "N_opt")
+            compute = math.exp((math.log(params) - law.intercept) / law.exponents["C"])
+            return self.compute_optimal(compute)[1].value
+        if self.loss_law is None:
+            raise ScaleplanError(f"law '{self.name}' has neither an isoFLOP law nor a loss law: it cannot give optimal tokens")
+        return self.loss_law.optimal_tokens(params)
 
     def predict(self, level: float = 0.95, **inputs: float | None) -> Prediction:
         """Evaluate every power law, e.g. `law.predict(params=7e9, tokens=2e12)`.
@@ -211,6 +292,10 @@ class LawFile:
                 f"unknown input(s) {sorted(unknown)}; use {', '.join(KEYWORD_VARIABLES)}"
             )
         values = {KEYWORD_VARIABLES[k]: float(v) for k, v in inputs.items() if v is not None}
+        if "N" in values and "D" in values:  # derived inputs: tokens per parameter, and C = 6ND unless C counts otherwise
+            values.setdefault("R", values["D"] / values["N"])
+            if self.has_variable("C") and self.variable("C").convention in (None, "6ND"):
+                values.setdefault("C", 6.0 * values["N"] * values["D"])
         for var in self.needs():
             if var not in values:
                 meaning = self.variable(var).meaning
@@ -221,8 +306,19 @@ class LawFile:
             if not (math.isfinite(val) and val > 0):
                 raise ScaleplanError(f"{VARIABLE_KEYWORDS[var]} must be a positive finite number, got {val}")
         used = {v: values[v] for v in self.needs()}
-        estimates = {p.target: p.predict(used, level) for p in self.power_laws}
-        return Prediction(self.name, used, estimates, tuple(self.extrapolation_warnings(used)), self.parametrization)
+        batch_law = self._batch_law()
+        estimates = {} if batch_law is None else {"batch_size": batch_law.predict(used, level)}
+        if batch_law is not None and any("B" in p.exponents for p in self.power_laws):
+            used["B"] = values.get("B", estimates["batch_size"].value)  # the batch given, else the predicted one
+        estimates.update({p.target: p.predict(used, level) for p in self.power_laws if p.target not in estimates})
+        decay = self.weight_decay
+        if decay is not None:
+            batch = values.get("B", estimates["batch_size"].value if "batch_size" in estimates else None)
+            if batch is not None and "D" in used:
+                used["B"] = batch
+                estimates["weight_decay"] = decay.estimate(estimates[decay.target], estimates["lr"].value, used["D"] / batch)
+        return Prediction(self.name, used, estimates, tuple(self.extrapolation_warnings(used)), self.parametrization,
+                          None if decay is None else decay.convention)
 
     def extrapolation_warnings(self, values: dict[str, float]) -> list[str]:
         """One message per input outside the fitted range, saying by how far."""
@@ -244,12 +340,20 @@ class LawFile:
         d["fitted_range"] = {k: list(v) for k, v in self.fitted_range.items()}
         return {"schema_version": d.pop("schema_version"), **d}
 
+    def to_json(self) -> str:
+        """Strict JSON text (NaN or Infinity anywhere is a LawFileError, never written)."""
+        try:
+            return json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        except ValueError:
+            raise LawFileError(f"law '{self.name}' holds a non-finite number; refusing to write invalid JSON") from None
+
     def save(self, path: str | Path) -> Path:
-        """Write the law as indented JSON; returns the path."""
+        """Write the law as indented strict JSON; returns the path."""
         from scaleplan.outputs import writing
 
+        text = self.to_json()  # before opening the file: nothing half-written
         with writing(path, "law file") as out:
-            out.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+            out.write_text(text)
         return out
 
     @classmethod
@@ -282,6 +386,9 @@ class LawFile:
                 parametrization=None if d.get("parametrization") is None
                 else ParametrizationRef.from_dict(d["parametrization"], origin),
                 notes=d.get("notes"),
+                weight_decay=WeightDecayLaw(**d["weight_decay"]) if d.get("weight_decay") else None,
+                flags=d.get("flags") or [],
+                swept={str(k): [float(x) for x in v] for k, v in _object(d, "swept").items()},
                 schema_version=SCHEMA_VERSION,  # read into the current schema (older versions upgrade on load)
             )
         except KeyError as exc:
@@ -300,10 +407,45 @@ class LawFile:
         except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
             raise ScaleplanError(f"cannot read law file {path}: {type(exc).__name__}") from None
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
             raise ScaleplanError(f"law file {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+        except ValueError as exc:
+            raise ScaleplanError(f"law file {path} is not valid JSON ({exc})") from None
         return cls.from_dict(data, origin=f"law file {path}")
+
+
+def _reject_constant(name: str) -> Any:
+    """json.loads hook: NaN / Infinity are not JSON; a file holding them is malformed."""
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _quadratic(matrix: list[list[float]], g: list[float]) -> float:
+    """g' M g."""
+    return sum(g[i] * matrix[i][j] * g[j] for i in range(len(g)) for j in range(len(g)))
+
+
+def _covariance_problem(matrix: Any, k: int) -> str | None:
+    """Why `matrix` is not a k x k finite, symmetric, positive semi-definite matrix (None when it is)."""
+    if not (isinstance(matrix, list) and len(matrix) == k
+            and all(isinstance(r, list) and len(r) == k and all(_finite(x) for x in r) for r in matrix)):
+        return f"must be {k}x{k}, rows of finite numbers"
+    scale = max(max(abs(matrix[i][i]) for i in range(k)), 1e-300)
+    if any(abs(matrix[i][j] - matrix[j][i]) > 1e-8 * scale for i in range(k) for j in range(i)):
+        return "must be symmetric"
+    # Cholesky of M + jitter: fails exactly when M has an eigenvalue below -jitter (not positive semi-definite).
+    jitter = 1e-9 * scale
+    low = [[0.0] * k for _ in range(k)]
+    for i in range(k):
+        for j in range(i + 1):
+            s = matrix[i][j] + (jitter if i == j else 0.0) - sum(low[i][m] * low[j][m] for m in range(j))
+            if i == j:
+                if s <= 0:
+                    return "must be positive semi-definite"
+                low[i][i] = math.sqrt(s)
+            else:
+                low[i][j] = s / low[j][j]
+    return None
 
 
 def _object(d: dict[str, Any], key: str) -> dict[str, Any]:
@@ -330,12 +472,13 @@ def _validate(law: LawFile) -> None:
             raise ScaleplanError(f"{where}: power law '{p.target}' uses undeclared variable(s) {missing}")
         if not all(_finite(x) for x in (p.intercept, *p.exponents.values())):
             raise ScaleplanError(f"{where}: power law '{p.target}' has a non-finite coefficient")
+        if p.offset is not None and not _finite(p.offset):
+            raise ScaleplanError(f"{where}: offset of '{p.target}' must be a finite number or null")
         k = 1 + len(p.exponents)
-        if p.covariance is not None and not (
-            isinstance(p.covariance, list) and len(p.covariance) == k
-            and all(isinstance(r, list) and len(r) == k and all(_finite(x) for x in r) for r in p.covariance)
-        ):
-            raise ScaleplanError(f"{where}: covariance of '{p.target}' must be {k}x{k}, rows of finite numbers")
+        for key in ("covariance", "bootstrap_covariance"):
+            problem = None if getattr(p, key) is None else _covariance_problem(getattr(p, key), k)
+            if problem:
+                raise ScaleplanError(f"{where}: {key} of '{p.target}' {problem}")
         if p.residual_variance is not None and not (_finite(p.residual_variance) and p.residual_variance >= 0):
             raise ScaleplanError(f"{where}: residual_variance of '{p.target}' must be a number >= 0 or null")
         for key in ("dof", "n_points"):
@@ -350,12 +493,25 @@ def _validate(law: LawFile) -> None:
             raise ScaleplanError(f"{where}: fitted_range names undeclared variable '{var}'")
         if not (0 < rng[0] <= rng[1]):
             raise ScaleplanError(f"{where}: fitted_range of {var} must satisfy 0 < low <= high")
+    if law.weight_decay is not None:
+        wd = law.weight_decay
+        if wd.convention not in DECAY_CONVENTIONS:
+            raise ScaleplanError(f"{where}: weight_decay convention must be one of {', '.join(DECAY_CONVENTIONS)}, got {wd.convention!r}")
+        if wd.target not in targets or "lr" not in targets:
+            raise ScaleplanError(f"{where}: the weight_decay block needs the power laws 'lr' and '{wd.target}' (its timescale)")
+        if "D" not in law.power_laws[targets.index(wd.target)].exponents:
+            raise ScaleplanError(f"{where}: the timescale law '{wd.target}' must depend on D (tau is a fraction of the run)")
     if law.loss_law is not None:
         ll = law.loss_law
         if not all(_finite(x) and x > 0 for x in (ll.A, ll.B, ll.alpha, ll.beta)):
             raise ScaleplanError(f"{where}: loss law A, B, alpha, beta must be positive")
         if not (_finite(ll.E) and ll.E >= 0):
             raise ScaleplanError(f"{where}: loss law E (irreducible loss) must be a number >= 0")
+        problem = None if ll.covariance is None else _covariance_problem(ll.covariance, 5)
+        if problem:
+            raise ScaleplanError(f"{where}: loss law covariance {problem}")
+    if not (isinstance(law.flags, list) and all(isinstance(f, str) for f in law.flags)):
+        raise ScaleplanError(f"{where}: flags must be a list of strings")
 
 
 def _finite(x: Any) -> bool:

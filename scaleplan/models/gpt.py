@@ -70,6 +70,8 @@ class GPT(nn.Module):
     recommendations; they apply to every parametrization, so muP = SP at the base width).
     """
 
+    scaleplan_outside_n = ("lm_head",)  # with the embedding tables: not counted in N (non-embedding parameters)
+
     def __init__(
         self,
         width: int,

@@ -15,6 +15,8 @@ class MLP(nn.Module):
     readout_zero_init: start the readout at zero (muP's recommendation; applies to SP too).
     """
 
+    scaleplan_outside_n = ("input", "readout")  # the layers with a fixed dimension: N counts the hidden layers
+
     def __init__(
         self, in_dim: int, width: int, out_dim: int, depth: int = 2, bias: bool = True, readout_zero_init: bool = False
     ) -> None:

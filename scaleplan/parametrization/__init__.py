@@ -15,6 +15,7 @@ from scaleplan.core.rules import (
     Parametrization,
     RoleMultipliers,
     RoleRule,
+    attention_scale,
     get_parametrization,
 )
 
@@ -22,11 +23,12 @@ _LAZY = {
     "apply_parametrization": "scaleplan.parametrization.apply",
     "ParametrizationState": "scaleplan.parametrization.apply",
     "find_state": "scaleplan.parametrization.apply",
+    "readout_multiplier": "scaleplan.parametrization.apply",
     "param_groups": "scaleplan.parametrization.groups",
     "tensor_multipliers": "scaleplan.parametrization.groups",
 }
 
-__all__ = ["PARAMETRIZATIONS", "ROLES", "Parametrization", "RoleMultipliers", "RoleRule", "get_parametrization", *_LAZY]
+__all__ = ["PARAMETRIZATIONS", "ROLES", "Parametrization", "RoleMultipliers", "RoleRule", "attention_scale", "get_parametrization", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,44 +1,45 @@
 """Apply a parametrization to a torch model: infer tensor roles, rescale init, set forward multipliers.
 
-Roles come from comparing each parameter's shape with a base model (as mup's base shapes) or
-from declarations. The result is stored on the model as a picklable `ParametrizationState`
-(survives torch.save of the whole model and copy.deepcopy); forward multipliers are plain floats
-on modules (and a picklable forward pre-hook on readouts), so torch.func.functional_call and vmap
-over stacked parameters work unchanged.
+Roles come from comparing each parameter's shape with a base model (as mup's base shapes), read
+through the layout of the module that uses it (`layout.py`), or from declarations. The result is
+stored on the model as a picklable `ParametrizationState` (survives torch.save of the whole model and
+copy.deepcopy) and, on a transformers model, in `model.config.scaleplan` (survives save_pretrained);
+forward multipliers are plain floats on modules (and a picklable forward pre-hook on the readout's own
+module), so torch.func.functional_call and vmap over stacked parameters work unchanged.
 
 Model protocol (optional, used by scaleplan.models): a module with `scaleplan_site = "attention"`
-(and `d_head`) or `"residual"` gets its float `multiplier` set; a module's `scaleplan_roles`
+(and `d_head`), `"residual"`, `"temperature"` (and `features`) or `"memories"` (and `n_memories`)
+gets its float `multiplier` set; a module's `scaleplan_roles`
 dict declares roles for its own parameters; a root `depth` attribute feeds CompleteP.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
-from typing import Iterator, Mapping
+from typing import Mapping
 
-import torch
 from torch import nn
 
-from scaleplan.errors import ScaleplanError
 from scaleplan.core.reference import ParametrizationRef
-from scaleplan.core.rules import (
-    ROLES,
-    SP,
-    Parametrization,
-    get_parametrization,
-    residual_multiplier,
-)
-
-_INIT_ROLES = ("input", "hidden", "output", "memory")  # tensors re-drawn when init_std is given
-
+from scaleplan.core.rules import ROLES, Parametrization, get_parametrization, residual_multiplier
+from scaleplan.errors import ParametrizationError
+from scaleplan.parametrization.attention import attention_sites
+from scaleplan.parametrization.init import rescale_init, warn_kept_init
+from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, is_hf_conv1d, known_uses
+from scaleplan.parametrization.metadata import check_saved, model_width, saved_metadata, store_metadata
 
 @dataclass
 class TensorRecord:
-    """One parameter's role and width multiplier m (its last width dimension / the base's)."""
+    """One parameter's role and width multiplier m (the one its role's rules use: fan-in for hidden and
+    output tensors, fan-out for inputs, for a DenseAM memory matrix (K, N) the product N/N_base * K/K_base);
+    m_out is a hidden tensor's fan-out multiplier where it differs."""
 
     role: str
     m: float
-    width_dims: tuple[int, ...] = ()  # dimensions that differ from the base (empty if roles were declared)
+    width_dims: tuple[int, ...] = ()  # dimensions that are widths (empty if roles were declared without a base)
+    m_out: float | None = None
+    eps: float = 1.0  # factor on the Adam eps beyond the role's rule (a DenseAM's memories; see _memory_eps)
 
 
 @dataclass
@@ -55,6 +56,8 @@ class ParametrizationState:
     width: int | None = None  # the model's width and its base width, where known (checked against a law)
     base_width: int | None = None
     base_depth: int | None = None
+    scalings: dict[str, float] = field(default_factory=dict)  # HF attention module -> factor on its `scaling`
+    manual_readouts: tuple[str, ...] = ()  # raw readouts whose multiplier the user applies (readout_multiplier)
 
     def reference(self, optimizer: str = "adam") -> ParametrizationRef:
         """This model's parametrization as a typed reference, to check against a law's (see param_groups)."""
@@ -96,38 +99,47 @@ def apply_parametrization(
     init_std: float | None = None,
     output_mult: float = 1.0,
     completep: bool = False,
+    delta: nn.Module | Mapping[str, tuple[int, ...]] | None = None,
+    rescale: bool = True,
 ) -> nn.Module:
     """Parametrize `model` in place (and return it) relative to `base` (a model or {name: shape}).
 
     Without `base`, every parameter's role must be declared and `base_width` / `model.width` give m.
-    init_std=None keeps the model's own init, assumed to be PyTorch's fan-in (SP) default, and
-    rescales it as mup does; a float re-draws weights as N(0, (init_std * factor)^2).
+    `delta` (the model at any other width) tells which dimensions are widths where the model has the
+    base's shapes (mup's `delta`); scaleplan's builders pass it. init_std=None keeps the model's own init,
+    assumed to be PyTorch's fan-in (SP) default, and rescales it as mup does; a float re-draws every
+    weight as N(0, (init_std * factor)^2), at every width, the base included, except entries the model
+    initialized to zero (muP's zero readout, or the query slice of a fused qkv), which stay zero. rescale=False re-attaches
+    the multipliers, hooks and attention scales to a reloaded checkpoint without touching its weights
+    (mup's rescale_params=False); metadata saved with it (HF config) is checked against the model.
     """
     rules = get_parametrization(parametrization)
-    existing = find_state(model)
-    if existing is not None:
-        raise ScaleplanError(
-            f"model is already parametrized ({existing[2].parametrization!r}); applying twice would rescale "
-            "it twice: build a fresh model and apply once"
-        )
+    _refuse_second_application(model, rescale)
     if completep and rules.name != "mup":
-        raise ScaleplanError(f"completep=True needs parametrization 'mup', not {rules.name!r}")
+        raise ParametrizationError(f"completep=True needs parametrization 'mup', not {rules.name!r}")
     if output_mult <= 0:
-        raise ScaleplanError(f"output_mult must be positive, got {output_mult}")
+        raise ParametrizationError(f"output_mult must be positive, got {output_mult}")
+    if init_std is not None and not (init_std >= 0):
+        raise ParametrizationError(f"init_std must be >= 0, got {init_std}")
+    if init_std is not None and not rescale:
+        raise ParametrizationError("init_std re-draws the weights; rescale=False re-attaches to trained weights: drop init_std")
 
     params = dict(model.named_parameters())
     declared = _declared_roles(model, params, roles)
-    tensors = _tensor_records(model, params, base, declared, base_width)
+    tensors = _tensor_records(model, params, base, declared, base_width, delta)
     for record in tensors.values():
         rules.rule(record.role)  # every role must be defined before anything is modified
+    if base is not None and not any(r.width_dims for r in tensors.values()) and (init_std is not None or output_mult != 1.0):
+        raise ParametrizationError(
+            "the model has the base's shapes everywhere, so its width dimensions are unknown and init_std / "
+            "output_mult cannot be placed: pass delta=<the same model at another width> (as mup's delta)"
+        )
 
     depth_ratio = _depth_ratio(model, base, base_depth) if completep else 1.0
-    sites = _site_multipliers(model, base, tensors, rules, depth_ratio, completep)
-    _rescale_init(params, tensors, rules, init_std)
-    _install_readout_hooks(model, params, tensors, rules, output_mult)
-    for module_name, value in sites.items():
-        model.get_submodule(module_name).multiplier = value
-    model.scaleplan_state = ParametrizationState(
+    base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
+    sites, scalings = _site_multipliers(model, base_modules, tensors, rules, depth_ratio, completep)
+    _memory_eps(model, base_modules, tensors, rules)
+    state = ParametrizationState(
         parametrization=rules.name,
         tensors=tensors,
         depth_ratio=depth_ratio,
@@ -135,11 +147,60 @@ def apply_parametrization(
         output_mult=output_mult,
         softmax_energy=any(getattr(m, "energy", None) == "lse" for m in model.modules()),
         sites=sites,
-        width=_int_attr(model, "width"),
-        base_width=base_width if base_width is not None else _int_attr(base, "width"),
+        width=model_width(model),
+        base_width=base_width if base_width is not None else model_width(base),
         base_depth=(base_depth if base_depth is not None else _int_attr(base, "depth")) if completep else None,
+        scalings=scalings,
+        manual_readouts=tuple(n for n, r in tensors.items() if r.role == "output" and not _readout_modules(model, params[n], r)),
     )
+    if not rescale:
+        check_saved(model, state)
+    else:
+        warn_kept_init(model, params, tensors, init_std)
+        rescale_init(model, params, tensors, rules, init_std)
+    _install_readout_hooks(model, params, tensors, rules, output_mult)
+    for module_name, value in sites.items():
+        model.get_submodule(module_name).multiplier = value
+    for module_name, factor in scalings.items():
+        module = model.get_submodule(module_name)
+        module.scaling = module.scaling * factor
+    if state.manual_readouts:
+        warnings.warn(
+            f"raw readout(s) {', '.join(state.manual_readouts)}: scaleplan cannot hook a tensor used in your own forward; "
+            "multiply its input by scaleplan.parametrization.readout_multiplier(model, name) there",
+            UserWarning,
+            stacklevel=2,
+        )
+    model.scaleplan_state = state
+    store_metadata(model, state)
     return model
+
+
+def readout_multiplier(model: nn.Module, name: str) -> float:
+    """alpha_out / m for readout `name`: what a raw readout used as x @ w must multiply x by (muP), 1 under SP."""
+    found = find_state(model)
+    if found is None:
+        raise ParametrizationError("model has no scaleplan parametrization; call apply_parametrization first")
+    state = found[2]
+    record = state.tensors.get(name)
+    if record is None or record.role != "output":
+        raise ParametrizationError(f"{name!r} is not a readout of this model (readouts: {', '.join(n for n, r in state.tensors.items() if r.role == 'output')})")
+    return state.output_mult * get_parametrization(state.parametrization).multipliers("output", record.m).forward
+
+
+def _refuse_second_application(model: nn.Module, rescale: bool) -> None:
+    existing = find_state(model)
+    if existing is not None:
+        raise ParametrizationError(
+            f"model is already parametrized ({existing[2].parametrization!r}) and carries its hooks and multipliers; "
+            "applying twice would rescale it twice: build a fresh model and apply once"
+        )
+    saved = saved_metadata(model)
+    if saved is not None and rescale:
+        raise ParametrizationError(
+            f"model's config says it was parametrized ({saved.get('parametrization')!r}): a reloaded checkpoint; re-attach "
+            "without rescaling its weights: apply_parametrization(model, ..., rescale=False)"
+        )
 
 
 def _int_attr(obj: object, name: str) -> int | None:
@@ -157,9 +218,9 @@ def _declared_roles(model: nn.Module, params: dict[str, nn.Parameter], roles: Ma
     declared.update(roles or {})
     for name, role in declared.items():
         if role not in ROLES:
-            raise ScaleplanError(f"unknown role {role!r} declared for {name!r}; valid roles: {', '.join(ROLES)}")
+            raise ParametrizationError(f"unknown role {role!r} declared for {name!r}; valid roles: {', '.join(ROLES)}")
         if name not in params:
-            raise ScaleplanError(f"role declared for {name!r}, which is not a parameter of the model")
+            raise ParametrizationError(f"role declared for {name!r}, which is not a parameter of the model")
     return declared
 
 
@@ -169,22 +230,23 @@ def _tensor_records(
     base: nn.Module | Mapping[str, tuple[int, ...]] | None,
     declared: dict[str, str],
     base_width: int | None,
+    delta: nn.Module | Mapping[str, tuple[int, ...]] | None,
 ) -> dict[str, TensorRecord]:
     if base is None:
         return _records_from_widths(model, params, declared, base_width)
-    base_shapes = _base_shapes(base)
-    missing, extra = sorted(set(params) - set(base_shapes)), sorted(set(base_shapes) - set(params))
-    if missing or extra:
-        raise ScaleplanError(
-            f"model and base have different parameters (missing in base: {missing[:5]}, extra in base: {extra[:5]}); "
-            "build the base with the same architecture at the base width"
-        )
+    base_shapes = _shapes_like(params, base, "base")
+    delta_shapes = _shapes_like(params, delta, "delta") if delta is not None else None
+    _refuse_non_width_differences(model, base)
     records = {}
     for name, param in params.items():
-        mults = _width_mults(name, tuple(param.shape), base_shapes[name])
-        inf = [i for i, mult in enumerate(mults) if mult is not None]
-        role = declared.get(name) or _infer_role(model, name, param, inf)
-        records[name] = TensorRecord(role=role, m=mults[inf[-1]] if inf else 1.0, width_dims=tuple(inf))
+        shape = tuple(param.shape)
+        mults = _width_mults(name, shape, base_shapes[name], delta_shapes[name] if delta_shapes else None)
+        layouts = known_uses(model, param)
+        inferred: Inferred = (
+            declared_role(name, declared[name], shape, mults, layouts) if name in declared else infer_role(name, shape, mults, layouts)
+        )
+        dims = tuple(i for i, mult in enumerate(mults) if mult is not None)
+        records[name] = TensorRecord(role=inferred.role, m=inferred.m, width_dims=dims, m_out=inferred.m_out)
     return records
 
 
@@ -193,62 +255,69 @@ def _records_from_widths(
 ) -> dict[str, TensorRecord]:
     undeclared = [name for name in params if name not in declared]
     if undeclared:
-        raise ScaleplanError(
+        raise ParametrizationError(
             f"no base model given and no role declared for {undeclared[:5]}; pass base= (a model at the base "
             "width, or {name: shape}) or declare roles={name: role} for every parameter"
         )
-    width = getattr(model, "width", None)
+    width = model_width(model)
     if base_width is None or width is None:
-        raise ScaleplanError("without base=, give base_width= and a model with a .width attribute (or pass base=)")
+        raise ParametrizationError("without base=, give base_width= and a model with a .width attribute (or pass base=)")
     m = _ratio("width", width, base_width)
     return {name: TensorRecord(role=role, m=1.0 if role == "fixed" else m) for name, role in declared.items()}
 
 
-def _base_shapes(base: nn.Module | Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
-    if isinstance(base, nn.Module):
-        return {name: tuple(p.shape) for name, p in base.named_parameters()}
-    if isinstance(base, Mapping):
-        return {name: tuple(shape) for name, shape in base.items()}
-    raise ScaleplanError(f"base must be a torch model or a dict of parameter shapes, got {type(base).__name__}")
+def _shapes_like(params: dict[str, nn.Parameter], other: nn.Module | Mapping[str, tuple[int, ...]], what: str) -> dict[str, tuple[int, ...]]:
+    """{name: shape} of the base (or delta) model, refusing one with other parameters than the model's."""
+    if isinstance(other, nn.Module):
+        shapes = {name: tuple(p.shape) for name, p in other.named_parameters()}
+    elif isinstance(other, Mapping):
+        shapes = {name: tuple(shape) for name, shape in other.items()}
+    else:
+        raise ParametrizationError(f"{what} must be a torch model or a dict of parameter shapes, got {type(other).__name__}")
+    missing, extra = sorted(set(params) - set(shapes)), sorted(set(shapes) - set(params))
+    if missing or extra:
+        raise ParametrizationError(
+            f"model and {what} have different parameters (missing in {what}: {missing[:5]}, extra in {what}: {extra[:5]}); "
+            f"build the {what} with the same architecture at another width"
+        )
+    return shapes
 
 
-def _width_mults(name: str, shape: tuple[int, ...], base_shape: tuple[int, ...]) -> list[float | None]:
-    """Per dimension: dim / base_dim where they differ (a width), None where equal (finite)."""
-    if len(shape) != len(base_shape):
-        raise ScaleplanError(f"{name}: shape {list(shape)} does not match the base shape {list(base_shape)}; build the base with the same architecture")
+_NON_WIDTH_SIZES = ("vocab_size", "vocab", "n_positions", "max_position_embeddings", "seq_len", "in_dim", "out_dim", "num_labels")
+
+
+def _refuse_non_width_differences(model: nn.Module, base: object) -> None:
+    """A base built with another vocabulary (or context, or input/output size) would turn those into widths."""
+    for holder_model, holder_base in ((model, base), (getattr(model, "config", None), getattr(base, "config", None))):
+        for key in _NON_WIDTH_SIZES:
+            ours, theirs = _int_attr(holder_model, key), _int_attr(holder_base, key)
+            if ours is not None and theirs is not None and ours != theirs:
+                raise ParametrizationError(
+                    f"the base has {key}={theirs} but the model {key}={ours}; only widths may differ from the base: "
+                    f"build the base with {key}={ours}"
+                )
+
+
+def _width_mults(name: str, shape: tuple[int, ...], base_shape: tuple[int, ...], delta_shape: tuple[int, ...] | None) -> list[float | None]:
+    """Per dimension: dim / base_dim where the dimension is a width (differs from the base, or the base
+    differs from delta there), None where it is finite."""
+    for other, what in ((base_shape, "base"), (delta_shape, "delta")):
+        if other is not None and len(other) != len(shape):
+            raise ParametrizationError(f"{name}: shape {list(shape)} does not match the {what} shape {list(other)}; build the {what} with the same architecture")
     mults: list[float | None] = []
-    for dim, base_dim in zip(shape, base_shape):
+    for i, (dim, base_dim) in enumerate(zip(shape, base_shape)):
         if dim < base_dim:
-            raise ScaleplanError(f"{name}: base width larger than width (base shape {list(base_shape)}, shape {list(shape)}); the base must be the narrower model")
-        mults.append(dim / base_dim if dim != base_dim else None)
+            raise ParametrizationError(f"{name}: base width larger than width (base shape {list(base_shape)}, shape {list(shape)}); the base must be the narrower model")
+        is_width = dim != base_dim if delta_shape is None else delta_shape[i] != base_dim
+        if delta_shape is not None and dim != base_dim and not is_width:
+            raise ParametrizationError(
+                f"{name}: dimension {i} differs from the base ({base_dim} -> {dim}) but not between base and delta, so it "
+                "is not a width; build the base with the model's non-width sizes"
+            )
+        mults.append(dim / base_dim if is_width else None)
     if sum(m is not None for m in mults) > 2:
-        raise ScaleplanError(f"{name}: more than 2 width dimensions in shape {list(shape)}; declare its role with roles=")
+        raise ParametrizationError(f"{name}: more than 2 width dimensions in shape {list(shape)}; declare its role with roles=")
     return mults
-
-
-def _infer_role(model: nn.Module, name: str, param: nn.Parameter, inf: list[int]) -> str:
-    """Role from which dimensions are widths; fan-in/fan-out from how modules use the tensor."""
-    if not inf:
-        return "fixed"
-    if param.dim() < 2:
-        return "vector"
-    if len(inf) == 2:
-        return "hidden"
-    uses = [_use_kind(module, inf[0]) for module, _ in _uses(model, param)]
-    return "input" if "input" in uses else "output"
-
-
-def _use_kind(module: nn.Module, inf_dim: int) -> str:
-    """'input' if the one width dim is the fan-out for this module's convention, else 'output'."""
-    fan_out_dim = 1 if isinstance(module, nn.Embedding) else 0  # Linear/conv weights are (out, in, ...)
-    return "input" if inf_dim == fan_out_dim else "output"
-
-
-def _uses(model: nn.Module, param: nn.Parameter) -> Iterator[tuple[nn.Module, str]]:
-    """Every (module, module name) that holds `param` directly (tied weights have several)."""
-    for module_name, module in model.named_modules(remove_duplicate=False):
-        if any(p is param for p in module._parameters.values()):
-            yield module, module_name
 
 
 def _depth_ratio(model: nn.Module, base: object, base_depth: int | None) -> float:
@@ -256,62 +325,67 @@ def _depth_ratio(model: nn.Module, base: object, base_depth: int | None) -> floa
     if base_depth is None:
         base_depth = getattr(base, "depth", None)
     if depth is None or base_depth is None:
-        raise ScaleplanError("completep=True needs a model with a .depth attribute and base_depth= (or a base model with .depth)")
+        raise ParametrizationError("completep=True needs a model with a .depth attribute and base_depth= (or a base model with .depth)")
     return _ratio("depth", depth, base_depth)
 
 
 def _ratio(what: str, value: int, base: int) -> float:
     """value / base for a model size ("width" or "depth"), refusing a base that is not in (0, value]."""
     if base <= 0 or base > value:
-        raise ScaleplanError(f"base {what} {base} is larger than the model {what} {value} (or not positive); use base_{what} <= {what}")
+        raise ParametrizationError(f"base {what} {base} is larger than the model {what} {value} (or not positive); use base_{what} <= {what}")
     return value / base
 
 
 def _site_multipliers(
     model: nn.Module,
-    base: object,
+    base_modules: dict[str, nn.Module],
     tensors: dict[str, TensorRecord],
     rules: Parametrization,
     depth_ratio: float,
     completep: bool,
-) -> dict[str, float]:
-    """Multipliers for attention-logit, residual-branch and DenseAM temperature sites of the model's modules."""
-    base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
-    sites: dict[str, float] = {}
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Multipliers for attention-logit, residual-branch and DenseAM temperature and memory-sum sites; HF attention scalings."""
+    fallback = {  # no base module: the head dimension scales with the width of the module's weights
+        name: max((r.m for n, r in tensors.items() if n.startswith(f"{name}.")), default=1.0) for name, _ in model.named_modules()
+    }
+    sites, scalings = attention_sites(model, base_modules, fallback, rules)
     for name, module in model.named_modules():
         site = getattr(module, "scaleplan_site", None)
-        if site == "attention":
-            base_module = base_modules.get(name)
-            if base_module is not None:
-                head_ratio = module.d_head / base_module.d_head
-            else:  # no base module: the head dimension scales with the width of the module's weights
-                head_ratio = max(r.m for n, r in tensors.items() if n.startswith(f"{name}."))
-            sites[name] = rules.attention_multiplier(head_ratio)
-        elif site == "residual":
+        if site == "residual":
             sites[name] = residual_multiplier(depth_ratio, completep)
         elif site == "temperature":
             base_module = base_modules.get(name)
-            m = module.width / base_module.width if base_module is not None else max(r.m for r in tensors.values())
+            m = module.features / base_module.features if base_module is not None else max(r.m for r in tensors.values())
             sites[name] = rules.temperature_multiplier(m)
-    if completep and "residual" not in {getattr(model.get_submodule(n), "scaleplan_site") for n in sites}:
-        raise ScaleplanError("completep=True needs residual blocks (modules with scaleplan_site = 'residual'); this model has none")
-    return sites
+        elif site == "memories":  # a DenseAM's sum over its K memories (models/denseam.py MemoryUpdate)
+            base_module = base_modules.get(name)
+            if base_module is None:
+                raise ParametrizationError(f"{name}: a DenseAM's memory sum is scaled relative to the base model's; pass base=")
+            sites[name] = rules.memory_multiplier(module.n_memories / base_module.n_memories)
+    if completep and "residual" not in {getattr(model.get_submodule(n), "scaleplan_site", None) for n in sites}:
+        raise ParametrizationError("completep=True needs residual blocks (modules with scaleplan_site = 'residual'); this model has none")
+    return sites, scalings
 
 
-def _rescale_init(
-    params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord], rules: Parametrization, init_std: float | None
-) -> None:
-    with torch.no_grad():
-        for name, param in params.items():
-            record = tensors[name]
-            factor = rules.multipliers(record.role, record.m).init_std
-            if init_std is not None:
-                if record.role in _INIT_ROLES:
-                    param.normal_(0.0, init_std * factor)
-            else:
-                factor /= SP.multipliers(record.role, record.m).init_std
-                if factor != 1.0:
-                    param.mul_(factor)
+def _memory_eps(model: nn.Module, base_modules: dict[str, nn.Module], tensors: dict[str, TensorRecord], rules: Parametrization) -> None:
+    """Set the Adam eps factor of every DenseAM memory matrix (a module with a temperature site) from its base's sizes."""
+    for name, module in model.named_modules():
+        base_module = base_modules.get(name)
+        if getattr(module, "scaleplan_site", None) == "temperature" and base_module is not None:
+            record = tensors[f"{name}.memories" if name else "memories"]
+            record.eps = rules.memory_eps_multiplier(
+                module.features / base_module.features, module.n_memories / base_module.n_memories, module.gradient_order
+            )
+
+
+def _readout_modules(model: nn.Module, param: nn.Parameter, record: TensorRecord) -> list[nn.Module]:
+    """The modules that compute a readout from `param` (x @ W with only the fan-in a width): they get the hook."""
+    found = []
+    for use in known_uses(model, param):
+        only_fan_in = use.fan_in in record.width_dims and use.fan_out not in record.width_dims
+        if use.kind == "linear" and (only_fan_in or (record.role == "output" and not record.width_dims)):
+            found.append(use.module)
+    return found
 
 
 def _install_readout_hooks(
@@ -321,12 +395,11 @@ def _install_readout_hooks(
     rules: Parametrization,
     output_mult: float,
 ) -> None:
-    """Every module that uses a tensor as a readout (fan-in is the width) gets alpha_out * m^forward."""
+    """Every module that computes a readout (its fan-in is the only width) gets alpha_out * m^forward on its input."""
     for name, param in params.items():
         record = tensors[name]
         if record.role not in ("input", "output") or param.dim() < 2:
             continue
-        for module, _ in _uses(model, param):
-            tied_readout = len(record.width_dims) == 1 and _use_kind(module, record.width_dims[0]) == "output"
-            if record.role == "output" or tied_readout:
+        for module in _readout_modules(model, param, record):
+            if is_hf_conv1d(module) or isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
                 module.register_forward_pre_hook(ScaleInput(output_mult * rules.multipliers("output", record.m).forward))

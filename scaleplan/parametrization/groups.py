@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from typing import Any
 
@@ -10,9 +11,10 @@ from torch import nn
 from scaleplan.errors import ParametrizationError, ScaleplanError
 from scaleplan.parametrization.apply import find_state
 from scaleplan.core.rules import RoleMultipliers, get_parametrization
+from scaleplan.core.weight_decay import DECOUPLED_OPTIMIZERS, check_convention, check_weight_decay
 
 
-def tensor_multipliers(model: nn.Module, optimizer: str = "adam") -> dict[str, RoleMultipliers]:
+def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "torch") -> dict[str, RoleMultipliers]:
     """{parameter name: factors} for a model parametrized by apply_parametrization.
 
     Names are those of the parametrized module (for vmap over stacked parameters, as
@@ -31,10 +33,11 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam") -> dict[str, R
             UserWarning,
             stacklevel=3,
         )
-    return {
-        name: rules.multipliers(record.role, record.m, optimizer, state.depth_ratio, state.completep)
-        for name, record in state.tensors.items()
-    }
+    factors = {}
+    for name, record in state.tensors.items():
+        f = rules.multipliers(record.role, record.m, optimizer, state.depth_ratio, state.completep, decay, m_out=record.m_out)
+        factors[name] = dataclasses.replace(f, eps=f.eps * record.eps) if record.eps != 1.0 and optimizer != "sgd" else f
+    return factors
 
 
 def check_against_prediction(model: nn.Module, prediction: Any, optimizer: str) -> None:
@@ -57,32 +60,63 @@ def check_against_prediction(model: nn.Module, prediction: Any, optimizer: str) 
 def param_groups(
     model: nn.Module,
     lr: float | Any,
-    weight_decay: float = 0.0,
+    weight_decay: float | None = None,
     optimizer: str = "adam",
     eps: float = 1e-8,
+    decay: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Parameter groups for torch.optim.Adam/AdamW ("adam") or SGD ("sgd") with per-tensor lr and wd.
+    """Parameter groups for torch.optim.Adam, AdamW or SGD with per-tensor lr and weight decay.
 
     `lr` is the base learning rate, or a law's prediction (`load_law(...).predict(...)`): then the
     model is checked against the law's parametrization reference (name, base width, CompleteP,
     optimizer family) and the width the prediction was made for; a mismatch is a one-line error,
-    never a silently wrong lr. Groups carry an "eps" only when CompleteP scales it (Adam eps x 1/(m * m_L)).
+    never a silently wrong lr. Groups carry an "eps" only where the rules scale it (CompleteP: Adam eps x
+    1/(m * m_L); a DenseAM's memories: core/rules.py memory_eps_multiplier).
+
+    `weight_decay` is the base lambda (default: the prediction's, else 0) in the AdamW convention `decay`
+    (default: the prediction's, else "torch"); per-role lambdas follow `scaleplan.core.rules`. Independent
+    decay is handed to torch's AdamW as weight_decay = lambda_role / lr_role, so that its
+    p *= 1 - lr_t * weight_decay decays by s_t * lambda_role whatever the lr.
     """
     base_lr = float(getattr(lr, "lr", lr))
     if not base_lr > 0:
         raise ScaleplanError(f"learning rate must be positive, got {base_lr}")
+    base_wd, decay = resolve_weight_decay(lr, weight_decay, optimizer, decay)
     _, holder, _ = find_state(model) or (None, model, None)
-    factors = tensor_multipliers(holder, optimizer)
+    factors = tensor_multipliers(holder, optimizer, decay)
     check_against_prediction(holder, lr, optimizer)
     groups: dict[tuple[float, float, float], dict[str, Any]] = {}
     for pname, param in holder.named_parameters():
         f = factors[pname]
+        group_lr, group_wd = base_lr * f.lr, base_wd * f.weight_decay
         group = groups.setdefault(
             (f.lr, f.weight_decay, f.eps),
-            {"params": [], "names": [], "lr": base_lr * f.lr, "weight_decay": weight_decay * f.weight_decay},
+            {"params": [], "names": [], "lr": group_lr, "weight_decay": group_wd / group_lr if decay == "independent" else group_wd},
         )
         if f.eps != 1.0:
             group["eps"] = eps * f.eps
         group["params"].append(param)
         group["names"].append(pname)
     return list(groups.values())
+
+
+def resolve_weight_decay(lr: float | Any, weight_decay: float | None, optimizer: str, decay: str | None) -> tuple[float, str]:
+    """(base lambda, convention): the explicit values, else the prediction's, else (0, "torch"); checked."""
+    predicted = getattr(lr, "values", {}).get("weight_decay")  # a law prediction's lambda (an Estimate), if any
+    if weight_decay is None and predicted is not None and optimizer not in DECOUPLED_OPTIMIZERS:
+        raise ParametrizationError(
+            f"the prediction's weight decay is AdamW's decoupled decay; optimizer {optimizer!r} has L2 decay: "
+            "use optimizer='adamw', or pass weight_decay= explicitly"
+        )
+    predicted_convention = getattr(lr, "decay_convention", None)
+    if decay is None:
+        decay = predicted_convention or "torch"
+    elif predicted is not None and weight_decay is None and decay != predicted_convention:
+        raise ParametrizationError(
+            f"the prediction's weight decay is in the {predicted_convention!r} convention, not {decay!r}: drop decay= "
+            "or pass weight_decay= explicitly"
+        )
+    check_convention(decay, optimizer)
+    if weight_decay is None:
+        weight_decay = 0.0 if predicted is None else predicted.value
+    return check_weight_decay(weight_decay), decay

@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import click
 
+from scaleplan.limits import (MAX_ASPECT, MAX_BATCH_SIZE, MAX_COMPUTE, MAX_LAYERS, MAX_PARAMS, MAX_SEQ_LEN, MAX_TARGET_WIDTH,
+                              MAX_TOKENS, MAX_VOCAB)
 from scaleplan.plan.sizes import parse_size
+
+# Sizes are checked against scaleplan.limits when parsed, before any law is read.
+MOST = {"--params": MAX_PARAMS, "--tokens": MAX_TOKENS, "--compute": MAX_COMPUTE, "--width": float(MAX_TARGET_WIDTH),
+        "--batch": float(MAX_BATCH_SIZE)}
 
 
 def _size(what: str, text: str | None) -> float | None:
-    return None if text is None else parse_size(text, what)
+    return None if text is None else parse_size(text, what, MOST[what])
 
 
 @click.command()
@@ -16,21 +22,26 @@ def _size(what: str, text: str | None) -> float | None:
 @click.option("--tokens", help="Training tokens, e.g. 2T (default: compute-optimal from the tokens law).")
 @click.option("--compute", help="FLOP budget C = 6ND, e.g. 1e23 (with --params: tokens follow; alone: N and D).")
 @click.option("--width", help="Target width, for laws fitted on width (muP sweeps).")
+@click.option("--depth", type=click.IntRange(1, MAX_LAYERS), help="Target depth, for laws fitted on depth or with CompleteP.")
+@click.option("--batch", "--batch-size", "batch", help="Batch size to train with (in the unit of the law's D for a weight-decay "
+              "law): for laws with a batch-size exponent (default: the predicted B*), and to turn a weight-decay timescale "
+              "into lambda.")
 @click.option("--law", "law_name", default="steplaw", show_default=True, help="Shipped law name or path to a law .json.")
 @click.option("--tokens-law", default="epoch-chinchilla", show_default=True, help="Loss law for compute-optimal tokens.")
-@click.option("--seq-len", default=4096, show_default=True, type=click.IntRange(min=1), help="Sequence length (batch in sequences).")
-@click.option("--vocab", default=32000, show_default=True, type=click.IntRange(min=1), help="Vocabulary size (embedding parameters).")
+@click.option("--seq-len", default=4096, show_default=True, type=click.IntRange(1, MAX_SEQ_LEN), help="Sequence length (batch in sequences).")
+@click.option("--vocab", default=32000, show_default=True, type=click.IntRange(1, MAX_VOCAB), help="Vocabulary size (embedding parameters).")
 @click.option("--tied/--untied", default=False, show_default=True, help="Tied input/output embeddings.")
 @click.option("--params-total", is_flag=True, help="--params counts all parameters, embeddings included.")
-@click.option("--d-model", type=click.IntRange(min=1), help="Model width (else derived from --params).")
-@click.option("--layers", type=click.IntRange(min=1), help="Number of layers (else derived from --params).")
-@click.option("--aspect", default=128.0, show_default=True, type=click.FloatRange(min=1), help="d_model / layers when deriving a shape.")
+@click.option("--d-model", type=click.IntRange(1, MAX_TARGET_WIDTH), help="Model width (else derived from --params).")
+@click.option("--layers", type=click.IntRange(1, MAX_LAYERS), help="Number of layers (else derived from --params).")
+@click.option("--aspect", default=128.0, show_default=True, type=click.FloatRange(1, MAX_ASPECT), help="d_model / layers when deriving a shape.")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default=None,
               help="Per-role lr rules (muP laws); default: the optimizer the law was fitted with.")
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999), help="Interval level.")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True)
 def predict(
-    params: str | None, tokens: str | None, compute: str | None, width: str | None, law_name: str,
+    params: str | None, tokens: str | None, compute: str | None, width: str | None, depth: int | None,
+    batch: str | None, law_name: str,
     tokens_law: str, seq_len: int, vocab: int, tied: bool, params_total: bool, d_model: int | None,
     layers: int | None, aspect: float, optimizer: str | None, level: float, fmt: str,
 ) -> None:
@@ -42,6 +53,8 @@ def predict(
       scaleplan predict --params 7B --tokens 2T --law deepseek --layers 30 --d-model 4096
       scaleplan predict --compute 1e23
       scaleplan predict --width 2048 --law fits/mlp-mup.json
+      scaleplan predict --width 512 --params 3e5 --tokens 1e6 --batch 64 --law fits/mlp-mup-wd.json
+      scaleplan predict --width 256 --depth 16 --tokens 2M --law fits/gpt-axes.json
     """
     from scaleplan.plan.prescribe import prescribe
     from scaleplan.plan.render import to_json, to_table, to_yaml
@@ -52,6 +65,8 @@ def predict(
         tokens=_size("--tokens", tokens),
         compute=_size("--compute", compute),
         width=_size("--width", width),
+        depth=depth,
+        batch_size=_size("--batch", batch),
         seq_len=seq_len, vocab=vocab, tied=tied, params_total=params_total,
         d_model=d_model, n_layers=layers, aspect=aspect, tokens_law=tokens_law, level=level, optimizer=optimizer,
     )

@@ -63,7 +63,8 @@ def _interval(e: Estimate, fmt: str = ".3g") -> str:
     if e.low is None or e.high is None:
         return "-"
     kind = "PI" if e.interval == "prediction" else "CI"
-    return f"{e.low:{fmt}} .. {e.high:{fmt}} ({e.level:.0%} {kind})"
+    how = "" if e.method is None else f", {e.method}"
+    return f"{e.low:{fmt}} .. {e.high:{fmt}} ({e.level:.0%} {kind}{how})"
 
 
 def to_table(p: Prescription) -> str:
@@ -85,6 +86,14 @@ def to_table(p: Prescription) -> str:
         table.add_row(what, f"{p.lr.value:.3g}", _interval(p.lr), "peak lr")
     if p.batch_size is not None:
         table.add_row(f"batch size ({p.batch_unit})", format_size(p.batch_size.value), _interval(p.batch_size), "")
+    if p.wd_tau is not None:
+        table.add_row("weight-decay timescale tau", f"{p.wd_tau.value:.3g}", _interval(p.wd_tau), "fraction of the run, B/(lr*lambda*D)"
+                      if p.decay_convention == "torch" else "fraction of the run, B/(lambda*D)")
+    if p.weight_decay is not None:
+        what = "base weight decay lambda (muP)" if p.per_group else "weight decay lambda"
+        table.add_row(what, f"{p.weight_decay.value:.3g}", _interval(p.weight_decay), f"AdamW, {p.decay_convention} convention, at this lr")
+    elif p.wd_tau is not None:
+        table.add_row("weight decay lambda", "-", "", "give --batch-size (in D's unit) to turn tau into lambda")
     if p.batch_sequences is not None and p.shape is not None:
         table.add_row("batch size (sequences)", str(p.batch_sequences), "", f"x {p.shape.seq_len} tokens")
     if p.tokens is not None:
@@ -104,12 +113,20 @@ def to_table(p: Prescription) -> str:
             f"total {format_size(s.total_params)} params; shape {s.derived}"
         )
     if p.per_group:
-        groups = Table(title=f"per-role hyperparameters at the target width ({p.parametrization})", title_justify="left")
-        for col in ("role", "lr", "init std x", "forward x", "weight decay x"):
+        where = f"width {p.width:g}" + ("" if p.depth is None else f", depth {p.depth:g}")
+        groups = Table(title=f"per-role hyperparameters at the target {where} ({p.parametrization})", title_justify="left")
+        eps = any(g.eps_mult != 1.0 for g in p.per_group)
+        lam = p.weight_decay is not None
+        for col in ("role", "lr", "init std x", "forward x", "weight decay x", *(["Adam eps x"] if eps else []),
+                    *(["weight decay"] if lam else [])):
             groups.add_column(col, justify="right" if col != "role" else "left")
         for g in p.per_group:
-            groups.add_row(g.role, f"{g.lr:.3g}", f"{g.init_std_mult:.4g}", f"{g.forward_mult:.4g}", f"{g.weight_decay_mult:.4g}")
+            groups.add_row(g.role, f"{g.lr:.3g}", f"{g.init_std_mult:.4g}", f"{g.forward_mult:.4g}", f"{g.weight_decay_mult:.4g}",
+                           *([f"{g.eps_mult:.4g}"] if eps else []),
+                           *([f"{g.weight_decay:.3g}"] if lam and g.weight_decay is not None else []))
         console.print(groups)
+    if p.residual_mult is not None:
+        console.print(f"CompleteP: residual branches x {p.residual_mult:.4g} (L_base / L)")
     for w in p.warnings:
         console.print(f"WARNING: {w}")
     return buf.getvalue()

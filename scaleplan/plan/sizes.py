@@ -5,14 +5,14 @@ from __future__ import annotations
 import math
 import re
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import InputError, ScaleplanError
 
 SUFFIXES = {"": 1.0, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12, "p": 1e15}
 _SIZE = re.compile(r"^\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:e[+-]?\d+)?)\s*([kmbgtp]?)\s*$", re.IGNORECASE)
 
 
-def parse_size(text: str | float | int, what: str = "size") -> float:
-    """`7B` -> 7e9; raises ScaleplanError naming `what` for anything not a positive finite size."""
+def parse_size(text: str | float | int, what: str = "size", most: float | None = None) -> float:
+    """`7B` -> 7e9; raises ScaleplanError naming `what` for anything not a positive finite size (at most `most`)."""
     if isinstance(text, (int, float)):
         value = float(text)
     elif str(text).strip().lower().lstrip("+-") in {"nan", "inf", "infinity"}:
@@ -28,6 +28,8 @@ def parse_size(text: str | float | int, what: str = "size") -> float:
         raise ScaleplanError(f"{what}: must be finite, got '{text}'")
     if value <= 0:
         raise ScaleplanError(f"{what}: must be positive, got '{text}'")
+    if most is not None and value > most:
+        raise InputError(f"{what}: {value:.3g} is above the largest value scaleplan plans for ({most:.3g})")
     return value
 
 

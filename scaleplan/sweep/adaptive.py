@@ -242,14 +242,14 @@ def _around(center: float, spread: float, size: int) -> tuple[float, ...]:
 
 def _propose(us: Sequence[float], lo: float, hi: float, cap: float, tried: Sequence[float], reason: str,
              found: Estimate | None) -> Round:
-    """Clip proposals (ln lr) into [lo, hi] and below `cap`, and drop repeats; a clipped proposal that repeats
-    an lr `tried` is dropped too. Stop when nothing is left (the range or the divergence cap is reached)."""
+    """Clip proposals (ln lr) into [lo, hi] and below `cap`, and drop repeats of each other and of an lr `tried`
+    (a seed's rerun at the same lr is the same run: it costs a trial and adds nothing, and the fit refuses two runs
+    of one configuration). Stop when nothing is left (the range or the divergence cap is reached)."""
     top = min(hi, cap - 1e-3) if math.isfinite(cap) else hi
     kept: list[float] = []
     for u in us:
         clipped = min(max(u, lo), top)
-        seen = (*kept, *tried) if clipped != u else kept  # a repeat inside the range is a replicate: allowed
-        if all(abs(clipped - v) > 1e-6 for v in seen):
+        if all(abs(clipped - v) > 1e-6 for v in (*kept, *tried)):
             kept.append(clipped)
     if not kept:
         return Round((), found, "range-edge")

@@ -1,12 +1,13 @@
 """The built-in objective: train scaleplan's reference models with scaleplan.train.
 
-A population (K trials of one width, batch size and step count) trains in one batched call when
+A population (K trials of one width, depth, batch size and step count) trains in one batched call when
 `population_size_for` says K > 1; otherwise trials train one at a time. One torch thread each.
 With a pruner, the held-out loss is checked every `prune_every` steps through a `Checkpoint`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from scaleplan.errors import ScaleplanError
@@ -20,8 +21,6 @@ class BuiltinObjective:
     """Builds a `TrialConfig` per trial from the spec, its grid point and the sampled params."""
 
     def __init__(self, spec: SweepSpec, device: str = "cpu") -> None:
-        from scaleplan.train.build import build_model, build_task
-
         self._spec = spec
         self._device = device
         points, ends, probe_params = grid_points(spec), self._search_ends(), self._probe_params()
@@ -29,8 +28,21 @@ class BuiltinObjective:
             for name, values in ends.items():
                 for value in values:
                     self.config(TrialRequest(point, {**probe_params, name: value}))
-        probe = self.config(TrialRequest(min(points), probe_params))
-        build_model(probe, build_task(probe))  # unknown task/model names, kwargs, base width > width fail here
+        # unknown task/model names, kwargs, base width > width fail here; a model whose forward diverges at
+        # init (a DenseAM's descent) is refused at every width, since every trial there would diverge
+        if self.check_width(min(spec.widths)):
+            for width in sorted(spec.widths)[1:]:
+                self.check_width(width)
+
+    def check_width(self, width: int) -> bool:
+        """Build the model at `width` (first grid point, the low end of every search range: the gentlest
+        beta0 and tau) and run its init check; returns whether the model has one (see train.build.check_init)."""
+        from scaleplan.train.build import build_task, check_init
+
+        point = dataclasses.replace(min(grid_points(self._spec)), width=width)
+        gentlest = {name: min(values) for name, values in self._search_ends().items()}
+        cfg = self.config(TrialRequest(point, gentlest))
+        return check_init(cfg, build_task(cfg))
 
     def _search_ends(self) -> dict[str, tuple[float, ...]]:
         """The values that bound each searched parameter: its grid values, or its range's low and high."""
@@ -51,7 +63,7 @@ class BuiltinObjective:
             parametrization=spec.parametrization,
             base_width=spec.reference.base_width or min(spec.widths),
             task_kwargs=spec.task_kwargs,
-            model_kwargs=spec.model_kwargs,
+            model_kwargs=spec.model_kwargs if point.depth is None else {**spec.model_kwargs, "depth": point.depth},
             batch_size=point.batch_size,
             steps=point.steps,
             seed=point.seed,
@@ -89,9 +101,10 @@ class BuiltinObjective:
             Outcome(
                 loss=r.loss,
                 diverged=r.diverged,
-                n_params=r.n_params,
+                n_params=r.n_non_embedding,
                 tokens=r.tokens_or_samples,
-                extras={"train_loss": r.train_loss, "seconds": r.seconds, "steps_run": float(r.steps_run)},
+                extras={"train_loss": r.train_loss, "seconds": r.seconds, "steps_run": float(r.steps_run),
+                        "N_total": float(r.n_params)},
                 pruned=r.pruned,
             )
             for r in results

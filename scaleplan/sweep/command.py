@@ -86,8 +86,9 @@ def status(spec: str | None, storage: str | None, study: str | None) -> None:
 @click.option("--study", default=None, help="Study name (default: the spec's name, or the only study in the storage).")
 def export(spec: str | None, output: str, storage: str | None, study: str | None) -> None:
     """Write one row per trial (width, N, D, lr, batch_size, loss, state, diverged, ...) to CSV or parquet."""
-    from scaleplan.sweep.export import trials_frame, write_trials
+    from scaleplan.sweep.export import check_export_path, trials_frame, write_trials
 
+    check_export_path(output)
     frame = trials_frame(_study_source(spec, storage, study))
     path = write_trials(frame, output)
     click.echo(f"wrote {len(frame)} trials to {path}")

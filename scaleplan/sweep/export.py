@@ -1,8 +1,10 @@
 """Sweep trials as a pandas DataFrame (one row per trial), and export to CSV or parquet.
 
-The fit stage reads these columns: width, N, D, lr, batch_size, loss, state, diverged (and seed,
-steps, other searched params). `loss` is the objective's loss, empty for diverged trials; `value`
-is what Optuna saw (the finite penalty for diverged trials).
+The fit stage reads these columns: width, depth, N, D, lr, batch_size, loss, state, diverged (and seed,
+steps, other searched params; depth is empty without a depth ladder). `loss` is the objective's loss, empty for diverged trials; `value`
+is what Optuna saw (the finite penalty for diverged trials). The last columns carry the sweep's
+parametrization reference (`parametrization.name`, `.base_width`, ...), so that a law fitted from
+the exported file still knows what its lr is relative to.
 """
 
 from __future__ import annotations
@@ -10,16 +12,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scaleplan.errors import ScaleplanError
-from scaleplan.outputs import writing
+from scaleplan.core.reference import ParametrizationRef
+from scaleplan.errors import InputError, ScaleplanError
+from scaleplan.outputs import ensure_writable, writing
 from scaleplan.sweep.spec import SweepSpec, load_spec
 from scaleplan.sweep.storage import open_storage, resolve_storage
+from scaleplan.sweep.study import study_reference
 
 if TYPE_CHECKING:
     import optuna
     import pandas as pd
 
-COLUMNS = ("study", "trial", "state", "width", "N", "D", "steps", "lr", "batch_size", "loss", "diverged", "seed")
+REFERENCE_COLUMNS = tuple(f"parametrization.{k}" for k in ParametrizationRef.__dataclass_fields__)
+COLUMNS = ("study", "trial", "state", "width", "depth", "N", "D", "steps", "lr", "batch_size", "loss", "diverged", "seed")
 TAIL = ("train_loss", "seconds", "value", "point", "slot", "error")
 
 
@@ -27,6 +32,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     """One row per trial of a sweep study, fit columns first, then other params and attributes."""
     import pandas as pd
 
+    reference = study_reference(study)
+    ref_values = {} if reference is None else {f"parametrization.{k}": v for k, v in reference.to_dict().items()}
     rows: list[dict[str, Any]] = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
@@ -34,7 +41,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             "study": study.study_name,
             "trial": t.number,
             "state": t.state.name,
-            **{k: a.get(k) for k in ("width", "N", "D", "steps", "batch_size", "seed")},
+            **{k: a.get(k) for k in ("width", "depth", "N", "D", "steps", "batch_size", "seed")},
             "loss": a.get("loss"),
             "diverged": bool(a.get("diverged", False)),
             **t.params,
@@ -42,14 +49,36 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
             **{k: v for k, v in a.items() if k not in COLUMNS and k not in ("point", "slot")},
             "point": a.get("point"),
             "slot": a.get("slot"),
+            **ref_values,
         }
         rows.append(row)
-    extra = sorted({k for r in rows for k in r} - set(COLUMNS) - set(TAIL))
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, *extra, *TAIL])
-    for col in ("width", "N", "D", "steps", "batch_size", "seed"):
+    extra = sorted({k for r in rows for k in r} - set(COLUMNS) - set(TAIL) - set(REFERENCE_COLUMNS))
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *extra, *TAIL, *(REFERENCE_COLUMNS if ref_values else ())])
+    for col in ("width", "depth", "N", "D", "steps", "batch_size", "seed"):
         frame[col] = frame[col].astype("Int64")
     frame["loss"] = frame["loss"].astype("float64")
     return frame
+
+
+def frame_reference(frame: pd.DataFrame, source: str) -> ParametrizationRef | None:
+    """The parametrization reference carried by an export's `parametrization.*` columns (None without them)."""
+    present = [c for c in REFERENCE_COLUMNS if c in frame.columns]
+    if not present or frame.empty:
+        return None
+    rows = frame[present].drop_duplicates()
+    if len(rows) > 1:
+        names = ", ".join(sorted({str(v) for v in frame.get("parametrization.name", [])}))
+        raise InputError(f"{source}: the trials carry {len(rows)} different parametrization references ({names}); fit one sweep at a time")
+    return ParametrizationRef.from_dict({c.split(".", 1)[1]: _plain(v) for c, v in rows.iloc[0].items()}, origin=source)
+
+
+def _plain(value: Any) -> Any:
+    """A CSV cell as JSON would hold it: NaN -> None, 64.0 -> 64, numpy scalars -> Python ones."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float):
+        return None if value != value else int(value) if value.is_integer() else value
+    return value
 
 
 def open_study_readonly(source: str | Path | SweepSpec, study: str | None = None, storage: str | None = None) -> optuna.Study:
@@ -83,12 +112,18 @@ def load_trials(source: str | Path | SweepSpec, study: str | None = None, storag
     return trials_frame(open_study_readonly(source, study, storage))
 
 
-def write_trials(frame: pd.DataFrame, path: str | Path) -> Path:
-    """Write the trials to `path`: .csv, or .parquet (needs pyarrow); the folder is made if needed."""
+def check_export_path(path: str | Path) -> Path:
+    """A .csv or .parquet path in an existing folder (checked before the storage is read)."""
     out = Path(path)
     if out.suffix not in (".csv", ".parquet"):
-        raise ScaleplanError(f"export file must end in .csv or .parquet, got '{out.name}'")
-    with writing(out, "trials") as target:
+        raise InputError(f"export file must end in .csv or .parquet, got '{out.name}'")
+    return ensure_writable(out, "trials", make_folder=False)
+
+
+def write_trials(frame: pd.DataFrame, path: str | Path) -> Path:
+    """Write the trials to `path`: .csv, or .parquet (needs pyarrow), into an existing folder."""
+    out = check_export_path(path)
+    with writing(out, "trials", make_folder=False) as target:
         if target.suffix == ".csv":
             frame.to_csv(target, index=False)
             return target

@@ -7,16 +7,14 @@ numbers (recorded as trial attributes); a command prints that as its last line (
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
 import shlex
 import subprocess
-import sys
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
+from scaleplan.core.callables import import_callable
 from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.spec import SweepSpec
@@ -31,8 +29,8 @@ def refuse_checkpoint(checkpoint: Checkpoint | None) -> None:
 
 
 def outcome_from_value(value: Any, point: GridPoint) -> Outcome:
-    """Normalize a user objective's return value; D defaults to steps x batch_size (samples seen)."""
-    default_d = point.steps * point.batch_size
+    """Normalize a user objective's return value; D defaults to the point's tokens, else steps x batch_size."""
+    default_d = point.tokens if point.tokens is not None else point.steps * point.batch_size
     if isinstance(value, Mapping):
         if "loss" not in value:
             raise ObjectiveFailed(f"the returned mapping has no 'loss' key (keys: {', '.join(map(str, value))})")
@@ -63,16 +61,7 @@ class CallableObjective:
     """A user's Python function `pkg.mod:fn(params: dict) -> float | dict`, run in the worker process."""
 
     def __init__(self, target: str) -> None:
-        module_name, attr = target.split(":")
-        if str(Path.cwd()) not in sys.path:  # console scripts do not put the working directory on the path
-            sys.path.insert(0, str(Path.cwd()))
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise ScaleplanError(f"cannot import objective module '{module_name}': {exc} (run from the directory that holds it)") from None
-        fn = getattr(module, attr, None)
-        if not callable(fn):
-            raise ScaleplanError(f"objective '{target}': module '{module_name}' has no function '{attr}'")
+        fn = import_callable(target, "objective")
         self._fn: Callable[[dict[str, Any]], Any] = fn
 
     def population_size(self, point: GridPoint) -> int:
@@ -146,7 +135,8 @@ def load_objective(spec: SweepSpec, device: str | None = None) -> Objective:
     if spec.objective.kind == "callable":
         return CallableObjective(spec.objective.target)
     if spec.objective.kind == "command":
-        return CommandObjective(spec.objective.target, [p.name for p in spec.search], spec.objective.timeout_s)
+        ladder = [name for name, values in (("depth", spec.depths), ("tokens", spec.tokens)) if values]
+        return CommandObjective(spec.objective.target, [*ladder, *(p.name for p in spec.search)], spec.objective.timeout_s)
     from scaleplan.sweep.builtin import BuiltinObjective
 
     return BuiltinObjective(spec, device=device or "cpu")

@@ -15,24 +15,39 @@ from scaleplan.sweep.spec import SweepSpec
 
 @dataclass(frozen=True, order=True)
 class GridPoint:
-    """Where a trial sits on the sweep's grid: width, training steps, batch size and seed."""
+    """Where a trial sits on the sweep's grid: width, training steps, batch size, seed, and where the
+    spec ladders them, depth and D (`tokens`, from which `steps` was derived).
+
+    Without a depth or tokens ladder those stay None and the point, its key and its trial attributes
+    are what they were before those ladders existed (old studies resume unchanged).
+    """
 
     width: int
     steps: int
     batch_size: int
     seed: int
+    depth: int | None = None
+    tokens: int | None = None
 
     @property
     def key(self) -> str:
-        return f"w{self.width}-s{self.steps}-b{self.batch_size}-seed{self.seed}"
+        return f"{self.population_key}-seed{self.seed}"
 
     @property
     def population_key(self) -> str:
-        """Trials with the same population key can train together in one batched computation."""
-        return f"w{self.width}-s{self.steps}-b{self.batch_size}"
+        """Trials with the same population key can train together in one batched computation (same shapes)."""
+        depth = "" if self.depth is None else f"-d{self.depth}"
+        return f"w{self.width}{depth}-s{self.steps}-b{self.batch_size}"
 
     def attrs(self) -> dict[str, int]:
-        return {"width": self.width, "steps": self.steps, "batch_size": self.batch_size, "seed": self.seed}
+        optional = {k: v for k, v in (("depth", self.depth), ("tokens", self.tokens)) if v is not None}
+        return {"width": self.width, **optional, "steps": self.steps, "batch_size": self.batch_size, "seed": self.seed}
+
+    @classmethod
+    def from_attrs(cls, attrs: dict[str, Any]) -> GridPoint:
+        """The point stored in a trial's user attributes (inverse of `attrs`)."""
+        optional = {k: int(attrs[k]) for k in ("depth", "tokens") if attrs.get(k) is not None}
+        return cls(int(attrs["width"]), int(attrs["steps"]), int(attrs["batch_size"]), int(attrs["seed"]), **optional)
 
 
 @dataclass(frozen=True)
@@ -52,8 +67,20 @@ class Slot:
 
 
 def grid_points(spec: SweepSpec) -> list[GridPoint]:
-    """Every (width, steps, batch size, seed) combination, widths outermost."""
-    return [GridPoint(w, s, b, seed) for w, s, b, seed in itertools.product(spec.widths, spec.steps, spec.batch_sizes, spec.seeds)]
+    """Every (width, depth, training length, batch size, seed) combination, widths outermost.
+
+    With a tokens ladder each point's steps are tokens / (batch size x tokens per example), so D is the
+    same at every batch size (the spec checks the division is exact).
+    """
+    depths: tuple[int | None, ...] = spec.depths or (None,)
+    lengths: tuple[tuple[int | None, int | None], ...] = (
+        tuple((s, None) for s in spec.steps) + tuple((None, d) for d in spec.tokens)
+    )
+    points = []
+    for w, depth, (steps, tokens), b, seed in itertools.product(spec.widths, depths, lengths, spec.batch_sizes, spec.seeds):
+        n_steps = steps if steps is not None else tokens // (b * spec.units_per_example)  # type: ignore[operator]
+        points.append(GridPoint(w, n_steps, b, seed, depth, tokens))
+    return points
 
 
 def plan_slots(spec: SweepSpec) -> list[Slot]:

@@ -11,6 +11,7 @@ import ctypes
 import multiprocessing
 import signal
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from queue import Empty
@@ -50,12 +51,12 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_process(spec: SweepSpec, storage: str | None, device: str | None, index: int, max_trials: int | None,
-                    errors: multiprocessing.Queue) -> None:
+def _worker_process(spec: SweepSpec, storage: str | None, device: str | None, index: int, workers: int,
+                    max_trials: int | None, errors: multiprocessing.Queue) -> None:
     _die_with_parent()
     try:
         session = open_sweep(spec, storage, worker_index=index)
-        run_worker(session, load_objective(spec, device), max_trials)
+        run_worker(session, load_objective(spec, device), max_trials, workers=workers)
     except ScaleplanError as exc:
         errors.put(str(exc))
         raise SystemExit(2) from None
@@ -85,25 +86,36 @@ def run_sweep(
     session = open_sweep(spec, storage)
     show = display.update if display is not None else (lambda rows: None)
     show(study_status(session.study))
+    failure, crashed = None, []
     try:
         if workers == 1:
             run_worker(session, objective, max_trials, on_batch=lambda: show(study_status(session.study)))
         else:
-            _run_processes(session, storage, device, workers, max_trials, show)
+            failure, crashed = _run_processes(session, storage, device, workers, max_trials, show)
         rows = study_status(session.study)
         show(rows)
     finally:
         if display is not None:
             display.close()
-    return _summary(rows)
+    summary = _summary(rows)
+    if crashed and summary.complete < summary.planned:
+        raise ScaleplanError(failure or (
+            f"{len(crashed)} worker process(es) exited with status {crashed[0]}; finished trials are kept, "
+            "re-run the same command to resume (SCALEPLAN_TRACEBACK=1 with --workers 1 shows the error)"
+        ))
+    if crashed:  # the other workers ran its trials: the sweep is done, but say what happened
+        warnings.warn(f"{len(crashed)} worker process(es) exited with status {crashed[0]}"
+                      f"{f' ({failure})' if failure else ''}; every planned trial finished nonetheless")
+    return summary
 
 
 def _run_processes(session: SweepSession, storage: str | None, device: str | None, workers: int, max_trials: int | None,
-                   show: Callable[[list[PointStatus]], None]) -> None:
+                   show: Callable[[list[PointStatus]], None]) -> tuple[str | None, list[int]]:
+    """Run the worker processes to the end; returns a failed worker's message (if any) and the non-zero exit codes."""
     ctx = multiprocessing.get_context("spawn")
     errors = ctx.Queue()
     procs = [
-        ctx.Process(target=_worker_process, args=(session.spec, storage, device, i, share, errors), daemon=True)
+        ctx.Process(target=_worker_process, args=(session.spec, storage, device, i, workers, share, errors), daemon=True)
         for i, share in enumerate(_shares(max_trials, workers))
         if share is None or share > 0
     ]
@@ -118,15 +130,9 @@ def _run_processes(session: SweepSession, storage: str | None, device: str | Non
             if p.is_alive():
                 p.terminate()
             p.join()
+    crashed = [p.exitcode for p in procs if p.exitcode]
     try:
-        message = errors.get(timeout=0.5) if any(p.exitcode for p in procs) else None
+        message = errors.get(timeout=0.5) if crashed else None
     except Empty:
         message = None
-    if message is not None:
-        raise ScaleplanError(message)
-    crashed = [p.exitcode for p in procs if p.exitcode]
-    if crashed:
-        raise ScaleplanError(
-            f"{len(crashed)} worker process(es) exited with status {crashed[0]}; finished trials are kept, "
-            "re-run the same command to resume (SCALEPLAN_TRACEBACK=1 with --workers 1 shows the error)"
-        )
+    return message, crashed

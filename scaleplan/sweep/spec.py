@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from scaleplan.core.reference import ParametrizationRef
+from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS
 from scaleplan.errors import ScaleplanError, SpecError
-from scaleplan.train.config import SEARCHABLE_FIELDS
+from scaleplan.limits import MAX_BATCH_SIZE, MAX_DEPTH, MAX_PLANNED_TRIALS, MAX_STEPS, MAX_TOKENS, MAX_TRIALS_PER_POINT, MAX_WIDTH
+from scaleplan.train.config import SEARCHABLE_FIELDS, units_per_example
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -28,15 +30,15 @@ SAMPLERS = ("adaptive", "grid", "tpe", "gp", "random")
 PRUNERS = ("none", "median", "successive-halving")
 BUILTIN_SEARCH = SEARCHABLE_FIELDS  # declared once, on TrialConfig
 # Names a trial already fixes (grid point); a searched parameter may not reuse them.
-POINT_KEYS = ("width", "steps", "batch_size", "seed")
+POINT_KEYS = ("width", "depth", "steps", "tokens", "batch_size", "seed")
 
 SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "sweep": ("name", "storage", "sampler", "seed", "trials_per_point", "seeds", "startup_trials",
               "pruner", "prune_every", "round_size", "tolerance", "max_regret"),
     "task": ("name", "kwargs"),
     "model": ("name", "parametrization", "base_width", "base_depth", "completep", "kwargs"),
-    "train": ("optimizer", "weight_decay", "schedule", "warmup_steps"),
-    "ladder": ("widths", "steps"),
+    "train": ("optimizer", "weight_decay", "wd_tau", "decay_convention", "schedule", "warmup_steps", "eps"),
+    "ladder": ("widths", "depths", "steps", "tokens"),
     "search": ("batch_size", *BUILTIN_SEARCH),
     "objective": ("callable", "command", "timeout_s", "diverged_value"),
 }
@@ -116,7 +118,17 @@ class SweepSpec:
     round_size: int | None = None
     tolerance: float = 0.1
     max_regret: float = 0.003
+    depths: tuple[int, ...] = ()  # the depth ladder; empty: the model's own depth
+    tokens: tuple[int, ...] = ()  # a training-length ladder in D (then `steps` is empty)
+    units_per_example: int = 1  # tokens (or samples) one example adds to D: steps = tokens / (batch x units)
     raw: dict[str, Any] = field(repr=False, compare=False, default_factory=dict)
+
+    @property
+    def swept_axes(self) -> tuple[str, ...]:
+        """The ladder axes that take more than one value: width, depth, D (steps or tokens), batch."""
+        sizes = {"width": len(self.widths), "depth": len(self.depths), "D": len(self.steps) + len(self.tokens),
+                 "batch": len(self.batch_sizes)}
+        return tuple(axis for axis, n in sizes.items() if n > 1)
 
     @property
     def reference(self) -> ParametrizationRef:
@@ -134,6 +146,11 @@ class SweepSpec:
     def fingerprint(self) -> str:
         """Hash of everything that defines the plan and the trials (not storage or the name)."""
         return hashlib.sha256(json.dumps(plan_body(self.raw), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+    def fixed_search_values(self, exclude: tuple[str, ...] = ("lr",)) -> dict[str, float]:
+        """The searched parameters that take a single value (e.g. `init_std = [0.02]`), by name: runs outside the
+        sweep (validate's target runs) must train with them, as every swept trial did."""
+        return {p.name: grid[0] for p in self.search if p.name not in exclude and (grid := p.grid()) is not None and len(grid) == 1}
 
     def search_param(self, name: str) -> SearchParam | None:
         """The searched parameter called `name`, if any."""
@@ -170,12 +187,14 @@ def _table(raw: dict[str, Any], section: str, source: str) -> dict[str, Any]:
     return value
 
 
-def _int_list(value: Any, where: str, key: str, *, positive: bool = True) -> tuple[int, ...]:
+def _int_list(value: Any, where: str, key: str, *, positive: bool = True, most: int | None = None) -> tuple[int, ...]:
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
         raise ScaleplanError(f"{where}: '{key}' must be a non-empty list of integers, got {value!r}")
     if positive and any(v <= 0 for v in items):
         raise ScaleplanError(f"{where}: '{key}' values must be positive, got {value!r}")
+    if most is not None and max(items) > most:
+        raise ScaleplanError(f"{where}: '{key}' value {max(items)} is above the largest scaleplan sweeps ({most})")
     if len(set(items)) != len(items):
         raise ScaleplanError(f"{where}: '{key}' has repeated values {value!r}")
     return tuple(items)
@@ -209,8 +228,8 @@ def parse_search_param(name: str, value: Any, where: str) -> SearchParam:
     if log and low <= 0:
         raise ScaleplanError(f"{here}: a log-scale range needs low > 0 (got {low:g}); set log = false or raise low")
     points = value.get("points")
-    if points is not None and (isinstance(points, bool) or not isinstance(points, int) or points < 2):
-        raise ScaleplanError(f"{here}: 'points' must be an integer >= 2, got {points!r}")
+    if points is not None and (isinstance(points, bool) or not isinstance(points, int) or not 2 <= points <= MAX_TRIALS_PER_POINT):
+        raise ScaleplanError(f"{here}: 'points' must be an integer from 2 to {MAX_TRIALS_PER_POINT}, got {points!r}")
     return SearchParam(name=name, low=low, high=high, log=log, points=points)
 
 
@@ -300,6 +319,36 @@ def _parse_rounds(sweep: dict[str, Any], sampler: str, pruner: str, search: list
             raise SpecError(f"{where}: sampler 'adaptive' needs every trial's final loss; set pruner = \"none\"")
     return (size, DEFAULT_TOLERANCE if tolerance is None else float(tolerance),
             DEFAULT_MAX_REGRET if regret is None else float(regret))
+def _check_weight_decay(train: dict[str, Any], search: list[SearchParam], objective: ObjectiveSpec, source: str) -> None:
+    """Weight decay (lambda) and its timescale wd_tau: >= 0 and > 0 over the whole range, one of the two, AdamW's.
+
+    The optimizer check applies to the built-in trainer and to a user objective whose [train] names an optimizer.
+    """
+    convention = train.get("decay_convention", "torch")
+    if convention not in DECAY_CONVENTIONS:
+        raise SpecError(f"{_where(source, 'train')}: unknown decay_convention {convention!r}{_hint(convention, DECAY_CONVENTIONS)} "
+                        f"(choose {', '.join(DECAY_CONVENTIONS)})")
+    searched = {p.name: p for p in search if p.name in ("weight_decay", "wd_tau")}
+    for name, bound in (("weight_decay", ">= 0"), ("wd_tau", "> 0")):
+        lows = [train[name]] if name in train else []
+        if name in searched:
+            lows.append(min(searched[name].grid() or (searched[name].low,)))  # type: ignore[type-var]
+        for low in lows:
+            if isinstance(low, bool) or not isinstance(low, (int, float)) or not math.isfinite(low):
+                raise SpecError(f"{source}: {name} must be a finite number, got {low!r}")
+            if low < 0 or (low == 0 and bound == "> 0"):
+                implied = " (a timescale <= 0 implies lambda <= 0)" if name == "wd_tau" else ""
+                raise SpecError(f"{source}: {name} must be {bound}, got {low:g}{implied}")
+    if ("wd_tau" in searched or "wd_tau" in train) and ("weight_decay" in searched or train.get("weight_decay", 0) != 0):
+        raise SpecError(f"{source}: give weight_decay or wd_tau (which sets lambda per trial), not both")
+    optimizer = train.get("optimizer", "adam")
+    uses_decay = searched or "wd_tau" in train or convention != "torch"
+    if uses_decay and optimizer not in DECOUPLED_OPTIMIZERS and (objective.kind == "builtin" or "optimizer" in train):
+        what = f"[search] {', '.join(searched)}" if searched else "wd_tau / decay_convention"
+        raise SpecError(
+            f"{source}: {what} needs decoupled weight decay, but [train] optimizer is {optimizer!r} (its decay is L2 in "
+            f"the gradient, with no timescale to fit): set [train] optimizer = \"adamw\""
+        )
 
 
 def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = None) -> SweepSpec:
@@ -355,33 +404,54 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     completep = model.get("completep", False)
     if not isinstance(completep, bool):
         raise ScaleplanError(f"{_where(source, 'model')}: 'completep' must be true or false")
-    if completep and base_depth is None:
-        raise ScaleplanError(
-            f"{_where(source, 'model')}: completep = true needs base_depth (the depth the lr is tuned at); "
-            "without it every depth ratio is 1 and CompleteP does nothing"
-        )
     reserved = sorted({"completep", "base_depth", "base_width"} & set(model.get("kwargs", {}) or {}))
     if reserved:
         raise ScaleplanError(f"{_where(source, 'model')}: set '{reserved[0]}' as a [model] key, not in [model] kwargs")
 
     ladder = _table(raw, "ladder", source)
     _check_keys(ladder, SECTION_KEYS["ladder"], _where(source, "ladder"))
-    for key in ("widths", "steps"):
-        if key not in ladder:
-            raise ScaleplanError(f"{_where(source, 'ladder')}: '{key}' is required, e.g. {key} = [64, 128]")
-    widths = _int_list(ladder["widths"], _where(source, "ladder"), "widths")
-    steps = _int_list(ladder["steps"], _where(source, "ladder"), "steps")
-    if prune_every is not None and prune_every >= min(steps):
+    if "widths" not in ladder:
+        raise ScaleplanError(f"{_where(source, 'ladder')}: 'widths' is required, e.g. widths = [64, 128]")
+    if ("steps" in ladder) == ("tokens" in ladder):
         raise ScaleplanError(
-            f"{_where(source, 'sweep')}: 'prune_every' = {prune_every} must be smaller than every [ladder] steps "
-            f"value (smallest: {min(steps)})"
+            f"{_where(source, 'ladder')}: give the training length as either 'steps' (e.g. steps = [300]) or 'tokens' "
+            "(D per run, e.g. tokens = [1_000_000]), not both" if "steps" in ladder else
+            f"{_where(source, 'ladder')}: 'steps' is required (or 'tokens'), e.g. steps = [300]"
+        )
+    widths = _int_list(ladder["widths"], _where(source, "ladder"), "widths", most=MAX_WIDTH)
+    steps = _int_list(ladder["steps"], _where(source, "ladder"), "steps", most=MAX_STEPS) if "steps" in ladder else ()
+    tokens = _int_list(ladder["tokens"], _where(source, "ladder"), "tokens", most=int(MAX_TOKENS)) if "tokens" in ladder else ()
+    depths = _int_list(ladder["depths"], _where(source, "ladder"), "depths", most=MAX_DEPTH) if "depths" in ladder else ()
+    if depths and "depth" in (model.get("kwargs") or {}):
+        raise ScaleplanError(f"{_where(source, 'model')}: 'depth' is set by [ladder] depths; drop it from [model] kwargs")
+    if completep and base_depth is None and depths:
+        base_depth = min(depths)  # as base_width defaults to the smallest width
+    if completep and base_depth is None:
+        raise ScaleplanError(
+            f"{_where(source, 'model')}: completep = true needs base_depth (the depth the lr is tuned at) or a "
+            "[ladder] depths; without it every depth ratio is 1 and CompleteP does nothing"
         )
 
     search_table = _table(raw, "search", source)
     allowed_search = SECTION_KEYS["search"] if objective.kind == "builtin" else None
     if allowed_search is not None:
         _check_keys(search_table, allowed_search, _where(source, "search"))
-    batch_sizes = _int_list(search_table.get("batch_size", [32]), _where(source, "search"), "batch_size")
+    batch_sizes = _int_list(search_table.get("batch_size", [32]), _where(source, "search"), "batch_size", most=MAX_BATCH_SIZE)
+    units = units_per_example(task.get("name"), task.get("kwargs", {})) if objective.kind == "builtin" else 1
+    for d in tokens:
+        for b in batch_sizes:
+            if d % (b * units):
+                per = f"batch {b} x {units} tokens per example" if units > 1 else f"batch size {b}"
+                raise ScaleplanError(
+                    f"{_where(source, 'ladder')}: tokens = {d} is not a whole number of steps at {per}; "
+                    "choose tokens divisible by every batch size (x tokens per example)"
+                )
+    all_steps = steps or tuple(d // (b * units) for d in tokens for b in batch_sizes)
+    if prune_every is not None and prune_every >= min(all_steps):
+        raise ScaleplanError(
+            f"{_where(source, 'sweep')}: 'prune_every' = {prune_every} must be smaller than every run's steps "
+            f"(smallest: {min(all_steps)})"
+        )
     if "lr" not in search_table:
         raise ScaleplanError(f"{_where(source, 'search')}: 'lr' is required, e.g. lr = {{low = 1e-4, high = 1e-1}}")
     search = []
@@ -398,6 +468,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     both = sorted(set(train) & {p.name for p in search})
     if both:
         raise ScaleplanError(f"{source}: '{both[0]}' is both in [train] and [search]; keep it in one of them")
+    _check_weight_decay(train, search, objective, source)
     n_grid = [p.grid() for p in search]
     trials_per_point = sweep.get("trials_per_point")
     if sampler == "grid":
@@ -407,6 +478,8 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
                 f"{_where(source, 'search')}: sampler 'grid' needs 'points' (or a list of values) for {', '.join(missing)}"
             )
         n = math.prod(len(g) for g in n_grid if g is not None)
+        if n > MAX_TRIALS_PER_POINT:
+            raise ScaleplanError(f"{_where(source, 'search')}: the grid has {n} points per grid point, above {MAX_TRIALS_PER_POINT}; use fewer 'points'")
         if trials_per_point is not None and trials_per_point != n:
             raise ScaleplanError(
                 f"{_where(source, 'sweep')}: trials_per_point = {trials_per_point} but the grid has {n} points; drop trials_per_point"
@@ -414,8 +487,14 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
         trials_per_point = n
     elif trials_per_point is None:
         trials_per_point = ADAPTIVE_TRIALS_PER_POINT if sampler == "adaptive" else 8
-    if not isinstance(trials_per_point, int) or isinstance(trials_per_point, bool) or trials_per_point < 1:
-        raise ScaleplanError(f"{_where(source, 'sweep')}: 'trials_per_point' must be a positive integer")
+    if not isinstance(trials_per_point, int) or isinstance(trials_per_point, bool) or not 1 <= trials_per_point <= MAX_TRIALS_PER_POINT:
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'trials_per_point' must be an integer from 1 to {MAX_TRIALS_PER_POINT}")
+    planned = trials_per_point * len(widths) * max(1, len(depths)) * (len(steps) + len(tokens)) * len(batch_sizes) * len(seeds)
+    if planned > MAX_PLANNED_TRIALS:
+        raise ScaleplanError(
+            f"{source}: the plan has {planned} trials (grid points x trials_per_point), above {MAX_PLANNED_TRIALS}; "
+            "split it into several sweeps or sweep fewer points"
+        )
 
     parametrization = model.get("parametrization", "sp")
     if not isinstance(parametrization, str):
@@ -448,6 +527,9 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
         round_size=round_size,
         tolerance=tolerance,
         max_regret=max_regret,
+        depths=depths,
+        tokens=tokens,
+        units_per_example=units,
         raw=raw,
     )
 

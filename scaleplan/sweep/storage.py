@@ -17,15 +17,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scaleplan.errors import ScaleplanError
+from scaleplan.redact import redact
 
 if TYPE_CHECKING:
     import optuna
+    import sqlalchemy
 
     from scaleplan.sweep.spec import SweepSpec
 
 JOURNAL_SUFFIXES = (".journal", ".log")
 SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 CONNECT_TIMEOUT_S = 10
+SCHEMA_LOCK_KEY = zlib.crc32(b"scaleplan:optuna-schema")  # serializes creating Optuna's tables in a new database
 
 
 @dataclass(frozen=True)
@@ -38,11 +41,7 @@ class StorageTarget:
 
     def display(self) -> str:
         """The URL with any password hidden, for messages and logs."""
-        if self.kind != "postgresql":
-            return self.url
-        from sqlalchemy.engine import make_url
-
-        return make_url(self.url).render_as_string(hide_password=True)
+        return redact(self.url)
 
 
 def resolve_storage(url: str | None, spec: SweepSpec | None = None) -> StorageTarget:
@@ -94,15 +93,16 @@ def _checked_url(url: str) -> str:
 
 
 def _with_driver(url: str) -> str:
-    """Name a PostgreSQL driver that is installed: SQLAlchemy 2.1 defaults to psycopg 3, we ship psycopg2."""
+    """Name an installed PostgreSQL driver: psycopg 3 (what `scaleplan[postgres]` installs, and SQLAlchemy 2.1's
+    default, so plain URLs also work in optuna-dashboard), else psycopg2 (SQLAlchemy 2.0's default)."""
     if url.startswith("postgres://"):
         url = "postgresql://" + url[len("postgres://") :]
     if not url.startswith("postgresql://"):
         return url  # the user named a driver
-    for module, driver in (("psycopg2", "psycopg2"), ("psycopg", "psycopg")):
-        if importlib.util.find_spec(module) is not None:
+    for driver in ("psycopg", "psycopg2"):
+        if importlib.util.find_spec(driver) is not None:
             return f"postgresql+{driver}://" + url[len("postgresql://") :]
-    raise ScaleplanError("postgresql storage needs a driver: `pip install scaleplan[postgres]` (psycopg2-binary)")
+    raise ScaleplanError("postgresql storage needs a driver: `pip install 'scaleplan[postgres]'` (psycopg 3)")
 
 
 def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
@@ -115,8 +115,11 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
     if target.kind == "journal":
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
+        from scaleplan.sweep.journal import FlockLock, check_journal
+
         try:
-            return JournalStorage(JournalFileBackend(str(target.path)))
+            check_journal(target.path)
+            return JournalStorage(JournalFileBackend(str(target.path), lock_obj=FlockLock(target.path)))
         except OSError as exc:
             raise ScaleplanError(f"cannot open journal storage {target.path}: {exc.strerror or exc}") from None
         except ValueError:  # json.JSONDecodeError or optuna's "Invalid log format" while replaying the file
@@ -128,12 +131,21 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
     if target.kind == "postgresql":
         engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(target.url, engine_kwargs=engine_kwargs)
+        if target.kind != "postgresql":
+            return optuna.storages.RDBStorage(target.url, engine_kwargs=engine_kwargs)
+        # Optuna creates its tables, version row and alembic stamp without a lock: workers meeting an empty
+        # database together collide ("duplicate key ... pg_type_typname_nsp_index"), so they take turns.
+        lock_engine = sqlalchemy.create_engine(target.url, **engine_kwargs)
+        try:
+            with _advisory_lock(lock_engine, SCHEMA_LOCK_KEY):
+                return optuna.storages.RDBStorage(target.url, engine_kwargs=engine_kwargs)
+        finally:
+            lock_engine.dispose()
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
         reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
         raise ScaleplanError(f"cannot reach storage {target.display()}: {reason} (is the server running and the URL right?)") from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
-        raise ScaleplanError(f"bad storage URL {target.display()}: {exc} (postgresql needs `pip install scaleplan[postgres]`)") from None
+        raise ScaleplanError(f"bad storage URL {target.display()}: {exc} (postgresql needs `pip install 'scaleplan[postgres]'`)") from None
     except sqlalchemy.exc.DatabaseError as exc:  # after OperationalError, its subclass: e.g. a file that is not SQLite
         reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
         raise ScaleplanError(f"cannot use storage {target.display()}: {reason} (point --storage at a new file or an Optuna database)") from None
@@ -143,7 +155,7 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
 def storage_lock(target: StorageTarget, storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
     """Hold an exclusive lock for `study_name`: a file lock beside a local file, a PostgreSQL advisory lock."""
     if target.path is not None:
-        lock_path = target.path.with_name(target.path.name + ".plan-lock")  # not ".lock": the journal backend uses that
+        lock_path = target.path.with_name(target.path.name + ".plan-lock")  # not ".lock": Optuna's own journal lock file
         with open(lock_path, "a+") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
@@ -151,10 +163,15 @@ def storage_lock(target: StorageTarget, storage: optuna.storages.BaseStorage, st
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return
+    with _advisory_lock(storage.engine, zlib.crc32(f"scaleplan:{study_name}".encode())):  # type: ignore[attr-defined]
+        yield
+
+
+@contextlib.contextmanager
+def _advisory_lock(engine: sqlalchemy.engine.Engine, key: int) -> Iterator[None]:
+    """A PostgreSQL session-level advisory lock on its own connection (released if the process dies)."""
     from sqlalchemy import text
 
-    key = zlib.crc32(f"scaleplan:{study_name}".encode())
-    engine = storage.engine  # type: ignore[attr-defined]  # RDBStorage
     with engine.connect() as conn:
         conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": key})
         try:

@@ -18,16 +18,19 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
+from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import ScaleplanError
+from scaleplan.redact import redact
 from scaleplan.sweep.liveness import GRACE_S, is_stale
 from scaleplan.sweep.pruner import make_pruner
 from scaleplan.sweep.rounds import FINISHED, planned_counts, released
 from scaleplan.sweep.sampler import make_sampler
-from scaleplan.sweep.spec import SweepSpec, plan_body
+from scaleplan.sweep.spec import SweepSpec, parse_spec, plan_body
 from scaleplan.sweep.storage import StorageTarget, open_storage, resolve_storage, storage_lock
 
 FINGERPRINT_ATTR = "scaleplan:fingerprint"
 SPEC_ATTR = "scaleplan:spec"
+REFERENCE_ATTR = "scaleplan:reference"
 PLANNED_ATTR = "scaleplan:planned"
 STALE_ATTR = "scaleplan:stale"
 SAMPLER_ATTR = "scaleplan:sampler"  # the sampler a study was made with (studies made before it: tpe)
@@ -56,17 +59,16 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
     target = resolve_storage(storage_url, spec)
     storage = open_storage(target)
     with storage_lock(target, storage, spec.name):
-        study = optuna.create_study(
-            storage=storage,
-            study_name=spec.name,
-            direction="minimize",
-            sampler=make_sampler(spec, worker_index),
-            pruner=make_pruner(spec),
-            load_if_exists=True,
-        )
+        sampler, pruner = make_sampler(spec, worker_index), make_pruner(spec)
+        try:  # load first: create_study(load_if_exists=True) appends a refused "create" record to a journal each time
+            storage.get_study_id_from_name(spec.name)
+            study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
+        except KeyError:
+            study = optuna.create_study(storage=storage, study_name=spec.name, direction="minimize", sampler=sampler, pruner=pruner)
         attrs = study.user_attrs
         if FINGERPRINT_ATTR not in attrs:
-            study.set_user_attr(SPEC_ATTR, json.loads(json.dumps(spec.raw, default=str)))
+            study.set_user_attr(SPEC_ATTR, stored_spec(spec.raw))
+            study.set_user_attr(REFERENCE_ATTR, spec.reference.to_dict())
             study.set_user_attr(PLANNED_ATTR, planned_counts(spec))
             study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint)
             study.set_user_attr(SAMPLER_ATTR, spec.sampler)
@@ -76,12 +78,34 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
                 f"({_changed_sections(attrs.get(SPEC_ATTR, {}), spec.raw)} changed); "
                 "restore the spec or give the changed sweep a new [sweep] name"
             )
-        elif attrs.get(SAMPLER_ATTR, "tpe") != spec.sampler:  # the spec names none and the default changed since
-            spec = dataclasses.replace(spec, sampler=attrs.get(SAMPLER_ATTR, "tpe"))
-            study.sampler = make_sampler(spec, worker_index)
+        else:
+            if attrs.get(SAMPLER_ATTR, "tpe") != spec.sampler:  # the spec names none and the default changed since
+                spec = dataclasses.replace(spec, sampler=attrs.get(SAMPLER_ATTR, "tpe"))
+                study.sampler = make_sampler(spec, worker_index)
+            if stored_spec(attrs.get(SPEC_ATTR, {})) != attrs.get(SPEC_ATTR, {}):  # a first-release study kept the password
+                study.set_user_attr(SPEC_ATTR, stored_spec(attrs[SPEC_ATTR]))
         session = SweepSession(spec, target, storage, study, storage.get_study_id_from_name(spec.name), grace_s)
         _reconcile_locked(session)
     return session
+
+
+def stored_spec(raw: dict[str, Any]) -> dict[str, Any]:
+    """The spec as the study keeps it: JSON values, and no password (a [sweep] storage URL is redacted)."""
+    data = json.loads(json.dumps(raw, default=str))
+    sweep = data.get("sweep")
+    if isinstance(sweep, dict) and isinstance(sweep.get("storage"), str):
+        sweep["storage"] = redact(sweep["storage"])
+    return data
+
+
+def study_reference(study: optuna.Study) -> ParametrizationRef | None:
+    """The parametrization reference a sweep study records (None for a study not made by `scaleplan sweep`)."""
+    attrs = study.user_attrs
+    if REFERENCE_ATTR in attrs:
+        return ParametrizationRef.from_dict(attrs[REFERENCE_ATTR], origin=f"study '{study.study_name}'")
+    if SPEC_ATTR in attrs:  # made before the reference was recorded: rebuild it from the stored spec
+        return parse_spec(attrs[SPEC_ATTR], source=f"study '{study.study_name}'").reference
+    return None
 
 
 def _changed_sections(old: dict[str, Any], new: dict[str, Any]) -> str:
@@ -89,6 +113,11 @@ def _changed_sections(old: dict[str, Any], new: dict[str, Any]) -> str:
     before, after = plan_body(old), plan_body(json.loads(json.dumps(new, default=str)))
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     return ", ".join(f"[{k}]" for k in changed) or "the spec"
+
+
+def trial_id(session: SweepSession, trial: optuna.trial.FrozenTrial | optuna.Trial) -> int:
+    """The storage's id of a trial, by Optuna's public API (trials hold it only in a private field)."""
+    return session.storage.get_trial_id_from_study_id_trial_number(session.study_id, trial.number)
 
 
 def reconcile(session: SweepSession) -> int:
@@ -106,11 +135,12 @@ def _reconcile_locked(session: SweepSession) -> int:
         if slot is None:
             continue
         if trial.state == TrialState.RUNNING and is_stale(trial, now, session.grace_s):
+            tid = trial_id(session, trial)
             try:
-                session.storage.set_trial_system_attr(trial._trial_id, STALE_ATTR, True)
-                session.storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+                session.storage.set_trial_system_attr(tid, STALE_ATTR, True)
+                session.storage.set_trial_state_values(tid, TrialState.FAIL)
             except optuna.exceptions.UpdateFinishedTrialError:
-                if session.storage.get_trial(trial._trial_id).state in FINISHED:
+                if session.storage.get_trial(tid).state in FINISHED:
                     live[slot] += 1  # it finished after all
             continue
         if trial.state in (TrialState.WAITING, TrialState.RUNNING, *FINISHED):

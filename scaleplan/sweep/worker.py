@@ -21,7 +21,7 @@ from scaleplan.sweep.liveness import Heartbeat, stamp_owner
 from scaleplan.sweep.trial import Objective, ObjectiveFailed, Outcome, TrialRequest
 from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.spec import SearchParam
-from scaleplan.sweep.study import SweepSession, reconcile
+from scaleplan.sweep.study import SweepSession, reconcile, trial_id
 from scaleplan.train.config import Checkpoint
 
 DIVERGED_FALLBACK = 1e3
@@ -31,8 +31,7 @@ ERROR_ATTR = "error"
 
 def point_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> GridPoint:
     """The grid point stored in a trial's user attrs."""
-    a = trial.user_attrs
-    return GridPoint(int(a["width"]), int(a["steps"]), int(a["batch_size"]), int(a["seed"]))
+    return GridPoint.from_attrs(trial.user_attrs)
 
 
 def _pop(session: SweepSession, trial_id: int) -> bool:
@@ -45,21 +44,28 @@ def _pop(session: SweepSession, trial_id: int) -> bool:
     return claimed
 
 
-def claim(session: SweepSession, objective: Objective, limit: int) -> list[int]:
-    """Pop up to `limit` WAITING trials that can train together (one population); [] when none wait."""
-    waiting = session.storage.get_all_trials(session.study_id, deepcopy=False, states=(TrialState.WAITING,))
+def claim(session: SweepSession, objective: Objective, limit: int, workers: int = 1) -> list[int]:
+    """Pop up to `limit` WAITING trials that can train together (one population); [] when none wait.
+
+    With `workers` workers on this machine sharing the queue, one claim takes at most its share of the
+    unfinished trials (ceil((waiting + running) / workers)): a single width's trials are split between the
+    workers instead of one worker claiming the whole population while the others find nothing left.
+    """
+    unfinished = session.storage.get_all_trials(session.study_id, deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING))
+    waiting = [t for t in unfinished if t.state == TrialState.WAITING]
     claimed: list[int] = []
     first: GridPoint | None = None
-    size = limit
+    size = min(limit, -(-len(unfinished) // max(1, workers)))
     for trial in waiting:
         if first is not None and point_of(trial).population_key != first.population_key:
             continue
-        if not _pop(session, trial._trial_id):
+        tid = trial_id(session, trial)
+        if not _pop(session, tid):
             continue
         if first is None:
             first = point_of(trial)
-            size = max(1, min(limit, objective.population_size(first)))
-        claimed.append(trial._trial_id)
+            size = max(1, min(size, objective.population_size(first)))
+        claimed.append(tid)
         if len(claimed) >= size:
             break
     return claimed
@@ -128,7 +134,7 @@ def record(session: SweepSession, trial: optuna.Trial, outcome: Outcome) -> bool
         else:
             session.study.tell(trial, value)
     except (optuna.exceptions.UpdateFinishedTrialError, ValueError):
-        if session.storage.get_trial(trial._trial_id).state != TrialState.RUNNING:
+        if session.storage.get_trial(trial_id(session, trial)).state != TrialState.RUNNING:
             return False
         raise
     return True
@@ -148,14 +154,18 @@ def run_worker(
     objective: Objective,
     max_trials: int | None = None,
     on_batch: Callable[[], None] | None = None,
+    workers: int = 1,
 ) -> int:
-    """Evaluate WAITING trials until none are left (or `max_trials` are done); returns how many were done."""
+    """Evaluate WAITING trials until none are left (or `max_trials` are done); returns how many were done.
+
+    `workers`: how many workers on this machine share the queue (each claims its share of a population).
+    """
     heartbeat = Heartbeat(session.storage)
     done = 0
     try:
         while max_trials is None or done < max_trials:
             limit = max_trials - done if max_trials is not None else 1 << 30
-            ids = claim(session, objective, limit)
+            ids = claim(session, objective, limit, workers)
             if not ids:
                 if reconcile(session) == 0:
                     if not session.growing:

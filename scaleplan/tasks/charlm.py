@@ -25,6 +25,7 @@ from torch import Tensor
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.tasks.base import Task
+from scaleplan.train.config import LM_SEQ_LEN
 
 STDLIB_FILES: tuple[str, ...] = (
     "_compression.py", "_markupbase.py", "_py_abc.py", "_threading_local.py",
@@ -67,9 +68,9 @@ class CharLM(Task):
     """Next-character prediction on windows of seq_len characters; D counts tokens."""
 
     name: ClassVar[str] = "charlm"
-    models: ClassVar[tuple[str, ...]] = ("gpt",)
+    models: ClassVar[tuple[str, ...]] = ("gpt", "hf-gpt2")
 
-    seq_len: int = 64
+    seq_len: int = LM_SEQ_LEN
     val_fraction: float = 0.1
     n_eval: int = 256
     sha256: str = PINNED_SHA256

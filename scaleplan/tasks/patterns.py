@@ -1,7 +1,11 @@
-"""Corrupted binary patterns for the DenseAM: classify (or denoise) a prototype from a noisy copy.
+"""Corrupted binary patterns for the DenseAM: classify a prototype from a noisy copy, or retrieve it.
 
 Prototypes are random +-1 vectors; each bit of a sample is flipped with probability flip_prob,
 high enough that the Bayes error is non-zero, so the held-out loss has a floor and does not saturate.
+mode="denoise" is associative recall: the n_classes prototypes are the stored patterns, the target is
+the clean pattern (MSE). With more patterns than bits (e.g. dim 32, 128 patterns, flip_prob 0.2) the
+best linear map of the input leaves an MSE of 0.58 where the Bayes posterior mean reaches 0.18, so
+a model below the linear floor is retrieving stored patterns (tests/tasks/test_tasks.py).
 """
 
 from __future__ import annotations

@@ -58,6 +58,21 @@ def build_model(cfg: TrialConfig, task: Task) -> nn.Module:
     ).to(device)
 
 
+INIT_CHECK_INPUTS = 256  # held-out inputs the init check runs the model on
+
+
+def check_init(cfg: TrialConfig, task: Task) -> bool:
+    """Build cfg's model and let it refuse itself before training (a ScaleplanError naming the fix) when
+    its forward diverges at init; models opt in with `check_init(inputs)` (the DenseAM checks that its
+    energy descent does not explode). Returns whether the model has such a check."""
+    model = build_model(cfg, task)
+    check = getattr(model, "check_init", None)
+    if check is None:
+        return False
+    check(task.eval_set()[0][:INIT_CHECK_INPUTS].to(training_device(cfg)))
+    return True
+
+
 def training_device(cfg: TrialConfig) -> torch.device:
     """cfg.device as a torch.device, checked to exist."""
     try:
@@ -70,17 +85,15 @@ def training_device(cfg: TrialConfig) -> torch.device:
 
 
 def param_groups_for(model: nn.Module, cfg: TrialConfig) -> list[dict[str, Any]]:
-    """Per-group (muP) lr / weight decay for cfg.optimizer.
+    """Per-group (muP) lr and weight decay for cfg.optimizer, from the rules table.
 
-    AdamW decay is decoupled, so (as mup.MuAdamW) every group keeps the plain weight_decay while
-    Adam's coupled decay gets the parametrization's per-group scaling.
+    AdamW's lambda is per role (hidden x m under muP with torch's convention, as mup.MuAdamW; constant with
+    independent decay) so that every role's decay timescale is width-independent.
     """
     from scaleplan.parametrization import param_groups
 
-    if cfg.optimizer == "adamw":
-        groups = param_groups(model, cfg.lr, weight_decay=0.0, optimizer="adam")
-        return [{**group, "weight_decay": cfg.weight_decay} for group in groups]
-    return param_groups(model, cfg.lr, weight_decay=cfg.weight_decay, optimizer=cfg.optimizer)
+    return param_groups(model, cfg.lr, weight_decay=cfg.effective_weight_decay, optimizer=cfg.optimizer,
+                        eps=cfg.eps, decay=cfg.decay_convention)
 
 
 def data_generator(seed: int) -> torch.Generator:
@@ -91,6 +104,16 @@ def data_generator(seed: int) -> torch.Generator:
 def n_params(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def non_embedding_params(model: nn.Module) -> int:
+    """The N of scaling laws: trainable parameters outside the embedding tables (every nn.Embedding) and the
+    modules a model names in `scaleplan_outside_n` (its readout; the MLP's input layer too). For the GPT
+    this is ~12 L d^2, the count the planner's shapes use (plan/shape.py)."""
+    outside = {id(p) for m in model.modules() if isinstance(m, nn.Embedding) for p in m.parameters()}
+    for name in getattr(model, "scaleplan_outside_n", ()):
+        outside |= {id(p) for p in model.get_submodule(name).parameters()}
+    return sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in outside)
 
 
 @contextlib.contextmanager

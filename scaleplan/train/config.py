@@ -11,10 +11,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS, weight_decay_for
 from scaleplan.errors import ScaleplanError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = ("constant", "cosine", "linear")
+LM_SEQ_LEN = 64  # the char-level LM's default context (tasks/charlm.py uses it)
+
+
+def units_per_example(task: str | None, task_kwargs: dict[str, Any]) -> int:
+    """Samples or tokens one training example adds to D, without building the task (no torch):
+    seq_len for the char-level LM, 1 otherwise (each task's `units_per_example` agrees; tested)."""
+    if task == "charlm":
+        return int(task_kwargs.get("seq_len", LM_SEQ_LEN))
+    return 1
 
 # A pruning callback: (steps done, held-out loss per member, NaN where stopped or diverged) -> stop per member.
 Checkpoint = Callable[[int, list[float]], list[bool]]
@@ -31,6 +41,10 @@ class TrialConfig:
     """One training run: task, model at a width, parametrization, optimizer and budget.
 
     `init_std` and `output_mult` go to the parametrization; `beta0` and `tau` to the DenseAM model.
+    `eps` is Adam's epsilon at the base width (the parametrization scales it per tensor where its rules say).
+    Weight decay is `weight_decay` (lambda) in the AdamW convention `decay_convention`, or `wd_tau`: the
+    decay timescale as a fraction of the run (tau = 1/(lr * lambda * steps) for "torch", 1/(lambda * steps)
+    for "independent"), from which `effective_weight_decay` derives lambda per trial.
     `threads` is the torch thread count for the run (1 by default: sweeps run several workers);
     None leaves torch's setting alone. `device` is where the model trains ("cpu", "cuda", "cuda:1").
     """
@@ -49,11 +63,14 @@ class TrialConfig:
     seed: int = 0
     weight_decay: float = _searchable(0.0, ">= 0")
     warmup_steps: int = 0
-    schedule: Literal["constant", "cosine"] = "constant"
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    eps: float = 1e-8
     output_mult: float | None = _searchable(None, "> 0")
     init_std: float | None = _searchable(None, ">= 0")
     beta0: float | None = _searchable(None, "> 0")
     tau: float | None = _searchable(None, "> 0")
+    wd_tau: float | None = _searchable(None, "> 0")
+    decay_convention: Literal["torch", "independent"] = "torch"
     completep: bool = False
     base_depth: int | None = None
     threads: int | None = 1
@@ -81,12 +98,35 @@ class TrialConfig:
             raise ScaleplanError(f"base_depth must be a positive integer, got {self.base_depth!r}")
         if self.completep and self.base_depth is None:
             raise ScaleplanError("completep=True needs base_depth (the depth the lr was tuned at); without it the depth ratio is 1")
+        if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps < 1:
+            raise ScaleplanError(f"eps (Adam's epsilon) must be a number in (0, 1), got {self.eps!r}")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
             raise ScaleplanError(f"warmup_steps must be an integer, got {self.warmup_steps!r}")
         if not 0 <= self.warmup_steps < self.steps:
             raise ScaleplanError(f"warmup_steps must be in [0, steps={self.steps}), got {self.warmup_steps}")
+        self._check_weight_decay()
         if self.threads is not None and self.threads < 1:
             raise ScaleplanError(f"threads must be >= 1 or None, got {self.threads}")
+
+    def _check_weight_decay(self) -> None:
+        if self.decay_convention not in DECAY_CONVENTIONS:
+            raise ScaleplanError(f"unknown decay_convention {self.decay_convention!r}; use one of {', '.join(DECAY_CONVENTIONS)}")
+        decoupled = self.optimizer in DECOUPLED_OPTIMIZERS
+        if self.decay_convention == "independent" and not decoupled:
+            raise ScaleplanError(f"decay_convention 'independent' is AdamW's decoupled decay; optimizer {self.optimizer!r} "
+                                 "has L2 decay: use optimizer 'adamw'")
+        if self.wd_tau is not None and not decoupled:
+            raise ScaleplanError(f"wd_tau (the AdamW decay timescale) needs optimizer 'adamw'; {self.optimizer!r} has no "
+                                 "decoupled decay")
+        if self.wd_tau is not None and self.weight_decay != 0:
+            raise ScaleplanError("give weight_decay or wd_tau (which sets it), not both")
+
+    @property
+    def effective_weight_decay(self) -> float:
+        """The base lambda: `weight_decay`, or the one `wd_tau` gives at this lr and step count."""
+        if self.wd_tau is None:
+            return self.weight_decay
+        return weight_decay_for(self.lr, self.wd_tau, self.steps, self.decay_convention)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (sweep trial attributes)."""
@@ -126,6 +166,7 @@ class TrialResult:
     seconds: float
     steps_run: int
     pruned: bool = False
+    n_non_embedding: int | None = None  # N of scaling laws: without embedding tables and readout
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (sweep trial attributes)."""

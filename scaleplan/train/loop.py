@@ -9,7 +9,8 @@ from collections.abc import Callable
 import torch
 
 from scaleplan.train.build import (
-    build_model, build_task, data_generator, n_params, param_groups_for, torch_threads, training_device,
+    build_model, build_task, data_generator, n_params, non_embedding_params, param_groups_for, torch_threads,
+    training_device,
 )
 from scaleplan.train.config import TrialConfig, TrialResult
 from scaleplan.train.monitor import at_checkpoint, diverged, tail_mean
@@ -19,8 +20,11 @@ OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd"
 
 
 def make_optimizer(groups: list[dict], cfg: TrialConfig) -> torch.optim.Optimizer:
-    """torch.optim optimizer over the parametrization's groups (betas, eps: torch defaults)."""
-    return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    """torch.optim optimizer over the parametrization's groups (betas: torch defaults; Adam eps: cfg.eps where a
+    group does not scale it)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr)  # every group carries its own lr and weight decay
+    return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr, eps=cfg.eps)
 
 
 def train_trial(
@@ -73,6 +77,7 @@ def train_trial(
         train_loss=math.inf if blew_up else float(tail_mean(losses, steps_run)),
         diverged=blew_up,
         n_params=n_params(model),
+        n_non_embedding=non_embedding_params(model),
         tokens_or_samples=steps_run * cfg.batch_size * task.units_per_example,
         seconds=time.perf_counter() - start,
         steps_run=steps_run,

@@ -23,7 +23,8 @@ from torch.func import functional_call, stack_module_state, vmap
 from scaleplan.errors import ScaleplanError
 from scaleplan.tasks import Task
 from scaleplan.train.build import (
-    build_model, build_task, data_generator, n_params, param_groups_for, torch_threads, training_device,
+    build_model, build_task, data_generator, n_params, non_embedding_params, param_groups_for, torch_threads,
+    training_device,
 )
 from scaleplan.train.config import PER_MEMBER_FIELDS, Checkpoint, TrialConfig, TrialResult
 from scaleplan.train.loop import make_optimizer
@@ -93,6 +94,7 @@ def train_population(
             train_loss=train_loss,
             diverged=not math.isfinite(held_out),
             n_params=n_params(models[i]),
+            n_non_embedding=non_embedding_params(models[i]),
             tokens_or_samples=steps_run * units,
             seconds=seconds,
             steps_run=steps_run,
@@ -113,6 +115,19 @@ def _members_checkpoint(checkpoint: Checkpoint, members: list[int], k: int) -> C
         return [stop[member] for member in members]
 
     return call
+
+
+def _tied_aliases(model: nn.Module) -> dict[str, str]:
+    """{second name: first name} of tied parameters: the meta skeleton may lose the tie (transformers
+    models do), so every name is passed to functional_call explicitly."""
+    first: dict[int, str] = {}
+    aliases = {}
+    for name, param in model.named_parameters(remove_duplicate=False):
+        if id(param) in first:
+            aliases[name] = first[id(param)]
+        else:
+            first[id(param)] = name
+    return aliases
 
 
 def _static_state(model: nn.Module) -> str:
@@ -170,8 +185,11 @@ def _train_stacked(
     slot = torch.tensor([seeds.index(c.seed) for c in cfgs])
     generators = [data_generator(seed) for seed in seeds]
 
+    aliases = _tied_aliases(models[0])
+
     def unflatten(values: Tensor) -> dict[str, Tensor]:
-        return {n: t.view(k, *shape) for n, t, shape in zip(names, values.split(sizes, dim=1), shapes)}
+        found = {n: t.view(k, *shape) for n, t, shape in zip(names, values.split(sizes, dim=1), shapes)}
+        return {**found, **{alias: found[name] for alias, name in aliases.items()}}
 
     def batched_forward(x: Tensor, in_dim: int | None) -> Tensor:
         call = lambda p, b, x: functional_call(skeleton, (p, b), (x,))  # noqa: E731

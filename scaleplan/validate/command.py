@@ -1,4 +1,4 @@
-"""`scaleplan validate SPEC [SPEC ...] --target-width W`: the transfer experiment and its report."""
+"""`scaleplan validate SPEC [SPEC ...] --target AXIS=VALUE`: the transfer experiment and its report."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from scaleplan.validate.experiment import DEFAULT_SEEDS
 
 @click.command()
 @click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--target-width", required=True, type=click.IntRange(min=1), help="Width to transfer to (8-16x the swept widths).")
+@click.option("--target", "targets", multiple=True, metavar="AXIS=VALUE",
+              help="Where to transfer to, on an axis the spec sweeps: width=1024, depth=16, steps=4800 (a steps ladder), "
+                   "tokens=4000000 (a tokens ladder) or batch=512; repeat (or comma-separate) for several. Other axes "
+                   "keep their largest swept value.")
+@click.option("--target-width", type=click.IntRange(min=1), default=None, help="Same as --target width=W.")
 @click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, type=click.IntRange(min=1),
               help="Seeds per lr at the target (5 or more resolve regrets near 1%).")
 @click.option("--device", default=None, help="Where the built-in trainer trains: cpu (default), cuda, cuda:1.")
@@ -22,35 +26,57 @@ from scaleplan.validate.experiment import DEFAULT_SEEDS
 @click.option("--name", default="transfer", show_default=True, help="Report name: OUT/NAME.md and OUT/NAME.png.")
 @click.option("--grid-step", default=0.5, show_default=True, type=click.FloatRange(min=0.05), help="Target lr grid spacing in octaves.")
 @click.option("--bootstrap", "n_boot", default=200, show_default=True, type=click.IntRange(min=0))
-def validate(specs: tuple[Path, ...], target_width: int, seeds: int, device: str | None, workers: int, out_dir: Path,
-             name: str, grid_step: float, n_boot: int) -> None:
-    """Sweep small widths, predict a wide target, measure the regret.
+@click.option("--target-steps", type=click.IntRange(min=1), default=None,
+              help="Weight-decay target: steps at the target (>= 4x the longest swept), with --target-width. The specs must "
+                   "sweep lr and weight_decay or wd_tau; the prediction (lr, lambda), the naive small-scale lambda and a dense "
+                   "2-D grid (lambdas 1.5 x --grid-step apart) are trained there.")
+def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: int | None, seeds: int, device: str | None,
+             workers: int, out_dir: Path, name: str, grid_step: float, n_boot: int, target_steps: int | None) -> None:
+    """Sweep, fit the lr law, predict a target beyond the swept axes, measure the regret.
 
     \b
-    For each SPEC: run (or resume) its sweep, fit lr*(width) with a parabola per width, predict the
-    lr at --target-width, then train there (through the spec's objective: the built-in trainer or your
-    own code) with the prediction, with the naive choice (the widest swept width's optimum) and with a
-    dense lr grid, all with the same seeds. Writes OUT/NAME.md (raw and smoothed regrets with jackknife
-    standard errors, diverged seeds per lr, lr drift) and OUT/NAME.png (loss vs lr per width).
-    Example:
-      scaleplan validate sweeps/mlp-sp.toml sweeps/mlp-mup.toml --target-width 1024
+    For each SPEC: run (or resume) its sweep, fit its lr law (a parabola per cell; width, depth, D and
+    batch size as the sweep varies them), predict the lr at the --target, then train there (through the
+    spec's objective: the built-in trainer or your own code) with the prediction, with the naive choice
+    (the optimum of the swept cell nearest the target) and with a dense lr grid, all with the same seeds.
+    Writes OUT/NAME.md (raw and smoothed regrets with jackknife standard errors, diverged seeds per lr,
+    lr drift) and OUT/NAME.png (loss vs lr along the target's axis).
+    With --target-steps, the target is a (width, steps) pair and the transferred hyperparameters are
+    (lr, weight decay): scaleplan/validate/weight_decay.py; one report OUT/NAME-SPEC.md (and .png) per spec.
+    Examples:
+      scaleplan validate sweeps/mlp-sp.toml sweeps/mlp-mup.toml --target width=1024
+      scaleplan validate sweeps/transfer/gpt-depth-completep.toml --target depth=16
+      scaleplan validate sweeps/transfer/mlp-mup-wd.toml --target-width 256 --target-steps 2000
     """
+    if target_steps is not None:
+        if target_width is None or targets:
+            raise InputError("--target-steps takes the target's width as --target-width W (not --target)")
+        from scaleplan.provenance import command_line
+        from scaleplan.validate.weight_decay import run_decay_validations
+
+        for line in run_decay_validations(specs, target_width, target_steps, seeds, out_dir, name, n_boot, workers, grid_step,
+                                          command_line(click.get_current_context()), lambda msg: click.echo(msg, err=True),
+                                          device):
+            click.echo(line)
+        return
     from scaleplan.outputs import ensure_writable, writing
     from scaleplan.provenance import command_line
     from scaleplan.validate.experiment import check_spec, validate_spec
     from scaleplan.validate.regret import describe
     from scaleplan.validate.report import markdown, plot_transfer
+    from scaleplan.validate.target import parse_targets
 
     def log(msg: str) -> None:
         click.echo(msg, err=True)
 
+    target = parse_targets(targets, target_width)
     report = ensure_writable(out_dir / f"{name}.md", "report")
-    checked = [check_spec(spec, target_width, device) for spec in specs]  # every spec checked before any training
+    checked = [check_spec(spec, target, device) for spec in specs]  # every spec checked before any training
     names = [c.spec.name for c in checked]
     if len(set(names)) != len(names):
         raise InputError(f"two specs share the sweep name '{next(n for n in names if names.count(n) > 1)}'; give each its own")
     results = [
-        validate_spec(c, target_width, tuple(range(seeds)), device=device, workers=workers, out_dir=out_dir,
+        validate_spec(c, tuple(range(seeds)), device=device, workers=workers, out_dir=out_dir,
                       step_log2=grid_step, n_boot=n_boot, log=log)
         for c in checked
     ]
@@ -60,5 +86,5 @@ def validate(specs: tuple[Path, ...], target_width: int, seeds: int, device: str
     for r in results:
         click.echo(f"{r.name} ({r.parametrization}): predicted regret {describe(r.predicted)} raw, "
                    f"{describe(r.predicted, smoothed=True)} smoothed; naive {describe(r.naive)} raw, "
-                   f"{describe(r.naive, smoothed=True)} smoothed; lr* drift over swept widths {r.lr_drift_log2:+.2f} octaves")
+                   f"{describe(r.naive, smoothed=True)} smoothed; lr* drift over the swept {r.axis} values {r.lr_drift_log2:+.2f} octaves")
     click.echo(f"wrote {report} and {figure}")

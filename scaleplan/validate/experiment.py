@@ -1,9 +1,10 @@
-"""The transfer experiment: sweep small widths, fit lr*(width), predict a wide target, measure regret.
+"""The transfer experiment: sweep, fit the lr law, predict a target beyond the swept axes, measure regret.
 
-At the target width the experiment trains, through the spec's own objective (the built-in trainer or
-the user's code), a dense lr grid (the ground truth), the fitted law's prediction and the naive baseline
-(the optimum of the widest swept width, reused unchanged), all with the same seeds, and reports the
-regret L(choice) / L(best) - 1 on held-out loss, raw and smoothed (validate/regret.py).
+The target lies on any swept axis (width, depth, training length, batch size; validate/target.py). There
+the experiment trains, through the spec's own objective (the built-in trainer or the user's code), a dense
+lr grid (the ground truth), the fitted law's prediction and the naive baseline (the optimum of the swept
+cell nearest the target, reused unchanged), all with the same seeds, and reports the regret
+L(choice) / L(best) - 1 on held-out loss, raw and smoothed (validate/regret.py).
 """
 
 from __future__ import annotations
@@ -15,18 +16,17 @@ from typing import Any, Callable
 
 from scaleplan.errors import InputError, ScaleplanError
 from scaleplan.validate.regret import LrPoint, Regret, best_point, group_by_lr, regret_of
+from scaleplan.validate.target import AXES, TargetPoint, resolve_target
 
 DEFAULT_SEEDS = 5
 
 
 @dataclass(frozen=True)
-class WidthOptimum:
-    """The located lr optimum of one swept width, with its bootstrap interval."""
+class AxisOptimum:
+    """The located lr optimum of one swept value of the target's axis (other axes at the naive cell's values)."""
 
-    width: int
+    value: int
     lr: float
-    low: float
-    high: float
     loss: float
 
 
@@ -41,44 +41,40 @@ class Interval:
 
 @dataclass(frozen=True)
 class SpecValidation:
-    """Everything measured for one spec (one parametrization)."""
+    """Everything measured for one spec (one parametrization) at one target."""
 
     name: str
     parametrization: str
-    base_width: int
-    widths: tuple[int, ...]
-    target_width: int
+    swept: dict[str, tuple[int, ...]]  # axis -> swept values (axes the spec ladders)
+    point: TargetPoint
     seeds: tuple[int, ...]
-    steps: int
-    batch_size: int
     law_formula: str
     law_path: str
-    optima: list[WidthOptimum]
-    small_curves: dict[int, list[LrPoint]]  # swept width -> seed-mean lr curve
+    axis: str  # the (first) targeted axis: the one the drift table and the figure follow
+    optima: list[AxisOptimum]  # along `axis`, at the naive cell's other values
+    small_curves: dict[int, list[LrPoint]]  # swept value of `axis` -> seed-mean lr curve
     target_points: list[LrPoint]  # every lr trained at the target (grid, prediction, naive), sorted by lr
     predicted_lr: float
     naive_lr: float
     predicted: Regret
     naive: Regret
-    intervals: tuple[Interval, ...]  # the law's t interval and the bootstrap interval of the prediction
+    intervals: tuple[Interval, ...]  # the law's interval and the bootstrap interval of the prediction
     fit_method: str
     best_on_edge: bool  # the target's best lr is an end of the (extended) grid: regrets are lower bounds
 
     @property
-    def naive_width(self) -> int:
-        """The swept width whose optimum the naive choice reuses (the widest)."""
-        return max(self.optima, key=lambda o: o.width).width
+    def target_value(self) -> int:
+        return self.point.target[self.axis]
 
     @property
     def lr_drift_log2(self) -> float:
-        """log2 of lr*(widest swept) / lr*(narrowest swept): how far the optimum moved."""
-        by_width = sorted(self.optima, key=lambda o: o.width)
-        return math.log2(by_width[-1].lr / by_width[0].lr)
+        """log2 of lr* at the largest / the smallest swept value of the target's axis."""
+        return math.log2(self.optima[-1].lr / self.optima[0].lr)
 
     @property
     def target_drift_log2(self) -> float:
-        """log2 of the target's best lr / lr*(narrowest swept)."""
-        return math.log2(self.predicted.best_lr / min(self.optima, key=lambda o: o.width).lr)
+        """log2 of the target's best lr / lr* at the smallest swept value of the target's axis."""
+        return math.log2(self.predicted.best_lr / self.optima[0].lr)
 
 
 MAX_EXTENSIONS = 6  # grid extensions (2 lrs each) when the target's best lr sits on an edge
@@ -122,32 +118,39 @@ def extend_grid(
 
 @dataclass(frozen=True)
 class CheckedSpec:
-    """A spec that can be validated at a target width, with its objective (loaded once)."""
+    """A spec that can be validated at a target, with its objective (loaded once) and the target's point."""
 
     path: Path
     spec: Any  # SweepSpec
     objective: Any  # Objective
+    point: TargetPoint
 
 
-def check_spec(spec_path: str | Path, target_width: int, device: str | None = None) -> CheckedSpec:
-    """Load a spec and check it can be validated (lr only, one budget, a wider target); load its objective."""
+def check_spec(spec_path: str | Path, target: dict[str, int], device: str | None = None) -> CheckedSpec:
+    """Load a spec and check it can be validated at `target` (lr the only searched parameter, a target on a swept
+    axis beyond its range, a target run the model can be built for); load its objective."""
     from scaleplan.sweep.objective import load_objective
     from scaleplan.sweep.spec import load_spec
+    from scaleplan.sweep.trial import TrialRequest
 
     spec = load_spec(spec_path)
-    if len(spec.steps) != 1 or len(spec.batch_sizes) != 1:
-        raise InputError(f"{spec_path}: validate needs one steps value and one batch size (the transfer is over width)")
     others = sorted(p.name for p in spec.search if p.name != "lr" and len(p.grid() or (0, 1)) > 1)
     if others:
         raise InputError(f"{spec_path}: validate transfers lr only; fix {', '.join(others)} to one value in the spec")
-    if target_width <= max(spec.widths):
-        raise InputError(f"--target-width {target_width} must be wider than the widest swept width {max(spec.widths)}")
-    return CheckedSpec(Path(spec_path), spec, load_objective(spec, device))  # unknown task/model names fail here
+    point = resolve_target(spec, target, str(spec_path))
+    objective = load_objective(spec, device)  # unknown task/model names fail here
+    if hasattr(objective, "config"):  # the built-in trainer: the target run must be buildable (shape rules)
+        from scaleplan.train.build import build_model, build_task
+
+        cfg = objective.config(TrialRequest(point.grid_point(0), {**spec.fixed_search_values(), "lr": 1e-3}))
+        build_model(cfg, build_task(cfg))
+    if hasattr(objective, "check_width") and point.coords.get("width"):  # a model whose forward diverges at init
+        objective.check_width(int(point.coords["width"]))  # at the target is refused now, not after the sweep
+    return CheckedSpec(Path(spec_path), spec, objective, point)
 
 
 def validate_spec(
     checked: CheckedSpec,
-    target_width: int,
     seeds: tuple[int, ...] = tuple(range(DEFAULT_SEEDS)),
     device: str | None = None,
     workers: int = 1,
@@ -156,78 +159,101 @@ def validate_spec(
     n_boot: int = 200,
     log: Callable[[str], None] = print,
 ) -> SpecValidation:
-    """Run (or resume) the spec's sweep, fit lr*(width), and measure regret at `target_width`.
+    """Run (or resume) the spec's sweep, fit the lr law, and measure regret at the checked target.
 
     Writes OUT/<spec name>.json (the fitted law) and OUT/<spec name>-trials.csv (the sweep's trials).
     """
-    from scaleplan.fit.pipeline import FitOptions, fit_command, fit_sweep, spec_data
+    from scaleplan.fit.pipeline import FitOptions, effective_options, fit_command, fit_sweep, spec_data
     from scaleplan.outputs import writing
     from scaleplan.sweep.runner import run_sweep
 
-    spec_path, spec = checked.path, checked.spec
-    log(f"[{spec.name}] sweep widths {list(spec.widths)} ({spec.parametrization})")
+    spec_path, spec, point = checked.path, checked.spec, checked.point
+    swept = {axis: tuple(getattr(spec, attr)) for axis, (attr, _) in AXES.items() if getattr(spec, attr)}
+    log(f"[{spec.name}] sweep {'; '.join(f'{a} {list(v)}' for a, v in swept.items() if len(v) > 1)} ({spec.parametrization})")
     run_sweep(spec, workers=workers, device=device)
 
     out_dir = Path(out_dir or "benchmarks/results")
     law_path = out_dir / f"{spec.name}.json"
-    options = FitOptions(x="width", n_boot=n_boot, d_unit="samples")
-    fitted = fit_sweep(spec_data(spec), options, name=spec.name, title=f"lr*(width) of {spec.name} (scaleplan validate)",
+    data = spec_data(spec)
+    options = effective_options(data, FitOptions(n_boot=n_boot, d_unit="tokens" if point.units_per_example > 1 else "samples"))
+    fitted = fit_sweep(data, options, name=spec.name, title=f"lr law of {spec.name} (scaleplan validate)",
                        command=fit_command(spec_path, law_path, options))
     law, hyper = fitted.law, fitted.hyper
+    if hyper is None:
+        raise ScaleplanError(f"[{spec.name}] the sweep's trials carry no learning rate: nothing to validate")
+    lr_law = next(p for p in law.power_laws if p.target == "lr")
+    variable = {"width": "W", "depth": "L", "steps": "D", "tokens": "D", "batch": "B"}
+    absent = [axis for axis in point.target if variable[axis] not in lr_law.exponents]
+    if absent:
+        raise ScaleplanError(f"[{spec.name}] the fitted lr law ({lr_law.formula()}) has no {variable[absent[0]]} exponent: "
+                             f"it cannot predict --target {absent[0]} (sweep it at fixed other axes; batch sizes need "
+                             "equal D, a [ladder] tokens)")
     law.save(law_path)
     with writing(out_dir / f"{spec.name}-trials.csv", "sweep trials") as csv_path:
         fitted.data.frame.to_csv(csv_path, index=False)  # the sweep itself, for refits
-    estimate = law.predict(width=target_width).values["lr"]
-    optima = sorted(
-        (WidthOptimum(int(o.size), o.lr, ci[0], ci[1], o.loss) for o, ci in zip(hyper.optima, hyper.cell_lr_ci)),
-        key=lambda o: o.width,
-    )
-    naive_lr = optima[-1].lr  # the widest swept width's optimum
-    dof = law.power_laws[0].dof
-    boot_low, boot_high = hyper.bootstrap_interval("lr", {"W": target_width}) or (None, None)
+    prediction = law.predict(**point.law_inputs())
+    estimate = prediction.values["lr"]
+    frame = fitted.trials.frame
+    axis = next(iter(point.target))
+    column = AXES[axis][1]
+    others = {c: v for c, v in point.naive_filter().items() if c != column}
+    along = frame[(frame[list(others)] == list(others.values())).all(axis=1)] if others else frame
+    optima = [AxisOptimum(int(v), *_optimum(g)) for v, g in along.groupby(column)]
+    naive_cell = frame[(frame[list(point.naive_filter())] == list(point.naive_filter().values())).all(axis=1)]
+    naive_lr = _optimum(naive_cell)[0]
+    inputs = {"W": point.coords["width"], "L": point.coords["depth"], "D": point.data(), "B": prediction.inputs.get("B")}
+    boot_low, boot_high = hyper.bootstrap_interval("lr", {k: float(v) for k, v in inputs.items() if v is not None}) or (None, None)
     intervals = (
-        Interval(estimate.low, estimate.high, f"t, {dof} dof" if dof else "none (no residual dof)"),
+        Interval(estimate.low, estimate.high, "t, " + (f"{lr_law.dof} dof" if lr_law.dof else "no residual dof")),
         Interval(boot_low, boot_high, f"bootstrap, {hyper.n_boot} replicates"),
     )
-    log(f"[{spec.name}] law lr = {law.power_laws[0].formula()} ({hyper.label}); predicted lr at width {target_width}: "
-        f"{estimate.value:.4g}; naive (width {optima[-1].width} optimum): {naive_lr:.4g}")
+    naive_at = ", ".join(f"{a} {point.naive[a]}" for a in point.target)
+    log(f"[{spec.name}] law lr = {lr_law.formula()} ({hyper.label}); predicted lr at {point.label}: "
+        f"{estimate.value:.4g}; naive ({naive_at} optimum): {naive_lr:.4g}")
+    for warning in prediction.warnings:
+        log(f"[{spec.name}] {warning}")
 
     def train(lrs: list[float]) -> list[tuple[float, int, float]]:
-        return train_at(checked, spec.name, target_width, spec.steps[0], spec.batch_sizes[0], lrs, seeds, log)
+        return train_at(checked, spec.name, lrs, seeds, log)
 
     grid_lrs = target_lr_grid(estimate.value, naive_lr, step_log2)
     rows = train([estimate.value, naive_lr, *grid_lrs])
     grid_lrs, extra_rows, on_edge = extend_grid(grid_lrs, rows, train, step_log2, lambda msg: log(f"[{spec.name}] {msg}"))
     points = group_by_lr([*rows, *extra_rows])
     by_lr = {p.lr: p for p in points}
-    small = {
-        int(w): group_by_lr(list(zip(g["lr"], g["seed"] if "seed" in g else [0] * len(g), g["loss"])))
-        for w, g in fitted.trials.frame.groupby("width")
-    }
+    small = {int(v): group_by_lr(list(zip(g["lr"], g["seed"] if "seed" in g else [0] * len(g), g["loss"])))
+             for v, g in along.groupby(column)}
     return SpecValidation(
-        name=spec.name, parametrization=spec.parametrization, base_width=spec.reference.base_width or min(spec.widths),
-        widths=tuple(spec.widths), target_width=target_width, seeds=tuple(seeds), steps=spec.steps[0],
-        batch_size=spec.batch_sizes[0], law_formula=law.power_laws[0].formula(), law_path=str(law_path),
-        optima=optima, small_curves=small, target_points=points, predicted_lr=estimate.value, naive_lr=naive_lr,
+        name=spec.name, parametrization=spec.parametrization, swept=swept, point=point, seeds=tuple(seeds),
+        law_formula=lr_law.formula(), law_path=str(law_path), axis=axis, optima=optima, small_curves=small,
+        target_points=points, predicted_lr=estimate.value, naive_lr=naive_lr,
         predicted=regret_of("fitted law", by_lr[estimate.value], points),
-        naive=regret_of(f"naive (width {optima[-1].width} optimum reused)", by_lr[naive_lr], points),
+        naive=regret_of(f"naive ({naive_at} optimum reused)", by_lr[naive_lr], points),
         intervals=intervals, fit_method=hyper.label, best_on_edge=on_edge,
     )
 
 
-def train_at(checked: CheckedSpec, name: str, width: int, steps: int, batch_size: int, lrs: list[float],
-             seeds: tuple[int, ...], log: Callable[[str], None]) -> list[tuple[float, int, float]]:
-    """Train every (lr, seed) at one target point through the spec's objective, in populations where it allows.
+def _optimum(cell: Any) -> tuple[float, float]:
+    """(lr*, its loss) of one cell's trials, located as the fit locates it (a parabola in log lr)."""
+    from scaleplan.fit.optimum import locate_optimum
+
+    o = locate_optimum(cell["lr"].to_numpy(float), cell["loss"].to_numpy(float))
+    return o.lr, o.loss
+
+
+def train_at(checked: CheckedSpec, name: str, lrs: list[float], seeds: tuple[int, ...],
+             log: Callable[[str], None]) -> list[tuple[float, int, float]]:
+    """Train every (lr, seed) at the target through the spec's objective, in populations where it allows.
 
     Returns (lr, seed, held-out loss) rows; a diverged run's loss is inf.
     """
-    from scaleplan.sweep.plan import GridPoint
     from scaleplan.sweep.trial import ObjectiveFailed, TrialRequest
 
-    objective = checked.objective
-    requests = [TrialRequest(GridPoint(width, steps, batch_size, seed), {"lr": lr}) for seed in seeds for lr in lrs]
+    objective, point = checked.objective, checked.point
+    fixed = checked.spec.fixed_search_values()  # e.g. init_std = [0.02]: the target trains as every swept trial did
+    requests = [TrialRequest(point.grid_point(seed), {**fixed, "lr": lr}) for seed in seeds for lr in lrs]
     k = max(1, objective.population_size(requests[0].point))
-    log(f"[{name}] target width {width}: {len(lrs)} lrs x {len(seeds)} seeds = {len(requests)} runs "
+    log(f"[{name}] target {point.label}: {len(lrs)} lrs x {len(seeds)} seeds = {len(requests)} runs "
         f"({'populations of ' + str(k) if k > 1 else 'one at a time'})")
     rows = []
     for i in range(0, len(requests), k):
@@ -235,7 +261,7 @@ def train_at(checked: CheckedSpec, name: str, width: int, steps: int, batch_size
         try:
             outcomes = objective.evaluate(chunk)
         except ObjectiveFailed as exc:
-            raise ScaleplanError(f"[{name}] training at the target width {width} failed: {exc}") from None
+            raise ScaleplanError(f"[{name}] training at the target {point.label} failed: {exc}") from None
         for request, outcome in zip(chunk, outcomes):
             loss = math.inf if outcome.diverged or not math.isfinite(outcome.loss) else outcome.loss
             rows.append((request.params["lr"], request.point.seed, loss))

@@ -13,18 +13,19 @@ from scaleplan.validate.regret import LrPoint, describe, local_model
 
 
 def plot_transfer(results: list[SpecValidation], path: Path) -> Path:
-    """Held-out loss vs lr, one curve per width (swept widths and the target), one panel per spec."""
+    """Held-out loss vs lr, one curve per swept value of the target's axis and the target, one panel per spec."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(results), figsize=(5.2 * len(results), 4.2), squeeze=False)
     for ax, r in zip(axes[0], results):
-        widths = [*sorted(r.small_curves), r.target_width]
+        values = [*sorted(r.small_curves), r.target_value]
         cmap = plt.get_cmap("viridis")
-        for i, w in enumerate(widths):
-            curve = r.target_points if w == r.target_width else r.small_curves[w]
+        for i, v in enumerate(values):
+            target = i == len(values) - 1
+            curve = r.target_points if target else r.small_curves[v]
             pts = [p for p in curve if math.isfinite(p.mean)]
-            style = dict(lw=2.4, marker="o", ms=3) if w == r.target_width else dict(lw=1.2, marker=".", ms=4)
-            ax.plot([p.lr for p in pts], [p.mean for p in pts], color=cmap(i / max(1, len(widths) - 1)),
-                    label=f"width {w}" + (" (target)" if w == r.target_width else ""), **style)
+            style = dict(lw=2.4, marker="o", ms=3) if target else dict(lw=1.2, marker=".", ms=4)
+            ax.plot([p.lr for p in pts], [p.mean for p in pts], color=cmap(i / max(1, len(values) - 1)),
+                    label=f"{r.axis} {v}" + (" (target)" if target else ""), **style)
         model = local_model(r.target_points)
         if model is not None:
             grid = [model.low_lr * (model.high_lr / model.low_lr) ** (k / 60) for k in range(61)]
@@ -35,9 +36,10 @@ def plot_transfer(results: list[SpecValidation], path: Path) -> Path:
         low = min(min(p.mean for p in c if math.isfinite(p.mean)) for c in [r.target_points, *r.small_curves.values()])
         ax.set_ylim(low * 0.97, max(finite) * 1.08 if finite else None)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels of a narrow log range overlap
         ax.set_xlabel("learning rate (base lr eta)")
         ax.set_ylabel("held-out loss (mean over seeds)")
-        ax.set_title(f"{r.name}: {r.parametrization}")
+        ax.set_title(f"{r.name}: {r.parametrization}, target {r.point.label}")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path, dpi=120)
@@ -50,10 +52,10 @@ means within one octave of the lowest, its value at the choice over its minimum 
 measured mean over its minimum); it removes the ~1% seed noise of single grid points and the selection
 bias of taking the lowest of many noisy means. ± is one jackknife standard error over seeds (seed i left
 out of every lr at once). An lr where a seed diverged is reported with the count of diverged seeds; it is
-never the best. *Predicted*: the fitted law lr*(width) at the target. *Naive*: the optimum of the widest
-swept width reused unchanged. Intervals of the prediction: the law's t interval (its residual degrees of
-freedom) and the percentile interval of the prediction over the fit's bootstrap (trials resampled within
-each width: the optimum-location noise only)."""
+never the best. *Predicted*: the fitted lr law at the target. *Naive*: the optimum of the swept cell
+nearest the target (the largest swept value of each targeted axis) reused unchanged. Intervals of the
+prediction: the law's interval (t with its residual degrees of freedom) and the percentile interval of the
+prediction over the fit's bootstrap (trials resampled within each cell: the optimum-location noise only)."""
 
 
 def _interval(r: SpecValidation) -> str:
@@ -62,6 +64,14 @@ def _interval(r: SpecValidation) -> str:
         if i.low is not None and i.high is not None:
             parts.append(f"{i.low:.3g}-{i.high:.3g} ({i.kind})")
     return "; ".join(parts) or "-"
+
+
+def _swept(r: SpecValidation) -> str:
+    return "; ".join(f"{axis} {', '.join(map(str, values))}" for axis, values in r.swept.items())
+
+
+def _target(r: SpecValidation) -> str:
+    return ", ".join(f"{axis} {value} ({value / max(r.swept[axis]):g}x the largest swept)" for axis, value in r.point.target.items())
 
 
 def markdown(results: list[SpecValidation], figure: str, command: str) -> str:
@@ -75,34 +85,36 @@ def markdown(results: list[SpecValidation], figure: str, command: str) -> str:
         "",
         f"![transfer figure]({figure})",
         "",
-        "| spec | parametrization | swept widths | target | seeds | predicted lr | 95% intervals of the prediction | "
+        "| spec | parametrization | swept | target | seeds | predicted lr | 95% intervals of the prediction | "
         "regret, raw | regret, smoothed | naive lr | naive regret, raw | naive regret, smoothed | best lr | best loss |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         edge = " (grid edge: regrets are lower bounds)" if r.best_on_edge else ""
+        naive_at = ", ".join(f"{a} {r.point.naive[a]}" for a in r.point.target)
         lines.append(
-            f"| {r.name} | {r.parametrization} | {', '.join(map(str, r.widths))} | {r.target_width} "
-            f"({r.target_width / max(r.widths):g}x widest) | {len(r.seeds)} | {r.predicted.lr:.4g} | {_interval(r)} | "
-            f"**{describe(r.predicted)}** | **{describe(r.predicted, smoothed=True)}** | "
-            f"{r.naive.lr:.4g} (width {r.naive_width}) | {describe(r.naive)} | {describe(r.naive, smoothed=True)} | "
+            f"| {r.name} | {r.parametrization} | {_swept(r)} | {_target(r)} | {len(r.seeds)} | {r.predicted.lr:.4g} | "
+            f"{_interval(r)} | **{describe(r.predicted)}** | **{describe(r.predicted, smoothed=True)}** | "
+            f"{r.naive.lr:.4g} ({naive_at}) | {describe(r.naive)} | {describe(r.naive, smoothed=True)} | "
             f"{r.predicted.best_lr:.4g}{edge} | {r.predicted.best_loss:.4f} |"
         )
-    lines += ["", "## How far the optimal lr moves with width", ""]
-    lines += ["| spec | width | lr* (parabola) | 95% bootstrap CI | log2 shift vs narrowest |", "|---|---|---|---|---|"]
+    lines += ["", "## How far the optimal lr moves along the target's axis", ""]
+    lines += ["| spec | axis | value | lr* (parabola) | loss at lr* | log2 shift vs the smallest |", "|---|---|---|---|---|---|"]
     for r in results:
         first = r.optima[0].lr
         for o in r.optima:
-            lines.append(f"| {r.name} | {o.width} | {o.lr:.3g} | {o.low:.3g}-{o.high:.3g} | {math.log2(o.lr / first):+.2f} |")
-        lines.append(f"| {r.name} | {r.target_width} (target, best lr trained) | {r.predicted.best_lr:.3g} | - | {r.target_drift_log2:+.2f} |")
+            lines.append(f"| {r.name} | {r.axis} | {o.value} | {o.lr:.3g} | {o.loss:.4f} | {math.log2(o.lr / first):+.2f} |")
+        lines.append(f"| {r.name} | {r.axis} | {r.target_value} (target, best lr trained) | {r.predicted.best_lr:.3g} | "
+                     f"{r.predicted.best_loss:.4f} | {r.target_drift_log2:+.2f} |")
     lines += ["", "## Fitted laws", ""]
     for r in results:
-        lines.append(f"- {r.name}: lr*(W) = {r.law_formula} (W = width; {r.fit_method}), law file `{r.law_path}`; "
-                     f"{r.steps} steps, batch {r.batch_size}.")
+        c = r.point.coords
+        run = ", ".join(f"{k} {v}" for k, v in c.items() if v is not None)
+        lines.append(f"- {r.name}: lr* = {r.law_formula} ({r.fit_method}), law file `{r.law_path}`; target run: {run}.")
     lines += ["", "## Target lr grid (held-out loss per seed)", ""]
     for r in results:
         model = local_model(r.target_points)
-        lines.append(f"{r.name} at width {r.target_width}" + (
+        lines.append(f"{r.name} at {r.point.label}" + (
             "" if model is None else
             f" (local model: minimum {model.min_loss:.4f} at lr {model.vertex_lr:.4g}, fitted on {model.n_points} lrs "
             f"{model.low_lr:.4g}-{model.high_lr:.4g})") + ":")
@@ -124,7 +136,7 @@ def markdown(results: list[SpecValidation], figure: str, command: str) -> str:
 class TargetGrid:
     """The lrs trained at one spec's target, as a written report lists them."""
 
-    width: int
+    target: str  # e.g. "width 1024" or "depth 16, batch 512"
     points: list[LrPoint]
     predicted_lr: float | None
     naive_lr: float | None
@@ -140,17 +152,17 @@ def read_target_grids(text: str) -> dict[str, TargetGrid]:
     grids: dict[str, TargetGrid] = {}
     name: str | None = None
     for line in text.splitlines():
-        title = re.match(r"^(\S+) at width (\d+)\b.*:$", line)
+        title = re.match(r"^(\S+) at ([a-z]+ \d+(?:, [a-z]+ \d+)*)\b.*:$", line)
         if title:
             name = title.group(1)
-            grids[name] = TargetGrid(int(title.group(2)), [], None, None)
+            grids[name] = TargetGrid(title.group(2), [], None, None)
         elif name is not None and line.startswith("| ") and not line.startswith("| lr |"):
             cells = [c.strip() for c in line.strip().strip("|").split("|")]
             lr = float(cells[0].split()[0])
             losses = tuple(math.inf if x.strip() in ("inf", "diverged") else float(x) for x in cells[-1].split(","))
             grid = grids[name]
             grid.points.append(LrPoint(lr, losses))
-            grids[name] = TargetGrid(grid.width, grid.points, lr if "predicted" in cells[0] else grid.predicted_lr,
+            grids[name] = TargetGrid(grid.target, grid.points, lr if "predicted" in cells[0] else grid.predicted_lr,
                                      lr if "naive" in cells[0] else grid.naive_lr)
         elif name is not None and grids[name].points and not line.startswith("|"):
             name = None

@@ -93,3 +93,37 @@ def test_bad_input_raises_clear_error(call, message: str) -> None:
 def test_rules_do_not_import_torch() -> None:
     code = "import sys, scaleplan.core.rules, scaleplan.parametrization; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# Weight decay per role under muP at m = 1, 2, 8, number by number: factor on the base lambda.
+# Adam (L2, mup.MuAdam) and AdamW torch (p *= 1 - lr*lambda, mup.MuAdamW): hidden x m; AdamW independent: 1.
+WD_EXPECTED = {
+    ("adam", "torch"): {"input": (1, 1, 1), "hidden": (1, 2, 8), "output": (1, 1, 1), "vector": (1, 1, 1), "fixed": (1, 1, 1)},
+    ("adamw", "torch"): {"input": (1, 1, 1), "hidden": (1, 2, 8), "output": (1, 1, 1), "vector": (1, 1, 1), "fixed": (1, 1, 1)},
+    ("adamw", "independent"): {"input": (1, 1, 1), "hidden": (1, 1, 1), "output": (1, 1, 1), "vector": (1, 1, 1),
+                               "fixed": (1, 1, 1)},
+}
+
+
+@pytest.mark.parametrize("optimizer, decay", sorted(WD_EXPECTED))
+@pytest.mark.parametrize("role", ["input", "hidden", "output", "vector", "fixed"])
+def test_weight_decay_per_role_under_mup(optimizer: str, decay: str, role: str) -> None:
+    got = [get_parametrization("mup").multipliers(role, m, optimizer, decay=decay).weight_decay for m in (1, 2, 8)]
+    assert got == pytest.approx(WD_EXPECTED[optimizer, decay][role], rel=1e-15)
+
+
+@pytest.mark.parametrize("name", sorted(PARAMETRIZATIONS))
+@pytest.mark.parametrize("decay", ["torch", "independent"])
+def test_adamw_timescale_of_every_role_is_width_independent(name: str, decay: str) -> None:
+    # tau_iter = 1/(lr_role * lambda_role) (torch) or 1/lambda_role (independent) must not move with m
+    for m in (2.0, 8.0):
+        for role, mult in get_parametrization(name).table(m, "adamw", decay):
+            rate = mult.lr * mult.weight_decay if decay == "torch" else mult.weight_decay
+            assert rate == pytest.approx(1.0, rel=1e-15), (name, role, m)
+
+
+def test_independent_decay_needs_adamw() -> None:
+    with pytest.raises(ScaleplanError, match="optimizer 'sgd' has L2 decay"):
+        get_parametrization("mup").multipliers("hidden", 2, "sgd", decay="independent")
+    with pytest.raises(ScaleplanError, match="unknown weight-decay convention 'coupled'"):
+        get_parametrization("mup").multipliers("hidden", 2, "adamw", decay="coupled")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +13,7 @@ from click.testing import CliRunner
 
 from scaleplan.cli import cli
 from scaleplan.errors import ScaleplanError
-from scaleplan.diagnostics.coord_check import coord_check, width_ratios
+from scaleplan.diagnostics.coord_check import coord_check, coord_check_model, width_ratios
 
 
 @pytest.fixture(autouse=True)
@@ -22,12 +24,42 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_figures() -> dict[str, tuple[float, ...]]:
+    """The coordinate-check numbers the README states: muP (min, max) per model, SP's largest growth."""
+    found = re.search(
+        r"within 1\.5× \(MLP ([\d.]+)–([\d.]+), transformer ([\d.]+)–([\d.]+)\), under SP the readout grows (\d+)× "
+        r"\(MLP\) and the attention logits (\d+)× \(transformer\)",
+        README.read_text(),
+    )
+    assert found, "the README's coord-check sentence changed: update this test with it"
+    v = [float(x) for x in found.groups()]
+    return {"mlp": (v[0], v[1], v[4]), "gpt": (v[2], v[3], v[5])}
+
+
 @pytest.mark.parametrize("model", ["mlp", "gpt"])
-def test_mup_activations_stay_flat_and_sp_grows(model: str) -> None:
+def test_mup_activations_stay_flat_and_sp_grows_as_the_readme_says(model: str) -> None:
+    low, high, sp_growth = readme_figures()[model]
     mup = width_ratios(coord_check(model, "mup", widths=(64, 1024), steps=3), step=3)
     assert len(mup) >= 5 and mup.between(1 / 1.5, 1.5).all(), mup.to_dict()
+    assert (round(mup.min(), 2), round(mup.max(), 2)) == (low, high), mup.to_dict()
     sp = width_ratios(coord_check(model, "sp", widths=(64, 1024), steps=3), step=3)
-    assert sp.max() > 2.0, sp.to_dict()
+    assert round(sp.max()) == sp_growth, sp.to_dict()
+
+
+def test_hf_gpt2_coord_check_at_smaller_widths() -> None:
+    """benchmarks/results/hf-gpt2-coord-check at 64 -> 256: muP within 1.5x (blocks and logits), SP grows."""
+    pytest.importorskip("transformers")
+    from scaleplan.models.hf import coord_check_gpt2
+
+    frame = coord_check_model(coord_check_gpt2, "mup", widths=(64, 256), steps=3, lr=3e-3, seeds=3)
+    mup = width_ratios(frame, 3)
+    assert {"transformer.h.0", "transformer.h.1", "transformer.h.0.attn.logits", "transformer.h.1.attn.logits"} <= set(mup.index)
+    assert mup.between(1 / 1.5, 1.5).all(), mup.to_dict()
+    sp = width_ratios(coord_check_model(coord_check_gpt2, "sp", widths=(64, 256), steps=3, lr=3e-3, seeds=3), 3)
+    assert sp.max() > 3.0, sp.to_dict()
 
 
 def test_denseam_overlap_scale_stays_flat() -> None:
@@ -50,6 +82,14 @@ def test_cli_writes_plot_and_table(tmp_path) -> None:
     assert (tmp_path / "coord_check_denseam_denseam.png").stat().st_size > 1000
 
 
+def test_cli_runs_your_own_model(tmp_path) -> None:
+    pytest.importorskip("transformers")
+    result = CliRunner().invoke(cli, ["coord-check", "--model", "scaleplan.models.hf:coord_check_gpt2_tied", "--widths", "32,64", "--steps", "1", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "transformer.h.1.attn.logits" in result.output and "ratio" in result.output
+    assert (tmp_path / "coord_check_scaleplan.models.hf.coord_check_gpt2_tied_mup.png").stat().st_size > 1000
+
+
 def test_cli_unwritable_out_fails_before_training(tmp_path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
@@ -66,6 +106,12 @@ def test_cli_unwritable_out_fails_before_training(tmp_path) -> None:
         (["--widths", "64"], "--widths needs at least 2 different widths"),
         (["--widths", "64,128,64"], "--widths needs at least 2 different widths, each once"),
         (["--model", "denseam", "--parametrization", "mup"], "no rule for role 'memory'"),
+        (["--model", "resnet"], "unknown model 'resnet'; use one of mlp, gpt, denseam or pkg.mod:build_fn"),
+        (["--model", "no_such_pkg.mod:build"], "cannot import model builder module 'no_such_pkg.mod'"),
+        (["--model", "scaleplan.models.hf:nothing"], "module 'scaleplan.models.hf' has no function 'nothing'"),
+        (["--model", "math:sqrt"], "the model builder must return (model, batch) for a width, got float"),
+        (["--model", "scaleplan.models.hf:hf_available"], "the model builder failed at width 64: TypeError"),
+        (["--model", "mlp", "--init-std", "0.02"], "--init-std is for your own model"),
     ],
 )
 def test_cli_bad_input_is_one_line(args: list[str], message: str, tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +20,7 @@ STEPLAW = ["--column", "batch_size=bs", "--column", "loss=smooth loss", "--batch
 
 
 def test_steplaw_band_fit_writes_a_law_file_and_plots(tmp_path: Path) -> None:
-    out = tmp_path / "fits" / "steplaw-refit.json"
+    out = tmp_path / "steplaw-refit.json"
     args = ["fit", str(DATA / "steplaw_dense_lr_bs_loss.csv"), "-o", str(out), "--method", "band",
             "--bootstrap", "20", "--plot", str(tmp_path / "plots"), *STEPLAW]
     result = CliRunner().invoke(cli, args)
@@ -78,7 +79,7 @@ def run_main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
         ([dict(N=1e6, lr=lr, loss=2 + lr) for lr in (1e-3, 2e-3, 4e-3)], [], "need at least 2 distinct sizes (N)"),
         ([dict(N=n, lr=1e-3, loss=2.0) for n in (1e6, 4e6)], ["--method", "argmin"], "has a single learning rate"),
         ([dict(N=n, lr=lr, loss=2.0, diverged=True) for n in (1e6, 4e6) for lr in (1e-3, 2e-3)], [], "no usable trials left (4 diverged)"),
-        ([dict(N=n, learning_rate=1e-3, loss=2.0) for n in (1e6, 4e6)], [], "missing column(s) ['lr']"),
+        ([dict(N=n, learning_rate=1e-3, loss=2.0) for n in (1e6, 4e6)], [], "missing column(s) ['D'] for a loss-only fit (no lr column: for lr laws, --column lr=SOURCE)"),
         ([dict(N=n, lr=lr, loss=2 + lr) for n in (1e6, 4e6) for lr in (1e-3, 2e-3, 4e-3)], ["--batch-unit", "token"],
          "Invalid value for '--batch-unit': 'token' is not one of 'tokens', 'samples', 'sequences'"),
     ],
@@ -116,3 +117,132 @@ def test_fit_modules_do_not_import_torch() -> None:
         "assert 'torch' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def strict_json(path: Path) -> dict:
+    """Parse a law file the way a strict JSON reader does: NaN / Infinity are errors, not numbers."""
+    def refuse(name: str) -> None:
+        raise ValueError(f"{name} in {path}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_sizes_spanning_less_than_2x_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The issue's grid: N spanning 0.26% gave lr ~ N^71, E = 1e-104, Infinity in the law file and lr 6e33 from predict."""
+    rows = [dict(N=n, D=d, lr=lr, loss=2.0 + 0.05 * np.log(lr / 3e-3) ** 2 + 1e-3 * np.log(n / 2.14e8) - 0.02 * np.log(d / 1e9))
+            for n in (2.1400e8, 2.1456e8) for d in (1e9, 2e9, 4e9) for lr in np.geomspace(3e-4, 3e-2, 7)]
+    csv = tmp_path / "narrow.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    code, err = run_main(["fit", str(csv), "-o", str(tmp_path / "x.json")], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "power law for lr: N spans only 1.003x (2.14e+08 to 2.1456e+08); fitting an exponent needs at least 2x" in err
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_loss_only_data_with_tied_exponents(tmp_path: Path) -> None:
+    """Gadre et al.'s 5 fitting runs (no lr column): their least-squares, one-exponent law, from the CLI."""
+    data = pd.read_csv(DATA / "gadre_overtraining_c4_val_loss.csv")
+    fit_models = ("d=96_l=8_h=4", "d=512_l=8_h=4", "d=576_l=24_h=8", "d=1024_l=24_h=8")
+    rows = data[(data["dataset"] == "rpj") & ((data["model"].isin(fit_models) & (data["M"] == 20))
+                                              | ((data["model"] == fit_models[0]) & (data["M"] == 320)))]
+    csv = tmp_path / "gadre.csv"
+    rows.to_csv(csv, index=False)
+    out = tmp_path / "gadre.json"
+    result = CliRunner().invoke(cli, ["fit", str(csv), "-o", str(out), "--column", "loss=loss_c4_val", "--tie", "alpha=beta",
+                                      "--loss-space", "linear", "--huber-delta", "1", "--starts", "8", "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    law = LawFile.load(out)
+    assert law.power_laws == [] and law.loss_law.alpha == law.loss_law.beta == pytest.approx(0.272851, rel=1e-3)
+    assert "loss-only data: 5 runs" in result.output and "alpha = beta" in result.output
+    assert "--tie alpha=beta" in law.provenance.command and "reached by" in law.notes
+    strict_json(out)
+
+
+def test_isoflop_law_from_the_cli_and_predict_uses_it(tmp_path: Path) -> None:
+    runs = pd.read_csv(DATA / "porian_isoflop_profiles.csv").query("dataset == 'rw' and config == 'tuned'")
+    csv = tmp_path / "porian.csv"
+    runs.drop(columns=["D"]).to_csv(csv, index=False)
+    out = tmp_path / "iso.json"
+    result = CliRunner().invoke(cli, ["fit", str(csv), "-o", str(out), "--isoflop", "2", "--bootstrap", "10"])
+    assert result.exit_code == 0, result.output
+    law = LawFile.load(out)
+    assert law.is_isoflop and [p.target for p in law.power_laws] == ["N_opt", "D_opt", "loss_opt"]
+    assert law.power_laws[0].exponents["C"] == pytest.approx(0.5005, abs=1e-3) and law.power_laws[2].offset > 0
+    assert law.variable("C").convention == "6ND" and "isoFLOP approach 2" in law.method
+    strict_json(out)
+    n_opt = law.predict(compute=1e20).values["N_opt"]
+    assert n_opt.low < n_opt.value < n_opt.high and n_opt.method in ("t, 10 dof", "bootstrap over cells")
+    predicted = CliRunner().invoke(cli, ["predict", "--compute", "1e20", "--law", str(out), "--format", "json"])
+    assert predicted.exit_code == 0, predicted.output
+    record = json.loads(predicted.output)
+    assert record["tokens"] == pytest.approx(law.predict(compute=1e20).values["D_opt"].value, rel=1e-9)
+    assert "isoFLOP law" in record["tokens_source"] and record["lr"] is None
+    with_lr = CliRunner().invoke(cli, ["predict", "--compute", "1e20", "--tokens-law", str(out), "--format", "json"])
+    assert with_lr.exit_code == 0 and json.loads(with_lr.output)["tokens"] == pytest.approx(record["tokens"])
+
+
+def test_model_column_keys_the_cells(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    rows = [dict(N=n, lr=lr, loss=2.0 + 0.05 * np.log(lr / (0.01 * (n / 1e6) ** -0.5 * k)) ** 2, arch=arch)
+            for n in (1e6, 4e6, 1.6e7) for arch, k in (("wide", 1.0), ("deep", 1.3)) for lr in np.geomspace(1e-4, 1e-1, 9)]
+    csv = tmp_path / "two-models.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    code, err = run_main(["fit", str(csv), "-o", str(tmp_path / "x.json")], capsys)
+    assert code == 2 and "different models with equal (N)? key cells by model with --column model=COLUMN" in err
+    result = CliRunner().invoke(cli, ["fit", str(csv), "-o", str(tmp_path / "x.json"), "--column", "model=arch", "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    assert "in 6 cells" in result.output and "deep" in result.output and "wide" in result.output
+
+
+def test_flags_reach_the_law_file(tmp_path: Path) -> None:
+    """Step Law's band fit has a cell whose band touches the largest lr: the law file lists it, not only the summary."""
+    out = tmp_path / "steplaw.json"
+    args = ["fit", str(DATA / "steplaw_dense_lr_bs_loss.csv"), "-o", str(out), "--method", "band", "--bootstrap", "0",
+            "--no-loss-law", *STEPLAW]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    law = LawFile.load(out)
+    assert law.flags == ["1 of 17 cells touch the edge of the swept lr range: widen the lr grid there: N=1.074e+09, D=5.69e+10"]
+    assert "flags:\n  - 1 of 17 cells touch the edge" in result.output
+    assert "prediction intervals: the wider of t with 16 dof" in law.notes and law.power_laws[0].bootstrap_covariance is not None
+    strict_json(out)
+
+
+def test_an_unfinished_sweep_is_refused_unless_allowed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A fit on a sweep with open slots gives another law with no warning; now it is refused, or flagged when allowed."""
+    from scaleplan.sweep.runner import run_sweep
+    from scaleplan.sweep.spec import load_spec
+
+    spec = tmp_path / "part.toml"
+    spec.write_text("""
+[sweep]
+name = "part"
+sampler = "grid"
+[ladder]
+widths = [8, 16, 32]
+steps = [10]
+[search]
+lr = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2]
+batch_size = [4]
+[objective]
+callable = "sweep_objectives:quadratic"
+""")
+    run_sweep(load_spec(spec), max_trials=13)  # widths 8 and 16 done, width 32 has 3 of its 5 lrs
+    code, err = run_main(["fit", str(spec), "-o", str(tmp_path / "x.json")], capsys)
+    assert code == 2 and err.count("\n") == 1 and not (tmp_path / "x.json").exists()
+    assert "the sweep is unfinished: 13 of 15 planned trials done, 1 of 3 grid points open (w32-s10-b4-seed0)" in err
+    assert "--allow-incomplete" in err
+    out = tmp_path / "partial.json"
+    result = CliRunner().invoke(cli, ["fit", str(spec), "-o", str(out), "--allow-incomplete", "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    law = LawFile.load(out)
+    assert law.flags[0].startswith("fitted on an unfinished sweep: the sweep is unfinished: 13 of 15")
+    assert "--allow-incomplete" in law.provenance.command and "fitted on an unfinished sweep" in result.output
+
+
+def test_a_one_cell_sweep_names_its_optimum_before_refusing(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Issue 10: `fit` on a one-width spec stopped without the cell's optimum; it is in the one-line error now."""
+    csv = tmp_path / "one.csv"
+    pd.DataFrame([dict(width=64, lr=lr, loss=1.0 + 0.05 * np.log(lr / 0.01) ** 2) for lr in np.geomspace(1e-3, 1e-1, 9)]).to_csv(csv, index=False)
+    code, err = run_main(["fit", str(csv), "--x", "width", "-o", str(tmp_path / "x.json")], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "the sweep has one cell (width=64); its optimum (parabola): lr 0.01, loss 1" in err

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import FitError, ScaleplanError
 from scaleplan.fit.data import parse_column_map, prepare_trials
 
 
@@ -64,10 +64,38 @@ def test_all_diverged() -> None:
 def test_width_as_size_variable() -> None:
     trials = prepare_trials(frame(width=[64, 64, 256, 256]).drop(columns=["N"]), x="width")
     assert trials.x == "width" and trials.cell_columns == ["width", "D"]
-    with pytest.raises(ScaleplanError, match="--x must be one of N, width"):
+    with pytest.raises(ScaleplanError, match="--x must be one of N, width, depth"):
+        prepare_trials(frame(), x="layers")
+    with pytest.raises(ScaleplanError, match=r"missing column\(s\) \['depth'\]"):
         prepare_trials(frame(), x="depth")
 
 
 def test_empty_optional_columns_are_ignored() -> None:
     trials = prepare_trials(frame(D=[None] * 4, batch_size=[np.nan] * 4))
     assert len(trials.frame) == 4 and trials.cell_columns == ["N"] and not trials.has_batch
+
+
+def test_two_models_with_equal_n_and_d_are_never_merged() -> None:
+    """Two architectures with the same N and D, each swept over the same lrs: refused without a model column..."""
+    rows = [dict(N=1e8, D=2e9, lr=lr, loss=2.0 + lr, arch=arch) for arch in ("wide", "deep") for lr in (1e-3, 2e-3, 4e-3)]
+    rows += [dict(N=4e8, D=2e9, lr=lr, loss=1.9 + lr, arch="wide") for lr in (1e-3, 2e-3, 4e-3)]
+    raw = pd.DataFrame(rows)
+    with pytest.raises(FitError, match=r"cell N=1e\+08, D=2e\+09 has 2 runs with the same lr=0.001: different models") as err:
+        prepare_trials(raw, source="runs.csv")
+    assert "--column model=COLUMN" in str(err.value) and "--column seed=COLUMN" in str(err.value)
+    # ...and kept apart with one: three cells, two of them at (1e8, 2e9)
+    trials = prepare_trials(raw, columns=parse_column_map(["model=arch"]))
+    assert trials.cell_columns == ["N", "D", "model"] and trials.frame.groupby(trials.cell_columns).ngroups == 3
+
+
+def test_repeated_configurations_with_a_seed_column_are_seeds_only_when_the_seeds_differ() -> None:
+    rows = [dict(N=n, D=2e9, lr=lr, loss=2.0 + lr, seed=s) for n in (1e8, 4e8) for lr in (1e-3, 2e-3) for s in (0, 1)]
+    assert len(prepare_trials(pd.DataFrame(rows)).frame) == 8
+    with pytest.raises(FitError, match="has 2 runs with the same lr=0.001, seed=0") as err:
+        prepare_trials(pd.DataFrame(rows + [rows[0]]))
+    assert "--column seed" not in str(err.value)
+
+
+def test_loss_only_data_needs_no_lr() -> None:
+    trials = prepare_trials(frame().drop(columns=["lr"]), required=("loss", "D"))
+    assert not trials.has_lr and len(trials.frame) == 4

@@ -124,3 +124,34 @@ def test_weighting_needs_a_bootstrap_and_one_point_per_cell(steplaw: Trials) -> 
     assert fit_hyperparameter_laws(trials, n_boot=20).label == "parabola; WLS, weights 1/var(ln optimum) from the bootstrap"
     with pytest.raises(ScaleplanError, match="unknown weighting 'magic'"):
         fit_hyperparameter_laws(trials, weighting="magic")
+
+
+def test_a_flat_cell_gets_the_weight_of_an_optimum_located_anywhere_in_its_sweep() -> None:
+    """A cell whose losses all lie within the band locates no optimum; its replicates may still agree (a
+    zero bootstrap variance, i.e. the largest weight). It is weighted as uniform over its swept lrs instead."""
+    rows = [dict(width=w, lr=lr, seed=s, loss=1 + 0.08 * np.log(lr / (0.01 * (w / 32) ** -0.5)) ** 2)
+            for w in (32.0, 64.0, 128.0, 256.0) for lr in 0.01 * (w / 32) ** -0.5 * np.geomspace(1 / 8, 8, 13) for s in range(3)]
+    flat_lrs = 0.01 * 16**-0.5 * np.geomspace(1 / 8, 8, 13)
+    rows += [dict(width=512.0, lr=lr, seed=s, loss=1.0 + 1e-4 * i) for i, lr in enumerate(flat_lrs) for s in range(3)]
+    fit = fit_hyperparameter_laws(prepare_trials(pd.DataFrame(rows), x="width"), n_boot=30, seed=0)
+    flat = [o for o in fit.optima if o.flat]
+    assert [o.size for o in flat] == [512.0] and flat[0].lr == pytest.approx(flat_lrs[0])  # the argmin, 8x off the law
+    assert fit.weighted and fit.lr.exponents["W"] == pytest.approx(-0.5, abs=0.01)
+
+
+def test_laws_in_compute_and_in_tokens_per_parameter() -> None:
+    """lr* = a * C^b (DeepSeek's form, C = 6ND) and lr* = a * N^c * R^d (R = D/N) from the same optima."""
+    rows = []
+    for n in (1e6, 4e6, 1.6e7):
+        for d in (1e8, 1e9, 1e10):
+            lr_star = 5.0 * (6 * n * d) ** -0.125
+            rows += [dict(N=n, D=d, lr=lr, loss=2 + 0.05 * np.log(lr / lr_star) ** 2) for lr in lr_star * np.geomspace(0.1, 10, 9)]
+    trials = prepare_trials(pd.DataFrame(rows))
+    in_c = fit_hyperparameter_laws(trials, n_boot=0, lr_in=["C"])
+    assert in_c.lr.exponents == pytest.approx({"C": -0.125}, abs=1e-6) and np.exp(in_c.lr.intercept) == pytest.approx(5.0, rel=1e-4)
+    in_r = fit_hyperparameter_laws(trials, n_boot=0, lr_in=["N", "R"])
+    assert in_r.lr.exponents == pytest.approx({"N": -0.25, "R": -0.125}, abs=1e-6)  # C^-0.125 = (6 N^2 R)^-0.125
+    with pytest.raises(ScaleplanError, match=r"cannot use \['W'\] as predictors here; this data offers N, D, C, R"):
+        fit_hyperparameter_laws(trials, n_boot=0, lr_in=["W"])
+    with pytest.raises(ScaleplanError, match="collinear"):
+        fit_hyperparameter_laws(trials, n_boot=0, lr_in=["N", "D", "C"])

@@ -70,7 +70,7 @@ def test_method_label(method: str, expected: str) -> None:
 
 
 def _trials(lrs_per_cell: list[float]) -> pd.DataFrame:
-    rows = [dict(N=n, lr=lr, loss=2.0 + lr) for n in (1e6, 4e6) for lr in lrs_per_cell]
+    rows = [dict(N=n, lr=lr, loss=2.0 + lr, seed=i) for n in (1e6, 4e6) for i, lr in enumerate(lrs_per_cell)]
     return pd.DataFrame(rows)
 
 
@@ -91,3 +91,22 @@ def test_too_few_learning_rates_per_cell(method: str, lrs: list[float], message:
 def test_unknown_method() -> None:
     with pytest.raises(ScaleplanError, match="unknown optimum method 'best'"):
         locate_optimum(GRID, bowl(GRID, 1e-3), method="best")
+
+
+def test_a_vertex_outside_the_parabola_window_is_flagged() -> None:
+    """The issue's case: near its minimum the curve has points on one side only (runs above lr 0.004 were unstable),
+    the quadratic's vertex lands at lr 0.037 where the measured loss was 3.0: flagged, not trusted silently."""
+    u = np.log(GRID / 3e-3)
+    loss = np.where(u > 1.2, 3.0, 2.0 + 0.01 * (u - 2.5) ** 2)
+    opt = locate_optimum(GRID, loss, method="parabola")
+    assert opt.outside_window and not opt.at_edge and not opt.fallback
+    assert opt.lr == pytest.approx(3e-3 * math.exp(2.5), rel=1e-6)
+    assert not locate_optimum(GRID, bowl(GRID, 2.2e-3), method="parabola").outside_window
+
+
+@pytest.mark.parametrize("method", ["parabola", "argmin", "band"])
+def test_a_flat_cell_is_flagged(method: str) -> None:
+    """Every trial within the band (0.25%) of the minimum: the sweep does not locate an optimum."""
+    loss = 2.0 + 0.001 * np.sin(np.arange(GRID.size))
+    assert locate_optimum(GRID, loss, method=method).flat
+    assert not locate_optimum(GRID, bowl(GRID, 2.2e-3), method=method).flat

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from scaleplan.errors import ScaleplanError
-from scaleplan.fit.power_law import fit_power_law, percentile_ci
+from scaleplan.errors import FitError, ScaleplanError
+from scaleplan.fit.power_law import checked_covariance, fit_power_law, percentile_ci
 
 N = np.array([1e6, 1e6, 4e6, 4e6, 1.6e7, 1.6e7])
 D = np.array([1e8, 1e9, 1e8, 1e9, 1e8, 1e9])
@@ -68,3 +68,52 @@ def test_no_residual_dof_gives_no_covariance() -> None:
 def test_percentile_ci() -> None:
     assert percentile_ci(np.arange(101.0), 0.9) == pytest.approx((5.0, 95.0))
     assert np.isnan(percentile_ci(np.array([np.nan]))[0])
+
+
+def test_a_regressor_spanning_less_than_2x_is_refused() -> None:
+    """The issue's case: N spanning 0.26% gave lr ~ N^71; now one line saying why, before any fit."""
+    n = np.array([2.140e8, 2.140e8, 2.1456e8, 2.1456e8])  # 0.26% apart
+    d = np.array([1e9, 4e9, 1e9, 4e9])
+    with pytest.raises(FitError, match=r"N spans only 1.003x \(2.14e\+08 to 2.1456e\+08\); fitting an exponent needs at least 2x") as err:
+        fit_power_law("lr", np.array([1e-3, 2e-3, 1.1e-3, 2.1e-3]), {"N": n, "D": d})
+    assert "\n" not in str(err.value)
+    fit = fit_power_law("lr", 2.0 * N**-0.5, {"N": N})  # 16x: fine
+    assert fit.exponents["N"] == pytest.approx(-0.5)
+
+
+@pytest.mark.parametrize(
+    "cov, semidefinite, problem",
+    [
+        ([[1.0, 0.0], [0.0, np.inf]], False, "is not finite"),
+        ([[1.0, 0.5], [0.4, 1.0]], False, "is not symmetric"),
+        ([[1.0, 2.0], [2.0, 1.0]], False, "is not positive definite"),
+        ([[1.0, 1.0], [1.0, 1.0]], False, "is not positive definite"),  # singular: fine only where semidefinite is allowed
+        ([[1.0, 2.0], [2.0, 1.0]], True, "is not positive semidefinite"),
+    ],
+)
+def test_checked_covariance_refuses_what_must_not_reach_a_law_file(cov: list, semidefinite: bool, problem: str) -> None:
+    kept, why = checked_covariance(np.array(cov), semidefinite)
+    assert kept is None and why.startswith(problem)
+
+
+def test_checked_covariance_keeps_good_matrices() -> None:
+    assert checked_covariance(np.array([[2.0, 0.5], [0.5, 1.0]]))[1] is None
+    assert checked_covariance(np.array([[1.0, 1.0], [1.0, 1.0]]), semidefinite=True)[1] is None  # tied parameters
+
+
+def test_bootstrap_over_cells_resamples_whole_cells() -> None:
+    """With a cluster of 3 points per cell, the bootstrap resamples cells: replicates never split a cell."""
+    rng = np.random.default_rng(1)
+    n = np.repeat(np.geomspace(1e6, 1e8, 6), 3)
+    y = 3.0 * n**-0.6 * np.exp(np.repeat(rng.normal(0, 0.05, 6), 3) + rng.normal(0, 0.01, 18))
+    fit = fit_power_law("lr", y, {"N": n}, groups=np.repeat(np.arange(6), 3), n_cell_boot=300)
+    assert fit.n_cells == 6 and fit.n_cell_boot == 300 and fit.cell_bootstrap_covariance.shape == (2, 2)
+    lo, hi = fit.cell_bootstrap_ci["N"]
+    assert lo < fit.exponents["N"] < hi
+    assert fit_power_law("lr", y, {"N": n}, groups=np.repeat(np.arange(6), 3), n_cell_boot=0).cell_bootstrap_covariance is None
+
+
+def test_few_cells_bootstrap_is_skipped_when_it_cannot_vary() -> None:
+    """2 cells for 2 coefficients: every replicate is the same exact fit or degenerate, so no bootstrap covariance."""
+    fit = fit_power_law("lr", np.array([1.0, 0.5, 0.3]), {"N": np.array([1.0, 4.0, 16.0])}, groups=np.array([0, 1, 1]))
+    assert fit.n_cells == 2 and fit.cell_bootstrap_covariance is None and fit.n_cell_boot == 0

@@ -4,8 +4,8 @@ import math
 import pytest
 
 from scaleplan.core.reference import ParametrizationRef
-from scaleplan.errors import ScaleplanError
-from scaleplan.laws import SCHEMA_VERSION, LawFile, LossLaw, PowerLaw, Provenance, Variable
+from scaleplan.errors import LawFileError, ScaleplanError
+from scaleplan.laws import SCHEMA_VERSION, LawFile, LossLaw, PowerLaw, Provenance, Variable, load_law
 
 N = Variable("N", "non-embedding parameters", "parameters", "non-embedding")
 D = Variable("D", "training tokens", "tokens")
@@ -40,6 +40,25 @@ def test_prediction_interval_uses_covariance_residual_and_t_quantile():
     assert est.interval == "prediction"
     assert math.isclose(math.log(est.high / est.value), half, rel_tol=1e-9)
     assert math.isclose(math.log(est.value / est.low), half, rel_tol=1e-9)
+
+
+def test_steplaw_interval_uses_the_full_covariance_matrix():
+    """Step Law's bootstrap covariance is not diagonal: the cross-terms change the interval, and they are in it."""
+    import numpy as np
+    from statistics import NormalDist
+
+    law = load_law("steplaw")
+    lr = law.power_laws[0]
+    cov = np.array(lr.covariance)
+    assert np.abs(cov - np.diag(np.diag(cov))).max() > 0.1 * np.abs(np.diag(cov)).min()  # really not diagonal
+    x = np.array([1.0, math.log(7e9), math.log(2e12)])
+    half = NormalDist().inv_cdf(0.975) * math.sqrt(x @ cov @ x)  # no residual, no dof: a normal confidence interval
+    diagonal_only = NormalDist().inv_cdf(0.975) * math.sqrt(x @ np.diag(np.diag(cov)) @ x)
+    est = law.predict(params=7e9, tokens=2e12).values["lr"]
+    assert est.interval == "confidence"
+    assert math.isclose(math.log(est.high / est.value), half, rel_tol=1e-9)
+    assert math.isclose(math.log(est.value / est.low), half, rel_tol=1e-9)
+    assert not math.isclose(half, diagonal_only, rel_tol=0.1)  # dropping the cross-terms would show
 
 
 def test_confidence_interval_without_residual_is_narrower():
@@ -91,6 +110,16 @@ def test_round_trip_through_json(tmp_path):
         (lambda d: d.update(fitted_range=[1, 2]), "'fitted_range' must be an object, got list"),
         (lambda d: d.update(loss_law=dict(E=None, A=406.4, B=410.7, alpha=0.34, beta=0.28)), r"loss law E \(irreducible loss\)"),
         (lambda d: d.update(loss_law=dict(E="x", A=406.4, B=410.7, alpha=0.34, beta=0.28)), r"loss law E \(irreducible loss\)"),
+        (lambda d: d["power_laws"][0].update(covariance=[[1, 0, 0], [0, 1, 2], [0, 2, 1]]), "covariance of 'lr' must be positive semi-definite"),
+        (lambda d: d["power_laws"][0].update(covariance=[[1, 0.5, 0], [0, 1, 0], [0, 0, 1]]), "covariance of 'lr' must be symmetric"),
+        (lambda d: d["power_laws"][0].update(bootstrap_covariance=[[1.0]]), "bootstrap_covariance of 'lr' must be 3x3"),
+        (lambda d: d["power_laws"][0].update(offset="x"), "offset of 'lr' must be a finite number or null"),
+        (lambda d: d.update(loss_law=dict(E=1.7, A=406.4, B=410.7, alpha=0.34, beta=0.28, covariance=[[1.0] * 5] * 4)),
+         "loss law covariance must be 5x5"),
+        (lambda d: d.update(loss_law=dict(E=1.7, A=406.4, B=410.7, alpha=0.34, beta=0.28,
+                                          covariance=[[1.0 if i == j else -0.9 for j in range(5)] for i in range(5)])),
+         "loss law covariance must be positive semi-definite"),
+        (lambda d: d.update(flags="edge"), "flags must be a list of strings"),
     ],
 )
 def test_invalid_law_files_are_one_line_errors(tmp_path, mutate, fragment):
@@ -126,3 +155,113 @@ def test_save_to_an_unwritable_place_is_one_line_error(tmp_path):
     (tmp_path / "fits").write_text("a file where the folder should be")
     with pytest.raises(ScaleplanError, match=r"cannot write law file to .*fits/law\.json: .*fits is a file, not a directory"):
         make_law().save(tmp_path / "fits" / "law.json")
+
+
+def decay_law(convention="torch", **kw):
+    from scaleplan.laws.schema import WeightDecayLaw
+
+    tau = PowerLaw("wd_tau", "fraction of the run", math.log(0.3), {"N": 0.4, "D": -0.4},
+                   covariance=[[0.04, 0, 0], [0, 1e-3, -1e-3], [0, -1e-3, 1e-3]], residual_variance=0.01, dof=6)
+    lr = PowerLaw("lr", "learning rate", math.log(1e-2), {"N": -0.5}, covariance=[[0.01, 0], [0, 1e-4]], dof=6)
+    return make_law(power_laws=[lr, tau], weight_decay=WeightDecayLaw(convention), **kw)
+
+
+@pytest.mark.parametrize("convention", ["torch", "independent"])
+def test_a_timescale_law_predicts_lambda_at_the_predicted_lr(convention):
+    p = decay_law(convention).predict(params=1e6, tokens=1e8, batch_size=1e5)
+    tau = 0.3 * (1e8 / 1e6) ** -0.4
+    lam = 1e5 / (tau * 1e8) / (p.lr if convention == "torch" else 1.0)  # lambda = B / (lr * tau * D)
+    assert p.values["wd_tau"].value == pytest.approx(tau, rel=1e-12)
+    assert p.weight_decay == pytest.approx(lam, rel=1e-12) and p.decay_convention == convention
+    est, t = p.values["weight_decay"], p.values["wd_tau"]
+    assert est.low == pytest.approx(lam * tau / t.high, rel=1e-12) and est.high == pytest.approx(lam * tau / t.low, rel=1e-12)
+    assert p.inputs["B"] == 1e5
+
+
+def test_without_a_batch_size_the_timescale_is_given_and_lambda_asks_for_it():
+    p = decay_law().predict(params=1e6, tokens=1e8)
+    assert "wd_tau" in p.values and "weight_decay" not in p.values
+    with pytest.raises(ScaleplanError, match="give batch_size= .in D's unit. to turn it into lambda"):
+        p.weight_decay
+
+
+def test_a_decay_law_round_trips_and_version_2_files_still_load(tmp_path):
+    law = decay_law("independent")
+    assert LawFile.load(law.save(tmp_path / "wd.json")) == law
+    old = make_law().to_dict()
+    old["schema_version"] = 2
+    assert LawFile.from_dict(old).weight_decay is None
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda d: d["weight_decay"].update(convention="coupled"), "weight_decay convention must be one of torch, independent"),
+        (lambda d: d["weight_decay"].update(target="tau"), "needs the power laws 'lr' and 'tau'"),
+        (lambda d: d["power_laws"][1]["exponents"].pop("D"), "must depend on D"),
+        (lambda d: d["weight_decay"].update(colour="red"), "malformed entry"),
+    ],
+)
+def test_invalid_decay_blocks_are_one_line_errors(mutate, fragment):
+    data = decay_law().to_dict()
+    if "pop" in mutate.__code__.co_names:
+        data["power_laws"][1]["covariance"] = None
+    mutate(data)
+    with pytest.raises(ScaleplanError, match=fragment):
+        LawFile.from_dict(data)
+def test_non_finite_numbers_are_never_written_and_never_read(tmp_path):
+    """The issue's law file held `Infinity` (invalid JSON); saving one is refused before the file is touched, and a
+    file holding one does not load."""
+    law = make_law(fitted_range={"N": (1e6, math.inf), "D": (1e8, 1e10)})
+    with pytest.raises(LawFileError, match="holds a non-finite number; refusing to write invalid JSON"):
+        law.save(tmp_path / "inf.json")
+    assert not (tmp_path / "inf.json").exists()
+    text = make_law().to_json().replace('"residual_variance": 0.04', '"residual_variance": Infinity')
+    (tmp_path / "inf.json").write_text(text)
+    with pytest.raises(ScaleplanError, match=r"is not valid JSON \(Infinity is not a JSON number\)"):
+        LawFile.load(tmp_path / "inf.json")
+
+
+def test_the_interval_is_the_wider_of_t_and_the_bootstrap_over_cells():
+    """Few cells: t with the true dof (here 1: t = 12.7) against the bootstrap covariance; the wider one is used and named."""
+    cov = [[0.01, 0, 0], [0, 1e-4, 0], [0, 0, 1e-4]]
+    wide_t = PowerLaw("lr", "lr", 0.0, {"N": -0.5, "D": 0.25}, covariance=cov, bootstrap_covariance=cov, residual_variance=0.0, dof=1)
+    est = wide_t.predict({"N": 1e7, "D": 1e9})
+    assert est.method == "t, 1 dof"
+    g = [1.0, math.log(1e7), math.log(1e9)]
+    sd = math.sqrt(0.01 + 1e-4 * g[1] ** 2 + 1e-4 * g[2] ** 2)
+    assert math.isclose(math.log(est.high / est.value), 12.7062047 * sd, rel_tol=1e-6)
+    wide_boot = PowerLaw("lr", "lr", 0.0, {"N": -0.5, "D": 0.25}, covariance=cov, residual_variance=0.0, dof=30,
+                         bootstrap_covariance=[[0.04, 0, 0], [0, 4e-4, 0], [0, 0, 4e-4]])
+    est = wide_boot.predict({"N": 1e7, "D": 1e9})
+    assert est.method == "bootstrap over cells" and math.isclose(math.log(est.high / est.value), 1.959964 * 2 * sd, rel_tol=1e-6)
+
+
+def test_offset_law_adds_its_constant():
+    law = PowerLaw("loss_opt", "loss", math.log(100.0), {"C": -0.1}, offset=2.0)
+    assert math.isclose(law.predict({"C": 1e20}).value, 2.0 + 100.0 * 1e20**-0.1)
+    assert law.formula() == "2 + 100 * C^-0.1"
+
+
+def isoflop_law():
+    C = Variable("C", "training compute C = 6ND", "FLOPs", "6ND")
+    return LawFile(name="iso", title="isoFLOP", variables=[C], provenance=Provenance(source="test"),
+                   power_laws=[PowerLaw("N_opt", "parameters", math.log(0.1), {"C": 0.5}),
+                               PowerLaw("D_opt", "tokens", math.log(10 / 6), {"C": 0.5})],
+                   fitted_range={"C": (1e18, 1e21)}, flags=["2 of 12 budgets have their optimum at the edge"])
+
+
+def test_isoflop_law_splits_a_budget(tmp_path):
+    law = isoflop_law()
+    assert law.is_isoflop and not make_law().is_isoflop
+    n, d = law.compute_optimal(1e20)
+    assert math.isclose(n.value, 0.1 * 1e10) and math.isclose(6 * n.value * d.value, 1e20)
+    assert math.isclose(law.optimal_tokens(n.value), d.value, rel_tol=1e-9)
+    assert LawFile.load(law.save(tmp_path / "iso.json")) == law
+
+
+def test_derived_inputs_tokens_per_parameter_and_compute():
+    R = Variable("R", "tokens per parameter D/N", "tokens per parameter")
+    law = make_law(variables=[N, D, R], power_laws=[PowerLaw("lr", "lr", 0.0, {"R": -0.2})], fitted_range={})
+    assert math.isclose(law.predict(params=1e8, tokens=2e9).lr, 20.0**-0.2)
+    assert math.isclose(isoflop_law().predict(params=1e9, tokens=2e10).values["N_opt"].value, 0.1 * (6 * 1e9 * 2e10) ** 0.5)

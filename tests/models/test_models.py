@@ -1,4 +1,4 @@
-"""Reference models: sizes, causality, DenseAM dynamics equal energy descent, bad options."""
+"""Reference models: sizes, causality, bad options (the DenseAM's own dynamics: test_denseam.py)."""
 
 from __future__ import annotations
 
@@ -42,29 +42,6 @@ def test_gpt_is_causal() -> None:
     assert not torch.allclose(out_a[0, 5:], out_b[0, 5:])
 
 
-@pytest.mark.parametrize("energy", ["lse", "relu-poly"])
-def test_denseam_step_is_energy_descent(energy: str) -> None:
-    torch.manual_seed(0)
-    net = build_model("denseam", 48, in_dim=48, readout="denoise", steps=1, tau=0.5, beta0=3.0, energy=energy, centered=False)
-    assert (net.beta, net.alpha) == (3.0 / 48, 0.5)
-    x = torch.randn(5, 48, requires_grad=True)
-    (grad,) = torch.autograd.grad(net.energy_value(x).sum(), x)
-    assert torch.allclose(net(x), x - 0.5 * grad, atol=1e-5)
-
-
-def test_denseam_centered_activation_and_shared_memories() -> None:
-    net = build_model("denseam", 32, steps=4, tau=2.0)
-    assert net.alpha == 0.5  # tau / T
-    f = net.activation(torch.randn(3, net.memories.shape[0]))
-    assert torch.allclose(f.sum(-1), torch.zeros(3), atol=1e-6)  # softmax - 1/K
-    assert [n for n, _ in net.named_parameters()].count("memories") == 1  # one Xi for all T steps
-
-
-def test_build_parametrized_denoise_scales_input_with_width() -> None:
-    net = build_parametrized("denseam", 128, "denseam", 32, in_dim=128, readout="denoise")
-    assert net.scaleplan_state.tensors["memories"].m == 4.0
-
-
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -82,3 +59,17 @@ def test_build_parametrized_denoise_scales_input_with_width() -> None:
 def test_bad_model_options(call, message: str) -> None:
     with pytest.raises(ScaleplanError, match=message):
         call()
+
+
+def test_hf_gpt2_model() -> None:
+    pytest.importorskip("transformers")
+    net = build_model("hf-gpt2", 32, vocab=50, seq_len=8, n_heads=2, init="fan-in", tied=False, readout_zero_init=True, query_zero_init=True)
+    assert net(torch.randint(0, 50, (2, 6))).shape == (2, 6, 50)
+    assert not net.hf.lm_head.weight.any() and not net.hf.transformer.h[0].attn.c_attn.weight[:, :32].any()
+    assert net.hf.transformer.h[0].attn.c_attn.weight[:, 32:].std().item() == pytest.approx(1 / (3 * 32) ** 0.5, rel=0.1)
+    tied = build_model("hf-gpt2", 32)
+    assert tied.hf.lm_head.weight is tied.hf.transformer.wte.weight
+    with pytest.raises(ScaleplanError, match="unknown hf-gpt2 init 'xavier'; valid: hf, fan-in"):
+        build_model("hf-gpt2", 32, init="xavier")
+    with pytest.raises(ScaleplanError, match="zero the token embedding"):
+        build_model("hf-gpt2", 32, readout_zero_init=True)

@@ -47,6 +47,9 @@ MODELS = {
 }
 
 
+WIDE_FAN_IN_BIASES = {"hidden.0.bias", "readout.bias", "blocks.0.fc.bias", "blocks.0.fc_proj.bias"}
+
+
 def per_tensor(groups: list[dict]) -> dict[str, tuple[float, float]]:
     return {name: (g["lr"], g["weight_decay"]) for g in groups for name in g["names"]}
 
@@ -74,9 +77,10 @@ def test_init_and_forward_multipliers_equal_the_table(model: str, m: int) -> Non
     plain = build_model(name, 32 * m, **kwargs)
     torch.manual_seed(0)
     net = build_parametrized(name, 32 * m, "mup", 32, **kwargs)
-    # the model's own init is SP (fan-in); muP rescales only the readout, by sqrt(m) (variance x m)
+    # the model's own init is SP (fan-in); muP rescales the readout by sqrt(m) (variance x m) and, as mup
+    # does, the bias of every layer whose fan-in is a width by sqrt(fan-in mult)
     for pname, p in net.named_parameters():
-        factor = m**0.5 if roles[pname] == "output" else 1.0
+        factor = m**0.5 if roles[pname] == "output" or pname in WIDE_FAN_IN_BIASES else 1.0
         assert torch.equal(p, dict(plain.named_parameters())[pname] * factor), pname
     readout = "readout" if name == "mlp" else "lm_head"
     hooks = list(net.get_submodule(readout)._forward_pre_hooks.values())
@@ -95,17 +99,17 @@ def test_init_std_redraws_with_rule_factors(role: str, expected_std: float) -> N
 
 
 @pytest.mark.parametrize("name, kwargs", [("mlp", {}), ("gpt", {"depth": 2, "seq_len": 8}), ("gpt", {"tied": True, "seq_len": 8}), ("denseam", {})])
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("optimizer, decay", [("adam", "torch"), ("sgd", "torch"), ("adamw", "torch"), ("adamw", "independent")])
 @pytest.mark.filterwarnings("ignore:SGD with the DenseAM")
-def test_mup_equals_sp_bit_for_bit_at_base_width(name: str, kwargs: dict, optimizer: str) -> None:
+def test_mup_equals_sp_bit_for_bit_at_base_width(name: str, kwargs: dict, optimizer: str, decay: str) -> None:
     inputs = torch.randint(0, 64, (2, 8)) if name == "gpt" else torch.randn(4, 16)
     models, updates = {}, {}
     param = "denseam" if name == "denseam" else "mup"
     for p in ("sp", param):
         torch.manual_seed(0)
         models[p] = build_parametrized(name, 64, p, 64, **kwargs)
-        opt_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
-        opt = opt_cls(param_groups(models[p], LR, WD, optimizer))
+        opt_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
+        opt = opt_cls(param_groups(models[p], LR, WD, optimizer, decay=decay))
         before = {n: q.detach().clone() for n, q in models[p].named_parameters()}
         out = models[p](inputs)
         out.square().mean().backward()

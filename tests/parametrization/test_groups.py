@@ -43,3 +43,88 @@ def test_mismatches_are_refused(model, pred: Prediction, optimizer: str, fragmen
 
 def test_a_plain_float_lr_is_not_checked() -> None:
     assert param_groups(mlp(128, 64), 0.01)
+
+
+# Per-tensor AdamW lambda at m = 1, 2, 8 (base lambda WD), number by number: (group lr, decay per step at peak lr)
+# torch:       p *= 1 - lr_role * lambda_role with lambda_role = lambda x m on hidden: decay lr*WD on every role
+# independent: p *= 1 - lambda_role with lambda_role = lambda on every role
+LR, WD = 1e-2, 0.1
+ROLES = {"input.weight": "input", "input.bias": "vector", "hidden.0.weight": "hidden", "hidden.0.bias": "vector",
+         "readout.weight": "output", "readout.bias": "fixed"}
+LAMBDA = {  # (convention, m) -> {role: lambda_role / WD}
+    ("torch", 1): {"input": 1, "hidden": 1, "output": 1, "vector": 1, "fixed": 1},
+    ("torch", 2): {"input": 1, "hidden": 2, "output": 1, "vector": 1, "fixed": 1},
+    ("torch", 8): {"input": 1, "hidden": 8, "output": 1, "vector": 1, "fixed": 1},
+    ("independent", 1): {"input": 1, "hidden": 1, "output": 1, "vector": 1, "fixed": 1},
+    ("independent", 2): {"input": 1, "hidden": 1, "output": 1, "vector": 1, "fixed": 1},
+    ("independent", 8): {"input": 1, "hidden": 1, "output": 1, "vector": 1, "fixed": 1},
+}
+HIDDEN_LR = {1: LR, 2: LR / 2, 8: LR / 8}
+
+
+@pytest.mark.parametrize("decay, m", sorted(LAMBDA))
+def test_adamw_lambda_per_role_keeps_every_timescale(decay: str, m: int) -> None:
+    import torch
+
+    net = mlp(32 * m, 32)
+    groups = param_groups(net, LR, WD, "adamw", decay=decay)
+    torch_wd = {name: (g["lr"], g["weight_decay"]) for g in groups for name in g["names"]}
+    for name, role in ROLES.items():
+        lr, wd = torch_wd[name]
+        assert lr == pytest.approx(HIDDEN_LR[m] if role == "hidden" else LR, rel=1e-12), name
+        lam = WD * LAMBDA[decay, m][role]
+        assert wd == pytest.approx(lam if decay == "torch" else lam / lr, rel=1e-12), name
+    # one AdamW step with zero gradients only decays: p_new = (1 - decay per step) p, the same on every role
+    before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    for p in net.parameters():
+        p.grad = torch.zeros_like(p)
+    torch.optim.AdamW(groups).step()
+    per_step = LR * WD if decay == "torch" else WD
+    for name, p in net.named_parameters():
+        assert torch.allclose(p.detach(), before[name] * (1 - per_step), rtol=1e-6, atol=0), name
+
+
+def wd_prediction(width: float, ref: ParametrizationRef, lam: float = 0.05, convention: str = "independent") -> Prediction:
+    values = {"lr": Estimate(0.01), "wd_tau": Estimate(0.3), "weight_decay": Estimate(lam)}
+    return Prediction("law", {"W": width}, values, (), ref, convention)
+
+
+def test_a_predicted_lambda_lands_in_the_groups() -> None:
+    groups = param_groups(mlp(256, 64), wd_prediction(256, ParametrizationRef("mup", base_width=64, optimizer="adamw")),
+                          optimizer="adamw")
+    decay = {name: g["lr"] * g["weight_decay"] for g in groups for name in g["names"]}  # independent: lr * wd = lambda
+    assert decay["hidden.0.weight"] == pytest.approx(0.05) and decay["readout.weight"] == pytest.approx(0.05)
+    explicit = param_groups(mlp(256, 64), wd_prediction(256, ParametrizationRef("mup", base_width=64, optimizer="adamw")),
+                            weight_decay=0.0, optimizer="adamw")
+    assert all(g["weight_decay"] == 0.0 for g in explicit)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"optimizer": "adam"}, "optimizer 'adam' has L2 decay"),
+        ({"optimizer": "adamw", "decay": "torch"}, "is in the 'independent' convention, not 'torch'"),
+    ],
+)
+def test_a_predicted_lambda_is_refused_where_it_does_not_apply(kwargs: dict, fragment: str) -> None:
+    ref = ParametrizationRef("mup", base_width=64, optimizer="adamw")
+    with pytest.raises(ParametrizationError) as info:
+        param_groups(mlp(256, 64), wd_prediction(256, ref), **kwargs)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"weight_decay": -0.1, "optimizer": "adamw"}, "weight_decay must be a finite number >= 0, got -0.1"),
+        ({"weight_decay": float("nan"), "optimizer": "adamw"}, "weight_decay must be a finite number >= 0, got nan"),
+        ({"weight_decay": 0.1, "optimizer": "adam", "decay": "independent"}, "optimizer 'adam' has L2 decay"),
+        ({"weight_decay": 0.1, "optimizer": "adamw", "decay": "lr-free"}, "unknown weight-decay convention 'lr-free'"),
+    ],
+)
+def test_bad_weight_decay_is_one_line(kwargs: dict, fragment: str) -> None:
+    from scaleplan.errors import ScaleplanError
+
+    with pytest.raises(ScaleplanError) as info:
+        param_groups(mlp(128, 64), 0.01, **kwargs)
+    assert fragment in str(info.value)

@@ -1,4 +1,4 @@
-"""Per-tensor Adam and SGD learning rates and weight decays equal microsoft/mup's MuAdam / MuSGD."""
+"""Per-tensor Adam, AdamW and SGD learning rates and weight decays equal microsoft/mup's MuAdam / MuAdamW / MuSGD."""
 
 from __future__ import annotations
 
@@ -24,20 +24,20 @@ def by_param(groups: list[dict]) -> dict[int, tuple[float, float]]:
 
 @pytest.mark.parametrize("name, kwargs", CASES)
 @pytest.mark.parametrize("width", [128, 512])
-@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+@pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 def test_lr_and_wd_equal_mup_package(name: str, kwargs: dict, width: int, optimizer: str) -> None:
     param = "denseam" if name == "denseam" else "mup"
     net = build_parametrized(name, width, param, 64, **kwargs)
     mup.set_base_shapes(net, build_model(name, 64, **kwargs), rescale_params=False, do_assert=False)
-    mu_opt = (mup.MuSGD if optimizer == "sgd" else mup.MuAdam)(net.parameters(), lr=1e-2, weight_decay=0.1)
+    mu_opt = {"sgd": mup.MuSGD, "adam": mup.MuAdam, "adamw": mup.MuAdamW}[optimizer](net.parameters(), lr=1e-2, weight_decay=0.1)
     theirs = by_param(mu_opt.param_groups)
     ours = by_param(param_groups(net, 1e-2, 0.1, optimizer))
     names = {id(p): n for n, p in net.named_parameters()}
     assert ours.keys() == theirs.keys()
     for key, value in ours.items():
         assert value == pytest.approx(theirs[key], rel=1e-12), names[key]
-    if not (name == "denseam" and optimizer == "adam"):  # the check is not vacuous: two distinct lrs
-        assert len({v[0] for v in ours.values()}) == 2
+    if not (name == "denseam" and optimizer != "sgd"):  # the check is not vacuous: two distinct lrs and wds
+        assert len({v[0] for v in ours.values()}) == 2 and len({v[1] for v in ours.values()}) == 2
 
 
 def test_readout_multiplier_equals_mureadout() -> None:

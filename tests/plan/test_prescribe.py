@@ -106,3 +106,130 @@ def test_loss_law_gets_n_in_its_own_convention():
     assert p.tokens == pytest.approx(ll.optimal_tokens(1e9))
     q = prescribe("steplaw", params=1e9)  # Epoch's refit counts embeddings
     assert q.tokens == pytest.approx(load_law("epoch-chinchilla").loss_law.optimal_tokens(q.shape.total_params))
+
+
+@pytest.mark.parametrize("convention, hidden_factor", [("torch", 4.0), ("independent", 1.0)])
+def test_a_mup_decay_law_prescribes_lambda_per_role(convention, hidden_factor):
+    import math
+
+    from scaleplan.core.reference import ParametrizationRef
+    from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
+    from scaleplan.laws.schema import WeightDecayLaw
+
+    law = LawFile(
+        name="wd", title="t", provenance=Provenance("test"),
+        variables=[Variable("W", "width", "units"), Variable("N", "params", "parameters"), Variable("D", "data", "samples")],
+        power_laws=[PowerLaw("lr", "learning rate", math.log(0.02), {"W": 0.0}),
+                    PowerLaw("wd_tau", "fraction of the run", math.log(0.5), {"N": 0.0, "D": 0.0})],
+        parametrization=ParametrizationRef("mup", base_width=64, optimizer="adamw"), weight_decay=WeightDecayLaw(convention),
+    )
+    p = prescribe(law, width=256, params=1e5, tokens=1e6, batch_size=100)
+    lam = 100 / (0.5 * 1e6) / (0.02 if convention == "torch" else 1.0)  # B / (lr * tau * D)
+    assert p.wd_tau.value == pytest.approx(0.5) and p.weight_decay.value == pytest.approx(lam)
+    roles = {g.role: g for g in p.per_group}
+    assert roles["hidden"].weight_decay == pytest.approx(lam * hidden_factor) and roles["hidden"].lr == pytest.approx(0.005)
+    assert roles["input"].weight_decay == pytest.approx(lam) and roles["output"].weight_decay == pytest.approx(lam)
+    from scaleplan.plan.render import to_table
+
+    text = to_table(p)
+    assert "weight-decay timescale tau" in text and "base weight decay lambda (muP)" in text and f"{lam * hidden_factor:.3g}" in text
+def _fitted_law(variable, exponents, **extra):
+    from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
+
+    variables = [Variable("N", "non-embedding parameters", "parameters"), variable]
+    return LawFile(name="fitted", title="fit", variables=variables, provenance=Provenance(source="test"),
+                   power_laws=[PowerLaw("lr", "learning rate", math.log(5.0), exponents)], **extra)
+
+
+def test_a_fitted_law_in_compute_gets_6nd_with_its_own_n():
+    from scaleplan.laws import Variable
+
+    law = _fitted_law(Variable("C", "training compute C = 6ND", "FLOPs", "6ND"), {"C": -0.125})
+    p = prescribe(law, params=1e9, tokens=2e10)
+    assert math.isclose(p.inputs[0].value, 6 * 1e9 * 2e10) and math.isclose(p.lr.value, 5.0 * (1.2e20) ** -0.125)
+
+
+def test_a_law_in_tokens_per_parameter():
+    from scaleplan.laws import Variable
+
+    law = _fitted_law(Variable("R", "tokens per parameter D/N", "tokens per parameter"), {"N": -0.2, "R": 0.1})
+    p = prescribe(law, params=1e9, tokens=2e10)
+    assert [i.name for i in p.inputs] == ["N", "R"] and math.isclose(p.inputs[1].value, 20.0)
+    assert math.isclose(p.lr.value, 5.0 * 1e9**-0.2 * 20.0**0.1)
+
+
+def axes_law(completep: bool = True):  # noqa: ANN201 - a law of width, depth, D and B as `scaleplan fit` writes one
+    from scaleplan.core.reference import ParametrizationRef
+    from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
+
+    ref = ParametrizationRef("mup", base_width=64, base_depth=2 if completep else None, optimizer="adam", completep=completep)
+    return LawFile(
+        name="axes", title="lr*(W, L, D, B)", provenance=Provenance(source="test"),
+        variables=[Variable("W", "width", "units"), Variable("L", "depth", "layers"), Variable("D", "data", "tokens"),
+                   Variable("B", "batch size", "sequences")],
+        power_laws=[PowerLaw("lr", "learning rate", math.log(0.02), {"W": -0.1, "L": -0.3, "D": -0.05, "B": 0.5}),
+                    PowerLaw("batch_size", "sequences", math.log(0.25), {"D": 0.5})],
+        fitted_range={"W": (64, 128), "L": (2, 4), "D": (1e5, 1e6), "B": (8, 64)},
+        parametrization=ref,
+    )
+
+
+def test_axes_law_gives_lr_at_the_predicted_batch_and_completep_roles():
+    p = prescribe(axes_law(), width=256, depth=16, tokens=4e6)
+    b = 0.25 * 4e6**0.5  # 500 sequences
+    eta = 0.02 * 256**-0.1 * 16**-0.3 * 4e6**-0.05 * b**0.5
+    assert p.batch_size.value == pytest.approx(b) and p.lr.value == pytest.approx(eta)
+    assert {i.name: i.value for i in p.inputs} == pytest.approx({"W": 256, "L": 16, "D": 4e6, "B": b})
+    roles = {g.role: g for g in p.per_group}
+    assert roles["hidden"].lr == pytest.approx(eta / 4) and roles["output"].lr == pytest.approx(eta)  # m = 256 / 64
+    assert roles["hidden"].eps_mult == pytest.approx(1 / (4 * 8))  # CompleteP: Adam eps x 1 / (m * L / L_base)
+    assert p.residual_mult == pytest.approx(2 / 16) and (p.width, p.depth) == (256, 16)
+    assert any("L=16 is 4x above the fitted range" in w for w in p.warnings)
+
+
+def test_axes_law_at_a_given_batch_and_its_refusals():
+    given = prescribe(axes_law(), width=128, depth=4, tokens=1e6, batch_size=32)
+    assert given.lr.value == pytest.approx(0.02 * 128**-0.1 * 4**-0.3 * 1e6**-0.05 * 32**0.5)
+    with pytest.raises(ScaleplanError, match=r"is a law of depth L \(depth\): give --depth"):
+        prescribe(axes_law(), width=128, tokens=1e6)
+    with pytest.raises(ScaleplanError, match=r"is a law of tokens D \(data\): give --tokens"):
+        prescribe(axes_law(), width=128, depth=4)
+    with pytest.raises(ScaleplanError, match="does not depend on the batch size; drop --batch"):
+        prescribe("steplaw", params=1e9, tokens=1e10, batch_size=256)
+    with pytest.raises(ScaleplanError, match="depends neither on depth nor uses CompleteP; drop --depth"):
+        prescribe("steplaw", params=1e9, tokens=1e10, depth=12)
+
+
+def test_predict_cli_takes_depth_and_batch(tmp_path):
+    from click.testing import CliRunner
+
+    from scaleplan.cli import cli
+
+    path = tmp_path / "axes.json"
+    axes_law().save(path)
+    out = CliRunner().invoke(cli, ["predict", "--law", str(path), "--width", "256", "--depth", "16", "--tokens", "4M",
+                                   "--batch", "128", "--format", "json"])
+    assert out.exit_code == 0, out.output
+    import json
+
+    data = json.loads(out.output)
+    assert data["lr"]["value"] == pytest.approx(0.02 * 256**-0.1 * 16**-0.3 * 4e6**-0.05 * 128**0.5)
+    assert data["residual_mult"] == pytest.approx(0.125) and data["depth"] == 16
+    table = CliRunner().invoke(cli, ["predict", "--law", str(path), "--width", "256", "--depth", "16", "--tokens", "4M"])
+    assert "per-role hyperparameters at the target width 256, depth 16 (mup)" in table.output
+    assert "Adam eps x" in table.output and "CompleteP: residual branches x 0.125" in table.output
+
+
+def test_a_depth_law_of_a_mup_sweep_takes_the_width_for_its_per_role_lrs():
+    from scaleplan.core.reference import ParametrizationRef
+    from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
+
+    law = LawFile(name="depth", title="lr*(L)", provenance=Provenance(source="test"), variables=[Variable("L", "depth", "layers")],
+                  power_laws=[PowerLaw("lr", "learning rate", math.log(0.014), {"L": -0.08})], fitted_range={"L": (1, 4)},
+                  parametrization=ParametrizationRef("mup", base_width=32, base_depth=1, completep=True))
+    p = prescribe(law, width=128, depth=16)
+    eta = 0.014 * 16**-0.08
+    assert p.lr.value == pytest.approx(eta) and {g.role: g.lr for g in p.per_group}["hidden"] == pytest.approx(eta / 4)
+    assert p.residual_mult == pytest.approx(1 / 16)
+    with pytest.raises(ScaleplanError, match="does not depend on width; drop --width"):
+        prescribe("steplaw", params=1e9, tokens=1e10, width=128)

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from scaleplan.errors import ScaleplanError
-from scaleplan.sweep.export import COLUMNS, load_trials, write_trials
+from scaleplan.sweep.export import COLUMNS, REFERENCE_COLUMNS, frame_reference, load_trials, write_trials
 from scaleplan.sweep.runner import run_sweep
 from scaleplan.sweep.spec import load_spec
 
@@ -38,7 +38,9 @@ def spec_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_columns_and_values(spec_path: Path) -> None:
     frame = load_trials(spec_path)
     assert tuple(frame.columns[: len(COLUMNS)]) == COLUMNS
-    assert list(frame.columns[len(COLUMNS) :]) == ["train_loss", "seconds", "value", "point", "slot", "error"]
+    assert list(frame.columns[len(COLUMNS) :]) == ["train_loss", "seconds", "value", "point", "slot", "error", *REFERENCE_COLUMNS]
+    # the sweep's parametrization reference rides along (SP by default, base width the smallest width)
+    assert frame[list(REFERENCE_COLUMNS)].drop_duplicates().values.tolist() == [["sp", 8, None, "adam", False]]
     assert frame[["width", "lr", "diverged", "state"]].values.tolist() == [
         [8, 1e-3, False, "COMPLETE"], [8, 1e-1, True, "COMPLETE"], [16, 1e-3, False, "COMPLETE"], [16, 1e-1, True, "COMPLETE"],
     ]
@@ -52,6 +54,14 @@ def test_round_trip(spec_path: Path, tmp_path: Path, suffix: str) -> None:
     out = write_trials(frame, tmp_path / f"trials{suffix}")
     back = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert back["lr"].tolist() == frame["lr"].tolist() and back["width"].tolist() == [8, 8, 16, 16]
+    assert frame_reference(back, str(out)) == frame_reference(frame, "storage") is not None
+
+
+def test_mixed_references_are_refused(spec_path: Path) -> None:
+    frame = load_trials(spec_path)
+    frame.loc[0, "parametrization.name"] = "mup"
+    with pytest.raises(ScaleplanError, match="trials.csv: the trials carry 2 different parametrization references \\(mup, sp\\)"):
+        frame_reference(frame, "trials.csv")
 
 
 def test_load_by_storage_path(spec_path: Path) -> None:
@@ -71,11 +81,14 @@ def test_load_errors(spec_path: Path, kwargs: dict, message: str) -> None:
         load_trials(spec_path, **kwargs)
 
 
-def test_export_makes_its_folder_and_names_an_unwritable_path(spec_path: Path, tmp_path: Path) -> None:
+def test_export_goes_into_an_existing_folder_and_names_an_unwritable_path(spec_path: Path, tmp_path: Path) -> None:
     frame = load_trials(spec_path)
-    assert write_trials(frame, tmp_path / "new" / "t.csv").is_file()
+    assert write_trials(frame, tmp_path / "t.csv").is_file()
     with pytest.raises(ScaleplanError, match=r"cannot write trials to .*t\.csv/x\.csv: .*t\.csv is a file, not a directory"):
-        write_trials(frame, tmp_path / "new" / "t.csv" / "x.csv")
+        write_trials(frame, tmp_path / "t.csv" / "x.csv")
+    with pytest.raises(ScaleplanError, match=r"cannot write trials to .*new/t\.csv: folder .*new does not exist \(create it first\)"):
+        write_trials(frame, tmp_path / "new" / "t.csv")  # a file named with -o: no folder is made for it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.csv"]
 
 
 def test_bad_export_suffix(spec_path: Path, tmp_path: Path) -> None:

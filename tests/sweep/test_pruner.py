@@ -64,7 +64,7 @@ def test_point_pruner_sees_only_the_trials_of_the_trials_point() -> None:
         study.enqueue_trial({}, user_attrs={"point": point})
     trials = [study.ask() for _ in range(5)]
     recorder = _Recorder()
-    PointPruner(recorder).prune(study, study._storage.get_trial(trials[1]._trial_id))
+    PointPruner(recorder).prune(study, study.get_trials()[trials[1].number])
     assert recorder.seen == ["b", "b", "b"]
 
 

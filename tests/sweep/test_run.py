@@ -15,6 +15,7 @@ from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.runner import RunSummary, run_sweep
 from scaleplan.sweep.spec import load_spec
 from scaleplan.sweep.export import open_study_readonly
+from scaleplan.sweep.worker import DIVERGED_FALLBACK
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -66,14 +67,25 @@ def test_grid_mode_evaluates_each_grid_value(tmp_path: Path) -> None:
         assert lrs == pytest.approx([1e-4, 1e-3, 1e-2], rel=1e-12)
 
 
-def test_diverged_trials_get_a_finite_penalty(tmp_path: Path) -> None:
-    path = make_spec(tmp_path, 'callable = "sweep_objectives:diverging"', sampler="grid", lr="[1e-3, 1e-1]")
+def test_diverged_trials_get_the_worst_finite_loss_of_their_point(tmp_path: Path) -> None:
+    path = make_spec(tmp_path, 'callable = "sweep_objectives:diverging"', sampler="grid", lr="[1e-3, 3e-3, 1e-1]")
     run_sweep(load_spec(path))
     by_lr = {(t.user_attrs["width"], t.params["lr"]): t for t in trials_of(path)}
-    good, bad = by_lr[(8, 1e-3)], by_lr[(8, 1e-1)]
-    assert bad.state == TrialState.COMPLETE and bad.user_attrs["diverged"] is True and bad.user_attrs["loss"] is None
-    assert bad.value == good.value == pytest.approx(0.25 + 1 / 8)  # the worst finite loss at that point
-    assert good.user_attrs["diverged"] is False
+    for width in (8, 16):
+        worse, better, bad = by_lr[(width, 1e-3)], by_lr[(width, 3e-3)], by_lr[(width, 1e-1)]
+        assert bad.state == TrialState.COMPLETE and bad.user_attrs["diverged"] is True and bad.user_attrs["loss"] is None
+        assert better.value < worse.value  # two different finite losses at the point: the penalty is the worse
+        assert bad.value == worse.value == pytest.approx(0.25 + 1 / width)
+        assert not worse.user_attrs["diverged"] and not better.user_attrs["diverged"]
+
+
+def test_a_point_whose_first_trial_diverges_gets_the_fallback_penalty(tmp_path: Path) -> None:
+    path = make_spec(tmp_path, 'callable = "sweep_objectives:diverging"', sampler="grid", lr="[1e-1, 1e-3]")
+    run_sweep(load_spec(path))
+    for width in (8, 16):
+        first, second = sorted((t for t in trials_of(path) if t.user_attrs["width"] == width), key=lambda t: t.number)
+        assert first.user_attrs["diverged"] is True and first.value == DIVERGED_FALLBACK == 1e3
+        assert second.value == pytest.approx(0.25 + 1 / width) and second.value < first.value  # ranks below any loss
 
 
 def test_diverged_value_from_spec(tmp_path: Path) -> None:
@@ -161,11 +173,32 @@ def test_n_trials_caps_one_run(tmp_path: Path) -> None:
     assert run_sweep(load_spec(path)) == RunSummary(8, 8, 0)
 
 
-def test_two_worker_processes(tmp_path: Path) -> None:
-    path = make_spec(tmp_path, trials=6)
+def test_two_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("SWEEP_TEST_LOG", str(log))
+    monkeypatch.setenv("SWEEP_TEST_SLEEP", "0.05")
+    path = make_spec(tmp_path, 'callable = "sweep_objectives:slow_logged"', trials=6)
     assert run_sweep(load_spec(path), workers=2) == RunSummary(12, 12, 0)
     slots = [t.user_attrs["slot"] for t in trials_of(path) if t.state == TrialState.COMPLETE]
     assert len(slots) == len(set(slots)) == 12
+    assert len(log.read_text().splitlines()) == 12  # the objective ran once per slot: no trial evaluated twice
+
+
+def test_a_killed_worker_whose_trial_another_finished_is_a_warning_not_a_failure(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = tmp_path / "calls.log"
+    monkeypatch.setenv("SWEEP_TEST_DIE", str(tmp_path / "die"))
+    monkeypatch.setenv("SWEEP_TEST_LOG", str(log))
+    monkeypatch.setenv("SWEEP_TEST_SLEEP", "0.3")
+    (tmp_path / "die").touch()
+    path = make_spec(tmp_path, 'callable = "sweep_objectives:dies_once"', trials=3)
+    with pytest.warns(UserWarning, match=r"1 worker process\(es\) exited with status -9; every planned trial finished"):
+        assert run_sweep(load_spec(path), workers=2) == RunSummary(6, 6, 0)
+    trials = trials_of(path)
+    assert sorted(t.user_attrs["slot"] for t in trials if t.state == TrialState.COMPLETE) == sorted(
+        f"w{w}-s10-b4-seed0#{i}" for w in (8, 16) for i in range(3))
+    assert [t.state for t in trials].count(TrialState.FAIL) == 1  # the killed worker's trial, failed as stale
+    assert len(log.read_text().splitlines()) == 6  # each planned trial evaluated once to the end
 
 
 def test_changed_spec_is_refused(tmp_path: Path) -> None:
@@ -187,7 +220,7 @@ def test_cli_runs_status_and_reports_bad_input(tmp_path: Path) -> None:
     path.write_text(path.read_text().replace("[ladder]", "[ladder]\nwidth = [3]"))
     bad = subprocess.run([sys.executable, "-m", "scaleplan.cli", "sweep", str(path)], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stdout == ""
-    assert bad.stderr.strip().splitlines() == [f"error: {path}: [ladder]: unknown key 'width' - did you mean 'widths'? (valid keys: widths, steps)"]
+    assert bad.stderr.strip().splitlines() == [f"error: {path}: [ladder]: unknown key 'width' - did you mean 'widths'? (valid keys: widths, depths, steps, tokens)"]
 
 
 def test_device_with_a_user_objective_is_refused(tmp_path: Path) -> None:

@@ -86,7 +86,10 @@ def test_fingerprint_ignores_storage_but_not_search(tmp_path: Path) -> None:
         ("lr = {low = 1e-4, high = 1e-1}", "lr = []", "empty list of values"),
         ("widths = [8, 16]", "widths = []", "'widths' must be a non-empty list of integers"),
         ("widths = [8, 16]", "widths = [8, 8]", "'widths' has repeated values"),
-        ("steps = [10]", "", "[ladder]: 'steps' is required"),
+        ("steps = [10]", "", "[ladder]: 'steps' is required (or 'tokens')"),
+        ("steps = [10]", "steps = [10]\ntokens = [640]", "give the training length as either 'steps'"),
+        ("steps = [10]", "steps = [10]\ndepths = [0, 2]", "'depths' values must be positive"),
+        ("steps = [10]", "steps = [10]\ndepth = [2]", "[ladder]: unknown key 'depth' - did you mean 'depths'?"),
         ('name = "toy"', 'name = "toy"\nsampler = "tpes"', "unknown sampler 'tpes' - did you mean 'tpe'?"),
         ('name = "toy"', 'name = "toy"\nsampler = "grid"', "sampler 'grid' needs 'points' (or a list of values) for lr"),
         ('callable = "sweep_objectives:quadratic"', 'callable = "sweep_objectives.quadratic"', "'callable' must look like 'package.module:function'"),
@@ -105,6 +108,75 @@ def test_bad_specs_are_one_line_errors(tmp_path: Path, old: str, new: str, messa
     with pytest.raises(ScaleplanError) as info:
         load_spec(path)
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_ladders_over_depth_tokens_and_batch(tmp_path: Path) -> None:
+    """(width, depth, D, B) grid points: steps follow from tokens / batch, so D is the same at every batch size."""
+    from scaleplan.sweep.plan import GridPoint, grid_points
+
+    text = MINIMAL.replace("steps = [10]", "depths = [2, 4]\ntokens = [640, 1280]").replace("[search]", "[search]\nbatch_size = [8, 16]")
+    spec = load_spec(write(tmp_path, text))
+    assert spec.swept_axes == ("width", "depth", "D", "batch") and spec.steps == () and spec.units_per_example == 1
+    points = grid_points(spec)
+    assert len(points) == 2 * 2 * 2 * 2
+    assert points[0] == GridPoint(8, 80, 8, 0, depth=2, tokens=640) and points[1] == GridPoint(8, 40, 16, 0, depth=2, tokens=640)
+    assert points[0].key == "w8-d2-s80-b8-seed0" and points[0].attrs() == {
+        "width": 8, "depth": 2, "tokens": 640, "steps": 80, "batch_size": 8, "seed": 0}
+    assert GridPoint.from_attrs(points[0].attrs()) == points[0]
+    assert load_spec(write(tmp_path, MINIMAL)).swept_axes == ("width",)
+
+
+def test_tokens_must_be_whole_steps_at_every_batch_size(tmp_path: Path) -> None:
+    text = MINIMAL.replace("steps = [10]", "tokens = [100]").replace("[search]", "[search]\nbatch_size = [10, 8]")
+    with pytest.raises(ScaleplanError, match=r"tokens = 100 is not a whole number of steps at batch size 8; choose tokens"):
+        load_spec(write(tmp_path, text))
+
+
+def test_tokens_count_the_language_models_context(tmp_path: Path) -> None:
+    """For the char-level LM one example is seq_len tokens: tokens = 8192 at batch 4 and seq_len 32 is 64 steps."""
+    from scaleplan.sweep.plan import grid_points
+
+    text = BUILTIN_LM.format(ladder="tokens = [8192]\ndepths = [2]")
+    spec = load_spec(write(tmp_path, text))
+    assert spec.units_per_example == 32 and [p.steps for p in grid_points(spec)] == [64, 64]
+
+
+BUILTIN_LM = """
+[sweep]
+name = "lm"
+[task]
+name = "charlm"
+kwargs = {{seq_len = 32}}
+[model]
+name = "gpt"
+parametrization = "mup"
+completep = true
+[ladder]
+widths = [32, 64]
+{ladder}
+[search]
+lr = {{low = 1e-3, high = 1e-1}}
+batch_size = [4]
+"""
+
+
+@pytest.mark.parametrize(
+    ("ladder", "extra", "message"),
+    [
+        ("steps = [10]", "", "completep = true needs base_depth (the depth the lr is tuned at) or a [ladder] depths"),
+        ("steps = [10]\ndepths = [2, 3]", "kwargs = {depth = 2}", "'depth' is set by [ladder] depths; drop it from [model] kwargs"),
+    ],
+)
+def test_depth_ladder_errors(tmp_path: Path, ladder: str, extra: str, message: str) -> None:
+    text = BUILTIN_LM.format(ladder=ladder).replace("completep = true", f"completep = true\n{extra}")
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(write(tmp_path, text))
+    assert message in str(info.value)
+
+
+def test_completep_base_depth_defaults_to_the_shallowest(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, BUILTIN_LM.format(ladder="steps = [10]\ndepths = [3, 2, 4]")))
+    assert spec.reference == ParametrizationRef("mup", base_width=32, base_depth=2, completep=True)
 
 
 def test_builtin_search_keys_are_closed(tmp_path: Path) -> None:
@@ -156,7 +228,7 @@ lr = {low = 1e-4, high = 1e-1}
         ('pruner = "median"', "pruner 'median' needs 'prune_every' (steps between held-out checks), e.g. prune_every = 10"),
         ('pruner = "median"\nprune_every = 0', "'prune_every' must be a positive integer, got 0"),
         ('pruner = "median"\nprune_every = 2.5', "'prune_every' must be a positive integer, got 2.5"),
-        ('pruner = "successive-halving"\nprune_every = 20', "'prune_every' = 20 must be smaller than every [ladder] steps value (smallest: 20)"),
+        ('pruner = "successive-halving"\nprune_every = 20', "'prune_every' = 20 must be smaller than every run's steps (smallest: 20)"),
         ("prune_every = 5", "'prune_every' needs a pruner"),
     ],
 )
@@ -202,3 +274,64 @@ def test_bad_completep_keys(tmp_path: Path, model: str, message: str) -> None:
     with pytest.raises(ScaleplanError) as info:
         load_spec(write(tmp_path, text))
     assert message in str(info.value)
+
+
+WD_SPEC = """
+[sweep]
+name = "wd"
+sampler = "grid"
+[task]
+name = "teacher-student"
+[model]
+name = "mlp"
+parametrization = "mup"
+[train]
+optimizer = "adamw"
+[ladder]
+widths = [8, 16]
+steps = [10]
+[search]
+lr = [1e-3, 1e-2]
+"""
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("weight_decay = [0.1, -0.1]", "weight_decay must be >= 0, got -0.1"),
+        ("weight_decay = {low = -0.5, high = 0.5, log = false, points = 3}", "weight_decay must be >= 0, got -0.5"),
+        ("wd_tau = {low = -0.5, high = 2.0, log = false, points = 3}",
+         "wd_tau must be > 0, got -0.5 (a timescale <= 0 implies lambda <= 0)"),
+        ("wd_tau = [0.0, 1.0]", "wd_tau must be > 0, got 0"),
+        ("wd_tau = [0.5, 1.0]\nweight_decay = [0.1, 0.2]", "give weight_decay or wd_tau"),
+    ],
+)
+def test_bad_weight_decay_searches_are_one_line(tmp_path: Path, extra: str, message: str) -> None:
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(write(tmp_path, WD_SPEC.replace('lr = [1e-3, 1e-2]', f'lr = [1e-3, 1e-2]\n{extra}')))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ('optimizer = "adam"', "[search] weight_decay needs decoupled weight decay, but [train] optimizer is 'adam'"),
+        ('optimizer = "sgd"', "optimizer is 'sgd' (its decay is L2 in the gradient"),
+        ('optimizer = "adamw"\ndecay_convention = "lr-free"', "unknown decay_convention 'lr-free'"),
+        ('optimizer = "adamw"\nweight_decay = nan', "weight_decay must be a finite number, got nan"),
+    ],
+)
+def test_a_decay_search_needs_adamw(tmp_path: Path, train: str, message: str) -> None:
+    text = WD_SPEC.replace('optimizer = "adamw"', train).replace('lr = [1e-3, 1e-2]', 'lr = [1e-3, 1e-2]\nweight_decay = [0.1, 1.0]')
+    if "weight_decay = nan" in train:
+        text = text.replace("\nweight_decay = [0.1, 1.0]", "")
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(write(tmp_path, text))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_timescale_search_parses(tmp_path: Path) -> None:
+    text = WD_SPEC.replace('lr = [1e-3, 1e-2]', 'lr = [1e-3, 1e-2]\nwd_tau = {low = 0.1, high = 10.0, points = 3}')
+    spec = load_spec(write(tmp_path, text.replace('optimizer = "adamw"', 'optimizer = "adamw"\ndecay_convention = "independent"')))
+    assert spec.search_param("wd_tau") == SearchParam("wd_tau", 0.1, 10.0, True, 3, None)
+    assert spec.train["decay_convention"] == "independent" and spec.trials_per_point == 6

@@ -31,14 +31,34 @@ def make_spec(tmp_path: Path, storage: str | None = None):
         ("journal:///rel.journal", "journal", "{d}/rel.journal"),
         ("runs.db", "sqlite", "sqlite:///{d}/runs.db"),
         ("sqlite:///rel.db", "sqlite", "sqlite:///{d}/rel.db"),
-        ("postgresql://u:p@h/db", "postgresql", "postgresql+psycopg2://u:p@h/db"),
-        ("postgres://u:p@h/db", "postgresql", "postgresql+psycopg2://u:p@h/db"),
-        ("postgresql+psycopg://u:p@h/db", "postgresql", "postgresql+psycopg://u:p@h/db"),
+        ("postgresql://u:p@h/db", "postgresql", "postgresql+psycopg://u:p@h/db"),
+        ("postgres://u:p@h/db", "postgresql", "postgresql+psycopg://u:p@h/db"),
+        ("postgresql+psycopg2://u:p@h/db", "postgresql", "postgresql+psycopg2://u:p@h/db"),
     ],
 )
 def test_resolve_storage(tmp_path: Path, url: str | None, kind: str, expected: str) -> None:
     target = resolve_storage(url, make_spec(tmp_path))
     assert (target.kind, target.url) == (kind, expected.format(d=tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("installed", "expected"),
+    [({"psycopg", "psycopg2"}, "postgresql+psycopg://"), ({"psycopg"}, "postgresql+psycopg://"),
+     ({"psycopg2"}, "postgresql+psycopg2://"), (set(), None)],
+)
+def test_driver_resolution_works_with_either_driver(monkeypatch: pytest.MonkeyPatch, installed: set, expected: str | None) -> None:
+    import importlib.machinery
+    import importlib.util
+
+    real = importlib.util.find_spec
+    fake = importlib.machinery.ModuleSpec("driver", None)  # resolution asks only whether a driver is importable
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: (fake if name in installed else None) if name.startswith("psycopg") else real(name, *a))
+    if expected is None:
+        with pytest.raises(ScaleplanError, match="postgresql storage needs a driver"):
+            resolve_storage("postgresql://u:p@h/db")
+    else:
+        assert resolve_storage("postgresql://u:p@h/db").url == f"{expected}u:p@h/db"
 
 
 def test_spec_storage_key_is_relative_to_the_spec(tmp_path: Path) -> None:
@@ -70,7 +90,7 @@ def test_unreachable_postgres_is_one_line() -> None:
     with pytest.raises(ScaleplanError) as info:
         open_storage(target)
     text = str(info.value)
-    assert text.startswith("cannot reach storage postgresql+psycopg2://u:***@127.0.0.1") and "secret" not in text
+    assert text.startswith("cannot reach storage postgresql+psycopg://u:***@127.0.0.1") and "secret" not in text
     assert "\n" not in text
 
 

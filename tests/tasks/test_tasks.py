@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -132,11 +133,64 @@ def test_charlm_ships_its_pinned_corpus():
     assert load_corpus().numel() == 349_717
 
 
-def test_charlm_auto_reads_this_pythons_stdlib_and_checks_the_hash():
-    from scaleplan.errors import ScaleplanError
-    from scaleplan.tasks.charlm import load_corpus
+def test_charlm_reads_a_stdlib_folder_and_refuses_a_changed_byte(tmp_path):
+    import hashlib
+    import shutil
+    import sysconfig
 
-    try:  # this Python's copies either match the pinned text exactly or are refused by name
-        assert torch.equal(load_corpus("auto"), load_corpus())
-    except ScaleplanError as exc:
-        assert "has sha256" in str(exc) and "pass task kwarg sha256=" in str(exc)
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for name in STDLIB_FILES:  # this Python's copies, whatever their version: the test pins their hash itself
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(stdlib / name, tmp_path / name)
+    data = b"\n".join((tmp_path / name).read_bytes() for name in STDLIB_FILES)
+    digest = hashlib.sha256(data).hexdigest()
+    assert load_corpus(str(tmp_path), sha256=digest).numel() == len(data)
+    first = tmp_path / STDLIB_FILES[0]
+    first.write_bytes(first.read_bytes() + b"#")
+    load_corpus.cache_clear()  # the folder's text changed under the same arguments
+    with pytest.raises(ScaleplanError, match=f"has sha256 [0-9a-f]{{64}}, expected {digest}; .* pass task kwarg sha256="):
+        load_corpus(str(tmp_path), sha256=digest)
+
+
+@pytest.mark.parametrize("name, kwargs", [("teacher-student", {}), ("patterns", {}), ("charlm", {}), ("charlm", {"seq_len": 16})])
+def test_spec_side_units_per_example_agree_with_the_tasks(name: str, kwargs: dict) -> None:
+    """Sweep specs turn a tokens ladder into steps without building the task (no torch): the counts must agree."""
+    from scaleplan.tasks import get_task
+    from scaleplan.train.config import units_per_example
+
+    assert units_per_example(name, kwargs) == get_task(name, **kwargs).units_per_example
+
+
+RETRIEVAL = {"mode": "denoise", "dim": 32, "n_classes": 128, "flip_prob": 0.2}
+
+
+def linear_floor(task) -> float:
+    """Held-out MSE of the best affine map of the input, fitted on the held-out set itself (optimistic)."""
+    x, y = task.eval_set()
+    inputs = torch.cat([x, torch.ones(len(x), 1)], dim=1)
+    return float(((inputs @ torch.linalg.lstsq(inputs, y).solution - y) ** 2).mean())
+
+
+def test_retrieval_floors() -> None:
+    task = get_task("patterns", **RETRIEVAL)
+    x, y = task.eval_set()
+    posterior = torch.softmax(x @ task._prototypes.T * 0.5 * math.log(0.8 / 0.2), dim=-1) @ task._prototypes
+    assert task.eval_loss(lambda x: x) == pytest.approx(0.8, abs=0.03)  # 4 * flip_prob
+    assert linear_floor(task) == pytest.approx(0.58, abs=0.02)
+    assert float(((posterior - y) ** 2).mean()) == pytest.approx(0.18, abs=0.02)  # Bayes: what recall could reach
+
+
+@pytest.mark.parametrize("leak, below_linear", [(True, True), (False, False)])
+def test_a_denseam_retrieves_stored_patterns_only_with_the_leak(leak: bool, below_linear: bool) -> None:
+    """The denoise readout returns x_T; with the leak (the modern Hopfield energy) x_T forgets the corrupted
+    x_0 and settles on the retrieved pattern, beating every linear map of the input; without it x_T keeps x_0."""
+    from scaleplan.train.config import TrialConfig
+    from scaleplan.train.loop import train_trial
+
+    torch.set_num_threads(1)
+    cfg = TrialConfig(task="patterns", model="denseam", width=256, parametrization="denseam", base_width=256,
+                      task_kwargs=RETRIEVAL, lr=0.03, steps=300, batch_size=64, beta0=16.0,
+                      model_kwargs={"width_axis": "memories", "readout": "denoise", "steps": 8, "leak": leak})
+    loss = train_trial(cfg).loss
+    floor = linear_floor(get_task("patterns", **RETRIEVAL))
+    assert (loss < floor - 0.05) == below_linear, (loss, floor)

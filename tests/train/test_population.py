@@ -46,6 +46,15 @@ def test_population_equals_sequential_runs(optimizer, lrs, weight_decay) -> None
     assert_same_as_sequential(cfgs)
 
 
+@pytest.mark.parametrize("convention", ["torch", "independent"])
+def test_population_adamw_decay_equals_sequential_to_1e_6(convention: str) -> None:
+    # members differ in lr and in lambda (given directly, or through the timescale wd_tau), muP hidden x m
+    cfgs = members(lr=[1e-3, 3e-3, 1e-2, 3e-3], seed=[0, 1, 0, 2], optimizer=["adamw"] * 4,
+                   weight_decay=[0.5, 2.0, 0.0, 0.0], wd_tau=[None, None, 0.2, 1.0], decay_convention=[convention] * 4,
+                   schedule=["cosine"] * 4, warmup_steps=[5] * 4)
+    assert_same_as_sequential(cfgs, rel=1e-6)
+
+
 def test_members_may_differ_in_init_std_output_mult_and_weight_decay() -> None:
     cfgs = members(lr=[3e-3] * 3, init_std=[0.5, 1.0, None], output_mult=[1.0, 2.0, 1.0],
                    weight_decay=[0.0, 0.1, 0.0])
@@ -63,6 +72,17 @@ def test_gpt_population_on_charlm() -> None:
     cfgs = [TrialConfig(task="charlm", model="gpt", width=32, base_width=16, steps=8, batch_size=4, lr=lr, seed=seed,
                         task_kwargs={"seq_len": 16, "n_eval": 8}, model_kwargs={"depth": 1, "n_heads": 2})
             for lr, seed in [(1e-3, 0), (3e-3, 1)]]
+    assert_same_as_sequential(cfgs, rel=1e-4)
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_hf_gpt2_population_on_charlm(tied: bool) -> None:
+    """transformers' GPT-2 under vmap: tied weights survive the meta skeleton (they did not: wrong losses)."""
+    pytest.importorskip("transformers")
+    cfgs = [TrialConfig(task="charlm", model="hf-gpt2", width=32, base_width=16, steps=6, batch_size=4, lr=lr, seed=seed,
+                        task_kwargs={"seq_len": 16, "n_eval": 8}, model_kwargs={"depth": 1, "n_heads": 2, "tied": tied},
+                        init_std=0.02)
+            for lr, seed in [(1e-3, 0), (1e-2, 1)]]
     assert_same_as_sequential(cfgs, rel=1e-4)
 
 

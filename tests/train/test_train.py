@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -20,7 +21,7 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
     ("kwargs", "message"),
     [
         ({"optimizer": "lion"}, "unknown optimizer 'lion'; use one of adam, adamw, sgd"),
-        ({"schedule": "linear"}, "unknown schedule 'linear'; use one of constant, cosine"),
+        ({"schedule": "step"}, "unknown schedule 'step'; use one of constant, cosine, linear"),
         ({"lr": 0.0}, "lr must be > 0, got 0.0"),
         ({"lr": float("nan")}, "lr must be a finite number, got nan"),
         ({"steps": 0}, "steps must be a positive integer"),
@@ -35,6 +36,12 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
         ({"tau": "x"}, "tau must be a finite number, got 'x'"),
         ({"warmup_steps": 2.5}, "warmup_steps must be an integer, got 2.5"),
         ({"threads": 0}, "threads must be >= 1 or None"),
+        ({"weight_decay": float("nan")}, "weight_decay must be a finite number, got nan"),
+        ({"wd_tau": -0.5, "optimizer": "adamw"}, "wd_tau must be > 0, got -0.5"),
+        ({"wd_tau": 0.5}, "wd_tau .* needs optimizer 'adamw'; 'adam' has no decoupled decay"),
+        ({"wd_tau": 0.5, "weight_decay": 0.1, "optimizer": "adamw"}, "give weight_decay or wd_tau"),
+        ({"decay_convention": "independent"}, "optimizer 'adam' has L2 decay: use optimizer 'adamw'"),
+        ({"decay_convention": "coupled", "optimizer": "adamw"}, "unknown decay_convention 'coupled'"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message) -> None:
@@ -69,6 +76,10 @@ def test_population_key_leaves_out_per_member_fields() -> None:
         ("cosine", 2, 1, 2 / 3),
         ("cosine", 2, 2, 1.0),
         ("cosine", 2, 10, 0.0),
+        ("linear", 0, 5, 0.5),
+        ("linear", 2, 2, 1.0),
+        ("linear", 2, 6, 0.5),
+        ("linear", 2, 10, 0.0),
     ],
 )
 def test_lr_factor(schedule, warmup, step, expected) -> None:
@@ -128,6 +139,26 @@ def test_other_optimizers_and_schedules_train(optimizer: str) -> None:
     assert math.isfinite(plain.loss) and math.isfinite(decayed.loss) and plain.loss != decayed.loss
 
 
+@pytest.mark.parametrize(
+    "convention, lr, tau, steps, expected", [("torch", 1e-2, 0.5, 200, 1.0), ("independent", 1e-2, 0.5, 200, 0.01)]
+)
+def test_wd_tau_sets_lambda_per_trial(convention: str, lr: float, tau: float, steps: int, expected: float) -> None:
+    cfg = TrialConfig(optimizer="adamw", lr=lr, wd_tau=tau, steps=steps, decay_convention=convention)
+    assert cfg.effective_weight_decay == pytest.approx(expected, rel=1e-12)  # lambda = 1/(tau * steps [* lr])
+    same = TrialConfig(optimizer="adamw", lr=lr, weight_decay=expected, steps=steps, decay_convention=convention, **{
+        k: v for k, v in SMALL.items() if k != "steps"})
+    assert train_trial(dataclasses.replace(same, weight_decay=0.0, wd_tau=tau)).loss == train_trial(same).loss
+
+
+@pytest.mark.parametrize("convention", ["torch", "independent"])
+def test_mup_equals_sp_at_base_width_with_decay(convention: str) -> None:
+    kwargs = dict(SMALL, base_width=SMALL["width"], optimizer="adamw", weight_decay=0.3, lr=3e-3,
+                  decay_convention=convention, schedule="cosine", warmup_steps=5)
+    mup, sp = train_trial(TrialConfig(parametrization="mup", **kwargs)), train_trial(TrialConfig(parametrization="sp", **kwargs))
+    assert (mup.loss, mup.train_loss) == (sp.loss, sp.train_loss)
+    assert mup.loss != train_trial(TrialConfig(parametrization="mup", **{**kwargs, "weight_decay": 0.0})).loss
+
+
 def test_charlm_counts_tokens() -> None:
     cfg = TrialConfig(task="charlm", model="gpt", width=16, base_width=16, steps=3, batch_size=4, lr=1e-3,
                       task_kwargs={"seq_len": 8, "n_eval": 4}, model_kwargs={"depth": 1, "n_heads": 2})
@@ -172,3 +203,15 @@ def test_checkpoint_reports_held_out_loss_and_can_stop_the_trial() -> None:
     stopped = train_trial(cfg, lambda steps, loss: steps == 20, checkpoint_every=10)
     assert (stopped.pruned, stopped.diverged, stopped.steps_run, stopped.loss) == (True, False, 20, seen[1][1])
     assert stopped.tokens_or_samples == 20 * 16
+
+
+def test_non_embedding_params_of_the_gpt_is_about_12_l_d_squared() -> None:
+    """N excludes the token/position tables and the readout, as the planner's 12 L d^2 does (plus LN and biases)."""
+    from scaleplan.models import build_model
+    from scaleplan.train.build import n_params, non_embedding_params
+
+    model = build_model("gpt", 64, depth=3, vocab=50, seq_len=16)
+    d, L = 64, 3
+    per_block = 12 * d * d + 4 * d + d + 4 * d  # attention 4d^2, MLP 8d^2 + biases 4d + d, two LayerNorms 4d
+    assert non_embedding_params(model) == L * per_block + 2 * d  # + the final LayerNorm
+    assert n_params(model) == non_embedding_params(model) + 50 * d + 16 * d + d * 50

@@ -64,33 +64,47 @@ def test_end_to_end_on_a_tiny_spec(tmp_path: Path) -> None:
     predicted = law.predict(width=32).lr
     assert f"| {predicted:.4g} (predicted) |" in report  # the law's prediction is what was trained
     assert report.startswith("# Transfer validation\n\nReproduce: `scaleplan validate")
-    assert "--seeds 2" in report and "| tiny | 32 (target, best lr trained) |" in report
+    assert "--seeds 2" in report and "| tiny | width | 32 (target, best lr trained) |" in report
     assert report.count("(predicted)") == 1 and report.count("(naive)") == 1
     assert "predicted regret" in out.stdout and (tmp_path / "res" / "tiny-trials.csv").is_file()
 
 
 def test_checks_every_spec_before_training(tmp_path: Path) -> None:
     good = write_spec(tmp_path, "good")
-    bad = write_spec(tmp_path, "bad").read_text().replace("steps = [20]", "steps = [20, 40]")
-    (tmp_path / "bad.toml").write_text(bad)
-    out = run(str(good), str(tmp_path / "bad.toml"), "--target-width", "64", cwd=tmp_path)
+    bad = write_spec(tmp_path, "bad", extra="init_std = [0.5, 1.0]\n")
+    out = run(str(good), str(bad), "--target-width", "64", cwd=tmp_path)
     assert out.returncode == 2
-    assert out.stderr.strip().splitlines() == [
-        f"error: {tmp_path / 'bad.toml'}: validate needs one steps value and one batch size (the transfer is over width)"]
+    assert out.stderr.strip().splitlines() == [f"error: {bad}: validate transfers lr only; fix init_std to one value in the spec"]
     assert not list(tmp_path.glob("*.journal"))  # nothing was swept
 
 
+TOKENS = "\n".join(["", "[ladder]", "widths = [8, 16]", "tokens = [640, 1280]"])
+
+
 @pytest.mark.parametrize(
-    "args, fragment",
+    "args, ladder, fragment",
     [
-        (["--target-width", "16"], "--target-width 16 must be wider than the widest swept width 16"),
-        (["--target-width", "64", "--out", "blocker/res"], "cannot write report to blocker/res/transfer.md"),
+        (["--target-width", "16"], None, "--target width=16 must exceed the largest swept width (16)"),
+        (["--target", "width=64", "--out", "blocker/res"], None, "cannot write report to blocker/res/transfer.md"),
+        (["--target", "depth=16"], None, "--target depth=16: the spec sweeps no depth; a target must lie on an axis the "
+                                         "sweep varied (this one varies: width)"),
+        (["--target", "batch=512"], None, "--target batch=512: the spec sweeps only batch 32"),
+        (["--target", "depth=0"], None, "--target depth=0: the value must be a positive integer"),
+        (["--target", "heads=4"], None, "--target expects AXIS=VALUE with AXIS one of width, depth, steps, tokens, batch"),
+        ([], None, "give a target: --target AXIS=VALUE"),
+        (["--target", "steps=400"], TOKENS, "--target steps=400: the spec sweeps no steps"),
+        (["--target", "batch=2048"], TOKENS, "batch 2048 x 1 tokens per example does not divide D = 1280 into whole steps"),
     ],
 )
-def test_bad_input_is_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:
+def test_bad_input_is_one_line(tmp_path: Path, args: list[str], ladder: str | None, fragment: str) -> None:
     (tmp_path / "blocker").write_text("a file where a folder is expected")
-    out = run(str(write_spec(tmp_path, "s")), *args, cwd=tmp_path)
+    spec = write_spec(tmp_path, "s")
+    if ladder is not None:
+        text = spec.read_text().replace("[ladder]\nwidths = [8, 16]\nsteps = [20]", ladder.strip("\n"))
+        spec.write_text(text.replace("batch_size = [32]", "batch_size = [8, 16]"))
+    out = run(str(spec), *args, cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and fragment in out.stderr, out.stderr
+    assert not list(tmp_path.glob("*.journal"))  # refused before any training
 
 
 def test_same_sweep_name_twice_is_refused(tmp_path: Path) -> None:
@@ -116,3 +130,34 @@ def test_reduced_validation_shows_mup_transfers_better_than_sp(tmp_path: Path) -
     mup_predicted, _, mup_smoothed, _, mup_naive, *_ = regrets["slow-mup"]
     assert mup_predicted < sp_naive and mup_naive < sp_naive, regrets
     assert mup_smoothed <= 2.0, regrets
+
+
+def test_a_target_whose_denseam_descent_explodes_is_refused_before_the_sweep(tmp_path: Path) -> None:
+    """relu-poly under SP keeps beta = beta0/N_base: fine at the swept widths, explosive at the 16x target."""
+    spec = tmp_path / "relu.toml"
+    spec.write_text("""
+[sweep]
+name = "relu"
+sampler = "grid"
+[task]
+name = "patterns"
+[model]
+name = "denseam"
+parametrization = "sp"
+base_width = 32
+kwargs = {energy = "relu-poly", degree = 3, steps = 8, n_memories = 64, beta0 = 2.0}
+[ladder]
+widths = [32, 64]
+steps = [5]
+[search]
+lr = {low = 1e-3, high = 1e-2, points = 2}
+batch_size = [16]
+""")
+    out = run(str(spec), "--target-width", "2048", cwd=tmp_path)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip().splitlines() == [
+        "error: DenseAM relu-poly n=3, T=8, N=2048, K=64, beta0=2, tau=1 under 'sp': the energy descent explodes at init "
+        "(the state's rms becomes non-finite over 8 steps, limit 100x), so every lr would diverge; lower beta0 (relu-poly "
+        "raises the overlaps beta0*s/N to the power n-1) or tau, or use parametrization 'denseam' (beta0/N, memories averaged)"
+    ]
+    assert not list(tmp_path.glob("*.journal"))  # nothing was swept

@@ -61,8 +61,8 @@ def grid_lrs(report: str, name: str) -> list[float]:
 
 def width_optima(report: str, name: str) -> dict[int, float]:
     """{swept width: lr*} from the report's drift table."""
-    rows = [line.strip("|").split("|") for line in report.splitlines() if line.startswith(f"| {name} | ")]
-    return {int(r[1]): float(r[2]) for r in rows if r[1].strip().isdigit()}
+    rows = [line.strip("|").split("|") for line in report.splitlines() if line.startswith(f"| {name} | width | ")]
+    return {int(r[2]): float(r[3]) for r in rows if r[2].strip().isdigit()}
 
 
 @pytest.fixture(scope="module")
@@ -101,7 +101,7 @@ def true_regret(lr: float) -> float:
 def test_report_numbers_match_the_fake_trainer(fake_report: str, name: str, noise: float) -> None:
     row = report_row(fake_report, name)
     predicted, naive = float(row["predicted lr"]), float(row["naive lr"].split()[0])
-    assert row["seeds"] == "5" and row["target"].startswith("512 (8x widest)")
+    assert row["seeds"] == "5" and row["target"] == "width 512 (8x the largest swept)"
     # the law absorbs the drift (lr* ~ W^-0.5): the prediction sits near the true optimum at 512 ...
     assert abs(math.log2(predicted / bowl_optimum(TARGET))) < 0.5  # the parabola per width sits low on this asymmetric bowl
     # ... the naive choice reuses the WIDEST swept width's optimum (64: 1.5 octaves above; the narrowest's is 3)
@@ -167,3 +167,15 @@ def test_target_grid_covers_both_choices_with_margin() -> None:
     assert all(math.isclose(b - a, 0.5) or math.isclose(b - a, 1.0) for a, b in zip(logs, logs[1:]))
     assert 0.0 not in logs  # the prediction itself is trained separately, not twice
     assert len(grid) == 12
+
+
+def test_target_runs_keep_the_specs_fixed_search_values(tmp_path: Path) -> None:
+    """A value fixed in [search] (HF GPT-2's `init_std = [0.02]`) reaches every target run, as it reached every swept
+    trial; the first release trained the target without it (a silently different model)."""
+    spec = FAKE_SPEC.format(name="gain", fn="transfer_bowl_needs_gain").replace(
+        "[search]\n", "[search]\ngain = [2.0]\n")
+    (tmp_path / "gain.toml").write_text(spec)
+    result = CliRunner().invoke(cli, ["validate", str(tmp_path / "gain.toml"), "--target-width", "128", "--seeds", "1",
+                                      "--out", str(tmp_path / "res"), "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    assert "gain" in (tmp_path / "res" / "transfer.md").read_text()

@@ -1,0 +1,83 @@
+"""The DenseAM coordinate check: overlaps, activations and per-step updates of the descent across N or K.
+
+The DenseAM's probes (`overlap` = beta*s, `activation` = a, `update` = one step's change of x, each
+a mean |value| over the T steps and the batch) recorded by `trace_training` while a classifier
+DenseAM trains a few Adam steps on one fixed batch of the corrupted-patterns task, with the width on one axis: features N (K fixed)
+or memories K (N fixed). Under the DenseAM rules each probe stays flat; the contrasts are SP (beta
+and the relu-poly memory sum frozen at the base) and the first release's rules.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+import torch
+from torch import nn
+
+from scaleplan.diagnostics.coord_check import average_seeds, trace_training, width_table
+from scaleplan.models import build_parametrized
+from scaleplan.tasks import get_task
+
+PROBES = ("overlap", "activation", "update")
+RULES = ("current", "first-release")
+AXES = ("features", "memories")
+# A small O(1) memory init (std 0.1) lets the learned overlaps dominate the random ones, which vanish
+# as N^-1/2 under beta = beta0/N; a zero readout keeps the step-0 noise out (as for muP's check).
+DEFAULTS: dict[str, Any] = {"memory_std": 0.1, "readout_zero_init": True}
+
+
+def first_release_rules(model: nn.Module) -> None:
+    """Make a DenseAM built under 'denseam' follow the first release's rules: a memory Adam eps constant in
+    N and K (its record's m set to 1, so the rule's 1/m is 1) and a relu-poly update summed over the K
+    memories with activation relu(z)^(n-1) (today's mean of relu(z)^(n-1)/(n-1), times K(n-1))."""
+    model.scaleplan_state.tensors["memories"].m = 1.0
+    if model.energy == "relu-poly":
+        model.update.multiplier = model.n_memories * (model.degree - 1)
+
+
+def denseam_coord_check(
+    parametrization: str,
+    axis: str,
+    sizes: tuple[int, ...],
+    fixed: int,
+    energy: str = "lse",
+    degree: int = 3,
+    steps: int = 8,
+    train_steps: int = 3,
+    lr: float = 0.05,
+    rules: str = "current",
+    seeds: int = 1,
+    batch_size: int = 64,
+    eps: float = 1e-8,
+    **model_kwargs: Any,
+) -> pd.DataFrame:
+    """Frame (width, step, layer, mean_abs) of the DenseAM probes; width is N or K (`axis`), the other is `fixed`.
+
+    step 0 is the forward pass at init, step t the one after t Adam updates; the base is min(sizes).
+    rules="first-release" applies `first_release_rules` (with parametrization "denseam").
+    """
+    if axis not in AXES or rules not in RULES:
+        raise ValueError(f"axis must be one of {AXES} and rules one of {RULES}, got {axis!r}, {rules!r}")
+    task = get_task("patterns")
+    kwargs = {**DEFAULTS, **model_kwargs, **task.model_kwargs, "width_axis": axis, "energy": energy, "degree": degree,
+              "steps": steps, ("n_memories" if axis == "features" else "features"): fixed}
+    rows = []
+    for seed in range(seeds):
+        inputs, targets = task.sample_batch(batch_size, torch.Generator().manual_seed(seed))
+        for size in sizes:
+            torch.manual_seed(seed)
+            model = build_parametrized("denseam", size, parametrization, min(sizes), **kwargs)
+            if rules == "first-release":
+                first_release_rules(model)
+            rows += [(seed, size, step, layer, value) for step, layer, value in trace_training(model, (inputs, targets), train_steps, lr, eps=eps)
+                     if layer in PROBES]
+    return average_seeds(rows)
+
+
+def probe_ratios(frame: pd.DataFrame, step: int) -> pd.Series:
+    """Per probe: its largest / its smallest mean |value| over the sizes at `step` (>= 1; flat is 1); NaN
+    when any size's value is not finite (its descent or training diverged)."""
+    table = width_table(frame, step)
+    table = table.where(table.abs() < float("inf"))
+    return table.max(axis=1, skipna=False) / table.min(axis=1, skipna=False)

@@ -1,0 +1,51 @@
+"""What a fit found doubtful, as one list of lines: printed by the summary, stored in the law file's `flags`.
+
+A flag does not stop the fit (refusals do): it marks a number the user should not trust blindly.
+"""
+
+from __future__ import annotations
+
+from scaleplan.fit.hyperparameter_law import HyperparameterFit
+from scaleplan.fit.isoflop import IsoflopFit
+from scaleplan.fit.loss_law import LossLawFit
+from scaleplan.fit.multi_axis import MultiAxisFit
+
+
+def fit_flags(hyper: HyperparameterFit | MultiAxisFit | None = None, loss: LossLawFit | None = None,
+              isoflop: IsoflopFit | None = None, extra: tuple[str, ...] = ()) -> list[str]:
+    """Every flag of the fits given, cells first, then laws, then `extra` (e.g. an unfinished sweep)."""
+    out = list(extra)
+    if hyper is not None:
+        out += _cell_flags(hyper)
+        out += [f for fit in (hyper.lr, hyper.batch_size) if fit is not None for f in fit.flags]
+    if isoflop is not None:
+        for kind, hit in (("at the edge of the sizes run (excluded)", lambda b: b.at_edge),
+                          ("a parabola vertex outside the sizes it was fitted on", lambda b: b.outside_window),
+                          ("a non-convex profile (lowest loss used)", lambda b: b.fallback)):
+            where = [f"C={b.compute:.3g}" for b in isoflop.budgets if hit(b)]
+            if where:
+                out.append(f"{len(where)} of {len(isoflop.budgets)} budgets have their optimum {kind}: {', '.join(where)}")
+        if isoflop.skipped:
+            out.append(f"{len(isoflop.skipped)} budgets skipped (fewer than 3 sizes): "
+                       + ", ".join(f"C={c:.3g}" for c in isoflop.skipped))
+        out += [*isoflop.n_law.flags, *isoflop.d_law.flags]
+    if loss is not None:
+        out += list(loss.flags)
+    return out
+
+
+def _cell_flags(hyper: HyperparameterFit | MultiAxisFit) -> list[str]:
+    """Cells whose optimum is at the edge, outside its parabola window, flat, or has a zero-width interval."""
+    out = []
+    kinds = (
+        ("touch the edge of the swept lr range: widen the lr grid there", lambda o, ci: o.at_edge),
+        ("have a parabola vertex outside the lrs it was fitted on (an extrapolation of the quadratic)", lambda o, ci: o.outside_window),
+        ("are flat (every trial within the band of the minimum): the sweep locates no optimum there", lambda o, ci: o.flat),
+        ("have a zero-width bootstrap interval of lr* (every replicate picked the same grid lr): "
+         "the true uncertainty is at least the grid spacing", lambda o, ci: ci[0] == ci[1]),
+    )
+    for text, hit in kinds:
+        where = [o.where(hyper.x) for o, ci in zip(hyper.optima, hyper.cell_lr_ci) if hit(o, ci)]
+        if where:
+            out.append(f"{len(where)} of {len(hyper.optima)} cells {text}: {'; '.join(where)}")
+    return out

@@ -1,0 +1,28 @@
+"""The bounds scaleplan checks input against before any work (one place, documented in the README).
+
+Beyond them a sweep plan exhausts memory, a model cannot be built, or a law's arithmetic overflows;
+each bound sits far above anything trained so far, so a value past it is a typo or a unit mix-up.
+"""
+
+from __future__ import annotations
+
+# sweeps (spec keys) and coordinate checks
+MAX_WIDTH = 65_536                  # [ladder] widths, coord-check --widths
+MAX_STEPS = 100_000_000             # [ladder] steps
+MAX_DEPTH = 10_000                  # [ladder] depths
+MAX_BATCH_SIZE = 1 << 24            # [search] batch_size
+MAX_TRIALS_PER_POINT = 10_000       # [sweep] trials_per_point, and the values of one searched grid
+MAX_PLANNED_TRIALS = 100_000        # grid points x trials_per_point in one sweep
+
+# predict: sizes (after parsing 7B, 2T, ...) and shape options
+MAX_PARAMS = 1e15
+MAX_TOKENS = 1e17                   # also [ladder] tokens
+MAX_COMPUTE = 1e32                  # FLOPs
+MAX_TARGET_WIDTH = 1 << 20          # predict --width, --d-model
+MAX_LAYERS = 100_000
+MAX_ASPECT = 10_000.0               # d_model / layers
+MAX_SEQ_LEN = 1 << 24
+MAX_VOCAB = 100_000_000
+
+# fit
+MAX_BOOTSTRAP = 10_000              # replicates: beyond this the Monte Carlo error is far below the interval's width

@@ -1,0 +1,155 @@
+"""Which dimension of a weight is its fan-in and which its fan-out, read from the module that uses it.
+
+`nn.Linear` and convolutions store (out, in, ...), HF's `Conv1D` and transposed convolutions
+(in, out, ...), an embedding (index, out); a raw `nn.Parameter` used in a module's own forward has no
+layout scaleplan can see. Roles follow from which of those dimensions are widths (differ from the
+base, or from `delta` at the base width): both -> hidden, only the fan-out -> input, only the fan-in ->
+output (a readout). A raw tensor is inferred only where that is safe: a vector-like (..., d) tensor
+(its width is the last dimension: a position embedding, a cls token) is added to activations, so it
+is an input; anything else must be declared with `roles=`.
+"""
+
+from __future__ import annotations
+
+import math
+
+from dataclasses import dataclass
+from typing import Iterator
+
+from torch import nn
+
+from scaleplan.errors import ParametrizationError
+
+_EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+_MHA_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")  # used as F.linear
+
+
+@dataclass(frozen=True)
+class Use:
+    """One module's use of a weight: where its fan-in and fan-out are, and whether it computes x @ W."""
+
+    module_name: str
+    module: nn.Module
+    fan_in: int
+    fan_out: int
+    kind: str  # "linear" (computes from its input), "embedding" (a lookup), "functional" (MHA's own forward)
+
+
+def is_hf_conv1d(module: nn.Module) -> bool:
+    """transformers' Conv1D (GPT-2, GPT, ...): a linear layer whose weight is stored (in, out)."""
+    return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "nx")
+
+
+def _layout(module: nn.Module, local: str) -> tuple[int, int, str] | None:
+    """(fan-in dim, fan-out dim, kind) of `module`'s parameter `local`, None where unknown (a raw tensor)."""
+    if isinstance(module, nn.modules.conv._ConvTransposeNd) and local == "weight":
+        return 0, 1, "linear"
+    if isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)) and local == "weight":
+        return 1, 0, "linear"
+    if is_hf_conv1d(module) and local == "weight":
+        return 0, 1, "linear"
+    if isinstance(module, _EMBEDDINGS) and local == "weight":
+        return 0, 1, "embedding"
+    if isinstance(module, nn.MultiheadAttention) and local in _MHA_PROJECTIONS:
+        return 1, 0, "functional"
+    return None
+
+
+def uses(model: nn.Module, param: nn.Parameter) -> Iterator[tuple[str, nn.Module, str]]:
+    """Every (module name, module, local name) that holds `param` directly (tied weights have several)."""
+    for module_name, module in model.named_modules(remove_duplicate=False):
+        for local, p in module._parameters.items():
+            if p is param:
+                yield module_name, module, local
+
+
+def known_uses(model: nn.Module, param: nn.Parameter) -> list[Use]:
+    """The uses of `param` whose layout scaleplan knows (empty for a raw parameter)."""
+    found = []
+    for module_name, module, local in uses(model, param):
+        layout = _layout(module, local)
+        if layout is not None:
+            found.append(Use(module_name, module, *layout))
+    return found
+
+
+@dataclass(frozen=True)
+class Inferred:
+    """A tensor's role and its fan-in / fan-out width multipliers (m: the one its role's rules use)."""
+
+    role: str
+    m: float
+    m_out: float | None = None  # hidden tensors whose fan-out multiplier differs from their fan-in's
+
+
+def infer_role(name: str, shape: tuple[int, ...], mults: list[float | None], layouts: list[Use]) -> Inferred:
+    """Role of parameter `name` from its width multipliers per dimension (None: not a width) and its uses."""
+    inf = [i for i, mult in enumerate(mults) if mult is not None]
+    if not inf:
+        return Inferred("fixed", 1.0)
+    if len(shape) == 1:
+        return Inferred("vector", mults[0] or 1.0)
+    if not layouts:
+        return _infer_raw(name, shape, mults, inf)
+    roles = []
+    for use in layouts:
+        _check_dims(name, shape, inf, use)
+        m_in, m_out = mults[use.fan_in], mults[use.fan_out]
+        if m_in is not None and m_out is not None:
+            roles.append(Inferred("hidden", m_in, m_out if m_out != m_in else None))
+        elif m_out is not None:
+            roles.append(Inferred("input", m_out))
+        else:
+            roles.append(Inferred("output", m_in or 1.0))
+    for role in ("hidden", "input", "output"):  # a tied embedding + readout is an input (mup: vector-like)
+        for inferred in roles:
+            if inferred.role == role:
+                return inferred
+    raise AssertionError("unreachable: every use gave a role")
+
+
+def _check_dims(name: str, shape: tuple[int, ...], inf: list[int], use: Use) -> None:
+    """Refuse a width in a dimension that cannot be one: an embedding's index (vocab), a conv kernel."""
+    if use.kind == "embedding" and use.fan_in in inf:
+        raise ParametrizationError(
+            f"{name}: the number of embeddings ({shape[use.fan_in]}) differs from the base's, but a vocabulary "
+            "is not a width; build the base with the same vocabulary (and positions) as the model"
+        )
+    other = [i for i in inf if i not in (use.fan_in, use.fan_out)]
+    if other:
+        raise ParametrizationError(
+            f"{name}: dimension {other[0]} (size {shape[other[0]]}) differs from the base but is neither the fan-in "
+            f"nor the fan-out of {use.module_name or 'the model'} ({type(use.module).__name__}); build the base with "
+            "the same non-width sizes (kernel, vocabulary) as the model"
+        )
+
+
+def _infer_raw(name: str, shape: tuple[int, ...], mults: list[float | None], inf: list[int]) -> Inferred:
+    """A raw parameter: vector-like (..., d) tensors are inputs; equal-width matrices hidden; else refused."""
+    if inf == [len(shape) - 1]:
+        return Inferred("input", mults[-1] or 1.0)  # added to activations: position embedding, cls token
+    if len(inf) == 2 and mults[inf[0]] == mults[inf[1]]:
+        return Inferred("hidden", mults[inf[1]] or 1.0)  # fan-in and fan-out scale alike: layout does not matter
+    raise ParametrizationError(
+        f"cannot infer the role of raw parameter {name!r} (shape {list(shape)}, width dims {inf}): its layout is "
+        f"unknown; declare it, e.g. roles={{{name!r}: 'output'}} for a readout used as x @ w, or make it an nn.Linear"
+    )
+
+
+def declared_role(name: str, role: str, shape: tuple[int, ...], mults: list[float | None], layouts: list[Use]) -> Inferred:
+    """A role the user or the model declared, with the multiplier its rules use read from the layout."""
+    inf = [i for i, mult in enumerate(mults) if mult is not None]
+    if role == "memory":  # a DenseAM memory matrix (K, N): m = (N/N_base)(K/K_base), its gradient's 1/(NK)
+        return Inferred(role, math.prod(mults[i] or 1.0 for i in inf))
+    main = mults[inf[-1]] if inf else 1.0  # mup's convention: the last width dimension
+    if layouts and len(shape) >= 2:
+        m_in, m_out = mults[layouts[0].fan_in] or 1.0, mults[layouts[0].fan_out] or 1.0
+        if role == "hidden":
+            return Inferred(role, m_in, m_out if m_out != m_in else None)
+        return Inferred(role, {"input": m_out, "output": m_in}.get(role, main or 1.0))
+    if role == "hidden" and len(inf) == 2 and mults[inf[0]] != mults[inf[1]]:
+        raise ParametrizationError(
+            f"raw parameter {name!r} is declared hidden but its two width dims scale differently "
+            f"(shape {list(shape)}); its fan-in is unknown: make it an nn.Linear (or transformers Conv1D)"
+        )
+    return Inferred(role, main or 1.0)

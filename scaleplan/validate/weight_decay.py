@@ -1,0 +1,473 @@
+"""Weight-decay transfer: sweep (lr, lambda) small, fit tau*(D/N), predict (lr, lambda) at a wider, longer target,
+and measure the regret there against a dense 2-D grid, beside the naive reuse of the small-scale lambda.
+
+At the target (width, steps) every (lr, lambda) is trained with the same seeds: a grid around both choices (the
+ground truth), the prediction (lr and lambda from the law file) and the naive choice (the predicted lr with the
+lambda* measured at the small-scale proxy cell, reused unchanged). Regret = L(choice) / L(best) - 1 on held-out
+loss, raw (seed means) and smoothed (the local 2-D quadratic of `fit.weight_decay` through the seed means: its
+value at the choice over its minimum), each with a jackknife standard error over seeds. A seed whose loss is not
+finite diverged: a point with a diverged seed cannot be the best, and its regret is reported as diverged.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from scaleplan.core.weight_decay import timescale
+from scaleplan.errors import InputError
+from scaleplan.fit.weight_decay import TPP, LocalQuadratic, local_quadratic
+from scaleplan.validate.regret import LrPoint, jackknife_se
+
+MIN_SEEDS = 5
+MAX_EXTENSIONS = 4  # grid extensions (one lr and/or one lambda beyond the edge) while the best point is on an edge
+
+
+@dataclass(frozen=True)
+class DecayPoint(LrPoint):
+    """Held-out losses of one (lr, lambda) at the target, one per seed in seed order (non-finite: diverged)."""
+
+    weight_decay: float = 0.0
+
+    def without_seed(self, i: int) -> DecayPoint:
+        """The point with seed `i` left out (a jackknife replicate)."""
+        return replace(self, losses=self.losses[:i] + self.losses[i + 1:])
+
+
+@dataclass(frozen=True)
+class DecayRegret:
+    """Regret of one (lr, lambda) choice at the target, raw and smoothed with jackknife s.e. (None when diverged)."""
+
+    label: str
+    lr: float
+    weight_decay: float
+    tau: float
+    loss: float
+    best_lr: float
+    best_weight_decay: float
+    best_loss: float
+    raw: float | None
+    raw_se: float | None
+    smoothed: float | None
+    smoothed_se: float | None
+    smoothed_basis: str  # "model" (inside the quadratic's window), "measured" (outside: measured mean / model minimum), "none"
+    diverged: int
+    n_seeds: int
+
+
+def model_of(points: list[DecayPoint]) -> LocalQuadratic | None:
+    """The local quadratic through the seed means of the points where no seed diverged."""
+    ok = [p for p in points if math.isfinite(p.mean)]
+    if len(ok) < 6:
+        return None
+    arr = np.array([(p.lr, p.weight_decay, p.mean) for p in ok])
+    return local_quadratic(arr[:, 0], arr[:, 1], arr[:, 2], np.ones(len(ok)))
+
+
+def _smoothed(choice: DecayPoint, model: LocalQuadratic | None) -> tuple[float | None, str]:
+    if model is None or not math.isfinite(choice.mean):
+        return None, "none"
+    lr_min, wd_min, _ = model.minimum()
+    low = model.value(lr_min, wd_min)
+    if model.covers(choice.lr, choice.weight_decay):
+        return model.value(choice.lr, choice.weight_decay) / low - 1.0, "model"
+    return choice.mean / low - 1.0, "measured"
+
+
+def _jackknife(points: list[DecayPoint], statistic: Callable[[list[DecayPoint]], float | None], full: float) -> float | None:
+    """Jackknife s.e. of `statistic` with seed i left out of every point at once."""
+    n = min(len(p.losses) for p in points)
+    reps = [statistic([p.without_seed(i) for p in points]) for i in range(n)]
+    if any(r is None for r in reps):
+        return None
+    return jackknife_se(full, [r for r in reps if r is not None])
+
+
+def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps: float, convention: str) -> DecayRegret:
+    """Regret of `choice` against every (lr, lambda) trained at the target (`points`, the choice included)."""
+    if choice not in points:
+        points = [*points, choice]
+    index = points.index(choice)
+    finite = [p for p in points if math.isfinite(p.mean)]
+    if not finite:
+        raise InputError("every (lr, lambda) at the target diverged on some seed: the grid is too aggressive")
+    best = min(finite, key=lambda p: p.mean)
+    best_index = points.index(best)
+    tau = timescale(choice.lr, choice.weight_decay, steps, convention)
+    common: dict[str, Any] = dict(label=label, lr=choice.lr, weight_decay=choice.weight_decay, tau=tau, loss=choice.mean,
+                  best_lr=best.lr, best_weight_decay=best.weight_decay, best_loss=best.mean,
+                  diverged=choice.n_diverged, n_seeds=len(choice.losses))
+    if choice.n_diverged:
+        return DecayRegret(raw=None, raw_se=None, smoothed=None, smoothed_se=None, smoothed_basis="none", **common)
+    smoothed, basis = _smoothed(choice, model_of(points))
+
+    def raw_of(pts: list[DecayPoint]) -> float:
+        return pts[index].mean / pts[best_index].mean - 1.0
+
+    def smoothed_of(pts: list[DecayPoint]) -> float | None:
+        return _smoothed(pts[index], model_of(pts))[0]
+
+    raw = choice.mean / best.mean - 1.0
+    return DecayRegret(raw=raw, raw_se=_jackknife(points, raw_of, raw), smoothed=smoothed,
+                       smoothed_se=None if smoothed is None else _jackknife(points, smoothed_of, smoothed), smoothed_basis=basis,
+                       **common)
+
+
+def grid_extension(lrs: list[float], wds: list[float], best: DecayPoint, lr_step_log2: float,
+                   wd_step_log2: float) -> tuple[list[float], list[float]]:
+    """The lr and lambda to add when the best point lies on an edge of the sorted grid axes `lrs` x `wds`: one step
+    beyond each edge it touches (nothing when it is inside)."""
+    more_lrs = [lrs[0] * 2**-lr_step_log2] if best.lr <= lrs[0] else [lrs[-1] * 2**lr_step_log2] if best.lr >= lrs[-1] else []
+    more_wds = ([wds[0] * 2**-wd_step_log2] if best.weight_decay <= wds[0]
+                else [wds[-1] * 2**wd_step_log2] if best.weight_decay >= wds[-1] else [])
+    return more_lrs, more_wds
+
+
+def target_grid(lr: float, wd_predicted: float, wd_naive: float, lr_step_log2: float = 0.5, lr_points: int = 5,
+                wd_step_log2: float = 0.75, margin_log2: float = 1.5) -> list[tuple[float, float]]:
+    """(lr, lambda) pairs: `lr_points` lrs centred on `lr`, times lambdas anchored on the prediction that cover both
+    choices with `margin_log2` octaves either side."""
+    lrs = [lr * 2 ** (lr_step_log2 * (k - (lr_points - 1) / 2)) for k in range(lr_points)]
+    lo = math.log2(min(wd_predicted, wd_naive)) - margin_log2 - math.log2(wd_predicted)
+    hi = math.log2(max(wd_predicted, wd_naive)) + margin_log2 - math.log2(wd_predicted)
+    wds = [wd_predicted * 2 ** (k * wd_step_log2) for k in range(math.floor(lo / wd_step_log2), math.ceil(hi / wd_step_log2) + 1)]
+    return [(a, b) for a in lrs for b in wds]
+
+
+@dataclass(frozen=True)
+class DecayValidation:
+    """Everything measured for one weight-decay spec."""
+
+    name: str
+    parametrization: str
+    convention: str
+    widths: tuple[int, ...]
+    steps: tuple[int, ...]
+    target_width: int
+    target_steps: int
+    target_params: int
+    target_tokens: float
+    batch_units: float  # batch size in D's unit
+    seeds: tuple[int, ...]
+    law_path: str
+    fit: Any  # WeightDecayFit
+    predicted_tau: tuple[float, float | None, float | None]  # value, low, high
+    naive_source: tuple[float, float]  # (width, steps) of the proxy cell whose lambda* the naive choice reuses
+    points: list[DecayPoint]
+    predicted: DecayRegret
+    naive: DecayRegret
+    best_on_edge: bool  # the best point is still on the grid's boundary after the extensions: regrets are lower bounds
+
+
+def check_decay_spec(spec: Any, target_width: int, target_steps: int, seeds: int) -> None:
+    """Refuse what the weight-decay validation cannot do, before any training."""
+    where = f"{spec.path or spec.name}"
+    if spec.objective.kind != "builtin":
+        raise InputError(f"{where}: the weight-decay validation trains the target itself: it needs a built-in task/model spec")
+    names = {p.name for p in spec.search}
+    if "lr" not in names or not names & {"weight_decay", "wd_tau"} or names - {"lr", "weight_decay", "wd_tau"}:
+        raise InputError(f"{where}: a weight-decay validation sweeps lr and weight_decay (or wd_tau) only; got {sorted(names)}")
+    if len(spec.batch_sizes) != 1:
+        raise InputError(f"{where}: one batch size, please (the transfer is over width and tokens)")
+    if len(spec.widths) < 2 or len(spec.steps) < 2:
+        raise InputError(f"{where}: the timescale law tau*(D/N) needs at least 2 widths and 2 step counts")
+    if target_width < 8 * min(spec.widths) or target_steps < 4 * max(spec.steps):
+        raise InputError(f"target width {target_width} and steps {target_steps} must be >= 8x the base width "
+                         f"{min(spec.widths)} and >= 4x the longest swept run {max(spec.steps)}")
+    if seeds < MIN_SEEDS:
+        raise InputError(f"--seeds {seeds}: a regret near 1% needs at least {MIN_SEEDS} seeds")
+
+
+def validate_weight_decay(
+    spec_path: str | Path,
+    target_width: int,
+    target_steps: int,
+    seeds: int = MIN_SEEDS,
+    out_dir: str | Path = "benchmarks/results",
+    n_boot: int = 200,
+    workers: int = 1,
+    log: Callable[[str], None] = print,
+    lr_step_log2: float = 0.5,
+    device: str | None = None,
+) -> DecayValidation:
+    """Run (or resume) the spec's sweep, fit the (lr, lambda) optima and tau*(D/N) (the `fit` pipeline), and measure
+    regret at the target on a `target_grid` of 5 lrs `lr_step_log2` octaves apart by lambdas 1.5x as far apart.
+
+    Writes OUT/<spec name>.json (the law), OUT/<spec name>-trials.csv (the sweep) and the target runs' cache.
+    """
+    from scaleplan.fit.pipeline import FitOptions, fit_command, fit_sweep, spec_data
+    from scaleplan.outputs import writing
+    from scaleplan.sweep.objective import load_objective
+    from scaleplan.sweep.runner import run_sweep
+    from scaleplan.sweep.spec import load_spec
+
+    spec = load_spec(spec_path)
+    check_decay_spec(spec, target_width, target_steps, seeds)
+    objective: Any = load_objective(spec, device)  # the built-in trainer (check_decay_spec): it has .config
+    convention = str(spec.train.get("decay_convention", "torch"))
+    log(f"[{spec.name}] sweep widths {list(spec.widths)} x steps {list(spec.steps)} over (lr, lambda), {convention} AdamW")
+    run_sweep(spec, workers=workers, device=device)
+    out = Path(out_dir)
+    law_path = out / f"{spec.name}.json"
+    options = FitOptions(x="width", n_boot=n_boot, d_unit="tokens" if spec.task == "charlm" else "samples")
+    fitted = fit_sweep(spec_data(spec), options, name=spec.name, command=fit_command(spec_path, law_path, options),
+                       title=f"lr*(width, D) and weight-decay timescale tau*(D/N) of {spec.name} (scaleplan validate)")
+    law, fit = fitted.law, fitted.decay
+    if fit is None:
+        raise InputError(f"{spec_path}: the sweep's trials do not vary lambda within a cell; nothing to validate")
+    law.save(law_path)
+    with writing(out / f"{spec.name}-trials.csv", "sweep trials") as csv_path:
+        fitted.data.frame.to_csv(csv_path, index=False)
+
+    batch = spec.batch_sizes[0]
+    n_target, units = _target_size(objective.config(_request(target_width, target_steps, batch, 0, 1e-3, 0.0)))
+    batch_units = float(batch * units)
+    tokens = float(target_steps) * batch_units
+    prediction = law.predict(width=target_width, params=n_target, tokens=tokens, batch_size=batch_units)
+    lr, wd_pred = prediction.lr, prediction.weight_decay
+    tau_est = prediction.values["wd_tau"]
+    proxy = min((o for o in fit.optima if o.size == min(spec.widths)), key=lambda o: abs(math.log(o.tokens / tokens)))
+    wd_naive = proxy.weight_decay
+    log(f"[{spec.name}] tau* = {math.exp(fit.tau.intercept):.4g} (D/N)^{fit.tau.exponents[TPP]:.4f}; target width "
+        f"{target_width} x {target_steps} steps (N={n_target}, D={tokens:.4g}): lr {lr:.4g}, lambda {wd_pred:.4g} "
+        f"(tau {tau_est.value:.4g}); naive lambda {wd_naive:.4g} from width {proxy.size:g}, {proxy.steps:g} steps")
+
+    grid_pairs = target_grid(lr, wd_pred, wd_naive, lr_step_log2=lr_step_log2, wd_step_log2=1.5 * lr_step_log2)
+    lrs, wds = sorted({a for a, _ in grid_pairs}), sorted({b for _, b in grid_pairs})
+    cache = out / f"{spec.name}-target-w{target_width}-s{target_steps}.csv"
+    pairs = list(dict.fromkeys([(lr, wd_pred), (lr, wd_naive), *grid_pairs]))
+    for attempt in range(MAX_EXTENSIONS + 1):
+        losses = _train_target(objective, target_width, target_steps, batch, pairs, tuple(range(seeds)), log, spec.name, cache)
+        points = [DecayPoint(a, losses[a, b], weight_decay=b) for a, b in pairs]
+        best = min((p for p in points if math.isfinite(p.mean)), key=lambda p: p.mean)
+        more_lrs, more_wds = grid_extension(lrs, wds, best, lr_step_log2, 1.5 * lr_step_log2)
+        on_edge = bool(more_lrs or more_wds)
+        if not on_edge or attempt == MAX_EXTENSIONS:
+            break
+        log(f"[{spec.name}] best target point (lr {best.lr:.4g}, lambda {best.weight_decay:.4g}) is on the grid's edge: "
+            f"adding lr {[f'{x:.3g}' for x in more_lrs]}, lambda {[f'{x:.3g}' for x in more_wds]}")
+        lrs, wds = sorted([*lrs, *more_lrs]), sorted([*wds, *more_wds])
+        pairs = list(dict.fromkeys([*pairs, *((a, b) for a in lrs for b in wds)]))
+    by_pair = {(p.lr, p.weight_decay): p for p in points}
+    predicted = decay_regret("predicted (lr, lambda)", by_pair[lr, wd_pred], points, target_steps, convention)
+    naive = decay_regret("naive lambda (small-scale optimum)", by_pair[lr, wd_naive], points, target_steps, convention)
+    return DecayValidation(
+        name=spec.name, parametrization=spec.parametrization, convention=convention, widths=spec.widths, steps=spec.steps,
+        target_width=target_width, target_steps=target_steps, target_params=n_target, target_tokens=tokens,
+        batch_units=batch_units, seeds=tuple(range(seeds)), law_path=str(law_path), fit=fit,
+        predicted_tau=(tau_est.value, tau_est.low, tau_est.high), naive_source=(proxy.size, proxy.steps), points=points,
+        predicted=predicted, naive=naive, best_on_edge=on_edge,
+    )
+
+
+def _request(width: int, steps: int, batch: int, seed: int, lr: float, wd: float) -> Any:
+    """The trial request of one (lr, lambda) run at the target (lambda given directly, whatever the sweep searched)."""
+    from scaleplan.sweep.plan import GridPoint
+    from scaleplan.sweep.trial import TrialRequest
+
+    return TrialRequest(GridPoint(width, steps, batch, seed), {"lr": lr, "weight_decay": wd})
+
+
+def _target_size(cfg: Any) -> tuple[int, int]:
+    """(N, units per example) of the target model."""
+    from scaleplan.train.build import build_model, build_task, n_params
+
+    task = build_task(cfg)
+    return n_params(build_model(cfg, task)), task.units_per_example
+
+
+def _train_target(objective: Any, width: int, steps: int, batch: int, pairs: list[tuple[float, float]], seeds: tuple[int, ...],
+                  log: Callable[[str], None], name: str, cache: Path) -> dict[tuple[float, float], tuple[float, ...]]:
+    """Train every (lr, lambda) x seed at the target through the spec's objective, in populations where it allows.
+
+    Each finished run is appended to `cache` (CSV: lr, weight_decay, seed, loss; floats written exactly; a diverged
+    run's loss is inf), and runs already there are not trained again: an interrupted validation resumes, and a
+    finished one rewrites its report.
+    """
+    import csv
+
+    from scaleplan.sweep.trial import ObjectiveFailed
+
+    done: dict[tuple[float, float, int], float] = {}
+    if cache.is_file():
+        with cache.open() as f:
+            done = {(float(r["lr"]), float(r["weight_decay"]), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(f)}
+    todo = [_request(width, steps, batch, seed, a, b) for a, b in pairs for seed in seeds if (a, b, seed) not in done]
+    k = max(1, objective.population_size(_request(width, steps, batch, seeds[0], *pairs[0]).point))
+    log(f"[{name}] target: {len(pairs)} (lr, lambda) x {len(seeds)} seeds, {len(todo)} runs of {steps} steps to train "
+        f"({len(pairs) * len(seeds) - len(todo)} in {cache}; {'populations of ' + str(k) if k > 1 else 'one at a time'})")
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    new_file = not cache.is_file()
+    with cache.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new_file:
+            writer.writerow(["lr", "weight_decay", "seed", "loss"])
+        for i in range(0, len(todo), k):
+            chunk = todo[i:i + k]
+            try:
+                outcomes = objective.evaluate(chunk)
+            except ObjectiveFailed as exc:
+                raise InputError(f"[{name}] training at the target failed: {exc}") from None
+            for request, outcome in zip(chunk, outcomes):
+                loss = math.inf if outcome.diverged or not math.isfinite(outcome.loss) else float(outcome.loss)
+                lr, wd = float(request.params["lr"]), float(request.params["weight_decay"])
+                done[lr, wd, request.point.seed] = loss
+                writer.writerow([repr(lr), repr(wd), request.point.seed, repr(loss)])
+            f.flush()
+            log(f"[{name}] target runs {min(i + k, len(todo))}/{len(todo)}")
+    return {pair: tuple(done[pair[0], pair[1], seed] for seed in seeds) for pair in pairs}
+
+
+def format_regret(r: DecayRegret, smoothed: bool = False) -> str:
+    """`0.42% ± 0.10%` (raw or smoothed), or how many seeds diverged."""
+    if r.diverged:
+        return f"diverged on {r.diverged}/{r.n_seeds} seeds"
+    value, se = (r.smoothed, r.smoothed_se) if smoothed else (r.raw, r.raw_se)
+    if value is None:
+        return "-"
+    text = f"{value:.2%}" + ("" if se is None else f" ± {se:.2%}")
+    return text + (" (measured: outside the quadratic's window)" if smoothed and r.smoothed_basis == "measured" else "")
+
+
+def markdown(v: DecayValidation, command: str, figure: str | None = None) -> str:
+    """The report of one weight-decay validation: the tau law, the choices, regrets, diverged fractions, the grid."""
+    tau = v.fit.tau
+    lo, hi = tau.conf_int[TPP]
+    blo, bhi = tau.bootstrap_ci.get(TPP, (math.nan, math.nan))
+    t_value, t_low, t_high = v.predicted_tau
+    diverged = sum(p.n_diverged for p in v.points)
+    n_runs = sum(len(p.losses) for p in v.points)
+    lines = [
+        f"# Weight-decay transfer: {v.name} ({v.parametrization}, {v.convention} AdamW decay)",
+        "",
+        f"Reproduce: `{command}`",
+        "",
+        f"Sweep: widths {list(v.widths)} x steps {list(v.steps)}, (lr, lambda) grid; each cell's optimum by a 2-D quadratic "
+        f"in (ln lr, ln lambda); law file `{v.law_path}`.",
+        "",
+        "## The timescale law",
+        "",
+        f"tau* = {math.exp(tau.intercept):.4g} * (D/N)^b with b = **{tau.exponents[TPP]:.3f}**, {tau.level:.0%} CI "
+        f"[{lo:.3f}, {hi:.3f}] ({tau.covariance_kind}, {tau.n_points} cells, dof {tau.dof}); bootstrap ({v.fit.n_boot}) "
+        f"[{blo:.3f}, {bhi:.3f}].",
+        "",
+        *_interior_line(v.fit),
+        "| width | steps | D/N | lr* | lambda* | tau* | tau* 95% bootstrap CI | flags |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for o in v.fit.optima:
+        c_lo, c_hi = o.ci.get("tau", (math.nan, math.nan))
+        flags = ", ".join(f for f, on in (("edge", o.at_edge), ("argmin-fallback", o.fallback)) if on)
+        lines.append(f"| {o.size:g} | {o.steps:g} | {o.tokens_per_parameter:.3g} | {o.lr:.3g} | {o.weight_decay:.3g} | "
+                     f"{o.tau:.3g} | [{c_lo:.3g}, {c_hi:.3g}] | {flags} |")
+    lines += [
+        "",
+        f"## Target: width {v.target_width} x {v.target_steps} steps (N = {v.target_params}, D = {v.target_tokens:.4g}, "
+        f"D/N = {v.target_tokens / v.target_params:.3g}), {len(v.seeds)} seeds",
+        "",
+        f"Predicted: lr {v.predicted.lr:.4g}, lambda {v.predicted.weight_decay:.4g}, tau {t_value:.4g} "
+        f"(interval [{_num(t_low)}, {_num(t_high)}]). Naive: the same lr with lambda {v.naive.weight_decay:.4g}, the "
+        f"lambda* of the proxy cell (width {v.naive_source[0]:g}, {v.naive_source[1]:g} steps), reused unchanged "
+        f"(tau {v.naive.tau:.4g} at the target).",
+        "",
+        "| choice | lr | lambda | tau | seed-mean loss | raw regret | smoothed regret |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in (v.predicted, v.naive):
+        lines.append(f"| {r.label} | {r.lr:.4g} | {r.weight_decay:.4g} | {r.tau:.4g} | {r.loss:.5g} | {format_regret(r)} | "
+                     f"{format_regret(r, smoothed=True)} |")
+    best = v.predicted
+    lines += [
+        "",
+        f"Best point at the target: lr {best.best_lr:.4g}, lambda {best.best_weight_decay:.4g}, loss {best.best_loss:.5g}"
+        + (f" (still on the grid's edge after {MAX_EXTENSIONS} extensions: regrets are lower bounds)" if v.best_on_edge
+           else "") + ".",
+        f"Diverged: {diverged} of {n_runs} target runs.",
+        "",
+        "Regret = L(choice) / L(best) - 1. Raw: seed means, best over every point trained at the target. Smoothed: a "
+        "quadratic in (ln lr, ln lambda) through the seed means near the minimum, its value at the choice over its "
+        "minimum. Both ± a jackknife s.e. over seeds (seed i left out of every point).",
+        "",
+        "### Every (lr, lambda) at the target (seed mean, diverged seeds)",
+        "",
+        "| lr | lambda | tau | mean loss | diverged |",
+        "|---|---|---|---|---|",
+    ]
+    for p in sorted(v.points, key=lambda p: (p.lr, p.weight_decay)):
+        lines.append(f"| {p.lr:.4g} | {p.weight_decay:.4g} | {timescale(p.lr, p.weight_decay, v.target_steps, v.convention):.4g} "
+                     f"| {p.mean:.5g} | {p.n_diverged}/{len(p.losses)} |")
+    if figure:
+        lines += ["", f"![weight-decay transfer]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def _interior_line(fit: Any) -> list[str]:
+    """The sensitivity check without edge-flagged cells, when there are some."""
+    inner = fit.interior_tau_law()
+    if inner is None:
+        return []
+    lo, hi = inner.conf_int[TPP]
+    return [f"Without the cells whose optimum touches the swept box: b = {inner.exponents[TPP]:.3f}, CI [{lo:.3f}, {hi:.3f}] "
+            f"({inner.n_points} cells).", ""]
+
+
+def _num(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def plot_decay(v: DecayValidation, path: str | Path) -> Path:
+    """Left: tau* per cell vs D/N with the fitted law; right: seed-mean loss over the target's (lr, lambda) grid."""
+    from scaleplan.outputs import pyplot, save_figure
+
+    plt = pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
+    tpp = np.array([o.tokens_per_parameter for o in v.fit.optima])
+    taus = np.array([o.tau for o in v.fit.optima])
+    err = np.array([[o.tau - o.ci["tau"][0], o.ci["tau"][1] - o.tau] for o in v.fit.optima]).T
+    left.errorbar(tpp, taus, yerr=np.clip(err, 0, None), fmt="o", color="C0", label="cell optimum (bootstrap 95%)")
+    grid = np.geomspace(min(tpp.min(), v.target_tokens / v.target_params) / 1.2, max(tpp.max(), v.target_tokens / v.target_params) * 1.2, 50)
+    b = v.fit.tau.exponents[TPP]
+    left.plot(grid, math.exp(v.fit.tau.intercept) * grid**b, color="C1", label=f"fit: b = {b:.3f}")
+    left.scatter([v.target_tokens / v.target_params], [v.predicted_tau[0]], marker="*", s=120, color="C3", label="target prediction")
+    left.set(xscale="log", yscale="log", xlabel="D / N", ylabel="optimal tau = B / (lr lambda D)", title="timescale law")
+    left.legend(fontsize=8)
+    finite = [p for p in v.points if math.isfinite(p.mean)]
+    sc = right.scatter([p.lr for p in finite], [p.weight_decay for p in finite], c=[p.mean for p in finite], cmap="viridis", s=60)
+    fig.colorbar(sc, ax=right, label="held-out loss (seed mean)")
+    for r, marker, color in ((v.predicted, "*", "C3"), (v.naive, "X", "C1")):
+        right.scatter([r.lr], [r.weight_decay], marker=marker, s=160, color=color, edgecolor="k", label=r.label)
+    right.set(xscale="log", yscale="log", xlabel="lr", ylabel="lambda",
+              title=f"target width {v.target_width}, {v.target_steps} steps")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    return save_figure(fig, Path(path), dpi=110)
+
+
+def run_decay_validations(specs: tuple[Path, ...], target_width: int, target_steps: int, seeds: int, out_dir: Path, name: str,
+                          n_boot: int, workers: int, grid_step: float, command: str, log: Callable[[str], None],
+                          device: str | None = None) -> list[str]:
+    """`scaleplan validate --target-steps`: every spec checked first, then validated; OUT/NAME-SPEC.md and .png each.
+
+    Returns the summary lines to print.
+    """
+    from scaleplan.outputs import ensure_writable, writing
+    from scaleplan.sweep.spec import load_spec
+
+    for path in specs:
+        check_decay_spec(load_spec(path), target_width, target_steps, seeds)
+    lines = []
+    for path in specs:
+        stem = f"{name}-{load_spec(path).name}"
+        report = ensure_writable(Path(out_dir) / f"{stem}.md", "report")
+        v = validate_weight_decay(path, target_width, target_steps, seeds, out_dir, n_boot, workers, log, grid_step, device)
+        figure = plot_decay(v, Path(out_dir) / f"{stem}.png")
+        with writing(report, "report"):
+            report.write_text(markdown(v, command, figure.name))
+        lines.append(f"{v.name}: predicted (lr, lambda) regret {format_regret(v.predicted)} raw, "
+                     f"{format_regret(v.predicted, smoothed=True)} smoothed; naive lambda {format_regret(v.naive)} raw, "
+                     f"{format_regret(v.naive, smoothed=True)} smoothed; wrote {report} and {figure}")
+    return lines

@@ -1,0 +1,179 @@
+"""Weight-decay validation: regrets of (lr, lambda) choices on a known bowl, the target grid, bad input, a tiny run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scaleplan.errors import InputError
+from scaleplan.laws import LawFile
+from scaleplan.validate.weight_decay import (
+    DecayPoint, decay_regret, format_regret, target_grid, validate_weight_decay,
+)
+
+
+def bowl(lr: float, wd: float) -> float:
+    return 2.0 + 0.05 * math.log(lr / 1e-2) ** 2 + 0.02 * math.log(wd / 0.1) ** 2
+
+
+def points(noise: float = 0.0, seeds: int = 5) -> list[DecayPoint]:
+    rng = np.random.default_rng(0)
+    pairs = [(lr, wd) for lr in np.geomspace(2.5e-3, 4e-2, 5) for wd in np.geomspace(0.025, 0.4, 5)]
+    return [DecayPoint(lr, tuple(bowl(lr, wd) + noise * rng.standard_normal(seeds)), weight_decay=wd) for lr, wd in pairs]
+
+
+def test_regrets_on_an_exact_bowl() -> None:
+    grid = points()
+    choice = DecayPoint(1e-2, (bowl(1e-2, 0.2),) * 5, weight_decay=0.2)
+    r = decay_regret("c", choice, grid, steps=100, convention="torch")
+    truth = bowl(1e-2, 0.2) / 2.0 - 1.0  # the grid's best point is the bowl's minimum (1e-2, 0.1)
+    assert r.raw == pytest.approx(truth, rel=1e-9) and r.smoothed == pytest.approx(truth, rel=1e-6)
+    assert r.smoothed_basis == "model" and r.raw_se == pytest.approx(0.0, abs=1e-12)
+    assert r.tau == pytest.approx(1 / (1e-2 * 0.2 * 100)) and (r.best_lr, r.best_weight_decay) == pytest.approx((1e-2, 0.1))
+
+
+def test_noisy_seeds_give_a_standard_error_and_diverged_seeds_are_reported() -> None:
+    grid = points(noise=0.004)
+    r = decay_regret("c", grid[13], grid, steps=100, convention="torch")  # lambda 0.2: one octave above the optimum
+    truth = bowl(grid[13].lr, 0.2) / 2.0 - 1.0
+    assert 0 < r.raw_se < 0.005 and 0 < r.smoothed_se < 0.005
+    assert abs(r.smoothed - truth) < 3 * r.smoothed_se and abs(r.raw - truth) < 3 * r.raw_se + 0.004
+    blown = DecayPoint(4e-2, (2.1, math.inf, 2.2, 2.1, 2.0), weight_decay=0.4)
+    d = decay_regret("d", blown, grid, steps=100, convention="torch")
+    assert (d.raw, d.smoothed, d.diverged) == (None, None, 1) and format_regret(d) == "diverged on 1/5 seeds"
+
+
+def test_a_choice_outside_the_quadratic_window_is_measured() -> None:
+    far = DecayPoint(1e-2, (bowl(1e-2, 3.0),) * 5, weight_decay=3.0)
+    r = decay_regret("far", far, points(), steps=100, convention="torch")
+    assert r.smoothed_basis == "measured" and r.smoothed == pytest.approx(bowl(1e-2, 3.0) / 2.0 - 1.0, rel=1e-6)
+    assert "measured" in format_regret(r, smoothed=True)
+
+
+def test_target_grid_covers_both_choices() -> None:
+    grid = target_grid(1e-2, 0.1, 0.8)
+    lrs, wds = sorted({a for a, _ in grid}), sorted({b for _, b in grid})
+    assert lrs == pytest.approx([5e-3, 5e-3 * 2**0.5, 1e-2, 1e-2 * 2**0.5, 2e-2])
+    assert wds[0] <= 0.1 * 2**-1.5 and wds[-1] >= 0.8 * 2**1.5 and 0.1 in wds  # anchored on the prediction
+    assert len(grid) == len(lrs) * len(wds)
+
+
+SPEC = """
+[sweep]
+name = "wd-tiny"
+sampler = "grid"
+seeds = [0]
+[task]
+name = "teacher-student"
+kwargs = {in_dim = 8, out_dim = 2, teacher_width = 16, n_eval = 128}
+[model]
+name = "mlp"
+parametrization = "mup"
+base_width = 2
+[train]
+optimizer = "adamw"
+schedule = "cosine"
+[ladder]
+widths = [2, 4]
+steps = [3, 6]
+[search]
+lr = [3e-3, 1e-2, 3e-2]
+wd_tau = [0.1, 0.5, 2.5]
+batch_size = [16]
+"""
+
+
+@pytest.mark.parametrize(
+    "change, kwargs, message",
+    [
+        ("", {"target_width": 8}, "target width 8 and steps 24 must be >= 8x the base width 2 and >= 4x"),
+        ("", {"seeds": 3}, "--seeds 3: a regret near 1% needs at least 5 seeds"),
+        ('steps = [3, 6]', {}, "needs at least 2 widths and 2 step counts"),
+        ('wd_tau = [0.1, 0.5, 2.5]', {}, "sweeps lr and weight_decay (or wd_tau) only"),
+    ],
+)
+def test_what_cannot_be_validated_is_refused_before_training(tmp_path: Path, change: str, kwargs: dict, message: str) -> None:
+    text = SPEC
+    if change == "steps = [3, 6]":
+        text = SPEC.replace(change, "steps = [10]")
+    elif change:
+        text = SPEC.replace(change, "init_std = [0.5, 1.0]")
+    path = tmp_path / "wd.toml"
+    path.write_text(text)
+    args = {"target_width": 16, "target_steps": 24, "seeds": 5, **kwargs}
+    with pytest.raises(InputError) as info:
+        validate_weight_decay(path, out_dir=tmp_path / "out", n_boot=0, log=lambda m: None, **args)
+    assert message in str(info.value)
+    assert not (tmp_path / "wd-tiny.journal").exists()
+
+
+def test_a_tiny_weight_decay_validation_runs_end_to_end(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from scaleplan.cli import cli
+
+    path = tmp_path / "wd.toml"
+    path.write_text(SPEC)
+    out = tmp_path / "out"
+    args = ["validate", str(path), "--target-width", "16", "--target-steps", "24", "--seeds", "5", "--out", str(out),
+            "--name", "wd", "--bootstrap", "10", "--grid-step", "1"]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "wd-tiny: predicted (lr, lambda) regret" in result.output and "naive lambda" in result.output
+    report = (out / "wd-wd-tiny.md").read_text()
+    assert "tau* = " in report and "| predicted (lr, lambda) |" in report and "--target-steps 24" in report
+    assert (out / "wd-wd-tiny.png").stat().st_size > 10_000 and (out / "wd-tiny.json").is_file()
+    rows = [line for line in report.splitlines() if line.startswith("| ") and line.count("/5 |") == 1]
+    assert len(rows) >= 5 * 3  # every (lr, lambda) at the target (5 lrs x 3+ lambdas), 5 seeds each
+    law = LawFile.load(out / "wd-tiny.json")
+    assert law.weight_decay.convention == "torch" and law.parametrization.optimizer == "adamw"
+    cached = (out / "wd-tiny-target-w16-s24.csv").read_text().splitlines()
+    assert cached[0] == "lr,weight_decay,seed,loss" and len(cached) - 1 == 5 * len(rows)
+    again = CliRunner().invoke(cli, args)  # resumes: the sweep and the target runs are all there
+    assert again.exit_code == 0 and "0 runs of 24 steps to train" in again.output
+    assert (out / "wd-wd-tiny.md").read_text() == report
+
+
+def test_the_smoothed_regret_reads_the_quadratic_not_the_choice_s_own_noise() -> None:
+    grid = points()
+    wd = 0.1 * 2**0.5  # between grid lambdas, inside the quadratic's window
+    truth = bowl(1e-2, wd) / 2.0 - 1.0
+    unlucky = DecayPoint(1e-2, (bowl(1e-2, wd) + 0.01,) * 5, weight_decay=wd)  # its seeds ran 0.5% high
+    r = decay_regret("unlucky", unlucky, grid, steps=100, convention="torch")
+    assert r.raw == pytest.approx(truth + 0.005, abs=1e-9)
+    assert r.smoothed_basis == "model" and abs(r.smoothed - truth) < 0.001
+
+
+@pytest.mark.parametrize(
+    "best, more_lrs, more_wds",
+    [((1e-2, 0.1), [], []), ((4e-2, 0.1), [8e-2], []), ((1e-2, 0.025), [], [0.025 / 2**1.5]), ((2.5e-3, 0.4), [1.25e-3], [0.4 * 2**1.5])],
+)
+def test_grid_extension_steps_beyond_the_edges_the_best_point_touches(best, more_lrs, more_wds) -> None:
+    from scaleplan.validate.weight_decay import grid_extension
+
+    lrs, wds = [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2], [0.025, 0.1, 0.4]
+    got = grid_extension(lrs, wds, DecayPoint(best[0], (2.0,), weight_decay=best[1]), 1.0, 1.5)
+    assert got[0] == pytest.approx(more_lrs) and got[1] == pytest.approx(more_wds)
+
+
+RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
+
+
+@pytest.mark.parametrize("name", ["wd-mlp-mup", "wd-gpt-mup"])
+def test_committed_weight_decay_law_refits_from_its_committed_trials(tmp_path: Path, name: str) -> None:
+    """The weight-decay results' law files follow from their sweeps: refitting the trials CSV gives the same laws."""
+    import json
+    import subprocess
+    import sys
+
+    committed = json.loads((RESULTS / f"{name}.json").read_text())["power_laws"]
+    out = subprocess.run([sys.executable, "-m", "scaleplan.cli", "fit", str(RESULTS / f"{name}-trials.csv"), "--x", "width",
+                          "-o", str(tmp_path / "refit.json")], capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    refit = json.loads((tmp_path / "refit.json").read_text())["power_laws"]
+    assert [p["target"] for p in refit] == [p["target"] for p in committed] == ["lr", "wd_tau"]
+    for new, old in zip(refit, committed):
+        assert new["exponents"] == pytest.approx(old["exponents"], abs=1e-9) and new["intercept"] == pytest.approx(old["intercept"], abs=1e-9)
