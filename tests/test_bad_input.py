@@ -215,6 +215,7 @@ CASES: list[tuple[list[str], str]] = [
     (["validate", "done.toml", "--target-width", "0"], "Invalid value for '--target-width'"),
     (["validate", "done.toml", "--target-width", "64", "--seeds", "0"], "Invalid value for '--seeds'"),
     (["validate", "absent.toml", "--target-width", "64"], "sweep spec not found: absent.toml"),
+    (["validate", "done.toml", "--target-width", "64", "--storage", "mysql://u@h/db"], "unsupported storage scheme 'mysql://'"),
     # the top level
     (["nosuchcommand"], "No such command 'nosuchcommand'"),
 ]

@@ -67,12 +67,16 @@ class FitOptions:
     decay_convention: str | None = None  # a weight-decay sweep's AdamW convention; None: the spec's, else torch
 
 
-def fit_command(source: str | Path, output: str | Path, options: FitOptions) -> str:
-    """The `scaleplan fit` command that fits `source` with `options` into `output` (a law file's provenance)."""
+def fit_command(source: str | Path, output: str | Path, options: FitOptions, storage: str | None = None) -> str:
+    """The `scaleplan fit` command that fits `source` (read from `storage` where given, its password redacted) with
+    `options` into `output` (a law file's provenance)."""
     import shlex
 
+    from scaleplan.redact import redact
+
     o, default = options, FitOptions()
-    args = ["scaleplan", "fit", str(source), "-o", str(output), "--method", o.method]
+    args = ["scaleplan", "fit", str(source), *(["--storage", redact(storage)] if storage else []), "-o", str(output),
+            "--method", o.method]
     if o.x is not None:
         args += ["--x", o.x]
     args += [a for c in o.columns for a in ("--column", c)]

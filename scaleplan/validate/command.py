@@ -26,12 +26,16 @@ from scaleplan.validate.experiment import DEFAULT_SEEDS
 @click.option("--name", default="transfer", show_default=True, help="Report name: OUT/NAME.md and OUT/NAME.png.")
 @click.option("--grid-step", default=0.5, show_default=True, type=click.FloatRange(min=0.05), help="Target lr grid spacing in octaves.")
 @click.option("--bootstrap", "n_boot", default=200, show_default=True, type=click.IntRange(min=0))
+@click.option("--storage", default=None,
+              help="Where the small-width sweeps live instead of each spec's [sweep] storage: a .journal/.db path, "
+                   "sqlite:///FILE or postgresql://... (workers on other machines may share it: scaleplan sweep SPEC --storage).")
 @click.option("--target-steps", type=click.IntRange(min=1), default=None,
               help="Weight-decay target: steps at the target (>= 4x the longest swept), with --target-width. The specs must "
                    "sweep lr and weight_decay or wd_tau; the prediction (lr, lambda), the naive small-scale lambda and a dense "
                    "2-D grid (lambdas 1.5 x --grid-step apart) are trained there.")
 def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: int | None, seeds: int, device: str | None,
-             workers: int, out_dir: Path, name: str, grid_step: float, n_boot: int, target_steps: int | None) -> None:
+             workers: int, out_dir: Path, name: str, grid_step: float, n_boot: int, storage: str | None,
+             target_steps: int | None) -> None:
     """Sweep, fit the lr law, predict a target beyond the swept axes, measure the regret.
 
     \b
@@ -48,6 +52,10 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
       scaleplan validate sweeps/transfer/gpt-depth-completep.toml --target depth=16
       scaleplan validate sweeps/transfer/mlp-mup-wd.toml --target-width 256 --target-steps 2000
     """
+    if storage is not None:  # a bad URL or a missing driver: one line now, before any sweep
+        from scaleplan.sweep.storage import resolve_storage
+
+        resolve_storage(storage)
     if target_steps is not None:
         if target_width is None or targets:
             raise InputError("--target-steps takes the target's width as --target-width W (not --target)")
@@ -56,7 +64,7 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
 
         for line in run_decay_validations(specs, target_width, target_steps, seeds, out_dir, name, n_boot, workers, grid_step,
                                           command_line(click.get_current_context()), lambda msg: click.echo(msg, err=True),
-                                          device):
+                                          device, storage):
             click.echo(line)
         return
     from scaleplan.outputs import ensure_writable, writing
@@ -77,7 +85,7 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
         raise InputError(f"two specs share the sweep name '{next(n for n in names if names.count(n) > 1)}'; give each its own")
     results = [
         validate_spec(c, tuple(range(seeds)), device=device, workers=workers, out_dir=out_dir,
-                      step_log2=grid_step, n_boot=n_boot, log=log)
+                      step_log2=grid_step, n_boot=n_boot, log=log, storage=storage)
         for c in checked
     ]
     figure = plot_transfer(results, out_dir / f"{name}.png")

@@ -158,8 +158,10 @@ def validate_spec(
     step_log2: float = 0.5,
     n_boot: int = 200,
     log: Callable[[str], None] = print,
+    storage: str | None = None,
 ) -> SpecValidation:
-    """Run (or resume) the spec's sweep, fit the lr law, and measure regret at the checked target.
+    """Run (or resume) the spec's sweep (in `storage` where given, else the spec's), fit the lr law, and measure
+    regret at the checked target.
 
     Writes OUT/<spec name>.json (the fitted law) and OUT/<spec name>-trials.csv (the sweep's trials).
     """
@@ -170,14 +172,14 @@ def validate_spec(
     spec_path, spec, point = checked.path, checked.spec, checked.point
     swept = {axis: tuple(getattr(spec, attr)) for axis, (attr, _) in AXES.items() if getattr(spec, attr)}
     log(f"[{spec.name}] sweep {'; '.join(f'{a} {list(v)}' for a, v in swept.items() if len(v) > 1)} ({spec.parametrization})")
-    run_sweep(spec, workers=workers, device=device)
+    run_sweep(spec, storage, workers=workers, device=device)
 
     out_dir = Path(out_dir or "benchmarks/results")
     law_path = out_dir / f"{spec.name}.json"
-    data = spec_data(spec)
+    data = spec_data(spec, storage)
     options = effective_options(data, FitOptions(n_boot=n_boot, d_unit="tokens" if point.units_per_example > 1 else "samples"))
     fitted = fit_sweep(data, options, name=spec.name, title=f"lr law of {spec.name} (scaleplan validate)",
-                       command=fit_command(spec_path, law_path, options))
+                       command=fit_command(spec_path, law_path, options, storage))
     law, hyper = fitted.law, fitted.hyper
     if hyper is None:
         raise ScaleplanError(f"[{spec.name}] the sweep's trials carry no learning rate: nothing to validate")

@@ -193,6 +193,7 @@ def validate_weight_decay(
     log: Callable[[str], None] = print,
     lr_step_log2: float = 0.5,
     device: str | None = None,
+    storage: str | None = None,
 ) -> DecayValidation:
     """Run (or resume) the spec's sweep, fit the (lr, lambda) optima and tau*(D/N) (the `fit` pipeline), and measure
     regret at the target on a `target_grid` of 5 lrs `lr_step_log2` octaves apart by lambdas 1.5x as far apart.
@@ -210,11 +211,11 @@ def validate_weight_decay(
     objective: Any = load_objective(spec, device)  # the built-in trainer (check_decay_spec): it has .config
     convention = str(spec.train.get("decay_convention", "torch"))
     log(f"[{spec.name}] sweep widths {list(spec.widths)} x steps {list(spec.steps)} over (lr, lambda), {convention} AdamW")
-    run_sweep(spec, workers=workers, device=device)
+    run_sweep(spec, storage, workers=workers, device=device)
     out = Path(out_dir)
     law_path = out / f"{spec.name}.json"
     options = FitOptions(x="width", n_boot=n_boot, d_unit="tokens" if spec.task == "charlm" else "samples")
-    fitted = fit_sweep(spec_data(spec), options, name=spec.name, command=fit_command(spec_path, law_path, options),
+    fitted = fit_sweep(spec_data(spec, storage), options, name=spec.name, command=fit_command(spec_path, law_path, options, storage),
                        title=f"lr*(width, D) and weight-decay timescale tau*(D/N) of {spec.name} (scaleplan validate)")
     law, fit = fitted.law, fitted.decay
     if fit is None:
@@ -449,7 +450,7 @@ def plot_decay(v: DecayValidation, path: str | Path) -> Path:
 
 def run_decay_validations(specs: tuple[Path, ...], target_width: int, target_steps: int, seeds: int, out_dir: Path, name: str,
                           n_boot: int, workers: int, grid_step: float, command: str, log: Callable[[str], None],
-                          device: str | None = None) -> list[str]:
+                          device: str | None = None, storage: str | None = None) -> list[str]:
     """`scaleplan validate --target-steps`: every spec checked first, then validated; OUT/NAME-SPEC.md and .png each.
 
     Returns the summary lines to print.
@@ -463,7 +464,8 @@ def run_decay_validations(specs: tuple[Path, ...], target_width: int, target_ste
     for path in specs:
         stem = f"{name}-{load_spec(path).name}"
         report = ensure_writable(Path(out_dir) / f"{stem}.md", "report")
-        v = validate_weight_decay(path, target_width, target_steps, seeds, out_dir, n_boot, workers, log, grid_step, device)
+        v = validate_weight_decay(path, target_width, target_steps, seeds, out_dir, n_boot, workers, log, grid_step, device,
+                                  storage)
         figure = plot_decay(v, Path(out_dir) / f"{stem}.png")
         with writing(report, "report"):
             report.write_text(markdown(v, command, figure.name))

@@ -179,3 +179,22 @@ def test_target_runs_keep_the_specs_fixed_search_values(tmp_path: Path) -> None:
                                       "--out", str(tmp_path / "res"), "--bootstrap", "0"])
     assert result.exit_code == 0, result.output
     assert "gain" in (tmp_path / "res" / "transfer.md").read_text()
+
+
+def test_validate_reads_and_writes_its_sweeps_in_the_storage_given(tmp_path: Path) -> None:
+    """`validate --storage` runs the sweep there (not next to the spec), fits from there, and the law's provenance
+    names the storage; a storage that cannot be opened is refused before any training."""
+    import json
+
+    (tmp_path / "bowl.toml").write_text(FAKE_SPEC.format(name="bowl", fn="transfer_bowl"))
+    db = tmp_path / "elsewhere" / "sweeps.db"
+    db.parent.mkdir()
+    args = ["validate", str(tmp_path / "bowl.toml"), "--target-width", "128", "--seeds", "1", "--out", str(tmp_path / "res"),
+            "--bootstrap", "0"]
+    result = CliRunner().invoke(cli, [*args, "--storage", str(db)])
+    assert result.exit_code == 0, result.output
+    assert db.is_file() and not (tmp_path / "bowl.journal").exists()
+    law = json.loads((tmp_path / "res" / "bowl.json").read_text())
+    assert f"--storage {db}" in law["provenance"]["command"]
+    bad = CliRunner().invoke(cli, [*args, "--name", "bad", "--storage", "mysql://u@h/db"])  # exit 2: tests/test_bad_input.py
+    assert "unsupported storage scheme" in str(bad.exception) and not (tmp_path / "res" / "bad.md").exists()
