@@ -186,6 +186,8 @@ CASES: list[tuple[list[str], str]] = [
     # fit
     (["fit"], "give a sweep spec (.toml), a CSV of trials (.csv), or --storage URL"),
     (["fit", "runs.parquet"], "give a sweep spec (.toml) or a CSV of trials (.csv)"),
+    (["fit", "trials.csv", "--offset", "loss=1"], "--offset expects lr=NUMBER or batch_size=NUMBER"),
+    (["fit", "trials.csv", "--offset", "lr=-1"], "--offset expects lr=NUMBER or batch_size=NUMBER"),
     (["fit", "absent.csv"], "trials file not found: absent.csv"),
     (["fit", "absent.toml"], "sweep spec not found: absent.toml"),
     (["fit", "trials.csv", "--storage", "done.journal"], "--storage and --study read a sweep's storage"),

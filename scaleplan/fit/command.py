@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from scaleplan.errors import InputError
-from scaleplan.fit.pipeline import MIN_LOSS_LAW_CELLS
+from scaleplan.fit.pipeline import MIN_LOSS_LAW_CELLS, offset_values
 from scaleplan.limits import MAX_BOOTSTRAP
 from scaleplan.outputs import ensure_writable
 from scaleplan.provenance import command_line
@@ -90,6 +90,9 @@ D_UNITS = ("tokens", "samples")
               help="Loss law: hold a parameter (E, A, B, alpha, beta) fixed, e.g. --fix E=0 (no irreducible loss).")
 @click.option("--tie", "tied", multiple=True, metavar="NAME=NAME",
               help="Loss law: tie two exponents, --tie alpha=beta (one exponent, as Gadre et al. 2024).")
+@click.option("--offset", "offsets", multiple=True, metavar="TARGET=VALUE",
+              help="An additive constant of a one-size law, held fixed: --offset lr=1e-4 fits lr* = 1e-4 + a*N^alpha "
+                   "(lr or batch_size).")
 @click.option("--allow-incomplete", is_flag=True,
               help="Fit a sweep whose planned trials are not all finished (flagged in the summary and the law file).")
 def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str, band: float, near: float,
@@ -97,7 +100,7 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
         loss_law: bool | None, lr_batch: bool | None, critical_batch: bool | None, n_boot: int, seed: int, weighting: str,
         plot_dir: Path | None, decay_convention: str | None, name: str | None, title: str | None, citation: str | None,
         lr_in: str | None, batch_in: str | None, isoflop: str | None, huber_delta: float, loss_space: str, starts: int,
-        fixed: tuple[str, ...], tied: tuple[str, ...], allow_incomplete: bool) -> None:
+        fixed: tuple[str, ...], tied: tuple[str, ...], offsets: tuple[str, ...], allow_incomplete: bool) -> None:
     """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml), a CSV of trials, or --storage.
 
     \b
@@ -119,12 +122,13 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
     output = ensure_writable(output or Path("fits") / f"{stem}.json", "law file", make_folder=output is None)
     if plot_dir is not None:
         ensure_writable(plot_dir / "optima.png", "plot")
+    offset_values(offsets)  # a malformed --offset is refused before any data is read
     options = FitOptions(method=method, band=band, near=near, x=x, columns=columns, batch_unit_scale=batch_unit_scale,
                          batch_unit=batch_unit, d_unit=d_unit, batch_on_size=batch_on_size, loss_law=loss_law,
                          n_boot=n_boot, seed=seed, weighting=weighting, lr_in=_names(lr_in), batch_in=_names(batch_in),
                          isoflop=int(isoflop) if isoflop else None, huber_delta=huber_delta, loss_space=loss_space,
                          starts=starts, fixed=fixed, tied=tied, allow_incomplete=allow_incomplete, lr_batch=lr_batch,
-                         critical_batch=critical_batch, decay_convention=decay_convention)
+                         critical_batch=critical_batch, decay_convention=decay_convention, offsets=offsets)
     fitted = fit_sweep(data, options, name=name or output.stem, title=title, command=command_line(click.get_current_context()),
                        citation=citation)
     trials, hyper, loss, law = fitted.trials, fitted.hyper, fitted.loss, fitted.law

@@ -74,13 +74,15 @@ def fit_hyperparameter_laws(
     weighting: str = "inverse-variance",
     lr_in: list[str] | None = None,
     batch_in: list[str] | None = None,
+    offsets: dict[str, float] | None = None,
 ) -> HyperparameterFit:
     """Locate each cell's optimum with `method` and fit ln lr* (and ln B*) on the logs of the cell sizes.
 
     `weighting="inverse-variance"` weights each cell by 1/var(ln optimum) over the bootstrap replicates
     (one-point-per-cell methods with >= MIN_REPLICATES replicates); "none" is plain OLS.
     `lr_in` / `batch_in` choose the predictors (columns N, width, D, or C = 6ND, R = D/N), e.g. ["C"]
-    for DeepSeek's lr = a * C^b; by default the size (and D when it varies).
+    for DeepSeek's lr = a * C^b; by default the size (and D when it varies). `offsets` ({"lr": c}) fit
+    lr* = c + a * N^alpha with the constant c given and held fixed (its uncertainty is not in the intervals).
     """
     if weighting not in WEIGHTINGS:
         raise ScaleplanError(f"unknown weighting '{weighting}'; use one of {', '.join(WEIGHTINGS)}")
@@ -95,13 +97,15 @@ def fit_hyperparameter_laws(
     weigh = weighting == "inverse-variance" and method != "band" and len(replicates) >= MIN_REPLICATES
     lr_w = _cell_weights("lr", replicates, optima, cells) if weigh else None
     batch_w = _cell_weights("batch_size", replicates, optima, cells) if weigh and batch_vars else None
-    lr_fit = _fit_target("lr", optima, lr_vars, trials.x, level, lr_w, seed)
-    batch_fit = _fit_target("batch_size", optima, batch_vars, trials.x, level, batch_w, seed) if batch_vars else None
+    offsets = offsets or {}
+    lr_c, batch_c = offsets.get("lr", 0.0), offsets.get("batch_size", 0.0)
+    lr_fit = _fit_target("lr", optima, lr_vars, trials.x, level, lr_w, seed, lr_c)
+    batch_fit = _fit_target("batch_size", optima, batch_vars, trials.x, level, batch_w, seed, batch_c) if batch_vars else None
     lr_samples, batch_samples, cell_lr, failed = [], [], [], 0
     for resampled in replicates:
         try:
-            lr_coef = _coefficients("lr", resampled, lr_vars, trials.x, lr_w)
-            batch_coef = None if batch_fit is None else _coefficients("batch_size", resampled, batch_vars, trials.x, batch_w)
+            lr_coef = _coefficients("lr", resampled, lr_vars, trials.x, lr_w, lr_c)
+            batch_coef = None if batch_fit is None else _coefficients("batch_size", resampled, batch_vars, trials.x, batch_w, batch_c)
         except (ScaleplanError, np.linalg.LinAlgError):
             failed += 1
             continue
@@ -174,8 +178,9 @@ def _cell_value(o: CellOptimum, v: str, x: str) -> float:
     return {x: o.size, "D": o.tokens, "C": 6.0 * o.size * (o.tokens or 0.0), "R": (o.tokens or 0.0) / o.size}[v]
 
 
-def _design(target: str, optima: list[CellOptimum], variables: list[str], x: str) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
-    """Stack the regression points of every cell: y, {law variable: values}, cell id per point."""
+def _design(target: str, optima: list[CellOptimum], variables: list[str], x: str,
+            offset: float = 0.0) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+    """Stack the regression points of every cell: y - offset, {law variable: values}, cell id per point."""
     ys, cols, groups = [], {LAW_VARIABLE[v]: [] for v in variables}, []
     for i, o in enumerate(optima):
         pts = o.points_lr if target == "lr" else o.points_batch
@@ -183,21 +188,26 @@ def _design(target: str, optima: list[CellOptimum], variables: list[str], x: str
         groups.append(np.full(len(pts), i))
         for v in variables:
             cols[LAW_VARIABLE[v]].append(np.full(len(pts), _cell_value(o, v, x)))
-    return np.concatenate(ys), {k: np.concatenate(c) for k, c in cols.items()}, np.concatenate(groups)
+    y = np.concatenate(ys) - offset
+    if offset and np.any(y <= 0):
+        raise ScaleplanError(f"--offset {target}={offset:g}: the {target} optimum of some cell is at or below the offset "
+                             f"(smallest {float(np.min(y) + offset):.4g}); a power law above it cannot pass there: lower it")
+    return y, {k: np.concatenate(c) for k, c in cols.items()}, np.concatenate(groups)
 
 
 def _fit_target(target: str, optima: list[CellOptimum], variables: list[str], x: str, level: float,
-                weights: np.ndarray | None = None, seed: int = 0) -> PowerLawFit:
-    """Regress one target over the cells; `weights` (one per cell) only with one point per cell."""
-    y, predictors, groups = _design(target, optima, variables, x)
+                weights: np.ndarray | None = None, seed: int = 0, offset: float = 0.0) -> PowerLawFit:
+    """Regress one target (less `offset`) over the cells; `weights` (one per cell) only with one point per cell."""
+    y, predictors, groups = _design(target, optima, variables, x, offset)
     several = any(len(o.points_lr) > 1 for o in optima)
-    return fit_power_law(target, y, predictors, weights=weights, groups=groups if several else None, level=level, seed=seed)
+    fit = fit_power_law(target, y, predictors, weights=weights, groups=groups if several else None, level=level, seed=seed)
+    return replace(fit, offset=offset)
 
 
 def _coefficients(target: str, optima: list[CellOptimum], variables: list[str], x: str,
-                  weights: np.ndarray | None = None) -> np.ndarray:
+                  weights: np.ndarray | None = None, offset: float = 0.0) -> np.ndarray:
     """(Weighted) least-squares coefficients (the bootstrap's refit: no covariance needed, so no statsmodels)."""
-    y, predictors, _ = _design(target, optima, variables, x)
+    y, predictors, _ = _design(target, optima, variables, x, offset)
     design = np.column_stack([np.ones_like(y), *[np.log(c) for c in predictors.values()]])
     root_w = np.ones_like(y) if weights is None else np.sqrt(weights)
     coef, _, rank, _ = np.linalg.lstsq(design * root_w[:, None], np.log(y) * root_w, rcond=None)

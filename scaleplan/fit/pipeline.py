@@ -12,6 +12,7 @@ trials and options (`fit_command` gives that command). A sweep with unfinished s
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -65,6 +66,7 @@ class FitOptions:
     lr_batch: bool | None = None  # the batch size as a regressor of the lr law (None: for a sweep's own tokens ladder)
     critical_batch: bool | None = None  # steps to target loss vs batch size (None: when the lr law has B and D varies)
     decay_convention: str | None = None  # a weight-decay sweep's AdamW convention; None: the spec's, else torch
+    offsets: tuple[str, ...] = ()  # TARGET=VALUE: an additive constant of the lr or batch-size law, held fixed
 
 
 def fit_command(source: str | Path, output: str | Path, options: FitOptions, storage: str | None = None) -> str:
@@ -100,6 +102,7 @@ def fit_command(source: str | Path, output: str | Path, options: FitOptions, sto
     args += [a for f in o.fixed for a in ("--fix", f)] + [a for t in o.tied for a in ("--tie", t)]
     args += ["--allow-incomplete"] if o.allow_incomplete else []
     args += [] if o.decay_convention is None else ["--decay-convention", o.decay_convention]
+    args += [a for item in o.offsets for a in ("--offset", item)]
     return shlex.join(args)
 
 
@@ -225,8 +228,8 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions) -> tup
         from scaleplan.errors import ScaleplanError
         from scaleplan.fit.multi_axis import critical_batches, fit_multi_axis
 
-        if options.lr_in or options.batch_in:
-            raise InputError("--lr-in / --batch-in choose predictors of a one-size law; this fit's cells span several "
+        if options.lr_in or options.batch_in or options.offsets:
+            raise InputError("--lr-in / --batch-in / --offset apply to a one-size law; this fit's cells span several "
                              "axes (their predictors are the axes that vary): drop them")
         fit = fit_multi_axis(trials, sizes, by_batch, method=options.method, band=options.band, near=options.near,
                              batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
@@ -243,7 +246,23 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions) -> tup
         raise InputError("--critical-batch needs the batch size in the lr law (--lr-batch) and several D")
     return fit_hyperparameter_laws(trials, method=options.method, band=options.band, near=options.near,
                                    batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
-                                   weighting=options.weighting, lr_in=list(options.lr_in), batch_in=list(options.batch_in)), []
+                                   weighting=options.weighting, lr_in=list(options.lr_in), batch_in=list(options.batch_in),
+                                   offsets=offset_values(options.offsets)), []
+
+
+def offset_values(items: tuple[str, ...]) -> dict[str, float]:
+    """--offset lr=VALUE / batch_size=VALUE as {target: constant} (a constant >= 0 under the power law)."""
+    values = {}
+    for item in items:
+        name, sep, value = (t.strip() for t in item.partition("="))
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not sep or name not in ("lr", "batch_size") or not (math.isfinite(number) and number >= 0):
+            raise InputError(f"--offset expects lr=NUMBER or batch_size=NUMBER (a finite number >= 0), got '{item}'")
+        values[name] = number
+    return values
 
 
 def effective_options(data: SweepData, options: FitOptions) -> FitOptions:

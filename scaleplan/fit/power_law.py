@@ -39,11 +39,12 @@ class PowerLawFit:
     cell_bootstrap_ci: dict[str, tuple[float, float]] = field(default_factory=dict)
     n_cell_boot: int = 0
     flags: tuple[str, ...] = ()
+    offset: float = 0.0  # an additive constant given by the user: y = offset + exp(intercept + ...), held fixed
 
     def predict(self, values: dict[str, np.ndarray | float]) -> np.ndarray:
         """Evaluate y at `values` (variable -> value or array)."""
         log_y = self.intercept + sum(e * np.log(np.asarray(values[v], dtype=float)) for v, e in self.exponents.items())
-        return np.exp(log_y)
+        return self.offset + np.exp(log_y)
 
     def coefficients(self) -> np.ndarray:
         """[intercept, *exponents] in the covariance's order."""

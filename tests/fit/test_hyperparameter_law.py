@@ -155,3 +155,34 @@ def test_laws_in_compute_and_in_tokens_per_parameter() -> None:
         fit_hyperparameter_laws(trials, n_boot=0, lr_in=["W"])
     with pytest.raises(ScaleplanError, match="collinear"):
         fit_hyperparameter_laws(trials, n_boot=0, lr_in=["N", "D", "C"])
+
+
+def offset_sweep() -> pd.DataFrame:
+    """lr* = 1e-3 + 0.5 * N^-0.5 (a floor the power law sits on), exact bowls, 6 sizes x 13 lrs."""
+    rows = []
+    for n in (1e4, 4e4, 1.6e5, 6.4e5, 2.56e6, 1.024e7):
+        lr_star = 1e-3 + 0.5 * n**-0.5
+        for lr in lr_star * np.geomspace(1 / 4, 4, 13):
+            rows.append(dict(N=n, lr=lr, loss=3 + 0.08 * np.log(lr / lr_star) ** 2))
+    return pd.DataFrame(rows)
+
+
+def test_an_offset_given_recovers_the_law_above_it_and_predicts_with_it(tmp_path: Path) -> None:
+    """--offset lr=C fits ln(lr* - C): the exponent of a law with a floor, which a plain power law bends (-0.31 here)."""
+    from scaleplan.fit.pipeline import FitOptions, SweepData, fit_command, fit_sweep
+    from scaleplan.laws import LawFile
+
+    frame = offset_sweep()
+    plain = fit_hyperparameter_laws(prepare_trials(frame), n_boot=0)
+    floored = fit_hyperparameter_laws(prepare_trials(frame), n_boot=20, offsets={"lr": 1e-3})
+    assert floored.lr.exponents["N"] == pytest.approx(-0.5, abs=0.01) and np.exp(floored.lr.intercept) == pytest.approx(0.5, rel=0.05)
+    assert plain.lr.exponents["N"] > -0.4  # what the floor does to a plain fit
+    options = FitOptions(n_boot=0, offsets=("lr=1e-3",))
+    command = fit_command("offset.csv", tmp_path / "o.json", options)
+    assert command.endswith("--offset lr=1e-3")  # the law's provenance refits it with the same constant
+    law = fit_sweep(SweepData(frame, "offset.csv", None), options, name="o", title=None, command=command).law
+    law = LawFile.load(law.save(tmp_path / "o.json"))
+    assert law.predict(params=1e9).lr == pytest.approx(1e-3 + 0.5 * 1e9**-0.5, rel=0.05)
+    with pytest.raises(ScaleplanError, match=r"--offset lr=0.01: the lr optimum of some cell is at or below the offset"):
+        fit_hyperparameter_laws(prepare_trials(frame), n_boot=0, offsets={"lr": 1e-2})
+
