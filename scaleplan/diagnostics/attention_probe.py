@@ -8,6 +8,7 @@ so the model computes exactly what it computes with `attn_implementation="sdpa"`
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any, Callable, Iterator
 
 import torch
@@ -44,7 +45,7 @@ def attention_logits(model: nn.Module, record: Callable[[str, torch.Tensor], Non
     AttentionInterface.register(_NAME, _probe)
     previous = config._attn_implementation
     for name, module in modules:
-        _ACTIVE[id(module)] = lambda t, key=f"{name}.logits": record(key, t)
+        _ACTIVE[id(module)] = functools.partial(record, f"{name}.logits")
     config._attn_implementation = _NAME
     try:
         yield

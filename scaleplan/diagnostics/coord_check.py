@@ -180,9 +180,8 @@ def trace_training(
     """(step, layer, mean |output|) of every named submodule of a parametrized `model` (and attention logits)
     over `steps` optimizer updates on one fixed batch, with the parametrization's per-tensor lrs (and Adam
     eps: `eps` at the base)."""
-    opt_cls = torch.optim.SGD if optimizer == "sgd" else torch.optim.Adam
     groups = param_groups(model, lr, optimizer=optimizer, eps=eps)
-    opt = opt_cls(groups, eps=eps) if optimizer != "sgd" else opt_cls(groups)
+    opt: torch.optim.Optimizer = torch.optim.SGD(groups) if optimizer == "sgd" else torch.optim.Adam(groups, eps=eps)
     recorder = _Recorder()
     for name, module in model.named_modules():
         if name:

@@ -16,7 +16,10 @@ import torch
 from torch import nn
 
 from scaleplan.diagnostics.coord_check import average_seeds, trace_training, width_table
+from scaleplan.errors import ParametrizationError
 from scaleplan.models import build_parametrized
+from scaleplan.models.denseam import DenseAM
+from scaleplan.parametrization.apply import find_state
 from scaleplan.tasks import get_task
 
 PROBES = ("overlap", "activation", "update")
@@ -31,7 +34,10 @@ def first_release_rules(model: nn.Module) -> None:
     """Make a DenseAM built under 'denseam' follow the first release's rules: a memory Adam eps constant in
     N and K (its record's m set to 1, so the rule's 1/m is 1) and a relu-poly update summed over the K
     memories with activation relu(z)^(n-1) (today's mean of relu(z)^(n-1)/(n-1), times K(n-1))."""
-    model.scaleplan_state.tensors["memories"].m = 1.0
+    found = find_state(model)
+    if not isinstance(model, DenseAM) or found is None:
+        raise ParametrizationError(f"the first release's rules apply to a parametrized DenseAM, not {type(model).__name__}")
+    found[2].tensors["memories"].m = 1.0
     if model.energy == "relu-poly":
         model.update.multiplier = model.n_memories * (model.degree - 1)
 

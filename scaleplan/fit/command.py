@@ -7,6 +7,7 @@ Data with an lr column gives lr (and batch) laws plus a loss law; data without o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -15,6 +16,9 @@ from scaleplan.fit.pipeline import MIN_LOSS_LAW_CELLS, offset_values
 from scaleplan.limits import MAX_BOOTSTRAP
 from scaleplan.outputs import ensure_writable
 from scaleplan.provenance import command_line
+
+if TYPE_CHECKING:
+    from scaleplan.fit.pipeline import SweepData
 
 METHOD_CHOICES = ("parabola", "argmin", "band")
 BATCH_UNITS = ("tokens", "samples", "sequences")
@@ -112,6 +116,7 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
       scaleplan fit dense_lr_bs_loss.csv -o fits/steplaw-refit.json --method band \\
         --column batch_size=bs --column 'loss=smooth loss' --batch-unit-scale 2048 --batch-unit tokens
     """
+    from scaleplan.fit.hyperparameter_law import HyperparameterFit
     from scaleplan.fit.multi_axis import MultiAxisFit
     from scaleplan.fit.pipeline import FitOptions, fit_sweep
     from scaleplan.fit.summary import format_summary
@@ -150,7 +155,7 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
         click.echo(format_weight_decay(fitted.decay))
     if plot_dir is not None and hyper is None:
         click.echo("plots: drawn for lr fits only; none written")
-    if plot_dir is not None and hyper is not None:
+    if plot_dir is not None and isinstance(hyper, HyperparameterFit):  # a multi-axis fit has no plots (above)
         from scaleplan.fit.plots import plot_fit
 
         for path in plot_fit(trials, hyper, plot_dir):
@@ -173,8 +178,10 @@ def _check_source(source: Path | None, storage: str | None, study: str | None) -
         raise InputError("--storage and --study read a sweep's storage; a CSV is read as it is: drop them")
 
 
-def _load(source: Path | None, storage: str | None, study: str | None):  # -> (SweepData, name for the default output)
-    """A .csv is read directly, a spec through its study, a storage through the study named (or the only one);
+def _load(source: Path | None, storage: str | None, study: str | None) -> tuple[SweepData, str]:
+    """The sweep's data and the name for the default output.
+
+    A .csv is read directly, a spec through its study, a storage through the study named (or the only one);
     the parametrization reference comes with a sweep's trials, and with the columns of a CSV a sweep exported."""
     from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
     from scaleplan.fit.pipeline import SweepData, spec_data, unfinished
@@ -187,6 +194,7 @@ def _load(source: Path | None, storage: str | None, study: str | None):  # -> (S
         from scaleplan.sweep.spec import load_spec
 
         return spec_data(load_spec(source), storage), source.stem
+    assert storage is not None, "_check_source refuses neither a source nor --storage"
     opened = open_study_readonly(storage, study)
     frame = trials_frame(opened)
     origin = f"study '{opened.study_name}'"

@@ -17,7 +17,16 @@ import numpy as np
 from scaleplan.errors import ScaleplanError
 from scaleplan.fit.blas import single_blas_thread
 from scaleplan.fit.data import Trials
-from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, cell_arrays, cell_optima, method_label
+from scaleplan.fit.optimum import (
+    DEFAULT_BAND,
+    DEFAULT_NEAR,
+    CellArrays,
+    CellKey,
+    CellOptimum,
+    cell_arrays,
+    cell_optima,
+    method_label,
+)
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci
 
 # Name of each size column (and derived quantity) as a law-file variable: C = 6ND, R = D/N tokens per parameter.
@@ -120,7 +129,8 @@ def fit_hyperparameter_laws(
                              np.array(lr_samples) if lr_samples else None, np.array(batch_samples) if batch_samples else None)
 
 
-def _cell_weights(target: str, replicates: list[list[CellOptimum]], optima: list[CellOptimum], cells: dict) -> np.ndarray:
+def _cell_weights(target: str, replicates: list[list[CellOptimum]], optima: list[CellOptimum],
+                  cells: dict[CellKey, CellArrays]) -> np.ndarray:
     """1 / var(ln optimum) of each cell over the bootstrap replicates, the sd floored at MIN_LOG_SD.
 
     A flat cell (its whole sweep within the band) locates no optimum: its sd is that of a uniform
@@ -130,14 +140,15 @@ def _cell_weights(target: str, replicates: list[list[CellOptimum]], optima: list
     sd = np.maximum(np.nanstd(logs, axis=0, ddof=1), MIN_LOG_SD)
     for i, (o, (lr, _, batch)) in enumerate(zip(optima, cells.values())):
         if o.flat:
-            swept = np.log(lr if target == "lr" else batch)
-            sd[i] = max(sd[i], float(np.ptp(swept)) / math.sqrt(12.0))
+            swept = lr if target == "lr" else batch
+            assert swept is not None, "batch-size weights are computed only for a swept batch size"
+            sd[i] = max(sd[i], float(np.ptp(np.log(swept))) / math.sqrt(12.0))
     return 1.0 / sd**2
 
 
-def _replicate(cells: dict, rng: np.random.Generator, method: str, band: float, near: float) -> list[CellOptimum]:
+def _replicate(cells: dict[CellKey, CellArrays], rng: np.random.Generator, method: str, band: float, near: float) -> list[CellOptimum]:
     """Every cell's optimum after resampling its trials with replacement."""
-    resampled = {}
+    resampled: dict[CellKey, CellArrays] = {}
     for key, (lr, loss, b) in cells.items():
         idx = rng.integers(0, len(lr), len(lr))
         resampled[key] = (lr[idx], loss[idx], None if b is None else b[idx])
@@ -175,15 +186,21 @@ def _chosen(trials: Trials, names: list[str], target: str) -> list[str]:
 
 def _cell_value(o: CellOptimum, v: str, x: str) -> float:
     """A cell's value of predictor `v`: its size, D, C = 6ND or R = D/N."""
-    return {x: o.size, "D": o.tokens, "C": 6.0 * o.size * (o.tokens or 0.0), "R": (o.tokens or 0.0) / o.size}[v]
+    if v == x:
+        return o.size
+    assert o.tokens is not None, "D, C and R are predictors only of trials with a D column (every cell then has D)"
+    return {"D": o.tokens, "C": 6.0 * o.size * o.tokens, "R": o.tokens / o.size}[v]
 
 
 def _design(target: str, optima: list[CellOptimum], variables: list[str], x: str,
             offset: float = 0.0) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Stack the regression points of every cell: y - offset, {law variable: values}, cell id per point."""
-    ys, cols, groups = [], {LAW_VARIABLE[v]: [] for v in variables}, []
+    ys: list[np.ndarray] = []
+    cols: dict[str, list[np.ndarray]] = {LAW_VARIABLE[v]: [] for v in variables}
+    groups: list[np.ndarray] = []
     for i, o in enumerate(optima):
         pts = o.points_lr if target == "lr" else o.points_batch
+        assert pts is not None, "a batch-size law is fitted only to a swept batch size (every cell then has one)"
         ys.append(pts)
         groups.append(np.full(len(pts), i))
         for v in variables:

@@ -8,6 +8,7 @@ DeepSeek (every run within 0.25% of the cell's minimum loss; all of them are the
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -79,7 +80,7 @@ def locate_optimum(
         raise ScaleplanError(f"unknown optimum method '{method}'; use one of {', '.join(METHODS)}")
     i_min = int(np.argmin(loss))
     flat = bool(np.all(loss <= loss[i_min] + abs(loss[i_min]) * band))
-    common = dict(size=size, tokens=tokens, n_trials=len(lr), model=model, flat=flat)
+    common: dict[str, Any] = dict(size=size, tokens=tokens, n_trials=len(lr), model=model, flat=flat)
     if method == "band":
         keep = loss <= loss[i_min] * (1.0 + band) if loss[i_min] > 0 else loss <= loss[i_min] + abs(loss[i_min]) * band
         b = None if batch is None else batch[keep]
@@ -103,7 +104,11 @@ def locate_optima(trials: Trials, method: str = "parabola", band: float = DEFAUL
     return cell_optima(cell_arrays(trials, method), method, band, near)
 
 
-def cell_optima(cells: dict[tuple[float, float | None], tuple[np.ndarray, np.ndarray, np.ndarray | None]],
+CellKey = tuple[float, "float | None", "str | None"]  # (size, tokens, model)
+CellArrays = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]  # (lr, loss, batch)
+
+
+def cell_optima(cells: dict[CellKey, CellArrays],
                 method: str, band: float = DEFAULT_BAND, near: float = DEFAULT_NEAR) -> list[CellOptimum]:
     """The optimum of every cell of `cell_arrays` (the bootstrap passes resampled cells)."""
     return [
@@ -112,14 +117,11 @@ def cell_optima(cells: dict[tuple[float, float | None], tuple[np.ndarray, np.nda
     ]
 
 
-CellKey = tuple[float, "float | None", "str | None"]
-
-
-def cell_arrays(trials: Trials, method: str) -> dict[CellKey, tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+def cell_arrays(trials: Trials, method: str) -> dict[CellKey, CellArrays]:
     """{(size, tokens, model): (lr, loss, batch)} per cell; raises if a cell cannot locate an optimum."""
     need = 3 if method == "parabola" else 2
     frame = trials.frame
-    out = {}
+    out: dict[CellKey, CellArrays] = {}
     for key, cell in frame.groupby(trials.cell_columns, sort=True):
         values = dict(zip(trials.cell_columns, key if isinstance(key, tuple) else (key,)))
         size = float(values[trials.x])
@@ -139,7 +141,7 @@ def cell_arrays(trials: Trials, method: str) -> dict[CellKey, tuple[np.ndarray, 
     return out
 
 
-def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: float, argmin: CellOptimum, common: dict) -> CellOptimum:
+def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: float, argmin: CellOptimum, common: dict[str, Any]) -> CellOptimum:
     """Weighted least-squares quadratic in (ln lr[, ln B]) around the minimum; its vertex is the optimum.
 
     The points are `near_window`'s; a non-convex fit falls back to the argmin (flagged). A vertex outside the

@@ -95,8 +95,8 @@ def fit_command(source: str | Path, output: str | Path, options: FitOptions, sto
     args += [] if o.lr_batch is None else ["--lr-batch" if o.lr_batch else "--no-lr-batch"]
     args += [] if o.critical_batch is None else ["--critical-batch" if o.critical_batch else "--no-critical-batch"]
     args += ["--bootstrap", str(o.n_boot), "--seed", str(o.seed), "--weighting", o.weighting]
-    for flag, value in (("--lr-in", ",".join(o.lr_in)), ("--batch-in", ",".join(o.batch_in)), ("--isoflop", o.isoflop)):
-        args += [flag, str(value)] if value else []
+    for flag, chosen in (("--lr-in", ",".join(o.lr_in)), ("--batch-in", ",".join(o.batch_in)), ("--isoflop", o.isoflop)):
+        args += [flag, str(chosen)] if chosen else []
     for flag, value in (("--huber-delta", o.huber_delta), ("--loss-space", o.loss_space), ("--starts", o.starts)):
         args += [flag, f"{value:g}" if isinstance(value, float) else str(value)] if value != getattr(default, flag[2:].replace("-", "_")) else []
     args += [a for f in o.fixed for a in ("--fix", f)] + [a for t in o.tied for a in ("--tie", t)]
@@ -362,6 +362,7 @@ def _isoflop(trials: Trials, options: FitOptions) -> IsoflopFit:
     """N*(C), D*(C) with budgets from a C column, else C = 6ND."""
     from scaleplan.fit.isoflop import fit_isoflop
 
+    assert options.isoflop is not None, "fit_sweep fits isoFLOP profiles only when --isoflop gives the approach"
     frame = trials.frame
     if trials.x != "N":
         raise InputError("--isoflop needs --x N (profiles of loss against model size)")

@@ -70,7 +70,7 @@ def plot_power_law(hyper: HyperparameterFit, fit: PowerLawFit, path: Path) -> Pa
     column = {LAW_VARIABLE[hyper.x]: "size", "D": "tokens"}
     logs = {v: np.log([getattr(o, column[v]) for o in hyper.optima]) for v in names}
     centre = {v: float(np.mean(logs[v])) for v in names}
-    y = np.log([o.lr if fit.target == "lr" else o.batch_size for o in hyper.optima])
+    y = np.log(np.array([o.lr if fit.target == "lr" else o.batch_size for o in hyper.optima], dtype=float))
     shift = sum(fit.exponents[v] * (logs[v] - centre[v]) for v in names[1:])
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter(np.exp(logs[main]), np.exp(y - shift), color="C0", zorder=3, label="cell optimum")

@@ -90,7 +90,7 @@ def fit_power_law(
         )
     model = sm.WLS(np.log(y), design, weights=weights) if weights is not None else sm.OLS(np.log(y), design)
     n, k = design.shape
-    n_groups = None if groups is None else np.unique(groups).size
+    n_groups = 0 if groups is None else int(np.unique(groups).size)
     if groups is not None and n_groups > k:
         result = model.fit(cov_type="cluster", cov_kwds={"groups": _codes(groups)}, use_t=True)
         dof, kind = n_groups - 1, "cluster-robust (by cell)"

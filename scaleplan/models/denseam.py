@@ -200,10 +200,10 @@ def _sizes(
     if axis == "features":
         n, k = width, n_memories if n_memories is not None else DEFAULT_MEMORIES
     elif axis == "memories":
-        n = features if features is not None else state_dim
-        if n is None:
+        fixed = features if features is not None else state_dim
+        if fixed is None:
             raise ScaleplanError("DenseAM width_axis='memories' scales K; give features=N (the fixed number of features)")
-        k = width
+        n, k = fixed, width
     else:
         if load is not None and not load > 0:
             raise ScaleplanError(f"DenseAM load (K/N) must be positive, got {load}")

@@ -35,6 +35,8 @@ def _fan_in_init(model: nn.Module) -> None:
     N(0, 1) embeddings; biases and norms keep HF's zeros and ones."""
     for module in model.modules():
         weight = getattr(module, "weight", None)
+        if not isinstance(weight, torch.Tensor):
+            continue
         if isinstance(module, nn.Embedding):
             weight.normal_(0.0, 1.0)
         elif isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D":
@@ -86,8 +88,8 @@ class HFGPT2(nn.Module):
             if readout_zero_init:
                 self.hf.lm_head.weight.zero_()
             if query_zero_init:
-                for block in self.hf.transformer.h:
-                    block.attn.c_attn.weight[:, :width].zero_()
+                for block in self.hf.transformer.h:  # torch types a submodule's attributes as Tensor | Module
+                    block.attn.c_attn.weight[:, :width].zero_()  # type: ignore[union-attr, index]
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         if idx.shape[1] > self.seq_len:

@@ -159,11 +159,12 @@ def apply_parametrization(
         warn_kept_init(model, params, tensors, init_std)
         rescale_init(model, params, tensors, rules, init_std)
     _install_readout_hooks(model, params, tensors, rules, output_mult)
+    # torch types a Module's attributes as Tensor | Module: the float ones below are scaleplan's
     for module_name, value in sites.items():
-        model.get_submodule(module_name).multiplier = value
+        model.get_submodule(module_name).multiplier = value  # type: ignore[assignment]
     for module_name, factor in scalings.items():
         module = model.get_submodule(module_name)
-        module.scaling = module.scaling * factor
+        module.scaling = module.scaling * factor  # type: ignore[operator, assignment]
     if state.manual_readouts:
         warnings.warn(
             f"raw readout(s) {', '.join(state.manual_readouts)}: scaleplan cannot hook a tensor used in your own forward; "
@@ -171,7 +172,7 @@ def apply_parametrization(
             UserWarning,
             stacklevel=2,
         )
-    model.scaleplan_state = state
+    model.scaleplan_state = state  # type: ignore[assignment]
     store_metadata(model, state)
     return model
 

@@ -124,7 +124,7 @@ def prescribe(
     if tokens_file.loss_law is None and not tokens_file.is_isoflop:
         raise ScaleplanError(f"tokens law '{tokens_file.name}' has no loss law and no isoFLOP law "
                              "(use chinchilla, epoch-chinchilla, or a law from `scaleplan fit --isoflop`)")
-    kw = dict(vocab=vocab, tied=tied, seq_len=seq_len, d_model=d_model, n_layers=n_layers, aspect=aspect)
+    kw: dict[str, Any] = dict(vocab=vocab, tied=tied, seq_len=seq_len, d_model=d_model, n_layers=n_layers, aspect=aspect)
     # Chinchilla counts embeddings; a fit may not
     loss_n_total = tokens_file.has_variable("N") and tokens_file.variable("N").convention == "total"
 
@@ -143,7 +143,7 @@ def prescribe(
         how = "isoFLOP law" if tokens_file.is_isoflop else "loss law"
         tokens_source = f"compute-optimal for C = {compute:.3g} FLOPs ({tokens_file.name}, {how})"
         shape = non_embedding_from_total(n_opt.value, **kw) if loss_n_total else shape_for(n_opt.value, **kw)
-    elif compute is not None:
+    elif compute is not None and tokens is not None:
         shape = non_embedding_from_total(compute / (6.0 * tokens), **kw)
     else:
         raise ScaleplanError("give --params (or --d-model and --layers, or --compute)")

@@ -56,10 +56,10 @@ def shape_for(
         return ModelShape(d_model, n_layers, max(1, d_model // HEAD_DIM), vocab, tied, n, seq_len, "given")
     if non_embedding is None:
         raise ScaleplanError("give --params, or both --d-model and --layers")
-    if d_model is None and n_layers is None:
-        layers_guess = (non_embedding / (12.0 * aspect**2)) ** (1.0 / 3.0)
-        d_model = max(HEAD_DIM, round(aspect * layers_guess / HEAD_DIM) * HEAD_DIM)
     if n_layers is None:
+        if d_model is None:
+            layers_guess = (non_embedding / (12.0 * aspect**2)) ** (1.0 / 3.0)
+            d_model = max(HEAD_DIM, round(aspect * layers_guess / HEAD_DIM) * HEAD_DIM)
         n_layers = max(1, round(non_embedding / (12.0 * d_model**2)))
     else:
         d_model = max(HEAD_DIM, round((non_embedding / (12.0 * n_layers)) ** 0.5 / HEAD_DIM) * HEAD_DIM)

@@ -56,6 +56,7 @@ class BuiltinObjective:
         from scaleplan.train.config import TrialConfig
 
         spec, point = self._spec, request.point
+        sampled: dict[str, Any] = request.params  # TrialConfig's float SEARCHABLE_FIELDS, by name (the spec parser checks)
         return TrialConfig(
             task=spec.task,  # type: ignore[arg-type]  # required for the built-in trainer by the spec parser
             model=spec.model,  # type: ignore[arg-type]
@@ -72,7 +73,7 @@ class BuiltinObjective:
             completep=spec.reference.completep,
             base_depth=spec.reference.base_depth,
             **spec.train,
-            **request.params,
+            **sampled,
         )
 
     def population_size(self, point: GridPoint) -> int:

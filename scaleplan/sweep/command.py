@@ -6,9 +6,14 @@ torch) happen inside the commands, so `scaleplan --help` stays fast.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
 from scaleplan.errors import ScaleplanError
+
+if TYPE_CHECKING:
+    import optuna
 
 
 class SweepGroup(click.Group):
@@ -52,12 +57,14 @@ def run(spec: str, workers: int, storage: str | None, n_trials: int | None, devi
     click.echo(line)
 
 
-def _study_source(spec: str | None, storage: str | None, study: str | None):  # type: ignore[no-untyped-def]
+def _study_source(spec: str | None, storage: str | None, study: str | None) -> optuna.Study:
     from scaleplan.sweep.export import open_study_readonly
 
-    if spec is None and storage is None:
+    if spec is not None:
+        return open_study_readonly(spec, study, storage)
+    if storage is None:
         raise ScaleplanError("give a sweep spec, or --storage URL (and --study NAME)")
-    return open_study_readonly(spec if spec is not None else storage, study, storage if spec is not None else None)
+    return open_study_readonly(storage, study)
 
 
 @sweep.command("status")

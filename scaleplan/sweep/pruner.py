@@ -9,6 +9,7 @@ from __future__ import annotations
 import optuna
 from optuna.trial import FrozenTrial
 
+from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.sampler import _PointStudy, startup_trials
 from scaleplan.sweep.spec import SweepSpec
 
@@ -32,5 +33,7 @@ def make_pruner(spec: SweepSpec) -> optuna.pruners.BasePruner:
             n_startup_trials=startup_trials(spec), n_warmup_steps=0
         )
     else:  # "successive-halving": rungs at prune_every * 4^k steps, running trials compete too
+        if spec.prune_every is None:
+            raise ScaleplanError(f"pruner '{spec.pruner}' needs 'prune_every' (steps between held-out checks)")
         inner = optuna.pruners.SuccessiveHalvingPruner(min_resource=spec.prune_every)
     return PointPruner(inner)

@@ -133,8 +133,9 @@ def _existing(spec: SweepSpec, cell: GridPoint, trials: list[FrozenTrial]) -> tu
         lrs.setdefault(index, lr)
         if t.state in FINISHED and index not in results:
             loss = t.user_attrs.get("loss")
-            ok = loss is not None and not t.user_attrs.get("diverged") and math.isfinite(float(loss))
-            results[index] = Observation(lrs[index], float(loss) if ok else None)
+            if loss is None or t.user_attrs.get("diverged") or not math.isfinite(float(loss)):
+                loss = None
+            results[index] = Observation(lrs[index], None if loss is None else float(loss))
     slots = [_slot(spec, cell, index, lrs[index]) for index in range(len(lrs))]
     history = [results[index] for index in sorted(results)]
     return slots, history, len(results) == len(lrs)

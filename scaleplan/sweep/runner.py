@@ -86,7 +86,8 @@ def run_sweep(
     session = open_sweep(spec, storage)
     show = display.update if display is not None else (lambda rows: None)
     show(study_status(session.study))
-    failure, crashed = None, []
+    failure: str | None = None
+    crashed: list[int] = []
     try:
         if workers == 1:
             run_worker(session, objective, max_trials, on_batch=lambda: show(study_status(session.study)))

@@ -117,9 +117,11 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
 
         from scaleplan.sweep.journal import FlockLock, check_journal
 
+        assert target.path is not None, "a journal target has its file (resolve_storage)"
         try:
             check_journal(target.path)
-            return JournalStorage(JournalFileBackend(str(target.path), lock_obj=FlockLock(target.path)))
+            # FlockLock follows the interface of Optuna's private BaseJournalFileLock without deriving from it
+            return JournalStorage(JournalFileBackend(str(target.path), lock_obj=FlockLock(target.path)))  # type: ignore[arg-type]
         except OSError as exc:
             raise ScaleplanError(f"cannot open journal storage {target.path}: {exc.strerror or exc}") from None
         except ValueError:  # json.JSONDecodeError or optuna's "Invalid log format" while replaying the file

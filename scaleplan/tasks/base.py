@@ -7,7 +7,8 @@ training units (samples or tokens) one example contributes to D.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar
+from dataclasses import Field
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor
@@ -20,6 +21,7 @@ class Task(ABC):
 
     name: ClassVar[str]
     models: ClassVar[tuple[str, ...]]  # model names that can train on this task
+    __dataclass_fields__: ClassVar[dict[str, Field[Any]]]  # set by @dataclass on each subclass
 
     @property
     @abstractmethod

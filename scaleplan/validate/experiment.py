@@ -144,8 +144,9 @@ def check_spec(spec_path: str | Path, target: dict[str, int], device: str | None
 
         cfg = objective.config(TrialRequest(point.grid_point(0), {**spec.fixed_search_values(), "lr": 1e-3}))
         build_model(cfg, build_task(cfg))
-    if hasattr(objective, "check_width") and point.coords.get("width"):  # a model whose forward diverges at init
-        objective.check_width(int(point.coords["width"]))  # at the target is refused now, not after the sweep
+    width = point.coords.get("width")
+    if hasattr(objective, "check_width") and width:  # a model whose forward diverges at init
+        objective.check_width(int(width))  # at the target is refused now, not after the sweep
     return CheckedSpec(Path(spec_path), spec, objective, point)
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
+from scaleplan.errors import ScaleplanError
 from scaleplan.fit.data import prepare_trials
 from scaleplan.sweep.builtin import BuiltinObjective
 from scaleplan.sweep.export import load_trials
@@ -71,6 +73,13 @@ def test_point_pruner_sees_only_the_trials_of_the_trials_point() -> None:
 def test_pruner_off_is_optunas_nop_pruner(spec_path: Path) -> None:
     spec_path.write_text(SPEC.replace('pruner = "median"\nprune_every = 10\n', ""))
     assert isinstance(make_pruner(load_spec(spec_path)), optuna.pruners.NopPruner)
+
+
+def test_successive_halving_without_prune_every_is_refused(spec_path: Path) -> None:
+    # the spec parser refuses it; a spec changed in code must not fall back to Optuna's guessed rungs
+    spec = dataclasses.replace(load_spec(spec_path), pruner="successive-halving", prune_every=None)
+    with pytest.raises(ScaleplanError, match="prune_every"):
+        make_pruner(spec)
 
 
 def test_median_pruning_one_trial_at_a_time(spec_path: Path) -> None:
