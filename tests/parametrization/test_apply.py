@@ -229,3 +229,31 @@ def test_denseam_temperature_follows_the_parametrization(parametrization, beta_a
     wide = build_parametrized("denseam", 128, parametrization, 32, beta0=1.0)
     assert base.beta == 1.0 / 32  # every parametrization agrees at the base width
     assert wide.beta == beta_at_4x  # beta0/N under the DenseAM rules, constant beta0/N_base under SP
+
+
+class TiedLM(nn.Module):
+    """An embedding whose matrix is also the readout (x @ E^T), as tied language models do."""
+
+    def __init__(self, width: int, tied: bool = True) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, width)
+        self.body = nn.Linear(width, width)
+        self.head = nn.Linear(width, 50, bias=False)
+        if tied:
+            self.head.weight = self.embed.weight
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.body(self.embed(tokens))))
+
+
+@pytest.mark.parametrize("parametrization, tied, warns", [("mup", True, True), ("mup", False, False), ("sp", True, False)])
+def test_tied_embeddings_under_mup_warn_naming_the_fix(parametrization: str, tied: bool, warns: bool) -> None:
+    """A tied embedding under muP trains worse than SP (measured on HF GPT-2, benchmarks/results/hf-gpt2-tied.txt):
+    warned, naming the tensor and the fix; untied, or under SP, nothing is said."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_parametrization(TiedLM(64, tied), parametrization, base=TiedLM(16, tied))
+    said = [str(w.message) for w in caught if "tied input/output embedding" in str(w.message)]
+    assert len(said) == warns
+    if warns:
+        assert said[0].startswith("tied input/output embedding(s) embed.weight under 'mup'") and "untie them" in said[0]
