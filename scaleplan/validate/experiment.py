@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from scaleplan.errors import InputError, ScaleplanError
 from scaleplan.validate.regret import LrPoint, Regret, best_point, group_by_lr, regret_of
@@ -250,7 +250,7 @@ def train_at(checked: CheckedSpec, name: str, lrs: list[float], seeds: tuple[int
 
     Returns (lr, seed, held-out loss) rows; a diverged run's loss is inf.
     """
-    from scaleplan.sweep.trial import ObjectiveFailed, TrialRequest
+    from scaleplan.sweep.trial import TrialRequest
 
     objective, point = checked.objective, checked.point
     fixed = checked.spec.fixed_search_values()  # e.g. init_std = [0.02]: the target trains as every swept trial did
@@ -258,14 +258,21 @@ def train_at(checked: CheckedSpec, name: str, lrs: list[float], seeds: tuple[int
     k = max(1, objective.population_size(requests[0].point))
     log(f"[{name}] target {point.label}: {len(lrs)} lrs x {len(seeds)} seeds = {len(requests)} runs "
         f"({'populations of ' + str(k) if k > 1 else 'one at a time'})")
-    rows = []
+    return [(request.params["lr"], request.point.seed, loss)
+            for population in evaluate_in_populations(objective, requests, k, f"[{name}] training at the target {point.label}")
+            for request, loss in population]
+
+
+def evaluate_in_populations(objective: Any, requests: list[Any], k: int, what: str) -> Iterator[list[tuple[Any, float]]]:
+    """Train `requests` through a spec's objective `k` at a time; yields each population's (request, held-out loss),
+    the loss inf where the run diverged. A failing objective is one line: `what` failed: why."""
+    from scaleplan.sweep.trial import ObjectiveFailed
+
     for i in range(0, len(requests), k):
         chunk = requests[i : i + k]
         try:
             outcomes = objective.evaluate(chunk)
         except ObjectiveFailed as exc:
-            raise ScaleplanError(f"[{name}] training at the target {point.label} failed: {exc}") from None
-        for request, outcome in zip(chunk, outcomes):
-            loss = math.inf if outcome.diverged or not math.isfinite(outcome.loss) else outcome.loss
-            rows.append((request.params["lr"], request.point.seed, loss))
-    return rows
+            raise ScaleplanError(f"{what} failed: {exc}") from None
+        yield [(request, math.inf if outcome.diverged or not math.isfinite(outcome.loss) else float(outcome.loss))
+               for request, outcome in zip(chunk, outcomes)]

@@ -291,7 +291,7 @@ def _train_target(objective: Any, width: int, steps: int, batch: int, pairs: lis
     """
     import csv
 
-    from scaleplan.sweep.trial import ObjectiveFailed
+    from scaleplan.validate.experiment import evaluate_in_populations
 
     done: dict[tuple[float, float, int], float] = {}
     if cache.is_file():
@@ -307,19 +307,15 @@ def _train_target(objective: Any, width: int, steps: int, batch: int, pairs: lis
         writer = csv.writer(f)
         if new_file:
             writer.writerow(["lr", "weight_decay", "seed", "loss"])
-        for i in range(0, len(todo), k):
-            chunk = todo[i:i + k]
-            try:
-                outcomes = objective.evaluate(chunk)
-            except ObjectiveFailed as exc:
-                raise InputError(f"[{name}] training at the target failed: {exc}") from None
-            for request, outcome in zip(chunk, outcomes):
-                loss = math.inf if outcome.diverged or not math.isfinite(outcome.loss) else float(outcome.loss)
+        trained = 0
+        for population in evaluate_in_populations(objective, todo, k, f"[{name}] training at the target"):
+            for request, loss in population:
                 lr, wd = float(request.params["lr"]), float(request.params["weight_decay"])
                 done[lr, wd, request.point.seed] = loss
                 writer.writerow([repr(lr), repr(wd), request.point.seed, repr(loss)])
             f.flush()
-            log(f"[{name}] target runs {min(i + k, len(todo))}/{len(todo)}")
+            trained += len(population)
+            log(f"[{name}] target runs {trained}/{len(todo)}")
     return {pair: tuple(done[pair[0], pair[1], seed] for seed in seeds) for pair in pairs}
 
 
