@@ -27,7 +27,7 @@ from scaleplan.fit.optimum import (
     cell_optima,
     method_label,
 )
-from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci
+from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci, replicate_interval
 
 # Name of each size column (and derived quantity) as a law-file variable: C = 6ND, R = D/N tokens per parameter.
 LAW_VARIABLE = {"N": "N", "width": "W", "D": "D", "C": "C", "R": "R"}
@@ -64,11 +64,7 @@ class HyperparameterFit:
         """Percentile interval of the law's prediction at `values` (law variable -> value) over the bootstrap
         replicates: how far the optimum-location noise alone moves the prediction (None without replicates)."""
         fit, reps = (self.lr, self.lr_replicates) if target == "lr" else (self.batch_size, self.batch_replicates)
-        if fit is None or reps is None or len(reps) == 0:
-            return None
-        logs = np.array([1.0, *[math.log(values[v]) for v in fit.exponents]])
-        lo, hi = percentile_ci(reps @ logs, level)
-        return math.exp(lo), math.exp(hi)
+        return replicate_interval(fit, reps, values, level)
 
 
 def fit_hyperparameter_laws(

@@ -16,7 +16,6 @@ located minima), located by the same parabola in ln B; ln B* is regressed on D (
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -28,7 +27,7 @@ from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import MIN_LOG_SD, MIN_REPLICATES
 from scaleplan.fit.hyperparameter_law import _with_bootstrap as with_bootstrap_ci
 from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, locate_optimum, method_label
-from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci
+from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci, replicate_interval
 
 # Each grid column as a law-file variable: N parameters, W width, L depth, D data, B batch size.
 AXIS_VARIABLE = {"N": "N", "width": "W", "depth": "L", "D": "D", "batch_size": "B"}
@@ -113,11 +112,7 @@ class MultiAxisFit:
     def bootstrap_interval(self, target: str, values: dict[str, float], level: float = 0.95) -> tuple[float, float] | None:
         """Percentile interval of the law's prediction at `values` (law variable -> value) over the bootstrap."""
         fit, reps = (self.lr, self.lr_replicates) if target == "lr" else (self.batch_size, self.batch_replicates)
-        if fit is None or reps is None or len(reps) == 0:
-            return None
-        logs = np.array([1.0, *[math.log(values[v]) for v in fit.exponents]])
-        lo, hi = percentile_ci(reps @ logs, level)
-        return math.exp(lo), math.exp(hi)
+        return replicate_interval(fit, reps, values, level)
 
 
 def cells_of(trials: Trials, columns: tuple[str, ...]) -> list[Cell]:

@@ -70,19 +70,20 @@ def plot_power_law(hyper: HyperparameterFit, fit: PowerLawFit, path: Path) -> Pa
     column = {LAW_VARIABLE[hyper.x]: "size", "D": "tokens"}
     logs = {v: np.log([getattr(o, column[v]) for o in hyper.optima]) for v in names}
     centre = {v: float(np.mean(logs[v])) for v in names}
-    y = np.log(np.array([o.lr if fit.target == "lr" else o.batch_size for o in hyper.optima], dtype=float))
+    c = fit.offset  # fit --offset: the law is c + exp(linear in logs)
+    y = np.log(np.array([o.lr if fit.target == "lr" else o.batch_size for o in hyper.optima], dtype=float) - c)
     shift = sum(fit.exponents[v] * (logs[v] - centre[v]) for v in names[1:])
     fig, ax = plt.subplots(figsize=(5.5, 4))
-    ax.scatter(np.exp(logs[main]), np.exp(y - shift), color="C0", zorder=3, label="cell optimum")
+    ax.scatter(np.exp(logs[main]), c + np.exp(y - shift), color="C0", zorder=3, label="cell optimum")
     grid = np.linspace(logs[main].min(), logs[main].max(), 100)
     design = np.column_stack([np.ones_like(grid), grid, *[np.full_like(grid, centre[v]) for v in names[1:]]])
     mean = design @ fit.coefficients()
-    ax.plot(np.exp(grid), np.exp(mean), color="C1", label=_formula(fit))
+    ax.plot(np.exp(grid), c + np.exp(mean), color="C1", label=_formula(fit))
     if fit.covariance is not None and fit.dof:
         from scipy.stats import t  # lazy
 
         half = t.ppf(0.5 + fit.level / 2, fit.dof) * np.sqrt(np.einsum("ij,jk,ik->i", design, fit.covariance, design))
-        ax.fill_between(np.exp(grid), np.exp(mean - half), np.exp(mean + half), color="C1", alpha=0.25,
+        ax.fill_between(np.exp(grid), c + np.exp(mean - half), c + np.exp(mean + half), color="C1", alpha=0.25,
                         label=f"{fit.level:.0%} CI ({fit.covariance_kind})")
     ax.set_xscale("log")
     ax.set_yscale("log")
@@ -97,4 +98,4 @@ def plot_power_law(hyper: HyperparameterFit, fit: PowerLawFit, path: Path) -> Pa
 
 
 def _formula(fit: PowerLawFit) -> str:
-    return f"{np.exp(fit.intercept):.3g}" + "".join(f" {v}^{e:.3f}" for v, e in fit.exponents.items())
+    return (f"{fit.offset:.3g} + " if fit.offset else "") + f"{np.exp(fit.intercept):.3g}" + "".join(f" {v}^{e:.3f}" for v, e in fit.exponents.items())

@@ -9,6 +9,7 @@ A regressor spanning less than MIN_SPAN is refused: its exponent would be noise 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,6 +129,17 @@ def fit_power_law(
         covariance_kind=kind, n_cells=int(np.unique(cells).size), cell_bootstrap_covariance=boot_cov,
         cell_bootstrap_ci=boot_ci, n_cell_boot=len(samples), flags=tuple(flags),
     )
+
+
+def replicate_interval(fit: PowerLawFit | None, replicates: np.ndarray | None, values: dict[str, float],
+                       level: float = 0.95) -> tuple[float, float] | None:
+    """Percentile interval of `fit`'s prediction at `values` (law variable -> value) over bootstrap `replicates`
+    of its coefficients ([intercept, *exponents] per row); None without a fit or replicates."""
+    if fit is None or replicates is None or len(replicates) == 0:
+        return None
+    logs = np.array([1.0, *[math.log(values[v]) for v in fit.exponents]])
+    lo, hi = percentile_ci(replicates @ logs, level)
+    return math.exp(lo) + fit.offset, math.exp(hi) + fit.offset
 
 
 def check_span(what: str, name: str, values: np.ndarray, min_span: float = MIN_SPAN) -> None:

@@ -80,7 +80,8 @@ def _budgets(trials: Trials, iso: IsoflopFit) -> list[str]:
 def format_power_law(fit: PowerLawFit, n_boot: int) -> str:
     """`lr = 1.2 * N^-0.77 * D^0.20` then one line per exponent with its t, bootstrap-over-cells and bootstrap CIs."""
     terms = "".join(f" * {v}^{e:.4f}" for v, e in fit.exponents.items())
-    out = [f"{fit.target} = {np.exp(fit.intercept):.4g}{terms}   ({fit.n_points} points in {fit.n_cells} cells, "
+    constant = f"{fit.offset:.4g} + " if fit.offset else ""  # fit --offset: held fixed, not fitted
+    out = [f"{fit.target} = {constant}{np.exp(fit.intercept):.4g}{terms}   ({fit.n_points} points in {fit.n_cells} cells, "
            f"{fit.covariance_kind}, dof {fit.dof})"]
     for v, e in fit.exponents.items():
         lo, hi = fit.conf_int[v]

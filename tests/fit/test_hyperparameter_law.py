@@ -177,6 +177,11 @@ def test_an_offset_given_recovers_the_law_above_it_and_predicts_with_it(tmp_path
     floored = fit_hyperparameter_laws(prepare_trials(frame), n_boot=20, offsets={"lr": 1e-3})
     assert floored.lr.exponents["N"] == pytest.approx(-0.5, abs=0.01) and np.exp(floored.lr.intercept) == pytest.approx(0.5, rel=0.05)
     assert plain.lr.exponents["N"] > -0.4  # what the floor does to a plain fit
+    from scaleplan.fit.summary import format_power_law
+
+    assert format_power_law(floored.lr, 20).startswith("lr = 0.001 + 0.5 * N^-0.5000")
+    low, high = floored.bootstrap_interval("lr", {"N": 1e9})  # of lr* itself: the constant added back
+    assert low <= 1e-3 + 0.5 * 1e9**-0.5 * 1.05 and high >= 1e-3 + 0.5 * 1e9**-0.5 * 0.95 and low > 1e-3
     options = FitOptions(n_boot=0, offsets=("lr=1e-3",))
     command = fit_command("offset.csv", tmp_path / "o.json", options)
     assert command.endswith("--offset lr=1e-3")  # the law's provenance refits it with the same constant
