@@ -34,7 +34,7 @@ for job in "${@:-mlp gpt denseam}"; do
             horizon) $SCALEPLAN validate sweeps/transfer/gpt-horizon.toml \
                     --target steps=1600 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-horizon ;;
             batch) $SCALEPLAN validate sweeps/transfer/gpt-batch.toml \
-                    --target batch=128 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-batch
+                    --target batch=128 --seeds 10 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-batch
                    $SCALEPLAN fit sweeps/transfer/gpt-batch.toml -o "$RESULTS/gpt-batch-fit.json" > "$RESULTS/gpt-batch-fit.txt" ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;

@@ -97,6 +97,10 @@ D_UNITS = ("tokens", "samples")
 @click.option("--offset", "offsets", multiple=True, metavar="TARGET=VALUE",
               help="An additive constant of a one-size law, held fixed: --offset lr=1e-4 fits lr* = 1e-4 + a*N^alpha "
                    "(lr or batch_size).")
+@click.option("--lr-batch-interaction", "batch_interaction", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True,
+              help="With the batch size and D both in the lr law: a B:D term (the lr-batch exponent drifting with "
+                   "ln D). auto: kept when its t interval excludes 0.")
 @click.option("--allow-incomplete", is_flag=True,
               help="Fit a sweep whose planned trials are not all finished (flagged in the summary and the law file).")
 def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str, band: float, near: float,
@@ -104,7 +108,8 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
         loss_law: bool | None, lr_batch: bool | None, critical_batch: bool | None, n_boot: int, seed: int, weighting: str,
         plot_dir: Path | None, decay_convention: str | None, name: str | None, title: str | None, citation: str | None,
         lr_in: str | None, batch_in: str | None, isoflop: str | None, huber_delta: float, loss_space: str, starts: int,
-        fixed: tuple[str, ...], tied: tuple[str, ...], offsets: tuple[str, ...], allow_incomplete: bool) -> None:
+        fixed: tuple[str, ...], tied: tuple[str, ...], offsets: tuple[str, ...], batch_interaction: str,
+        allow_incomplete: bool) -> None:
     """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml), a CSV of trials, or --storage.
 
     \b
@@ -133,7 +138,8 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
                          n_boot=n_boot, seed=seed, weighting=weighting, lr_in=_names(lr_in), batch_in=_names(batch_in),
                          isoflop=int(isoflop) if isoflop else None, huber_delta=huber_delta, loss_space=loss_space,
                          starts=starts, fixed=fixed, tied=tied, allow_incomplete=allow_incomplete, lr_batch=lr_batch,
-                         critical_batch=critical_batch, decay_convention=decay_convention, offsets=offsets)
+                         critical_batch=critical_batch, decay_convention=decay_convention, offsets=offsets,
+                         batch_interaction=batch_interaction)
     fitted = fit_sweep(data, options, name=name or output.stem, title=title, command=command_line(click.get_current_context()),
                        citation=citation)
     trials, hyper, loss, law = fitted.trials, fitted.hyper, fitted.loss, fitted.law

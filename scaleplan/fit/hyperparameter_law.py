@@ -233,5 +233,4 @@ def _with_bootstrap(fit: PowerLawFit, samples: list[np.ndarray], level: float) -
     if not samples:
         return fit
     arr = np.array(samples)
-    keys = ["intercept", *fit.exponents]
-    return replace(fit, bootstrap_ci={k: percentile_ci(arr[:, i], level) for i, k in enumerate(keys)})
+    return replace(fit, bootstrap_ci={k: percentile_ci(arr[:, i], level) for i, k in enumerate(fit.keys())})

@@ -154,7 +154,7 @@ def _power_law(fit: PowerLawFit, unit: str) -> PowerLaw:
         covariance=None if fit.covariance is None else fit.covariance.tolist(),
         residual_variance=fit.residual_variance, dof=fit.dof, n_points=fit.n_points,
         bootstrap_covariance=None if fit.cell_bootstrap_covariance is None else fit.cell_bootstrap_covariance.tolist(),
-        offset=fit.offset or None,
+        offset=fit.offset or None, interactions=list(fit.interactions) or None,
     )
 
 

@@ -12,6 +12,11 @@ the lr-batch relation at fixed (N, D), to compare with 1/2 (Adam, square-root sc
 linear scaling). B* comes from the profile over B of each (sizes, D) group's best losses (the cells'
 located minima), located by the same parabola in ln B; ln B* is regressed on D (and the sizes, with
 `batch_on_size`).
+
+One B exponent for every D is an assumption the sweep can test: at fixed D a larger batch also means fewer
+steps, and how much the optimum moves with that depends on the horizon. With B and D both regressors the lr
+law takes a B:D term, c * ln(B / B0) * ln(D / D0) (core/interaction.py), by default when its t interval
+excludes 0 (`batch_interaction`: "auto", "on", "off"); the B exponent at D is then e_B + c ln(D / D0).
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from scaleplan.errors import FitError
+from scaleplan.core.interaction import Interaction
+from scaleplan.errors import FitError, ScaleplanError
 from scaleplan.fit.blas import single_blas_thread
 from scaleplan.fit.critical_batch import CriticalBatch, StepsToTarget, fit_critical_batch, steps_to_target
 from scaleplan.fit.data import Trials
@@ -28,6 +34,9 @@ from scaleplan.fit.hyperparameter_law import MIN_LOG_SD, MIN_REPLICATES
 from scaleplan.fit.hyperparameter_law import _with_bootstrap as with_bootstrap_ci
 from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, locate_optimum, method_label
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci, replicate_interval
+
+INTERACTION_MODES = ("auto", "on", "off")
+BATCH_BY_D = ("B", "D")  # the lr law's interaction: the lr-batch exponent drifting with the horizon
 
 # Each grid column as a law-file variable: N parameters, W width, L depth, D data, B batch size.
 AXIS_VARIABLE = {"N": "N", "width": "W", "depth": "L", "D": "D", "batch_size": "B"}
@@ -88,8 +97,14 @@ class MultiAxisFit:
 
     @property
     def lr_batch_exponent(self) -> float | None:
-        """The B exponent of the lr law (the lr-batch relation at fixed sizes and D), when B is a regressor."""
+        """The B exponent of the lr law (the lr-batch relation at fixed sizes and D; with a B:D term, at the
+        centre D), when B is a regressor."""
         return self.lr.exponents.get("B")
+
+    @property
+    def batch_by_d(self) -> Interaction | None:
+        """The lr law's B:D term, when it has one."""
+        return next((i for i in self.lr.interactions if i.variables == BATCH_BY_D), None)
 
     def flags(self) -> list[str]:
         """What the multi-axis fit found doubtful beyond the cells' own flags: B* at the edge of the swept batch
@@ -102,11 +117,11 @@ class MultiAxisFit:
             out.append(f"{len(edge)} of {len(self.batch_optima)} (size, D) groups have B* at the edge of the swept batch "
                        f"sizes ({kept}): {where}; sweep further batch sizes there")
         groups = lr_batch_by_group(self)
-        if heterogeneous(groups):
+        if heterogeneous(groups) and self.batch_by_d is None:
             each = "; ".join(", ".join(f"{k}={v:.4g}" for k, v in g.coords.items()) + f": {g.exponent:.3f} [{g.low:.3f}, {g.high:.3f}]"
                              for g in groups)
             out.append(f"the lr-batch exponent differs between groups (intervals do not overlap): {each}; the lr law's one "
-                       "B exponent averages them, so predict at a new batch size from the relation at the target's D")
+                       "B exponent averages them: fit with --lr-batch-interaction on (a B:D term)")
         return out
 
     def bootstrap_interval(self, target: str, values: dict[str, float], level: float = 0.95) -> tuple[float, float] | None:
@@ -142,11 +157,15 @@ def fit_multi_axis(
     seed: int = 0,
     level: float = 0.95,
     weighting: str = "inverse-variance",
+    batch_interaction: str = "auto",
 ) -> MultiAxisFit:
-    """Fit lr* over the cells (`sizes`, D[, batch_size]) and, with `by_batch`, B* over (sizes, D) groups."""
+    """Fit lr* over the cells (`sizes`, D[, batch_size]) and, with `by_batch`, B* over (sizes, D) groups; the lr
+    law's B:D term as `batch_interaction` says (see the module docstring)."""
     bad = [s for s in sizes if s not in SIZE_COLUMNS]
     if bad:
         raise FitError(f"size axes must be among {', '.join(SIZE_COLUMNS)}; got {bad}")
+    if batch_interaction not in INTERACTION_MODES:
+        raise FitError(f"batch_interaction must be one of {', '.join(INTERACTION_MODES)}, got {batch_interaction!r}")
     if by_batch and not trials.has_batch:
         raise FitError("the lr-batch relation needs a swept batch size (a batch_size column with several values)")
     columns = (*sizes, *(["D"] if "D" in trials.frame else []), *(["batch_size"] if by_batch else []))
@@ -168,7 +187,7 @@ def fit_multi_axis(
         replicates = [_locate([_resampled(c, rng) for c in cells], columns, method, band, near) for _ in range(n_boot)]
     weigh = weighting == "inverse-variance" and method != "band" and len(replicates) >= MIN_REPLICATES
     lr_w = _weights([[o.lr for o in rep] for rep in replicates]) if weigh else None
-    lr_fit = _regress("lr", optima, cells, lr_vars, level, lr_w)
+    lr_fit = _lr_law(optima, cells, lr_vars, level, lr_w, batch_interaction)
     batch_optima = _batch_profile(cells, optima, group_cols) if by_batch else []
     batch_fit, batch_reps = None, None
     inside = [i for i, b in enumerate(batch_optima) if not b.optimum.at_edge]  # an edge B* is a bound, not an optimum
@@ -179,10 +198,10 @@ def fit_multi_axis(
         batch_w = _weights([[b.batch for b in rep] for rep in boot_batch]) if weigh else None
         kept = [v for v in batch_vars if len({b.coords[v] for b in located}) > 1]
         batch_fit = _regress_batch(located, kept, level, batch_w)
-        batch_reps = _replicate_coefficients([[(b.coords, b.batch) for b in rep] for rep in boot_batch], kept, batch_w)
+        batch_reps = _replicate_coefficients([[(b.coords, b.batch) for b in rep] for rep in boot_batch], batch_fit, batch_w)
         batch_fit = _with_bootstrap(batch_fit, batch_reps, level)
     lr_reps = _replicate_coefficients(
-        [[(c.coords, o.lr) for c, o in zip(cells, rep)] for rep in replicates], lr_vars, lr_w)
+        [[(c.coords, o.lr) for c, o in zip(cells, rep)] for rep in replicates], lr_fit, lr_w)
     lr_fit = _with_bootstrap(lr_fit, lr_reps, level)
     failed = n_boot - (0 if lr_reps is None else len(lr_reps))
     cell_ci = ([percentile_ci(col, level) for col in np.array([[o.lr for o in rep] for rep in replicates]).T]
@@ -289,8 +308,31 @@ def _weights(values: list[list[float]]) -> np.ndarray | None:
     return 1.0 / sd**2
 
 
+def _lr_law(optima: list[CellOptimum], cells: list[Cell], variables: list[str], level: float,
+            weights: np.ndarray | None, batch_interaction: str) -> PowerLawFit:
+    """The lr law over the cells, with the B:D term where B and D both vary and `batch_interaction` keeps it
+    ("auto": when its t interval excludes 0)."""
+    if not {"batch_size", "D"} <= set(variables):
+        if batch_interaction == "on":
+            raise FitError("a B:D term needs cells at several batch sizes and several D (a tokens ladder with "
+                           "--lr-batch); drop --lr-batch-interaction on")
+        return _regress("lr", optima, cells, variables, level, weights)
+    if batch_interaction == "off":
+        return _regress("lr", optima, cells, variables, level, weights)
+    try:
+        with_term = _regress("lr", optima, cells, variables, level, weights, (BATCH_BY_D,))
+    except ScaleplanError:
+        if batch_interaction == "on":
+            raise
+        return _regress("lr", optima, cells, variables, level, weights)  # too few cells for the extra term
+    low, high = with_term.conf_int[":".join(BATCH_BY_D)]
+    if batch_interaction == "on" or low > 0 or high < 0:
+        return with_term
+    return _regress("lr", optima, cells, variables, level, weights)
+
+
 def _regress(target: str, optima: list[CellOptimum], cells: list[Cell], variables: list[str], level: float,
-             weights: np.ndarray | None) -> PowerLawFit:
+             weights: np.ndarray | None, interactions: tuple[tuple[str, str], ...] = ()) -> PowerLawFit:
     """ln y on the logs of `variables`, one point per cell (every band run of a cell, clustered, for the band method)."""
     ys: list[np.ndarray] = []
     groups: list[np.ndarray] = []
@@ -306,7 +348,7 @@ def _regress(target: str, optima: list[CellOptimum], cells: list[Cell], variable
     several = any(len(o.points_lr) > 1 for o in optima)
     return fit_power_law(target, np.concatenate(ys), {k: np.concatenate(c) for k, c in cols.items()},
                          weights=None if weights is None or several else np.concatenate(w),
-                         groups=np.concatenate(groups) if several else None, level=level)
+                         groups=np.concatenate(groups) if several else None, level=level, interactions=interactions)
 
 
 def _batch_profile(cells: list[Cell], optima: list[CellOptimum], group_cols: tuple[str, ...]) -> list[BatchOptimum]:
@@ -330,15 +372,17 @@ def _regress_batch(optima: list[BatchOptimum], variables: list[str], level: floa
     return fit_power_law("batch_size", np.array([b.batch for b in optima]), predictors, weights=weights, level=level)
 
 
-def _replicate_coefficients(replicates: list[list[tuple[dict[str, float], float]]], variables: list[str],
+def _replicate_coefficients(replicates: list[list[tuple[dict[str, float], float]]], law: PowerLawFit,
                             weights: np.ndarray | None) -> np.ndarray | None:
-    """Least-squares coefficients [intercept, *exponents] of every bootstrap replicate ((coords, y) per cell)."""
+    """Least-squares coefficients of `law`'s terms (its `coefficients()` order) in every bootstrap replicate
+    ((coords, y) per cell)."""
     rows = []
     for rep in replicates:
         if not rep:
             continue
         y = np.log(np.array([v for _, v in rep], dtype=float))
-        design = np.column_stack([np.ones_like(y), *[np.log([c[v] for c, _ in rep]) for v in variables]])
+        values = {AXIS_VARIABLE[k]: np.array([c[k] for c, _ in rep]) for k in rep[0][0]}
+        design = np.column_stack(np.broadcast_arrays(*law.terms(values)))
         root_w = np.ones_like(y) if weights is None or len(weights) != len(y) else np.sqrt(weights)
         coef, _, rank, _ = np.linalg.lstsq(design * root_w[:, None], y * root_w, rcond=None)
         if rank == design.shape[1] and np.all(np.isfinite(coef)):

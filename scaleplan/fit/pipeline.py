@@ -67,6 +67,7 @@ class FitOptions:
     critical_batch: bool | None = None  # steps to target loss vs batch size (None: when the lr law has B and D varies)
     decay_convention: str | None = None  # a weight-decay sweep's AdamW convention; None: the spec's, else torch
     offsets: tuple[str, ...] = ()  # TARGET=VALUE: an additive constant of the lr or batch-size law, held fixed
+    batch_interaction: str = "auto"  # the lr law's B:D term: auto (when its interval excludes 0), on, off
 
 
 def fit_command(source: str | Path, output: str | Path, options: FitOptions, storage: str | None = None) -> str:
@@ -94,6 +95,7 @@ def fit_command(source: str | Path, output: str | Path, options: FitOptions, sto
     args += [] if o.loss_law is None else ["--loss-law" if o.loss_law else "--no-loss-law"]
     args += [] if o.lr_batch is None else ["--lr-batch" if o.lr_batch else "--no-lr-batch"]
     args += [] if o.critical_batch is None else ["--critical-batch" if o.critical_batch else "--no-critical-batch"]
+    args += [] if o.batch_interaction == default.batch_interaction else ["--lr-batch-interaction", o.batch_interaction]
     args += ["--bootstrap", str(o.n_boot), "--seed", str(o.seed), "--weighting", o.weighting]
     for flag, chosen in (("--lr-in", ",".join(o.lr_in)), ("--batch-in", ",".join(o.batch_in)), ("--isoflop", o.isoflop)):
         args += [flag, str(chosen)] if chosen else []
@@ -233,7 +235,7 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions) -> tup
                              "axes (their predictors are the axes that vary): drop them")
         fit = fit_multi_axis(trials, sizes, by_batch, method=options.method, band=options.band, near=options.near,
                              batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
-                             weighting=options.weighting)
+                             weighting=options.weighting, batch_interaction=options.batch_interaction)
         if options.critical_batch:
             return fit, critical_batches(fit)
         if options.critical_batch is None and by_batch and trials.has_tokens:
@@ -244,6 +246,8 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions) -> tup
         return fit, []
     if options.critical_batch:
         raise InputError("--critical-batch needs the batch size in the lr law (--lr-batch) and several D")
+    if options.batch_interaction == "on":
+        raise InputError("--lr-batch-interaction on needs the batch size in the lr law (--lr-batch) and several D")
     return fit_hyperparameter_laws(trials, method=options.method, band=options.band, near=options.near,
                                    batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
                                    weighting=options.weighting, lr_in=list(options.lr_in), batch_in=list(options.batch_in),

@@ -1,19 +1,24 @@
-"""Power laws by least squares on logs (statsmodels): ln y = intercept + sum_v e_v ln v.
+"""Power laws by least squares on logs (statsmodels): ln y = intercept + sum_v e_v ln v [+ interaction terms].
 
 OLS by default, WLS with weights, and a cluster-robust covariance when several points come from
 one cell (the band method), so the interval does not pretend the band's runs are independent.
 A bootstrap over cells gives a second covariance: with few cells the t interval (true dof) and the
 bootstrap can disagree, and a law file's prediction interval is the wider of the two at each point.
 A regressor spanning less than MIN_SPAN is refused: its exponent would be noise (e.g. N^71).
+Optional `interactions` add c * ln(a / a0) * ln(b / b0) terms (core/interaction.py): an exponent that drifts
+with another variable.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
+from scaleplan.core.interaction import Interaction, centred, log_terms
 from scaleplan.errors import FitError, ScaleplanError
 
 MIN_SPAN = 2.0  # a regressor must vary by at least this factor for its exponent to mean anything
@@ -41,15 +46,24 @@ class PowerLawFit:
     n_cell_boot: int = 0
     flags: tuple[str, ...] = ()
     offset: float = 0.0  # an additive constant given by the user: y = offset + exp(intercept + ...), held fixed
+    interactions: tuple[Interaction, ...] = ()  # product terms, after the exponents in the coefficients' order
 
     def predict(self, values: dict[str, np.ndarray | float]) -> np.ndarray:
         """Evaluate y at `values` (variable -> value or array)."""
-        log_y = self.intercept + sum(e * np.log(np.asarray(values[v], dtype=float)) for v, e in self.exponents.items())
+        log_y = sum(c * t for c, t in zip(self.coefficients(), self.terms(values)))
         return self.offset + np.exp(log_y)
 
+    def terms(self, values: Mapping[str, Any]) -> list[Any]:
+        """The regressors at `values`: [1, ln v..., interaction terms...] (what `coefficients` multiply)."""
+        return log_terms(self.exponents, self.interactions, {k: np.asarray(v, dtype=float) for k, v in values.items()}, np.log)
+
+    def keys(self) -> list[str]:
+        """Names of the coefficients: "intercept", each variable, each interaction ("B:D")."""
+        return ["intercept", *self.exponents, *(i.name for i in self.interactions)]
+
     def coefficients(self) -> np.ndarray:
-        """[intercept, *exponents] in the covariance's order."""
-        return np.array([self.intercept, *self.exponents.values()])
+        """[intercept, *exponents, *interaction coefficients] in the covariance's order."""
+        return np.array([self.intercept, *self.exponents.values(), *(i.coefficient for i in self.interactions)])
 
 
 def fit_power_law(
@@ -61,8 +75,10 @@ def fit_power_law(
     level: float = 0.95,
     n_cell_boot: int = DEFAULT_CELL_BOOT,
     seed: int = 0,
+    interactions: tuple[tuple[str, str], ...] = (),
 ) -> PowerLawFit:
-    """Regress ln y on ln of each predictor; `groups` (cell ids) gives a cluster-robust covariance.
+    """Regress ln y on ln of each predictor (and each `interactions` pair's centred product of logs); `groups`
+    (cell ids) gives a cluster-robust covariance.
 
     The covariance is None (and the CIs NaN) when there are no residual degrees of freedom, or when it
     is not finite and positive definite (flagged). `n_cell_boot` replicates resample the cells (each
@@ -83,7 +99,8 @@ def fit_power_law(
                 f"found 1 ({name}={col[0]:.4g}): sweep more sizes"
             )
         check_span(f"power law for {target}", name, col)
-    design = np.column_stack([np.ones_like(y), *[np.log(c) for c in cols]])
+    terms = centred(interactions, dict(zip(names, cols)))
+    design = np.column_stack(np.broadcast_arrays(*log_terms(names, terms, dict(zip(names, cols)), np.log)))
     if np.linalg.matrix_rank(design) < design.shape[1]:
         raise ScaleplanError(
             f"power law for {target}: ln {' and ln '.join(names)} are collinear over the fitted points; "
@@ -99,7 +116,7 @@ def fit_power_law(
         result = model.fit()
         dof, kind = n - k, ("wls" if weights is not None else "ols")
     params = np.asarray(result.params, dtype=float)
-    keys = ["intercept", *names]
+    keys = ["intercept", *names, *(t.name for t in terms)]
     flags = []
     cov = None if dof <= 0 else np.asarray(result.cov_params(), dtype=float)
     if cov is not None:
@@ -123,21 +140,22 @@ def fit_power_law(
         boot_cov, why = checked_covariance(np.cov(samples, rowvar=False), semidefinite=True)
         if why:
             flags.append(f"{target}: bootstrap-over-cells covariance {why}; not written")
+    fitted = tuple(Interaction(t.variables, t.centre, float(p)) for t, p in zip(terms, params[1 + len(names):]))
     return PowerLawFit(
         target=target, intercept=float(params[0]), exponents={v: float(p) for v, p in zip(names, params[1:])},
         covariance=cov, conf_int=ci, residual_variance=resid_var, dof=dof_out, n_points=n, level=level,
         covariance_kind=kind, n_cells=int(np.unique(cells).size), cell_bootstrap_covariance=boot_cov,
-        cell_bootstrap_ci=boot_ci, n_cell_boot=len(samples), flags=tuple(flags),
+        cell_bootstrap_ci=boot_ci, n_cell_boot=len(samples), flags=tuple(flags), interactions=fitted,
     )
 
 
 def replicate_interval(fit: PowerLawFit | None, replicates: np.ndarray | None, values: dict[str, float],
                        level: float = 0.95) -> tuple[float, float] | None:
     """Percentile interval of `fit`'s prediction at `values` (law variable -> value) over bootstrap `replicates`
-    of its coefficients ([intercept, *exponents] per row); None without a fit or replicates."""
+    of its coefficients (`fit.coefficients()`'s order per row); None without a fit or replicates."""
     if fit is None or replicates is None or len(replicates) == 0:
         return None
-    logs = np.array([1.0, *[math.log(values[v]) for v in fit.exponents]])
+    logs = np.asarray(fit.terms(values), dtype=float)
     lo, hi = percentile_ci(replicates @ logs, level)
     return math.exp(lo) + fit.offset, math.exp(hi) + fit.offset
 

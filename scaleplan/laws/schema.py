@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaleplan.core.interaction import Interaction, log_terms
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.stats import two_sided_quantile
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, weight_decay_for
@@ -24,8 +25,8 @@ from scaleplan.errors import LawFileError, ScaleplanError
 
 # 2: typed `parametrization` (ParametrizationRef); 3: bootstrap_covariance and offset of power laws, `flags`,
 # isoFLOP laws (N_opt, D_opt of C), variable R = D/N, optional `weight_decay` (the AdamW timescale law's
-# convention). Older files still load.
-SCHEMA_VERSION = 3
+# convention); 4: optional `interactions` of power laws (c ln(a/a0) ln(b/b0) terms). Older files still load.
+SCHEMA_VERSION = 4
 
 # Keyword arguments of LawFile.predict and the variable each one feeds.
 KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "depth": "L", "batch_size": "B",
@@ -62,10 +63,11 @@ class Estimate:
 
 @dataclass(frozen=True)
 class PowerLaw:
-    """ln(y - offset) = intercept + sum_v exponents[v] * ln v, fitted on logs (offset 0 unless given).
+    """ln(y - offset) = intercept + sum_v exponents[v] * ln v [+ sum c ln(a/a0) ln(b/b0) over `interactions`],
+    fitted on logs (offset 0 unless given).
 
     `covariance` (regression, t with `dof`) and `bootstrap_covariance` (cells resampled, normal quantile)
-    are over [intercept, *exponents] in the order of `exponents`. With `residual_variance` they give
+    are over [intercept, *exponents, *interaction coefficients] in the order of `exponents` and `interactions`. With `residual_variance` they give
     prediction intervals, without it confidence intervals of the mean; the interval is the wider of the
     two at each point (few cells: the t interval with its true dof, or the bootstrap, whichever is wider).
     With an `offset` (an additive constant, e.g. the irreducible loss) the interval treats it as fixed.
@@ -81,6 +83,7 @@ class PowerLaw:
     n_points: int | None = None
     bootstrap_covariance: list[list[float]] | None = None
     offset: float | None = None
+    interactions: list[Interaction] | None = None
 
     @property
     def coefficient(self) -> float:
@@ -90,12 +93,13 @@ class PowerLaw:
     def formula(self) -> str:
         """Human-readable form, e.g. `1.79 * N^-0.713 * D^0.307` (or `1.69 + 406 * N^-0.34`)."""
         terms = "".join(f" * {v}^{e:.4g}" for v, e in self.exponents.items())
+        terms += "".join(f" * {i.formula()}" for i in self.interactions or [])
         return ("" if self.offset is None else f"{self.offset:.4g} + ") + f"{self.coefficient:.4g}{terms}"
 
     def predict(self, values: dict[str, float], level: float = 0.95) -> Estimate:
         """Evaluate at `values` (variable -> value) with an interval at `level` where possible."""
-        logs = [1.0] + [math.log(values[v]) for v in self.exponents]
-        coefs = [self.intercept, *self.exponents.values()]
+        logs = [float(t) for t in log_terms(self.exponents, self.interactions or [], values)]
+        coefs = [self.intercept, *self.exponents.values(), *(i.coefficient for i in self.interactions or [])]
         mean = sum(c * x for c, x in zip(coefs, logs))
         offset = self.offset or 0.0
         scatter = self.residual_variance or 0.0
@@ -338,6 +342,9 @@ class LawFile:
         """Plain JSON-ready dict, schema_version first."""
         d = asdict(self)
         d["fitted_range"] = {k: list(v) for k, v in self.fitted_range.items()}
+        for law in d["power_laws"]:  # a plain power law's object stays as schema 3 wrote it
+            if law["interactions"] is None:
+                del law["interactions"]
         return {"schema_version": d.pop("schema_version"), **d}
 
     def to_json(self) -> str:
@@ -379,7 +386,7 @@ class LawFile:
                 title=d["title"],
                 variables=[Variable(**v) for v in d["variables"]],
                 provenance=Provenance(**d["provenance"]),
-                power_laws=[PowerLaw(**p) for p in d.get("power_laws", [])],
+                power_laws=[_power_law(p) for p in d.get("power_laws", [])],
                 loss_law=LossLaw(**d["loss_law"]) if d.get("loss_law") else None,
                 fitted_range={k: (float(v[0]), float(v[1])) for k, v in _object(d, "fitted_range").items()},
                 method=d.get("method"),
@@ -413,6 +420,12 @@ class LawFile:
         except ValueError as exc:
             raise ScaleplanError(f"law file {path} is not valid JSON ({exc})") from None
         return cls.from_dict(data, origin=f"law file {path}")
+
+
+def _power_law(d: dict[str, Any]) -> PowerLaw:
+    """A power law from its JSON object (interactions as objects)."""
+    terms = d.get("interactions")
+    return PowerLaw(**{**d, "interactions": None if terms is None else [Interaction.from_dict(t) for t in terms]})
 
 
 def _reject_constant(name: str) -> Any:
@@ -474,7 +487,14 @@ def _validate(law: LawFile) -> None:
             raise ScaleplanError(f"{where}: power law '{p.target}' has a non-finite coefficient")
         if p.offset is not None and not _finite(p.offset):
             raise ScaleplanError(f"{where}: offset of '{p.target}' must be a finite number or null")
-        k = 1 + len(p.exponents)
+        for term in p.interactions or []:
+            if not set(term.variables) <= set(p.exponents) or len(set(term.variables)) != 2:
+                raise ScaleplanError(f"{where}: interaction {term.name} of '{p.target}' must join two of its variables "
+                                     f"({', '.join(p.exponents)})")
+            if not all(_finite(x) and x > 0 for x in term.centre) or not _finite(term.coefficient):
+                raise ScaleplanError(f"{where}: interaction {term.name} of '{p.target}' needs a positive centre and a "
+                                     "finite coefficient")
+        k = 1 + len(p.exponents) + len(p.interactions or [])
         for key in ("covariance", "bootstrap_covariance"):
             problem = None if getattr(p, key) is None else _covariance_problem(getattr(p, key), k)
             if problem:

@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from scaleplan.errors import InputError, ScaleplanError
-from scaleplan.validate.regret import LrPoint, Regret, best_point, group_by_lr, regret_of
+from scaleplan.validate.local_model import LocalModel
+from scaleplan.validate.regret import LrPoint, Regret, best_point, group_by_lr, local_model, regret_of
 from scaleplan.validate.target import AXES, TargetPoint, resolve_target
 
 DEFAULT_SEEDS = 5
@@ -96,24 +97,40 @@ def extend_grid(
     step_log2: float,
     log: Callable[[str], None],
 ) -> tuple[list[float], list[tuple[float, int, float]], bool]:
-    """While the grid's best lr is one of its ends, train two more lrs beyond it (at most MAX_EXTENSIONS times).
+    """While the grid's best lr is one of its ends, or the smoothed curve's minimum (the local model's vertex) lies
+    within half a step of one, train two more lrs beyond that end (at most MAX_EXTENSIONS times): the smoothed
+    regret needs its minimum bracketed by a measured lr on each side.
 
     Returns the grown grid, the new (lr, seed, loss) rows, and whether the best lr is still an end.
     """
     new: list[tuple[float, int, float]] = []
     for attempt in range(MAX_EXTENSIONS + 1):
-        best = best_point(group_by_lr([r for r in [*rows, *new] if r[0] in grid_lrs])).lr
+        points = group_by_lr([*rows, *new])  # the grid and the choices trained beside it
+        best = best_point(points).lr
         on_edge = best in (grid_lrs[0], grid_lrs[-1])
-        if not on_edge or attempt == MAX_EXTENSIONS:
+        sign = _edge_side(grid_lrs, best, local_model(points), step_log2)
+        if not sign or attempt == MAX_EXTENSIONS:
             break
-        sign = -1 if best == grid_lrs[0] else 1
-        extra = [best * 2 ** (sign * step_log2 * k) for k in (1, 2)]
-        log(f"best target lr {best:.4g} is on the grid's edge: adding {', '.join(f'{x:.3g}' for x in extra)}")
+        end = grid_lrs[-1] if sign > 0 else grid_lrs[0]
+        extra = [end * 2 ** (sign * step_log2 * k) for k in (1, 2)]
+        what = f"best target lr {best:.4g}" if on_edge else "the smoothed curve's minimum"
+        log(f"{what} is on the grid's edge: adding {', '.join(f'{x:.3g}' for x in extra)}")
         new += train(extra)
         grid_lrs = sorted([*grid_lrs, *extra])
     if on_edge:
         log("warning: the best target lr is still on the grid's edge; regret is a lower bound")
     return grid_lrs, new, on_edge
+
+
+def _edge_side(grid_lrs: list[float], best: float, model: LocalModel | None, step_log2: float) -> int:
+    """+1 / -1 when the best lr is the grid's top / bottom end or the model's vertex lies within half a step of
+    it; 0 when the minimum is bracketed."""
+    half = 2 ** (step_log2 / 2)
+    if best == grid_lrs[-1] or (model is not None and model.vertex_lr > grid_lrs[-1] / half):
+        return 1
+    if best == grid_lrs[0] or (model is not None and model.vertex_lr < grid_lrs[0] * half):
+        return -1
+    return 0
 
 
 @dataclass(frozen=True)

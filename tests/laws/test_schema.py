@@ -3,6 +3,7 @@ import math
 
 import pytest
 
+from scaleplan.core.interaction import Interaction
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import LawFileError, ScaleplanError
 from scaleplan.laws import SCHEMA_VERSION, LawFile, LossLaw, PowerLaw, Provenance, Variable, load_law
@@ -241,6 +242,51 @@ def test_offset_law_adds_its_constant():
     law = PowerLaw("loss_opt", "loss", math.log(100.0), {"C": -0.1}, offset=2.0)
     assert math.isclose(law.predict({"C": 1e20}).value, 2.0 + 100.0 * 1e20**-0.1)
     assert law.formula() == "2 + 100 * C^-0.1"
+
+
+def interaction_law() -> LawFile:
+    """lr = 2 N^-0.5 D^0.25 (N/1e7)^(0.1 ln(D/1e9)), with a 4x4 covariance (the term's coefficient last)."""
+    term = Interaction(("N", "D"), (1e7, 1e9), 0.1)
+    return make_law(power_laws=[PowerLaw("lr", "learning rate", math.log(2.0), {"N": -0.5, "D": 0.25}, interactions=[term],
+                                         covariance=[[0.01, 0, 0, 0], [0, 1e-4, 0, 0], [0, 0, 1e-4, 0], [0, 0, 0, 1e-3]],
+                                         residual_variance=0.04, dof=10)])
+
+
+def test_an_interaction_term_moves_the_exponent_and_round_trips(tmp_path):
+    """At D = e * 1e9 the N exponent is -0.5 + 0.1; at the centre D the term vanishes; the covariance of the term
+    widens the interval away from the centre; the file round-trips and keeps plain laws free of the key."""
+    law = interaction_law()
+    at = {"N": 1e8, "D": math.e * 1e9}
+    expected = 2.0 * 1e8**-0.5 * (math.e * 1e9) ** 0.25 * 10.0 ** 0.1
+    assert math.isclose(law.power_laws[0].predict(at).value, expected, rel_tol=1e-12)
+    assert math.isclose(law.predict(params=1e8, tokens=1e9).lr, 2.0 * 1e8**-0.5 * 1e9**0.25, rel_tol=1e-12)
+    assert law.power_laws[0].formula() == "2 * N^-0.5 * D^0.25 * (N/1e+07)^(0.1 ln(D/1e+09))"
+    plain = make_law().power_laws[0].predict(at)
+    wide = law.power_laws[0].predict(at)
+    assert wide.high / wide.value > plain.high / plain.value
+    path = law.save(tmp_path / "law.json")
+    assert LawFile.load(path) == law
+    assert "interactions" not in json.dumps(make_law().to_dict())
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda p: p["interactions"][0].update(variables=["N", "X"]), r"interaction N:X of 'lr' must join two of its variables"),
+        (lambda p: p["interactions"][0].update(variables=["N", "N"]), "must join two of its variables"),
+        (lambda p: p["interactions"][0].update(centre=[0, 1e9]), "needs a positive centre"),
+        (lambda p: p["interactions"][0].update(coefficient="x"), "malformed entry"),
+        (lambda p: p.update(covariance=[[0.01, 0, 0], [0, 1e-4, 0], [0, 0, 1e-4]]), "covariance of 'lr' must be 4x4"),
+    ],
+)
+def test_invalid_interactions_are_one_line_errors(tmp_path, mutate, fragment):
+    data = interaction_law().to_dict()
+    mutate(data["power_laws"][0])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ScaleplanError, match=fragment) as info:
+        LawFile.load(path)
+    assert "\n" not in str(info.value)
 
 
 def isoflop_law():

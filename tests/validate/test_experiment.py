@@ -147,6 +147,25 @@ def test_grid_is_extended_until_its_best_lr_is_inside() -> None:
     assert len(messages) == 4 and all("is on the grid's edge: adding" in m for m in messages)
 
 
+def test_grid_is_extended_when_the_smoothed_minimum_sits_at_its_end() -> None:
+    """A steep right side (curvature 10x the left) with its minimum at 2^1.8: the lowest mean is 2^1.5, one below
+    the grid's top 2^2, but the local model's vertex lies within half a step of the top, so two lrs are added
+    above it, once; a grid whose top is a full octave beyond the minimum is left as it is."""
+    from scaleplan.validate.experiment import extend_grid
+
+    def steep(lrs: list[float]) -> list[tuple[float, int, float]]:
+        d = [math.log2(lr) - 1.8 for lr in lrs]
+        return [(lr, 0, 1.0 + (10.0 if x > 0 else 1.0) * x * x) for lr, x in zip(lrs, d)]
+
+    grid = [2.0 ** (k / 2) for k in range(5)]  # 1 .. 4
+    messages: list[str] = []
+    grown, rows, on_edge = extend_grid(grid, steep(grid), steep, 0.5, messages.append)
+    assert not on_edge and sorted(r[0] for r in rows) == pytest.approx([2**2.5, 2**3.0])
+    assert messages == ["the smoothed curve's minimum is on the grid's edge: adding 5.66, 8"]
+    wider = [2.0 ** (k / 2) for k in range(7)]  # 1 .. 8
+    assert extend_grid(wider, steep(wider), steep, 0.5, messages.append)[1] == []
+
+
 def test_grid_extension_stops_and_says_lower_bound() -> None:
     from scaleplan.validate.experiment import MAX_EXTENSIONS, extend_grid
 
