@@ -215,8 +215,7 @@ def quadratic_2d(u: np.ndarray, v: np.ndarray, y: np.ndarray, w: np.ndarray) -> 
 
     None when the design is rank-deficient or the quadratic has no minimum (a Hessian eigenvalue <= 0).
     """
-    design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
-    c = _wls(design, y, w)
+    c = _wls(_design_2d(u, v), y, w)
     if c is None:
         return None
     hess = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
@@ -224,6 +223,61 @@ def quadratic_2d(u: np.ndarray, v: np.ndarray, y: np.ndarray, w: np.ndarray) -> 
         return None
     u_star, v_star = np.linalg.solve(hess, -np.array([c[1], c[2]]))
     return c, (float(u_star), float(v_star))
+
+
+def _design_2d(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    return np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
+
+
+def psd_quadratic_2d(u: np.ndarray, v: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, bool] | None:
+    """Weighted least squares y = c0 + c1 u + c2 v + c3 u^2 + c4 v^2 + c5 u v with its Hessian [[2 c3, c5], [c5, 2 c4]]
+    constrained positive semi-definite (a convex quadratic): (coefficients, whether the constraint was active), None
+    when the design is rank-deficient.
+
+    When the unconstrained fit is already convex it is the answer (it is feasible, so it is the constrained optimum).
+    Otherwise the Hessian is parametrized as L L^T (L lower-triangular) and the weighted residuals are minimized with
+    scipy.optimize.least_squares, started from the unconstrained fit with its negative curvature clipped to zero; the
+    problem is convex in (c, H) over the PSD cone, and with a full 2x2 factor L its local minima are global.
+    """
+    design = _design_2d(u, v)
+    c = _wls(design, y, w)
+    if c is None:
+        return None
+    if np.all(np.linalg.eigvalsh(np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])) >= 0):
+        return c, False
+    from scipy.optimize import least_squares  # lazy: scipy.optimize is slow to import
+
+    y_mid, y_scale = float(np.mean(y)), float(np.std(y)) or 1.0  # the fit on a unit scale: losses differ in the 4th digit
+    sw = np.sqrt(w)
+    linear = np.column_stack([np.ones_like(u), u, v])
+
+    def coefficients(x: np.ndarray) -> np.ndarray:
+        l11, l21, l22 = x[3:]
+        return np.array([x[0], x[1], x[2], l11 * l11 / 2, (l21 * l21 + l22 * l22) / 2, l11 * l21])
+
+    def residuals(x: np.ndarray) -> np.ndarray:
+        return sw * (design @ coefficients(x) - (y - y_mid) / y_scale)
+
+    def start(hess: np.ndarray) -> np.ndarray:
+        """Linear coefficients refitted under the quadratic part `hess`, and a Cholesky factor of it."""
+        quad = np.column_stack([u * u, v * v, u * v]) @ np.array([hess[0, 0] / 2, hess[1, 1] / 2, hess[0, 1]])
+        lin, *_ = np.linalg.lstsq(linear * sw[:, None], ((y - y_mid) / y_scale - quad) * sw, rcond=None)
+        factor = np.linalg.cholesky(hess + 1e-9 * np.eye(2))
+        return np.concatenate([lin, [factor[0, 0], factor[1, 0], factor[1, 1]]])
+
+    scaled = _wls(design, (y - y_mid) / y_scale, w)
+    assert scaled is not None  # same design as `c`
+    vals, vecs = np.linalg.eigh(np.array([[2 * scaled[3], scaled[5]], [scaled[5], 2 * scaled[4]]]))
+    clipped = vecs @ np.diag(np.clip(vals, 0.0, None)) @ vecs.T
+    best = None
+    for x0 in (start(clipped), start(np.zeros((2, 2)))):
+        fit = least_squares(residuals, x0, method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=20000)
+        if best is None or fit.cost < best.cost:
+            best = fit
+    assert best is not None
+    out = coefficients(best.x) * y_scale
+    out[0] += y_mid
+    return out, True
 
 
 def _wls(design: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray | None:

@@ -21,7 +21,7 @@ from scaleplan.errors import FitError, ScaleplanError
 from scaleplan.fit.blas import single_blas_thread
 from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import LAW_VARIABLE, MIN_LOG_SD, MIN_REPLICATES, HyperparameterFit, _with_bootstrap
-from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, MIN_POINTS_2D, CellOptimum, near_window, quadratic_2d
+from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, MIN_POINTS_2D, CellOptimum, near_window, psd_quadratic_2d, quadratic_2d
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci
 from scaleplan.fit.summary import format_power_law
 
@@ -215,6 +215,17 @@ def decay_cells(trials: Trials, convention: str) -> list[DecayCell]:
 
 
 @dataclass(frozen=True)
+class BoxMinimum:
+    """Where a quadratic is lowest within its window: (lr, lambda), the value there, and the window's edges it lies on
+    ("low lr", "high lr", "low lambda", "high lambda"; empty when inside)."""
+
+    lr: float
+    weight_decay: float
+    value: float
+    edges: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class LocalQuadratic:
     """A quadratic in (u, v) = (ln lr, ln lambda) fitted near the minimum of seed-averaged losses.
 
@@ -227,6 +238,9 @@ class LocalQuadratic:
     v0: float
     window: tuple[float, float, float, float]
     grid: tuple[float, float, float, float]
+    n_points: int = 0  # points in the window
+    fitted: tuple[tuple[float, float], ...] = ()  # their (lr, lambda)
+    constrained: bool = False  # the Hessian was held positive semi-definite (the unconstrained fit was not convex)
 
     def value(self, lr: float, weight_decay: float) -> float:
         """The model's loss at (lr, lambda)."""
@@ -237,6 +251,41 @@ class LocalQuadratic:
         """True when (lr, lambda) lies in the box of the points the model was fitted to."""
         u_lo, u_hi, v_lo, v_hi = self.window
         return u_lo <= math.log(lr) <= u_hi and v_lo <= math.log(weight_decay) <= v_hi
+
+    def box_minimum(self) -> BoxMinimum:
+        """The minimum of the quadratic over its window (the box of the points it was fitted to), never outside it.
+
+        Exact for any quadratic: the vertex when the Hessian is positive definite and the vertex lies inside the box,
+        else the lowest of the minima along the box's four edges (a convex quadratic with no interior vertex, or a
+        degenerate one whose minimizers form a line, reaches its minimum on the boundary).
+        """
+        u_lo, u_hi, v_lo, v_hi = (x - o for x, o in zip(self.window, (self.u0, self.u0, self.v0, self.v0)))
+        c = self.coef
+
+        def q(du: float, dv: float) -> float:
+            return float(c[0] + c[1] * du + c[2] * dv + c[3] * du * du + c[4] * dv * dv + c[5] * du * dv)
+
+        def along(lo: float, hi: float, slope: float, curvature: float) -> float:
+            """argmin over [lo, hi] of slope t + curvature t^2."""
+            if curvature > 0:
+                return float(np.clip(-slope / (2 * curvature), lo, hi))
+            return lo if slope * lo + curvature * lo * lo <= slope * hi + curvature * hi * hi else hi
+
+        candidates = []
+        for dv in (v_lo, v_hi):  # edges at fixed lambda: q = const + (c1 + c5 dv) du + c3 du^2
+            candidates.append((along(u_lo, u_hi, c[1] + c[5] * dv, c[3]), dv))
+        for du in (u_lo, u_hi):  # edges at fixed lr
+            candidates.append((du, along(v_lo, v_hi, c[2] + c[5] * du, c[4])))
+        hess = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
+        if np.all(np.linalg.eigvalsh(hess) > 0):
+            du, dv = np.linalg.solve(hess, -c[1:3])
+            if u_lo <= du <= u_hi and v_lo <= dv <= v_hi:
+                candidates.append((float(du), float(dv)))
+        du, dv = min(candidates, key=lambda p: q(*p))
+        tol = 1e-9 * max(1.0, u_hi - u_lo, v_hi - v_lo)
+        edges = tuple(name for name, on in (("low lr", du <= u_lo + tol), ("high lr", du >= u_hi - tol),
+                                            ("low lambda", dv <= v_lo + tol), ("high lambda", dv >= v_hi - tol)) if on)
+        return BoxMinimum(math.exp(du + self.u0), math.exp(dv + self.v0), q(du, dv), edges)
 
     def minimum(self) -> tuple[float, float, bool]:
         """(lr*, lambda*, at_edge): the vertex, clamped to the grid's box (at_edge when it had to be)."""
@@ -255,9 +304,14 @@ def mean_by_pair(lr: np.ndarray, wd: np.ndarray, loss: np.ndarray) -> tuple[np.n
 
 
 def local_quadratic(lr: np.ndarray, wd: np.ndarray, loss: np.ndarray, counts: np.ndarray,
-                    near: float = DEFAULT_NEAR) -> LocalQuadratic | None:
+                    near: float = DEFAULT_NEAR, psd: bool = False) -> LocalQuadratic | None:
     """Fit `LocalQuadratic` to the seed means near the minimum (`near_window`, grown to span 3 lambdas), weighted by the
-    window's weights times each point's seed count; None when the points allow no convex quadratic."""
+    window's weights times each point's seed count; None when the points allow no convex quadratic.
+
+    psd=False: the unconstrained least-squares quadratic, None unless its Hessian is positive definite (a vertex).
+    psd=True: the least-squares quadratic with a positive semi-definite Hessian (`psd_quadratic_2d`; the same fit
+    when the unconstrained one is convex), None only when the window cannot identify a quadratic; its minimum is
+    then `LocalQuadratic.box_minimum`."""
     u_all, v_all = np.log(lr), np.log(wd)
     for k in range(min(MIN_POINTS_2D, len(loss)), len(loss) + 1):  # near_window ensures 3+ lrs; grow to 3+ lambdas
         sel, w = near_window(lr, loss, near, k)
@@ -266,11 +320,17 @@ def local_quadratic(lr: np.ndarray, wd: np.ndarray, loss: np.ndarray, counts: np
     if np.unique(u_all[sel]).size < 3 or np.unique(v_all[sel]).size < 3:
         return None
     u0, v0 = float(np.mean(u_all[sel])), float(np.mean(v_all[sel]))
-    fitted = quadratic_2d(u_all[sel] - u0, v_all[sel] - v0, loss[sel], w * counts[sel])
+    du, dv, weights = u_all[sel] - u0, v_all[sel] - v0, w * counts[sel]
+    if psd:
+        fitted = psd_quadratic_2d(du, dv, loss[sel], weights)
+    else:
+        vertex = quadratic_2d(du, dv, loss[sel], weights)
+        fitted = None if vertex is None else (vertex[0], False)
     if fitted is None:
         return None
     box = (float(u_all[sel].min()), float(u_all[sel].max()), float(v_all[sel].min()), float(v_all[sel].max()))
-    return LocalQuadratic(fitted[0], u0, v0, box, (float(u_all.min()), float(u_all.max()), float(v_all.min()), float(v_all.max())))
+    return LocalQuadratic(fitted[0], u0, v0, box, (float(u_all.min()), float(u_all.max()), float(v_all.min()), float(v_all.max())),
+                          n_points=int(sel.size), fitted=tuple((float(lr[i]), float(wd[i])) for i in sel), constrained=fitted[1])
 
 
 def locate_joint_optimum(cell: DecayCell, convention: str, near: float = DEFAULT_NEAR) -> JointOptimum:

@@ -4,14 +4,16 @@ and measure the regret there against a dense 2-D grid, beside the naive reuse of
 At the target (width, steps) every (lr, lambda) is trained with the same seeds: a grid around both choices (the
 ground truth), the prediction (lr and lambda from the law file) and the naive choice (the predicted lr with the
 lambda* measured at the small-scale proxy cell, reused unchanged). Regret = L(choice) / L(best) - 1 on held-out
-loss, raw (seed means) and smoothed (the local 2-D quadratic of `fit.weight_decay` through the seed means: its
-value at the choice over its minimum), each with a jackknife standard error over seeds. A seed whose loss is not
+loss, raw (seed means) and smoothed (the local 2-D quadratic of `fit.weight_decay` through the seed means, its
+Hessian held positive semi-definite: its value at the choice over its minimum within the box of the points it was
+fitted on), each with a jackknife standard error over seeds. A seed whose loss is not
 finite diverged: a point with a diverged seed cannot be the best, and its regret is reported as diverged.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +22,7 @@ import numpy as np
 
 from scaleplan.core.weight_decay import timescale
 from scaleplan.errors import InputError
+from scaleplan.fit.optimum import DEFAULT_NEAR, MIN_LRS, MIN_POINTS_2D
 from scaleplan.fit.weight_decay import TPP, LocalQuadratic, local_quadratic
 from scaleplan.validate.regret import LrPoint, jackknife_se
 
@@ -57,22 +60,24 @@ class DecayRegret:
     smoothed_basis: str  # "model" (inside the quadratic's window), "measured" (outside: measured mean / model minimum), "none"
     diverged: int
     n_seeds: int
+    model: LocalQuadratic | None = None  # the quadratic behind `smoothed` (all seeds)
 
 
 def model_of(points: list[DecayPoint]) -> LocalQuadratic | None:
-    """The local quadratic through the seed means of the points where no seed diverged."""
+    """The local quadratic through the seed means of the points where no seed diverged, its Hessian held positive
+    semi-definite (the unconstrained fit when that one is convex)."""
     ok = [p for p in points if math.isfinite(p.mean)]
     if len(ok) < 6:
         return None
     arr = np.array([(p.lr, p.weight_decay, p.mean) for p in ok])
-    return local_quadratic(arr[:, 0], arr[:, 1], arr[:, 2], np.ones(len(ok)))
+    return local_quadratic(arr[:, 0], arr[:, 1], arr[:, 2], np.ones(len(ok)), psd=True)
 
 
 def _smoothed(choice: DecayPoint, model: LocalQuadratic | None) -> tuple[float | None, str]:
+    """q(choice) / min over the window's box of q - 1 (the measured mean instead of q outside the window)."""
     if model is None or not math.isfinite(choice.mean):
         return None, "none"
-    lr_min, wd_min, _ = model.minimum()
-    low = model.value(lr_min, wd_min)
+    low = model.box_minimum().value
     if model.covers(choice.lr, choice.weight_decay):
         return model.value(choice.lr, choice.weight_decay) / low - 1.0, "model"
     return choice.mean / low - 1.0, "measured"
@@ -103,7 +108,8 @@ def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps
                   diverged=choice.n_diverged, n_seeds=len(choice.losses))
     if choice.n_diverged:
         return DecayRegret(raw=None, raw_se=None, smoothed=None, smoothed_se=None, smoothed_basis="none", **common)
-    smoothed, basis = _smoothed(choice, model_of(points))
+    model = model_of(points)
+    smoothed, basis = _smoothed(choice, model)
 
     def raw_of(pts: list[DecayPoint]) -> float:
         return pts[index].mean / pts[best_index].mean - 1.0
@@ -114,7 +120,7 @@ def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps
     raw = choice.mean / best.mean - 1.0
     return DecayRegret(raw=raw, raw_se=_jackknife(points, raw_of, raw), smoothed=smoothed,
                        smoothed_se=None if smoothed is None else _jackknife(points, smoothed_of, smoothed), smoothed_basis=basis,
-                       **common)
+                       model=model, **common)
 
 
 def grid_extension(lrs: list[float], wds: list[float], best: DecayPoint, lr_step_log2: float,
@@ -253,9 +259,7 @@ def validate_weight_decay(
             f"adding lr {[f'{x:.3g}' for x in more_lrs]}, lambda {[f'{x:.3g}' for x in more_wds]}")
         lrs, wds = sorted([*lrs, *more_lrs]), sorted([*wds, *more_wds])
         pairs = list(dict.fromkeys([*pairs, *((a, b) for a in lrs for b in wds)]))
-    by_pair = {(p.lr, p.weight_decay): p for p in points}
-    predicted = decay_regret("predicted (lr, lambda)", by_pair[lr, wd_pred], points, target_steps, convention)
-    naive = decay_regret("naive lambda (small-scale optimum)", by_pair[lr, wd_naive], points, target_steps, convention)
+    predicted, naive = choice_regrets(points, lr, wd_pred, wd_naive, target_steps, convention)
     return DecayValidation(
         name=spec.name, parametrization=spec.parametrization, convention=convention, widths=spec.widths, steps=spec.steps,
         target_width=target_width, target_steps=target_steps, target_params=n_target, target_tokens=tokens,
@@ -263,6 +267,38 @@ def validate_weight_decay(
         predicted_tau=(tau_est.value, tau_est.low, tau_est.high), naive_source=(proxy.size, proxy.steps), points=points,
         predicted=predicted, naive=naive, best_on_edge=on_edge,
     )
+
+
+PREDICTED_LABEL, NAIVE_LABEL = "predicted (lr, lambda)", "naive lambda (small-scale optimum)"
+
+
+def choice_regrets(points: list[DecayPoint], lr: float, wd_predicted: float, wd_naive: float, steps: float,
+                   convention: str) -> tuple[DecayRegret, DecayRegret]:
+    """Regrets of the predicted (lr, lambda) and of the naive (lr, small-scale lambda*), both among `points`."""
+    by_pair = {(p.lr, p.weight_decay): p for p in points}
+    return (decay_regret(PREDICTED_LABEL, by_pair[lr, wd_predicted], points, steps, convention),
+            decay_regret(NAIVE_LABEL, by_pair[lr, wd_naive], points, steps, convention))
+
+
+def read_target_cache(cache: Path) -> dict[tuple[float, float, int], float]:
+    """The target runs recorded in `cache` (written by `_train_target`): (lr, lambda, seed) -> held-out loss."""
+    import csv
+
+    if not cache.is_file():
+        return {}
+    with cache.open() as f:
+        return {(float(r["lr"]), float(r["weight_decay"]), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(f)}
+
+
+def cached_points(cache: Path) -> list[DecayPoint]:
+    """Every (lr, lambda) in a target cache with its losses in seed order (the seeds every pair has)."""
+    done = read_target_cache(cache)
+    pairs = sorted({(a, b) for a, b, _ in done})
+    seeds = sorted({s for *_, s in done})
+    missing = [(a, b, s) for a, b in pairs for s in seeds if (a, b, s) not in done]
+    if missing:
+        raise InputError(f"{cache}: {len(missing)} (lr, lambda, seed) runs missing, e.g. {missing[0]}: an unfinished validation")
+    return [DecayPoint(a, tuple(done[a, b, s] for s in seeds), weight_decay=b) for a, b in pairs]
 
 
 def _request(width: int, steps: int, batch: int, seed: int, lr: float, wd: float) -> Any:
@@ -293,10 +329,7 @@ def _train_target(objective: Any, width: int, steps: int, batch: int, pairs: lis
 
     from scaleplan.validate.experiment import evaluate_in_populations
 
-    done: dict[tuple[float, float, int], float] = {}
-    if cache.is_file():
-        with cache.open() as f:
-            done = {(float(r["lr"]), float(r["weight_decay"]), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(f)}
+    done = read_target_cache(cache)
     todo = [_request(width, steps, batch, seed, a, b) for a, b in pairs for seed in seeds if (a, b, seed) not in done]
     k = max(1, objective.population_size(_request(width, steps, batch, seeds[0], *pairs[0]).point))
     log(f"[{name}] target: {len(pairs)} (lr, lambda) x {len(seeds)} seeds, {len(todo)} runs of {steps} steps to train "
@@ -328,6 +361,59 @@ def format_regret(r: DecayRegret, smoothed: bool = False) -> str:
         return "-"
     text = f"{value:.2%}" + ("" if se is None else f" ± {se:.2%}")
     return text + (" (measured: outside the quadratic's window)" if smoothed and r.smoothed_basis == "measured" else "")
+
+
+def choice_row(r: DecayRegret) -> str:
+    """One row of the report's choices table."""
+    return (f"| {r.label} | {r.lr:.4g} | {r.weight_decay:.4g} | {r.tau:.4g} | {r.loss:.5g} | {format_regret(r)} | "
+            f"{format_regret(r, smoothed=True)} |")
+
+
+def regret_notes(r: DecayRegret, points: list[DecayPoint]) -> list[str]:
+    """How the regrets are computed; where the smoothing quadratic of `r` (shared by both choices) has its minimum,
+    and how far its fitted `points` lie from it against their seed noise."""
+    lines = [
+        "Regret = L(choice) / L(best) - 1. Raw: seed means, best over every point trained at the target. Smoothed: a "
+        f"quadratic in (ln lr, ln lambda) fitted by weighted least squares to the seed means near the minimum (those "
+        f"within {DEFAULT_NEAR:.0%} of the lowest, at least {MIN_POINTS_2D} spanning {MIN_LRS} lrs and 3 lambdas), its "
+        "Hessian constrained positive semi-definite (H = L L^T; when the unconstrained fit is already convex it is that "
+        "fit); its value at the choice over its minimum within the box of the points it was fitted on, never "
+        "extrapolated beyond them (a choice outside the box: its measured mean over that minimum). Both ± a jackknife "
+        "s.e. over seeds (seed i left out of every point, the quadratic refitted).",
+    ]
+    m = r.model
+    if m is None:
+        return lines
+    low = m.box_minimum()
+    u_lo, u_hi, v_lo, v_hi = (math.exp(x) for x in m.window)
+    where = ("inside the box" if not low.edges else
+             "on the box's " + " and ".join(low.edges) + " edge" + ("s" if len(low.edges) > 1 else ""))
+    text = (f"Smoothing quadratic: {m.n_points} points, lr {u_lo:.4g}-{u_hi:.4g} x lambda {v_lo:.4g}-{v_hi:.4g}; "
+            + ("the unconstrained fit was not convex, so the constraint holds the Hessian singular (flat along one "
+               "direction); " if m.constrained else "unconstrained fit convex; ")
+            + f"minimum {low.value:.5g} at lr {low.lr:.4g}, lambda {low.weight_decay:.4g}, {where}")
+    advice = [f"optimum not bracketed in {axis}: sweep {side} {axis}" for side, axis in
+              (("smaller", "lambda"), ("larger", "lambda"), ("smaller", "lr"), ("larger", "lr"))
+              if f"{'low' if side == 'smaller' else 'high'} {axis}" in low.edges]
+    text += ("" if not advice else " (" + "; ".join(advice) + ")") + "."
+    return [*lines, "", text + _lack_of_fit(m, points)]
+
+
+def _lack_of_fit(m: LocalQuadratic, points: list[DecayPoint]) -> str:
+    """` Fit: chi^2/dof ...`: the quadratic's residuals at its window's seed means over their standard errors."""
+    from scipy.stats import chi2
+
+    window = set(m.fitted)
+    z = [(p.mean - m.value(p.lr, p.weight_decay)) / (float(np.std(p.losses, ddof=1)) / math.sqrt(len(p.losses)))
+         for p in points if (p.lr, p.weight_decay) in window and len(p.losses) > 1 and np.std(p.losses) > 0]
+    dof = len(z) - 6
+    if dof < 1:
+        return ""
+    stat = float(np.sum(np.square(z)))
+    p_value = float(chi2.sf(stat, dof))
+    return (f" Fit: residuals over the seed means' standard errors give chi^2/dof = {stat / dof:.2f} ({dof} dof, "
+            f"p = {p_value:.2g})" + ("; the quadratic misses structure beyond the seed noise, which the s.e. does not "
+                                     "include" if p_value < 0.01 else "") + ".")
 
 
 def markdown(v: DecayValidation, command: str, figure: str | None = None) -> str:
@@ -373,10 +459,8 @@ def markdown(v: DecayValidation, command: str, figure: str | None = None) -> str
         "",
         "| choice | lr | lambda | tau | seed-mean loss | raw regret | smoothed regret |",
         "|---|---|---|---|---|---|---|",
+        *(choice_row(r) for r in (v.predicted, v.naive)),
     ]
-    for r in (v.predicted, v.naive):
-        lines.append(f"| {r.label} | {r.lr:.4g} | {r.weight_decay:.4g} | {r.tau:.4g} | {r.loss:.5g} | {format_regret(r)} | "
-                     f"{format_regret(r, smoothed=True)} |")
     best = v.predicted
     lines += [
         "",
@@ -385,9 +469,7 @@ def markdown(v: DecayValidation, command: str, figure: str | None = None) -> str
            else "") + ".",
         f"Diverged: {diverged} of {n_runs} target runs.",
         "",
-        "Regret = L(choice) / L(best) - 1. Raw: seed means, best over every point trained at the target. Smoothed: a "
-        "quadratic in (ln lr, ln lambda) through the seed means near the minimum, its value at the choice over its "
-        "minimum. Both ± a jackknife s.e. over seeds (seed i left out of every point).",
+        *regret_notes(v.predicted, v.points),
         "",
         "### Every (lr, lambda) at the target (seed mean, diverged seeds)",
         "",
@@ -399,6 +481,37 @@ def markdown(v: DecayValidation, command: str, figure: str | None = None) -> str
                      f"| {p.mean:.5g} | {p.n_diverged}/{len(p.losses)} |")
     if figure:
         lines += ["", f"![weight-decay transfer]({figure})"]
+    return "\n".join(lines) + "\n"
+
+
+def rerender_regrets(report: str, cache: Path) -> str:
+    """A report `markdown` wrote, with its choices' regrets and the notes on them recomputed from the target runs
+    recorded in `cache`, everything else kept: how a report follows a change in the regret computation without
+    training again (benchmarks/rerender_weight_decay.py). The choices are the cached (lr, lambda) pairs the
+    report's choices table names (to its 4 significant digits)."""
+    title = re.search(r"^# Weight-decay transfer: \S+ \(\S+, (\S+) AdamW decay\)$", report, re.M)
+    target = re.search(r"^## Target: width \d+ x (\d+) steps", report, re.M)
+    lines = report.splitlines()
+    rows = {label: i for i, line in enumerate(lines) for label in (PREDICTED_LABEL, NAIVE_LABEL) if line.startswith(f"| {label} |")}
+    notes = [i for i, line in enumerate(lines) if line.startswith("Regret = L(choice)")]
+    grid = [i for i, line in enumerate(lines) if line.startswith("### Every (lr, lambda)")]
+    if not (title and target and len(rows) == 2 and len(notes) == 1 and len(grid) == 1 and notes[0] < grid[0]):
+        raise InputError("not a weight-decay validation report (its title, target, choices table or notes are missing)")
+    points = cached_points(cache)
+
+    def named(label: str) -> DecayPoint:
+        cells = [c.strip() for c in lines[rows[label]].strip().strip("|").split("|")]
+        found = [p for p in points if (f"{p.lr:.4g}", f"{p.weight_decay:.4g}") == (cells[1], cells[2])]
+        if len(found) != 1:
+            raise InputError(f"{cache}: {len(found)} cached (lr, lambda) pairs match the report's {label} "
+                             f"(lr {cells[1]}, lambda {cells[2]}); expected one")
+        return found[0]
+
+    chosen, naive_point = named(PREDICTED_LABEL), named(NAIVE_LABEL)
+    predicted, naive = choice_regrets(points, chosen.lr, chosen.weight_decay, naive_point.weight_decay,
+                                      int(target.group(1)), title.group(1))
+    lines[rows[PREDICTED_LABEL]], lines[rows[NAIVE_LABEL]] = choice_row(predicted), choice_row(naive)
+    lines[notes[0]:grid[0]] = [*regret_notes(predicted, points), ""]
     return "\n".join(lines) + "\n"
 
 

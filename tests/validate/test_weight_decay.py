@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -177,3 +178,94 @@ def test_committed_weight_decay_law_refits_from_its_committed_trials(tmp_path: P
     assert [p["target"] for p in refit] == [p["target"] for p in committed] == ["lr", "wd_tau"]
     for new, old in zip(refit, committed):
         assert new["exponents"] == pytest.approx(old["exponents"], abs=1e-9) and new["intercept"] == pytest.approx(old["intercept"], abs=1e-9)
+
+
+def _grid_of(loss: Callable[[float, float], float], seeds: int = 5) -> list[DecayPoint]:
+    pairs = [(lr, wd) for lr in np.geomspace(2.5e-3, 4e-2, 5) for wd in np.geomspace(0.025, 0.4, 5)]
+    return [DecayPoint(lr, (loss(lr, wd),) * seeds, weight_decay=wd) for lr, wd in pairs]
+
+
+def flat_in_lambda(lr: float, wd: float) -> float:
+    """A bowl in lr that is flat in lambda but for a small rise: lowest at the grid's smallest lambda, 0.025."""
+    return 2.0 + 0.05 * math.log(lr / 1e-2) ** 2 + 0.004 * math.log(wd / 0.025)
+
+
+def test_a_bowl_flat_in_lambda_has_its_smoothed_regret_at_the_box_edge() -> None:
+    """The quadratic's Hessian is singular here (no vertex): the smoothed regret is still defined, against the minimum
+    on the box's low-lambda edge, and the report says the optimum is not bracketed in lambda."""
+    from scaleplan.validate.weight_decay import regret_notes
+
+    grid = _grid_of(flat_in_lambda)
+    choice = next(p for p in grid if p.lr == pytest.approx(1e-2) and p.weight_decay == pytest.approx(0.1))
+    r = decay_regret("c", choice, grid, steps=100, convention="torch")
+    truth = 0.004 * math.log(0.1 / 0.025) / 2.0  # the bowl's minimum over the grid is 2.0 at (1e-2, 0.025)
+    assert r.smoothed == pytest.approx(truth, rel=1e-6) and r.raw == pytest.approx(truth, rel=1e-9)
+    low = r.model.box_minimum()
+    assert (low.lr, low.weight_decay, low.value) == pytest.approx((1e-2, 0.025, 2.0), rel=1e-6) and low.edges == ("low lambda",)
+    assert "optimum not bracketed in lambda: sweep smaller lambda" in "\n".join(regret_notes(r, grid))
+
+
+def saddle(lr: float, wd: float) -> float:
+    """Curved up in lr, rising and slightly concave in lambda: no convex quadratic fits it exactly."""
+    v = math.log(wd / 0.025)
+    return 2.0 + 0.05 * math.log(lr / 1e-2) ** 2 + 0.004 * v - 0.0006 * v * v + 0.001 * math.log(lr / 1e-2) * v
+
+
+def test_the_smoothing_quadratic_is_the_best_convex_fit_and_its_minimum_stays_in_the_box() -> None:
+    """Where the unconstrained quadratic is a saddle, the smoothing quadratic is the weighted least-squares fit among
+    convex ones (checked by its optimality conditions) and the regret's denominator is its minimum over the fitted box
+    (checked on a dense grid); without the constraint there is no regret, and a vertex would lie outside the box."""
+    from scaleplan.fit.optimum import near_window
+    from scaleplan.fit.weight_decay import mean_by_pair
+
+    grid = _grid_of(saddle)
+    choice = grid[12]  # (1e-2, 0.1)
+    r = decay_regret("c", choice, grid, steps=100, convention="torch")
+    m = r.model
+    assert m is not None and m.constrained and r.smoothed is not None
+    c = m.coef
+    hess = np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])
+    eig = np.linalg.eigvalsh(hess)
+    assert eig[0] > -1e-9 * eig[1] and eig[0] < 1e-6 * eig[1]  # PSD, and the constraint binds: singular
+    # KKT of min sum w (X c - y)^2 over H >= 0: zero gradient in (c0, c1, c2); the gradient G in H is PSD with <G, H> = 0
+    lr, wd, loss, counts = mean_by_pair(np.array([p.lr for p in grid]), np.array([p.weight_decay for p in grid]),
+                                        np.array([p.mean for p in grid]))
+    sel, w = near_window(lr, loss, 0.02, 9)
+    assert {(float(lr[i]), float(wd[i])) for i in sel} == set(m.fitted)
+    du, dv = np.log(lr[sel]) - m.u0, np.log(wd[sel]) - m.v0
+    resid = w * counts[sel] * (np.array([m.value(a, b) for a, b in zip(lr[sel], wd[sel])]) - loss[sel])
+    assert np.abs([resid.sum(), (resid * du).sum(), (resid * dv).sum()]).max() < 1e-8 * np.abs(resid).sum()
+    g = np.array([[(resid * du * du).sum() / 2, (resid * du * dv).sum() / 2], [(resid * du * dv).sum() / 2, (resid * dv * dv).sum() / 2]])
+    scale = np.abs(g).max()
+    assert np.linalg.eigvalsh(g)[0] > -1e-6 * scale and abs(np.sum(g * hess)) < 1e-6 * scale * np.abs(hess).max()
+    u_lo, u_hi, v_lo, v_hi = m.window
+    dense = min(m.value(math.exp(u), math.exp(v)) for u in np.linspace(u_lo, u_hi, 201) for v in np.linspace(v_lo, v_hi, 201))
+    low = m.box_minimum()
+    assert low.value == pytest.approx(dense, abs=1e-9) and low.value <= dense + 1e-12
+    assert r.smoothed == pytest.approx(m.value(choice.lr, choice.weight_decay) / low.value - 1.0, rel=1e-9)
+    from scaleplan.fit.weight_decay import local_quadratic
+    assert local_quadratic(lr, wd, loss, counts) is None  # the unconstrained fit: a saddle, no vertex
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_the_box_minimum_of_any_quadratic_is_its_lowest_value_in_the_box(seed: int) -> None:
+    from scaleplan.fit.weight_decay import LocalQuadratic
+
+    rng = np.random.default_rng(seed)
+    m = LocalQuadratic(rng.normal(size=6), 0.3, -0.2, (-1.0, 0.5, -0.7, 1.2), (-1.0, 0.5, -0.7, 1.2))
+    low = m.box_minimum()
+    dense = min(m.value(math.exp(u), math.exp(v)) for u in np.linspace(-1.0, 0.5, 301) for v in np.linspace(-0.7, 1.2, 301))
+    assert dense - 1e-3 <= low.value <= dense + 1e-12
+    inside = -1.0 < math.log(low.lr) < 0.5 and -0.7 < math.log(low.weight_decay) < 1.2
+    assert inside == (low.edges == ())
+
+
+@pytest.mark.parametrize("report, cache", [("weight-decay-wd-mlp-mup.md", "wd-mlp-mup-target-w256-s2000.csv"),
+                                           ("weight-decay-wd-gpt-mup.md", "wd-gpt-mup-target-w128-s400.csv")])
+def test_committed_weight_decay_reports_follow_from_their_target_runs(report: str, cache: str) -> None:
+    """The regrets (raw and smoothed) and notes in the committed reports are what the committed target runs give now
+    (benchmarks/rerender_weight_decay.py rewrites them)."""
+    from scaleplan.validate.weight_decay import rerender_regrets
+
+    text = (RESULTS / report).read_text()
+    assert rerender_regrets(text, RESULTS / cache) == text
