@@ -335,6 +335,27 @@ class LawFile:
                 out.append(f"extrapolating: {var}={val:.3g} is {val / hi:.3g}x above the fitted range [{lo:.3g}, {hi:.3g}]")
             elif val < lo * (1 - 1e-9):
                 out.append(f"extrapolating: {var}={val:.3g} is {lo / val:.3g}x below the fitted range [{lo:.3g}, {hi:.3g}]")
+        return out + self._interaction_warnings(values)
+
+    def _interaction_warnings(self, values: dict[str, float]) -> list[str]:
+        """An interaction term evaluated outside the fitted range of either variable: the exponent it drifts,
+        there and over the fitted range (a quadratic in logs keeps bending beyond its data)."""
+        out = []
+        for law in self.power_laws:
+            for term in law.interactions or []:
+                for moving, by, centre in ((term.variables[0], term.variables[1], term.centre[1]),
+                                           (term.variables[1], term.variables[0], term.centre[0])):
+                    if by not in self.fitted_range or by not in values:
+                        continue
+                    lo, hi = self.fitted_range[by]
+                    if lo * (1 - 1e-9) <= values[by] <= hi * (1 + 1e-9):
+                        continue
+                    def exponent(at: float) -> float:
+                        return law.exponents[moving] + term.coefficient * math.log(at / centre)
+                    out.append(f"the {law.target} law's {term.name} term at {by}={values[by]:.3g} puts the {moving} exponent "
+                               f"at {exponent(values[by]):.3g} ({exponent(lo):.3g} to {exponent(hi):.3g} over the fitted "
+                               f"{by}); it is fitted, not a law, outside [{lo:.3g}, {hi:.3g}]: sweep this {by}, or refit "
+                               "with --lr-batch-interaction off")
         return out
 
     # ---- (de)serialisation --------------------------------------------------------------------

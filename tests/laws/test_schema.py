@@ -269,6 +269,17 @@ def test_an_interaction_term_moves_the_exponent_and_round_trips(tmp_path):
     assert "interactions" not in json.dumps(make_law().to_dict())
 
 
+def test_an_interaction_outside_its_fitted_range_is_warned_with_the_exponent_there():
+    """Inside the fitted range no warning; at D = e^2 * 1e10 (10x e^2 above the range's top 1e10) the N exponent
+    is -0.5 + 0.1 ln(e^2 * 10): named, with its values at the range's ends."""
+    law = interaction_law()
+    assert law.predict(params=1e7, tokens=1e9).warnings == ()
+    warnings = law.predict(params=1e7, tokens=math.e**2 * 1e10).warnings
+    drift = [w for w in warnings if "N:D term" in w]
+    assert len(drift) == 1 and "puts the N exponent at" in drift[0]
+    assert f"{-0.5 + 0.1 * math.log(math.e**2 * 10):.3g} ({-0.5 + 0.1 * math.log(0.1):.3g} to {-0.5 + 0.1 * math.log(10):.3g}" in drift[0]
+
+
 @pytest.mark.parametrize(
     "mutate, fragment",
     [
