@@ -1,13 +1,15 @@
 """Trials/hour of population (batched) training vs one-at-a-time training, per population size K, side by side.
 
-MLP (depth 3, muP, base width 32) on the noisy teacher-student task. At each width, SEQUENTIAL trials
+A reference family (--family, FAMILIES): the MLP (depth 3, muP, base width 32) on the noisy teacher-student
+task, the GPT (depth 2, 4 heads, muP) on the char-LM, or the DenseAM (32 memories, 4 steps) on corrupted
+patterns, as the built-in specs configure them. At each width, SEQUENTIAL trials
 (lr spread over 1e-3..1e-2, seeds alternating 0/1) are trained one at a time with train_trial, and K trials
 of the same kind together with train_population for each K; the runs alternate --repeats times and the best
 time of each is kept (the machine is shared). Prints both rates, their ratio per K, the largest relative
 difference of the held-out losses between the two paths on the shared trials (they must agree), and the K
 that the sweep's own calibration (scaleplan.train.calibrate) picks at that width.
 
-    python benchmarks/sweep_throughput.py [--steps 100] [--sizes 4,16,64] [--device cpu|cuda]
+    python benchmarks/sweep_throughput.py [--family mlp|gpt|denseam] [--steps 100] [--sizes 4,16,64] [--device cpu|cuda]
 """
 
 from __future__ import annotations
@@ -24,12 +26,20 @@ from scaleplan.train.loop import train_trial
 from scaleplan.train.population import train_population
 
 SEQUENTIAL = 4  # trials timed one at a time per width (the rate per trial does not depend on K)
+# Each family's model and task as sweeps/mlp-mup.toml, gpt-mup.toml and denseam.toml set them (base width 32 here).
+FAMILIES = {
+    "mlp": dict(model_kwargs={"depth": 3}),
+    "gpt": dict(model="gpt", task="charlm", task_kwargs={"seq_len": 32, "n_eval": 64},
+                model_kwargs={"depth": 2, "n_heads": 4}),
+    "denseam": dict(model="denseam", task="patterns", parametrization="denseam",
+                    model_kwargs={"n_memories": 32, "steps": 4}),
+}
 
 
-def trials(width: int, k: int, steps: int, batch_size: int, device: str, threads: int) -> list[TrialConfig]:
+def trials(family: str, width: int, k: int, steps: int, batch_size: int, device: str, threads: int) -> list[TrialConfig]:
     """K configs of one width that differ in lr and seed."""
     base = TrialConfig(width=width, base_width=32, steps=steps, batch_size=batch_size, device=device,
-                       threads=threads, model_kwargs={"depth": 3})
+                       threads=threads, **FAMILIES[family])
     lrs = torch.logspace(-3, -2, k).tolist() if k > 1 else [3e-3]
     return [dataclasses.replace(base, lr=lr, seed=i % 2) for i, lr in enumerate(lrs)]
 
@@ -46,6 +56,7 @@ def timed(fn, device: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--family", choices=sorted(FAMILIES), default="mlp")
     parser.add_argument("--widths", default="32,64,128,256,512,1024")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--sizes", default="4,16,64", help="population sizes K to compare")
@@ -57,23 +68,23 @@ def main() -> None:
     widths = [int(w) for w in args.widths.split(",")]
     sizes = [int(k) for k in args.sizes.split(",")]
 
-    warm = trials(widths[0], 2, 5, args.batch_size, args.device, args.threads)  # first-call costs, both paths
+    warm = trials(args.family, widths[0], 2, 5, args.batch_size, args.device, args.threads)  # first-call costs, both paths
     [train_trial(c) for c in warm], train_population(warm)
 
     name = torch.cuda.get_device_name() if args.device.startswith("cuda") else f"CPU, {args.threads} torch thread(s)"
-    print(f"device: {name}; MLP depth 3 on teacher-student, batch {args.batch_size}, {args.steps} steps, "
+    print(f"device: {name}; {args.family}: {FAMILIES[args.family]}, batch {args.batch_size}, {args.steps} steps, "
           f"best of {args.repeats}; one-at-a-time rate from {SEQUENTIAL} trials")
     print(f"{'width':>6} {'K':>4} {'one-at-a-time/h':>16} {'population/h':>13} {'ratio':>7} {'max rel. loss diff':>19}"
           f" {'calibrated K':>13}")
     for width in widths:
-        alone_cfgs = trials(width, SEQUENTIAL, args.steps, args.batch_size, args.device, args.threads)
+        alone_cfgs = trials(args.family, width, SEQUENTIAL, args.steps, args.batch_size, args.device, args.threads)
         t_alone = float("inf")
         for _ in range(args.repeats):
             alone, seconds = timed(lambda: [train_trial(c) for c in alone_cfgs], args.device)
             t_alone = min(t_alone, seconds / SEQUENTIAL)
         picked = choose(measure_costs(alone_cfgs[0], cost_per_trial_step))
         for k in sizes:
-            cfgs = trials(width, k, args.steps, args.batch_size, args.device, args.threads)
+            cfgs = trials(args.family, width, k, args.steps, args.batch_size, args.device, args.threads)
             t_together = float("inf")
             for _ in range(args.repeats):
                 together, seconds = timed(lambda: train_population(cfgs), args.device)
