@@ -20,7 +20,7 @@ from scaleplan.provenance import command_line
 if TYPE_CHECKING:
     from scaleplan.fit.pipeline import SweepData
 
-METHOD_CHOICES = ("parabola", "argmin", "band")
+METHOD_CHOICES = ("parabola", "argmin", "band", "vertex")
 BATCH_UNITS = ("tokens", "samples", "sequences")
 D_UNITS = ("tokens", "samples")
 
@@ -33,9 +33,12 @@ D_UNITS = ("tokens", "samples")
 @click.option("--study", default=None, help="Study name in --storage (default: the spec's name, or the only study).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Law file to write (default: fits/<source or study name>.json).")
-@click.option("--method", type=click.Choice(METHOD_CHOICES), default="parabola", show_default=True,
-              help="How each cell's optimum is located: weighted parabola in log-lr (and log-B), the argmin, "
-                   "or every run within --band of the cell's minimum loss (Step Law / DeepSeek).")
+@click.option("--method", type=click.Choice(METHOD_CHOICES), default=None,
+              help="How each cell's optimum is located: weighted parabola in log-lr (and log-B) through the points within "
+                   "--near of the best loss, the argmin, every run within --band of the cell's minimum loss (Step Law / "
+                   "DeepSeek), or vertex: the adaptive search's estimator, a parabola in log-lr through the points within "
+                   "a window in lr around its vertex. Default: vertex for the trials of an adaptive sweep (its spec or "
+                   "storage says so), else parabola.")
 @click.option("--band", type=click.FloatRange(min=0, min_open=True), default=0.0025, show_default=True,
               help="Relative width of the near-optimal band for --method band (0.0025 = 0.25%).")
 @click.option("--near", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
@@ -103,7 +106,7 @@ D_UNITS = ("tokens", "samples")
                    "ln D). auto: kept when its t interval excludes 0.")
 @click.option("--allow-incomplete", is_flag=True,
               help="Fit a sweep whose planned trials are not all finished (flagged in the summary and the law file).")
-def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str, band: float, near: float,
+def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str | None, band: float, near: float,
         x: str | None, columns: tuple[str, ...], batch_unit_scale: float, batch_unit: str, d_unit: str, batch_on_size: bool,
         loss_law: bool | None, lr_batch: bool | None, critical_batch: bool | None, n_boot: int, seed: int, weighting: str,
         plot_dir: Path | None, decay_convention: str | None, name: str | None, title: str | None, citation: str | None,
@@ -190,7 +193,7 @@ def _load(source: Path | None, storage: str | None, study: str | None) -> tuple[
     A .csv is read directly, a spec through its study, a storage through the study named (or the only one);
     the parametrization reference comes with a sweep's trials, and with the columns of a CSV a sweep exported."""
     from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
-    from scaleplan.fit.pipeline import SweepData, spec_data, unfinished
+    from scaleplan.fit.pipeline import SweepData, spec_data, study_sampler, unfinished
     from scaleplan.sweep.export import frame_reference, open_study_readonly, trials_frame
 
     if source is not None and source.suffix.lower() == ".csv":
@@ -204,4 +207,5 @@ def _load(source: Path | None, storage: str | None, study: str | None) -> tuple[
     opened = open_study_readonly(storage, study)
     frame = trials_frame(opened)
     origin = f"study '{opened.study_name}'"
-    return SweepData(frame, origin, frame_sha256(frame), frame_reference(frame, origin), unfinished(opened)), opened.study_name
+    return SweepData(frame, origin, frame_sha256(frame), frame_reference(frame, origin), unfinished(opened),
+                     sampler=study_sampler(opened)), opened.study_name

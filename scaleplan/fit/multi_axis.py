@@ -32,7 +32,7 @@ from scaleplan.fit.critical_batch import CriticalBatch, StepsToTarget, fit_criti
 from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import MIN_LOG_SD, MIN_REPLICATES
 from scaleplan.fit.hyperparameter_law import _with_bootstrap as with_bootstrap_ci
-from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, locate_optimum, method_label
+from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, locate_optimum, method_label, min_lrs
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci, replicate_interval
 
 INTERACTION_MODES = ("auto", "on", "off")
@@ -170,7 +170,7 @@ def fit_multi_axis(
         raise FitError("the lr-batch relation needs a swept batch size (a batch_size column with several values)")
     columns = (*sizes, *(["D"] if "D" in trials.frame else []), *(["batch_size"] if by_batch else []))
     cells = cells_of(trials, columns)
-    need = 3 if method == "parabola" else 2
+    need = min_lrs(method)
     for cell in cells:
         if np.unique(cell.lr).size < need:
             where = ", ".join(f"{c}={v:.4g}" for c, v in cell.coords.items())

@@ -2,11 +2,18 @@
 
 Three methods, as in the literature: a weighted parabola in log-lr (and log-B) fitted to the
 points near the minimum (scaleplan's default), the argmin, and the near-optimal band of Step Law /
-DeepSeek (every run within 0.25% of the cell's minimum loss; all of them are the optimum).
+DeepSeek (every run within 0.25% of the cell's minimum loss; all of them are the optimum). A fourth,
+`vertex`, is the adaptive search's own estimator (`scaleplan.sweep.adaptive.estimate`): a parabola in
+log-lr fitted to the points within a window in lr around its vertex, re-centred until it settles. The
+parabola picks its points by loss (within `near` of the best result): where a cell holds many noisy
+points near its optimum, as an adaptive search leaves, that picks the lucky ones wherever they lie, and on
+an asymmetric curve it leans to the flat side. `vertex` is the default for an adaptive sweep's trials
+(`default_method`).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +22,7 @@ import numpy as np
 from scaleplan.errors import ScaleplanError
 from scaleplan.fit.data import Trials
 
-METHODS = ("parabola", "argmin", "band")
+METHODS = ("parabola", "argmin", "band", "vertex")
 DEFAULT_BAND = 0.0025  # Step Law / DeepSeek: within 0.25% of the minimum loss
 DEFAULT_NEAR = 0.02  # parabola: points within 2% of the minimum loss (at least MIN_POINTS of them)
 MIN_POINTS_1D = 5
@@ -95,8 +102,20 @@ def locate_optimum(
     )
     if method == "argmin":
         return argmin
+    if method == "vertex":
+        return _vertex(lr, loss, batch, argmin, common)
     swept_batch = batch is not None and np.unique(batch).size >= 3
     return _parabola(lr, loss, batch if swept_batch else None, near, argmin, common)
+
+
+def min_lrs(method: str) -> int:
+    """Distinct learning rates a cell needs for `method`: 3 to fit a parabola (parabola, vertex), else 2."""
+    return 3 if method in ("parabola", "vertex") else 2
+
+
+def default_method(sampler: str | None) -> str:
+    """The optimum method for trials an adaptive search chose (`vertex`: its own estimator), else `parabola`."""
+    return "vertex" if sampler == "adaptive" else "parabola"
 
 
 def locate_optima(trials: Trials, method: str = "parabola", band: float = DEFAULT_BAND, near: float = DEFAULT_NEAR) -> list[CellOptimum]:
@@ -119,7 +138,7 @@ def cell_optima(cells: dict[CellKey, CellArrays],
 
 def cell_arrays(trials: Trials, method: str) -> dict[CellKey, CellArrays]:
     """{(size, tokens, model): (lr, loss, batch)} per cell; raises if a cell cannot locate an optimum."""
-    need = 3 if method == "parabola" else 2
+    need = min_lrs(method)
     frame = trials.frame
     out: dict[CellKey, CellArrays] = {}
     for key, cell in frame.groupby(trials.cell_columns, sort=True):
@@ -130,7 +149,7 @@ def cell_arrays(trials: Trials, method: str) -> dict[CellKey, CellArrays]:
         distinct = cell["lr"].nunique()
         if distinct < need:
             where = f"{trials.x}={size:.4g}" + ("" if tokens is None else f", D={tokens:.4g}") + ("" if model is None else f" (model {model})")
-            hint = " or use --method argmin" if method == "parabola" and distinct == 2 else ""
+            hint = " or use --method argmin" if need == 3 and distinct == 2 else ""
             raise ScaleplanError(
                 f"cell {where} has {'a single learning rate' if distinct == 1 else f'{distinct} learning rates'}"
                 f" ({', '.join(f'{v:.3g}' for v in sorted(cell['lr'].unique()))}); the {method} method needs at"
@@ -191,6 +210,33 @@ def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: 
         lr=lr_star, batch_size=b_star, loss=float(a0 + a1 * u_star + a2 * u_star**2),
         points_lr=np.array([lr_star]), points_batch=None if b_star is None else np.array([b_star]),
         at_edge=at_edge, parabola=parabola, outside_window=outside, **common,
+    )
+
+
+def _vertex(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, argmin: CellOptimum,
+            common: dict[str, Any]) -> CellOptimum:
+    """The adaptive search's estimate of lr* (a window in ln lr around the vertex; `adaptive.estimate`), at the
+    cell's one batch size. Without a convex fit near the best lr, the estimate's own answer (the best lr of a
+    half-octave running mean; flagged as a fallback, its loss the mean there); with fewer than 3 lrs, the argmin
+    (flagged). A vertex the window does not bracket is flagged `outside_window`; one at the lrs' ends, `at_edge`."""
+    from scaleplan.sweep.adaptive import Observation, estimate
+
+    if batch is not None and np.unique(batch).size > 1:
+        raise ScaleplanError(f"cell {argmin.where()} sweeps {np.unique(batch).size} batch sizes; the vertex method locates lr at one batch size:"
+                             " put the batch size in the cells (--lr-batch) or use --method parabola")
+    found = estimate([Observation(float(a), float(b)) for a, b in zip(lr, loss)])
+    if found is None:
+        return _fallback(argmin)
+    if found.parabola is None:
+        at = float(np.mean(loss[np.isclose(lr, found.lr, rtol=1e-9)]))
+    else:
+        a0, a1, a2 = found.parabola
+        at = float(a0 + a1 * math.log(found.lr) + a2 * math.log(found.lr) ** 2)
+    return CellOptimum(
+        lr=found.lr, batch_size=argmin.batch_size, loss=at, points_lr=np.array([found.lr]),
+        points_batch=None if argmin.batch_size is None else np.array([argmin.batch_size]),
+        at_edge=_at_edge(lr, np.array([found.lr])), fallback=found.parabola is None, parabola=found.parabola,
+        outside_window=not found.bracketed, **common,
     )
 
 

@@ -41,7 +41,7 @@ MIN_LOSS_LAW_CELLS = 6
 class FitOptions:
     """How to fit: the options of `scaleplan fit` (see its --help), with its defaults."""
 
-    method: str = "parabola"
+    method: str | None = None  # how each cell's optimum is located; None: default_method of the data's sampler
     band: float = 0.0025
     near: float = 0.02
     x: str | None = None  # size axes, comma-separated ("width,depth"); None: the swept ones of a sweep, N for a CSV
@@ -79,7 +79,7 @@ def fit_command(source: str | Path, output: str | Path, options: FitOptions, sto
 
     o, default = options, FitOptions()
     args = ["scaleplan", "fit", str(source), *(["--storage", redact(storage)] if storage else []), "-o", str(output),
-            "--method", o.method]
+            *(["--method", o.method] if o.method else [])]
     if o.x is not None:
         args += ["--x", o.x]
     args += [a for c in o.columns for a in ("--column", c)]
@@ -118,6 +118,7 @@ class SweepData:
     parametrization: ParametrizationRef | None = None  # known for a sweep's own trials, None for a foreign CSV
     unfinished: str | None = None  # how far a sweep's plan is from done (None: finished, or not a sweep)
     decay_convention: str | None = None  # the spec's [train] decay_convention, where it names one
+    sampler: str | None = None  # the sampler that chose the trials (a spec's or a storage's), None for a CSV
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,14 @@ def spec_data(spec: SweepSpec, storage: str | None = None) -> SweepData:
     study = open_study_readonly(spec, storage=storage)
     frame = trials_frame(study)
     return SweepData(frame, str(spec.path or spec.name), frame_sha256(frame), spec.reference, unfinished(study),
-                     spec.train.get("decay_convention"))
+                     spec.train.get("decay_convention"), study_sampler(study) or spec.sampler)
+
+
+def study_sampler(study: optuna.Study) -> str | None:
+    """The sampler a `scaleplan sweep` study was made with (None for a study it did not make)."""
+    from scaleplan.sweep.study import SAMPLER_ATTR
+
+    return study.user_attrs.get(SAMPLER_ATTR)
 
 
 def unfinished(study: optuna.Study) -> str | None:
@@ -194,9 +202,11 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     decay = None
     critical: list[SizeCriticalBatch] = []
     if mode == "lr":
-        decay = fit_decay_if_swept(trials, options.method, options.decay_convention or data.decay_convention,
+        method = options.method
+        assert method is not None, "effective_options resolves the method"
+        decay = fit_decay_if_swept(trials, method, options.decay_convention or data.decay_convention,
                                    near=options.near, n_boot=options.n_boot, seed=options.seed)
-        hyper, critical = (decay.hyper, []) if decay is not None else _lr_laws(trials, sizes, options)
+        hyper, critical = (decay.hyper, []) if decay is not None else _lr_laws(trials, sizes, options, method)
     elif mode == "isoflop":
         iso = _isoflop(trials, options)
     loss = _maybe_loss_law(trials, hyper, True if mode == "loss-only" else options.loss_law, options, loss_constraints)
@@ -217,7 +227,7 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     return SweepFit(data, trials, hyper, loss, law, iso, flags, critical, decay)
 
 
-def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions) -> tuple[HyperparameterFit | MultiAxisFit, list[SizeCriticalBatch]]:
+def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions, method: str) -> tuple[HyperparameterFit | MultiAxisFit, list[SizeCriticalBatch]]:
     """One size axis (N or width) that varies, no batch size in the lr law: lr*(size[, D]) and B*(D) as
     `hyperparameter_law` fits them. Several size axes (width and depth), depth, a size that does not vary (a
     horizon or batch sweep), or the batch size as a regressor: `multi_axis`, and the critical batch where the
@@ -225,7 +235,7 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions) -> tup
     from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
 
     by_batch = bool(options.lr_batch)
-    _refuse_one_cell(trials, sizes, options)
+    _refuse_one_cell(trials, sizes, options, method)
     if len(sizes) > 1 or sizes[0] == "depth" or by_batch or (trials.frame[sizes[0]].nunique() < 2 and trials.has_tokens):
         from scaleplan.errors import ScaleplanError
         from scaleplan.fit.multi_axis import critical_batches, fit_multi_axis
@@ -233,7 +243,7 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions) -> tup
         if options.lr_in or options.batch_in or options.offsets:
             raise InputError("--lr-in / --batch-in / --offset apply to a one-size law; this fit's cells span several "
                              "axes (their predictors are the axes that vary): drop them")
-        fit = fit_multi_axis(trials, sizes, by_batch, method=options.method, band=options.band, near=options.near,
+        fit = fit_multi_axis(trials, sizes, by_batch, method=method, band=options.band, near=options.near,
                              batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
                              weighting=options.weighting, batch_interaction=options.batch_interaction)
         if options.critical_batch:
@@ -248,7 +258,7 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions) -> tup
         raise InputError("--critical-batch needs the batch size in the lr law (--lr-batch) and several D")
     if options.batch_interaction == "on":
         raise InputError("--lr-batch-interaction on needs the batch size in the lr law (--lr-batch) and several D")
-    return fit_hyperparameter_laws(trials, method=options.method, band=options.band, near=options.near,
+    return fit_hyperparameter_laws(trials, method=method, band=options.band, near=options.near,
                                    batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
                                    weighting=options.weighting, lr_in=list(options.lr_in), batch_in=list(options.batch_in),
                                    offsets=offset_values(options.offsets)), []
@@ -271,9 +281,12 @@ def offset_values(items: tuple[str, ...]) -> dict[str, float]:
 
 def effective_options(data: SweepData, options: FitOptions) -> FitOptions:
     """`options` with the defaults that depend on the data made explicit (the size axes `x`, whether the lr law
-    takes the batch size), so the recorded command refits the same law from a CSV of the same trials."""
+    takes the batch size, the optimum method: `default_method` of the sampler that chose the trials), so the
+    recorded command refits the same law from a CSV of the same trials."""
+    from scaleplan.fit.optimum import default_method
+
     sizes = size_axes(data, options.x)
-    resolved = replace(options, x=",".join(sizes))
+    resolved = replace(options, x=",".join(sizes), method=options.method or default_method(data.sampler))
     if options.lr_batch is None:
         by_batch = data.parametrization is not None and _batch_varies_at_fixed_d(_prepared(data, resolved), sizes)
         resolved = replace(resolved, lr_batch=by_batch or None)
@@ -288,20 +301,20 @@ def _prepared(data: SweepData, options: FitOptions) -> Trials:
                           batch_unit_scale=options.batch_unit_scale, source=data.source)
 
 
-def _refuse_one_cell(trials: Trials, sizes: tuple[str, ...], options: FitOptions) -> None:
+def _refuse_one_cell(trials: Trials, sizes: tuple[str, ...], options: FitOptions, method: str) -> None:
     """A sweep that varies no size, D or batch size has one cell: say where its optimum is, then refuse the law."""
     from scaleplan.errors import FitError
-    from scaleplan.fit.optimum import locate_optimum
+    from scaleplan.fit.optimum import locate_optimum, min_lrs
 
     frame = trials.frame
     if any(c in frame and frame[c].nunique() > 1 for c in (*sizes, "D", "batch_size")):
         return
     where = ", ".join(f"{c}={frame[c].iloc[0]:.4g}" for c in (*sizes, "D", "batch_size") if c in frame)
     found = ""
-    if frame["lr"].nunique() >= (3 if options.method == "parabola" else 2):
-        o = locate_optimum(frame["lr"].to_numpy(float), frame["loss"].to_numpy(float), method=options.method,
+    if frame["lr"].nunique() >= min_lrs(method):
+        o = locate_optimum(frame["lr"].to_numpy(float), frame["loss"].to_numpy(float), method=method,
                            band=options.band, near=options.near)
-        found = f"; its optimum ({options.method}): lr {o.lr:.4g}, loss {o.loss:.5g}" + (" (at the edge of the lrs swept)" if o.at_edge else "")
+        found = f"; its optimum ({method}): lr {o.lr:.4g}, loss {o.loss:.5g}" + (" (at the edge of the lrs swept)" if o.at_edge else "")
     raise FitError(f"need at least 2 distinct sizes ({sizes[0]}) to fit a power law: the sweep has one cell ({where}){found}; "
                    "sweep more sizes (or several D or batch sizes)")
 

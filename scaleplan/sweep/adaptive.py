@@ -73,7 +73,8 @@ class Estimate:
     `bracketed` is False while the best lr is an end of the lrs tried (the optimum may lie beyond);
     `regret` is the relative loss, under the fitted parabola, at the farther end of the interval;
     `spread` is how far from lr* the parabola rises by NEAR: points there tell the most about its vertex
-    while staying in its window.
+    while staying in its window. `parabola` is the last fit (c0, c1, c2) of loss = c0 + c1 ln lr + c2 ln lr^2
+    (None without a convex fit: `lr` is then the best lr of the running mean).
     """
 
     lr: float
@@ -82,6 +83,7 @@ class Estimate:
     bracketed: bool
     regret: float = math.inf
     spread: float = SPREAD_MAX  # |ln lr - ln lr*| where the fitted parabola rises by NEAR (clipped)
+    parabola: tuple[float, float, float] | None = None
 
     def converged(self, tolerance: float, regret: float) -> bool:
         """True when the interval lies inside lr (1 ± tolerance), or costs at most `regret` anywhere in it."""
@@ -121,6 +123,7 @@ def estimate(history: Sequence[Observation]) -> Estimate | None:
     smooth = [float(np.mean(y[np.abs(u - d) <= SMOOTH])) for d in distinct]
     center, window = float(distinct[int(np.argmin(smooth))]), WINDOW_MAX
     last = None  # the last convex fit: (its minimum loss, curvature, vertex se, dof, points used, vertex)
+    parabola = None  # ... and its coefficients in ln lr itself
     for _ in range(ITERATIONS):
         sel = _window(u, center, window)
         fit = _quadratic(u[sel] - center, y[sel])
@@ -129,6 +132,7 @@ def estimate(history: Sequence[Observation]) -> Estimate | None:
         (c0, c1, c2), se, dof = fit
         vertex = center - c1 / (2 * c2)
         last = (c0 - c1 * c1 / (4 * c2), c2, se, dof, sel, vertex)
+        parabola = (c0 - c1 * center + c2 * center * center, c1 - 2 * c2 * center, c2)
         center = min(max(vertex, float(u[sel].min())), float(u[sel].max()))
         window = min(max(math.sqrt(2 * NEAR * (abs(last[0]) or 1.0) / c2), WINDOW_MIN), WINDOW_MAX)
     if last is None:  # no convex parabola near the best lr: only where it is
@@ -139,9 +143,9 @@ def estimate(history: Sequence[Observation]) -> Estimate | None:
     spread = min(max(math.sqrt(NEAR * scale / c2), SPREAD_MIN), SPREAD_MAX)
     half = student_t_quantile(0.5 + LEVEL / 2, dof) * se if dof >= MIN_DOF else math.inf
     if not half < MAX_HALF:  # too few points, or a nearly flat fit: the interval says nothing
-        return Estimate(math.exp(center), 0.0, math.inf, bracketed, math.inf, spread)
+        return Estimate(math.exp(center), 0.0, math.inf, bracketed, math.inf, spread, parabola)
     return Estimate(math.exp(center), math.exp(center - half), math.exp(center + half), bracketed,
-                    c2 * half**2 / scale, spread)
+                    c2 * half**2 / scale, spread, parabola)
 
 
 def _window(u: np.ndarray, center: float, window: float) -> np.ndarray:

@@ -61,6 +61,7 @@ class SpecValidation:
     naive: Regret
     intervals: tuple[Interval, ...]  # the law's interval and the bootstrap interval of the prediction
     fit_method: str
+    optimum_method: str  # how each cell's lr* was located (parabola, vertex, ...), as the fit did
     best_on_edge: bool  # the target's best lr is an end of the (extended) grid: regrets are lower bounds
 
     @property
@@ -183,6 +184,7 @@ def validate_spec(
 
     Writes OUT/<spec name>.json (the fitted law) and OUT/<spec name>-trials.csv (the sweep's trials).
     """
+    from scaleplan.fit.optimum import method_label
     from scaleplan.fit.pipeline import FitOptions, effective_options, fit_command, fit_sweep, spec_data
     from scaleplan.outputs import writing
     from scaleplan.sweep.runner import run_sweep
@@ -218,9 +220,9 @@ def validate_spec(
     column = AXES[axis][1]
     others = {c: v for c, v in point.naive_filter().items() if c != column}
     along = frame[(frame[list(others)] == list(others.values())).all(axis=1)] if others else frame
-    optima = [AxisOptimum(int(v), *_optimum(g)) for v, g in along.groupby(column)]
+    optima = [AxisOptimum(int(v), *_optimum(g, hyper.method)) for v, g in along.groupby(column)]
     naive_cell = frame[(frame[list(point.naive_filter())] == list(point.naive_filter().values())).all(axis=1)]
-    naive_lr = _optimum(naive_cell)[0]
+    naive_lr = _optimum(naive_cell, hyper.method)[0]
     inputs = {"W": point.coords["width"], "L": point.coords["depth"], "D": point.data(), "B": prediction.inputs.get("B")}
     boot_low, boot_high = hyper.bootstrap_interval("lr", {k: float(v) for k, v in inputs.items() if v is not None}) or (None, None)
     intervals = (
@@ -249,15 +251,15 @@ def validate_spec(
         target_points=points, predicted_lr=estimate.value, naive_lr=naive_lr,
         predicted=regret_of("fitted law", by_lr[estimate.value], points),
         naive=regret_of(f"naive ({naive_at} optimum reused)", by_lr[naive_lr], points),
-        intervals=intervals, fit_method=hyper.label, best_on_edge=on_edge,
+        intervals=intervals, fit_method=hyper.label, optimum_method=method_label(hyper.method, hyper.band), best_on_edge=on_edge,
     )
 
 
-def _optimum(cell: Any) -> tuple[float, float]:
-    """(lr*, its loss) of one cell's trials, located as the fit locates it (a parabola in log lr)."""
+def _optimum(cell: Any, method: str) -> tuple[float, float]:
+    """(lr*, its loss) of one cell's trials, located as the fit locates it (`method`)."""
     from scaleplan.fit.optimum import locate_optimum
 
-    o = locate_optimum(cell["lr"].to_numpy(float), cell["loss"].to_numpy(float))
+    o = locate_optimum(cell["lr"].to_numpy(float), cell["loss"].to_numpy(float), method=method)
     return o.lr, o.loss
 
 

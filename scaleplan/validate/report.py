@@ -99,7 +99,8 @@ def markdown(results: list[SpecValidation], figure: str, command: str) -> str:
             f"{r.predicted.best_lr:.4g}{edge} | {r.predicted.best_loss:.4f} |"
         )
     lines += ["", "## How far the optimal lr moves along the target's axis", ""]
-    lines += ["| spec | axis | value | lr* (parabola) | loss at lr* | log2 shift vs the smallest |", "|---|---|---|---|---|---|"]
+    located = ", ".join(dict.fromkeys(r.optimum_method for r in results))
+    lines += [f"| spec | axis | value | lr* ({located}) | loss at lr* | log2 shift vs the smallest |", "|---|---|---|---|---|---|"]
     for r in results:
         first = r.optima[0].lr
         for o in r.optima:

@@ -206,7 +206,7 @@ def validate_weight_decay(
 
     Writes OUT/<spec name>.json (the law), OUT/<spec name>-trials.csv (the sweep) and the target runs' cache.
     """
-    from scaleplan.fit.pipeline import FitOptions, fit_command, fit_sweep, spec_data
+    from scaleplan.fit.pipeline import FitOptions, effective_options, fit_command, fit_sweep, spec_data
     from scaleplan.outputs import writing
     from scaleplan.sweep.objective import load_objective
     from scaleplan.sweep.runner import run_sweep
@@ -220,8 +220,9 @@ def validate_weight_decay(
     run_sweep(spec, storage, workers=workers, device=device)
     out = Path(out_dir)
     law_path = out / f"{spec.name}.json"
-    options = FitOptions(x="width", n_boot=n_boot, d_unit="tokens" if spec.task == "charlm" else "samples")
-    fitted = fit_sweep(spec_data(spec, storage), options, name=spec.name, command=fit_command(spec_path, law_path, options, storage),
+    data = spec_data(spec, storage)
+    options = effective_options(data, FitOptions(x="width", n_boot=n_boot, d_unit="tokens" if spec.task == "charlm" else "samples"))
+    fitted = fit_sweep(data, options, name=spec.name, command=fit_command(spec_path, law_path, options, storage),
                        title=f"lr*(width, D) and weight-decay timescale tau*(D/N) of {spec.name} (scaleplan validate)")
     law, fit = fitted.law, fitted.decay
     if fit is None:

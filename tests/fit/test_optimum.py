@@ -10,7 +10,8 @@ import pytest
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.fit.data import prepare_trials
-from scaleplan.fit.optimum import locate_optima, locate_optimum, method_label
+from scaleplan.fit.optimum import default_method, locate_optima, locate_optimum, method_label
+from scaleplan.sweep.adaptive import Observation, estimate
 
 GRID = np.geomspace(1e-4, 1e-1, 13)
 
@@ -80,6 +81,7 @@ def _trials(lrs_per_cell: list[float]) -> pd.DataFrame:
         ("argmin", [1e-3], "a single learning rate"),
         ("band", [1e-3, 1e-3], "a single learning rate"),
         ("parabola", [1e-3, 2e-3], "2 learning rates"),
+        ("vertex", [1e-3, 2e-3], "2 learning rates"),
     ],
 )
 def test_too_few_learning_rates_per_cell(method: str, lrs: list[float], message: str) -> None:
@@ -110,3 +112,49 @@ def test_a_flat_cell_is_flagged(method: str) -> None:
     loss = 2.0 + 0.001 * np.sin(np.arange(GRID.size))
     assert locate_optimum(GRID, loss, method=method).flat
     assert not locate_optimum(GRID, bowl(GRID, 2.2e-3), method=method).flat
+
+
+@pytest.mark.parametrize("lr_star", [3e-4, 2.2e-3, 1.7e-2])
+def test_vertex_recovers_a_noiseless_vertex(lr_star: float) -> None:
+    opt = locate_optimum(GRID, bowl(GRID, lr_star), method="vertex")
+    assert opt.lr == pytest.approx(lr_star, rel=1e-6)
+    assert opt.loss == pytest.approx(2.0, abs=1e-9)
+    assert not (opt.at_edge or opt.fallback or opt.outside_window)
+    c0, c1, c2 = opt.parabola
+    assert c2 == pytest.approx(0.05) and -c1 / (2 * c2) == pytest.approx(math.log(lr_star))
+
+
+def test_vertex_is_the_adaptive_search_estimate_and_ignores_lucky_points() -> None:
+    """The vertex method is `adaptive.estimate` itself. On the cell an adaptive search leaves (many noisy points near
+    the optimum), the parabola's loss window takes the lucky ones wherever they lie: two low draws at 3x lr* pull its
+    vertex far up; the window in lr around the vertex moves much less (8 noise draws)."""
+    lr_star, vertex, parabola = 2e-3, [], []
+    for seed in range(8):
+        rng = np.random.default_rng(seed)
+        lr = lr_star * np.exp(np.concatenate([np.linspace(-2.0, 2.0, 9), rng.normal(0.0, 0.3, 16), [1.1, 1.15]]))
+        loss = bowl(lr, lr_star, curvature=0.02) + rng.normal(0.0, 0.004, lr.size)
+        loss[-2:] = 2.0 - 0.012  # two lucky runs, 3x above the optimum
+        opt = locate_optimum(lr, loss, method="vertex")
+        assert opt.lr == estimate([Observation(a, b) for a, b in zip(lr, loss)]).lr
+        vertex.append(abs(math.log(opt.lr / lr_star)))
+        parabola.append(abs(math.log(locate_optimum(lr, loss, method="parabola").lr / lr_star)))
+    assert all(v < p for v, p in zip(vertex, parabola))
+    assert np.mean(vertex) < 0.3 < 1.0 < np.mean(parabola)
+
+
+def test_vertex_without_a_convex_fit_reports_the_running_mean_best_as_a_fallback() -> None:
+    loss = 2.0 - 0.05 * np.log(GRID / 1e-3) ** 2  # concave everywhere
+    opt = locate_optimum(GRID, loss, method="vertex")
+    assert opt.fallback and opt.parabola is None and opt.at_edge
+
+
+def test_vertex_refuses_a_swept_batch_size() -> None:
+    batch = np.repeat([32.0, 64.0, 128.0], 5)
+    lr = np.tile(GRID[3:8], 3)
+    with pytest.raises(ScaleplanError, match="sweeps 3 batch sizes; the vertex method locates lr at one batch size"):
+        locate_optimum(lr, bowl(lr, 1e-3), batch, method="vertex")
+
+
+def test_default_method_is_vertex_for_an_adaptive_search_only() -> None:
+    assert default_method("adaptive") == "vertex"
+    assert [default_method(s) for s in ("grid", "tpe", "random", "gp", None)] == ["parabola"] * 5

@@ -143,3 +143,15 @@ def test_prior_from_widths_follows_the_power_law_and_weights_by_precision() -> N
     assert mixed is not None and abs(math.log(mixed.lr / law(512))) < 0.05
     unknown = [(64, Estimate(1e-3, 0.0, math.inf, True))]
     assert prior_from(unknown, 128) is None
+
+
+def test_estimate_reports_its_parabola_in_ln_lr() -> None:
+    """The last fit's coefficients in ln lr itself (what `scaleplan fit --method vertex` draws and reads its loss from)."""
+    lrs = 2e-3 * np.exp(np.linspace(-1.5, 1.5, 9))
+    found = estimate([Observation(lr, 1.0 + 0.05 * math.log(lr / 2e-3) ** 2) for lr in lrs])
+    assert found is not None and found.parabola is not None
+    c0, c1, c2 = found.parabola
+    assert c2 == pytest.approx(0.05) and -c1 / (2 * c2) == pytest.approx(math.log(found.lr))
+    assert c0 + c1 * math.log(2e-3) + c2 * math.log(2e-3) ** 2 == pytest.approx(1.0)
+    concave = estimate([Observation(lr, 1.0 - 0.05 * math.log(lr / 2e-3) ** 2) for lr in lrs])
+    assert concave is not None and concave.parabola is None

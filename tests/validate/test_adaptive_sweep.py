@@ -39,5 +39,7 @@ def test_validate_runs_an_adaptive_sweep(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     law = LawFile.load(tmp_path / "res" / "tiny-adaptive.json")
     assert law.needs() == ["W"]
+    # each width's optimum located as the search located it (adaptive.estimate), and the refit command says so
+    assert law.method.startswith("vertex") and "--method vertex" in law.provenance.command
     report = (tmp_path / "res" / "transfer.md").read_text()
-    assert "| tiny-adaptive | mup |" in report
+    assert "| tiny-adaptive | mup |" in report and "lr* (vertex)" in report

@@ -1,0 +1,59 @@
+"""Tests of scaleplan.fit.pipeline: the optimum method an adaptive sweep's trials are fitted with."""
+
+from __future__ import annotations
+
+import math
+import shlex
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from scaleplan.fit.optimum import locate_optimum
+from scaleplan.fit.pipeline import FitOptions, SweepData, effective_options, fit_command, fit_sweep
+from scaleplan.sweep.adaptive import Observation, estimate
+
+
+def _adaptive_like(lr_star: dict[int, float]) -> pd.DataFrame:
+    """Per width: a coarse bracket plus many noisy runs near the optimum and two lucky ones 3x above it."""
+    rows = []
+    for width, star in lr_star.items():
+        rng = np.random.default_rng(width)
+        u = np.concatenate([np.linspace(-2.0, 2.0, 9), rng.normal(0.0, 0.3, 16), [1.1, 1.15]])
+        loss = 2.0 + 0.02 * u**2 + rng.normal(0.0, 0.004, u.size)
+        loss[-2:] = 2.0 - 0.012
+        rows += [{"width": width, "lr": star * math.exp(x), "loss": y, "batch_size": 64, "seed": i, "state": "COMPLETE"}
+                 for i, (x, y) in enumerate(zip(u, loss))]
+    return pd.DataFrame(rows)
+
+
+STARS = {32: 4e-3, 64: 2.8e-3, 128: 2e-3}
+
+
+@pytest.mark.parametrize("sampler, method", [("adaptive", "vertex"), ("grid", "parabola"), ("tpe", "parabola"),
+                                             (None, "parabola")])
+def test_the_optimum_method_follows_the_sampler_that_chose_the_trials(sampler: str | None, method: str) -> None:
+    data = SweepData(_adaptive_like(STARS), "sweep", None, sampler=sampler)
+    options = effective_options(data, FitOptions(x="width", n_boot=0))
+    assert options.method == method
+    assert "--method " + method in fit_command("sweep.toml", "law.json", options)
+    fitted = fit_sweep(data, FitOptions(x="width", n_boot=0), name="law", title=None, command="scaleplan fit sweep.toml")
+    assert fitted.law.method.startswith(method)
+
+
+def test_an_adaptive_sweep_is_fitted_with_the_searchs_own_estimator() -> None:
+    """Each width's optimum is `adaptive.estimate` of its trials (not the parabola through the lucky runs), and the
+    law through them recovers the exponent; an explicit --method still wins."""
+    frame = _adaptive_like(STARS)
+    data = SweepData(frame, "sweep", None, sampler="adaptive")
+    fitted = fit_sweep(data, FitOptions(x="width", n_boot=0), name="law", title=None, command="scaleplan fit sweep.toml")
+    parabola = fit_sweep(data, FitOptions(method="parabola", x="width", n_boot=0), name="law", title=None, command="c")
+    assert parabola.law.method.startswith("parabola")  # an explicit --method wins
+    for o, p in zip(fitted.hyper.optima, parabola.hyper.optima):
+        cell = frame[frame["width"] == o.size]
+        assert o.lr == estimate([Observation(a, b) for a, b in zip(cell["lr"], cell["loss"])]).lr
+        assert abs(math.log(o.lr / STARS[int(o.size)])) < abs(math.log(p.lr / STARS[int(o.size)]))
+    true = math.log(STARS[128] / STARS[32]) / math.log(4)
+    exponents = [f.law.power_laws[0].exponents["W"] for f in (fitted, parabola)]
+    assert abs(exponents[0] - true) < 0.15 and abs(exponents[1] - true) > 0.4
+    assert shlex.split(fit_command("s.toml", "l.json", effective_options(data, FitOptions(x="width"))))[5:7] == ["--method", "vertex"]
