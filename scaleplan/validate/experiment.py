@@ -109,7 +109,8 @@ def extend_grid(
         points = group_by_lr([*rows, *new])  # the grid and the choices trained beside it
         best = best_point(points).lr
         on_edge = best in (grid_lrs[0], grid_lrs[-1])
-        sign = _edge_side(grid_lrs, best, local_model(points), step_log2)
+        model = local_model(points)
+        sign = edge_side((grid_lrs[0], grid_lrs[-1]), best, None if model is None else model.vertex_lr, step_log2)
         if not sign or attempt == MAX_EXTENSIONS:
             break
         end = grid_lrs[-1] if sign > 0 else grid_lrs[0]
@@ -123,13 +124,15 @@ def extend_grid(
     return grid_lrs, new, on_edge
 
 
-def _edge_side(grid_lrs: list[float], best: float, model: LocalModel | None, step_log2: float) -> int:
-    """+1 / -1 when the best lr is the grid's top / bottom end or the model's vertex lies within half a step of
-    it; 0 when the minimum is bracketed."""
+def edge_side(ends: tuple[float, float], best: float, smoothed: float | None, step_log2: float) -> int:
+    """+1 / -1 when the measured best value of a log-spaced grid axis is its top / bottom end (`ends`), or the smoothed
+    minimum `smoothed` lies within half a step (`step_log2` octaves) of that end; 0 when the minimum is bracketed by
+    measured values on each side. The rule both target grids (lr; lr x lambda) are extended by."""
+    low, high = ends
     half = 2 ** (step_log2 / 2)
-    if best == grid_lrs[-1] or (model is not None and model.vertex_lr > grid_lrs[-1] / half):
+    if best >= high or (smoothed is not None and smoothed > high / half):
         return 1
-    if best == grid_lrs[0] or (model is not None and model.vertex_lr < grid_lrs[0] * half):
+    if best <= low or (smoothed is not None and smoothed < low * half):
         return -1
     return 0
 

@@ -23,11 +23,12 @@ import numpy as np
 from scaleplan.core.weight_decay import timescale
 from scaleplan.errors import InputError
 from scaleplan.fit.optimum import DEFAULT_NEAR, MIN_LRS, MIN_POINTS_2D
-from scaleplan.fit.weight_decay import TPP, LocalQuadratic, local_quadratic
+from scaleplan.fit.weight_decay import TPP, BoxMinimum, LocalQuadratic, local_quadratic
+from scaleplan.validate.experiment import edge_side
 from scaleplan.validate.regret import LrPoint, jackknife_se
 
 MIN_SEEDS = 5
-MAX_EXTENSIONS = 4  # grid extensions (one lr and/or one lambda beyond the edge) while the best point is on an edge
+MAX_EXTENSIONS = 4  # grid extensions (one lr and/or one lambda beyond the edge) while the minimum is not bracketed
 
 
 @dataclass(frozen=True)
@@ -123,14 +124,59 @@ def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps
                        model=model, **common)
 
 
-def grid_extension(lrs: list[float], wds: list[float], best: DecayPoint, lr_step_log2: float,
-                   wd_step_log2: float) -> tuple[list[float], list[float]]:
-    """The lr and lambda to add when the best point lies on an edge of the sorted grid axes `lrs` x `wds`: one step
-    beyond each edge it touches (nothing when it is inside)."""
-    more_lrs = [lrs[0] * 2**-lr_step_log2] if best.lr <= lrs[0] else [lrs[-1] * 2**lr_step_log2] if best.lr >= lrs[-1] else []
-    more_wds = ([wds[0] * 2**-wd_step_log2] if best.weight_decay <= wds[0]
-                else [wds[-1] * 2**wd_step_log2] if best.weight_decay >= wds[-1] else [])
-    return more_lrs, more_wds
+def grid_extension(lrs: list[float], wds: list[float], best: DecayPoint, lr_step_log2: float, wd_step_log2: float,
+                   smoothed: BoxMinimum | None = None) -> tuple[list[float], list[float]]:
+    """The lr and lambda to add to the sorted grid axes `lrs` x `wds`: on each axis, one step beyond the edge the best
+    point lies on, or that the smoothing quadratic's minimum over its box (`smoothed`) lies within half a step of
+    (`edge_side`, the lr grid's rule); nothing when both are inside."""
+
+    def beyond(axis: list[float], value: float, minimum: float | None, step: float) -> list[float]:
+        sign = edge_side((axis[0], axis[-1]), value, minimum, step)
+        return [(axis[-1] if sign > 0 else axis[0]) * 2 ** (sign * step)] if sign else []
+
+    return (beyond(lrs, best.lr, None if smoothed is None else smoothed.lr, lr_step_log2),
+            beyond(wds, best.weight_decay, None if smoothed is None else smoothed.weight_decay, wd_step_log2))
+
+
+def extend_decay_grid(
+    lrs: list[float],
+    wds: list[float],
+    pairs: list[tuple[float, float]],
+    train: Callable[[list[tuple[float, float]]], dict[tuple[float, float], tuple[float, ...]]],
+    lr_step_log2: float,
+    wd_step_log2: float,
+    log: Callable[[str], None],
+) -> tuple[list[DecayPoint], bool]:
+    """Train `pairs` (the grid `lrs` x `wds` and the choices beside it), then, while the best point lies on an edge of
+    the grid or the smoothing quadratic's box minimum lies within half a step of one (`grid_extension`), add one lr
+    and/or one lambda beyond that edge, crossed with the other axis, and train those (at most MAX_EXTENSIONS times):
+    the smoothed regret needs its minimum bracketed by measured points on each side.
+
+    `train` returns the seed losses of the pairs it is given. Returns every point trained, and whether the best point
+    is still on the grid's edge (the regrets are then lower bounds).
+    """
+    for attempt in range(MAX_EXTENSIONS + 1):
+        losses = train(pairs)
+        points = [DecayPoint(a, losses[a, b], weight_decay=b) for a, b in pairs]
+        best = min((p for p in points if math.isfinite(p.mean)), key=lambda p: p.mean)
+        model = model_of(points)
+        low = None if model is None else model.box_minimum()
+        more_lrs, more_wds = grid_extension(lrs, wds, best, lr_step_log2, wd_step_log2, low)
+        by_best = grid_extension(lrs, wds, best, lr_step_log2, wd_step_log2)
+        on_edge = any(by_best)
+        if not (more_lrs or more_wds) or attempt == MAX_EXTENSIONS:
+            break
+        what = [f"{name} (lr {p.lr:.4g}, lambda {p.weight_decay:.4g})" for name, p, on in (
+            ("best target point", best, on_edge), ("smoothing quadratic's minimum", low, by_best != (more_lrs, more_wds)))
+            if on and p is not None]
+        log(f"{' and '.join(what)} {'is' if len(what) == 1 else 'are'} on the grid's edge: adding lr "
+            f"{[f'{x:.3g}' for x in more_lrs]}, lambda {[f'{x:.3g}' for x in more_wds]}")
+        lrs, wds = sorted([*lrs, *more_lrs]), sorted([*wds, *more_wds])
+        pairs = list(dict.fromkeys([*pairs, *((a, b) for a in lrs for b in wds)]))
+    if more_lrs or more_wds:
+        log(f"warning: the minimum is still not bracketed after {MAX_EXTENSIONS} grid extensions"
+            + ("; regrets are lower bounds" if on_edge else ""))
+    return points, on_edge
 
 
 def target_grid(lr: float, wd_predicted: float, wd_naive: float, lr_step_log2: float = 0.5, lr_points: int = 5,
@@ -248,18 +294,10 @@ def validate_weight_decay(
     lrs, wds = sorted({a for a, _ in grid_pairs}), sorted({b for _, b in grid_pairs})
     cache = out / f"{spec.name}-target-w{target_width}-s{target_steps}.csv"
     pairs = list(dict.fromkeys([(lr, wd_pred), (lr, wd_naive), *grid_pairs]))
-    for attempt in range(MAX_EXTENSIONS + 1):
-        losses = _train_target(objective, target_width, target_steps, batch, pairs, tuple(range(seeds)), log, spec.name, cache)
-        points = [DecayPoint(a, losses[a, b], weight_decay=b) for a, b in pairs]
-        best = min((p for p in points if math.isfinite(p.mean)), key=lambda p: p.mean)
-        more_lrs, more_wds = grid_extension(lrs, wds, best, lr_step_log2, 1.5 * lr_step_log2)
-        on_edge = bool(more_lrs or more_wds)
-        if not on_edge or attempt == MAX_EXTENSIONS:
-            break
-        log(f"[{spec.name}] best target point (lr {best.lr:.4g}, lambda {best.weight_decay:.4g}) is on the grid's edge: "
-            f"adding lr {[f'{x:.3g}' for x in more_lrs]}, lambda {[f'{x:.3g}' for x in more_wds]}")
-        lrs, wds = sorted([*lrs, *more_lrs]), sorted([*wds, *more_wds])
-        pairs = list(dict.fromkeys([*pairs, *((a, b) for a in lrs for b in wds)]))
+    points, on_edge = extend_decay_grid(
+        lrs, wds, pairs, lambda todo: _train_target(objective, target_width, target_steps, batch, todo, tuple(range(seeds)),
+                                                    log, spec.name, cache),
+        lr_step_log2, 1.5 * lr_step_log2, lambda msg: log(f"[{spec.name}] {msg}"))
     predicted, naive = choice_regrets(points, lr, wd_pred, wd_naive, target_steps, convention)
     return DecayValidation(
         name=spec.name, parametrization=spec.parametrization, convention=convention, widths=spec.widths, steps=spec.steps,

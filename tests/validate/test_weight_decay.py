@@ -160,6 +160,61 @@ def test_grid_extension_steps_beyond_the_edges_the_best_point_touches(best, more
     assert got[0] == pytest.approx(more_lrs) and got[1] == pytest.approx(more_wds)
 
 
+@pytest.mark.parametrize(
+    "smoothed, more_lrs, more_wds",
+    [((1e-2, 0.1), [], []), ((4e-2, 0.025), [8e-2], [0.025 / 2**1.5]), ((4e-2 / 2**0.4, 0.4 / 2**0.7), [8e-2], [0.4 * 2**1.5]),
+     ((4e-2 / 2**0.6, 0.4 / 2**0.8), [], [])],
+)
+def test_grid_extension_steps_beyond_the_edges_the_smoothed_minimum_is_within_half_a_step_of(smoothed, more_lrs, more_wds) -> None:
+    """The best point inside; the smoothing quadratic's box minimum on an edge, within half a step of one (lr step 1,
+    lambda step 1.5 octaves), or further in."""
+    from scaleplan.fit.weight_decay import BoxMinimum
+    from scaleplan.validate.weight_decay import grid_extension
+
+    lrs, wds = [2.5e-3, 5e-3, 1e-2, 2e-2, 4e-2], [0.025, 0.1, 0.4]
+    low = BoxMinimum(smoothed[0], smoothed[1], 2.0, ())
+    got = grid_extension(lrs, wds, DecayPoint(1e-2, (2.0,), weight_decay=0.1), 1.0, 1.5, low)
+    assert got[0] == pytest.approx(more_lrs) and got[1] == pytest.approx(more_wds)
+
+
+def kinked_in_lambda(lr: float, wd: float) -> float:
+    """A bowl in lr (minimum at lr 2) whose lambda profile is lowest at 0.1 * 2^-1.1, between the grid's two smallest
+    lambdas (0.1 * 2^-1.5 and 0.1 * 2^-0.75), steep below it and rising linearly above: the lowest mean is at the
+    second-smallest lambda, but the quadratic through the points, pulled by the long linear side, is lowest at the
+    smallest."""
+    v = math.log2(wd / 0.1) + 1.1
+    return 2.0 + 0.01 * (math.log2(lr) - 1) ** 2 + (0.02 * v * v if v < 0 else 0.008 * v)
+
+
+def test_the_target_grid_is_extended_when_the_smoothed_minimum_sits_on_its_edge() -> None:
+    """The best point is inside the grid, the smoothing quadratic's box minimum is on its low-lambda edge: one lambda
+    below it is added across every lr (the smoothed regret needs its minimum bracketed), after which it is inside."""
+    from scaleplan.validate.weight_decay import extend_decay_grid, grid_extension, model_of
+
+    lrs, wds = [2.0 ** (k / 2) for k in range(5)], [0.1 * 2 ** (0.75 * k) for k in range(-2, 3)]
+    grid = [(a, b) for a in lrs for b in wds]
+    first = [DecayPoint(a, (kinked_in_lambda(a, b),) * 5, weight_decay=b) for a, b in grid]
+    best, low = min(first, key=lambda p: p.mean), model_of(first).box_minimum()
+    assert (best.lr, best.weight_decay) == pytest.approx((2.0, wds[1])) and low.edges == ("low lambda",)
+    assert grid_extension(lrs, wds, best, 0.5, 0.75) == ([], [])  # the best point alone would not extend it
+
+    asked: list[list[tuple[float, float]]] = []
+
+    def train(pairs: list[tuple[float, float]]) -> dict[tuple[float, float], tuple[float, ...]]:
+        asked.append(pairs)
+        return {(a, b): (kinked_in_lambda(a, b),) * 5 for a, b in pairs}
+
+    messages: list[str] = []
+    points, on_edge = extend_decay_grid(lrs, wds, grid, train, 0.5, 0.75, messages.append)
+    added = wds[0] * 2**-0.75
+    assert len(asked) == 2 and not on_edge
+    new = sorted(set(asked[1]) - set(grid))
+    assert [a for a, _ in new] == lrs and [b for _, b in new] == pytest.approx([added] * 5)
+    assert len(points) == 30 and messages == [
+        "smoothing quadratic's minimum (lr 2, lambda 0.03536) is on the grid's edge: adding lr [], lambda ['0.021']"]
+    assert model_of(points).box_minimum().edges == ()
+
+
 RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 
 
