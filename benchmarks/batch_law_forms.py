@@ -1,0 +1,105 @@
+"""Three forms of lr*(D, B) fitted on the committed GPT batch sweep, scored at its two measured targets.
+
+The sweep (`transfer-gpt-batch-trials.csv`: GPT width 32 on the char-LM, batch 4-32 sequences of 32 tokens,
+D = 2^15-2^17 tokens) is located per (D, B) cell as `scaleplan fit` locates it; then
+- pooled: ln lr* = a + d ln D + k ln B (one lr-batch exponent for every D; `--lr-batch-interaction off`);
+- B:D: the same plus c ln(B/B0) ln(D/D0) (`scaleplan fit`'s default here);
+- surge (unweighted least squares in ln lr*): lr* = lr_max(S) / cosh(1/2 ln(B / B_noise(S))), lr_max and
+  B_noise power laws of the steps S = D / (32 B): Adam's optimal lr rises as sqrt(B) below the noise scale
+  and falls above it (Li et al. 2024, "Surge phenomenon in optimal learning rate and batch size scaling");
+  not in scaleplan.
+Each form predicts the two targets whose 10-seed lr grids are committed (batch 128 at D = 2^17 and at
+2^18), and its prediction is scored on the target's smoothed curve (the validate reports' local model;
+outside that model's window, the seed means interpolated linearly in ln lr, over the model's minimum).
+The surge form was tried after both targets had been measured: a lead to validate on a fresh target.
+
+    python benchmarks/batch_law_forms.py
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import least_squares
+
+from scaleplan.fit.data import prepare_trials
+from scaleplan.fit.multi_axis import fit_multi_axis
+from scaleplan.validate.regret import local_model
+from scaleplan.validate.report import read_target_grids
+
+RESULTS = Path(__file__).resolve().parent / "results"
+TOKENS_PER_SEQUENCE = 32
+TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0)}
+
+
+def surge_log_lr(params: np.ndarray, d: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """ln lr* of the surge form at tokens `d` and batch `b` (params: ln lr_max at S = 1, its S exponent,
+    ln B_noise at S = 1, its S exponent)."""
+    c0, c1, n0, n1 = params
+    log_s = np.log(d / (TOKENS_PER_SEQUENCE * b))
+    return c0 + c1 * log_s - np.log(np.cosh(0.5 * (np.log(b) - (n0 + n1 * log_s))))
+
+
+def fit_surge(d: np.ndarray, b: np.ndarray, log_lr: np.ndarray) -> tuple[np.ndarray, float]:
+    """Least squares in ln lr from a grid of starts (the noise scale's level is poorly identified)."""
+    best = None
+    for n0 in np.linspace(-2.0, 6.0, 9):
+        for n1 in (-1.0, 0.0, 1.0):
+            fit = least_squares(lambda p: surge_log_lr(p, d, b) - log_lr, [float(np.mean(log_lr)), 0.0, n0, n1])
+            if best is None or fit.cost < best.cost:
+                best = fit
+    assert best is not None
+    return best.x, float(np.sqrt(np.mean(best.fun**2)))
+
+
+def main() -> None:
+    frame = pd.read_csv(RESULTS / "transfer-gpt-batch-trials.csv")
+    trials = prepare_trials(frame, x="width")
+    # as the committed law's command fits them: WLS with weights from 200 bootstrap replicates, seed 0
+    pooled = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=200, batch_interaction="off")
+    drifting = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=200, batch_interaction="on")
+    d = np.array([c.coords["D"] for c in pooled.cells])
+    b = np.array([c.coords["batch_size"] for c in pooled.cells])
+    log_lr = np.log([o.lr for o in pooled.optima])
+    surge, surge_rms = fit_surge(d, b, log_lr)
+    rms = {"pooled": float(np.sqrt(np.mean((np.log(pooled.lr.predict({"D": d, "B": b})) - log_lr) ** 2))),
+           "B:D": float(np.sqrt(np.mean((np.log(drifting.lr.predict({"D": d, "B": b})) - log_lr) ** 2))),
+           "surge": surge_rms}
+    laws = {"pooled": lambda dd, bb: float(pooled.lr.predict({"D": dd, "B": bb})),
+            "B:D": lambda dd, bb: float(drifting.lr.predict({"D": dd, "B": bb})),
+            "surge": lambda dd, bb: math.exp(float(surge_log_lr(surge, np.array([dd]), np.array([bb]))[0]))}
+    n0, n1 = surge[2], surge[3]
+    print(f"# lr*(D, B) forms on {len(pooled.cells)} cells of transfer-gpt-batch-trials.csv\n")
+    print(f"surge fit: lr_max ~ S^{surge[1]:.3f}, B_noise = {math.exp(n0):.3g} * S^{n1:.3f} sequences "
+          f"(B_noise at S = 32 / 1024: {math.exp(n0 + n1 * math.log(32)):.3g} / {math.exp(n0 + n1 * math.log(1024)):.3g})\n")
+    print("| form | parameters | rms of ln lr* over the cells | " + " | ".join(
+        f"batch {int(bb)}, D = 2^{int(math.log2(dd))}: lr (smoothed regret)" for dd, bb in TARGETS.values()) + " |")
+    print("|---|---|---|" + "---|" * len(TARGETS))
+    curves, means = {}, {}
+    for report in TARGETS:
+        grid = read_target_grids((RESULTS / report).read_text())["transfer-gpt-batch"]
+        finite = [p for p in grid.points if p.finite]
+        curves[report] = local_model(finite)
+        means[report] = (np.log([p.lr for p in finite]), np.array([p.mean for p in finite]))
+    for name, law in laws.items():
+        cells = []
+        for report, (dd, bb) in TARGETS.items():
+            lr, model = law(dd, bb), curves[report]
+            assert model is not None, report
+            if model.covers(lr):
+                regret = f"{model.loss(lr) / model.min_loss - 1:.2%}"
+            else:
+                u, y = means[report]
+                regret = (f"{float(np.interp(math.log(lr), u, y)) / model.min_loss - 1:.2%}, interpolated"
+                          if u[0] <= math.log(lr) <= u[-1] else "outside the grid")
+            cells.append(f"{lr:.4g} ({regret})")
+        size = {"pooled": 3, "B:D": 4, "surge": 4}[name]
+        print(f"| {name} | {size} | {rms[name]:.3f} | " + " | ".join(cells) + " |")
+    print("\nThe targets' smoothed optima: " + ", ".join(f"{report}: {curves[report].vertex_lr:.4g}" for report in TARGETS))
+
+
+if __name__ == "__main__":
+    main()
