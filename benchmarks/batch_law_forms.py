@@ -8,10 +8,11 @@ D = 2^15-2^17 tokens) is located per (D, B) cell as `scaleplan fit` locates it; 
   B_noise power laws of the steps S = D / (32 B): Adam's optimal lr rises as sqrt(B) below the noise scale
   and falls above it (Li et al. 2024, "Surge phenomenon in optimal learning rate and batch size scaling");
   not in scaleplan.
-Each form predicts the two targets whose 10-seed lr grids are committed (batch 128 at D = 2^17 and at
-2^18), and its prediction is scored on the target's smoothed curve (the validate reports' local model;
-outside that model's window, the seed means interpolated linearly in ln lr, over the model's minimum).
-The surge form was tried after both targets had been measured: a lead to validate on a fresh target.
+Each form predicts the targets whose 10-seed lr grids are committed (batch 128 at D = 2^17 and 2^18,
+measured before the surge form was tried; batch 256 at 2^18 and 64 at 2^19, predicted in batch-prereg.md
+before they were trained), and its prediction is scored on the target's smoothed curve (the validate
+reports' local model; outside that model's window, the seed means interpolated linearly in ln lr, over
+the model's minimum).
 
     python benchmarks/batch_law_forms.py
 """
@@ -32,7 +33,8 @@ from scaleplan.validate.report import read_target_grids
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TOKENS_PER_SEQUENCE = 32
-TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0)}
+TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0),  # measured before the surge form
+           "gpt-batch-d18-b256.md": (2.0**18, 256.0), "gpt-batch-d19-b64.md": (2.0**19, 64.0)}  # after: batch-prereg.md
 
 
 def surge_log_lr(params: np.ndarray, d: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -100,10 +100,10 @@ D_UNITS = ("tokens", "samples")
 @click.option("--offset", "offsets", multiple=True, metavar="TARGET=VALUE",
               help="An additive constant of a one-size law, held fixed: --offset lr=1e-4 fits lr* = 1e-4 + a*N^alpha "
                    "(lr or batch_size).")
-@click.option("--lr-batch-interaction", "batch_interaction", type=click.Choice(["auto", "on", "off"]), default="auto",
+@click.option("--lr-batch-interaction", "batch_interaction", type=click.Choice(["auto", "on", "off"]), default="off",
               show_default=True,
               help="With the batch size and D both in the lr law: a B:D term (the lr-batch exponent drifting with "
-                   "ln D). auto: kept when its t interval excludes 0.")
+                   "ln D). auto: kept when its t interval excludes 0. It fits the swept D and can fail beyond them.")
 @click.option("--allow-incomplete", is_flag=True,
               help="Fit a sweep whose planned trials are not all finished (flagged in the summary and the law file).")
 def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str | None, band: float, near: float,

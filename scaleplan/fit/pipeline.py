@@ -67,7 +67,7 @@ class FitOptions:
     critical_batch: bool | None = None  # steps to target loss vs batch size (None: when the lr law has B and D varies)
     decay_convention: str | None = None  # a weight-decay sweep's AdamW convention; None: the spec's, else torch
     offsets: tuple[str, ...] = ()  # TARGET=VALUE: an additive constant of the lr or batch-size law, held fixed
-    batch_interaction: str = "auto"  # the lr law's B:D term: auto (when its interval excludes 0), on, off
+    batch_interaction: str = "off"  # the lr law's B:D term: off, on, auto (when its interval excludes 0)
 
 
 def fit_command(source: str | Path, output: str | Path, options: FitOptions, storage: str | None = None) -> str:

@@ -139,24 +139,24 @@ def drifting_exponent_rows(exponents: tuple[tuple[int, float], ...]) -> list[dic
 
 def test_flags_an_edge_batch_optimum_and_an_exponent_that_differs_between_d() -> None:
     """B* below the smallest batch swept at every D: no batch law (an edge is a bound); lr* ~ B^0.9 at one D and
-    B^0.1 at the other, fitted without the B:D term: the pooled exponent is flagged, with each D's own."""
+    B^0.1 at the other, fitted without the B:D term (the default): the pooled exponent is flagged, with each D's own."""
     rows = drifting_exponent_rows(((2**14, 0.9), (2**16, 0.1)))
-    fit = fit_multi_axis(prepare_trials(pd.DataFrame(rows), x="width"), ("width",), by_batch=True, n_boot=0,
-                         batch_interaction="off")
+    fit = fit_multi_axis(prepare_trials(pd.DataFrame(rows), x="width"), ("width",), by_batch=True, n_boot=0)
     assert fit.batch_size is None and all(b.optimum.at_edge for b in fit.batch_optima)
     flags = fit.flags()
     assert flags[0].startswith("2 of 2 (size, D) groups have B* at the edge of the swept batch sizes (no batch-size law written)")
     assert flags[1].startswith("the lr-batch exponent differs between groups (intervals do not overlap): width=64, D=1.638e+04: 0.900")
-    assert "D=6.554e+04: 0.100" in flags[1] and "--lr-batch-interaction on" in flags[1]
+    assert "D=6.554e+04: 0.100" in flags[1] and "--lr-batch-interaction on) holds only inside the swept D" in flags[1]
 
 
 def test_a_drifting_lr_batch_exponent_gets_a_b_by_d_term() -> None:
     """lr* ~ B^k with k = 0.9, 0.5, 0.1 at D = 2^14, 2^15, 2^16 (k linear in ln D): by default the law takes the
-    B:D term, recovers k at each D (so it predicts at a batch 4x beyond the swept ones), and nothing is flagged;
-    with the term off, the one exponent misses the 4x target by more than half an octave."""
+    B:D term with --lr-batch-interaction auto, recovers k at each D (so it predicts at a batch 4x beyond the swept
+    ones), and nothing is flagged; with the term off (the default), the one exponent misses the 4x target by more
+    than half an octave."""
     rows = drifting_exponent_rows(((2**14, 0.9), (2**15, 0.5), (2**16, 0.1)))
     trials = prepare_trials(pd.DataFrame(rows), x="width")
-    fit = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=20)
+    fit = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=20, batch_interaction="auto")
     term = fit.batch_by_d
     assert term is not None and term.variables == ("B", "D")
     assert fit.lr.exponents["B"] == pytest.approx(0.5, abs=0.02)  # at the centre D = 2^15
@@ -166,13 +166,13 @@ def test_a_drifting_lr_batch_exponent_gets_a_b_by_d_term() -> None:
     assert float(fit.lr.predict({"B": 256.0, "D": 2.0**16})) == pytest.approx(truth, rel=0.1)
     low, high = fit.bootstrap_interval("lr", {"B": 256.0, "D": 2.0**16})
     assert low < float(fit.lr.predict({"B": 256.0, "D": 2.0**16})) < high
-    pooled = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=0, batch_interaction="off")
-    assert abs(math.log2(float(pooled.lr.predict({"B": 256.0, "D": 2.0**16})) / truth)) > 0.5
+    pooled = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=0)
+    assert pooled.batch_by_d is None and abs(math.log2(float(pooled.lr.predict({"B": 256.0, "D": 2.0**16})) / truth)) > 0.5
 
 
 def test_no_b_by_d_term_where_the_exponent_does_not_drift() -> None:
     """One exponent (0.5) at every D: auto leaves the term out; on keeps it, fitted near 0."""
     trials = prepare_trials(pd.DataFrame(drifting_exponent_rows(((2**14, 0.5), (2**15, 0.5), (2**16, 0.5)))), x="width")
-    assert fit_multi_axis(trials, ("width",), by_batch=True, n_boot=0).batch_by_d is None
+    assert fit_multi_axis(trials, ("width",), by_batch=True, n_boot=0, batch_interaction="auto").batch_by_d is None
     forced = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=0, batch_interaction="on").batch_by_d
     assert forced is not None and abs(forced.coefficient) < 0.02
