@@ -73,6 +73,7 @@ def main() -> None:
     laws = {"pooled": lambda dd, bb: float(pooled.lr.predict({"D": dd, "B": bb})),
             "B:D": lambda dd, bb: float(drifting.lr.predict({"D": dd, "B": bb})),
             "surge": lambda dd, bb: math.exp(float(surge_log_lr(surge, np.array([dd]), np.array([bb]))[0]))}
+    sizes = {"pooled": pooled.lr.coefficients().size, "B:D": drifting.lr.coefficients().size, "surge": surge.size}
     n0, n1 = surge[2], surge[3]
     print(f"# lr*(D, B) forms on {len(pooled.cells)} cells of transfer-gpt-batch-trials.csv\n")
     print(f"surge fit: lr_max ~ S^{surge[1]:.3f}, B_noise = {math.exp(n0):.3g} * S^{n1:.3f} sequences "
@@ -98,8 +99,7 @@ def main() -> None:
                 regret = (f"{float(np.interp(math.log(lr), u, y)) / model.min_loss - 1:.2%}, interpolated"
                           if u[0] <= math.log(lr) <= u[-1] else "outside the grid")
             cells.append(f"{lr:.4g} ({regret})")
-        size = {"pooled": 3, "B:D": 4, "surge": 4}[name]
-        print(f"| {name} | {size} | {rms[name]:.3f} | " + " | ".join(cells) + " |")
+        print(f"| {name} | {sizes[name]} | {rms[name]:.3f} | " + " | ".join(cells) + " |")
     print("\nThe targets' smoothed optima: " + ", ".join(f"{report}: {curves[report].vertex_lr:.4g}" for report in TARGETS))
 
 

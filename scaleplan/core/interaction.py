@@ -34,6 +34,11 @@ class Interaction:
         (a, b), (a0, b0) = self.variables, self.centre
         return log(values[a] / a0) * log(values[b] / b0)
 
+    def shift(self, moving: str, at: float) -> float:
+        """What the term adds to the exponent of `moving` (one of its variables) where the other one equals `at`."""
+        other = self.variables.index(moving) ^ 1
+        return self.coefficient * math.log(at / self.centre[other])
+
     def formula(self) -> str:
         """`(B/16)^(0.25 ln(D/6.55e+04))`: the factor this term multiplies the power law by."""
         (a, b), (a0, b0) = self.variables, self.centre

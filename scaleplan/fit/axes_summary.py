@@ -32,14 +32,13 @@ def format_multi_axis(trials: Trials, fit: MultiAxisFit, critical: list[SizeCrit
         lo, hi = fit.lr.conf_int["B"]
         rule = RULES.get(optimizer or "")
         versus = "" if rule is None else f"; the {optimizer} rule says {rule:g} ({'inside' if lo <= rule <= hi else 'outside'} the CI)"
-        lines.append(f"lr-batch exponent at fixed {', '.join(c for c in fit.columns if c != 'batch_size')}: "
-                     f"{exponent:.3f} [{lo:.3f}, {hi:.3f}] ({fit.lr.level:.0%}); sqrt(B): 0.5, B: 1{versus}")
         term = fit.batch_by_d
-        if term is not None:
-            lines[-1] = lines[-1].replace("lr-batch exponent at fixed", f"lr-batch exponent at D = {term.centre[1]:.4g} and fixed")
+        at = "" if term is None else f"D = {term.centre[1]:.4g} and "
+        lines.append(f"lr-batch exponent at {at}fixed {', '.join(c for c in fit.columns if c != 'batch_size')}: "
+                     f"{exponent:.3f} [{lo:.3f}, {hi:.3f}] ({fit.lr.level:.0%}); sqrt(B): 0.5, B: 1{versus}")
         for g in lr_batch_by_group(fit):
             where = ", ".join(f"{k}={v:.4g}" for k, v in g.coords.items())
-            law = "" if term is None else f"; the law's B:D term: {exponent + term.coefficient * math.log(g.coords['D'] / term.centre[1]):.3f}"
+            law = "" if term is None else f"; the law's B:D term: {exponent + term.shift('B', g.coords['D']):.3f}"
             lines.append(f"  within {where}: {g.exponent:.3f} [{g.low:.3f}, {g.high:.3f}] over {g.n_batches} batch sizes{law}")
     if fit.batch_optima:
         lines.append("")

@@ -315,22 +315,20 @@ def _lr_law(optima: list[CellOptimum], cells: list[Cell], variables: list[str], 
             weights: np.ndarray | None, batch_interaction: str) -> PowerLawFit:
     """The lr law over the cells, with the B:D term where B and D both vary and `batch_interaction` keeps it
     ("auto": when its t interval excludes 0)."""
-    if not {"batch_size", "D"} <= set(variables):
-        if batch_interaction == "on":
-            raise FitError("a B:D term needs cells at several batch sizes and several D (a tokens ladder with "
-                           "--lr-batch); drop --lr-batch-interaction on")
-        return _regress("lr", optima, cells, variables, level, weights)
-    if batch_interaction == "off":
-        return _regress("lr", optima, cells, variables, level, weights)
-    try:
-        with_term = _regress("lr", optima, cells, variables, level, weights, (BATCH_BY_D,))
-    except ScaleplanError:
-        if batch_interaction == "on":
-            raise
-        return _regress("lr", optima, cells, variables, level, weights)  # too few cells for the extra term
-    low, high = with_term.conf_int[":".join(BATCH_BY_D)]
-    if batch_interaction == "on" or low > 0 or high < 0:
-        return with_term
+    both = {"batch_size", "D"} <= set(variables)
+    if batch_interaction == "on" and not both:
+        raise FitError("a B:D term needs cells at several batch sizes and several D (a tokens ladder with "
+                       "--lr-batch); drop --lr-batch-interaction on")
+    if both and batch_interaction != "off":
+        try:
+            with_term = _regress("lr", optima, cells, variables, level, weights, (BATCH_BY_D,))
+        except ScaleplanError:
+            if batch_interaction == "on":
+                raise
+        else:  # auto keeps the term where its interval excludes 0
+            low, high = with_term.conf_int[with_term.interactions[0].name]
+            if batch_interaction == "on" or low > 0 or high < 0:
+                return with_term
     return _regress("lr", optima, cells, variables, level, weights)
 
 

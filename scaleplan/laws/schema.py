@@ -343,17 +343,15 @@ class LawFile:
         out = []
         for law in self.power_laws:
             for term in law.interactions or []:
-                for moving, by, centre in ((term.variables[0], term.variables[1], term.centre[1]),
-                                           (term.variables[1], term.variables[0], term.centre[0])):
+                for moving, by in (term.variables, term.variables[::-1]):
                     if by not in self.fitted_range or by not in values:
                         continue
                     lo, hi = self.fitted_range[by]
                     if lo * (1 - 1e-9) <= values[by] <= hi * (1 + 1e-9):
                         continue
-                    def exponent(at: float) -> float:
-                        return law.exponents[moving] + term.coefficient * math.log(at / centre)
+                    at, low, high = (law.exponents[moving] + term.shift(moving, v) for v in (values[by], lo, hi))
                     out.append(f"the {law.target} law's {term.name} term at {by}={values[by]:.3g} puts the {moving} exponent "
-                               f"at {exponent(values[by]):.3g} ({exponent(lo):.3g} to {exponent(hi):.3g} over the fitted "
+                               f"at {at:.3g} ({low:.3g} to {high:.3g} over the fitted "
                                f"{by}); it is fitted, not a law, outside [{lo:.3g}, {hi:.3g}]: sweep this {by}, or refit "
                                "with --lr-batch-interaction off")
         return out
