@@ -40,6 +40,8 @@ def _cell_flags(hyper: HyperparameterFit | MultiAxisFit) -> list[str]:
     kinds = (
         ("touch the edge of the swept lr range: widen the lr grid there", lambda o, ci: o.at_edge),
         ("have a parabola vertex outside the lrs it was fitted on (an extrapolation of the quadratic)", lambda o, ci: o.outside_window),
+        ("had a parabola vertex outside the lrs it was fitted on; their optimum is the vertex method's (a window in lr"
+         " re-centred on the vertex)", lambda o, ci: o.recentred),
         ("are flat (every trial within the band of the minimum): the sweep locates no optimum there", lambda o, ci: o.flat),
         ("have a zero-width bootstrap interval of lr* (every replicate picked the same grid lr): "
          "the true uncertainty is at least the grid spacing", lambda o, ci: ci[0] == ci[1]),

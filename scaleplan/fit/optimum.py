@@ -14,7 +14,7 @@ an asymmetric curve it leans to the flat side. `vertex` is the default for an ad
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,8 @@ class CellOptimum:
     `points_lr`/`points_batch` are what the power-law regression uses (one point, or every band run).
     `parabola` holds (c0, c1, c2) of loss = c0 + c1 ln lr + c2 ln lr^2 along lr at the optimal batch.
     Flags: `at_edge` (touches the swept range), `outside_window` (the parabola's vertex fell outside the lrs
-    it was fitted on: an extrapolation of the quadratic), `flat` (every trial within `band` of the minimum: the sweep
+    it was fitted on: an extrapolation of the quadratic), `recentred` (that happened to a 1-D parabola, so the
+    optimum is the `vertex` method's instead), `flat` (every trial within `band` of the minimum: the sweep
     does not locate an optimum).
     """
 
@@ -56,6 +57,7 @@ class CellOptimum:
     model: str | None = None
     outside_window: bool = False
     flat: bool = False
+    recentred: bool = False
 
     def where(self, x: str = "N") -> str:
         """`N=1e+08, D=2e+09 (model m1)`: the cell, for messages."""
@@ -78,8 +80,13 @@ def locate_optimum(
     size: float = float("nan"),
     tokens: float | None = None,
     model: str | None = None,
+    recentre: bool = True,
 ) -> CellOptimum:
-    """Optimum of one cell from its trials' lr, loss (and batch size when it was swept)."""
+    """Optimum of one cell from its trials' lr, loss (and batch size when it was swept).
+
+    `recentre=False` keeps a 1-D parabola's extrapolated vertex (flagged) instead of the vertex method's: the
+    isoFLOP profiles in ln N do, as validated against Porian et al.'s published exponents.
+    """
     lr = np.asarray(lr, dtype=float)
     loss = np.asarray(loss, dtype=float)
     batch = None if batch is None else np.asarray(batch, dtype=float)
@@ -105,7 +112,7 @@ def locate_optimum(
     if method == "vertex":
         return _vertex(lr, loss, batch, argmin, common)
     swept_batch = batch is not None and np.unique(batch).size >= 3
-    return _parabola(lr, loss, batch if swept_batch else None, near, argmin, common)
+    return _parabola(lr, loss, batch if swept_batch else None, near, argmin, common, recentre)
 
 
 def min_lrs(method: str) -> int:
@@ -160,12 +167,15 @@ def cell_arrays(trials: Trials, method: str) -> dict[CellKey, CellArrays]:
     return out
 
 
-def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: float, argmin: CellOptimum, common: dict[str, Any]) -> CellOptimum:
+def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: float, argmin: CellOptimum, common: dict[str, Any],
+              recentre: bool = True) -> CellOptimum:
     """Weighted least-squares quadratic in (ln lr[, ln B]) around the minimum; its vertex is the optimum.
 
     The points are `near_window`'s; a non-convex fit falls back to the argmin (flagged). A vertex outside the
     window's lrs (or batch sizes) is an extrapolation of the quadratic: flagged (and, like any vertex, clamped
-    to the swept range).
+    to the swept range). Along lr alone (and `recentre`) such a vertex is replaced by the `vertex` method's (flagged `recentred`):
+    on a flat, bumpy curve the loss window spans octaves and its quadratic's vertex lands wherever the bumps
+    tilt it, while a window in lr re-centred on the vertex follows the curve's own minimum.
     """
     sel, w = near_window(lr, loss, near, MIN_POINTS_2D if batch is not None else MIN_POINTS_1D)
     u_all = np.log(lr)
@@ -196,6 +206,10 @@ def _parabola(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, near: 
         v_star = float(np.clip(v_star, v_all.min() - v0, v_all.max() - v0))
         slice_coef = (c[0] + c[2] * v_star + c[4] * v_star**2, c[1] + c[5] * v_star, c[3])
     outside = outside or not (u.min() <= u_star <= u.max())
+    if outside and v_star is None and recentre:
+        recentred = _vertex(lr, loss, None, argmin, common)
+        if not recentred.fallback:
+            return replace(recentred, recentred=True)
     u_lo, u_hi = u_all.min() - u0, u_all.max() - u0
     at_edge = not (u_lo < u_star < u_hi)
     u_star = float(np.clip(u_star, u_lo, u_hi))
@@ -338,7 +352,8 @@ def _fallback(argmin: CellOptimum) -> CellOptimum:
 
 def _at_edge(all_lr: np.ndarray, chosen: np.ndarray) -> bool:
     """True when the optimum touches the smallest or largest lr swept: the grid may not bracket it."""
-    return bool(np.min(chosen) <= np.min(all_lr) or np.max(chosen) >= np.max(all_lr))
+    ends = np.min(all_lr), np.max(all_lr)  # with a relative tolerance: exp(ln lr) need not round-trip exactly
+    return bool(np.min(chosen) <= ends[0] * (1 + 1e-9) or np.max(chosen) >= ends[1] * (1 - 1e-9))
 
 
 def _geomean(x: np.ndarray) -> float:

@@ -52,7 +52,7 @@ def test_an_adaptive_sweep_is_fitted_with_the_searchs_own_estimator() -> None:
     for o, p in zip(fitted.hyper.optima, parabola.hyper.optima):
         cell = frame[frame["width"] == o.size]
         assert o.lr == estimate([Observation(a, b) for a, b in zip(cell["lr"], cell["loss"])]).lr
-        assert abs(math.log(o.lr / STARS[int(o.size)])) < abs(math.log(p.lr / STARS[int(o.size)]))
+        assert abs(math.log(o.lr / STARS[int(o.size)])) < abs(math.log(p.lr / STARS[int(o.size)])) or p.recentred and p.lr == o.lr
     true = math.log(STARS[128] / STARS[32]) / math.log(4)
     exponents = [f.law.power_laws[0].exponents["W"] for f in (fitted, parabola)]
     assert abs(exponents[0] - true) < 0.15 and abs(exponents[1] - true) > 0.4
