@@ -98,7 +98,7 @@ def fit_hyperparameter_laws(
     batch_vars = _chosen(trials, batch_in, "batch_size") if batch_in and batch_vars else batch_vars
     rng = np.random.default_rng(seed)
     with single_blas_thread():
-        replicates = [_replicate(cells, rng, method, band, near) for _ in range(n_boot)]
+        replicates = [_replicate(cells, rng, method, band, near, optima) for _ in range(n_boot)]
     weigh = weighting == "inverse-variance" and method != "band" and len(replicates) >= MIN_REPLICATES
     lr_w = _cell_weights("lr", replicates, optima, cells) if weigh else None
     batch_w = _cell_weights("batch_size", replicates, optima, cells) if weigh and batch_vars else None
@@ -142,13 +142,14 @@ def _cell_weights(target: str, replicates: list[list[CellOptimum]], optima: list
     return 1.0 / sd**2
 
 
-def _replicate(cells: dict[CellKey, CellArrays], rng: np.random.Generator, method: str, band: float, near: float) -> list[CellOptimum]:
-    """Every cell's optimum after resampling its trials with replacement."""
+def _replicate(cells: dict[CellKey, CellArrays], rng: np.random.Generator, method: str, band: float, near: float,
+               chosen: list[CellOptimum]) -> list[CellOptimum]:
+    """Every cell's optimum after resampling its trials with replacement (by the estimator `chosen` used)."""
     resampled: dict[CellKey, CellArrays] = {}
     for key, (lr, loss, b) in cells.items():
         idx = rng.integers(0, len(lr), len(lr))
         resampled[key] = (lr[idx], loss[idx], None if b is None else b[idx])
-    return cell_optima(resampled, method, band, near)
+    return cell_optima(resampled, method, band, near, chosen)
 
 
 def _law_variables(trials: Trials, batch_on_size: bool) -> tuple[list[str], list[str]]:

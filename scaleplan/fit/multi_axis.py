@@ -34,7 +34,7 @@ from scaleplan.fit.critical_batch import CriticalBatch, StepsToTarget, fit_criti
 from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import MIN_LOG_SD, MIN_REPLICATES
 from scaleplan.fit.hyperparameter_law import _with_bootstrap as with_bootstrap_ci
-from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, locate_optimum, method_label, min_lrs
+from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, locate_optimum, method_label, min_lrs, replica
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci, replicate_interval
 
 INTERACTION_MODES = ("auto", "on", "off")
@@ -187,7 +187,7 @@ def fit_multi_axis(
     batch_vars = [v for v in group_cols if v == "D" or batch_on_size] if by_batch else []
     rng = np.random.default_rng(seed)
     with single_blas_thread():
-        replicates = [_locate([_resampled(c, rng) for c in cells], columns, method, band, near) for _ in range(n_boot)]
+        replicates = [_locate([_resampled(c, rng) for c in cells], columns, method, band, near, optima) for _ in range(n_boot)]
     weigh = weighting == "inverse-variance" and method != "band" and len(replicates) >= MIN_REPLICATES
     lr_w = _weights([[o.lr for o in rep] for rep in replicates]) if weigh else None
     lr_fit = _lr_law(optima, cells, lr_vars, level, lr_w, batch_interaction)
@@ -284,11 +284,14 @@ def critical_batches(fit: MultiAxisFit) -> list[SizeCriticalBatch]:
     return out
 
 
-def _locate(cells: list[Cell], columns: tuple[str, ...], method: str, band: float, near: float) -> list[CellOptimum]:
+def _locate(cells: list[Cell], columns: tuple[str, ...], method: str, band: float, near: float,
+            chosen: list[CellOptimum] | None = None) -> list[CellOptimum]:
+    """Each cell's optimum; with the full data's optima `chosen`, a bootstrap replicate's (`optimum.replica`)."""
     out = []
-    for cell in cells:
+    for i, cell in enumerate(cells):
         size = next((cell.coords[c] for c in columns if c in SIZE_COLUMNS), float("nan"))
-        out.append(locate_optimum(cell.lr, cell.loss, None, method, band, near, size, cell.coords.get("D")))
+        args = (cell.lr, cell.loss, None, method, band, near, size, cell.coords.get("D"))
+        out.append(locate_optimum(*args) if chosen is None else replica(*args, None, chosen[i]))
     return out
 
 

@@ -134,13 +134,26 @@ CellKey = tuple[float, "float | None", "str | None"]  # (size, tokens, model)
 CellArrays = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]  # (lr, loss, batch)
 
 
-def cell_optima(cells: dict[CellKey, CellArrays],
-                method: str, band: float = DEFAULT_BAND, near: float = DEFAULT_NEAR) -> list[CellOptimum]:
-    """The optimum of every cell of `cell_arrays` (the bootstrap passes resampled cells)."""
+def cell_optima(cells: dict[CellKey, CellArrays], method: str, band: float = DEFAULT_BAND, near: float = DEFAULT_NEAR,
+                chosen: list[CellOptimum] | None = None) -> list[CellOptimum]:
+    """The optimum of every cell of `cell_arrays`; the bootstrap passes resampled cells and the full data's optima
+    as `chosen`, so that each replicate uses the estimator the full data chose for its cell (`replica`)."""
     return [
-        locate_optimum(lr, loss, batch, method, band, near, size, tokens, model)
-        for (size, tokens, model), (lr, loss, batch) in cells.items()
+        replica(lr, loss, batch, method, band, near, size, tokens, model, chosen[i]) if chosen is not None
+        else locate_optimum(lr, loss, batch, method, band, near, size, tokens, model)
+        for i, ((size, tokens, model), (lr, loss, batch)) in enumerate(cells.items())
     ]
+
+
+def replica(lr: np.ndarray, loss: np.ndarray, batch: np.ndarray | None, method: str, band: float, near: float,
+            size: float, tokens: float | None, model: str | None, chosen: CellOptimum) -> CellOptimum:
+    """A bootstrap replicate's optimum of a cell whose full data gave `chosen`: the vertex method where the full
+    data's parabola was re-centred, else `method` without re-centring. The estimator is picked once per cell, so a
+    replicate whose resampled parabola happens to leave its window does not switch estimators (and move the
+    cell's bootstrap variance, which weights the law) on its own."""
+    if chosen.recentred:
+        return replace(locate_optimum(lr, loss, batch, "vertex", band, near, size, tokens, model), recentred=True)
+    return locate_optimum(lr, loss, batch, method, band, near, size, tokens, model, recentre=False)
 
 
 def cell_arrays(trials: Trials, method: str) -> dict[CellKey, CellArrays]:

@@ -10,7 +10,7 @@ import pytest
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.fit.data import prepare_trials
-from scaleplan.fit.optimum import default_method, locate_optima, locate_optimum, method_label
+from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, default_method, locate_optima, locate_optimum, method_label, replica
 from scaleplan.sweep.adaptive import Observation, estimate
 
 GRID = np.geomspace(1e-4, 1e-1, 13)
@@ -175,3 +175,18 @@ def test_vertex_refuses_a_swept_batch_size() -> None:
 def test_default_method_is_vertex_for_an_adaptive_search_only() -> None:
     assert default_method("adaptive") == "vertex"
     assert [default_method(s) for s in ("grid", "tpe", "random", "gp", None)] == ["parabola"] * 5
+
+
+def test_a_bootstrap_replica_keeps_the_estimator_the_full_data_chose() -> None:
+    """The estimator is picked once per cell, from all its trials: a replicate of a cell that was not re-centred keeps
+    the parabola even where its own vertex leaves the window (so re-centring never moves committed fits' weights),
+    and a replicate of a re-centred cell is the vertex method's."""
+    u = np.log(GRID / 3e-3)
+    cliff = np.where(u > 1.2, 3.0, 2.0 + 0.01 * (u - 2.5) ** 2)
+    clean = locate_optimum(GRID, bowl(GRID, 2.2e-3), method="parabola")
+    kept = replica(GRID, cliff, None, "parabola", DEFAULT_BAND, DEFAULT_NEAR, 1.0, None, None, clean)
+    assert not kept.recentred and kept.outside_window
+    assert kept.lr == pytest.approx(3e-3 * math.exp(2.5), rel=1e-6)
+    chosen = locate_optimum(GRID, cliff, method="parabola")
+    again = replica(GRID, cliff, None, "parabola", DEFAULT_BAND, DEFAULT_NEAR, 1.0, None, None, chosen)
+    assert again.recentred and again.lr == locate_optimum(GRID, cliff, method="vertex").lr
