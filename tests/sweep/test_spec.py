@@ -206,6 +206,15 @@ def test_shipped_specs_parse(path: Path) -> None:
     assert spec.objective.kind == "builtin" and spec.name == path.stem
 
 
+@pytest.mark.parametrize("path", sorted(SWEEPS.glob("transfer/*.toml")), ids=lambda p: p.name)
+def test_shipped_transfer_specs_parse_with_names_of_their_own(path: Path) -> None:
+    """A validation spec's name is its file's (a copied spec that kept its source's name would share its storage
+    and its reports); the weight-decay specs are named for their experiment."""
+    spec = load_spec(path)
+    stem = path.stem
+    assert spec.name == (f"wd-{stem.removesuffix('-wd')}" if stem.endswith("-wd") else f"transfer-{stem}")
+
+
 BUILTIN = """
 [sweep]
 name = "toy"
