@@ -8,7 +8,8 @@ log-lr fitted to the points within a window in lr around its vertex, re-centred 
 parabola picks its points by loss (within `near` of the best result): where a cell holds many noisy
 points near its optimum, as an adaptive search leaves, that picks the lucky ones wherever they lie, and on
 an asymmetric curve it leans to the flat side. `vertex` is the default for an adaptive sweep's trials
-(`default_method`).
+(`default_method`). A 1-D parabola whose vertex leaves the lrs it was fitted on is re-centred: that
+cell's optimum is the `vertex` method's, in the point estimate and in every bootstrap replicate (`replica`).
 """
 
 from __future__ import annotations
