@@ -191,6 +191,9 @@ CASES: list[tuple[list[str], str]] = [
     (["fit", "trials.csv", "-o", "law.json", "--lr-batch-interaction", "on"],
      "--lr-batch-interaction on needs the batch size in the lr law (--lr-batch) and several D"),
     (["fit", "trials.csv", "--lr-batch-interaction", "maybe"], "Invalid value for '--lr-batch-interaction'"),
+    (["fit", "trials.csv", "--lr-form", "finite"], "Invalid value for '--lr-form'"),
+    (["fit", "trials.csv", "-o", "law.json", "--lr-batch", "--lr-form", "finite-width"],
+     "--lr-in / --batch-in / --offset / --lr-form apply to a one-size law"),
     (["fit", "absent.csv"], "trials file not found: absent.csv"),
     (["fit", "absent.toml"], "sweep spec not found: absent.toml"),
     (["fit", "trials.csv", "--storage", "done.journal"], "--storage and --study read a sweep's storage"),
@@ -219,6 +222,8 @@ CASES: list[tuple[list[str], str]] = [
     (["validate", "done.toml"], "give a target: --target AXIS=VALUE"),
     (["validate", "done.toml", "--target-width", "0"], "Invalid value for '--target-width'"),
     (["validate", "done.toml", "--target-width", "64", "--seeds", "0"], "Invalid value for '--seeds'"),
+    (["validate", "done.toml", "--target-width", "64", "--target-steps", "400", "--lr-form", "finite-width"],
+     "--lr-form applies to the lr law's transfer; a --target-steps validation fits (lr, lambda) per cell"),
     (["validate", "absent.toml", "--target-width", "64"], "sweep spec not found: absent.toml"),
     (["validate", "done.toml", "--target-width", "64", "--storage", "mysql://u@h/db"], "unsupported storage scheme 'mysql://'"),
     # the top level

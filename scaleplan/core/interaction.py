@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from scaleplan.core.correction import Correction
+
 
 @dataclass(frozen=True)
 class Interaction:
@@ -61,8 +63,8 @@ def centred(pairs: Iterable[tuple[str, str]], columns: Mapping[str, Iterable[flo
     return [Interaction((a, b), (centre(a), centre(b)), 0.0) for a, b in pairs]
 
 
-def log_terms(exponents: Iterable[str], interactions: Sequence[Interaction], values: Mapping[str, Any],
+def log_terms(exponents: Iterable[str], terms: Sequence[Interaction | Correction], values: Mapping[str, Any],
               log: Callable[[Any], Any] = math.log) -> list[Any]:
-    """[1, ln v for each exponent, each interaction's term]: the row that the coefficients
-    [intercept, *exponents, *interaction coefficients] multiply (numbers; arrays with log=np.log)."""
-    return [1.0, *(log(values[v]) for v in exponents), *(i.term(values, log) for i in interactions)]
+    """[1, ln v for each exponent, each term's value (an interaction, a finite-size correction)]: the row that the
+    coefficients [intercept, *exponents, *term coefficients] multiply (numbers; arrays with log=np.log)."""
+    return [1.0, *(log(values[v]) for v in exponents), *(t.term(values, log) for t in terms)]

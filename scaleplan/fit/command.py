@@ -104,6 +104,10 @@ D_UNITS = ("tokens", "samples")
               show_default=True,
               help="With the batch size and D both in the lr law: a B:D term (the lr-batch exponent drifting with "
                    "ln D). auto: kept when its t interval excludes 0. It fits the swept D and can fail beyond them.")
+@click.option("--lr-form", type=click.Choice(["power", "finite-width"]), default="power", show_default=True,
+              help="The lr law's size term (one size axis): power, lr* = a * size^e; finite-width, ln lr* = a + c * "
+                   "(size/size_min)^-1/2, a size-independent asymptote plus the leading finite-width correction (for "
+                   "proxies off their asymptote, e.g. a DenseAM with beta0/sqrt(N) > 1; README, DenseAM).")
 @click.option("--allow-incomplete", is_flag=True,
               help="Fit a sweep whose planned trials are not all finished (flagged in the summary and the law file).")
 def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str | None, band: float, near: float,
@@ -111,7 +115,7 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
         loss_law: bool | None, lr_batch: bool | None, critical_batch: bool | None, n_boot: int, seed: int, weighting: str,
         plot_dir: Path | None, decay_convention: str | None, name: str | None, title: str | None, citation: str | None,
         lr_in: str | None, batch_in: str | None, isoflop: str | None, huber_delta: float, loss_space: str, starts: int,
-        fixed: tuple[str, ...], tied: tuple[str, ...], offsets: tuple[str, ...], batch_interaction: str,
+        fixed: tuple[str, ...], tied: tuple[str, ...], offsets: tuple[str, ...], batch_interaction: str, lr_form: str,
         allow_incomplete: bool) -> None:
     """Fit lr (and batch-size) power laws, and a loss law, from a sweep SPEC (.toml), a CSV of trials, or --storage.
 
@@ -142,7 +146,7 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
                          isoflop=int(isoflop) if isoflop else None, huber_delta=huber_delta, loss_space=loss_space,
                          starts=starts, fixed=fixed, tied=tied, allow_incomplete=allow_incomplete, lr_batch=lr_batch,
                          critical_batch=critical_batch, decay_convention=decay_convention, offsets=offsets,
-                         batch_interaction=batch_interaction)
+                         batch_interaction=batch_interaction, lr_form=lr_form)
     fitted = fit_sweep(data, options, name=name or output.stem, title=title, command=command_line(click.get_current_context()),
                        citation=citation)
     trials, hyper, loss, law = fitted.trials, fitted.hyper, fitted.loss, fitted.law

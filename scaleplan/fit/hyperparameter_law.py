@@ -5,6 +5,10 @@ percentile intervals measure how much the optimum-location step alone moves the 
 With one optimum per cell (parabola, argmin), the regression is weighted by the inverse of each
 optimum's bootstrap variance (in log space): cells whose optimum is poorly located (a flat or noisy
 lr curve) pull the law less than cells with a sharp optimum.
+`lr_form="finite-width"` fits ln lr* = a + c (size / size_min)^(-1/2) instead of the size exponent: a
+width-independent asymptote, which the rules promise, plus the leading finite-width correction
+(core/correction.py); proxies off their asymptote (a DenseAM's beta0 / sqrt(N) > 1) make a power law
+extrapolate the correction's slope.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from scaleplan.core.correction import FINITE_WIDTH_POWER
 from scaleplan.errors import ScaleplanError
 from scaleplan.fit.blas import single_blas_thread
 from scaleplan.fit.data import Trials
@@ -33,6 +38,7 @@ from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci, r
 LAW_VARIABLE = {"N": "N", "width": "W", "D": "D", "C": "C", "R": "R"}
 DERIVED = ("C", "R")  # need N and D
 WEIGHTINGS = ("inverse-variance", "none")
+LR_FORMS = ("power", "finite-width")  # the lr law's size term: e ln(size), or c (size / size_min)^-1/2
 MIN_LOG_SD = math.log(2) / 16  # floor on an optimum's log-sd (1/16 octave): no infinite weights
 MIN_REPLICATES = 20  # fewer bootstrap replicates give no usable variance: fall back to unweighted
 
@@ -80,6 +86,7 @@ def fit_hyperparameter_laws(
     lr_in: list[str] | None = None,
     batch_in: list[str] | None = None,
     offsets: dict[str, float] | None = None,
+    lr_form: str = "power",
 ) -> HyperparameterFit:
     """Locate each cell's optimum with `method` and fit ln lr* (and ln B*) on the logs of the cell sizes.
 
@@ -88,9 +95,12 @@ def fit_hyperparameter_laws(
     `lr_in` / `batch_in` choose the predictors (columns N, width, D, or C = 6ND, R = D/N), e.g. ["C"]
     for DeepSeek's lr = a * C^b; by default the size (and D when it varies). `offsets` ({"lr": c}) fit
     lr* = c + a * N^alpha with the constant c given and held fixed (its uncertainty is not in the intervals).
+    `lr_form="finite-width"` puts the size into the lr law as (size / size_min)^-1/2 (see the module docstring).
     """
     if weighting not in WEIGHTINGS:
         raise ScaleplanError(f"unknown weighting '{weighting}'; use one of {', '.join(WEIGHTINGS)}")
+    if lr_form not in LR_FORMS:
+        raise ScaleplanError(f"unknown lr law form '{lr_form}'; use one of {', '.join(LR_FORMS)}")
     cells = cell_arrays(trials, method)
     optima = cell_optima(cells, method, band, near)
     lr_vars, batch_vars = _law_variables(trials, batch_on_size)
@@ -104,13 +114,17 @@ def fit_hyperparameter_laws(
     batch_w = _cell_weights("batch_size", replicates, optima, cells) if weigh and batch_vars else None
     offsets = offsets or {}
     lr_c, batch_c = offsets.get("lr", 0.0), offsets.get("batch_size", 0.0)
-    lr_fit = _fit_target("lr", optima, lr_vars, trials.x, level, lr_w, seed, lr_c)
+    corrections = {LAW_VARIABLE[trials.x]: FINITE_WIDTH_POWER} if lr_form == "finite-width" else {}
+    if corrections and trials.x not in lr_vars:
+        raise ScaleplanError(f"the finite-width lr law needs the size ({trials.x}) among its predictors; drop --lr-in or "
+                             "use --lr-form power")
+    lr_fit = _fit_target("lr", optima, lr_vars, trials.x, level, lr_w, seed, lr_c, corrections)
     batch_fit = _fit_target("batch_size", optima, batch_vars, trials.x, level, batch_w, seed, batch_c) if batch_vars else None
     lr_samples, batch_samples, cell_lr, failed = [], [], [], 0
     for resampled in replicates:
         try:
-            lr_coef = _coefficients("lr", resampled, lr_vars, trials.x, lr_w, lr_c)
-            batch_coef = None if batch_fit is None else _coefficients("batch_size", resampled, batch_vars, trials.x, batch_w, batch_c)
+            lr_coef = _coefficients(lr_fit, resampled, lr_vars, trials.x, lr_w)
+            batch_coef = None if batch_fit is None else _coefficients(batch_fit, resampled, batch_vars, trials.x, batch_w)
         except (ScaleplanError, np.linalg.LinAlgError):
             failed += 1
             continue
@@ -210,19 +224,23 @@ def _design(target: str, optima: list[CellOptimum], variables: list[str], x: str
 
 
 def _fit_target(target: str, optima: list[CellOptimum], variables: list[str], x: str, level: float,
-                weights: np.ndarray | None = None, seed: int = 0, offset: float = 0.0) -> PowerLawFit:
-    """Regress one target (less `offset`) over the cells; `weights` (one per cell) only with one point per cell."""
+                weights: np.ndarray | None = None, seed: int = 0, offset: float = 0.0,
+                corrections: dict[str, float] | None = None) -> PowerLawFit:
+    """Regress one target (less `offset`) over the cells; `weights` (one per cell) only with one point per cell;
+    `corrections` (law variable -> power) as fit_power_law takes them."""
     y, predictors, groups = _design(target, optima, variables, x, offset)
     several = any(len(o.points_lr) > 1 for o in optima)
-    fit = fit_power_law(target, y, predictors, weights=weights, groups=groups if several else None, level=level, seed=seed)
+    fit = fit_power_law(target, y, predictors, weights=weights, groups=groups if several else None, level=level, seed=seed,
+                        corrections=corrections)
     return replace(fit, offset=offset)
 
 
-def _coefficients(target: str, optima: list[CellOptimum], variables: list[str], x: str,
-                  weights: np.ndarray | None = None, offset: float = 0.0) -> np.ndarray:
-    """(Weighted) least-squares coefficients (the bootstrap's refit: no covariance needed, so no statsmodels)."""
-    y, predictors, _ = _design(target, optima, variables, x, offset)
-    design = np.column_stack([np.ones_like(y), *[np.log(c) for c in predictors.values()]])
+def _coefficients(fit: PowerLawFit, optima: list[CellOptimum], variables: list[str], x: str,
+                  weights: np.ndarray | None = None) -> np.ndarray:
+    """(Weighted) least-squares coefficients of `fit`'s law (its terms, its offset) on resampled `optima`: the
+    bootstrap's refit (no covariance needed, so no statsmodels)."""
+    y, predictors, _ = _design(fit.target, optima, variables, x, fit.offset)
+    design = fit.design(predictors)
     root_w = np.ones_like(y) if weights is None else np.sqrt(weights)
     coef, _, rank, _ = np.linalg.lstsq(design * root_w[:, None], np.log(y) * root_w, rcond=None)
     if rank < design.shape[1]:

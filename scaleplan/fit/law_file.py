@@ -62,7 +62,7 @@ def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit |
         fits += [(isoflop.n_law, TARGET_UNITS["N_opt"]), (isoflop.d_law, meta.d_unit)]
     used: list[str] = []
     for fit, _ in fits:
-        used += [v for v in fit.exponents if v not in used]
+        used += [v for v in fit.inputs() if v not in used]
     if loss is not None or isoflop is not None or weight_decay is not None:
         used += [v for v in ("N", "D") if v not in used]
     units = {"D": meta.d_unit, "B": meta.batch_unit}
@@ -154,7 +154,7 @@ def _power_law(fit: PowerLawFit, unit: str) -> PowerLaw:
         covariance=None if fit.covariance is None else fit.covariance.tolist(),
         residual_variance=fit.residual_variance, dof=fit.dof, n_points=fit.n_points,
         bootstrap_covariance=None if fit.cell_bootstrap_covariance is None else fit.cell_bootstrap_covariance.tolist(),
-        offset=fit.offset or None, interactions=list(fit.interactions) or None,
+        offset=fit.offset or None, interactions=list(fit.interactions) or None, corrections=list(fit.corrections) or None,
     )
 
 

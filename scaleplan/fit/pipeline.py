@@ -68,6 +68,7 @@ class FitOptions:
     decay_convention: str | None = None  # a weight-decay sweep's AdamW convention; None: the spec's, else torch
     offsets: tuple[str, ...] = ()  # TARGET=VALUE: an additive constant of the lr or batch-size law, held fixed
     batch_interaction: str = "off"  # the lr law's B:D term: off, on, auto (when its interval excludes 0)
+    lr_form: str = "power"  # a one-size lr law's size term: power (e ln size) or finite-width (c (size/size_min)^-1/2)
 
 
 def fit_command(source: str | Path, output: str | Path, options: FitOptions, storage: str | None = None) -> str:
@@ -96,6 +97,7 @@ def fit_command(source: str | Path, output: str | Path, options: FitOptions, sto
     args += [] if o.lr_batch is None else ["--lr-batch" if o.lr_batch else "--no-lr-batch"]
     args += [] if o.critical_batch is None else ["--critical-batch" if o.critical_batch else "--no-critical-batch"]
     args += [] if o.batch_interaction == default.batch_interaction else ["--lr-batch-interaction", o.batch_interaction]
+    args += [] if o.lr_form == default.lr_form else ["--lr-form", o.lr_form]
     args += ["--bootstrap", str(o.n_boot), "--seed", str(o.seed), "--weighting", o.weighting]
     for flag, chosen in (("--lr-in", ",".join(o.lr_in)), ("--batch-in", ",".join(o.batch_in)), ("--isoflop", o.isoflop)):
         args += [flag, str(chosen)] if chosen else []
@@ -240,8 +242,8 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions, method
         from scaleplan.errors import ScaleplanError
         from scaleplan.fit.multi_axis import critical_batches, fit_multi_axis
 
-        if options.lr_in or options.batch_in or options.offsets:
-            raise InputError("--lr-in / --batch-in / --offset apply to a one-size law; this fit's cells span several "
+        if options.lr_in or options.batch_in or options.offsets or options.lr_form != "power":
+            raise InputError("--lr-in / --batch-in / --offset / --lr-form apply to a one-size law; this fit's cells span several "
                              "axes (their predictors are the axes that vary): drop them")
         fit = fit_multi_axis(trials, sizes, by_batch, method=method, band=options.band, near=options.near,
                              batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
@@ -261,7 +263,7 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions, method
     return fit_hyperparameter_laws(trials, method=method, band=options.band, near=options.near,
                                    batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
                                    weighting=options.weighting, lr_in=list(options.lr_in), batch_in=list(options.batch_in),
-                                   offsets=offset_values(options.offsets)), []
+                                   offsets=offset_values(options.offsets), lr_form=options.lr_form), []
 
 
 def offset_values(items: tuple[str, ...]) -> dict[str, float]:

@@ -65,19 +65,21 @@ def plot_optima(trials: Trials, hyper: HyperparameterFit, path: Path) -> Path:
 def plot_power_law(hyper: HyperparameterFit, fit: PowerLawFit, path: Path) -> Path:
     """Optima vs the law's first variable, other variables held at their geometric mean, with the CI band."""
     plt = pyplot()
-    names = list(fit.exponents)
+    names = fit.inputs()
     main = names[0]
     column = {LAW_VARIABLE[hyper.x]: "size", "D": "tokens"}
     logs = {v: np.log([getattr(o, column[v]) for o in hyper.optima]) for v in names}
     centre = {v: float(np.mean(logs[v])) for v in names}
-    c = fit.offset  # fit --offset: the law is c + exp(linear in logs)
+    c = fit.offset  # fit --offset: the law is c + exp(linear in its terms)
     y = np.log(np.array([o.lr if fit.target == "lr" else o.batch_size for o in hyper.optima], dtype=float) - c)
-    shift = sum(fit.exponents[v] * (logs[v] - centre[v]) for v in names[1:])
+    coefs = fit.coefficients()
+    at_centre = {v: np.exp(logs[v]) if v == main else np.exp(np.full_like(logs[v], centre[v])) for v in names}
+    shift = (fit.design({v: np.exp(logs[v]) for v in names}) - fit.design(at_centre)) @ coefs  # the other variables' part
     fig, ax = plt.subplots(figsize=(5.5, 4))
     ax.scatter(np.exp(logs[main]), c + np.exp(y - shift), color="C0", zorder=3, label="cell optimum")
     grid = np.linspace(logs[main].min(), logs[main].max(), 100)
-    design = np.column_stack([np.ones_like(grid), grid, *[np.full_like(grid, centre[v]) for v in names[1:]]])
-    mean = design @ fit.coefficients()
+    design = fit.design({v: np.exp(grid) if v == main else np.exp(np.full_like(grid, centre[v])) for v in names})
+    mean = design @ coefs
     ax.plot(np.exp(grid), c + np.exp(mean), color="C1", label=_formula(fit))
     if fit.covariance is not None and fit.dof:
         from scipy.stats import t  # lazy
@@ -98,4 +100,5 @@ def plot_power_law(hyper: HyperparameterFit, fit: PowerLawFit, path: Path) -> Pa
 
 
 def _formula(fit: PowerLawFit) -> str:
-    return (f"{fit.offset:.3g} + " if fit.offset else "") + f"{np.exp(fit.intercept):.3g}" + "".join(f" {v}^{e:.3f}" for v, e in fit.exponents.items())
+    return ((f"{fit.offset:.3g} + " if fit.offset else "") + f"{np.exp(fit.intercept):.3g}"
+            + "".join(f" {v}^{e:.3f}" for v, e in fit.exponents.items()) + "".join(f" {t.formula()}" for t in fit.corrections))

@@ -6,7 +6,8 @@ A bootstrap over cells gives a second covariance: with few cells the t interval 
 bootstrap can disagree, and a law file's prediction interval is the wider of the two at each point.
 A regressor spanning less than MIN_SPAN is refused: its exponent would be noise (e.g. N^71).
 Optional `interactions` add c * ln(a / a0) * ln(b / b0) terms (core/interaction.py): an exponent that drifts
-with another variable.
+with another variable. Optional `corrections` enter a variable as c * (v / v0)^-q instead of e * ln v
+(core/correction.py): the finite-width form, a v-independent asymptote plus a decaying correction.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from scaleplan.core.correction import Correction
 from scaleplan.core.interaction import Interaction, centred, log_terms
 from scaleplan.errors import FitError, ScaleplanError
 
@@ -47,6 +49,12 @@ class PowerLawFit:
     flags: tuple[str, ...] = ()
     offset: float = 0.0  # an additive constant given by the user: y = offset + exp(intercept + ...), held fixed
     interactions: tuple[Interaction, ...] = ()  # product terms, after the exponents in the coefficients' order
+    corrections: tuple[Correction, ...] = ()  # finite-size terms, after the interactions
+
+    @property
+    def extra_terms(self) -> tuple[Interaction | Correction, ...]:
+        """The terms beyond the exponents, in the coefficients' order: interactions, then corrections."""
+        return (*self.interactions, *self.corrections)
 
     def predict(self, values: dict[str, np.ndarray | float]) -> np.ndarray:
         """Evaluate y at `values` (variable -> value or array)."""
@@ -54,16 +62,25 @@ class PowerLawFit:
         return self.offset + np.exp(log_y)
 
     def terms(self, values: Mapping[str, Any]) -> list[Any]:
-        """The regressors at `values`: [1, ln v..., interaction terms...] (what `coefficients` multiply)."""
-        return log_terms(self.exponents, self.interactions, {k: np.asarray(v, dtype=float) for k, v in values.items()}, np.log)
+        """The regressors at `values`: [1, ln v..., interaction terms..., corrections...] (what `coefficients` multiply)."""
+        return log_terms(self.exponents, self.extra_terms,
+                         {k: np.asarray(v, dtype=float) for k, v in values.items()}, np.log)
+
+    def design(self, values: Mapping[str, Any]) -> np.ndarray:
+        """The regressors at `values` as a matrix, one row per point (a refit's design: the bootstrap's)."""
+        return np.column_stack(np.broadcast_arrays(*self.terms(values)))
 
     def keys(self) -> list[str]:
-        """Names of the coefficients: "intercept", each variable, each interaction ("B:D")."""
-        return ["intercept", *self.exponents, *(i.name for i in self.interactions)]
+        """Names of the coefficients: "intercept", each variable, each interaction ("B:D"), each correction ("W^-0.5")."""
+        return ["intercept", *self.exponents, *(t.name for t in self.extra_terms)]
 
     def coefficients(self) -> np.ndarray:
-        """[intercept, *exponents, *interaction coefficients] in the covariance's order."""
-        return np.array([self.intercept, *self.exponents.values(), *(i.coefficient for i in self.interactions)])
+        """[intercept, *exponents, *interaction coefficients, *correction coefficients] in the covariance's order."""
+        return np.array([self.intercept, *self.exponents.values(), *(t.coefficient for t in self.extra_terms)])
+
+    def inputs(self) -> list[str]:
+        """The variables this law takes: its exponents' and its corrections'."""
+        return list(dict.fromkeys([*self.exponents, *(c.variable for c in self.corrections)]))
 
 
 def fit_power_law(
@@ -76,9 +93,11 @@ def fit_power_law(
     n_cell_boot: int = DEFAULT_CELL_BOOT,
     seed: int = 0,
     interactions: tuple[tuple[str, str], ...] = (),
+    corrections: Mapping[str, float] | None = None,
 ) -> PowerLawFit:
     """Regress ln y on ln of each predictor (and each `interactions` pair's centred product of logs); `groups`
-    (cell ids) gives a cluster-robust covariance.
+    (cell ids) gives a cluster-robust covariance. A predictor named in `corrections` (variable -> power q) enters
+    as (v / v_min)^-q instead of ln v: the finite-width form (core/correction.py).
 
     The covariance is None (and the CIs NaN) when there are no residual degrees of freedom, or when it
     is not finite and positive definite (flagged). `n_cell_boot` replicates resample the cells (each
@@ -99,8 +118,12 @@ def fit_power_law(
                 f"found 1 ({name}={col[0]:.4g}): sweep more sizes"
             )
         check_span(f"power law for {target}", name, col)
-    terms = centred(interactions, dict(zip(names, cols)))
-    design = np.column_stack(np.broadcast_arrays(*log_terms(names, terms, dict(zip(names, cols)), np.log)))
+    columns = dict(zip(names, cols))
+    terms = centred(interactions, columns)
+    finite = [Correction(v, float(np.min(columns[v])), float(q), 0.0) for v, q in (corrections or {}).items()]
+    logged = [v for v in names if v not in (corrections or {})]
+    extra: list[Interaction | Correction] = [*terms, *finite]
+    design = np.column_stack(np.broadcast_arrays(*log_terms(logged, extra, columns, np.log)))
     if np.linalg.matrix_rank(design) < design.shape[1]:
         raise ScaleplanError(
             f"power law for {target}: ln {' and ln '.join(names)} are collinear over the fitted points; "
@@ -116,7 +139,7 @@ def fit_power_law(
         result = model.fit()
         dof, kind = n - k, ("wls" if weights is not None else "ols")
     params = np.asarray(result.params, dtype=float)
-    keys = ["intercept", *names, *(t.name for t in terms)]
+    keys = ["intercept", *logged, *(t.name for t in extra)]
     flags = []
     cov = None if dof <= 0 else np.asarray(result.cov_params(), dtype=float)
     if cov is not None:
@@ -140,12 +163,15 @@ def fit_power_law(
         boot_cov, why = checked_covariance(np.cov(samples, rowvar=False), semidefinite=True)
         if why:
             flags.append(f"{target}: bootstrap-over-cells covariance {why}; not written")
-    fitted = tuple(Interaction(t.variables, t.centre, float(p)) for t, p in zip(terms, params[1 + len(names):]))
+    after = params[1 + len(logged):]
+    fitted = tuple(Interaction(t.variables, t.centre, float(p)) for t, p in zip(terms, after))
+    fitted_corrections = tuple(Correction(c.variable, c.centre, c.power, float(p)) for c, p in zip(finite, after[len(terms):]))
     return PowerLawFit(
-        target=target, intercept=float(params[0]), exponents={v: float(p) for v, p in zip(names, params[1:])},
+        target=target, intercept=float(params[0]), exponents={v: float(p) for v, p in zip(logged, params[1:])},
         covariance=cov, conf_int=ci, residual_variance=resid_var, dof=dof_out, n_points=n, level=level,
         covariance_kind=kind, n_cells=int(np.unique(cells).size), cell_bootstrap_covariance=boot_cov,
         cell_bootstrap_ci=boot_ci, n_cell_boot=len(samples), flags=tuple(flags), interactions=fitted,
+        corrections=fitted_corrections,
     )
 
 

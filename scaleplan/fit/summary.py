@@ -80,12 +80,13 @@ def _budgets(trials: Trials, iso: IsoflopFit) -> list[str]:
 def format_power_law(fit: PowerLawFit, n_boot: int) -> str:
     """`lr = 1.2 * N^-0.77 * D^0.20` then one line per exponent with its t, bootstrap-over-cells and bootstrap CIs."""
     terms = "".join(f" * {v}^{e:.4f}" for v, e in fit.exponents.items())
-    terms += "".join(f" * {i.formula()}" for i in fit.interactions)
+    terms += "".join(f" * {t.formula()}" for t in fit.extra_terms)
     constant = f"{fit.offset:.4g} + " if fit.offset else ""  # fit --offset: held fixed, not fitted
     out = [f"{fit.target} = {constant}{np.exp(fit.intercept):.4g}{terms}   ({fit.n_points} points in {fit.n_cells} cells, "
            f"{fit.covariance_kind}, dof {fit.dof})"]
     named = [*((v, f"{v} exponent", e) for v, e in fit.exponents.items()),
-             *((i.name, f"{i.name} interaction", i.coefficient) for i in fit.interactions)]
+             *((i.name, f"{i.name} interaction", i.coefficient) for i in fit.interactions),
+             *((c.name, f"{c.name} correction", c.coefficient) for c in fit.corrections)]
     for v, what, e in named:
         lo, hi = fit.conf_int[v]
         text = f"  {what} {e:.4f}  {fit.level:.0%} CI t [{lo:.4f}, {hi:.4f}]"

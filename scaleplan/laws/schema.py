@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaleplan.core.correction import Correction
 from scaleplan.core.interaction import Interaction, log_terms
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.stats import two_sided_quantile
@@ -25,8 +26,9 @@ from scaleplan.errors import LawFileError, ScaleplanError
 
 # 2: typed `parametrization` (ParametrizationRef); 3: bootstrap_covariance and offset of power laws, `flags`,
 # isoFLOP laws (N_opt, D_opt of C), variable R = D/N, optional `weight_decay` (the AdamW timescale law's
-# convention); 4: optional `interactions` of power laws (c ln(a/a0) ln(b/b0) terms). Older files still load.
-SCHEMA_VERSION = 4
+# convention); 4: optional `interactions` of power laws (c ln(a/a0) ln(b/b0) terms); 5: optional `corrections` of power
+# laws (c (v/v0)^-q finite-size terms, the finite-width form). Older files still load.
+SCHEMA_VERSION = 5
 
 # Keyword arguments of LawFile.predict and the variable each one feeds.
 KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "depth": "L", "batch_size": "B",
@@ -63,11 +65,11 @@ class Estimate:
 
 @dataclass(frozen=True)
 class PowerLaw:
-    """ln(y - offset) = intercept + sum_v exponents[v] * ln v [+ sum c ln(a/a0) ln(b/b0) over `interactions`],
-    fitted on logs (offset 0 unless given).
+    """ln(y - offset) = intercept + sum_v exponents[v] * ln v [+ sum c ln(a/a0) ln(b/b0) over `interactions`]
+    [+ sum c (v/v0)^-q over `corrections`], fitted on logs (offset 0 unless given).
 
     `covariance` (regression, t with `dof`) and `bootstrap_covariance` (cells resampled, normal quantile)
-    are over [intercept, *exponents, *interaction coefficients] in the order of `exponents` and `interactions`. With `residual_variance` they give
+    are over [intercept, *exponents, *interaction coefficients, *correction coefficients] in that order. With `residual_variance` they give
     prediction intervals, without it confidence intervals of the mean; the interval is the wider of the
     two at each point (few cells: the t interval with its true dof, or the bootstrap, whichever is wider).
     With an `offset` (an additive constant, e.g. the irreducible loss) the interval treats it as fixed.
@@ -84,6 +86,15 @@ class PowerLaw:
     bootstrap_covariance: list[list[float]] | None = None
     offset: float | None = None
     interactions: list[Interaction] | None = None
+    corrections: list[Correction] | None = None
+
+    def terms(self) -> list[Interaction | Correction]:
+        """The terms beyond the exponents, in the coefficients' order: interactions, then corrections."""
+        return [*(self.interactions or []), *(self.corrections or [])]
+
+    def inputs(self) -> list[str]:
+        """The variables this law takes: its exponents' and its corrections' (a finite-width law has no W exponent)."""
+        return list(dict.fromkeys([*self.exponents, *(c.variable for c in self.corrections or [])]))
 
     @property
     def coefficient(self) -> float:
@@ -93,13 +104,13 @@ class PowerLaw:
     def formula(self) -> str:
         """Human-readable form, e.g. `1.79 * N^-0.713 * D^0.307` (or `1.69 + 406 * N^-0.34`)."""
         terms = "".join(f" * {v}^{e:.4g}" for v, e in self.exponents.items())
-        terms += "".join(f" * {i.formula()}" for i in self.interactions or [])
+        terms += "".join(f" * {t.formula()}" for t in self.terms())
         return ("" if self.offset is None else f"{self.offset:.4g} + ") + f"{self.coefficient:.4g}{terms}"
 
     def predict(self, values: dict[str, float], level: float = 0.95) -> Estimate:
         """Evaluate at `values` (variable -> value) with an interval at `level` where possible."""
-        logs = [float(t) for t in log_terms(self.exponents, self.interactions or [], values)]
-        coefs = [self.intercept, *self.exponents.values(), *(i.coefficient for i in self.interactions or [])]
+        logs = [float(t) for t in log_terms(self.exponents, self.terms(), values)]
+        coefs = [self.intercept, *self.exponents.values(), *(t.coefficient for t in self.terms())]
         mean = sum(c * x for c, x in zip(coefs, logs))
         offset = self.offset or 0.0
         scatter = self.residual_variance or 0.0
@@ -247,7 +258,7 @@ class LawFile:
     def needs(self) -> list[str]:
         """Variables the power laws take as inputs, in declaration order; B is not one of them when the
         law predicts the batch size itself (the lr law then takes the predicted batch size)."""
-        used = {v for p in self.power_laws for v in p.exponents} - ({"B"} if self._batch_law() is not None else set())
+        used = {v for p in self.power_laws for v in p.inputs()} - ({"B"} if self._batch_law() is not None else set())
         return [v.name for v in self.variables if v.name in used]
 
     def _batch_law(self) -> PowerLaw | None:
@@ -362,8 +373,9 @@ class LawFile:
         d = asdict(self)
         d["fitted_range"] = {k: list(v) for k, v in self.fitted_range.items()}
         for law in d["power_laws"]:  # a plain power law's object stays as schema 3 wrote it
-            if law["interactions"] is None:
-                del law["interactions"]
+            for key in ("interactions", "corrections"):
+                if law[key] is None:
+                    del law[key]
         return {"schema_version": d.pop("schema_version"), **d}
 
     def to_json(self) -> str:
@@ -442,9 +454,10 @@ class LawFile:
 
 
 def _power_law(d: dict[str, Any]) -> PowerLaw:
-    """A power law from its JSON object (interactions as objects)."""
-    terms = d.get("interactions")
-    return PowerLaw(**{**d, "interactions": None if terms is None else [Interaction.from_dict(t) for t in terms]})
+    """A power law from its JSON object (interactions and corrections as objects)."""
+    terms, corrections = d.get("interactions"), d.get("corrections")
+    return PowerLaw(**{**d, "interactions": None if terms is None else [Interaction.from_dict(t) for t in terms],
+                       "corrections": None if corrections is None else [Correction.from_dict(c) for c in corrections]})
 
 
 def _reject_constant(name: str) -> Any:
@@ -513,7 +526,13 @@ def _validate(law: LawFile) -> None:
             if not all(_finite(x) and x > 0 for x in term.centre) or not _finite(term.coefficient):
                 raise ScaleplanError(f"{where}: interaction {term.name} of '{p.target}' needs a positive centre and a "
                                      "finite coefficient")
-        k = 1 + len(p.exponents) + len(p.interactions or [])
+        for c in p.corrections or []:
+            if c.variable not in names:
+                raise ScaleplanError(f"{where}: correction {c.name} of '{p.target}' uses undeclared variable '{c.variable}'")
+            if not (_finite(c.centre) and c.centre > 0 and _finite(c.power) and c.power > 0 and _finite(c.coefficient)):
+                raise ScaleplanError(f"{where}: correction {c.name} of '{p.target}' needs a positive centre and power and a "
+                                     "finite coefficient")
+        k = 1 + len(p.exponents) + len(p.terms())
         for key in ("covariance", "bootstrap_covariance"):
             problem = None if getattr(p, key) is None else _covariance_problem(getattr(p, key), k)
             if problem:

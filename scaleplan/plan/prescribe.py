@@ -105,7 +105,7 @@ def prescribe(
     completep = law.parametrization is not None and law.parametrization.completep
     if depth is not None and "L" not in law.needs() and not completep:
         raise ScaleplanError(f"law '{law.name}' depends neither on depth nor uses CompleteP; drop --depth")
-    if batch_size is not None and "B" not in {v for p in law.power_laws for v in p.exponents} and law.weight_decay is None:
+    if batch_size is not None and "B" not in {v for p in law.power_laws for v in p.inputs()} and law.weight_decay is None:
         raise ScaleplanError(f"law '{law.name}' does not depend on the batch size; drop --batch")
     if own_axes:
         for var, value, name in (("W", width, "width"), ("L", depth, "depth"), ("D", tokens, "tokens"), ("B", batch_size, "batch"),

@@ -33,9 +33,11 @@ from scaleplan.validate.experiment import DEFAULT_SEEDS
               help="Weight-decay target: steps at the target (>= 4x the longest swept), with --target-width. The specs must "
                    "sweep lr and weight_decay or wd_tau; the prediction (lr, lambda), the naive small-scale lambda and a dense "
                    "2-D grid (lambdas 1.5 x --grid-step apart) are trained there.")
+@click.option("--lr-form", type=click.Choice(["power", "finite-width"]), default="power", show_default=True,
+              help="The fitted lr law's size term, as scaleplan fit --lr-form (one swept size axis).")
 def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: int | None, seeds: int, device: str | None,
              workers: int, out_dir: Path, name: str, grid_step: float, n_boot: int, storage: str | None,
-             target_steps: int | None) -> None:
+             target_steps: int | None, lr_form: str) -> None:
     """Sweep, fit the lr law, predict a target beyond the swept axes, measure the regret.
 
     \b
@@ -57,6 +59,8 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
 
         resolve_storage(storage)
     if target_steps is not None:
+        if lr_form != "power":
+            raise InputError("--lr-form applies to the lr law's transfer; a --target-steps validation fits (lr, lambda) per cell")
         if target_width is None or targets:
             raise InputError("--target-steps takes the target's width as --target-width W (not --target)")
         from scaleplan.provenance import command_line
@@ -85,7 +89,7 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
         raise InputError(f"two specs share the sweep name '{next(n for n in names if names.count(n) > 1)}'; give each its own")
     results = [
         validate_spec(c, tuple(range(seeds)), device=device, workers=workers, out_dir=out_dir,
-                      step_log2=grid_step, n_boot=n_boot, log=log, storage=storage)
+                      step_log2=grid_step, n_boot=n_boot, log=log, storage=storage, lr_form=lr_form)
         for c in checked
     ]
     figure = plot_transfer(results, out_dir / f"{name}.png")

@@ -181,9 +181,10 @@ def validate_spec(
     n_boot: int = 200,
     log: Callable[[str], None] = print,
     storage: str | None = None,
+    lr_form: str = "power",
 ) -> SpecValidation:
-    """Run (or resume) the spec's sweep (in `storage` where given, else the spec's), fit the lr law, and measure
-    regret at the checked target.
+    """Run (or resume) the spec's sweep (in `storage` where given, else the spec's), fit the lr law (its size term
+    as `lr_form` says: scaleplan fit --lr-form), and measure regret at the checked target.
 
     Writes OUT/<spec name>.json (the fitted law) and OUT/<spec name>-trials.csv (the sweep's trials).
     """
@@ -200,7 +201,8 @@ def validate_spec(
     out_dir = Path(out_dir or "benchmarks/results")
     law_path = out_dir / f"{spec.name}.json"
     data = spec_data(spec, storage)
-    options = effective_options(data, FitOptions(n_boot=n_boot, d_unit="tokens" if point.units_per_example > 1 else "samples"))
+    options = effective_options(data, FitOptions(n_boot=n_boot, d_unit="tokens" if point.units_per_example > 1 else "samples",
+                                                 lr_form=lr_form))
     fitted = fit_sweep(data, options, name=spec.name, title=f"lr law of {spec.name} (scaleplan validate)",
                        command=fit_command(spec_path, law_path, options, storage))
     law, hyper = fitted.law, fitted.hyper
@@ -208,7 +210,7 @@ def validate_spec(
         raise ScaleplanError(f"[{spec.name}] the sweep's trials carry no learning rate: nothing to validate")
     lr_law = next(p for p in law.power_laws if p.target == "lr")
     variable = {"width": "W", "depth": "L", "steps": "D", "tokens": "D", "batch": "B"}
-    absent = [axis for axis in point.target if variable[axis] not in lr_law.exponents]
+    absent = [axis for axis in point.target if variable[axis] not in lr_law.inputs()]
     if absent:
         raise ScaleplanError(f"[{spec.name}] the fitted lr law ({lr_law.formula()}) has no {variable[absent[0]]} exponent: "
                              f"it cannot predict --target {absent[0]} (sweep it at fixed other axes; batch sizes need "

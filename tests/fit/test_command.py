@@ -246,3 +246,16 @@ def test_a_one_cell_sweep_names_its_optimum_before_refusing(tmp_path: Path, caps
     code, err = run_main(["fit", str(csv), "--x", "width", "-o", str(tmp_path / "x.json")], capsys)
     assert code == 2 and err.count("\n") == 1
     assert "the sweep has one cell (width=64); its optimum (parabola): lr 0.01, loss 1" in err
+
+
+def test_the_finite_width_form_from_the_cli_writes_its_term_plots_it_and_records_the_option(tmp_path: Path) -> None:
+    out = tmp_path / "fw.json"
+    args = ["fit", str(width_sweep(tmp_path / "mlp.csv")), "-o", str(out), "--x", "width", "--bootstrap", "10",
+            "--lr-form", "finite-width", "--plot", str(tmp_path / "plots")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    law = LawFile.load(out)
+    (lr,) = law.power_laws
+    assert lr.exponents == {} and [c.name for c in lr.corrections or []] == ["W^-0.5"] and law.needs() == ["W"]
+    assert "--lr-form finite-width" in law.provenance.command and "W^-0.5 correction" in result.output
+    assert (tmp_path / "plots" / "lr_law.png").stat().st_size > 1000

@@ -191,3 +191,32 @@ def test_an_offset_given_recovers_the_law_above_it_and_predicts_with_it(tmp_path
     with pytest.raises(ScaleplanError, match=r"--offset lr=0.01: the lr optimum of some cell is at or below the offset"):
         fit_hyperparameter_laws(prepare_trials(frame), n_boot=0, offsets={"lr": 1e-2})
 
+
+
+def finite_width_sweep() -> pd.DataFrame:
+    """lr* = exp(-5.86 + 1.70 (W/32)^-1/2) (the DenseAM lse beta0 = 16 proxies' law) under a quadratic in ln lr."""
+    rows = []
+    for w in (32, 64, 128, 256):
+        lr_star = np.exp(-5.86 + 1.70 * (w / 32) ** -0.5)
+        for lr in lr_star * np.geomspace(1 / 4, 4, 13):
+            rows.append(dict(width=w, lr=lr, loss=0.6 + 0.02 * np.log(lr / lr_star) ** 2))
+    return pd.DataFrame(rows)
+
+
+def test_the_finite_width_form_fits_the_asymptote_and_its_bootstrap_refits_the_same_terms() -> None:
+    """lr_form="finite-width": no W exponent, the correction's coefficient and the asymptote recovered; every
+    bootstrap replicate refits the same design (a replicate fitted on ln W would put the ln-W slope, about -0.55,
+    where the correction's coefficient belongs); the interval at 16x covers the truth."""
+    trials = prepare_trials(finite_width_sweep(), x="width")
+    fit = fit_hyperparameter_laws(trials, n_boot=40, lr_form="finite-width")
+    (term,) = fit.lr.corrections
+    assert fit.lr.exponents == {} and term.centre == 32.0 and term.coefficient == pytest.approx(1.70, abs=0.01)
+    assert fit.lr.intercept == pytest.approx(-5.86, abs=0.01)
+    assert fit.lr_replicates is not None and np.allclose(fit.lr_replicates, [fit.lr.intercept, term.coefficient], atol=0.02)
+    low, high = fit.bootstrap_interval("lr", {"W": 4096.0})
+    truth = np.exp(-5.86 + 1.70 / np.sqrt(128))
+    assert low <= truth * 1.01 and high >= truth * 0.99
+    power = fit_hyperparameter_laws(trials, n_boot=0)
+    assert power.lr.predict({"W": 4096.0}) < 0.6 * truth  # the power law extrapolates the correction's slope
+    with pytest.raises(ScaleplanError, match="unknown lr law form 'finite'"):
+        fit_hyperparameter_laws(trials, n_boot=0, lr_form="finite")

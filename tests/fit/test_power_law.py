@@ -117,3 +117,19 @@ def test_few_cells_bootstrap_is_skipped_when_it_cannot_vary() -> None:
     """2 cells for 2 coefficients: every replicate is the same exact fit or degenerate, so no bootstrap covariance."""
     fit = fit_power_law("lr", np.array([1.0, 0.5, 0.3]), {"N": np.array([1.0, 4.0, 16.0])}, groups=np.array([0, 1, 1]))
     assert fit.n_cells == 2 and fit.cell_bootstrap_covariance is None and fit.n_cell_boot == 0
+
+
+def test_a_correction_replaces_the_log_of_its_variable_and_recovers_the_finite_width_form() -> None:
+    """ln y = a + c (W/32)^-1/2 exactly: recovered with no W exponent; the law levels off at exp(a), where a power
+    law through the same points keeps falling."""
+    w = np.array([32.0, 64.0, 128.0, 256.0])
+    y = np.exp(-5.86 + 1.70 * (w / 32) ** -0.5)
+    fit = fit_power_law("lr", y, {"W": w}, corrections={"W": 0.5})
+    assert fit.exponents == {} and fit.inputs() == ["W"] and fit.keys() == ["intercept", "W^-0.5"]
+    (term,) = fit.corrections
+    assert (term.centre, term.power) == (32.0, 0.5)
+    assert fit.intercept == pytest.approx(-5.86, abs=1e-9) and term.coefficient == pytest.approx(1.70, abs=1e-9)
+    assert fit.predict({"W": 4096.0}) == pytest.approx(np.exp(-5.86 + 1.70 / np.sqrt(128)), rel=1e-9)
+    power = fit_power_law("lr", y, {"W": w})
+    assert power.predict({"W": 4096.0}) < 0.5 * fit.predict({"W": 4096.0})
+    assert fit.design({"W": w}).shape == (4, 2)

@@ -3,6 +3,7 @@ import math
 
 import pytest
 
+from scaleplan.core.correction import Correction
 from scaleplan.core.interaction import Interaction
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import LawFileError, ScaleplanError
@@ -322,3 +323,43 @@ def test_derived_inputs_tokens_per_parameter_and_compute():
     law = make_law(variables=[N, D, R], power_laws=[PowerLaw("lr", "lr", 0.0, {"R": -0.2})], fitted_range={})
     assert math.isclose(law.predict(params=1e8, tokens=2e9).lr, 20.0**-0.2)
     assert math.isclose(isoflop_law().predict(params=1e9, tokens=2e10).values["N_opt"].value, 0.1 * (6 * 1e9 * 2e10) ** 0.5)
+
+
+def correction_law() -> LawFile:
+    w = Variable("W", "model width (hidden size)", "units")
+    term = Correction("W", 32.0, 0.5, 1.7)
+    return make_law(variables=[w], power_laws=[PowerLaw("lr", "learning rate", -5.86, {}, corrections=[term],
+                                                       covariance=[[0.007, -0.009], [-0.009, 0.0135]], residual_variance=0.003, dof=2)],
+                    fitted_range={"W": (32, 256)})
+
+
+def test_a_finite_width_law_predicts_its_asymptote_and_round_trips(tmp_path):
+    """ln lr = -5.86 + 1.7 (W/32)^-1/2: W is the law's input though it has no exponent; the file round-trips, names the
+    term in its formula, and a plain law's object carries no `corrections` key."""
+    law = correction_law()
+    assert law.needs() == ["W"]
+    assert math.isclose(law.predict(width=4096).lr, math.exp(-5.86 + 1.7 / math.sqrt(128)), rel_tol=1e-12)
+    assert law.power_laws[0].formula() == "0.002851 * exp(1.7 (W/32)^-0.5)"
+    with pytest.raises(ScaleplanError, match="needs width="):
+        law.predict()
+    assert LawFile.load(law.save(tmp_path / "law.json")) == law
+    assert "corrections" not in json.dumps(make_law().to_dict())
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda p: p["corrections"][0].update(variable="N"), r"correction N\^-0.5 of 'lr' uses undeclared variable 'N'"),
+        (lambda p: p["corrections"][0].update(power=0), "needs a positive centre and power"),
+        (lambda p: p["corrections"][0].update(centre=-1), "needs a positive centre and power"),
+        (lambda p: p.update(covariance=[[0.01]]), "covariance of 'lr' must be 2x2"),
+    ],
+)
+def test_invalid_corrections_are_one_line_errors(tmp_path, mutate, fragment):
+    data = correction_law().to_dict()
+    mutate(data["power_laws"][0])
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ScaleplanError, match=fragment) as info:
+        LawFile.load(path)
+    assert "\n" not in str(info.value)

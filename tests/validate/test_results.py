@@ -79,6 +79,9 @@ def test_committed_law_refits_from_its_committed_trials(tmp_path: Path, law_path
         terms = [(t["variables"], t["centre"], t["coefficient"]) for t in mine.get("interactions", [])]
         assert terms == [(t["variables"], t["centre"], pytest.approx(t["coefficient"], abs=1e-9))
                          for t in theirs.get("interactions", [])]
+        corrections = [(c["variable"], c["centre"], c["power"], c["coefficient"]) for c in mine.get("corrections", [])]
+        assert corrections == [(c["variable"], c["centre"], c["power"], pytest.approx(c["coefficient"], abs=1e-9))
+                               for c in theirs.get("corrections", [])]
 
 
 def test_every_committed_law_has_its_trials_or_is_marked() -> None:
