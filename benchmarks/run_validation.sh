@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-p4096|-p4096-eps|-p16]|depth|horizon|batch|hf-gpt2 ...]
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-p4096|-p4096-eps|-p16]|denseam-finite-width-{n4096,b20}|depth|horizon|batch|hf-gpt2 ...]
 #   (default: mlp gpt denseam)
 # depth, horizon, batch, hf-gpt2 and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
@@ -31,6 +31,16 @@ for job in "${@:-mlp gpt denseam}"; do
                 # the rules alone: SP relu-poly is refused at N = 2048 (its descent explodes at init); b8, b12 and eps are checks of one idea each
                 $SCALEPLAN validate sweeps/transfer/$j-denseam.toml \
                     --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name $j ;;
+            denseam-finite-width-n4096)
+                # the finite-width lr law (fit --lr-form finite-width) trained at its prediction: lse beta0 = 16, 16x in N
+                $SCALEPLAN validate sweeps/transfer/denseam-lse-features-k32-denseam.toml --lr-form finite-width \
+                    --target-width 4096 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS/denseam-finite-width" \
+                    --name lse-features-k32-n4096 ;;
+            denseam-finite-width-b20)
+                # the same at beta0 = 20, 8x in N (a fresh sweep)
+                $SCALEPLAN validate sweeps/transfer/denseam-lse-features-k32-b20-denseam.toml --lr-form finite-width \
+                    --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS/denseam-finite-width" \
+                    --name lse-features-k32-b20 ;;
             depth) $SCALEPLAN validate sweeps/transfer/gpt-depth-completep.toml sweeps/transfer/gpt-depth-mup.toml \
                     --target depth=16 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-depth ;;
             horizon) $SCALEPLAN validate sweeps/transfer/gpt-horizon.toml \
@@ -40,7 +50,7 @@ for job in "${@:-mlp gpt denseam}"; do
                    $SCALEPLAN fit sweeps/transfer/gpt-batch.toml -o "$RESULTS/gpt-batch-fit.json" > "$RESULTS/gpt-batch-fit.txt" ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-p4096|-p4096-eps|-p16], depth, horizon, batch, hf-gpt2)" >&2; exit 2 ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-p4096|-p4096-eps|-p16], denseam-finite-width-{n4096,b20}, depth, horizon, batch, hf-gpt2)" >&2; exit 2 ;;
         esac
     done
 done
