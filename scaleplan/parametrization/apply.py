@@ -40,6 +40,9 @@ class TensorRecord:
     width_dims: tuple[int, ...] = ()  # dimensions that are widths (empty if roles were declared without a base)
     m_out: float | None = None
     eps: float = 1.0  # factor on the Adam eps beyond the role's rule (a DenseAM's memories; see _memory_eps)
+    # an absolute Adam eps that replaces the rules' (calibrate_memory_eps); not in the repr, so models that differ
+    # only in it still train in one batched population
+    eps_value: float | None = field(default=None, repr=False)
 
 
 @dataclass

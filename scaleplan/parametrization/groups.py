@@ -71,7 +71,7 @@ def param_groups(
     model is checked against the law's parametrization reference (name, base width, CompleteP,
     optimizer family) and the width the prediction was made for; a mismatch is a one-line error,
     never a silently wrong lr. Groups carry an "eps" only where the rules scale it (CompleteP: Adam eps x
-    1/(m * m_L); a DenseAM's memories: core/rules.py memory_eps_multiplier).
+    1/(m * m_L); a DenseAM's memories: core/rules.py memory_eps_multiplier) or calibrate_memory_eps set it.
 
     `weight_decay` is the base lambda (default: the prediction's, else 0) in the AdamW convention `decay`
     (default: the prediction's, else "torch"); per-role lambdas follow `scaleplan.core.rules`. Independent
@@ -85,15 +85,21 @@ def param_groups(
     _, holder, _ = find_state(model) or (None, model, None)
     factors = tensor_multipliers(holder, optimizer, decay)
     check_against_prediction(holder, lr, optimizer)
-    groups: dict[tuple[float, float, float], dict[str, Any]] = {}
+    found = find_state(holder)
+    assert found is not None  # tensor_multipliers refused an unparametrized model
+    records = found[2].tensors
+    groups: dict[tuple[float, float, float, float | None], dict[str, Any]] = {}
     for pname, param in holder.named_parameters():
         f = factors[pname]
+        fixed_eps = records[pname].eps_value if optimizer != "sgd" else None  # calibrate_memory_eps's, absolute
         group_lr, group_wd = base_lr * f.lr, base_wd * f.weight_decay
         group = groups.setdefault(
-            (f.lr, f.weight_decay, f.eps),
+            (f.lr, f.weight_decay, f.eps, fixed_eps),
             {"params": [], "names": [], "lr": group_lr, "weight_decay": group_wd / group_lr if decay == "independent" else group_wd},
         )
-        if f.eps != 1.0:
+        if fixed_eps is not None:
+            group["eps"] = fixed_eps
+        elif f.eps != 1.0:
             group["eps"] = eps * f.eps
         group["params"].append(param)
         group["names"].append(pname)

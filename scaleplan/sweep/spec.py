@@ -37,7 +37,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
               "pruner", "prune_every", "round_size", "tolerance", "max_regret"),
     "task": ("name", "kwargs"),
     "model": ("name", "parametrization", "base_width", "base_depth", "completep", "kwargs"),
-    "train": ("optimizer", "weight_decay", "wd_tau", "decay_convention", "schedule", "warmup_steps", "eps"),
+    "train": ("optimizer", "weight_decay", "wd_tau", "decay_convention", "schedule", "warmup_steps", "eps", "memory_eps"),
     "ladder": ("widths", "depths", "steps", "tokens"),
     "search": ("batch_size", *BUILTIN_SEARCH),
     "objective": ("callable", "command", "timeout_s", "diverged_value"),

@@ -14,6 +14,7 @@ from scaleplan.tasks import Task, get_task
 from scaleplan.train.config import TrialConfig
 
 DATA_SEED_OFFSET = 0x5EED  # keeps the data stream distinct from the init stream of the same seed
+CALIBRATION_SEED_OFFSET = 0xCA1B  # the batches a memory-eps calibration measures on: neither the data nor the init stream
 
 
 def build_task(cfg: TrialConfig) -> Task:
@@ -53,9 +54,17 @@ def build_model(cfg: TrialConfig, task: Task) -> nn.Module:
             kwargs[key] = getattr(cfg, key)
     device = training_device(cfg)
     torch.manual_seed(cfg.seed)
-    return build_parametrized(
+    model = build_parametrized(
         cfg.model, cfg.width, cfg.parametrization, cfg.base_width, completep=cfg.completep, base_depth=cfg.base_depth, **kwargs
     ).to(device)
+    if cfg.memory_eps == "retrieval":
+        from scaleplan.parametrization.memory_eps import CALIBRATION_BATCHES, calibrate_memory_eps
+
+        generator = torch.Generator().manual_seed(cfg.seed + CALIBRATION_SEED_OFFSET)  # not the training batches
+        drawn = (task.sample_batch(cfg.batch_size, generator) for _ in range(CALIBRATION_BATCHES))
+        batches = [(x.to(device), y.to(device)) for x, y in drawn]
+        calibrate_memory_eps(model, batches, task.loss)
+    return model
 
 
 INIT_CHECK_INPUTS = 256  # held-out inputs the init check runs the model on

@@ -16,6 +16,7 @@ from scaleplan.errors import ScaleplanError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
+MEMORY_EPS = ("rule", "retrieval")  # a DenseAM memory eps: the rules' scaling, or kappa x the retrieved gradient at init
 LM_SEQ_LEN = 64  # the char-level LM's default context (tasks/charlm.py uses it)
 
 
@@ -41,7 +42,9 @@ class TrialConfig:
     """One training run: task, model at a width, parametrization, optimizer and budget.
 
     `init_std` and `output_mult` go to the parametrization; `beta0` and `tau` to the DenseAM model.
-    `eps` is Adam's epsilon at the base width (the parametrization scales it per tensor where its rules say).
+    `eps` is Adam's epsilon at the base width (the parametrization scales it per tensor where its rules say);
+    `memory_eps="retrieval"` gives a DenseAM's memories kappa x their retrieved gradient at init instead
+    (scaleplan.parametrization.memory_eps).
     Weight decay is `weight_decay` (lambda) in the AdamW convention `decay_convention`, or `wd_tau`: the
     decay timescale as a fraction of the run (tau = 1/(lr * lambda * steps) for "torch", 1/(lambda * steps)
     for "independent"), from which `effective_weight_decay` derives lambda per trial.
@@ -65,6 +68,7 @@ class TrialConfig:
     warmup_steps: int = 0
     schedule: Literal["constant", "cosine", "linear"] = "constant"
     eps: float = 1e-8
+    memory_eps: Literal["rule", "retrieval"] = "rule"
     output_mult: float | None = _searchable(None, "> 0")
     init_std: float | None = _searchable(None, ">= 0")
     beta0: float | None = _searchable(None, "> 0")
@@ -100,6 +104,8 @@ class TrialConfig:
             raise ScaleplanError("completep=True needs base_depth (the depth the lr was tuned at); without it the depth ratio is 1")
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps < 1:
             raise ScaleplanError(f"eps (Adam's epsilon) must be a number in (0, 1), got {self.eps!r}")
+        if self.memory_eps not in MEMORY_EPS:
+            raise ScaleplanError(f"unknown memory_eps {self.memory_eps!r}; use one of {', '.join(MEMORY_EPS)}")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
             raise ScaleplanError(f"warmup_steps must be an integer, got {self.warmup_steps!r}")
         if not 0 <= self.warmup_steps < self.steps:

@@ -133,3 +133,19 @@ def test_pruning_every_member_stops_training() -> None:
     results = train_population(members(lr=[1e-3, 3e-3]), lambda steps, losses: [True] * len(losses), checkpoint_every=10)
     assert [(r.pruned, r.steps_run) for r in results] == [(True, 10), (True, 10)]
     assert all(math.isfinite(r.loss) for r in results)
+
+
+def test_denseam_population_with_retrieval_memory_eps_trains_together_and_equals_sequential() -> None:
+    """memory_eps="retrieval": each member's memories get their own calibrated eps (seeds differ, so do their
+    gradients at init), yet the members share one batched computation and match sequential runs."""
+    from scaleplan.train.build import build_model, build_task
+    from scaleplan.train.population import _static_state
+
+    base = dict(task="patterns", model="denseam", parametrization="denseam", steps=20, memory_eps="retrieval",
+                model_kwargs={"energy": "lse", "beta0": 4.0, "n_memories": 16, "steps": 2})
+    cfgs = [dataclasses.replace(BASE, lr=lr, seed=seed, **base) for lr, seed in [(1e-2, 0), (3e-2, 1)]]
+    task = build_task(cfgs[0])
+    first, second = (build_model(cfg, task) for cfg in cfgs)
+    eps = [next(r.eps_value for r in m.scaleplan_state.tensors.values() if r.eps_value is not None) for m in (first, second)]
+    assert eps[0] != eps[1] and _static_state(first) == _static_state(second)
+    assert_same_as_sequential(cfgs)
