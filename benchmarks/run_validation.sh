@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-p4096|-p4096-eps|-p16]|denseam-finite-width-{n4096,b20}|depth|horizon|batch|hf-gpt2 ...]
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-p4096|-p4096-eps|-p16]|denseam-finite-width-{n4096,b20}|depth|horizon|batch|batch-small|hf-gpt2 ...]
 #   (default: mlp gpt denseam)
 # depth, horizon, batch, hf-gpt2 and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
@@ -48,9 +48,18 @@ for job in "${@:-mlp gpt denseam}"; do
             batch) $SCALEPLAN validate sweeps/transfer/gpt-batch.toml \
                     --target batch=128 --seeds 10 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-batch
                    $SCALEPLAN fit sweeps/transfer/gpt-batch.toml -o "$RESULTS/gpt-batch-fit.json" > "$RESULTS/gpt-batch-fit.txt" ;;
+            batch-small)  # batches 1-4 (batch 4 again: it must equal gpt-batch's), fitted with gpt-batch's trials (batch 1-32)
+                $SCALEPLAN sweep sweeps/transfer/gpt-batch-small.toml
+                $SCALEPLAN sweep export sweeps/transfer/gpt-batch-small.toml -o "$RESULTS/gpt-batch-small-trials.csv"
+                python3 -c "import pandas as pd, sys; s = pd.read_csv(sys.argv[1]); b = pd.read_csv(sys.argv[2]); \
+pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/gpt-batch-small-trials.csv" \
+                    "$RESULTS/transfer-gpt-batch-trials.csv" "$RESULTS/transfer-gpt-batch-combined-trials.csv"
+                rm "$RESULTS/gpt-batch-small-trials.csv"
+                $SCALEPLAN fit "$RESULTS/transfer-gpt-batch-combined-trials.csv" -o "$RESULTS/transfer-gpt-batch-combined.json" \
+                    --x width --lr-batch --d-unit tokens > "$RESULTS/gpt-batch-combined-fit.txt" ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-p4096|-p4096-eps|-p16], denseam-finite-width-{n4096,b20}, depth, horizon, batch, hf-gpt2)" >&2; exit 2 ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-p4096|-p4096-eps|-p16], denseam-finite-width-{n4096,b20}, depth, horizon, batch, batch-small, hf-gpt2)" >&2; exit 2 ;;
         esac
     done
 done

@@ -23,6 +23,7 @@ _LAZY = {
     "param_groups": "scaleplan.parametrization",
     "attention_scale": "scaleplan.parametrization",
     "readout_multiplier": "scaleplan.parametrization",
+    "calibrate_memory_eps": "scaleplan.parametrization",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -26,6 +26,7 @@ _LAZY = {
     "readout_multiplier": "scaleplan.parametrization.apply",
     "param_groups": "scaleplan.parametrization.groups",
     "tensor_multipliers": "scaleplan.parametrization.groups",
+    "calibrate_memory_eps": "scaleplan.parametrization.memory_eps",
 }
 
 __all__ = ["PARAMETRIZATIONS", "ROLES", "Parametrization", "RoleMultipliers", "RoleRule", "attention_scale", "get_parametrization", *_LAZY]

@@ -10,7 +10,8 @@ from torch import nn
 
 from scaleplan.errors import ParametrizationError, ScaleplanError
 from scaleplan.parametrization import apply_parametrization, param_groups
-from scaleplan.parametrization.memory_eps import RETRIEVAL_KAPPA, calibrate_memory_eps
+from scaleplan.parametrization import calibrate_memory_eps
+from scaleplan.parametrization.memory_eps import RETRIEVAL_KAPPA
 from scaleplan.train.build import build_model, build_task
 from scaleplan.train.config import TrialConfig
 
