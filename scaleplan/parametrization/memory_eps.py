@@ -48,8 +48,9 @@ def retrieval_gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, 
         for name, grad in zip(memories, grads):
             largest = float(grad.square().mean(dim=1).sqrt().max())
             if not (math.isfinite(largest) and largest > 0):
-                raise ParametrizationError(f"calibrate_memory_eps: the gradient of {name} at init is {largest}; "
-                                           "check the model's forward at init (scaleplan's init check)")
+                raise ParametrizationError(f"calibrate_memory_eps: the largest gradient of {name} at init is {largest}; a "
+                                           "zero-initialized readout gives the memories none: calibrate once it is "
+                                           "nonzero, or keep the rules' eps (memory_eps = 'rule')")
             logs[name].append(math.log(largest))
     if not all(logs.values()):
         raise ParametrizationError("calibrate_memory_eps needs at least one batch")

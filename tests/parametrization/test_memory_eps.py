@@ -69,3 +69,11 @@ def test_trial_config_and_spec_take_memory_eps() -> None:
     task = build_task(cfg)
     calibrated, rule = build_model(cfg, task), build_model(TrialConfig(**{**cfg.to_dict(), "memory_eps": "rule"}), task)
     assert memory_group(calibrated)["eps"] > 1e3 * memory_group(rule)["eps"]
+
+
+def test_memories_without_a_gradient_at_init_are_refused_naming_the_zero_readout() -> None:
+    model, task, batches = lse_model(32)
+    with torch.no_grad():
+        model.memories.zero_()  # no overlap varies with the memories' directions: their gradient is 0 at init
+    with pytest.raises(ParametrizationError, match="zero-initialized readout gives the memories none"):
+        calibrate_memory_eps(model, batches, task.loss)
