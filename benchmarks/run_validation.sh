@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-p4096|-p4096-eps|-p16]|denseam-finite-width-{n4096,b20}|depth|horizon|batch|batch-small|hf-gpt2 ...]
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|depth|horizon|batch|batch-small|hf-gpt2 ...]
 #   (default: mlp gpt denseam)
 # depth, horizon, batch, hf-gpt2 and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
@@ -27,8 +27,8 @@ for job in "${@:-mlp gpt denseam}"; do
                 # DenseAM retrieval, 8x in N or K (-k32, -p4096, -p16: the task's capacity regime held fixed along the ladder)
                 $SCALEPLAN validate sweeps/transfer/$j-sp.toml sweeps/transfer/$j-denseam.toml \
                     --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name $j ;;
-            denseam-relu-features|denseam-relu-features-k32|denseam-lse-features-k32-b8|denseam-lse-features-k32-b12|denseam-lse-memories-p4096-eps)
-                # the rules alone: SP relu-poly is refused at N = 2048 (its descent explodes at init); b8, b12 and eps are checks of one idea each
+            denseam-relu-features|denseam-relu-features-k32|denseam-lse-features-k32-b8|denseam-lse-features-k32-b12|denseam-lse-memories-p4096-eps|denseam-lse-memories-p4096-retrieval|denseam-lse-memories-p16-retrieval)
+                # the rules alone: SP relu-poly is refused at N = 2048 (its descent explodes at init); b8, b12, eps and retrieval are checks of one idea each
                 $SCALEPLAN validate sweeps/transfer/$j-denseam.toml \
                     --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name $j ;;
             denseam-finite-width-n4096)
@@ -41,6 +41,10 @@ for job in "${@:-mlp gpt denseam}"; do
                 $SCALEPLAN validate sweeps/transfer/denseam-lse-features-k32-b20-denseam.toml --lr-form finite-width \
                     --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS/denseam-finite-width" \
                     --name lse-features-k32-b20 ;;
+            denseam-lse-features-k32-retrieval)
+                # the retrieval memory eps over N, with the finite-width law
+                $SCALEPLAN validate sweeps/transfer/$j-denseam.toml --lr-form finite-width \
+                    --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name $j ;;
             depth) $SCALEPLAN validate sweeps/transfer/gpt-depth-completep.toml sweeps/transfer/gpt-depth-mup.toml \
                     --target depth=16 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-depth ;;
             horizon) $SCALEPLAN validate sweeps/transfer/gpt-horizon.toml \
@@ -59,7 +63,7 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
                     --x width --lr-batch --d-unit tokens > "$RESULTS/gpt-batch-combined-fit.txt" ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-p4096|-p4096-eps|-p16], denseam-finite-width-{n4096,b20}, depth, horizon, batch, batch-small, hf-gpt2)" >&2; exit 2 ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, depth, horizon, batch, batch-small, hf-gpt2)" >&2; exit 2 ;;
         esac
     done
 done
