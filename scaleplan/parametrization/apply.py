@@ -55,6 +55,7 @@ class ParametrizationState:
     completep: bool = False
     output_mult: float = 1.0
     softmax_energy: bool = False
+    memories_ratio: float = 1.0  # the largest K / K_base of a DenseAM's memory matrices (1 without memories)
     sites: dict[str, float] = field(default_factory=dict)  # module name -> multiplier set
     width: int | None = None  # the model's width and its base width, where known (checked against a law)
     base_width: int | None = None
@@ -141,7 +142,7 @@ def apply_parametrization(
     depth_ratio = _depth_ratio(model, base, base_depth) if completep else 1.0
     base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
     sites, scalings = _site_multipliers(model, base_modules, tensors, rules, depth_ratio, completep)
-    _memory_eps(model, base_modules, tensors, rules)
+    memories_ratio = _memory_eps(model, base_modules, tensors, rules)
     state = ParametrizationState(
         parametrization=rules.name,
         tensors=tensors,
@@ -149,6 +150,7 @@ def apply_parametrization(
         completep=completep,
         output_mult=output_mult,
         softmax_energy=any(getattr(m, "energy", None) == "lse" for m in model.modules()),
+        memories_ratio=memories_ratio,
         sites=sites,
         width=model_width(model),
         base_width=base_width if base_width is not None else model_width(base),
@@ -390,15 +392,18 @@ def _site_multipliers(
     return sites, scalings
 
 
-def _memory_eps(model: nn.Module, base_modules: dict[str, nn.Module], tensors: dict[str, TensorRecord], rules: Parametrization) -> None:
-    """Set the Adam eps factor of every DenseAM memory matrix (a module with a temperature site) from its base's sizes."""
+def _memory_eps(model: nn.Module, base_modules: dict[str, nn.Module], tensors: dict[str, TensorRecord], rules: Parametrization) -> float:
+    """Set the Adam eps factor of every DenseAM memory matrix (a module with a temperature site) from its base's sizes;
+    returns the largest K / K_base among them (1 without memories)."""
+    largest = 1.0
     for name, module in model.named_modules():
         base_module = base_modules.get(name)
         if getattr(module, "scaleplan_site", None) == "temperature" and base_module is not None:
             record = tensors[f"{name}.memories" if name else "memories"]
-            record.eps = rules.memory_eps_multiplier(
-                module.features / base_module.features, module.n_memories / base_module.n_memories, module.gradient_order
-            )
+            m_memories = module.n_memories / base_module.n_memories
+            record.eps = rules.memory_eps_multiplier(module.features / base_module.features, m_memories, module.gradient_order)
+            largest = max(largest, m_memories)
+    return largest
 
 
 def _readout_modules(model: nn.Module, param: nn.Parameter, record: TensorRecord) -> list[nn.Module]:

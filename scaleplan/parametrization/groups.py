@@ -14,6 +14,9 @@ from scaleplan.core.rules import RoleMultipliers, get_parametrization
 from scaleplan.core.weight_decay import DECOUPLED_OPTIMIZERS, check_convention, check_weight_decay
 
 
+MEMORIES_WARNING_RATIO = 16.0  # K / K_base from which an uncalibrated lse memory eps is warned about (it broke at 32-64x)
+
+
 def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "torch") -> dict[str, RoleMultipliers]:
     """{parameter name: factors} for a model parametrized by apply_parametrization.
 
@@ -30,6 +33,17 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "
     if optimizer == "sgd" and state.parametrization == "denseam" and state.softmax_energy:
         warnings.warn(
             "SGD with the DenseAM log-sum-exp (softmax) energy is unstable across widths; use Adam",
+            UserWarning,
+            stacklevel=3,
+        )
+    calibrated = any(record.eps_value is not None for record in state.tensors.values())
+    if (optimizer != "sgd" and state.parametrization == "denseam" and state.softmax_energy and not calibrated
+            and state.memories_ratio >= MEMORIES_WARNING_RATIO):
+        warnings.warn(
+            f"a log-sum-exp DenseAM with {state.memories_ratio:g}x its base's memories under the rules' memory Adam eps: "
+            "under capacity (more stored patterns than memories) Adam moves its unretrieved memories at full speed and "
+            "the largest stable lr falls with K (K = 2048 from proxies at 32-256: 96% regret; README, DenseAM); there, "
+            "calibrate_memory_eps(model, batches, loss) ([train] memory_eps = 'retrieval'); over capacity keep the rules' eps",
             UserWarning,
             stacklevel=3,
         )

@@ -77,3 +77,18 @@ def test_memories_without_a_gradient_at_init_are_refused_naming_the_zero_readout
         model.memories.zero_()  # no overlap varies with the memories' directions: their gradient is 0 at init
     with pytest.raises(ParametrizationError, match="zero-initialized readout gives the memories none"):
         calibrate_memory_eps(model, batches, task.loss)
+
+
+def test_an_uncalibrated_lse_memory_scaled_16x_is_warned_about_naming_the_fix() -> None:
+    """K = 512 from a base of 32 under the rules' eps warns (it failed at 8x under capacity); 256 (8x) does not, nor does
+    a calibrated model."""
+    with pytest.warns(UserWarning, match=r"16x its base's memories .*calibrate_memory_eps"):
+        memory_group(lse_model(512)[0])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        memory_group(lse_model(256)[0])
+        model, task, batches = lse_model(512)
+        calibrate_memory_eps(model, batches, task.loss)
+        memory_group(model)
