@@ -121,6 +121,7 @@ class SweepData:
     unfinished: str | None = None  # how far a sweep's plan is from done (None: finished, or not a sweep)
     decay_convention: str | None = None  # the spec's [train] decay_convention, where it names one
     sampler: str | None = None  # the sampler that chose the trials (a spec's or a storage's), None for a CSV
+    overlap_noise: float | None = None  # a lse DenseAM over N: beta0 / sqrt(N) at the narrowest proxy (flags.py)
 
 
 @dataclass(frozen=True)
@@ -147,7 +148,16 @@ def spec_data(spec: SweepSpec, storage: str | None = None) -> SweepData:
     study = open_study_readonly(spec, storage=storage)
     frame = trials_frame(study)
     return SweepData(frame, str(spec.path or spec.name), frame_sha256(frame), spec.reference, unfinished(study),
-                     spec.train.get("decay_convention"), study_sampler(study) or spec.sampler)
+                     spec.train.get("decay_convention"), study_sampler(study) or spec.sampler, overlap_noise(spec))
+
+
+def overlap_noise(spec: SweepSpec) -> float | None:
+    """beta0 / sqrt(N) at the spec's narrowest width for a built-in log-sum-exp DenseAM scaled over its features N
+    (the random part of a memory overlap under the DenseAM rules), else None."""
+    kwargs = spec.model_kwargs
+    if spec.model != "denseam" or kwargs.get("energy", "lse") != "lse" or kwargs.get("width_axis", "features") != "features":
+        return None
+    return float(kwargs.get("beta0", 1.0)) / math.sqrt(min(spec.widths))
 
 
 def study_sampler(study: optuna.Study) -> str | None:
@@ -179,7 +189,7 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
               citation: str | None = None) -> SweepFit:
     """Prepare the trials, fit the hyperparameter laws (or isoFLOP laws) and the loss law where possible, build the law file."""
     from scaleplan.fit.data import parse_column_map, prepare_trials
-    from scaleplan.fit.flags import fit_flags
+    from scaleplan.fit.flags import fit_flags, pre_asymptotic
     from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
     from scaleplan.fit.law_file import LawMetadata, build_law_file
     from scaleplan.fit.multi_axis import MultiAxisFit
@@ -213,7 +223,7 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
         iso = _isoflop(trials, options)
     loss = _maybe_loss_law(trials, hyper, True if mode == "loss-only" else options.loss_law, options, loss_constraints)
     extra = ((f"fitted on an unfinished sweep: {data.unfinished}",) if data.unfinished else ()) + (
-        tuple(hyper.flags()) if isinstance(hyper, MultiAxisFit) else ())
+        tuple(hyper.flags()) if isinstance(hyper, MultiAxisFit) else ()) + pre_asymptotic(data.overlap_noise, options.lr_form)
     flags = tuple(fit_flags(hyper, loss, iso, extra=extra))
     how = {"lr": options.method, "loss-only": "loss-law", "isoflop": f"isoFLOP approach {options.isoflop}"}[mode]
     meta = LawMetadata(

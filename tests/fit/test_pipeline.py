@@ -57,3 +57,24 @@ def test_an_adaptive_sweep_is_fitted_with_the_searchs_own_estimator() -> None:
     exponents = [f.law.power_laws[0].exponents["W"] for f in (fitted, parabola)]
     assert abs(exponents[0] - true) < 0.15 and abs(exponents[1] - true) > 0.4
     assert shlex.split(fit_command("s.toml", "l.json", effective_options(data, FitOptions(x="width"))))[5:7] == ["--method", "vertex"]
+
+
+@pytest.mark.parametrize(
+    "spec, noise",
+    [("transfer/denseam-lse-features-k32-b20-denseam.toml", 20 / math.sqrt(32)),
+     ("transfer/denseam-relu-features-k32-denseam.toml", None),  # relu-poly: the form's argument is lse's
+     ("transfer/denseam-lse-memories-p16-denseam.toml", None),  # over K, N is fixed
+     ("mlp-mup.toml", None)],
+)
+def test_a_pre_asymptotic_lse_denseam_power_law_fit_is_flagged_naming_the_finite_width_form(spec: str, noise: float | None) -> None:
+    from pathlib import Path
+
+    from scaleplan.fit.flags import pre_asymptotic
+    from scaleplan.fit.pipeline import overlap_noise
+    from scaleplan.sweep.spec import load_spec
+
+    found = overlap_noise(load_spec(Path(__file__).resolve().parents[2] / "sweeps" / spec))
+    assert found == (None if noise is None else pytest.approx(noise))
+    flags = pre_asymptotic(found, "power")
+    assert (len(flags) == 1 and "refit with --lr-form finite-width" in flags[0]) == (noise is not None)
+    assert pre_asymptotic(found, "finite-width") == () and pre_asymptotic(0.9, "power") == ()
