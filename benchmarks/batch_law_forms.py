@@ -15,10 +15,13 @@ reports' local model; outside that model's window, the seed means interpolated l
 the model's minimum).
 
     python benchmarks/batch_law_forms.py
+    python benchmarks/batch_law_forms.py --trials transfer-gpt-batch-combined-trials.csv --at 524288,128
+      (batch 1-32: gpt-batch's and gpt-batch-small's trials; --at prints each form's lr at targets not yet trained)
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
@@ -58,7 +61,11 @@ def fit_surge(d: np.ndarray, b: np.ndarray, log_lr: np.ndarray) -> tuple[np.ndar
 
 
 def main() -> None:
-    frame = pd.read_csv(RESULTS / "transfer-gpt-batch-trials.csv")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--trials", default="transfer-gpt-batch-trials.csv", help="a trials CSV in benchmarks/results")
+    parser.add_argument("--at", action="append", default=[], metavar="D,B", help="also print each form's lr at tokens D, batch B")
+    args = parser.parse_args()
+    frame = pd.read_csv(RESULTS / args.trials)
     trials = prepare_trials(frame, x="width")
     # as the committed law's command fits them: WLS with weights from 200 bootstrap replicates, seed 0
     pooled = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=200, batch_interaction="off")
@@ -75,7 +82,7 @@ def main() -> None:
             "surge": lambda dd, bb: math.exp(float(surge_log_lr(surge, np.array([dd]), np.array([bb]))[0]))}
     sizes = {"pooled": pooled.lr.coefficients().size, "B:D": drifting.lr.coefficients().size, "surge": surge.size}
     n0, n1 = surge[2], surge[3]
-    print(f"# lr*(D, B) forms on {len(pooled.cells)} cells of transfer-gpt-batch-trials.csv\n")
+    print(f"# lr*(D, B) forms on {len(pooled.cells)} cells of {args.trials}\n")
     print(f"surge fit: lr_max ~ S^{surge[1]:.3f}, B_noise = {math.exp(n0):.3g} * S^{n1:.3f} sequences "
           f"(B_noise at S = 32 / 1024: {math.exp(n0 + n1 * math.log(32)):.3g} / {math.exp(n0 + n1 * math.log(1024)):.3g})\n")
     print("| form | parameters | rms of ln lr* over the cells | " + " | ".join(
@@ -101,6 +108,9 @@ def main() -> None:
             cells.append(f"{lr:.4g} ({regret})")
         print(f"| {name} | {sizes[name]} | {rms[name]:.3f} | " + " | ".join(cells) + " |")
     print("\nThe targets' smoothed optima: " + ", ".join(f"{report}: {curves[report].vertex_lr:.4g}" for report in TARGETS))
+    for at in args.at:
+        dd, bb = (float(v) for v in at.split(","))
+        print(f"\nAt batch {bb:g}, D = {dd:g} (not trained): " + ", ".join(f"{name} {law(dd, bb):.4g}" for name, law in laws.items()))
 
 
 if __name__ == "__main__":
