@@ -37,7 +37,8 @@ from scaleplan.validate.report import read_target_grids
 RESULTS = Path(__file__).resolve().parent / "results"
 TOKENS_PER_SEQUENCE = 32
 TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0),  # measured before the surge form
-           "gpt-batch-d18-b256.md": (2.0**18, 256.0), "gpt-batch-d19-b64.md": (2.0**19, 64.0)}  # after: batch-prereg.md
+           "gpt-batch-d18-b256.md": (2.0**18, 256.0), "gpt-batch-d19-b64.md": (2.0**19, 64.0),  # after: batch-prereg.md
+           "gpt-batch-surge/gpt-batch-d19-b128.md": (2.0**19, 128.0)}  # after the forms' refit on batch 1-32 (its addendum)
 
 
 def surge_log_lr(params: np.ndarray, d: np.ndarray, b: np.ndarray) -> np.ndarray:
