@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|depth|horizon|batch|batch-small|batch-d19-b128|hf-gpt2 ...]
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|hf-gpt2 ...]
 #   (default: mlp gpt denseam)
 # depth, horizon, batch, hf-gpt2 and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
@@ -45,6 +45,10 @@ for job in "${@:-mlp gpt denseam}"; do
                 # the retrieval memory eps over N, with the finite-width law
                 $SCALEPLAN validate sweeps/transfer/$j-denseam.toml --lr-form finite-width \
                     --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name $j ;;
+            denseam-retrieval-k4096)  # the retrieval memory eps at K = 4096 (16x), pre-registered and blind
+                $SCALEPLAN validate sweeps/transfer/denseam-lse-memories-p4096-retrieval-denseam.toml --target-width 4096 \
+                    --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS/denseam-retrieval-k4096" \
+                    --name lse-memories-p4096-retrieval-k4096 ;;
             depth) $SCALEPLAN validate sweeps/transfer/gpt-depth-completep.toml sweeps/transfer/gpt-depth-mup.toml \
                     --target depth=16 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt-depth ;;
             horizon) $SCALEPLAN validate sweeps/transfer/gpt-horizon.toml \
@@ -66,7 +70,7 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
                     --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS/gpt-batch-surge" --name gpt-batch-d19-b128 ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, depth, horizon, batch, batch-small, batch-d19-b128, hf-gpt2)" >&2; exit 2 ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, hf-gpt2)" >&2; exit 2 ;;
         esac
     done
 done
