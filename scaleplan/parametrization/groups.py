@@ -96,12 +96,12 @@ def param_groups(
     if not base_lr > 0:
         raise ScaleplanError(f"learning rate must be positive, got {base_lr}")
     base_wd, decay = resolve_weight_decay(lr, weight_decay, optimizer, decay)
-    _, holder, _ = find_state(model) or (None, model, None)
-    factors = tensor_multipliers(holder, optimizer, decay)
-    check_against_prediction(holder, lr, optimizer)
-    found = find_state(holder)
-    assert found is not None  # tensor_multipliers refused an unparametrized model
+    found = find_state(model)
+    holder = model if found is None else found[1]
+    factors = tensor_multipliers(holder, optimizer, decay)  # refuses an unparametrized model
+    assert found is not None
     records = found[2].tensors
+    check_against_prediction(holder, lr, optimizer)
     groups: dict[tuple[float, float, float, float | None], dict[str, Any]] = {}
     for pname, param in holder.named_parameters():
         f = factors[pname]

@@ -292,7 +292,13 @@ def test_an_interaction_outside_its_fitted_range_is_warned_with_the_exponent_the
     ],
 )
 def test_invalid_interactions_are_one_line_errors(tmp_path, mutate, fragment):
-    data = interaction_law().to_dict()
+    assert_refused_on_load(tmp_path, interaction_law(), mutate, fragment)
+
+
+def assert_refused_on_load(tmp_path, law: LawFile, mutate, fragment: str) -> None:
+    """`law` written with its first power law's JSON object changed by `mutate` fails to load with one line matching
+    `fragment`."""
+    data = law.to_dict()
     mutate(data["power_laws"][0])
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(data))
@@ -356,10 +362,4 @@ def test_a_finite_width_law_predicts_its_asymptote_and_round_trips(tmp_path):
     ],
 )
 def test_invalid_corrections_are_one_line_errors(tmp_path, mutate, fragment):
-    data = correction_law().to_dict()
-    mutate(data["power_laws"][0])
-    path = tmp_path / "bad.json"
-    path.write_text(json.dumps(data))
-    with pytest.raises(ScaleplanError, match=fragment) as info:
-        LawFile.load(path)
-    assert "\n" not in str(info.value)
+    assert_refused_on_load(tmp_path, correction_law(), mutate, fragment)
