@@ -48,6 +48,17 @@ def pre_asymptotic(overlap_noise: float | None, lr_form: str) -> tuple[str, ...]
             "refit with --lr-form finite-width",)
 
 
+def without_a_limit(parametrization: str | None, lr_form: str) -> tuple[str, ...]:
+    """A finite-width fit of trials whose parametrization gives lr* no width-independent limit (SP), or is unknown
+    (a CSV): the form's asymptote is then an assumption the data may not hold (SP over N: 11.4% regret where the
+    power law had 2.3%, benchmarks/results/lr-law-forms.md)."""
+    if lr_form != "finite-width" or parametrization in ("mup", "denseam"):
+        return ()
+    which = f"parametrization {parametrization}" if parametrization else "an unknown parametrization (a CSV)"
+    return (f"the finite-width form assumes lr* tends to a width-independent limit, which muP-style rules give; these "
+            f"trials come from {which}: check the power law (--lr-form power) beside it",)
+
+
 def _cell_flags(hyper: HyperparameterFit | MultiAxisFit) -> list[str]:
     """Cells whose optimum is at the edge, outside its parabola window, flat, or has a zero-width interval."""
     out = []

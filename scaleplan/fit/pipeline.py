@@ -189,7 +189,7 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
               citation: str | None = None) -> SweepFit:
     """Prepare the trials, fit the hyperparameter laws (or isoFLOP laws) and the loss law where possible, build the law file."""
     from scaleplan.fit.data import parse_column_map, prepare_trials
-    from scaleplan.fit.flags import fit_flags, pre_asymptotic
+    from scaleplan.fit.flags import fit_flags, pre_asymptotic, without_a_limit
     from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
     from scaleplan.fit.law_file import LawMetadata, build_law_file
     from scaleplan.fit.multi_axis import MultiAxisFit
@@ -223,7 +223,8 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
         iso = _isoflop(trials, options)
     loss = _maybe_loss_law(trials, hyper, True if mode == "loss-only" else options.loss_law, options, loss_constraints)
     extra = ((f"fitted on an unfinished sweep: {data.unfinished}",) if data.unfinished else ()) + (
-        tuple(hyper.flags()) if isinstance(hyper, MultiAxisFit) else ()) + pre_asymptotic(data.overlap_noise, options.lr_form)
+        tuple(hyper.flags()) if isinstance(hyper, MultiAxisFit) else ()) + pre_asymptotic(data.overlap_noise, options.lr_form) + (
+        without_a_limit(data.parametrization.name if data.parametrization else None, options.lr_form) if mode == "lr" else ())
     flags = tuple(fit_flags(hyper, loss, iso, extra=extra))
     how = {"lr": options.method, "loss-only": "loss-law", "isoflop": f"isoFLOP approach {options.isoflop}"}[mode]
     meta = LawMetadata(

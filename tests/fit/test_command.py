@@ -259,3 +259,4 @@ def test_the_finite_width_form_from_the_cli_writes_its_term_plots_it_and_records
     assert lr.exponents == {} and [c.name for c in lr.corrections or []] == ["W^-0.5"] and law.needs() == ["W"]
     assert "--lr-form finite-width" in law.provenance.command and "W^-0.5 correction" in result.output
     assert (tmp_path / "plots" / "lr_law.png").stat().st_size > 1000
+    assert any("finite-width form assumes" in f for f in law.flags)  # a CSV: the parametrization is unknown

@@ -78,3 +78,13 @@ def test_a_pre_asymptotic_lse_denseam_power_law_fit_is_flagged_naming_the_finite
     flags = pre_asymptotic(found, "power")
     assert (len(flags) == 1 and "refit with --lr-form finite-width" in flags[0]) == (noise is not None)
     assert pre_asymptotic(found, "finite-width") == () and pre_asymptotic(0.9, "power") == ()
+
+
+def test_a_finite_width_fit_of_sp_or_unknown_trials_is_flagged() -> None:
+    """The form's asymptote holds under muP-style rules; SP's lr* keeps falling, and a CSV says nothing."""
+    from scaleplan.fit.flags import without_a_limit
+
+    assert "parametrization sp" in without_a_limit("sp", "finite-width")[0]
+    assert "unknown parametrization (a CSV)" in without_a_limit(None, "finite-width")[0]
+    assert without_a_limit("mup", "finite-width") == without_a_limit("denseam", "finite-width") == ()
+    assert without_a_limit("sp", "power") == ()
