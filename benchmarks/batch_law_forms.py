@@ -4,10 +4,10 @@ The sweep (`transfer-gpt-batch-trials.csv`: GPT width 32 on the char-LM, batch 4
 D = 2^15-2^17 tokens) is located per (D, B) cell as `scaleplan fit` locates it; then
 - pooled: ln lr* = a + d ln D + k ln B (one lr-batch exponent for every D; `--lr-batch-interaction off`);
 - B:D: the same plus c ln(B/B0) ln(D/D0) (`scaleplan fit`'s default here);
-- surge (unweighted least squares in ln lr*): lr* = lr_max(S) / cosh(1/2 ln(B / B_noise(S))), lr_max and
-  B_noise power laws of the steps S = D / (32 B): Adam's optimal lr rises as sqrt(B) below the noise scale
-  and falls above it (Li et al. 2024, "Surge phenomenon in optimal learning rate and batch size scaling");
-  not in scaleplan.
+- surge (`scaleplan fit --lr-form surge`, scaleplan/fit/surge.py: unweighted least squares in ln lr*):
+  lr* = lr_max(S) / cosh(1/2 ln(B / B_noise(S))), lr_max and B_noise power laws of the steps S = D / (32 B): Adam's
+  optimal lr rises as sqrt(B) below the noise scale and falls above it (Li et al. 2024, "Surge phenomenon in optimal
+  learning rate and batch size scaling").
 Each form predicts the targets whose 10-seed lr grids are committed (batch 128 at D = 2^17 and 2^18,
 measured before the surge form was tried; batch 256 at 2^18 and 64 at 2^19, predicted in batch-prereg.md
 before they were trained), and its prediction is scored on the target's smoothed curve (the validate
@@ -27,38 +27,17 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import least_squares
 
 from scaleplan.fit.data import prepare_trials
 from scaleplan.fit.multi_axis import fit_multi_axis
+from scaleplan.fit.surge import fit_surge
 from scaleplan.validate.regret import local_model
 from scaleplan.validate.report import read_target_grids
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TOKENS_PER_SEQUENCE = 32
 TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0),  # measured before the surge form
            "gpt-batch-d18-b256.md": (2.0**18, 256.0), "gpt-batch-d19-b64.md": (2.0**19, 64.0),  # after: batch-prereg.md
            "gpt-batch-surge/gpt-batch-d19-b128.md": (2.0**19, 128.0)}  # after the forms' refit on batch 1-32 (its addendum)
-
-
-def surge_log_lr(params: np.ndarray, d: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """ln lr* of the surge form at tokens `d` and batch `b` (params: ln lr_max at S = 1, its S exponent,
-    ln B_noise at S = 1, its S exponent)."""
-    c0, c1, n0, n1 = params
-    log_s = np.log(d / (TOKENS_PER_SEQUENCE * b))
-    return c0 + c1 * log_s - np.log(np.cosh(0.5 * (np.log(b) - (n0 + n1 * log_s))))
-
-
-def fit_surge(d: np.ndarray, b: np.ndarray, log_lr: np.ndarray) -> tuple[np.ndarray, float]:
-    """Least squares in ln lr from a grid of starts (the noise scale's level is poorly identified)."""
-    best = None
-    for n0 in np.linspace(-2.0, 6.0, 9):
-        for n1 in (-1.0, 0.0, 1.0):
-            fit = least_squares(lambda p: surge_log_lr(p, d, b) - log_lr, [float(np.mean(log_lr)), 0.0, n0, n1])
-            if best is None or fit.cost < best.cost:
-                best = fit
-    assert best is not None
-    return best.x, float(np.sqrt(np.mean(best.fun**2)))
 
 
 def main() -> None:
@@ -74,17 +53,17 @@ def main() -> None:
     d = np.array([c.coords["D"] for c in pooled.cells])
     b = np.array([c.coords["batch_size"] for c in pooled.cells])
     log_lr = np.log([o.lr for o in pooled.optima])
-    surge, surge_rms = fit_surge(d, b, log_lr)
+    surge = fit_surge({"D": d, "B": b}, np.exp(log_lr), np.array([c.steps for c in pooled.cells], dtype=float), []).law
     rms = {"pooled": float(np.sqrt(np.mean((np.log(pooled.lr.predict({"D": d, "B": b})) - log_lr) ** 2))),
            "B:D": float(np.sqrt(np.mean((np.log(drifting.lr.predict({"D": d, "B": b})) - log_lr) ** 2))),
-           "surge": surge_rms}
+           "surge": float(np.sqrt(np.mean((surge.log_value({"D": d, "B": b}, np) - log_lr) ** 2)))}
     laws = {"pooled": lambda dd, bb: float(pooled.lr.predict({"D": dd, "B": bb})),
             "B:D": lambda dd, bb: float(drifting.lr.predict({"D": dd, "B": bb})),
-            "surge": lambda dd, bb: math.exp(float(surge_log_lr(surge, np.array([dd]), np.array([bb]))[0]))}
-    sizes = {"pooled": pooled.lr.coefficients().size, "B:D": drifting.lr.coefficients().size, "surge": surge.size}
-    n0, n1 = surge[2], surge[3]
+            "surge": lambda dd, bb: math.exp(surge.log_value({"D": dd, "B": bb}))}
+    sizes = {"pooled": pooled.lr.coefficients().size, "B:D": drifting.lr.coefficients().size, "surge": len(surge.coefficients())}
+    n0, n1 = surge.noise_intercept, surge.noise_exponent
     print(f"# lr*(D, B) forms on {len(pooled.cells)} cells of {args.trials}\n")
-    print(f"surge fit: lr_max ~ S^{surge[1]:.3f}, B_noise = {math.exp(n0):.3g} * S^{n1:.3f} sequences "
+    print(f"surge fit: lr_max ~ S^{surge.step_exponent:.3f}, B_noise = {math.exp(n0):.3g} * S^{n1:.3f} sequences "
           f"(B_noise at S = 32 / 1024: {math.exp(n0 + n1 * math.log(32)):.3g} / {math.exp(n0 + n1 * math.log(1024)):.3g})\n")
     print("| form | parameters | rms of ln lr* over the cells | " + " | ".join(
         f"batch {int(bb)}, D = 2^{int(math.log2(dd))}: lr (smoothed regret)" for dd, bb in TARGETS.values()) + " |")

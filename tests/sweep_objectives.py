@@ -109,3 +109,16 @@ def transfer_bowl_needs_gain(params: dict) -> float:
     if params.get("gain") != 2.0:
         raise ValueError(f"trained without the spec's fixed gain = 2.0: got {params.get('gain')!r}")
     return bowl_loss(params["width"], params["lr"], params["seed"])
+
+
+def surge_optimum(tokens: float, batch: float) -> float:
+    """The true lr optimum of `surge_bowl`: the surge form e^-1.5 S^-0.3 / cosh(1/2 ln(B / (e^3 S^-0.5))), S = D / B."""
+    s = tokens / batch
+    return math.exp(-1.5) * s**-0.3 / math.cosh(0.5 * math.log(batch / (math.exp(3.0) * s**-0.5)))
+
+
+def surge_bowl(params: dict) -> dict:
+    """A fake trainer over (tokens, batch size) whose lr optimum follows the surge form: a bowl in log2 lr around
+    `surge_optimum`, steps = tokens / batch (one token per batch unit)."""
+    loss = 2.0 + 0.04 * math.log2(params["lr"] / surge_optimum(params["tokens"], params["batch_size"])) ** 2
+    return {"loss": loss, "N": 1000}

@@ -7,9 +7,29 @@ import math
 from scaleplan.fit.data import Trials
 from scaleplan.fit.multi_axis import MultiAxisFit, SizeCriticalBatch, lr_batch_by_group
 from scaleplan.fit.summary import format_power_law
+from scaleplan.fit.surge import SurgeFit
 
 # The lr-batch exponents of the two textbook rules (below the critical batch): Adam square-root, SGD linear.
 RULES = {"adam": 0.5, "adamw": 0.5, "sgd": 1.0}
+
+
+def format_surge(surge: SurgeFit, n_boot: int) -> str:
+    """The surge law (the law file's lr law, in place of the power law above it) with its parameters' intervals."""
+    law = surge.law
+    out = [f"lr (surge form; the law file's lr law) = {law.formula()}   ({surge.n_cells} cells, unweighted least squares, "
+           f"dof {law.dof}, rms of ln lr* {surge.rms:.3f})"]
+    for name, value in zip(surge.names(), law.coefficients()):
+        lo, hi = surge.conf_int[name]
+        text = f"  {name} {value:.4f}  {surge.level:.0%} CI t [{lo:.4f}, {hi:.4f}]"
+        if name in surge.bootstrap_ci:
+            blo, bhi = surge.bootstrap_ci[name]
+            text += f"  bootstrap ({n_boot}) [{blo:.4f}, {bhi:.4f}]"
+        out.append(text)
+    steps = sorted({round(float(x), 6) for x in surge.log_steps})
+    out.append("  B_noise(S) at the swept steps: " + ", ".join(f"S = {math.exp(x):.4g}: {law.noise_scale(math.exp(x)):.4g}"
+                                                            for x in (steps[0], steps[len(steps) // 2], steps[-1])))
+    out.append(f"  prediction intervals: t with {law.dof} dof (Jacobian covariance) + the residual scatter")
+    return "\n".join(out)
 
 
 def format_multi_axis(trials: Trials, fit: MultiAxisFit, critical: list[SizeCriticalBatch], optimizer: str | None = None) -> str:
@@ -27,6 +47,8 @@ def format_multi_axis(trials: Trials, fit: MultiAxisFit, critical: list[SizeCrit
         lines.append(f"{coords} {o.n_trials:>6} {o.lr:>10.4g} {ci:>21} {o.loss:>9.5g}  {flags}")
     lines.append("")
     lines.append(format_power_law(fit.lr, fit.n_boot))
+    if fit.surge is not None:
+        lines.append(format_surge(fit.surge, fit.n_boot))
     exponent = fit.lr_batch_exponent
     if exponent is not None:
         lo, hi = fit.lr.conf_int["B"]

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 METHOD_CHOICES = ("parabola", "argmin", "band", "vertex")
 BATCH_UNITS = ("tokens", "samples", "sequences")
+LR_FORMS = ("power", "finite-width", "surge")
 D_UNITS = ("tokens", "samples")
 
 
@@ -104,10 +105,12 @@ D_UNITS = ("tokens", "samples")
               show_default=True,
               help="With the batch size and D both in the lr law: a B:D term (the lr-batch exponent drifting with "
                    "ln D). auto: kept when its t interval excludes 0. It fits the swept D and can fail beyond them.")
-@click.option("--lr-form", type=click.Choice(["power", "finite-width"]), default="power", show_default=True,
-              help="The lr law's size term (one size axis): power, lr* = a * size^e; finite-width, ln lr* = a + c * "
+@click.option("--lr-form", type=click.Choice(LR_FORMS), default="power", show_default=True,
+              help="The lr law's form. power: lr* = a * prod v^e. finite-width (one size axis): ln lr* = a + c * "
                    "(size/size_min)^-1/2, a size-independent asymptote plus the leading finite-width correction (for "
-                   "proxies off their asymptote, e.g. a DenseAM with beta0/sqrt(N) > 1; README, DenseAM).")
+                   "proxies off their asymptote, e.g. a DenseAM with beta0/sqrt(N) > 1; README, DenseAM). surge (a tokens "
+                   "ladder over batch sizes, --lr-batch; Adam): lr* = lr_max(S) / cosh(1/2 ln(B / B_noise(S))), S = D / (B u) "
+                   "the steps, lr_max and B_noise power laws of S (README, batch size).")
 @click.option("--allow-incomplete", is_flag=True,
               help="Fit a sweep whose planned trials are not all finished (flagged in the summary and the law file).")
 def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str | None, band: float, near: float,

@@ -59,6 +59,16 @@ def without_a_limit(parametrization: str | None, lr_form: str) -> tuple[str, ...
             f"trials come from {which}: check the power law (--lr-form power) beside it",)
 
 
+def surge_optimizer(optimizer: str | None, lr_form: str) -> tuple[str, ...]:
+    """A surge-form fit of trials not trained with Adam: the form is Adam's (its sqrt(B) rise and fall past the noise
+    scale); SGD's optimal lr grows linearly in B up to the critical batch instead."""
+    if lr_form != "surge" or optimizer in ("adam", "adamw"):
+        return ()
+    which = f"optimizer {optimizer}" if optimizer else "an unknown optimizer (a CSV)"
+    return (f"the surge form is derived for Adam (lr* rising as sqrt(B) below the noise scale, falling above it); these "
+            f"trials come from {which}: check the power law (--lr-form power) beside it",)
+
+
 def _cell_flags(hyper: HyperparameterFit | MultiAxisFit) -> list[str]:
     """Cells whose optimum is at the edge, outside its parabola window, flat, or has a zero-width interval."""
     out = []

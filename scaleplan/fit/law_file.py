@@ -15,6 +15,7 @@ from scaleplan.fit.isoflop import IsoflopFit
 from scaleplan.fit.multi_axis import AXIS_VARIABLE, MultiAxisFit, SizeCriticalBatch
 from scaleplan.fit.loss_law import LossLawFit
 from scaleplan.fit.power_law import PowerLawFit
+from scaleplan.fit.surge import SurgeFit
 from scaleplan.fit.summary import interval_rule
 from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
 from scaleplan.laws.schema import WeightDecayLaw
@@ -56,13 +57,16 @@ def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit |
     """A LawFile with the lr / batch power laws, the isoFLOP laws and/or the loss law, the weight-decay timescale
     law, fitted ranges, flags, provenance."""
     fits: list[tuple[PowerLawFit, str]] = []
+    surge = hyper.surge if isinstance(hyper, MultiAxisFit) else None
     if hyper is not None:
-        fits += [(f, u) for f, u in ((hyper.lr, TARGET_UNITS["lr"]), (hyper.batch_size, meta.batch_unit)) if f is not None]
+        lr = None if surge is not None else hyper.lr  # the surge form predicts the lr in its place
+        fits += [(f, u) for f, u in ((lr, TARGET_UNITS["lr"]), (hyper.batch_size, meta.batch_unit)) if f is not None]
     if isoflop is not None:
         fits += [(isoflop.n_law, TARGET_UNITS["N_opt"]), (isoflop.d_law, meta.d_unit)]
     used: list[str] = []
-    for fit, _ in fits:
-        used += [v for v in fit.inputs() if v not in used]
+    inputs = [fit.inputs() for fit, _ in fits] + ([surge.law.inputs()] if surge is not None else [])
+    for names in inputs:
+        used += [v for v in names if v not in used]
     if loss is not None or isoflop is not None or weight_decay is not None:
         used += [v for v in ("N", "D") if v not in used]
     units = {"D": meta.d_unit, "B": meta.batch_unit}
@@ -86,7 +90,19 @@ def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit |
         parametrization=meta.parametrization, provenance=provenance, notes=_notes(hyper, loss, isoflop, fits, weight_decay),
         flags=list(flags), swept=meta.swept or {},
         weight_decay=None if weight_decay is None else WeightDecayLaw(convention=weight_decay.convention),
+        surge=None if surge is None else surge.law,
     )
+
+
+def surge_note(surge: SurgeFit, power: PowerLawFit, n_boot: int) -> str:
+    """What the surge law's intervals are, its parameters' percentile intervals, and the power law it replaced."""
+    cis = ", ".join(f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in surge.bootstrap_ci.items())
+    b = power.exponents.get("B")
+    exponent = "" if b is None else f" (its lr-batch exponent {b:.4g}, {power.level:.0%} CI [{power.conf_int['B'][0]:.4g}, {power.conf_int['B'][1]:.4g}])"
+    return (f"lr: the surge form, unweighted least squares in ln lr* over {surge.n_cells} cells (rms {surge.rms:.3g}); "
+            f"prediction intervals: t with {surge.law.dof} dof (Jacobian covariance plus the residual scatter); "
+            f"{n_boot}-replicate bootstrap {surge.level:.0%} percentile CIs: {cis}; the power law it replaces: lr = "
+            f"{np.exp(power.intercept):.4g}" + "".join(f" * {v}^{e:.4g}" for v, e in power.exponents.items()) + exponent)
 
 
 def _timescale_law(fit: WeightDecayFit) -> PowerLaw:
@@ -169,6 +185,8 @@ def _notes(hyper: HyperparameterFit | MultiAxisFit | None, loss: LossLawFit | No
             cis = ", ".join(f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in fit.bootstrap_ci.items() if k != "intercept")
             text += f"; {hyper.n_boot}-replicate bootstrap (trials resampled within cells) {fit.level:.0%} CIs: {cis}"
         parts.append(text)
+    if isinstance(hyper, MultiAxisFit) and hyper.surge is not None:
+        parts.append(surge_note(hyper.surge, hyper.lr, hyper.n_boot))
     if weight_decay is not None:
         from scaleplan.fit.weight_decay import TPP
 

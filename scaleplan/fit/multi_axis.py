@@ -36,6 +36,7 @@ from scaleplan.fit.hyperparameter_law import MIN_LOG_SD, MIN_REPLICATES
 from scaleplan.fit.hyperparameter_law import _with_bootstrap as with_bootstrap_ci
 from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, locate_optimum, method_label, min_lrs, replica
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci, replicate_interval
+from scaleplan.fit.surge import SurgeFit, fit_surge
 
 INTERACTION_MODES = ("auto", "on", "off")
 BATCH_BY_D = ("B", "D")  # the lr law's interaction: the lr-batch exponent drifting with the horizon
@@ -91,6 +92,7 @@ class MultiAxisFit:
     weighted: bool
     lr_replicates: np.ndarray | None = None
     batch_replicates: np.ndarray | None = None
+    surge: SurgeFit | None = None  # the lr law in the surge form (--lr-form surge); `lr` stays the power law beside it
 
     @property
     def label(self) -> str:
@@ -119,16 +121,18 @@ class MultiAxisFit:
             out.append(f"{len(edge)} of {len(self.batch_optima)} (size, D) groups have B* at the edge of the swept batch "
                        f"sizes ({kept}): {where}; sweep further batch sizes there")
         groups = lr_batch_by_group(self)
-        if heterogeneous(groups) and self.batch_by_d is None:
+        if heterogeneous(groups) and self.batch_by_d is None and self.surge is None:
             each = "; ".join(", ".join(f"{k}={v:.4g}" for k, v in g.coords.items()) + f": {g.exponent:.3f} [{g.low:.3f}, {g.high:.3f}]"
                              for g in groups)
             out.append(f"the lr-batch exponent differs between groups (intervals do not overlap): {each}; the lr law's one "
                        "B exponent averages them, and a B:D term (--lr-batch-interaction on) holds only inside the swept D: "
-                       "sweep at the D you will train")
-        return out
+                       "sweep at the D you will train, or fit the surge form (--lr-form surge)")
+        return out + ([] if self.surge is None else self.surge.flags())
 
     def bootstrap_interval(self, target: str, values: dict[str, float], level: float = 0.95) -> tuple[float, float] | None:
         """Percentile interval of the law's prediction at `values` (law variable -> value) over the bootstrap."""
+        if target == "lr" and self.surge is not None:
+            return self.surge.bootstrap_interval(values, level)
         fit, reps = (self.lr, self.lr_replicates) if target == "lr" else (self.batch_size, self.batch_replicates)
         return replicate_interval(fit, reps, values, level)
 
@@ -161,9 +165,11 @@ def fit_multi_axis(
     level: float = 0.95,
     weighting: str = "inverse-variance",
     batch_interaction: str = "off",
+    lr_form: str = "power",
 ) -> MultiAxisFit:
     """Fit lr* over the cells (`sizes`, D[, batch_size]) and, with `by_batch`, B* over (sizes, D) groups; the lr
-    law's B:D term as `batch_interaction` says (see the module docstring)."""
+    law's B:D term as `batch_interaction` says (see the module docstring); with `lr_form` "surge", the surge form
+    of lr*(D, B) (fit/surge.py) beside the power law."""
     bad = [s for s in sizes if s not in SIZE_COLUMNS]
     if bad:
         raise FitError(f"size axes must be among {', '.join(SIZE_COLUMNS)}; got {bad}")
@@ -207,10 +213,25 @@ def fit_multi_axis(
         [[(c.coords, o.lr) for c, o in zip(cells, rep)] for rep in replicates], lr_fit, lr_w)
     lr_fit = _with_bootstrap(lr_fit, lr_reps, level)
     failed = n_boot - (0 if lr_reps is None else len(lr_reps))
+    surge = _surge(cells, optima, replicates, lr_vars, level) if lr_form == "surge" else None
     cell_ci = ([percentile_ci(col, level) for col in np.array([[o.lr for o in rep] for rep in replicates]).T]
                if replicates else [(float("nan"), float("nan"))] * len(optima))
     return MultiAxisFit(method, band, sizes[0] if sizes else "D", columns, cells, optima, lr_fit, batch_fit, batch_optima,
-                        n_boot, failed, cell_ci, weigh, lr_reps, batch_reps)
+                        n_boot, failed, cell_ci, weigh, lr_reps, batch_reps, surge)
+
+
+def _surge(cells: list[Cell], optima: list[CellOptimum], replicates: list[list[CellOptimum]], variables: list[str],
+           level: float) -> SurgeFit:
+    """The surge form over the cells (refused without several batch sizes and D, or without the runs' steps)."""
+    if not {"batch_size", "D"} <= set(variables):
+        raise FitError("the surge form (--lr-form surge) needs cells at several batch sizes and several D (a tokens ladder "
+                       "with --lr-batch)")
+    if any(c.steps is None for c in cells):
+        raise FitError("the surge form (--lr-form surge) needs each run's steps (a 'steps' column, one value per cell): "
+                       "its S = D / (B u) is read from them")
+    values = {AXIS_VARIABLE[v]: np.array([c.coords[v] for c in cells]) for v in variables}
+    return fit_surge(values, np.array([o.lr for o in optima]), np.array([c.steps for c in cells], dtype=float),
+                     [np.array([o.lr for o in rep]) for rep in replicates], level)
 
 
 @dataclass(frozen=True)

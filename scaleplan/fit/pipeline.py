@@ -68,7 +68,7 @@ class FitOptions:
     decay_convention: str | None = None  # a weight-decay sweep's AdamW convention; None: the spec's, else torch
     offsets: tuple[str, ...] = ()  # TARGET=VALUE: an additive constant of the lr or batch-size law, held fixed
     batch_interaction: str = "off"  # the lr law's B:D term: off, on, auto (when its interval excludes 0)
-    lr_form: str = "power"  # a one-size lr law's size term: power (e ln size) or finite-width (c (size/size_min)^-1/2)
+    lr_form: str = "power"  # the lr law's form: power, finite-width (c (size/size_min)^-1/2), surge (of D and B; laws/surge.py)
 
 
 def fit_command(source: str | Path, output: str | Path, options: FitOptions, storage: str | None = None) -> str:
@@ -189,7 +189,7 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
               citation: str | None = None) -> SweepFit:
     """Prepare the trials, fit the hyperparameter laws (or isoFLOP laws) and the loss law where possible, build the law file."""
     from scaleplan.fit.data import parse_column_map, prepare_trials
-    from scaleplan.fit.flags import fit_flags, pre_asymptotic, without_a_limit
+    from scaleplan.fit.flags import fit_flags, pre_asymptotic, surge_optimizer, without_a_limit
     from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
     from scaleplan.fit.law_file import LawMetadata, build_law_file
     from scaleplan.fit.multi_axis import MultiAxisFit
@@ -224,7 +224,8 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     loss = _maybe_loss_law(trials, hyper, True if mode == "loss-only" else options.loss_law, options, loss_constraints)
     extra = ((f"fitted on an unfinished sweep: {data.unfinished}",) if data.unfinished else ()) + (
         tuple(hyper.flags()) if isinstance(hyper, MultiAxisFit) else ()) + pre_asymptotic(data.overlap_noise, options.lr_form) + (
-        without_a_limit(data.parametrization.name if data.parametrization else None, options.lr_form) if mode == "lr" else ())
+        without_a_limit(data.parametrization.name if data.parametrization else None, options.lr_form) if mode == "lr" else ()) + (
+        surge_optimizer(data.parametrization.optimizer if data.parametrization else None, options.lr_form))
     flags = tuple(fit_flags(hyper, loss, iso, extra=extra))
     how = {"lr": options.method, "loss-only": "loss-law", "isoflop": f"isoFLOP approach {options.isoflop}"}[mode]
     meta = LawMetadata(
@@ -253,12 +254,14 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions, method
         from scaleplan.errors import ScaleplanError
         from scaleplan.fit.multi_axis import critical_batches, fit_multi_axis
 
-        if options.lr_in or options.batch_in or options.offsets or options.lr_form != "power":
-            raise InputError("--lr-in / --batch-in / --offset / --lr-form apply to a one-size law; this fit's cells span several "
-                             "axes (their predictors are the axes that vary): drop them")
+        if options.lr_in or options.batch_in or options.offsets or options.lr_form == "finite-width":
+            raise InputError("--lr-in / --batch-in / --offset / --lr-form finite-width apply to a one-size law; this fit's cells "
+                             "span several axes (their predictors are the axes that vary): drop them")
+        if options.lr_form == "surge" and options.batch_interaction != "off":
+            raise InputError("--lr-form surge models how the lr-batch relation moves with D itself: drop --lr-batch-interaction")
         fit = fit_multi_axis(trials, sizes, by_batch, method=method, band=options.band, near=options.near,
                              batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
-                             weighting=options.weighting, batch_interaction=options.batch_interaction)
+                             weighting=options.weighting, batch_interaction=options.batch_interaction, lr_form=options.lr_form)
         if options.critical_batch:
             return fit, critical_batches(fit)
         if options.critical_batch is None and by_batch and trials.has_tokens:
@@ -269,6 +272,9 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions, method
         return fit, []
     if options.critical_batch:
         raise InputError("--critical-batch needs the batch size in the lr law (--lr-batch) and several D")
+    if options.lr_form == "surge":
+        raise InputError("--lr-form surge is a law of D and the batch size: it needs a tokens ladder over batch sizes, "
+                         "fitted with the batch size in the lr law (--lr-batch)")
     if options.batch_interaction == "on":
         raise InputError("--lr-batch-interaction on needs the batch size in the lr law (--lr-batch) and several D")
     return fit_hyperparameter_laws(trials, method=method, band=options.band, near=options.near,

@@ -13,6 +13,7 @@ from scaleplan.laws.schema import (
     Provenance,
     Variable,
 )
+from scaleplan.laws.surge import SurgeLaw
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -22,6 +23,7 @@ __all__ = [
     "PowerLaw",
     "Prediction",
     "Provenance",
+    "SurgeLaw",
     "Variable",
     "list_laws",
     "load_law",

@@ -24,7 +24,7 @@ def laws(fmt: str) -> None:
     for col in ("name", "formulas", "inputs", "source"):
         table.add_column(col)
     for law in found:
-        formulas = [f"{p.target} = {p.formula()}" for p in law.power_laws]
+        formulas = [f"{p.target} = {p.formula()}" for p in law.laws()]
         if law.loss_law is not None:
             ll = law.loss_law
             formulas.append(f"L = {ll.E:g} + {ll.A:g}/N^{ll.alpha:g} + {ll.B:g}/D^{ll.beta:g}")

@@ -22,13 +22,15 @@ from scaleplan.core.interaction import Interaction, log_terms
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.stats import two_sided_quantile
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, weight_decay_for
+from scaleplan.laws.surge import SurgeLaw
 from scaleplan.errors import LawFileError, ScaleplanError
 
 # 2: typed `parametrization` (ParametrizationRef); 3: bootstrap_covariance and offset of power laws, `flags`,
 # isoFLOP laws (N_opt, D_opt of C), variable R = D/N, optional `weight_decay` (the AdamW timescale law's
 # convention); 4: optional `interactions` of power laws (c ln(a/a0) ln(b/b0) terms); 5: optional `corrections` of power
-# laws (c (v/v0)^-q finite-size terms, the finite-width form). Older files still load.
-SCHEMA_VERSION = 5
+# laws (c (v/v0)^-q finite-size terms, the finite-width form); 6: optional `surge`, the lr law of D and B in the surge
+# form (laws/surge.py) instead of an lr power law. Older files still load.
+SCHEMA_VERSION = 6
 
 # Keyword arguments of LawFile.predict and the variable each one feeds.
 KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "depth": "L", "batch_size": "B",
@@ -111,21 +113,29 @@ class PowerLaw:
         """Evaluate at `values` (variable -> value) with an interval at `level` where possible."""
         logs = [float(t) for t in log_terms(self.exponents, self.terms(), values)]
         coefs = [self.intercept, *self.exponents.values(), *(t.coefficient for t in self.terms())]
-        mean = sum(c * x for c, x in zip(coefs, logs))
-        offset = self.offset or 0.0
-        scatter = self.residual_variance or 0.0
-        halves = []  # (half-width, method) of each available interval
-        if self.covariance is not None:
-            halves.append((two_sided_quantile(level, self.dof) * math.sqrt(max(_quadratic(self.covariance, logs) + scatter, 0.0)),
-                           f"t, {self.dof} dof" if self.dof else "normal"))
-        if self.bootstrap_covariance is not None:
-            halves.append((two_sided_quantile(level, None) * math.sqrt(max(_quadratic(self.bootstrap_covariance, logs) + scatter, 0.0)),
-                           "bootstrap over cells"))
-        if not halves:
-            return Estimate(offset + math.exp(mean), level=level)
-        half, method = max(halves)
-        interval = "confidence" if self.residual_variance is None else "prediction"
-        return Estimate(offset + math.exp(mean), offset + math.exp(mean - half), offset + math.exp(mean + half), level, interval, method)
+        return estimate(sum(c * x for c, x in zip(coefs, logs)), logs, self.covariance, self.dof, self.bootstrap_covariance,
+                        self.residual_variance, level, self.offset or 0.0)
+
+
+def estimate(mean: float, gradient: list[float], covariance: list[list[float]] | None, dof: int | None,
+             bootstrap_covariance: list[list[float]] | None, residual_variance: float | None, level: float,
+             offset: float = 0.0) -> Estimate:
+    """offset + exp(mean) with the wider of the t interval (`covariance`, `dof`) and the bootstrap's (normal quantile)
+    of ln(y - offset), `gradient` being d mean / d coefficients; with `residual_variance` a prediction interval, else
+    a confidence interval of the mean; no interval without a covariance."""
+    scatter = residual_variance or 0.0
+    halves = []  # (half-width, method) of each available interval
+    if covariance is not None:
+        halves.append((two_sided_quantile(level, dof) * math.sqrt(max(_quadratic(covariance, gradient) + scatter, 0.0)),
+                       f"t, {dof} dof" if dof else "normal"))
+    if bootstrap_covariance is not None:
+        halves.append((two_sided_quantile(level, None) * math.sqrt(max(_quadratic(bootstrap_covariance, gradient) + scatter, 0.0)),
+                       "bootstrap over cells"))
+    if not halves:
+        return Estimate(offset + math.exp(mean), level=level)
+    half, method = max(halves)
+    interval = "confidence" if residual_variance is None else "prediction"
+    return Estimate(offset + math.exp(mean), offset + math.exp(mean - half), offset + math.exp(mean + half), level, interval, method)
 
 
 @dataclass(frozen=True)
@@ -242,6 +252,7 @@ class LawFile:
     flags: list[str] = field(default_factory=list)
     swept: dict[str, list[float]] = field(default_factory=dict)  # grid axes the fitted sweep varied -> their values
     weight_decay: WeightDecayLaw | None = None
+    surge: SurgeLaw | None = None  # the lr law in the surge form of (D, B), in place of an lr power law
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -258,8 +269,16 @@ class LawFile:
     def needs(self) -> list[str]:
         """Variables the power laws take as inputs, in declaration order; B is not one of them when the
         law predicts the batch size itself (the lr law then takes the predicted batch size)."""
-        used = {v for p in self.power_laws for v in p.inputs()} - ({"B"} if self._batch_law() is not None else set())
+        used = {v for p in self.laws() for v in p.inputs()} - ({"B"} if self._batch_law() is not None else set())
         return [v.name for v in self.variables if v.name in used]
+
+    def laws(self) -> list[PowerLaw | SurgeLaw]:
+        """Every law of a hyperparameter the file holds: its power laws, then the surge lr law."""
+        return [*self.power_laws, *([self.surge] if self.surge is not None else [])]
+
+    def lr_law(self) -> PowerLaw | SurgeLaw | None:
+        """The law that predicts the lr (a power law or the surge form), if the file has one."""
+        return next((p for p in self.laws() if p.target == "lr"), None)
 
     def _batch_law(self) -> PowerLaw | None:
         """The batch-size power law, when it does not itself take B (it can then feed the lr law's B)."""
@@ -323,9 +342,9 @@ class LawFile:
         used = {v: values[v] for v in self.needs()}
         batch_law = self._batch_law()
         estimates = {} if batch_law is None else {"batch_size": batch_law.predict(used, level)}
-        if batch_law is not None and any("B" in p.exponents for p in self.power_laws):
+        if batch_law is not None and any("B" in p.inputs() for p in self.laws() if p is not batch_law):
             used["B"] = values.get("B", estimates["batch_size"].value)  # the batch given, else the predicted one
-        estimates.update({p.target: p.predict(used, level) for p in self.power_laws if p.target not in estimates})
+        estimates.update({p.target: p.predict(used, level) for p in self.laws() if p.target not in estimates})
         decay = self.weight_decay
         if decay is not None:
             batch = values.get("B", estimates["batch_size"].value if "batch_size" in estimates else None)
@@ -376,6 +395,8 @@ class LawFile:
             for key in ("interactions", "corrections"):
                 if law[key] is None:
                     del law[key]
+        if d["surge"] is None:  # and a file without a surge law as schema 5 wrote it
+            del d["surge"]
         return {"schema_version": d.pop("schema_version"), **d}
 
     def to_json(self) -> str:
@@ -427,6 +448,7 @@ class LawFile:
                 weight_decay=WeightDecayLaw(**d["weight_decay"]) if d.get("weight_decay") else None,
                 flags=d.get("flags") or [],
                 swept={str(k): [float(x) for x in v] for k, v in _object(d, "swept").items()},
+                surge=SurgeLaw.from_dict(_object(d, "surge")) if d.get("surge") else None,
                 schema_version=SCHEMA_VERSION,  # read into the current schema (older versions upgrade on load)
             )
         except KeyError as exc:
@@ -504,7 +526,7 @@ def _object(d: dict[str, Any], key: str) -> dict[str, Any]:
 def _validate(law: LawFile) -> None:
     """Check the invariants every reader relies on; raise one ScaleplanError for the first break."""
     where = f"law '{law.name}'"
-    if not law.power_laws and law.loss_law is None:
+    if not law.power_laws and law.loss_law is None and law.surge is None:
         raise ScaleplanError(f"{where}: has neither power laws nor a loss law")
     names = [v.name for v in law.variables]
     if len(set(names)) != len(names):
@@ -537,13 +559,10 @@ def _validate(law: LawFile) -> None:
             problem = None if getattr(p, key) is None else _covariance_problem(getattr(p, key), k)
             if problem:
                 raise ScaleplanError(f"{where}: {key} of '{p.target}' {problem}")
-        if p.residual_variance is not None and not (_finite(p.residual_variance) and p.residual_variance >= 0):
-            raise ScaleplanError(f"{where}: residual_variance of '{p.target}' must be a number >= 0 or null")
-        for key in ("dof", "n_points"):
-            value = getattr(p, key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-                raise ScaleplanError(f"{where}: {key} of '{p.target}' must be a positive integer or null")
-    targets = [p.target for p in law.power_laws]
+        _check_scatter(p, f"{where}: ", f"of '{p.target}'")
+    if law.surge is not None:
+        _validate_surge(law.surge, names, where)
+    targets = [p.target for p in law.laws()]
     if len(set(targets)) != len(targets):
         raise ScaleplanError(f"{where}: duplicate power-law targets {targets}")
     for var, rng in law.fitted_range.items():
@@ -570,6 +589,33 @@ def _validate(law: LawFile) -> None:
             raise ScaleplanError(f"{where}: loss law covariance {problem}")
     if not (isinstance(law.flags, list) and all(isinstance(f, str) for f in law.flags)):
         raise ScaleplanError(f"{where}: flags must be a list of strings")
+
+
+def _validate_surge(surge: SurgeLaw, names: list[str], where: str) -> None:
+    """The surge law's invariants: it predicts the lr from declared variables, finite parameters, a positive u."""
+    if surge.target != "lr":
+        raise ScaleplanError(f"{where}: the surge law predicts the lr (target 'lr'), not '{surge.target}'")
+    missing = [v for v in surge.inputs() if v not in names]
+    if missing:
+        raise ScaleplanError(f"{where}: the surge law uses undeclared variable(s) {missing}")
+    if not all(_finite(x) for x in surge.coefficients()):
+        raise ScaleplanError(f"{where}: the surge law has a non-finite parameter")
+    if not (_finite(surge.tokens_per_batch_unit) and surge.tokens_per_batch_unit > 0):
+        raise ScaleplanError(f"{where}: the surge law's tokens_per_batch_unit must be a positive number")
+    problem = None if surge.covariance is None else _covariance_problem(surge.covariance, len(surge.coefficients()))
+    if problem:
+        raise ScaleplanError(f"{where}: covariance of the surge law {problem}")
+    _check_scatter(surge, f"{where}: ", "of the surge law")
+
+
+def _check_scatter(law: PowerLaw | SurgeLaw, where: str, which: str) -> None:
+    """A law's residual_variance (>= 0), dof and n_points (positive integers), each null or valid."""
+    if law.residual_variance is not None and not (_finite(law.residual_variance) and law.residual_variance >= 0):
+        raise ScaleplanError(f"{where}residual_variance {which} must be a number >= 0 or null")
+    for key in ("dof", "n_points"):
+        value = getattr(law, key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ScaleplanError(f"{where}{key} {which} must be a positive integer or null")
 
 
 def _finite(x: Any) -> bool:

@@ -105,7 +105,7 @@ def prescribe(
     completep = law.parametrization is not None and law.parametrization.completep
     if depth is not None and "L" not in law.needs() and not completep:
         raise ScaleplanError(f"law '{law.name}' depends neither on depth nor uses CompleteP; drop --depth")
-    if batch_size is not None and "B" not in {v for p in law.power_laws for v in p.inputs()} and law.weight_decay is None:
+    if batch_size is not None and "B" not in {v for p in law.laws() for v in p.inputs()} and law.weight_decay is None:
         raise ScaleplanError(f"law '{law.name}' does not depend on the batch size; drop --batch")
     if own_axes:
         for var, value, name in (("W", width, "width"), ("L", depth, "depth"), ("D", tokens, "tokens"), ("B", batch_size, "batch"),
@@ -229,7 +229,7 @@ def _prescribe_axes(
     base lr eta at the target shape, the batch size where the law has one, then the per-role lrs (and lambdas) from
     the rules at that width and depth."""
     prediction = law.predict(level=level, width=width, depth=depth, params=params, tokens=tokens, batch_size=batch_size)
-    inputs = [LawInput(v, val, BATCH_MEANING if v == "B" else law.variable(v).meaning) for v, val in prediction.inputs.items()]
+    inputs = [LawInput(v, val, law.variable(v).meaning if law.has_variable(v) else BATCH_MEANING) for v, val in prediction.inputs.items()]
     lr = prediction.values.get("lr")
     groups, residual, role_warnings = _per_role(law, lr, width, depth, optimizer, prediction)
     return Prescription(

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from scaleplan.errors import InputError
+from scaleplan.fit.command import LR_FORMS
 from scaleplan.validate.experiment import DEFAULT_SEEDS
 
 
@@ -33,8 +34,9 @@ from scaleplan.validate.experiment import DEFAULT_SEEDS
               help="Weight-decay target: steps at the target (>= 4x the longest swept), with --target-width. The specs must "
                    "sweep lr and weight_decay or wd_tau; the prediction (lr, lambda), the naive small-scale lambda and a dense "
                    "2-D grid (lambdas 1.5 x --grid-step apart) are trained there.")
-@click.option("--lr-form", type=click.Choice(["power", "finite-width"]), default="power", show_default=True,
-              help="The fitted lr law's size term, as scaleplan fit --lr-form (one swept size axis).")
+@click.option("--lr-form", type=click.Choice(LR_FORMS), default="power", show_default=True,
+              help="The fitted lr law's form, as scaleplan fit --lr-form: finite-width for one swept size axis, surge "
+                   "for a tokens ladder over batch sizes.")
 def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: int | None, seeds: int, device: str | None,
              workers: int, out_dir: Path, name: str, grid_step: float, n_boot: int, storage: str | None,
              target_steps: int | None, lr_form: str) -> None:

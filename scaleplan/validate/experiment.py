@@ -183,8 +183,8 @@ def validate_spec(
     storage: str | None = None,
     lr_form: str = "power",
 ) -> SpecValidation:
-    """Run (or resume) the spec's sweep (in `storage` where given, else the spec's), fit the lr law (its size term
-    as `lr_form` says: scaleplan fit --lr-form), and measure regret at the checked target.
+    """Run (or resume) the spec's sweep (in `storage` where given, else the spec's), fit the lr law (its form as
+    `lr_form` says: scaleplan fit --lr-form), and measure regret at the checked target.
 
     Writes OUT/<spec name>.json (the fitted law) and OUT/<spec name>-trials.csv (the sweep's trials).
     """
@@ -208,7 +208,8 @@ def validate_spec(
     law, hyper = fitted.law, fitted.hyper
     if hyper is None:
         raise ScaleplanError(f"[{spec.name}] the sweep's trials carry no learning rate: nothing to validate")
-    lr_law = next(p for p in law.power_laws if p.target == "lr")
+    lr_law = law.lr_law()
+    assert lr_law is not None, "a fit with optima writes an lr law"
     variable = {"width": "W", "depth": "L", "steps": "D", "tokens": "D", "batch": "B"}
     absent = [axis for axis in point.target if variable[axis] not in lr_law.inputs()]
     if absent:

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from scaleplan.cli import cli
 from scaleplan.laws import LawFile
-from sweep_objectives import multi_axis_bowl, multi_axis_optimum
+from sweep_objectives import multi_axis_bowl, multi_axis_optimum, surge_optimum
 
 SPEC = """
 [sweep]
@@ -75,3 +75,34 @@ def test_sweep_fit_predict_validate_over_depth_tokens_and_batch(tmp_path: Path) 
     assert naive_raw == f"{loss(naive_lr) / best - 1:.2%} ± 0.00%"
     assert loss(naive_lr) / best - 1 > 0.005 > loss(predicted_lr) / best - 1  # reusing depth 4's optimum costs more
     assert math.isfinite(float(row[14]))
+
+
+SURGE_SPEC = """
+[sweep]
+name = "surge-e2e"
+sampler = "grid"
+[ladder]
+widths = [64]
+tokens = [16384, 32768, 65536]
+[search]
+lr = {low = 2e-3, high = 0.2, points = 15}
+batch_size = [4, 8, 16, 32, 64]
+[objective]
+callable = "sweep_objectives:surge_bowl"
+"""
+
+
+def test_validate_trains_the_surge_law_at_a_batch_and_d_beyond_the_sweep(tmp_path: Path) -> None:
+    """--lr-form surge: the law fitted on 15 (D, B) cells predicts batch 256 at 4x the largest D within 5% of the fake's
+    optimum, validate trains that prediction (its report names the surge form) and it beats the naive reuse."""
+    spec = tmp_path / "surge.toml"
+    spec.write_text(SURGE_SPEC)
+    out = CliRunner().invoke(cli, ["validate", str(spec), "--target", "batch=256", "--target", "tokens=262144", "--out",
+                                   str(tmp_path / "res"), "--name", "surge", "--bootstrap", "10", "--lr-form", "surge"])
+    assert out.exit_code == 0, out.output
+    law = LawFile.load(tmp_path / "res" / "surge-e2e.json")
+    assert law.surge is not None and law.lr_law() is law.surge
+    report = (tmp_path / "res" / "surge.md").read_text()
+    row = next(line for line in report.splitlines() if line.startswith("| surge-e2e |")).split("|")
+    assert float(row[6]) == pytest.approx(surge_optimum(262144, 256), rel=0.05)
+    assert "cosh" in report and float(row[8].strip("* ").split("%")[0]) < 0.1 < float(row[11].strip("* ").split("%")[0])

@@ -61,7 +61,7 @@ REFITTABLE = sorted(p for p in RESULTS.glob("**/transfer-*.json") if p.with_name
 @pytest.mark.parametrize("law_path", REFITTABLE, ids=[p.stem for p in REFITTABLE])
 def test_committed_law_refits_from_its_committed_trials(tmp_path: Path, law_path: Path) -> None:
     """The results' law files follow from their sweeps: the law's own fit command, run on the committed trials
-    CSV instead of the sweep's storage, gives the same power laws."""
+    CSV instead of the sweep's storage, gives the same power laws (and surge law)."""
     committed = json.loads(law_path.read_text())
     args = shlex.split(committed["provenance"]["command"])
     assert args[:2] == ["scaleplan", "fit"]
@@ -82,6 +82,10 @@ def test_committed_law_refits_from_its_committed_trials(tmp_path: Path, law_path
         corrections = [(c["variable"], c["centre"], c["power"], c["coefficient"]) for c in mine.get("corrections", [])]
         assert corrections == [(c["variable"], c["centre"], c["power"], pytest.approx(c["coefficient"], abs=1e-9))
                                for c in theirs.get("corrections", [])]
+    assert ("surge" in refit) == ("surge" in committed)
+    if "surge" in committed:  # a nonlinear least squares: the same optimum to the solver's tolerance
+        for key in ("intercept", "step_exponent", "noise_intercept", "noise_exponent", "tokens_per_batch_unit"):
+            assert refit["surge"][key] == pytest.approx(committed["surge"][key], abs=1e-6), key
 
 
 def test_every_committed_law_has_its_trials_or_is_marked() -> None:

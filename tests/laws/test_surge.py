@@ -1,0 +1,105 @@
+"""The surge law: its value, its gradient (the delta-method interval), and its place in a law file."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from scaleplan.errors import ScaleplanError
+from scaleplan.laws import LawFile, PowerLaw, Provenance, SurgeLaw, Variable
+
+LAW = SurgeLaw("lr", "learning rate", intercept=-1.8, step_exponent=-0.35, noise_intercept=5.9, noise_exponent=-0.5,
+               tokens_per_batch_unit=32.0, exponents={})
+COVARIANCE = np.diag([0.1, 0.01, 1.0, 0.05]).tolist()
+
+
+def by_hand(d: float, b: float) -> float:
+    """lr_max(S) / cosh(1/2 ln(B / B_noise(S))), S = D / (32 B), from the class docstring's numbers."""
+    s = d / (32 * b)
+    return math.exp(-1.8) * s**-0.35 / math.cosh(0.5 * math.log(b / (math.exp(5.9) * s**-0.5)))
+
+
+@pytest.mark.parametrize("d, b", [(2.0**15, 1.0), (2.0**17, 32.0), (2.0**19, 128.0), (2.0**24, 4096.0)])
+def test_value_is_the_surge_form(d: float, b: float) -> None:
+    assert math.exp(LAW.log_value({"D": d, "B": b})) == pytest.approx(by_hand(d, b), rel=1e-12)
+
+
+def test_the_lr_peaks_at_the_noise_scale_of_its_steps() -> None:
+    """At fixed steps S, lr* over B is largest at B_noise(S) and falls off symmetrically in ln B on either side."""
+    s = 256.0
+    peak = LAW.noise_scale(s)
+    lr = [math.exp(LAW.log_value({"D": s * 32 * b, "B": b}) - LAW.step_exponent * math.log(s)) for b in (peak / 4, peak, peak * 4)]
+    assert lr[1] == pytest.approx(math.exp(LAW.intercept))
+    assert lr[0] == pytest.approx(lr[2]) and lr[0] < lr[1]
+
+
+def test_ln_cosh_does_not_overflow() -> None:
+    far = {"D": 1e30, "B": 1e-30}
+    assert math.isfinite(LAW.log_value(far))
+    assert np.isfinite(LAW.log_value({"D": np.array([1e30]), "B": np.array([1e-30])}, np)).all()
+
+
+def test_gradient_matches_finite_differences() -> None:
+    law = SurgeLaw("lr", "learning rate", -1.8, -0.35, 5.9, -0.5, 32.0, {"W": -0.4})
+    at = {"D": 2.0**19, "B": 96.0, "W": 64.0}
+    theta = np.array(law.coefficients())
+    for i, g in enumerate(law.gradient(at)):
+        step = np.zeros_like(theta)
+        step[i] = 1e-6
+        numeric = (law.with_coefficients(theta + step).log_value(at) - law.with_coefficients(theta - step).log_value(at)) / 2e-6
+        assert g == pytest.approx(numeric, rel=1e-5, abs=1e-8)
+
+
+def law_file(surge: SurgeLaw, variables: tuple[str, ...] = ("D", "B"), power: list[PowerLaw] | None = None) -> LawFile:
+    return LawFile(name="s", title="t", variables=[Variable(v, v, "u") for v in variables], provenance=Provenance("test"),
+                   power_laws=power or [], surge=surge, fitted_range={"D": (2.0**15, 2.0**17), "B": (1.0, 32.0)})
+
+
+def test_law_file_round_trips_and_predicts_with_a_t_interval() -> None:
+    surge = SurgeLaw(**{**LAW.__dict__, "covariance": COVARIANCE, "residual_variance": 0.04, "dof": 14, "n_points": 18})
+    law = LawFile.from_dict(law_file(surge).to_dict())
+    assert law.surge == surge and law.lr_law() == surge and law.needs() == ["D", "B"]
+    prediction = law.predict(tokens=2.0**19, batch_size=128)
+    lr = prediction.values["lr"]
+    assert lr.value == pytest.approx(by_hand(2.0**19, 128.0)) and lr.method == "t, 14 dof" and lr.interval == "prediction"
+    at = {"D": 2.0**19, "B": 128.0}
+    g = np.array(LAW.gradient(at))
+    half = math.sqrt(g @ np.array(COVARIANCE) @ g + 0.04) * 2.1447866879169273  # t(0.975, 14)
+    assert (math.log(lr.low), math.log(lr.high)) == pytest.approx((math.log(lr.value) - half, math.log(lr.value) + half))
+    assert any("B=128 is 4x above" in w for w in prediction.warnings)
+
+
+def test_the_batch_law_feeds_the_surge_law() -> None:
+    """Without a batch size given, the lr is taken at the batch law's B*."""
+    batch = PowerLaw("batch_size", "sequences", intercept=math.log(2.0), exponents={"D": 0.0})
+    law = law_file(LAW, power=[batch])
+    assert law.needs() == ["D"]
+    prediction = law.predict(tokens=2.0**18)
+    assert prediction.inputs["B"] == pytest.approx(2.0) and prediction.lr == pytest.approx(by_hand(2.0**18, 2.0))
+
+
+def test_a_file_without_a_surge_law_writes_no_surge_key() -> None:
+    law = LawFile(name="p", title="t", variables=[Variable("N", "N", "u")], provenance=Provenance("test"),
+                  power_laws=[PowerLaw("lr", "learning rate", 0.0, {"N": -0.5})])
+    assert "surge" not in law.to_dict()
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(target="batch_size"), "predicts the lr"),
+    (dict(tokens_per_batch_unit=0.0), "tokens_per_batch_unit must be a positive number"),
+    (dict(noise_exponent=math.inf), "non-finite parameter"),
+    (dict(exponents={"W": -0.5}), "undeclared variable(s) ['W']"),
+    (dict(covariance=[[1.0]]), "covariance of the surge law must be 4x4"),
+    (dict(dof=0), "dof of the surge law must be a positive integer"),
+])
+def test_a_bad_surge_law_is_refused(change: dict, message: str) -> None:
+    with pytest.raises(ScaleplanError, match=re.escape(message)):
+        law_file(SurgeLaw(**{**LAW.__dict__, **change}))
+
+
+def test_two_lr_laws_are_refused() -> None:
+    with pytest.raises(ScaleplanError, match="duplicate power-law targets"):
+        law_file(LAW, power=[PowerLaw("lr", "learning rate", 0.0, {"D": -0.1})])
