@@ -10,9 +10,9 @@ D = 2^15-2^17 tokens) is located per (D, B) cell as `scaleplan fit` locates it; 
   learning rate and batch size scaling").
 Each form predicts the targets whose 10-seed lr grids are committed (batch 128 at D = 2^17 and 2^18,
 measured before the surge form was tried; batch 256 at 2^18 and 64 at 2^19, predicted in batch-prereg.md
-before they were trained), and its prediction is scored on the target's smoothed curve (the validate
-reports' local model; outside that model's window, the seed means interpolated linearly in ln lr, over
-the model's minimum).
+before they were trained; batch 128 at 2^19, 256 at 2^21 and 512 at 2^20, pre-registered for the surge
+form), and its prediction is scored on the target's smoothed curve (the validate reports' local model;
+outside that model's window, the seed means interpolated linearly in ln lr, over the model's minimum).
 
     python benchmarks/batch_law_forms.py
     python benchmarks/batch_law_forms.py --trials transfer-gpt-batch-combined-trials.csv --at 524288,128
@@ -37,7 +37,10 @@ from scaleplan.validate.report import read_target_grids
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0),  # measured before the surge form
            "gpt-batch-d18-b256.md": (2.0**18, 256.0), "gpt-batch-d19-b64.md": (2.0**19, 64.0),  # after: batch-prereg.md
-           "gpt-batch-surge/gpt-batch-d19-b128.md": (2.0**19, 128.0)}  # after the forms' refit on batch 1-32 (its addendum)
+           "gpt-batch-surge/gpt-batch-d19-b128.md": (2.0**19, 128.0),  # after the forms' refit on batch 1-32 (its addendum)
+           # after `fit --lr-form surge` shipped, trained at the surge law's own prediction (the surge addendum)
+           "gpt-batch-surge/d21-b256/gpt-batch-wide-d21-b256.md": (2.0**21, 256.0),
+           "gpt-batch-surge/d20-b512/gpt-batch-wide-d20-b512.md": (2.0**20, 512.0)}
 
 
 def main() -> None:
@@ -70,7 +73,7 @@ def main() -> None:
     print("|---|---|---|" + "---|" * len(TARGETS))
     curves, means = {}, {}
     for report in TARGETS:
-        grid = read_target_grids((RESULTS / report).read_text())["transfer-gpt-batch"]
+        grid = next(iter(read_target_grids((RESULTS / report).read_text()).values()))  # each report trained one spec
         finite = [p for p in grid.points if p.finite]
         curves[report] = local_model(finite)
         means[report] = (np.log([p.lr for p in finite]), np.array([p.mean for p in finite]))

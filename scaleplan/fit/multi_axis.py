@@ -97,6 +97,8 @@ class MultiAxisFit:
     @property
     def label(self) -> str:
         how = "WLS, weights 1/var(ln optimum) from the bootstrap" if self.weighted else "OLS"
+        if self.surge is not None:
+            how = "the surge form by unweighted least squares in ln lr*"
         return f"{method_label(self.method, self.band)} per ({', '.join(self.columns)}) cell; {how}"
 
     @property

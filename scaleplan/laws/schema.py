@@ -22,8 +22,8 @@ from scaleplan.core.interaction import Interaction, log_terms
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.stats import two_sided_quantile
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, weight_decay_for
-from scaleplan.laws.surge import SurgeLaw
 from scaleplan.errors import LawFileError, ScaleplanError
+from scaleplan.laws.surge import SurgeLaw
 
 # 2: typed `parametrization` (ParametrizationRef); 3: bootstrap_covariance and offset of power laws, `flags`,
 # isoFLOP laws (N_opt, D_opt of C), variable R = D/N, optional `weight_decay` (the AdamW timescale law's
@@ -365,7 +365,25 @@ class LawFile:
                 out.append(f"extrapolating: {var}={val:.3g} is {val / hi:.3g}x above the fitted range [{lo:.3g}, {hi:.3g}]")
             elif val < lo * (1 - 1e-9):
                 out.append(f"extrapolating: {var}={val:.3g} is {lo / val:.3g}x below the fitted range [{lo:.3g}, {hi:.3g}]")
-        return out + self._interaction_warnings(values)
+        return out + self._interaction_warnings(values) + self._critical_batch_warnings(values)
+
+    def _critical_batch_warnings(self, values: dict[str, float]) -> list[str]:
+        """An lr law of B evaluated beyond the swept batch sizes and above the critical batch the sweep measured: on
+        the GPT char-LM no form fitted below it held there (benchmarks/results/batch-law-forms.md)."""
+        critical = next((p for p in self.power_laws if p.target == "critical_batch_size"), None)
+        lr = self.lr_law()
+        if critical is None or lr is None or "B" not in lr.inputs() or "B" not in values or "B" not in self.fitted_range:
+            return []
+        if values["B"] <= self.fitted_range["B"][1] * (1 + 1e-9) or any(v not in values for v in critical.inputs()):
+            return []
+        b_crit = critical.predict({v: values[v] for v in critical.inputs()}).value
+        if values["B"] <= b_crit:
+            return []
+        return [f"B={values['B']:.3g} is beyond the swept batch sizes and above the critical batch the sweep measured "
+                f"({b_crit:.3g}): there the lr laws fitted below it did not hold on the GPT char-LM (lr* stayed at 0.026-0.041 "
+                "over B = 64-512 and D = 2^17-2^21, where the power law, its B:D term and the surge form each missed a target "
+                "by 0.7 octave or more; benchmarks/results/batch-law-forms.md): sweep the batch sizes you will train, or check "
+                "the lr there (scaleplan validate --target batch=...)"]
 
     def _interaction_warnings(self, values: dict[str, float]) -> list[str]:
         """An interaction term evaluated outside the fitted range of either variable: the exponent it drifts,

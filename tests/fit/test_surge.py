@@ -57,6 +57,7 @@ def test_recovers_the_surge_law_and_predicts_beyond_the_swept_batch_and_d() -> N
     low, high = fitted.bootstrap_interval("lr", target)
     assert low <= math.exp(surge.law.log_value(target)) <= high
     assert surge.flags() == [] and not any("surge" in f for f in fitted.flags())
+    assert fitted.label.endswith("; the surge form by unweighted least squares in ln lr*")  # not the power law's WLS
 
 
 def test_a_noise_scale_beyond_every_swept_batch_is_flagged() -> None:

@@ -103,3 +103,12 @@ def test_a_bad_surge_law_is_refused(change: dict, message: str) -> None:
 def test_two_lr_laws_are_refused() -> None:
     with pytest.raises(ScaleplanError, match="duplicate power-law targets"):
         law_file(LAW, power=[PowerLaw("lr", "learning rate", 0.0, {"D": -0.1})])
+
+
+@pytest.mark.parametrize("batch, warned", [(256.0, True), (16.0, False), (48.0, False)])
+def test_an_lr_law_beyond_the_swept_batches_and_above_the_critical_batch_warns(batch: float, warned: bool) -> None:
+    """Swept batches 1-32, critical batch 64: batch 256 is beyond both (warned); 16 is inside the swept range, and 48 is
+    beyond it but below the critical batch (only the plain extrapolation warning)."""
+    critical = PowerLaw("critical_batch_size", "sequences", intercept=math.log(64.0), exponents={})
+    warnings = law_file(LAW, power=[critical]).predict(tokens=2.0**17, batch_size=batch).warnings
+    assert any("above the critical batch the sweep measured (64)" in w for w in warnings) == warned
