@@ -8,6 +8,9 @@ D = 2^15-2^17 tokens) is located per (D, B) cell as `scaleplan fit` locates it; 
   lr* = lr_max(S) / cosh(1/2 ln(B / B_noise(S))), lr_max and B_noise power laws of the steps S = D / (32 B): Adam's
   optimal lr rises as sqrt(B) below the noise scale and falls above it (Li et al. 2024, "Surge phenomenon in optimal
   learning rate and batch size scaling").
+- saturating (added after the first seven targets were trained; not in scaleplan): ln lr* = a + c ln S +
+  1/2 ln(B / (B + B_noise(S))), B_noise = e^n0 S^n1: lr* rises as sqrt(B) below the noise scale and levels off
+  above it instead of falling (those targets' optima stayed at 0.026-0.041 over B = 64-512).
 Each form predicts the targets whose 10-seed lr grids are committed (batch 128 at D = 2^17 and 2^18,
 measured before the surge form was tried; batch 256 at 2^18 and 64 at 2^19, predicted in batch-prereg.md
 before they were trained; batch 128 at 2^19, 256 at 2^21 and 512 at 2^20, pre-registered for the surge
@@ -27,10 +30,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.optimize import least_squares
 
 from scaleplan.fit.data import prepare_trials
 from scaleplan.fit.multi_axis import fit_multi_axis
-from scaleplan.fit.surge import fit_surge
+from scaleplan.fit.surge import NOISE_EXPONENT_STARTS, fit_surge
 from scaleplan.validate.regret import local_model
 from scaleplan.validate.report import read_target_grids
 
@@ -41,6 +45,20 @@ TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0
            # after `fit --lr-form surge` shipped, trained at the surge law's own prediction (the surge addendum)
            "gpt-batch-surge/d21-b256/gpt-batch-wide-d21-b256.md": (2.0**21, 256.0),
            "gpt-batch-surge/d20-b512/gpt-batch-wide-d20-b512.md": (2.0**20, 512.0)}
+
+
+def saturating_log_lr(params: np.ndarray, d: np.ndarray, b: np.ndarray, u: float) -> np.ndarray:
+    """ln lr* of the saturating form at tokens `d` and batch `b` (u tokens per batch unit)."""
+    log_s = np.log(d / (u * b))
+    return params[0] + params[1] * log_s + 0.5 * np.log(b / (b + np.exp(params[2] + params[3] * log_s)))
+
+
+def fit_saturating(d: np.ndarray, b: np.ndarray, log_lr: np.ndarray, u: float) -> np.ndarray:
+    """Unweighted least squares in ln lr*, from the surge fit's grid of noise-scale starts."""
+    starts = [[float(log_lr.mean()), 0.0, n0, n1] for n0 in np.linspace(np.log(b).min() - 2.5, np.log(b).max() + 2.5, 9)
+              for n1 in NOISE_EXPONENT_STARTS]
+    fits = [least_squares(lambda p: saturating_log_lr(p, d, b, u) - log_lr, start) for start in starts]
+    return min(fits, key=lambda f: f.cost).x
 
 
 def main() -> None:
@@ -57,13 +75,18 @@ def main() -> None:
     b = np.array([c.coords["batch_size"] for c in pooled.cells])
     log_lr = np.log([o.lr for o in pooled.optima])
     surge = fit_surge({"D": d, "B": b}, np.exp(log_lr), np.array([c.steps for c in pooled.cells], dtype=float), []).law
+    saturating = fit_saturating(d, b, log_lr, surge.tokens_per_batch_unit)
     rms = {"pooled": float(np.sqrt(np.mean((np.log(pooled.lr.predict({"D": d, "B": b})) - log_lr) ** 2))),
            "B:D": float(np.sqrt(np.mean((np.log(drifting.lr.predict({"D": d, "B": b})) - log_lr) ** 2))),
-           "surge": float(np.sqrt(np.mean((surge.log_value({"D": d, "B": b}, np) - log_lr) ** 2)))}
+           "surge": float(np.sqrt(np.mean((surge.log_value({"D": d, "B": b}, np) - log_lr) ** 2))),
+           "saturating": float(np.sqrt(np.mean((saturating_log_lr(saturating, d, b, surge.tokens_per_batch_unit) - log_lr) ** 2)))}
     laws = {"pooled": lambda dd, bb: float(pooled.lr.predict({"D": dd, "B": bb})),
             "B:D": lambda dd, bb: float(drifting.lr.predict({"D": dd, "B": bb})),
-            "surge": lambda dd, bb: math.exp(surge.log_value({"D": dd, "B": bb}))}
-    sizes = {"pooled": pooled.lr.coefficients().size, "B:D": drifting.lr.coefficients().size, "surge": len(surge.coefficients())}
+            "surge": lambda dd, bb: math.exp(surge.log_value({"D": dd, "B": bb})),
+            "saturating": lambda dd, bb: math.exp(float(saturating_log_lr(saturating, np.array([dd]), np.array([bb]),
+                                                                          surge.tokens_per_batch_unit)[0]))}
+    sizes = {"pooled": pooled.lr.coefficients().size, "B:D": drifting.lr.coefficients().size, "surge": len(surge.coefficients()),
+             "saturating": saturating.size}
     n0, n1 = surge.noise_intercept, surge.noise_exponent
     print(f"# lr*(D, B) forms on {len(pooled.cells)} cells of {args.trials}\n")
     print(f"surge fit: lr_max ~ S^{surge.step_exponent:.3f}, B_noise = {math.exp(n0):.3g} * S^{n1:.3f} sequences "

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512}|hf-gpt2 ...]
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|hf-gpt2 ...]
 #   (default: mlp gpt denseam)
 # depth, horizon, batch, hf-gpt2 and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
@@ -68,13 +68,19 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
             batch-d19-b128)  # the fresh target of batch-prereg.md's last addendum (the sweep's journal reused when it exists)
                 $SCALEPLAN validate sweeps/transfer/gpt-batch.toml --target batch=128 --target tokens=524288 --seeds 10 \
                     --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS/gpt-batch-surge" --name gpt-batch-d19-b128 ;;
-            batch-wide-d21-b256|batch-wide-d20-b512)  # batch-prereg.md's surge addendum: the surge law of batches 1-32, trained at its prediction
-                case $j in *d21*) target="--target batch=256 --target tokens=2097152" ;; *) target="--target batch=512 --target tokens=1048576" ;; esac
+            batch-wide-d21-b256|batch-wide-d20-b512|batch-wide-d21-b1024|batch-wide-d21-b2048)  # batch-prereg.md's surge addenda:
+                # the surge law of batches 1-32, trained at its own prediction
+                case $j in
+                    *d21-b256) target="--target batch=256 --target tokens=2097152" ;;
+                    *d20-b512) target="--target batch=512 --target tokens=1048576" ;;
+                    *d21-b1024) target="--target batch=1024 --target tokens=2097152" ;;
+                    *) target="--target batch=2048 --target tokens=2097152" ;;
+                esac
                 $SCALEPLAN validate sweeps/transfer/gpt-batch-wide.toml --lr-form surge $target --seeds 10 --device "$DEVICE" \
                     --workers "$WORKERS" --out "$RESULTS/gpt-batch-surge/${j#batch-wide-}" --name "gpt-batch-wide-${j#batch-wide-}" ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-d21-b256, batch-wide-d20-b512, hf-gpt2)" >&2; exit 2 ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, hf-gpt2)" >&2; exit 2 ;;
         esac
     done
 done
