@@ -13,8 +13,8 @@ D = 2^15-2^17 tokens) is located per (D, B) cell as `scaleplan fit` locates it; 
   above it instead of falling (those targets' optima stayed at 0.026-0.041 over B = 64-512).
 Each form predicts the targets whose 10-seed lr grids are committed (batch 128 at D = 2^17 and 2^18,
 measured before the surge form was tried; batch 256 at 2^18 and 64 at 2^19, predicted in batch-prereg.md
-before they were trained; batch 128 at 2^19, 256 at 2^21 and 512 at 2^20, pre-registered for the surge
-form), and its prediction is scored on the target's smoothed curve (the validate reports' local model;
+before they were trained; batch 128 at 2^19, 256 at 2^21, 512 at 2^20, 1024 and 2048 at 2^21, pre-registered
+for the surge and saturating forms), and its prediction is scored on the target's smoothed curve (the validate reports' local model;
 outside that model's window, the seed means interpolated linearly in ln lr, over the model's minimum).
 
     python benchmarks/batch_law_forms.py
@@ -44,7 +44,10 @@ TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0
            "gpt-batch-surge/gpt-batch-d19-b128.md": (2.0**19, 128.0),  # after the forms' refit on batch 1-32 (its addendum)
            # after `fit --lr-form surge` shipped, trained at the surge law's own prediction (the surge addendum)
            "gpt-batch-surge/d21-b256/gpt-batch-wide-d21-b256.md": (2.0**21, 256.0),
-           "gpt-batch-surge/d20-b512/gpt-batch-wide-d20-b512.md": (2.0**20, 512.0)}
+           "gpt-batch-surge/d20-b512/gpt-batch-wide-d20-b512.md": (2.0**20, 512.0),
+           # after the saturating form was added (its addendum)
+           "gpt-batch-surge/d21-b1024/gpt-batch-wide-d21-b1024.md": (2.0**21, 1024.0),
+           "gpt-batch-surge/d21-b2048/gpt-batch-wide-d21-b2048.md": (2.0**21, 2048.0)}
 
 
 def saturating_log_lr(params: np.ndarray, d: np.ndarray, b: np.ndarray, u: float) -> np.ndarray:

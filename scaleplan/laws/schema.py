@@ -380,8 +380,8 @@ class LawFile:
         if values["B"] <= b_crit:
             return []
         return [f"B={values['B']:.3g} is beyond the swept batch sizes and above the critical batch the sweep measured "
-                f"({b_crit:.3g}): there the lr laws fitted below it did not hold on the GPT char-LM (lr* stayed at 0.026-0.041 "
-                "over B = 64-512 and D = 2^17-2^21, where the power law, its B:D term and the surge form each missed a target "
+                f"({b_crit:.3g}): there the lr laws fitted below it did not hold on the GPT char-LM (lr* stayed at 0.026-0.048 "
+                "over B = 64-2048 and D = 2^17-2^21, where the power law, its B:D term and the surge form each missed a target "
                 "by 0.7 octave or more; benchmarks/results/batch-law-forms.md): sweep the batch sizes you will train, or check "
                 "the lr there (scaleplan validate --target batch=...)"]
 
