@@ -18,7 +18,7 @@ def format_surge(surge: SurgeFit, n_boot: int) -> str:
     law = surge.law
     out = [f"lr (surge form; the law file's lr law) = {law.formula()}   ({surge.n_cells} cells, unweighted least squares, "
            f"dof {law.dof}, rms of ln lr* {surge.rms:.3f})"]
-    for name, value in zip(surge.names(), law.coefficients()):
+    for name, value in zip(law.coefficient_names(), law.coefficients()):
         lo, hi = surge.conf_int[name]
         text = f"  {name} {value:.4f}  {surge.level:.0%} CI t [{lo:.4f}, {hi:.4f}]"
         if name in surge.bootstrap_ci:

@@ -102,7 +102,7 @@ def surge_note(surge: SurgeFit, power: PowerLawFit, n_boot: int) -> str:
     return (f"lr: the surge form, unweighted least squares in ln lr* over {surge.n_cells} cells (rms {surge.rms:.3g}); "
             f"prediction intervals: t with {surge.law.dof} dof (Jacobian covariance plus the residual scatter); "
             f"{n_boot}-replicate bootstrap {surge.level:.0%} percentile CIs: {cis}; the power law it replaces: lr = "
-            f"{np.exp(power.intercept):.4g}" + "".join(f" * {v}^{e:.4g}" for v, e in power.exponents.items()) + exponent)
+            f"{_power_law(power, TARGET_UNITS['lr']).formula()}{exponent}")
 
 
 def _timescale_law(fit: WeightDecayFit) -> PowerLaw:

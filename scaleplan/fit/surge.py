@@ -45,10 +45,6 @@ class SurgeFit:
     positions: np.ndarray  # 1/2 ln(B / B_noise(S)) at every cell
     log_steps: np.ndarray  # ln S at every cell
 
-    def names(self) -> list[str]:
-        """Parameter names in the law's coefficient order."""
-        return ["intercept", *self.law.exponents, *PARAMETERS]
-
     def bootstrap_interval(self, values: dict[str, float], level: float = 0.95) -> tuple[float, float] | None:
         """Percentile interval of the predicted lr at `values` over the bootstrap replicates."""
         if self.replicates is None or len(self.replicates) == 0:
@@ -109,15 +105,14 @@ def fit_surge(values: dict[str, np.ndarray], lr: np.ndarray, steps: np.ndarray, 
     dof = len(lr) - n_params
     rss = float(np.sum(best.fun**2))
     s2 = rss / dof
-    jac = jacobian(theta, log_lr)
-    covariance = s2 * np.linalg.pinv(jac.T @ jac)
+    covariance = s2 * np.linalg.pinv(best.jac.T @ best.jac)
     rows = [least_squares(residuals, theta, jac=jacobian, args=(np.log(rep),)) for rep in replicate_lrs]
     replicates = np.array([r.x for r in rows if r.success and np.all(np.isfinite(r.x))]) if rows else None
     law = template.with_coefficients(theta)
     law = SurgeLaw(**{**law.__dict__, "covariance": _symmetric(covariance), "residual_variance": s2, "dof": dof,
                       "n_points": len(lr)})
     q = two_sided_quantile(level, dof)
-    names = ["intercept", *sizes, *PARAMETERS]
+    names = law.coefficient_names()
     conf = {n: (float(t - q * math.sqrt(max(covariance[i, i], 0.0))), float(t + q * math.sqrt(max(covariance[i, i], 0.0))))
             for i, (n, t) in enumerate(zip(names, theta))}
     boot = {} if replicates is None or not len(replicates) else {n: percentile_ci(replicates[:, i], level) for i, n in enumerate(names)}

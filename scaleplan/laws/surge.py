@@ -57,6 +57,10 @@ class SurgeLaw:
         """The parameters in the covariances' order."""
         return [self.intercept, *self.exponents.values(), self.step_exponent, self.noise_intercept, self.noise_exponent]
 
+    def coefficient_names(self) -> list[str]:
+        """Names of `coefficients()`: "intercept", each size variable, then PARAMETERS."""
+        return ["intercept", *self.exponents, *PARAMETERS]
+
     def with_coefficients(self, theta: Any) -> SurgeLaw:
         """The same law with parameters `theta` (in `coefficients()` order): a fit's trial point or a replicate."""
         k = len(self.exponents)
