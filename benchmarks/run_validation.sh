@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|hf-gpt2 ...]
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}|hf-gpt2 ...]
 #   (default: mlp gpt denseam)
 # depth, horizon, batch, hf-gpt2 and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
@@ -78,9 +78,15 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
                 esac
                 $SCALEPLAN validate sweeps/transfer/gpt-batch-wide.toml --lr-form surge $target --seeds 10 --device "$DEVICE" \
                     --workers "$WORKERS" --out "$RESULTS/gpt-batch-surge/${j#batch-wide-}" --name "gpt-batch-wide-${j#batch-wide-}" ;;
+            batch-sat-d21-b512|batch-sat-d21-b64|batch-sat-d22-b512|batch-sat-d22-b128)  # batch-prereg.md's saturating addendum:
+                # the saturating law of batches 1-32, trained at its own prediction
+                j_tokens=${j#batch-sat-d}; j_tokens=$((1 << ${j_tokens%%-*})); j_batch=${j##*-b}
+                $SCALEPLAN validate sweeps/transfer/gpt-batch-wide.toml --lr-form saturating --target batch="$j_batch" \
+                    --target tokens="$j_tokens" --seeds 10 --device "$DEVICE" --workers "$WORKERS" \
+                    --out "$RESULTS/gpt-batch-saturating/${j#batch-sat-}" --name "gpt-batch-sat-${j#batch-sat-}" ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, hf-gpt2)" >&2; exit 2 ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}, hf-gpt2)" >&2; exit 2 ;;
         esac
     done
 done

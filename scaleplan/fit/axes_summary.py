@@ -14,9 +14,9 @@ RULES = {"adam": 0.5, "adamw": 0.5, "sgd": 1.0}
 
 
 def format_surge(surge: SurgeFit, n_boot: int) -> str:
-    """The surge law (the law file's lr law, in place of the power law above it) with its parameters' intervals."""
+    """The surge-family law (the law file's lr law, in place of the power law above it) with its parameters' intervals."""
     law = surge.law
-    out = [f"lr (surge form; the law file's lr law) = {law.formula()}   ({surge.n_cells} cells, unweighted least squares, "
+    out = [f"lr ({law.form} form; the law file's lr law) = {law.formula()}   ({surge.n_cells} cells, unweighted least squares, "
            f"dof {law.dof}, rms of ln lr* {surge.rms:.3f})"]
     for name, value in zip(law.coefficient_names(), law.coefficients()):
         lo, hi = surge.conf_int[name]

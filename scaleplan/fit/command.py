@@ -13,6 +13,7 @@ import click
 
 from scaleplan.errors import InputError
 from scaleplan.fit.pipeline import MIN_LOSS_LAW_CELLS, offset_values
+from scaleplan.laws.surge import FORMS
 from scaleplan.limits import MAX_BOOTSTRAP
 from scaleplan.outputs import ensure_writable
 from scaleplan.provenance import command_line
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 METHOD_CHOICES = ("parabola", "argmin", "band", "vertex")
 BATCH_UNITS = ("tokens", "samples", "sequences")
-LR_FORMS = ("power", "finite-width", "surge")
+LR_FORMS = ("power", "finite-width", *FORMS)
 D_UNITS = ("tokens", "samples")
 
 
@@ -110,7 +111,8 @@ D_UNITS = ("tokens", "samples")
                    "(size/size_min)^-1/2, a size-independent asymptote plus the leading finite-width correction (for "
                    "proxies off their asymptote, e.g. a DenseAM with beta0/sqrt(N) > 1; README, DenseAM). surge (a tokens "
                    "ladder over batch sizes, --lr-batch; Adam): lr* = lr_max(S) / cosh(1/2 ln(B / B_noise(S))), S = D / (B u) "
-                   "the steps, lr_max and B_noise power laws of S (README, batch size).")
+                   "the steps, lr_max and B_noise power laws of S (README, batch size). saturating: the same, levelling off past "
+                   "the noise scale: lr* = lr_max(S) * sqrt(B / (B + B_noise(S))).")
 @click.option("--allow-incomplete", is_flag=True,
               help="Fit a sweep whose planned trials are not all finished (flagged in the summary and the law file).")
 def fit(source: Path | None, storage: str | None, study: str | None, output: Path | None, method: str | None, band: float, near: float,

@@ -9,6 +9,7 @@ from scaleplan.fit.hyperparameter_law import HyperparameterFit
 from scaleplan.fit.isoflop import IsoflopFit
 from scaleplan.fit.loss_law import LossLawFit
 from scaleplan.fit.multi_axis import MultiAxisFit
+from scaleplan.laws.surge import FORMS
 
 
 def fit_flags(hyper: HyperparameterFit | MultiAxisFit | None = None, loss: LossLawFit | None = None,
@@ -60,12 +61,12 @@ def without_a_limit(parametrization: str | None, lr_form: str) -> tuple[str, ...
 
 
 def surge_optimizer(optimizer: str | None, lr_form: str) -> tuple[str, ...]:
-    """A surge-form fit of trials not trained with Adam: the form is Adam's (its sqrt(B) rise and fall past the noise
-    scale); SGD's optimal lr grows linearly in B up to the critical batch instead."""
-    if lr_form != "surge" or optimizer in ("adam", "adamw"):
+    """A surge- or saturating-form fit of trials not trained with Adam: the forms are Adam's (their sqrt(B) rise below
+    the noise scale); SGD's optimal lr grows linearly in B up to the critical batch instead."""
+    if lr_form not in FORMS or optimizer in ("adam", "adamw"):
         return ()
     which = f"optimizer {optimizer}" if optimizer else "an unknown optimizer (a CSV)"
-    return (f"the surge form is derived for Adam (lr* rising as sqrt(B) below the noise scale, falling above it); these "
+    return (f"the {lr_form} form is derived for Adam (lr* rising as sqrt(B) below the noise scale); these "
             f"trials come from {which}: check the power law (--lr-form power) beside it",)
 
 

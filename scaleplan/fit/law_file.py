@@ -95,11 +95,11 @@ def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit |
 
 
 def surge_note(surge: SurgeFit, power: PowerLawFit, n_boot: int) -> str:
-    """What the surge law's intervals are, its parameters' percentile intervals, and the power law it replaced."""
+    """What the surge-family law's intervals are, its parameters' percentile intervals, and the power law it replaced."""
     cis = ", ".join(f"{k} [{lo:.4g}, {hi:.4g}]" for k, (lo, hi) in surge.bootstrap_ci.items())
     b = power.exponents.get("B")
     exponent = "" if b is None else f" (its lr-batch exponent {b:.4g}, {power.level:.0%} CI [{power.conf_int['B'][0]:.4g}, {power.conf_int['B'][1]:.4g}])"
-    return (f"lr: the surge form, unweighted least squares in ln lr* over {surge.n_cells} cells (rms {surge.rms:.3g}); "
+    return (f"lr: the {surge.law.form} form, unweighted least squares in ln lr* over {surge.n_cells} cells (rms {surge.rms:.3g}); "
             f"prediction intervals: t with {surge.law.dof} dof (Jacobian covariance plus the residual scatter); "
             f"{n_boot}-replicate bootstrap {surge.level:.0%} percentile CIs: {cis}; the power law it replaces: lr = "
             f"{_power_law(power, TARGET_UNITS['lr']).formula()}{exponent}")

@@ -37,6 +37,7 @@ from scaleplan.fit.hyperparameter_law import _with_bootstrap as with_bootstrap_c
 from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, locate_optimum, method_label, min_lrs, replica
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci, replicate_interval
 from scaleplan.fit.surge import SurgeFit, fit_surge
+from scaleplan.laws.surge import FORMS
 
 INTERACTION_MODES = ("auto", "on", "off")
 BATCH_BY_D = ("B", "D")  # the lr law's interaction: the lr-batch exponent drifting with the horizon
@@ -92,13 +93,13 @@ class MultiAxisFit:
     weighted: bool
     lr_replicates: np.ndarray | None = None
     batch_replicates: np.ndarray | None = None
-    surge: SurgeFit | None = None  # the lr law in the surge form (--lr-form surge); `lr` stays the power law beside it
+    surge: SurgeFit | None = None  # the lr law in the surge or saturating form (--lr-form); `lr` stays the power law beside it
 
     @property
     def label(self) -> str:
         how = "WLS, weights 1/var(ln optimum) from the bootstrap" if self.weighted else "OLS"
         if self.surge is not None:
-            how = "the surge form by unweighted least squares in ln lr*"
+            how = f"the {self.surge.law.form} form by unweighted least squares in ln lr*"
         return f"{method_label(self.method, self.band)} per ({', '.join(self.columns)}) cell; {how}"
 
     @property
@@ -170,8 +171,8 @@ def fit_multi_axis(
     lr_form: str = "power",
 ) -> MultiAxisFit:
     """Fit lr* over the cells (`sizes`, D[, batch_size]) and, with `by_batch`, B* over (sizes, D) groups; the lr
-    law's B:D term as `batch_interaction` says (see the module docstring); with `lr_form` "surge", the surge form
-    of lr*(D, B) (fit/surge.py) beside the power law."""
+    law's B:D term as `batch_interaction` says (see the module docstring); with `lr_form` "surge" or "saturating",
+    that form of lr*(D, B) (fit/surge.py) beside the power law."""
     bad = [s for s in sizes if s not in SIZE_COLUMNS]
     if bad:
         raise FitError(f"size axes must be among {', '.join(SIZE_COLUMNS)}; got {bad}")
@@ -215,7 +216,7 @@ def fit_multi_axis(
         [[(c.coords, o.lr) for c, o in zip(cells, rep)] for rep in replicates], lr_fit, lr_w)
     lr_fit = _with_bootstrap(lr_fit, lr_reps, level)
     failed = n_boot - (0 if lr_reps is None else len(lr_reps))
-    surge = _surge(cells, optima, replicates, lr_vars, level) if lr_form == "surge" else None
+    surge = _surge(cells, optima, replicates, lr_vars, level, lr_form) if lr_form in FORMS else None
     cell_ci = ([percentile_ci(col, level) for col in np.array([[o.lr for o in rep] for rep in replicates]).T]
                if replicates else [(float("nan"), float("nan"))] * len(optima))
     return MultiAxisFit(method, band, sizes[0] if sizes else "D", columns, cells, optima, lr_fit, batch_fit, batch_optima,
@@ -223,17 +224,18 @@ def fit_multi_axis(
 
 
 def _surge(cells: list[Cell], optima: list[CellOptimum], replicates: list[list[CellOptimum]], variables: list[str],
-           level: float) -> SurgeFit:
-    """The surge form over the cells (refused without several batch sizes and D, or without the runs' steps)."""
+           level: float, form: str) -> SurgeFit:
+    """The surge or saturating form over the cells (refused without several batch sizes and D, or without the runs'
+    steps)."""
     if not {"batch_size", "D"} <= set(variables):
-        raise FitError("the surge form (--lr-form surge) needs cells at several batch sizes and several D (a tokens ladder "
+        raise FitError(f"the {form} form (--lr-form {form}) needs cells at several batch sizes and several D (a tokens ladder "
                        "with --lr-batch)")
     if any(c.steps is None for c in cells):
-        raise FitError("the surge form (--lr-form surge) needs each run's steps (a 'steps' column, one value per cell): "
+        raise FitError(f"the {form} form (--lr-form {form}) needs each run's steps (a 'steps' column, one value per cell): "
                        "its S = D / (B u) is read from them")
     values = {AXIS_VARIABLE[v]: np.array([c.coords[v] for c in cells]) for v in variables}
     return fit_surge(values, np.array([o.lr for o in optima]), np.array([c.steps for c in cells], dtype=float),
-                     [np.array([o.lr for o in rep]) for rep in replicates], level)
+                     [np.array([o.lr for o in rep]) for rep in replicates], level, form)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from scaleplan.errors import FitError, InputError
+from scaleplan.laws.surge import FORMS
 
 if TYPE_CHECKING:
     import optuna
@@ -68,7 +69,7 @@ class FitOptions:
     decay_convention: str | None = None  # a weight-decay sweep's AdamW convention; None: the spec's, else torch
     offsets: tuple[str, ...] = ()  # TARGET=VALUE: an additive constant of the lr or batch-size law, held fixed
     batch_interaction: str = "off"  # the lr law's B:D term: off, on, auto (when its interval excludes 0)
-    lr_form: str = "power"  # the lr law's form: power, finite-width (c (size/size_min)^-1/2), surge (of D and B; laws/surge.py)
+    lr_form: str = "power"  # the lr law's form: power, finite-width (c (size/size_min)^-1/2), surge or saturating (of D and B; laws/surge.py)
 
 
 def fit_command(source: str | Path, output: str | Path, options: FitOptions, storage: str | None = None) -> str:
@@ -257,8 +258,9 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions, method
         if options.lr_in or options.batch_in or options.offsets or options.lr_form == "finite-width":
             raise InputError("--lr-in / --batch-in / --offset / --lr-form finite-width apply to a one-size law; this fit's cells "
                              "span several axes (their predictors are the axes that vary): drop them")
-        if options.lr_form == "surge" and options.batch_interaction != "off":
-            raise InputError("--lr-form surge models how the lr-batch relation moves with D itself: drop --lr-batch-interaction")
+        if options.lr_form in FORMS and options.batch_interaction != "off":
+            raise InputError(f"--lr-form {options.lr_form} models how the lr-batch relation moves with D itself: drop "
+                             "--lr-batch-interaction")
         fit = fit_multi_axis(trials, sizes, by_batch, method=method, band=options.band, near=options.near,
                              batch_on_size=options.batch_on_size, n_boot=options.n_boot, seed=options.seed,
                              weighting=options.weighting, batch_interaction=options.batch_interaction, lr_form=options.lr_form)
@@ -272,8 +274,8 @@ def _lr_laws(trials: Trials, sizes: tuple[str, ...], options: FitOptions, method
         return fit, []
     if options.critical_batch:
         raise InputError("--critical-batch needs the batch size in the lr law (--lr-batch) and several D")
-    if options.lr_form == "surge":
-        raise InputError("--lr-form surge is a law of D and the batch size: it needs a tokens ladder over batch sizes, "
+    if options.lr_form in FORMS:
+        raise InputError(f"--lr-form {options.lr_form} is a law of D and the batch size: it needs a tokens ladder over batch sizes, "
                          "fitted with the batch size in the lr law (--lr-batch)")
     if options.batch_interaction == "on":
         raise InputError("--lr-batch-interaction on needs the batch size in the lr law (--lr-batch) and several D")

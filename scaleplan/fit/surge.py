@@ -1,7 +1,7 @@
-"""The surge form of lr*(D, B) (laws/surge.py) fitted on a multi-axis fit's cell optima.
+"""The surge or saturating form of lr*(D, B) (laws/surge.py) fitted on a multi-axis fit's cell optima.
 
-Least squares in ln lr* over the cells, unweighted (as the form was validated on the GPT char-LM: it passed a
-pre-registered target at 4x the largest swept batch and D; benchmarks/results/batch-prereg.md), from a grid of
+Least squares in ln lr* over the cells, unweighted (as the forms were scored on the GPT char-LM's pre-registered
+targets, benchmarks/results/batch-prereg.md), from a grid of
 starts, since the noise scale's level n0 is poorly identified when the swept batches do not reach it. Intervals:
 the t covariance s^2 (J'J)^-1 of the least-squares Jacobian (the law file's), and percentile intervals of the
 parameters and predictions refitted on every bootstrap replicate of the cells' optima (trials resampled within
@@ -32,7 +32,7 @@ NOISE_EXPONENT_STARTS = (-1.0, 0.0, 1.0)
 
 @dataclass(frozen=True)
 class SurgeFit:
-    """The fitted surge law (its covariances filled in), the parameters' intervals, the bootstrap replicates
+    """The fitted surge-family law (its covariances filled in), the parameters' intervals, the bootstrap replicates
     (parameter rows in the law's `coefficients()` order) and the rms of ln lr* over the cells."""
 
     law: SurgeLaw
@@ -59,31 +59,33 @@ class SurgeFit:
             return []
         side = "below" if np.all(self.positions < 0) else ("above" if np.all(self.positions > 0) else "on both sides of")
         at = self.law.noise_scale(float(np.exp(np.median(self.log_steps))))
-        return [f"the surge law's noise scale B_noise(S) lies far {side} every swept batch size (|1/2 ln(B / B_noise)| >= "
-                f"{BRACKETED:g} at every cell): its turnover is extrapolated, not measured; sweep batch sizes near {at:.3g}"]
+        return [f"the {self.law.form} law's noise scale B_noise(S) lies far {side} every swept batch size (|1/2 ln(B / B_noise)| >= "
+                f"{BRACKETED:g} at every cell): its bend is extrapolated, not measured; sweep batch sizes near {at:.3g}"]
 
 
 def batch_unit_tokens(d: np.ndarray, b: np.ndarray, steps: np.ndarray) -> float:
     """u = D / (B steps), the data of one batch unit, the same at every cell (else a FitError naming the spread)."""
     u = d / (b * steps)
     if not np.all(np.isfinite(u)) or np.any(u <= 0) or (u.max() - u.min()) > UNIT_TOLERANCE * u.max():
-        raise FitError(f"the surge form needs one data-per-batch-unit D / (B * steps) over the cells; found "
+        raise FitError(f"the surge and saturating forms need one data-per-batch-unit D / (B * steps) over the cells; found "
                        f"{u.min():.6g} to {u.max():.6g}: give D and the batch size in units that agree")
     return float(np.median(u))
 
 
 def fit_surge(values: dict[str, np.ndarray], lr: np.ndarray, steps: np.ndarray, replicate_lrs: list[np.ndarray],
-              level: float = 0.95) -> SurgeFit:
-    """Fit the surge form on cells at `values` (law variable -> one value per cell: D, B and the varying size
-    axes), their located optima `lr` and the runs' `steps`; `replicate_lrs` are the bootstrap replicates' optima."""
+              level: float = 0.95, form: str = "surge") -> SurgeFit:
+    """Fit the surge form, or another of FORMS, on cells at `values` (law variable -> one value per cell: D, B and
+    the varying size axes), their located optima `lr` and the runs' `steps`; `replicate_lrs` are the bootstrap
+    replicates' optima."""
     d, b = values["D"], values["B"]
     sizes = [v for v in values if v not in ("D", "B")]
     n_params = 1 + len(sizes) + len(PARAMETERS)
     if len(lr) < n_params + 1:
-        raise FitError(f"the surge form has {n_params} parameters: it needs at least {n_params + 1} cells, got {len(lr)}")
+        raise FitError(f"the {form} form has {n_params} parameters: it needs at least {n_params + 1} cells, got {len(lr)}")
     if len({float(x) for x in d}) < 2 or len({float(x) for x in b}) < 3:
-        raise FitError("the surge form needs several D and at least 3 batch sizes (a tokens ladder with --lr-batch)")
-    template = SurgeLaw("lr", "learning rate", 0.0, 0.0, 0.0, 0.0, batch_unit_tokens(d, b, steps), {v: 0.0 for v in sizes})
+        raise FitError(f"the {form} form needs several D and at least 3 batch sizes (a tokens ladder with --lr-batch)")
+    template = SurgeLaw("lr", "learning rate", 0.0, 0.0, 0.0, 0.0, batch_unit_tokens(d, b, steps), {v: 0.0 for v in sizes},
+                        form=form)
     log_lr = np.log(lr)
 
     def residuals(theta: np.ndarray, target: np.ndarray) -> np.ndarray:

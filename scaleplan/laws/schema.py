@@ -23,14 +23,15 @@ from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.stats import two_sided_quantile
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, weight_decay_for
 from scaleplan.errors import LawFileError, ScaleplanError
-from scaleplan.laws.surge import SurgeLaw
+from scaleplan.laws.surge import FORMS, SurgeLaw
 
 # 2: typed `parametrization` (ParametrizationRef); 3: bootstrap_covariance and offset of power laws, `flags`,
 # isoFLOP laws (N_opt, D_opt of C), variable R = D/N, optional `weight_decay` (the AdamW timescale law's
 # convention); 4: optional `interactions` of power laws (c ln(a/a0) ln(b/b0) terms); 5: optional `corrections` of power
 # laws (c (v/v0)^-q finite-size terms, the finite-width form); 6: optional `surge`, the lr law of D and B in the surge
-# form (laws/surge.py) instead of an lr power law. Older files still load.
-SCHEMA_VERSION = 6
+# form (laws/surge.py) instead of an lr power law; 7: the surge law's `form` (surge or saturating; absent: surge).
+# Older files still load.
+SCHEMA_VERSION = 7
 
 # Keyword arguments of LawFile.predict and the variable each one feeds.
 KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "depth": "L", "batch_size": "B",
@@ -610,7 +611,10 @@ def _validate(law: LawFile) -> None:
 
 
 def _validate_surge(surge: SurgeLaw, names: list[str], where: str) -> None:
-    """The surge law's invariants: it predicts the lr from declared variables, finite parameters, a positive u."""
+    """The surge law's invariants: a known form, it predicts the lr from declared variables, finite parameters, a
+    positive u."""
+    if surge.form not in FORMS:
+        raise ScaleplanError(f"{where}: the surge law's form '{surge.form}' is not one of {', '.join(FORMS)}")
     if surge.target != "lr":
         raise ScaleplanError(f"{where}: the surge law predicts the lr (target 'lr'), not '{surge.target}'")
     missing = [v for v in surge.inputs() if v not in names]

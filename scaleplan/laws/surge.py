@@ -7,12 +7,19 @@ it falls again, and both the peak and the noise scale move with the number of st
 lr_max(S) = e^a S^c the peak, B_noise(S) = e^n0 S^n1 where it sits, u the tokens of one batch unit (a sequence's
 tokens when B counts sequences), v the model's size axes. A power law in (D, B) bends the wrong way beyond the
 swept D and B; on the GPT char-LM this form passed a pre-registered target at 4x the largest swept batch and D
-where the power law and its B:D term failed (benchmarks/results/batch-law-forms.md). It is nonlinear in n0 and
+where the power law and its B:D term failed, then failed the four fresh targets beyond it that it was trained at
+(B = 256-2048, D = 2^20-2^21; benchmarks/results/batch-law-forms.md, batch-prereg.md). It is nonlinear in n0 and
 n1, so its interval is the delta method: the gradient of ln lr* in the parameters against the least-squares
 covariance. There is no bootstrap covariance: the refitted noise scale is heavy-tailed when the sweep barely
 reaches it, and a covariance of such replicates spans orders of magnitude (on the GPT batch sweep, 7e-8 to 9e3
 at the target, where the replicates' percentile interval is 0.013 to 0.087); `scaleplan fit` reports that
 percentile interval instead.
+
+The saturating form (`form = "saturating"`) keeps the sqrt(B) rise and levels off past the noise scale instead of
+falling: ln lr* = a + sum_v e_v ln v + c ln S + 1/2 ln(B / (B + B_noise(S))). It was chosen after seven of the GPT
+char-LM's batch targets were known (their optima stayed at 0.026-0.041 over B = 64-512, where the surge form fell);
+batch-prereg.md tests it at fresh targets. Both forms bend at the noise scale, so they share the parameters, the
+fit and the intervals; only the bend differs.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from typing import Any
 
 LN2 = math.log(2.0)
 PARAMETERS = ("step_exponent", "noise_intercept", "noise_exponent")  # after the intercept and the size exponents
+FORMS = ("surge", "saturating")  # how ln lr* bends at the noise scale: falls past it, or levels off
 
 
 def ln_cosh(x: Any, xp: Any = math) -> Any:
@@ -32,9 +40,24 @@ def ln_cosh(x: Any, xp: Any = math) -> Any:
     return magnitude + xp.log1p(xp.exp(-2.0 * magnitude)) - LN2
 
 
+def bend(x: Any, form: str, xp: Any = math) -> Any:
+    """The noise-scale term of ln lr* at x = 1/2 ln(B / B_noise): -ln cosh x (surge), or -1/2 ln(1 + e^-2x) =
+    1/2 ln(B / (B + B_noise)) (saturating), both without overflow."""
+    if form == "surge":
+        return -ln_cosh(x, xp)
+    magnitude = abs(x)
+    return 0.5 * (x - magnitude) - 0.5 * xp.log1p(xp.exp(-2.0 * magnitude))
+
+
+def bend_slope(x: Any, form: str, xp: Any = math) -> Any:
+    """d bend / dx: -tanh x (surge), 1/2 (1 - tanh x) (saturating)."""
+    return -xp.tanh(x) if form == "surge" else 0.5 * (1.0 - xp.tanh(x))
+
+
 @dataclass(frozen=True)
 class SurgeLaw:
-    """`target` (lr) = the surge form above. `exponents` are the size axes' (none for one model size).
+    """`target` (lr) = the surge form above, or the saturating one (`form`, one of FORMS). `exponents` are the size
+    axes' (none for one model size).
 
     `covariance` (t with `dof`, from the least-squares Jacobian) is over [intercept, *exponents, step_exponent,
     noise_intercept, noise_exponent]; with `residual_variance` it gives prediction intervals.
@@ -52,6 +75,7 @@ class SurgeLaw:
     residual_variance: float | None = None
     dof: int | None = None
     n_points: int | None = None
+    form: str = "surge"
 
     def coefficients(self) -> list[float]:
         """The parameters in the covariances' order."""
@@ -65,7 +89,8 @@ class SurgeLaw:
         """The same law with parameters `theta` (in `coefficients()` order): a fit's trial point or a replicate."""
         k = len(self.exponents)
         return SurgeLaw(self.target, self.unit, float(theta[0]), float(theta[k + 1]), float(theta[k + 2]), float(theta[k + 3]),
-                        self.tokens_per_batch_unit, dict(zip(self.exponents, (float(t) for t in theta[1:k + 1]))))
+                        self.tokens_per_batch_unit, dict(zip(self.exponents, (float(t) for t in theta[1:k + 1]))),
+                        form=self.form)
 
     def inputs(self) -> list[str]:
         """The variables the law takes: its size axes, D and B."""
@@ -80,25 +105,30 @@ class SurgeLaw:
         return math.exp(self.noise_intercept + self.noise_exponent * math.log(steps))
 
     def noise_position(self, values: Mapping[str, Any], xp: Any) -> Any:
-        """1/2 (ln B - ln B_noise(S)): where B sits against the noise scale, in the cosh."""
+        """1/2 (ln B - ln B_noise(S)): where B sits against the noise scale, the bend's argument."""
         return 0.5 * (xp.log(values["B"]) - self.noise_intercept - self.noise_exponent * self.log_steps(values, xp))
 
     def log_value(self, values: Mapping[str, Any], xp: Any = math) -> Any:
         """ln lr* at `values` (variable -> number or array)."""
         sizes = sum((e * xp.log(values[v]) for v, e in self.exponents.items()), 0.0)
-        return self.intercept + sizes + self.step_exponent * self.log_steps(values, xp) - ln_cosh(self.noise_position(values, xp), xp)
+        return self.intercept + sizes + self.step_exponent * self.log_steps(values, xp) + bend(self.noise_position(values, xp),
+                                                                                              self.form, xp)
 
     def gradient(self, values: Mapping[str, Any], xp: Any = math) -> list[Any]:
         """d ln lr* / d parameters at `values`, in `coefficients()` order."""
-        log_s, half_tanh = self.log_steps(values, xp), 0.5 * xp.tanh(self.noise_position(values, xp))
+        log_s = self.log_steps(values, xp)
+        by_level = -0.5 * bend_slope(self.noise_position(values, xp), self.form, xp)  # d x / d n0 = -1/2
         one = 1.0 + 0.0 * log_s  # the intercept's column, shaped like the others
-        return [one, *(one * xp.log(values[v]) for v in self.exponents), log_s, half_tanh, half_tanh * log_s]
+        return [one, *(one * xp.log(values[v]) for v in self.exponents), log_s, by_level, by_level * log_s]
 
     def formula(self) -> str:
-        """`0.05 * S^0.12 / cosh(1/2 ln(B / (3.2 * S^0.25))), S = D / (32 B)`."""
+        """`0.05 * S^0.12 / cosh(1/2 ln(B / (3.2 * S^0.25))), S = D / (32 B)` (surge), or `... * sqrt(B / (B + 3.2 *
+        S^0.25)), ...` (saturating)."""
         sizes = "".join(f" * {v}^{e:.4g}" for v, e in self.exponents.items())
-        return (f"{math.exp(self.intercept):.4g}{sizes} * S^{self.step_exponent:.4g} / cosh(1/2 ln(B / "
-                f"({math.exp(self.noise_intercept):.4g} * S^{self.noise_exponent:.4g}))), S = D / ({self.tokens_per_batch_unit:g} B)")
+        noise = f"{math.exp(self.noise_intercept):.4g} * S^{self.noise_exponent:.4g}"
+        shape = f" / cosh(1/2 ln(B / ({noise})))" if self.form == "surge" else f" * sqrt(B / (B + {noise}))"
+        return (f"{math.exp(self.intercept):.4g}{sizes} * S^{self.step_exponent:.4g}{shape}, "
+                f"S = D / ({self.tokens_per_batch_unit:g} B)")
 
     def predict(self, values: dict[str, float], level: float = 0.95) -> Any:
         """The estimate at `values` with its t interval (see the class docstring)."""

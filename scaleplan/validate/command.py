@@ -36,7 +36,7 @@ from scaleplan.validate.experiment import DEFAULT_SEEDS
                    "2-D grid (lambdas 1.5 x --grid-step apart) are trained there.")
 @click.option("--lr-form", type=click.Choice(LR_FORMS), default="power", show_default=True,
               help="The fitted lr law's form, as scaleplan fit --lr-form: finite-width for one swept size axis, surge "
-                   "for a tokens ladder over batch sizes.")
+                   "or saturating for a tokens ladder over batch sizes.")
 def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: int | None, seeds: int, device: str | None,
              workers: int, out_dir: Path, name: str, grid_step: float, n_boot: int, storage: str | None,
              target_steps: int | None, lr_form: str) -> None:
