@@ -198,6 +198,8 @@ CASES: list[tuple[list[str], str]] = [
      "--lr-form surge is a law of D and the batch size"),
     (["fit", "trials.csv", "-o", "law.json", "--lr-batch", "--lr-form", "surge", "--lr-batch-interaction", "on"],
      "--lr-form surge models how the lr-batch relation moves with D itself"),
+    (["fit", "trials.csv", "-o", "law.json", "--no-lr-batch", "--lr-form", "saturating"],
+     "--lr-form saturating is a law of D and the batch size"),
     (["fit", "absent.csv"], "trials file not found: absent.csv"),
     (["fit", "absent.toml"], "sweep spec not found: absent.toml"),
     (["fit", "trials.csv", "--storage", "done.journal"], "--storage and --study read a sweep's storage"),

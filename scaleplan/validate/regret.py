@@ -10,15 +10,22 @@ finite seeds beside it), never as an infinite number.
 - smoothed regret: the local model of loss vs log lr (validate/local_model.py) fitted through the seed
   means, its value at the choice over its minimum; outside the model's window the choice's measured mean
   over the model's minimum. Jackknife over seeds likewise (the model refitted each time).
+
+The optimum's own interval (`optimum_interval`) says how far the target's best lr moves with its seeds: a transfer
+miss smaller than it is not resolved by the target's grid.
 """
 
 from __future__ import annotations
 
 import math
+import random
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
+from scaleplan.fit.power_law import percentile_ci
 from scaleplan.validate.local_model import LocalModel, fit_local_model
 
 
@@ -108,6 +115,30 @@ def group_by_lr(rows: list[tuple[float, int, float]]) -> list[LrPoint]:
     for lr, seed, loss in rows:
         by_lr[lr].append((seed, loss))
     return [LrPoint(lr, tuple(loss for _, loss in sorted(v))) for lr, v in sorted(by_lr.items())]
+
+
+OPTIMUM_REPLICATES = 500  # seed bootstrap replicates of the target's optimum
+
+
+def optimum_interval(points: list[LrPoint], level: float = 0.95, n_boot: int = OPTIMUM_REPLICATES, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile interval of the local model's optimal lr over seed bootstrap replicates (the same resampled seeds at
+    every lr, so the pairing is kept): how far the target's own optimum moves with its seeds. None when fewer than
+    `level` of the replicates give a model."""
+    finite = [p for p in points if p.finite]
+    n = min((len(p.losses) for p in finite), default=0)
+    if n < 2:
+        return None
+    rng = random.Random(seed)
+    optima = []
+    for _ in range(n_boot):
+        picks = [rng.randrange(n) for _ in range(n)]
+        model = local_model([LrPoint(p.lr, tuple(p.losses[i] for i in picks)) for p in finite])
+        if model is not None:
+            optima.append(math.log(model.vertex_lr))
+    if len(optima) < level * n_boot:
+        return None
+    low, high = percentile_ci(np.array(optima), level)
+    return math.exp(low), math.exp(high)
 
 
 def best_point(points: list[LrPoint]) -> LrPoint:

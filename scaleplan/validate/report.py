@@ -9,7 +9,7 @@ from pathlib import Path
 
 from scaleplan.outputs import pyplot, save_figure
 from scaleplan.validate.experiment import SpecValidation
-from scaleplan.validate.regret import LrPoint, describe, local_model
+from scaleplan.validate.regret import OPTIMUM_REPLICATES, LrPoint, describe, local_model, optimum_interval
 
 
 def plot_transfer(results: list[SpecValidation], path: Path) -> Path:
@@ -114,11 +114,13 @@ def markdown(results: list[SpecValidation], figure: str, command: str) -> str:
         lines.append(f"- {r.name}: lr* = {r.law_formula} ({r.fit_method}), law file `{r.law_path}`; target run: {run}.")
     lines += ["", "## Target lr grid (held-out loss per seed)", ""]
     for r in results:
-        model = local_model(r.target_points)
+        model, span = local_model(r.target_points), optimum_interval(r.target_points)
         lines.append(f"{r.name} at {r.point.label}" + (
             "" if model is None else
             f" (local model: minimum {model.min_loss:.4f} at lr {model.vertex_lr:.4g}, fitted on {model.n_points} lrs "
-            f"{model.low_lr:.4g}-{model.high_lr:.4g})") + ":")
+            f"{model.low_lr:.4g}-{model.high_lr:.4g}" + ("" if span is None else
+                                                         f"; 95% interval of that optimum over {OPTIMUM_REPLICATES} seed "
+                                                         f"bootstrap replicates {span[0]:.4g}-{span[1]:.4g}") + ")") + ":")
         lines.append("")
         lines.append("| lr | mean | s.e. | diverged seeds | per seed |")
         lines.append("|---|---|---|---|---|")

@@ -1,4 +1,5 @@
-"""The surge form fitted from a tokens ladder over batch sizes: recovery, intervals, flags, refusals, the CLI."""
+"""The surge and saturating forms fitted from a tokens ladder over batch sizes: recovery, intervals, flags, refusals,
+the CLI."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from scaleplan.laws import LawFile, SurgeLaw
 
 TRUTH = SurgeLaw("lr", "learning rate", intercept=-1.5, step_exponent=-0.3, noise_intercept=5.0, noise_exponent=-0.5,
                  tokens_per_batch_unit=32.0, exponents={})
+SATURATING = SurgeLaw(**{**TRUTH.__dict__, "form": "saturating"})
 LRS = np.geomspace(2e-4, 0.5, 25)
 TOKENS = (2**15, 2**16, 2**17, 2**18)
 BATCHES = (1, 2, 4, 8, 16, 32, 64)
@@ -40,8 +42,8 @@ def rows(truth: SurgeLaw = TRUTH, tokens: tuple[int, ...] = TOKENS, batches: tup
     return pd.DataFrame(out)
 
 
-def fit(frame: pd.DataFrame, n_boot: int = 0):  # type: ignore[no-untyped-def]
-    return fit_multi_axis(prepare_trials(frame, x="width"), ("width",), by_batch=True, n_boot=n_boot, lr_form="surge")
+def fit(frame: pd.DataFrame, n_boot: int = 0, form: str = "surge"):  # type: ignore[no-untyped-def]
+    return fit_multi_axis(prepare_trials(frame, x="width"), ("width",), by_batch=True, n_boot=n_boot, lr_form=form)
 
 
 def test_recovers_the_surge_law_and_predicts_beyond_the_swept_batch_and_d() -> None:
@@ -60,6 +62,20 @@ def test_recovers_the_surge_law_and_predicts_beyond_the_swept_batch_and_d() -> N
     assert fitted.label.endswith("; the surge form by unweighted least squares in ln lr*")  # not the power law's WLS
 
 
+def test_recovers_the_saturating_law_where_the_surge_form_misses() -> None:
+    """Cells whose lr* levels off past the noise scale: the saturating fit gets the parameters back and the lr at 16x
+    the largest batch and 4x D within 3%; the surge form, which falls there, misses it by more than half an octave."""
+    frame = rows(SATURATING)
+    fitted = fit(frame, n_boot=20, form="saturating")
+    law = fitted.surge.law
+    assert law.form == "saturating" and law.coefficients() == pytest.approx(SATURATING.coefficients(), abs=0.03)
+    target = {"D": 2.0**20, "B": 1024.0}
+    assert math.exp(law.log_value(target)) == pytest.approx(true_lr(2.0**20, 1024.0, SATURATING), rel=0.03)
+    surge = fit(frame, form="surge").surge.law
+    assert abs(math.log2(math.exp(surge.log_value(target)) / true_lr(2.0**20, 1024.0, SATURATING))) > 0.5
+    assert fitted.label.endswith("; the saturating form by unweighted least squares in ln lr*")
+
+
 def test_a_noise_scale_beyond_every_swept_batch_is_flagged() -> None:
     """B_noise = e^8 ~ 3000 sequences at every S: every cell is far below it, so the turnover is extrapolated (flagged,
     with where to sweep)."""
@@ -68,21 +84,23 @@ def test_a_noise_scale_beyond_every_swept_batch_is_flagged() -> None:
     assert any(f.startswith("the surge law's noise scale B_noise(S) lies far below every swept batch size") for f in flags)
 
 
-def test_law_file_holds_the_surge_law_in_place_of_the_lr_power_law(tmp_path: Path) -> None:
+@pytest.mark.parametrize("truth", [TRUTH, SATURATING], ids=["surge", "saturating"])
+def test_law_file_holds_the_surge_law_in_place_of_the_lr_power_law(tmp_path: Path, truth: SurgeLaw) -> None:
     csv = tmp_path / "trials.csv"
-    rows().assign(parametrization="mup", base_width=64, optimizer="adam").to_csv(csv, index=False)
+    rows(truth).assign(parametrization="mup", base_width=64, optimizer="adam").to_csv(csv, index=False)
     out = tmp_path / "surge.json"
-    result = CliRunner().invoke(cli, ["fit", str(csv), "-o", str(out), "--x", "width", "--lr-batch", "--lr-form", "surge",
+    result = CliRunner().invoke(cli, ["fit", str(csv), "-o", str(out), "--x", "width", "--lr-batch", "--lr-form", truth.form,
                                       "--bootstrap", "10"])
     assert result.exit_code == 0, result.output
-    assert "lr (surge form; the law file's lr law) = " in result.output
+    assert f"lr ({truth.form} form; the law file's lr law) = " in result.output
     law = LawFile.load(out)
-    assert law.surge is not None and [p.target for p in law.power_laws if p.target == "lr"] == []
-    assert "--lr-form surge" in (law.provenance.command or "")
+    assert law.surge is not None and law.surge.form == truth.form and [p.target for p in law.power_laws if p.target == "lr"] == []
+    assert f"--lr-form {truth.form}" in (law.provenance.command or "") and f"lr: the {truth.form} form" in (law.notes or "")
     predicted = CliRunner().invoke(cli, ["predict", "--law", str(out), "--tokens", str(2**20), "--batch", "256", "--format", "json"])
     assert predicted.exit_code == 0, predicted.output
     lr = json.loads(predicted.output)["lr"]["value"]
-    assert lr == pytest.approx(law.predict(tokens=2**20, batch_size=256).lr) and lr == pytest.approx(true_lr(2**20, 256), rel=0.03)
+    assert lr == pytest.approx(law.predict(tokens=2**20, batch_size=256).lr)
+    assert lr == pytest.approx(true_lr(2**20, 256, truth), rel=0.03)
 
 
 @pytest.mark.parametrize("frame, message", [

@@ -1,4 +1,4 @@
-"""The surge law: its value, its gradient (the delta-method interval), and its place in a law file."""
+"""The surge and saturating laws: their values, gradients (the delta-method interval), and place in a law file."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from scaleplan.laws import LawFile, PowerLaw, Provenance, SurgeLaw, Variable
 
 LAW = SurgeLaw("lr", "learning rate", intercept=-1.8, step_exponent=-0.35, noise_intercept=5.9, noise_exponent=-0.5,
                tokens_per_batch_unit=32.0, exponents={})
+SATURATING = SurgeLaw(**{**LAW.__dict__, "form": "saturating"})
 COVARIANCE = np.diag([0.1, 0.01, 1.0, 0.05]).tolist()
 
 
@@ -22,9 +23,33 @@ def by_hand(d: float, b: float) -> float:
     return math.exp(-1.8) * s**-0.35 / math.cosh(0.5 * math.log(b / (math.exp(5.9) * s**-0.5)))
 
 
+def saturating_by_hand(d: float, b: float) -> float:
+    """lr_max(S) sqrt(B / (B + B_noise(S))), the same numbers."""
+    s = d / (32 * b)
+    return math.exp(-1.8) * s**-0.35 * math.sqrt(b / (b + math.exp(5.9) * s**-0.5))
+
+
 @pytest.mark.parametrize("d, b", [(2.0**15, 1.0), (2.0**17, 32.0), (2.0**19, 128.0), (2.0**24, 4096.0)])
 def test_value_is_the_surge_form(d: float, b: float) -> None:
     assert math.exp(LAW.log_value({"D": d, "B": b})) == pytest.approx(by_hand(d, b), rel=1e-12)
+
+
+@pytest.mark.parametrize("d, b", [(2.0**15, 1.0), (2.0**17, 32.0), (2.0**19, 128.0), (2.0**24, 4096.0)])
+def test_value_is_the_saturating_form(d: float, b: float) -> None:
+    assert math.exp(SATURATING.log_value({"D": d, "B": b})) == pytest.approx(saturating_by_hand(d, b), rel=1e-12)
+    assert SATURATING.formula() == "0.1653 * S^-0.35 * sqrt(B / (B + 365 * S^-0.5)), S = D / (32 B)"
+
+
+def test_the_saturating_lr_rises_as_sqrt_b_then_levels_off_at_the_peak() -> None:
+    """At fixed steps S: far below B_noise(S), 4x the batch doubles lr*; far above it lr* tends to lr_max(S), never
+    above it; at B_noise(S) it is lr_max / sqrt(2)."""
+    s = 256.0
+    noise = SATURATING.noise_scale(s)
+    lr = [math.exp(SATURATING.log_value({"D": s * 32 * b, "B": b}) - SATURATING.step_exponent * math.log(s))
+          for b in (noise / 4e4, noise / 1e4, noise, noise * 1e4)]
+    assert lr[1] / lr[0] == pytest.approx(2.0, rel=1e-4)
+    assert lr[2] == pytest.approx(math.exp(SATURATING.intercept) / math.sqrt(2.0))
+    assert lr[3] == pytest.approx(math.exp(SATURATING.intercept), rel=1e-4) and lr[3] < math.exp(SATURATING.intercept)
 
 
 def test_the_lr_peaks_at_the_noise_scale_of_its_steps() -> None:
@@ -36,14 +61,16 @@ def test_the_lr_peaks_at_the_noise_scale_of_its_steps() -> None:
     assert lr[0] == pytest.approx(lr[2]) and lr[0] < lr[1]
 
 
-def test_ln_cosh_does_not_overflow() -> None:
-    far = {"D": 1e30, "B": 1e-30}
-    assert math.isfinite(LAW.log_value(far))
-    assert np.isfinite(LAW.log_value({"D": np.array([1e30]), "B": np.array([1e-30])}, np)).all()
+@pytest.mark.parametrize("law", [LAW, SATURATING], ids=["surge", "saturating"])
+@pytest.mark.parametrize("far", [{"D": 1e30, "B": 1e-30}, {"D": 1e-30, "B": 1e30}])
+def test_the_bend_does_not_overflow(law: SurgeLaw, far: dict) -> None:
+    assert math.isfinite(law.log_value(far))
+    assert np.isfinite(law.log_value({k: np.array([v]) for k, v in far.items()}, np)).all()
 
 
-def test_gradient_matches_finite_differences() -> None:
-    law = SurgeLaw("lr", "learning rate", -1.8, -0.35, 5.9, -0.5, 32.0, {"W": -0.4})
+@pytest.mark.parametrize("form", ["surge", "saturating"])
+def test_gradient_matches_finite_differences(form: str) -> None:
+    law = SurgeLaw("lr", "learning rate", -1.8, -0.35, 5.9, -0.5, 32.0, {"W": -0.4}, form=form)
     at = {"D": 2.0**19, "B": 96.0, "W": 64.0}
     theta = np.array(law.coefficients())
     for i, g in enumerate(law.gradient(at)):
@@ -72,6 +99,17 @@ def test_law_file_round_trips_and_predicts_with_a_t_interval() -> None:
     assert any("B=128 is 4x above" in w for w in prediction.warnings)
 
 
+def test_the_form_round_trips_and_a_file_without_one_is_the_surge_form() -> None:
+    """Schema 7 writes the form; a schema-6 file (no form key) still loads, as the surge form."""
+    saturating = LawFile.from_dict(law_file(SATURATING).to_dict())
+    assert saturating.surge == SATURATING
+    assert saturating.predict(tokens=2.0**19, batch_size=128).lr == pytest.approx(saturating_by_hand(2.0**19, 128.0))
+    older = law_file(LAW).to_dict()
+    del older["surge"]["form"]
+    older["schema_version"] = 6
+    assert LawFile.from_dict(older).surge == LAW
+
+
 def test_the_batch_law_feeds_the_surge_law() -> None:
     """Without a batch size given, the lr is taken at the batch law's B*."""
     batch = PowerLaw("batch_size", "sequences", intercept=math.log(2.0), exponents={"D": 0.0})
@@ -89,6 +127,7 @@ def test_a_file_without_a_surge_law_writes_no_surge_key() -> None:
 
 @pytest.mark.parametrize("change, message", [
     (dict(target="batch_size"), "predicts the lr"),
+    (dict(form="falling"), "form 'falling' is not one of surge, saturating"),
     (dict(tokens_per_batch_unit=0.0), "tokens_per_batch_unit must be a positive number"),
     (dict(noise_exponent=math.inf), "non-finite parameter"),
     (dict(exponents={"W": -0.5}), "undeclared variable(s) ['W']"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -67,6 +68,11 @@ def test_end_to_end_on_a_tiny_spec(tmp_path: Path) -> None:
     assert "--seeds 2" in report and "| tiny | width | 32 (target, best lr trained) |" in report
     assert report.count("(predicted)") == 1 and report.count("(naive)") == 1
     assert "predicted regret" in out.stdout and (tmp_path / "res" / "tiny-trials.csv").is_file()
+    header = re.search(r"at lr ([\d.e-]+), fitted on .*; 95% interval of that optimum over 500 seed bootstrap replicates "
+                       r"([\d.e-]+)-([\d.e-]+)\)", report)
+    assert header is not None  # how far the target's optimum moves with its seeds
+    vertex, low, high = (float(g) for g in header.groups())
+    assert low <= vertex <= high
 
 
 def test_checks_every_spec_before_training(tmp_path: Path) -> None:

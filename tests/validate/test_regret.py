@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from scaleplan.validate.regret import LrPoint, best_point, describe, group_by_lr, jackknife_se, regret_of
+from scaleplan.validate.regret import LrPoint, best_point, describe, group_by_lr, jackknife_se, optimum_interval, regret_of
 
 
 def test_group_by_lr_orders_lrs_and_seeds():
@@ -93,3 +93,27 @@ def test_choice_that_beats_the_grid_has_zero_regret():
 def test_all_diverged_is_an_error():
     with pytest.raises(ValueError, match="diverged"):
         best_point([LrPoint(0.1, (math.inf, 1.0))])
+
+
+def seed_bowls(centres: list[float]) -> list[LrPoint]:
+    """Nine lrs a half octave apart; seed i's loss a bowl in log2 lr around its own optimum `centres[i]`."""
+    lrs = [0.02 * 2 ** (k / 2) for k in range(-4, 5)]
+    return [LrPoint(lr, tuple(2.0 + 0.05 * math.log2(lr / c) ** 2 for c in centres)) for lr in lrs]
+
+
+def test_the_optimum_interval_spans_how_far_the_seeds_move_the_optimum():
+    """Seeds whose own optima agree pin the optimum (a zero-width interval at it); seeds whose optima spread over
+    an octave give an interval inside that spread that excludes neither end's neighbourhood of the centre."""
+    low, high = optimum_interval(seed_bowls([0.02] * 6))
+    assert low == pytest.approx(0.02, rel=1e-6) and high == pytest.approx(0.02, rel=1e-6)
+    spread = [0.02 * 2 ** (k / 5 - 0.5) for k in range(6)]  # 0.0141 to 0.0283: one octave
+    low, high = optimum_interval(seed_bowls(spread))
+    assert spread[0] < low < 0.02 < high < spread[-1]
+    assert math.log2(high / low) > 0.3
+
+
+def test_the_optimum_interval_needs_two_seeds_and_skips_diverged_lrs():
+    assert optimum_interval(seed_bowls([0.02])) is None
+    points = seed_bowls([0.015, 0.02, 0.025]) + [LrPoint(0.5, (math.inf, 3.0, 3.0))]
+    low, high = optimum_interval(points)
+    assert 0.015 * 0.999 <= low <= high <= 0.025 * 1.001  # the seed optima, up to the local model's fit
