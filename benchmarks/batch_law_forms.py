@@ -92,7 +92,9 @@ def main() -> None:
     for report in TARGETS:
         grid = next(iter(read_target_grids((RESULTS / report).read_text()).values()))  # each report trained one spec
         finite = [p for p in grid.points if p.finite]
-        curves[report] = local_model(finite)
+        model = local_model(finite)
+        assert model is not None, report
+        curves[report] = model
         means[report] = (np.log([p.lr for p in finite]), np.array([p.mean for p in finite]))
         spans[report] = optimum_interval(finite)
     print("| form | parameters | rms of ln lr* over the cells | " + " | ".join(
@@ -103,7 +105,6 @@ def main() -> None:
         cells, passes, inside = [], 0, 0
         for report, (dd, bb) in TARGETS.items():
             lr, model = law(dd, bb), curves[report]
-            assert model is not None, report
             u, y = means[report]
             if model.covers(lr):
                 regret, how = model.loss(lr) / model.min_loss - 1, ""
@@ -117,11 +118,13 @@ def main() -> None:
             cells.append(f"{lr:.4g} ({regret:.2%}{how})" if math.isfinite(regret) else f"{lr:.4g} (outside the grid)")
         fitted = f"{sizes[name]} | {rms[name]:.3f}" if name in sizes else "0 | -"
         print(f"| {name} | {fitted} | " + " | ".join(cells) + f" | {passes} of {len(TARGETS)} | {inside} of {len(TARGETS)} |")
-    print("\nThe targets' smoothed optima (95% interval over seed bootstrap replicates; its half-width in octaves): " + ", ".join(
-        f"{report}: {curves[report].vertex_lr:.4g}" + ("" if spans[report] is None else
-                                                      f" ({spans[report][0]:.4g}-{spans[report][1]:.4g}; "
-                                                      f"{math.log2(spans[report][1] / spans[report][0]) / 2:.2f})")
-        for report in TARGETS))
+    optima = []
+    for report, model in curves.items():
+        span = spans[report]
+        where = "" if span is None else f" ({span[0]:.4g}-{span[1]:.4g}; {math.log2(span[1] / span[0]) / 2:.2f})"
+        optima.append(f"{report}: {model.vertex_lr:.4g}{where}")
+    print("\nThe targets' smoothed optima (95% interval over seed bootstrap replicates; its half-width in octaves): "
+          + ", ".join(optima))
     for at in args.at:
         dd, bb = (float(v) for v in at.split(","))
         print(f"\nAt batch {bb:g}, D = {dd:g} (not trained): " + ", ".join(f"{name} {law(dd, bb):.4g}" for name, law in laws.items()))
