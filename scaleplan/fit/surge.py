@@ -23,7 +23,7 @@ from scaleplan.errors import FitError
 from scaleplan.fit.power_law import percentile_ci
 from scaleplan.laws.surge import PARAMETERS, SurgeLaw
 
-UNIT_TOLERANCE = 1e-6  # relative spread of D / (B steps) over the cells that still counts as one unit
+UNIT_TOLERANCE = 0.01  # relative spread of D / (B steps) over the cells that still counts as one unit (rounded step counts)
 BRACKETED = 1.0  # |1/2 ln(B / B_noise)| below this at some swept cell: the turnover was seen, not extrapolated
 NOISE_STARTS = 9  # starts of ln B_noise over the swept ln B, widened by START_MARGIN on each side
 START_MARGIN = 2.5

@@ -103,6 +103,14 @@ def test_law_file_holds_the_surge_law_in_place_of_the_lr_power_law(tmp_path: Pat
     assert lr == pytest.approx(true_lr(2**20, 256, truth), rel=0.03)
 
 
+def test_rounded_step_counts_still_give_one_batch_unit() -> None:
+    """Public grids round their step counts (Step Law's D / (B steps) spans 2043.5-2051.8 around 2048 tokens): a spread
+    within 1% is one unit (the median), a wider one is refused (below)."""
+    frame = rows()
+    frame["steps"] = frame["steps"] * np.where(frame["batch_size"] % 2 == 0, 1.004, 0.997)
+    assert fit(frame).surge.law.tokens_per_batch_unit == pytest.approx(32.0, rel=0.005)
+
+
 @pytest.mark.parametrize("frame, message", [
     (rows().drop(columns="steps"), "needs each run's steps"),
     (rows(tokens=(2**16,)), "several batch sizes and several D"),
