@@ -370,7 +370,8 @@ class LawFile:
 
     def _critical_batch_warnings(self, values: dict[str, float]) -> list[str]:
         """An lr law of B evaluated beyond the swept batch sizes and above the critical batch the sweep measured: on
-        the GPT char-LM no form fitted below it held there (benchmarks/results/batch-law-forms.md)."""
+        the GPT char-LM no form fitted below it held there (benchmarks/results/batch-law-forms.md); on Step Law's grid
+        the saturating form held best of the fitted ones (steplaw-batch-forms.md)."""
         critical = next((p for p in self.power_laws if p.target == "critical_batch_size"), None)
         lr = self.lr_law()
         if critical is None or lr is None or "B" not in lr.inputs() or "B" not in values or "B" not in self.fitted_range:
@@ -381,10 +382,10 @@ class LawFile:
         if values["B"] <= b_crit:
             return []
         return [f"B={values['B']:.3g} is beyond the swept batch sizes and above the critical batch the sweep measured "
-                f"({b_crit:.3g}): there the lr laws fitted below it did not hold on the GPT char-LM (lr* stayed at 0.026-0.048 "
-                "over B = 64-2048 and D = 2^17-2^21, where the power law, its B:D term and the surge form each missed a target "
-                "by 0.7 octave or more; benchmarks/results/batch-law-forms.md): sweep the batch sizes you will train, or check "
-                "the lr there (scaleplan validate --target batch=...)"]
+                f"({b_crit:.3g}): there lr* is nearly flat in B, and every lr law of B fitted below it (power, B:D, surge, "
+                "saturating) missed some target by 0.7 octave or more on the GPT char-LM (lr* 0.026-0.048 over B = 64-2048, "
+                "D = 2^17-2^21; benchmarks/results/batch-law-forms.md): sweep the batch sizes you will train, or check the lr "
+                "there (scaleplan validate --target batch=...)"]
 
     def _interaction_warnings(self, values: dict[str, float]) -> list[str]:
         """An interaction term evaluated outside the fitted range of either variable: the exponent it drifts,
