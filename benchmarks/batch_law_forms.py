@@ -14,8 +14,8 @@ D = 2^15-2^17 tokens) is located per (D, B) cell as `scaleplan fit` locates it; 
 Each form predicts the targets whose 10-seed lr grids are committed (batch 128 at D = 2^17 and 2^18,
 measured before the surge form was tried; batch 256 at 2^18 and 64 at 2^19, predicted in batch-prereg.md
 before they were trained; batch 128 at 2^19, 256 at 2^21, 512 at 2^20, 1024 and 2048 at 2^21, pre-registered
-for the surge and saturating forms; 512 and 64 at 2^21, pre-registered for the saturating law and trained at its
-prediction), and its prediction is scored on the target's smoothed curve (the validate reports' local model;
+for the surge and saturating forms; 512 and 64 at 2^21, 512 and 128 at 2^22, pre-registered for the saturating law
+and trained at its prediction), and its prediction is scored on the target's smoothed curve (the validate reports' local model;
 outside that model's window, the seed means interpolated linearly in ln lr, over the model's minimum). A form passes a
 target when its lr is within one 2^0.5 step (half an octave) of the target's smoothed optimum and its smoothed regret
 is at most 1% (batch-prereg.md's criterion). Beside it: how far the target's optimum itself moves with its seeds (the
@@ -53,7 +53,9 @@ TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0
            "gpt-batch-surge/d21-b2048/gpt-batch-wide-d21-b2048.md": (2.0**21, 2048.0),
            # after `fit --lr-form saturating` shipped, trained at the saturating law's own prediction (its addendum)
            "gpt-batch-saturating/d21-b512/gpt-batch-sat-d21-b512.md": (2.0**21, 512.0),
-           "gpt-batch-saturating/d21-b64/gpt-batch-sat-d21-b64.md": (2.0**21, 64.0)}
+           "gpt-batch-saturating/d21-b64/gpt-batch-sat-d21-b64.md": (2.0**21, 64.0),
+           "gpt-batch-saturating/d22-b512/gpt-batch-sat-d22-b512.md": (2.0**22, 512.0),
+           "gpt-batch-saturating/d22-b128/gpt-batch-sat-d22-b128.md": (2.0**22, 128.0)}
 
 
 STEP = 0.5  # octaves: one 2^0.5 grid step
