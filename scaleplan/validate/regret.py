@@ -118,15 +118,16 @@ def group_by_lr(rows: list[tuple[float, int, float]]) -> list[LrPoint]:
 
 
 OPTIMUM_REPLICATES = 500  # seed bootstrap replicates of the target's optimum
+OPTIMUM_MIN_SEEDS = 5  # fewer seeds give too few distinct resamples for a percentile interval (validate's default)
 
 
 def optimum_interval(points: list[LrPoint], level: float = 0.95, n_boot: int = OPTIMUM_REPLICATES, seed: int = 0) -> tuple[float, float] | None:
     """Percentile interval of the local model's optimal lr over seed bootstrap replicates (the same resampled seeds at
-    every lr, so the pairing is kept): how far the target's own optimum moves with its seeds. None when fewer than
-    `level` of the replicates give a model."""
+    every lr, so the pairing is kept): how far the target's own optimum moves with its seeds. None with fewer than
+    OPTIMUM_MIN_SEEDS seeds, or when fewer than `level` of the replicates give a model."""
     finite = [p for p in points if p.finite]
     n = min((len(p.losses) for p in finite), default=0)
-    if n < 2:
+    if n < OPTIMUM_MIN_SEEDS:
         return None
     rng = random.Random(seed)
     optima = []

@@ -56,7 +56,7 @@ def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def test_end_to_end_on_a_tiny_spec(tmp_path: Path) -> None:
     """The built-in trainer (MLP populations) through sweep, fit, the target grid and the report."""
     spec = write_spec(tmp_path, "tiny")
-    out = run(str(spec), "--target-width", "32", "--seeds", "2", "--out", "res", "--bootstrap", "20", cwd=tmp_path)
+    out = run(str(spec), "--target-width", "32", "--seeds", "5", "--out", "res", "--bootstrap", "20", cwd=tmp_path)
     assert out.returncode == 0, out.stderr
     report = (tmp_path / "res" / "transfer.md").read_text()
     assert (tmp_path / "res" / "transfer.png").stat().st_size > 10_000
@@ -65,7 +65,7 @@ def test_end_to_end_on_a_tiny_spec(tmp_path: Path) -> None:
     predicted = law.predict(width=32).lr
     assert f"| {predicted:.4g} (predicted) |" in report  # the law's prediction is what was trained
     assert report.startswith("# Transfer validation\n\nReproduce: `scaleplan validate")
-    assert "--seeds 2" in report and "| tiny | width | 32 (target, best lr trained) |" in report
+    assert "--seeds 5" in report and "| tiny | width | 32 (target, best lr trained) |" in report
     assert report.count("(predicted)") == 1 and report.count("(naive)") == 1
     assert "predicted regret" in out.stdout and (tmp_path / "res" / "tiny-trials.csv").is_file()
     header = re.search(r"at lr ([\d.e-]+), fitted on .*; 95% interval of that optimum over 500 seed bootstrap replicates "

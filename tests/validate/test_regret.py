@@ -112,8 +112,8 @@ def test_the_optimum_interval_spans_how_far_the_seeds_move_the_optimum():
     assert math.log2(high / low) > 0.3
 
 
-def test_the_optimum_interval_needs_two_seeds_and_skips_diverged_lrs():
-    assert optimum_interval(seed_bowls([0.02])) is None
-    points = seed_bowls([0.015, 0.02, 0.025]) + [LrPoint(0.5, (math.inf, 3.0, 3.0))]
+def test_the_optimum_interval_needs_five_seeds_and_skips_diverged_lrs():
+    assert optimum_interval(seed_bowls([0.015, 0.02, 0.025, 0.018])) is None  # 4 seeds: too few distinct resamples
+    points = seed_bowls([0.015, 0.02, 0.025, 0.018, 0.022]) + [LrPoint(0.5, (math.inf, 3.0, 3.0, 3.0, 3.0))]
     low, high = optimum_interval(points)
     assert 0.015 * 0.999 <= low <= high <= 0.025 * 1.001  # the seed optima, up to the local model's fit
