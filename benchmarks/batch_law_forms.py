@@ -78,22 +78,22 @@ def main() -> None:
     steps = np.array([c.steps for c in pooled.cells], dtype=float)
     surge = fit_surge({"D": d, "B": b}, np.exp(log_lr), steps, []).law
     saturating = fit_surge({"D": d, "B": b}, np.exp(log_lr), steps, [], form="saturating").law
-    rms = {"pooled": float(np.sqrt(np.mean((np.log(pooled.lr.predict({"D": d, "B": b})) - log_lr) ** 2))),
-           "B:D": float(np.sqrt(np.mean((np.log(drifting.lr.predict({"D": d, "B": b})) - log_lr) ** 2))),
-           "surge": float(np.sqrt(np.mean((surge.log_value({"D": d, "B": b}, np) - log_lr) ** 2))),
-           "saturating": float(np.sqrt(np.mean((saturating.log_value({"D": d, "B": b}, np) - log_lr) ** 2)))}
+    swept: dict[str, np.ndarray | float] = {"D": d, "B": b}  # the cells' coordinates as the laws' variables
+    fitted_logs = {"pooled": np.log(pooled.lr.predict(swept)), "B:D": np.log(drifting.lr.predict(swept)),
+                   "surge": surge.log_value(swept, np), "saturating": saturating.log_value(swept, np)}
+    rms = {name: float(np.sqrt(np.mean((logs - log_lr) ** 2))) for name, logs in fitted_logs.items()}
+    naive_cell = max(range(len(pooled.cells)), key=lambda i: (d[i], b[i]))  # the largest swept D, then batch
     laws = {"pooled": lambda dd, bb: float(pooled.lr.predict({"D": dd, "B": bb})),
             "B:D": lambda dd, bb: float(drifting.lr.predict({"D": dd, "B": bb})),
             "surge": lambda dd, bb: math.exp(surge.log_value({"D": dd, "B": bb})),
-            "saturating": lambda dd, bb: math.exp(saturating.log_value({"D": dd, "B": bb}))}
+            "saturating": lambda dd, bb: math.exp(saturating.log_value({"D": dd, "B": bb})),
+            "naive": lambda dd, bb: float(pooled.optima[naive_cell].lr)}
     sizes = {"pooled": pooled.lr.coefficients().size, "B:D": drifting.lr.coefficients().size, "surge": len(surge.coefficients()),
              "saturating": len(saturating.coefficients())}
     n0, n1 = surge.noise_intercept, surge.noise_exponent
     print(f"# lr*(D, B) forms on {len(pooled.cells)} cells of {args.trials}\n")
     print(f"surge fit: lr_max ~ S^{surge.step_exponent:.3f}, B_noise = {math.exp(n0):.3g} * S^{n1:.3f} sequences "
           f"(B_noise at S = 32 / 1024: {math.exp(n0 + n1 * math.log(32)):.3g} / {math.exp(n0 + n1 * math.log(1024)):.3g})\n")
-    naive_cell = max(range(len(pooled.cells)), key=lambda i: (d[i], b[i]))  # the largest swept D, then batch
-    laws["naive"] = lambda dd, bb: float(pooled.optima[naive_cell].lr)
     curves, means, spans = {}, {}, {}
     for report in TARGETS:
         grid = next(iter(read_target_grids((RESULTS / report).read_text()).values()))  # each report trained one spec

@@ -59,6 +59,11 @@ def split_out(raw: pd.DataFrame, split: str) -> pd.Series:
     return raw["N"] == raw["N"].max()
 
 
+def value(k: Key) -> dict[str, np.ndarray | float]:
+    """A cell's coordinates as the laws' variables."""
+    return {"N": k[0], "D": k[1], "B": k[2]}
+
+
 def naive_lr(train: dict[Key, float], key: Key, split: str) -> float | None:
     """The nearest trained cell's optimum along the held-out axis (None when there is none)."""
     n, d, b = key
@@ -70,7 +75,7 @@ def naive_lr(train: dict[Key, float], key: Key, split: str) -> float | None:
         near = [k for k in train if k[2] == b and k[0] < n]
     if not near:
         return None
-    return train[max(near, key=lambda k: (k[0], k[1], k[2]))]
+    return train[max(near)]  # the largest N, then D, then batch
 
 
 def main() -> None:
@@ -87,9 +92,6 @@ def main() -> None:
         train = dict(zip(keys(fits["surge"]), (o.lr for o in fits["surge"].optima)))
         held = [k for k in optimum if k not in train and not optimum[k][2]]
         edge = sum(1 for k in optimum if k not in train and optimum[k][2])
-
-        def value(k: Key) -> dict[str, np.ndarray | float]:
-            return {"N": k[0], "D": k[1], "B": k[2]}
 
         power = fits["surge"].lr
         laws: dict[str, Callable[[Key], float | None]] = {
