@@ -1,9 +1,9 @@
-"""Three forms of lr*(D, B) fitted on the committed GPT batch sweep, scored at its two measured targets.
+"""Four forms of lr*(D, B) and the naive reuse, fitted on a committed GPT batch sweep, scored at its measured targets.
 
 The sweep (`transfer-gpt-batch-trials.csv`: GPT width 32 on the char-LM, batch 4-32 sequences of 32 tokens,
-D = 2^15-2^17 tokens) is located per (D, B) cell as `scaleplan fit` locates it; then
+D = 2^15-2^17 tokens; or another trials CSV, below) is located per (D, B) cell as `scaleplan fit` locates it; then
 - pooled: ln lr* = a + d ln D + k ln B (one lr-batch exponent for every D; `--lr-batch-interaction off`);
-- B:D: the same plus c ln(B/B0) ln(D/D0) (`scaleplan fit`'s default here);
+- B:D: the same plus c ln(B/B0) ln(D/D0) (`--lr-batch-interaction on`);
 - surge (`scaleplan fit --lr-form surge`, scaleplan/fit/surge.py: unweighted least squares in ln lr*):
   lr* = lr_max(S) / cosh(1/2 ln(B / B_noise(S))), lr_max and B_noise power laws of the steps S = D / (32 B): Adam's
   optimal lr rises as sqrt(B) below the noise scale and falls above it (Li et al. 2024, "Surge phenomenon in optimal
@@ -11,20 +11,25 @@ D = 2^15-2^17 tokens) is located per (D, B) cell as `scaleplan fit` locates it; 
 - saturating (`scaleplan fit --lr-form saturating`; chosen after the first seven targets were trained): ln lr* =
   a + c ln S + 1/2 ln(B / (B + B_noise(S))), B_noise = e^n0 S^n1: lr* rises as sqrt(B) below the noise scale and
   levels off above it instead of falling (those targets' optima stayed at 0.026-0.041 over B = 64-512).
+- naive: the optimum of the cell with the largest swept D, then the largest batch, reused unchanged.
 Each form predicts the targets whose 10-seed lr grids are committed (batch 128 at D = 2^17 and 2^18,
 measured before the surge form was tried; batch 256 at 2^18 and 64 at 2^19, predicted in batch-prereg.md
 before they were trained; batch 128 at 2^19, 256 at 2^21, 512 at 2^20, 1024 and 2048 at 2^21, pre-registered
-for the surge and saturating forms; 512 and 64 at 2^21, 512 and 128 at 2^22, pre-registered for the saturating law
-and trained at its prediction), and its prediction is scored on the target's smoothed curve (the validate reports' local model;
-outside that model's window, the seed means interpolated linearly in ln lr, over the model's minimum). A form passes a
-target when its lr is within one 2^0.5 step (half an octave) of the target's smoothed optimum and its smoothed regret
-is at most 1% (batch-prereg.md's criterion). Beside it: how far the target's optimum itself moves with its seeds (the
-95% percentile interval of the local model's optimum over 1000 seed bootstrap replicates), and at how many targets
-each form's lr falls inside that interval.
+for the surge and saturating forms; 512 and 64 at 2^21, 512 and 128 at 2^22, 256 at 2^22 and 64 at 2^20,
+pre-registered for the saturating law and trained at its prediction), and its prediction is scored on the target's
+smoothed curve (the validate reports' local model; outside that model's window, the seed means interpolated linearly
+in ln lr, over the model's minimum). A form passes a target when its lr is within one 2^0.5 step (half an octave) of
+the target's smoothed optimum and its smoothed regret is at most 1% (batch-prereg.md's criterion). Beside it: how far
+the target's optimum itself moves with its seeds (the 95% percentile interval of the local model's optimum over 500
+seed bootstrap replicates) and at how many targets each form's lr falls inside that interval; and at how many targets
+the optimum falls inside the form's own 95% prediction interval (as `scaleplan predict` prints it), with the median
+width of that interval.
 
     python benchmarks/batch_law_forms.py
     python benchmarks/batch_law_forms.py --trials transfer-gpt-batch-combined-trials.csv --at 524288,128
       (batch 1-32: gpt-batch's and gpt-batch-small's trials; --at prints each form's lr at targets not yet trained)
+    python benchmarks/batch_law_forms.py --trials transfer-gpt-batch-extended-trials.csv
+      (the same with batches 4-32 at D = 2^18 and 2^19 added: gpt-batch-long.toml, batch-prereg.md's extension addendum)
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scaleplan.fit.data import prepare_trials
+from scaleplan.fit.law_file import power_law_record
 from scaleplan.fit.multi_axis import fit_multi_axis
 from scaleplan.fit.surge import fit_surge
 from scaleplan.validate.regret import local_model, optimum_interval
@@ -88,6 +94,8 @@ def main() -> None:
             "surge": lambda dd, bb: math.exp(surge.log_value({"D": dd, "B": bb})),
             "saturating": lambda dd, bb: math.exp(saturating.log_value({"D": dd, "B": bb})),
             "naive": lambda dd, bb: float(pooled.optima[naive_cell].lr)}
+    records = {"pooled": power_law_record(pooled.lr, "lr"), "B:D": power_law_record(drifting.lr, "lr"), "surge": surge,
+               "saturating": saturating}  # each form's 95% prediction interval, as `scaleplan predict` gives it
     sizes = {"pooled": pooled.lr.coefficients().size, "B:D": drifting.lr.coefficients().size, "surge": len(surge.coefficients()),
              "saturating": len(saturating.coefficients())}
     n0, n1 = surge.noise_intercept, surge.noise_exponent
@@ -105,10 +113,11 @@ def main() -> None:
         spans[report] = optimum_interval(finite)
     print("| form | parameters | rms of ln lr* over the cells | " + " | ".join(
         f"batch {int(bb)}, D = 2^{int(math.log2(dd))}: lr (smoothed regret)" for dd, bb in TARGETS.values())
-          + " | passes (one step, <= 1%) | inside the optimum's interval |")
-    print("|---|---|---|" + "---|" * (len(TARGETS) + 2))
+          + " | passes (one step, <= 1%) | inside the optimum's interval | optimum inside the form's 95% PI "
+          "(its median width, octaves) |")
+    print("|---|---|---|" + "---|" * (len(TARGETS) + 3))
     for name, law in laws.items():
-        cells, passes, inside = [], 0, 0
+        cells, passes, inside, covered, widths = [], 0, 0, 0, []
         for report, (dd, bb) in TARGETS.items():
             lr, model = law(dd, bb), curves[report]
             u, y = means[report]
@@ -121,9 +130,16 @@ def main() -> None:
             passes += abs(math.log2(lr / model.vertex_lr)) <= STEP and regret <= MAX_REGRET
             span = spans[report]
             inside += span is not None and span[0] <= lr <= span[1]
+            if name in records:
+                estimate = records[name].predict({"D": dd, "B": bb})
+                if estimate.low is not None and estimate.high is not None:
+                    covered += estimate.low <= model.vertex_lr <= estimate.high
+                    widths.append(math.log2(estimate.high / estimate.low))
             cells.append(f"{lr:.4g} ({regret:.2%}{how})" if math.isfinite(regret) else f"{lr:.4g} (outside the grid)")
         fitted = f"{sizes[name]} | {rms[name]:.3f}" if name in sizes else "0 | -"
-        print(f"| {name} | {fitted} | " + " | ".join(cells) + f" | {passes} of {len(TARGETS)} | {inside} of {len(TARGETS)} |")
+        coverage = f"{covered} of {len(TARGETS)} ({np.median(widths):.2f})" if widths else "-"
+        print(f"| {name} | {fitted} | " + " | ".join(cells) + f" | {passes} of {len(TARGETS)} | {inside} of {len(TARGETS)} "
+              f"| {coverage} |")
     optima = []
     for report, model in curves.items():
         span = spans[report]

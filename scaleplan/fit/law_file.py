@@ -77,7 +77,7 @@ def build_law_file(meta: LawMetadata, trials: Trials, hyper: HyperparameterFit |
         date=_dt.date.today().isoformat(), command=meta.command,
     )
     method = hyper.label if hyper is not None else (isoflop.label if isoflop is not None else None)
-    power_laws = [_power_law(f, u) for f, u in fits]
+    power_laws = [power_law_record(f, u) for f, u in fits]
     if isoflop is not None and isoflop.loss_law is not None:
         p = isoflop.loss_law.params  # L*(C) = E + A / C^alpha: a power law with an additive constant
         power_laws.append(PowerLaw(target="loss_opt", unit="loss", intercept=float(np.log(p["A"])), exponents={"C": -p["alpha"]},
@@ -102,7 +102,7 @@ def surge_note(surge: SurgeFit, power: PowerLawFit, n_boot: int) -> str:
     return (f"lr: the {surge.law.form} form, unweighted least squares in ln lr* over {surge.n_cells} cells (rms {surge.rms:.3g}); "
             f"prediction intervals: t with {surge.law.dof} dof (Jacobian covariance plus the residual scatter); "
             f"{n_boot}-replicate bootstrap {surge.level:.0%} percentile CIs: {cis}; the power law it replaces: lr = "
-            f"{_power_law(power, TARGET_UNITS['lr']).formula()}{exponent}")
+            f"{power_law_record(power, TARGET_UNITS['lr']).formula()}{exponent}")
 
 
 def _timescale_law(fit: WeightDecayFit) -> PowerLaw:
@@ -143,7 +143,7 @@ def with_critical_batch(law: LawFile, critical: list[SizeCriticalBatch], unit: s
                            {AXIS_VARIABLE[k]: np.array([c.coords[k] for c in critical]) for k in varying})
     missing = [AXIS_VARIABLE[k] for k in varying if AXIS_VARIABLE[k] not in {v.name for v in law.variables}]
     variables = [*law.variables, *(Variable(name=v, meaning=VARIABLES[v][0], unit=VARIABLES[v][1] or unit) for v in missing)]
-    return replace(law, variables=variables, power_laws=[*law.power_laws, _power_law(fitted, unit)], notes=notes)
+    return replace(law, variables=variables, power_laws=[*law.power_laws, power_law_record(fitted, unit)], notes=notes)
 
 
 def _where(coords: dict[str, float]) -> str:
@@ -164,7 +164,8 @@ def _fitted_range(trials: Trials, used: list[str]) -> dict[str, tuple[float, flo
     return {v: (float(np.nanmin(column[v])), float(np.nanmax(column[v]))) for v in used if v in column}
 
 
-def _power_law(fit: PowerLawFit, unit: str) -> PowerLaw:
+def power_law_record(fit: PowerLawFit, unit: str) -> PowerLaw:
+    """The law file's record of a fitted power law: what `predict` evaluates, with its intervals."""
     return PowerLaw(
         target=fit.target, unit=unit, intercept=fit.intercept, exponents=dict(fit.exponents),
         covariance=None if fit.covariance is None else fit.covariance.tolist(),
