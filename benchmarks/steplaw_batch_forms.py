@@ -14,8 +14,9 @@ Each predicts the held-out cells' optima. Three splits, each a question a user a
 - N: the largest model (1.07e9 non-embedding parameters) held out.
 A prediction passes a cell when it lies within one 2^0.5 step (half an octave) of the cell's optimum (issue 10's
 criterion); cells whose optimum sits at the edge of their lr grid are not scored. Beside it: the fraction inside the
-cell's own 95% interval (200 bootstrap replicates of its optimum, trials resampled within the cell), and the
-naive choice (the nearest trained cell's optimum: same N and B at the largest D left in, the next batch down, or the
+cell's own 95% interval (200 bootstrap replicates of its optimum, trials resampled within the cell), the fraction
+of held-out optima inside the law's own 95% prediction interval (as `scaleplan predict` prints it) with its median
+width, and the naive choice (the nearest trained cell's optimum: same N and B at the largest D left in, the next batch down, or the
 next model down).
 
     python benchmarks/steplaw_batch_forms.py   (about 20 s)
@@ -31,6 +32,7 @@ import numpy as np
 import pandas as pd
 
 from scaleplan.fit.data import prepare_trials
+from scaleplan.fit.law_file import power_law_record
 from scaleplan.fit.multi_axis import MultiAxisFit, fit_multi_axis
 
 DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "steplaw_dense_lr_bs_loss.csv"
@@ -84,8 +86,8 @@ def main() -> None:
     optimum = {k: (o.lr, ci, o.at_edge) for k, o, ci in zip(keys(full), full.optima, full.cell_lr_ci)}
     print(f"# lr*(N, D, B) forms held out on Step Law's grid ({len(full.cells)} (N, D, B) cells, {len(raw)} runs)\n")
     print("| split | form | cells scored | within one 2^0.5 step | inside the cell's 95% interval | median |log2(pred / lr*)| | "
-          "mean log2(pred / lr*) |")
-    print("|---|---|---|---|---|---|---|")
+          "mean log2(pred / lr*) | optimum inside the law's 95% PI (median width, octaves) |")
+    print("|---|---|---|---|---|---|---|---|")
     for split in ("D", "B", "B/4", "N"):
         out = split_out(raw, split)
         fits = {form: located(raw[~out], n_boot=0, form=form) for form in ("surge", "saturating")}
@@ -100,8 +102,10 @@ def main() -> None:
             "saturating": lambda k: math.exp(fits["saturating"].surge.law.log_value(value(k))),  # type: ignore[union-attr]
             "naive": lambda k: naive_lr(train, k, split),
         }
+        records = {"power": power_law_record(power, "lr"), "surge": fits["surge"].surge.law,  # type: ignore[union-attr]
+                   "saturating": fits["saturating"].surge.law}  # type: ignore[union-attr]
         for name, law in laws.items():
-            errors, inside = [], 0
+            errors, inside, covered, widths = [], 0, 0, []
             for k in held:
                 lr = law(k)
                 if lr is None:
@@ -109,10 +113,16 @@ def main() -> None:
                 truth, (low, high), _ = optimum[k]
                 errors.append(math.log2(lr / truth))
                 inside += low <= lr <= high
+                if name in records:
+                    estimate = records[name].predict(value(k))
+                    if estimate.low is not None and estimate.high is not None:
+                        covered += estimate.low <= truth <= estimate.high
+                        widths.append(math.log2(estimate.high / estimate.low))
             err = np.array(errors)
             within = int(np.sum(np.abs(err) <= STEP))
+            coverage = f"{covered} ({covered / len(err):.0%}; {np.median(widths):.2f})" if widths else "-"
             print(f"| {split} held out ({edge} edge cells not scored) | {name} | {len(err)} | {within} ({within / len(err):.0%}) | "
-                  f"{inside} ({inside / len(err):.0%}) | {np.median(np.abs(err)):.2f} | {err.mean():+.2f} |")
+                  f"{inside} ({inside / len(err):.0%}) | {np.median(np.abs(err)):.2f} | {err.mean():+.2f} | {coverage} |")
 
 
 if __name__ == "__main__":

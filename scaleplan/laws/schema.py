@@ -370,8 +370,9 @@ class LawFile:
 
     def _critical_batch_warnings(self, values: dict[str, float]) -> list[str]:
         """An lr law of B evaluated beyond the swept batch sizes and above the critical batch the sweep measured: on
-        the GPT char-LM no form fitted below it held there (benchmarks/results/batch-law-forms.md); on Step Law's grid
-        the saturating form held best of the fitted ones (steplaw-batch-forms.md)."""
+        the GPT char-LM no form fitted below it held there at every target, though the saturating form's interval held
+        the optimum at each (benchmarks/results/batch-law-forms.md); on Step Law's grid the saturating form held best
+        of the fitted ones (steplaw-batch-forms.md)."""
         critical = next((p for p in self.power_laws if p.target == "critical_batch_size"), None)
         lr = self.lr_law()
         if critical is None or lr is None or "B" not in lr.inputs() or "B" not in values or "B" not in self.fitted_range:
@@ -381,11 +382,15 @@ class LawFile:
         b_crit = critical.predict({v: values[v] for v in critical.inputs()}).value
         if values["B"] <= b_crit:
             return []
+        held = ("this law's 95% interval held the optimum at every one: read the interval, not the point"
+                if isinstance(lr, SurgeLaw) and lr.form == "saturating" else
+                "the saturating form's 95% interval held the optimum at every one, this form's at fewer: refit with "
+                "--lr-form saturating")
         return [f"B={values['B']:.3g} is beyond the swept batch sizes and above the critical batch the sweep measured "
-                f"({b_crit:.3g}): there lr* is nearly flat in B, and every lr law of B fitted below it (power, B:D, surge, "
-                "saturating) missed some target by 0.7 octave or more on the GPT char-LM (lr* 0.026-0.048 over B = 64-2048, "
-                "D = 2^17-2^21; benchmarks/results/batch-law-forms.md): sweep the batch sizes you will train, or check the lr "
-                "there (scaleplan validate --target batch=...)"]
+                f"({b_crit:.3g}): there lr* is nearly flat in B, and no lr law of B fitted below it (power, B:D, surge, "
+                f"saturating) came within half an octave of the optimum at every batch target of the GPT char-LM (lr* "
+                f"0.026-0.048 over B = 64-2048, D = 2^17-2^22; benchmarks/results/batch-law-forms.md); {held}. Sweep the "
+                "batch sizes you will train, or check the lr there (scaleplan validate --target batch=...)"]
 
     def _interaction_warnings(self, values: dict[str, float]) -> list[str]:
         """An interaction term evaluated outside the fitted range of either variable: the exponent it drifts,

@@ -121,10 +121,10 @@ OPTIMUM_REPLICATES = 500  # seed bootstrap replicates of the target's optimum
 OPTIMUM_MIN_SEEDS = 5  # fewer seeds give too few distinct resamples for a percentile interval (validate's default)
 
 
-def optimum_interval(points: list[LrPoint], level: float = 0.95, n_boot: int = OPTIMUM_REPLICATES, seed: int = 0) -> tuple[float, float] | None:
-    """Percentile interval of the local model's optimal lr over seed bootstrap replicates (the same resampled seeds at
-    every lr, so the pairing is kept): how far the target's own optimum moves with its seeds. None with fewer than
-    OPTIMUM_MIN_SEEDS seeds, or when fewer than `level` of the replicates give a model."""
+def optimum_replicates(points: list[LrPoint], n_boot: int = OPTIMUM_REPLICATES, seed: int = 0) -> list[float] | None:
+    """The local model's optimal lr over seed bootstrap replicates (the same resampled seeds at every lr, so the
+    pairing is kept): how far the target's own optimum moves with its seeds. None with fewer than OPTIMUM_MIN_SEEDS
+    seeds; replicates that give no model are left out."""
     finite = [p for p in points if p.finite]
     n = min((len(p.losses) for p in finite), default=0)
     if n < OPTIMUM_MIN_SEEDS:
@@ -135,10 +135,17 @@ def optimum_interval(points: list[LrPoint], level: float = 0.95, n_boot: int = O
         picks = [rng.randrange(n) for _ in range(n)]
         model = local_model([LrPoint(p.lr, tuple(p.losses[i] for i in picks)) for p in finite])
         if model is not None:
-            optima.append(math.log(model.vertex_lr))
-    if len(optima) < level * n_boot:
+            optima.append(model.vertex_lr)
+    return optima
+
+
+def optimum_interval(points: list[LrPoint], level: float = 0.95, n_boot: int = OPTIMUM_REPLICATES, seed: int = 0) -> tuple[float, float] | None:
+    """Percentile interval of `optimum_replicates`; None with too few seeds, or when fewer than `level` of the
+    replicates give a model."""
+    optima = optimum_replicates(points, n_boot, seed)
+    if optima is None or len(optima) < level * n_boot:
         return None
-    low, high = percentile_ci(np.array(optima), level)
+    low, high = percentile_ci(np.log(optima), level)
     return math.exp(low), math.exp(high)
 
 

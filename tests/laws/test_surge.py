@@ -151,3 +151,13 @@ def test_an_lr_law_beyond_the_swept_batches_and_above_the_critical_batch_warns(b
     critical = PowerLaw("critical_batch_size", "sequences", intercept=math.log(64.0), exponents={})
     warnings = law_file(LAW, power=[critical]).predict(tokens=2.0**17, batch_size=batch).warnings
     assert any("above the critical batch the sweep measured (64)" in w for w in warnings) == warned
+
+
+@pytest.mark.parametrize("lr_law, advice", [(SATURATING, "this law's 95% interval held the optimum at every one"),
+                                            (LAW, "refit with --lr-form saturating")])
+def test_the_critical_batch_warning_names_which_interval_held(lr_law: SurgeLaw, advice: str) -> None:
+    """On the char-LM's batch targets the saturating form's interval held every optimum and the others' did not: a
+    saturating law is told to read its interval, any other form to refit as saturating."""
+    critical = PowerLaw("critical_batch_size", "sequences", intercept=math.log(64.0), exponents={})
+    warnings = law_file(lr_law, power=[critical]).predict(tokens=2.0**17, batch_size=256.0).warnings
+    assert sum(advice in w for w in warnings) == 1
