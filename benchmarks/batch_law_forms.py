@@ -44,6 +44,7 @@ from scaleplan.fit.data import prepare_trials
 from scaleplan.fit.law_file import power_law_record
 from scaleplan.fit.multi_axis import fit_multi_axis
 from scaleplan.fit.surge import fit_surge
+from scaleplan.laws import PowerLaw, SurgeLaw
 from scaleplan.validate.regret import local_model, optimum_interval, optimum_replicates
 from scaleplan.validate.report import read_target_grids
 
@@ -97,7 +98,7 @@ def main() -> None:
             "surge": lambda dd, bb: math.exp(surge.log_value({"D": dd, "B": bb})),
             "saturating": lambda dd, bb: math.exp(saturating.log_value({"D": dd, "B": bb})),
             "naive": lambda dd, bb: float(pooled.optima[naive_cell].lr)}
-    records = {"pooled": power_law_record(pooled.lr, "lr"), "B:D": power_law_record(drifting.lr, "lr"), "surge": surge,
+    records: dict[str, PowerLaw | SurgeLaw] = {"pooled": power_law_record(pooled.lr, "lr"), "B:D": power_law_record(drifting.lr, "lr"), "surge": surge,
                "saturating": saturating}  # each form's 95% prediction interval, as `scaleplan predict` gives it
     sizes = {"pooled": pooled.lr.coefficients().size, "B:D": drifting.lr.coefficients().size, "surge": len(surge.coefficients()),
              "saturating": len(saturating.coefficients())}

@@ -61,7 +61,7 @@ def split_out(raw: pd.DataFrame, split: str) -> pd.Series:
     return raw["N"] == raw["N"].max()
 
 
-def value(k: Key) -> dict[str, np.ndarray | float]:
+def value(k: Key) -> dict[str, float]:
     """A cell's coordinates as the laws' variables."""
     return {"N": k[0], "D": k[1], "B": k[2]}
 

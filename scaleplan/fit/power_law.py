@@ -56,7 +56,7 @@ class PowerLawFit:
         """The terms beyond the exponents, in the coefficients' order: interactions, then corrections."""
         return (*self.interactions, *self.corrections)
 
-    def predict(self, values: dict[str, np.ndarray | float]) -> np.ndarray:
+    def predict(self, values: Mapping[str, np.ndarray | float]) -> np.ndarray:
         """Evaluate y at `values` (variable -> value or array)."""
         log_y = sum(c * t for c, t in zip(self.coefficients(), self.terms(values)))
         return self.offset + np.exp(log_y)

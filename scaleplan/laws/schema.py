@@ -382,15 +382,17 @@ class LawFile:
         b_crit = critical.predict({v: values[v] for v in critical.inputs()}).value
         if values["B"] <= b_crit:
             return []
-        held = ("this law's 95% interval held the optimum at every one: read the interval, not the point"
+        held = ("this form's 95% interval held the optimum at every one, fitted from each of three sweeps: read the "
+                "interval, not the point"
                 if isinstance(lr, SurgeLaw) and lr.form == "saturating" else
-                "the saturating form's 95% interval held the optimum at every one, this form's at fewer: refit with "
-                "--lr-form saturating")
+                "the saturating form's 95% interval held the optimum at every one, fitted from each of three sweeps, "
+                "and the other forms' did not from some of them: refit with --lr-form saturating")
         return [f"B={values['B']:.3g} is beyond the swept batch sizes and above the critical batch the sweep measured "
                 f"({b_crit:.3g}): there lr* is nearly flat in B, and no lr law of B fitted below it (power, B:D, surge, "
                 f"saturating) came within half an octave of the optimum at every batch target of the GPT char-LM (lr* "
-                f"0.026-0.048 over B = 64-2048, D = 2^17-2^22; benchmarks/results/batch-law-forms.md); {held}. Sweep the "
-                "batch sizes you will train, or check the lr there (scaleplan validate --target batch=...)"]
+                f"0.026-0.048 over B = 64-2048, D = 2^17-2^22; benchmarks/results/batch-law-forms.md); {held}. The optimum "
+                "of the largest swept batch at the longest swept D (fit's cell table) came within half an octave at 13 of "
+                "15 there. Sweep the batch sizes you will train, or check the lr there (scaleplan validate --target batch=...)"]
 
     def _interaction_warnings(self, values: dict[str, float]) -> list[str]:
         """An interaction term evaluated outside the fitted range of either variable: the exponent it drifts,

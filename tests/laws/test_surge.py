@@ -153,7 +153,7 @@ def test_an_lr_law_beyond_the_swept_batches_and_above_the_critical_batch_warns(b
     assert any("above the critical batch the sweep measured (64)" in w for w in warnings) == warned
 
 
-@pytest.mark.parametrize("lr_law, advice", [(SATURATING, "this law's 95% interval held the optimum at every one"),
+@pytest.mark.parametrize("lr_law, advice", [(SATURATING, "this form's 95% interval held the optimum at every one"),
                                             (LAW, "refit with --lr-form saturating")])
 def test_the_critical_batch_warning_names_which_interval_held(lr_law: SurgeLaw, advice: str) -> None:
     """On the char-LM's batch targets the saturating form's interval held every optimum and the others' did not: a
