@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}|batch-long|batch-fresh-{d22-b256,d20-b64}|hf-gpt2 ...]
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}|batch-long|batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}|hf-gpt2 ...]
 #   (default: mlp gpt denseam)
 # depth, horizon, batch, hf-gpt2 and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
@@ -92,7 +92,7 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
                     "$RESULTS/transfer-gpt-batch-long-trials.csv" "$RESULTS/transfer-gpt-batch-extended-trials.csv"
                 $SCALEPLAN fit "$RESULTS/transfer-gpt-batch-extended-trials.csv" -o "$RESULTS/transfer-gpt-batch-extended.json" \
                     --x width --lr-batch --d-unit tokens --lr-form saturating > "$RESULTS/gpt-batch-extended-fit.txt" ;;
-            batch-fresh-d22-b256|batch-fresh-d20-b64)  # the extension addendum's fresh targets, trained at the saturating
+            batch-fresh-d22-b256|batch-fresh-d20-b64|batch-fresh-d20-b1024|batch-fresh-d20-b256)  # the extension addendum's fresh targets (and its second round), trained at the saturating
                 # law of batches 1-32 (as batch-sat-*); the extended law is scored on their grids by batch_law_forms.py
                 j_tokens=${j#batch-fresh-d}; j_tokens=$((1 << ${j_tokens%%-*})); j_batch=${j##*-b}
                 $SCALEPLAN validate sweeps/transfer/gpt-batch-wide.toml --lr-form saturating --target batch="$j_batch" \
@@ -100,7 +100,7 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
                     --out "$RESULTS/gpt-batch-saturating/${j#batch-fresh-}" --name "gpt-batch-sat-${j#batch-fresh-}" ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}, batch-long, batch-fresh-{d22-b256,d20-b64}, hf-gpt2)" >&2; exit 2 ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}, batch-long, batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}, hf-gpt2)" >&2; exit 2 ;;
         esac
     done
 done
