@@ -15,7 +15,7 @@ D = 2^15-2^17 tokens; or another trials CSV, below) is located per (D, B) cell a
 Each form predicts the targets whose 10-seed lr grids are committed (batch 128 at D = 2^17 and 2^18,
 measured before the surge form was tried; batch 256 at 2^18 and 64 at 2^19, predicted in batch-prereg.md
 before they were trained; batch 128 at 2^19, 256 at 2^21, 512 at 2^20, 1024 and 2048 at 2^21, pre-registered
-for the surge and saturating forms; 512 and 64 at 2^21, 512 and 128 at 2^22, 256 at 2^22 and 64 at 2^20,
+for the surge and saturating forms; 512 and 64 at 2^21, 512 and 128 at 2^22, 256 at 2^22, 64, 1024 and 256 at 2^20,
 pre-registered for the saturating law and trained at its prediction), and its prediction is scored on the target's
 smoothed curve (the validate reports' local model; outside that model's window, the seed means interpolated linearly
 in ln lr, over the model's minimum). A form passes a target when its lr is within one 2^0.5 step (half an octave) of
@@ -65,7 +65,9 @@ TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0
            "gpt-batch-saturating/d22-b128/gpt-batch-sat-d22-b128.md": (2.0**22, 128.0),
            # after the extended sweep was pre-registered (the extension addendum), trained at the saturating law's prediction
            "gpt-batch-saturating/d22-b256/gpt-batch-sat-d22-b256.md": (2.0**22, 256.0),
-           "gpt-batch-saturating/d20-b64/gpt-batch-sat-d20-b64.md": (2.0**20, 64.0)}
+           "gpt-batch-saturating/d20-b64/gpt-batch-sat-d20-b64.md": (2.0**20, 64.0),
+           "gpt-batch-saturating/d20-b1024/gpt-batch-sat-d20-b1024.md": (2.0**20, 1024.0),  # its second round
+           "gpt-batch-saturating/d20-b256/gpt-batch-sat-d20-b256.md": (2.0**20, 256.0)}
 
 
 STEP = 0.5  # octaves: one 2^0.5 grid step
