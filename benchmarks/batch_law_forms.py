@@ -45,7 +45,7 @@ from scaleplan.fit.law_file import power_law_record
 from scaleplan.fit.multi_axis import fit_multi_axis
 from scaleplan.fit.surge import fit_surge
 from scaleplan.laws import PowerLaw, SurgeLaw
-from scaleplan.validate.regret import local_model, optimum_interval, optimum_replicates
+from scaleplan.validate.regret import interval_of_optima, local_model, optimum_replicates
 from scaleplan.validate.report import read_target_grids
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -100,8 +100,9 @@ def main() -> None:
             "surge": lambda dd, bb: math.exp(surge.log_value({"D": dd, "B": bb})),
             "saturating": lambda dd, bb: math.exp(saturating.log_value({"D": dd, "B": bb})),
             "naive": lambda dd, bb: float(pooled.optima[naive_cell].lr)}
-    records: dict[str, PowerLaw | SurgeLaw] = {"pooled": power_law_record(pooled.lr, "lr"), "B:D": power_law_record(drifting.lr, "lr"), "surge": surge,
-               "saturating": saturating}  # each form's 95% prediction interval, as `scaleplan predict` gives it
+    records: dict[str, PowerLaw | SurgeLaw] = {  # each form's 95% prediction interval, as `scaleplan predict` gives it
+        "pooled": power_law_record(pooled.lr, "lr"), "B:D": power_law_record(drifting.lr, "lr"), "surge": surge,
+        "saturating": saturating}
     sizes = {"pooled": pooled.lr.coefficients().size, "B:D": drifting.lr.coefficients().size, "surge": len(surge.coefficients()),
              "saturating": len(saturating.coefficients())}
     n0, n1 = surge.noise_intercept, surge.noise_exponent
@@ -116,10 +117,11 @@ def main() -> None:
         assert model is not None, report
         curves[report] = model
         means[report] = (np.log([p.lr for p in finite]), np.array([p.mean for p in finite]))
-        spans[report] = optimum_interval(finite)
+        replicates = optimum_replicates(finite)
+        spans[report] = interval_of_optima(replicates)
         # how often a predictor at the true optimum would pass: the replicates' optima within one step of the optimum
-        replicates = optimum_replicates(finite) or []
-        oracle[report] = float(np.mean([abs(math.log2(r / model.vertex_lr)) <= STEP for r in replicates])) if replicates else math.nan
+        oracle[report] = (float(np.mean([abs(math.log2(r / model.vertex_lr)) <= STEP for r in replicates]))
+                          if replicates else math.nan)
     print("| form | parameters | rms of ln lr* over the cells | " + " | ".join(
         f"batch {int(bb)}, D = 2^{int(math.log2(dd))}: lr (smoothed regret)" for dd, bb in TARGETS.values())
           + " | passes (one step, <= 1%) | inside the optimum's interval | optimum inside the form's 95% PI "

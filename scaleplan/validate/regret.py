@@ -142,7 +142,13 @@ def optimum_replicates(points: list[LrPoint], n_boot: int = OPTIMUM_REPLICATES, 
 def optimum_interval(points: list[LrPoint], level: float = 0.95, n_boot: int = OPTIMUM_REPLICATES, seed: int = 0) -> tuple[float, float] | None:
     """Percentile interval of `optimum_replicates`; None with too few seeds, or when fewer than `level` of the
     replicates give a model."""
-    optima = optimum_replicates(points, n_boot, seed)
+    return interval_of_optima(optimum_replicates(points, n_boot, seed), n_boot, level)
+
+
+def interval_of_optima(optima: list[float] | None, n_boot: int = OPTIMUM_REPLICATES,
+                       level: float = 0.95) -> tuple[float, float] | None:
+    """The percentile interval of `n_boot` replicates' `optima` (as `optimum_replicates` gives them), in log space;
+    None without them, or when fewer than `level` of the replicates gave a model."""
     if optima is None or len(optima) < level * n_boot:
         return None
     low, high = percentile_ci(np.log(optima), level)
