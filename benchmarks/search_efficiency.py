@@ -11,7 +11,10 @@ benchmarks/results/search_efficiency_truth.csv (computed when missing).
 Each repetition r trains with seeds (r, r+3, r+6) mod 8 and sampler seed r, the same for every method:
 - grid: the spec's dense grid at those seeds (read from the cached truth: the same trainings);
 - random, tpe, gp, adaptive: a real `scaleplan sweep` (journal storage in a temporary folder, one worker,
-  populations as the sweep forms them), with at most the grid's trials per grid point.
+  populations as the sweep forms them), with at most the grid's trials per grid point;
+- adaptive-tol: the adaptive sweep with `max_regret = 0`, so that a cell stops only when its lr*'s 95%
+  interval lies within ±10% (the issue's stopping rule) or its budget is spent, not when the interval's
+  regret is small enough (the default's second rule, which stops flat cells early).
 After every trial the located lr* of each width is the same local parabola's optimum of that width's
 trials so far, for every method: the comparison is between the trials the searches choose, not between
 estimators. (`scaleplan fit`'s `locate_optimum` picks its points by loss, within 2% of the best result; on
@@ -25,7 +28,9 @@ see the table, and with many noisy points near the optimum it picks the lucky on
   budget), and the error and regret of what it reports then.
 Random/TPE/GP runs stop early once every width has met both criteria (the cost counted is the same).
 
-    python benchmarks/search_efficiency.py [--reps 5] [--families mlp,gpt,denseam] [--out FILE.md]
+    python benchmarks/search_efficiency.py [--reps 5] [--families mlp,gpt,denseam] [--device cpu|cuda] [--out FILE.md]
+
+On a GPU (`--device cuda`) the ground truth is trained there too, cached in search_efficiency_truth_cuda.csv.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import shlex
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,11 +58,11 @@ from scaleplan.sweep.spec import SweepSpec, parse_spec
 from scaleplan.validate.local_model import LocalModel, fit_local_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TRUTH_CSV = RESULTS / "search_efficiency_truth.csv"
 TRUTH_SEEDS = tuple(range(8))
 TOLERANCE = 0.10
 MAX_REGRET = 0.003
-METHODS = ("grid", "random", "tpe", "gp", "adaptive")
+METHODS = ("grid", "random", "tpe", "gp", "adaptive", "adaptive-tol")
+VARIANTS = {"adaptive-tol": ("adaptive", {"max_regret": 0.0})}  # method -> (sampler, [sweep] settings)
 CHUNK = 6  # trials per run_sweep call for the samplers stopped early
 
 # CPU-sized reference families: the transfer specs' settings (sweeps/transfer/), the GPT shortened to fit.
@@ -86,29 +92,43 @@ FAMILIES: dict[str, dict] = {
 }
 
 
-def family_spec(family: str, sampler: str, seeds: tuple[int, ...], seed: int = 0, name: str | None = None) -> SweepSpec:
-    """The family as a sweep spec with `sampler`; every sampler gets at most the grid's trials per grid point."""
+def truth_csv(device: str) -> Path:
+    """Where the ground truth trained on `device` is cached (CPU and GPU numerics differ)."""
+    return RESULTS / ("search_efficiency_truth.csv" if device == "cpu" else f"search_efficiency_truth_{device.split(':')[0]}.csv")
+
+
+def family_spec(family: str, method: str, seeds: tuple[int, ...], seed: int = 0, name: str | None = None) -> SweepSpec:
+    """The family as a sweep spec for `method` (a sampler, or a VARIANTS entry); every sampler gets at most the
+    grid's trials per grid point."""
+    sampler, settings = VARIANTS.get(method, (method, {}))
     raw = {key: dict(value) for key, value in FAMILIES[family].items()}
     grid = raw["search"]["lr"]
     search = dict(raw["search"])
     if sampler != "grid":
         search["lr"] = {"low": grid["low"], "high": grid["high"]}
-    sweep = {"name": name or f"{family}-{sampler}", "sampler": sampler, "seeds": list(seeds), "seed": seed}
+    sweep = {"name": name or f"{family}-{method}", "sampler": sampler, "seeds": list(seeds), "seed": seed, **settings}
     if sampler != "grid":
         sweep["trials_per_point"] = grid["points"]
     return parse_spec({**raw, "search": search, "sweep": sweep}, source=f"<{family}>")
 
 
+def lr_grid(spec: SweepSpec) -> list[float]:
+    """The grid spec's lr points."""
+    lr = spec.search_param("lr")
+    assert lr is not None
+    return list(lr.grid() or ())
+
+
 # ----------------------------------------------------------------------------------------------- truth
 
 
-def _evaluate(spec: SweepSpec, width: int, lrs: list[float]) -> list[dict]:
-    """Train every lr with every truth seed at `width`, 16 trials per population."""
+def _evaluate(spec: SweepSpec, width: int, lrs: list[float], device: str) -> list[dict]:
+    """Train every lr with every truth seed at `width` on `device`, 16 trials per population."""
     from scaleplan.sweep.builtin import BuiltinObjective
     from scaleplan.sweep.plan import GridPoint
     from scaleplan.sweep.trial import TrialRequest
 
-    objective = BuiltinObjective(spec)
+    objective = BuiltinObjective(spec, device)
     point = lambda seed: GridPoint(width, spec.steps[0], spec.batch_sizes[0], seed)  # noqa: E731
     requests = [TrialRequest(point(seed), {"lr": lr}) for lr in lrs for seed in TRUTH_SEEDS]
     rows = []
@@ -120,7 +140,7 @@ def _evaluate(spec: SweepSpec, width: int, lrs: list[float]) -> list[dict]:
     return rows
 
 
-def compute_truth(family: str, path: Path) -> None:
+def compute_truth(family: str, path: Path, device: str) -> None:
     """Append the family's missing widths to the truth CSV: the grid at 8 seeds, then the midpoints near the optimum.
 
     A midpoint is trained when the 8-seed mean loss of one of its two grid neighbours lies within 10% of
@@ -128,16 +148,16 @@ def compute_truth(family: str, path: Path) -> None:
     """
     have = pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=["family", "width"])
     spec = family_spec(family, "grid", TRUTH_SEEDS)
-    grid = list(spec.search_param("lr").grid() or ())
+    grid = lr_grid(spec)
     for width in spec.widths:
         if ((have["family"] == family) & (have["width"] == width)).any():
             continue
         start = time.perf_counter()
-        rows = _evaluate(spec, width, grid)
+        rows = _evaluate(spec, width, grid, device)
         means = pd.DataFrame(rows).groupby("lr")["loss"].mean().reindex(grid)
         best = means.min()
         near = [i for i in range(len(grid) - 1) if min(means.iloc[i], means.iloc[i + 1]) <= 1.1 * best]
-        rows += _evaluate(spec, width, [math.sqrt(grid[i] * grid[i + 1]) for i in near])
+        rows += _evaluate(spec, width, [math.sqrt(grid[i] * grid[i + 1]) for i in near], device)
         new = not path.is_file()
         with path.open("a", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=["family", "width", "lr", "seed", "N", "loss", "diverged"])
@@ -192,11 +212,11 @@ def load_truth(path: Path, family: str) -> dict[int, WidthTruth]:
 # --------------------------------------------------------------------------------------------- methods
 
 
-def grid_trials(family: str, seeds: tuple[int, ...]) -> pd.DataFrame:
+def grid_trials(family: str, seeds: tuple[int, ...], path: Path) -> pd.DataFrame:
     """The dense grid at `seeds`, read from the truth, in the order a grid sweep enqueues it (point by point)."""
     spec = family_spec(family, "grid", seeds)
-    grid = spec.search_param("lr").grid() or ()
-    frame = pd.read_csv(TRUTH_CSV)
+    grid = lr_grid(spec)
+    frame = pd.read_csv(path)
     frame = frame[frame["family"] == family]
     rows = []
     for width in spec.widths:
@@ -207,19 +227,21 @@ def grid_trials(family: str, seeds: tuple[int, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows).reset_index(drop=True)
 
 
-def sweep_trials(family: str, sampler: str, seeds: tuple[int, ...], rep: int, folder: Path,
-                 enough: callable) -> pd.DataFrame:
-    """Run the family's sweep with `sampler`; random/TPE/GP in chunks until `enough(trials)` or the budget is spent."""
+def sweep_trials(family: str, method: str, seeds: tuple[int, ...], rep: int, folder: Path, device: str,
+                 enough: Callable[[pd.DataFrame], bool]) -> pd.DataFrame:
+    """Run the family's sweep for `method` on `device`; random/TPE/GP in chunks until `enough(trials)` or the
+    budget is spent (the adaptive searches stop by themselves)."""
     from scaleplan.sweep.export import load_trials
     from scaleplan.sweep.runner import run_sweep
 
-    spec = family_spec(family, sampler, seeds, seed=rep, name=f"{family}-{sampler}-{rep}")
+    spec = family_spec(family, method, seeds, seed=rep, name=f"{family}-{method}-{rep}")
     storage = str(folder / f"{spec.name}.journal")
+    adaptive = spec.sampler == "adaptive"
     while True:
-        summary = run_sweep(spec, storage, max_trials=None if sampler == "adaptive" else CHUNK)
+        summary = run_sweep(spec, storage, max_trials=None if adaptive else CHUNK, device=device)
         frame = load_trials(spec, storage=storage)
         frame = frame[frame["state"] == "COMPLETE"].sort_values("trial").reset_index(drop=True)
-        if sampler == "adaptive" or summary.complete >= summary.planned or enough(frame):
+        if adaptive or summary.complete >= summary.planned or enough(frame):
             return frame
 
 
@@ -286,16 +308,24 @@ def summarize(frame: pd.DataFrame, truths: dict[int, WidthTruth], steps: int) ->
     base = min(t.n_params for t in truths.values())
     weight = {w: steps * t.n_params / base for w, t in truths.items()}
     traces = {w: trace(frame[frame["width"] == w], t) for w, t in truths.items()}
+
+    def cost(hits: dict[int, int | None]) -> float | None:
+        """FLOP-weighted trial-steps until every width got there (None if one never did)."""
+        counts = [(w, n) for w, n in hits.items() if n is not None]
+        return sum(weight[w] * n for w, n in counts) if len(counts) == len(hits) else None
+
+    def worst(values: list[float | None]) -> float | None:
+        known = [v for v in values if v is not None]
+        return max(known) if known and len(known) == len(values) else None
+
     met10 = all(t.hit10 is not None for t in traces.values())
-    met_regret = all(t.hit_regret is not None for t in traces.values())
-    finals = [t for t in traces.values() if t.final_error is not None]
     return RunResult(
-        cost10=sum(weight[w] * t.hit10 for w, t in traces.items()) if met10 else None,  # type: ignore[operator]
-        regret10=max(t.regret10 for t in traces.values()) if met10 else None,  # type: ignore[type-var]
-        cost_regret=sum(weight[w] * t.hit_regret for w, t in traces.items()) if met_regret else None,  # type: ignore[operator]
+        cost10=cost({w: t.hit10 for w, t in traces.items()}),
+        regret10=worst([t.regret10 for t in traces.values()]) if met10 else None,
+        cost_regret=cost({w: t.hit_regret for w, t in traces.items()}),
         cost_end=sum(weight[w] * t.total for w, t in traces.items()),
-        error_end=max(abs(t.final_error) for t in finals) if len(finals) == len(traces) else None,  # type: ignore[arg-type]
-        regret_end=max(t.final_regret for t in finals) if len(finals) == len(traces) else None,  # type: ignore[type-var]
+        error_end=worst([None if t.final_error is None else abs(t.final_error) for t in traces.values()]),
+        regret_end=worst([t.final_regret for t in traces.values()]),
     )
 
 
@@ -323,13 +353,15 @@ def report(results: dict[str, dict[str, list[RunResult]]], truths: dict[str, dic
         "# Search efficiency: trial-steps to locate lr*, dense grid vs random, TPE, GP and adaptive",
         "",
         f"Command: `{shlex.join(['python', 'benchmarks/search_efficiency.py', *sys.argv[1:]])}` "
-        f"({platform.processor() or platform.machine()}, 1 torch thread, {seconds / 60:.0f} min wall clock).",
+        f"({_machine(args.device)}, {seconds / 60:.0f} min wall clock).",
         "",
         f"{args.reps} repetitions; repetition r trains seeds (r, r+3, r+6) mod 8 with sampler seed r, the same for every",
         "method. Costs are trial-steps summed over the widths, weighted by N (FLOPs per step) relative to the",
         "smallest width; ratios are the dense grid's whole cost / the method's cost (higher is cheaper), the median",
         "over repetitions (a repetition that never met the criterion counts as infinitely expensive). Errors are",
         "|ln(lr / lr*)| at the worst width; regrets are relative losses on the ground truth's smoothed curve.",
+        "adaptive is the sampler's default (a width stops when its lr*'s 95% interval lies within ±10%, or when every lr",
+        "in it costs at most 0.3%); adaptive-tol is the same sweep with `max_regret = 0` (it stops on ±10% or its budget).",
         "",
         "Ground truth (8 seeds, dense grid refined 2x near the optimum). lr* is the local parabola's optimum of all",
         "its trials; two other smoothers of the same trials show how well lr* is defined at all:",
@@ -376,6 +408,14 @@ def report(results: dict[str, dict[str, list[RunResult]]], truths: dict[str, dic
     return "\n".join(lines) + "\n"
 
 
+def _machine(device: str) -> str:
+    if device == "cpu":
+        return f"{platform.processor() or platform.machine()}, 1 torch thread"
+    import torch
+
+    return torch.cuda.get_device_name(torch.device(device))
+
+
 def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
@@ -385,6 +425,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda: where every trial trains")
     parser.add_argument("--out", type=Path, default=None, help="also write the report here (markdown)")
     parser.add_argument("--truth-only", action="store_true", help="compute the missing ground truth and stop")
     parser.add_argument("--resume", type=Path, default=None,
@@ -393,6 +434,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    path = truth_csv(args.device)
     start = time.perf_counter()
     families = args.families.split(",")
     methods = args.methods.split(",")
@@ -403,11 +445,11 @@ def main() -> None:
     done = json.loads(args.resume.read_text()) if args.resume is not None and args.resume.is_file() else {}
     with tempfile.TemporaryDirectory(prefix="search-efficiency-") as tmp:
         for family in families:
-            compute_truth(family, TRUTH_CSV)
+            compute_truth(family, path, args.device)
             if args.truth_only:
                 continue
             try:
-                truths[family] = truth = load_truth(TRUTH_CSV, family)
+                truths[family] = truth = load_truth(path, family)
             except AssertionError as exc:  # reported, and the other families still run
                 print(f"skipping {family}: {exc}", flush=True)
                 continue
@@ -423,9 +465,10 @@ def main() -> None:
                         results[family][method].append(result)
                         continue
                     if method == "grid":
-                        frame = grid_trials(family, seeds)
+                        frame = grid_trials(family, seeds, path)
                     else:
-                        frame = sweep_trials(family, method, seeds, rep, Path(tmp), lambda f: both_met(f, truth))
+                        frame = sweep_trials(family, method, seeds, rep, Path(tmp), args.device,
+                                             lambda f: both_met(f, truth))
                     result = summarize(frame, truth, steps)
                     if args.resume is not None:
                         done[key] = dataclasses.asdict(result)
