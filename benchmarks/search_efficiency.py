@@ -13,8 +13,8 @@ Each repetition r trains with seeds (r, r+3, r+6) mod 8 and sampler seed r, the 
 - random, tpe, gp, adaptive: a real `scaleplan sweep` (journal storage in a temporary folder, one worker,
   populations as the sweep forms them), with at most the grid's trials per grid point;
 - adaptive-tol: the adaptive sweep with `max_regret = 0`, so that a cell stops only when its lr*'s 95%
-  interval lies within ±10% (the issue's stopping rule) or its budget is spent, not when the interval's
-  regret is small enough (the default's second rule, which stops flat cells early).
+  interval lies within ±10% or its budget is spent, not when the interval's regret is small enough (the
+  default's second rule, which stops flat cells early).
 After every trial the located lr* of each width is the same local parabola's optimum of that width's
 trials so far, for every method: the comparison is between the trials the searches choose, not between
 estimators. (`scaleplan fit`'s `locate_optimum` picks its points by loss, within 2% of the best result; on
