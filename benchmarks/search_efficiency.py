@@ -431,6 +431,9 @@ def main() -> None:
     parser.add_argument("--resume", type=Path, default=None,
                         help="JSON file of finished (family, method, repetition) results: read, skipped, appended")
     args = parser.parse_args()
+    if not 1 <= args.reps <= len(TRUTH_SEEDS):
+        parser.error(f"--reps must be 1-{len(TRUTH_SEEDS)}: repetition r trains seeds (r, r+3, r+6) mod {len(TRUTH_SEEDS)}, "
+                     f"so repetition {len(TRUTH_SEEDS)} would repeat repetition 0")
     import torch
 
     torch.set_num_threads(1)

@@ -55,3 +55,15 @@ def test_readme_search_table_is_the_committed_report() -> None:
         for column, cell in row.items():
             if column != "family":
                 assert re.sub(r"\*", "", cell) == expected(by_method, column), (row["family"], column)
+
+
+def test_readme_eight_triples_sentence_is_the_committed_report() -> None:
+    report = table((REPORT.parent / "search_efficiency_8sets.md").read_text(), ("family", "method", "±10%: grid/method (reps met)"))
+    cell = {(r["family"], r["method"]): r["±10%: grid/method (reps met)"] for r in report}
+    ratio = lambda method: " / ".join(cell[(f, method)].split(" (")[0] for f in FAMILIES.values())  # noqa: E731
+    met = lambda method: re.findall(r"\((\d+)/8\)", " ".join(cell[(f, method)] for f in FAMILIES.values()))  # noqa: E731
+    tol, default = met("adaptive-tol"), met("adaptive")
+    sentence = (f"after {ratio('adaptive-tol')} fewer trial-steps ({tol[0]}, {tol[1]} and {tol[2]} of 8), the default "
+                f"{ratio('adaptive')} ({default[0]}, {default[1]} and {default[2]} of 8).").replace("x", "×")
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert sentence in readme
