@@ -436,6 +436,8 @@ def main() -> None:
                      f"so repetition {len(TRUTH_SEEDS)} would repeat repetition 0")
     import torch
 
+    if args.device != "cpu" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: torch sees no CUDA GPU here")
     torch.set_num_threads(1)
     path = truth_csv(args.device)
     start = time.perf_counter()
