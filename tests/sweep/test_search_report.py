@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from markdown_tables import markdown_tables
+
 ROOT = Path(__file__).resolve().parents[2]
 REPORT = ROOT / "benchmarks" / "results" / "search_efficiency.md"
 FAMILIES = {"MLP teacher-student": "mlp", "GPT char-LM": "gpt", "DenseAM": "denseam"}
@@ -12,19 +14,8 @@ FAMILIES = {"MLP teacher-student": "mlp", "GPT char-LM": "gpt", "DenseAM": "dens
 
 def table(text: str, leading: tuple[str, ...]) -> list[dict[str, str]]:
     """The rows of the first markdown table whose header row starts with the headers `leading`, as {header: cell}."""
-    rows: list[dict[str, str]] = []
-    header: list[str] | None = None
-    for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")] if line.startswith("|") else None
-        if cells is None:
-            if rows:
-                break
-            header = None
-        elif header is None:
-            header = cells if tuple(cells[:len(leading)]) == leading else None
-        elif not line.startswith("|---"):
-            rows.append(dict(zip(header, cells)))
-    return rows
+    header, rows = next((h, r) for h, r in markdown_tables(text) if tuple(h[:len(leading)]) == leading)
+    return [dict(zip(header, cells)) for cells in rows]
 
 
 def expected(report: dict[str, dict[str, str]], column: str) -> str:

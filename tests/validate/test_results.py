@@ -13,6 +13,7 @@ import pytest
 
 from scaleplan.validate.regret import describe, regret_of
 from scaleplan.validate.report import read_target_grids
+from markdown_tables import markdown_tables
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -21,15 +22,11 @@ COLUMNS = ("fitted law, raw", "fitted law, smoothed", "reuse, raw", "reuse, smoo
 
 def transfer_rows(page: Path) -> list[tuple[Path, str, dict[str, str]]]:
     """(report path, spec name, {column: cell}) for every row of the tables with a `report: spec` column."""
-    rows, header = [], None
-    for line in page.read_text().splitlines():
-        if not line.startswith("|"):
-            header = None
+    rows = []
+    for header, body in markdown_tables(page.read_text()):
+        if "report: spec" not in header:
             continue
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if "report: spec" in cells:
-            header = cells
-        elif header is not None and not line.startswith("|---"):
+        for cells in body:
             row = {("reuse, raw" if h.startswith("reuse") and h.endswith(", raw") else h): c for h, c in zip(header, cells)}
             link = re.match(r"\[[^\]]+\]\(([^)]+)\): (\S+)", row["report: spec"])
             assert link, row
