@@ -318,10 +318,9 @@ def summarize(frame: pd.DataFrame, truths: dict[int, WidthTruth], steps: int) ->
         known = [v for v in values if v is not None]
         return max(known) if known and len(known) == len(values) else None
 
-    met10 = all(t.hit10 is not None for t in traces.values())
     return RunResult(
         cost10=cost({w: t.hit10 for w, t in traces.items()}),
-        regret10=worst([t.regret10 for t in traces.values()]) if met10 else None,
+        regret10=worst([t.regret10 for t in traces.values()]),  # set with hit10: None until every width met ±10%
         cost_regret=cost({w: t.hit_regret for w, t in traces.items()}),
         cost_end=sum(weight[w] * t.total for w, t in traces.items()),
         error_end=worst([None if t.final_error is None else abs(t.final_error) for t in traces.values()]),
