@@ -49,7 +49,7 @@ from scaleplan.validate.regret import interval_of_optima, local_model, optimum_r
 from scaleplan.validate.report import read_target_grids
 
 RESULTS = Path(__file__).resolve().parent / "results"
-TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0),  # measured before the surge form
+GPT_TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0),  # measured before the surge form
            "gpt-batch-d18-b256.md": (2.0**18, 256.0), "gpt-batch-d19-b64.md": (2.0**19, 64.0),  # after: batch-prereg.md
            "gpt-batch-surge/gpt-batch-d19-b128.md": (2.0**19, 128.0),  # after the forms' refit on batch 1-32 (its addendum)
            # after `fit --lr-form surge` shipped, trained at the surge law's own prediction (the surge addendum)
@@ -68,6 +68,11 @@ TARGETS = {"gpt-batch.md": (2.0**17, 128.0), "gpt-batch-d18.md": (2.0**18, 128.0
            "gpt-batch-saturating/d20-b64/gpt-batch-sat-d20-b64.md": (2.0**20, 64.0),
            "gpt-batch-saturating/d20-b1024/gpt-batch-sat-d20-b1024.md": (2.0**20, 1024.0),  # its second round
            "gpt-batch-saturating/d20-b256/gpt-batch-sat-d20-b256.md": (2.0**20, 256.0)}
+# the MLP teacher-student sweep's targets (mlp-batch/prereg.md), trained at the power law's prediction; D in samples
+MLP_TARGETS = {"mlp-batch/mlp-batch-t1.md": (2.0**15, 128.0), "mlp-batch/mlp-batch-t2.md": (2.0**16, 128.0),
+               "mlp-batch/mlp-batch-t3.md": (2.0**16, 256.0), "mlp-batch/mlp-batch-t4.md": (2.0**17, 512.0),
+               "mlp-batch/mlp-batch-t5.md": (2.0**17, 128.0)}
+TARGET_SETS = {"gpt": GPT_TARGETS, "mlp": MLP_TARGETS}
 
 
 STEP = 0.5  # octaves: one 2^0.5 grid step
@@ -77,8 +82,11 @@ MAX_REGRET = 0.01
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", default="transfer-gpt-batch-trials.csv", help="a trials CSV in benchmarks/results")
+    parser.add_argument("--targets", choices=sorted(TARGET_SETS), default="gpt",
+                        help="whose measured targets to score: the GPT char-LM's or the MLP's (mlp-batch/prereg.md)")
     parser.add_argument("--at", action="append", default=[], metavar="D,B", help="also print each form's lr at tokens D, batch B")
     args = parser.parse_args()
+    targets = TARGET_SETS[args.targets]
     frame = pd.read_csv(RESULTS / args.trials)
     trials = prepare_trials(frame, x="width")
     # as the committed law's command fits them: WLS with weights from 200 bootstrap replicates, seed 0
@@ -107,10 +115,10 @@ def main() -> None:
              "saturating": len(saturating.coefficients())}
     n0, n1 = surge.noise_intercept, surge.noise_exponent
     print(f"# lr*(D, B) forms on {len(pooled.cells)} cells of {args.trials}\n")
-    print(f"surge fit: lr_max ~ S^{surge.step_exponent:.3f}, B_noise = {math.exp(n0):.3g} * S^{n1:.3f} sequences "
+    print(f"surge fit: lr_max ~ S^{surge.step_exponent:.3f}, B_noise = {math.exp(n0):.3g} * S^{n1:.3f} examples "
           f"(B_noise at S = 32 / 1024: {math.exp(n0 + n1 * math.log(32)):.3g} / {math.exp(n0 + n1 * math.log(1024)):.3g})\n")
     curves, means, spans, oracle = {}, {}, {}, {}
-    for report in TARGETS:
+    for report in targets:
         grid = next(iter(read_target_grids((RESULTS / report).read_text()).values()))  # each report trained one spec
         finite = [p for p in grid.points if p.finite]
         model = local_model(finite)
@@ -123,13 +131,13 @@ def main() -> None:
         oracle[report] = (float(np.mean([abs(math.log2(r / model.vertex_lr)) <= STEP for r in replicates]))
                           if replicates else math.nan)
     print("| form | parameters | rms of ln lr* over the cells | " + " | ".join(
-        f"batch {int(bb)}, D = 2^{int(math.log2(dd))}: lr (smoothed regret)" for dd, bb in TARGETS.values())
+        f"batch {int(bb)}, D = 2^{int(math.log2(dd))}: lr (smoothed regret)" for dd, bb in targets.values())
           + " | passes (one step, <= 1%) | inside the optimum's interval | optimum inside the form's 95% PI "
           "(its median width, octaves) |")
-    print("|---|---|---|" + "---|" * (len(TARGETS) + 3))
+    print("|---|---|---|" + "---|" * (len(targets) + 3))
     for name, law in laws.items():
         cells, passes, inside, covered, widths = [], 0, 0, 0, []
-        for report, (dd, bb) in TARGETS.items():
+        for report, (dd, bb) in targets.items():
             lr, model = law(dd, bb), curves[report]
             u, y = means[report]
             if model.covers(lr):
@@ -148,8 +156,8 @@ def main() -> None:
                     widths.append(math.log2(estimate.high / estimate.low))
             cells.append(f"{lr:.4g} ({regret:.2%}{how})" if math.isfinite(regret) else f"{lr:.4g} (outside the grid)")
         fitted = f"{sizes[name]} | {rms[name]:.3f}" if name in sizes else "0 | -"
-        coverage = f"{covered} of {len(TARGETS)} ({np.median(widths):.2f})" if widths else "-"
-        print(f"| {name} | {fitted} | " + " | ".join(cells) + f" | {passes} of {len(TARGETS)} | {inside} of {len(TARGETS)} "
+        coverage = f"{covered} of {len(targets)} ({np.median(widths):.2f})" if widths else "-"
+        print(f"| {name} | {fitted} | " + " | ".join(cells) + f" | {passes} of {len(targets)} | {inside} of {len(targets)} "
               f"| {coverage} |")
     optima = []
     for report, model in curves.items():
@@ -160,7 +168,7 @@ def main() -> None:
           "share of replicates within one step of it): " + ", ".join(optima))
     shares = np.array(list(oracle.values()))
     print(f"\nA predictor at each target's true optimum would land within one step of the measured one at about "
-          f"{np.nansum(shares):.1f} of {len(TARGETS)} targets, and at all of them with probability {np.prod(shares):.2f} "
+          f"{np.nansum(shares):.1f} of {len(targets)} targets, and at all of them with probability {np.prod(shares):.2f} "
           "(the seed bootstrap's share per target; the octave part of the criterion only)")
     for at in args.at:
         dd, bb = (float(v) for v in at.split(","))
