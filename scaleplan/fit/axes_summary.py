@@ -74,14 +74,26 @@ def format_multi_axis(trials: Trials, fit: MultiAxisFit, critical: list[SizeCrit
             lines.append("no batch-size law: every B* is at the edge of the swept batch sizes (see the flags)")
     for c in critical:
         where = ", ".join(f"{k}={v:.4g}" for k, v in c.coords.items()) or "the swept size"
-        se = c.fit.se_ln_b_crit
-        interval = f" (x/ {math.exp(1.96 * se):.3g} at 95%)" if math.isfinite(se) and se < 5 else " (no interval: S(B) does not pin it)"
-        if not c.determined:
-            interval += " - not determined: S(B) does not follow S_min (1 + B_crit / B) over these batch sizes"
-        lines.append(f"critical batch at {where}: B_crit = {c.fit.b_crit:.4g}{interval}, S_min = {c.fit.s_min:.4g} steps; "
-                     f"steps to loss {c.steps.target_loss:.4g}: " +
-                     ", ".join(f"B={b:g}: {s:.0f}" for b, s in zip(c.steps.batch, c.steps.steps)) +
-                     ("" if not c.steps.skipped else f" (below the target at the shortest run: B={', '.join(f'{b:g}' for b in c.steps.skipped)})"))
+        steps = (f"steps to loss {c.steps.target_loss:.4g}: " + ", ".join(f"B={b:g}: {s:.0f}" for b, s in zip(c.steps.batch, c.steps.steps))
+                 + ("" if not c.steps.skipped else f" (below the target at the shortest run: B={', '.join(f'{b:g}' for b in c.steps.skipped)})"))
+        if c.determined:
+            se = c.fit.se_ln_b_crit
+            interval = f" (x/ {math.exp(1.96 * se):.3g} at 95%)" if math.isfinite(se) and se < 5 else " (no interval: S(B) does not pin it)"
+            lines.append(f"critical batch at {where}: B_crit = {c.fit.b_crit:.4g}{interval}, S_min = {c.fit.s_min:.4g} steps; {steps}")
+        else:
+            lines.append(f"critical batch at {where}: not determined ({undetermined_reason(c)}); {steps}")
     if any(o.at_edge for o in fit.optima):
         lines.append("warning: some optima touch the edge of the swept lr range (flag 'edge'): widen the lr grid there")
     return "\n".join(lines)
+
+
+def undetermined_reason(c: SizeCriticalBatch) -> str:
+    """Why S(B) does not pin B_crit: the steps fall as 1/B over every swept batch (B_crit above them), barely fall
+    (below them), or follow no S_min (1 + B_crit / B) curve."""
+    batch = c.steps.batch
+    if c.fit.b_crit > batch.max() * 10:
+        return (f"above the swept batch sizes: the steps fall nearly as 1/B up to B={batch.max():g}, and an lr law of B "
+                "extrapolated beyond them holds only while B stays below the unmeasured B_crit")
+    if c.fit.b_crit < batch.min() / 10:
+        return f"below the swept batch sizes: the steps barely fall with B from B={batch.min():g} on"
+    return "S(B) does not follow S_min (1 + B_crit / B) over these batch sizes"

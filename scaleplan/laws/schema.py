@@ -388,12 +388,10 @@ class LawFile:
                 "the saturating form's 95% interval held the optimum at every one, fitted from each of three sweeps, "
                 "and the other forms' did not from some of them: refit with --lr-form saturating")
         return [f"B={values['B']:.3g} is beyond the swept batch sizes and above the critical batch the sweep measured "
-                f"({b_crit:.3g}): there lr* changes far less with B than below it, and no lr law of B fitted below it (power, B:D, surge, "
-                f"saturating) came within half an octave of the optimum at every batch target of the GPT char-LM (lr* "
-                f"0.026-0.071 over B = 64-2048, D = 2^17-2^22; benchmarks/results/batch-law-forms.md); {held}. Reusing the "
-                "optimum of the largest swept batch at the longest swept D (fit's cell table) came within half an octave at "
-                "14 of 17 there, but more than an octave low at the shortest run. Sweep the batch sizes you will train, "
-                "or check the lr there (scaleplan validate --target batch=...)"]
+                f"({b_crit:.3g}): there lr* changes far less with B than below it, and on the GPT char-LM no lr law of B "
+                f"fitted below it came within half an octave of the optimum at every such target "
+                f"(benchmarks/results/batch-law-forms.md); {held}. Sweep the batch sizes you will train, or check the lr "
+                "there (scaleplan validate --target batch=...)"]
 
     def _interaction_warnings(self, values: dict[str, float]) -> list[str]:
         """An interaction term evaluated outside the fitted range of either variable: the exponent it drifts,

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from scaleplan.cli import cli
 from scaleplan.errors import ScaleplanError
+from scaleplan.fit.axes_summary import format_multi_axis
 from scaleplan.fit.critical_batch import steps_to_target
 from scaleplan.fit.data import prepare_trials
 from scaleplan.fit.multi_axis import critical_batches, fit_multi_axis
@@ -74,6 +75,25 @@ def test_critical_batch_from_a_sweep_grid() -> None:
     fit = fit_multi_axis(prepare_trials(pd.DataFrame(rows), x="width"), ("width",), by_batch=True, n_boot=0)
     (only,) = critical_batches(fit)
     assert only.fit.b_crit == pytest.approx(16, rel=0.02)
+
+
+@pytest.mark.parametrize("b_crit, says", [(1e6, "not determined (above the swept batch sizes"),
+                                          (1e-3, "not determined (below the swept batch sizes"),
+                                          (16, "B_crit = 16")])
+def test_the_summary_says_where_an_undetermined_critical_batch_lies(b_crit: float, says: str) -> None:
+    """Steps that halve with every doubling of B (the MLP teacher-student sweep) put B_crit above the swept batches:
+    the fit says so instead of printing a meaningless B_crit and S_min; likewise below them."""
+    rows = []
+    for b, d in itertools.product((4, 8, 16, 32), (2**12, 2**14, 2**16, 2**18)):
+        steps = d // b
+        best = 1 + 0.1 * math.log(100 * (1 + b_crit / b) / steps)
+        rows += [{"width": 64, "D": d, "batch_size": b, "steps": steps, "lr": lr,
+                  "loss": best + 0.05 * math.log(lr / 0.01) ** 2} for lr in LRS]
+    trials = prepare_trials(pd.DataFrame(rows), x="width")
+    fit = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=0)
+    (line,) = [x for x in format_multi_axis(trials, fit, critical_batches(fit)).splitlines() if x.startswith("critical batch")]
+    assert line.startswith(f"critical batch at width=64: {says}")
+    assert ("S_min" in line) == (b_crit == 16)
 
 
 SPEC = """
