@@ -1,4 +1,4 @@
-"""Four forms of lr*(D, B) and the naive reuse, fitted on a committed GPT batch sweep, scored at its measured targets.
+"""Four forms of lr*(D, B) and the naive reuse, fitted on a committed batch sweep (GPT or MLP), scored at its measured targets.
 
 The sweep (`transfer-gpt-batch-trials.csv`: GPT width 32 on the char-LM, batch 4-32 sequences of 32 tokens,
 D = 2^15-2^17 tokens; or another trials CSV, below) is located per (D, B) cell as `scaleplan fit` locates it; then
@@ -30,6 +30,11 @@ width of that interval.
       (batch 1-32: gpt-batch's and gpt-batch-small's trials; --at prints each form's lr at targets not yet trained)
     python benchmarks/batch_law_forms.py --trials transfer-gpt-batch-extended-trials.csv
       (the same with batches 4-32 at D = 2^18 and 2^19 added: gpt-batch-long.toml, batch-prereg.md's extension addendum)
+    python benchmarks/batch_law_forms.py --trials mlp-batch/transfer-mlp-batch-trials.csv --targets mlp
+      (the MLP teacher-student sweep, batch 4-32 samples, and its ten targets: mlp-batch/prereg.md; --targets
+      mlp-50-seeds: the same targets trained with 50 seeds, mlp-batch/seeds50/)
+A second criterion beside it is the issue's wording: the best lr trained on the target's 2^0.5 grid within one step
+of the form's lr (and smoothed regret at most 1%).
 """
 
 from __future__ import annotations
@@ -76,7 +81,9 @@ MLP_TARGETS = {"mlp-batch/mlp-batch-t1.md": (2.0**15, 128.0), "mlp-batch/mlp-bat
                "mlp-batch/mlp-batch-r1.md": (2.0**15, 256.0), "mlp-batch/mlp-batch-r2.md": (2.0**18, 128.0),
                "mlp-batch/mlp-batch-r3.md": (2.0**18, 1024.0), "mlp-batch/mlp-batch-r4.md": (2.0**17, 256.0),
                "mlp-batch/mlp-batch-r5.md": (2.0**16, 512.0)}
-TARGET_SETS = {"gpt": GPT_TARGETS, "mlp": MLP_TARGETS}
+# the same ten targets trained again with 50 seeds (its third addendum)
+MLP_50_SEEDS = {report.replace("mlp-batch/", "mlp-batch/seeds50/"): at for report, at in MLP_TARGETS.items()}
+TARGET_SETS = {"gpt": GPT_TARGETS, "mlp": MLP_TARGETS, "mlp-50-seeds": MLP_50_SEEDS}
 
 
 STEP = 0.5  # octaves: one 2^0.5 grid step
@@ -88,7 +95,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--trials", default="transfer-gpt-batch-trials.csv", help="a trials CSV in benchmarks/results")
     parser.add_argument("--targets", choices=sorted(TARGET_SETS), default="gpt",
-                        help="whose measured targets to score: the GPT char-LM's or the MLP's (mlp-batch/prereg.md)")
+                        help="whose measured targets to score: the GPT char-LM's or the MLP's (mlp-batch/prereg.md; 10 or 50 seeds)")
     parser.add_argument("--at", action="append", default=[], metavar="D,B", help="also print each form's lr at tokens D, batch B")
     args = parser.parse_args()
     targets = TARGET_SETS[args.targets]
@@ -158,9 +165,9 @@ def main() -> None:
             inside += span is not None and span[0] <= lr <= span[1]
             if name in records:
                 estimate = records[name].predict({"D": dd, "B": bb})
-                if estimate.low is not None and estimate.high is not None:
-                    covered += estimate.low <= model.vertex_lr <= estimate.high
-                    widths.append(math.log2(estimate.high / estimate.low))
+                covered += estimate.holds(model.vertex_lr)
+                if estimate.octaves is not None:
+                    widths.append(estimate.octaves)
             cells.append(f"{lr:.4g} ({regret:.2%}{how})" if math.isfinite(regret) else f"{lr:.4g} (outside the grid)")
         fitted = f"{sizes[name]} | {rms[name]:.3f}" if name in sizes else "0 | -"
         coverage = f"{covered} of {len(targets)} ({np.median(widths):.2f})" if widths else "-"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}|batch-long|batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}|mlp-batch-{t,r}{1..5}[-s50]|hf-gpt2 ...]
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}|batch-long|batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}|mlp-batch-{t,r}{1..5}[-sN]|hf-gpt2 ...]
 #   (default: mlp gpt denseam)
 # depth, horizon, batch, hf-gpt2 and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
@@ -98,11 +98,12 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
                 $SCALEPLAN validate sweeps/transfer/gpt-batch-wide.toml --lr-form saturating --target batch="$j_batch" \
                     --target tokens="$j_tokens" --seeds 10 --device "$DEVICE" --workers "$WORKERS" \
                     --out "$RESULTS/gpt-batch-saturating/${j#batch-fresh-}" --name "gpt-batch-sat-${j#batch-fresh-}" ;;
-            mlp-batch-[tr][1-5]|mlp-batch-[tr][1-5]-s50)
-                # mlp-batch/prereg.md: the MLP's batch targets, first (t) and second (r) round; -s50: 50 seeds (its third addendum)
+            mlp-batch-[tr][1-5]|mlp-batch-[tr][1-5]-s[0-9]*)
+                # mlp-batch/prereg.md: the MLP's batch targets, first (t) and second (r) round; -sN: N seeds, in seedsN/
+                # (-s50: its third addendum; -s20: after validate's grid grew past flat ends)
                 seeds=10; out="$RESULTS/mlp-batch"
-                case $j in *-s50) seeds=50; out="$RESULTS/mlp-batch/seeds50" ;; esac
-                case ${j%-s50} in
+                case $j in *-s[0-9]*) seeds=${j##*-s}; out="$RESULTS/mlp-batch/seeds$seeds" ;; esac
+                case ${j%-s*} in
                     *t1) target="--target batch=128" ;;  # D stays at the largest swept, 2^15
                     *t2) target="--target batch=128 --target tokens=65536" ;;
                     *t3) target="--target batch=256 --target tokens=65536" ;;
@@ -115,10 +116,10 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
                     *) target="--target batch=512 --target tokens=65536" ;;
                 esac
                 $SCALEPLAN validate sweeps/transfer/mlp-batch.toml $target --seeds "$seeds" --device "$DEVICE" \
-                    --workers "$WORKERS" --out "$out" --name "${j%-s50}" ;;
+                    --workers "$WORKERS" --out "$out" --name "${j%-s*}" ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}, batch-long, batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}, mlp-batch-{t,r}{1..5}[-s50], hf-gpt2)" >&2; exit 2 ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}, batch-long, batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}, mlp-batch-{t,r}{1..5}[-sN], hf-gpt2)" >&2; exit 2 ;;
         esac
     done
 done

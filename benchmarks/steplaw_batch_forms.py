@@ -115,9 +115,9 @@ def main() -> None:
                 inside += low <= lr <= high
                 if name in records:
                     estimate = records[name].predict(value(k))
-                    if estimate.low is not None and estimate.high is not None:
-                        covered += estimate.low <= truth <= estimate.high
-                        widths.append(math.log2(estimate.high / estimate.low))
+                    covered += estimate.holds(truth)
+                    if estimate.octaves is not None:
+                        widths.append(estimate.octaves)
             err = np.array(errors)
             within = int(np.sum(np.abs(err) <= STEP))
             coverage = f"{covered} ({covered / len(err):.0%}; {np.median(widths):.2f})" if widths else "-"

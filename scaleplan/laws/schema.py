@@ -65,6 +65,15 @@ class Estimate:
     interval: str | None = None  # "prediction" (coefficients + residual scatter) or "confidence"
     method: str | None = None  # where the interval came from: "t, 3 dof" or "bootstrap over cells"
 
+    @property
+    def octaves(self) -> float | None:
+        """The interval's width in octaves (log2 of high / low); None without an interval."""
+        return None if self.low is None or self.high is None else math.log2(self.high / self.low)
+
+    def holds(self, x: float) -> bool:
+        """True when x lies inside the interval; False where there is none."""
+        return self.low is not None and self.high is not None and self.low <= x <= self.high
+
 
 @dataclass(frozen=True)
 class PowerLaw:

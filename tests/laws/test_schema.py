@@ -7,7 +7,7 @@ from scaleplan.core.correction import Correction
 from scaleplan.core.interaction import Interaction
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import LawFileError, ScaleplanError
-from scaleplan.laws import SCHEMA_VERSION, LawFile, LossLaw, PowerLaw, Provenance, Variable, load_law
+from scaleplan.laws import SCHEMA_VERSION, Estimate, LawFile, LossLaw, PowerLaw, Provenance, Variable, load_law
 
 N = Variable("N", "non-embedding parameters", "parameters", "non-embedding")
 D = Variable("D", "training tokens", "tokens")
@@ -61,6 +61,14 @@ def test_steplaw_interval_uses_the_full_covariance_matrix():
     assert math.isclose(math.log(est.high / est.value), half, rel_tol=1e-9)
     assert math.isclose(math.log(est.value / est.low), half, rel_tol=1e-9)
     assert not math.isclose(half, diagonal_only, rel_tol=0.1)  # dropping the cross-terms would show
+
+
+def test_an_estimate_says_whether_its_interval_holds_a_value_and_how_wide_it_is():
+    est = Estimate(0.01, low=0.005, high=0.02)
+    assert est.octaves == pytest.approx(2.0)
+    assert est.holds(0.005) and est.holds(0.0199) and not est.holds(0.021) and not est.holds(0.0049)
+    bare = Estimate(0.01)
+    assert bare.octaves is None and not bare.holds(0.01)
 
 
 def test_confidence_interval_without_residual_is_narrower():

@@ -166,6 +166,24 @@ def test_grid_is_extended_when_the_smoothed_minimum_sits_at_its_end() -> None:
     assert extend_grid(wider, steep(wider), steep, 0.5, messages.append)[1] == []
 
 
+def test_grid_grows_past_a_flat_end_and_finds_the_basin_beyond() -> None:
+    """A plateau within 0.1% from 2^-9 to 2^-5 (the grid), then a basin 0.7% lower at 2^-3.8: the grid's top end is
+    within FLAT of the best, so the grid grows upward until the basin's minimum is bracketed by ends that rise."""
+    from scaleplan.validate.experiment import extend_grid
+
+    def plateau(lrs: list[float]) -> list[tuple[float, int, float]]:
+        x = [math.log2(lr) for lr in lrs]
+        return [(lr, 0, 1.0 + 0.0002 * (u + 7) ** 2 - 0.01 * math.exp(-((u + 3.8) ** 2) / 0.3)) for lr, u in zip(lrs, x)]
+
+    grid = [2.0 ** (k / 2) for k in range(-18, -9)]  # 2^-9 .. 2^-5
+    messages: list[str] = []
+    grown, rows, on_edge = extend_grid(grid, plateau(grid), plateau, 0.5, messages.append)
+    best = min(rows, key=lambda r: r[2])[0]
+    assert not on_edge and math.log2(best) == pytest.approx(-4.0)
+    assert messages[0] == "the loss at the grid's top lr 0.03125 is within 0.5% of the best: adding 0.0442, 0.0625"
+    assert max(grown) == pytest.approx(2**-3)  # the basin's far side rises 0.9% above it: no further growth
+
+
 def test_grid_extension_stops_and_says_lower_bound() -> None:
     from scaleplan.validate.experiment import MAX_EXTENSIONS, extend_grid
 
