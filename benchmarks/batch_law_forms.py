@@ -141,8 +141,8 @@ def main() -> None:
         replicates = optimum_replicates(finite)
         spans[report] = interval_of_optima(replicates)
         # how often a predictor at the true optimum would pass: the replicates' optima within one step of the optimum
-        oracle[report] = (float(np.mean([abs(math.log2(r / model.vertex_lr)) <= STEP for r in replicates]))
-                          if replicates else math.nan)
+        oracle[report] = (float(np.mean([abs(math.log2(r / model.vertex_lr)) <= STEP for r in replicates.optima]))
+                          if replicates and replicates.optima else math.nan)
     print("| form | parameters | rms of ln lr* over the cells | " + " | ".join(
         f"batch {int(bb)}, D = 2^{int(math.log2(dd))}: lr (smoothed regret)" for dd, bb in targets.values())
           + " | passes (one step, <= 1%) | the best lr trained within one step (<= 1%) | inside the optimum's interval | optimum inside the form's 95% PI "

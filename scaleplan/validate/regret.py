@@ -121,10 +121,18 @@ OPTIMUM_REPLICATES = 500  # seed bootstrap replicates of the target's optimum
 OPTIMUM_MIN_SEEDS = 5  # fewer seeds give too few distinct resamples for a percentile interval (validate's default)
 
 
-def optimum_replicates(points: list[LrPoint], n_boot: int = OPTIMUM_REPLICATES, seed: int = 0) -> list[float] | None:
+@dataclass(frozen=True)
+class OptimumReplicates:
+    """The local model's optimal lr in each seed bootstrap replicate that gave a model, out of `attempted`."""
+
+    optima: list[float]
+    attempted: int
+
+
+def optimum_replicates(points: list[LrPoint], n_boot: int = OPTIMUM_REPLICATES, seed: int = 0) -> OptimumReplicates | None:
     """The local model's optimal lr over seed bootstrap replicates (the same resampled seeds at every lr, so the
     pairing is kept): how far the target's own optimum moves with its seeds. None with fewer than OPTIMUM_MIN_SEEDS
-    seeds; replicates that give no model are left out."""
+    seeds; replicates that give no model are left out of `optima` and counted in `attempted`."""
     finite = [p for p in points if p.finite]
     n = min((len(p.losses) for p in finite), default=0)
     if n < OPTIMUM_MIN_SEEDS:
@@ -136,22 +144,21 @@ def optimum_replicates(points: list[LrPoint], n_boot: int = OPTIMUM_REPLICATES, 
         model = local_model([LrPoint(p.lr, tuple(p.losses[i] for i in picks)) for p in finite])
         if model is not None:
             optima.append(model.vertex_lr)
-    return optima
+    return OptimumReplicates(optima, n_boot)
 
 
 def optimum_interval(points: list[LrPoint], level: float = 0.95, n_boot: int = OPTIMUM_REPLICATES, seed: int = 0) -> tuple[float, float] | None:
     """Percentile interval of `optimum_replicates`; None with too few seeds, or when fewer than `level` of the
     replicates give a model."""
-    return interval_of_optima(optimum_replicates(points, n_boot, seed), n_boot, level)
+    return interval_of_optima(optimum_replicates(points, n_boot, seed), level)
 
 
-def interval_of_optima(optima: list[float] | None, n_boot: int = OPTIMUM_REPLICATES,
-                       level: float = 0.95) -> tuple[float, float] | None:
-    """The percentile interval of `n_boot` replicates' `optima` (as `optimum_replicates` gives them), in log space;
-    None without them, or when fewer than `level` of the replicates gave a model."""
-    if optima is None or len(optima) < level * n_boot:
+def interval_of_optima(replicates: OptimumReplicates | None, level: float = 0.95) -> tuple[float, float] | None:
+    """The percentile interval of the replicates' optima, in log space; None without them, or when fewer than `level`
+    of the replicates gave a model."""
+    if replicates is None or len(replicates.optima) < level * replicates.attempted:
         return None
-    low, high = percentile_ci(np.log(optima), level)
+    low, high = percentile_ci(np.log(replicates.optima), level)
     return math.exp(low), math.exp(high)
 
 

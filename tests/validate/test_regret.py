@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from scaleplan.validate.regret import LrPoint, best_point, describe, group_by_lr, jackknife_se, optimum_interval, regret_of
+from scaleplan.validate.regret import (
+    LrPoint, OptimumReplicates, best_point, describe, group_by_lr, interval_of_optima, jackknife_se, optimum_interval, regret_of,
+)
 
 
 def test_group_by_lr_orders_lrs_and_seeds():
@@ -117,3 +119,10 @@ def test_the_optimum_interval_needs_five_seeds_and_skips_diverged_lrs():
     points = seed_bowls([0.015, 0.02, 0.025, 0.018, 0.022]) + [LrPoint(0.5, (math.inf, 3.0, 3.0, 3.0, 3.0))]
     low, high = optimum_interval(points)
     assert 0.015 * 0.999 <= low <= high <= 0.025 * 1.001  # the seed optima, up to the local model's fit
+
+
+def test_the_optimum_interval_needs_95_percent_of_the_replicates_to_give_a_model() -> None:
+    """The replicates carry how many were drawn, so the interval cannot be judged against another count."""
+    optima = [0.01 * 1.01**k for k in range(95)]
+    assert interval_of_optima(OptimumReplicates(optima, attempted=100)) is not None
+    assert interval_of_optima(OptimumReplicates(optima, attempted=101)) is None
