@@ -46,7 +46,8 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
     For each SPEC: run (or resume) its sweep, fit its lr law (a parabola per cell; width, depth, D and
     batch size as the sweep varies them), predict the lr at the --target, then train there (through the
     spec's objective: the built-in trainer or your own code) with the prediction, with the naive choice
-    (the optimum of the swept cell nearest the target) and with a dense lr grid, all with the same seeds.
+    (the optimum of the swept cell nearest the target) and with a dense lr grid, all with the same seeds; the
+    grid grows past an end while the best lr sits on it or the end's loss is within 0.5% of the best.
     Writes OUT/NAME.md (raw and smoothed regrets with jackknife standard errors, diverged seeds per lr,
     lr drift) and OUT/NAME.png (loss vs lr along the target's axis).
     With --target-steps, the target is a (width, steps) pair and the transferred hyperparameters are
