@@ -91,9 +91,9 @@ def undetermined_reason(c: SizeCriticalBatch) -> str:
     """Why S(B) does not pin B_crit: the steps fall as 1/B over every swept batch (B_crit above them), barely fall
     (below them), or follow no S_min (1 + B_crit / B) curve."""
     batch = c.steps.batch
-    if c.fit.b_crit > batch.max() * 10:
+    if c.side > 0:
         return (f"above the swept batch sizes: the steps fall nearly as 1/B up to B={batch.max():g}, and an lr law of B "
                 "extrapolated beyond them holds only while B stays below the unmeasured B_crit")
-    if c.fit.b_crit < batch.min() / 10:
+    if c.side < 0:
         return f"below the swept batch sizes: the steps barely fall with B from B={batch.min():g} on"
     return "S(B) does not follow S_min (1 + B_crit / B) over these batch sizes"

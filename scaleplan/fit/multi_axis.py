@@ -283,10 +283,16 @@ class SizeCriticalBatch:
     fit: CriticalBatch
 
     @property
+    def side(self) -> int:
+        """+1 / -1 when the fitted B_crit lies more than 10x above / below the batch sizes that reached the target
+        (S(B) cannot pin it there); 0 within."""
+        b = self.steps.batch
+        return 1 if self.fit.b_crit > b.max() * 10 else -1 if self.fit.b_crit < b.min() / 10 else 0
+
+    @property
     def determined(self) -> bool:
         """True when S(B) pins B_crit: within 10x of the batch sizes that reached the target, S_min >= 1 step."""
-        b = self.steps.batch
-        return bool(b.min() / 10 <= self.fit.b_crit <= b.max() * 10 and self.fit.s_min >= 1)
+        return self.side == 0 and self.fit.s_min >= 1
 
 
 def critical_batches(fit: MultiAxisFit) -> list[SizeCriticalBatch]:

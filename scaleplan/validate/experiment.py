@@ -109,12 +109,13 @@ def extend_grid(
     new: list[tuple[float, int, float]] = []
     for attempt in range(MAX_EXTENSIONS + 1):
         points = group_by_lr([*rows, *new])  # the grid and the choices trained beside it
-        best = best_point(points).lr
+        lowest = best_point(points)
+        best = lowest.lr
         on_edge = best in (grid_lrs[0], grid_lrs[-1])
         model = local_model(points)
         ends = (grid_lrs[0], grid_lrs[-1])
         sign = edge_side(ends, best, None if model is None else model.vertex_lr, step_log2)
-        flat = 0 if sign else flat_side(points, ends)
+        flat = 0 if sign else flat_side(points, ends, lowest.mean)
         sign = sign or flat
         if not sign or attempt == MAX_EXTENSIONS:
             break
@@ -134,11 +135,10 @@ def extend_grid(
     return grid_lrs, new, on_edge
 
 
-def flat_side(points: list[LrPoint], ends: tuple[float, float]) -> int:
-    """+1 / -1 when the grid's top / bottom lr (`ends`) has a seed mean within FLAT of the best: the curve has not risen
-    there, and a plateau can hide a better basin beyond it (the MLP's batch-128, 2048-step target: flat within 0.3%
-    from lr 0.002 to 0.018, and 0.9% lower at 0.07); 0 when both ends lie above it, or diverged."""
-    best = best_point(points).mean
+def flat_side(points: list[LrPoint], ends: tuple[float, float], best: float) -> int:
+    """+1 / -1 when the grid's top / bottom lr (`ends`) has a seed mean within FLAT of the `best` seed mean: the curve
+    has not risen there, and a plateau can hide a better basin beyond it (the MLP's batch-128, 2048-step target: flat
+    within 0.3% from lr 0.002 to 0.018, and 0.9% lower at 0.07); 0 when both ends lie above it, or diverged."""
     by_lr = {p.lr: p for p in points}
     for sign, end in ((1, ends[1]), (-1, ends[0])):
         p = by_lr.get(end)

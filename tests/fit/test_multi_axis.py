@@ -64,15 +64,20 @@ def test_steps_to_target_interpolates_in_log_steps() -> None:
         steps_to_target({8: curves[8], 16: curves[16]})
 
 
-def test_critical_batch_from_a_sweep_grid() -> None:
-    """Cells per (D, B): the best loss of each run length feeds steps to target; B_crit comes back."""
+def critical_batch_trials(b_crit: float, batches: tuple[int, ...]) -> pd.DataFrame:
+    """Cells per (D, B) whose best loss follows the steps S(B) = 100 (1 + b_crit / B) needs to reach loss 1."""
     rows = []
-    for b, d in itertools.product((4, 8, 16, 32, 64), (2**12, 2**14, 2**16, 2**18)):
+    for b, d in itertools.product(batches, (2**12, 2**14, 2**16, 2**18)):
         steps = d // b
-        best = 1 + 0.1 * math.log(100 * (1 + 16 / b) / steps)
+        best = 1 + 0.1 * math.log(100 * (1 + b_crit / b) / steps)
         rows += [{"width": 64, "D": d, "batch_size": b, "steps": steps, "lr": lr,
                   "loss": best + 0.05 * math.log(lr / 0.01) ** 2} for lr in LRS]
-    fit = fit_multi_axis(prepare_trials(pd.DataFrame(rows), x="width"), ("width",), by_batch=True, n_boot=0)
+    return prepare_trials(pd.DataFrame(rows), x="width")
+
+
+def test_critical_batch_from_a_sweep_grid() -> None:
+    """Cells per (D, B): the best loss of each run length feeds steps to target; B_crit comes back."""
+    fit = fit_multi_axis(critical_batch_trials(16, (4, 8, 16, 32, 64)), ("width",), by_batch=True, n_boot=0)
     (only,) = critical_batches(fit)
     assert only.fit.b_crit == pytest.approx(16, rel=0.02)
 
@@ -83,13 +88,7 @@ def test_critical_batch_from_a_sweep_grid() -> None:
 def test_the_summary_says_where_an_undetermined_critical_batch_lies(b_crit: float, says: str) -> None:
     """Steps that halve with every doubling of B (the MLP teacher-student sweep) put B_crit above the swept batches:
     the fit says so instead of printing a meaningless B_crit and S_min; likewise below them."""
-    rows = []
-    for b, d in itertools.product((4, 8, 16, 32), (2**12, 2**14, 2**16, 2**18)):
-        steps = d // b
-        best = 1 + 0.1 * math.log(100 * (1 + b_crit / b) / steps)
-        rows += [{"width": 64, "D": d, "batch_size": b, "steps": steps, "lr": lr,
-                  "loss": best + 0.05 * math.log(lr / 0.01) ** 2} for lr in LRS]
-    trials = prepare_trials(pd.DataFrame(rows), x="width")
+    trials = critical_batch_trials(b_crit, (4, 8, 16, 32))
     fit = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=0)
     (line,) = [x for x in format_multi_axis(trials, fit, critical_batches(fit)).splitlines() if x.startswith("critical batch")]
     assert line.startswith(f"critical batch at width=64: {says}")
