@@ -32,7 +32,8 @@ width of that interval.
       (the same with batches 4-32 at D = 2^18 and 2^19 added: gpt-batch-long.toml, batch-prereg.md's extension addendum)
     python benchmarks/batch_law_forms.py --trials mlp-batch/transfer-mlp-batch-trials.csv --targets mlp
       (the MLP teacher-student sweep, batch 4-32 samples, and its ten targets: mlp-batch/prereg.md; --targets
-      mlp-50-seeds: the same targets trained with 50 seeds, mlp-batch/seeds50/)
+      mlp-50-seeds: the same targets trained with 50 seeds, mlp-batch/seeds50/; --targets gpt-50-seeds: the char-LM's
+      targets trained with 50 seeds on a GPU, gpt-batch-seeds50/, those trained)
 A second criterion beside it is the issue's wording: the best lr trained on the target's 2^0.5 grid within one step
 of the form's lr (and smoothed regret at most 1%).
 """
@@ -83,7 +84,10 @@ MLP_TARGETS = {"mlp-batch/mlp-batch-t1.md": (2.0**15, 128.0), "mlp-batch/mlp-bat
                "mlp-batch/mlp-batch-r5.md": (2.0**16, 512.0)}
 # the same ten targets trained again with 50 seeds (its third addendum)
 MLP_50_SEEDS = {report.replace("mlp-batch/", "mlp-batch/seeds50/"): at for report, at in MLP_TARGETS.items()}
-TARGET_SETS = {"gpt": GPT_TARGETS, "mlp": MLP_TARGETS, "mlp-50-seeds": MLP_50_SEEDS}
+# the char-LM's 17 targets trained again with 50 seeds on a GPU (gpt-batch-seeds50/prereg.md)
+GPT_50_SEEDS = {f"gpt-batch-seeds50/d{int(math.log2(dd))}-b{int(bb)}/gpt-batch-s50-d{int(math.log2(dd))}-b{int(bb)}.md": (dd, bb)
+                for dd, bb in GPT_TARGETS.values()}
+TARGET_SETS = {"gpt": GPT_TARGETS, "gpt-50-seeds": GPT_50_SEEDS, "mlp": MLP_TARGETS, "mlp-50-seeds": MLP_50_SEEDS}
 
 
 STEP = 0.5  # octaves: one 2^0.5 grid step
@@ -98,7 +102,8 @@ def main() -> None:
                         help="whose measured targets to score: the GPT char-LM's or the MLP's (mlp-batch/prereg.md; 10 or 50 seeds)")
     parser.add_argument("--at", action="append", default=[], metavar="D,B", help="also print each form's lr at tokens D, batch B")
     args = parser.parse_args()
-    targets = TARGET_SETS[args.targets]
+    targets = {report: at for report, at in TARGET_SETS[args.targets].items() if (RESULTS / report).exists()}
+    untrained = [report for report in TARGET_SETS[args.targets] if report not in targets]
     frame = pd.read_csv(RESULTS / args.trials)
     trials = prepare_trials(frame, x="width")
     # as the committed law's command fits them: WLS with weights from 200 bootstrap replicates, seed 0
@@ -127,6 +132,8 @@ def main() -> None:
              "saturating": len(saturating.coefficients())}
     n0, n1 = surge.noise_intercept, surge.noise_exponent
     print(f"# lr*(D, B) forms on {len(pooled.cells)} cells of {args.trials}\n")
+    if untrained:
+        print(f"Not trained (no report), so not scored: {', '.join(untrained)}\n")
     print(f"surge fit: lr_max ~ S^{surge.step_exponent:.3f}, B_noise = {math.exp(n0):.3g} * S^{n1:.3f} examples "
           f"(B_noise at S = 32 / 1024: {math.exp(n0 + n1 * math.log(32)):.3g} / {math.exp(n0 + n1 * math.log(1024)):.3g})\n")
     curves, means, spans, oracle, best = {}, {}, {}, {}, {}

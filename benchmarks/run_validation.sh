@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}|batch-long|batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}|mlp-batch-{t,r}{1..5}[-sN]|hf-gpt2 ...]
+#   bash benchmarks/run_validation.sh [mlp|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}|batch-long|batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}|batch-s50-dN-bB|mlp-batch-{t,r}{1..5}[-sN]|hf-gpt2 ...]
 #   (default: mlp gpt denseam)
 # depth, horizon, batch, hf-gpt2 and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
@@ -98,6 +98,13 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
                 $SCALEPLAN validate sweeps/transfer/gpt-batch-wide.toml --lr-form saturating --target batch="$j_batch" \
                     --target tokens="$j_tokens" --seeds 10 --device "$DEVICE" --workers "$WORKERS" \
                     --out "$RESULTS/gpt-batch-saturating/${j#batch-fresh-}" --name "gpt-batch-sat-${j#batch-fresh-}" ;;
+            batch-s50-d1[7-9]-b[0-9]*|batch-s50-d2[0-2]-b[0-9]*)  # gpt-batch-seeds50/prereg.md: the char-LM targets again
+                # with SEEDS (default 50) seeds, trained at the saturating law of batches 1-32 (a GPU run: DEVICE=cuda)
+                j_tokens=${j#batch-s50-d}; j_tokens=$((1 << ${j_tokens%%-*})); j_batch=${j##*-b}
+                target="--target batch=$j_batch"  # D = 2^17 is the largest swept: there the target is the batch alone
+                [ "$j_tokens" -gt 131072 ] && target="$target --target tokens=$j_tokens"
+                $SCALEPLAN validate sweeps/transfer/gpt-batch-wide.toml --lr-form saturating $target --seeds "${SEEDS:-50}" --device "$DEVICE" --workers "$WORKERS" \
+                    --out "$RESULTS/gpt-batch-seeds50/${j#batch-s50-}" --name "gpt-batch-s50-${j#batch-s50-}" ;;
             mlp-batch-[tr][1-5]|mlp-batch-[tr][1-5]-s[0-9]*)
                 # mlp-batch/prereg.md: the MLP's batch targets, first (t) and second (r) round; -sN: N seeds, in seedsN/
                 # (-s50: its third addendum; -s20: after validate's grid grew past flat ends)
@@ -119,7 +126,7 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
                     --workers "$WORKERS" --out "$out" --name "${j%-s*}" ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;
-            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}, batch-long, batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}, mlp-batch-{t,r}{1..5}[-sN], hf-gpt2)" >&2; exit 2 ;;
+            *) echo "unknown job '$j' (use mlp, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}, batch-long, batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}, batch-s50-dN-bB, mlp-batch-{t,r}{1..5}[-sN], hf-gpt2)" >&2; exit 2 ;;
         esac
     done
 done
