@@ -9,6 +9,7 @@ from scaleplan.fit.hyperparameter_law import HyperparameterFit
 from scaleplan.fit.isoflop import IsoflopFit
 from scaleplan.fit.loss_law import LossLawFit
 from scaleplan.fit.multi_axis import MultiAxisFit
+from scaleplan.fit.optimum import FLAT_END
 from scaleplan.laws.surge import FORMS
 
 
@@ -79,6 +80,8 @@ def _cell_flags(hyper: HyperparameterFit | MultiAxisFit) -> list[str]:
         ("had a parabola vertex outside the lrs it was fitted on; their optimum is the vertex method's (a window in lr"
          " re-centred on the vertex)", lambda o, ci: o.recentred),
         ("are flat (every trial within the band of the minimum): the sweep locates no optimum there", lambda o, ci: o.flat),
+        (f"have an end lr whose mean loss is within {FLAT_END:.1%} of the best (the curve not seen rising there, and a "
+         "better basin may lie beyond): widen the lr grid there", lambda o, ci: o.flat_end and not (o.at_edge or o.flat)),
         ("have a zero-width bootstrap interval of lr* (every replicate picked the same grid lr): "
          "the true uncertainty is at least the grid spacing", lambda o, ci: ci[0] == ci[1]),
     )

@@ -29,6 +29,7 @@ DEFAULT_NEAR = 0.02  # parabola: points within 2% of the minimum loss (at least 
 MIN_POINTS_1D = 5
 MIN_POINTS_2D = 9
 MIN_LRS = 5  # distinct learning rates in the parabola's window: 3 make a parabola, 5 make it stable
+FLAT_END = 0.005  # an end lr whose mean loss is within 0.5% of the best has not shown the curve rising there
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class CellOptimum:
     Flags: `at_edge` (touches the swept range), `outside_window` (the parabola's vertex fell outside the lrs
     it was fitted on: an extrapolation of the quadratic), `recentred` (that happened to a 1-D parabola, so the
     optimum is the `vertex` method's instead), `flat` (every trial within `band` of the minimum: the sweep
-    does not locate an optimum).
+    does not locate an optimum), `flat_end` (the smallest or largest lr's mean loss is within FLAT_END of the
+    lowest mean: the curve was not seen rising there, and a better basin may lie beyond; `flat_ends`).
     """
 
     size: float
@@ -59,6 +61,7 @@ class CellOptimum:
     outside_window: bool = False
     flat: bool = False
     recentred: bool = False
+    flat_end: bool = False
 
     def where(self, x: str = "N") -> str:
         """`N=1e+08, D=2e+09 (model m1)`: the cell, for messages."""
@@ -95,7 +98,9 @@ def locate_optimum(
         raise ScaleplanError(f"unknown optimum method '{method}'; use one of {', '.join(METHODS)}")
     i_min = int(np.argmin(loss))
     flat = bool(np.all(loss <= loss[i_min] + abs(loss[i_min]) * band))
-    common: dict[str, Any] = dict(size=size, tokens=tokens, n_trials=len(lr), model=model, flat=flat)
+    one_batch = batch is None or np.unique(batch).size == 1  # a mean over lr alone means nothing on a 2-D grid
+    common: dict[str, Any] = dict(size=size, tokens=tokens, n_trials=len(lr), model=model, flat=flat,
+                                  flat_end=one_batch and any(flat_ends(lr, loss)))
     if method == "band":
         keep = loss <= loss[i_min] * (1.0 + band) if loss[i_min] > 0 else loss <= loss[i_min] + abs(loss[i_min]) * band
         b = None if batch is None else batch[keep]
@@ -362,6 +367,20 @@ def _wls(design: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray | None:
 
 def _fallback(argmin: CellOptimum) -> CellOptimum:
     return CellOptimum(**{**argmin.__dict__, "fallback": True})
+
+
+def flat_ends(lr: np.ndarray, loss: np.ndarray) -> tuple[bool, bool]:
+    """(bottom, top): whether the smallest / largest lr's mean loss over its trials is within FLAT_END of the lowest
+    mean, at an lr that is not itself the lowest: a plateau there can hide a better basin beyond it (the MLP's
+    batch-128, 2048-step target was flat within 0.3% from lr 0.002 to 0.018, then 0.9% lower at 0.07). A mean
+    that is not finite (a diverged trial) is never flat."""
+    values, index = np.unique(np.asarray(lr, dtype=float), return_inverse=True)
+    means = np.bincount(index, weights=np.asarray(loss, dtype=float)) / np.bincount(index)
+    i_best = int(np.nanargmin(np.where(np.isfinite(means), means, np.nan))) if np.isfinite(means).any() else -1
+    if i_best < 0 or values.size < 2:
+        return False, False
+    near = np.isfinite(means) & (means - means[i_best] <= FLAT_END * abs(means[i_best]))
+    return bool(near[0] and i_best != 0), bool(near[-1] and i_best != values.size - 1)
 
 
 def _at_edge(all_lr: np.ndarray, chosen: np.ndarray) -> bool:

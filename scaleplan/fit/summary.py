@@ -10,7 +10,8 @@ from scaleplan.fit.isoflop import IsoflopFit
 from scaleplan.fit.loss_law import LossLawFit
 from scaleplan.fit.power_law import PowerLawFit
 
-CELL_FLAGS = (("edge", "at_edge"), ("argmin-fallback", "fallback"), ("outside-window", "outside_window"), ("recentred", "recentred"), ("flat", "flat"))
+CELL_FLAGS = (("edge", "at_edge"), ("argmin-fallback", "fallback"), ("outside-window", "outside_window"), ("recentred", "recentred"),
+              ("flat", "flat"), ("flat-end", "flat_end"))
 
 
 def format_summary(trials: Trials, hyper: HyperparameterFit | None, loss: LossLawFit | None,

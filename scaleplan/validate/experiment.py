@@ -14,7 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
 from scaleplan.errors import InputError, ScaleplanError
+from scaleplan.fit.optimum import FLAT_END, flat_ends
 from scaleplan.validate.local_model import LocalModel
 from scaleplan.validate.regret import LrPoint, Regret, best_point, group_by_lr, local_model, regret_of
 from scaleplan.validate.target import AXES, TargetPoint, resolve_target
@@ -80,7 +83,6 @@ class SpecValidation:
 
 
 MAX_EXTENSIONS = 6  # grid extensions (2 lrs each) when the target's best lr sits on an edge
-FLAT = 0.005  # an end of the grid whose seed mean is within 0.5% of the best has not shown the curve rising there
 
 
 def target_lr_grid(predicted: float, naive: float, step_log2: float = 0.5, margin_log2: float = 1.5) -> list[float]:
@@ -100,7 +102,7 @@ def extend_grid(
     log: Callable[[str], None],
 ) -> tuple[list[float], list[tuple[float, int, float]], bool]:
     """While the grid's best lr is one of its ends, or the smoothed curve's minimum (the local model's vertex) lies
-    within half a step of one, or an end's seed mean is within FLAT of the best (`flat_side`), train two more lrs
+    within half a step of one, or an end's seed mean is within FLAT_END of the best (`flat_ends`), train two more lrs
     beyond that end (at most MAX_EXTENSIONS times): the smoothed regret needs its minimum bracketed by a measured lr
     on each side, and the best lr needs the curve seen rising on each side of it.
 
@@ -108,14 +110,15 @@ def extend_grid(
     """
     new: list[tuple[float, int, float]] = []
     for attempt in range(MAX_EXTENSIONS + 1):
-        points = group_by_lr([*rows, *new])  # the grid and the choices trained beside it
-        lowest = best_point(points)
-        best = lowest.lr
+        trained = [*rows, *new]  # the grid and the choices trained beside it
+        points = group_by_lr(trained)
+        best = best_point(points).lr
         on_edge = best in (grid_lrs[0], grid_lrs[-1])
         model = local_model(points)
         ends = (grid_lrs[0], grid_lrs[-1])
         sign = edge_side(ends, best, None if model is None else model.vertex_lr, step_log2)
-        flat = 0 if sign else flat_side(points, ends, lowest.mean)
+        bottom, top = flat_ends(np.array([r[0] for r in trained]), np.array([r[2] for r in trained]))
+        flat = 0 if sign else (1 if top else -1 if bottom else 0)
         sign = sign or flat
         if not sign or attempt == MAX_EXTENSIONS:
             break
@@ -123,7 +126,7 @@ def extend_grid(
         extra = [end * 2 ** (sign * step_log2 * k) for k in (1, 2)]
         adding = ", ".join(f"{x:.3g}" for x in extra)
         if flat:
-            log(f"the loss at the grid's {'top' if sign > 0 else 'bottom'} lr {end:.4g} is within {FLAT:.1%} of the best: "
+            log(f"the loss at the grid's {'top' if sign > 0 else 'bottom'} lr {end:.4g} is within {FLAT_END:.1%} of the best: "
                 f"adding {adding}")
         else:
             what = f"best target lr {best:.4g}" if on_edge else "the smoothed curve's minimum"
@@ -133,18 +136,6 @@ def extend_grid(
     if on_edge:
         log("warning: the best target lr is still on the grid's edge; regret is a lower bound")
     return grid_lrs, new, on_edge
-
-
-def flat_side(points: list[LrPoint], ends: tuple[float, float], best: float) -> int:
-    """+1 / -1 when the grid's top / bottom lr (`ends`) has a seed mean within FLAT of the `best` seed mean: the curve
-    has not risen there, and a plateau can hide a better basin beyond it (the MLP's batch-128, 2048-step target: flat
-    within 0.3% from lr 0.002 to 0.018, and 0.9% lower at 0.07); 0 when both ends lie above it, or diverged."""
-    by_lr = {p.lr: p for p in points}
-    for sign, end in ((1, ends[1]), (-1, ends[0])):
-        p = by_lr.get(end)
-        if p is not None and p.finite and p.mean - best <= FLAT * abs(best):
-            return sign
-    return 0
 
 
 def edge_side(ends: tuple[float, float], best: float, smoothed: float | None, step_log2: float) -> int:

@@ -220,3 +220,18 @@ def test_the_finite_width_form_fits_the_asymptote_and_its_bootstrap_refits_the_s
     assert power.lr.predict({"W": 4096.0}) < 0.6 * truth  # the power law extrapolates the correction's slope
     with pytest.raises(ScaleplanError, match="unknown lr law form 'finite'"):
         fit_hyperparameter_laws(trials, n_boot=0, lr_form="finite")
+
+
+def test_a_cell_with_a_flat_top_end_is_flagged_by_name() -> None:
+    """One width's loss rises only 0.3% from its optimum to the top lr swept: the fit flags that cell (widen the grid
+    there), and none of the cleanly bowled ones."""
+    from scaleplan.fit.flags import fit_flags
+
+    frame = width_sweep(0, noisy_width=0.0)
+    frame["loss"] = 1 + 0.08 * np.log(frame.lr / (0.01 * (frame.width / 32) ** -0.5)) ** 2
+    top = (frame.width == 128.0) & (frame.lr > 0.01 * 4**-0.5)
+    u = np.log(frame.lr[top] / (0.01 * 4**-0.5))
+    frame.loc[top, "loss"] = 1 + 0.003 * (1 - np.exp(-u))
+    flags = fit_flags(fit_hyperparameter_laws(prepare_trials(frame, x="width"), n_boot=0))
+    assert flags == ["1 of 4 cells have an end lr whose mean loss is within 0.5% of the best (the curve not seen rising "
+                     "there, and a better basin may lie beyond): widen the lr grid there: width=128"]

@@ -10,7 +10,8 @@ import pytest
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.fit.data import prepare_trials
-from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, default_method, locate_optima, locate_optimum, method_label, replica
+from scaleplan.fit.optimum import (DEFAULT_BAND, DEFAULT_NEAR, default_method, flat_ends, locate_optima, locate_optimum,
+                                   method_label, replica)
 from scaleplan.sweep.adaptive import Observation, estimate
 
 GRID = np.geomspace(1e-4, 1e-1, 13)
@@ -125,6 +126,27 @@ def test_a_flat_cell_is_flagged(method: str) -> None:
     loss = 2.0 + 0.001 * np.sin(np.arange(GRID.size))
     assert locate_optimum(GRID, loss, method=method).flat
     assert not locate_optimum(GRID, bowl(GRID, 2.2e-3), method=method).flat
+
+
+def plateau(lr: np.ndarray, lr_star: float = 2.2e-3, rise: float = 0.008) -> np.ndarray:
+    """A bowl below `lr_star` and, above it, a rise that levels off at `rise` (relative) over the loss floor 2.0."""
+    u = np.log(lr / lr_star)
+    return np.where(u <= 0, 2.0 + 0.05 * u**2, 2.0 * (1 + rise * (1 - np.exp(-u))))
+
+
+def test_a_cell_whose_top_lr_is_within_half_a_percent_of_the_best_has_a_flat_end() -> None:
+    """The curve rises only 0.4% by the top lr: a better basin could lie beyond it, and the grid's edge flag does not
+    see it (the best lr is inside). Seeds are averaged per lr; an end that diverged is never flat."""
+    seeds = np.concatenate([GRID, GRID])
+    loss = plateau(seeds, rise=0.004) + np.concatenate([np.full(GRID.size, 1e-4), np.full(GRID.size, -1e-4)])
+    assert flat_ends(seeds, loss) == (False, True)
+    found = locate_optimum(seeds, loss)
+    assert found.flat_end and not found.at_edge and not found.flat
+    assert flat_ends(GRID, plateau(GRID, rise=0.02)) == (False, False)  # risen 1.9% by the top: seen rising
+    assert flat_ends(GRID, plateau(GRID, rise=0.004)[::-1]) == (True, False)  # the same plateau at the bottom end
+    assert flat_ends(GRID, np.append(plateau(GRID[:-1], rise=0.004), np.inf)) == (False, False)  # the top diverged
+    assert flat_ends(GRID, bowl(GRID, 2.2e-3)) == (False, False)
+    assert not locate_optimum(GRID, bowl(GRID, 2.2e-3)).flat_end
 
 
 @pytest.mark.parametrize("lr_star", [3e-4, 2.2e-3, 1.7e-2])
