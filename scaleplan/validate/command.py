@@ -51,7 +51,8 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
     Writes OUT/NAME.md (raw and smoothed regrets with jackknife standard errors, diverged seeds per lr,
     lr drift) and OUT/NAME.png (loss vs lr along the target's axis).
     With --target-steps, the target is a (width, steps) pair and the transferred hyperparameters are
-    (lr, weight decay): scaleplan/validate/weight_decay.py; one report OUT/NAME-SPEC.md (and .png) per spec.
+    (lr, weight decay): scaleplan/validate/weight_decay.py; one report OUT/NAME-SPEC.md (and .png) per spec; its 2-D
+    grid grows by the same rules along the best point's row and column.
     Examples:
       scaleplan validate sweeps/mlp-sp.toml sweeps/mlp-mup.toml --target width=1024
       scaleplan validate sweeps/transfer/gpt-depth-completep.toml --target depth=16

@@ -22,7 +22,7 @@ import numpy as np
 
 from scaleplan.core.weight_decay import timescale
 from scaleplan.errors import InputError
-from scaleplan.fit.optimum import DEFAULT_NEAR, MIN_LRS, MIN_POINTS_2D
+from scaleplan.fit.optimum import DEFAULT_NEAR, FLAT_END, MIN_LRS, MIN_POINTS_2D, flat_ends
 from scaleplan.fit.weight_decay import TPP, BoxMinimum, LocalQuadratic, local_quadratic
 from scaleplan.validate.experiment import edge_side
 from scaleplan.validate.regret import LrPoint, jackknife_se
@@ -138,6 +138,23 @@ def grid_extension(lrs: list[float], wds: list[float], best: DecayPoint, lr_step
             beyond(wds, best.weight_decay, None if smoothed is None else smoothed.weight_decay, wd_step_log2))
 
 
+def flat_extension(lrs: list[float], wds: list[float], points: list[DecayPoint], best: DecayPoint, lr_step_log2: float,
+                   wd_step_log2: float) -> tuple[list[float], list[float]]:
+    """One lr / lambda beyond the end of the grid's row / column through the best point whose seed mean is within
+    FLAT_END of the best's (`flat_ends`, the lr grid's rule): the curve was not seen rising there, and a plateau can
+    hide a better basin beyond it. Nothing where both ends rise, or where both are flat: there the axis barely moves
+    the loss over the grid (lambda on short runs often does), and the report's grid shows it."""
+
+    def beyond(axis: list[float], line: list[tuple[float, float]], step: float) -> list[float]:
+        inside = [(value, mean) for value, mean in line if axis[0] <= value <= axis[-1]]
+        bottom, top = flat_ends(np.array([v for v, _ in inside]), np.array([m for _, m in inside]))
+        return [] if bottom == top else [axis[-1] * 2**step] if top else [axis[0] * 2**-step]
+
+    row = [(p.lr, p.mean) for p in points if p.weight_decay == best.weight_decay]
+    column = [(p.weight_decay, p.mean) for p in points if p.lr == best.lr]
+    return beyond(lrs, row, lr_step_log2), beyond(wds, column, wd_step_log2)
+
+
 def extend_decay_grid(
     lrs: list[float],
     wds: list[float],
@@ -148,9 +165,10 @@ def extend_decay_grid(
     log: Callable[[str], None],
 ) -> tuple[list[DecayPoint], bool]:
     """Train `pairs` (the grid `lrs` x `wds` and the choices beside it), then, while the best point lies on an edge of
-    the grid or the smoothing quadratic's box minimum lies within half a step of one (`grid_extension`), add one lr
-    and/or one lambda beyond that edge, crossed with the other axis, and train those (at most MAX_EXTENSIONS times):
-    the smoothed regret needs its minimum bracketed by measured points on each side.
+    the grid or the smoothing quadratic's box minimum lies within half a step of one (`grid_extension`), or an end of
+    the best point's row or column lies within FLAT_END of it (`flat_extension`), add one lr and/or one lambda beyond
+    that edge, crossed with the other axis, and train those (at most MAX_EXTENSIONS times): the smoothed regret needs
+    its minimum bracketed by measured points on each side, seen rising on each.
 
     `train` returns the seed losses of the pairs it is given. Returns every point trained, and whether the best point
     is still on the grid's edge (the regrets are then lower bounds).
@@ -161,16 +179,21 @@ def extend_decay_grid(
         best = min((p for p in points if math.isfinite(p.mean)), key=lambda p: p.mean)
         model = model_of(points)
         low = None if model is None else model.box_minimum()
-        more_lrs, more_wds = grid_extension(lrs, wds, best, lr_step_log2, wd_step_log2, low)
+        edge_lrs, edge_wds = grid_extension(lrs, wds, best, lr_step_log2, wd_step_log2, low)
         by_best = grid_extension(lrs, wds, best, lr_step_log2, wd_step_log2)
         on_edge = any(by_best)
+        flat_lrs, flat_wds = flat_extension(lrs, wds, points, best, lr_step_log2, wd_step_log2)
+        more_lrs, more_wds = edge_lrs or flat_lrs, edge_wds or flat_wds
         if not (more_lrs or more_wds) or attempt == MAX_EXTENSIONS:
             break
         what = [f"{name} (lr {p.lr:.4g}, lambda {p.weight_decay:.4g})" for name, p, on in (
-            ("best target point", best, on_edge), ("smoothing quadratic's minimum", low, by_best != (more_lrs, more_wds)))
+            ("best target point", best, on_edge), ("smoothing quadratic's minimum", low, by_best != (edge_lrs, edge_wds)))
             if on and p is not None]
-        log(f"{' and '.join(what)} {'is' if len(what) == 1 else 'are'} on the grid's edge: adding lr "
-            f"{[f'{x:.3g}' for x in more_lrs]}, lambda {[f'{x:.3g}' for x in more_wds]}")
+        reasons = [f"{' and '.join(what)} {'is' if len(what) == 1 else 'are'} on the grid's edge"] if what else []
+        flat = [name for name, extra, edge in (("row", flat_lrs, edge_lrs), ("column", flat_wds, edge_wds)) if extra and not edge]
+        if flat:
+            reasons.append(f"an end of the best point's {' and '.join(flat)} is within {FLAT_END:.1%} of it")
+        log(f"{'; '.join(reasons)}: adding lr {[f'{x:.3g}' for x in more_lrs]}, lambda {[f'{x:.3g}' for x in more_wds]}")
         lrs, wds = sorted([*lrs, *more_lrs]), sorted([*wds, *more_wds])
         pairs = list(dict.fromkeys([*pairs, *((a, b) for a in lrs for b in wds)]))
     if more_lrs or more_wds:

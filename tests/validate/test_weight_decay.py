@@ -178,12 +178,12 @@ def test_grid_extension_steps_beyond_the_edges_the_smoothed_minimum_is_within_ha
 
 
 def kinked_in_lambda(lr: float, wd: float) -> float:
-    """A bowl in lr (minimum at lr 2) whose lambda profile is lowest at 0.1 * 2^-1.1, between the grid's two smallest
+    """A bowl in lr (minimum at lr 2, rising 1% by the grid's ends) whose lambda profile is lowest at 0.1 * 2^-1.1, between the grid's two smallest
     lambdas (0.1 * 2^-1.5 and 0.1 * 2^-0.75), steep below it and rising linearly above: the lowest mean is at the
     second-smallest lambda, but the quadratic through the points, pulled by the long linear side, is lowest at the
     smallest."""
     v = math.log2(wd / 0.1) + 1.1
-    return 2.0 + 0.01 * (math.log2(lr) - 1) ** 2 + (0.02 * v * v if v < 0 else 0.008 * v)
+    return 2.0 + 0.02 * (math.log2(lr) - 1) ** 2 + (0.02 * v * v if v < 0 else 0.008 * v)
 
 
 def test_the_target_grid_is_extended_when_the_smoothed_minimum_sits_on_its_edge() -> None:
@@ -324,3 +324,41 @@ def test_committed_weight_decay_reports_follow_from_their_target_runs(report: st
 
     text = (RESULTS / report).read_text()
     assert rerender_regrets(text, RESULTS / cache) == text
+
+
+def test_the_target_grid_grows_past_a_flat_lr_end_of_the_best_row() -> None:
+    """Along lr the loss is lowest at lr 2 and rises only 0.3% by the grid's top lr 4, then falls into a basin 1% lower
+    at lr 8; lambda is a clean bowl. The best point and the smoothed minimum are inside the grid, but the row through
+    the best point is flat at its top end, so one lr above it is added across every lambda, and then another."""
+    from scaleplan.validate.weight_decay import extend_decay_grid, flat_extension, grid_extension, model_of
+
+    def surface(lr: float, wd: float) -> float:
+        u = math.log2(lr)
+        return (2.0 + 0.03 * (u - 1) ** 2 * (u < 1) + 0.006 * (1 - math.exp(-(u - 1))) * (u >= 1)
+                - 0.03 * math.exp(-((u - 3) ** 2) / 0.3) + 0.02 * math.log2(wd / 0.1) ** 2)
+
+    lrs, wds = [2.0 ** (k / 2) for k in range(5)], [0.1 * 2 ** (0.75 * k) for k in range(-2, 3)]
+    grid = [(a, b) for a in lrs for b in wds]
+    first = [DecayPoint(a, (surface(a, b),) * 5, weight_decay=b) for a, b in grid]
+    best = min(first, key=lambda p: p.mean)
+    assert grid_extension(lrs, wds, best, 0.5, 0.75, model_of(first).box_minimum()) == ([], [])
+    assert flat_extension(lrs, wds, first, best, 0.5, 0.75) == ([pytest.approx(4 * 2**0.5)], [])
+
+    messages: list[str] = []
+    points, on_edge = extend_decay_grid(lrs, wds, grid, lambda pairs: {(a, b): (surface(a, b),) * 5 for a, b in pairs},
+                                        0.5, 0.75, messages.append)
+    assert messages[0] == "an end of the best point's row is within 0.5% of it: adding lr ['5.66'], lambda []"
+    lowest = min(points, key=lambda p: p.mean)
+    assert lowest.lr == pytest.approx(8.0) and lowest.weight_decay == pytest.approx(0.1) and not on_edge
+
+
+def test_a_line_flat_at_both_ends_does_not_grow_the_grid() -> None:
+    """Lambda moves the loss by 0.2% over the whole grid (as on the MLP's short runs): both ends of the best point's
+    column are within 0.5% of it, so the axis barely matters there, and the flat rule adds nothing along it."""
+    from scaleplan.validate.weight_decay import flat_extension
+
+    lrs, wds = [2.0 ** (k / 2) for k in range(5)], [0.1 * 2 ** (0.75 * k) for k in range(-2, 3)]
+    points = [DecayPoint(a, (2.0 + 0.05 * (math.log2(a) - 1) ** 2 + 0.001 * (math.log2(b / 0.1) / 1.5) ** 2,) * 5,
+                         weight_decay=b) for a in lrs for b in wds]
+    best = min(points, key=lambda p: p.mean)
+    assert flat_extension(lrs, wds, points, best, 0.5, 0.75) == ([], [])
