@@ -110,15 +110,15 @@ def extend_grid(
     """
     new: list[tuple[float, int, float]] = []
     for attempt in range(MAX_EXTENSIONS + 1):
-        trained = [*rows, *new]  # the grid and the choices trained beside it
-        points = group_by_lr(trained)
+        points = group_by_lr([*rows, *new])  # the grid and the choices trained beside it
         best = best_point(points).lr
         on_edge = best in (grid_lrs[0], grid_lrs[-1])
         model = local_model(points)
         ends = (grid_lrs[0], grid_lrs[-1])
         sign = edge_side(ends, best, None if model is None else model.vertex_lr, step_log2)
-        bottom, top = flat_ends(np.array([r[0] for r in trained]), np.array([r[2] for r in trained]))
-        flat = 0 if sign else (1 if top else -1 if bottom else 0)
+        means = np.array([p.mean for p in points])  # inf where a seed diverged: never flat
+        bottom, top = (False, False) if sign else flat_ends(np.array([p.lr for p in points]), means)
+        flat = 1 if top else -1 if bottom else 0
         sign = sign or flat
         if not sign or attempt == MAX_EXTENSIONS:
             break
