@@ -103,8 +103,8 @@ def fit_isoflop(
         if np.unique(n).size < 3:
             skipped.append(c)  # a profile needs 3 sizes
             continue
-        opt = locate_optimum(n, l, method=method, near=near, recentre=False)
-        reps = [locate_optimum(n[idx], l[idx], method=method, near=near, recentre=False).lr
+        opt = locate_optimum(n, l, method=method, near=near, recentre=False, check_ends=False)  # flat_end is never read
+        reps = [locate_optimum(n[idx], l[idx], method=method, near=near, recentre=False, check_ends=False).lr
                 for idx in (rng.integers(0, n.size, n.size) for _ in range(n_boot))]
         budgets.append(BudgetOptimum(
             compute=c, n_opt=opt.lr, d_opt=c / (6.0 * opt.lr), loss=opt.loss, n_points=int(n.size), at_edge=opt.at_edge,

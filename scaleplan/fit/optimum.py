@@ -91,8 +91,8 @@ def locate_optimum(
 
     `recentre=False` keeps a 1-D parabola's extrapolated vertex (flagged) instead of the vertex method's: the
     isoFLOP profiles in ln N do, as validated against Porian et al.'s published exponents. `check_ends=False` skips
-    the `flat_end` check: a bootstrap replicate's flags are never read, and checking each cost a 200-replicate fit
-    a quarter of its time.
+    the `flat_end` check where nobody reads it (bootstrap replicates, B* and isoFLOP profiles): checking each
+    replicate cost a 200-replicate fit a quarter of its time.
     """
     lr = np.asarray(lr, dtype=float)
     loss = np.asarray(loss, dtype=float)
