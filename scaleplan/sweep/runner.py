@@ -43,7 +43,7 @@ def _summary(rows: list[PointStatus]) -> RunSummary:
     )
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: SIGKILL this process when its parent dies, so a killed sweep leaves no orphans."""
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
@@ -53,7 +53,7 @@ def _die_with_parent() -> None:
 
 def _worker_process(spec: SweepSpec, storage: str | None, device: str | None, index: int, workers: int,
                     max_trials: int | None, errors: multiprocessing.Queue) -> None:
-    _die_with_parent()
+    die_with_parent()
     try:
         session = open_sweep(spec, storage, worker_index=index)
         run_worker(session, load_objective(spec, device), max_trials, workers=workers)

@@ -21,7 +21,7 @@ from scaleplan.validate.experiment import DEFAULT_SEEDS
 @click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, type=click.IntRange(min=1),
               help="Seeds per lr at the target (5 or more resolve regrets near 1%).")
 @click.option("--device", default=None, help="Where the built-in trainer trains: cpu (default), cuda, cuda:1.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes for the small-width sweep.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes for the small-width sweep and the target's runs (on a CPU, one core each).")
 @click.option("--out", "out_dir", default=Path("benchmarks/results"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), help="Folder for report.md, transfer.png and the law files.")
 @click.option("--name", default="transfer", show_default=True, help="Report name: OUT/NAME.md and OUT/NAME.png.")

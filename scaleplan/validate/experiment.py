@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
@@ -21,6 +21,7 @@ from scaleplan.fit.optimum import FLAT_END, flat_ends
 from scaleplan.validate.local_model import LocalModel
 from scaleplan.validate.regret import LrPoint, Regret, best_point, group_by_lr, local_model, regret_of
 from scaleplan.validate.target import AXES, TargetPoint, resolve_target
+from scaleplan.validate.target_runs import RunRecord, RunSource
 
 DEFAULT_SEEDS = 5
 
@@ -200,7 +201,8 @@ def validate_spec(
     """Run (or resume) the spec's sweep (in `storage` where given, else the spec's), fit the lr law (its form as
     `lr_form` says: scaleplan fit --lr-form), and measure regret at the checked target.
 
-    Writes OUT/<spec name>.json (the fitted law) and OUT/<spec name>-trials.csv (the sweep's trials).
+    Writes OUT/<spec name>.json (the fitted law), OUT/<spec name>-trials.csv (the sweep's trials) and the target's runs,
+    OUT/<spec name>-target-<axis><value>....csv (a rerun trains only what is not there; `workers` also train them).
     """
     from scaleplan.fit.optimum import method_label
     from scaleplan.fit.pipeline import FitOptions, effective_options, fit_command, fit_sweep, spec_data
@@ -255,8 +257,10 @@ def validate_spec(
     for warning in prediction.warnings:
         log(f"[{spec.name}] {warning}")
 
+    record = out_dir / f"{spec.name}-target-{'-'.join(f'{a}{v}' for a, v in point.target.items())}.csv"
+
     def train(lrs: list[float]) -> list[tuple[float, int, float]]:
-        return train_at(checked, spec.name, lrs, seeds, log)
+        return train_at(checked, spec.name, lrs, seeds, log, record, device, workers)
 
     grid_lrs = target_lr_grid(estimate.value, naive_lr, step_log2)
     rows = train([estimate.value, naive_lr, *grid_lrs])
@@ -283,9 +287,10 @@ def _optimum(cell: Any, method: str) -> tuple[float, float]:
     return o.lr, o.loss
 
 
-def train_at(checked: CheckedSpec, name: str, lrs: list[float], seeds: tuple[int, ...],
-             log: Callable[[str], None]) -> list[tuple[float, int, float]]:
-    """Train every (lr, seed) at the target through the spec's objective, in populations where it allows.
+def train_at(checked: CheckedSpec, name: str, lrs: list[float], seeds: tuple[int, ...], log: Callable[[str], None],
+             record: Path, device: str | None = None, workers: int = 1) -> list[tuple[float, int, float]]:
+    """Train every (lr, seed) at the target through the spec's objective, in populations where it allows (`workers`
+    processes), recording each run in `record` (validate/target_runs.py): a run already there is not trained again.
 
     Returns (lr, seed, held-out loss) rows; a diverged run's loss is inf.
     """
@@ -294,24 +299,7 @@ def train_at(checked: CheckedSpec, name: str, lrs: list[float], seeds: tuple[int
     objective, point = checked.objective, checked.point
     fixed = checked.spec.fixed_search_values()  # e.g. init_std = [0.02]: the target trains as every swept trial did
     requests = [TrialRequest(point.grid_point(seed), {**fixed, "lr": lr}) for seed in seeds for lr in lrs]
-    k = max(1, objective.population_size(requests[0].point))
-    log(f"[{name}] target {point.label}: {len(lrs)} lrs x {len(seeds)} seeds = {len(requests)} runs "
-        f"({'populations of ' + str(k) if k > 1 else 'one at a time'})")
-    return [(request.params["lr"], request.point.seed, loss)
-            for population in evaluate_in_populations(objective, requests, k, f"[{name}] training at the target {point.label}")
-            for request, loss in population]
-
-
-def evaluate_in_populations(objective: Any, requests: list[Any], k: int, what: str) -> Iterator[list[tuple[Any, float]]]:
-    """Train `requests` through a spec's objective `k` at a time; yields each population's (request, held-out loss),
-    the loss inf where the run diverged. A failing objective is one line: `what` failed: why."""
-    from scaleplan.sweep.trial import ObjectiveFailed
-
-    for i in range(0, len(requests), k):
-        chunk = requests[i : i + k]
-        try:
-            outcomes = objective.evaluate(chunk)
-        except ObjectiveFailed as exc:
-            raise ScaleplanError(f"{what} failed: {exc}") from None
-        yield [(request, math.inf if outcome.diverged or not math.isfinite(outcome.loss) else float(outcome.loss))
-               for request, outcome in zip(chunk, outcomes)]
+    runs = RunRecord(record, ("lr",), {"spec": checked.spec.fingerprint, "target": point.coords})
+    done = runs.train(RunSource(objective, checked.spec, device), requests,
+                      f"[{name}] target {point.label}: {len(lrs)} lrs x {len(seeds)} seeds", log, workers)
+    return [(request.params["lr"], request.point.seed, done[runs.key(request)]) for request in requests]

@@ -26,6 +26,7 @@ from scaleplan.fit.optimum import DEFAULT_NEAR, FLAT_END, MIN_LRS, MIN_POINTS_2D
 from scaleplan.fit.weight_decay import TPP, BoxMinimum, LocalQuadratic, local_quadratic
 from scaleplan.validate.experiment import edge_side
 from scaleplan.validate.regret import LrPoint, jackknife_se
+from scaleplan.validate.target_runs import RunRecord, RunSource, read_runs
 
 MIN_SEEDS = 5
 MAX_EXTENSIONS = 4  # grid extensions (one lr and/or one lambda beyond the edge) while the minimum is not bracketed
@@ -318,8 +319,8 @@ def validate_weight_decay(
     cache = out / f"{spec.name}-target-w{target_width}-s{target_steps}.csv"
     pairs = list(dict.fromkeys([(lr, wd_pred), (lr, wd_naive), *grid_pairs]))
     points, on_edge = extend_decay_grid(
-        lrs, wds, pairs, lambda todo: _train_target(objective, target_width, target_steps, batch, todo, tuple(range(seeds)),
-                                                    log, spec.name, cache),
+        lrs, wds, pairs, lambda todo: _train_target(RunSource(objective, spec, device), target_width, target_steps, batch, todo,
+                                                    tuple(range(seeds)), log, spec.name, cache, workers),
         lr_step_log2, 1.5 * lr_step_log2, lambda msg: log(f"[{spec.name}] {msg}"))
     predicted, naive = choice_regrets(points, lr, wd_pred, wd_naive, target_steps, convention)
     return DecayValidation(
@@ -342,19 +343,9 @@ def choice_regrets(points: list[DecayPoint], lr: float, wd_predicted: float, wd_
             decay_regret(NAIVE_LABEL, by_pair[lr, wd_naive], points, steps, convention))
 
 
-def read_target_cache(cache: Path) -> dict[tuple[float, float, int], float]:
-    """The target runs recorded in `cache` (written by `_train_target`): (lr, lambda, seed) -> held-out loss."""
-    import csv
-
-    if not cache.is_file():
-        return {}
-    with cache.open() as f:
-        return {(float(r["lr"]), float(r["weight_decay"]), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(f)}
-
-
 def cached_points(cache: Path) -> list[DecayPoint]:
     """Every (lr, lambda) in a target cache with its losses in seed order (the seeds every pair has)."""
-    done = read_target_cache(cache)
+    done = read_runs(cache, ("lr", "weight_decay"))
     pairs = sorted({(a, b) for a, b, _ in done})
     seeds = sorted({s for *_, s in done})
     missing = [(a, b, s) for a, b in pairs for s in seeds if (a, b, s) not in done]
@@ -379,38 +370,18 @@ def _target_size(cfg: Any) -> tuple[int, int]:
     return n_params(build_model(cfg, task)), task.units_per_example
 
 
-def _train_target(objective: Any, width: int, steps: int, batch: int, pairs: list[tuple[float, float]], seeds: tuple[int, ...],
-                  log: Callable[[str], None], name: str, cache: Path) -> dict[tuple[float, float], tuple[float, ...]]:
-    """Train every (lr, lambda) x seed at the target through the spec's objective, in populations where it allows.
-
-    Each finished run is appended to `cache` (CSV: lr, weight_decay, seed, loss; floats written exactly; a diverged
-    run's loss is inf), and runs already there are not trained again: an interrupted validation resumes, and a
-    finished one rewrites its report.
+def _train_target(source: RunSource, width: int, steps: int, batch: int, pairs: list[tuple[float, float]],
+                  seeds: tuple[int, ...], log: Callable[[str], None], name: str, cache: Path,
+                  workers: int = 1) -> dict[tuple[float, float], tuple[float, ...]]:
+    """Train every (lr, lambda) x seed at the target through the spec's objective, in populations where it allows
+    (`workers` processes), recording each run in `cache` (validate/target_runs.py; CSV: lr, weight_decay, seed, loss):
+    runs already there are not trained again, so an interrupted validation resumes and a finished one rewrites its report.
     """
-    import csv
-
-    from scaleplan.validate.experiment import evaluate_in_populations
-
-    done = read_target_cache(cache)
-    todo = [_request(width, steps, batch, seed, a, b) for a, b in pairs for seed in seeds if (a, b, seed) not in done]
-    k = max(1, objective.population_size(_request(width, steps, batch, seeds[0], *pairs[0]).point))
-    log(f"[{name}] target: {len(pairs)} (lr, lambda) x {len(seeds)} seeds, {len(todo)} runs of {steps} steps to train "
-        f"({len(pairs) * len(seeds) - len(todo)} in {cache}; {'populations of ' + str(k) if k > 1 else 'one at a time'})")
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    new_file = not cache.is_file()
-    with cache.open("a", newline="") as f:
-        writer = csv.writer(f)
-        if new_file:
-            writer.writerow(["lr", "weight_decay", "seed", "loss"])
-        trained = 0
-        for population in evaluate_in_populations(objective, todo, k, f"[{name}] training at the target"):
-            for request, loss in population:
-                lr, wd = float(request.params["lr"]), float(request.params["weight_decay"])
-                done[lr, wd, request.point.seed] = loss
-                writer.writerow([repr(lr), repr(wd), request.point.seed, repr(loss)])
-            f.flush()
-            trained += len(population)
-            log(f"[{name}] target runs {trained}/{len(todo)}")
+    requests = [_request(width, steps, batch, seed, a, b) for a, b in pairs for seed in seeds]
+    record = RunRecord(cache, ("lr", "weight_decay"), {"spec": source.spec.fingerprint,
+                                                        "target": {"width": width, "steps": steps, "batch": batch}})
+    done = record.train(source, requests, f"[{name}] target width {width}, {steps} steps: {len(pairs)} (lr, lambda) x "
+                        f"{len(seeds)} seeds", log, workers)
     return {pair: tuple(done[pair[0], pair[1], seed] for seed in seeds) for pair in pairs}
 
 

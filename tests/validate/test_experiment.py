@@ -235,3 +235,22 @@ def test_validate_reads_and_writes_its_sweeps_in_the_storage_given(tmp_path: Pat
     assert f"--storage {db}" in law["provenance"]["command"]
     bad = CliRunner().invoke(cli, [*args, "--name", "bad", "--storage", "mysql://u@h/db"])  # exit 2: tests/test_bad_input.py
     assert "unsupported storage scheme" in str(bad.exception) and not (tmp_path / "res" / "bad.md").exists()
+
+
+def test_a_rerun_trains_none_of_the_target_runs_already_recorded(tmp_path: Path) -> None:
+    """The target's runs are recorded as they finish (validate/target_runs.py): the same validation again trains
+    nothing and writes the same report; another target in the same --out gets its own record."""
+    (tmp_path / "bowl.toml").write_text(FAKE_SPEC.format(name="bowl", fn="transfer_bowl"))
+    args = ["validate", str(tmp_path / "bowl.toml"), "--target-width", "128", "--seeds", "2", "--out", str(tmp_path / "res"),
+            "--bootstrap", "0"]
+    first = CliRunner().invoke(cli, args)
+    assert first.exit_code == 0, first.output
+    record = tmp_path / "res" / "bowl-target-width128.csv"
+    runs = record.read_text().splitlines()
+    assert runs[0] == "lr,seed,loss" and len(runs) - 1 == 2 * len(grid_lrs((tmp_path / "res" / "transfer.md").read_text(), "bowl"))
+    report = (tmp_path / "res" / "transfer.md").read_text()
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 0 and f"{len(runs) - 1} of them already in {record}; 0 to train" in again.output
+    assert (tmp_path / "res" / "transfer.md").read_text() == report and record.read_text().splitlines() == runs
+    other = CliRunner().invoke(cli, [*args[:3], "256", *args[4:]])
+    assert other.exit_code == 0 and (tmp_path / "res" / "bowl-target-width256.csv").is_file()

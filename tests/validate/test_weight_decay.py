@@ -14,6 +14,7 @@ from scaleplan.laws import LawFile
 from scaleplan.validate.weight_decay import (
     DecayPoint, decay_regret, format_regret, target_grid, validate_weight_decay,
 )
+from tiny_specs import WEIGHT_DECAY_MLP as SPEC
 
 
 def bowl(lr: float, wd: float) -> float:
@@ -60,31 +61,6 @@ def test_target_grid_covers_both_choices() -> None:
     assert lrs == pytest.approx([5e-3, 5e-3 * 2**0.5, 1e-2, 1e-2 * 2**0.5, 2e-2])
     assert wds[0] <= 0.1 * 2**-1.5 and wds[-1] >= 0.8 * 2**1.5 and 0.1 in wds  # anchored on the prediction
     assert len(grid) == len(lrs) * len(wds)
-
-
-SPEC = """
-[sweep]
-name = "wd-tiny"
-sampler = "grid"
-seeds = [0]
-[task]
-name = "teacher-student"
-kwargs = {in_dim = 8, out_dim = 2, teacher_width = 16, n_eval = 128}
-[model]
-name = "mlp"
-parametrization = "mup"
-base_width = 2
-[train]
-optimizer = "adamw"
-schedule = "cosine"
-[ladder]
-widths = [2, 4]
-steps = [3, 6]
-[search]
-lr = [3e-3, 1e-2, 3e-2]
-wd_tau = [0.1, 0.5, 2.5]
-batch_size = [16]
-"""
 
 
 @pytest.mark.parametrize(
@@ -134,7 +110,7 @@ def test_a_tiny_weight_decay_validation_runs_end_to_end(tmp_path: Path) -> None:
     cached = (out / "wd-tiny-target-w16-s24.csv").read_text().splitlines()
     assert cached[0] == "lr,weight_decay,seed,loss" and len(cached) - 1 == 5 * len(rows)
     again = CliRunner().invoke(cli, args)  # resumes: the sweep and the target runs are all there
-    assert again.exit_code == 0 and "0 runs of 24 steps to train" in again.output
+    assert again.exit_code == 0 and "of them already in" in again.output and "; 0 to train" in again.output
     assert (out / "wd-wd-tiny.md").read_text() == report
 
 

@@ -1,0 +1,142 @@
+"""The runs at a validation's target: trained in populations, by several processes where asked, and recorded as
+each population finishes, so that an interrupted validation resumes where it stopped (a 50-seed target grid is hours
+on a CPU). A record written for another spec or target is refused, never mixed in: that would be a silently wrong grid.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from scaleplan.errors import InputError, ScaleplanError
+
+Key = tuple[Any, ...]  # the recorded parameters' values, then the seed
+
+
+@dataclass(frozen=True)
+class RunSource:
+    """The objective that trains target runs here, and what a worker process needs to load its own."""
+
+    objective: Any  # Objective
+    spec: Any  # SweepSpec
+    device: str | None
+
+
+def read_runs(path: Path, params: tuple[str, ...]) -> dict[Key, float]:
+    """The runs recorded in `path`: (params' values..., seed) -> held-out loss (inf where the run diverged)."""
+    if not path.is_file():
+        return {}
+    with path.open() as f:
+        return {(*(float(r[p]) for p in params), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(f)}
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Where a target's runs are recorded: a CSV of `params`, seed and loss (floats written exactly) and, beside it
+    (same name, .json), the `identity` (spec fingerprint, target) the runs belong to."""
+
+    path: Path
+    params: tuple[str, ...]
+    identity: dict[str, Any]
+
+    @property
+    def identity_path(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    def key(self, request: Any) -> Key:
+        return (*(float(request.params[p]) for p in self.params), request.point.seed)
+
+    def _check_identity(self, log: Callable[[str], None]) -> None:
+        """Refuse a record of another spec or target; adopt one written before records named theirs."""
+        want = json.loads(json.dumps(self.identity))
+        if self.identity_path.is_file():
+            have = json.loads(self.identity_path.read_text())
+            if have != want:
+                differ = ", ".join(k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+                raise InputError(f"{self.path}: its runs were trained for another {differ or 'setup'} than this validation's; "
+                                 "move it away or use another --out")
+            return
+        if self.path.is_file():
+            log(f"{self.path}: no record of the spec and target its runs belong to (written before scaleplan kept one); "
+                "reusing them as this target's")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.identity_path.write_text(json.dumps(want, indent=1, sort_keys=True) + "\n")
+
+    def train(self, source: RunSource, requests: list[Any], what: str, log: Callable[[str], None],
+              workers: int = 1) -> dict[Key, float]:
+        """Train the `requests` not yet recorded, appending each finished population; returns every recorded run.
+
+        `what` starts the log lines (`[name] target batch 512: 10 lrs x 50 seeds`)."""
+        self._check_identity(log)
+        done = read_runs(self.path, self.params)
+        todo = [r for r in requests if self.key(r) not in done]
+        k = max(1, source.objective.population_size(requests[0].point)) if requests else 1
+        how = ("populations of " + str(k) if k > 1 else "one at a time") + (f", {workers} worker processes" if workers > 1 else "")
+        log(f"{what} = {len(requests)} runs, {len(requests) - len(todo)} of them already in {self.path}; "
+            f"{len(todo)} to train ({how})")
+        new_file = not self.path.is_file()
+        with self.path.open("a", newline="") as f:
+            writer = csv.writer(f)
+            if new_file:
+                writer.writerow([*self.params, "seed", "loss"])
+            trained, shown = 0, 0
+            for population in evaluate_in_populations(source, todo, k, f"{what}: training", workers):
+                for request, loss in population:
+                    done[self.key(request)] = loss
+                    writer.writerow([*(repr(float(request.params[p])) for p in self.params), request.point.seed, repr(loss)])
+                f.flush()
+                trained += len(population)
+                if trained * 10 // len(todo) > shown or trained == len(todo):  # every tenth of the runs
+                    shown = trained * 10 // len(todo)
+                    log(f"{what}: {trained}/{len(todo)} runs trained")
+        return done
+
+
+def evaluate_in_populations(source: RunSource, requests: list[Any], k: int, what: str,
+                            workers: int = 1) -> Iterator[list[tuple[Any, float]]]:
+    """Train `requests` through the spec's objective `k` at a time, in order; yields each population's (request,
+    held-out loss), the loss inf where the run diverged. With `workers` > 1 the populations are trained by that many
+    processes (each loads the objective; one core each on a CPU). A failing objective is one line: `what` failed: why."""
+    from scaleplan.sweep.trial import ObjectiveFailed
+
+    chunks = [requests[i : i + k] for i in range(0, len(requests), k)]
+    pool = None
+    if workers > 1 and len(chunks) > 1:
+        import multiprocessing
+
+        pool = multiprocessing.get_context("spawn").Pool(min(workers, len(chunks)), _load_worker, (source.spec, source.device))
+        results: Iterator[list[Any]] = pool.imap(_evaluate_here, chunks)  # in order, trained ahead
+    else:
+        results = (source.objective.evaluate(chunk) for chunk in chunks)
+    try:
+        for chunk in chunks:
+            try:
+                outcomes = next(results)
+            except ObjectiveFailed as exc:
+                raise ScaleplanError(f"{what} failed: {exc}") from None
+            yield [(request, math.inf if outcome.diverged or not math.isfinite(outcome.loss) else float(outcome.loss))
+                   for request, outcome in zip(chunk, outcomes)]
+    finally:
+        if pool is not None:  # done, failed or interrupted: no worker trains on
+            pool.terminate()
+            pool.join()
+
+
+_WORKER_OBJECTIVE: Any = None  # a worker process's own objective (_load_worker)
+
+
+def _load_worker(spec: Any, device: str | None) -> None:
+    global _WORKER_OBJECTIVE
+    from scaleplan.sweep.objective import load_objective
+    from scaleplan.sweep.runner import die_with_parent
+
+    die_with_parent()  # an interrupted validation leaves no orphans training on
+    _WORKER_OBJECTIVE = load_objective(spec, device)
+
+
+def _evaluate_here(chunk: list[Any]) -> list[Any]:
+    return list(_WORKER_OBJECTIVE.evaluate(chunk))

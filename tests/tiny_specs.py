@@ -1,0 +1,26 @@
+"""Tiny built-in specs that several test modules train."""
+
+# an MLP under muP, AdamW over (lr, lambda): seconds on a CPU
+WEIGHT_DECAY_MLP = """
+[sweep]
+name = "wd-tiny"
+sampler = "grid"
+seeds = [0]
+[task]
+name = "teacher-student"
+kwargs = {in_dim = 8, out_dim = 2, teacher_width = 16, n_eval = 128}
+[model]
+name = "mlp"
+parametrization = "mup"
+base_width = 2
+[train]
+optimizer = "adamw"
+schedule = "cosine"
+[ladder]
+widths = [2, 4]
+steps = [3, 6]
+[search]
+lr = [3e-3, 1e-2, 3e-2]
+wd_tau = [0.1, 0.5, 2.5]
+batch_size = [16]
+"""
