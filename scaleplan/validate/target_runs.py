@@ -27,11 +27,24 @@ class RunSource:
 
 
 def read_runs(path: Path, params: tuple[str, ...]) -> dict[Key, float]:
-    """The runs recorded in `path`: (params' values..., seed) -> held-out loss (inf where the run diverged)."""
+    """The runs recorded in `path`: (params' values..., seed) -> held-out loss (inf where the run diverged). A last
+    line without its newline (a write the kill interrupted) is not a run."""
     if not path.is_file():
         return {}
-    with path.open() as f:
-        return {(*(float(r[p]) for p in params), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(f)}
+    text = path.read_text()
+    lines = text.splitlines()[: None if text.endswith("\n") else -1]
+    try:
+        return {(*(float(r[p]) for p in params), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(lines)}
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"{path}: not a record of runs ({', '.join(params)}, seed, loss): {exc}; move it away") from None
+
+
+def _drop_torn_line(path: Path) -> None:
+    """Cut a last line that lacks its newline (a write the kill interrupted), so that appends start a fresh line."""
+    text = path.read_bytes()
+    if text and not text.endswith(b"\n"):
+        with path.open("r+b") as f:
+            f.truncate(text.rfind(b"\n") + 1)
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,8 @@ class RunRecord:
         log(f"{what} = {len(requests)} runs, {len(requests) - len(todo)} of them already in {self.path}; "
             f"{len(todo)} to train ({how})")
         new_file = not self.path.is_file()
+        if not new_file:
+            _drop_torn_line(self.path)
         with self.path.open("a", newline="") as f:
             writer = csv.writer(f)
             if new_file:

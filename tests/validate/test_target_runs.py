@@ -92,3 +92,22 @@ def test_worker_processes_train_the_runs_one_process_would(tmp_path: Path) -> No
     two = RunRecord(tmp_path / "two.csv", params, {"spec": spec.fingerprint}).train(source, todo, "two", lines.append, workers=2)
     assert "2 worker processes" in lines[0]
     assert two == one and len(one) == 9
+
+
+def test_a_line_torn_by_a_kill_is_trained_again_not_read(tmp_path: Path) -> None:
+    path = record(tmp_path).path
+    record(tmp_path).train(RunSource(Counting(), None, None), requests([0.01], range(1)), "x", print)
+    with path.open("a") as f:
+        f.write("0.01,1,2.0")  # the kill came before the rest of the loss and the newline
+    assert read_runs(path, ("lr",)) == {(0.01, 0): loss_of(0.01, 0)}
+    fake = Counting()
+    done = record(tmp_path).train(RunSource(fake, None, None), requests([0.01], range(2)), "x", print)
+    assert fake.trained == [(0.01, 1)] and done[0.01, 1] == loss_of(0.01, 1)
+    assert path.read_text().splitlines() == ["lr,seed,loss", f"0.01,0,{loss_of(0.01, 0)!r}", f"0.01,1,{loss_of(0.01, 1)!r}"]
+
+
+def test_a_file_that_is_not_a_record_is_one_line(tmp_path: Path) -> None:
+    path = record(tmp_path).path
+    path.write_text("lr,seed,loss\n0.01,zero,2.0\n")
+    with pytest.raises(InputError, match="not a record of runs .lr, seed, loss.*move it away"):
+        read_runs(path, ("lr",))
