@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Runs run_validation.sh jobs on a lent device in LANES parallel lanes until a deadline, for a short GPU loan:
 # the char-LM's small models leave one GPU mostly idle, so several targets train at once. A job is started only
-# while more than MIN_LEFT seconds remain and is killed at the deadline (an unfinished target writes no report,
-# so it is reported as not trained). Each job's log goes to $LOGS/<job>.log with its wall time.
-#   SECONDS_BUDGET=560 LANES=4 bash benchmarks/device_lanes.sh batch-s50-d21-b1024 batch-s50-d21-b64 ...
+# while more than MIN_LEFT seconds remain and is killed at the deadline (an unfinished target writes no report, but
+# its finished runs stay in validate's record beside it and the next call resumes them). Each job's log goes to
+# $LOGS/<job>.log with its wall time. Measured on one H200: five lanes were slower than one after another
+# (results/gpt-batch-seeds50/prereg.md), so LANES=1 is the default.
+#   SECONDS_BUDGET=560 bash benchmarks/device_lanes.sh batch-s50-d21-b1024 batch-s50-d21-b64 ...
 # The environment (DEVICE, SCALEPLAN, SEEDS, RESULTS, SCALEPLAN_CACHE_DIR) passes through to run_validation.sh.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 budget=${SECONDS_BUDGET:-560}
-lanes=${LANES:-4}
+lanes=${LANES:-1}
 min_left=${MIN_LEFT:-60}
 logs=${LOGS:-benchmarks/results/logs}
 mkdir -p "$logs"

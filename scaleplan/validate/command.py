@@ -49,7 +49,8 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
     (the optimum of the swept cell nearest the target) and with a dense lr grid, all with the same seeds; the
     grid grows past an end while the best lr sits on it or the end's loss is within 0.5% of the best.
     Writes OUT/NAME.md (raw and smoothed regrets with jackknife standard errors, diverged seeds per lr,
-    lr drift) and OUT/NAME.png (loss vs lr along the target's axis).
+    lr drift) and OUT/NAME.png (loss vs lr along the target's axis). The target's runs are recorded as they
+    finish (OUT/SPEC-target-AXISVALUE.csv): the same command resumes an interrupted validation.
     With --target-steps, the target is a (width, steps) pair and the transferred hyperparameters are
     (lr, weight decay): scaleplan/validate/weight_decay.py; one report OUT/NAME-SPEC.md (and .png) per spec; its 2-D
     grid grows by the same rules along the best point's row and column.
