@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs run_validation.sh jobs on a lent device in LANES parallel lanes until a deadline, for a short GPU loan:
-# the char-LM's small models leave one GPU mostly idle, so several targets train at once. A job is started only
+# Runs run_validation.sh jobs on a lent device until a deadline, for a short GPU loan, in LANES parallel lanes (the
+# char-LM's small models leave one GPU mostly idle, but see below: one lane was faster). A job is started only
 # while more than MIN_LEFT seconds remain and is killed at the deadline (an unfinished target writes no report, but
 # its finished runs stay in validate's record beside it and the next call resumes them). Each job's log goes to
 # $LOGS/<job>.log with its wall time. Measured on one H200: five lanes were slower than one after another
