@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterator
 from scaleplan.errors import InputError, ScaleplanError
 
 Key = tuple[Any, ...]  # the recorded parameters' values, then the seed
+IDENTITY = "# identity: "  # a record's first line: the JSON of the spec fingerprint and target its runs belong to
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ def read_runs(path: Path, params: tuple[str, ...]) -> dict[Key, float]:
     if not path.is_file():
         return {}
     text = path.read_text()
-    lines = text.splitlines()[: None if text.endswith("\n") else -1]
+    lines = [line for line in text.splitlines()[: None if text.endswith("\n") else -1] if not line.startswith("#")]
     try:
         return {(*(float(r[p]) for p in params), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(lines)}
     except (KeyError, TypeError, ValueError) as exc:
@@ -49,35 +50,33 @@ def _drop_torn_line(path: Path) -> None:
 
 @dataclass(frozen=True)
 class RunRecord:
-    """Where a target's runs are recorded: a CSV of `params`, seed and loss (floats written exactly) and, beside it
-    (same name, .json), the `identity` (spec fingerprint, target) the runs belong to."""
+    """Where a target's runs are recorded: a CSV of `params`, seed and loss (floats written exactly) whose first line
+    (`# identity: {...}`) names the spec fingerprint and target the runs belong to."""
 
     path: Path
     params: tuple[str, ...]
     identity: dict[str, Any]
-
-    @property
-    def identity_path(self) -> Path:
-        return self.path.with_suffix(".json")
 
     def key(self, request: Any) -> Key:
         return (*(float(request.params[p]) for p in self.params), request.point.seed)
 
     def _check_identity(self, log: Callable[[str], None]) -> None:
         """Refuse a record of another spec or target; adopt one written before records named theirs."""
-        want = json.loads(json.dumps(self.identity))
-        if self.identity_path.is_file():
-            have = json.loads(self.identity_path.read_text())
-            if have != want:
-                differ = ", ".join(k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+        want = json.dumps(self.identity, sort_keys=True)
+        if not self.path.is_file():
+            return
+        with self.path.open() as f:
+            first = f.readline()
+        if first.startswith(IDENTITY):
+            have, mine = json.loads(first[len(IDENTITY):]), json.loads(want)
+            if have != mine:
+                differ = ", ".join(k for k in sorted(set(have) | set(mine)) if have.get(k) != mine.get(k))
                 raise InputError(f"{self.path}: its runs were trained for another {differ or 'setup'} than this validation's; "
                                  "move it away or use another --out")
             return
-        if self.path.is_file():
-            log(f"{self.path}: no record of the spec and target its runs belong to (written before scaleplan kept one); "
-                "reusing them as this target's")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.identity_path.write_text(json.dumps(want, indent=1, sort_keys=True) + "\n")
+        log(f"{self.path}: no record of the spec and target its runs belong to (written before scaleplan kept one); "
+            "reusing them as this target's")
+        self.path.write_text(IDENTITY + want + "\n" + self.path.read_text())
 
     def train(self, source: RunSource, requests: list[Any], what: str, log: Callable[[str], None],
               workers: int = 1) -> dict[Key, float]:
@@ -92,11 +91,13 @@ class RunRecord:
         log(f"{what} = {len(requests)} runs, {len(requests) - len(todo)} of them already in {self.path}; "
             f"{len(todo)} to train ({how})")
         new_file = not self.path.is_file()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         if not new_file:
             _drop_torn_line(self.path)
         with self.path.open("a", newline="") as f:
             writer = csv.writer(f)
             if new_file:
+                f.write(IDENTITY + json.dumps(self.identity, sort_keys=True) + "\n")
                 writer.writerow([*self.params, "seed", "loss"])
             trained, shown = 0, 0
             for population in evaluate_in_populations(source, todo, k, f"{what}: training", workers):

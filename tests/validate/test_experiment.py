@@ -247,10 +247,11 @@ def test_a_rerun_trains_none_of_the_target_runs_already_recorded(tmp_path: Path)
     assert first.exit_code == 0, first.output
     record = tmp_path / "res" / "bowl-target-width128.csv"
     runs = record.read_text().splitlines()
-    assert runs[0] == "lr,seed,loss" and len(runs) - 1 == 2 * len(grid_lrs((tmp_path / "res" / "transfer.md").read_text(), "bowl"))
+    assert runs[0].startswith("# identity: ") and runs[1] == "lr,seed,loss"
+    assert len(runs) - 2 == 2 * len(grid_lrs((tmp_path / "res" / "transfer.md").read_text(), "bowl"))
     report = (tmp_path / "res" / "transfer.md").read_text()
     again = CliRunner().invoke(cli, args)
-    assert again.exit_code == 0 and f"{len(runs) - 1} of them already in {record}; 0 to train" in again.output
+    assert again.exit_code == 0 and f"{len(runs) - 2} of them already in {record}; 0 to train" in again.output
     assert (tmp_path / "res" / "transfer.md").read_text() == report and record.read_text().splitlines() == runs
     other = CliRunner().invoke(cli, [*args[:3], "256", *args[4:]])
     assert other.exit_code == 0 and (tmp_path / "res" / "bowl-target-width256.csv").is_file()

@@ -108,7 +108,7 @@ def test_a_tiny_weight_decay_validation_runs_end_to_end(tmp_path: Path) -> None:
     law = LawFile.load(out / "wd-tiny.json")
     assert law.weight_decay.convention == "torch" and law.parametrization.optimizer == "adamw"
     cached = (out / "wd-tiny-target-w16-s24.csv").read_text().splitlines()
-    assert cached[0] == "lr,weight_decay,seed,loss" and len(cached) - 1 == 5 * len(rows)
+    assert cached[0].startswith("# identity: ") and cached[1] == "lr,weight_decay,seed,loss" and len(cached) - 2 == 5 * len(rows)
     again = CliRunner().invoke(cli, args)  # resumes: the sweep and the target runs are all there
     assert again.exit_code == 0 and "of them already in" in again.output and "; 0 to train" in again.output
     assert (out / "wd-wd-tiny.md").read_text() == report
