@@ -60,45 +60,42 @@ class RunRecord:
     def key(self, request: Any) -> Key:
         return (*(float(request.params[p]) for p in self.params), request.point.seed)
 
-    def _check_identity(self, log: Callable[[str], None]) -> None:
-        """Refuse a record of another spec or target; adopt one written before records named theirs."""
-        want = json.dumps(self.identity, sort_keys=True)
+    def _open(self, log: Callable[[str], None]) -> None:
+        """Start the record (its identity line and header), or check an existing one: refuse a record of another spec
+        or target, adopt one written before records named theirs, and cut a last line a kill tore."""
+        line = IDENTITY + json.dumps(self.identity, sort_keys=True) + "\n"
         if not self.path.is_file():
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text(line + ",".join([*self.params, "seed", "loss"]) + "\n")
             return
         with self.path.open() as f:
             first = f.readline()
         if first.startswith(IDENTITY):
-            have, mine = json.loads(first[len(IDENTITY):]), json.loads(want)
-            if have != mine:
-                differ = ", ".join(k for k in sorted(set(have) | set(mine)) if have.get(k) != mine.get(k))
+            have, want = json.loads(first[len(IDENTITY):]), json.loads(line[len(IDENTITY):])
+            if have != want:
+                differ = ", ".join(k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
                 raise InputError(f"{self.path}: its runs were trained for another {differ or 'setup'} than this validation's; "
                                  "move it away or use another --out")
-            return
-        log(f"{self.path}: no record of the spec and target its runs belong to (written before scaleplan kept one); "
-            "reusing them as this target's")
-        self.path.write_text(IDENTITY + want + "\n" + self.path.read_text())
+        else:
+            log(f"{self.path}: no record of the spec and target its runs belong to (written before scaleplan kept one); "
+                "reusing them as this target's")
+            self.path.write_text(line + self.path.read_text())
+        _drop_torn_line(self.path)
 
     def train(self, source: RunSource, requests: list[Any], what: str, log: Callable[[str], None],
               workers: int = 1) -> dict[Key, float]:
         """Train the `requests` not yet recorded, appending each finished population; returns every recorded run.
 
         `what` starts the log lines (`[name] target batch 512: 10 lrs x 50 seeds`)."""
-        self._check_identity(log)
+        self._open(log)
         done = read_runs(self.path, self.params)
         todo = [r for r in requests if self.key(r) not in done]
         k = max(1, source.objective.population_size(requests[0].point)) if requests else 1
         how = ("populations of " + str(k) if k > 1 else "one at a time") + (f", {workers} worker processes" if workers > 1 else "")
         log(f"{what} = {len(requests)} runs, {len(requests) - len(todo)} of them already in {self.path}; "
             f"{len(todo)} to train ({how})")
-        new_file = not self.path.is_file()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if not new_file:
-            _drop_torn_line(self.path)
         with self.path.open("a", newline="") as f:
             writer = csv.writer(f)
-            if new_file:
-                f.write(IDENTITY + json.dumps(self.identity, sort_keys=True) + "\n")
-                writer.writerow([*self.params, "seed", "loss"])
             trained, shown = 0, 0
             for population in evaluate_in_populations(source, todo, k, f"{what}: training", workers):
                 for request, loss in population:
@@ -106,7 +103,7 @@ class RunRecord:
                     writer.writerow([*(repr(float(request.params[p])) for p in self.params), request.point.seed, repr(loss)])
                 f.flush()
                 trained += len(population)
-                if trained * 10 // len(todo) > shown or trained == len(todo):  # every tenth of the runs
+                if trained * 10 // len(todo) > shown:  # every tenth of the runs, and the last
                     shown = trained * 10 // len(todo)
                     log(f"{what}: {trained}/{len(todo)} runs trained")
         return done
