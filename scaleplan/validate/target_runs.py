@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -48,6 +49,14 @@ def _drop_torn_line(path: Path) -> None:
             f.truncate(text.rfind(b"\n") + 1)
 
 
+def _swap_in(path: Path, text: str) -> None:
+    """Write `path` whole through a temporary file beside it: a kill mid-write leaves the old file (or none), never
+    half of the new one (a legacy record cut short, an identity line without its header)."""
+    part = path.with_name(path.name + ".part")
+    part.write_text(text)
+    os.replace(part, path)
+
+
 @dataclass(frozen=True)
 class RunRecord:
     """Where a target's runs are recorded: a CSV of `params`, seed and loss (floats written exactly) whose first line
@@ -66,7 +75,7 @@ class RunRecord:
         line = IDENTITY + json.dumps(self.identity, sort_keys=True) + "\n"
         if not self.path.is_file():
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.path.write_text(line + ",".join([*self.params, "seed", "loss"]) + "\n")
+            _swap_in(self.path, line + ",".join([*self.params, "seed", "loss"]) + "\n")
             return
         with self.path.open() as f:
             first = f.readline()
@@ -79,7 +88,7 @@ class RunRecord:
         else:
             log(f"{self.path}: no record of the spec and target its runs belong to (written before scaleplan kept one); "
                 "reusing them as this target's")
-            self.path.write_text(line + self.path.read_text())
+            _swap_in(self.path, line + self.path.read_text())
         _drop_torn_line(self.path)
 
     def train(self, source: RunSource, requests: list[Any], what: str, log: Callable[[str], None],

@@ -4,6 +4,7 @@ another spec or target is refused, and worker processes train exactly the runs o
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,3 +113,22 @@ def test_a_file_that_is_not_a_record_is_one_line(tmp_path: Path) -> None:
     path.write_text("lr,seed,loss\n0.01,zero,2.0\n")
     with pytest.raises(InputError, match="not a record of runs .lr, seed, loss.*move it away"):
         read_runs(path, ("lr",))
+
+
+def test_a_kill_while_a_legacy_record_is_adopted_loses_none_of_its_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = record(tmp_path).path
+    path.write_text("lr,seed,loss\n0.01,0,7.0\n")
+    real = Path.write_text
+
+    def killed_mid_write(self: Path, text: str, *args: Any, **kwargs: Any) -> int:
+        real(self, text[: len(text) // 2], *args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", killed_mid_write)
+    with pytest.raises(KeyboardInterrupt):
+        record(tmp_path).train(RunSource(Counting(), None, None), requests([0.01], range(2)), "x", print)
+    monkeypatch.undo()
+    assert read_runs(path, ("lr",)) == {(0.01, 0): 7.0}
+    fake = Counting()
+    done = record(tmp_path).train(RunSource(fake, None, None), requests([0.01], range(2)), "x", print)
+    assert done[0.01, 0] == 7.0 and fake.trained == [(0.01, 1)]
