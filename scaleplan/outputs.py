@@ -4,14 +4,16 @@ The rule for folders: a file named with `-o FILE` goes into a folder that exists
 for it, so a typo never leaves new folders behind); a folder named for several outputs (`--plot DIR`,
 `--out DIR`) and scaleplan's default folders (`fits/`, `coord-check/`, `benchmarks/results/`) are
 created when missing, with their parents, as `mkdir -p` would.
-Law files, trial exports, reports and plots all go through here, so a missing, unwritable or misplaced
-output path is a `ScaleplanError` naming the path and the fix, never a traceback.
+Law files, trial exports, reports, plots and run records all go through here, so a missing, unwritable or
+misplaced output path is a `ScaleplanError` naming the path and the fix, never a traceback, and a write is
+whole or absent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,14 +46,23 @@ def ensure_writable(path: str | Path, what: str, make_folder: bool = True) -> Pa
 
 @contextlib.contextmanager
 def writing(path: str | Path, what: str, make_folder: bool = True) -> Iterator[Path]:
-    """`with writing(path, "law file") as out: ...`: checked as `ensure_writable`, the folder made if allowed,
-    and an OSError in the block is one line."""
+    """`with writing(path, "law file") as part: part.write_text(...)`: checked as `ensure_writable`, the folder made
+    if allowed, the block writes a temporary file beside `path` (same suffix) that replaces it only when the block
+    succeeds, so a kill or an error mid-write leaves the old file (or none), never half of the new one; an OSError
+    in the block is one line."""
     out = ensure_writable(path, what, make_folder)
+    real = Path(os.path.realpath(out))  # a symlinked output keeps its link: the file it points to is replaced
+    part = real.with_name(f".{real.stem}.{os.getpid()}.part{real.suffix}")
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        yield out
+        real.parent.mkdir(parents=True, exist_ok=True)
+        yield part
+        if real.exists():
+            os.chmod(part, stat.S_IMODE(real.stat().st_mode))  # a replaced file keeps its permissions
+        os.replace(part, real)
     except OSError as exc:
         raise _failed(out, what, exc.strerror or str(exc)) from None
+    finally:
+        part.unlink(missing_ok=True)
 
 
 def pyplot() -> Any:
@@ -70,8 +81,8 @@ def save_figure(fig: Any, path: str | Path, dpi: int) -> Path:
 
     out = Path(path)
     try:
-        with writing(out, "plot"):
-            fig.savefig(out, dpi=dpi)
+        with writing(out, "plot") as part:
+            fig.savefig(part, dpi=dpi)
     finally:
         plt.close(fig)
     return out

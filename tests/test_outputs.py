@@ -46,6 +46,33 @@ def test_writing_turns_an_os_error_into_one_line(tmp_path: Path) -> None:
             raise OSError(28, "No space left on device")
 
 
+def test_a_write_that_fails_midway_leaves_the_old_file_whole_and_nothing_beside_it(tmp_path: Path) -> None:
+    law = tmp_path / "law.json"
+    law.write_text('{"old": 1}\n')
+    with pytest.raises(ScaleplanError, match="No space left on device"):
+        with writing(law, "law file") as part:
+            part.write_text('{"new": ')  # half of the new file, then the disk fills
+            raise OSError(28, "No space left on device")
+    with pytest.raises(KeyboardInterrupt):  # a kill between writes: the same
+        with writing(law, "law file") as part:
+            part.write_text('{"new": ')
+            raise KeyboardInterrupt
+    assert law.read_text() == '{"old": 1}\n' and [p.name for p in tmp_path.iterdir()] == ["law.json"]
+
+
+def test_a_whole_write_replaces_the_file_keeping_its_permissions_and_its_link(tmp_path: Path) -> None:
+    real = tmp_path / "real.json"
+    real.write_text("old\n")
+    real.chmod(0o640)
+    link = tmp_path / "law.json"
+    link.symlink_to(real)
+    with writing(link, "law file") as part:
+        assert part.suffix == ".json"  # writers that go by the suffix (savefig, parquet) see the real one
+        part.write_text("new\n")
+    assert link.is_symlink() and real.read_text() == "new\n" and real.stat().st_mode & 0o777 == 0o640
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["law.json", "real.json"]
+
+
 def test_save_figure_writes_a_png_closes_the_figure_and_names_a_bad_path(tmp_path: Path) -> None:
     import matplotlib
 

@@ -446,9 +446,9 @@ class LawFile:
         from scaleplan.outputs import writing
 
         text = self.to_json()  # before opening the file: nothing half-written
-        with writing(path, "law file") as out:
-            out.write_text(text)
-        return out
+        with writing(path, "law file") as part:
+            part.write_text(text)
+        return Path(path)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], origin: str = "law") -> LawFile:

@@ -123,12 +123,12 @@ def check_export_path(path: str | Path) -> Path:
 def write_trials(frame: pd.DataFrame, path: str | Path) -> Path:
     """Write the trials to `path`: .csv, or .parquet (needs pyarrow), into an existing folder."""
     out = check_export_path(path)
-    with writing(out, "trials", make_folder=False) as target:
-        if target.suffix == ".csv":
-            frame.to_csv(target, index=False)
-            return target
+    with writing(out, "trials", make_folder=False) as part:
+        if out.suffix == ".csv":
+            frame.to_csv(part, index=False)
+            return out
         try:
-            frame.to_parquet(target, index=False)
+            frame.to_parquet(part, index=False)
         except ImportError:
             raise ScaleplanError("parquet export needs pyarrow: `pip install scaleplan[parquet]`, or export to .csv") from None
-    return target
+    return out

@@ -98,8 +98,8 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
         for c in checked
     ]
     figure = plot_transfer(results, out_dir / f"{name}.png")
-    with writing(report, "report"):
-        report.write_text(markdown(results, figure.name, command_line(click.get_current_context())))
+    with writing(report, "report") as part:
+        part.write_text(markdown(results, figure.name, command_line(click.get_current_context())))
     for r in results:
         click.echo(f"{r.name} ({r.parametrization}): predicted regret {describe(r.predicted)} raw, "
                    f"{describe(r.predicted, smoothed=True)} smoothed; naive {describe(r.naive)} raw, "

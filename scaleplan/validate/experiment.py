@@ -233,8 +233,8 @@ def validate_spec(
                              f"it cannot predict --target {absent[0]} (sweep it at fixed other axes; batch sizes need "
                              "equal D, a [ladder] tokens)")
     law.save(law_path)
-    with writing(out_dir / f"{spec.name}-trials.csv", "sweep trials") as csv_path:
-        fitted.data.frame.to_csv(csv_path, index=False)  # the sweep itself, for refits
+    with writing(out_dir / f"{spec.name}-trials.csv", "sweep trials") as part:
+        fitted.data.frame.to_csv(part, index=False)  # the sweep itself, for refits
     prediction = law.predict(**point.law_inputs())
     estimate = prediction.values["lr"]
     frame = fitted.trials.frame

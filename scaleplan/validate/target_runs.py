@@ -8,12 +8,12 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from scaleplan.errors import InputError, ScaleplanError
+from scaleplan.outputs import writing
 
 Key = tuple[Any, ...]  # the recorded parameters' values, then the seed
 IDENTITY = "# identity: "  # a record's first line: the JSON of the spec fingerprint and target its runs belong to
@@ -50,11 +50,10 @@ def _drop_torn_line(path: Path) -> None:
 
 
 def _swap_in(path: Path, text: str) -> None:
-    """Write `path` whole through a temporary file beside it: a kill mid-write leaves the old file (or none), never
-    half of the new one (a legacy record cut short, an identity line without its header)."""
-    part = path.with_name(path.name + ".part")
-    part.write_text(text)
-    os.replace(part, path)
+    """Write a record whole: a kill mid-write leaves the old file (or none), never a legacy record cut short or an
+    identity line without its header."""
+    with writing(path, "run record") as part:
+        part.write_text(text)
 
 
 @dataclass(frozen=True)

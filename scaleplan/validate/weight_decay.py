@@ -298,8 +298,8 @@ def validate_weight_decay(
     if fit is None:
         raise InputError(f"{spec_path}: the sweep's trials do not vary lambda within a cell; nothing to validate")
     law.save(law_path)
-    with writing(out / f"{spec.name}-trials.csv", "sweep trials") as csv_path:
-        fitted.data.frame.to_csv(csv_path, index=False)
+    with writing(out / f"{spec.name}-trials.csv", "sweep trials") as part:
+        fitted.data.frame.to_csv(part, index=False)
 
     batch = spec.batch_sizes[0]
     n_target, units = _target_size(objective.config(_request(target_width, target_steps, batch, 0, 1e-3, 0.0)))
@@ -609,8 +609,8 @@ def run_decay_validations(specs: tuple[Path, ...], target_width: int, target_ste
         v = validate_weight_decay(path, target_width, target_steps, seeds, out_dir, n_boot, workers, log, grid_step, device,
                                   storage)
         figure = plot_decay(v, Path(out_dir) / f"{stem}.png")
-        with writing(report, "report"):
-            report.write_text(markdown(v, command, figure.name))
+        with writing(report, "report") as part:
+            part.write_text(markdown(v, command, figure.name))
         lines.append(f"{v.name}: predicted (lr, lambda) regret {format_regret(v.predicted)} raw, "
                      f"{format_regret(v.predicted, smoothed=True)} smoothed; naive lambda {format_regret(v.naive)} raw, "
                      f"{format_regret(v.naive, smoothed=True)} smoothed; wrote {report} and {figure}")
