@@ -48,8 +48,8 @@ def ensure_writable(path: str | Path, what: str, make_folder: bool = True) -> Pa
 def writing(path: str | Path, what: str, make_folder: bool = True) -> Iterator[Path]:
     """`with writing(path, "law file") as part: part.write_text(...)`: checked as `ensure_writable`, the folder made
     if allowed, the block writes a temporary file beside `path` (same suffix) that replaces it only when the block
-    succeeds, so a kill or an error mid-write leaves the old file (or none), never half of the new one; an OSError
-    in the block is one line."""
+    succeeds, so a kill or an error mid-write leaves the old file (or none), never half of the new one (a SIGKILL can
+    leave the hidden `.NAME.PID.part` file); an OSError in the block is one line."""
     out = ensure_writable(path, what, make_folder)
     real = Path(os.path.realpath(out))  # a symlinked output keeps its link: the file it points to is replaced
     part = real.with_name(f".{real.stem}.{os.getpid()}.part{real.suffix}")
