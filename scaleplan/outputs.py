@@ -4,9 +4,9 @@ The rule for folders: a file named with `-o FILE` goes into a folder that exists
 for it, so a typo never leaves new folders behind); a folder named for several outputs (`--plot DIR`,
 `--out DIR`) and scaleplan's default folders (`fits/`, `coord-check/`, `benchmarks/results/`) are
 created when missing, with their parents, as `mkdir -p` would.
-Law files, trial exports, reports, plots and run records all go through here, so a missing, unwritable or
-misplaced output path is a `ScaleplanError` naming the path and the fix, never a traceback, and a write is
-whole or absent.
+Law files, trial exports, reports, plots, run records and the population cache all go through here, so a
+missing, unwritable or misplaced output path is a `ScaleplanError` naming the path and the fix, never a
+traceback, and a write is whole or absent.
 """
 
 from __future__ import annotations

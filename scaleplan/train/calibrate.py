@@ -8,7 +8,7 @@ evaluation cancel; see `cost_per_trial_step`) for K = 1, 4, 16, 64 (and 256 on a
 4x more members no longer saves 10% per trial or the GPU runs out of memory. K is the smallest size whose
 cost per trial-step is within 10% of the cheapest. The answer is cached per device and configuration in
 `$SCALEPLAN_CACHE_DIR/population.json` (default ~/.cache/scaleplan), under a file lock so that workers
-starting together measure once. `SCALEPLAN_POPULATION=K` skips all this and uses K.
+starting together measure once, and written whole (a worker killed mid-write leaves the previous cache). `SCALEPLAN_POPULATION=K` skips all this and uses K.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import InputError, ScaleplanError
+from scaleplan.outputs import writing
 from scaleplan.train.config import TrialConfig
 
 CPU_SIZES = (1, 4, 16, 64)
@@ -76,15 +77,18 @@ def calibrated_population(cfg: TrialConfig, measure: Callable[[TrialConfig, int]
     if key in _memory:
         return _memory[key]
     path = cache_path()
+    entry: dict[str, Any] | None = None
     try:
         with _locked(path):
             cached = _read(path)
-            if key not in cached:
-                cached[key] = _measured(cfg, measure)
-                path.write_text(json.dumps(cached, indent=1, sort_keys=True))
-        _memory[key] = int(cached[key]["k"])
-    except OSError:  # no writable cache folder: measure for this process only
-        _memory[key] = int(_measured(cfg, measure)["k"])
+            entry = cached.get(key)
+            if entry is None:
+                entry = cached[key] = _measured(cfg, measure)
+                with writing(path, "population cache") as part:
+                    part.write_text(json.dumps(cached, indent=1, sort_keys=True))
+    except (OSError, InputError):  # no writable cache: the measurement serves this process only
+        pass
+    _memory[key] = int((entry or _measured(cfg, measure))["k"])
     return _memory[key]
 
 

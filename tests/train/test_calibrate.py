@@ -71,6 +71,35 @@ def test_measured_once_then_cached_per_device_and_configuration(cache: Path) -> 
     assert "cpu" in json.loads(cache_key(TINY))["device"]
 
 
+def test_an_unwritable_cache_measures_once_for_this_process(cache: Path) -> None:
+    cache.mkdir()  # a directory where the cache file should be: nothing can be written there
+    calls: list[int] = []
+
+    def fake(cfg: TrialConfig, k: int) -> float:
+        calls.append(k)
+        return 1.0 / k
+
+    assert calibrated_population(TINY, fake) == 64
+    assert calls == [1, 4, 16, 64]  # measured once, not again after the failed write
+    assert cache.is_dir() and not list(cache.parent.glob(".population*"))  # no partial file left beside it
+
+
+def test_a_failed_cache_write_keeps_the_previous_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calibrated_population(TINY, lambda cfg, k: 1.0 / k)
+    before = cache.read_text()
+    calibrate._memory.clear()
+
+    def torn(self: Path, text: str) -> int:  # the worker is stopped halfway through writing the cache
+        with open(self, "w") as handle:
+            handle.write(text[: len(text) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Path, "write_text", torn)
+    with pytest.raises(KeyboardInterrupt):
+        calibrated_population(dataclasses.replace(TINY, width=256), lambda cfg, k: 1.0)
+    assert cache.read_text() == before
+
+
 def test_a_real_measurement_on_a_tiny_model(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(calibrate, "MIN_SECONDS", 0.02)  # a quick measurement: only the path is tested here
     k = calibrated_population(TINY)
