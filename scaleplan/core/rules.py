@@ -98,6 +98,9 @@ class Parametrization:
     memory_exponent: float = 0.0  # DenseAM relu-poly: update sum over memories x (1/K_base) * m_K ** memory_exponent
     memory_eps_exponent: float = 0.0  # DenseAM memories: Adam eps x (m_N ** order * m_K) ** memory_eps_exponent
     bias_init_exponent: float = 0.0  # a layer's bias init x (its fan-in multiplier) ** this (mup: 1/2)
+    # SP keeps a model's own width-dependent scales (an embedding's embed_scale, a fixed attention scale); muP and
+    # the DenseAM rules anchor them at the base model's values
+    keeps_model_scales: bool = False
 
     def rule(self, role: str) -> RoleRule:
         """The rule for `role`; a clear error for a role this parametrization does not define."""
@@ -214,6 +217,7 @@ SP = Parametrization(
     },
     attention_exponent=-0.5,
     description="standard parametrization: fan-in init, constant learning rates",
+    keeps_model_scales=True,
 )
 
 _MUP_RULES: dict[str, RoleRule] = {

@@ -15,6 +15,7 @@ dict declares roles for its own parameters; a root `depth` attribute feeds Compl
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -25,8 +26,9 @@ from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.rules import ROLES, Parametrization, get_parametrization, residual_multiplier
 from scaleplan.errors import ParametrizationError
 from scaleplan.parametrization.attention import attention_sites
+from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
-from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, is_hf_conv1d, known_uses
+from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, known_uses
 from scaleplan.parametrization.metadata import check_saved, model_width, saved_metadata, store_metadata
 
 @dataclass
@@ -61,6 +63,7 @@ class ParametrizationState:
     base_width: int | None = None
     base_depth: int | None = None
     scalings: dict[str, float] = field(default_factory=dict)  # HF attention module -> factor on its `scaling`
+    embed_scales: dict[str, float] = field(default_factory=dict)  # module -> factor on its `embed_scale` (pinned at the base's)
     manual_readouts: tuple[str, ...] = ()  # raw readouts whose multiplier the user applies (readout_multiplier)
 
     def reference(self, optimizer: str = "adam") -> ParametrizationRef:
@@ -143,6 +146,7 @@ def apply_parametrization(
     base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
     sites, scalings = _site_multipliers(model, base_modules, tensors, rules, depth_ratio, completep)
     memories_ratio = _memory_eps(model, base_modules, tensors, rules)
+    embed_scales = embedding_scale_factors(model, base_modules, rules)
     state = ParametrizationState(
         parametrization=rules.name,
         tensors=tensors,
@@ -156,6 +160,7 @@ def apply_parametrization(
         base_width=base_width if base_width is not None else model_width(base),
         base_depth=(base_depth if base_depth is not None else _int_attr(base, "depth")) if completep else None,
         scalings=scalings,
+        embed_scales=embed_scales,
         manual_readouts=tuple(n for n, r in tensors.items() if r.role == "output" and not _readout_modules(model, params[n], r)),
     )
     if not rescale:
@@ -170,6 +175,8 @@ def apply_parametrization(
     for module_name, factor in scalings.items():
         module = model.get_submodule(module_name)
         module.scaling = module.scaling * factor  # type: ignore[operator, assignment]
+    for module_name, factor in embed_scales.items():
+        scale_embedding(model.get_submodule(module_name), factor)
     _warn_tied_readouts(model, params, tensors, rules)
     if state.manual_readouts:
         warnings.warn(
@@ -429,5 +436,21 @@ def _install_readout_hooks(
         if record.role not in ("input", "output") or param.dim() < 2:
             continue
         for module in _readout_modules(model, param, record):
-            if is_hf_conv1d(module) or isinstance(module, (nn.Linear, nn.modules.conv._ConvNd)):
-                module.register_forward_pre_hook(ScaleInput(output_mult * rules.multipliers("output", record.m).forward))
+            forward = rules.multipliers("output", record.m).forward
+            if not rules.keeps_model_scales and _scales_readout_input(model, module):
+                forward *= math.sqrt(record.m)  # the model's own d_model^-1/2 already gives m^-1/2 of the rules' 1/m
+            module.register_forward_pre_hook(ScaleInput(output_mult * forward))
+
+
+# transformers models whose forward multiplies the readout's input by model_dim^-1/2: model_type -> the config flag
+# that turns it on (the T5 family names it scale_decoder_outputs; Switch Transformers does it when tied)
+_SCALED_READOUT_INPUT = {"t5": "scale_decoder_outputs", "longt5": "scale_decoder_outputs", "umt5": "scale_decoder_outputs",
+                         "pop2piano": "scale_decoder_outputs", "switch_transformers": "tie_word_embeddings"}
+
+
+def _scales_readout_input(model: nn.Module, module: nn.Module) -> bool:
+    """Whether `module` is the output embedding of a model that scales its input by model_dim^-1/2 itself."""
+    config = getattr(model, "config", None)
+    flag = _SCALED_READOUT_INPUT.get(getattr(config, "model_type", None) or "")
+    output_embeddings = getattr(model, "get_output_embeddings", None)
+    return flag is not None and bool(getattr(config, flag, False)) and callable(output_embeddings) and output_embeddings() is module

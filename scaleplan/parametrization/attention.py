@@ -1,9 +1,10 @@
 """Attention logits under muP: q.k x sqrt(d_base)/d_head instead of 1/sqrt(d_head), wherever it can be set.
 
 Three kinds of module: scaleplan's protocol (`scaleplan_site = "attention"`: a float `multiplier`
-on top of 1/sqrt(d_head)); HF-style attention that keeps its logit scale in a float `scaling` next to
-`head_dim` (GPT-2, Llama and every family built on transformers' attention interface: the eager, SDPA
-and flash paths all read `scaling`); and modules whose scale scaleplan cannot change
+on top of 1/sqrt(d_head)); HF-style attention that keeps its logit scale in a float `scaling` next to its
+head size (`head_dim`, or `qk_head_dim`, `head_size`, `key_value_proj_dim`: GPT-2, Llama, GPT-NeoX, T5,
+DeepSeek-V3 and every family built on transformers' attention interface: the eager, SDPA and flash paths
+all read `scaling`); and modules whose scale scaleplan cannot change
 (`nn.MultiheadAttention`, other `*Attention` classes): those get a warning naming them and the fix,
 `attention_scale(d_head, base_d_head)` in the user's own call to SDPA.
 """
@@ -11,6 +12,7 @@ and flash paths all read `scaling`); and modules whose scale scaleplan cannot ch
 from __future__ import annotations
 
 import warnings
+import math
 from typing import Mapping
 
 from torch import nn
@@ -19,9 +21,36 @@ from scaleplan.core.rules import Parametrization
 from scaleplan.errors import ParametrizationError
 
 
+_HEAD_SIZES = ("qk_head_dim", "head_dim", "head_size", "key_value_proj_dim")  # q.k's size: DeepSeek's MLA, most, NeoX, T5
+
+
+def head_size(module: nn.Module) -> int | None:
+    """The size of the query-key dot product of an HF attention module, where it names it."""
+    for key in _HEAD_SIZES:
+        value = getattr(module, key, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
 def has_hf_scaling(module: nn.Module) -> bool:
     """An attention module whose logit scale is its float `scaling` attribute (transformers' convention)."""
-    return isinstance(getattr(module, "scaling", None), float) and isinstance(getattr(module, "head_dim", None), int)
+    return isinstance(getattr(module, "scaling", None), float) and head_size(module) is not None
+
+
+def scaling_factor(module: nn.Module, base_module: nn.Module, rules: Parametrization) -> float:
+    """The factor on an HF module's `scaling` that gives the rules' logit scale: the rules' multiplier on top of
+    1/sqrt(d_head), anchored at the base module's scale where the model's own does not follow 1/sqrt(d_head)
+    (Gemma2's fixed query_pre_attn_scalar, T5's 1); SP keeps the model's own."""
+    ratio = head_size(module) / head_size(base_module)  # type: ignore[operator]
+    factor = rules.attention_multiplier(ratio)
+    if rules.keeps_model_scales:
+        return factor
+    own, base_scale = float(module.scaling), float(base_module.scaling)  # type: ignore[arg-type]
+    standard = base_scale / math.sqrt(ratio)  # what 1/sqrt(d_head) gives, from the base's scale
+    if not math.isclose(own, standard, rel_tol=1e-9):
+        factor *= standard / own
+    return factor
 
 
 def attention_sites(
@@ -41,12 +70,12 @@ def attention_sites(
             ratio = module.d_head / base_module.d_head if base_module is not None else fallback_ratio[name]
             multipliers[name] = rules.attention_multiplier(ratio)
         elif has_hf_scaling(module):
-            if base_module is None or not isinstance(getattr(base_module, "head_dim", None), int):
+            if base_module is None or not has_hf_scaling(base_module):
                 raise ParametrizationError(
                     f"attention module {name!r}: its head dimension at the base width is unknown; pass base= as a "
                     "model (not a dict of shapes) so scaleplan can set its logit scale"
                 )
-            scalings[name] = rules.attention_multiplier(module.head_dim / base_module.head_dim)
+            scalings[name] = scaling_factor(module, base_module, rules)
         elif _unreachable_attention(module):
             unreachable.append(f"{name or 'model'} ({type(module).__name__})")
     if unreachable and rules.attention_multiplier(2.0) != 1.0:

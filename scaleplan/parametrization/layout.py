@@ -1,8 +1,9 @@
 """Which dimension of a weight is its fan-in and which its fan-out, read from the module that uses it.
 
 `nn.Linear` and convolutions store (out, in, ...), HF's `Conv1D` and transposed convolutions
-(in, out, ...), an embedding (index, out); a raw `nn.Parameter` used in a module's own forward has no
-layout scaleplan can see. Roles follow from which of those dimensions are widths (differ from the
+(in, out, ...), an embedding (index, out), transformers' MoE routers (`*Router`: a raw (experts, hidden)
+`weight` used as F.linear(x, weight)) (out, in); any other raw `nn.Parameter` used in a module's own
+forward has no layout scaleplan can see. Roles follow from which of those dimensions are widths (differ from the
 base, or from `delta` at the base width): both -> hidden, only the fan-out -> input, only the fan-in ->
 output (a readout). A raw tensor is inferred only where that is safe: a vector-like (..., d) tensor
 (its width is the last dimension: a position embedding, a cls token) is added to activations, so it
@@ -12,10 +13,11 @@ is an input; anything else must be declared with `roles=`.
 from __future__ import annotations
 
 import math
-
+import weakref
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Any, Iterator
 
+import torch
 from torch import nn
 
 from scaleplan.errors import ParametrizationError
@@ -32,12 +34,66 @@ class Use:
     module: nn.Module
     fan_in: int
     fan_out: int
-    kind: str  # "linear" (computes from its input), "embedding" (a lookup), "functional" (MHA's own forward)
+    kind: str  # "linear" (computes from its input), "embedding" (a lookup), "functional" (its own forward, not hookable)
 
 
 def is_hf_conv1d(module: nn.Module) -> bool:
     """transformers' Conv1D (GPT-2, GPT, ...): a linear layer whose weight is stored (in, out)."""
     return type(module).__name__ == "Conv1D" and hasattr(module, "nf") and hasattr(module, "nx")
+
+
+def is_router(module: nn.Module) -> bool:
+    """transformers' MoE router (MixtralTopKRouter, Qwen2MoeTopKRouter, GptOssTopKRouter, ...): a raw 2-D `weight`."""
+    weight = module._parameters.get("weight")
+    return type(module).__name__.lower().endswith("router") and weight is not None and weight.dim() == 2
+
+
+_ROUTERS_CHECKED: weakref.WeakKeyDictionary[nn.Module, bool] = weakref.WeakKeyDictionary()
+
+
+def computes_from_input(module: nn.Module) -> bool:
+    """Whether the module's input reaches its outputs only through x @ weight.T, so that multiplying the input (a
+    readout multiplier) is multiplying the weight: every output of (2x, random weight R) must equal that of (x, 2R).
+    A router that normalizes its input first, or needs other arguments, fails and is left to the user."""
+    if module not in _ROUTERS_CHECKED:
+        _ROUTERS_CHECKED[module] = _same_outputs_for_doubled_input_or_weight(module)
+    return _ROUTERS_CHECKED[module]
+
+
+def _same_outputs_for_doubled_input_or_weight(module: nn.Module) -> bool:
+    weight = module._parameters["weight"]
+    assert weight is not None
+    generator = torch.Generator().manual_seed(0)
+    random = torch.randn(tuple(weight.shape), generator=generator).to(weight)
+    saved, training = weight.detach().clone(), module.training
+    module.eval()
+    try:
+        for shape in ((4, weight.shape[1]), (1, 4, weight.shape[1])):  # routers take tokens flat or (batch, seq, hidden)
+            x = torch.randn(shape, generator=generator).to(weight)
+            try:
+                with torch.no_grad():
+                    weight.copy_(random)
+                    doubled_input = _tensors(module(2 * x))
+                    weight.copy_(2 * random)
+                    doubled_weight = _tensors(module(x))
+                    return bool(doubled_input) and len(doubled_input) == len(doubled_weight) and all(
+                        a.shape == b.shape and torch.allclose(a.double(), b.double(), rtol=1e-5, atol=1e-7)
+                        for a, b in zip(doubled_input, doubled_weight))
+            except Exception:  # a third-party forward that cannot run on this probe (another input shape, more arguments)
+                continue
+        return False
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)
+        module.train(training)
+
+
+def _tensors(output: Any) -> list[torch.Tensor]:
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, (tuple, list)):
+        return [t for item in output for t in _tensors(item)]
+    return []
 
 
 def _layout(module: nn.Module, local: str) -> tuple[int, int, str] | None:
@@ -52,6 +108,8 @@ def _layout(module: nn.Module, local: str) -> tuple[int, int, str] | None:
         return 0, 1, "embedding"
     if isinstance(module, nn.MultiheadAttention) and local in _MHA_PROJECTIONS:
         return 1, 0, "functional"
+    if is_router(module) and local == "weight":
+        return 1, 0, "linear" if computes_from_input(module) else "functional"
     return None
 
 

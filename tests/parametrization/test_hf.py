@@ -135,3 +135,116 @@ def test_torch_save_of_the_whole_hf_model_keeps_everything(tmp_path) -> None:
     for rescale in (True, False):
         with pytest.raises(ParametrizationError, match="already parametrized"):
             apply_parametrization(loaded, "mup", base=gpt2(32), rescale=rescale)
+
+
+def mixtral(width: int):
+    cfg = transformers.MixtralConfig(vocab_size=50, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, num_attention_heads=4,
+                                     num_key_value_heads=2, num_local_experts=4, num_experts_per_tok=2, tie_word_embeddings=False)
+    return transformers.MixtralForCausalLM(cfg)
+
+
+def test_moe_router_is_a_readout_and_gets_its_hook() -> None:
+    """A router's raw (experts, hidden) weight is used as F.linear(x, w): only its fan-in is a width, so a readout."""
+    model = apply_parametrization(mixtral(128), "mup", base=mixtral(32), delta=mixtral(64), init_std=0.02)
+    router = model.model.layers[0].mlp.gate
+    assert model.scaleplan_state.tensors["model.layers.0.mlp.gate.weight"].role == "output"
+    assert [h.multiplier for h in router._forward_pre_hooks.values()] == [0.25]
+    adam = {n: g["lr"] for g in param_groups(model, 1.0) for n in g["names"]}
+    assert adam["model.layers.0.mlp.gate.weight"] == 1.0 and adam["model.layers.0.mlp.experts.gate_up_proj"] == 0.25
+    x = torch.randn(5, 128)
+    logits = router(x)[0]
+    assert torch.allclose(logits, torch.nn.functional.linear(x / 4, router.weight))
+
+
+class NormalizingRouter(torch.nn.Module):
+    """A router that normalizes its input first: multiplying the input is not multiplying the weight."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(4, width) / width**0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x / x.norm(dim=-1, keepdim=True), self.weight)
+
+
+class WithRouter(torch.nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(width, width)
+        self.gate = NormalizingRouter(width)
+
+
+def test_a_router_whose_input_is_not_only_multiplied_by_its_weight_is_left_to_the_user() -> None:
+    with pytest.warns(UserWarning, match=r"raw readout\(s\) gate.weight: .*readout_multiplier"):
+        model = apply_parametrization(WithRouter(64), "mup", base=WithRouter(16), init_std=0.02)
+    assert model.scaleplan_state.tensors["gate.weight"].role == "output" and not model.gate._forward_pre_hooks
+
+
+def gemma2(width: int, **kwargs):
+    cfg = transformers.Gemma2Config(vocab_size=50, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, num_attention_heads=4,
+                                    num_key_value_heads=2, head_dim=width // 4, tie_word_embeddings=False, **kwargs)
+    return transformers.Gemma2ForCausalLM(cfg)
+
+
+def test_an_attention_scale_the_model_fixes_is_anchored_at_the_base() -> None:
+    """Gemma2 scales q.k by query_pre_attn_scalar^-1/2 (256 by default) at every head size: muP's 1/d_head is then
+    the base's scale x d0/d, not the model's x sqrt(d0/d); SP keeps the model's own."""
+    model = apply_parametrization(gemma2(128), "mup", base=gemma2(32), init_std=0.02)
+    assert model.model.layers[0].self_attn.scaling == pytest.approx(256**-0.5 * 8 / 32, rel=1e-12)
+    assert gemma2(128).model.layers[0].self_attn.scaling == 256**-0.5
+    sp = apply_parametrization(gemma2(128), "sp", base=gemma2(32), init_std=0.02)
+    assert sp.model.layers[0].self_attn.scaling == 256**-0.5
+
+
+def neox(width: int):
+    cfg = transformers.GPTNeoXConfig(vocab_size=50, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, num_attention_heads=2,
+                                     max_position_embeddings=16, tie_word_embeddings=False)
+    return transformers.GPTNeoXForCausalLM(cfg)
+
+
+def t5(width: int):
+    cfg = transformers.T5Config(vocab_size=50, d_model=width, d_kv=width // 4, d_ff=2 * width, num_layers=1, num_heads=4, decoder_start_token_id=0)
+    return transformers.T5ForConditionalGeneration(cfg)
+
+
+def test_attention_named_by_its_head_size_or_key_value_dim_is_set() -> None:
+    """GPT-NeoX names its head `head_size`, T5 `key_value_proj_dim` (and scales q.k by 1): both are reachable."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        nx = apply_parametrization(neox(128), "mup", base=neox(32), init_std=0.02)
+        five = apply_parametrization(t5(128), "mup", base=t5(32), delta=t5(64), init_std=0.02)
+    assert not [w for w in caught if "attention-logit" in str(w.message)]
+    assert nx.gpt_neox.layers[0].attention.scaling == pytest.approx(math.sqrt(16) / 64, rel=1e-12)
+    attention = five.decoder.block[0].layer[1].EncDecAttention
+    assert attention.scaling == pytest.approx(8 / 32, rel=1e-12)  # 1 at the base's d_kv 8, x d0/d
+
+
+def test_t5_readout_keeps_the_rules_one_over_m() -> None:
+    """T5 multiplies the decoder output by d_model^-1/2 before lm_head: the hook adds only the rest of muP's 1/m."""
+    model = apply_parametrization(t5(128), "mup", base=t5(32), delta=t5(64), init_std=0.02)
+    assert [h.multiplier for h in model.lm_head._forward_pre_hooks.values()] == [pytest.approx(0.5, rel=1e-12)]  # 1/4 x sqrt(4)
+    sp = apply_parametrization(t5(128), "sp", base=t5(32), delta=t5(64), init_std=0.02)
+    assert [h.multiplier for h in sp.lm_head._forward_pre_hooks.values()] == [1.0]
+
+
+def gemma(width: int):
+    cfg = transformers.GemmaConfig(vocab_size=50, hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, num_attention_heads=4,
+                                   num_key_value_heads=2, head_dim=width // 4, tie_word_embeddings=False)
+    return transformers.GemmaForCausalLM(cfg)
+
+
+def test_a_width_dependent_embed_scale_is_pinned_at_the_base() -> None:
+    """Gemma multiplies its embeddings by sqrt(hidden_size): under muP the input layer's output must not grow with width."""
+    model = apply_parametrization(gemma(128), "mup", base=gemma(32), init_std=0.02)
+    embed = model.model.embed_tokens
+    assert float(embed.embed_scale) == pytest.approx(32**0.5, rel=1e-6) and embed.scalar_embed_scale == pytest.approx(32**0.5)
+    sp = apply_parametrization(gemma(128), "sp", base=gemma(32), init_std=0.02)
+    assert float(sp.model.embed_tokens.embed_scale) == pytest.approx(128**0.5, rel=1e-6)
+    bart = lambda w: transformers.BartForConditionalGeneration(transformers.BartConfig(  # noqa: E731
+        vocab_size=50, d_model=w, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
+        encoder_ffn_dim=2 * w, decoder_ffn_dim=2 * w, max_position_embeddings=16, tie_word_embeddings=False, scale_embedding=True))
+    scaled = apply_parametrization(bart(128), "mup", base=bart(32), init_std=0.02)
+    assert scaled.model.encoder.embed_tokens.embed_scale == pytest.approx(32**0.5)
+    embed = lambda w: transformers.models.bart.modeling_bart.BartScaledWordEmbedding(50, w, 0, embed_scale=w**0.5)  # noqa: E731
+    with pytest.raises(ParametrizationError, match="embed_scale=11.3137, which may grow with the width; pass base= as a model"):
+        apply_parametrization(embed(128), "mup", base={"weight": (50, 32)})
