@@ -34,6 +34,10 @@ def ensure_writable(path: str | Path, what: str, make_folder: bool = True) -> Pa
     out = Path(path)
     if out.is_dir():
         raise _failed(out, what, "it is a directory")
+    if out.exists() and not out.is_file():  # a device or a pipe (/dev/stdout): written in place, its folder untouched
+        if not os.access(out, os.W_OK):
+            raise _failed(out, what, "permission denied")
+        return out
     folder = next(p for p in (out.parent, *out.parent.parents) if p.exists())
     if not folder.is_dir():
         raise _failed(out, what, f"{folder} is a file, not a directory")
@@ -49,9 +53,16 @@ def writing(path: str | Path, what: str, make_folder: bool = True) -> Iterator[P
     """`with writing(path, "law file") as part: part.write_text(...)`: checked as `ensure_writable`, the folder made
     if allowed, the block writes a temporary file beside `path` (same suffix) that replaces it only when the block
     succeeds, so a kill or an error mid-write leaves the old file (or none), never half of the new one (a SIGKILL can
-    leave the hidden `.NAME.PID.part` file); an OSError in the block is one line."""
+    leave the hidden `.NAME.PID.part` file); an OSError in the block is one line. An existing output that is not a
+    regular file (/dev/stdout, /dev/null, a named pipe) is written to directly, never replaced."""
     out = ensure_writable(path, what, make_folder)
     real = Path(os.path.realpath(out))  # a symlinked output keeps its link: the file it points to is replaced
+    if real.exists() and not real.is_file():  # /dev/stdout, /dev/null, a pipe: written to, never replaced
+        try:
+            yield real
+        except OSError as exc:
+            raise _failed(out, what, exc.strerror or str(exc)) from None
+        return
     part = real.with_name(f".{real.stem}.{os.getpid()}.part{real.suffix}")
     try:
         real.parent.mkdir(parents=True, exist_ok=True)

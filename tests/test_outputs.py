@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import threading
 from pathlib import Path
 
 import pytest
@@ -87,3 +90,17 @@ def test_save_figure_writes_a_png_closes_the_figure_and_names_a_bad_path(tmp_pat
     with pytest.raises(ScaleplanError, match="cannot write plot to .*a-file/f.png: .*a-file is a file, not a directory"):
         save_figure(fig, tmp_path / "a-file" / "f.png", dpi=50)
     assert not plt.get_fignums()
+
+
+def test_a_pipe_is_written_to_not_replaced(tmp_path: Path) -> None:
+    """`-o /dev/stdout` or a named pipe: the output is streamed into it; replacing it would destroy it."""
+    fifo = tmp_path / "law.json"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    with writing(fifo, "law file") as target:
+        target.write_text('{"name": "x"}')
+    reader.join(timeout=10)
+    assert received == ['{"name": "x"}'] and stat.S_ISFIFO(fifo.stat().st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["law.json"]

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from scaleplan.cli_types import POSITIVE, SEED
 from scaleplan.errors import InputError
 from scaleplan.fit.pipeline import MIN_LOSS_LAW_CELLS, offset_values
 from scaleplan.laws.surge import FORMS
@@ -41,9 +42,9 @@ D_UNITS = ("tokens", "samples")
                    "DeepSeek), or vertex: the adaptive search's estimator, a parabola in log-lr through the points within "
                    "a window in lr around its vertex. Default: vertex for the trials of an adaptive sweep (its spec or "
                    "storage says so), else parabola.")
-@click.option("--band", type=click.FloatRange(min=0, min_open=True), default=0.0025, show_default=True,
+@click.option("--band", type=POSITIVE, default=0.0025, show_default=True,
               help="Relative width of the near-optimal band for --method band (0.0025 = 0.25%).")
-@click.option("--near", type=click.FloatRange(min=0, min_open=True), default=0.02, show_default=True,
+@click.option("--near", type=POSITIVE, default=0.02, show_default=True,
               help="Parabola: use points within this relative loss gap of the minimum (at least 5, 9 with batch).")
 @click.option("--x", "x", default=None, metavar="AXES",
               help="Size variable(s) of the law: N (parameters), width, depth, or several comma-separated as separate "
@@ -53,7 +54,7 @@ D_UNITS = ("tokens", "samples")
               help="Map a column of the data to a canonical name (N, D, lr, batch_size, loss, width, state, "
                    "diverged, seed, model (cells keyed by it), C), e.g. --column batch_size=bs --column 'loss=smooth loss'. "
                    "Repeatable.")
-@click.option("--batch-unit-scale", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+@click.option("--batch-unit-scale", type=POSITIVE, default=1.0, show_default=True,
               help="Multiply batch_size by this (e.g. 2048 for sequences of 2048 tokens -> tokens).")
 @click.option("--batch-unit", type=click.Choice(BATCH_UNITS), default="samples", show_default=True,
               help="Unit of batch_size after scaling (tokens lets predict give the batch in sequences).")
@@ -70,7 +71,7 @@ D_UNITS = ("tokens", "samples")
                    "Default: when both hold.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=0, max=MAX_BOOTSTRAP), default=200, show_default=True,
               help=f"Bootstrap replicates (trials resampled within each cell), at most {MAX_BOOTSTRAP}; 0 turns it off.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the bootstrap.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the bootstrap.")
 @click.option("--weighting", type=click.Choice(["inverse-variance", "none"]), default="inverse-variance", show_default=True,
               help="Weight each cell by 1/var of its optimum over the bootstrap (parabola/argmin), or plain OLS.")
 @click.option("--plot", "plot_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -87,7 +88,7 @@ D_UNITS = ("tokens", "samples")
 @click.option("--isoflop", type=click.Choice(["1", "2"]), default=None,
               help="Fit compute-optimal N*(C), D*(C) from isoFLOP profiles (a C column, or C = 6ND): Chinchilla "
                    "approach 1 (lowest loss per budget) or 2 (parabola in ln N per budget).")
-@click.option("--huber-delta", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True,
+@click.option("--huber-delta", type=POSITIVE, default=1e-3, show_default=True,
               help="Huber delta of the loss-law fit.")
 @click.option("--loss-space", type=click.Choice(["log", "linear"]), default="log", show_default=True,
               help="Loss law residuals: log L (Chinchilla, Epoch) or L itself (with a large --huber-delta: least "
@@ -141,7 +142,7 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
     _check_source(source, storage, study)
     data, stem = _load(source, storage, study)
     # before the fit, not after; an -o FILE goes into an existing folder, the default fits/ is made
-    output = ensure_writable(output or Path("fits") / f"{stem}.json", "law file", make_folder=output is None)
+    output = ensure_writable(output or _default_law_path(stem), "law file", make_folder=output is None)
     if plot_dir is not None:
         ensure_writable(plot_dir / "optima.png", "plot")
     offset_values(offsets)  # a malformed --offset is refused before any data is read
@@ -184,6 +185,25 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
 def _names(text: str | None) -> tuple[str, ...]:
     """`"N,D"` -> ("N", "D")."""
     return () if not text else tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _default_law_path(stem: str) -> Path:
+    """fits/<stem>.json, refused where a law that `scaleplan fit` did not write (a published one) lies already:
+    a sweep named like a shipped law would otherwise replace it without being asked (-o FILE says so)."""
+    from scaleplan.errors import ScaleplanError
+    from scaleplan.laws.schema import LawFile
+
+    path = Path("fits") / f"{stem}.json"
+    if not path.is_file():
+        return path
+    try:
+        source = LawFile.load(path).provenance.source
+    except ScaleplanError:
+        source = "not a law file"
+    if source != "scaleplan fit":
+        raise InputError(f"{path} already holds a law that scaleplan fit did not write ({source}); name this fit's law file "
+                         "with -o FILE (or remove that file)")
+    return path
 
 
 def _check_source(source: Path | None, storage: str | None, study: str | None) -> None:

@@ -17,7 +17,7 @@ from scaleplan.errors import InputError, ScaleplanError
 from scaleplan.outputs import ensure_writable, writing
 from scaleplan.sweep.spec import SweepSpec, load_spec
 from scaleplan.sweep.storage import open_storage, resolve_storage
-from scaleplan.sweep.study import study_reference
+from scaleplan.sweep.study import refuse_other_spec, study_reference
 
 if TYPE_CHECKING:
     import optuna
@@ -82,7 +82,8 @@ def _plain(value: Any) -> Any:
 
 
 def open_study_readonly(source: str | Path | SweepSpec, study: str | None = None, storage: str | None = None) -> optuna.Study:
-    """Load an existing sweep study from a spec (its storage and name) or from a storage URL/path."""
+    """Load an existing sweep study from a spec (its storage and name; refused if the study was made from another
+    spec) or from a storage URL/path."""
     import optuna
 
     spec = source if isinstance(source, SweepSpec) else None
@@ -104,7 +105,10 @@ def open_study_readonly(source: str | Path | SweepSpec, study: str | None = None
         study = names[0]
     if study not in names:
         raise ScaleplanError(f"no study '{study}' in {target.display()} (studies there: {', '.join(names) or 'none'})")
-    return optuna.load_study(study_name=study, storage=opened)
+    loaded = optuna.load_study(study_name=study, storage=opened)
+    if spec is not None:  # fit and status read it with this spec's plan and parametrization
+        refuse_other_spec(loaded.user_attrs, spec, target)
+    return loaded
 
 
 def load_trials(source: str | Path | SweepSpec, study: str | None = None, storage: str | None = None) -> pd.DataFrame:

@@ -72,13 +72,8 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
             study.set_user_attr(PLANNED_ATTR, planned_counts(spec))
             study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint)
             study.set_user_attr(SAMPLER_ATTR, spec.sampler)
-        elif attrs[FINGERPRINT_ATTR] != spec.fingerprint:
-            raise ScaleplanError(
-                f"study '{spec.name}' in {target.display()} was made from a different spec "
-                f"({_changed_sections(attrs.get(SPEC_ATTR, {}), spec.raw)} changed); "
-                "restore the spec or give the changed sweep a new [sweep] name"
-            )
         else:
+            refuse_other_spec(attrs, spec, target)
             if attrs.get(SAMPLER_ATTR, "tpe") != spec.sampler:  # the spec names none and the default changed since
                 spec = dataclasses.replace(spec, sampler=attrs.get(SAMPLER_ATTR, "tpe"))
                 study.sampler = make_sampler(spec, worker_index)
@@ -87,6 +82,17 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
         session = SweepSession(spec, target, storage, study, storage.get_study_id_from_name(spec.name), grace_s)
         _reconcile_locked(session)
     return session
+
+
+def refuse_other_spec(attrs: dict[str, Any], spec: SweepSpec, target: StorageTarget) -> None:
+    """Refuse a study made from another spec (its recorded fingerprint differs): its trials would be run, fitted or
+    labelled with this spec's plan and parametrization."""
+    if attrs.get(FINGERPRINT_ATTR, spec.fingerprint) != spec.fingerprint:
+        raise ScaleplanError(
+            f"study '{spec.name}' in {target.display()} was made from a different spec "
+            f"({_changed_sections(attrs.get(SPEC_ATTR, {}), spec.raw)} changed); "
+            "restore the spec or give the changed sweep a new [sweep] name"
+        )
 
 
 def stored_spec(raw: dict[str, Any]) -> dict[str, Any]:

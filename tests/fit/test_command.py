@@ -260,3 +260,33 @@ def test_the_finite_width_form_from_the_cli_writes_its_term_plots_it_and_records
     assert "--lr-form finite-width" in law.provenance.command and "W^-0.5 correction" in result.output
     assert (tmp_path / "plots" / "lr_law.png").stat().st_size > 1000
     assert any("finite-width form assumes" in f for f in law.flags)  # a CSV: the parametrization is unknown
+
+
+def test_the_default_law_path_never_replaces_a_published_law(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """A sweep named like a shipped law (fits/steplaw.json) must not replace it unasked; a refit replaces its own law."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fits").mkdir()
+    published = Path(__file__).resolve().parents[2] / "fits" / "steplaw.json"
+    (tmp_path / "fits" / "steplaw.json").write_text(published.read_text())
+    width_sweep(tmp_path / "steplaw.csv")
+    code, err = run_main(["fit", "steplaw.csv", "--x", "width", "--bootstrap", "0"], capsys)
+    assert code == 2 and "fits/steplaw.json already holds a law that scaleplan fit did not write (published); " \
+        "name this fit's law file with -o FILE" in err
+    assert (tmp_path / "fits" / "steplaw.json").read_text() == published.read_text()
+    width_sweep(tmp_path / "mine.csv")
+    for _ in range(2):  # fits/mine.json, then its refit replaces it
+        assert CliRunner().invoke(cli, ["fit", "mine.csv", "--x", "width", "--bootstrap", "0"]).exit_code == 0
+    assert LawFile.load(tmp_path / "fits" / "mine.json").provenance.source == "scaleplan fit"
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--band", "nan", "Invalid value for '--band': 'nan' is not a finite number."),
+    ("--near", "inf", "Invalid value for '--near': 'inf' is not a finite number."),
+    ("--huber-delta", "-1", "Invalid value for '--huber-delta'"),
+    ("--seed", "-1", "Invalid value for '--seed': -1 is not in the range 0<=x<=4294967295."),
+])
+def test_a_number_outside_its_range_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture, option: str, value: str,
+                                                     message: str) -> None:
+    code, err = run_main(["fit", str(width_sweep(tmp_path / "w.csv")), "-o", str(tmp_path / "w.json"), option, value], capsys)
+    assert code == 2 and message in err and err.count("\n") == 1

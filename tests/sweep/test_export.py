@@ -94,3 +94,13 @@ def test_export_goes_into_an_existing_folder_and_names_an_unwritable_path(spec_p
 def test_bad_export_suffix(spec_path: Path, tmp_path: Path) -> None:
     with pytest.raises(ScaleplanError, match="must end in .csv or .parquet"):
         write_trials(load_trials(spec_path), tmp_path / "t.xlsx")
+
+
+def test_a_spec_the_study_was_not_made_from_is_refused(spec_path: Path) -> None:
+    """Reading a study with another spec would label its trials with that spec's parametrization (a wrong law)."""
+    changed = spec_path.parent / "changed.toml"
+    changed.write_text(SPEC.replace('sampler = "grid"', 'sampler = "grid"\nstorage = "exp.journal"').replace(
+        "[objective]", '[model]\nparametrization = "mup"\n[objective]'))
+    with pytest.raises(ScaleplanError, match=r"study 'exp' in .*exp.journal was made from a different spec \(\[model\] changed\)"):
+        load_trials(changed)
+    assert len(load_trials(spec_path)) == 4  # the spec it was made from reads it
