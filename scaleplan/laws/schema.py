@@ -11,11 +11,13 @@ Stage 3 (fit) writes it; stage 4 (plan) and users' training configs read it. Fil
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 from scaleplan.core.correction import Correction
 from scaleplan.core.interaction import Interaction, log_terms
@@ -38,6 +40,18 @@ KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W",
                      "tokens_per_param": "R"}
 VARIABLE_KEYWORDS = {v: k for k, v in KEYWORD_VARIABLES.items()}
 ISOFLOP_TARGETS = ("N_opt", "D_opt")  # an isoFLOP law: compute-optimal N and D as power laws of C
+# What scaleplan reads from a law (besides the weight_decay block's own timescale target): any other name is a typo
+# or a law for something the planner does not prescribe.
+KNOWN_TARGETS = ("lr", "batch_size", "critical_batch_size", "loss_opt", *ISOFLOP_TARGETS)
+MAX_LN = math.log(sys.float_info.max)  # ~709.78: e^x overflows a float above it (and underflows to 0 below -745)
+_T = TypeVar("_T")
+
+
+def check_level(level: float) -> None:
+    """Refuse an interval level outside (0, 1) or NaN: it would print NaN (invalid JSON) or a nonsense interval."""
+    if not (_finite(level) and 0 < level < 1):
+        raise ScaleplanError(f"interval level (--level) must be a number strictly between 0 and 1, e.g. 0.95 for a 95% "
+                             f"interval; got {level!r}")
 
 
 @dataclass(frozen=True)
@@ -124,15 +138,35 @@ class PowerLaw:
         logs = [float(t) for t in log_terms(self.exponents, self.terms(), values)]
         coefs = [self.intercept, *self.exponents.values(), *(t.coefficient for t in self.terms())]
         return estimate(sum(c * x for c, x in zip(coefs, logs)), logs, self.covariance, self.dof, self.bootstrap_covariance,
-                        self.residual_variance, level, self.offset or 0.0)
+                        self.residual_variance, level, self.offset or 0.0, what=f"{self.target} at {evaluated_at(values)}")
+
+
+def evaluated_at(values: dict[str, float]) -> str:
+    """`W=256, D=1e+06`: where a law was evaluated, for messages."""
+    return ", ".join(f"{k}={v:.3g}" for k, v in values.items()) or "its only point"
+
+
+def exp_of(x: float, what: str) -> float:
+    """e^x for the prediction `what`, refusing one no float holds (overflow to inf, underflow to 0, NaN): printed, it
+    would be a silent nonsense answer (lr = inf, or 0 .. 0)."""
+    try:
+        y = math.exp(x)
+    except OverflowError:
+        y = math.inf
+    if math.isfinite(y) and y > 0:
+        return y
+    how = "overflows a float" if x > 0 else ("underflows to 0" if x < 0 else "is not a number")
+    raise LawFileError(f"{what} {how} (its log is {x:.4g}, beyond a float's range): the law's coefficients "
+                       "are too large for these inputs; check the law file's intercept and exponents, or the inputs")
 
 
 def estimate(mean: float, gradient: list[float], covariance: list[list[float]] | None, dof: int | None,
              bootstrap_covariance: list[list[float]] | None, residual_variance: float | None, level: float,
-             offset: float = 0.0) -> Estimate:
+             offset: float = 0.0, what: str = "the prediction") -> Estimate:
     """offset + exp(mean) with the wider of the t interval (`covariance`, `dof`) and the bootstrap's (normal quantile)
     of ln(y - offset), `gradient` being d mean / d coefficients; with `residual_variance` a prediction interval, else
-    a confidence interval of the mean; no interval without a covariance."""
+    a confidence interval of the mean; no interval without a covariance. Refuses a value or interval end no float
+    holds, naming `what` (e.g. `lr at W=256`)."""
     scatter = residual_variance or 0.0
     halves = []  # (half-width, method) of each available interval
     if covariance is not None:
@@ -141,11 +175,32 @@ def estimate(mean: float, gradient: list[float], covariance: list[list[float]] |
     if bootstrap_covariance is not None:
         halves.append((two_sided_quantile(level, None) * math.sqrt(max(_quadratic(bootstrap_covariance, gradient) + scatter, 0.0)),
                        "bootstrap over cells"))
+    value = offset + exp_of(mean, what)
     if not halves:
-        return Estimate(offset + math.exp(mean), level=level)
+        return Estimate(value, level=level)
     half, method = max(halves)
     interval = "confidence" if residual_variance is None else "prediction"
-    return Estimate(offset + math.exp(mean), offset + math.exp(mean - half), offset + math.exp(mean + half), level, interval, method)
+    low, high = (offset + exp_of(mean + sign * half, f"the {'low' if sign < 0 else 'high'} end of the {level:.0%} interval "
+                                 f"of {what}") for sign in (-1, 1))
+    return Estimate(value, low, high, level, interval, method)
+
+
+def _finite_result(what: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
+    """Decorate a method of numbers: an overflow, a division by zero or a non-finite result is a LawFileError naming
+    `what` and the arguments (the law's constants are too extreme there), never an internal error or an inf answer."""
+    def decorate(method: Callable[..., _T]) -> Callable[..., _T]:
+        @functools.wraps(method)
+        def checked(self: Any, *args: float) -> _T:
+            try:
+                out: Any = method(self, *args)
+            except (OverflowError, ZeroDivisionError):
+                out = math.nan
+            if not all(math.isfinite(v) for v in (out if isinstance(out, tuple) else (out,))):
+                raise LawFileError(f"{what} at {', '.join(f'{a:.3g}' for a in args)} overflows a float: the law's "
+                                   "constants are too extreme there; check the law file (or the inputs)")
+            return out
+        return checked
+    return decorate
 
 
 @dataclass(frozen=True)
@@ -159,9 +214,10 @@ class LossLaw:
     beta: float
     covariance: list[list[float]] | None = None  # over [E, A, B, alpha, beta]
 
+    @_finite_result("the loss law's loss L(N, D)")
     def loss(self, n: float, d: float) -> float:
         """Predicted loss for N parameters trained on D tokens."""
-        return self.E + self.A / n**self.alpha + self.B / d**self.beta
+        return self.E + self.A * n**-self.alpha + self.B * d**-self.beta  # a term too small for a float is 0, not an overflow
 
     def _optimal_size_law(self) -> tuple[float, float]:
         """(G, a) of the compute-optimal size N_opt = G * (C / 6)^a (Chinchilla paper, eq. 4)."""
@@ -169,12 +225,14 @@ class LossLaw:
         g = (self.alpha * self.A / (self.beta * self.B)) ** (1.0 / (self.alpha + self.beta))
         return g, a
 
+    @_finite_result("the loss law's compute-optimal (N, D)")
     def compute_optimal(self, compute: float) -> tuple[float, float]:
         """(N, D) minimising L under C = 6 N D (closed form of the Chinchilla paper, eq. 4)."""
         g, a = self._optimal_size_law()
         n = g * (compute / 6.0) ** a
         return n, compute / (6.0 * n)
 
+    @_finite_result("the loss law's optimal tokens D(N)")
     def optimal_tokens(self, n: float) -> float:
         """Tokens D for which N is the compute-optimal size (inverse of compute_optimal)."""
         g, a = self._optimal_size_law()
@@ -306,6 +364,7 @@ class LawFile:
 
     def compute_optimal(self, compute: float, level: float = 0.95) -> tuple[Estimate, Estimate]:
         """(N, D) estimates at `compute` FLOPs: from the isoFLOP laws, else the loss law's closed form."""
+        check_level(level)
         if self.is_isoflop:
             values = self.predict(level=level, compute=compute).values
             return values["N_opt"], values["D_opt"]
@@ -314,6 +373,7 @@ class LawFile:
         n, d = self.loss_law.compute_optimal(compute)
         return Estimate(n, level=level), Estimate(d, level=level)
 
+    @_finite_result("the optimal tokens D(N)")
     def optimal_tokens(self, params: float) -> float:
         """Tokens for which `params` is the compute-optimal size (inverse of compute_optimal)."""
         if self.is_isoflop:
@@ -330,6 +390,7 @@ class LawFile:
         Keywords: params (N), tokens (D), compute (C), width (W), batch_size (B). Values outside
         the fitted range are allowed but produce a warning in the returned record.
         """
+        check_level(level)
         unknown = set(inputs) - set(KEYWORD_VARIABLES)
         if unknown:
             raise ScaleplanError(
@@ -361,8 +422,19 @@ class LawFile:
             if batch is not None and "D" in used:
                 used["B"] = batch
                 estimates["weight_decay"] = decay.estimate(estimates[decay.target], estimates["lr"].value, used["D"] / batch)
-        return Prediction(self.name, used, estimates, tuple(self.extrapolation_warnings(used)), self.parametrization,
-                          None if decay is None else decay.convention)
+        return Prediction(self.name, used, estimates, (*self.extrapolation_warnings(used), *self.flag_warnings()),
+                          self.parametrization, None if decay is None else decay.convention)
+
+    def flag_warnings(self) -> list[str]:
+        """One warning per flag of the fit (an optimum at the edge, flat cells, ...): each undermines what the law
+        predicts, so every prediction repeats them."""
+        return [f"law '{self.name}' was fitted from doubtful data: {flag}" for flag in self.flags]
+
+    def unknown_targets(self) -> list[str]:
+        """Targets of the file's laws that scaleplan does not read (a typo such as `LR`, or a quantity it does not
+        prescribe): the planner would silently show nothing for them."""
+        known = {*KNOWN_TARGETS, *([self.weight_decay.target] if self.weight_decay is not None else [])}
+        return [p.target for p in self.laws() if p.target not in known]
 
     def extrapolation_warnings(self, values: dict[str, float]) -> list[str]:
         """One message per input outside the fitted range, saying by how far."""
@@ -454,42 +526,35 @@ class LawFile:
     def from_dict(cls, d: dict[str, Any], origin: str = "law") -> LawFile:
         """Validate and build from a parsed JSON dict; errors name `origin` and the bad key."""
         if not isinstance(d, dict):
-            raise ScaleplanError(f"{origin}: expected a JSON object at the top level")
-        version = d.get("schema_version")
-        if not isinstance(version, int):
-            raise ScaleplanError(f"{origin}: missing or non-integer 'schema_version'")
-        if version > SCHEMA_VERSION:
-            raise ScaleplanError(
-                f"{origin} has schema version {version}, newer than this scaleplan reads "
-                f"({SCHEMA_VERSION}): upgrade scaleplan (pip install -U scaleplan)"
-            )
+            raise LawFileError(f"{origin}: expected a JSON object at the top level")
+        _check_version(d.get("schema_version"), origin)
         known = set(cls.__dataclass_fields__)
         extra = set(d) - known
         if extra:
-            raise ScaleplanError(f"{origin}: unknown key(s) {sorted(extra)}")
+            raise LawFileError(f"{origin}: unknown key(s) {sorted(extra)}")
         try:
             return cls(
                 name=d["name"],
                 title=d["title"],
-                variables=[Variable(**v) for v in d["variables"]],
-                provenance=Provenance(**d["provenance"]),
-                power_laws=[_power_law(p) for p in d.get("power_laws", [])],
-                loss_law=LossLaw(**d["loss_law"]) if d.get("loss_law") else None,
-                fitted_range={k: (float(v[0]), float(v[1])) for k, v in _object(d, "fitted_range").items()},
+                variables=[Variable(**v) for v in _objects(d["variables"], "variables")],
+                provenance=Provenance(**_object(d, "provenance", required=True)),
+                power_laws=[_power_law(p) for p in _objects(d.get("power_laws"), "power_laws")],
+                loss_law=None if (loss := _block(d, "loss_law")) is None else LossLaw(**loss),
+                fitted_range={k: _range(v, f"fitted_range of {k}") for k, v in _object(d, "fitted_range").items()},
                 method=d.get("method"),
                 parametrization=None if d.get("parametrization") is None
                 else ParametrizationRef.from_dict(d["parametrization"], origin),
                 notes=d.get("notes"),
-                weight_decay=WeightDecayLaw(**d["weight_decay"]) if d.get("weight_decay") else None,
-                flags=d.get("flags") or [],
-                swept={str(k): [float(x) for x in v] for k, v in _object(d, "swept").items()},
-                surge=SurgeLaw.from_dict(_object(d, "surge")) if d.get("surge") else None,
+                weight_decay=None if (decay := _block(d, "weight_decay")) is None else WeightDecayLaw(**decay),
+                flags=[] if d.get("flags") is None else d["flags"],
+                swept={str(k): list(_numbers(v, f"swept {k}")) for k, v in _object(d, "swept").items()},
+                surge=None if (surge := _block(d, "surge")) is None else SurgeLaw.from_dict(surge),
                 schema_version=SCHEMA_VERSION,  # read into the current schema (older versions upgrade on load)
             )
         except KeyError as exc:
-            raise ScaleplanError(f"{origin}: missing key {exc}") from None
+            raise LawFileError(f"{origin}: missing key {exc}") from None
         except (TypeError, ValueError, IndexError) as exc:
-            raise ScaleplanError(f"{origin}: malformed entry ({' '.join(str(exc).split())})") from None
+            raise LawFileError(f"{origin}: malformed entry ({' '.join(str(exc).split())})") from None
 
     @classmethod
     def load(cls, path: str | Path) -> LawFile:
@@ -498,23 +563,91 @@ class LawFile:
         try:
             text = path.read_text()
         except FileNotFoundError:
-            raise ScaleplanError(f"law file not found: {path}") from None
+            raise LawFileError(f"law file not found: {path}") from None
         except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
-            raise ScaleplanError(f"cannot read law file {path}: {type(exc).__name__}") from None
+            raise LawFileError(f"cannot read law file {path}: {type(exc).__name__}") from None
         try:
             data = json.loads(text, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
-            raise ScaleplanError(f"law file {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
+            raise LawFileError(f"law file {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
         except ValueError as exc:
-            raise ScaleplanError(f"law file {path} is not valid JSON ({exc})") from None
+            raise LawFileError(f"law file {path} is not valid JSON ({exc})") from None
         return cls.from_dict(data, origin=f"law file {path}")
 
 
+def _check_version(version: Any, origin: str) -> None:
+    """Accept the schema versions this scaleplan reads (1 to SCHEMA_VERSION; a bool is no version); a newer one asks
+    for an upgrade, anything else is refused."""
+    integer = isinstance(version, int) and not isinstance(version, bool)
+    if integer and version > SCHEMA_VERSION:
+        raise LawFileError(f"{origin} has schema version {version}, newer than this scaleplan reads "
+                           f"({SCHEMA_VERSION}): upgrade scaleplan (pip install -U scaleplan)")
+    if not (integer and version >= 1):
+        what = "missing 'schema_version'" if version is None else f"'schema_version' {json.dumps(version)} is not a version"
+        raise LawFileError(f"{origin}: {what}: it must be an integer from 1 to {SCHEMA_VERSION} (the version of "
+                           "scaleplan's law-file schema the file was written in)")
+
+
+# The JSON type of each field of a power law's terms, (kind, count: None for one value, n for a list of n), checked
+# before they parse (Interaction and Correction parse with float() and str(), which would take "12" as a centre).
+TERM_FIELDS: dict[str, dict[str, tuple[str, int | None]]] = {
+    "interactions": {"variables": ("name", 2), "centre": ("number", 2), "coefficient": ("number", None)},
+    "corrections": {"variable": ("name", None), "centre": ("number", None), "power": ("number", None), "coefficient": ("number", None)},
+}
+
+
 def _power_law(d: dict[str, Any]) -> PowerLaw:
-    """A power law from its JSON object (interactions and corrections as objects)."""
-    terms, corrections = d.get("interactions"), d.get("corrections")
+    """A power law from its JSON object (interactions and corrections as lists of objects of the right types)."""
+    terms, corrections = (None if d.get(key) is None else [_term(t, key) for t in _objects(d[key], key)] for key in TERM_FIELDS)
     return PowerLaw(**{**d, "interactions": None if terms is None else [Interaction.from_dict(t) for t in terms],
                        "corrections": None if corrections is None else [Correction.from_dict(c) for c in corrections]})
+
+
+def _term(term: dict[str, Any], key: str) -> dict[str, Any]:
+    """`term` (an object of `key`), each field of TERM_FIELDS[key] of its JSON type, else a TypeError naming it."""
+    for name, (kind, count) in TERM_FIELDS[key].items():
+        value = term.get(name)
+        one = _number if kind == "number" else (lambda x: isinstance(x, str))
+        ok = one(value) if count is None else isinstance(value, list) and len(value) == count and all(map(one, value))
+        if name in term and not ok:
+            want = f"a {kind}" if count is None else f"a list of {count} {kind}s"
+            raise TypeError(f"'{name}' of an entry of '{key}' must be {want}, got {json.dumps(value)}")
+    return term
+
+
+def _objects(value: Any, key: str) -> list[dict[str, Any]]:
+    """`value` of `key` (null: none), which must be a list of JSON objects, else a TypeError naming `key`."""
+    value = [] if value is None else value
+    if not isinstance(value, list):
+        raise TypeError(f"'{key}' must be a list of objects, got {_json_type(value)}")
+    bad = next((i for i, x in enumerate(value) if not isinstance(x, dict)), None)
+    if bad is not None:
+        raise TypeError(f"'{key}' must be a list of objects; its entry {bad + 1} is {_json_type(value[bad])}")
+    return value
+
+
+def _block(d: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """The optional object d[key]: None when absent, null or empty, else it must be a JSON object (a TypeError)."""
+    return None if d.get(key) is None else (_object(d, key) or None)
+
+
+def _numbers(value: Any, what: str, n: int | None = None) -> tuple[float, ...]:
+    """`value` as floats: a list of JSON numbers (of length `n` if given), else a TypeError naming `what`."""
+    if not (isinstance(value, list) and all(map(_number, value)) and (n is None or len(value) == n)):
+        raise TypeError(f"{what} must be a list of {'' if n is None else f'{n} '}numbers, got {json.dumps(value)}")
+    return tuple(float(x) for x in value)
+
+
+def _range(value: Any, what: str) -> tuple[float, float]:
+    """A fitted range: a list of two JSON numbers, else a TypeError naming `what`."""
+    low, high = _numbers(value, what, 2)
+    return low, high
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type (for messages: `an object`, `a list`, `a number`, ...)."""
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", type(None): "null"}
+    return names.get(type(value), "a number")
 
 
 def _reject_constant(name: str) -> Any:
@@ -550,9 +683,9 @@ def _covariance_problem(matrix: Any, k: int) -> str | None:
     return None
 
 
-def _object(d: dict[str, Any], key: str) -> dict[str, Any]:
-    """d[key] (an empty object when absent), which must be a JSON object."""
-    value = d.get(key, {})
+def _object(d: dict[str, Any], key: str, required: bool = False) -> dict[str, Any]:
+    """d[key] (an empty object when absent, a KeyError if `required`), which must be a JSON object."""
+    value = d[key] if required else d.get(key, {})
     if not isinstance(value, dict):
         raise TypeError(f"'{key}' must be an object, got {type(value).__name__}")
     return value
@@ -561,101 +694,133 @@ def _object(d: dict[str, Any], key: str) -> dict[str, Any]:
 def _validate(law: LawFile) -> None:
     """Check the invariants every reader relies on; raise one ScaleplanError for the first break."""
     where = f"law '{law.name}'"
+    _check_text(law, where)
     if not law.power_laws and law.loss_law is None and law.surge is None:
-        raise ScaleplanError(f"{where}: has neither power laws nor a loss law")
+        raise LawFileError(f"{where}: has neither power laws nor a loss law")
     names = [v.name for v in law.variables]
     if len(set(names)) != len(names):
-        raise ScaleplanError(f"{where}: duplicate variable names {names}")
+        raise LawFileError(f"{where}: duplicate variable names {names}")
     for p in law.power_laws:
         if not isinstance(p.exponents, dict):
-            raise ScaleplanError(f"{where}: exponents of '{p.target}' must be an object like {{\"N\": -0.7}}")
+            raise LawFileError(f"{where}: exponents of '{p.target}' must be an object like {{\"N\": -0.7}}")
         missing = [v for v in p.exponents if v not in names]
         if missing:
-            raise ScaleplanError(f"{where}: power law '{p.target}' uses undeclared variable(s) {missing}")
+            raise LawFileError(f"{where}: power law '{p.target}' uses undeclared variable(s) {missing}")
         if not all(_finite(x) for x in (p.intercept, *p.exponents.values())):
-            raise ScaleplanError(f"{where}: power law '{p.target}' has a non-finite coefficient")
+            raise LawFileError(f"{where}: power law '{p.target}' has a non-finite coefficient")
+        _check_ln(p.intercept, f"{where}: intercept of '{p.target}'")
         if p.offset is not None and not _finite(p.offset):
-            raise ScaleplanError(f"{where}: offset of '{p.target}' must be a finite number or null")
+            raise LawFileError(f"{where}: offset of '{p.target}' must be a finite number or null")
         for term in p.interactions or []:
             if not set(term.variables) <= set(p.exponents) or len(set(term.variables)) != 2:
-                raise ScaleplanError(f"{where}: interaction {term.name} of '{p.target}' must join two of its variables "
+                raise LawFileError(f"{where}: interaction {term.name} of '{p.target}' must join two of its variables "
                                      f"({', '.join(p.exponents)})")
             if not all(_finite(x) and x > 0 for x in term.centre) or not _finite(term.coefficient):
-                raise ScaleplanError(f"{where}: interaction {term.name} of '{p.target}' needs a positive centre and a "
+                raise LawFileError(f"{where}: interaction {term.name} of '{p.target}' needs a positive centre and a "
                                      "finite coefficient")
         for c in p.corrections or []:
             if c.variable not in names:
-                raise ScaleplanError(f"{where}: correction {c.name} of '{p.target}' uses undeclared variable '{c.variable}'")
+                raise LawFileError(f"{where}: correction {c.name} of '{p.target}' uses undeclared variable '{c.variable}'")
             if not (_finite(c.centre) and c.centre > 0 and _finite(c.power) and c.power > 0 and _finite(c.coefficient)):
-                raise ScaleplanError(f"{where}: correction {c.name} of '{p.target}' needs a positive centre and power and a "
+                raise LawFileError(f"{where}: correction {c.name} of '{p.target}' needs a positive centre and power and a "
                                      "finite coefficient")
         k = 1 + len(p.exponents) + len(p.terms())
         for key in ("covariance", "bootstrap_covariance"):
             problem = None if getattr(p, key) is None else _covariance_problem(getattr(p, key), k)
             if problem:
-                raise ScaleplanError(f"{where}: {key} of '{p.target}' {problem}")
+                raise LawFileError(f"{where}: {key} of '{p.target}' {problem}")
         _check_scatter(p, f"{where}: ", f"of '{p.target}'")
     if law.surge is not None:
         _validate_surge(law.surge, names, where)
     targets = [p.target for p in law.laws()]
     if len(set(targets)) != len(targets):
-        raise ScaleplanError(f"{where}: duplicate power-law targets {targets}")
+        raise LawFileError(f"{where}: duplicate power-law targets {targets}")
     for var, rng in law.fitted_range.items():
         if var not in names:
-            raise ScaleplanError(f"{where}: fitted_range names undeclared variable '{var}'")
+            raise LawFileError(f"{where}: fitted_range names undeclared variable '{var}'")
         if not (0 < rng[0] <= rng[1]):
-            raise ScaleplanError(f"{where}: fitted_range of {var} must satisfy 0 < low <= high")
+            raise LawFileError(f"{where}: fitted_range of {var} must satisfy 0 < low <= high")
     if law.weight_decay is not None:
         wd = law.weight_decay
         if wd.convention not in DECAY_CONVENTIONS:
-            raise ScaleplanError(f"{where}: weight_decay convention must be one of {', '.join(DECAY_CONVENTIONS)}, got {wd.convention!r}")
+            raise LawFileError(f"{where}: weight_decay convention must be one of {', '.join(DECAY_CONVENTIONS)}, got {wd.convention!r}")
         if wd.target not in targets or "lr" not in targets:
-            raise ScaleplanError(f"{where}: the weight_decay block needs the power laws 'lr' and '{wd.target}' (its timescale)")
+            raise LawFileError(f"{where}: the weight_decay block needs the power laws 'lr' and '{wd.target}' (its timescale)")
         if "D" not in law.power_laws[targets.index(wd.target)].exponents:
-            raise ScaleplanError(f"{where}: the timescale law '{wd.target}' must depend on D (tau is a fraction of the run)")
+            raise LawFileError(f"{where}: the timescale law '{wd.target}' must depend on D (tau is a fraction of the run)")
     if law.loss_law is not None:
         ll = law.loss_law
         if not all(_finite(x) and x > 0 for x in (ll.A, ll.B, ll.alpha, ll.beta)):
-            raise ScaleplanError(f"{where}: loss law A, B, alpha, beta must be positive")
+            raise LawFileError(f"{where}: loss law A, B, alpha, beta must be positive")
         if not (_finite(ll.E) and ll.E >= 0):
-            raise ScaleplanError(f"{where}: loss law E (irreducible loss) must be a number >= 0")
+            raise LawFileError(f"{where}: loss law E (irreducible loss) must be a number >= 0")
         problem = None if ll.covariance is None else _covariance_problem(ll.covariance, 5)
         if problem:
-            raise ScaleplanError(f"{where}: loss law covariance {problem}")
+            raise LawFileError(f"{where}: loss law covariance {problem}")
     if not (isinstance(law.flags, list) and all(isinstance(f, str) for f in law.flags)):
-        raise ScaleplanError(f"{where}: flags must be a list of strings")
+        raise LawFileError(f"{where}: flags must be a list of strings")
 
 
 def _validate_surge(surge: SurgeLaw, names: list[str], where: str) -> None:
     """The surge law's invariants: a known form, it predicts the lr from declared variables, finite parameters, a
     positive u."""
     if surge.form not in FORMS:
-        raise ScaleplanError(f"{where}: the surge law's form '{surge.form}' is not one of {', '.join(FORMS)}")
+        raise LawFileError(f"{where}: the surge law's form '{surge.form}' is not one of {', '.join(FORMS)}")
     if surge.target != "lr":
-        raise ScaleplanError(f"{where}: the surge law predicts the lr (target 'lr'), not '{surge.target}'")
+        raise LawFileError(f"{where}: the surge law predicts the lr (target 'lr'), not '{surge.target}'")
     missing = [v for v in surge.inputs() if v not in names]
     if missing:
-        raise ScaleplanError(f"{where}: the surge law uses undeclared variable(s) {missing}")
+        raise LawFileError(f"{where}: the surge law uses undeclared variable(s) {missing}")
     if not all(_finite(x) for x in surge.coefficients()):
-        raise ScaleplanError(f"{where}: the surge law has a non-finite parameter")
+        raise LawFileError(f"{where}: the surge law has a non-finite parameter")
+    for key in ("intercept", "noise_intercept"):
+        _check_ln(getattr(surge, key), f"{where}: {key} of the surge law")
     if not (_finite(surge.tokens_per_batch_unit) and surge.tokens_per_batch_unit > 0):
-        raise ScaleplanError(f"{where}: the surge law's tokens_per_batch_unit must be a positive number")
+        raise LawFileError(f"{where}: the surge law's tokens_per_batch_unit must be a positive number")
     problem = None if surge.covariance is None else _covariance_problem(surge.covariance, len(surge.coefficients()))
     if problem:
-        raise ScaleplanError(f"{where}: covariance of the surge law {problem}")
+        raise LawFileError(f"{where}: covariance of the surge law {problem}")
     _check_scatter(surge, f"{where}: ", "of the surge law")
+
+
+def _check_ln(value: float, what: str) -> None:
+    """Refuse the log of a constant whose e^value no float holds: the law's coefficient would be inf or 0."""
+    if abs(value) > MAX_LN:
+        raise LawFileError(f"{what} is {value:.4g}, the log of a constant no float holds (e^{value:.4g}); it must lie "
+                           f"within +-{MAX_LN:.0f}: check the law file (a coefficient written where its log belongs?)")
+
+
+def _check_text(law: LawFile, where: str) -> None:
+    """Every text field (name, target, unit, meaning, ...) of the law and its parts holds a string (or null where it
+    may): a number or a list there would reach messages, sets and comparisons as the wrong type."""
+    parts: list[tuple[Any, str]] = [
+        (law, ""), (law.provenance, "provenance: "), *((v, f"variable {i + 1}: ") for i, v in enumerate(law.variables)),
+        *((p, f"power law {i + 1}: ") for i, p in enumerate(law.power_laws)),
+        *((part, f"{name}: ") for part, name in ((law.weight_decay, "weight_decay"), (law.surge, "surge")) if part is not None),
+    ]
+    for part, label in parts:
+        for f in fields(part):
+            value, optional = getattr(part, f.name), f.type == "str | None"
+            if f.type in ("str", "str | None") and not (isinstance(value, str) or (optional and value is None)):
+                raise LawFileError(f"{where}: {label}'{f.name}' must be a string{' or null' if optional else ''}, got "
+                                   f"{_json_type(value)}")
 
 
 def _check_scatter(law: PowerLaw | SurgeLaw, where: str, which: str) -> None:
     """A law's residual_variance (>= 0), dof and n_points (positive integers), each null or valid."""
     if law.residual_variance is not None and not (_finite(law.residual_variance) and law.residual_variance >= 0):
-        raise ScaleplanError(f"{where}residual_variance {which} must be a number >= 0 or null")
+        raise LawFileError(f"{where}residual_variance {which} must be a number >= 0 or null")
     for key in ("dof", "n_points"):
         value = getattr(law, key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-            raise ScaleplanError(f"{where}{key} {which} must be a positive integer or null")
+            raise LawFileError(f"{where}{key} {which} must be a positive integer or null")
+
+
+def _number(x: Any) -> bool:
+    """A JSON number: an int or a float, not a bool."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
 
 
 def _finite(x: Any) -> bool:
     """A JSON number (not a bool) that is finite."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+    return _number(x) and math.isfinite(x)

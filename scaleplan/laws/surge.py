@@ -132,12 +132,16 @@ class SurgeLaw:
 
     def predict(self, values: dict[str, float], level: float = 0.95) -> Any:
         """The estimate at `values` with its t interval (see the class docstring)."""
-        from scaleplan.laws.schema import estimate
+        from scaleplan.laws.schema import estimate, evaluated_at
 
         return estimate(self.log_value(values), [float(g) for g in self.gradient(values)], self.covariance, self.dof,
-                        None, self.residual_variance, level)
+                        None, self.residual_variance, level, what=f"{self.target} (the {self.form} law) at {evaluated_at(values)}")
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> SurgeLaw:
-        """From a law file's JSON object (the fields above)."""
-        return cls(**{**d, "exponents": {str(k): float(v) for k, v in d.get("exponents", {}).items()}})
+        """From a law file's JSON object (the fields above); `exponents` must be an object of numbers (a TypeError names it)."""
+        exponents = d.get("exponents", {})
+        if not (isinstance(exponents, Mapping) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                        for v in exponents.values())):
+            raise TypeError(f"'exponents' of the surge law must be an object of numbers, got {exponents!r}")
+        return cls(**{**d, "exponents": {str(k): float(v) for k, v in exponents.items()}})

@@ -7,16 +7,22 @@ hands each law the quantity in its own convention, recording which one it used.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from scaleplan.core.rules import ROLES, get_parametrization, residual_multiplier
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import InputError, LawFileError, ScaleplanError
 from scaleplan.laws import Estimate, LawFile, Prediction, load_law
+from scaleplan.laws.schema import KNOWN_TARGETS, check_level
 from scaleplan.plan.shape import DEFAULT_ASPECT, ModelShape, non_embedding_from_total, shape_for
+from scaleplan.plan.sizes import format_size
 
 DEFAULT_TOKENS_LAW = "epoch-chinchilla"
 BATCH_MEANING = "batch size, in the unit of D (turns the decay timescale into lambda)"
+# An explicit shape whose 12*L*d^2 is this many times above or below the parameter count asked for is another model
+# (dense decoders' FFN widths and attention variants keep 12*L*d^2 well within 2x of their count).
+MAX_SHAPE_MISMATCH = 2.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +100,9 @@ def prescribe(
 
     `batch_size` (in the unit of the law's D) turns a weight-decay timescale into lambda when the law has no batch law.
     """
+    _check_values(level, width, params, tokens, aspect)
     law = load_law(law) if isinstance(law, str) else law
+    _check_targets(law)
     if tokens is not None and compute is not None and params is not None:
         raise ScaleplanError("give at most two of --params, --tokens, --compute (the third follows from C = 6ND)")
     # a law of a sweep's own axes (a weight-decay timescale law also takes N, the model's parameter count)
@@ -131,28 +139,16 @@ def prescribe(
     def loss_n(shape: ModelShape) -> float:
         return shape.total_params if loss_n_total else shape.non_embedding_params
 
-    tokens_source = "given" if tokens is not None else None
     given_compute = compute
-    if params is not None:
-        shape = non_embedding_from_total(params, **kw) if params_total else shape_for(params, **kw)
-    elif d_model is not None and n_layers is not None:
-        shape = shape_for(None, **kw)
-    elif compute is not None and tokens is None:
-        n_opt, d_opt = tokens_file.compute_optimal(compute, level)
-        tokens = d_opt.value
-        how = "isoFLOP law" if tokens_file.is_isoflop else "loss law"
-        tokens_source = f"compute-optimal for C = {compute:.3g} FLOPs ({tokens_file.name}, {how})"
-        shape = non_embedding_from_total(n_opt.value, **kw) if loss_n_total else shape_for(n_opt.value, **kw)
-    elif compute is not None and tokens is not None:
-        shape = non_embedding_from_total(compute / (6.0 * tokens), **kw)
-    else:
-        raise ScaleplanError("give --params (or --d-model and --layers, or --compute)")
-
+    shape, source, tokens, tokens_source = _target_shape(tokens_file, loss_n_total, kw, params=params, tokens=tokens,
+                                                         compute=compute, params_total=params_total, level=level)
+    _check_shape(shape, d_model, n_layers, source)
     if tokens is None and compute is not None:
         tokens, tokens_source = compute / (6.0 * shape.total_params), "C / (6N), N total"
     elif tokens is None:
         tokens = tokens_file.optimal_tokens(loss_n(shape))
         tokens_source = f"compute-optimal for N = {loss_n(shape):.3g} ({tokens_file.name}'s N)"
+    _check_counts(shape, tokens, tokens_source)
     compute = compute if compute is not None else 6.0 * shape.total_params * tokens
 
     inputs = [_law_input(law, var, shape, tokens, compute, given_compute) for var in law.needs()]
@@ -164,9 +160,11 @@ def prescribe(
     where = {"C": compute} if tokens_file.is_isoflop else {"N": loss_n(shape), "D": tokens}
     own_warnings = tokens_file is law and law.is_isoflop  # law.predict already warned about C
     loss_warnings = [] if own_warnings else [f"{tokens_file.name}: {w}" for w in tokens_file.extrapolation_warnings(where)]
+    if tokens_file is not law:  # law.predict gave the law's own flags
+        loss_warnings += tokens_file.flag_warnings()
     batch = prediction.values.get("batch_size")
     batch_unit = _batch_unit(law)
-    return Prescription(
+    return _finite_answer(Prescription(
         law=law.name,
         law_title=law.title,
         inputs=inputs,
@@ -186,7 +184,7 @@ def prescribe(
         depth=float(depth or n_layers or shape.n_layers) if groups else None,
         residual_mult=residual,
         **_decay_fields(prediction),
-    )
+    ))
 
 
 def _decay_fields(prediction: Prediction) -> dict[str, Any]:
@@ -232,7 +230,7 @@ def _prescribe_axes(
     inputs = [LawInput(v, val, law.variable(v).meaning if law.has_variable(v) else BATCH_MEANING) for v, val in prediction.inputs.items()]
     lr = prediction.values.get("lr")
     groups, residual, role_warnings = _per_role(law, lr, width, depth, optimizer, prediction)
-    return Prescription(
+    return _finite_answer(Prescription(
         law=law.name,
         law_title=law.title,
         inputs=inputs,
@@ -248,7 +246,7 @@ def _prescribe_axes(
         depth=depth if groups else None,
         residual_mult=residual,
         **_decay_fields(prediction),
-    )
+    ))
 
 
 def _per_role(
@@ -257,21 +255,17 @@ def _per_role(
 ) -> tuple[list[GroupLR], float | None, tuple[str, ...]]:
     """Per-role lrs (and init, forward, weight decay, Adam eps factors; each role's lambda where the prediction has
     one) at the target width and depth from the law's parametrization reference; CompleteP's residual multiplier.
-    Nothing for SP laws or without a width."""
+    Nothing for SP laws or without a width; an --optimizer the law was not fitted for is refused (or warned) either way."""
     ref = law.parametrization
+    warnings = _optimizer_check(law, optimizer)
     if lr is None or ref is None or ref.name == "sp" or width is None:
-        return [], None, ()
+        return [], None, warnings
     optimizer = optimizer or ref.optimizer
-    if (optimizer == "sgd") != (ref.optimizer == "sgd"):
-        raise ScaleplanError(
-            f"law '{law.name}' was fitted with optimizer {ref.optimizer!r}; its lr does not transfer to {optimizer!r} "
-            f"(drop --optimizer, or sweep with {optimizer})"
-        )
-    warnings: tuple[str, ...] = ()
     if ref.completep and depth is None:
-        warnings = (f"law '{law.name}' uses CompleteP (base depth {ref.base_depth}): give --depth for its depth "
-                    "multipliers (depth ratio 1 assumed)",)
+        warnings += (f"law '{law.name}' uses CompleteP (base depth {ref.base_depth}): give --depth for its depth "
+                     "multipliers (depth ratio 1 assumed)",)
     m, ratio = ref.width_multiplier(width), ref.depth_ratio(depth)
+    warnings += _below_base(law, width, m)
     rules = get_parametrization(ref.name)
     decay = (prediction.decay_convention if prediction is not None else None) or "torch"
     lam = None if prediction is None else prediction.values.get("weight_decay")
@@ -282,3 +276,124 @@ def _per_role(
             groups.append(GroupLR(role, lr.value * mult.lr, mult.init_std, mult.forward, mult.weight_decay, mult.eps,
                                   None if lam is None else lam.value * mult.weight_decay))
     return groups, (residual_multiplier(ratio, True) if ref.completep else None), warnings
+
+
+def _optimizer_check(law: LawFile, optimizer: str | None) -> tuple[str, ...]:
+    """Refuse an --optimizer of another lr family than the law was fitted or published for (SGD's optimal lr and batch
+    are not Adam's, per-role rules or not); warn where the law records no optimizer, so the choice goes unchecked."""
+    fitted = law.parametrization.optimizer if law.parametrization is not None else None
+    if optimizer is None or (law.lr_law() is None and _batch_unit(law) is None):
+        return ()
+    if fitted is None:
+        return (f"law '{law.name}' does not record the optimizer it was fitted with, so --optimizer {optimizer} is not "
+                "checked against it: make sure its lr and batch size are for that optimizer",)
+    if (optimizer == "sgd") != (fitted == "sgd"):
+        raise InputError(f"law '{law.name}' was fitted with optimizer {fitted!r}; its lr does not transfer to {optimizer!r} "
+                         f"(drop --optimizer, or sweep with {optimizer} and fit a law of your own)")
+    return ()
+
+
+def _below_base(law: LawFile, width: float, m: float) -> tuple[str, ...]:
+    """A width below the law's base width (m < 1) where the law records no fitted widths: muP's rules are defined
+    there (the base is a reference point, not a lower bound), but nothing shows a proxy was trained that narrow. With
+    fitted widths, the extrapolation warning already says how far below them the width lies."""
+    ref = law.parametrization
+    if m >= 1 or ref is None or "W" in law.fitted_range:
+        return ()
+    return (f"width {width:g} is below the law's base width {ref.base_width} (m = {m:.3g}): the per-role rules hold "
+            "for m < 1, but the law records no sweep this narrow; check the lr there (scaleplan validate) or give a "
+            f"width of at least {ref.base_width}",)
+
+
+def _check_values(level: float, width: float | None, params: float | None, tokens: float | None, aspect: float) -> None:
+    """Refuse values no target has: a level outside (0, 1), a fractional width, under one parameter or one token, an
+    aspect ratio that is not a positive number (NaN passes click's range check)."""
+    check_level(level)
+    if not (math.isfinite(aspect) and aspect > 0):
+        raise InputError(f"--aspect (d_model / layers) must be a positive finite number, e.g. 128; got {aspect}")
+    if width is not None and not float(width).is_integer():
+        raise InputError(f"--width {width:g} is not a whole number: a width counts units (the hidden size), e.g. --width 2048")
+    for flag, value, unit in (("--params", params, "parameter"), ("--tokens", tokens, "token")):
+        if value is not None and value < 1:
+            raise InputError(f"{flag} {value:g} is less than one {unit}: it counts {unit}s (with suffixes k M B T, e.g. "
+                             "--params 7B --tokens 2T)")
+
+
+def _check_targets(law: LawFile) -> None:
+    """Refuse a law with targets the planner does not read: it would print nothing for them and exit 0."""
+    unknown = law.unknown_targets()
+    if unknown:
+        raise LawFileError(f"law '{law.name}' has a law for {', '.join(map(repr, unknown))}, which scaleplan predict does "
+                           f"not know (it reads {', '.join(KNOWN_TARGETS)}, names are case-sensitive): rename the target "
+                           "in the law file, or evaluate it from Python (LawFile.predict)")
+
+
+def _target_shape(tokens_file: LawFile, loss_n_total: bool, kw: dict[str, Any], *, params: float | None,
+                  tokens: float | None, compute: float | None, params_total: bool,
+                  level: float) -> tuple[ModelShape, str | None, float | None, str | None]:
+    """The target's shape; what its parameter count came from (None: from --d-model and --layers); its tokens and
+    where they came from (None: not yet known)."""
+    given = "given" if tokens is not None else None
+    if params is not None:
+        shape = non_embedding_from_total(params, **kw) if params_total else shape_for(params, **kw)
+        return shape, f"--params {format_size(params)}{' total' if params_total else ''}", tokens, given
+    if kw["d_model"] is not None and kw["n_layers"] is not None:
+        return shape_for(None, **kw), None, tokens, given
+    if compute is not None and tokens is None:
+        n_opt, d_opt = tokens_file.compute_optimal(compute, level)
+        how = "isoFLOP law" if tokens_file.is_isoflop else "loss law"
+        source = (f"--compute {compute:.3g}: its compute-optimal model ({tokens_file.name}, {how}) of {n_opt.value:.3g} "
+                  f"parameters{' total' if loss_n_total else ''}")
+        shape = (non_embedding_from_total(n_opt.value, **kw, what=source, fix="give a larger --compute (or a smaller --vocab)")
+                 if loss_n_total else shape_for(n_opt.value, **kw))
+        return shape, source, d_opt.value, f"compute-optimal for C = {compute:.3g} FLOPs ({tokens_file.name}, {how})"
+    if compute is not None and tokens is not None:
+        n = compute / (6.0 * tokens)
+        source = f"--compute {compute:.3g} with --tokens {format_size(tokens)} (N = C / 6D = {n:.3g} parameters total)"
+        return non_embedding_from_total(n, **kw, what=source, fix="give a larger --compute or fewer --tokens"), source, tokens, given
+    raise ScaleplanError("give --params (or --d-model and --layers, or --compute)")
+
+
+def _check_shape(shape: ModelShape, d_model: int | None, n_layers: int | None, source: str | None) -> None:
+    """Refuse a given --d-model/--layers whose 12*L*d^2 is far from the parameter count asked for: the law would be
+    evaluated at one model and the shape (its width, DeepSeek's FLOPs per token) taken from another."""
+    flags = [flag for flag, v in (("--d-model", d_model), ("--layers", n_layers)) if v is not None]
+    ratio = shape.counted_params / shape.non_embedding_params
+    if source is None or not flags or 1 / MAX_SHAPE_MISMATCH <= ratio <= MAX_SHAPE_MISMATCH:
+        return
+    raise InputError(f"{source} asks for {format_size(shape.non_embedding_params)} non-embedding parameters, but the shape "
+                     f"(d_model {shape.d_model}, layers {shape.n_layers}; {' and '.join(flags)} given) holds 12*L*d^2 = "
+                     f"{format_size(shape.counted_params)}, {max(ratio, 1 / ratio):.3g}x {'more' if ratio > 1 else 'fewer'}: "
+                     f"drop {' and '.join(flags)} to derive the shape from the count, or make the two agree (within "
+                     f"{MAX_SHAPE_MISMATCH:g}x)")
+
+
+def _check_counts(shape: ModelShape, tokens: float, tokens_source: str | None) -> None:
+    """Refuse a target of under one parameter or one token (a budget too small to buy a model): every law would be
+    evaluated at a meaningless point."""
+    if shape.non_embedding_params < 1 or tokens < 1:
+        raise InputError(f"the target comes to {shape.non_embedding_params:.3g} non-embedding parameters and {tokens:.3g} "
+                         f"training tokens ({tokens_source}): fewer than one; give a larger --compute")
+
+
+def _finite_answer(p: Prescription) -> Prescription:
+    """`p`, refusing it when any number in it is not finite: an overflow would print inf or NaN as the answer (and
+    invalid JSON)."""
+    where = _non_finite(asdict(p), "")
+    if where is not None:
+        raise LawFileError(f"law '{p.law}': the prescription's {where} is not a finite number (the law's arithmetic "
+                           "overflows at this target): check the law file's coefficients, or plan a target nearer its "
+                           "fitted range")
+    return p
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path (e.g. `lr.high`) of the first non-finite float in nested dicts and lists; None when all are finite."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path or "value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, (list, tuple)) else ()
+    for key, item in items:
+        found = _non_finite(item, f"{path}.{key}" if path else str(key))
+        if found is not None:
+            return found
+    return None

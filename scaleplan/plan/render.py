@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from scaleplan.errors import ScaleplanError
 from scaleplan.laws import Estimate
 from scaleplan.plan.prescribe import Prescription
 from scaleplan.plan.sizes import format_size
@@ -21,7 +22,12 @@ def to_dict(p: Prescription) -> dict[str, Any]:
 
 
 def to_json(p: Prescription) -> str:
-    return json.dumps(to_dict(p), indent=2)
+    """Strict JSON: a NaN or an infinity (never valid JSON) is refused, not printed."""
+    try:
+        return json.dumps(to_dict(p), indent=2, allow_nan=False)
+    except ValueError:
+        raise ScaleplanError(f"law '{p.law}': the prescription holds a non-finite number; refusing to print invalid JSON "
+                             "(check the law file's coefficients)") from None
 
 
 def to_yaml(p: Prescription) -> str:

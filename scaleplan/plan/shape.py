@@ -35,6 +35,11 @@ class ModelShape:
     def total_params(self) -> float:
         return self.non_embedding_params + self.embedding_params
 
+    @property
+    def counted_params(self) -> float:
+        """Non-embedding parameters d_model and n_layers hold, 12*L*d^2 (the count may be given apart from them)."""
+        return 12.0 * self.n_layers * self.d_model**2
+
     def flops_per_token_deepseek(self) -> float:
         """DeepSeek LLM's M = 72*L*d^2 + 12*L*d*seq, written as 6*N + 12*L*d*seq so a given N is kept."""
         return 6.0 * self.non_embedding_params + 12.0 * self.n_layers * self.d_model * self.seq_len
@@ -56,6 +61,8 @@ def shape_for(
         return ModelShape(d_model, n_layers, max(1, d_model // HEAD_DIM), vocab, tied, n, seq_len, "given")
     if non_embedding is None:
         raise ScaleplanError("give --params, or both --d-model and --layers")
+    fixed = f"d/L ~ {aspect:g}" if d_model is None and n_layers is None else ("d_model" if n_layers is None else "layers") + " as given"
+    how = f"from N = 12*L*d^2, {fixed}, d a multiple of {HEAD_DIM}"
     if n_layers is None:
         if d_model is None:
             layers_guess = (non_embedding / (12.0 * aspect**2)) ** (1.0 / 3.0)
@@ -63,23 +70,22 @@ def shape_for(
         n_layers = max(1, round(non_embedding / (12.0 * d_model**2)))
     else:
         d_model = max(HEAD_DIM, round((non_embedding / (12.0 * n_layers)) ** 0.5 / HEAD_DIM) * HEAD_DIM)
-    how = f"from N = 12*L*d^2, d/L ~ {aspect:g}, d a multiple of {HEAD_DIM}"
     return ModelShape(d_model, n_layers, max(1, d_model // HEAD_DIM), vocab, tied, non_embedding, seq_len, how)
 
 
 def non_embedding_from_total(
-    total: float, *, vocab: int, tied: bool, seq_len: int, d_model: int | None, n_layers: int | None, aspect: float
+    total: float, *, vocab: int, tied: bool, seq_len: int, d_model: int | None, n_layers: int | None, aspect: float,
+    what: str | None = None, fix: str = "check --vocab or drop --params-total",
 ) -> ModelShape:
-    """Shape whose total parameters (embeddings included) equal `total` (fixed-point on d)."""
+    """Shape whose total parameters (embeddings included) equal `total` (fixed-point on d); `what` names where the
+    total came from and `fix` the remedy when it is smaller than the embeddings (default: --params with --params-total)."""
     n = total
     for _ in range(50):
         shape = shape_for(n, vocab=vocab, tied=tied, seq_len=seq_len, d_model=d_model, n_layers=n_layers, aspect=aspect)
         new = total - shape.embedding_params
         if new <= 0:
-            raise ScaleplanError(
-                f"--params {total:.3g} total is smaller than the embeddings alone ({shape.embedding_params:.3g}); "
-                "check --vocab or drop --params-total"
-            )
+            raise ScaleplanError(f"{what or f'--params {total:.3g} total'} is smaller than the embeddings alone "
+                                 f"({shape.embedding_params:.3g}); {fix}")
         if abs(new - n) <= 1e-9 * total:
             break
         n = new
