@@ -11,7 +11,7 @@ import click
 class FiniteFloat(click.FloatRange):
     """A float in a range that is also finite: `--band nan` or `--lr inf` is a usage error, not a crash later."""
 
-    name = "finite float"
+    name = "float"  # "'x' is not a valid float."
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         number = super().convert(value, param, ctx)

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import click
 
+from scaleplan.cli_types import FiniteFloat
 from scaleplan.core.callables import import_callable
 from scaleplan.errors import ScaleplanError
-from scaleplan.limits import MAX_WIDTH
+from scaleplan.limits import MAX_INIT_STD, MAX_LR, MAX_WIDTH
 from scaleplan.outputs import ensure_writable, pyplot, save_figure
 
 
@@ -50,10 +51,12 @@ def plot_coord_check(frame, path: Path, title: str) -> None:  # frame: pandas.Da
 @click.option("--parametrization", default="mup", show_default=True, help="sp, mup or denseam")
 @click.option("--widths", default="64,128,256,512,1024", show_default=True, help="comma list of widths")
 @click.option("--steps", default=3, show_default=True, type=click.IntRange(1, 10_000), help="optimizer steps")
-@click.option("--lr", default=None, type=float, help="base learning rate (default: per model)")
+@click.option("--lr", default=None, type=FiniteFloat(0, MAX_LR, min_open=True),
+              help=f"base learning rate, above 0 and at most {MAX_LR:g} (default: per model)")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1, 1_000))
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
-@click.option("--init-std", type=float, default=None, help="init std at the base width (your own model; default: keep its init)")
+@click.option("--init-std", type=FiniteFloat(0, MAX_INIT_STD, min_open=True), default=None,
+              help=f"init std at the base width, above 0 and at most {MAX_INIT_STD:g} (your own model; default: keep its init)")
 @click.option("--out", "out_dir", default="coord-check", show_default=True, type=click.Path(file_okay=False), help="directory for the PNG")
 def coord_check(
     model_name: str, parametrization: str, widths: str, steps: int, lr: float | None, seeds: int, optimizer: str, init_std: float | None, out_dir: str

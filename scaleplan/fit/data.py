@@ -9,9 +9,10 @@ is refused rather than merged.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -22,7 +23,10 @@ from scaleplan.errors import FitError, ScaleplanError
 OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N", "model", "C", "lr", "depth", "steps",
                     "weight_decay", "wd_tau")
 SIZE_VARIABLES = ("N", "width", "depth")
-_TRUE = {"true", "1", "yes", "y", "t"}
+# Canonical columns that hold numbers; state, diverged and model hold labels.
+NUMERIC_COLUMNS = tuple(c for c in (*OPTIONAL_COLUMNS, "loss") if c not in ("state", "diverged", "model"))
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,9 @@ def prepare_trials(
 ) -> Trials:
     """Rename `columns` (source -> canonical), check the needed ones, drop failed/diverged/non-finite rows.
 
+    A `diverged` cell is true, false, yes, no, t, f, y, n, 1 or 0 (any case) or empty (not diverged); a numeric column
+    (NUMERIC_COLUMNS) of a kept row holds numbers or nothing: anything else is a one-line FitError naming its column,
+    row and value, never a silently dropped or kept run.
     `batch_unit_scale` multiplies batch_size (e.g. 2048 to turn sequences of 2048 tokens into tokens).
     `extra_sizes` are further size columns (e.g. depth beside width) that must be present, finite and positive.
     """
@@ -128,15 +135,14 @@ def prepare_trials(
         ok = frame["state"].astype(str).str.upper() == "COMPLETE"
         dropped["not COMPLETE"] = int((~ok).sum())
         frame = frame[ok]
+    where = _column_namer(source, columns)
     if "diverged" in frame:
-        bad = frame["diverged"].map(_truthy)
+        bad = pd.Series([_diverged(v, row, where) for row, v in frame["diverged"].items()], index=frame.index, dtype=bool)
         dropped["diverged"] = int(bad.sum())
         frame = frame[~bad]
+    for col in [c for c in NUMERIC_COLUMNS if c in frame]:
+        frame[col] = _numbers(frame[col], where)
     numeric = [c for c in dict.fromkeys((x, *extra_sizes, "D", "C", "lr", "loss", "batch_size")) if c in frame]
-    if "steps" in frame:
-        frame["steps"] = pd.to_numeric(frame["steps"], errors="coerce")
-    for col in numeric:
-        frame[col] = pd.to_numeric(frame[col], errors="coerce")
     if "batch_size" in frame:
         frame["batch_size"] = frame["batch_size"] * float(batch_unit_scale)
     finite = np.isfinite(frame[numeric]).all(axis=1) & (frame[[c for c in numeric if c != "loss"]] > 0).all(axis=1)
@@ -171,9 +177,49 @@ def _refuse_merged_models(trials: Trials, source: str) -> None:
     )
 
 
-def _truthy(value: object) -> bool:
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if value is None or (isinstance(value, float) and np.isnan(value)):
+def _column_namer(source: str, columns: Mapping[str, str]) -> Callable[[str, Any], str]:
+    """(canonical column, row) -> `runs.csv: column 'w' (width), row 3 after the header`: the data's own column name."""
+    own = {canonical: name for name, canonical in columns.items()}
+
+    def where(column: str, row: Any) -> str:
+        name = f"'{own[column]}' ({column})" if column in own else f"'{column}'"
+        at = f"row {row + 1} after the header" if isinstance(row, (int, np.integer)) else f"row {row}"
+        return f"{source}: column {name}, {at}"
+
+    return where
+
+
+def _empty(value: Any) -> bool:
+    """True for a cell with nothing in it: None, NA, NaN or blank text."""
+    return (value is None or value is pd.NA or (isinstance(value, (float, np.floating)) and math.isnan(value))
+            or (isinstance(value, str) and not value.strip()))
+
+
+def _diverged(value: Any, row: Any, where: Callable[[str, Any], str]) -> bool:
+    """One `diverged` cell as a boolean (prepare_trials says what it accepts); anything else is a one-line FitError."""
+    if _empty(value):
         return False
-    return str(value).strip().lower() in _TRUE
+    if isinstance(value, (bool, np.bool_, int, float, np.number)) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text not in _TRUE | _FALSE:
+        raise FitError(f"{where('diverged', row)}: {value!r} is neither true nor false; write true/false, yes/no or 1/0 "
+                       "(empty = not diverged)")
+    return text in _TRUE
+
+
+def _numbers(column: pd.Series, where: Callable[[str, Any], str]) -> pd.Series:
+    """A numeric column as numbers (empty cells NaN); a value that is not a number is a one-line FitError."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column
+    return pd.Series([_number(v, str(column.name), row, where) for row, v in column.items()], index=column.index, dtype=float)
+
+
+def _number(value: Any, column: str, row: Any, where: Callable[[str, Any], str]) -> float:
+    """One numeric cell as a float: empty is NaN (the row is dropped), other text a one-line FitError."""
+    if _empty(value):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise FitError(f"{where(column, row)}: {value!r} is not a number; correct it or delete the row") from None

@@ -2,35 +2,69 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import click
 
+from scaleplan.cli_types import FiniteFloat
 from scaleplan.errors import InputError
 from scaleplan.fit.command import LR_FORMS
+from scaleplan.limits import MAX_BOOTSTRAP, MAX_GRID_STEP, MAX_STEPS, MAX_TRIALS_PER_POINT, MAX_WIDTH
 from scaleplan.validate.experiment import DEFAULT_SEEDS
+
+MAX_NAME_BYTES = 200  # --name: room for "-SPEC.png" within a file system's 255-byte names
+
+
+def _utf8(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Click callback: refuse a path that is not UTF-8 text (the report quotes the command line) before any training."""
+    for text in value if isinstance(value, tuple) else (value,):
+        try:
+            str(text or "").encode("utf-8")
+        except UnicodeEncodeError:
+            raise click.BadParameter(f"{str(text)!r} is not UTF-8 text, which the report quotes; rename it or choose a "
+                                     "UTF-8 path") from None
+    return value
+
+
+def _file_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Click callback: --name is one file name inside --out (not empty, no folder, no '..'), UTF-8, not too long."""
+    _utf8(ctx, param, value)
+    separators = [s for s in ("/", os.sep, os.altsep) if s]
+    if value in ("", ".", "..") or any(s in value for s in separators):
+        raise click.BadParameter(f"{value!r} must be a file name written inside --out (not empty, no '/', not '..'), "
+                                 "e.g. --name transfer")
+    if len(value.encode("utf-8")) > MAX_NAME_BYTES:
+        raise click.BadParameter(f"a name of {len(value.encode('utf-8'))} bytes is too long for a file name (at most "
+                                 f"{MAX_NAME_BYTES}); choose a shorter one")
+    return value
 
 
 @click.command()
-@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("specs", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path), callback=_utf8)
 @click.option("--target", "targets", multiple=True, metavar="AXIS=VALUE",
               help="Where to transfer to, on an axis the spec sweeps: width=1024, depth=16, steps=4800 (a steps ladder), "
                    "tokens=4000000 (a tokens ladder) or batch=512; repeat (or comma-separate) for several. Other axes "
                    "keep their largest swept value.")
-@click.option("--target-width", type=click.IntRange(min=1), default=None, help="Same as --target width=W.")
-@click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, type=click.IntRange(min=1),
+@click.option("--target-width", type=click.IntRange(1, MAX_WIDTH), default=None, help="Same as --target width=W.")
+@click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, type=click.IntRange(1, MAX_TRIALS_PER_POINT),
               help="Seeds per lr at the target (5 or more resolve regrets near 1%).")
 @click.option("--device", default=None, help="Where the built-in trainer trains: cpu (default), cuda, cuda:1.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes for the small-width sweep and the target's runs (on a CPU, one core each).")
 @click.option("--out", "out_dir", default=Path("benchmarks/results"), show_default=True,
-              type=click.Path(file_okay=False, path_type=Path), help="Folder for report.md, transfer.png and the law files.")
-@click.option("--name", default="transfer", show_default=True, help="Report name: OUT/NAME.md and OUT/NAME.png.")
-@click.option("--grid-step", default=0.5, show_default=True, type=click.FloatRange(min=0.05), help="Target lr grid spacing in octaves.")
-@click.option("--bootstrap", "n_boot", default=200, show_default=True, type=click.IntRange(min=0))
-@click.option("--storage", default=None,
+              type=click.Path(file_okay=False, path_type=Path), callback=_utf8,
+              help="Folder for report.md, transfer.png and the law files.")
+@click.option("--name", default="transfer", show_default=True, callback=_file_name,
+              help="Report name: OUT/NAME.md and OUT/NAME.png (a file name, no folder).")
+@click.option("--grid-step", default=0.5, show_default=True, type=FiniteFloat(0.05, MAX_GRID_STEP),
+              help=f"Target lr grid spacing in octaves, at most {MAX_GRID_STEP:g}.")
+@click.option("--bootstrap", "n_boot", default=200, show_default=True, type=click.IntRange(0, MAX_BOOTSTRAP),
+              help=f"Bootstrap replicates of the fit, at most {MAX_BOOTSTRAP}; 0 turns it off.")
+@click.option("--storage", default=None, callback=_utf8,
               help="Where the small-width sweeps live instead of each spec's [sweep] storage: a .journal/.db path, "
                    "sqlite:///FILE or postgresql://... (workers on other machines may share it: scaleplan sweep SPEC --storage).")
-@click.option("--target-steps", type=click.IntRange(min=1), default=None,
+@click.option("--target-steps", type=click.IntRange(1, MAX_STEPS), default=None,
               help="Weight-decay target: steps at the target (>= 4x the longest swept), with --target-width. The specs must "
                    "sweep lr and weight_decay or wd_tau; the prediction (lr, lambda), the naive small-scale lambda and a dense "
                    "2-D grid (lambdas 1.5 x --grid-step apart) are trained there.")

@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from scaleplan.errors import InputError
+from scaleplan.limits import MAX_BATCH_SIZE, MAX_DEPTH, MAX_STEPS, MAX_TOKENS, MAX_WIDTH
 
 # Target axis -> (the spec's ladder attribute, the trials' column).
 AXES = {"width": ("widths", "width"), "depth": ("depths", "depth"), "steps": ("steps", "steps"),
         "tokens": ("tokens", "D"), "batch": ("batch_sizes", "batch_size")}
+# Target axis -> the largest value a run is trained at (a sweep's bound: the target is trained as its points are).
+MOST = {"width": MAX_WIDTH, "depth": MAX_DEPTH, "steps": MAX_STEPS, "tokens": int(MAX_TOKENS), "batch": MAX_BATCH_SIZE}
 
 
 def parse_targets(texts: tuple[str, ...], target_width: int | None = None) -> dict[str, int]:
@@ -38,6 +41,9 @@ def parse_targets(texts: tuple[str, ...], target_width: int | None = None) -> di
         if number < 1:
             raise InputError(f"--target {axis}={value}: the value must be a positive integer (a {axis} of {number} "
                              "trains nothing)")
+        if number > MOST[axis]:
+            raise InputError(f"--target {axis}={value}: above the largest {axis} scaleplan trains ({MOST[axis]:,}, "
+                             "scaleplan/limits.py); a typo or a unit mix-up?")
         if axis in target and target[axis] != number:
             raise InputError(f"--target gives {axis} twice ({target[axis]} and {number}); give it once")
         target[axis] = number

@@ -33,12 +33,26 @@ def read_runs(path: Path, params: tuple[str, ...]) -> dict[Key, float]:
     line without its newline (a write the kill interrupted) is not a run."""
     if not path.is_file():
         return {}
-    text = path.read_text()
+    text = _read_text(path, params)
     lines = [line for line in text.splitlines()[: None if text.endswith("\n") else -1] if not line.startswith("#")]
     try:
         return {(*(float(r[p]) for p in params), int(r["seed"])): float(r["loss"]) for r in csv.DictReader(lines)}
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InputError(f"{path}: not a record of runs ({', '.join(params)}, seed, loss): {exc}; move it away") from None
+    except (KeyError, TypeError, ValueError, csv.Error) as exc:
+        raise _not_a_record(path, params, str(exc)) from None
+
+
+def _not_a_record(path: Path, params: tuple[str, ...], why: str) -> InputError:
+    """The one-line error for a file at a record's path that is not a record of runs."""
+    return InputError(f"{path}: not a record of runs ({', '.join(params)}, seed, loss): {why}; move it away (or delete it "
+                      "to train its runs again)")
+
+
+def _read_text(path: Path, params: tuple[str, ...]) -> str:
+    """The record's text; bytes that are not UTF-8 (a file that is not a record) are a one-line InputError."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_a_record(path, params, f"byte {exc.start} is not UTF-8 text") from None
 
 
 def _drop_torn_line(path: Path) -> None:
@@ -76,19 +90,30 @@ class RunRecord:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             _swap_in(self.path, line + ",".join([*self.params, "seed", "loss"]) + "\n")
             return
-        with self.path.open() as f:
-            first = f.readline()
+        text = _read_text(self.path, self.params)
+        first = text.split("\n", 1)[0]
         if first.startswith(IDENTITY):
-            have, want = json.loads(first[len(IDENTITY):]), json.loads(line[len(IDENTITY):])
+            have, want = self._identity_of(first), json.loads(line[len(IDENTITY):])
             if have != want:
                 differ = ", ".join(k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
                 raise InputError(f"{self.path}: its runs were trained for another {differ or 'setup'} than this validation's; "
                                  "move it away or use another --out")
         else:
+            read_runs(self.path, self.params)  # a file that is not a record is refused, never adopted
             log(f"{self.path}: no record of the spec and target its runs belong to (written before scaleplan kept one); "
                 "reusing them as this target's")
-            _swap_in(self.path, line + self.path.read_text())
+            _swap_in(self.path, line + text)
         _drop_torn_line(self.path)
+
+    def _identity_of(self, first: str) -> dict[str, Any]:
+        """The JSON object on a record's identity line; a line without one is a one-line InputError."""
+        try:
+            identity = json.loads(first[len(IDENTITY):])
+        except ValueError as exc:
+            raise _not_a_record(self.path, self.params, f"its identity line is not JSON ({exc})") from None
+        if not isinstance(identity, dict):
+            raise _not_a_record(self.path, self.params, "its identity line is not a JSON object")
+        return identity
 
     def train(self, source: RunSource, requests: list[Any], what: str, log: Callable[[str], None],
               workers: int = 1) -> dict[Key, float]:

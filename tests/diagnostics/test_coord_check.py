@@ -112,6 +112,14 @@ def test_cli_unwritable_out_fails_before_training(tmp_path) -> None:
         (["--model", "math:sqrt"], "the model builder must return (model, batch) for a width, got float"),
         (["--model", "scaleplan.models.hf:hf_available"], "the model builder failed at width 64: TypeError"),
         (["--model", "mlp", "--init-std", "0.02"], "--init-std is for your own model"),
+        (["--widths", "8,16", "--lr", "1e300"], "'--lr': 1e+300 is not in the range 0<x<=10000.0"),
+        (["--widths", "8,16", "--lr", "inf"], "'--lr': inf is not in the range 0<x<=10000.0"),
+        (["--widths", "8,16", "--lr", "nan"], "'--lr': 'nan' is not a finite number"),
+        (["--widths", "8,16", "--lr", "0"], "'--lr': 0.0 is not in the range 0<x<=10000.0"),
+        (["--widths", "8,16", "--lr", "fast"], "'--lr': 'fast' is not a valid float"),
+        (["--model", "scaleplan.models.hf:coord_check_gpt2_tied", "--init-std", "nan"], "'--init-std': 'nan' is not a finite number"),
+        (["--model", "scaleplan.models.hf:coord_check_gpt2_tied", "--init-std", "1e300"], "'--init-std': 1e+300 is not in the range"),
+        (["--model", "scaleplan.models.hf:coord_check_gpt2_tied", "--init-std", "-0.02"], "'--init-std': -0.02 is not in the range"),
     ],
 )
 def test_cli_bad_input_is_one_line(args: list[str], message: str, tmp_path) -> None:

@@ -99,3 +99,57 @@ def test_repeated_configurations_with_a_seed_column_are_seeds_only_when_the_seed
 def test_loss_only_data_needs_no_lr() -> None:
     trials = prepare_trials(frame().drop(columns=["lr"]), required=("loss", "D"))
     assert not trials.has_lr and len(trials.frame) == 4
+
+
+@pytest.mark.parametrize("column, x", [("width", "width"), ("N", "width"), ("seed", "N"), ("lr", "N")])
+def test_text_in_a_numeric_column_is_refused_naming_column_row_and_value(column: str, x: str) -> None:
+    """Before: a size column other than x (or seed) reached the fit as text (internal error), x's text was dropped silently."""
+    raw = frame(width=[64, 64, 256, 256], seed=[0, 0, 0, 0])
+    raw[column] = raw[column].astype(object)
+    raw.loc[2, column] = "big"
+    with pytest.raises(FitError) as err:
+        prepare_trials(raw, x=x, source="runs.csv")
+    assert str(err.value) == f"runs.csv: column '{column}', row 3 after the header: 'big' is not a number; correct it or delete the row"
+
+
+def test_a_renamed_column_is_named_as_the_data_names_it() -> None:
+    raw = frame(bs=[16, "sixteen", 16, 16])
+    with pytest.raises(FitError, match=r"runs.csv: column 'bs' \(batch_size\), row 2 after the header: 'sixteen' is not a number"):
+        prepare_trials(raw, columns=parse_column_map(["batch_size=bs"]), source="runs.csv")
+
+
+def test_empty_and_numeric_text_cells_are_numbers() -> None:
+    trials = prepare_trials(frame(N=["1e6", " 1000000 ", "4e6", ""]))
+    assert trials.frame["N"].tolist() == [1e6, 1e6, 4e6] and trials.dropped == {"non-finite or non-positive": 1}
+
+
+@pytest.mark.parametrize("value", ["maybe", "2", 2, "diverged?"])
+def test_a_diverged_cell_that_is_not_boolean_is_refused(value: object) -> None:
+    """Before: anything but true/1/yes/y/t counted as not diverged, so 'maybe' kept the run."""
+    with pytest.raises(FitError) as err:
+        prepare_trials(frame(diverged=[False, value, False, False]), source="runs.csv")
+    assert str(err.value) == (f"runs.csv: column 'diverged', row 2 after the header: {value!r} is neither true nor false; "
+                              "write true/false, yes/no or 1/0 (empty = not diverged)")
+
+
+def test_diverged_accepts_boolean_words_numbers_and_empty() -> None:
+    flags = [True, "TRUE", " yes ", "y", "T", 1, 1.0, "1", False, "false", "No", "n", "f", 0, "0", "", None, np.nan]
+    raw = pd.DataFrame(dict(N=[1e6] * len(flags), lr=[1e-3 * (i + 1) for i in range(len(flags))], loss=[2.0] * len(flags),
+                            diverged=flags))
+    trials = prepare_trials(raw)
+    assert trials.dropped == {"diverged": 8} and len(trials.frame) == len(flags) - 8
+
+
+def test_cli_fit_of_text_in_a_size_column_is_one_line(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    raw = frame(width=[64, 64, 256, 256])
+    raw["width"] = raw["width"].astype(object)
+    raw.loc[1, "width"] = "big"
+    raw.to_csv(tmp_path / "runs.csv", index=False)
+    out = subprocess.run([sys.executable, "-m", "scaleplan.cli", "fit", "runs.csv", "-o", "law.json"], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2 and out.stderr.strip().splitlines() == [
+        "error: runs.csv: column 'width', row 2 after the header: 'big' is not a number; correct it or delete the row"]
+    assert not (tmp_path / "law.json").exists()

@@ -100,6 +100,21 @@ TOKENS = "\n".join(["", "[ladder]", "widths = [8, 16]", "tokens = [640, 1280]"])
         ([], None, "give a target: --target AXIS=VALUE"),
         (["--target", "steps=400"], TOKENS, "--target steps=400: the spec sweeps no steps"),
         (["--target", "batch=2048"], TOKENS, "batch 2048 x 1 tokens per example does not divide D = 1280 into whole steps"),
+        (["--target", "width=99999999999"], None, "--target width=99999999999: above the largest width scaleplan trains "
+                                                  "(65,536, scaleplan/limits.py)"),
+        (["--target", f"tokens={10**18}"], TOKENS, f"--target tokens={10**18}: above the largest tokens scaleplan trains"),
+        (["--target-width", "99999999999"], None, "'--target-width': 99999999999 is not in the range 1<=x<=65536"),
+        (["--target-width", "64", "--target-steps", "10000000000"], None, "'--target-steps': 10000000000 is not in the range"),
+        (["--target-width", "64", "--grid-step", "nan"], None, "'--grid-step': 'nan' is not a finite number"),
+        (["--target-width", "64", "--grid-step", "inf"], None, "'--grid-step': inf is not in the range 0.05<=x<=4.0"),
+        (["--target-width", "64", "--grid-step", "1e308"], None, "'--grid-step': 1e+308 is not in the range 0.05<=x<=4.0"),
+        (["--target-width", "64", "--bootstrap", "99999999"], None, "'--bootstrap': 99999999 is not in the range 0<=x<=10000"),
+        (["--target-width", "64", "--seeds", "99999999"], None, "'--seeds': 99999999 is not in the range 1<=x<=10000"),
+        (["--target-width", "64", "--name", ""], None, "'--name': '' must be a file name written inside --out"),
+        (["--target-width", "64", "--name", "../../escape"], None, "'--name': '../../escape' must be a file name written inside"),
+        (["--target-width", "64", "--name", ".."], None, "'--name': '..' must be a file name written inside --out"),
+        (["--target-width", "64", "--name", "n" * 300], None, "'--name': a name of 300 bytes is too long for a file name"),
+        (["--target-width", "64", "--out", "res\udcff"], None, "'--out': 'res\\udcff' is not UTF-8 text, which the report quotes"),
     ],
 )
 def test_bad_input_is_one_line(tmp_path: Path, args: list[str], ladder: str | None, fragment: str) -> None:
@@ -111,6 +126,19 @@ def test_bad_input_is_one_line(tmp_path: Path, args: list[str], ladder: str | No
     out = run(str(spec), *args, cwd=tmp_path)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and fragment in out.stderr, out.stderr
     assert not list(tmp_path.glob("*.journal"))  # refused before any training
+
+
+@pytest.mark.parametrize("axis, most", [("width", 65_536), ("depth", 10_000), ("steps", 10**8), ("tokens", 10**17),
+                                        ("batch", 1 << 24)])
+def test_a_target_beyond_the_sweep_bounds_is_refused_before_any_work(axis: str, most: int) -> None:
+    """Before: --target width=99999999999 swept, then tried to build a model of terabytes."""
+    from scaleplan.errors import InputError
+    from scaleplan.validate.target import parse_targets
+
+    assert parse_targets((f"{axis}={most}",)) == {axis: most}
+    with pytest.raises(InputError, match=rf"--target {axis}={most + 1}: above the largest {axis} scaleplan trains \({most:,}, "
+                                         r"scaleplan/limits.py\); a typo or a unit mix-up\?"):
+        parse_targets((f"{axis}={most + 1}",))
 
 
 def test_same_sweep_name_twice_is_refused(tmp_path: Path) -> None:

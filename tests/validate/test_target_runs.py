@@ -132,3 +132,27 @@ def test_a_kill_while_a_legacy_record_is_adopted_loses_none_of_its_runs(tmp_path
     fake = Counting()
     done = record(tmp_path).train(RunSource(fake, None, None), requests([0.01], range(2)), "x", print)
     assert done[0.01, 0] == 7.0 and fake.trained == [(0.01, 1)]
+
+
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (bytes(range(128, 256)) * 4, "byte 0 is not UTF-8 text"),
+        (b'# identity: {"spec": "abc", "target"\nlr,seed,loss\n', "its identity line is not JSON"),
+        (b'# identity: ["abc"]\nlr,seed,loss\n', "its identity line is not a JSON object"),
+        (b"lr,seed,loss\n0.01,\x000,2.0\n", "invalid literal for int()"),
+        (b"lr,seed,loss\n0.01,0,2.0\n\xff\xfe\n", "is not UTF-8 text"),
+    ],
+)
+def test_a_record_of_garbage_is_one_line_and_left_as_it_was(tmp_path: Path, content: bytes, why: str) -> None:
+    """Before: random bytes were a UnicodeDecodeError, a torn identity a JSONDecodeError (internal errors), and a
+    legacy-looking file of garbage was adopted (rewritten) before it was found unreadable."""
+    path = record(tmp_path).path
+    path.write_bytes(content)
+    fake = Counting()
+    with pytest.raises(InputError) as err:
+        record(tmp_path).train(RunSource(fake, None, None), requests([0.01], range(2)), "x", print)
+    message = str(err.value)
+    assert message.startswith(f"{path}: not a record of runs (lr, seed, loss): ") and why in message and "\n" not in message
+    assert message.endswith("; move it away (or delete it to train its runs again)")
+    assert path.read_bytes() == content and fake.trained == []
