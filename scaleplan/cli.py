@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import importlib
 import os
+import signal
 import sys
+import threading
 import warnings
 
 import click
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import Interrupted, ScaleplanError
 from scaleplan.redact import redact
 
 # name -> (module:attribute, one-line help shown by `scaleplan --help` without importing it)
@@ -25,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "coord-check": ("scaleplan.diagnostics.command:coord_check", "Coordinate check: activation scale per layer across widths."),
     "validate": ("scaleplan.validate.command:validate", "Sweep small widths, predict a wide target, measure the regret."),
 }
+TRACEBACK_ON = ("1", "true", "yes")  # SCALEPLAN_TRACEBACK values that show a bug's traceback (0, false, no: not)
+NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; click 8.1 prints the help itself
 
 
 class LazyGroup(click.Group):
@@ -68,23 +72,43 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *args: ob
     return f"warning: {redact(' '.join(str(message).split()))}\n"
 
 
+def _want_traceback() -> bool:
+    """Whether SCALEPLAN_TRACEBACK asks for a bug's traceback: 1, true or yes (any case); 0, false, no or unset do not."""
+    return os.environ.get("SCALEPLAN_TRACEBACK", "").strip().lower() in TRACEBACK_ON
+
+
+def _interrupted(message: str, code: int) -> None:
+    """Report an interrupt; a second Ctrl-C or SIGTERM while exiting then ends the process at once (no atexit traceback)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_DFL)
+    _fail(message, code)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     warnings.formatwarning = _one_line_warning  # e.g. "SGD with a DenseAM softmax is unstable", as one line
     try:
         rc = cli.main(args=argv, prog_name="scaleplan", standalone_mode=False)
+    except Interrupted as exc:  # a sweep stopped by Ctrl-C or SIGTERM: its own line says what was kept
+        _interrupted(" ".join(str(exc).split()), exc.exit_code)
     except ScaleplanError as exc:
         _fail(" ".join(str(exc).split()), exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except click.Abort as exc:  # click turns Ctrl-C into Abort
+        if isinstance(exc.__cause__, KeyboardInterrupt):
+            _interrupted("interrupted", 130)
         _fail("aborted", 130)
+    except NO_ARGS_IS_HELP as exc:  # bare `scaleplan` or `scaleplan sweep`: the help, as click shows it
+        exc.show()
+        sys.exit(exc.exit_code)
     except click.ClickException as exc:  # usage errors: bad option values, missing arguments
         _fail(" ".join(exc.format_message().split()), 2)
     except KeyboardInterrupt:
-        _fail("interrupted (sweep storage is intact; re-run the same command to resume)", 130)
+        _interrupted("interrupted", 130)
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
-        if os.environ.get("SCALEPLAN_TRACEBACK"):
+        if _want_traceback():
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (set SCALEPLAN_TRACEBACK=1 to see the traceback)", 1)
     if isinstance(rc, int) and rc != 0:

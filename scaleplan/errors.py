@@ -38,3 +38,11 @@ class LawFileError(ScaleplanError):
 
 class FitError(ScaleplanError):
     """Data that cannot support the fit asked for (too few points, too narrow a range, no optimum)."""
+
+
+class Interrupted(ScaleplanError):
+    """A run stopped by Ctrl-C or SIGTERM (not bad input): one line saying what was kept, exit 128 + the signal."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum

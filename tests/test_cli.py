@@ -102,3 +102,25 @@ def test_light_paths_import_no_torch(argv):
 def test_import_scaleplan_and_load_law_import_no_torch():
     code = "import sys, scaleplan; scaleplan.load_law('steplaw').predict(params=1e9, tokens=1e11); assert 'torch' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+@pytest.mark.parametrize(("argv", "usage"), [([], "Usage: scaleplan [OPTIONS] COMMAND"), (["sweep"], "Usage: scaleplan sweep [OPTIONS] COMMAND")])
+def test_a_missing_command_shows_the_help_as_click_does(argv, usage):
+    """Exit 2 (a usage error, as click has it) with the help on several lines, not squashed into one `error:` line."""
+    out = run(*argv)
+    assert out.returncode == 2 and out.stdout == ""
+    lines = out.stderr.splitlines()
+    assert lines[0] == usage + " [ARGS]..." and "Commands:" in lines and len(lines) > 8
+    assert not any(line.startswith("error:") for line in lines)
+
+
+@pytest.mark.parametrize(("value", "shown"), [("1", True), ("true", True), ("YES", True), ("0", False), ("false", False),
+                                              ("no", False), ("", False), (None, False)])
+def test_scaleplan_traceback_turns_tracebacks_on_only_when_asked(monkeypatch, value, shown):
+    from scaleplan import cli
+
+    if value is None:
+        monkeypatch.delenv("SCALEPLAN_TRACEBACK", raising=False)
+    else:
+        monkeypatch.setenv("SCALEPLAN_TRACEBACK", value)
+    assert cli._want_traceback() is shown

@@ -86,7 +86,10 @@ class GPT(nn.Module):
     ) -> None:
         super().__init__()
         if min(width, depth, n_heads, vocab, seq_len, mlp_ratio) < 1 or width % n_heads:
-            raise ScaleplanError(f"GPT needs positive sizes and width divisible by n_heads (width={width}, n_heads={n_heads})")
+            raise ScaleplanError(
+                f"GPT needs positive sizes and width divisible by n_heads (width={width}, depth={depth}, n_heads={n_heads}, "
+                f"vocab={vocab}, seq_len={seq_len}, mlp_ratio={mlp_ratio})"
+            )
         if tied and readout_zero_init:
             raise ScaleplanError("readout_zero_init with tied embeddings would zero the token embedding; use one or the other")
         self.width, self.depth, self.seq_len = width, depth, seq_len

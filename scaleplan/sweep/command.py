@@ -41,7 +41,7 @@ def sweep() -> None:
 @sweep.command("run")
 @click.argument("spec", type=click.Path(dir_okay=False))
 @click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Local worker processes (one torch thread each).")
-@click.option("--storage", default=None, help="Optuna storage: a .journal/.db path, sqlite:///FILE or postgresql://... (default: the spec's, else sweeps/<name>.journal).")
+@click.option("--storage", default=None, help="Optuna storage: a .journal/.db path (relative to the current directory), sqlite:///FILE or postgresql://... (default: the spec's storage key, relative to the spec's folder, else <spec folder>/<name>.journal).")
 @click.option("--n-trials", type=click.IntRange(min=1), default=None, help="Run at most this many trials now; a later run does the rest.")
 @click.option("--device", default=None, help="Train built-in models on this device (cpu, cuda, cuda:1); not part of the plan.")
 def run(spec: str, workers: int, storage: str | None, n_trials: int | None, device: str | None) -> None:
@@ -69,7 +69,7 @@ def _study_source(spec: str | None, storage: str | None, study: str | None) -> o
 
 @sweep.command("status")
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
-@click.option("--storage", default=None, help="Storage URL or path (instead of, or overriding, the spec's).")
+@click.option("--storage", default=None, help="Storage URL or path, relative to the current directory (instead of, or overriding, the spec's).")
 @click.option("--study", default=None, help="Study name (default: the spec's name, or the only study in the storage).")
 def status(spec: str | None, storage: str | None, study: str | None) -> None:
     """Show trials done/planned, failures, divergences and the best loss per grid point."""
@@ -89,7 +89,7 @@ def status(spec: str | None, storage: str | None, study: str | None) -> None:
 @sweep.command("export")
 @click.argument("spec", required=False, type=click.Path(dir_okay=False))
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output file: .csv or .parquet.")
-@click.option("--storage", default=None, help="Storage URL or path (instead of, or overriding, the spec's).")
+@click.option("--storage", default=None, help="Storage URL or path, relative to the current directory (instead of, or overriding, the spec's).")
 @click.option("--study", default=None, help="Study name (default: the spec's name, or the only study in the storage).")
 def export(spec: str | None, output: str, storage: str | None, study: str | None) -> None:
     """Write one row per trial (width, N, D, lr, batch_size, loss, state, diverged, ...) to CSV or parquet."""

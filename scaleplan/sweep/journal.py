@@ -8,18 +8,25 @@ A crash or a full disk can leave the journal's last record cut off. Optuna skips
 reading but appends the next record right after it, which merges both into one invalid line that
 every later read refuses: the whole study would be lost. `check_journal` (run, under the
 lock, before a journal is opened) moves the bytes after the last complete record into a side file
-and truncates the journal there, so the study stays readable and resumable.
+and truncates the journal there, so the study stays readable and resumable. `CheckedBackend` numbers
+the records Optuna reads, so a record it cannot replay is named by its line, and after a failed write
+(a full disk) it writes nothing more: the cut-off record stays last, for `check_journal` to set aside.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
+import json
 import os
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+from optuna.storages.journal import BaseJournalBackend, JournalFileBackend
 
 from scaleplan.errors import StorageError
 
@@ -64,6 +71,55 @@ class FlockLock:
             self._thread_lock.release()
 
 
+class CheckedBackend(BaseJournalBackend):
+    """Optuna's journal file backend (with a `FlockLock`) that names a bad record by its line and stops writing
+    after a failed write, each as a one-line StorageError."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._file = JournalFileBackend(str(path), lock_obj=FlockLock(path))  # type: ignore[arg-type]  # see FlockLock
+        self._write_failure: StorageError | None = None
+        self.line = 0  # the line (1-based) of the last record read
+
+    def read_logs(self, log_number_from: int) -> Iterator[dict[str, Any]]:
+        self.line = log_number_from
+        try:
+            for record in self._file.read_logs(log_number_from):
+                self.line += 1
+                yield record
+        except ValueError as exc:  # not JSON: Optuna raises it on reading the line after the bad one
+            raise bad_record(self._path, self.line + 1, exc) from None
+        except OSError as exc:
+            raise StorageError(f"cannot read the journal {self._path}: {exc.strerror or exc}") from None
+
+    def append_logs(self, logs: list[dict[str, Any]]) -> None:
+        if self._write_failure is not None:  # a partial record may end the file: appending would merge into it
+            raise self._write_failure
+        try:
+            self._file.append_logs(logs)
+        except OSError as exc:
+            self._write_failure = write_failure(self._path, exc)
+            raise self._write_failure from None
+
+
+def bad_record(path: Path, line: int, exc: Exception) -> StorageError:
+    """The error for the record at `line` that is not JSON or that Optuna cannot replay; the file is left as it is."""
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:120]
+    return StorageError(
+        f"{path}, line {line}: not a valid Optuna journal record ({reason}); the file is unchanged - "
+        "repair or remove that line (keep a copy of the file first), or point --storage at a new path"
+    )
+
+
+def write_failure(path: Path, exc: OSError) -> StorageError:
+    """A failed journal write as one line: the records before it are whole (`check_journal` sets a cut-off one aside)."""
+    full = exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return StorageError(
+        f"cannot write to the sweep journal {path}: {exc.strerror or exc}{' (disk full?)' if full else ''}; the finished "
+        f"trials are kept - {'free some space' if full else 'fix that'} and re-run the same command to resume"
+    )
+
+
 def check_journal(path: Path) -> Path | None:
     """Refuse a file that is not an Optuna journal; move a cut-off last record into a side file (returned).
 
@@ -84,6 +140,7 @@ def check_journal(path: Path) -> Path | None:
                 )
             size = handle.seek(0, os.SEEK_END)
             end = _after_last_newline(handle, size)
+            _check_last_record(path, handle, end)
             if end == size:
                 return None
             handle.seek(end)
@@ -124,6 +181,28 @@ def _after_last_newline(handle: BinaryIO, size: int) -> int:
             return start + index + 1
         pos = start
     return 0
+
+
+def _check_last_record(path: Path, handle: BinaryIO, end: int) -> None:
+    """Refuse a journal whose last complete line (ending at `end`) is not JSON: Optuna would skip it, then fail on
+    it once a record follows."""
+    if end == 0:
+        return
+    start = _after_last_newline(handle, end - 1)
+    handle.seek(start)
+    try:
+        json.loads(handle.read(end - start))
+    except ValueError as exc:
+        raise bad_record(path, _line_at(handle, start), exc) from None
+
+
+def _line_at(handle: BinaryIO, offset: int) -> int:
+    """The line number (1-based) of the line that begins at byte `offset`."""
+    handle.seek(0)
+    line = 1
+    while handle.tell() < offset:
+        line += handle.read(min(_CHUNK, offset - handle.tell())).count(b"\n")
+    return line
 
 
 def _side_file(path: Path) -> Path:

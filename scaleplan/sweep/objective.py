@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping
@@ -16,6 +17,7 @@ from typing import Any
 
 from scaleplan.core.callables import import_callable
 from scaleplan.errors import ScaleplanError
+from scaleplan.limits import MAX_PARAMS, MAX_TOKENS
 from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.spec import SweepSpec
 from scaleplan.sweep.trial import Objective, ObjectiveFailed, Outcome, TrialRequest
@@ -29,32 +31,56 @@ def refuse_checkpoint(checkpoint: Checkpoint | None) -> None:
 
 
 def outcome_from_value(value: Any, point: GridPoint) -> Outcome:
-    """Normalize a user objective's return value; D defaults to the point's tokens, else steps x batch_size."""
+    """Normalize a user objective's return value; D defaults to the point's tokens, else steps x batch_size.
+
+    A loss that is NaN, infinite or too large for a float is a diverged trial; a malformed N, D or
+    `diverged` is an ObjectiveFailed naming the key.
+    """
     default_d = point.tokens if point.tokens is not None else point.steps * point.batch_size
-    if isinstance(value, Mapping):
-        if "loss" not in value:
-            raise ObjectiveFailed(f"the returned mapping has no 'loss' key (keys: {', '.join(map(str, value))})")
-        extras = {
-            str(k): float(v)
-            for k, v in value.items()
-            if k not in ("loss", "N", "D", "diverged") and isinstance(v, (int, float)) and not isinstance(v, bool)
-        }
-        loss = _as_loss(value["loss"])
-        diverged = bool(value.get("diverged", False)) or not math.isfinite(loss)
-        n = value.get("N")
-        d = value.get("D", default_d)
-        return Outcome(loss, diverged, None if n is None else int(n), None if d is None else int(d), extras)
-    loss = _as_loss(value)
-    return Outcome(loss, not math.isfinite(loss), None, default_d)
+    if not isinstance(value, Mapping):
+        loss = _as_loss(value)
+        return Outcome(loss, not math.isfinite(loss), None, default_d)
+    if "loss" not in value:
+        raise ObjectiveFailed(f"the returned mapping has no 'loss' key (keys: {', '.join(map(str, value))})")
+    extras = {
+        str(k): _as_float(v)
+        for k, v in value.items()
+        if k not in ("loss", "N", "D", "diverged") and isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    loss = _as_loss(value["loss"])
+    flagged = value.get("diverged", False)
+    if not isinstance(flagged, bool):
+        raise ObjectiveFailed(f"the returned 'diverged' must be true or false, got {reprlib.repr(flagged)}")
+    n = _count(value.get("N"), "N", MAX_PARAMS)
+    d = _count(value.get("D", default_d), "D", MAX_TOKENS)
+    return Outcome(loss, flagged or not math.isfinite(loss), n, d, extras)
+
+
+def _as_float(value: Any) -> float:
+    """float(value), except that an int too large for a float is infinite (a diverged loss, an N past every bound)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _as_loss(value: Any) -> float:
     if isinstance(value, bool):
         raise ObjectiveFailed(f"the objective returned {value!r}, not a loss")
     try:
-        return float(value)
+        return _as_float(value)
     except (TypeError, ValueError):
-        raise ObjectiveFailed(f"the objective returned {value!r}, not a number") from None
+        raise ObjectiveFailed(f"the objective returned {reprlib.repr(value)}, not a number") from None
+
+
+def _count(value: Any, key: str, most: float) -> int | None:
+    """N or D as returned: None, or a positive whole number up to `most` (a float such as 1e6 is fine)."""
+    if value is None:
+        return None
+    number = _as_float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    if not (math.isfinite(number) and number >= 1 and number == int(number) and number <= most):
+        raise ObjectiveFailed(f"the returned '{key}' must be a positive whole number up to {most:g}, got {reprlib.repr(value)}")
+    return int(value)
 
 
 class CallableObjective:
@@ -73,6 +99,8 @@ class CallableObjective:
         for request in requests:
             try:
                 value = self._fn(request.values())
+            except SystemExit as exc:  # sys.exit() in the objective ends the trial, not scaleplan
+                raise ObjectiveFailed(f"the objective called sys.exit({exc.code!r})") from exc
             except Exception as exc:
                 raise ObjectiveFailed(f"{type(exc).__name__}: {exc}") from exc
             outcomes.append(outcome_from_value(value, request.point))

@@ -3,27 +3,42 @@
 The parent loads the objective, then opens the study (so bad input and unreachable storage fail
 before any worker starts, and a bad objective leaves no study behind), then shows progress by
 reading the storage. Worker processes die with the parent.
+
+Ctrl-C and SIGTERM stop a run alike: every worker marks the trials it was running failed (so status
+shows none running, and a re-run repeats them) and the run ends with one `Interrupted` line. A second
+signal to the parent ends it at once (stale-trial detection then recovers its trials on resume).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from queue import Empty
+from typing import Any
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import Interrupted, ScaleplanError
 from scaleplan.sweep.objective import load_objective
 from scaleplan.sweep.progress import PointStatus, ProgressDisplay, study_status, trials_done
 from scaleplan.sweep.spec import SweepSpec
+from scaleplan.sweep.storage import database_failures, resolve_storage
 from scaleplan.sweep.study import SweepSession, open_sweep
+from scaleplan.sweep.trial import Objective
 from scaleplan.sweep.worker import run_worker
 
 POLL_S = 1.0
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+WORKER_EXIT_S = 30.0  # how long an interrupted worker process may take to mark its trials failed before it is killed
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt, so that workers clean up after either alike."""
 
 
 @dataclass(frozen=True)
@@ -51,15 +66,63 @@ def die_with_parent() -> None:
         pass
 
 
+def _stop_handler(then: Any) -> Callable[[int, Any], None]:
+    """A signal handler that stops the run (KeyboardInterrupt, or Terminated for SIGTERM) and sets `then` for the next."""
+
+    def stop(signum: int, frame: Any) -> None:
+        for other in STOP_SIGNALS:
+            signal.signal(other, then)
+        raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+    return stop
+
+
+@contextlib.contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Run the block so that Ctrl-C or SIGTERM ends it as one `Interrupted` line (exit 130 or 143); a second
+    signal then ends the process at once (its default action). Outside the main thread, signals are left alone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop_handler(signal.SIG_DFL))
+    try:
+        yield
+    except KeyboardInterrupt as exc:  # handlers stay at their default: the process is on its way out
+        signum = _signal_of(exc)
+        raise Interrupted(
+            f"interrupted by {signum.name}: the storage is intact, with finished trials kept and the running ones "
+            "marked failed; re-run the same command to resume", signum) from None
+    except BaseException:
+        _restore(previous)
+        raise
+    _restore(previous)
+
+
+def _signal_of(exc: KeyboardInterrupt) -> signal.Signals:
+    return signal.SIGTERM if isinstance(exc, Terminated) else signal.SIGINT
+
+
+def _restore(handlers: dict[signal.Signals, Any]) -> None:
+    for signum, handler in handlers.items():
+        signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
 def _worker_process(spec: SweepSpec, storage: str | None, device: str | None, index: int, workers: int,
                     max_trials: int | None, errors: multiprocessing.Queue) -> None:
     die_with_parent()
+    for signum in STOP_SIGNALS:  # after the first, the rest are ignored while the worker marks its trials failed
+        signal.signal(signum, _stop_handler(signal.SIG_IGN))
     try:
-        session = open_sweep(spec, storage, worker_index=index)
-        run_worker(session, load_objective(spec, device), max_trials, workers=workers)
+        with database_failures(resolve_storage(storage, spec)):
+            session = open_sweep(spec, storage, worker_index=index)
+            run_worker(session, load_objective(spec, device), max_trials, workers=workers)
     except ScaleplanError as exc:
         errors.put(str(exc))
         raise SystemExit(2) from None
+    except KeyboardInterrupt as exc:  # the parent reports it; no traceback from each worker
+        raise SystemExit(128 + _signal_of(exc)) from None
 
 
 def _shares(total: int | None, workers: int) -> list[int | None]:
@@ -82,7 +145,25 @@ def run_sweep(
     """
     if workers < 1:
         raise ScaleplanError(f"--workers must be at least 1, got {workers}")
-    objective = load_objective(spec, device)  # before the study exists: a typo'd objective must not pin its fingerprint
+    with stopped_by_signals():
+        objective = load_objective(spec, device)  # before the study exists: a typo'd objective must not pin its fingerprint
+        with database_failures(resolve_storage(storage, spec)):
+            rows, failure, crashed = _run(spec, storage, workers, max_trials, display, device, objective)
+    summary = _summary(rows)
+    if crashed and summary.complete < summary.planned:
+        raise ScaleplanError(failure or (
+            f"{len(crashed)} worker process(es) exited with status {crashed[0]}; finished trials are kept, "
+            "re-run the same command to resume (SCALEPLAN_TRACEBACK=1 with --workers 1 shows the error)"
+        ))
+    if crashed:  # the other workers ran its trials: the sweep is done, but say what happened
+        warnings.warn(f"{len(crashed)} worker process(es) exited with status {crashed[0]}"
+                      f"{f' ({failure})' if failure else ''}; every planned trial finished nonetheless")
+    return summary
+
+
+def _run(spec: SweepSpec, storage: str | None, workers: int, max_trials: int | None, display: ProgressDisplay | None,
+         device: str | None, objective: Objective) -> tuple[list[PointStatus], str | None, list[int]]:
+    """Open the study and run its trials; returns the final status, a failed worker's message and its exit codes."""
     session = open_sweep(spec, storage)
     show = display.update if display is not None else (lambda rows: None)
     show(study_status(session.study))
@@ -98,16 +179,7 @@ def run_sweep(
     finally:
         if display is not None:
             display.close()
-    summary = _summary(rows)
-    if crashed and summary.complete < summary.planned:
-        raise ScaleplanError(failure or (
-            f"{len(crashed)} worker process(es) exited with status {crashed[0]}; finished trials are kept, "
-            "re-run the same command to resume (SCALEPLAN_TRACEBACK=1 with --workers 1 shows the error)"
-        ))
-    if crashed:  # the other workers ran its trials: the sweep is done, but say what happened
-        warnings.warn(f"{len(crashed)} worker process(es) exited with status {crashed[0]}"
-                      f"{f' ({failure})' if failure else ''}; every planned trial finished nonetheless")
-    return summary
+    return rows, failure, crashed
 
 
 def _run_processes(session: SweepSession, storage: str | None, device: str | None, workers: int, max_trials: int | None,
@@ -126,11 +198,15 @@ def _run_processes(session: SweepSession, storage: str | None, device: str | Non
         while any(p.is_alive() for p in procs):
             show(study_status(session.study))
             time.sleep(POLL_S)
-    finally:
+    finally:  # on an interrupt each worker marks its trials failed, then exits (or is killed if it hangs)
         for p in procs:
             if p.is_alive():
                 p.terminate()
-            p.join()
+        for p in procs:
+            p.join(WORKER_EXIT_S)
+            if p.is_alive():
+                p.kill()
+                p.join()
     crashed = [p.exitcode for p in procs if p.exitcode]
     try:
         message = errors.get(timeout=0.5) if crashed else None

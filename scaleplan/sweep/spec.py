@@ -43,6 +43,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "objective": ("callable", "command", "timeout_s", "diverged_value"),
 }
 RANGE_KEYS = ("low", "high", "log", "points")
+MAX_SEED = 2**32 - 1  # [sweep] seeds are 32-bit: each stream's seed (seed + its offset) fits every generator a trial seeds
 ADAPTIVE_TRIALS_PER_POINT = 8  # adaptive: the budget per grid point (a cell of S seeds gets 8 x S trials)
 DEFAULT_TOLERANCE = 0.1  # adaptive: stop when lr*'s 95% interval is within ±10% ...
 DEFAULT_MAX_REGRET = 0.003  # ... or costs at most 0.3% in loss anywhere in it
@@ -187,17 +188,33 @@ def _table(raw: dict[str, Any], section: str, source: str) -> dict[str, Any]:
     return value
 
 
-def _int_list(value: Any, where: str, key: str, *, positive: bool = True, most: int | None = None) -> tuple[int, ...]:
+def _int_list(value: Any, where: str, key: str, *, least: int = 1, most: int | None = None) -> tuple[int, ...]:
     items = value if isinstance(value, list) else [value]
     if not items or not all(isinstance(v, int) and not isinstance(v, bool) for v in items):
         raise ScaleplanError(f"{where}: '{key}' must be a non-empty list of integers, got {value!r}")
-    if positive and any(v <= 0 for v in items):
-        raise ScaleplanError(f"{where}: '{key}' values must be positive, got {value!r}")
+    if min(items) < least:
+        raise ScaleplanError(f"{where}: '{key}' values must be {'positive' if least == 1 else f'>= {least}'}, got {value!r}")
     if most is not None and max(items) > most:
         raise ScaleplanError(f"{where}: '{key}' value {max(items)} is above the largest scaleplan sweeps ({most})")
     if len(set(items)) != len(items):
         raise ScaleplanError(f"{where}: '{key}' has repeated values {value!r}")
     return tuple(items)
+
+
+def _check_kwarg_values(kwargs: dict[str, Any], where: str) -> None:
+    """A quoted number in kwargs (`in_dim = "8"`) is a typo for the number: name the key and the fix."""
+    for key, value in kwargs.items():
+        if isinstance(value, str) and _is_number(value):
+            raise SpecError(f"{where}: kwargs '{key}' is the string {value!r}, not a number; write {key} = {value.strip()} (no quotes)")
+
+
+def _is_number(text: str) -> bool:
+    """Whether float() reads the text ("8", "1e-3", " 2 ")."""
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _number(value: Any, where: str) -> float:
@@ -369,7 +386,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     seed = sweep.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool):
         raise ScaleplanError(f"{_where(source, 'sweep')}: 'seed' must be an integer")
-    seeds = _int_list(sweep.get("seeds", [0]), _where(source, "sweep"), "seeds", positive=False)
+    seeds = _int_list(sweep.get("seeds", [0]), _where(source, "sweep"), "seeds", least=0, most=MAX_SEED)
     storage = sweep.get("storage")
     if storage is not None and (not isinstance(storage, str) or not storage):
         raise ScaleplanError(f"{_where(source, 'sweep')}: 'storage' must be a path or URL string")
@@ -395,6 +412,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
                     f"{_where(source, section)}: 'name' is required for the built-in trainer "
                     "(or give [objective] callable/command to sweep your own code)"
                 )
+            _check_kwarg_values(table.get("kwargs", {}), _where(source, section))
     base_width = model.get("base_width")
     if base_width is not None and (not isinstance(base_width, int) or isinstance(base_width, bool) or base_width <= 0):
         raise ScaleplanError(f"{_where(source, 'model')}: 'base_width' must be a positive integer")
@@ -437,7 +455,10 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     if allowed_search is not None:
         _check_keys(search_table, allowed_search, _where(source, "search"))
     batch_sizes = _int_list(search_table.get("batch_size", [32]), _where(source, "search"), "batch_size", most=MAX_BATCH_SIZE)
-    units = units_per_example(task.get("name"), task.get("kwargs", {})) if objective.kind == "builtin" else 1
+    try:
+        units = units_per_example(task.get("name"), task.get("kwargs", {})) if objective.kind == "builtin" else 1
+    except SpecError as exc:
+        raise SpecError(f"{_where(source, 'task')}: {exc}") from None
     for d in tokens:
         for b in batch_sizes:
             if d % (b * units):

@@ -3,6 +3,8 @@
 Local default: a journal file next to the spec (~3 ms/trial); `*.db` or `sqlite:///` gives SQLite;
 `postgresql://` gives Optuna's RDB storage for workers on many machines. The lock serializes the
 short plan bookkeeping (enqueue missing slots, fail stale trials) across all workers of a study.
+A relative `--storage` path is relative to the current directory, like any path on a command line;
+the spec's `storage` key (and the default) is relative to the spec's folder.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import ScaleplanError, StorageError
 from scaleplan.redact import redact
 
 if TYPE_CHECKING:
@@ -45,10 +47,15 @@ class StorageTarget:
 
 
 def resolve_storage(url: str | None, spec: SweepSpec | None = None) -> StorageTarget:
-    """Turn `--storage`, the spec's `storage` key or the default (sweeps/<name>.journal) into a target."""
-    base = spec.path.parent if spec is not None and spec.path is not None else Path.cwd()
+    """Turn `--storage`, the spec's `storage` key or the default (sweeps/<name>.journal) into a target.
+
+    A relative path is relative to where it is written: a `--storage` (`url`) to the current directory, the
+    spec's `storage` key and the default to the spec's folder.
+    """
+    base = Path.cwd()
     if url is None and spec is not None:
         url = spec.storage
+        base = spec.path.parent if spec.path is not None else base
     if url is None:
         if spec is None:
             raise ScaleplanError("no storage given: pass a sweep spec or --storage URL")
@@ -112,23 +119,11 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
 
     if target.path is not None and not target.path.parent.is_dir():
         raise ScaleplanError(f"storage directory does not exist: {target.path.parent} (create it or choose another --storage)")
+    if target.path is not None and target.path.is_dir():
+        raise StorageError(f"storage {target.path} is a directory; point --storage at a file in it, e.g. {target.path / 'sweep'}{target.path.suffix}")
     if target.kind == "journal":
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        from scaleplan.sweep.journal import FlockLock, check_journal
-
         assert target.path is not None, "a journal target has its file (resolve_storage)"
-        try:
-            check_journal(target.path)
-            # FlockLock follows the interface of Optuna's private BaseJournalFileLock without deriving from it
-            return JournalStorage(JournalFileBackend(str(target.path), lock_obj=FlockLock(target.path)))  # type: ignore[arg-type]
-        except OSError as exc:
-            raise ScaleplanError(f"cannot open journal storage {target.path}: {exc.strerror or exc}") from None
-        except ValueError:  # json.JSONDecodeError or optuna's "Invalid log format" while replaying the file
-            raise ScaleplanError(
-                f"{target.path} is not an Optuna journal file (a line is not a journal record); "
-                "point --storage at the sweep's .journal file or a new path"
-            ) from None
+        return _open_journal(target.path)
     engine_kwargs: dict[str, object] = {}
     if target.kind == "postgresql":
         engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
@@ -145,12 +140,46 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
             lock_engine.dispose()
     except (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
         reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
-        raise ScaleplanError(f"cannot reach storage {target.display()}: {reason} (is the server running and the URL right?)") from None
+        hint = "is the server running and the URL right?" if target.kind == "postgresql" else "can this user read and write that file and folder?"
+        raise ScaleplanError(f"cannot reach storage {target.display()}: {reason} ({hint})") from None
     except (sqlalchemy.exc.ArgumentError, sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
         raise ScaleplanError(f"bad storage URL {target.display()}: {exc} (postgresql needs `pip install 'scaleplan[postgres]'`)") from None
     except sqlalchemy.exc.DatabaseError as exc:  # after OperationalError, its subclass: e.g. a file that is not SQLite
         reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
         raise ScaleplanError(f"cannot use storage {target.display()}: {reason} (point --storage at a new file or an Optuna database)") from None
+
+
+def _open_journal(path: Path) -> optuna.storages.BaseStorage:
+    """Open a journal file (setting a cut-off last record aside); a record Optuna cannot replay is named by its line."""
+    from optuna.storages.journal import JournalStorage
+
+    from scaleplan.sweep.journal import CheckedBackend, bad_record, check_journal
+
+    try:
+        check_journal(path)
+        backend = CheckedBackend(path)
+    except OSError as exc:
+        raise StorageError(f"cannot open journal storage {path}: {exc.strerror or exc}") from None
+    try:
+        return JournalStorage(backend)
+    except (KeyError, TypeError, ValueError, AssertionError, IndexError, AttributeError) as exc:  # a record that does not replay
+        raise bad_record(path, backend.line, exc) from None
+
+
+@contextlib.contextmanager
+def database_failures(target: StorageTarget) -> Iterator[None]:
+    """Turn a database that fails mid-sweep (a full disk, a lost server) into one line: its transactions either
+    committed or rolled back, so finished trials are kept and a re-run resumes."""
+    import optuna
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError) as exc:
+        cause = exc.__cause__ or exc
+        reason = " ".join(str(getattr(cause, "orig", cause)).split())[:200]
+        raise StorageError(f"storage {target.display()} failed: {reason}; the finished trials are kept - free some space "
+                           "or fix the server, then re-run the same command to resume") from None
 
 
 @contextlib.contextmanager

@@ -9,24 +9,31 @@ stops are PRUNED (a finished slot, never re-run) with `pruned=True` and `pruned_
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import signal
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import optuna
 from optuna.trial import TrialState
 
 from scaleplan.errors import ScaleplanError
-from scaleplan.sweep.liveness import Heartbeat, stamp_owner
+from scaleplan.sweep.liveness import HOST_ATTR, PID_ATTR, Heartbeat, stamp_owner
 from scaleplan.sweep.trial import Objective, ObjectiveFailed, Outcome, TrialRequest
 from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.spec import SearchParam
+from scaleplan.sweep.storage import open_storage
 from scaleplan.sweep.study import SweepSession, reconcile, trial_id
 from scaleplan.train.config import Checkpoint
 
 DIVERGED_FALLBACK = 1e3
 ROUND_WAIT_S = 0.5
 ERROR_ATTR = "error"
+HELD_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def point_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> GridPoint:
@@ -35,13 +42,34 @@ def point_of(trial: optuna.Trial | optuna.trial.FrozenTrial) -> GridPoint:
 
 
 def _pop(session: SweepSession, trial_id: int) -> bool:
-    try:
-        claimed = session.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
-    except optuna.exceptions.UpdateFinishedTrialError:
-        return False
-    if claimed:
-        stamp_owner(session.storage, trial_id)
+    with signals_held():  # a claimed trial without its owner's stamp would show as running until stale
+        try:
+            claimed = session.storage.set_trial_state_values(trial_id, TrialState.RUNNING)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return False
+        if claimed:
+            stamp_owner(session.storage, trial_id)
     return claimed
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then act on the first as the handler in place would."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[signal.Signals] = []
+    previous = {signum: signal.signal(signum, lambda signum, frame: caught.append(signal.Signals(signum))) for signum in HELD_SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        handler = previous[caught[0]] if caught else signal.SIG_IGN
+        if callable(handler):
+            handler(caught[0], None)
+        elif handler != signal.SIG_IGN:  # the default action (None: a handler not set from Python)
+            os.kill(os.getpid(), caught[0])
 
 
 def claim(session: SweepSession, objective: Objective, limit: int, workers: int = 1) -> list[int]:
@@ -193,14 +221,34 @@ def run_worker(
             except ScaleplanError as exc:  # the built-in trainer rejected the config: bad input
                 _fail(session, trials, str(exc))
                 raise
-            except BaseException as exc:  # Ctrl-C or a bug: fail the claimed trials so a re-run repeats them
-                _fail(session, trials, f"interrupted: {type(exc).__name__}")
-                raise
             for trial, outcome in zip(trials, outcomes):
                 done += record(session, trial, outcome)
             heartbeat.watch([])
             if on_batch is not None:
                 on_batch()
+    except ScaleplanError:  # bad input (its trials are failed above) or storage that cannot be written
+        raise
+    except BaseException as exc:  # Ctrl-C, SIGTERM or a bug, anywhere from claim to record: a re-run repeats its trials
+        _fail_own_running(session, f"interrupted: {type(exc).__name__}")
+        raise
     finally:
         heartbeat.close()
     return done
+
+
+def _fail_own_running(session: SweepSession, message: str) -> None:
+    """Fail the RUNNING trials this process claimed (by its owner stamp), so status shows none running; best effort
+    (storage that cannot be written leaves them to stale-trial detection)."""
+    me = (socket.gethostname(), os.getpid())
+    try:
+        storage = open_storage(session.target)  # replayed afresh: the interrupt may have cut the session's replay short
+        study_id = storage.get_study_id_from_name(session.spec.name)
+        for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
+            if (trial.system_attrs.get(HOST_ATTR), trial.system_attrs.get(PID_ATTR)) != me:
+                continue
+            tid = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                storage.set_trial_user_attr(tid, ERROR_ATTR, message)
+                storage.set_trial_state_values(tid, TrialState.FAIL)
+    except Exception:  # noqa: BLE001 - the error being raised matters more than this cleanup's
+        pass

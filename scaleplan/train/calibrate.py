@@ -70,8 +70,8 @@ def calibrated_population(cfg: TrialConfig, measure: Callable[[TrialConfig, int]
     """K for `cfg`: the override, else the cached measurement, else measure now (and cache it)."""
     forced = os.environ.get(OVERRIDE)
     if forced:
-        if not forced.isdigit() or int(forced) < 1:
-            raise ScaleplanError(f"{OVERRIDE} must be a positive integer (trials per population), got {forced!r}")
+        if not (forced.isascii() and forced.isdigit()) or int(forced) < 1:
+            raise ScaleplanError(f"{OVERRIDE} must be a positive integer such as 8 (trials per population), got {forced!r}")
         return int(forced)
     key = cache_key(cfg)
     if key in _memory:
@@ -82,7 +82,7 @@ def calibrated_population(cfg: TrialConfig, measure: Callable[[TrialConfig, int]
         with _locked(path):
             cached = _read(path)
             entry = cached.get(key)
-            if entry is None:
+            if not _usable(entry):  # missing, or torn or hand-edited: measure again and rewrite it
                 entry = cached[key] = _measured(cfg, measure)
                 with writing(path, "population cache") as part:
                     part.write_text(json.dumps(cached, indent=1, sort_keys=True))
@@ -90,6 +90,12 @@ def calibrated_population(cfg: TrialConfig, measure: Callable[[TrialConfig, int]
         pass
     _memory[key] = int((entry or _measured(cfg, measure))["k"])
     return _memory[key]
+
+
+def _usable(entry: Any) -> bool:
+    """Whether a cache entry holds a population size: a mapping whose `k` is a positive integer."""
+    k = entry.get("k") if isinstance(entry, dict) else None
+    return isinstance(k, int) and not isinstance(k, bool) and k >= 1
 
 
 def _measured(cfg: TrialConfig, measure: Callable[[TrialConfig, int], float] | None) -> dict[str, Any]:

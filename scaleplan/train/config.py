@@ -7,25 +7,31 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS, weight_decay_for
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import ScaleplanError, SpecError
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULES = ("constant", "cosine", "linear")
 MEMORY_EPS = ("rule", "retrieval")  # a DenseAM memory eps: the rules' scaling, or kappa x the retrieved gradient at init
 LM_SEQ_LEN = 64  # the char-level LM's default context (tasks/charlm.py uses it)
+DEVICE_PATTERN = r"cpu|cuda(:[0-9]+)?"  # the devices training runs on (train.build.training_device)
 
 
 def units_per_example(task: str | None, task_kwargs: dict[str, Any]) -> int:
     """Samples or tokens one training example adds to D, without building the task (no torch):
     seq_len for the char-level LM, 1 otherwise (each task's `units_per_example` agrees; tested)."""
-    if task == "charlm":
-        return int(task_kwargs.get("seq_len", LM_SEQ_LEN))
-    return 1
+    if task != "charlm":
+        return 1
+    seq_len = task_kwargs.get("seq_len", LM_SEQ_LEN)
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise SpecError(f"kwargs seq_len must be a positive integer (characters per example of the charlm task), got {seq_len!r}; "
+                        f"e.g. seq_len = {LM_SEQ_LEN}")
+    return seq_len
 
 # A pruning callback: (steps done, held-out loss per member, NaN where stopped or diverged) -> stop per member.
 Checkpoint = Callable[[int, list[float]], list[bool]]
@@ -113,6 +119,8 @@ class TrialConfig:
         self._check_weight_decay()
         if self.threads is not None and self.threads < 1:
             raise ScaleplanError(f"threads must be >= 1 or None, got {self.threads}")
+        if not isinstance(self.device, str) or not re.fullmatch(DEVICE_PATTERN, self.device):
+            raise ScaleplanError(f"unknown device {self.device!r}: scaleplan trains on cpu, cuda or cuda:N (e.g. --device cuda:1)")
 
     def _check_weight_decay(self) -> None:
         if self.decay_convention not in DECAY_CONVENTIONS:

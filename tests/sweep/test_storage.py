@@ -24,21 +24,27 @@ def make_spec(tmp_path: Path, storage: str | None = None):
 @pytest.mark.parametrize(
     ("url", "kind", "expected"),
     [
-        (None, "journal", "{d}/toy.journal"),
-        ("other.journal", "journal", "{d}/other.journal"),
+        (None, "journal", "{spec}/toy.journal"),
+        ("other.journal", "journal", "{cwd}/other.journal"),
         ("/abs/x.log", "journal", "/abs/x.log"),
         ("journal:////abs/y.journal", "journal", "/abs/y.journal"),
-        ("journal:///rel.journal", "journal", "{d}/rel.journal"),
-        ("runs.db", "sqlite", "sqlite:///{d}/runs.db"),
-        ("sqlite:///rel.db", "sqlite", "sqlite:///{d}/rel.db"),
+        ("journal:///rel.journal", "journal", "{cwd}/rel.journal"),
+        ("runs.db", "sqlite", "sqlite:///{cwd}/runs.db"),
+        ("sqlite:///rel.db", "sqlite", "sqlite:///{cwd}/rel.db"),
         ("postgresql://u:p@h/db", "postgresql", "postgresql+psycopg://u:p@h/db"),
         ("postgres://u:p@h/db", "postgresql", "postgresql+psycopg://u:p@h/db"),
         ("postgresql+psycopg2://u:p@h/db", "postgresql", "postgresql+psycopg2://u:p@h/db"),
     ],
 )
-def test_resolve_storage(tmp_path: Path, url: str | None, kind: str, expected: str) -> None:
-    target = resolve_storage(url, make_spec(tmp_path))
-    assert (target.kind, target.url) == (kind, expected.format(d=tmp_path))
+def test_resolve_storage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str | None, kind: str, expected: str) -> None:
+    """A relative --storage is relative to the current directory (with or without a spec); the default to the spec's folder."""
+    spec_dir, cwd = tmp_path / "sweeps", tmp_path / "here"
+    spec_dir.mkdir(), cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    target = resolve_storage(url, make_spec(spec_dir))
+    assert (target.kind, target.url) == (kind, expected.format(spec=spec_dir, cwd=cwd))
+    if url is not None:
+        assert resolve_storage(url).url == target.url  # the same file as `sweep status --storage URL` without a spec
 
 
 @pytest.mark.parametrize(
@@ -61,7 +67,8 @@ def test_driver_resolution_works_with_either_driver(monkeypatch: pytest.MonkeyPa
         assert resolve_storage("postgresql://u:p@h/db").url == f"{expected}u:p@h/db"
 
 
-def test_spec_storage_key_is_relative_to_the_spec(tmp_path: Path) -> None:
+def test_spec_storage_key_is_relative_to_the_spec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir("/")
     assert resolve_storage(None, make_spec(tmp_path, "s.db")).url == f"sqlite:///{tmp_path}/s.db"
 
 
@@ -97,13 +104,13 @@ def test_unreachable_postgres_is_one_line() -> None:
 def test_file_that_is_not_sqlite_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "notes.db").write_text("not a database")
     with pytest.raises(ScaleplanError, match=r"cannot use storage sqlite:///.*notes\.db: file is not a database"):
-        open_storage(resolve_storage("notes.db", make_spec(tmp_path)))
+        open_storage(resolve_storage(None, make_spec(tmp_path, "notes.db")))
 
 
 def test_file_that_is_not_a_journal_is_one_line(tmp_path: Path) -> None:
     (tmp_path / "notes.journal").write_text("my notes\n{not json\n")
     with pytest.raises(ScaleplanError, match=r"notes\.journal is not an Optuna journal file"):
-        open_storage(resolve_storage("notes.journal", make_spec(tmp_path)))
+        open_storage(resolve_storage(None, make_spec(tmp_path, "notes.journal")))
 
 
 def test_missing_directory(tmp_path: Path) -> None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
 import torch
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import ScaleplanError, SpecError
 from scaleplan.tasks import TASKS, get_task
 from scaleplan.tasks.charlm import PINNED_SHA256, STDLIB_FILES, load_corpus
 
@@ -80,7 +81,7 @@ def test_patterns_flip_rate_and_bayes_floor() -> None:
 
 
 def test_patterns_rejects_bad_options() -> None:
-    with pytest.raises(ScaleplanError, match="unknown mode 'recall'"):
+    with pytest.raises(ScaleplanError, match="option mode must be one of 'classify', 'denoise', got 'recall'"):
         get_task("patterns", mode="recall")
     with pytest.raises(ScaleplanError, match="flip_prob"):
         get_task("patterns", flip_prob=0.5)
@@ -194,3 +195,23 @@ def test_a_denseam_retrieves_stored_patterns_only_with_the_leak(leak: bool, belo
     loss = train_trial(cfg).loss
     floor = linear_floor(get_task("patterns", **RETRIEVAL))
     assert (loss < floor - 0.05) == below_linear, (loss, floor)
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "message"),
+    [
+        ("teacher-student", {"in_dim": "8"}, "option in_dim must be an integer, got '8'; fix it in [task] kwargs (default: in_dim = 32)"),
+        ("teacher-student", {"in_dim": 8.0}, "option in_dim must be an integer, got 8.0"),
+        ("teacher-student", {"n_eval": True}, "option n_eval must be an integer, got True"),
+        ("teacher-student", {"noise_std": "x"}, "option noise_std must be a finite number, got 'x'"),
+        ("teacher-student", {"noise_std": math.nan}, "option noise_std must be a finite number, got nan"),
+        ("patterns", {"flip_prob": [0.1]}, "option flip_prob must be a finite number, got [0.1]"),
+        ("charlm", {"seq_len": 1.5}, "option seq_len must be an integer, got 1.5"),
+        ("charlm", {"seq_len": "abc"}, "option seq_len must be an integer, got 'abc'"),
+        ("charlm", {"stdlib_dir": 3}, "option stdlib_dir must be a string or unset, got 3; fix it in [task] kwargs"),
+    ],
+)
+def test_an_option_of_the_wrong_type_is_named_with_its_type(name: str, kwargs: dict, message: str) -> None:
+    """Caught before the task is built (a quoted number or a fractional size fails deep in torch otherwise)."""
+    with pytest.raises(SpecError, match=re.escape(f"task '{name}': {message}")):
+        get_task(name, **kwargs)

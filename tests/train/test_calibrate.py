@@ -114,3 +114,26 @@ def test_override(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SCALEPLAN_POPULATION", "lots")
     with pytest.raises(ScaleplanError, match="SCALEPLAN_POPULATION must be a positive integer"):
         calibrated_population(TINY)
+
+
+@pytest.mark.parametrize("entry", [{"k": "abc"}, {"seconds_per_trial_step": {}}, {"k": 0}, {"k": True}, {"k": 4.5}, "16", None])
+def test_a_malformed_cache_entry_is_measured_again_and_rewritten(cache: Path, entry: object) -> None:
+    other = {"k": 4, "measured": "2026-01-01"}  # another configuration's entry is kept as it is
+    cache.write_text(json.dumps({cache_key(TINY): entry, "other": other}))
+    calls: list[int] = []
+
+    def fake(cfg: TrialConfig, k: int) -> float:
+        calls.append(k)
+        return 1.0 / k
+
+    assert calibrated_population(TINY, fake) == 64
+    assert calls == [1, 4, 16, 64]
+    stored = json.loads(cache.read_text())
+    assert stored[cache_key(TINY)]["k"] == 64 and stored["other"] == other
+
+
+@pytest.mark.parametrize("value", ["²", "٣", "８", "-3", "0", "3.0", " 3"])
+def test_override_takes_ascii_digits_only(cache: Path, monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    monkeypatch.setenv("SCALEPLAN_POPULATION", value)
+    with pytest.raises(ScaleplanError, match="SCALEPLAN_POPULATION must be a positive integer such as 8"):
+        calibrated_population(TINY, lambda cfg, k: pytest.fail("measured"))
