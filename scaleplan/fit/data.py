@@ -66,6 +66,9 @@ def parse_column_map(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
         canonical, sep, source = pair.partition("=")
         if not sep or not canonical.strip() or not source.strip():
             raise ScaleplanError(f"--column expects CANONICAL=SOURCE (e.g. batch_size=bs), got '{pair}'")
+        if canonical.strip() not in (*OPTIONAL_COLUMNS, "loss"):  # renaming lr to a typo would drop the lr column unseen
+            raise ScaleplanError(f"--column {pair}: '{canonical.strip()}' is not a column scaleplan reads; the name before "
+                                 f"'=' is one of {', '.join(('loss', *OPTIONAL_COLUMNS))} and the name after it is yours")
         out[source.strip()] = canonical.strip()
     return out
 

@@ -36,6 +36,12 @@ def test_bad_column_option(pair: str) -> None:
         parse_column_map([pair])
 
 
+def test_a_canonical_name_scaleplan_does_not_read_is_refused() -> None:
+    """--column bogus=lr would rename the lr column away and fit a loss law instead: refused, naming the valid names."""
+    with pytest.raises(ScaleplanError, match=r"--column bogus=lr: 'bogus' is not a column scaleplan reads; the name before '=' is one of loss, "):
+        parse_column_map(["bogus=lr"])
+
+
 def test_unknown_source_column() -> None:
     with pytest.raises(ScaleplanError, match=r"--column source\(s\) \['bs'\] not in the data"):
         prepare_trials(frame(), columns={"bs": "batch_size"})
