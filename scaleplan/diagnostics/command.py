@@ -74,13 +74,17 @@ def coord_check(
     import torch
 
     from scaleplan.diagnostics.coord_check import coord_check as run_coord_check
-    from scaleplan.diagnostics.coord_check import coord_check_model, width_ratios, width_table
+    from scaleplan.diagnostics.coord_check import coord_check_model, first_divergence, width_ratios, width_table
 
     torch.set_num_threads(1)
     if build is None:
         frame = run_coord_check(model_name, parametrization, width_list, steps=steps, lr=lr, seeds=seeds, optimizer=optimizer)
     else:
         frame = coord_check_model(build, parametrization, width_list, steps=steps, lr=1e-3 if lr is None else lr, seeds=seeds, optimizer=optimizer, init_std=init_std)
+    diverged = first_divergence(frame)
+    if diverged is not None:  # a table of nan says nothing about the parametrization
+        raise ScaleplanError(f"coord-check: activations went non-finite at width {diverged[0]} by step {diverged[1]} "
+                             f"(lr {'the default' if lr is None else lr} diverged); lower --lr")
     table = width_table(frame, steps)
     table["ratio"] = width_ratios(frame, steps)
     click.echo(f"mean |activation| after {steps} steps ({model_name}, {parametrization}); ratio = widest / narrowest")

@@ -7,6 +7,7 @@ Adam (or SGD) using the parametrization's per-tensor learning rates.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
@@ -196,6 +197,15 @@ def trace_training(
                 loss.backward()
                 opt.step()
     return rows
+
+
+def first_divergence(frame: pd.DataFrame) -> tuple[int, int] | None:
+    """(width, step) where activations first went non-finite (the narrowest diverged width first), else None."""
+    bad = frame[~frame["mean_abs"].apply(math.isfinite)]
+    if bad.empty:
+        return None
+    first = bad.sort_values(["width", "step"]).iloc[0]
+    return int(first["width"]), int(first["step"])
 
 
 def average_seeds(rows: list[tuple[int, int, int, str, float]]) -> pd.DataFrame:

@@ -126,3 +126,12 @@ def test_cli_bad_input_is_one_line(args: list[str], message: str, tmp_path) -> N
     proc = subprocess.run([sys.executable, "-m", "scaleplan.cli", "coord-check", *args, "--steps", "1", "--out", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and message in proc.stderr
+
+
+def test_a_diverged_run_is_one_line_not_a_table_of_nan(tmp_path) -> None:
+    """A table of nan says nothing about the parametrization: the command names the width, the step and the fix."""
+    proc = subprocess.run([sys.executable, "-m", "scaleplan.cli", "coord-check", "--model", "mlp", "--widths", "8,16", "--steps", "10",
+                           "--lr", "1e4", "--optimizer", "sgd", "--out", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "coord-check: activations went non-finite at width 16 by step 3 (lr 10000.0 diverged); lower --lr" in proc.stderr
+    assert not list(tmp_path.iterdir())  # no plot of nan
