@@ -202,7 +202,9 @@ def _warn_tied_readouts(model: nn.Module, params: dict[str, nn.Parameter], tenso
             f"tied input/output embedding(s) {', '.join(tied)} under {rules.name!r}: the shared matrix trains with the input "
             "rule while its readout use is scaled by 1/m (as mup's MuSharedReadout does); on transformers' GPT-2 (width 16 "
             "-> 256, 200 steps) this trained 8% worse than SP at its best lr, and untied it matched SP "
-            "(benchmarks/results/hf-gpt2-tied.txt): untie them (e.g. tie_word_embeddings=False) for muP",
+            "(benchmarks/results/hf-gpt2-tied.txt): untie them for muP (tie_word_embeddings=False where the model honours it; "
+            "transformers' T5 ties regardless: give the readout its own copy before apply_parametrization, "
+            "model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone()))",
             UserWarning,
             stacklevel=3,
         )

@@ -190,7 +190,9 @@ def _infer_raw(name: str, shape: tuple[int, ...], mults: list[float | None], inf
         return Inferred("hidden", mults[inf[1]] or 1.0)  # fan-in and fan-out scale alike: layout does not matter
     raise ParametrizationError(
         f"cannot infer the role of raw parameter {name!r} (shape {list(shape)}, width dims {inf}): its layout is "
-        f"unknown; declare it, e.g. roles={{{name!r}: 'output'}} for a readout used as x @ w, or make it an nn.Linear"
+        f"unknown; declare it, roles={{{name!r}: 'output'}} if only its fan-in is a width (a readout used as x @ w), "
+        f"'input' if only its fan-out is (e.g. an MoE expert's down projection at a fixed FFN width), 'hidden' if both "
+        "are; or make it an nn.Linear"
     )
 
 

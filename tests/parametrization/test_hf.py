@@ -248,3 +248,20 @@ def test_a_width_dependent_embed_scale_is_pinned_at_the_base() -> None:
     embed = lambda w: transformers.models.bart.modeling_bart.BartScaledWordEmbedding(50, w, 0, embed_scale=w**0.5)  # noqa: E731
     with pytest.raises(ParametrizationError, match="embed_scale=11.3137, which may grow with the width; pass base= as a model"):
         apply_parametrization(embed(128), "mup", base={"weight": (50, 32)})
+
+
+def test_t5_untied_by_hand_is_a_readout_as_the_tied_warning_says() -> None:
+    """transformers' T5 ties lm_head to the embedding whatever its config says; the warning's fix (a copy) unties it."""
+    def untied(width: int):
+        model = t5(width)
+        model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
+        return model
+
+    with pytest.warns(UserWarning, match=r"transformers' T5 ties regardless: give the readout its own copy"):
+        apply_parametrization(t5(128), "mup", base=t5(32), delta=t5(64), init_std=0.02)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = apply_parametrization(untied(128), "mup", base=untied(32), delta=untied(64), init_std=0.02)
+    assert not [w for w in caught if "tied" in str(w.message)]
+    assert model.scaleplan_state.tensors["lm_head.weight"].role == "output"
+    assert [h.multiplier for h in model.lm_head._forward_pre_hooks.values()] == [pytest.approx(0.5, rel=1e-12)]
