@@ -30,6 +30,12 @@ def stamp_owner(storage: optuna.storages.BaseStorage, trial_id: int) -> None:
     storage.set_trial_system_attr(trial_id, HEARTBEAT_ATTR, time.time())
 
 
+def owned_here(trial: optuna.trial.FrozenTrial) -> bool:
+    """Whether this process claimed the trial (its `stamp_owner` host and pid)."""
+    attrs = trial.system_attrs
+    return attrs.get(HOST_ATTR) == socket.gethostname() and attrs.get(PID_ATTR) == os.getpid()
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -13,7 +13,6 @@ import contextlib
 import math
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -22,7 +21,7 @@ import optuna
 from optuna.trial import TrialState
 
 from scaleplan.errors import ScaleplanError
-from scaleplan.sweep.liveness import HOST_ATTR, PID_ATTR, Heartbeat, stamp_owner
+from scaleplan.sweep.liveness import Heartbeat, owned_here, stamp_owner
 from scaleplan.sweep.trial import Objective, ObjectiveFailed, Outcome, TrialRequest
 from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.spec import SearchParam
@@ -239,12 +238,11 @@ def run_worker(
 def _fail_own_running(session: SweepSession, message: str) -> None:
     """Fail the RUNNING trials this process claimed (by its owner stamp), so status shows none running; best effort
     (storage that cannot be written leaves them to stale-trial detection)."""
-    me = (socket.gethostname(), os.getpid())
     try:
         storage = open_storage(session.target)  # replayed afresh: the interrupt may have cut the session's replay short
         study_id = storage.get_study_id_from_name(session.spec.name)
         for trial in storage.get_all_trials(study_id, deepcopy=False, states=(TrialState.RUNNING,)):
-            if (trial.system_attrs.get(HOST_ATTR), trial.system_attrs.get(PID_ATTR)) != me:
+            if not owned_here(trial):
                 continue
             tid = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):

@@ -83,11 +83,8 @@ def check_init(cfg: TrialConfig, task: Task) -> bool:
 
 
 def training_device(cfg: TrialConfig) -> torch.device:
-    """cfg.device as a torch.device, checked to exist."""
-    try:
-        device = torch.device(cfg.device)
-    except RuntimeError:
-        raise ScaleplanError(f"unknown device {cfg.device!r}; use 'cpu' or 'cuda'") from None
+    """cfg.device (cpu, cuda or cuda:N, checked by TrialConfig) as a torch.device, checked to exist."""
+    device = torch.device(cfg.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ScaleplanError(f"device {cfg.device!r} asked for, but torch sees no CUDA GPU; use device='cpu'")
     return device

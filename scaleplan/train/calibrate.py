@@ -8,7 +8,8 @@ evaluation cancel; see `cost_per_trial_step`) for K = 1, 4, 16, 64 (and 256 on a
 4x more members no longer saves 10% per trial or the GPU runs out of memory. K is the smallest size whose
 cost per trial-step is within 10% of the cheapest. The answer is cached per device and configuration in
 `$SCALEPLAN_CACHE_DIR/population.json` (default ~/.cache/scaleplan), under a file lock so that workers
-starting together measure once, and written whole (a worker killed mid-write leaves the previous cache). `SCALEPLAN_POPULATION=K` skips all this and uses K.
+starting together measure once, and written whole (a worker killed mid-write leaves the previous cache).
+`SCALEPLAN_POPULATION=K` skips all this and uses K.
 """
 
 from __future__ import annotations

@@ -86,8 +86,7 @@ class RunRecord:
         """Start the record (its identity line and header), or check an existing one: refuse a record of another spec
         or target, adopt one written before records named theirs, and cut a last line a kill tore."""
         line = IDENTITY + json.dumps(self.identity, sort_keys=True) + "\n"
-        if not self.path.is_file():
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.is_file():  # writing() makes its folder
             _swap_in(self.path, line + ",".join([*self.params, "seed", "loss"]) + "\n")
             return
         text = _read_text(self.path, self.params)

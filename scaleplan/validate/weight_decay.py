@@ -600,12 +600,14 @@ def run_decay_validations(specs: tuple[Path, ...], target_width: int, target_ste
     from scaleplan.outputs import ensure_writable, writing
     from scaleplan.sweep.spec import load_spec
 
+    stems = []
     for path in specs:  # every spec and report path checked before any training
-        check_decay_spec(load_spec(path), target_width, target_steps, seeds)
-        ensure_writable(Path(out_dir) / f"{name}-{load_spec(path).name}.md", "report")
+        spec = load_spec(path)
+        check_decay_spec(spec, target_width, target_steps, seeds)
+        stems.append(f"{name}-{spec.name}")
+        ensure_writable(Path(out_dir) / f"{stems[-1]}.md", "report")
     lines = []
-    for path in specs:
-        stem = f"{name}-{load_spec(path).name}"
+    for path, stem in zip(specs, stems):
         report = Path(out_dir) / f"{stem}.md"
         v = validate_weight_decay(path, target_width, target_steps, seeds, out_dir, n_boot, workers, log, grid_step, device,
                                   storage)
