@@ -24,6 +24,7 @@ from itertools import product
 import torch
 import transformers
 
+from charlm_training import held_out_after
 from scaleplan import apply_parametrization, param_groups
 from scaleplan.tasks import get_task
 from scaleplan.tasks.charlm import VOCAB
@@ -56,18 +57,7 @@ def held_out_loss(job: tuple[str, int, float, int]) -> tuple[str, int, float, in
         warnings.simplefilter("ignore")
         apply_parametrization(model, "mup", base=mixtral(PROXIES[0]), delta=mixtral(2 * PROXIES[0]), init_std=0.02, roles=roles)
     opt = torch.optim.Adam(param_groups(model, lr))
-    generator = torch.Generator().manual_seed(10_000 + seed)
-    for _ in range(STEPS):
-        inputs, targets = task.sample_batch(BATCH, generator)
-        loss = task.loss(model(input_ids=inputs).logits, targets)
-        if not torch.isfinite(loss):
-            return variant, width, lr, seed, math.inf
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    with torch.no_grad():
-        held_out = task.eval_loss(lambda x: model(input_ids=x).logits)
-    return variant, width, lr, seed, held_out if math.isfinite(held_out) else math.inf
+    return variant, width, lr, seed, held_out_after(lambda x: model(input_ids=x).logits, opt, task, STEPS, BATCH, seed)
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from scaleplan.cli import main
+from cli_runs import exit_code
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.laws import SCHEMA_VERSION, LawFile, PowerLaw, Provenance, Variable, load_law
 from scaleplan.sweep.runner import run_sweep
@@ -84,18 +84,10 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     LawFile(name="width", title="a width law", variables=[Variable("W", "model width (hidden size)", "units")],
             provenance=Provenance(source="test"), parametrization=ParametrizationRef("mup", base_width=8),
             power_laws=[PowerLaw("lr", "learning rate", -4.6, {"W": -1.0})]).save(ws / "width.json")
-    assert main_exit(["sweep", "export", str(ws / "done.toml"), "-o", str(ws / "trials.csv")]) == 0
+    assert exit_code(["sweep", "export", str(ws / "done.toml"), "-o", str(ws / "trials.csv")]) == 0
     (ws / "one-size.csv").write_text("N,lr,loss\n1e6,1e-3,2.0\n1e6,2e-3,1.9\n1e6,4e-3,2.1\n")
     (ws / "a-file").write_text("")
     return ws
-
-
-def main_exit(argv: list[str]) -> int:
-    try:
-        main(argv)
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else 1
-    return 0
 
 
 def snapshot(*folders: Path) -> dict[str, str]:
@@ -243,7 +235,7 @@ def test_bad_input_is_one_line_exit_2_and_changes_nothing(
 ) -> None:
     monkeypatch.chdir(workspace)
     before = snapshot(workspace)
-    code = main_exit(argv)
+    code = exit_code(argv)
     out, err = capsys.readouterr()
     assert code == 2, (code, err)
     lines = err.splitlines()

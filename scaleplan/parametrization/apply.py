@@ -23,13 +23,14 @@ from typing import Mapping
 from torch import nn
 
 from scaleplan.core.reference import ParametrizationRef
-from scaleplan.core.rules import ROLES, Parametrization, get_parametrization, residual_multiplier
+from scaleplan.core.rules import ROLES, Parametrization, RoleMultipliers, get_parametrization, residual_multiplier
 from scaleplan.errors import ParametrizationError
 from scaleplan.parametrization.attention import attention_sites
 from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
 from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, known_uses
 from scaleplan.parametrization.metadata import check_saved, model_width, saved_metadata, store_metadata
+from scaleplan.parametrization.optimizer_check import tag_tensors, watch
 
 @dataclass
 class TensorRecord:
@@ -65,6 +66,12 @@ class ParametrizationState:
     scalings: dict[str, float] = field(default_factory=dict)  # HF attention module -> factor on its `scaling`
     embed_scales: dict[str, float] = field(default_factory=dict)  # module -> factor on its `embed_scale` (pinned at the base's)
     manual_readouts: tuple[str, ...] = ()  # raw readouts whose multiplier the user applies (readout_multiplier)
+
+    def multipliers(self, name: str, optimizer: str = "adam", decay: str = "torch") -> RoleMultipliers:
+        """The rules' factors for tensor `name` under `optimizer` (before a DenseAM memory's eps factor)."""
+        record = self.tensors[name]
+        return get_parametrization(self.parametrization).multipliers(
+            record.role, record.m, optimizer, self.depth_ratio, self.completep, decay, m_out=record.m_out)
 
     def reference(self, optimizer: str = "adam") -> ParametrizationRef:
         """This model's parametrization as a typed reference, to check against a law's (see param_groups)."""
@@ -121,6 +128,7 @@ def apply_parametrization(
     (mup's rescale_params=False); metadata saved with it (HF config) is checked against the model.
     """
     rules = get_parametrization(parametrization)
+    _refuse_compiled(model, base, delta)
     _refuse_second_application(model, rescale)
     if completep and rules.name != "mup":
         raise ParametrizationError(f"completep=True needs parametrization 'mup', not {rules.name!r}")
@@ -187,6 +195,8 @@ def apply_parametrization(
         )
     model.scaleplan_state = state  # type: ignore[assignment]
     store_metadata(model, state)
+    tag_tensors(params, {name: {family: state.multipliers(name, family).lr for family in ("adam", "sgd")} for name in tensors})
+    watch()
     return model
 
 
@@ -220,6 +230,15 @@ def readout_multiplier(model: nn.Module, name: str) -> float:
     if record is None or record.role != "output":
         raise ParametrizationError(f"{name!r} is not a readout of this model (readouts: {', '.join(n for n, r in state.tensors.items() if r.role == 'output')})")
     return state.output_mult * get_parametrization(state.parametrization).multipliers("output", record.m).forward
+
+
+def _refuse_compiled(*models: object) -> None:
+    """torch.compile's wrapper renames every parameter (_orig_mod.*), so shapes cannot be matched with a base: apply first."""
+    if any(type(m).__name__ == "OptimizedModule" and hasattr(m, "_orig_mod") for m in models):
+        raise ParametrizationError(
+            "apply_parametrization to the model before torch.compile, not to the compiled wrapper (its parameters are "
+            "renamed _orig_mod.*): model = torch.compile(apply_parametrization(model, ...)), the base uncompiled"
+        )
 
 
 def _refuse_second_application(model: nn.Module, rescale: bool) -> None:
@@ -413,6 +432,31 @@ def _memory_eps(model: nn.Module, base_modules: dict[str, nn.Module], tensors: d
             record.eps = rules.memory_eps_multiplier(module.features / base_module.features, m_memories, module.gradient_order)
             largest = max(largest, m_memories)
     return largest
+
+
+def check_intact(model: nn.Module, state: ParametrizationState) -> None:
+    """Refuse a model changed after apply_parametrization where the change drops what muP set: a parameter added
+    (it has no role), or a readout's module replaced (transformers' resize_token_embeddings, a new head: the new module
+    lacks the 1/m input hook and still trains, as SP)."""
+    params = dict(model.named_parameters())
+    added = [name for name in params if name not in state.tensors]
+    if added:
+        raise ParametrizationError(
+            f"parameter(s) {', '.join(added[:3])}{', ...' if len(added) > 3 else ''} were added after apply_parametrization "
+            "and have no role: make such changes before applying it (and to the base)"
+        )
+    for name, record in state.tensors.items():
+        param = params.get(name)
+        if param is None or record.role not in ("input", "output") or param.dim() < 2:
+            continue
+        unhooked = [m for m in _readout_modules(model, param, record)
+                    if not any(isinstance(h, ScaleInput) for h in m._forward_pre_hooks.values())]
+        if unhooked:
+            raise ParametrizationError(
+                f"the readout {name} lost its muP output multiplier: the module that uses it was replaced after "
+                "apply_parametrization (resize_token_embeddings, a new head), and would train as SP: make such changes "
+                "before applying it (and to the base)"
+            )
 
 
 def _readout_modules(model: nn.Module, param: nn.Parameter, record: TensorRecord) -> list[nn.Module]:

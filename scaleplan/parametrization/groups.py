@@ -9,8 +9,9 @@ from typing import Any
 from torch import nn
 
 from scaleplan.errors import ParametrizationError, ScaleplanError
-from scaleplan.parametrization.apply import find_state
-from scaleplan.core.rules import RoleMultipliers, get_parametrization
+from scaleplan.parametrization.apply import check_intact, find_state
+from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, OPTIMIZER_KEY, watch
+from scaleplan.core.rules import RoleMultipliers
 from scaleplan.core.weight_decay import DECOUPLED_OPTIMIZERS, check_convention, check_weight_decay
 
 
@@ -29,7 +30,7 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "
             "model has no scaleplan parametrization; call apply_parametrization(model, 'mup', base=...) first"
         )
     state = found[2]
-    rules = get_parametrization(state.parametrization)
+    check_intact(found[1], state)
     if optimizer == "sgd" and state.parametrization == "denseam" and state.softmax_energy:
         warnings.warn(
             "SGD with the DenseAM log-sum-exp (softmax) energy is unstable across widths; use Adam",
@@ -49,7 +50,7 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "
         )
     factors = {}
     for name, record in state.tensors.items():
-        f = rules.multipliers(record.role, record.m, optimizer, state.depth_ratio, state.completep, decay, m_out=record.m_out)
+        f = state.multipliers(name, optimizer, decay)
         factors[name] = dataclasses.replace(f, eps=f.eps * record.eps) if record.eps != 1.0 and optimizer != "sgd" else f
     return factors
 
@@ -86,6 +87,9 @@ def param_groups(
     optimizer family) and the width the prediction was made for; a mismatch is a one-line error,
     never a silently wrong lr. Groups carry an "eps" only where the rules scale it (CompleteP: Adam eps x
     1/(m * m_L); a DenseAM's memories: core/rules.py memory_eps_multiplier) or calibrate_memory_eps set it.
+    Each group also carries "scaleplan_lr_factor", its lr over the base lr (a schedule keeps muP's ratios by
+    setting g["lr"] = lr * g["scaleplan_lr_factor"]), and "scaleplan_optimizer"; optimizer_check warns at the
+    step when a schedule lost the ratios or another optimizer steps the groups.
 
     `weight_decay` is the base lambda (default: the prediction's, else 0) in the AdamW convention `decay`
     (default: the prediction's, else "torch"); per-role lambdas follow `scaleplan.core.rules`. Independent
@@ -109,14 +113,17 @@ def param_groups(
         group_lr, group_wd = base_lr * f.lr, base_wd * f.weight_decay
         group = groups.setdefault(
             (f.lr, f.weight_decay, f.eps, fixed_eps),
-            {"params": [], "names": [], "lr": group_lr, "weight_decay": group_wd / group_lr if decay == "independent" else group_wd},
+            {"params": [], "names": [], "lr": group_lr, FACTOR_KEY: f.lr, OPTIMIZER_KEY: optimizer,
+             BASE_KEYS["weight_decay"]: base_wd,
+             "weight_decay": group_wd / group_lr if decay == "independent" else group_wd},
         )
         if fixed_eps is not None:
             group["eps"] = fixed_eps
         elif f.eps != 1.0:
-            group["eps"] = eps * f.eps
+            group["eps"], group[BASE_KEYS["eps"]] = eps * f.eps, eps
         group["params"].append(param)
         group["names"].append(pname)
+    watch()
     return list(groups.values())
 
 

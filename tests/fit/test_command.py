@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from cli_runs import run_main
 from click.testing import CliRunner
 
-from scaleplan.cli import cli, main
+from scaleplan.cli import cli
 from scaleplan.laws import LawFile
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -65,12 +66,6 @@ def test_width_law_predicts_by_width(tmp_path: Path) -> None:
     assert law.predict(width=1024).lr == pytest.approx(0.02 / 16, rel=0.05)
     assert law.loss_law is None and law.method == "parabola; OLS"  # 10 replicates: too few to weight
     assert "excluded: 8 diverged" in result.output  # lr 0.52 and 1.0 at each of the 4 widths
-
-
-def run_main(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    with pytest.raises(SystemExit) as exc:
-        main(argv)
-    return exc.value.code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

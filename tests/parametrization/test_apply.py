@@ -145,6 +145,30 @@ def test_applying_twice_is_refused() -> None:
         apply_parametrization(net, "sp", base=build_model("mlp", 64))
 
 
+@pytest.mark.parametrize("compiled", ["model", "base"])
+def test_a_compiled_wrapper_is_refused_with_the_order_that_works(compiled: str) -> None:
+    model, base = build_model("mlp", 128), build_model("mlp", 64)
+    wrapped = {"model": model, "base": base}
+    wrapped[compiled] = torch.compile(wrapped[compiled])  # wrapping only: nothing is compiled until it runs
+    with pytest.raises(ScaleplanError, match=r"before torch.compile.*torch.compile\(apply_parametrization\(model"):
+        apply_parametrization(wrapped["model"], "mup", base=wrapped["base"])
+    assert torch.compile(apply_parametrization(model, "mup", base=base)).scaleplan_state.parametrization == "mup"
+
+
+def test_a_model_changed_after_apply_is_refused_by_param_groups() -> None:
+    added = build_parametrized("mlp", 128, "mup", 64)
+    added.extra = nn.Linear(4, 4)
+    with pytest.raises(ScaleplanError, match=r"^parameter\(s\) extra.weight, extra.bias were added after apply_parametrization"):
+        param_groups(added, LR)
+    replaced = build_parametrized("mlp", 128, "mup", 64)
+    name = next(n for n, r in replaced.scaleplan_state.tensors.items() if r.role == "output" and n.endswith("weight"))
+    module_name = name.rsplit(".", 1)[0]
+    old = replaced.get_submodule(module_name)
+    replaced.set_submodule(module_name, nn.Linear(old.in_features, old.out_features))
+    with pytest.raises(ScaleplanError, match=f"^the readout {name} lost its muP output multiplier"):
+        param_groups(replaced, LR)
+
+
 def test_functional_call_vmap_over_stacked_models() -> None:
     torch.manual_seed(0)
     nets = [build_parametrized("mlp", 128, "mup", 32) for _ in range(3)]

@@ -106,6 +106,20 @@ def test_a_base_with_another_vocabulary_is_refused() -> None:
         apply_parametrization(gpt2(64), "mup", base=gpt2(32, vocab=40))
 
 
+@pytest.mark.parametrize("tied", [False, True])
+def test_resize_token_embeddings_after_apply_is_refused_where_it_drops_the_readout_hook(tied: bool) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tied readout
+        model = apply_parametrization(gpt2(64, tied=tied), "mup", base=gpt2(32, tied=tied), delta=gpt2(48, tied=tied))
+    model.resize_token_embeddings(60, mean_resizing=False)
+    if tied:  # transformers re-ties the new embedding to the same lm_head module, which keeps its hook
+        assert param_groups(model, 1e-3)
+        assert any(type(h).__name__ == "ScaleInput" for h in model.lm_head._forward_pre_hooks.values())
+    else:  # a new lm_head module without the 1/m hook: it would train as SP
+        with pytest.raises(ParametrizationError, match=r"^the readout lm_head.weight lost its muP output multiplier.*resize_token_embeddings"):
+            param_groups(model, 1e-3)
+
+
 def test_save_pretrained_round_trip_reattaches_without_rescaling(tmp_path) -> None:
     torch.manual_seed(0)
     model = apply_parametrization(gpt2(64, tied=False), "mup", base=gpt2(32, tied=False), init_std=0.02).eval()

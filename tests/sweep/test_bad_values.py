@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_runs import one_line_error
 from optuna.trial import TrialState
 
 from scaleplan.cli import main
@@ -72,17 +73,6 @@ lr = [1e-3, 1e-2]
 [objective]
 callable = "{callable}"
 """
-
-
-def one_line_error(argv: list[str], capsys: pytest.CaptureFixture) -> str:
-    """Run the command line in-process; assert exit 2 and one `error:` line (no internal error); return it."""
-    with pytest.raises(SystemExit) as exited:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exited.value.code == 2, err
-    lines = err.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "internal error" not in err, err
-    return lines[0]
 
 
 @pytest.mark.parametrize(

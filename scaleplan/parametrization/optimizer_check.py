@@ -1,0 +1,174 @@
+"""Warn when a torch optimizer loses what param_groups set per role: a model that still trains, just worse.
+
+Training code loses it without an error in four ways: an optimizer built from `model.parameters()` (one lr for
+tensors whose roles need different ones); a schedule that sets every group's lr to one value after `param_groups`
+gave each role its own (nanoGPT's loop `g["lr"] = lr`, OneCycleLR or CyclicLR with one max_lr, the floor of
+CosineAnnealingLR's eta_min); groups built for Adam stepped by SGD (or the reverse); and a weight_decay or eps
+given to the optimizer's constructor, which param_groups' groups override. A global optimizer step pre-hook checks
+every optimizer that steps parametrized tensors and warns once per optimizer, at the training loop's step, naming
+the fix.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import sys
+import warnings
+import weakref
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch.optim.optimizer import Optimizer, register_optimizer_step_pre_hook
+
+FACTOR_KEY = "scaleplan_lr_factor"  # on each group of param_groups: the group's lr over the base lr
+OPTIMIZER_KEY = "scaleplan_optimizer"  # on each group of param_groups: the optimizer its rules were for
+# on each group of param_groups: the base weight decay it scaled; on the groups where it scaled Adam's eps, the base eps
+BASE_KEYS = {"weight_decay": "scaleplan_weight_decay", "eps": "scaleplan_eps"}
+TAG = "_scaleplan_lr_factors"  # on each parametrized tensor: (its name, {optimizer family: lr factor})
+RATIO_TOLERANCE = 1e-3  # relative spread of lr / factor across groups that still counts as one base lr
+FIX = "scale each group's own lr instead: g['lr'] = lr * g['scaleplan_lr_factor'], max_lr=[g['lr'] for g in opt.param_groups], or a LambdaLR"
+
+_registered = False
+_warned: weakref.WeakSet[Optimizer] = weakref.WeakSet()
+_checked_groups: weakref.WeakKeyDictionary[Optimizer, int] = weakref.WeakKeyDictionary()  # optimizer -> groups checked
+
+
+def watch() -> None:
+    """Register the step pre-hook once per process (apply_parametrization and param_groups call this)."""
+    global _registered
+    if not _registered:
+        register_optimizer_step_pre_hook(_check_step)
+        _registered = True
+
+
+def tag_tensors(params: Mapping[str, torch.nn.Parameter], factors: Mapping[str, Mapping[str, float]]) -> None:
+    """Record on each parametrized tensor its name and lr factor per optimizer family ("adam", "sgd")."""
+    for name, param in params.items():
+        setattr(param, TAG, (name, dict(factors[name])))
+
+
+def family(optimizer: Optimizer) -> str | None:
+    """The optimizer family whose muP lr rules apply ("adam" for Adam and AdamW, "sgd"), or None if scaleplan has none."""
+    if isinstance(optimizer, torch.optim.SGD):
+        return "sgd"
+    if isinstance(optimizer, torch.optim.Adam):  # AdamW subclasses Adam
+        return "adam"
+    return None
+
+
+def optimizer_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer) -> str | None:
+    """Why groups that param_groups built for one optimizer are stepped by another whose rules differ, or None.
+
+    Adam and AdamW share muP's lr rules; SGD's differ; AdamW's independent decay (weight_decay = lambda / lr) is
+    not an L2 coefficient for Adam.
+    """
+    groups = list(groups)
+    if isinstance(optimizer, torch.optim.AdamW):
+        accepted, name = {"adam", "adamw"}, "adamw"
+    elif isinstance(optimizer, torch.optim.Adam):
+        accepted = {"adam"} | ({"adamw"} if all(not g.get("weight_decay") for g in groups) else set())
+        name = "adam"
+    elif isinstance(optimizer, torch.optim.SGD):
+        accepted, name = {"sgd"}, "sgd"
+    else:
+        return None
+    built = next((g[OPTIMIZER_KEY] for g in groups if g.get(OPTIMIZER_KEY, name) not in accepted), None)
+    if built is None:
+        return None
+    return (
+        f"param_groups built these groups for optimizer={built!r}, but torch.optim.{type(optimizer).__name__} steps them, "
+        f"whose muP lrs (or weight decay) differ: build them with param_groups(model, lr, optimizer={name!r})"
+    )
+
+
+def schedule_problem(groups: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why the groups of param_groups no longer share one base lr (lr / factor), or None if they do."""
+    stamped = [(i, g) for i, g in enumerate(groups) if FACTOR_KEY in g]
+    implied = [(float(g["lr"]) / float(g[FACTOR_KEY]), i, g) for i, g in stamped]
+    if len(implied) < 2 or all(base == 0 for base, _, _ in implied):
+        return None
+    low, high = min(implied, key=lambda x: x[0]), max(implied, key=lambda x: x[0])
+    if high[0] <= low[0] * (1 + RATIO_TOLERANCE):
+        return None
+    return (
+        "the optimizer's learning rates lost muP's per-layer ratios: param_groups gave every group one base lr times "
+        f"its factor, but {_describe(*low)} and {_describe(*high)}. Something set the groups' lrs directly "
+        f"(a loop g['lr'] = lr, OneCycleLR or CyclicLR with one max_lr, CosineAnnealingLR's eta_min): {FIX}"
+    )
+
+
+def grouping_problem(groups: Iterable[Mapping[str, Any]], optimizer_family: str) -> str | None:
+    """Why groups not built by param_groups hold parametrized tensors that need different lrs, or None."""
+    for i, group in enumerate(groups):
+        if FACTOR_KEY in group:
+            continue
+        tagged = [getattr(p, TAG) for p in group["params"] if hasattr(p, TAG)]
+        factors = [(f[optimizer_family], name) for name, f in tagged]
+        if not factors:
+            continue
+        low, high = min(factors), max(factors)
+        if high[0] > low[0] * (1 + RATIO_TOLERANCE):
+            return (
+                f"optimizer group {i} gives one lr to tensors of a muP model whose roles need different ones at this width "
+                f"({low[1]}: lr x {low[0]:.3g}, {high[1]}: lr x {high[0]:.3g}): build the optimizer from "
+                "scaleplan.param_groups(model, lr), which gives each role its own lr"
+            )
+    return None
+
+
+def _describe(base: float, index: int, group: Mapping[str, Any]) -> str:
+    """'group 1 (h.weight, ...) has lr 0.001 = 0.004 x its factor 0.25'."""
+    names = list(group.get("names", []))
+    shown = f" ({', '.join(names[:2])}{', ...' if len(names) > 2 else ''})" if names else ""
+    return f"group {index}{shown} has lr {float(group['lr']):.3g} = {base:.3g} x its factor {float(group[FACTOR_KEY]):.3g}"
+
+
+def defaults_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer) -> str | None:
+    """Why a weight_decay or eps given to the optimizer's constructor does not reach param_groups' groups, or None.
+
+    Every group of param_groups sets its own weight_decay (and, where the rules scale it, eps) from the base value
+    param_groups was given, so the constructor's value is overridden there: a value other than torch's default and
+    param_groups' base is taken to be meant. Groups whose eps the rules leave alone take the constructor's.
+    """
+    stamped = [g for g in groups if FACTOR_KEY in g]
+    for option, key in BASE_KEYS.items():
+        given, assumed = optimizer.defaults.get(option), next((g[key] for g in stamped if key in g), None)
+        if given is None or assumed is None or given in (assumed, _constructor_default(type(optimizer), option)):
+            continue
+        return (
+            f"torch.optim.{type(optimizer).__name__}({option}={given:g}) is overridden by param_groups' groups, which set "
+            f"their own {option} from {option}={assumed:g}: pass {option}={given:g} to param_groups(model, lr, ...), "
+            "which scales it per role"
+        )
+    return None
+
+
+def _constructor_default(cls: type, option: str) -> Any:
+    parameter = inspect.signature(cls).parameters.get(option)
+    return None if parameter is None else parameter.default
+
+
+def _check_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
+    """The step pre-hook: warn once per optimizer whose lrs or settings break the parametrization's."""
+    if optimizer in _warned:
+        return
+    groups = optimizer.param_groups
+    problem = schedule_problem(groups)  # lrs change every step; the rest only when groups are added
+    if problem is None and _checked_groups.get(optimizer) != len(groups):
+        _checked_groups[optimizer] = len(groups)
+        opt_family = family(optimizer)
+        problem = (optimizer_problem(groups, optimizer) or defaults_problem(groups, optimizer)
+                   or (grouping_problem(groups, opt_family) if opt_family else None))
+    if problem is not None:
+        _warned.add(optimizer)
+        warnings.warn(problem, UserWarning, stacklevel=_caller_stacklevel())
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel of the first frame outside torch and this module: the training loop's `opt.step()`."""
+    skip = (os.path.dirname(torch.__file__), __file__)
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and frame.f_code.co_filename.startswith(skip):
+        frame, level = frame.f_back, level + 1
+    return level
