@@ -16,7 +16,6 @@ optimum at each width (how far lr* drifts with width).
 from __future__ import annotations
 
 import argparse
-import math
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from itertools import product
@@ -24,11 +23,10 @@ from itertools import product
 import torch
 import transformers
 
-from charlm_training import held_out_after
+from charlm_training import held_out_after, print_transfer_table
 from scaleplan import apply_parametrization, param_groups
 from scaleplan.tasks import get_task
 from scaleplan.tasks.charlm import VOCAB
-from scaleplan.validate.regret import LrPoint, best_point, format_regret, group_by_lr, local_model, regret_of
 
 PROXIES, TARGET = (32, 64), 256
 SEEDS = {32: 3, 64: 3, 256: 5}
@@ -68,27 +66,7 @@ def main() -> None:
     with ProcessPoolExecutor(args.workers) as pool:
         results = list(pool.map(held_out_loss, jobs))
     print(f"Mixtral under muP on the char-LM, {STEPS} steps of {BATCH} x {SEQ_LEN}; lrs {LRS[0]:.3g}-{LRS[-1]:.3g} (2^0.5 steps)\n")
-    print("| router | smoothed lr* at width 32 / 64 / 256 | drift 64 -> 256 (octaves) | width 64's best lr reused at 256 | "
-          "regret, raw | regret, smoothed | best loss at 256 |")
-    print("|---|---|---|---|---|---|---|")
-    for variant in VARIANTS:
-        grids = {w: group_by_lr([(lr, s, loss) for v, ww, lr, s, loss in results if v == variant and ww == w])
-                 for w in (*PROXIES, TARGET)}
-        optima = {w: _optimum(points) for w, points in grids.items()}
-        chosen = best_point(grids[PROXIES[-1]]).lr
-        choice = next(p for p in grids[TARGET] if p.lr == chosen)
-        regret = regret_of(variant, choice, grids[TARGET])
-        drift = math.log2(optima[TARGET] / optima[PROXIES[-1]]) if optima[TARGET] and optima[PROXIES[-1]] else math.nan
-        diverged = sum(p.n_diverged for p in grids[TARGET])
-        print(f"| {variant} | " + " / ".join(f"{optima[w]:.4g}" if optima[w] else "-" for w in (*PROXIES, TARGET))
-              + f" | {drift:+.2f} | {chosen:.4g} | {format_regret(regret.raw, regret.raw_se)} | "
-              f"{format_regret(regret.smoothed, regret.smoothed_se)} | {best_point(grids[TARGET]).mean:.4f}"
-              f"{f' ({diverged} diverged seed runs)' if diverged else ''} |")
-
-
-def _optimum(points: list[LrPoint]) -> float | None:
-    model = local_model(points)
-    return None if model is None else model.vertex_lr
+    print_transfer_table(results, VARIANTS, PROXIES, TARGET, "router")
 
 
 if __name__ == "__main__":

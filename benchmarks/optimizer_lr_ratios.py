@@ -25,7 +25,7 @@ from charlm_training import held_out_after
 from scaleplan.models import build_parametrized
 from scaleplan.parametrization import param_groups
 from scaleplan.tasks import get_task
-from scaleplan.validate.regret import LrPoint, best_point, group_by_lr, local_model
+from scaleplan.validate.regret import best_point, group_by_lr, local_model
 
 BASE, TARGET = 32, 128
 SEEDS = {BASE: 3, TARGET: 5}

@@ -27,7 +27,6 @@ OPTIMIZER_KEY = "scaleplan_optimizer"  # on each group of param_groups: the opti
 BASE_KEYS = {"weight_decay": "scaleplan_weight_decay", "eps": "scaleplan_eps"}
 TAG = "_scaleplan_lr_factors"  # on each parametrized tensor: (its name, {optimizer family: lr factor})
 RATIO_TOLERANCE = 1e-3  # relative spread of lr / factor across groups that still counts as one base lr
-FIX = "scale each group's own lr instead: g['lr'] = lr * g['scaleplan_lr_factor'], max_lr=[g['lr'] for g in opt.param_groups], or a LambdaLR"
 
 _registered = False
 _warned: weakref.WeakSet[Optimizer] = weakref.WeakSet()
@@ -64,15 +63,12 @@ def optimizer_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer)
     not an L2 coefficient for Adam.
     """
     groups = list(groups)
-    if isinstance(optimizer, torch.optim.AdamW):
-        accepted, name = {"adam", "adamw"}, "adamw"
-    elif isinstance(optimizer, torch.optim.Adam):
-        accepted = {"adam"} | ({"adamw"} if all(not g.get("weight_decay") for g in groups) else set())
-        name = "adam"
-    elif isinstance(optimizer, torch.optim.SGD):
-        accepted, name = {"sgd"}, "sgd"
-    else:
+    kind = family(optimizer)
+    if kind is None:
         return None
+    name = "adamw" if isinstance(optimizer, torch.optim.AdamW) else kind
+    no_decay = all(not g.get("weight_decay") for g in groups)
+    accepted = {"sgd"} if kind == "sgd" else {"adam", "adamw"} if name == "adamw" or no_decay else {"adam"}
     built = next((g[OPTIMIZER_KEY] for g in groups if g.get(OPTIMIZER_KEY, name) not in accepted), None)
     if built is None:
         return None
@@ -94,7 +90,8 @@ def schedule_problem(groups: Iterable[Mapping[str, Any]]) -> str | None:
     return (
         "the optimizer's learning rates lost muP's per-layer ratios: param_groups gave every group one base lr times "
         f"its factor, but {_describe(*low)} and {_describe(*high)}. Something set the groups' lrs directly "
-        f"(a loop g['lr'] = lr, OneCycleLR or CyclicLR with one max_lr, CosineAnnealingLR's eta_min): {FIX}"
+        "(a loop g['lr'] = lr, OneCycleLR or CyclicLR with one max_lr, CosineAnnealingLR's eta_min): scale each group's own "
+        "lr instead: g['lr'] = lr * g['scaleplan_lr_factor'], max_lr=[g['lr'] for g in opt.param_groups], or a LambdaLR"
     )
 
 
