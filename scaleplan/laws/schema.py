@@ -12,9 +12,12 @@ Stage 3 (fit) writes it; stage 4 (plan) and users' training configs read it. Fil
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import math
+import numbers
 import sys
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, TypeVar
@@ -45,6 +48,17 @@ ISOFLOP_TARGETS = ("N_opt", "D_opt")  # an isoFLOP law: compute-optimal N and D 
 KNOWN_TARGETS = ("lr", "batch_size", "critical_batch_size", "loss_opt", *ISOFLOP_TARGETS)
 MAX_LN = math.log(sys.float_info.max)  # ~709.78: e^x overflows a float above it (and underflows to 0 below -745)
 _T = TypeVar("_T")
+
+
+def checked_input(value: Any, name: str) -> float:
+    """`value` as a float when it is a positive finite real number, else a one-line ScaleplanError naming `name`: a law's
+    inputs are counts (parameters, tokens, FLOPs, units), and a string or a list would be a traceback, a negative one a
+    complex power, and a bool a silent 1."""
+    if not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ScaleplanError(f"{name} must be a positive finite number, got {value!r} ({type(value).__name__})")
+    if not (math.isfinite(value) and float(value) > 0):
+        raise ScaleplanError(f"{name} must be a positive finite number, got {float(value):g}")
+    return float(value)
 
 
 def check_level(level: float) -> None:
@@ -186,11 +200,16 @@ def estimate(mean: float, gradient: list[float], covariance: list[list[float]] |
 
 
 def _finite_result(what: str) -> Callable[[Callable[..., _T]], Callable[..., _T]]:
-    """Decorate a method of numbers: an overflow, a division by zero or a non-finite result is a LawFileError naming
-    `what` and the arguments (the law's constants are too extreme there), never an internal error or an inf answer."""
+    """Decorate a method of positive numbers: an argument that is not one is a ScaleplanError naming it (checked_input);
+    an overflow, a division by zero or a non-finite result is a LawFileError naming `what` and the arguments (the law's
+    constants are too extreme there), never an internal error or an inf answer."""
     def decorate(method: Callable[..., _T]) -> Callable[..., _T]:
+        signature = inspect.signature(method)
+
         @functools.wraps(method)
-        def checked(self: Any, *args: float) -> _T:
+        def checked(self: Any, *given: Any, **by_name: Any) -> _T:
+            named = list(signature.bind(self, *given, **by_name).arguments.items())[1:]
+            args = [checked_input(value, f"{name} of {what}") for name, value in named]
             try:
                 out: Any = method(self, *args)
             except (OverflowError, ZeroDivisionError):
@@ -289,6 +308,11 @@ class Prediction:
         return self._get("batch_size")
 
     @property
+    def loss(self) -> float:
+        """The loss law's L(N, D) at the inputs' N and D."""
+        return self._get("loss")
+
+    @property
     def weight_decay(self) -> float:
         """The predicted AdamW lambda (base lambda for muP laws) in the convention `decay_convention`."""
         if "weight_decay" not in self.values and "wd_tau" in self.values:
@@ -340,6 +364,25 @@ class LawFile:
         used = {v for p in self.laws() for v in p.inputs()} - ({"B"} if self._batch_law() is not None else set())
         return [v.name for v in self.variables if v.name in used]
 
+    def takes(self) -> list[str]:
+        """Variables `predict` uses: those the laws need; N and D where they make a needed R = D/N or C = 6ND or feed the
+        loss law; B where a law takes it (the batch given, in place of a predicted one) or the decay block turns tau
+        into lambda with it. Any other input would be ignored: predict refuses it, as `scaleplan predict` does a --batch
+        (and, for a law of a sweep's axes, a --params or --tokens) the law does not take."""
+        needs = self.needs()
+        sizes = "R" in needs or ("C" in needs and self._six_nd()) or self.loss_law is not None
+        batch = any("B" in p.inputs() for p in self.laws()) or self.weight_decay is not None
+        return list(dict.fromkeys([*needs, *(["N", "D"] if sizes else []), *(["B"] if batch else [])]))
+
+    def taken(self, **inputs: float | None) -> dict[str, float]:
+        """Of predict's keyword inputs, those given that the law takes: for a point given on more axes than the law
+        depends on (a grid point of a sweep, a target width that sets only per-role rules), which predict would refuse."""
+        return {k: v for k, v in inputs.items() if v is not None and KEYWORD_VARIABLES[k] in self.takes()}
+
+    def _six_nd(self) -> bool:
+        """True when the law's C is 6ND (declared so, or without a convention), so given N and D make it."""
+        return self.has_variable("C") and self.variable("C").convention in (None, "6ND")
+
     def laws(self) -> list[PowerLaw | SurgeLaw]:
         """Every law of a hyperparameter the file holds: its power laws, then the surge lr law."""
         return [*self.power_laws, *([self.surge] if self.surge is not None else [])]
@@ -366,7 +409,7 @@ class LawFile:
         """(N, D) estimates at `compute` FLOPs: from the isoFLOP laws, else the loss law's closed form."""
         check_level(level)
         if self.is_isoflop:
-            values = self.predict(level=level, compute=compute).values
+            values = self.evaluate(level=level, compute=compute).values
             return values["N_opt"], values["D_opt"]
         if self.loss_law is None:
             raise ScaleplanError(f"law '{self.name}' has neither an isoFLOP law nor a loss law: it cannot split a compute budget")
@@ -385,31 +428,44 @@ class LawFile:
         return self.loss_law.optimal_tokens(params)
 
     def predict(self, level: float = 0.95, **inputs: float | None) -> Prediction:
-        """Evaluate every power law, e.g. `law.predict(params=7e9, tokens=2e12)`.
+        """Evaluate every law at the inputs, e.g. `law.predict(params=7e9, tokens=2e12)`; a loss law gives `loss` at N, D.
 
-        Keywords: params (N), tokens (D), compute (C), width (W), batch_size (B). Values outside
-        the fitted range are allowed but produce a warning in the returned record.
+        Keywords: params (N), tokens (D), compute (C), width (W), depth (L), batch_size (B), tokens_per_param (R);
+        None counts as not given. An input the law does not take (`takes`) is refused, not ignored. Values outside the
+        fitted range are allowed; the record's `warnings` say so, and each is also emitted as a UserWarning pointing at
+        the caller (`evaluate` returns the same record without them, for callers that print the record's own, as
+        `scaleplan predict` does).
         """
+        prediction = self.evaluate(level, **inputs)
+        for message in prediction.warnings:
+            warnings.warn(message, UserWarning, stacklevel=2)
+        return prediction
+
+    def evaluate(self, level: float = 0.95, **inputs: float | None) -> Prediction:
+        """`predict`'s record without emitting its warnings as UserWarnings (the caller shows `warnings` itself)."""
         check_level(level)
         unknown = set(inputs) - set(KEYWORD_VARIABLES)
         if unknown:
             raise ScaleplanError(
                 f"unknown input(s) {sorted(unknown)}; use {', '.join(KEYWORD_VARIABLES)}"
             )
-        values = {KEYWORD_VARIABLES[k]: float(v) for k, v in inputs.items() if v is not None}
+        values = {KEYWORD_VARIABLES[k]: checked_input(v, f"{k}=") for k, v in inputs.items() if v is not None}
+        takes = self.takes()
+        unused = [v for v in values if v not in takes]
+        if unused:
+            named = ", ".join(f"{VARIABLE_KEYWORDS[v]}= ({v})" for v in takes) or "no inputs"
+            raise ScaleplanError(f"law '{self.name}' does not use {', '.join(f'{VARIABLE_KEYWORDS[v]}=' for v in unused)} "
+                                 f"(it takes {named}): drop {'it' if len(unused) == 1 else 'them'}")
         if "N" in values and "D" in values:  # derived inputs: tokens per parameter, and C = 6ND unless C counts otherwise
-            values.setdefault("R", values["D"] / values["N"])
-            if self.has_variable("C") and self.variable("C").convention in (None, "6ND"):
-                values.setdefault("C", 6.0 * values["N"] * values["D"])
-        for var in self.needs():
+            values.setdefault("R", checked_input(values["D"] / values["N"], "tokens_per_param (tokens / params)"))
+            if self._six_nd():
+                values.setdefault("C", checked_input(6.0 * values["N"] * values["D"], "compute (6 * params * tokens)"))
+        for var in self.needs() or (["N", "D"] if self.loss_law is not None else []):  # a loss law alone needs N and D
             if var not in values:
                 meaning = self.variable(var).meaning
                 raise ScaleplanError(
                     f"law '{self.name}' needs {VARIABLE_KEYWORDS[var]}= ({var}: {meaning})"
                 )
-        for var, val in values.items():
-            if not (math.isfinite(val) and val > 0):
-                raise ScaleplanError(f"{VARIABLE_KEYWORDS[var]} must be a positive finite number, got {val}")
         used = {v: values[v] for v in self.needs()}
         batch_law = self._batch_law()
         estimates = {} if batch_law is None else {"batch_size": batch_law.predict(used, level)}
@@ -422,6 +478,9 @@ class LawFile:
             if batch is not None and "D" in used:
                 used["B"] = batch
                 estimates["weight_decay"] = decay.estimate(estimates[decay.target], estimates["lr"].value, used["D"] / batch)
+        if self.loss_law is not None and "N" in values and "D" in values:  # a point value (no interval is propagated)
+            used.update(N=values["N"], D=values["D"])
+            estimates["loss"] = Estimate(self.loss_law.loss(values["N"], values["D"]), level=level)
         return Prediction(self.name, used, estimates, (*self.extrapolation_warnings(used), *self.flag_warnings()),
                           self.parametrization, None if decay is None else decay.convention)
 

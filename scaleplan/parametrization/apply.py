@@ -15,10 +15,11 @@ dict declares roles for its own parameters; a root `depth` attribute feeds Compl
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from dataclasses import dataclass, field
-from typing import Mapping
+from typing import Any, Mapping
 
 from torch import nn
 
@@ -30,7 +31,7 @@ from scaleplan.parametrization.embedding_scale import embedding_scale_factors, s
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
 from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, known_uses
 from scaleplan.parametrization.metadata import check_saved, model_width, saved_metadata, store_metadata
-from scaleplan.parametrization.optimizer_check import tag_tensors, watch
+from scaleplan.parametrization.optimizer_check import TAG, tag_tensors, watch
 
 @dataclass
 class TensorRecord:
@@ -85,22 +86,43 @@ class ParametrizationState:
 
 
 class ScaleInput:
-    """Forward pre-hook multiplying a readout's input by a float (picklable, vmap-safe)."""
+    """Forward pre-hook multiplying a readout's input by a float (picklable, vmap-safe). `ran` records that the
+    module's forward ran at all: a readout used only through its weight (F.linear(h, head.weight)) never gets the
+    multiplier, and the optimizer check names it."""
+
+    ran = False  # a class default, so hooks pickled before the flag existed read False
 
     def __init__(self, multiplier: float) -> None:
         self.multiplier = multiplier
 
-    def __call__(self, module: nn.Module, args: tuple) -> tuple:
-        return (args[0] * self.multiplier, *args[1:])
+    def __call__(self, module: nn.Module, args: tuple, kwargs: dict[str, Any] | None = None) -> Any:
+        if not self.ran:
+            self.ran = True
+        if kwargs is None:  # registered without kwargs (models pickled before keyword inputs were handled)
+            return (args[0] * self.multiplier, *args[1:])
+        if args:
+            return (args[0] * self.multiplier, *args[1:]), kwargs
+        name = next(iter(inspect.signature(module.forward).parameters))  # the input passed by keyword: Linear's `input`
+        if name not in kwargs:
+            raise ParametrizationError(f"readout {type(module).__name__} called without its input {name!r}; the 1/m multiplier has nothing to scale")
+        return args, {**kwargs, name: kwargs[name] * self.multiplier}
 
 
-def find_state(model: nn.Module) -> tuple[str, nn.Module, ParametrizationState] | None:
-    """The (module name, module, state) of the parametrized module inside `model`, if any."""
+def find_states(model: nn.Module) -> list[tuple[str, nn.Module, ParametrizationState]]:
+    """The (module name, module, state) of every parametrized module inside `model` (an encoder and a decoder
+    parametrized apart are two)."""
+    found = []
     for name, module in model.named_modules():
         state = module.__dict__.get("scaleplan_state")
         if isinstance(state, ParametrizationState):
-            return name, module, state
-    return None
+            found.append((name, module, state))
+    return found
+
+
+def find_state(model: nn.Module) -> tuple[str, nn.Module, ParametrizationState] | None:
+    """The (module name, module, state) of the first parametrized module inside `model`, if any."""
+    found = find_states(model)
+    return found[0] if found else None
 
 
 def apply_parametrization(
@@ -132,14 +154,22 @@ def apply_parametrization(
     _refuse_second_application(model, rescale)
     if completep and rules.name != "mup":
         raise ParametrizationError(f"completep=True needs parametrization 'mup', not {rules.name!r}")
-    if output_mult <= 0:
-        raise ParametrizationError(f"output_mult must be positive, got {output_mult}")
-    if init_std is not None and not (init_std >= 0):
-        raise ParametrizationError(f"init_std must be >= 0, got {init_std}")
+    if not _finite_number(output_mult) or output_mult <= 0:
+        raise ParametrizationError(f"output_mult must be a finite positive number, got {output_mult!r}")
+    if init_std is not None and (not _finite_number(init_std) or init_std < 0):
+        raise ParametrizationError(f"init_std must be a finite number >= 0 (or None: keep the model's init), got {init_std!r}")
     if init_std is not None and not rescale:
         raise ParametrizationError("init_std re-draws the weights; rescale=False re-attaches to trained weights: drop init_std")
+    if roles is not None and not isinstance(roles, Mapping):
+        raise ParametrizationError(f"roles must be a mapping {{parameter name: role}}, got {type(roles).__name__}")
 
     params = dict(model.named_parameters())
+    lazy = [name for name, p in params.items() if isinstance(p, nn.parameter.UninitializedParameter)]
+    if lazy:
+        raise ParametrizationError(
+            f"{', '.join(lazy[:3])}: lazy parameters without a shape yet; run one forward pass of the model (and of the base) "
+            "before apply_parametrization"
+        )
     declared = _declared_roles(model, params, roles)
     tensors = _tensor_records(model, params, base, declared, base_width, delta)
     for record in tensors.values():
@@ -150,6 +180,7 @@ def apply_parametrization(
             "output_mult cannot be placed: pass delta=<the same model at another width> (as mup's delta)"
         )
 
+    resolved_base_width = _base_width(base, base_width, tensors, params)
     depth_ratio = _depth_ratio(model, base, base_depth) if completep else 1.0
     base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
     sites, scalings = _site_multipliers(model, base_modules, tensors, rules, depth_ratio, completep)
@@ -164,8 +195,8 @@ def apply_parametrization(
         softmax_energy=any(getattr(m, "energy", None) == "lse" for m in model.modules()),
         memories_ratio=memories_ratio,
         sites=sites,
-        width=model_width(model),
-        base_width=base_width if base_width is not None else model_width(base),
+        width=model_width(model) or _inferred_width(tensors, resolved_base_width),
+        base_width=resolved_base_width,
         base_depth=(base_depth if base_depth is not None else _int_attr(base, "depth")) if completep else None,
         scalings=scalings,
         embed_scales=embed_scales,
@@ -174,9 +205,9 @@ def apply_parametrization(
     if not rescale:
         check_saved(model, state)
     else:
-        warn_kept_init(model, params, tensors, init_std)
+        warn_kept_init(model, params, tensors, init_std, base if isinstance(base, nn.Module) else None)
         rescale_init(model, params, tensors, rules, init_std)
-    _install_readout_hooks(model, params, tensors, rules, output_mult)
+    hooks = _install_readout_hooks(model, params, tensors, rules, output_mult)
     # torch types a Module's attributes as Tensor | Module: the float ones below are scaleplan's
     for module_name, value in sites.items():
         model.get_submodule(module_name).multiplier = value  # type: ignore[assignment]
@@ -195,7 +226,7 @@ def apply_parametrization(
         )
     model.scaleplan_state = state  # type: ignore[assignment]
     store_metadata(model, state)
-    tag_tensors(params, {name: {family: state.multipliers(name, family).lr for family in ("adam", "sgd")} for name in tensors})
+    tag_tensors(params, {name: {family: state.multipliers(name, family).lr for family in ("adam", "sgd")} for name in tensors}, hooks)
     watch()
     return model
 
@@ -229,7 +260,43 @@ def readout_multiplier(model: nn.Module, name: str) -> float:
     record = state.tensors.get(name)
     if record is None or record.role != "output":
         raise ParametrizationError(f"{name!r} is not a readout of this model (readouts: {', '.join(n for n, r in state.tensors.items() if r.role == 'output')})")
+    for hook in getattr(found[1].get_parameter(name), TAG, (None, None, ()))[2]:
+        hook.ran = True  # the caller applies the multiplier: the optimizer check must not say nobody does
     return state.output_mult * get_parametrization(state.parametrization).multipliers("output", record.m).forward
+
+
+def _base_width(base: nn.Module | Mapping[str, tuple[int, ...]] | None, base_width: int | None, tensors: dict[str, TensorRecord],
+                params: dict[str, nn.Parameter]) -> int | None:
+    """The base width a law is checked against: `base_width`, else the base's own. A `base_width` that contradicts the
+    base's `.width` is refused; one that is none of the base's width-dimension sizes is warned about: the multipliers
+    come from the base's shapes, so a law fitted at that base width would be applied off by their ratio."""
+    own = model_width(base)
+    if base_width is None:
+        return own
+    if own is not None and own != base_width:
+        raise ParametrizationError(f"base_width={base_width} but the base has width {own}: drop base_width or build the base at {base_width}")
+    if isinstance(base, (nn.Module, Mapping)):
+        shapes = _shapes_like(params, base, "base")
+        sizes = sorted({shapes[n][d] for n, r in tensors.items() for d in r.width_dims})
+        if sizes and base_width not in sizes:
+            warnings.warn(
+                f"base_width={base_width} is none of the base's width sizes ({', '.join(map(str, sizes[:4]))}): the multipliers "
+                "are relative to the base's shapes, so a law is checked against one base width and applied at another; "
+                "pass the base's width (its d_model)",
+                UserWarning,
+                stacklevel=3,
+            )
+    return base_width
+
+
+def _inferred_width(tensors: dict[str, TensorRecord], base_width: int | None) -> int | None:
+    """A model without `.width`: its base width times the width multiplier its input tensors share, where they do."""
+    ms = {r.m for r in tensors.values() if r.role == "input" and r.width_dims}
+    return round(base_width * ms.pop()) if base_width is not None and len(ms) == 1 else None
+
+
+def _finite_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _refuse_compiled(*models: object) -> None:
@@ -336,7 +403,12 @@ def _shapes_like(params: dict[str, nn.Parameter], other: nn.Module | Mapping[str
     return shapes
 
 
-_NON_WIDTH_SIZES = ("vocab_size", "vocab", "n_positions", "max_position_embeddings", "seq_len", "in_dim", "out_dim", "num_labels")
+# sizes a model or its config may store that are never widths: vocabularies, contexts, inputs, outputs, classes, images
+_NON_WIDTH_SIZES = (
+    "vocab_size", "vocab", "n_vocab", "ntoken", "num_tokens", "n_positions", "max_position_embeddings", "seq_len",
+    "max_seq_len", "block_size", "context_length", "n_ctx", "in_dim", "out_dim", "input_dim", "output_dim", "num_labels",
+    "num_classes", "n_classes", "image_size", "patch_size",
+)  # not in_features / out_features / in_channels: a bare nn.Linear or Conv as the model has them, and there they are widths
 
 
 def _refuse_non_width_differences(model: nn.Module, base: object) -> None:
@@ -460,13 +532,14 @@ def check_intact(model: nn.Module, state: ParametrizationState) -> None:
 
 
 def _readout_modules(model: nn.Module, param: nn.Parameter, record: TensorRecord) -> list[nn.Module]:
-    """The modules that compute a readout from `param` (x @ W with only the fan-in a width): they get the hook."""
-    found = []
+    """The modules that compute a readout from `param` (x @ W with only the fan-in a width): they get the hook.
+    Each once, though a module registered under two names (an alias) is used twice."""
+    found: dict[int, nn.Module] = {}
     for use in known_uses(model, param):
         only_fan_in = use.fan_in in record.width_dims and use.fan_out not in record.width_dims
         if use.kind == "linear" and (only_fan_in or (record.role == "output" and not record.width_dims)):
-            found.append(use.module)
-    return found
+            found.setdefault(id(use.module), use.module)
+    return list(found.values())
 
 
 def _install_readout_hooks(
@@ -475,8 +548,10 @@ def _install_readout_hooks(
     tensors: dict[str, TensorRecord],
     rules: Parametrization,
     output_mult: float,
-) -> None:
-    """Every module that computes a readout (its fan-in is the only width) gets alpha_out * m^forward on its input."""
+) -> dict[str, list[ScaleInput]]:
+    """Every module that computes a readout (its fan-in is the only width) gets alpha_out * m^forward on its input;
+    returns the hooks per readout tensor."""
+    hooks: dict[str, list[ScaleInput]] = {}
     for name, param in params.items():
         record = tensors[name]
         if record.role not in ("input", "output") or param.dim() < 2:
@@ -485,7 +560,10 @@ def _install_readout_hooks(
             forward = rules.multipliers("output", record.m).forward
             if not rules.keeps_model_scales and _scales_readout_input(model, module):
                 forward *= math.sqrt(record.m)  # the model's own d_model^-1/2 already gives m^-1/2 of the rules' 1/m
-            module.register_forward_pre_hook(ScaleInput(output_mult * forward))
+            hook = ScaleInput(output_mult * forward)
+            module.register_forward_pre_hook(hook, with_kwargs=True)
+            hooks.setdefault(name, []).append(hook)
+    return hooks
 
 
 # transformers models whose forward multiplies the readout's input by model_dim^-1/2: model_type -> the config flag

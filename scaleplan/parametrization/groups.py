@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from typing import Any
 
 from torch import nn
 
 from scaleplan.errors import ParametrizationError, ScaleplanError
-from scaleplan.parametrization.apply import check_intact, find_state
+from scaleplan.parametrization.apply import check_intact, find_state, find_states
 from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, OPTIMIZER_KEY, watch
 from scaleplan.core.rules import RoleMultipliers
 from scaleplan.core.weight_decay import DECOUPLED_OPTIMIZERS, check_convention, check_weight_decay
@@ -63,6 +64,11 @@ def check_against_prediction(model: nn.Module, prediction: Any, optimizer: str) 
     found = find_state(model)
     assert found is not None  # tensor_multipliers ran first and refuses an unparametrized model
     state = found[2]
+    if state.parametrization != "sp" and state.base_width is None:
+        raise ParametrizationError(
+            f"the model's base width is unknown, so it cannot be checked against the law's ({ref.base_width}): give the "
+            "model and its base a .width attribute, or pass base_width= to apply_parametrization"
+        )
     ref.check_compatible(state.reference(optimizer), what=f"model ({type(model).__name__})")
     target = getattr(prediction, "inputs", {}).get("W")
     if target is not None and state.width is not None and abs(state.width - target) > 1e-9 * target:
@@ -96,35 +102,58 @@ def param_groups(
     decay is handed to torch's AdamW as weight_decay = lambda_role / lr_role, so that its
     p *= 1 - lr_t * weight_decay decays by s_t * lambda_role whatever the lr.
     """
-    base_lr = float(getattr(lr, "lr", lr))
-    if not base_lr > 0:
-        raise ScaleplanError(f"learning rate must be positive, got {base_lr}")
+    base_lr = _base_lr(lr)
     base_wd, decay = resolve_weight_decay(lr, weight_decay, optimizer, decay)
-    found = find_state(model)
-    holder = model if found is None else found[1]
-    factors = tensor_multipliers(holder, optimizer, decay)  # refuses an unparametrized model
-    assert found is not None
-    records = found[2].tensors
-    check_against_prediction(holder, lr, optimizer)
+    found = find_states(model)
+    if not found:
+        tensor_multipliers(model, optimizer, decay)  # refuses an unparametrized model
+    _refuse_parameters_outside(model, found)
     groups: dict[tuple[float, float, float, float | None], dict[str, Any]] = {}
-    for pname, param in holder.named_parameters():
-        f = factors[pname]
-        fixed_eps = records[pname].eps_value if optimizer != "sgd" else None  # calibrate_memory_eps's, absolute
-        group_lr, group_wd = base_lr * f.lr, base_wd * f.weight_decay
-        group = groups.setdefault(
-            (f.lr, f.weight_decay, f.eps, fixed_eps),
-            {"params": [], "names": [], "lr": group_lr, FACTOR_KEY: f.lr, OPTIMIZER_KEY: optimizer,
-             BASE_KEYS["weight_decay"]: base_wd,
-             "weight_decay": group_wd / group_lr if decay == "independent" else group_wd},
-        )
-        if fixed_eps is not None:
-            group["eps"] = fixed_eps
-        elif f.eps != 1.0:
-            group["eps"], group[BASE_KEYS["eps"]] = eps * f.eps, eps
-        group["params"].append(param)
-        group["names"].append(pname)
+    for prefix, holder, state in found:
+        factors = tensor_multipliers(holder, optimizer, decay)
+        check_against_prediction(holder, lr, optimizer)
+        for pname, param in holder.named_parameters():
+            f = factors[pname]
+            fixed_eps = state.tensors[pname].eps_value if optimizer != "sgd" else None  # calibrate_memory_eps's, absolute
+            group_lr, group_wd = base_lr * f.lr, base_wd * f.weight_decay
+            group = groups.setdefault(
+                (f.lr, f.weight_decay, f.eps, fixed_eps),
+                {"params": [], "names": [], "lr": group_lr, FACTOR_KEY: f.lr, OPTIMIZER_KEY: optimizer,
+                 BASE_KEYS["weight_decay"]: base_wd,
+                 "weight_decay": group_wd / group_lr if decay == "independent" else group_wd},
+            )
+            if fixed_eps is not None:
+                group["eps"] = fixed_eps
+            elif f.eps != 1.0:
+                group["eps"], group[BASE_KEYS["eps"]] = eps * f.eps, eps
+            group["params"].append(param)
+            group["names"].append(f"{prefix}.{pname}" if prefix else pname)
     watch()
     return list(groups.values())
+
+
+def _base_lr(lr: float | Any) -> float:
+    """The base lr of a number or a law's prediction; anything else (an Estimate, None, a string) is refused."""
+    value = getattr(lr, "lr", lr)
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+        raise ScaleplanError(
+            f"learning rate must be a finite positive number or a law's prediction (load_law(...).predict(...)), got {lr!r}"
+        )
+    return float(value)
+
+
+def _refuse_parameters_outside(model: nn.Module, found: list[tuple[str, nn.Module, Any]]) -> None:
+    """Parameters of `model` in no parametrized module have no role: param_groups would leave them out of the
+    optimizer, and they would never train."""
+    covered = {id(p) for _, holder, _ in found for p in holder.parameters()}
+    outside = [name for name, p in model.named_parameters() if id(p) not in covered]
+    if outside:
+        where = ", ".join(prefix or "the root" for prefix, _, _ in found)
+        raise ParametrizationError(
+            f"parameter(s) {', '.join(outside[:3])}{', ...' if len(outside) > 3 else ''} are outside the parametrized "
+            f"module(s) ({where}): they have no role, and an optimizer built from these groups would never train them; "
+            "apply_parametrization to the whole model (its base built the same way)"
+        )
 
 
 def resolve_weight_decay(lr: float | Any, weight_decay: float | None, optimizer: str, decay: str | None) -> tuple[float, str]:

@@ -24,22 +24,33 @@ if TYPE_CHECKING:
 _INIT_ROLES = ("input", "hidden", "output", "memory")  # tensors re-drawn when init_std is given
 
 
-def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord], init_std: float | None) -> None:
+def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord], init_std: float | None,
+                   base: nn.Module | None = None) -> None:
     """Without init_std, name the hidden/readout tensors whose init is not a fan-in (SP) init: a std closer
-    to HF's constant initializer_range than to 1/sqrt(3 fan-in), or far from any c/sqrt(fan-in); rescaling
-    those as mup does (it assumes a fan-in init) does not give muP."""
+    to HF's constant initializer_range than to 1/sqrt(3 fan-in), far from any c/sqrt(fan-in), or (where the base's
+    own weights are at hand and the fan-in grew 2x or more) closer to the base's std than to the base's std scaled
+    by sqrt(base fan-in / fan-in), as a constant N(0, 0.02) is; rescaling those as mup does (it assumes a fan-in
+    init) does not give muP."""
     if init_std is not None:
         return
     hf_std = _int_or_float(getattr(getattr(model, "config", None), "initializer_range", None))
+    base_params = dict(base.named_parameters()) if base is not None else {}
     kept = []
     for name, record in tensors.items():
         param = params[name]
-        if record.role not in ("hidden", "output") or param.dim() < 2 or param.device.type == "meta" or not bool(param.any()):
+        if record.role not in ("hidden", "output") or param.dim() < 2 or not _drawn(param):
             continue  # a zero init (muP's zero readout) is fine at every width
-        std = float(param.detach()[param != 0].float().std())  # entries set to zero are a deliberate zero init
+        std = _std(param)
         off_fan_in = abs(math.log(std * math.sqrt(3 * _fan_in(model, param))))  # 0 for PyTorch's U(+-1/sqrt(fan-in))
         if off_fan_in > math.log(2.5) or (hf_std is not None and abs(math.log(std / hf_std)) < off_fan_in):
             kept.append(name)
+            continue
+        base_param = base_params.get(name)
+        if base is not None and base_param is not None and base_param.dim() >= 2 and _drawn(base_param):
+            grown = _fan_in(model, param) / _fan_in(base, base_param)
+            ratio = math.log(std / _std(base_param))
+            if grown >= 2 and abs(ratio) < abs(ratio + 0.5 * math.log(grown)):
+                kept.append(name)
     if kept:
         source = f"HF's N(0, {hf_std:g})" if hf_std is not None else "an init that is not fan-in scaled"
         warnings.warn(
@@ -49,6 +60,16 @@ def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: d
             UserWarning,
             stacklevel=3,
         )
+
+
+def _drawn(param: torch.Tensor) -> bool:
+    """Whether the tensor holds drawn values to measure (not meta, not all zero)."""
+    return param.device.type != "meta" and bool(param.any())
+
+
+def _std(param: torch.Tensor) -> float:
+    """The std of the nonzero entries (entries set to zero are a deliberate zero init)."""
+    return float(param.detach()[param != 0].float().std())
 
 
 def _fan_in(model: nn.Module, param: nn.Parameter) -> int:

@@ -204,6 +204,11 @@ def declared_role(name: str, role: str, shape: tuple[int, ...], mults: list[floa
     main = mults[inf[-1]] if inf else 1.0  # mup's convention: the last width dimension
     if layouts and len(shape) >= 2:
         m_in, m_out = mults[layouts[0].fan_in] or 1.0, mults[layouts[0].fan_out] or 1.0
+        if role == "output" and mults[layouts[0].fan_out] is not None:
+            raise ParametrizationError(
+                f"{name!r} is declared output, but its fan-out is a width too (shape {list(shape)}): a readout maps the width "
+                "to a fixed size (classes, vocabulary); a width-to-width matrix is hidden"
+            )
         if role == "hidden":
             return Inferred(role, m_in, m_out if m_out != m_in else None)
         return Inferred(role, {"input": m_out, "output": m_in}.get(role, main or 1.0))

@@ -1,10 +1,11 @@
 """Warn when a torch optimizer loses what param_groups set per role: a model that still trains, just worse.
 
-Training code loses it without an error in four ways: an optimizer built from `model.parameters()` (one lr for
+Training code loses it without an error in five ways: an optimizer built from `model.parameters()` (one lr for
 tensors whose roles need different ones); a schedule that sets every group's lr to one value after `param_groups`
 gave each role its own (nanoGPT's loop `g["lr"] = lr`, OneCycleLR or CyclicLR with one max_lr, the floor of
-CosineAnnealingLR's eta_min); groups built for Adam stepped by SGD (or the reverse); and a weight_decay or eps
-given to the optimizer's constructor, which param_groups' groups override. A global optimizer step pre-hook checks
+CosineAnnealingLR's eta_min); groups built for Adam stepped by SGD (or the reverse); a weight_decay or eps given to
+the optimizer's constructor, which param_groups' groups override; and a readout used through its weight, whose
+module (with muP's 1/m input hook) never runs. A global optimizer step pre-hook checks
 every optimizer that steps parametrized tensors and warns once per optimizer, at the training loop's step, naming
 the fix.
 """
@@ -16,7 +17,7 @@ import os
 import sys
 import warnings
 import weakref
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch.optim.optimizer import Optimizer, register_optimizer_step_pre_hook
@@ -25,7 +26,7 @@ FACTOR_KEY = "scaleplan_lr_factor"  # on each group of param_groups: the group's
 OPTIMIZER_KEY = "scaleplan_optimizer"  # on each group of param_groups: the optimizer its rules were for
 # on each group of param_groups: the base weight decay it scaled; on the groups where it scaled Adam's eps, the base eps
 BASE_KEYS = {"weight_decay": "scaleplan_weight_decay", "eps": "scaleplan_eps"}
-TAG = "_scaleplan_lr_factors"  # on each parametrized tensor: (its name, {optimizer family: lr factor})
+TAG = "_scaleplan_lr_factors"  # on each parametrized tensor: (its name, {optimizer family: lr factor}, readout hooks)
 RATIO_TOLERANCE = 1e-3  # relative spread of lr / factor across groups that still counts as one base lr
 
 _registered = False
@@ -41,17 +42,24 @@ def watch() -> None:
         _registered = True
 
 
-def tag_tensors(params: Mapping[str, torch.nn.Parameter], factors: Mapping[str, Mapping[str, float]]) -> None:
-    """Record on each parametrized tensor its name and lr factor per optimizer family ("adam", "sgd")."""
+def tag_tensors(params: Mapping[str, torch.nn.Parameter], factors: Mapping[str, Mapping[str, float]],
+                hooks: Mapping[str, Sequence[Any]]) -> None:
+    """Record on each parametrized tensor its name, its lr factor per optimizer family ("adam", "sgd") and the
+    readout hooks that must run for it to be muP's readout (those with a `ran` flag; none for other tensors)."""
     for name, param in params.items():
-        setattr(param, TAG, (name, dict(factors[name])))
+        setattr(param, TAG, (name, dict(factors[name]), tuple(hooks.get(name, ()))))
+
+
+# per-coordinate normalized optimizers: muP's Adam lr rules apply to them (AdamW subclasses Adam)
+ADAPTIVE = (torch.optim.Adam, torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adamax, torch.optim.RMSprop, torch.optim.Adagrad)
 
 
 def family(optimizer: Optimizer) -> str | None:
-    """The optimizer family whose muP lr rules apply ("adam" for Adam and AdamW, "sgd"), or None if scaleplan has none."""
+    """The optimizer family whose muP lr rules apply ("adam" for Adam-like adaptive optimizers, "sgd"), or None if
+    scaleplan has none (Adafactor, Muon, ... scale otherwise)."""
     if isinstance(optimizer, torch.optim.SGD):
         return "sgd"
-    if isinstance(optimizer, torch.optim.Adam):  # AdamW subclasses Adam
+    if isinstance(optimizer, ADAPTIVE):
         return "adam"
     return None
 
@@ -101,7 +109,7 @@ def grouping_problem(groups: Iterable[Mapping[str, Any]], optimizer_family: str)
         if FACTOR_KEY in group:
             continue
         tagged = [getattr(p, TAG) for p in group["params"] if hasattr(p, TAG)]
-        factors = [(f[optimizer_family], name) for name, f in tagged]
+        factors = [(f[optimizer_family], name) for name, f, _ in tagged]
         if not factors:
             continue
         low, high = min(factors), max(factors)
@@ -111,6 +119,21 @@ def grouping_problem(groups: Iterable[Mapping[str, Any]], optimizer_family: str)
                 f"({low[1]}: lr x {low[0]:.3g}, {high[1]}: lr x {high[0]:.3g}): build the optimizer from "
                 "scaleplan.param_groups(model, lr), which gives each role its own lr"
             )
+    return None
+
+
+def readout_problem(groups: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why a readout about to be stepped has a gradient although its module's forward (which applies muP's 1/m)
+    never ran, or None: the model used it through its weight, as in F.linear(h, head.weight)."""
+    for group in groups:
+        for p in group["params"]:
+            name, _, hooks = getattr(p, TAG, (None, None, ()))
+            if hooks and p.grad is not None and not any(h.ran for h in hooks):
+                return (
+                    f"the readout {name} has a gradient, but its module's forward never ran, so muP's 1/m output "
+                    "multiplier was never applied (the model uses its weight directly, e.g. F.linear(h, head.weight)): "
+                    f"call the module, or multiply its input by scaleplan.parametrization.readout_multiplier(model, {name!r})"
+                )
     return None
 
 
@@ -156,7 +179,7 @@ def _check_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         _checked_groups[optimizer] = len(groups)
         opt_family = family(optimizer)
         problem = (optimizer_problem(groups, optimizer) or defaults_problem(groups, optimizer)
-                   or (grouping_problem(groups, opt_family) if opt_family else None))
+                   or (grouping_problem(groups, opt_family) if opt_family else None) or readout_problem(groups))
     if problem is not None:
         _warned.add(optimizer)
         warnings.warn(problem, UserWarning, stacklevel=_caller_stacklevel())

@@ -113,14 +113,14 @@ def prescribe(
     completep = law.parametrization is not None and law.parametrization.completep
     if depth is not None and "L" not in law.needs() and not completep:
         raise ScaleplanError(f"law '{law.name}' depends neither on depth nor uses CompleteP; drop --depth")
-    if batch_size is not None and "B" not in {v for p in law.laws() for v in p.inputs()} and law.weight_decay is None:
+    if batch_size is not None and "B" not in law.takes():
         raise ScaleplanError(f"law '{law.name}' does not depend on the batch size; drop --batch")
     if own_axes:
         for var, value, name in (("W", width, "width"), ("L", depth, "depth"), ("D", tokens, "tokens"), ("B", batch_size, "batch"),
                                  ("N", params, "params")):
             if var in law.needs() and value is None:
                 raise ScaleplanError(f"law '{law.name}' is a law of {name} {var} ({law.variable(var).meaning}): give --{name}")
-        given = {"--params": params is not None and "N" not in law.needs(), "--tokens": tokens is not None and "D" not in law.needs(),
+        given = {"--params": params is not None and "N" not in law.takes(), "--tokens": tokens is not None and "D" not in law.takes(),
                  "--compute": compute is not None}
         unused = [flag for flag, bad in given.items() if bad]
         if unused:
@@ -153,15 +153,17 @@ def prescribe(
 
     inputs = [_law_input(law, var, shape, tokens, compute, given_compute) for var in law.needs()]
     keywords = {"N": "params", "D": "tokens", "C": "compute", "R": "tokens_per_param"}
-    prediction = law.predict(level=level, batch_size=batch_size, **{keywords[i.name]: i.value for i in inputs})
+    at = {keywords[i.name]: i.value for i in inputs}
+    if law.loss_law is not None:  # a law with its own loss law predicts the loss at N (as it counts N) and D
+        at.update(params=loss_n(shape), tokens=tokens)
+    prediction = law.evaluate(level=level, batch_size=batch_size, **at)
     lr = prediction.values.get("lr")
     groups, residual, role_warnings = _per_role(law, lr, d_model or shape.d_model, depth or n_layers or shape.n_layers, optimizer,
                                                 prediction)
     where = {"C": compute} if tokens_file.is_isoflop else {"N": loss_n(shape), "D": tokens}
-    own_warnings = tokens_file is law and law.is_isoflop  # law.predict already warned about C
-    loss_warnings = [] if own_warnings else [f"{tokens_file.name}: {w}" for w in tokens_file.extrapolation_warnings(where)]
-    if tokens_file is not law:  # law.predict gave the law's own flags
-        loss_warnings += tokens_file.flag_warnings()
+    # the law's own prediction gave its flags and warned about its C, or its N and D
+    loss_warnings = [] if tokens_file is law else [*(f"{tokens_file.name}: {w}" for w in tokens_file.extrapolation_warnings(where)),
+                                                   *tokens_file.flag_warnings()]
     batch = prediction.values.get("batch_size")
     batch_unit = _batch_unit(law)
     return _finite_answer(Prescription(
@@ -226,7 +228,9 @@ def _prescribe_axes(
     """Laws of a sweep's own axes (width W, depth L, D, batch B; N beside them for a weight-decay timescale law): the
     base lr eta at the target shape, the batch size where the law has one, then the per-role lrs (and lambdas) from
     the rules at that width and depth."""
-    prediction = law.predict(level=level, width=width, depth=depth, params=params, tokens=tokens, batch_size=batch_size)
+    # a width or depth the law does not take sets only the per-role rules (prescribe refused any other unused input)
+    given = law.taken(width=width, depth=depth, params=params, tokens=tokens, batch_size=batch_size)
+    prediction = law.evaluate(level=level, **given)
     inputs = [LawInput(v, val, law.variable(v).meaning if law.has_variable(v) else BATCH_MEANING) for v, val in prediction.inputs.items()]
     lr = prediction.values.get("lr")
     groups, residual, role_warnings = _per_role(law, lr, width, depth, optimizer, prediction)

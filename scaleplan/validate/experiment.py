@@ -235,7 +235,7 @@ def validate_spec(
     law.save(law_path)
     with writing(out_dir / f"{spec.name}-trials.csv", "sweep trials") as part:
         fitted.data.frame.to_csv(part, index=False)  # the sweep itself, for refits
-    prediction = law.predict(**point.law_inputs())
+    prediction = law.evaluate(**law.taken(**point.law_inputs()))  # the axes the law takes; its warnings are logged below
     estimate = prediction.values["lr"]
     frame = fitted.trials.frame
     axis = next(iter(point.target))

@@ -166,6 +166,19 @@ def test_a_loss_law_that_overflows_is_refused():
     assert law.loss(1e9, 1e9) == pytest.approx(1.7 + 400.0 / 1e9**0.3)
 
 
+@pytest.mark.parametrize("bad", [-1, 0, math.nan, math.inf, "1e9", True])
+def test_a_loss_law_argument_that_is_not_a_positive_number_is_named(bad):
+    """Not a complex-number TypeError (a negative N), nor the law's constants blamed (0, NaN), nor a loss at N = inf."""
+    law = load_law("chinchilla")
+    for call, name in ((lambda: law.compute_optimal(bad), "compute of the loss law's compute-optimal (N, D)"),
+                       (lambda: law.optimal_tokens(bad), "params of the optimal tokens D(N)"),
+                       (lambda: law.loss_law.loss(bad, 1e9), "n of the loss law's loss L(N, D)"),
+                       (lambda: law.loss_law.loss(1e9, d=bad), "d of the loss law's loss L(N, D)")):
+        with pytest.raises(ScaleplanError) as info:
+            call()
+        assert str(info.value).startswith(f"{name} must be a positive finite number, got ") and "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("level", [math.nan, math.inf, 0.0, 1.0, -0.5, 1.5, True])
 def test_an_interval_level_outside_0_1_is_refused(level):
     with pytest.raises(ScaleplanError, match=r"level \(--level\) must be a number strictly between 0 and 1"):

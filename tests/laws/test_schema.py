@@ -1,6 +1,8 @@
 import json
 import math
+import warnings
 
+import numpy as np
 import pytest
 
 from scaleplan.core.correction import Correction
@@ -88,6 +90,54 @@ def test_extrapolation_warnings_say_how_far():
 def test_missing_input_names_variable_and_meaning():
     with pytest.raises(ScaleplanError, match=r"needs tokens= \(D: training tokens\)"):
         make_law().predict(params=1e7)
+
+
+@pytest.mark.parametrize("name, inputs, fragment, taken", [
+    ("steplaw", dict(params=7e9, tokens=2e12, batch_size=4e6),
+     r"law 'steplaw' does not use batch_size= \(it takes params= \(N\), tokens= \(D\)\): drop it", dict(params=7e9, tokens=2e12)),
+    ("steplaw", dict(params=7e9, tokens=2e12, width=1024), "law 'steplaw' does not use width=", dict(params=7e9, tokens=2e12)),
+    ("transfer-mlp-mup", dict(width=256, params=1e9, tokens=1e9, batch_size=64, depth=4),
+     r"does not use params=, tokens=, batch_size=, depth= \(it takes width= \(W\)\): drop them", dict(width=256)),
+    ("deepseek", dict(params=7e9, tokens=2e12), r"does not use params=, tokens= \(it takes compute= \(C\)\)", {}),  # C = M*D
+    ("chinchilla", dict(compute=1e23), r"does not use compute= \(it takes params= \(N\), tokens= \(D\)\)", {}),
+])
+def test_an_input_the_law_does_not_take_is_refused_not_ignored(name, inputs, fragment, taken):
+    law = load_law(name)
+    with pytest.raises(ScaleplanError, match=fragment) as info:
+        law.predict(**inputs)
+    assert "\n" not in str(info.value)
+    assert law.taken(**inputs) == taken
+
+
+@pytest.mark.parametrize("value, shown", [("abc", "'abc' (str)"), ([256], "[256] (list)"), (True, "True (bool)"),
+                                          (0, "0"), (-64, "-64"), (math.nan, "nan"), (math.inf, "inf")])
+def test_an_input_that_is_not_a_positive_number_is_refused_in_one_line(value, shown):
+    with pytest.raises(ScaleplanError) as info:
+        load_law("transfer-mlp-mup").predict(width=value)
+    assert str(info.value) == f"width= must be a positive finite number, got {shown}"
+
+
+def test_numpy_numbers_are_numbers():
+    law = load_law("transfer-mlp-mup")
+    assert law.predict(width=np.int64(64)).lr == law.predict(width=np.float32(64.0)).lr == law.predict(width=64).lr
+
+
+def test_predict_issues_each_warning_as_a_user_warning_at_the_caller():
+    law = load_law("transfer-mlp-mup")
+    with pytest.warns(UserWarning, match=r"extrapolating: W=6.55e\+04 is 512x above the fitted range") as caught:
+        p = law.predict(width=65536)
+    assert [str(w.message) for w in caught] == list(p.warnings) and {w.filename for w in caught} == {__file__}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert law.evaluate(width=65536) == p  # the same record, its warnings left to the caller
+
+
+def test_a_loss_law_predicts_the_loss_at_params_and_tokens():
+    law = load_law("chinchilla")
+    p = law.predict(params=1e9, tokens=2e10)
+    assert p.loss == law.loss_law.loss(1e9, 2e10) and p.inputs == {"N": 1e9, "D": 2e10} and p.warnings == ()
+    with pytest.raises(ScaleplanError, match=r"law 'chinchilla' needs tokens= \(D: training tokens\)"):
+        law.predict(params=1e9)
 
 
 def test_round_trip_through_json(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import math
 import warnings
 
 import pytest
@@ -169,6 +170,48 @@ def test_a_model_changed_after_apply_is_refused_by_param_groups() -> None:
         param_groups(replaced, LR)
 
 
+class Aliased(nn.Module):
+    """The readout registered under two names (a legacy alias): one module, used once."""
+
+    def __init__(self, width: int, alias: bool) -> None:
+        super().__init__()
+        self.body, self.out = nn.Linear(8, width), nn.Linear(width, 3)
+        if alias:
+            self.head = self.out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.body(x)))
+
+
+def test_a_readout_registered_under_two_names_gets_its_multiplier_once() -> None:
+    torch.manual_seed(0)
+    aliased = apply_parametrization(Aliased(256, True), "mup", base=Aliased(64, True))
+    torch.manual_seed(0)
+    plain = apply_parametrization(Aliased(256, False), "mup", base=Aliased(64, False))
+    assert [h.multiplier for h in aliased.out._forward_pre_hooks.values()] == [0.25]
+    x = torch.randn(4, 8)
+    assert torch.equal(aliased(x), plain(x))
+
+
+def test_a_readout_called_with_its_input_by_keyword_is_scaled_as_by_position() -> None:
+    net = build_parametrized("mlp", 128, "mup", 64)
+    name = next(n for n, r in net.scaleplan_state.tensors.items() if r.role == "output" and n.endswith("weight"))
+    readout = net.get_submodule(name.rsplit(".", 1)[0])
+    h = torch.randn(4, readout.in_features)
+    assert torch.equal(readout(input=h), readout(h))
+    assert torch.allclose(readout(h), nn.functional.linear(h * 0.5, readout.weight, readout.bias))
+
+
+def test_base_width_is_checked_against_the_base_and_gives_a_width_to_a_model_without_one() -> None:
+    def mlp(width: int) -> nn.Sequential:  # no .width attribute
+        return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3))
+
+    assert apply_parametrization(mlp(256), "mup", base=mlp(64), base_width=64).scaleplan_state.width == 256
+    assert apply_parametrization(mlp(256), "mup", base=mlp(64)).scaleplan_state.width is None
+    with pytest.warns(UserWarning, match=r"base_width=32 is none of the base's width sizes \(64\)"):
+        apply_parametrization(mlp(256), "mup", base=mlp(64), base_width=32)
+
+
 def test_functional_call_vmap_over_stacked_models() -> None:
     torch.manual_seed(0)
     nets = [build_parametrized("mlp", 128, "mup", 32) for _ in range(3)]
@@ -212,6 +255,18 @@ def test_sgd_with_denseam_softmax_warns() -> None:
         param_groups(build_parametrized("denseam", 128, "denseam", 64, energy="relu-poly"), LR, optimizer="sgd")
 
 
+class Classifier(nn.Module):
+    """A user's classifier: its number of classes is not a width, though no delta says so."""
+
+    def __init__(self, width: int, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.body, self.out = nn.Linear(8, width), nn.Linear(width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.body(x)))
+
+
 @pytest.mark.parametrize(
     "call, message",
     [
@@ -227,7 +282,20 @@ def test_sgd_with_denseam_softmax_warns() -> None:
         (lambda: build_parametrized("denseam", 128, "mup", 64), "no rule for role 'memory'; use one of: sp, denseam"),
         (lambda: param_groups(build_model("mlp", 64), LR), "call apply_parametrization"),
         (lambda: param_groups(build_parametrized("mlp", 64, "mup", 64), LR, optimizer="lion"), "unknown optimizer 'lion'"),
-        (lambda: param_groups(build_parametrized("mlp", 64, "mup", 64), -1.0), "learning rate must be positive"),
+        (lambda: param_groups(build_parametrized("mlp", 64, "mup", 64), -1.0), "learning rate must be a finite positive number"),
+        *[(lambda lr=lr: param_groups(build_parametrized("mlp", 64, "mup", 64), lr), "learning rate must be a finite positive number")
+          for lr in (math.inf, math.nan, None, "0.01", True)],
+        *[(lambda v=v: apply_parametrization(build_model("mlp", 128), "mup", base=build_model("mlp", 64), output_mult=v),
+           "output_mult must be a finite positive number") for v in (math.nan, math.inf, 0.0)],
+        *[(lambda v=v: apply_parametrization(build_model("mlp", 128), "mup", base=build_model("mlp", 64), init_std=v),
+           "init_std must be a finite number >= 0") for v in (math.inf, math.nan, "0.02")],
+        (lambda: apply_parametrization(build_model("mlp", 128), "mup", base=build_model("mlp", 64), roles=["input.weight"]),
+         "roles must be a mapping"),
+        (lambda: apply_parametrization(nn.Sequential(nn.LazyLinear(8)), "mup", base=nn.Sequential(nn.LazyLinear(4))),
+         "lazy parameters without a shape yet; run one forward pass"),
+        (lambda: apply_parametrization(Classifier(128, 100), "mup", base=Classifier(32, 10)), "the base has num_classes=10"),
+        (lambda: apply_parametrization(build_model("mlp", 128), "mup", base=build_model("mlp", 64), base_width=32),
+         "base_width=32 but the base has width 64"),
     ],
 )
 def test_bad_input_raises_clear_error(call, message: str) -> None:

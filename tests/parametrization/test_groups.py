@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from torch import nn
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import ParametrizationError
 from scaleplan.laws import Estimate, Prediction
 from scaleplan.models import build_parametrized
-from scaleplan.parametrization import param_groups
+from scaleplan.parametrization import apply_parametrization, param_groups
 
 
 def prediction(width: float, ref: ParametrizationRef) -> Prediction:
@@ -76,6 +77,7 @@ def test_adamw_lambda_per_role_keeps_every_timescale(decay: str, m: int) -> None
         assert wd == pytest.approx(lam if decay == "torch" else lam / lr, rel=1e-12), name
     # one AdamW step with zero gradients only decays: p_new = (1 - decay per step) p, the same on every role
     before = {n: p.detach().clone() for n, p in net.named_parameters()}
+    net(torch.zeros(1, 8))  # a forward, as training has (the optimizer check wants the readout's module to have run)
     for p in net.parameters():
         p.grad = torch.zeros_like(p)
     torch.optim.AdamW(groups).step()
@@ -128,3 +130,41 @@ def test_bad_weight_decay_is_one_line(kwargs: dict, fragment: str) -> None:
     with pytest.raises(ScaleplanError) as info:
         param_groups(mlp(128, 64), 0.01, **kwargs)
     assert fragment in str(info.value)
+
+
+class WithHead(nn.Module):
+    """A parametrized backbone inside a model whose own head was added around it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.backbone = mlp(128, 64)
+        self.head = nn.Linear(4, 5)
+
+
+def test_parameters_outside_the_parametrized_module_are_refused_not_left_out() -> None:
+    with pytest.raises(ParametrizationError, match=r"^parameter\(s\) head.weight, head.bias are outside the parametrized "
+                                                   r"module\(s\) \(backbone\).*would never train them"):
+        param_groups(WithHead(), 0.01)
+
+
+def test_each_parametrized_module_gets_its_own_groups() -> None:
+    model = nn.Sequential(mlp(128, 64), mlp(256, 64))  # an encoder and a decoder parametrized apart
+    groups = param_groups(model, 0.01)
+    lrs = {name: g["lr"] for g in groups for name in g["names"]}
+    assert set(lrs) == {name for name, _ in model.named_parameters()}
+    assert lrs["0.hidden.0.weight"] == pytest.approx(0.01 / 2) and lrs["1.hidden.0.weight"] == pytest.approx(0.01 / 4)
+    assert lrs["0.readout.weight"] == lrs["1.readout.weight"] == pytest.approx(0.01)
+
+
+def test_a_model_without_a_base_width_names_the_fix_when_checked_against_a_law() -> None:
+    def plain(width: int) -> nn.Sequential:
+        return nn.Sequential(nn.Linear(8, width), nn.ReLU(), nn.Linear(width, width), nn.ReLU(), nn.Linear(width, 3))
+
+    unknown = apply_parametrization(plain(256), "mup", base=plain(64))
+    with pytest.raises(ParametrizationError, match="the model's base width is unknown.*give the model and its base a .width "
+                                                   "attribute, or pass base_width= to apply_parametrization"):
+        param_groups(unknown, prediction(256, ParametrizationRef("mup", base_width=64)))
+    known = apply_parametrization(plain(256), "mup", base=plain(64), base_width=64)  # its width follows: 256
+    assert param_groups(known, prediction(256, ParametrizationRef("mup", base_width=64)))
+    with pytest.raises(ParametrizationError, match="the prediction is for width 4096 but the model has width 256"):
+        param_groups(known, prediction(4096, ParametrizationRef("mup", base_width=64)))

@@ -125,6 +125,8 @@ def test_state_dict_round_trip_with_rescale_false() -> None:
         (lambda: apply_parametrization(nn.Linear(8, 32), "mup", base=nn.Linear(8, 8), init_std=0.1, rescale=False),
          r"^init_std re-draws the weights; rescale=False"),
         (lambda: attention_scale(0, 16), "head dimensions must be positive"),
+        (lambda: apply_parametrization(nn.Linear(32, 32), "mup", base=nn.Linear(8, 8), roles={"weight": "output"}),
+         r"^'weight' is declared output, but its fan-out is a width too \(shape \[32, 32\]\)"),
     ],
 )
 def test_refusals_are_one_line(call, message: str) -> None:

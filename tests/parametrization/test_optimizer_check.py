@@ -188,3 +188,34 @@ def test_an_eps_given_to_the_optimizer_reaches_groups_the_rules_leave_alone() ->
     model = parametrized()
     caught = warnings_of(model, torch.optim.Adam(param_groups(model, 1e-3), eps=1e-6))
     assert caught == []
+
+
+class FusedHead(nn.Module):
+    """A readout used through its weight (as chunked or fused cross-entropy code does): its module never runs."""
+
+    def __init__(self, width: int, manual: bool = False) -> None:
+        super().__init__()
+        self.body, self.out, self.manual = nn.Linear(8, width), nn.Linear(width, 3), manual
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.body(x))
+        if self.manual:  # the fix the warning names
+            from scaleplan.parametrization import readout_multiplier
+            h = h * readout_multiplier(self, "out.weight")
+        return nn.functional.linear(h, self.out.weight, self.out.bias)
+
+
+@pytest.mark.parametrize("manual", [False, True])
+def test_a_readout_used_through_its_weight_is_named_at_the_step(manual: bool) -> None:
+    torch.manual_seed(0)
+    model = apply_parametrization(FusedHead(256, manual), "mup", base=FusedHead(64))
+    caught = warnings_of(model, adam_groups(model))
+    assert [str(w.message)[:87] for w in caught] == (
+        [] if manual else ["the readout out.weight has a gradient, but its module's forward never ran, so muP's 1/m"])
+
+
+@pytest.mark.parametrize("optimizer", [torch.optim.NAdam, torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad])
+def test_adaptive_optimizers_follow_adams_rules_in_the_check(optimizer) -> None:
+    model = parametrized()
+    assert len(warnings_of(model, optimizer(model.parameters(), lr=1e-3))) == 1
+    assert warnings_of(model, optimizer(param_groups(model, 1e-3))) == []

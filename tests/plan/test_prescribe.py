@@ -1,4 +1,5 @@
 import math
+import warnings
 
 import pytest
 
@@ -233,3 +234,16 @@ def test_a_depth_law_of_a_mup_sweep_takes_the_width_for_its_per_role_lrs():
     assert p.residual_mult == pytest.approx(1 / 16)
     with pytest.raises(ScaleplanError, match="does not depend on width; drop --width"):
         prescribe("steplaw", params=1e9, tokens=1e10, width=128)
+
+
+@pytest.mark.parametrize("law, target, warning", [
+    ("transfer-mlp-mup", dict(width=65536), "extrapolating: W=6.55e+04 is 512x above the fitted range [32, 128]"),
+    ("chinchilla", dict(params=7e9, tokens=1e13), "extrapolating: D=1e+13 is 20x above the fitted range [5e+09, 5e+11]"),
+])
+def test_the_planner_lists_each_warning_of_its_law_once_and_issues_no_python_warning(law, target, warning):
+    """`scaleplan predict` prints the prescription's warnings: a UserWarning from the law would show one twice, and so
+    would a law whose own loss law's inputs are warned about both by its prediction and as a tokens law."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = prescribe(law, **target)
+    assert [w for w in p.warnings if warning.split(" is ")[0] in w] == [warning]
