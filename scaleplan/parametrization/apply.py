@@ -144,7 +144,8 @@ def apply_parametrization(
     `delta` (the model at any other width) tells which dimensions are widths where the model has the
     base's shapes (mup's `delta`); scaleplan's builders pass it. init_std=None keeps the model's own init,
     assumed to be PyTorch's fan-in (SP) default, and rescales it as mup does; a float re-draws every
-    weight as N(0, (init_std * factor)^2), at every width, the base included, except entries the model
+    input, hidden, output and memory weight as N(0, (init_std * factor)^2), at every width, the base included
+    (tensors with no width dimension, role "fixed", keep their init: it is the same at every width), except entries the model
     initialized to zero (muP's zero readout, or the query slice of a fused qkv), which stay zero. rescale=False re-attaches
     the multipliers, hooks and attention scales to a reloaded checkpoint without touching its weights
     (mup's rescale_params=False); metadata saved with it (HF config) is checked against the model.
