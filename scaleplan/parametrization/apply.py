@@ -8,9 +8,9 @@ forward multipliers are plain floats on modules (and a picklable forward pre-hoo
 module), so torch.func.functional_call and vmap over stacked parameters work unchanged.
 
 Model protocol (optional, used by scaleplan.models): a module with `scaleplan_site = "attention"`
-(and `d_head`), `"residual"`, `"temperature"` (and `features`) or `"memories"` (and `n_memories`)
-gets its float `multiplier` set; a module's `scaleplan_roles`
-dict declares roles for its own parameters; a root `depth` attribute feeds CompleteP.
+(and `d_head`), `"residual"`, `"temperature"` (a DenseAM layer: `features` N, `n_memories` K, `gradient_order`,
+and its (K, N) memory matrix declared `"memory"`) or `"memories"` (and `n_memories`) gets its float `multiplier`
+set; a module's `scaleplan_roles` dict declares roles for its own parameters; a root `depth` attribute feeds CompleteP.
 """
 
 from __future__ import annotations
@@ -182,6 +182,7 @@ def apply_parametrization(
         )
 
     resolved_base_width = _base_width(base, base_width, tensors, params)
+    _check_memory_protocol(model, base, tensors, rules)
     depth_ratio = _depth_ratio(model, base, base_depth) if completep else 1.0
     base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
     sites, scalings = _site_multipliers(model, base_modules, tensors, rules, depth_ratio, completep)
@@ -333,9 +334,12 @@ def _int_attr(obj: object, name: str) -> int | None:
 def _declared_roles(model: nn.Module, params: dict[str, nn.Parameter], roles: Mapping[str, str] | None) -> dict[str, str]:
     """Roles the model's modules declare (`scaleplan_roles`) overridden by the user's `roles`."""
     declared: dict[str, str] = {}
+    canonical = {id(p): name for name, p in params.items()}  # a parameter shared by several modules has one name
     for module_name, module in model.named_modules():
         for local, role in getattr(module, "scaleplan_roles", {}).items():
-            declared[f"{module_name}.{local}" if module_name else local] = role
+            full = f"{module_name}.{local}" if module_name else local
+            owned = module._parameters.get(local)
+            declared[canonical.get(id(owned), full) if owned is not None else full] = role
     declared.update(roles or {})
     for name, role in declared.items():
         if role not in ROLES:
@@ -481,13 +485,14 @@ def _site_multipliers(
             sites[name] = residual_multiplier(depth_ratio, completep)
         elif site == "temperature":
             base_module = base_modules.get(name)
-            m = module.features / base_module.features if base_module is not None else max(r.m for r in tensors.values())
+            m = (_site_size(name, module, "features") / _site_size(name, base_module, "features") if base_module is not None
+                 else max(r.m for r in tensors.values()))
             sites[name] = rules.temperature_multiplier(m)
         elif site == "memories":  # a DenseAM's sum over its K memories (models/denseam.py MemoryUpdate)
             base_module = base_modules.get(name)
             if base_module is None:
                 raise ParametrizationError(f"{name}: a DenseAM's memory sum is scaled relative to the base model's; pass base=")
-            sites[name] = rules.memory_multiplier(module.n_memories / base_module.n_memories)
+            sites[name] = rules.memory_multiplier(_site_size(name, module, "n_memories") / _site_size(name, base_module, "n_memories"))
     if completep and "residual" not in {getattr(model.get_submodule(n), "scaleplan_site", None) for n in sites}:
         raise ParametrizationError("completep=True needs residual blocks (modules with scaleplan_site = 'residual'); this model has none")
     return sites, scalings
@@ -500,11 +505,59 @@ def _memory_eps(model: nn.Module, base_modules: dict[str, nn.Module], tensors: d
     for name, module in model.named_modules():
         base_module = base_modules.get(name)
         if getattr(module, "scaleplan_site", None) == "temperature" and base_module is not None:
-            record = tensors[f"{name}.memories" if name else "memories"]
-            m_memories = module.n_memories / base_module.n_memories
-            record.eps = rules.memory_eps_multiplier(module.features / base_module.features, m_memories, module.gradient_order)
+            record = tensors[_site_memory(name, module, tensors)]
+            m_memories = _site_size(name, module, "n_memories") / _site_size(name, base_module, "n_memories")
+            m_features = _site_size(name, module, "features") / _site_size(name, base_module, "features")
+            record.eps = rules.memory_eps_multiplier(m_features, m_memories, _site_size(name, module, "gradient_order"))
             largest = max(largest, m_memories)
     return largest
+
+
+PROTOCOL = ("declare the memory matrix (K, N) on the module that owns it, scaleplan_roles = {'<its name>': 'memory'}, "
+            "with scaleplan_site = 'temperature' and attributes features (N), n_memories (K) and gradient_order "
+            "(README, DenseAM rules)")
+
+
+def _site_memory(name: str, module: nn.Module, tensors: dict[str, TensorRecord]) -> str:
+    """The full name of the one memory-role tensor a temperature-site module owns; refused if it owns none or several."""
+    own = [f"{name}.{local}" if name else local for local, _ in module.named_parameters(recurse=False)]
+    memories = [n for n in own if n in tensors and tensors[n].role == "memory"]
+    if len(memories) != 1:
+        raise ParametrizationError(f"{name or 'the model'} has scaleplan_site = 'temperature' but {len(memories)} memory "
+                                   f"tensors of its own: {PROTOCOL}")
+    return memories[0]
+
+
+def _site_size(name: str, module: nn.Module, attribute: str) -> float:
+    """A DenseAM site's size attribute (features, n_memories, gradient_order), refused in one line when it is missing."""
+    value: Any = getattr(module, attribute, None)
+    if not _finite_number(value) or value <= 0:
+        raise ParametrizationError(f"{name or 'the model'}: a DenseAM site needs a positive number attribute {attribute!r}, "
+                                   f"got {value!r}: {PROTOCOL}")
+    return float(value)
+
+
+def _check_memory_protocol(model: nn.Module, base: object, tensors: dict[str, TensorRecord], rules: Parametrization) -> None:
+    """The DenseAM rules act on declared memory matrices only, which shapes cannot tell from a Linear (a (K, N) matrix
+    whose N grows is inferred an input, whose N and K grow together a hidden matrix): refuse 'denseam' without one, and
+    memories whose Adam eps rule cannot be placed (no temperature site, no base module to read the sizes from)."""
+    memories = [n for n, r in tensors.items() if r.role == "memory"]
+    if rules.name == "denseam" and not memories:
+        raise ParametrizationError(f"parametrization 'denseam' found no memory matrix, so its rules would act on nothing: {PROTOCOL}")
+    if memories and not isinstance(base, nn.Module):
+        raise ParametrizationError(
+            f"memory tensor(s) {', '.join(memories[:3])}: their multiplier (N/N_base x K/K_base) and Adam eps rule read the "
+            "base's sizes: pass base=<the model at the base size> as a module (the meta device will do)"
+        )
+    sited = {_site_memory(n, m, tensors) for n, m in model.named_modules() if getattr(m, "scaleplan_site", None) == "temperature"}
+    unsited = [n for n in memories if n not in sited]
+    if unsited:
+        warnings.warn(
+            f"memory tensor(s) {', '.join(unsited[:3])} belong to no module with scaleplan_site = 'temperature': their Adam "
+            f"eps is not scaled by the DenseAM rule (1/(m_N^order m_K)); {PROTOCOL}",
+            UserWarning,
+            stacklevel=4,
+        )
 
 
 def check_intact(model: nn.Module, state: ParametrizationState) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import io
 import math
+import re
 import warnings
 
 import pytest
@@ -349,3 +350,80 @@ def test_tied_embeddings_under_mup_warn_naming_the_fix(parametrization: str, tie
     assert len(said) == warns
     if warns:
         assert said[0].startswith("tied input/output embedding(s) embed.weight under 'mup'") and "untie them" in said[0]
+
+
+class Hopfield(nn.Module):
+    """A user's own DenseAM layer: memories (K, N) under any name, lse energy with beta = beta0 / N, T shared steps."""
+
+    def __init__(self, n: int, k: int, name: str = "xi", roles: bool = True, site: bool = True, sizes: bool = True) -> None:
+        super().__init__()
+        self.name = name
+        self.register_parameter(name, nn.Parameter(0.1 * torch.randn(k, n)))
+        if roles:
+            self.scaleplan_roles = {name: "memory"}
+        if site:
+            self.scaleplan_site, self.multiplier = "temperature", 1.0
+        if sizes:
+            self.features, self.n_memories, self.gradient_order = n, k, 2.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xi = getattr(self, self.name)
+        for _ in range(3):
+            x = x + torch.softmax(4.0 / xi.shape[1] * x @ xi.T, dim=-1) @ xi / 3
+        return x
+
+
+class HopfieldNet(nn.Module):
+    def __init__(self, n: int, k: int, **layer: object) -> None:
+        super().__init__()
+        self.inp, self.am, self.out = nn.Linear(8, n), Hopfield(n, k, **layer), nn.Linear(n, 3)  # type: ignore[arg-type]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.am(self.inp(x)))
+
+
+def test_a_users_dense_associative_memory_gets_the_memory_rules_whatever_its_memories_are_called() -> None:
+    named = apply_parametrization(HopfieldNet(256, 64, name="xi"), "denseam", base=HopfieldNet(32, 64, name="xi"))
+    builtin_name = apply_parametrization(HopfieldNet(256, 64, name="memories"), "denseam", base=HopfieldNet(32, 64, name="memories"))
+    record, reference = named.scaleplan_state.tensors["am.xi"], builtin_name.scaleplan_state.tensors["am.memories"]
+    assert (record.role, record.m, record.eps) == (reference.role, reference.m, reference.eps) == ("memory", 8.0, 8.0 ** -2)
+
+
+@pytest.mark.parametrize(
+    "layer, base, message",
+    [
+        (dict(roles=False, site=False), None, r"^parametrization 'denseam' found no memory matrix.*scaleplan_roles"),
+        (dict(sizes=False), None, r"^am: a DenseAM site needs a positive number attribute 'features', got None"),
+        (dict(roles=False), None, r"^parametrization 'denseam' found no memory matrix"),
+        (dict(), "shapes", r"^memory tensor\(s\) am.xi: .*pass base=<the model at the base size> as a module"),
+    ],
+)
+def test_a_dense_associative_memory_the_rules_cannot_place_is_refused_in_one_line(layer: dict, base: str | None, message: str) -> None:
+    base_model = HopfieldNet(32, 64, **layer)
+    given = {n: tuple(p.shape) for n, p in base_model.named_parameters()} if base == "shapes" else base_model
+    with pytest.raises(ScaleplanError) as info:
+        apply_parametrization(HopfieldNet(256, 64, **layer), "denseam", base=given)
+    assert "\n" not in str(info.value) and re.search(message, str(info.value)), str(info.value)
+
+
+def test_memories_without_a_temperature_site_are_warned_about() -> None:
+    with pytest.warns(UserWarning, match=r"memory tensor\(s\) am.xi belong to no module with scaleplan_site = 'temperature'"):
+        state = apply_parametrization(HopfieldNet(256, 64, site=False), "denseam", base=HopfieldNet(32, 64, site=False)).scaleplan_state
+    assert state.tensors["am.xi"].eps == 1.0
+
+
+class SharedSteps(nn.Module):
+    """T step modules sharing one memory matrix, each declaring it: one tensor, declared T times."""
+
+    def __init__(self, n: int, k: int) -> None:
+        super().__init__()
+        self.am = Hopfield(n, k)
+        self.steps = nn.ModuleList(nn.Module() for _ in range(3))
+        for step in self.steps:
+            step.xi = self.am.xi
+            step.scaleplan_roles = {"xi": "memory"}
+
+
+def test_a_memory_declared_by_every_module_that_shares_it_is_one_tensor() -> None:
+    state = apply_parametrization(SharedSteps(256, 64), "denseam", base=SharedSteps(32, 64)).scaleplan_state
+    assert [n for n, r in state.tensors.items() if r.role == "memory"] == ["am.xi"]
