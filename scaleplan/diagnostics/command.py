@@ -57,9 +57,12 @@ def plot_coord_check(frame, path: Path, title: str) -> None:  # frame: pandas.Da
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
 @click.option("--init-std", type=FiniteFloat(0, MAX_INIT_STD, min_open=True), default=None,
               help=f"init std at the base width, above 0 and at most {MAX_INIT_STD:g} (your own model; default: keep its init)")
+@click.option("--eps", type=FiniteFloat(0, 1, min_open=True), default=1e-8, show_default=True,
+              help="Adam eps at the base width (a relu-poly DenseAM of degree >= 5 needs 1e-12 or less)")
 @click.option("--out", "out_dir", default="coord-check", show_default=True, type=click.Path(file_okay=False), help="directory for the PNG")
 def coord_check(
-    model_name: str, parametrization: str, widths: str, steps: int, lr: float | None, seeds: int, optimizer: str, init_std: float | None, out_dir: str
+    model_name: str, parametrization: str, widths: str, steps: int, lr: float | None, seeds: int, optimizer: str, init_std: float | None,
+    eps: float, out_dir: str
 ) -> None:
     """Mean |activation| per layer over a few training steps across widths (flat under muP)."""
     width_list = _parse_widths(widths)  # bad input fails before torch is imported
@@ -78,9 +81,10 @@ def coord_check(
 
     torch.set_num_threads(1)
     if build is None:
-        frame = run_coord_check(model_name, parametrization, width_list, steps=steps, lr=lr, seeds=seeds, optimizer=optimizer)
+        frame = run_coord_check(model_name, parametrization, width_list, steps=steps, lr=lr, seeds=seeds, optimizer=optimizer, eps=eps)
     else:
-        frame = coord_check_model(build, parametrization, width_list, steps=steps, lr=1e-3 if lr is None else lr, seeds=seeds, optimizer=optimizer, init_std=init_std)
+        frame = coord_check_model(build, parametrization, width_list, steps=steps, lr=1e-3 if lr is None else lr, seeds=seeds,
+                                  optimizer=optimizer, init_std=init_std, eps=eps)
     diverged = first_divergence(frame)
     if diverged is not None:  # a table of nan says nothing about the parametrization
         raise ScaleplanError(f"coord-check: activations went non-finite at width {diverged[0]} by step {diverged[1]} "

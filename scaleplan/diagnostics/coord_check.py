@@ -96,6 +96,7 @@ def coord_check(
     base_width: int | None = None,
     optimizer: str = "adam",
     batch_size: int | None = None,
+    eps: float = 1e-8,
     **model_kwargs: Any,
 ) -> pd.DataFrame:
     """DataFrame (width, step, layer, mean_abs) for a reference model: mean |activation| per layer, averaged
@@ -112,7 +113,7 @@ def coord_check(
     def build(width: int, seed: int) -> tuple[nn.Module, Batch]:
         return build_parametrized(model_name, width, parametrization, base, **kwargs), _batch(model_name, kwargs, batch_size or DEFAULT_BATCH[model_name], seed)
 
-    return _run(build, widths, steps, DEFAULT_LR[model_name] if lr is None else lr, seeds, optimizer)
+    return _run(build, widths, steps, DEFAULT_LR[model_name] if lr is None else lr, seeds, optimizer, eps)
 
 
 def coord_check_model(
@@ -126,6 +127,7 @@ def coord_check_model(
     optimizer: str = "adam",
     init_std: float | None = None,
     output_mult: float = 1.0,
+    eps: float = 1e-8,
 ) -> pd.DataFrame:
     """The coordinate check of your own model: `build(width)` returns an unparametrized model and a batch
     (the same at every width: (inputs, targets), or model kwargs for a model returning .loss). Each width
@@ -144,7 +146,7 @@ def coord_check_model(
         apply_parametrization(model, parametrization, base=base, delta=delta, init_std=init_std, output_mult=output_mult)
         return model, batch
 
-    return _run(parametrized, widths, steps, lr, seeds, optimizer)
+    return _run(parametrized, widths, steps, lr, seeds, optimizer, eps)
 
 
 def _call_builder(build: Builder, width: int) -> tuple[nn.Module, Batch]:
@@ -164,14 +166,16 @@ def _check_args(widths: tuple[int, ...], steps: int, seeds: int, batch_size: int
         raise ScaleplanError("coord-check needs positive widths, steps >= 1, seeds >= 1 and batch_size >= 1")
 
 
-def _run(build: Callable[[int, int], tuple[nn.Module, Batch]], widths: tuple[int, ...], steps: int, lr: float, seeds: int, optimizer: str) -> pd.DataFrame:
-    """Train each width `steps` times on its batch, recording mean |output| of every module per step."""
+def _run(build: Callable[[int, int], tuple[nn.Module, Batch]], widths: tuple[int, ...], steps: int, lr: float, seeds: int,
+         optimizer: str, eps: float) -> pd.DataFrame:
+    """Train each width `steps` times on its batch, recording mean |output| of every module per step (Adam eps `eps` at
+    the base: a relu-poly DenseAM of degree 5 or more needs one far below PyTorch's 1e-8)."""
     rows = []
     for seed in range(seeds):
         for width in widths:
             torch.manual_seed(seed)
             model, batch = build(width, seed)
-            rows += [(seed, width, *row) for row in trace_training(model, batch, steps, lr, optimizer)]
+            rows += [(seed, width, *row) for row in trace_training(model, batch, steps, lr, optimizer, eps)]
     return average_seeds(rows)
 
 

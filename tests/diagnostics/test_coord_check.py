@@ -68,6 +68,23 @@ def test_denseam_overlap_scale_stays_flat() -> None:
     assert ratios.between(1 / 1.5, 1.5).all(), ratios.to_dict()
 
 
+def test_a_degree_6_denseam_is_flat_only_at_the_small_eps_it_needs() -> None:
+    # the README's n = 6 row: PyTorch's 1e-8 sits above the memories' gradients at the wide end, 1e-14 below them
+    def update_ratio(eps: float) -> float:
+        frame = coord_check("denseam", "denseam", widths=(64, 1024), steps=5, lr=0.1, seeds=2, eps=eps, energy="relu-poly",
+                            degree=6, beta0=4.0)
+        return float(width_ratios(frame, 5)["update"])
+
+    assert update_ratio(1e-8) > 10 and 1 / 1.5 < update_ratio(1e-14) < 1.5
+
+
+def test_cli_eps_reaches_the_optimizer(tmp_path) -> None:
+    outputs = [CliRunner().invoke(cli, ["coord-check", "--widths", "32,64", "--steps", "2", "--eps", eps, "--out", str(tmp_path)])
+               for eps in ("1e-8", "1")]
+    assert [r.exit_code for r in outputs] == [0, 0], outputs[0].output
+    assert outputs[0].output != outputs[1].output  # eps 1 damps Adam's steps: other activations after 2 steps
+
+
 def test_frame_layout() -> None:
     frame = coord_check("mlp", "mup", widths=(32, 64), steps=2)
     assert list(frame.columns) == ["width", "step", "layer", "mean_abs"]
@@ -117,6 +134,8 @@ def test_cli_unwritable_out_fails_before_training(tmp_path) -> None:
         (["--widths", "8,16", "--lr", "nan"], "'--lr': 'nan' is not a finite number"),
         (["--widths", "8,16", "--lr", "0"], "'--lr': 0.0 is not in the range 0<x<=10000.0"),
         (["--widths", "8,16", "--lr", "fast"], "'--lr': 'fast' is not a valid float"),
+        (["--widths", "8,16", "--eps", "0"], "'--eps': 0.0 is not in the range 0<x<=1"),
+        (["--widths", "8,16", "--eps", "nan"], "'--eps': 'nan' is not a finite number"),
         (["--model", "scaleplan.models.hf:coord_check_gpt2_tied", "--init-std", "nan"], "'--init-std': 'nan' is not a finite number"),
         (["--model", "scaleplan.models.hf:coord_check_gpt2_tied", "--init-std", "1e300"], "'--init-std': 1e+300 is not in the range"),
         (["--model", "scaleplan.models.hf:coord_check_gpt2_tied", "--init-std", "-0.02"], "'--init-std': -0.02 is not in the range"),
