@@ -556,7 +556,7 @@ def _check_memory_protocol(model: nn.Module, base: object, tensors: dict[str, Te
             f"memory tensor(s) {', '.join(unsited[:3])} belong to no module with scaleplan_site = 'temperature': their Adam "
             f"eps is not scaled by the DenseAM rule (1/(m_N^order m_K)); {PROTOCOL}",
             UserWarning,
-            stacklevel=4,
+            stacklevel=3,
         )
 
 

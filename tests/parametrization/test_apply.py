@@ -407,9 +407,10 @@ def test_a_dense_associative_memory_the_rules_cannot_place_is_refused_in_one_lin
 
 
 def test_memories_without_a_temperature_site_are_warned_about() -> None:
-    with pytest.warns(UserWarning, match=r"memory tensor\(s\) am.xi belong to no module with scaleplan_site = 'temperature'"):
+    with pytest.warns(UserWarning, match=r"memory tensor\(s\) am.xi belong to no module with scaleplan_site = 'temperature'") as caught:
         state = apply_parametrization(HopfieldNet(256, 64, site=False), "denseam", base=HopfieldNet(32, 64, site=False)).scaleplan_state
     assert state.tensors["am.xi"].eps == 1.0
+    assert [w.filename for w in caught if "temperature" in str(w.message)] == [__file__]  # at the caller's line
 
 
 class SharedSteps(nn.Module):
