@@ -24,6 +24,7 @@ from typing import Any, Callable, TypeVar
 
 from scaleplan.core.correction import Correction
 from scaleplan.core.interaction import Interaction, log_terms
+from scaleplan.core.numbers import is_finite_number, is_number
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.stats import two_sided_quantile
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, weight_decay_for
@@ -63,7 +64,7 @@ def checked_input(value: Any, name: str) -> float:
 
 def check_level(level: float) -> None:
     """Refuse an interval level outside (0, 1) or NaN: it would print NaN (invalid JSON) or a nonsense interval."""
-    if not (_finite(level) and 0 < level < 1):
+    if not (is_finite_number(level) and 0 < level < 1):
         raise ScaleplanError(f"interval level (--level) must be a number strictly between 0 and 1, e.g. 0.95 for a 95% "
                              f"interval; got {level!r}")
 
@@ -666,7 +667,7 @@ def _term(term: dict[str, Any], key: str) -> dict[str, Any]:
     """`term` (an object of `key`), each field of TERM_FIELDS[key] of its JSON type, else a TypeError naming it."""
     for name, (kind, count) in TERM_FIELDS[key].items():
         value = term.get(name)
-        one = _number if kind == "number" else (lambda x: isinstance(x, str))
+        one = is_number if kind == "number" else (lambda x: isinstance(x, str))
         ok = one(value) if count is None else isinstance(value, list) and len(value) == count and all(map(one, value))
         if name in term and not ok:
             want = f"a {kind}" if count is None else f"a list of {count} {kind}s"
@@ -692,7 +693,7 @@ def _block(d: dict[str, Any], key: str) -> dict[str, Any] | None:
 
 def _numbers(value: Any, what: str, n: int | None = None) -> tuple[float, ...]:
     """`value` as floats: a list of JSON numbers (of length `n` if given), else a TypeError naming `what`."""
-    if not (isinstance(value, list) and all(map(_number, value)) and (n is None or len(value) == n)):
+    if not (isinstance(value, list) and all(map(is_number, value)) and (n is None or len(value) == n)):
         raise TypeError(f"{what} must be a list of {'' if n is None else f'{n} '}numbers, got {json.dumps(value)}")
     return tuple(float(x) for x in value)
 
@@ -722,7 +723,7 @@ def _quadratic(matrix: list[list[float]], g: list[float]) -> float:
 def _covariance_problem(matrix: Any, k: int) -> str | None:
     """Why `matrix` is not a k x k finite, symmetric, positive semi-definite matrix (None when it is)."""
     if not (isinstance(matrix, list) and len(matrix) == k
-            and all(isinstance(r, list) and len(r) == k and all(_finite(x) for x in r) for r in matrix)):
+            and all(isinstance(r, list) and len(r) == k and all(is_finite_number(x) for x in r) for r in matrix)):
         return f"must be {k}x{k}, rows of finite numbers"
     scale = max(max(abs(matrix[i][i]) for i in range(k)), 1e-300)
     if any(abs(matrix[i][j] - matrix[j][i]) > 1e-8 * scale for i in range(k) for j in range(i)):
@@ -765,22 +766,22 @@ def _validate(law: LawFile) -> None:
         missing = [v for v in p.exponents if v not in names]
         if missing:
             raise LawFileError(f"{where}: power law '{p.target}' uses undeclared variable(s) {missing}")
-        if not all(_finite(x) for x in (p.intercept, *p.exponents.values())):
+        if not all(is_finite_number(x) for x in (p.intercept, *p.exponents.values())):
             raise LawFileError(f"{where}: power law '{p.target}' has a non-finite coefficient")
         _check_ln(p.intercept, f"{where}: intercept of '{p.target}'")
-        if p.offset is not None and not _finite(p.offset):
+        if p.offset is not None and not is_finite_number(p.offset):
             raise LawFileError(f"{where}: offset of '{p.target}' must be a finite number or null")
         for term in p.interactions or []:
             if not set(term.variables) <= set(p.exponents) or len(set(term.variables)) != 2:
                 raise LawFileError(f"{where}: interaction {term.name} of '{p.target}' must join two of its variables "
                                      f"({', '.join(p.exponents)})")
-            if not all(_finite(x) and x > 0 for x in term.centre) or not _finite(term.coefficient):
+            if not all(is_finite_number(x) and x > 0 for x in term.centre) or not is_finite_number(term.coefficient):
                 raise LawFileError(f"{where}: interaction {term.name} of '{p.target}' needs a positive centre and a "
                                      "finite coefficient")
         for c in p.corrections or []:
             if c.variable not in names:
                 raise LawFileError(f"{where}: correction {c.name} of '{p.target}' uses undeclared variable '{c.variable}'")
-            if not (_finite(c.centre) and c.centre > 0 and _finite(c.power) and c.power > 0 and _finite(c.coefficient)):
+            if not (is_finite_number(c.centre) and c.centre > 0 and is_finite_number(c.power) and c.power > 0 and is_finite_number(c.coefficient)):
                 raise LawFileError(f"{where}: correction {c.name} of '{p.target}' needs a positive centre and power and a "
                                      "finite coefficient")
         k = 1 + len(p.exponents) + len(p.terms())
@@ -809,9 +810,9 @@ def _validate(law: LawFile) -> None:
             raise LawFileError(f"{where}: the timescale law '{wd.target}' must depend on D (tau is a fraction of the run)")
     if law.loss_law is not None:
         ll = law.loss_law
-        if not all(_finite(x) and x > 0 for x in (ll.A, ll.B, ll.alpha, ll.beta)):
+        if not all(is_finite_number(x) and x > 0 for x in (ll.A, ll.B, ll.alpha, ll.beta)):
             raise LawFileError(f"{where}: loss law A, B, alpha, beta must be positive")
-        if not (_finite(ll.E) and ll.E >= 0):
+        if not (is_finite_number(ll.E) and ll.E >= 0):
             raise LawFileError(f"{where}: loss law E (irreducible loss) must be a number >= 0")
         problem = None if ll.covariance is None else _covariance_problem(ll.covariance, 5)
         if problem:
@@ -830,11 +831,11 @@ def _validate_surge(surge: SurgeLaw, names: list[str], where: str) -> None:
     missing = [v for v in surge.inputs() if v not in names]
     if missing:
         raise LawFileError(f"{where}: the surge law uses undeclared variable(s) {missing}")
-    if not all(_finite(x) for x in surge.coefficients()):
+    if not all(is_finite_number(x) for x in surge.coefficients()):
         raise LawFileError(f"{where}: the surge law has a non-finite parameter")
     for key in ("intercept", "noise_intercept"):
         _check_ln(getattr(surge, key), f"{where}: {key} of the surge law")
-    if not (_finite(surge.tokens_per_batch_unit) and surge.tokens_per_batch_unit > 0):
+    if not (is_finite_number(surge.tokens_per_batch_unit) and surge.tokens_per_batch_unit > 0):
         raise LawFileError(f"{where}: the surge law's tokens_per_batch_unit must be a positive number")
     problem = None if surge.covariance is None else _covariance_problem(surge.covariance, len(surge.coefficients()))
     if problem:
@@ -867,7 +868,7 @@ def _check_text(law: LawFile, where: str) -> None:
 
 def _check_scatter(law: PowerLaw | SurgeLaw, where: str, which: str) -> None:
     """A law's residual_variance (>= 0), dof and n_points (positive integers), each null or valid."""
-    if law.residual_variance is not None and not (_finite(law.residual_variance) and law.residual_variance >= 0):
+    if law.residual_variance is not None and not (is_finite_number(law.residual_variance) and law.residual_variance >= 0):
         raise LawFileError(f"{where}residual_variance {which} must be a number >= 0 or null")
     for key in ("dof", "n_points"):
         value = getattr(law, key)
@@ -875,11 +876,3 @@ def _check_scatter(law: PowerLaw | SurgeLaw, where: str, which: str) -> None:
             raise LawFileError(f"{where}{key} {which} must be a positive integer or null")
 
 
-def _number(x: Any) -> bool:
-    """A JSON number: an int or a float, not a bool."""
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
-
-
-def _finite(x: Any) -> bool:
-    """A JSON number (not a bool) that is finite."""
-    return _number(x) and math.isfinite(x)

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from scaleplan.core.numbers import is_number
+
 LN2 = math.log(2.0)
 PARAMETERS = ("step_exponent", "noise_intercept", "noise_exponent")  # after the intercept and the size exponents
 FORMS = ("surge", "saturating")  # how ln lr* bends at the noise scale: falls past it, or levels off
@@ -141,7 +143,6 @@ class SurgeLaw:
     def from_dict(cls, d: Mapping[str, Any]) -> SurgeLaw:
         """From a law file's JSON object (the fields above); `exponents` must be an object of numbers (a TypeError names it)."""
         exponents = d.get("exponents", {})
-        if not (isinstance(exponents, Mapping) and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                        for v in exponents.values())):
+        if not (isinstance(exponents, Mapping) and all(is_number(v) for v in exponents.values())):
             raise TypeError(f"'exponents' of the surge law must be an object of numbers, got {exponents!r}")
         return cls(**{**d, "exponents": {str(k): float(v) for k, v in exponents.items()}})

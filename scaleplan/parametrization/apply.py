@@ -24,6 +24,7 @@ from typing import Any, Mapping
 from torch import nn
 
 from scaleplan.core.reference import ParametrizationRef
+from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import ROLES, Parametrization, RoleMultipliers, get_parametrization, residual_multiplier
 from scaleplan.errors import ParametrizationError
 from scaleplan.parametrization.attention import attention_sites
@@ -155,9 +156,9 @@ def apply_parametrization(
     _refuse_second_application(model, rescale)
     if completep and rules.name != "mup":
         raise ParametrizationError(f"completep=True needs parametrization 'mup', not {rules.name!r}")
-    if not _finite_number(output_mult) or output_mult <= 0:
+    if not is_finite_number(output_mult) or output_mult <= 0:
         raise ParametrizationError(f"output_mult must be a finite positive number, got {output_mult!r}")
-    if init_std is not None and (not _finite_number(init_std) or init_std < 0):
+    if init_std is not None and (not is_finite_number(init_std) or init_std < 0):
         raise ParametrizationError(f"init_std must be a finite number >= 0 (or None: keep the model's init), got {init_std!r}")
     if init_std is not None and not rescale:
         raise ParametrizationError("init_std re-draws the weights; rescale=False re-attaches to trained weights: drop init_std")
@@ -295,10 +296,6 @@ def _inferred_width(tensors: dict[str, TensorRecord], base_width: int | None) ->
     """A model without `.width`: its base width times the width multiplier its input tensors share, where they do."""
     ms = {r.m for r in tensors.values() if r.role == "input" and r.width_dims}
     return round(base_width * ms.pop()) if base_width is not None and len(ms) == 1 else None
-
-
-def _finite_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _refuse_compiled(*models: object) -> None:
@@ -531,7 +528,7 @@ def _site_memory(name: str, module: nn.Module, tensors: dict[str, TensorRecord])
 def _site_size(name: str, module: nn.Module, attribute: str) -> float:
     """A DenseAM site's size attribute (features, n_memories, gradient_order), refused in one line when it is missing."""
     value: Any = getattr(module, attribute, None)
-    if not _finite_number(value) or value <= 0:
+    if not is_finite_number(value) or value <= 0:
         raise ParametrizationError(f"{name or 'the model'}: a DenseAM site needs a positive number attribute {attribute!r}, "
                                    f"got {value!r}: {PROTOCOL}")
     return float(value)

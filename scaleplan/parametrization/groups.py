@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from typing import Any
 
@@ -12,6 +11,7 @@ from torch import nn
 from scaleplan.errors import ParametrizationError, ScaleplanError
 from scaleplan.parametrization.apply import check_intact, find_state, find_states
 from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, OPTIMIZER_KEY, watch
+from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import RoleMultipliers
 from scaleplan.core.weight_decay import DECOUPLED_OPTIMIZERS, check_convention, check_weight_decay
 
@@ -135,7 +135,7 @@ def param_groups(
 def _base_lr(lr: float | Any) -> float:
     """The base lr of a number or a law's prediction; anything else (an Estimate, None, a string) is refused."""
     value = getattr(lr, "lr", lr)
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+    if not is_finite_number(value) or value <= 0:
         raise ScaleplanError(
             f"learning rate must be a finite positive number or a law's prediction (load_law(...).predict(...)), got {lr!r}"
         )

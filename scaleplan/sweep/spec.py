@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS
 from scaleplan.errors import ScaleplanError, SpecError
@@ -218,7 +219,7 @@ def _is_number(text: str) -> bool:
 
 
 def _number(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not is_finite_number(value):
         raise ScaleplanError(f"{where} must be a finite number, got {value!r}")
     return float(value)
 
@@ -351,7 +352,7 @@ def _check_weight_decay(train: dict[str, Any], search: list[SearchParam], object
         if name in searched:
             lows.append(min(searched[name].grid() or (searched[name].low,)))  # type: ignore[type-var]
         for low in lows:
-            if isinstance(low, bool) or not isinstance(low, (int, float)) or not math.isfinite(low):
+            if not is_finite_number(low):
                 raise SpecError(f"{source}: {name} must be a finite number, got {low!r}")
             if low < 0 or (low == 0 and bound == "> 0"):
                 implied = " (a timescale <= 0 implies lambda <= 0)" if name == "wd_tau" else ""

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import types
 import typing
 from typing import Any
 
+from scaleplan.core.numbers import is_finite_number
 from scaleplan.errors import ScaleplanError, SpecError
 from scaleplan.tasks.base import Task
 from scaleplan.tasks.charlm import CharLM
@@ -61,7 +61,7 @@ def _fits(value: Any, annotation: Any) -> bool:
     if origin is typing.Literal:
         return value in typing.get_args(annotation)
     if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        return is_finite_number(value)
     if annotation is int:
         return isinstance(value, int) and not isinstance(value, bool)
     return isinstance(value, annotation)
