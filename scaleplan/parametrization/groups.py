@@ -9,7 +9,7 @@ from typing import Any
 from torch import nn
 
 from scaleplan.errors import ParametrizationError, ScaleplanError
-from scaleplan.parametrization.apply import check_intact, find_state, find_states
+from scaleplan.parametrization.apply import ParametrizationState, check_intact, find_state, find_states
 from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, OPTIMIZER_KEY, watch
 from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import RoleMultipliers
@@ -17,6 +17,7 @@ from scaleplan.core.weight_decay import DECOUPLED_OPTIMIZERS, check_convention, 
 
 
 MEMORIES_WARNING_RATIO = 16.0  # K / K_base from which an uncalibrated lse memory eps is warned about (it broke at 32-64x)
+UNPARAMETRIZED = "model has no scaleplan parametrization; call apply_parametrization(model, 'mup', base=...) first"
 
 
 def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "torch") -> dict[str, RoleMultipliers]:
@@ -27,11 +28,13 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "
     """
     found = find_state(model)
     if found is None:
-        raise ScaleplanError(
-            "model has no scaleplan parametrization; call apply_parametrization(model, 'mup', base=...) first"
-        )
-    state = found[2]
-    check_intact(found[1], state)
+        raise ScaleplanError(UNPARAMETRIZED)
+    return _state_multipliers(found[1], found[2], optimizer, decay)
+
+
+def _state_multipliers(holder: nn.Module, state: ParametrizationState, optimizer: str, decay: str) -> dict[str, RoleMultipliers]:
+    """tensor_multipliers of the parametrized module `holder`, whose state the caller has found."""
+    check_intact(holder, state)
     if optimizer == "sgd" and state.parametrization == "denseam" and state.softmax_energy:
         warnings.warn(
             "SGD with the DenseAM log-sum-exp (softmax) energy is unstable across widths; use Adam",
@@ -56,14 +59,12 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "
     return factors
 
 
-def check_against_prediction(model: nn.Module, prediction: Any, optimizer: str) -> None:
-    """Refuse a model that does not match what a law's prediction assumes (no-op for a plain float lr)."""
+def check_against_prediction(model: nn.Module, state: ParametrizationState, prediction: Any, optimizer: str) -> None:
+    """Refuse a parametrized module (`model`, its `state`) that does not match what a law's prediction assumes (no-op
+    for a plain float lr)."""
     ref = getattr(prediction, "parametrization", None)
     if ref is None:
         return
-    found = find_state(model)
-    assert found is not None  # tensor_multipliers ran first and refuses an unparametrized model
-    state = found[2]
     if state.parametrization != "sp" and state.base_width is None:
         raise ParametrizationError(
             f"the model's base width is unknown, so it cannot be checked against the law's ({ref.base_width}): give the "
@@ -106,12 +107,12 @@ def param_groups(
     base_wd, decay = resolve_weight_decay(lr, weight_decay, optimizer, decay)
     found = find_states(model)
     if not found:
-        tensor_multipliers(model, optimizer, decay)  # refuses an unparametrized model
+        raise ScaleplanError(UNPARAMETRIZED)
     _refuse_parameters_outside(model, found)
     groups: dict[tuple[float, float, float, float | None], dict[str, Any]] = {}
     for prefix, holder, state in found:
-        factors = tensor_multipliers(holder, optimizer, decay)
-        check_against_prediction(holder, lr, optimizer)
+        factors = _state_multipliers(holder, state, optimizer, decay)
+        check_against_prediction(holder, state, lr, optimizer)
         for pname, param in holder.named_parameters():
             f = factors[pname]
             fixed_eps = state.tensors[pname].eps_value if optimizer != "sgd" else None  # calibrate_memory_eps's, absolute
@@ -142,7 +143,7 @@ def _base_lr(lr: float | Any) -> float:
     return float(value)
 
 
-def _refuse_parameters_outside(model: nn.Module, found: list[tuple[str, nn.Module, Any]]) -> None:
+def _refuse_parameters_outside(model: nn.Module, found: list[tuple[str, nn.Module, ParametrizationState]]) -> None:
     """Parameters of `model` in no parametrized module have no role: param_groups would leave them out of the
     optimizer, and they would never train."""
     covered = {id(p) for _, holder, _ in found for p in holder.parameters()}
