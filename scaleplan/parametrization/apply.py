@@ -502,7 +502,7 @@ def _memory_eps(model: nn.Module, base_modules: dict[str, nn.Module], tensors: d
     for name, module in model.named_modules():
         base_module = base_modules.get(name)
         if getattr(module, "scaleplan_site", None) == "temperature" and base_module is not None:
-            record = tensors[_site_memory(name, module, tensors)]
+            record = tensors[site_memory(name, module, tensors)]
             m_memories = _site_size(name, module, "n_memories") / _site_size(name, base_module, "n_memories")
             m_features = _site_size(name, module, "features") / _site_size(name, base_module, "features")
             record.eps = rules.memory_eps_multiplier(m_features, m_memories, _site_size(name, module, "gradient_order"))
@@ -515,8 +515,9 @@ PROTOCOL = ("declare the memory matrix (K, N) on the module that owns it, scalep
             "(README, DenseAM rules)")
 
 
-def _site_memory(name: str, module: nn.Module, tensors: dict[str, TensorRecord]) -> str:
-    """The full name of the one memory-role tensor a temperature-site module owns; refused if it owns none or several."""
+def site_memory(name: str, module: nn.Module, tensors: dict[str, TensorRecord]) -> str:
+    """The full name of the one memory-role tensor a temperature-site module owns, whatever its name (the Adam eps rule
+    and calibrate_memory_eps act on it); refused if it owns none or several."""
     own = [f"{name}.{local}" if name else local for local, _ in module.named_parameters(recurse=False)]
     memories = [n for n in own if n in tensors and tensors[n].role == "memory"]
     if len(memories) != 1:
@@ -546,7 +547,7 @@ def _check_memory_protocol(model: nn.Module, base: object, tensors: dict[str, Te
             f"memory tensor(s) {', '.join(memories[:3])}: their multiplier (N/N_base x K/K_base) and Adam eps rule read the "
             "base's sizes: pass base=<the model at the base size> as a module (the meta device will do)"
         )
-    sited = {_site_memory(n, m, tensors) for n, m in model.named_modules() if getattr(m, "scaleplan_site", None) == "temperature"}
+    sited = {site_memory(n, m, tensors) for n, m in model.named_modules() if getattr(m, "scaleplan_site", None) == "temperature"}
     unsited = [n for n in memories if n not in sited]
     if unsited:
         warnings.warn(

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from scaleplan.errors import ParametrizationError
-from scaleplan.parametrization.apply import find_state
+from scaleplan.parametrization.apply import find_state, site_memory
 
 RETRIEVAL_KAPPA = 0.1  # eps / g_ret: the retrieved memories stay 10x above eps (measured; module docstring)
 CALIBRATION_BATCHES = 16  # one batch's max is noisy (0.0027-0.018 at K = 2048): a geometric mean over 16
@@ -37,9 +37,9 @@ def retrieval_gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, 
     found = find_state(model)
     if found is None:
         raise ParametrizationError("calibrate_memory_eps needs a parametrized model; call apply_parametrization first")
-    _, holder, _ = found
-    memories = {f"{name}.memories" if name else "memories": module.memories for name, module in holder.named_modules()
-                if getattr(module, "scaleplan_site", None) == "temperature"}
+    _, holder, state = found
+    memories = {full: holder.get_parameter(full) for full in (site_memory(name, module, state.tensors)
+                for name, module in holder.named_modules() if getattr(module, "scaleplan_site", None) == "temperature")}
     if not memories:
         raise ParametrizationError("calibrate_memory_eps: the model has no DenseAM memory matrix (no temperature site)")
     logs: dict[str, list[float]] = {name: [] for name in memories}

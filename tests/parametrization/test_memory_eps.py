@@ -92,3 +92,27 @@ def test_an_uncalibrated_lse_memory_scaled_16x_is_warned_about_naming_the_fix() 
         model, task, batches = lse_model(512)
         calibrate_memory_eps(model, batches, task.loss)
         memory_group(model)
+
+
+class Recall(nn.Module):
+    """A user's DenseAM layer whose memory matrix is called `xi`, declared by the protocol (README, DenseAM rules)."""
+
+    scaleplan_roles = {"xi": "memory"}
+    scaleplan_site = "temperature"
+
+    def __init__(self, n: int, k: int) -> None:
+        super().__init__()
+        self.xi = nn.Parameter(0.1 * torch.randn(k, n))
+        self.features, self.n_memories, self.gradient_order, self.multiplier = n, k, 2.0, 1.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.softmax(4.0 / self.features * x @ self.xi.T, dim=-1) @ self.xi
+
+
+def test_a_memory_matrix_under_another_name_is_calibrated() -> None:
+    torch.manual_seed(0)
+    model = apply_parametrization(nn.Sequential(Recall(32, 64)), "denseam", base=nn.Sequential(Recall(32, 16)))
+    batch = [(torch.randn(8, 32), torch.randn(8, 32))]
+    eps = calibrate_memory_eps(model, batch, nn.functional.mse_loss)
+    assert list(eps) == ["0.xi"]
+    assert next(g for g in param_groups(model, 1e-2) if "0.xi" in g["names"])["eps"] == eps["0.xi"]
