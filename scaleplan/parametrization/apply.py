@@ -173,7 +173,8 @@ def apply_parametrization(
             "before apply_parametrization"
         )
     declared = _declared_roles(model, params, roles)
-    tensors = _tensor_records(model, params, base, declared, base_width, delta)
+    base_shapes = _shapes_like(params, base, "base") if base is not None else None
+    tensors = _tensor_records(model, params, base, base_shapes, declared, base_width, delta)
     for record in tensors.values():
         rules.rule(record.role)  # every role must be defined before anything is modified
     if base is not None and not any(r.width_dims for r in tensors.values()) and (init_std is not None or output_mult != 1.0):
@@ -182,7 +183,7 @@ def apply_parametrization(
             "output_mult cannot be placed: pass delta=<the same model at another width> (as mup's delta)"
         )
 
-    resolved_base_width = _base_width(base, base_width, tensors, params)
+    resolved_base_width = _base_width(base, base_shapes, base_width, tensors)
     _check_memory_protocol(model, base, tensors, rules)
     depth_ratio = _depth_ratio(model, base, base_depth) if completep else 1.0
     base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
@@ -268,8 +269,8 @@ def readout_multiplier(model: nn.Module, name: str) -> float:
     return state.output_mult * get_parametrization(state.parametrization).multipliers("output", record.m).forward
 
 
-def _base_width(base: nn.Module | Mapping[str, tuple[int, ...]] | None, base_width: int | None, tensors: dict[str, TensorRecord],
-                params: dict[str, nn.Parameter]) -> int | None:
+def _base_width(base: object, base_shapes: dict[str, tuple[int, ...]] | None, base_width: int | None,
+                tensors: dict[str, TensorRecord]) -> int | None:
     """The base width a law is checked against: `base_width`, else the base's own. A `base_width` that contradicts the
     base's `.width` is refused; one that is none of the base's width-dimension sizes is warned about: the multipliers
     come from the base's shapes, so a law fitted at that base width would be applied off by their ratio."""
@@ -278,9 +279,8 @@ def _base_width(base: nn.Module | Mapping[str, tuple[int, ...]] | None, base_wid
         return own
     if own is not None and own != base_width:
         raise ParametrizationError(f"base_width={base_width} but the base has width {own}: drop base_width or build the base at {base_width}")
-    if isinstance(base, (nn.Module, Mapping)):
-        shapes = _shapes_like(params, base, "base")
-        sizes = sorted({shapes[n][d] for n, r in tensors.items() for d in r.width_dims})
+    if base_shapes is not None:
+        sizes = sorted({base_shapes[n][d] for n, r in tensors.items() for d in r.width_dims})
         if sizes and base_width not in sizes:
             warnings.warn(
                 f"base_width={base_width} is none of the base's width sizes ({', '.join(map(str, sizes[:4]))}): the multipliers "
@@ -350,13 +350,13 @@ def _tensor_records(
     model: nn.Module,
     params: dict[str, nn.Parameter],
     base: nn.Module | Mapping[str, tuple[int, ...]] | None,
+    base_shapes: dict[str, tuple[int, ...]] | None,
     declared: dict[str, str],
     base_width: int | None,
     delta: nn.Module | Mapping[str, tuple[int, ...]] | None,
 ) -> dict[str, TensorRecord]:
-    if base is None:
+    if base_shapes is None:  # no base: roles declared, widths from base_width
         return _records_from_widths(model, params, declared, base_width)
-    base_shapes = _shapes_like(params, base, "base")
     delta_shapes = _shapes_like(params, delta, "delta") if delta is not None else None
     _refuse_non_width_differences(model, base)
     records = {}

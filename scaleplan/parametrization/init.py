@@ -40,14 +40,14 @@ def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: d
         param = params[name]
         if record.role not in ("hidden", "output") or param.dim() < 2 or not _drawn(param):
             continue  # a zero init (muP's zero readout) is fine at every width
-        std = _std(param)
-        off_fan_in = abs(math.log(std * math.sqrt(3 * _fan_in(model, param))))  # 0 for PyTorch's U(+-1/sqrt(fan-in))
+        std, fan_in = _std(param), _fan_in(model, param)
+        off_fan_in = abs(math.log(std * math.sqrt(3 * fan_in)))  # 0 for PyTorch's U(+-1/sqrt(fan-in))
         if off_fan_in > math.log(2.5) or (hf_std is not None and abs(math.log(std / hf_std)) < off_fan_in):
             kept.append(name)
             continue
         base_param = base_params.get(name)
         if base is not None and base_param is not None and base_param.dim() >= 2 and _drawn(base_param):
-            grown = _fan_in(model, param) / _fan_in(base, base_param)
+            grown = fan_in / _fan_in(base, base_param)
             ratio = math.log(std / _std(base_param))
             if grown >= 2 and abs(ratio) < abs(ratio + 0.5 * math.log(grown)):
                 kept.append(name)
