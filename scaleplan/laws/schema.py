@@ -378,7 +378,8 @@ class LawFile:
     def taken(self, **inputs: float | None) -> dict[str, float]:
         """Of predict's keyword inputs, those given that the law takes: for a point given on more axes than the law
         depends on (a grid point of a sweep, a target width that sets only per-role rules), which predict would refuse."""
-        return {k: v for k, v in inputs.items() if v is not None and KEYWORD_VARIABLES[k] in self.takes()}
+        takes = self.takes()
+        return {k: v for k, v in inputs.items() if v is not None and KEYWORD_VARIABLES[k] in takes}
 
     def _six_nd(self) -> bool:
         """True when the law's C is 6ND (declared so, or without a convention), so given N and D make it."""
