@@ -31,7 +31,7 @@ from scaleplan.parametrization.attention import attention_sites
 from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
 from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, known_uses
-from scaleplan.parametrization.metadata import check_saved, model_width, saved_metadata, store_metadata
+from scaleplan.parametrization.metadata import check_saved, model_width, saved_metadata, store_metadata, unparametrized
 from scaleplan.parametrization.optimizer_check import TAG, tag_tensors, watch
 
 @dataclass
@@ -259,7 +259,7 @@ def readout_multiplier(model: nn.Module, name: str) -> float:
     """alpha_out / m for readout `name`: what a raw readout used as x @ w must multiply x by (muP), 1 under SP."""
     found = find_state(model)
     if found is None:
-        raise ParametrizationError("model has no scaleplan parametrization; call apply_parametrization first")
+        raise unparametrized(model)
     state = found[2]
     record = state.tensors.get(name)
     if record is None or record.role != "output":

@@ -10,6 +10,7 @@ from torch import nn
 
 from scaleplan.errors import ParametrizationError, ScaleplanError
 from scaleplan.parametrization.apply import ParametrizationState, check_intact, find_state, find_states
+from scaleplan.parametrization.metadata import unparametrized
 from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, OPTIMIZER_KEY, watch
 from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import RoleMultipliers
@@ -17,7 +18,6 @@ from scaleplan.core.weight_decay import DECOUPLED_OPTIMIZERS, check_convention, 
 
 
 MEMORIES_WARNING_RATIO = 16.0  # K / K_base from which an uncalibrated lse memory eps is warned about (it broke at 32-64x)
-UNPARAMETRIZED = "model has no scaleplan parametrization; call apply_parametrization(model, 'mup', base=...) first"
 
 
 def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "torch") -> dict[str, RoleMultipliers]:
@@ -28,7 +28,7 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "
     """
     found = find_state(model)
     if found is None:
-        raise ScaleplanError(UNPARAMETRIZED)
+        raise unparametrized(model)
     return _state_multipliers(found[1], found[2], optimizer, decay)
 
 
@@ -107,7 +107,7 @@ def param_groups(
     base_wd, decay = resolve_weight_decay(lr, weight_decay, optimizer, decay)
     found = find_states(model)
     if not found:
-        raise ScaleplanError(UNPARAMETRIZED)
+        raise unparametrized(model)
     _refuse_parameters_outside(model, found)
     groups: dict[tuple[float, float, float, float | None], dict[str, Any]] = {}
     for prefix, holder, state in found:

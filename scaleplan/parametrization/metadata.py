@@ -56,6 +56,19 @@ def saved_metadata(model: nn.Module) -> dict[str, Any] | None:
     return saved if isinstance(saved, dict) else None
 
 
+def unparametrized(model: nn.Module) -> ParametrizationError:
+    """The error for a model without a parametrization state; for a reloaded checkpoint whose config says it was
+    parametrized, it names the re-attach (without it the model computes SP's readout and attention scales)."""
+    saved = next((s for s in map(saved_metadata, model.modules()) if s is not None), None)
+    if saved is None:
+        return ParametrizationError("model has no scaleplan parametrization; call apply_parametrization(model, 'mup', base=...) first")
+    return ParametrizationError(
+        f"model is a reloaded checkpoint parametrized with {saved.get('parametrization')!r} (base width "
+        f"{saved.get('base_width')}), not re-attached: its readout and attention scales are SP's until "
+        f"apply_parametrization(model, {saved.get('parametrization')!r}, base=<the same base>, rescale=False)"
+    )
+
+
 def store_metadata(model: nn.Module, state: ParametrizationState) -> None:
     """Write the summary into a transformers config (save_pretrained then saves it in config.json)."""
     config = _config(model)

@@ -168,3 +168,8 @@ def test_a_model_without_a_base_width_names_the_fix_when_checked_against_a_law()
     assert param_groups(known, prediction(256, ParametrizationRef("mup", base_width=64)))
     with pytest.raises(ParametrizationError, match="the prediction is for width 4096 but the model has width 256"):
         param_groups(known, prediction(4096, ParametrizationRef("mup", base_width=64)))
+
+
+def test_an_unparametrized_model_is_refused_naming_apply() -> None:
+    with pytest.raises(ParametrizationError, match=r"no scaleplan parametrization; call apply_parametrization\(model, 'mup', base=\.\.\.\) first"):
+        param_groups(nn.Linear(4, 4), 1e-3)

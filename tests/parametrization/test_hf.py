@@ -125,6 +125,9 @@ def test_save_pretrained_round_trip_reattaches_without_rescaling(tmp_path) -> No
     model = apply_parametrization(gpt2(64, tied=False), "mup", base=gpt2(32, tied=False), init_std=0.02).eval()
     model.save_pretrained(tmp_path)
     loaded = transformers.GPT2LMHeadModel.from_pretrained(tmp_path).eval()
+    for holder in (loaded, torch.nn.ModuleDict({"backbone": loaded})):  # trained on without re-attaching: SP's scales
+        with pytest.raises(ParametrizationError, match=r"reloaded checkpoint parametrized with 'mup' \(base width 32\), not re-attached.*rescale=False"):
+            param_groups(holder, 1e-3)
     with pytest.raises(ParametrizationError, match="reloaded checkpoint; re-attach .*rescale=False"):
         apply_parametrization(loaded, "mup", base=gpt2(32, tied=False))
     with pytest.raises(ParametrizationError, match="parametrized with parametrization='mup', re-attached with parametrization='sp'"):
