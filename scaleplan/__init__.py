@@ -24,6 +24,7 @@ _LAZY = {
     "attention_scale": "scaleplan.parametrization",
     "readout_multiplier": "scaleplan.parametrization",
     "calibrate_memory_eps": "scaleplan.parametrization",
+    "fold_multipliers": "scaleplan.parametrization",
 }
 
 __all__ = ["__version__", *_LAZY]

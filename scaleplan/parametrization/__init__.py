@@ -27,6 +27,7 @@ _LAZY = {
     "param_groups": "scaleplan.parametrization.groups",
     "tensor_multipliers": "scaleplan.parametrization.groups",
     "calibrate_memory_eps": "scaleplan.parametrization.memory_eps",
+    "fold_multipliers": "scaleplan.parametrization.fold",
 }
 
 __all__ = ["PARAMETRIZATIONS", "ROLES", "Parametrization", "RoleMultipliers", "RoleRule", "attention_scale", "get_parametrization", *_LAZY]

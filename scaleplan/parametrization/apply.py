@@ -31,7 +31,7 @@ from scaleplan.parametrization.attention import attention_sites
 from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
 from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, known_uses
-from scaleplan.parametrization.metadata import check_saved, model_width, saved_metadata, store_metadata, unparametrized
+from scaleplan.parametrization.metadata import check_saved, folded, model_width, saved_metadata, store_metadata, unparametrized
 from scaleplan.parametrization.optimizer_check import TAG, tag_tensors, watch
 
 @dataclass
@@ -308,6 +308,8 @@ def _refuse_compiled(*models: object) -> None:
 
 
 def _refuse_second_application(model: nn.Module, rescale: bool) -> None:
+    if folded(model):
+        raise unparametrized(model)  # its weights already carry the multipliers: applying would scale them twice
     existing = find_state(model)
     if existing is not None:
         raise ParametrizationError(

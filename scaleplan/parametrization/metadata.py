@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from scaleplan.parametrization.apply import ParametrizationState
 
 _WIDTH_KEYS = ("hidden_size", "n_embd", "d_model")
+FOLDED_KEY = "scaleplan_folded"  # the config key of fold_multipliers' copy, in place of `scaleplan`: what was folded
 
 
 def model_width(obj: object) -> int | None:
@@ -56,9 +57,19 @@ def saved_metadata(model: nn.Module) -> dict[str, Any] | None:
     return saved if isinstance(saved, dict) else None
 
 
+def folded(model: nn.Module) -> bool:
+    """Whether `model` (or a part) is fold_multipliers' inference copy: its weights carry the multipliers."""
+    return any(isinstance(getattr(_config(m), FOLDED_KEY, None), dict) for m in model.modules())
+
+
 def unparametrized(model: nn.Module) -> ParametrizationError:
     """The error for a model without a parametrization state; for a reloaded checkpoint whose config says it was
     parametrized, it names the re-attach (without it the model computes SP's readout and attention scales)."""
+    if folded(model):
+        return ParametrizationError(
+            "model is an inference copy with scaleplan's multipliers folded into its weights (fold_multipliers): "
+            "train the unfolded model, re-attached with rescale=False after from_pretrained"
+        )
     saved = next((s for s in map(saved_metadata, model.modules()) if s is not None), None)
     if saved is None:
         return ParametrizationError("model has no scaleplan parametrization; call apply_parametrization(model, 'mup', base=...) first")
