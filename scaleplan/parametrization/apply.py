@@ -308,6 +308,7 @@ def _refuse_compiled(*models: object) -> None:
 
 
 def _refuse_second_application(model: nn.Module, rescale: bool) -> None:
+    _refuse_mup_package(model)
     if folded(model):
         raise unparametrized(model)  # its weights already carry the multipliers: applying would scale them twice
     existing = find_state(model)
@@ -321,6 +322,24 @@ def _refuse_second_application(model: nn.Module, rescale: bool) -> None:
         raise ParametrizationError(
             f"model's config says it was parametrized ({saved.get('parametrization')!r}): a reloaded checkpoint; re-attach "
             "without rescaling its weights: apply_parametrization(model, ..., rescale=False)"
+        )
+
+
+def _refuse_mup_package(model: nn.Module) -> None:
+    """A model the `mup` package parametrized (set_base_shapes marks each tensor's `infshape` and rescales the init)
+    or whose readout is mup's MuReadout (it divides by its own width_mult): scaleplan would apply muP a second time,
+    squaring the readout's 1/m, and the model would still train, worse."""
+    if any(hasattr(p, "infshape") for p in model.parameters()):
+        raise ParametrizationError(
+            "mup's set_base_shapes already parametrized this model (its tensors carry infshape): apply_parametrization "
+            "would apply muP twice; build the model afresh without set_base_shapes, or stay with mup alone"
+        )
+    readouts = [name for name, m in model.named_modules() if type(m).__module__.split(".")[0] == "mup"]
+    if readouts:
+        raise ParametrizationError(
+            f"{readouts[0]} is mup's {type(model.get_submodule(readouts[0])).__name__}, which divides by its own width_mult: "
+            "build it as nn.Linear (scaleplan multiplies a readout's input by output_mult/m; pass output_mult= to "
+            "apply_parametrization)"
         )
 
 

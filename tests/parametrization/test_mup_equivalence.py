@@ -50,3 +50,28 @@ def test_readout_multiplier_equals_mureadout() -> None:
     mup.set_base_shapes(ref, mup.MuReadout(64, 10), rescale_params=False)
     h = torch.randn(4, 256)
     assert torch.allclose(net.readout(h), ref(h), atol=1e-6)
+
+
+class _WithMuReadout(torch.nn.Module):
+    """A model written for the mup package: its readout is mup's MuReadout."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.width = width
+        self.inp, self.hidden, self.out = torch.nn.Linear(8, width), torch.nn.Linear(width, width), mup.MuReadout(width, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(self.hidden(torch.relu(self.inp(x)))))
+
+
+def test_a_model_mup_parametrized_or_reading_out_through_mureadout_is_refused() -> None:
+    """Applying scaleplan on top of mup would square the readout's 1/m (and rescale the init twice) silently."""
+    from scaleplan.errors import ParametrizationError
+    from scaleplan.parametrization import apply_parametrization
+
+    model = _WithMuReadout(256)
+    mup.set_base_shapes(model, _WithMuReadout(32))
+    with pytest.raises(ParametrizationError, match="mup's set_base_shapes already parametrized this model"):
+        apply_parametrization(model, "mup", base=_WithMuReadout(32))
+    with pytest.raises(ParametrizationError, match="out is mup's MuReadout, which divides by its own width_mult: build it as nn.Linear"):
+        apply_parametrization(_WithMuReadout(256), "mup", base=_WithMuReadout(32))
