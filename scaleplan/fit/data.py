@@ -37,6 +37,7 @@ class Trials:
     x: str  # the size variable: "N", "width" or "depth"
     dropped: dict[str, int]
     extra_sizes: tuple[str, ...] = ()  # further size columns beside x (depth beside width): they key cells too
+    lost: tuple[str, ...] = ()  # cells (`N=6.4e+07, D=1e+09`) whose every trial was dropped: absent from every fit
 
     @property
     def has_tokens(self) -> bool:
@@ -45,8 +46,10 @@ class Trials:
 
     @property
     def has_batch(self) -> bool:
-        """True when the batch size was swept (it varies within at least one cell)."""
-        return "batch_size" in self.frame and self.frame["batch_size"].nunique() > 1
+        """True when the batch size was swept (it varies within at least one cell): a batch size that differs only
+        between cells (chosen per size) was not swept, and its values are no optimum to fit a B* law to."""
+        frame = self.frame
+        return "batch_size" in frame and bool((frame.groupby(self.cell_columns)["batch_size"].nunique() > 1).any())
 
     @property
     def has_lr(self) -> bool:
@@ -133,6 +136,7 @@ def prepare_trials(
     keep = [c for c in dict.fromkeys([*needed, *OPTIONAL_COLUMNS])
             if c in frame.columns and (c in needed or frame[c].notna().any())]
     frame = frame[keep].copy()
+    swept = _cell_keys(frame, [c for c in (x, *extra_sizes, "D", "model") if c in frame])
     dropped: dict[str, int] = {}
     if "state" in frame:
         ok = frame["state"].astype(str).str.upper() == "COMPLETE"
@@ -156,10 +160,24 @@ def prepare_trials(
         raise ScaleplanError(f"{source}: no usable trials left ({reasons}); nothing to fit")
     if "model" in frame:
         frame["model"] = frame["model"].astype(str)
-    trials = Trials(frame=frame, x=x, dropped={k: v for k, v in dropped.items() if v}, extra_sizes=tuple(extra_sizes))
+    columns_of_cells = [c for c in (x, *extra_sizes, "D", "model") if c in frame]
+    lost = sorted(set(swept) - set(_cell_keys(frame, columns_of_cells)))
+    trials = Trials(frame=frame, x=x, dropped={k: v for k, v in dropped.items() if v}, extra_sizes=tuple(extra_sizes),
+                    lost=tuple(", ".join(f"{c}={v}" if c == "model" else f"{c}={v:.4g}" for c, v in zip(columns_of_cells, key))
+                               for key in lost))
     if trials.has_lr:
         _refuse_merged_models(trials, source)
     return trials
+
+
+def _cell_keys(frame: pd.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:
+    """The distinct cells of `frame` keyed by `columns`, read as prepare_trials reads them (numbers, the model as text);
+    a row whose key is not a positive number keys no cell."""
+    keys = pd.DataFrame({c: frame[c].astype(str) if c == "model" else pd.to_numeric(frame[c], errors="coerce")
+                         for c in columns})
+    numeric = [c for c in columns if c != "model"]
+    usable = (np.isfinite(keys[numeric]) & (keys[numeric] > 0)).all(axis=1)
+    return list(keys[usable].drop_duplicates().itertuples(index=False, name=None))
 
 
 def _refuse_merged_models(trials: Trials, source: str) -> None:

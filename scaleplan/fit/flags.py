@@ -5,6 +5,7 @@ A flag does not stop the fit (refusals do): it marks a number the user should no
 
 from __future__ import annotations
 
+from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import HyperparameterFit
 from scaleplan.fit.isoflop import IsoflopFit
 from scaleplan.fit.loss_law import LossLawFit
@@ -34,6 +35,16 @@ def fit_flags(hyper: HyperparameterFit | MultiAxisFit | None = None, loss: LossL
     if loss is not None:
         out += list(loss.flags)
     return out
+
+
+def lost_cells(trials: Trials) -> tuple[str, ...]:
+    """Cells of the sweep that lost every trial (failed, diverged or a non-finite loss): the laws are fitted without
+    them, so their fitted range quietly shrinks; where every lr diverged, the optimum lies below the swept lrs."""
+    if not trials.lost:
+        return ()
+    return (f"{len(trials.lost)} cell(s) lost every trial (failed, diverged or non-finite: "
+            f"{', '.join(f'{n} {why}' for why, n in trials.dropped.items())} in all) and are left out of every law: "
+            f"{'; '.join(trials.lost)}; if their runs diverged, sweep lower lrs there",)
 
 
 PRE_ASYMPTOTIC = 1.0  # beta0 / sqrt(N) above which a lse DenseAM's narrowest proxy is off the rules' limit
@@ -80,8 +91,13 @@ def _cell_flags(hyper: HyperparameterFit | MultiAxisFit) -> list[str]:
         ("had a parabola vertex outside the lrs it was fitted on; their optimum is the vertex method's (a window in lr"
          " re-centred on the vertex)", lambda o, ci: o.recentred),
         ("are flat (every trial within the band of the minimum): the sweep locates no optimum there", lambda o, ci: o.flat),
+        ("fell back to their best measured lr (no convex parabola through their points): the optimum is only as fine as the "
+         "lr grid there", lambda o, ci: o.fallback and not o.flat),
         (f"have an end lr whose mean loss is within {FLAT_END:.1%} of the best (the curve not seen rising there, and a "
          "better basin may lie beyond): widen the lr grid there", lambda o, ci: o.flat_end and not (o.at_edge or o.flat)),
+        ("have their optimum where the measured loss is well above the best lr's, two or more lrs away (a quadratic "
+         "through two basins puts its vertex on the bump between them): refit with --method vertex or argmin, and "
+         "check the curve", lambda o, ci: o.between_basins),
         ("have a zero-width bootstrap interval of lr* (every replicate picked the same grid lr): "
          "the true uncertainty is at least the grid spacing", lambda o, ci: ci[0] == ci[1]),
     )

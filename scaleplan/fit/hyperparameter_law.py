@@ -31,6 +31,7 @@ from scaleplan.fit.optimum import (
     cell_arrays,
     cell_optima,
     method_label,
+    refuse_unbracketed,
 )
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci, replicate_interval
 
@@ -59,12 +60,22 @@ class HyperparameterFit:
     weighted: bool = False  # True when the regressions were weighted by 1/var of each cell's optimum
     lr_replicates: np.ndarray | None = None  # bootstrap coefficients [intercept, *exponents], one row per replicate
     batch_replicates: np.ndarray | None = None
+    unswept_batch: tuple[str, ...] = ()  # cells at one batch size where others swept it: no B* there (`flags`)
 
     @property
     def label(self) -> str:
         """Optimum method and regression weighting, as recorded in a law file."""
         how = "WLS, weights 1/var(ln optimum) from the bootstrap" if self.weighted else "OLS"
         return f"{method_label(self.method, self.band)}; {how}"
+
+    def flags(self) -> list[str]:
+        """What the fit found doubtful beyond the cells' and laws' own flags: cells that ran one batch size while
+        others swept it (their batch size was chosen, not located, so the batch-size law leaves them out)."""
+        if not self.unswept_batch:
+            return []
+        kept = "no batch-size law written" if self.batch_size is None else "left out of the batch-size law"
+        return [f"{len(self.unswept_batch)} of {len(self.optima)} cells ran a single batch size ({kept}: a batch size "
+                f"chosen, not swept, is no optimum): {'; '.join(self.unswept_batch)}; sweep batch sizes there"]
 
     def bootstrap_interval(self, target: str, values: dict[str, float], level: float = 0.95) -> tuple[float, float] | None:
         """Percentile interval of the law's prediction at `values` (law variable -> value) over the bootstrap
@@ -103,15 +114,19 @@ def fit_hyperparameter_laws(
         raise ScaleplanError(f"unknown lr law form '{lr_form}'; use one of {', '.join(LR_FORMS)}")
     cells = cell_arrays(trials, method)
     optima = cell_optima(cells, method, band, near)
+    refuse_unbracketed(optima, trials.x)
     lr_vars, batch_vars = _law_variables(trials, batch_on_size)
     lr_vars = _chosen(trials, lr_in, "lr") if lr_in else lr_vars
     batch_vars = _chosen(trials, batch_in, "batch_size") if batch_in and batch_vars else batch_vars
+    batch_cells = [i for i, (_, _, b) in enumerate(cells.values()) if b is not None and np.unique(b).size > 1]
+    unswept = tuple(o.where(trials.x) for i, o in enumerate(optima) if i not in batch_cells) if batch_vars else ()
+    batch_vars = batch_vars if len(batch_cells) > 1 else []
     rng = np.random.default_rng(seed)
     with single_blas_thread():
         replicates = [_replicate(cells, rng, method, band, near, optima) for _ in range(n_boot)]
     weigh = weighting == "inverse-variance" and method != "band" and len(replicates) >= MIN_REPLICATES
     lr_w = _cell_weights("lr", replicates, optima, cells) if weigh else None
-    batch_w = _cell_weights("batch_size", replicates, optima, cells) if weigh and batch_vars else None
+    batch_w = _cell_weights("batch_size", replicates, optima, cells)[batch_cells] if weigh and batch_vars else None
     offsets = offsets or {}
     lr_c, batch_c = offsets.get("lr", 0.0), offsets.get("batch_size", 0.0)
     corrections = {LAW_VARIABLE[trials.x]: FINITE_WIDTH_POWER} if lr_form == "finite-width" else {}
@@ -119,12 +134,14 @@ def fit_hyperparameter_laws(
         raise ScaleplanError(f"the finite-width lr law needs the size ({trials.x}) among its predictors; drop --lr-in or "
                              "use --lr-form power")
     lr_fit = _fit_target("lr", optima, lr_vars, trials.x, level, lr_w, seed, lr_c, corrections)
-    batch_fit = _fit_target("batch_size", optima, batch_vars, trials.x, level, batch_w, seed, batch_c) if batch_vars else None
+    batch_fit = (_fit_target("batch_size", [optima[i] for i in batch_cells], batch_vars, trials.x, level, batch_w, seed, batch_c)
+                 if batch_vars else None)
     lr_samples, batch_samples, cell_lr, failed = [], [], [], 0
     for resampled in replicates:
         try:
             lr_coef = _coefficients(lr_fit, resampled, lr_vars, trials.x, lr_w)
-            batch_coef = None if batch_fit is None else _coefficients(batch_fit, resampled, batch_vars, trials.x, batch_w)
+            batch_coef = None if batch_fit is None else _coefficients(batch_fit, [resampled[i] for i in batch_cells], batch_vars,
+                                                                      trials.x, batch_w)
         except (ScaleplanError, np.linalg.LinAlgError):
             failed += 1
             continue
@@ -136,7 +153,8 @@ def fit_hyperparameter_laws(
     batch_fit = None if batch_fit is None else _with_bootstrap(batch_fit, batch_samples, level)
     cell_ci = [percentile_ci(col, level) for col in np.array(cell_lr).T] if cell_lr else [(np.nan, np.nan)] * len(optima)
     return HyperparameterFit(method, band, trials.x, optima, lr_fit, batch_fit, n_boot, failed, cell_ci, weigh,
-                             np.array(lr_samples) if lr_samples else None, np.array(batch_samples) if batch_samples else None)
+                             np.array(lr_samples) if lr_samples else None, np.array(batch_samples) if batch_samples else None,
+                             unswept)
 
 
 def _cell_weights(target: str, replicates: list[list[CellOptimum]], optima: list[CellOptimum],
@@ -178,7 +196,7 @@ def _law_variables(trials: Trials, batch_on_size: bool) -> tuple[list[str], list
     lr_vars = [trials.x] + (["D"] if trials.has_tokens else [])
     if not trials.has_batch:
         if batch_on_size:
-            raise ScaleplanError("--batch-on-size needs a swept batch size (a batch_size column with more than one value); "
+            raise ScaleplanError("--batch-on-size needs a swept batch size (several batch sizes within a cell); "
                                  "drop the flag or sweep batch sizes")
         return lr_vars, []
     batch_vars = (["D"] if trials.has_tokens else []) + ([trials.x] if batch_on_size or not trials.has_tokens else [])

@@ -34,7 +34,8 @@ from scaleplan.fit.critical_batch import CriticalBatch, StepsToTarget, fit_criti
 from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import MIN_LOG_SD, MIN_REPLICATES
 from scaleplan.fit.hyperparameter_law import _with_bootstrap as with_bootstrap_ci
-from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, locate_optimum, method_label, min_lrs, replica
+from scaleplan.fit.optimum import (DEFAULT_BAND, DEFAULT_NEAR, CellOptimum, locate_optimum, method_label, min_lrs,
+                                   refuse_unbracketed, replica)
 from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci, replicate_interval
 from scaleplan.fit.surge import SurgeFit, fit_surge
 from scaleplan.laws.surge import FORMS
@@ -179,7 +180,8 @@ def fit_multi_axis(
     if batch_interaction not in INTERACTION_MODES:
         raise FitError(f"batch_interaction must be one of {', '.join(INTERACTION_MODES)}, got {batch_interaction!r}")
     if by_batch and not trials.has_batch:
-        raise FitError("the lr-batch relation needs a swept batch size (a batch_size column with several values)")
+        raise FitError("the lr-batch relation needs a swept batch size (several batch sizes at the same sizes and D; a batch "
+                       "size that changes only with the size or D is confounded with it)")
     columns = (*sizes, *(["D"] if "D" in trials.frame else []), *(["batch_size"] if by_batch else []))
     cells = cells_of(trials, columns)
     need = min_lrs(method)
@@ -189,6 +191,7 @@ def fit_multi_axis(
             raise FitError(f"cell {where} has {np.unique(cell.lr).size} learning rate(s); the {method} method needs at "
                            f"least {need} per cell: sweep more learning rates there")
     optima = _locate(cells, columns, method, band, near)
+    refuse_unbracketed(optima, sizes[0] if sizes else "D")
     lr_vars = _varying(cells, columns)
     if not lr_vars:
         raise FitError(f"no axis varies across the cells ({', '.join(columns)}): sweep at least two values of one")

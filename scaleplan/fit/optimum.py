@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import FitError, ScaleplanError
 from scaleplan.fit.data import Trials
 
 METHODS = ("parabola", "argmin", "band", "vertex")
@@ -43,7 +43,9 @@ class CellOptimum:
     it was fitted on: an extrapolation of the quadratic), `recentred` (that happened to a 1-D parabola, so the
     optimum is the `vertex` method's instead), `flat` (every trial within `band` of the minimum: the sweep
     does not locate an optimum), `flat_end` (the smallest or largest lr's mean loss is within FLAT_END of the
-    lowest mean: the curve was not seen rising there, and a better basin may lie beyond; `flat_ends`).
+    lowest mean: the curve was not seen rising there, and a better basin may lie beyond; `flat_ends`),
+    `between_basins` (the measured loss at the optimum is well above the best lr's, two or more lrs away: the
+    located optimum sits on a bump between two basins; `between_basins`).
     """
 
     size: float
@@ -62,6 +64,7 @@ class CellOptimum:
     flat: bool = False
     recentred: bool = False
     flat_end: bool = False
+    between_basins: bool = False
 
     def where(self, x: str = "N") -> str:
         """`N=1e+08, D=2e+09 (model m1)`: the cell, for messages."""
@@ -119,9 +122,24 @@ def locate_optimum(
     if method == "argmin":
         return argmin
     if method == "vertex":
-        return _vertex(lr, loss, batch, argmin, common)
-    swept_batch = batch is not None and np.unique(batch).size >= 3
-    return _parabola(lr, loss, batch if swept_batch else None, near, argmin, common, recentre)
+        found = _vertex(lr, loss, batch, argmin, common)
+    else:
+        swept_batch = batch is not None and np.unique(batch).size >= 3
+        found = _parabola(lr, loss, batch if swept_batch else None, near, argmin, common, recentre)
+    if check_ends and one_batch and between_basins(lr, loss, found.lr):
+        return replace(found, between_basins=True)
+    return found
+
+
+def refuse_unbracketed(optima: list[CellOptimum], x: str) -> None:
+    """Refuse a law whose every cell has its optimum at the edge of its swept lrs: each is a bound, not an optimum, so
+    a law through them says where the grids end (cells that share an end lr give an exponent of 0 with a zero-width
+    interval), not where the optimum is."""
+    if not optima or not all(o.at_edge for o in optima):
+        return
+    where = "; ".join(f"{o.where(x)}: lr {o.lr:.4g}" for o in optima)
+    raise FitError(f"every cell's optimum lies at the edge of its swept lrs ({where}): the sweep brackets no optimum, so "
+                   "no law can be fitted; widen the lr grid past those lrs and sweep again")
 
 
 def min_lrs(method: str) -> int:
@@ -386,6 +404,23 @@ def flat_ends(lr: np.ndarray, loss: np.ndarray) -> tuple[bool, bool]:
     i_best = int(np.argmin(np.where(finite, means, np.inf)))
     near = finite & (means - means[i_best] <= FLAT_END * abs(means[i_best]))
     return bool(near[0] and i_best != 0), bool(near[-1] and i_best != values.size - 1)
+
+
+def between_basins(lr: np.ndarray, loss: np.ndarray, lr_star: float) -> bool:
+    """True when the mean loss measured at the swept lr nearest `lr_star` lies two or more lrs from the best mean and
+    above it by more than FLAT_END and 3 standard errors (seed-to-seed scatter pooled over repeated lrs): a quadratic
+    through two basins puts its vertex on the bump between them. Without repeated lrs there is no noise scale: False."""
+    values, index = np.unique(np.asarray(lr, dtype=float), return_inverse=True)
+    counts = np.bincount(index)
+    means = np.bincount(index, weights=loss) / counts
+    dof = len(loss) - values.size
+    if dof < 2 or not np.all(np.isfinite(means)):
+        return False
+    sd = math.sqrt(float(np.sum((loss - means[index]) ** 2)) / dof)
+    best, at = int(np.argmin(means)), int(np.argmin(np.abs(np.log(values) - math.log(lr_star))))
+    gap = float(means[at] - means[best])
+    noise = 3 * sd * math.sqrt(1 / counts[at] + 1 / counts[best])
+    return abs(at - best) >= 2 and gap > max(FLAT_END * abs(float(means[best])), noise)
 
 
 def _at_edge(all_lr: np.ndarray, chosen: np.ndarray) -> bool:

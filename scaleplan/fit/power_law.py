@@ -1,7 +1,10 @@
 """Power laws by least squares on logs (statsmodels): ln y = intercept + sum_v e_v ln v [+ interaction terms].
 
 OLS by default, WLS with weights, and a cluster-robust covariance when several points come from
-one cell (the band method), so the interval does not pretend the band's runs are independent.
+one cell (the band method), so the interval does not pretend the band's runs are independent (with no more
+cells than coefficients: no interval, flagged). Weights are the cells' inverse variances (1/var of each
+ln optimum), so a weighted fit's residual scale is floored at 1: optima that sit on the law more exactly than
+their own location noise allows (argmin optima on a grid that moves with the size) do not give a zero-width interval.
 A bootstrap over cells gives a second covariance: with few cells the t interval (true dof) and the
 bootstrap can disagree, and a law file's prediction interval is the wider of the two at each point.
 A regressor spanning less than MIN_SPAN is refused: its exponent would be noise (e.g. N^71).
@@ -135,12 +138,18 @@ def fit_power_law(
     if groups is not None and n_groups > k:
         result = model.fit(cov_type="cluster", cov_kwds={"groups": _codes(groups)}, use_t=True)
         dof, kind = n_groups - 1, "cluster-robust (by cell)"
-    else:
+    else:  # with groups the cells are the observations: a band's runs in 2 cells leave a 2-coefficient law untested
         result = model.fit()
-        dof, kind = n - k, ("wls" if weights is not None else "ols")
+        dof, kind = (n if groups is None else n_groups) - k, ("wls" if weights is not None else "ols")
+        if weights is not None and dof > 0 and result.scale < 1.0:
+            result = model.fit(cov_type="fixed scale", cov_kwds={"scale": 1.0}, use_t=True)
+            kind = "wls, scale floored at 1"
     params = np.asarray(result.params, dtype=float)
     keys = ["intercept", *logged, *(t.name for t in extra)]
-    flags = []
+    flags = _near_collinear(target, {v: np.log(columns[v]) for v in logged})
+    if dof <= 0:
+        flags.append(f"{target}: {n_groups or n} cells for {k} coefficients leave no residual degrees of freedom: the law "
+                     "passes through every cell, so nothing tests it and it has no interval; sweep more cells (sizes or D)")
     cov = None if dof <= 0 else np.asarray(result.cov_params(), dtype=float)
     if cov is not None:
         cov, why = checked_covariance(cov)
@@ -173,6 +182,24 @@ def fit_power_law(
         cell_bootstrap_ci=boot_ci, n_cell_boot=len(samples), flags=tuple(flags), interactions=fitted,
         corrections=fitted_corrections,
     )
+
+
+NEAR_COLLINEAR = 0.99  # |correlation| of two log regressors above which their exponents are not separately determined
+
+
+def _near_collinear(target: str, logs: dict[str, np.ndarray]) -> list[str]:
+    """A flag for each pair of log regressors correlated beyond NEAR_COLLINEAR (N and D swept at nearly one D/N): the
+    rank check passes, but the data fix only a combination of their exponents, which each alone says nothing of."""
+    out = []
+    names = list(logs)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            r = float(np.corrcoef(logs[a], logs[b])[0, 1])
+            if abs(r) > NEAR_COLLINEAR:
+                out.append(f"{target}: ln {a} and ln {b} are nearly collinear over the fitted points (correlation {r:.5f}): "
+                           f"their exponents are not separately determined (read their intervals), and a prediction off the "
+                           f"swept {b}-to-{a} relation extrapolates; sweep {a} and {b} independently")
+    return out
 
 
 def replicate_interval(fit: PowerLawFit | None, replicates: np.ndarray | None, values: dict[str, float],

@@ -772,6 +772,9 @@ def _validate(law: LawFile) -> None:
         _check_ln(p.intercept, f"{where}: intercept of '{p.target}'")
         if p.offset is not None and not is_finite_number(p.offset):
             raise LawFileError(f"{where}: offset of '{p.target}' must be a finite number or null")
+        if p.offset is not None and p.offset < 0 and p.target != "loss_opt":
+            raise LawFileError(f"{where}: offset of '{p.target}' is {p.offset:g}, below 0: {p.target} = offset + a power "
+                                 "term would be negative where the term is small (fit --offset takes a constant >= 0)")
         for term in p.interactions or []:
             if not set(term.variables) <= set(p.exponents) or len(set(term.variables)) != 2:
                 raise LawFileError(f"{where}: interaction {term.name} of '{p.target}' must join two of its variables "

@@ -262,8 +262,12 @@ def _per_role(
     Nothing for SP laws or without a width; an --optimizer the law was not fitted for is refused (or warned) either way."""
     ref = law.parametrization
     warnings = _optimizer_check(law, optimizer)
-    if lr is None or ref is None or ref.name == "sp" or width is None:
+    if lr is None or ref is None or ref.name == "sp":
         return [], None, warnings
+    if width is None:  # a law of depth, D or B alone: its lr is eta, which the roles scale by the width trained
+        return [], None, warnings + (f"law '{law.name}' is a {ref.name} law: its lr is the base lr eta, which each tensor "
+                                     f"role scales by the width you train (base width {ref.base_width}); give --width for "
+                                     "the per-role lrs, or let param_groups(model, prediction) set them",)
     optimizer = optimizer or ref.optimizer
     if ref.completep and depth is None:
         warnings += (f"law '{law.name}' uses CompleteP (base depth {ref.base_depth}): give --depth for its depth "
@@ -298,15 +302,17 @@ def _optimizer_check(law: LawFile, optimizer: str | None) -> tuple[str, ...]:
 
 
 def _below_base(law: LawFile, width: float, m: float) -> tuple[str, ...]:
-    """A width below the law's base width (m < 1) where the law records no fitted widths: muP's rules are defined
-    there (the base is a reference point, not a lower bound), but nothing shows a proxy was trained that narrow. With
-    fitted widths, the extrapolation warning already says how far below them the width lies."""
+    """A width below the law's base width (m < 1): muP's rules are defined there, so the per-role lrs are printed, but
+    apply_parametrization takes only a base no wider than the model, so param_groups cannot give a model this narrow
+    the law's per-role lrs (and with the model as its own base, every role gets eta: not the law's muP at m < 1)."""
     ref = law.parametrization
-    if m >= 1 or ref is None or "W" in law.fitted_range:
+    if m >= 1 or ref is None:
         return ()
-    return (f"width {width:g} is below the law's base width {ref.base_width} (m = {m:.3g}): the per-role rules hold "
-            "for m < 1, but the law records no sweep this narrow; check the lr there (scaleplan validate) or give a "
-            f"width of at least {ref.base_width}",)
+    fitted = "" if "W" in law.fitted_range else "; nor does the law record a sweep this narrow"
+    return (f"width {width:g} is below the law's base width {ref.base_width} (m = {m:.3g}): the per-role lrs are the rules' "
+            f"at m < 1, but apply_parametrization needs a base no wider than the model, so param_groups cannot set them "
+            f"(and the model as its own base gives every role eta){fitted}: set these lrs by hand, or train at a width of at "
+            f"least {ref.base_width}",)
 
 
 def _check_values(level: float, width: float | None, params: float | None, tokens: float | None, aspect: float) -> None:

@@ -62,6 +62,15 @@ def test_pruned_trials_are_excluded_and_counted() -> None:
     assert trials.frame["lr"].tolist() == [1e-3, 1e-3] and trials.dropped == {"not COMPLETE": 2}
 
 
+def test_a_cell_that_lost_every_trial_is_named() -> None:
+    """N=4e6 diverged at both lrs, and model b's cell has only a non-finite loss: both cells are gone from the fit."""
+    raw = frame(diverged=[False, False, True, True], model=["a"] * 4)
+    raw = pd.concat([raw, pd.DataFrame(dict(N=[1e6], D=[1e8], lr=[1e-3], loss=[np.inf], diverged=[False], model=["b"]))])
+    trials = prepare_trials(raw)
+    assert trials.lost == ("N=1e+06, D=1e+08, model=b", "N=4e+06, D=1e+08, model=a")
+    assert prepare_trials(frame(diverged=[False, True, False, True])).lost == ()  # every cell kept a trial
+
+
 def test_all_diverged() -> None:
     with pytest.raises(ScaleplanError, match=r"no usable trials left \(4 diverged\); nothing to fit"):
         prepare_trials(frame(diverged=[True] * 4))

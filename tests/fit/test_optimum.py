@@ -8,8 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import FitError, ScaleplanError
 from scaleplan.fit.data import prepare_trials
+from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
+from scaleplan.fit.multi_axis import fit_multi_axis
 from scaleplan.fit.optimum import (DEFAULT_BAND, DEFAULT_NEAR, default_method, flat_ends, locate_optima, locate_optimum,
                                    method_label, replica)
 from scaleplan.sweep.adaptive import Observation, estimate
@@ -212,3 +214,37 @@ def test_a_bootstrap_replica_keeps_the_estimator_the_full_data_chose() -> None:
     chosen = locate_optimum(GRID, cliff, method="parabola")
     again = replica(GRID, cliff, None, "parabola", DEFAULT_BAND, DEFAULT_NEAR, 1.0, None, None, chosen)
     assert again.recentred and again.lr == locate_optimum(GRID, cliff, method="vertex").lr
+
+
+@pytest.mark.parametrize("fitter", ["one size axis", "multi-axis"])
+def test_a_sweep_whose_every_optimum_is_at_a_grid_edge_is_refused(fitter: str) -> None:
+    """Losses still falling at the largest lr in every cell: each located optimum is the top lr, the same in every
+    cell, and a law through them was lr = 0.0181 N^-0.0000 with a zero-width interval. One bracketed cell is enough."""
+    lrs = np.geomspace(1e-4, 1e-2, 9)
+    rows = [{"width": w, "lr": lr, "loss": 3.0 - 0.01 * math.log(lr / 1e-4), "seed": 0} for w in (64, 128, 256) for lr in lrs]
+    frame = pd.DataFrame(rows)
+
+    def fit(data: pd.DataFrame) -> object:
+        trials = prepare_trials(data, x="width")
+        if fitter == "multi-axis":
+            return fit_multi_axis(trials, ("width",), by_batch=False, n_boot=0)
+        return fit_hyperparameter_laws(trials, n_boot=0)
+
+    with pytest.raises(FitError, match=r"every cell's optimum lies at the edge of its swept lrs \(width=64: lr 0\.01; "):
+        fit(frame)
+    bracketed = frame["width"] == 64
+    frame.loc[bracketed, "loss"] = bowl(frame.loc[bracketed, "lr"].to_numpy(), 1e-3)
+    assert [o.at_edge for o in fit(frame).optima] == [False, True, True]
+
+
+def test_a_parabola_through_two_basins_is_flagged_between_them() -> None:
+    """Two basins 4.5 octaves apart, 1% deep, on a 2% loss window: the parabola spans both and puts lr* on the bump
+    between them (the measured loss there 1% above the best) with no flag. One basin, as noisy, is not flagged."""
+    rng = np.random.default_rng(0)
+    lr = np.repeat(1e-3 * 2.0 ** np.arange(-4, 6.5, 0.5), 2)
+    u = np.log2(lr / 1e-3)
+    two = 3.0 - 0.03 * np.exp(-(u**2)) - 0.031 * np.exp(-((u - 4.5) ** 2) / 0.5) + rng.normal(0, 1e-3, lr.size)
+    found = locate_optimum(lr, two)
+    assert found.between_basins and 1.5 < math.log2(found.lr / 1e-3) < 3.0
+    assert not locate_optimum(lr, bowl(lr, 1e-3, curvature=0.01) + rng.normal(0, 1e-3, lr.size)).between_basins
+    assert not locate_optimum(lr[::2], two[::2]).between_basins  # one run per lr: no noise scale to judge the bump by

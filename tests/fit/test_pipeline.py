@@ -88,3 +88,22 @@ def test_a_finite_width_fit_of_sp_or_unknown_trials_is_flagged() -> None:
     assert "unknown parametrization (a CSV)" in without_a_limit(None, "finite-width")[0]
     assert without_a_limit("mup", "finite-width") == without_a_limit("denseam", "finite-width") == ()
     assert without_a_limit("sp", "power") == ()
+
+
+def test_a_size_whose_every_run_diverged_is_flagged_in_the_law() -> None:
+    """The widest cell diverged at every lr: the law is fitted on the others, and its flags (repeated by predict) name
+    the lost cell instead of only counting the excluded runs."""
+    frame = _adaptive_like({**STARS, 256: 1.4e-3}).assign(diverged=lambda f: f["width"] == 256)
+    fitted = fit_sweep(SweepData(frame, "sweep", None), FitOptions(x="width", n_boot=0), name="law", title=None, command="c")
+    assert [o.size for o in fitted.hyper.optima] == [32.0, 64.0, 128.0]
+    assert fitted.law.flags[0] == ("1 cell(s) lost every trial (failed, diverged or non-finite: 27 diverged in all) and are "
+                                   "left out of every law: width=256; if their runs diverged, sweep lower lrs there")
+
+
+def test_cells_that_ran_one_batch_size_are_flagged_in_the_law() -> None:
+    """Two widths sweep the batch size, two ran one each: the one-size fit's own flag reaches the law file (and so
+    predict's warnings), as the multi-axis fit's did."""
+    frame = _adaptive_like(STARS | {256: 1.4e-3})
+    frame["batch_size"] = np.where(frame["width"] <= 64, 16 * 2 ** (frame["seed"] % 3), 64)
+    fitted = fit_sweep(SweepData(frame, "sweep", None), FitOptions(x="width", n_boot=0), name="law", title=None, command="c")
+    assert any(f.startswith("2 of 4 cells ran a single batch size (left out of the batch-size law") for f in fitted.law.flags)

@@ -174,6 +174,7 @@ def test_round_trip_through_json(tmp_path):
         (lambda d: d["power_laws"][0].update(covariance=[[1, 0.5, 0], [0, 1, 0], [0, 0, 1]]), "covariance of 'lr' must be symmetric"),
         (lambda d: d["power_laws"][0].update(bootstrap_covariance=[[1.0]]), "bootstrap_covariance of 'lr' must be 3x3"),
         (lambda d: d["power_laws"][0].update(offset="x"), "offset of 'lr' must be a finite number or null"),
+        (lambda d: d["power_laws"][0].update(offset=-1.0), "offset of 'lr' is -1, below 0"),
         (lambda d: d.update(loss_law=dict(E=1.7, A=406.4, B=410.7, alpha=0.34, beta=0.28, covariance=[[1.0] * 5] * 4)),
          "loss law covariance must be 5x5"),
         (lambda d: d.update(loss_law=dict(E=1.7, A=406.4, B=410.7, alpha=0.34, beta=0.28,

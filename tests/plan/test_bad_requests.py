@@ -86,6 +86,7 @@ def test_a_fractional_width_is_refused_and_one_below_the_base_is_warned(capsys):
     assert "--width 1.5 is not a whole number" in refused(["--width", "1.5", "--law", MUP], capsys)
     code, out, _ = run(["--width", "16", "--law", MUP], capsys)  # m = 0.5: muP's rules hold, the data do not reach
     assert code == 0 and "W=16 is 2x below the fitted range [32, 128]" in out
+    assert "param_groups cannot set them" in " ".join(out.split())  # apply_parametrization refuses a wider base
 
 
 def test_a_width_below_the_base_of_a_law_without_fitted_widths_is_warned():
@@ -95,6 +96,10 @@ def test_a_width_below_the_base_of_a_law_without_fitted_widths_is_warned():
     warnings = prescribe(law, width=16, depth=4).warnings
     assert any("width 16 is below the law's base width 32 (m = 0.5)" in w for w in warnings)
     assert not any("base width" in w for w in prescribe(law, width=64, depth=4).warnings)
+    # without --width no per-role lrs are printed, and the lr is named for what it is: muP's eta, scaled per role
+    assert prescribe(law, depth=4).warnings[-1] == (
+        "law 'depth' is a mup law: its lr is the base lr eta, which each tensor role scales by the width you train (base "
+        "width 32); give --width for the per-role lrs, or let param_groups(model, prediction) set them")
 
 
 @pytest.mark.parametrize("argv, fragment", [
