@@ -105,7 +105,8 @@ class BuiltinObjective:
                 n_params=r.n_non_embedding,
                 tokens=r.tokens_or_samples,
                 extras={"train_loss": r.train_loss, "seconds": r.seconds, "steps_run": float(r.steps_run),
-                        "N_total": float(r.n_params)},
+                        "N_total": float(r.n_params),
+                        **({} if r.clipped_fraction is None else {"clipped_fraction": r.clipped_fraction})},
                 pruned=r.pruned,
             )
             for r in results

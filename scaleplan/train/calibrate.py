@@ -35,9 +35,10 @@ STEPS_SHORT, STEPS_LONG, MAX_STEPS = 2, 10, 320
 MIN_SECONDS = 0.25  # the long run must outlast the short one by this much
 GAIN = 0.9  # a size must cut the cost per trial-step by 10% to be worth it
 OVERRIDE = "SCALEPLAN_POPULATION"
-# Fields that do not change what one training step costs.
+# Fields that do not change what one training step costs (clip_grad_norm adds one norm and one scale of the
+# gradients, small beside the forward, backward and Adam update; leaving it out keeps earlier caches valid).
 _COST_FREE = ("steps", "seed", "warmup_steps", "schedule", "base_width", "base_depth", "completep", "lr",
-              "weight_decay", "output_mult", "init_std", "beta0", "tau")
+              "weight_decay", "output_mult", "init_std", "beta0", "tau", "clip_grad_norm")
 
 _memory: dict[str, int] = {}
 

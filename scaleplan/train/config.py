@@ -56,6 +56,9 @@ class TrialConfig:
     for "independent"), from which `effective_weight_decay` derives lambda per trial.
     `threads` is the torch thread count for the run (1 by default: sweeps run several workers);
     None leaves torch's setting alone. `device` is where the model trains ("cpu", "cuda", "cuda:1").
+    `clip_grad_norm` clips each step's global gradient norm (over all trained parameters) to this value, as
+    torch.nn.utils.clip_grad_norm_ does; None (the default) does not clip. Searchable: a population clips
+    every member by its own norm, so members with different thresholds share one.
     """
 
     task: str = "teacher-student"
@@ -80,6 +83,7 @@ class TrialConfig:
     beta0: float | None = _searchable(None, "> 0")
     tau: float | None = _searchable(None, "> 0")
     wd_tau: float | None = _searchable(None, "> 0")
+    clip_grad_norm: float | None = _searchable(None, "> 0")
     decay_convention: Literal["torch", "independent"] = "torch"
     completep: bool = False
     base_depth: int | None = None
@@ -181,6 +185,7 @@ class TrialResult:
     steps_run: int
     pruned: bool = False
     n_non_embedding: int | None = None  # N of scaling laws: without embedding tables and readout
+    clipped_fraction: float | None = None  # with clip_grad_norm: the share of steps run whose gradient norm was above it
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (sweep trial attributes)."""

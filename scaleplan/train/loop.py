@@ -43,6 +43,8 @@ def train_trial(
         optimizer = make_optimizer(param_groups_for(model, cfg), cfg)
         base_lrs = [group["lr"] for group in optimizer.param_groups]
         generator = data_generator(cfg.seed)
+        trained = [p for group in optimizer.param_groups for p in group["params"]]
+        clipped = torch.zeros((), dtype=torch.long, device=device)  # steps whose gradient norm was clipped
         losses = torch.zeros(cfg.steps)
         blew_up = pruned = False
         held_out = math.inf
@@ -59,6 +61,8 @@ def train_trial(
                 break
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.clip_grad_norm is not None:
+                clipped += torch.nn.utils.clip_grad_norm_(trained, cfg.clip_grad_norm) > cfg.clip_grad_norm
             optimizer.step()
             if checkpoint is not None and at_checkpoint(step + 1, checkpoint_every, cfg.steps):
                 model.eval()
@@ -82,4 +86,5 @@ def train_trial(
         seconds=time.perf_counter() - start,
         steps_run=steps_run,
         pruned=pruned,
+        clipped_fraction=None if cfg.clip_grad_norm is None else int(clipped) / max(steps_run, 1),
     )

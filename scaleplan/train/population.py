@@ -4,8 +4,9 @@ The K models' parameters are stacked (torch.func.stack_module_state) into one fl
 the forward runs as one vmap(functional_call), the backward as one autograd pass, and Adam/AdamW/SGD
 update all members at once with per-member, per-group learning rates, weight decays and eps read
 from the same torch.optim groups that `train_trial` uses, so each member follows its sequential run
-to float rounding. A member whose loss blows up is zeroed and frozen and reported diverged; the
-others go on untouched. A `checkpoint` callback (pruning) sees every member's held-out loss every
+to float rounding. Gradient clipping (`clip_grad_norm`) scales each member's row by that member's own
+global norm, as clip_grad_norm_ does for its sequential run. A member whose loss blows up is zeroed and
+frozen and reported diverged; the others go on untouched. A `checkpoint` callback (pruning) sees every member's held-out loss every
 `checkpoint_every` steps and may stop members, which are frozen the same way and reported pruned.
 """
 
@@ -81,7 +82,7 @@ def train_population(
         partitions: dict[str, list[int]] = {}
         for i, model in enumerate(models):
             partitions.setdefault(_static_state(model), []).append(i)
-        outcomes: dict[int, tuple[float, float, int, bool]] = {}
+        outcomes: dict[int, tuple[float, float, int, bool, float]] = {}
         for members in partitions.values():
             part = None if checkpoint is None else _members_checkpoint(checkpoint, members, len(cfgs))
             found = _train_stacked([cfgs[i] for i in members], [models[i] for i in members], task, part, checkpoint_every)
@@ -99,8 +100,9 @@ def train_population(
             seconds=seconds,
             steps_run=steps_run,
             pruned=pruned,
+            clipped_fraction=None if cfgs[i].clip_grad_norm is None else clipped,
         )
-        for i, (held_out, train_loss, steps_run, pruned) in sorted(outcomes.items())
+        for i, (held_out, train_loss, steps_run, pruned, clipped) in sorted(outcomes.items())
     ]
 
 
@@ -164,8 +166,9 @@ def _flat_hyper(models: list[nn.Module], cfgs: list[TrialConfig], names: list[st
 
 def _train_stacked(
     cfgs: list[TrialConfig], models: list[nn.Module], task: Task, checkpoint: Checkpoint | None, every: int
-) -> list[tuple[float, float, int, bool]]:
-    """Train models of identical structure together: (held-out loss, train loss, steps run, pruned) each.
+) -> list[tuple[float, float, int, bool, float]]:
+    """Train models of identical structure together: (held-out loss, train loss, steps run, pruned, share of
+    steps clipped) each.
 
     All members' parameters live in one flat (K, P) tensor, so the optimizer step is a handful of
     large elementwise ops whatever the number of parameter tensors.
@@ -184,6 +187,8 @@ def _train_stacked(
     seeds = sorted({c.seed for c in cfgs})
     slot = torch.tensor([seeds.index(c.seed) for c in cfgs])
     generators = [data_generator(seed) for seed in seeds]
+    max_norm = _max_norms(cfgs, device)
+    clipped = torch.zeros(k, dtype=torch.long, device=device)  # per member: steps whose gradient norm was clipped
 
     aliases = _tied_aliases(models[0])
 
@@ -229,6 +234,8 @@ def _train_stacked(
             break
         (grad,) = torch.autograd.grad(loss.sum(), flat)
         with torch.no_grad():
+            if max_norm is not None:
+                clipped += _clip_per_member(grad, max_norm) & active.to(device)
             _update(cfg.optimizer, flat, grad, moments, hyper, lr_factor(step, cfg), step + 1)
             for member in newly.nonzero().flatten().tolist():  # zero and freeze the blown-up ones
                 freeze(member, step)
@@ -249,8 +256,26 @@ def _train_stacked(
         ok = bool(active[i] | pruned[i]) and math.isfinite(float(held_out[i]))
         run = int(steps_run[i])
         results.append((float(held_out[i]) if ok else math.inf,
-                        float(tail_mean(losses[:, i], run)) if ok else math.inf, run, bool(pruned[i])))
+                        float(tail_mean(losses[:, i], run)) if ok else math.inf, run, bool(pruned[i]),
+                        int(clipped[i]) / max(run, 1)))
     return results
+
+
+def _max_norms(cfgs: list[TrialConfig], device: torch.device) -> Tensor | None:
+    """Each member's clip_grad_norm (inf where it does not clip), or None when no member clips."""
+    if all(cfg.clip_grad_norm is None for cfg in cfgs):
+        return None
+    return torch.tensor([math.inf if c.clip_grad_norm is None else c.clip_grad_norm for c in cfgs], device=device)
+
+
+def _clip_per_member(grad: Tensor, max_norm: Tensor) -> Tensor:
+    """Scale each member's row of `grad` in place as torch.nn.utils.clip_grad_norm_ scales one model's gradients
+    (by max_norm / (norm + 1e-6) where below 1): each by its own global norm, never one pooled over members.
+    Returns which members were clipped (norm above their max_norm)."""
+    norm = torch.linalg.vector_norm(grad, dim=1)
+    clipping = torch.isfinite(max_norm)
+    grad.mul_(torch.where(clipping, (max_norm / (norm + 1e-6)).clamp(max=1.0), 1.0).unsqueeze(1))
+    return norm > max_norm
 
 
 def _update(optimizer: str, p: Tensor, g: Tensor, moments: tuple[Tensor, Tensor], h: _FlatHyper,

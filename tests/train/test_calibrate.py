@@ -137,3 +137,8 @@ def test_override_takes_ascii_digits_only(cache: Path, monkeypatch: pytest.Monke
     monkeypatch.setenv("SCALEPLAN_POPULATION", value)
     with pytest.raises(ScaleplanError, match="SCALEPLAN_POPULATION must be a positive integer such as 8"):
         calibrated_population(TINY, lambda cfg, k: pytest.fail("measured"))
+
+
+def test_a_clip_threshold_does_not_change_the_cache_key() -> None:
+    """Clipping costs one norm per step: a clipped sweep reuses the unclipped one's measurement (and old caches)."""
+    assert cache_key(dataclasses.replace(TINY, clip_grad_norm=1.0)) == cache_key(TINY)

@@ -149,3 +149,40 @@ def test_denseam_population_with_retrieval_memory_eps_trains_together_and_equals
     eps = [next(r.eps_value for r in m.scaleplan_state.tensors.values() if r.eps_value is not None) for m in (first, second)]
     assert eps[0] != eps[1] and _static_state(first) == _static_state(second)
     assert_same_as_sequential(cfgs)
+
+
+@pytest.mark.parametrize(("optimizer", "lr", "clips"), [("adam", 1e-2, [0.3, None, 1.0]), ("sgd", 1e-1, [0.15, None, 0.1])])
+def test_clipped_members_equal_their_sequential_runs(optimizer: str, lr: float, clips: list) -> None:
+    """clip_grad_norm in a population is clip_grad_norm_ of each member's sequential run; it clips here, and it matters."""
+    cfgs = members(lr=[lr] * 3, seed=[0, 1, 2], optimizer=[optimizer] * 3, clip_grad_norm=clips)
+    assert_same_as_sequential(cfgs)
+    population = train_population(cfgs)
+    unclipped = train_population([dataclasses.replace(cfg, clip_grad_norm=None) for cfg in cfgs])
+    for cfg, clipped, plain in zip(cfgs, population, unclipped):
+        if cfg.clip_grad_norm is None:
+            assert clipped.clipped_fraction is None and clipped.loss == plain.loss
+        else:
+            assert clipped.clipped_fraction == train_trial(cfg).clipped_fraction
+            assert 0 < clipped.clipped_fraction <= 1 and clipped.loss != pytest.approx(plain.loss, rel=1e-4)
+
+
+def test_each_member_is_clipped_by_its_own_norm() -> None:
+    """A member with huge gradients (output multiplier 100) beside one with small ones: a norm pooled over members
+    would clip the small one by the huge one's norm; each must follow its own sequential run."""
+    cfgs = members(lr=[1e-1, 1e-1], seed=[0, 1], optimizer=["sgd", "sgd"], output_mult=[1.0, 100.0],
+                   clip_grad_norm=[0.15, 0.15])
+    together = train_population(cfgs)
+    for cfg, result in zip(cfgs, together):
+        alone = train_trial(cfg)
+        assert result.loss == pytest.approx(alone.loss, rel=1e-5)
+        assert result.clipped_fraction == alone.clipped_fraction
+    assert 0 < together[0].clipped_fraction < together[1].clipped_fraction == 1
+
+
+def test_a_stopped_members_clipped_share_counts_only_the_steps_it_ran() -> None:
+    """A diverged member is frozen (zeroed) and its later gradients are not its steps: its share matches its run alone."""
+    cfgs = members(lr=[3e-3, 50.0], seed=[0, 0], clip_grad_norm=[0.3, 0.3])
+    together = train_population(cfgs)
+    alone = [train_trial(cfg) for cfg in cfgs]
+    assert together[1].diverged and together[1].steps_run < BASE.steps
+    assert [r.clipped_fraction for r in together] == [r.clipped_fraction for r in alone]

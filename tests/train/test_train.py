@@ -5,8 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
+from pathlib import Path
+
 import pytest
 import torch
+from cli_runs import one_line_error
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.train.config import TrialConfig, TrialResult
@@ -14,6 +17,24 @@ from scaleplan.train.loop import train_trial
 from scaleplan.train.monitor import diverged, tail_mean
 from scaleplan.train.schedule import lr_factor
 
+CLIP_SPEC = """
+[sweep]
+name = "clip"
+sampler = "grid"
+seeds = [0]
+[task]
+name = "teacher-student"
+kwargs = {in_dim = 8, out_dim = 2, teacher_width = 16, n_eval = 128}
+[model]
+name = "mlp"
+parametrization = "mup"
+[train]
+[ladder]
+widths = [2, 4]
+steps = [3]
+[search]
+lr = [1e-3, 1e-2]
+"""
 SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"depth": 2})
 
 
@@ -42,6 +63,12 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
         ({"wd_tau": 0.5, "weight_decay": 0.1, "optimizer": "adamw"}, "give weight_decay or wd_tau"),
         ({"decay_convention": "independent"}, "optimizer 'adam' has L2 decay: use optimizer 'adamw'"),
         ({"decay_convention": "coupled", "optimizer": "adamw"}, "unknown decay_convention 'coupled'"),
+        ({"clip_grad_norm": 0.0}, "clip_grad_norm must be > 0, got 0.0"),
+        ({"clip_grad_norm": -1.0}, "clip_grad_norm must be > 0, got -1.0"),
+        ({"clip_grad_norm": float("inf")}, "clip_grad_norm must be a finite number, got inf"),
+        ({"clip_grad_norm": float("nan")}, "clip_grad_norm must be a finite number, got nan"),
+        ({"clip_grad_norm": "1.0"}, "clip_grad_norm must be a finite number, got '1.0'"),
+        ({"clip_grad_norm": True}, "clip_grad_norm must be a finite number, got True"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message) -> None:
@@ -57,7 +84,7 @@ def test_config_round_trips_and_names_unknown_keys() -> None:
 
 
 def test_population_key_leaves_out_per_member_fields() -> None:
-    a = TrialConfig(lr=1e-3, seed=1, init_std=0.5, output_mult=2.0)
+    a = TrialConfig(lr=1e-3, seed=1, init_std=0.5, output_mult=2.0, clip_grad_norm=1.0)
     b = TrialConfig(lr=1e-2, seed=2, init_std=1.0, output_mult=1.0)
     assert a.population_key() == b.population_key()
     assert a.population_key() != TrialConfig(width=128).population_key()
@@ -215,3 +242,43 @@ def test_non_embedding_params_of_the_gpt_is_about_12_l_d_squared() -> None:
     per_block = 12 * d * d + 4 * d + d + 4 * d  # attention 4d^2, MLP 8d^2 + biases 4d + d, two LayerNorms 4d
     assert non_embedding_params(model) == L * per_block + 2 * d  # + the final LayerNorm
     assert n_params(model) == non_embedding_params(model) + 50 * d + 16 * d + d * 50
+
+
+def test_a_clip_above_every_gradient_norm_trains_exactly_as_no_clip() -> None:
+    """Clipping only scales gradients (by exactly 1 below the threshold); without it nothing is recorded."""
+    plain = train_trial(TrialConfig(lr=3e-3, **SMALL))
+    loose = train_trial(TrialConfig(lr=3e-3, clip_grad_norm=1e30, **SMALL))
+    assert (loose.loss, loose.train_loss, loose.clipped_fraction) == (plain.loss, plain.train_loss, 0.0)
+    assert plain.clipped_fraction is None
+
+
+@pytest.mark.parametrize(("section", "value", "message"), [
+    ("[train]", "clip_grad_norm = 0", "clip_grad_norm must be > 0, got 0"),
+    ("[train]", 'clip_grad_norm = "1"', "clip_grad_norm must be a finite number, got '1'"),
+    ("[search]", "clip_grad_norm = [1.0, -0.5]", "clip_grad_norm must be > 0, got -0.5"),
+])
+def test_a_bad_clip_grad_norm_is_one_line_before_any_storage(
+    tmp_path: Path, capsys: pytest.CaptureFixture, section: str, value: str, message: str
+) -> None:
+    spec = tmp_path / "clip.toml"
+    spec.write_text(CLIP_SPEC.replace(section, f"{section}\n{value}"))
+    assert message in one_line_error(["sweep", str(spec)], capsys)
+    assert list(tmp_path.iterdir()) == [spec]
+
+
+def test_a_sweep_clips_with_train_clip_grad_norm(tmp_path: Path) -> None:
+    """The [train] key reaches every trial of a built-in sweep (a config the spec could not build would fail), and the
+    share of steps clipped is recorded with each trial."""
+    from scaleplan.sweep.builtin import BuiltinObjective
+    from scaleplan.sweep.plan import grid_points
+    from scaleplan.sweep.spec import load_spec
+    from scaleplan.sweep.trial import TrialRequest
+
+    spec = tmp_path / "clip.toml"
+    spec.write_text(CLIP_SPEC.replace("[train]", "[train]\nclip_grad_norm = 0.5"))
+    loaded = load_spec(spec)
+    objective = BuiltinObjective(loaded)
+    request = TrialRequest(grid_points(loaded)[0], {"lr": 1e-3})
+    assert objective.config(request).clip_grad_norm == 0.5
+    (outcome,) = objective.evaluate([request])
+    assert 0.0 <= outcome.extras["clipped_fraction"] <= 1.0  # recorded with the trial, where the sweep can show it
