@@ -12,7 +12,12 @@ The "denseam" rules (Dense Associative Memory, Holtzman, Krotov, Hanin, arXiv 26
 "DenseAM rules"): the paper's full text is not available here. They are muP for the ordinary tensors
 plus a "memory" role for the memory matrix Xi (K x N) shared by all T steps of energy descent, with
 m = (N/N_base)(K/K_base): entries O(1) (init independent of N and K), Adam lr constant, SGD lr x m
-(each entry's gradient carries 1/N from beta and 1/K from the memory average). Because Xi is tied
+(each entry's gradient carries 1/N from beta and 1/K from the memory average). Measured under SGD
+(benchmarks/results/denseam-sgd.md): over K it holds for relu-poly, not for lse, whose retrieved memories carry an
+O(1) softmax weight and no 1/K (with m_K the base's best lr diverged at 8x K whether the K memories held 16, 128 or
+4096 patterns; constant in K the optimum stayed within half an octave), so an lse memory's m is N/N_base alone (apply_parametrization sets it
+from the site's `energy`); over N the memories' gradient at init shrinks like N^-order, so m_N leaves them learning
+slowly there. Because Xi is tied
 (the overlaps Xi x and the update Xi^T a share it), the contraction over N in the overlaps and the
 one over K in a relu-poly update are both mean-field: beta = beta0/N and a mean over memories (1/K),
 set in the model (scaleplan.models.denseam); SP and muP freeze them at the base
@@ -239,7 +244,8 @@ MUP = Parametrization(
 
 DENSEAM = Parametrization(
     name="denseam",
-    rules={**_MUP_RULES, "memory": _ONE_WIDTH_DIM},  # m = (N/N_base)(K/K_base): SGD lr x m follows its 1/(NK) gradient
+    # m = (N/N_base)(K/K_base): SGD lr x m follows its 1/(NK) gradient (an lse memory's m is N/N_base: module docstring)
+    rules={**_MUP_RULES, "memory": _ONE_WIDTH_DIM},
     attention_exponent=-1.0,
     description="DenseAM rules (muP + memory role; beta = beta0/N, relu-poly memories averaged, memory Adam eps scaled)",
     temperature_exponent=-1.0,

@@ -149,10 +149,13 @@ class DenseAM(nn.Module):
             x = self.state(x + (delta - self.alpha * x if self.leak else delta))
         return x
 
+    def initial_state(self, u: torch.Tensor) -> torch.Tensor:
+        """x_0, where the descent starts: the input itself with the denoise readout, else the input layer's output."""
+        return u if self.readout_kind == "denoise" else self.input(u)
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        if self.readout_kind == "denoise":
-            return self.descend(u)
-        return self.readout(self.descend(self.input(u)))
+        x = self.descend(self.initial_state(u))
+        return x if self.readout_kind == "denoise" else self.readout(x)
 
     def describe(self) -> str:
         """The configuration in one line, for messages."""
@@ -163,7 +166,7 @@ class DenseAM(nn.Module):
     def init_growth(self, inputs: torch.Tensor) -> float:
         """rms(x_T) / rms(x_0) of the descent on `inputs` (inf when not finite): how much it amplifies the state."""
         with torch.no_grad():
-            x0 = inputs if self.readout_kind == "denoise" else self.input(inputs)
+            x0 = self.initial_state(inputs)
             xt = self.descend(x0)
         if not torch.isfinite(xt).all():
             return math.inf

@@ -37,14 +37,15 @@ from scaleplan.parametrization.optimizer_check import TAG, tag_tensors, watch
 @dataclass
 class TensorRecord:
     """One parameter's role and width multiplier m (the one its role's rules use: fan-in for hidden and
-    output tensors, fan-out for inputs, for a DenseAM memory matrix (K, N) the product N/N_base * K/K_base);
+    output tensors, fan-out for inputs, for a DenseAM memory matrix (K, N) the product N/N_base * K/K_base, N/N_base
+    alone for a log-sum-exp one);
     m_out is a hidden tensor's fan-out multiplier where it differs."""
 
     role: str
     m: float
     width_dims: tuple[int, ...] = ()  # dimensions that are widths (empty if roles were declared without a base)
     m_out: float | None = None
-    eps: float = 1.0  # factor on the Adam eps beyond the role's rule (a DenseAM's memories; see _memory_eps)
+    eps: float = 1.0  # factor on the Adam eps beyond the role's rule (a DenseAM's memories; see _memory_factors)
     # an absolute Adam eps that replaces the rules' (calibrate_memory_eps); not in the repr, so models that differ
     # only in it still train in one batched population
     eps_value: float | None = field(default=None, repr=False)
@@ -188,7 +189,7 @@ def apply_parametrization(
     depth_ratio = _depth_ratio(model, base, base_depth) if completep else 1.0
     base_modules = dict(base.named_modules()) if isinstance(base, nn.Module) else {}
     sites, scalings = _site_multipliers(model, base_modules, tensors, rules, depth_ratio, completep)
-    memories_ratio = _memory_eps(model, base_modules, tensors, rules)
+    memories_ratio = _memory_factors(model, base_modules, tensors, rules)
     embed_scales = embedding_scale_factors(model, base_modules, rules)
     state = ParametrizationState(
         parametrization=rules.name,
@@ -516,9 +517,12 @@ def _site_multipliers(
     return sites, scalings
 
 
-def _memory_eps(model: nn.Module, base_modules: dict[str, nn.Module], tensors: dict[str, TensorRecord], rules: Parametrization) -> float:
-    """Set the Adam eps factor of every DenseAM memory matrix (a module with a temperature site) from its base's sizes;
-    returns the largest K / K_base among them (1 without memories)."""
+def _memory_factors(model: nn.Module, base_modules: dict[str, nn.Module], tensors: dict[str, TensorRecord],
+                    rules: Parametrization) -> float:
+    """Set the Adam eps factor of every DenseAM memory matrix (a module with a temperature site) from its base's sizes,
+    and drop K/K_base from a log-sum-exp memory's multiplier (its SGD lr): a retrieved memory keeps an O(1) softmax
+    weight whatever K is, so its gradient carries no 1/K (with it, the base's best SGD lr diverged at 8x K;
+    benchmarks/results/denseam-sgd.md). Returns the largest K / K_base among them (1 without memories)."""
     largest = 1.0
     for name, module in model.named_modules():
         base_module = base_modules.get(name)
@@ -527,6 +531,8 @@ def _memory_eps(model: nn.Module, base_modules: dict[str, nn.Module], tensors: d
             m_memories = _site_size(name, module, "n_memories") / _site_size(name, base_module, "n_memories")
             m_features = _site_size(name, module, "features") / _site_size(name, base_module, "features")
             record.eps = rules.memory_eps_multiplier(m_features, m_memories, _site_size(name, module, "gradient_order"))
+            if getattr(module, "energy", None) == "lse":
+                record.m = m_features
             largest = max(largest, m_memories)
     return largest
 
@@ -568,7 +574,7 @@ def _check_memory_protocol(model: nn.Module, base: object, tensors: dict[str, Te
             f"memory tensor(s) {', '.join(memories[:3])}: their multiplier (N/N_base x K/K_base) and Adam eps rule read the "
             "base's sizes: pass base=<the model at the base size> as a module (the meta device will do)"
         )
-    sited = {site_memory(n, m, tensors) for n, m in model.named_modules() if getattr(m, "scaleplan_site", None) == "temperature"}
+    sited = {_oriented_memory(n, m, tensors) for n, m in model.named_modules() if getattr(m, "scaleplan_site", None) == "temperature"}
     unsited = [n for n in memories if n not in sited]
     if unsited:
         warnings.warn(
@@ -577,6 +583,21 @@ def _check_memory_protocol(model: nn.Module, base: object, tensors: dict[str, Te
             UserWarning,
             stacklevel=3,
         )
+
+
+def _oriented_memory(name: str, module: nn.Module, tensors: dict[str, TensorRecord]) -> str:
+    """site_memory, refused in one line unless the matrix is (K, N) as the site's sizes say: the Adam eps rule reads those sizes
+    and calibrate_memory_eps takes each row for a memory, so an (N, K) matrix would get per-feature gradients silently. With
+    N == K the two cannot be told apart: the matrix is read as (K, N)."""
+    memory = site_memory(name, module, tensors)
+    shape = tuple(module.get_parameter(memory.rsplit(".", 1)[-1]).shape)
+    n, k = _site_size(name, module, "features"), _site_size(name, module, "n_memories")
+    if shape != (k, n):
+        fix = ("store it (K, N), one memory per row (overlaps x @ xi.T)" if shape == (n, k) else
+               "set the site's n_memories (K) and features (N) to the matrix's sizes, stored (K, N)")
+        raise ParametrizationError(f"memory matrix {memory} has shape {list(shape)}, but its site declares K = {k:g} memories of "
+                                   f"N = {n:g} features, (K, N) = ({k:g}, {n:g}): {fix}")
+    return memory
 
 
 def check_intact(model: nn.Module, state: ParametrizationState) -> None:

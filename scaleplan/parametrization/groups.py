@@ -37,7 +37,8 @@ def _state_multipliers(holder: nn.Module, state: ParametrizationState, optimizer
     check_intact(holder, state)
     if optimizer == "sgd" and state.parametrization == "denseam" and state.softmax_energy:
         warnings.warn(
-            "SGD with the DenseAM log-sum-exp (softmax) energy is unstable across widths; use Adam",
+            "SGD with the DenseAM log-sum-exp (softmax) energy: its lr curves are erratic near divergence and its transfer "
+            "was measured on one task (benchmarks/results/denseam-sgd.md); the DenseAM rules are validated with Adam: use Adam",
             UserWarning,
             stacklevel=3,
         )

@@ -33,7 +33,8 @@ CALIBRATION_BATCHES = 16  # one batch's max is noisy (0.0027-0.018 at K = 2048):
 def retrieval_gradients(model: nn.Module, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
                         loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> dict[str, float]:
     """{memory tensor name: g_ret}: the geometric mean over `batches` of the largest per-memory gradient rms of
-    each DenseAM memory matrix (a module with a temperature site), at the model's current weights."""
+    each DenseAM memory matrix (a module with a temperature site), at the model's current weights. A memory is a row:
+    apply_parametrization refuses a matrix not stored (K, N) as its site declares."""
     found = find_state(model)
     if found is None:
         raise ParametrizationError("calibrate_memory_eps needs a parametrized model; call apply_parametrization first")

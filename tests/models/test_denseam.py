@@ -103,7 +103,7 @@ def test_features_axis_scales_beta_and_eps_with_the_degree() -> None:
     memory_group = next(g for g in param_groups(net, 1e-3) if "memories" in g["names"])
     assert memory_group["eps"] == pytest.approx(1e-8 / 4**3)  # gradient order (n+1)/2 = 3
     both = build_parametrized("denseam", 128, "denseam", 32, energy="lse", width_axis="both", load=0.5)
-    assert (both.features, both.n_memories, both.scaleplan_state.tensors["memories"].m) == (128, 64, 16.0)
+    assert (both.features, both.n_memories, both.scaleplan_state.tensors["memories"].m) == (128, 64, 4.0)  # lse: N/N_base only
     assert next(g for g in param_groups(both, 1e-3) if "memories" in g["names"])["eps"] == pytest.approx(1e-8 / (4**1.5 * 4))
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from scaleplan.errors import ScaleplanError
+from scaleplan.errors import ParametrizationError, ScaleplanError
 from scaleplan.models import build_model, build_parametrized
 from scaleplan.parametrization import apply_parametrization, param_groups, tensor_multipliers
 
@@ -248,7 +248,7 @@ def test_completep_depth_transfer() -> None:
 
 def test_sgd_with_denseam_softmax_warns() -> None:
     net = build_parametrized("denseam", 128, "denseam", 64, energy="lse")
-    with pytest.warns(UserWarning, match="unstable.*use Adam"):
+    with pytest.warns(UserWarning, match="erratic near divergence.*validated with Adam: use Adam"):
         param_groups(net, LR, optimizer="sgd")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -355,10 +355,13 @@ def test_tied_embeddings_under_mup_warn_naming_the_fix(parametrization: str, tie
 class Hopfield(nn.Module):
     """A user's own DenseAM layer: memories (K, N) under any name, lse energy with beta = beta0 / N, T shared steps."""
 
-    def __init__(self, n: int, k: int, name: str = "xi", roles: bool = True, site: bool = True, sizes: bool = True) -> None:
+    def __init__(self, n: int, k: int, name: str = "xi", roles: bool = True, site: bool = True, sizes: bool = True,
+                 shape: tuple[int, ...] | None = None, energy: str | None = None) -> None:
         super().__init__()
         self.name = name
-        self.register_parameter(name, nn.Parameter(0.1 * torch.randn(k, n)))
+        if energy is not None:
+            self.energy = energy
+        self.register_parameter(name, nn.Parameter(0.1 * torch.randn(*(shape or (k, n)))))
         if roles:
             self.scaleplan_roles = {name: "memory"}
         if site:
@@ -404,6 +407,37 @@ def test_a_dense_associative_memory_the_rules_cannot_place_is_refused_in_one_lin
     with pytest.raises(ScaleplanError) as info:
         apply_parametrization(HopfieldNet(256, 64, **layer), "denseam", base=given)
     assert "\n" not in str(info.value) and re.search(message, str(info.value)), str(info.value)
+
+
+@pytest.mark.parametrize(
+    "stored, message",
+    [
+        ("NK", r"^memory matrix am.xi has shape \[256, 64\], but its site declares K = 64 memories of N = 256 features, "
+               r"\(K, N\) = \(64, 256\): store it \(K, N\), one memory per row"),
+        ("other", r"^memory matrix am.xi has shape \[64, 255\].*: set the site's n_memories \(K\) and features \(N\) to"),
+    ],
+)
+def test_a_memory_matrix_stored_against_its_declared_sizes_is_refused_in_one_line(stored: str, message: str) -> None:
+    """calibrate_memory_eps takes each row for a memory: an (N, K) matrix would silently get per-feature gradients."""
+    shape = (256, 64) if stored == "NK" else (64, 255)
+    with pytest.raises(ParametrizationError) as info:
+        apply_parametrization(HopfieldNet(256, 64, shape=shape), "denseam", base=HopfieldNet(32, 64))
+    assert "\n" not in str(info.value) and re.search(message, str(info.value)), str(info.value)
+
+
+@pytest.mark.parametrize("n, k", [(64, 32), (32, 128), (128, 64), (256, 256)])
+@pytest.mark.parametrize("energy", [None, "lse"])
+def test_the_memories_sgd_lr_factor_is_n_over_n_base_times_k_over_k_base_but_lse_drops_k(n: int, k: int, energy: str | None) -> None:
+    """A declared log-sum-exp memory keeps N/N_base only: a retrieved memory's gradient has no 1/K (denseam-sgd.md)."""
+    model = apply_parametrization(HopfieldNet(n, k, energy=energy), "denseam", base=HopfieldNet(32, 32, energy=energy))
+    assert tensor_multipliers(model, "sgd")["am.xi"].lr == (n / 32) * (1.0 if energy == "lse" else k / 32)
+    assert tensor_multipliers(model, "adam")["am.xi"].lr == 1.0
+
+
+def test_a_square_memory_matrix_is_read_as_memories_by_features() -> None:
+    """N == K: the orientation cannot be told from the shape; it is taken as (K, N), as documented."""
+    state = apply_parametrization(HopfieldNet(64, 64), "denseam", base=HopfieldNet(32, 32)).scaleplan_state
+    assert (state.tensors["am.xi"].m, state.tensors["am.xi"].eps) == (4.0, 1 / (2.0**2 * 2.0))
 
 
 def test_memories_without_a_temperature_site_are_warned_about() -> None:
