@@ -4,8 +4,8 @@ Training code loses it without an error in five ways: an optimizer built from `m
 tensors whose roles need different ones); a schedule that sets every group's lr to one value after `param_groups`
 gave each role its own (nanoGPT's loop `g["lr"] = lr`, OneCycleLR or CyclicLR with one max_lr, the floor of
 CosineAnnealingLR's eta_min); groups built for Adam stepped by SGD (or the reverse); a weight_decay or eps given to
-the optimizer's constructor, which param_groups' groups override; and a readout used through its weight, whose
-module (with muP's 1/m input hook) never runs. A global optimizer step pre-hook checks
+the optimizer's constructor, which param_groups' groups override; a readout used through its weight, whose
+module (with muP's 1/m input hook) never runs; and an optimizer scaleplan has no muP rules for (Muon, Adafactor). A global optimizer step pre-hook checks
 every optimizer that steps parametrized tensors and warns once per optimizer, at the training loop's step, naming
 the fix.
 """
@@ -62,6 +62,25 @@ def family(optimizer: Optimizer) -> str | None:
     if isinstance(optimizer, ADAPTIVE):
         return "adam"
     return None
+
+
+def unruled_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer) -> str | None:
+    """Why an optimizer scaleplan has no muP rules for (Muon, Adafactor, a third-party one) stepping parametrized
+    tensors may not be muP, or None: the groups' per-role lrs are Adam's or SGD's rules, and an optimizer that
+    orthogonalizes (Muon, whose adjust_lr_fn already scales with the shape) or scales relatively (Adafactor) follows
+    neither."""
+    if family(optimizer) is not None:
+        return None
+    tagged = next((getattr(p, TAG)[0] for g in groups for p in g["params"] if hasattr(p, TAG)), None)
+    if tagged is None:
+        return None
+    return (
+        f"scaleplan has no muP rules for torch.optim.{type(optimizer).__name__}, which steps {tagged} of a parametrized "
+        "model: the lrs of param_groups follow Adam's rules (or SGD's), not this optimizer's update, so its lr may not "
+        "transfer across widths. Use Adam, AdamW or SGD with param_groups, or measure the transfer (scaleplan validate, "
+        "coord-check); for an optimizer that normalizes each coordinate as Adam does (e.g. Lion), Adam's rules apply: "
+        "warnings.filterwarnings('ignore', 'scaleplan has no muP rules')"
+    )
 
 
 def optimizer_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer) -> str | None:
@@ -178,7 +197,7 @@ def _check_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
     if problem is None and _checked_groups.get(optimizer) != len(groups):
         _checked_groups[optimizer] = len(groups)
         opt_family = family(optimizer)
-        problem = (optimizer_problem(groups, optimizer) or defaults_problem(groups, optimizer)
+        problem = (unruled_problem(groups, optimizer) or optimizer_problem(groups, optimizer) or defaults_problem(groups, optimizer)
                    or (grouping_problem(groups, opt_family) if opt_family else None) or readout_problem(groups))
     if problem is not None:
         _warned.add(optimizer)

@@ -219,3 +219,19 @@ def test_adaptive_optimizers_follow_adams_rules_in_the_check(optimizer) -> None:
     model = parametrized()
     assert len(warnings_of(model, optimizer(model.parameters(), lr=1e-3))) == 1
     assert warnings_of(model, optimizer(param_groups(model, 1e-3))) == []
+
+
+@pytest.mark.parametrize("build", [
+    lambda model: torch.optim.Muon([p for p in model.parameters() if p.dim() == 2], lr=1e-3),  # Muon takes matrices only
+    lambda model: torch.optim.Adafactor(param_groups(model, 1e-3)),
+])
+def test_an_optimizer_without_mup_rules_is_warned_about_once_at_the_step(build) -> None:
+    """Muon orthogonalizes its updates and Adafactor scales them relatively: neither follows the Adam (or SGD) lrs that
+    param_groups sets, so the lr may not transfer: said once, at the step; an unparametrized model is left alone."""
+    model = parametrized()
+    caught = warnings_of(model, build(model))
+    assert len(caught) == 1 and caught[0].filename == __file__
+    assert str(caught[0].message).startswith("scaleplan has no muP rules for torch.optim.")
+    assert "0.weight" in str(caught[0].message)
+    plain = mlp(256)
+    assert warnings_of(plain, torch.optim.Adafactor(plain.parameters(), lr=1e-3)) == []
