@@ -37,7 +37,7 @@ class Trials:
     x: str  # the size variable: "N", "width" or "depth"
     dropped: dict[str, int]
     extra_sizes: tuple[str, ...] = ()  # further size columns beside x (depth beside width): they key cells too
-    lost: tuple[str, ...] = ()  # cells (`N=6.4e+07, D=1e+09`) whose every trial was dropped: absent from every fit
+    lost: tuple[str, ...] = ()  # cells (`N=6.4e+07, D=1e+09`, and the batch size where several) whose every trial was dropped
 
     @property
     def has_tokens(self) -> bool:
@@ -136,7 +136,10 @@ def prepare_trials(
     keep = [c for c in dict.fromkeys([*needed, *OPTIONAL_COLUMNS])
             if c in frame.columns and (c in needed or frame[c].notna().any())]
     frame = frame[keep].copy()
-    swept = _cell_keys(frame, [c for c in (x, *extra_sizes, "D", "model") if c in frame])
+    # a tokens ladder over batch sizes fits one optimum per (size, D, B): one batch size's runs can all be lost
+    batches = pd.to_numeric(frame.get("batch_size", pd.Series(dtype=float)), errors="coerce") * float(batch_unit_scale)
+    keyed = [c for c in (x, *extra_sizes, "D", "batch_size", "model") if c in frame and (c != "batch_size" or batches.nunique() > 1)]
+    swept = _cell_keys(frame.assign(batch_size=batches) if "batch_size" in keyed else frame, keyed)
     dropped: dict[str, int] = {}
     if "state" in frame:
         ok = frame["state"].astype(str).str.upper() == "COMPLETE"
@@ -160,7 +163,7 @@ def prepare_trials(
         raise ScaleplanError(f"{source}: no usable trials left ({reasons}); nothing to fit")
     if "model" in frame:
         frame["model"] = frame["model"].astype(str)
-    columns_of_cells = [c for c in (x, *extra_sizes, "D", "model") if c in frame]
+    columns_of_cells = [c for c in keyed if c in frame]
     lost = sorted(set(swept) - set(_cell_keys(frame, columns_of_cells)))
     trials = Trials(frame=frame, x=x, dropped={k: v for k, v in dropped.items() if v}, extra_sizes=tuple(extra_sizes),
                     lost=tuple(", ".join(f"{c}={v}" if c == "model" else f"{c}={v:.4g}" for c, v in zip(columns_of_cells, key))

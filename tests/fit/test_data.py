@@ -71,6 +71,14 @@ def test_a_cell_that_lost_every_trial_is_named() -> None:
     assert prepare_trials(frame(diverged=[False, True, False, True])).lost == ()  # every cell kept a trial
 
 
+def test_a_batch_size_that_lost_every_trial_is_named_where_batch_sizes_were_swept() -> None:
+    """A tokens ladder over batch sizes fits one optimum per (N, D, B): a batch size whose runs all diverged is a lost
+    cell, named in the fit's units (here sequences of 512 tokens)."""
+    raw = pd.concat([frame(diverged=[False] * 4).assign(batch_size=32), frame(diverged=[False, False, True, True]).assign(batch_size=64)])
+    assert prepare_trials(raw, batch_unit_scale=512).lost == ("N=4e+06, D=1e+08, batch_size=3.277e+04",)
+    assert prepare_trials(frame(diverged=[False, False, True, True]).assign(batch_size=64)).lost == ("N=4e+06, D=1e+08",)
+
+
 def test_all_diverged() -> None:
     with pytest.raises(ScaleplanError, match=r"no usable trials left \(4 diverged\); nothing to fit"):
         prepare_trials(frame(diverged=[True] * 4))
