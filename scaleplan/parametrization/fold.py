@@ -17,10 +17,12 @@ from torch import nn
 
 from scaleplan.errors import ParametrizationError
 from scaleplan.parametrization.apply import ParametrizationState, ScaleInput, find_states
+from scaleplan.parametrization.attention import head_size
 from scaleplan.parametrization.embedding_scale import scale_embedding
 from scaleplan.parametrization.metadata import FOLDED_KEY, summary, unparametrized
 
 _QUERY_LINEARS = ("q_proj", "q", "q_b_proj", "query")  # Llama-likes and Bart, T5, DeepSeek's MLA, BERT-likes
+_QUERY_NORMS = ("q_norm", "q_layernorm")  # Qwen3, Gemma, OLMo2, Cohere; StableLM, Phi, Persimmon
 
 
 def fold_multipliers(model: nn.Module, example: Any = None) -> nn.Module:
@@ -83,9 +85,13 @@ def _fold_readouts(holder: nn.Module) -> None:
 
 def _fold_attention(module: nn.Module, name: str, factor: float) -> None:
     """An attention module's logit-scale factor into its queries; `scaling` back to what its config gives."""
-    norm = getattr(module, "q_norm", None)
-    if isinstance(norm, nn.Module) and isinstance(getattr(norm, "weight", None), nn.Parameter):
-        _fold_into_norm(norm, name, factor)
+    clip = getattr(module, "clip_qkv", None) or getattr(getattr(module, "config", None), "clip_qkv", None)
+    if clip:  # clamp(f q) is not f clamp(q): DBRX, OLMo and OLMoE with clip_qkv
+        raise ParametrizationError(f"attention {name!r} ({type(module).__name__}) clips its queries to +-{clip} (clip_qkv): the logit scale cannot be folded into them")
+    norm = next((n for k in _QUERY_NORMS if isinstance(n := getattr(module, k, None), nn.Module) and _gains(n)), None)
+    if norm is not None:  # a norm after the projection would undo a factor folded into it
+        for gain in _gains(norm):
+            _fold_into_norm(gain, name, factor)
     elif (linear := next((getattr(module, k) for k in _QUERY_LINEARS if isinstance(getattr(module, k, None), nn.Linear)), None)) is not None:
         _scale_rows(linear, factor, lambda rows: slice(None))
     elif type(getattr(module, "c_attn", None)).__name__ == "Conv1D" and isinstance(split := getattr(module, "split_size", None), int):
@@ -94,11 +100,48 @@ def _fold_attention(module: nn.Module, name: str, factor: float) -> None:
             conv.weight[:, :split] *= factor
             if conv.bias is not None:
                 conv.bias[:split] *= factor
-    elif isinstance(fused := getattr(module, "query_key_value", None), nn.Linear) and isinstance(size := getattr(module, "head_size", None), int):
-        _scale_rows(fused, factor, lambda rows: torch.arange(rows) % (3 * size) < size)  # GPT-NeoX: [head][q | k | v][head_size]
+    elif (fused := next((found for layout in _FUSED_LAYOUTS if (found := layout(module)) is not None), None)) is not None:
+        linear, width, block = fused
+        _scale_rows(linear, factor, lambda rows: torch.arange(rows) % block < width)
     else:
         raise ParametrizationError(f"attention {name!r} ({type(module).__name__}): scaleplan cannot find its query projection to fold the logit scale into")
     module.scaling = module.scaling / factor  # type: ignore[operator, assignment]
+
+
+def _gains(norm: nn.Module) -> list[nn.Module]:
+    """The modules holding a query norm's gains: itself, or one per head (StableLM's per-head LayerNorms)."""
+    return [m for m in norm.modules() if isinstance(getattr(m, "weight", None), nn.Parameter)]
+
+
+# fused qkv Linears, each layout giving (Linear, width, block): its query rows are those whose index % block < width
+def _shard_interleaved(module: nn.Module) -> tuple[nn.Linear, int, int] | None:
+    """CodeGen's qkv_proj: mp_num shards of [q | v | k], each embed_dim / mp_num rows."""
+    linear, shards = getattr(module, "qkv_proj", None), getattr(module, "mp_num", None)
+    if not isinstance(linear, nn.Linear) or not isinstance(shards, int):
+        return None
+    width = linear.out_features // (3 * shards)
+    return linear, width, 3 * width
+
+
+def _head_interleaved(module: nn.Module) -> tuple[nn.Linear, int, int] | None:
+    """GPT-NeoX's and Persimmon's query_key_value, GPT-BigCode's multi-head c_attn: [head][q | k | v][head size]."""
+    linear = getattr(module, "c_attn" if getattr(module, "multi_query", None) is False else "query_key_value", None)
+    size = head_size(module)
+    return (linear, size, 3 * size) if isinstance(linear, nn.Linear) and size is not None else None
+
+
+def _queries_first(module: nn.Module) -> tuple[nn.Linear, int, int] | None:
+    """Phi-3's qkv_proj, GPT-BigCode's multi-query c_attn: [all queries | keys | values] (GQA sizes)."""
+    linear = getattr(module, "c_attn" if getattr(module, "multi_query", None) is True else "qkv_proj", None)
+    config = getattr(module, "config", None)
+    heads = next((n for n in (getattr(module, "num_heads", None), getattr(config, "num_attention_heads", None)) if isinstance(n, int)), None)
+    size = head_size(module)
+    if not isinstance(linear, nn.Linear) or heads is None or size is None:
+        return None
+    return linear, heads * size, linear.out_features
+
+
+_FUSED_LAYOUTS: tuple[Callable[[nn.Module], tuple[nn.Linear, int, int] | None], ...] = (_shard_interleaved, _head_interleaved, _queries_first)
 
 
 def _scale_rows(linear: nn.Linear, factor: float, rows: Callable[[int], Any]) -> None:
@@ -111,17 +154,20 @@ def _scale_rows(linear: nn.Linear, factor: float, rows: Callable[[int], Any]) ->
 
 
 def _fold_into_norm(norm: nn.Module, name: str, factor: float) -> None:
-    """A query norm's output times `factor`, through its gain: w (RMSNorm) or 1 + w (Gemma's), found by trying both."""
+    """A norm's output times `factor`, through its bias and its gain: w (RMSNorm, LayerNorm) or 1 + w (Gemma's),
+    found by trying both on a probe."""
     weight: torch.Tensor = getattr(norm, "weight")
-    probe = torch.randn(3, weight.shape[-1], generator=torch.Generator().manual_seed(0)).to(weight)
+    bias = getattr(norm, "bias", None)
+    probe = torch.randn(3, *weight.shape, generator=torch.Generator().manual_seed(0)).to(weight)
     with torch.no_grad():
         wanted = norm(probe) * factor
         original = weight.detach().clone()
+        if isinstance(bias, nn.Parameter):
+            bias.mul_(factor)
         for gain in (original * factor, (1 + original) * factor - 1):
             weight.copy_(gain)
             if torch.allclose(norm(probe), wanted, rtol=1e-4, atol=1e-6):
                 return
-        weight.copy_(original)
     raise ParametrizationError(f"attention {name!r}: its query norm {type(norm).__name__} does not scale with its weight; the logit scale cannot be folded")
 
 
