@@ -107,7 +107,7 @@ def open_study_readonly(source: str | Path | SweepSpec, study: str | None = None
         raise ScaleplanError(f"no study '{study}' in {target.display()} (studies there: {', '.join(names) or 'none'})")
     loaded = optuna.load_study(study_name=study, storage=opened)
     if spec is not None:  # fit and status read it with this spec's plan and parametrization
-        refuse_other_spec(loaded.user_attrs, spec, target)
+        refuse_other_spec(loaded, spec, target)
     return loaded
 
 

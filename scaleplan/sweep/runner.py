@@ -109,11 +109,22 @@ def _restore(handlers: dict[signal.Signals, Any]) -> None:
         signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
+def ignore_signal(signum: int, frame: Any) -> None:
+    """Drop a signal. Unlike SIG_IGN, a signal already pending when this is installed (Ctrl-C reaches a worker with its
+    process group, then the parent's SIGTERM) is dropped silently, not printed as "ignored due to race condition"."""
+
+
+def worker_signals() -> None:
+    """A worker process's handlers: the first Ctrl-C or SIGTERM stops it; the rest are dropped while it marks its
+    trials failed."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, _stop_handler(ignore_signal))
+
+
 def _worker_process(spec: SweepSpec, storage: str | None, device: str | None, index: int, workers: int,
                     max_trials: int | None, errors: multiprocessing.Queue) -> None:
     die_with_parent()
-    for signum in STOP_SIGNALS:  # after the first, the rest are ignored while the worker marks its trials failed
-        signal.signal(signum, _stop_handler(signal.SIG_IGN))
+    worker_signals()
     try:
         with database_failures(resolve_storage(storage, spec)):
             session = open_sweep(spec, storage, worker_index=index)

@@ -424,9 +424,12 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     completep = model.get("completep", False)
     if not isinstance(completep, bool):
         raise ScaleplanError(f"{_where(source, 'model')}: 'completep' must be true or false")
-    reserved = sorted({"completep", "base_depth", "base_width"} & set(model.get("kwargs", {}) or {}))
+    model_keys = {"name", "parametrization", "completep", "base_depth", "base_width"}
+    reserved = sorted(model_keys & set(model.get("kwargs", {}) or {}))
     if reserved:
         raise ScaleplanError(f"{_where(source, 'model')}: set '{reserved[0]}' as a [model] key, not in [model] kwargs")
+    if "width" in (model.get("kwargs") or {}):
+        raise ScaleplanError(f"{_where(source, 'model')}: 'width' is set by [ladder] widths; drop it from [model] kwargs")
 
     ladder = _table(raw, "ladder", source)
     _check_keys(ladder, SECTION_KEYS["ladder"], _where(source, "ladder"))
@@ -488,9 +491,10 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     if sampler is None:  # lr alone searched (batch sizes are grid points), no pruner: the adaptive search; else TPE
         sampler = "adaptive" if _adaptive_search_problem(search) is None and pruner == "none" else "tpe"
     round_size, tolerance, max_regret = _parse_rounds(sweep, sampler, pruner, search, _where(source, "sweep"))
-    both = sorted(set(train) & {p.name for p in search})
-    if both:
-        raise ScaleplanError(f"{source}: '{both[0]}' is both in [train] and [search]; keep it in one of them")
+    for section, table in (("[train]", train), ("[model] kwargs", model.get("kwargs") or {})):  # one would be dropped
+        both = sorted(set(table) & {p.name for p in search})
+        if both:
+            raise ScaleplanError(f"{source}: '{both[0]}' is both in {section} and [search]; keep it in one of them")
     _check_weight_decay(train, search, objective, source)
     n_grid = [p.grid() for p in search]
     trials_per_point = sweep.get("trials_per_point")

@@ -187,7 +187,12 @@ def storage_lock(target: StorageTarget, storage: optuna.storages.BaseStorage, st
     """Hold an exclusive lock for `study_name`: a file lock beside a local file, a PostgreSQL advisory lock."""
     if target.path is not None:
         lock_path = target.path.with_name(target.path.name + ".plan-lock")  # not ".lock": Optuna's own journal lock file
-        with open(lock_path, "a+") as handle:
+        try:
+            handle = open(lock_path, "a+")
+        except OSError as exc:  # a read-only folder or lock file: the storage cannot be written either
+            raise StorageError(f"cannot open the lock file {lock_path} of storage {target.display()}: "
+                               f"{exc.strerror or exc} (can this user write that folder and file?)") from None
+        with handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield

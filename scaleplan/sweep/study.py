@@ -65,6 +65,7 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
             study = optuna.load_study(study_name=spec.name, storage=storage, sampler=sampler, pruner=pruner)
         except KeyError:
             study = optuna.create_study(storage=storage, study_name=spec.name, direction="minimize", sampler=sampler, pruner=pruner)
+        refuse_other_spec(study, spec, target)
         attrs = study.user_attrs
         if FINGERPRINT_ATTR not in attrs:
             study.set_user_attr(SPEC_ATTR, stored_spec(spec.raw))
@@ -73,7 +74,6 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
             study.set_user_attr(FINGERPRINT_ATTR, spec.fingerprint)
             study.set_user_attr(SAMPLER_ATTR, spec.sampler)
         else:
-            refuse_other_spec(attrs, spec, target)
             if attrs.get(SAMPLER_ATTR, "tpe") != spec.sampler:  # the spec names none and the default changed since
                 spec = dataclasses.replace(spec, sampler=attrs.get(SAMPLER_ATTR, "tpe"))
                 study.sampler = make_sampler(spec, worker_index)
@@ -84,15 +84,36 @@ def open_sweep(spec: SweepSpec, storage_url: str | None = None, worker_index: in
     return session
 
 
-def refuse_other_spec(attrs: dict[str, Any], spec: SweepSpec, target: StorageTarget) -> None:
-    """Refuse a study made from another spec (its recorded fingerprint differs): its trials would be run, fitted or
-    labelled with this spec's plan and parametrization."""
+def refuse_other_spec(study: optuna.Study, spec: SweepSpec, target: StorageTarget) -> None:
+    """Refuse a study made from another spec (its recorded fingerprint differs), or one with trials that records no
+    spec (made outside `scaleplan sweep`): its trials would be run, fitted or labelled with this spec's plan and
+    parametrization. A study without a spec or trials (a sweep killed while creating it) is this spec's to take."""
+    attrs = study.user_attrs
+    foreign = [] if FINGERPRINT_ATTR in attrs else study.get_trials(deepcopy=False)
+    if foreign:
+        raise ScaleplanError(
+            f"study '{spec.name}' in {target.display()} holds {len(foreign)} trials that no scaleplan sweep spec made "
+            "(it records none); give the sweep another [sweep] name or --storage"
+        )
     if attrs.get(FINGERPRINT_ATTR, spec.fingerprint) != spec.fingerprint:
         raise ScaleplanError(
             f"study '{spec.name}' in {target.display()} was made from a different spec "
             f"({_changed_sections(attrs.get(SPEC_ATTR, {}), spec.raw)} changed); "
             "restore the spec or give the changed sweep a new [sweep] name"
         )
+
+
+def refuse_other_study(spec: SweepSpec, storage_url: str | None = None) -> None:
+    """Refuse now, creating nothing, a study of the spec's name in its storage that `open_sweep` would refuse: `validate`
+    checks every spec's before the first sweep trains."""
+    target = resolve_storage(storage_url, spec)
+    if target.path is not None and not target.path.is_file():
+        return
+    try:
+        study = optuna.load_study(study_name=spec.name, storage=open_storage(target))
+    except KeyError:
+        return
+    refuse_other_spec(study, spec, target)
 
 
 def stored_spec(raw: dict[str, Any]) -> dict[str, Any]:

@@ -112,7 +112,8 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
         return
     from scaleplan.outputs import ensure_writable, writing
     from scaleplan.provenance import command_line
-    from scaleplan.validate.experiment import check_spec, validate_spec
+    from scaleplan.sweep.study import refuse_other_study
+    from scaleplan.validate.experiment import check_spec, target_record, validate_spec
     from scaleplan.validate.regret import describe
     from scaleplan.validate.report import markdown, plot_transfer
     from scaleplan.validate.target import parse_targets
@@ -126,6 +127,9 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
     names = [c.spec.name for c in checked]
     if len(set(names)) != len(names):
         raise InputError(f"two specs share the sweep name '{next(n for n in names if names.count(n) > 1)}'; give each its own")
+    for c in checked:  # another spec's study or runs are refused now, before any sweep trains or law file is replaced
+        refuse_other_study(c.spec, storage)
+        target_record(c, out_dir).check()
     results = [
         validate_spec(c, tuple(range(seeds)), device=device, workers=workers, out_dir=out_dir,
                       step_log2=grid_step, n_boot=n_boot, log=log, storage=storage, lr_form=lr_form)

@@ -257,7 +257,7 @@ def validate_spec(
     for warning in prediction.warnings:
         log(f"[{spec.name}] {warning}")
 
-    record = out_dir / f"{spec.name}-target-{'-'.join(f'{a}{v}' for a, v in point.target.items())}.csv"
+    record = target_record(checked, out_dir)
 
     def train(lrs: list[float]) -> list[tuple[float, int, float]]:
         return train_at(checked, spec.name, lrs, seeds, log, record, device, workers)
@@ -287,10 +287,18 @@ def _optimum(cell: Any, method: str) -> tuple[float, float]:
     return o.lr, o.loss
 
 
+def target_record(checked: CheckedSpec, out_dir: Path) -> RunRecord:
+    """Where the target's runs are recorded, OUT/<spec name>-target-<axis><value>....csv, and the spec fingerprint
+    and target they belong to."""
+    point = checked.point
+    path = out_dir / f"{checked.spec.name}-target-{'-'.join(f'{a}{v}' for a, v in point.target.items())}.csv"
+    return RunRecord(path, ("lr",), {"spec": checked.spec.fingerprint, "target": point.coords})
+
+
 def train_at(checked: CheckedSpec, name: str, lrs: list[float], seeds: tuple[int, ...], log: Callable[[str], None],
-             record: Path, device: str | None = None, workers: int = 1) -> list[tuple[float, int, float]]:
+             runs: RunRecord, device: str | None = None, workers: int = 1) -> list[tuple[float, int, float]]:
     """Train every (lr, seed) at the target through the spec's objective, in populations where it allows (`workers`
-    processes), recording each run in `record` (validate/target_runs.py): a run already there is not trained again.
+    processes), recording each run in `runs` (validate/target_runs.py): a run already there is not trained again.
 
     Returns (lr, seed, held-out loss) rows; a diverged run's loss is inf.
     """
@@ -299,7 +307,6 @@ def train_at(checked: CheckedSpec, name: str, lrs: list[float], seeds: tuple[int
     objective, point = checked.objective, checked.point
     fixed = checked.spec.fixed_search_values()  # e.g. init_std = [0.02]: the target trains as every swept trial did
     requests = [TrialRequest(point.grid_point(seed), {**fixed, "lr": lr}) for seed in seeds for lr in lrs]
-    runs = RunRecord(record, ("lr",), {"spec": checked.spec.fingerprint, "target": point.coords})
     done = runs.train(RunSource(objective, checked.spec, device), requests,
                       f"[{name}] target {point.label}: {len(lrs)} lrs x {len(seeds)} seeds", log, workers)
     return [(request.params["lr"], request.point.seed, done[runs.key(request)]) for request in requests]

@@ -82,6 +82,23 @@ class RunRecord:
     def key(self, request: Any) -> Key:
         return (*(float(request.params[p]) for p in self.params), request.point.seed)
 
+    def check(self) -> bool:
+        """Refuse, writing nothing, a record of another spec or target or a file that is not a record: validate checks
+        before its sweep, so that a refused validation trains and overwrites nothing. Returns whether a record names
+        its spec and target (False: no record yet, or one written before records named theirs)."""
+        if not self.path.is_file():
+            return False
+        first = _read_text(self.path, self.params).split("\n", 1)[0]
+        if not first.startswith(IDENTITY):
+            read_runs(self.path, self.params)  # a file that is not a record is refused, never adopted
+            return False
+        have, want = self._identity_of(first), json.loads(json.dumps(self.identity))
+        if have != want:
+            differ = ", ".join(k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
+            raise InputError(f"{self.path}: its runs were trained for another {differ or 'setup'} than this validation's; "
+                             "move it away or use another --out")
+        return True
+
     def _open(self, log: Callable[[str], None]) -> None:
         """Start the record (its identity line and header), or check an existing one: refuse a record of another spec
         or target, adopt one written before records named theirs, and cut a last line a kill tore."""
@@ -89,19 +106,10 @@ class RunRecord:
         if not self.path.is_file():  # writing() makes its folder
             _swap_in(self.path, line + ",".join([*self.params, "seed", "loss"]) + "\n")
             return
-        text = _read_text(self.path, self.params)
-        first = text.split("\n", 1)[0]
-        if first.startswith(IDENTITY):
-            have, want = self._identity_of(first), json.loads(line[len(IDENTITY):])
-            if have != want:
-                differ = ", ".join(k for k in sorted(set(have) | set(want)) if have.get(k) != want.get(k))
-                raise InputError(f"{self.path}: its runs were trained for another {differ or 'setup'} than this validation's; "
-                                 "move it away or use another --out")
-        else:
-            read_runs(self.path, self.params)  # a file that is not a record is refused, never adopted
+        if not self.check():
             log(f"{self.path}: no record of the spec and target its runs belong to (written before scaleplan kept one); "
                 "reusing them as this target's")
-            _swap_in(self.path, line + text)
+            _swap_in(self.path, line + _read_text(self.path, self.params))
         _drop_torn_line(self.path)
 
     def _identity_of(self, first: str) -> dict[str, Any]:
@@ -176,9 +184,12 @@ _WORKER_OBJECTIVE: Any = None  # a worker process's own objective (_load_worker)
 
 def _load_worker(spec: Any, device: str | None) -> None:
     global _WORKER_OBJECTIVE
-    from scaleplan.sweep.objective import load_objective
-    from scaleplan.sweep.runner import die_with_parent
+    import signal
 
+    from scaleplan.sweep.objective import load_objective
+    from scaleplan.sweep.runner import die_with_parent, ignore_signal
+
+    signal.signal(signal.SIGINT, ignore_signal)  # Ctrl-C reaches the whole group: the parent stops the pool, no tracebacks
     die_with_parent()  # an interrupted validation leaves no orphans training on
     _WORKER_OBJECTIVE = load_objective(spec, device)
 

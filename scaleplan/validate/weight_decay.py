@@ -316,11 +316,11 @@ def validate_weight_decay(
 
     grid_pairs = target_grid(lr, wd_pred, wd_naive, lr_step_log2=lr_step_log2, wd_step_log2=1.5 * lr_step_log2)
     lrs, wds = sorted({a for a, _ in grid_pairs}), sorted({b for _, b in grid_pairs})
-    cache = out / f"{spec.name}-target-w{target_width}-s{target_steps}.csv"
+    record = decay_record(spec, out, target_width, target_steps)
     pairs = list(dict.fromkeys([(lr, wd_pred), (lr, wd_naive), *grid_pairs]))
     points, on_edge = extend_decay_grid(
         lrs, wds, pairs, lambda todo: _train_target(RunSource(objective, spec, device), target_width, target_steps, batch, todo,
-                                                    tuple(range(seeds)), log, spec.name, cache, workers),
+                                                    tuple(range(seeds)), log, spec.name, record, workers),
         lr_step_log2, 1.5 * lr_step_log2, lambda msg: log(f"[{spec.name}] {msg}"))
     predicted, naive = choice_regrets(points, lr, wd_pred, wd_naive, target_steps, convention)
     return DecayValidation(
@@ -370,16 +370,21 @@ def _target_size(cfg: Any) -> tuple[int, int]:
     return n_params(build_model(cfg, task)), task.units_per_example
 
 
+def decay_record(spec: Any, out_dir: Path, width: int, steps: int) -> RunRecord:
+    """Where a (width, steps) target's runs are recorded, OUT/<spec name>-target-w<width>-s<steps>.csv (CSV: lr,
+    weight_decay, seed, loss), and the spec fingerprint and target they belong to."""
+    return RunRecord(Path(out_dir) / f"{spec.name}-target-w{width}-s{steps}.csv", ("lr", "weight_decay"),
+                     {"spec": spec.fingerprint, "target": {"width": width, "steps": steps, "batch": spec.batch_sizes[0]}})
+
+
 def _train_target(source: RunSource, width: int, steps: int, batch: int, pairs: list[tuple[float, float]],
-                  seeds: tuple[int, ...], log: Callable[[str], None], name: str, cache: Path,
+                  seeds: tuple[int, ...], log: Callable[[str], None], name: str, record: RunRecord,
                   workers: int = 1) -> dict[tuple[float, float], tuple[float, ...]]:
     """Train every (lr, lambda) x seed at the target through the spec's objective, in populations where it allows
-    (`workers` processes), recording each run in `cache` (validate/target_runs.py; CSV: lr, weight_decay, seed, loss):
+    (`workers` processes), recording each run in `record` (validate/target_runs.py; decay_record):
     runs already there are not trained again, so an interrupted validation resumes and a finished one rewrites its report.
     """
     requests = [_request(width, steps, batch, seed, a, b) for a, b in pairs for seed in seeds]
-    record = RunRecord(cache, ("lr", "weight_decay"), {"spec": source.spec.fingerprint,
-                                                        "target": {"width": width, "steps": steps, "batch": batch}})
     done = record.train(source, requests, f"[{name}] target width {width}, {steps} steps: {len(pairs)} (lr, lambda) x "
                         f"{len(seeds)} seeds", log, workers)
     return {pair: tuple(done[pair[0], pair[1], seed] for seed in seeds) for pair in pairs}
@@ -599,11 +604,14 @@ def run_decay_validations(specs: tuple[Path, ...], target_width: int, target_ste
     """
     from scaleplan.outputs import ensure_writable, writing
     from scaleplan.sweep.spec import load_spec
+    from scaleplan.sweep.study import refuse_other_study
 
     stems = []
     for path in specs:  # every spec and report path checked before any training
         spec = load_spec(path)
         check_decay_spec(spec, target_width, target_steps, seeds)
+        refuse_other_study(spec, storage)  # another spec's study or runs: refused before any sweep
+        decay_record(spec, out_dir, target_width, target_steps).check()
         stems.append(f"{name}-{spec.name}")
         ensure_writable(Path(out_dir) / f"{stems[-1]}.md", "report")
     lines = []

@@ -114,3 +114,30 @@ def test_claiming_a_trial_is_not_cut_between_its_steps() -> None:
         assert seen == ["block done", "handled"] and signal.getsignal(signal.SIGTERM) is handler
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def test_a_worker_drops_a_signal_pending_behind_the_first_silently() -> None:
+    """Before: Ctrl-C reaches each worker with its process group and the parent's SIGTERM follows at once; with both
+    pending, the SIGINT handler set SIGTERM to SIG_IGN and Python printed `Exception ignored ... OSError: Signal 15
+    ignored due to race condition` with a traceback from every worker. Both signals are made pending here at once."""
+    code = """
+import os, signal
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})  # before any thread starts: all inherit it
+from scaleplan.sweep.runner import worker_signals
+worker_signals()
+os.kill(os.getpid(), signal.SIGINT)
+os.kill(os.getpid(), signal.SIGTERM)
+try:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT, signal.SIGTERM})
+    for _ in range(1000):
+        pass
+except KeyboardInterrupt:
+    print("stopped")
+for _ in range(1000):
+    pass
+os.kill(os.getpid(), signal.SIGTERM)
+print("still here")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=TESTS.parent)
+    assert out.returncode == 0 and out.stdout.splitlines() == ["stopped", "still here"], out.stderr
+    assert "race condition" not in out.stderr and "Traceback" not in out.stderr, out.stderr

@@ -285,6 +285,24 @@ def test_bad_completep_keys(tmp_path: Path, model: str, message: str) -> None:
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "search", "message"),
+    [
+        ("width = 4", "", "[model]: 'width' is set by [ladder] widths; drop it from [model] kwargs"),
+        ('parametrization = "sp"', "", "[model]: set 'parametrization' as a [model] key, not in [model] kwargs"),
+        ('name = "gpt"', "", "[model]: set 'name' as a [model] key, not in [model] kwargs"),
+        ("init_std = 0.5", "init_std = [0.25, 1.0]", "'init_std' is both in [model] kwargs and [search]; keep it in one"),
+    ],
+)
+def test_model_kwargs_that_another_key_sets_are_refused(tmp_path: Path, kwargs: str, search: str, message: str) -> None:
+    """Before: width, name and parametrization in [model] kwargs were `internal error: TypeError` (exit 1) at the first
+    trial, and a searched init_std silently replaced the one in [model] kwargs."""
+    text = BUILTIN.replace('name = "mlp"', f'name = "mlp"\nkwargs = {{{kwargs}}}') + search
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(write(tmp_path, text))
+    assert message in str(info.value)
+
+
 WD_SPEC = """
 [sweep]
 name = "wd"

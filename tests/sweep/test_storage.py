@@ -135,3 +135,15 @@ def test_file_lock_excludes(tmp_path: Path, name: str) -> None:
         events.append("first")
     other.join(5)
     assert events == ["first", "second"]
+
+
+@pytest.mark.parametrize("name", ["s.journal", "s.db"])
+def test_a_lock_file_that_cannot_be_opened_is_one_line(tmp_path: Path, name: str) -> None:
+    """Before: a read-only folder or lock file beside an existing storage was `internal error: PermissionError` (exit 1).
+    Root may write anything, so the lock's path is a folder here, which nobody can open as a file."""
+    target = resolve_storage(str(tmp_path / name))
+    storage = open_storage(target)
+    (tmp_path / f"{name}.plan-lock").mkdir()
+    with pytest.raises(ScaleplanError, match=rf"cannot open the lock file .*{name}\.plan-lock of storage .*: Is a directory"):
+        with storage_lock(target, storage, "toy"):
+            pass

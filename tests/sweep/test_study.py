@@ -46,3 +46,42 @@ def test_a_study_stored_with_a_password_is_scrubbed_when_reopened(tmp_path: Path
     assert "s3cret" in json.dumps(session.study.user_attrs)
     again = open_sweep(load_spec(spec), str(tmp_path / "old.db"))
     assert "s3cret" not in json.dumps(again.study.user_attrs)
+
+
+def test_a_study_with_trials_but_no_spec_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """Before: a study of that name made outside `scaleplan sweep` (plain Optuna) was stamped with this spec and its
+    plan enqueued beside its own trials; the sweep then failed with `internal error: ValueError` (exit 1), and
+    status, export and fit read the foreign trials as this spec's."""
+    import optuna
+    import pytest
+
+    from scaleplan.errors import ScaleplanError
+    from scaleplan.sweep.export import open_study_readonly
+
+    spec = tmp_path / "creds.toml"
+    spec.write_text(SPEC)
+    storage = str(tmp_path / "mine.db")
+    study = optuna.create_study(study_name="creds", storage=f"sqlite:///{storage}")
+    study.optimize(lambda trial: trial.suggest_float("lr", 0.1, 1.0, log=False), n_trials=2)
+    message = r"study 'creds' in sqlite:///.*mine\.db holds 2 trials that no scaleplan sweep spec made"
+    with pytest.raises(ScaleplanError, match=message):
+        open_sweep(load_spec(spec), storage)
+    with pytest.raises(ScaleplanError, match=message):
+        open_study_readonly(load_spec(spec), storage=storage)
+    kept = optuna.load_study(study_name="creds", storage=f"sqlite:///{storage}")
+    assert kept.user_attrs == {} and len(kept.get_trials()) == 2
+
+
+def test_a_study_without_a_spec_or_trials_is_taken(tmp_path: Path) -> None:
+    """A sweep killed between creating its study and recording its spec resumes."""
+    import optuna
+
+    spec = tmp_path / "creds.toml"
+    spec.write_text(SPEC)
+    storage = str(tmp_path / "killed.journal")
+    open_sweep(load_spec(spec), storage)  # the storage, then the study as a kill would leave it:
+    optuna.create_study(study_name="other", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(storage)))
+    spec.write_text(SPEC.replace('name = "creds"', 'name = "other"'))
+    session = open_sweep(load_spec(spec), storage)
+    assert session.study.user_attrs[SPEC_ATTR]["sweep"]["name"] == "other" and session.study.get_trials()  # its plan

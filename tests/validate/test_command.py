@@ -195,3 +195,34 @@ batch_size = [16]
         "raises the overlaps beta0*s/N to the power n-1) or tau, or use parametrization 'denseam' (beta0/N, memories averaged)"
     ]
     assert not list(tmp_path.glob("*.journal"))  # nothing was swept
+
+
+def test_a_record_of_another_spec_is_refused_before_the_sweep(tmp_path: Path) -> None:
+    """Before: the sweep of the edited spec ran and replaced OUT/tiny.json (the law the earlier report names) and
+    OUT/tiny-trials.csv, and only then was the target's record of the earlier spec's runs refused."""
+    spec = write_spec(tmp_path, "tiny")
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "tiny.json").write_text("the earlier spec's law")
+    (out / "tiny-target-width32.csv").write_text('# identity: {"spec": "earlier", "target": {"width": 32}}\nlr,seed,loss\n')
+    result = run(str(spec), "--target", "width=32", "--out", "res", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        "error: res/tiny-target-width32.csv: its runs were trained for another spec, target than this validation's; "
+        "move it away or use another --out"]
+    assert not (tmp_path / "tiny.journal").exists() and (out / "tiny.json").read_text() == "the earlier spec's law"
+
+
+def test_a_study_of_another_spec_is_refused_before_any_sweep(tmp_path: Path) -> None:
+    """Before: the first spec's sweep, fit and target runs ran, and only then was the second spec's study (made from an
+    earlier version of it) refused."""
+    from scaleplan.sweep.spec import load_spec
+    from scaleplan.sweep.study import open_sweep
+
+    first, second = write_spec(tmp_path, "first"), write_spec(tmp_path, "second")
+    open_sweep(load_spec(second))  # its study, with its plan enqueued; then the spec is edited
+    write_spec(tmp_path, "second", points=6)
+    result = run(str(first), str(second), "--target", "width=32", "--out", "res", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: study 'second' in {tmp_path / 'second.journal'} was made from a different spec ([search] changed); "
+        "restore the spec or give the changed sweep a new [sweep] name"]
+    assert not (tmp_path / "first.journal").exists() and not (tmp_path / "res").exists()

@@ -156,3 +156,56 @@ def test_a_record_of_garbage_is_one_line_and_left_as_it_was(tmp_path: Path, cont
     assert message.startswith(f"{path}: not a record of runs (lr, seed, loss): ") and why in message and "\n" not in message
     assert message.endswith("; move it away (or delete it to train its runs again)")
     assert path.read_bytes() == content and fake.trained == []
+
+
+SLOW_SPEC = """
+[sweep]
+name = "slow"
+[ladder]
+widths = [8, 16]
+steps = [10]
+[search]
+lr = {low = 1e-4, high = 1e-1}
+[objective]
+callable = "sweep_objectives:slow_logged"
+"""
+TRAIN_SLOWLY = """
+import sys
+from pathlib import Path
+from scaleplan.sweep.objective import load_objective
+from scaleplan.sweep.plan import GridPoint
+from scaleplan.sweep.spec import load_spec
+from scaleplan.sweep.trial import TrialRequest
+from scaleplan.validate.target_runs import RunRecord, RunSource
+spec = load_spec(sys.argv[1])
+todo = [TrialRequest(GridPoint(64, 10, 32, seed), {"lr": lr}) for lr in (1e-3, 1e-2) for seed in range(20)]
+try:
+    RunRecord(Path(sys.argv[2]), ("lr",), {"spec": "slow"}).train(RunSource(load_objective(spec, None), spec, None), todo,
+                                                                 "slow", print, workers=2)
+except KeyboardInterrupt:
+    print("interrupted")
+"""
+
+
+def test_ctrl_c_stops_worker_processes_without_a_traceback_from_each(tmp_path: Path) -> None:
+    """Before: Ctrl-C reaches the pool's workers with their process group, and each printed `Process SpawnPoolWorker-N:`
+    and its KeyboardInterrupt traceback while the parent stopped the pool."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    tests = Path(__file__).resolve().parents[1]
+    (tmp_path / "slow.toml").write_text(SLOW_SPEC)
+    record, log = tmp_path / "slow-target.csv", tmp_path / "calls.log"
+    env = {**os.environ, "PYTHONPATH": f"{tests}:{tests.parent}", "SWEEP_TEST_LOG": str(log), "SWEEP_TEST_SLEEP": "0.3"}
+    proc = subprocess.Popen([sys.executable, "-c", TRAIN_SLOWLY, str(tmp_path / "slow.toml"), str(record)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True, cwd=tmp_path)
+    deadline = time.monotonic() + 60
+    while len(read_runs(record, ("lr",))) < 2 and time.monotonic() < deadline:  # both workers are training
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert out.splitlines()[-1] == "interrupted" and "Traceback" not in err, err
+    assert 2 <= len(read_runs(record, ("lr",))) < 40

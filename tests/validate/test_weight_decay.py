@@ -338,3 +338,42 @@ def test_a_line_flat_at_both_ends_does_not_grow_the_grid() -> None:
                          weight_decay=b) for a in lrs for b in wds]
     best = min(points, key=lambda p: p.mean)
     assert flat_extension(lrs, wds, points, best, 0.5, 0.75) == ([], [])
+
+
+def test_a_record_of_another_spec_is_refused_before_the_sweep(tmp_path: Path) -> None:
+    """Before: the sweep ran and OUT/wd-tiny.json was replaced by the new spec's law, and only then was the target's
+    record of the other spec's runs refused."""
+    from click.testing import CliRunner
+
+    from scaleplan.cli import cli
+
+    path, out = tmp_path / "wd.toml", tmp_path / "out"
+    path.write_text(SPEC)
+    out.mkdir()
+    (out / "wd-tiny.json").write_text("the other spec's law")
+    (out / "wd-tiny-target-w16-s24.csv").write_text('# identity: {"spec": "other", "target": {}}\nlr,weight_decay,seed,loss\n')
+    result = CliRunner().invoke(cli, ["validate", str(path), "--target-width", "16", "--target-steps", "24", "--seeds", "5",
+                                      "--out", str(out), "--bootstrap", "0"])
+    assert isinstance(result.exception, InputError) and "its runs were trained for another spec, target" in str(result.exception)
+    assert not (tmp_path / "wd-tiny.journal").exists() and (out / "wd-tiny.json").read_text() == "the other spec's law"
+
+
+def test_a_study_of_another_spec_is_refused_before_any_sweep(tmp_path: Path) -> None:
+    """Before: the first spec's sweep, fit and target runs ran before the second spec's study, made from an earlier
+    version of it, was refused."""
+    from click.testing import CliRunner
+
+    from scaleplan.cli import cli
+    from scaleplan.errors import ScaleplanError
+    from scaleplan.sweep.spec import load_spec
+    from scaleplan.sweep.study import open_sweep
+
+    first, second = tmp_path / "first.toml", tmp_path / "second.toml"
+    first.write_text(SPEC)
+    second.write_text(SPEC.replace('name = "wd-tiny"', 'name = "second"'))
+    open_sweep(load_spec(second))
+    second.write_text(SPEC.replace('name = "wd-tiny"', 'name = "second"').replace("lr = [3e-3,", "lr = [2e-3,"))
+    result = CliRunner().invoke(cli, ["validate", str(first), str(second), "--target-width", "16", "--target-steps", "24",
+                                      "--seeds", "5", "--out", str(tmp_path / "out"), "--bootstrap", "0"])
+    assert isinstance(result.exception, ScaleplanError) and "was made from a different spec" in str(result.exception)
+    assert not (tmp_path / "wd-tiny.journal").exists()
