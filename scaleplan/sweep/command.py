@@ -52,6 +52,9 @@ def run(spec: str, workers: int, storage: str | None, n_trials: int | None, devi
 
     summary = run_sweep(load_spec(spec), storage, workers, n_trials, ProgressDisplay(), device=device)
     line = f"{summary.complete}/{summary.planned} planned trials complete"
+    if summary.diverged:
+        line += (f"; every one diverged (NaN/inf loss): nothing to fit, lower the [search] lrs" if summary.diverged == summary.complete
+                 else f"; {summary.diverged} diverged")
     if summary.running:
         line += f"; {summary.running} running on other workers"
     click.echo(line)

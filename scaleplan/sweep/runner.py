@@ -43,11 +43,13 @@ class Terminated(KeyboardInterrupt):
 
 @dataclass(frozen=True)
 class RunSummary:
-    """What a run left behind: trials finished (COMPLETE or PRUNED) / planned, and how many still run elsewhere."""
+    """What a run left behind: trials finished (COMPLETE or PRUNED) / planned, how many still run elsewhere, and how
+    many of the finished diverged."""
 
     complete: int
     planned: int
     running: int
+    diverged: int = 0
 
 
 def _summary(rows: list[PointStatus]) -> RunSummary:
@@ -55,6 +57,7 @@ def _summary(rows: list[PointStatus]) -> RunSummary:
         complete=trials_done(rows),
         planned=sum(r.planned for r in rows),
         running=sum(r.running for r in rows),
+        diverged=sum(r.diverged for r in rows),
     )
 
 

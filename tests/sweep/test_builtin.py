@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 from optuna.trial import TrialState
 
@@ -44,7 +45,7 @@ def spec_path(tmp_path: Path) -> Path:
 
 
 def test_builtin_sweep_records_n_d_and_divergence(spec_path: Path) -> None:
-    assert run_sweep(load_spec(spec_path)) == RunSummary(6, 6, 0)
+    assert run_sweep(load_spec(spec_path)) == RunSummary(6, 6, 0, diverged=2)  # lr 1e3 at both widths
     frame = load_trials(spec_path)
     assert frame["D"].tolist()[:2] == [20, 20]  # 5 steps x batch 4 samples
     # MLP depth 2, in 8, out 2, biases: N (non-embedding) = the hidden layer w^2 + w; with the input layer
@@ -140,13 +141,13 @@ def test_a_denseam_exploding_at_init_is_refused_before_any_trial(tmp_path: Path)
     BuiltinObjective(load_spec(path))  # the DenseAM rules keep the same descent stable at every width
 def test_a_timescale_sweep_trains_lambda_from_tau(spec_path: Path) -> None:
     text = SPEC.replace("[ladder]", '[train]\noptimizer = "adamw"\n[ladder]').replace(
-        "lr = [1e-2, 1e-1, 1e3]", "lr = [1e-2, 3e-2]\nwd_tau = [0.05, 5.0]")
-    spec_path.write_text(text)
-    assert run_sweep(load_spec(spec_path)) == RunSummary(8, 8, 0)
+        "lr = [1e-2, 1e-1, 1e3]", "lr = [1e-2, 3e-2]\nwd_tau = [0.5, 5.0]")
+    spec_path.write_text(text)  # tau 0.5 of 5 steps: lr x lambda = 1/(tau steps) = 0.4 a step (tau 0.05 gave 4: diverged)
+    assert run_sweep(load_spec(spec_path)) == RunSummary(8, 8, 0, diverged=0)
     frame = load_trials(spec_path)
-    assert sorted(frame["wd_tau"].unique()) == [0.05, 5.0]
-    short, long = (frame[frame["wd_tau"] == tau].sort_values(["width", "lr"])["loss"].to_numpy() for tau in (0.05, 5.0))
-    assert (short != long).all()  # the timescale reached the trainer
+    assert sorted(frame["wd_tau"].unique()) == [0.5, 5.0]
+    short, long = (frame[frame["wd_tau"] == tau].sort_values(["width", "lr"])["loss"].to_numpy() for tau in (0.5, 5.0))
+    assert np.isfinite(short).all() and (short != long).all()  # the timescale reached the trainer
 
 
 def test_a_bad_decay_spec_is_exit_2_on_the_cli(spec_path: Path) -> None:

@@ -223,6 +223,16 @@ def test_cli_runs_status_and_reports_bad_input(tmp_path: Path) -> None:
     assert bad.stderr.strip().splitlines() == [f"error: {path}: [ladder]: unknown key 'width' - did you mean 'widths'? (valid keys: widths, depths, steps, tokens)"]
 
 
+@pytest.mark.parametrize("lrs, line", [("[1e-1]", "2/2 planned trials complete; every one diverged (NaN/inf loss): nothing to "
+                                                   "fit, lower the [search] lrs"),
+                                        ("[1e-3, 1e-1]", "4/4 planned trials complete; 2 diverged")])
+def test_the_last_line_of_a_sweep_says_how_many_trials_diverged(tmp_path: Path, lrs: str, line: str) -> None:
+    path = make_spec(tmp_path, 'callable = "sweep_objectives:diverging"', sampler="grid", lr=lrs)
+    env = {"PYTHONPATH": f"{TESTS}:{TESTS.parent}", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-m", "scaleplan.cli", "sweep", str(path)], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert run.returncode == 0 and run.stdout.strip() == line, run.stderr
+
+
 def test_device_with_a_user_objective_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ScaleplanError, match="--device applies to the built-in trainer"):
         run_sweep(load_spec(make_spec(tmp_path)), device="cuda")
