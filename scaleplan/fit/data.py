@@ -21,7 +21,7 @@ from scaleplan.errors import FitError, ScaleplanError
 
 # Canonical columns a sweep export carries; any user CSV with these names works as is.
 OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N", "model", "C", "lr", "depth", "steps",
-                    "weight_decay", "wd_tau")
+                    "weight_decay", "wd_tau", "steps_run")
 SIZE_VARIABLES = ("N", "width", "depth")
 # Canonical columns that hold numbers; state, diverged and model hold labels.
 NUMERIC_COLUMNS = tuple(c for c in (*OPTIONAL_COLUMNS, "loss") if c not in ("state", "diverged", "model"))
@@ -139,7 +139,7 @@ def prepare_trials(
     # a tokens ladder over batch sizes fits one optimum per (size, D, B): one batch size's runs can all be lost
     batches = pd.to_numeric(frame.get("batch_size", pd.Series(dtype=float)), errors="coerce") * float(batch_unit_scale)
     keyed = [c for c in (x, *extra_sizes, "D", "batch_size", "model") if c in frame and (c != "batch_size" or batches.nunique() > 1)]
-    swept = _cell_keys(frame.assign(batch_size=batches) if "batch_size" in keyed else frame, keyed)
+    swept = _cell_keys(_planned_d(frame.assign(batch_size=batches) if "batch_size" in keyed else frame), keyed)
     dropped: dict[str, int] = {}
     if "state" in frame:
         ok = frame["state"].astype(str).str.upper() == "COMPLETE"
@@ -171,6 +171,18 @@ def prepare_trials(
     if trials.has_lr:
         _refuse_merged_models(trials, source)
     return trials
+
+
+def _planned_d(frame: pd.DataFrame) -> pd.DataFrame:
+    """`frame` with each stopped run's D set to its grid point's, steps x batch x the tokens per example of the full runs:
+    sweeps before 2026-11-28 recorded a diverged or pruned run's D as the tokens it trained, which keyed no cell."""
+    if not {"D", "steps", "steps_run", "batch_size"} <= set(frame.columns):
+        return frame
+    d, steps, run, batch = (pd.to_numeric(frame[c], errors="coerce") for c in ("D", "steps", "steps_run", "batch_size"))
+    units = (d / (steps * batch))[run >= steps].median()
+    if not np.isfinite(units):
+        return frame
+    return frame.assign(D=d.where(~(run < steps), steps * batch * units))
 
 
 def _cell_keys(frame: pd.DataFrame, columns: list[str]) -> list[tuple[Any, ...]]:

@@ -172,7 +172,8 @@ PER_MEMBER_FIELDS: tuple[str, ...] = ("seed", *SEARCHABLE_FIELDS)
 @dataclass(frozen=True)
 class TrialResult:
     """Outcome of one trial. `loss` is the held-out loss (inf when diverged); `train_loss` is the
-    mean training loss over the last tenth of the steps run; `tokens_or_samples` is D; `seconds` is
+    mean training loss over the last tenth of the steps run; `tokens_or_samples` is the planned D, steps x batch
+    (a diverged or pruned run's too: its grid point's D keys its cell; `steps_run` says how far it got); `seconds` is
     wall time (for a population member: the population's wall time divided by its size). A `pruned`
     trial was stopped at a checkpoint: `loss` is its last intermediate held-out loss."""
 

@@ -82,7 +82,7 @@ def train_trial(
         diverged=blew_up,
         n_params=n_params(model),
         n_non_embedding=non_embedding_params(model),
-        tokens_or_samples=steps_run * cfg.batch_size * task.units_per_example,
+        tokens_or_samples=cfg.steps * cfg.batch_size * task.units_per_example,
         seconds=time.perf_counter() - start,
         steps_run=steps_run,
         pruned=pruned,

@@ -96,7 +96,7 @@ def train_population(
             diverged=not math.isfinite(held_out),
             n_params=n_params(models[i]),
             n_non_embedding=non_embedding_params(models[i]),
-            tokens_or_samples=steps_run * units,
+            tokens_or_samples=cfgs[i].steps * units,
             seconds=seconds,
             steps_run=steps_run,
             pruned=pruned,

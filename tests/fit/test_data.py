@@ -176,3 +176,17 @@ def test_cli_fit_of_text_in_a_size_column_is_one_line(tmp_path) -> None:
     assert out.returncode == 2 and out.stderr.strip().splitlines() == [
         "error: runs.csv: column 'width', row 2 after the header: 'big' is not a number; correct it or delete the row"]
     assert not (tmp_path / "law.json").exists()
+
+
+def test_a_stopped_runs_d_from_an_older_sweep_keys_its_grid_points_cell() -> None:
+    """Sweeps before 2026-11-28 recorded a diverged run's D as the tokens it trained (steps_run x batch): the fit must not
+    take its D for a cell of its own (the walk-through's first law was flagged for 3 'lost' cells), yet a cell whose every
+    run diverged is still named, at its planned D."""
+    runs = dict(steps=[100] * 4, batch_size=[1000] * 4)  # D = 1e8 = 100 steps x 1000 examples x 1000 tokens
+    old = frame(diverged=[False, True, False, False], steps_run=[100, 1, 100, 100], **runs)
+    old.loc[1, "D"] = 1e6  # 1 of 100 steps: D / 100
+    assert prepare_trials(old).lost == ()
+    lost = frame(diverged=[False, False, True, True], steps_run=[100, 100, 1, 2], **runs)
+    assert prepare_trials(lost).lost == ("N=4e+06, D=1e+08",)  # today's record: the planned D, kept as it is
+    lost.loc[[2, 3], "D"] = [1e6, 2e6]
+    assert prepare_trials(lost).lost == ("N=4e+06, D=1e+08",)

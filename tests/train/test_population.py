@@ -90,6 +90,7 @@ def test_a_diverged_member_does_not_poison_the_others() -> None:
     cfgs = members(lr=[3e-3, 50.0, 1e-2], seed=[0, 0, 1])
     population = train_population(cfgs)
     assert population[1].diverged and population[1].loss == math.inf and population[1].steps_run < BASE.steps
+    assert population[1].tokens_or_samples == population[0].tokens_or_samples  # its grid point's planned D
     for i in (0, 2):
         alone = train_trial(cfgs[i])
         assert not population[i].diverged

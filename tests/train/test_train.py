@@ -155,7 +155,7 @@ def test_held_out_loss_has_an_interior_optimum_in_lr() -> None:
 def test_blown_up_trial_is_reported_diverged() -> None:
     result = train_trial(TrialConfig(lr=50.0, **SMALL))
     assert result.diverged and result.loss == math.inf and result.train_loss == math.inf
-    assert result.steps_run < 60 and result.tokens_or_samples == result.steps_run * 32
+    assert result.steps_run < 60 and result.tokens_or_samples == 60 * 32  # its grid point's D, not the steps it ran
 
 
 @pytest.mark.parametrize("optimizer", ["adamw", "sgd"])
@@ -229,7 +229,7 @@ def test_checkpoint_reports_held_out_loss_and_can_stop_the_trial() -> None:
     assert (kept.loss, kept.pruned, kept.steps_run) == (train_trial(cfg).loss, False, 30)
     stopped = train_trial(cfg, lambda steps, loss: steps == 20, checkpoint_every=10)
     assert (stopped.pruned, stopped.diverged, stopped.steps_run, stopped.loss) == (True, False, 20, seen[1][1])
-    assert stopped.tokens_or_samples == 20 * 16
+    assert stopped.tokens_or_samples == 30 * 16  # the planned D: a pruned run belongs to its grid point's cell
 
 
 def test_non_embedding_params_of_the_gpt_is_about_12_l_d_squared() -> None:
