@@ -21,6 +21,6 @@ widths = [2, 4]
 steps = [3, 6]
 [search]
 lr = [3e-3, 1e-2, 3e-2]
-wd_tau = [0.1, 0.5, 2.5]
+wd_tau = [0.4, 1.0, 2.5]
 batch_size = [16]
 """

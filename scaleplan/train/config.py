@@ -138,6 +138,12 @@ class TrialConfig:
                                  "decoupled decay")
         if self.wd_tau is not None and self.weight_decay != 0:
             raise ScaleplanError("give weight_decay or wd_tau (which sets it), not both")
+        if self.wd_tau is not None and self.wd_tau * self.steps <= 1:
+            raise ScaleplanError(
+                f"wd_tau = {self.wd_tau:g} of a {self.steps}-step run is a decay timescale of {self.wd_tau * self.steps:g} step(s): "
+                f"at the peak lr each step's decay would remove {1 / (self.wd_tau * self.steps):g}x each weight (all of it "
+                f"or more: the weights vanish, flip or blow up); use wd_tau above 1/steps = {1 / self.steps:g}"
+            )
 
     @property
     def effective_weight_decay(self) -> float:

@@ -61,6 +61,9 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
         ({"wd_tau": -0.5, "optimizer": "adamw"}, "wd_tau must be > 0, got -0.5"),
         ({"wd_tau": 0.5}, "wd_tau .* needs optimizer 'adamw'; 'adam' has no decoupled decay"),
         ({"wd_tau": 0.5, "weight_decay": 0.1, "optimizer": "adamw"}, "give weight_decay or wd_tau"),
+        ({"wd_tau": 0.05, "steps": 5, "optimizer": "adamw"},  # decays 4x a weight per step: every run diverged
+         r"wd_tau = 0.05 of a 5-step run is a decay timescale of 0.25 step\(s\): .* would remove 4x each weight"),
+        ({"wd_tau": 0.2, "steps": 5, "optimizer": "adamw", "decay_convention": "independent"}, r"use wd_tau above 1/steps = 0.2"),
         ({"decay_convention": "independent"}, "optimizer 'adam' has L2 decay: use optimizer 'adamw'"),
         ({"decay_convention": "coupled", "optimizer": "adamw"}, "unknown decay_convention 'coupled'"),
         ({"clip_grad_norm": 0.0}, "clip_grad_norm must be > 0, got 0.0"),

@@ -69,7 +69,7 @@ def test_target_grid_covers_both_choices() -> None:
         ("", {"target_width": 8}, "target width 8 and steps 24 must be >= 8x the base width 2 and >= 4x"),
         ("", {"seeds": 3}, "--seeds 3: a regret near 1% needs at least 5 seeds"),
         ('steps = [3, 6]', {}, "needs at least 2 widths and 2 step counts"),
-        ('wd_tau = [0.1, 0.5, 2.5]', {}, "sweeps lr and weight_decay (or wd_tau) only"),
+        ('wd_tau = [0.4, 1.0, 2.5]', {}, "sweeps lr and weight_decay (or wd_tau) only"),
     ],
 )
 def test_what_cannot_be_validated_is_refused_before_training(tmp_path: Path, change: str, kwargs: dict, message: str) -> None:
