@@ -396,8 +396,7 @@ def flat_ends(lr: np.ndarray, loss: np.ndarray) -> tuple[bool, bool]:
     mean, at an lr that is not itself the lowest: a plateau there can hide a better basin beyond it (the MLP's
     batch-128, 2048-step target was flat within 0.3% from lr 0.002 to 0.018, then 0.9% lower at 0.07). A mean
     that is not finite (a diverged trial) is never flat."""
-    values, index = np.unique(np.asarray(lr, dtype=float), return_inverse=True)
-    means = np.bincount(index, weights=np.asarray(loss, dtype=float)) / np.bincount(index)
+    values, _, _, means = _lr_means(lr, loss)
     finite = np.isfinite(means)
     if values.size < 2 or not finite.any():
         return False, False
@@ -410,9 +409,7 @@ def between_basins(lr: np.ndarray, loss: np.ndarray, lr_star: float) -> bool:
     """True when the mean loss measured at the swept lr nearest `lr_star` lies two or more lrs from the best mean and
     above it by more than FLAT_END and 3 standard errors (seed-to-seed scatter pooled over repeated lrs): a quadratic
     through two basins puts its vertex on the bump between them. Without repeated lrs there is no noise scale: False."""
-    values, index = np.unique(np.asarray(lr, dtype=float), return_inverse=True)
-    counts = np.bincount(index)
-    means = np.bincount(index, weights=loss) / counts
+    values, index, counts, means = _lr_means(lr, loss)
     dof = len(loss) - values.size
     if dof < 2 or not np.all(np.isfinite(means)):
         return False
@@ -421,6 +418,13 @@ def between_basins(lr: np.ndarray, loss: np.ndarray, lr_star: float) -> bool:
     gap = float(means[at] - means[best])
     noise = 3 * sd * math.sqrt(1 / counts[at] + 1 / counts[best])
     return abs(at - best) >= 2 and gap > max(FLAT_END * abs(float(means[best])), noise)
+
+
+def _lr_means(lr: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(the distinct lrs, each trial's index among them, trials per lr, mean loss per lr)."""
+    values, index = np.unique(np.asarray(lr, dtype=float), return_inverse=True)
+    counts = np.bincount(index)
+    return values, index, counts, np.bincount(index, weights=np.asarray(loss, dtype=float)) / counts
 
 
 def _at_edge(all_lr: np.ndarray, chosen: np.ndarray) -> bool:

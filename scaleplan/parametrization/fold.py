@@ -93,7 +93,7 @@ def _fold_attention(module: nn.Module, name: str, factor: float) -> None:
         for gain in _gains(norm):
             _fold_into_norm(gain, name, factor)
     elif (linear := next((getattr(module, k) for k in _QUERY_LINEARS if isinstance(getattr(module, k, None), nn.Linear)), None)) is not None:
-        _scale_rows(linear, factor, lambda rows: slice(None))
+        _scale_rows(linear, linear.out_features, linear.out_features, factor)
     elif type(getattr(module, "c_attn", None)).__name__ == "Conv1D" and isinstance(split := getattr(module, "split_size", None), int):
         conv: Any = getattr(module, "c_attn")  # GPT-2's fused (in, 3d) Conv1D: queries are the first split_size columns
         with torch.no_grad():
@@ -101,8 +101,7 @@ def _fold_attention(module: nn.Module, name: str, factor: float) -> None:
             if conv.bias is not None:
                 conv.bias[:split] *= factor
     elif (fused := next((found for layout in _FUSED_LAYOUTS if (found := layout(module)) is not None), None)) is not None:
-        linear, width, block = fused
-        _scale_rows(linear, factor, lambda rows: torch.arange(rows) % block < width)
+        _scale_rows(*fused, factor)
     else:
         raise ParametrizationError(f"attention {name!r} ({type(module).__name__}): scaleplan cannot find its query projection to fold the logit scale into")
     module.scaling = module.scaling / factor  # type: ignore[operator, assignment]
@@ -144,13 +143,13 @@ def _queries_first(module: nn.Module) -> tuple[nn.Linear, int, int] | None:
 _FUSED_LAYOUTS: tuple[Callable[[nn.Module], tuple[nn.Linear, int, int] | None], ...] = (_shard_interleaved, _head_interleaved, _queries_first)
 
 
-def _scale_rows(linear: nn.Linear, factor: float, rows: Callable[[int], Any]) -> None:
-    """Multiply the output rows `rows(n_rows)` of a Linear's weight and bias by `factor`."""
-    index = rows(linear.weight.shape[0])
+def _scale_rows(linear: nn.Linear, width: int, block: int, factor: float) -> None:
+    """Multiply the query rows of a Linear's weight and bias, those whose index % block < width, by `factor`."""
+    rows = torch.arange(linear.out_features) % block < width
     with torch.no_grad():
-        linear.weight[index] *= factor
+        linear.weight[rows] *= factor
         if linear.bias is not None:
-            linear.bias[index] *= factor
+            linear.bias[rows] *= factor
 
 
 def _fold_into_norm(norm: nn.Module, name: str, factor: float) -> None:

@@ -64,12 +64,12 @@ def family(optimizer: Optimizer) -> str | None:
     return None
 
 
-def unruled_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer) -> str | None:
-    """Why an optimizer scaleplan has no muP rules for (Muon, Adafactor, a third-party one) stepping parametrized
-    tensors may not be muP, or None: the groups' per-role lrs are Adam's or SGD's rules, and an optimizer that
-    orthogonalizes (Muon, whose adjust_lr_fn already scales with the shape) or scales relatively (Adafactor) follows
-    neither."""
-    if family(optimizer) is not None:
+def unruled_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer, optimizer_family: str | None) -> str | None:
+    """Why an optimizer scaleplan has no muP rules for (Muon, Adafactor, a third-party one; `optimizer_family` None)
+    stepping parametrized tensors may not be muP, or None: the groups' per-role lrs are Adam's or SGD's rules, and an
+    optimizer that orthogonalizes (Muon, whose adjust_lr_fn already scales with the shape) or scales relatively
+    (Adafactor) follows neither."""
+    if optimizer_family is not None:
         return None
     tagged = next((getattr(p, TAG)[0] for g in groups for p in g["params"] if hasattr(p, TAG)), None)
     if tagged is None:
@@ -197,7 +197,7 @@ def _check_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
     if problem is None and _checked_groups.get(optimizer) != len(groups):
         _checked_groups[optimizer] = len(groups)
         opt_family = family(optimizer)
-        problem = (unruled_problem(groups, optimizer) or optimizer_problem(groups, optimizer) or defaults_problem(groups, optimizer)
+        problem = (unruled_problem(groups, optimizer, opt_family) or optimizer_problem(groups, optimizer) or defaults_problem(groups, optimizer)
                    or (grouping_problem(groups, opt_family) if opt_family else None) or readout_problem(groups))
     if problem is not None:
         _warned.add(optimizer)
