@@ -17,6 +17,7 @@ _LAZY = {
     "LawFile": "scaleplan.laws",
     "Prediction": "scaleplan.laws",
     "ScaleplanError": "scaleplan.errors",
+    "ParametrizationWarning": "scaleplan.errors",
     "parse_size": "scaleplan.plan.sizes",
     "prescribe": "scaleplan.plan.prescribe",
     "apply_parametrization": "scaleplan.parametrization",

@@ -46,3 +46,7 @@ class Interrupted(ScaleplanError):
     def __init__(self, message: str, signum: int) -> None:
         super().__init__(message)
         self.exit_code = 128 + signum
+
+
+class ParametrizationWarning(UserWarning):
+    """A model scaleplan parametrized but cannot vouch for (attention or a readout it cannot reach): names the fix."""

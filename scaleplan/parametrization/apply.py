@@ -29,6 +29,7 @@ from scaleplan.core.rules import ROLES, Parametrization, RoleMultipliers, get_pa
 from scaleplan.errors import ParametrizationError
 from scaleplan.parametrization.attention import attention_sites
 from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
+from scaleplan.parametrization.forward_audit import install as install_forward_audit
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
 from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, known_uses
 from scaleplan.parametrization.metadata import check_saved, folded, model_width, saved_metadata, store_metadata, unparametrized
@@ -233,6 +234,8 @@ def apply_parametrization(
     store_metadata(model, state)
     tag_tensors(params, {name: {family: state.multipliers(name, family).lr for family in ("adam", "sgd")} for name in tensors}, hooks)
     watch()
+    if not rules.keeps_model_scales:
+        install_forward_audit(model)
     return model
 
 

@@ -76,7 +76,7 @@ def attention_sites(
                     "model (not a dict of shapes) so scaleplan can set its logit scale"
                 )
             scalings[name] = scaling_factor(module, base_module, rules)
-        elif _unreachable_attention(module):
+        elif unreachable_attention(module):
             unreachable.append(f"{name or 'model'} ({type(module).__name__})")
     if unreachable and rules.attention_multiplier(2.0) != 1.0:
         warnings.warn(
@@ -89,7 +89,7 @@ def attention_sites(
     return multipliers, scalings
 
 
-def _unreachable_attention(module: nn.Module) -> bool:
+def unreachable_attention(module: nn.Module) -> bool:
     """nn.MultiheadAttention, or a module named like attention with neither `scaling` nor the protocol."""
     if isinstance(module, nn.MultiheadAttention):
         return True

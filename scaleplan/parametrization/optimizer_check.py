@@ -13,14 +13,14 @@ the fix.
 from __future__ import annotations
 
 import inspect
-import os
-import sys
 import warnings
 import weakref
 from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch.optim.optimizer import Optimizer, register_optimizer_step_pre_hook
+
+from scaleplan.parametrization.caller import caller_stacklevel
 
 FACTOR_KEY = "scaleplan_lr_factor"  # on each group of param_groups: the group's lr over the base lr
 OPTIMIZER_KEY = "scaleplan_optimizer"  # on each group of param_groups: the optimizer its rules were for
@@ -201,13 +201,4 @@ def _check_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
                    or (grouping_problem(groups, opt_family) if opt_family else None) or readout_problem(groups))
     if problem is not None:
         _warned.add(optimizer)
-        warnings.warn(problem, UserWarning, stacklevel=_caller_stacklevel())
-
-
-def _caller_stacklevel() -> int:
-    """The stacklevel of the first frame outside torch and this module: the training loop's `opt.step()`."""
-    skip = (os.path.dirname(torch.__file__), __file__)
-    frame, level = sys._getframe(1), 1
-    while frame.f_back is not None and frame.f_code.co_filename.startswith(skip):
-        frame, level = frame.f_back, level + 1
-    return level
+        warnings.warn(problem, UserWarning, stacklevel=caller_stacklevel())

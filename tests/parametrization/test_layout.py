@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from scaleplan.core.rules import attention_scale
 from scaleplan.errors import ParametrizationError
 from scaleplan.parametrization import apply_parametrization, param_groups, readout_multiplier
+from scaleplan.parametrization.apply import ScaleInput
 
 
 class ViT(nn.Module):
@@ -64,7 +65,7 @@ def test_vit_roles_and_hooks() -> None:
     assert roles["attn.in_proj_weight"] == "hidden" and roles["attn.out_proj.weight"] == "hidden"
     assert roles["head.weight"] == "output" and roles["head.bias"] == "fixed"
     assert [h.multiplier for h in model.head._forward_pre_hooks.values()] == [0.25]
-    assert not model._forward_pre_hooks  # the image reaches the model unscaled
+    assert not any(isinstance(h, ScaleInput) for h in model._forward_pre_hooks.values())  # the image reaches the model unscaled
     images = torch.randn(2, 3, 8, 8)
     assert torch.equal(model.patch(images), F.conv2d(images, model.patch.weight, model.patch.bias, stride=4))
     assert model(images).shape == (2, 10)
@@ -80,7 +81,7 @@ def test_raw_readout_declared_gets_a_multiplier_to_apply() -> None:
         model = apply_parametrization(RawLM(64), "mup", base=RawLM(16), roles={"out": "output"})
     roles = {n: (r.role, r.m) for n, r in model.scaleplan_state.tensors.items()}
     assert roles == {"emb": ("input", 4.0), "pos": ("input", 4.0), "hidden": ("hidden", 4.0), "out": ("output", 4.0)}
-    assert not any(m._forward_pre_hooks for m in model.modules())  # no hook on a module that does not compute the readout
+    assert not any(isinstance(h, ScaleInput) for m in model.modules() for h in m._forward_pre_hooks.values())  # no hook on a module that does not compute the readout
     model.scale = readout_multiplier(model, "out")
     assert model.scale == 0.25
     assert model(torch.randint(0, 20, (2, 6))).shape == (2, 6, 20)  # token ids reach F.embedding untouched

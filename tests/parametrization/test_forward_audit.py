@@ -1,0 +1,202 @@
+"""The first forward of a parametrized model is watched: inline attention at 1/sqrt(d_head) and an output computed
+from an input weight are warned once, naming the module or tensor and the fix; nothing else changes."""
+
+from __future__ import annotations
+
+import copy
+import math
+import pickle
+import re
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call, vmap
+from torch.nn.utils.parametrizations import spectral_norm, weight_norm
+
+from scaleplan import ParametrizationWarning, attention_scale
+from scaleplan.models import build_parametrized
+from scaleplan.parametrization import apply_parametrization
+from scaleplan.parametrization.forward_audit import ForwardAudit
+
+VOCAB, HEADS = 40, 4
+
+
+class Mixer(nn.Module):
+    """A block computing attention in its own forward (not a module named like attention), in one of several styles."""
+
+    def __init__(self, d: int, style: str) -> None:
+        super().__init__()
+        self.qkv, self.proj, self.style = nn.Linear(d, 3 * d), nn.Linear(d, d), style
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = (y.view(b, t, HEADS, d // HEADS).transpose(1, 2) for y in self.qkv(x).split(d, dim=-1))
+        d_head = q.shape[-1]
+        if self.style == "sdpa":
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        elif self.style == "sdpa-mup":
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attention_scale(d_head, 8))
+        elif self.style == "manual":
+            logits = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(d_head))
+            y = F.softmax(logits.masked_fill(torch.ones(t, t, dtype=torch.bool).triu(1), float("-inf")), dim=-1) @ v
+        elif self.style == "divided":
+            y = torch.softmax((q @ k.transpose(-2, -1)) / math.sqrt(d_head), dim=-1) @ v
+        elif self.style == "einsum-prescaled":  # timm's q = q * self.scale, then the product
+            y = torch.einsum("bhij,bhjd->bhid", torch.einsum("bhid,bhjd->bhij", q * d_head ** -0.5, k).softmax(-1), v)
+        else:  # "manual-mup": 1/d_head
+            y = torch.softmax((q @ k.transpose(-2, -1)) / d_head, dim=-1) @ v
+        return x + self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class LM(nn.Module):
+    """An embedding, one Mixer and a readout of one of several kinds."""
+
+    def __init__(self, d: int, style: str = "manual-mup", head: str = "linear") -> None:
+        super().__init__()
+        self.emb, self.mixer, self.head_kind = nn.Embedding(VOCAB, d), Mixer(d, style), head
+        if head == "raw":
+            self.w = nn.Parameter(torch.randn(VOCAB, d) / d ** 0.5)
+        elif head == "weight-norm":
+            self.head = weight_norm(nn.Linear(d, VOCAB))
+        elif head == "spectral-norm":
+            self.head = spectral_norm(nn.Linear(d, VOCAB))
+        elif head in ("linear", "tied"):
+            self.head = nn.Linear(d, VOCAB, bias=False)
+            if head == "tied":
+                self.head.weight = self.emb.weight
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.mixer(self.emb(ids))
+        if self.head_kind == "raw":
+            return F.linear(h, self.w)
+        if self.head_kind == "by-hand":  # tied by hand
+            return h @ self.emb.weight.T
+        return self.head(h)
+
+
+def parametrized(style: str = "manual-mup", head: str = "linear", parametrization: str = "mup") -> nn.Module:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # apply's own warnings (a tied readout) are tested elsewhere
+        return apply_parametrization(LM(64, style, head), parametrization, base=LM(32, style, head), delta=LM(48, style, head))
+
+
+def audit_warnings(model: nn.Module, forwards: int = 1) -> list[warnings.WarningMessage]:
+    ids = torch.randint(0, VOCAB, (2, 6), generator=torch.Generator().manual_seed(0))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(forwards):
+            model(ids)
+    return [w for w in caught if issubclass(w.category, ParametrizationWarning)]
+
+
+def has_audit(model: nn.Module) -> bool:
+    hooks = [*model._forward_pre_hooks.values(), *model._forward_hooks.values()]
+    return any(isinstance(getattr(h, "__self__", None), ForwardAudit) for h in hooks)
+
+
+@pytest.mark.parametrize("style, how", [
+    ("sdpa", "F.scaled_dot_product_attention without scale"),
+    ("manual", r"softmax\(q @ k\^T / sqrt\(d_head\)\)"),
+    ("divided", r"softmax\(q @ k\^T / sqrt\(d_head\)\)"),
+    ("einsum-prescaled", r"softmax\(q @ k\^T / sqrt\(d_head\)\)"),
+])
+def test_inline_attention_at_one_over_sqrt_d_head_is_named_once(style: str, how: str) -> None:
+    caught = audit_warnings(parametrized(style), forwards=2)
+    assert len(caught) == 1
+    assert caught[0].filename == __file__  # it points at the line that ran the model
+    message = str(caught[0].message)
+    assert re.search(rf"^attention scaleplan cannot set .*: mixer \(Mixer, d_head 16\): {how}\. muP needs 1/d_head", message)
+    assert "scale=scaleplan.attention_scale(d_head, base_d_head)" in message and "\n" not in message
+
+
+@pytest.mark.parametrize("style", ["sdpa-mup", "manual-mup"])
+def test_attention_at_the_rules_scale_is_not_warned(style: str) -> None:
+    assert audit_warnings(parametrized(style)) == []
+
+
+@pytest.mark.parametrize("head, name", [("raw", "w"), ("by-hand", "emb.weight"), ("weight-norm", "head.parametrizations.weight.original1"),
+                                        ("spectral-norm", "head.parametrizations.weight.original")])
+def test_an_output_computed_from_an_input_weight_is_named(head: str, name: str) -> None:
+    caught = audit_warnings(parametrized(head=head))
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert message.startswith(f"the model's output is computed from {name} ({VOCAB}, 64), which scaleplan read as an input weight")
+    assert f"roles={{{name!r}: 'output'}}" in message and f"readout_multiplier(model, {name!r})" in message
+
+
+@pytest.mark.parametrize("head", ["linear", "tied"])
+def test_a_hooked_readout_is_not_warned(head: str) -> None:
+    assert audit_warnings(parametrized(head=head)) == []
+
+
+def test_sp_installs_no_audit() -> None:
+    model = parametrized("sdpa", "raw", parametrization="sp")
+    assert not has_audit(model) and audit_warnings(model) == []
+
+
+def test_the_audit_leaves_outputs_alone_and_removes_itself() -> None:
+    model = parametrized("manual", "raw")
+    unwatched = copy.deepcopy(model)
+    unwatched._forward_pre_hooks.clear()
+    unwatched._forward_hooks.clear()
+    ids = torch.randint(0, VOCAB, (2, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert torch.equal(model(ids), unwatched(ids))
+    assert not has_audit(model)
+    assert not model._forward_hooks_always_called and not model._forward_pre_hooks_with_kwargs
+
+
+def test_copies_and_pickles_made_before_the_first_forward_are_watched() -> None:
+    model = parametrized("sdpa")
+    for copied in (copy.deepcopy(model), pickle.loads(pickle.dumps(model))):
+        assert len(audit_warnings(copied)) == 1
+    assert len(audit_warnings(model)) == 1
+
+
+def test_a_forward_that_raises_is_unchanged_and_ends_the_audit() -> None:
+    model = parametrized("sdpa")
+    with pytest.raises(IndexError):
+        model(torch.full((2, 6), VOCAB))  # an id outside the embedding
+    assert not has_audit(model)
+
+
+def test_forwards_under_torch_func_transforms_are_not_watched() -> None:
+    model = parametrized("sdpa", "raw")
+    params = {k: v.detach().unsqueeze(0).repeat(2, *[1] * v.dim()) for k, v in model.named_parameters()}
+    ids = torch.randint(0, VOCAB, (2, 2, 6))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ParametrizationWarning)
+        vmap(lambda p, x: functional_call(model, p, (x,)))(params, ids)
+    assert has_audit(model)  # still waiting for a plain forward
+
+
+@pytest.mark.parametrize("name, kwargs, x", [
+    ("gpt", {"vocab": 40, "seq_len": 8}, torch.randint(0, 40, (2, 8))),
+    ("gpt", {"vocab": 40, "seq_len": 8, "tied": True}, torch.randint(0, 40, (2, 8))),
+    ("mlp", {"in_dim": 8}, torch.randn(4, 8)),
+    ("denseam", {"in_dim": 8}, torch.randn(4, 8)),
+    ("hf-gpt2", {"vocab": 40, "seq_len": 8}, torch.randint(0, 40, (2, 8))),
+])
+def test_built_in_models_pass_the_audit(name: str, kwargs: dict, x: torch.Tensor) -> None:
+    if name == "hf-gpt2":
+        pytest.importorskip("transformers")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a tied readout's warning
+        model = build_parametrized(name, 64, "denseam" if name == "denseam" else "mup", base_width=32, **kwargs)
+    assert has_audit(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ParametrizationWarning)
+        model(x)
+    assert not has_audit(model)
+
+
+def test_a_folded_copy_carries_no_audit() -> None:
+    from scaleplan import fold_multipliers
+
+    model = parametrized("manual-mup")
+    folded = fold_multipliers(model, example=torch.randint(0, VOCAB, (2, 6)))
+    assert not has_audit(folded)
