@@ -18,7 +18,7 @@ from typing import Mapping
 from torch import nn
 
 from scaleplan.core.rules import Parametrization
-from scaleplan.errors import ParametrizationError
+from scaleplan.errors import ParametrizationError, ParametrizationWarning
 
 
 _HEAD_SIZES = ("qk_head_dim", "head_dim", "head_size", "key_value_proj_dim")  # q.k's size: DeepSeek's MLA, most, NeoX, T5
@@ -83,7 +83,7 @@ def attention_sites(
             f"scaleplan cannot set the attention-logit scale of {', '.join(unreachable[:5])}"
             f"{' and more' if len(unreachable) > 5 else ''}: they keep 1/sqrt(d_head), muP needs 1/d_head; compute "
             "attention yourself with F.scaled_dot_product_attention(q, k, v, scale=attention_scale(d_head, base_d_head))",
-            UserWarning,
+            ParametrizationWarning,
             stacklevel=4,
         )
     return multipliers, scalings

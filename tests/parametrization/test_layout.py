@@ -11,7 +11,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from scaleplan.core.rules import attention_scale
-from scaleplan.errors import ParametrizationError
+from scaleplan.errors import ParametrizationError, ParametrizationWarning
 from scaleplan.parametrization import apply_parametrization, param_groups, readout_multiplier
 from scaleplan.parametrization.apply import ScaleInput
 
@@ -54,7 +54,7 @@ class RawLM(nn.Module):
 
 
 def vit_pair(d: int = 64, base: int = 16) -> nn.Module:
-    with pytest.warns(UserWarning, match=r"cannot set the attention-logit scale of attn \(MultiheadAttention\).*attention_scale\("):
+    with pytest.warns(ParametrizationWarning, match=r"cannot set the attention-logit scale of attn \(MultiheadAttention\).*attention_scale\("):
         return apply_parametrization(ViT(d), "mup", base=ViT(base), init_std=0.02)
 
 
