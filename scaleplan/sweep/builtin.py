@@ -20,6 +20,8 @@ from scaleplan.train.config import Checkpoint
 class BuiltinObjective:
     """Builds a `TrialConfig` per trial from the spec, its grid point and the sampled params."""
 
+    source: dict[str, str] | None = None  # scaleplan's own trainer
+
     def __init__(self, spec: SweepSpec, device: str = "cpu") -> None:
         self._spec = spec
         self._device = device

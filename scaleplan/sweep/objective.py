@@ -7,12 +7,15 @@ numbers (recorded as trial attributes); a command prints that as its last line (
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import math
 import reprlib
 import shlex
 import subprocess
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from scaleplan.core.callables import import_callable
@@ -22,6 +25,14 @@ from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.spec import SweepSpec
 from scaleplan.sweep.trial import Objective, ObjectiveFailed, Outcome, TrialRequest
 from scaleplan.train.config import Checkpoint
+
+
+def source_digest(path: Path) -> dict[str, str] | None:
+    """A user objective's code file and its sha256, where it exists: a sweep resumed after it changed mixes trials run
+    by two versions of the code, which its fingerprint (the spec's) cannot see."""
+    if not path.is_file():
+        return None
+    return {"file": str(path.name), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
 
 
 def refuse_checkpoint(checkpoint: Checkpoint | None) -> None:
@@ -89,6 +100,11 @@ class CallableObjective:
     def __init__(self, target: str) -> None:
         fn = import_callable(target, "objective")
         self._fn: Callable[[dict[str, Any]], Any] = fn
+        try:
+            path = inspect.getsourcefile(fn)
+        except TypeError:  # a builtin or C function: no source file
+            path = None
+        self.source = source_digest(Path(path)) if path is not None else None
 
     def population_size(self, point: GridPoint) -> int:
         return 1
@@ -113,6 +129,8 @@ class CommandObjective:
     def __init__(self, template: str, param_names: list[str], timeout_s: float | None) -> None:
         self._template = template
         self._timeout = timeout_s
+        script = next((Path(word) for word in shlex.split(template) if word.endswith(".py")), None)  # python train.py ...
+        self.source = source_digest(script) if script is not None else None
         probe = {name: 1 for name in [*GridPoint(1, 1, 1, 0).attrs(), *param_names]}
         try:
             template.format(**probe)

@@ -28,7 +28,7 @@ from scaleplan.sweep.objective import load_objective
 from scaleplan.sweep.progress import PointStatus, ProgressDisplay, study_status, trials_done
 from scaleplan.sweep.spec import SweepSpec
 from scaleplan.sweep.storage import database_failures, resolve_storage
-from scaleplan.sweep.study import SweepSession, open_sweep
+from scaleplan.sweep.study import SweepSession, note_objective_source, open_sweep
 from scaleplan.sweep.trial import Objective
 from scaleplan.sweep.worker import run_worker
 
@@ -179,6 +179,7 @@ def _run(spec: SweepSpec, storage: str | None, workers: int, max_trials: int | N
          device: str | None, objective: Objective) -> tuple[list[PointStatus], str | None, list[int]]:
     """Open the study and run its trials; returns the final status, a failed worker's message and its exit codes."""
     session = open_sweep(spec, storage)
+    note_objective_source(session, objective.source)
     show = display.update if display is not None else (lambda rows: None)
     show(study_status(session.study))
     failure: str | None = None

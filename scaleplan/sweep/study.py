@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+import warnings
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ REFERENCE_ATTR = "scaleplan:reference"
 PLANNED_ATTR = "scaleplan:planned"
 STALE_ATTR = "scaleplan:stale"
 SAMPLER_ATTR = "scaleplan:sampler"  # the sampler a study was made with (studies made before it: tpe)
+SOURCES_ATTR = "scaleplan:objective_sources"  # each version of a user objective's code the sweep ran, in order
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -100,6 +102,26 @@ def refuse_other_spec(study: optuna.Study, spec: SweepSpec, target: StorageTarge
             f"study '{spec.name}' in {target.display()} was made from a different spec "
             f"({_changed_sections(attrs.get(SPEC_ATTR, {}), spec.raw)} changed); "
             "restore the spec or give the changed sweep a new [sweep] name"
+        )
+
+
+def note_objective_source(session: SweepSession, source: dict[str, str] | None) -> None:
+    """Record the user objective's code file and hash, and warn when it changed since the sweep last ran: the trials
+    it finished ran the other version, and the fit would mix both (the spec's fingerprint cannot see code)."""
+    if source is None:
+        return
+    seen = session.study.user_attrs.get(SOURCES_ATTR, [])
+    if seen and seen[-1] == source:
+        return
+    session.study.set_user_attr(SOURCES_ATTR, [*seen, source])
+    finished = [t for t in session.study.get_trials(deepcopy=False) if t.state.is_finished()]
+    if seen and finished:
+        warnings.warn(
+            f"the objective's code changed since this sweep last ran ({source['file']}: sha256 {seen[-1]['sha256'][:12]} "
+            f"then, {source['sha256'][:12]} now): its {len(finished)} finished trials ran the old code and will be fitted "
+            "with the new ones; if the change affects training, give the sweep a new [sweep] name or --storage",
+            UserWarning,
+            stacklevel=2,
         )
 
 

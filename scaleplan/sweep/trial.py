@@ -45,6 +45,8 @@ class Objective(Protocol):
     Only the built-in trainer takes a `checkpoint` (the spec refuses a pruner with a user objective).
     """
 
+    source: dict[str, str] | None  # the user's code file the objective runs and its sha256 (None: scaleplan's trainer)
+
     def population_size(self, point: GridPoint) -> int: ...
 
     def evaluate(self, requests: list[TrialRequest], checkpoint: Checkpoint | None = None) -> list[Outcome]: ...

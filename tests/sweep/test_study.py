@@ -1,13 +1,17 @@
-"""The sweep study: what it records (the spec without passwords, the parametrization reference)."""
+"""The sweep study: what it records (the spec without passwords, the parametrization reference, the objective's code)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from pathlib import Path
 
 from scaleplan.core.reference import ParametrizationRef
+from scaleplan.sweep.objective import CommandObjective
+from scaleplan.sweep.runner import run_sweep
 from scaleplan.sweep.spec import load_spec
-from scaleplan.sweep.study import SPEC_ATTR, open_sweep, study_reference
+from scaleplan.sweep.study import SOURCES_ATTR, SPEC_ATTR, open_sweep, study_reference
 
 SPEC = """
 [sweep]
@@ -85,3 +89,41 @@ def test_a_study_without_a_spec_or_trials_is_taken(tmp_path: Path) -> None:
     spec.write_text(SPEC.replace('name = "creds"', 'name = "other"'))
     session = open_sweep(load_spec(spec), storage)
     assert session.study.user_attrs[SPEC_ATTR]["sweep"]["name"] == "other" and session.study.get_trials()  # its plan
+
+
+def run_quietly(path: Path, max_trials: int) -> list[str]:
+    """Run `max_trials` more trials of the sweep at `path`; the warnings it gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        run_sweep(load_spec(path), max_trials=max_trials)
+    return [str(w.message) for w in caught]
+
+
+def test_a_sweep_resumed_after_its_objective_code_changed_warns_once(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = tmp_path / "edited_objective.py"
+    code.write_text("def train(params):\n    return params['lr']\n")
+    spec = tmp_path / "edited.toml"
+    spec.write_text(SPEC.replace('name = "creds"', 'name = "edited"').replace('storage = "postgresql://sweeper:s3cret@db-host/scaleplan"\n', "")
+                    .replace("sweep_objectives:quadratic", "edited_objective:train"))
+    assert run_quietly(spec, 1) == []
+    assert run_quietly(spec, 1) == []  # resumed with the same code
+    code.write_text("def train(params):\n    return 2 * params['lr']  # edited\n")
+    warned = run_quietly(spec, 1)
+    assert len(warned) == 1 and warned[0].startswith("the objective's code changed since this sweep last ran (edited_objective.py: sha256 ")
+    assert "its 2 finished trials ran the old code" in warned[0] and "new [sweep] name" in warned[0]
+    assert run_quietly(spec, 1) == []  # said once per change
+    open_sweep(load_spec(spec)).study.set_user_attr(SOURCES_ATTR, [])  # as a sweep started before code was recorded
+    code.write_text("def train(params):\n    return 3 * params['lr']\n")
+    assert run_quietly(spec, 1) == []  # its old code is unknown: nothing to compare
+    sources = open_sweep(load_spec(spec)).study.user_attrs[SOURCES_ATTR]
+    assert [s["file"] for s in sources] == ["edited_objective.py"] and sources[0]["sha256"] == hashlib.sha256(code.read_bytes()).hexdigest()
+
+
+def test_a_command_objective_records_its_python_script(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "train.py").write_text("print(1.0)\n")
+    assert CommandObjective("python train.py --lr {lr}", ["lr"], None).source == {
+        "file": "train.py", "sha256": hashlib.sha256(b"print(1.0)\n").hexdigest()}
+    assert CommandObjective("./train.sh {lr}", ["lr"], None).source is None
