@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Mapping, get_args
+from typing import Iterable, Literal, Mapping, get_args
 
 from scaleplan.core.weight_decay import check_convention
 from scaleplan.errors import ScaleplanError
@@ -179,6 +179,16 @@ class Parametrization:
     def table(self, m: float, optimizer: str = "adam", decay: str = "torch") -> list[tuple[str, RoleMultipliers]]:
         """Every role's factors at width multiplier m, for display."""
         return [(role, self.multipliers(role, m, optimizer, decay=decay)) for role in ROLES if role in self.rules]
+
+
+def undecayed_roles(no_decay: Iterable[str] | str) -> frozenset[str]:
+    """The roles `no_decay` names (one role or several), each checked: a misspelt role would silently be decayed."""
+    roles = frozenset((no_decay,) if isinstance(no_decay, str) else no_decay)
+    unknown = sorted(r for r in roles if r not in ROLES)
+    if unknown:
+        raise ScaleplanError(f"no_decay: unknown role(s) {', '.join(map(repr, unknown))}; roles are {', '.join(ROLES)} "
+                             "(e.g. no_decay=('vector', 'fixed') leaves biases and norm gains undecayed)")
+    return roles
 
 
 def residual_multiplier(depth_ratio: float, completep: bool) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any
+from typing import Any, Iterable
 
 from torch import nn
 
@@ -13,7 +13,7 @@ from scaleplan.parametrization.apply import ParametrizationState, check_intact, 
 from scaleplan.parametrization.metadata import unparametrized
 from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, OPTIMIZER_KEY, watch
 from scaleplan.core.numbers import is_finite_number
-from scaleplan.core.rules import RoleMultipliers
+from scaleplan.core.rules import RoleMultipliers, undecayed_roles
 from scaleplan.core.weight_decay import DECOUPLED_OPTIMIZERS, check_convention, check_weight_decay
 
 
@@ -87,6 +87,7 @@ def param_groups(
     optimizer: str = "adam",
     eps: float = 1e-8,
     decay: str | None = None,
+    no_decay: Iterable[str] | str = (),
 ) -> list[dict[str, Any]]:
     """Parameter groups for torch.optim.Adam, AdamW or SGD with per-tensor lr and weight decay.
 
@@ -102,9 +103,12 @@ def param_groups(
     `weight_decay` is the base lambda (default: the prediction's, else 0) in the AdamW convention `decay`
     (default: the prediction's, else "torch"); per-role lambdas follow `scaleplan.core.rules`. Independent
     decay is handed to torch's AdamW as weight_decay = lambda_role / lr_role, so that its
-    p *= 1 - lr_t * weight_decay decays by s_t * lambda_role whatever the lr.
+    p *= 1 - lr_t * weight_decay decays by s_t * lambda_role whatever the lr. `no_decay` names roles whose tensors are
+    not decayed at all, as most LLM recipes leave biases and norm gains alone: no_decay=("vector", "fixed") decays the
+    matrices only (nanoGPT's p.dim() >= 2, for the 1-D tensors).
     """
     base_lr = _base_lr(lr)
+    undecayed = undecayed_roles(no_decay)
     base_wd, decay = resolve_weight_decay(lr, weight_decay, optimizer, decay)
     found = find_states(model)
     if not found:
@@ -116,6 +120,8 @@ def param_groups(
         check_against_prediction(holder, state, lr, optimizer)
         for pname, param in holder.named_parameters():
             f = factors[pname]
+            if state.tensors[pname].role in undecayed:
+                f = dataclasses.replace(f, weight_decay=0.0)
             fixed_eps = state.tensors[pname].eps_value if optimizer != "sgd" else None  # calibrate_memory_eps's, absolute
             group_lr, group_wd = base_lr * f.lr, base_wd * f.weight_decay
             group = groups.setdefault(

@@ -39,7 +39,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "task": ("name", "kwargs"),
     "model": ("name", "parametrization", "base_width", "base_depth", "completep", "kwargs"),
     "train": ("optimizer", "weight_decay", "wd_tau", "decay_convention", "schedule", "warmup_steps", "eps", "memory_eps",
-              "clip_grad_norm"),
+              "clip_grad_norm", "no_decay"),
     "ladder": ("widths", "depths", "steps", "tokens"),
     "search": ("batch_size", *BUILTIN_SEARCH),
     "objective": ("callable", "command", "timeout_s", "diverged_value"),

@@ -99,7 +99,7 @@ def param_groups_for(model: nn.Module, cfg: TrialConfig) -> list[dict[str, Any]]
     from scaleplan.parametrization import param_groups
 
     return param_groups(model, cfg.lr, weight_decay=cfg.effective_weight_decay, optimizer=cfg.optimizer,
-                        eps=cfg.eps, decay=cfg.decay_convention)
+                        eps=cfg.eps, decay=cfg.decay_convention, no_decay=cfg.no_decay)
 
 
 def data_generator(seed: int) -> torch.Generator:

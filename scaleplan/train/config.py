@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from scaleplan.core.rules import undecayed_roles
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS, weight_decay_for
 from scaleplan.errors import ScaleplanError, SpecError
 
@@ -53,7 +54,8 @@ class TrialConfig:
     (scaleplan.parametrization.memory_eps).
     Weight decay is `weight_decay` (lambda) in the AdamW convention `decay_convention`, or `wd_tau`: the
     decay timescale as a fraction of the run (tau = 1/(lr * lambda * steps) for "torch", 1/(lambda * steps)
-    for "independent"), from which `effective_weight_decay` derives lambda per trial.
+    for "independent"), from which `effective_weight_decay` derives lambda per trial. `no_decay`: roles not decayed
+    (param_groups' no_decay, e.g. ("vector", "fixed") for biases and norm gains).
     `threads` is the torch thread count for the run (1 by default: sweeps run several workers);
     None leaves torch's setting alone. `device` is where the model trains ("cpu", "cuda", "cuda:1").
     `clip_grad_norm` clips each step's global gradient norm (over all trained parameters) to this value, as
@@ -85,6 +87,7 @@ class TrialConfig:
     wd_tau: float | None = _searchable(None, "> 0")
     clip_grad_norm: float | None = _searchable(None, "> 0")
     decay_convention: Literal["torch", "independent"] = "torch"
+    no_decay: tuple[str, ...] = ()
     completep: bool = False
     base_depth: int | None = None
     threads: int | None = 1
@@ -121,6 +124,7 @@ class TrialConfig:
         if not 0 <= self.warmup_steps < self.steps:
             raise ScaleplanError(f"warmup_steps must be in [0, steps={self.steps}), got {self.warmup_steps}")
         self._check_weight_decay()
+        object.__setattr__(self, "no_decay", tuple(sorted(undecayed_roles(self.no_decay))))  # a spec's list; checked
         if self.threads is not None and self.threads < 1:
             raise ScaleplanError(f"threads must be >= 1 or None, got {self.threads}")
         if not isinstance(self.device, str) or not re.fullmatch(DEVICE_PATTERN, self.device):

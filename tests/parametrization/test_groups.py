@@ -6,7 +6,7 @@ import pytest
 from torch import nn
 
 from scaleplan.core.reference import ParametrizationRef
-from scaleplan.errors import ParametrizationError
+from scaleplan.errors import ParametrizationError, ScaleplanError
 from scaleplan.laws import Estimate, Prediction
 from scaleplan.models import build_parametrized
 from scaleplan.parametrization import apply_parametrization, param_groups
@@ -173,3 +173,20 @@ def test_a_model_without_a_base_width_names_the_fix_when_checked_against_a_law()
 def test_an_unparametrized_model_is_refused_naming_apply() -> None:
     with pytest.raises(ParametrizationError, match=r"no scaleplan parametrization; call apply_parametrization\(model, 'mup', base=\.\.\.\) first"):
         param_groups(nn.Linear(4, 4), 1e-3)
+
+
+def test_no_decay_roles_get_no_weight_decay_and_keep_their_lrs() -> None:
+    model = mlp(256, 64)
+    roles = {name: record.role for name, record in model.scaleplan_state.tensors.items()}
+    assert {"vector", "fixed"} <= set(roles.values())  # hidden biases; the readout's bias
+
+    def settings(**kwargs) -> dict[str, tuple[float, float]]:
+        return {n: (g["lr"], g["weight_decay"]) for g in param_groups(model, 0.01, weight_decay=0.1, optimizer="adamw", **kwargs)
+                for n in g["names"]}
+
+    plain, kept = settings(), settings(no_decay=("vector", "fixed"))
+    assert all(wd > 0 for _, wd in plain.values())
+    assert kept == {n: (lr, 0.0 if roles[n] in ("vector", "fixed") else wd) for n, (lr, wd) in plain.items()}
+    assert {roles[n] for n, (_, wd) in settings(no_decay="vector").items() if wd == 0} == {"vector"}  # one role by name
+    with pytest.raises(ScaleplanError, match=r"^no_decay: unknown role\(s\) 'bias'; roles are input, hidden, output, vector, "):
+        settings(no_decay=("bias",))

@@ -72,6 +72,7 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
         ({"clip_grad_norm": float("nan")}, "clip_grad_norm must be a finite number, got nan"),
         ({"clip_grad_norm": "1.0"}, "clip_grad_norm must be a finite number, got '1.0'"),
         ({"clip_grad_norm": True}, "clip_grad_norm must be a finite number, got True"),
+        ({"no_decay": ["norm", "vector"]}, r"no_decay: unknown role\(s\) 'norm'; roles are input, hidden, output, vector"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message) -> None:
@@ -285,3 +286,23 @@ def test_a_sweep_clips_with_train_clip_grad_norm(tmp_path: Path) -> None:
     assert objective.config(request).clip_grad_norm == 0.5
     (outcome,) = objective.evaluate([request])
     assert 0.0 <= outcome.extras["clipped_fraction"] <= 1.0  # recorded with the trial, where the sweep can show it
+
+
+def test_a_sweep_leaves_the_train_no_decay_roles_undecayed(tmp_path: Path) -> None:
+    """[train] no_decay reaches every trial's optimizer groups: those roles get no weight decay, the others the rules'."""
+    from scaleplan.sweep.builtin import BuiltinObjective
+    from scaleplan.sweep.plan import grid_points
+    from scaleplan.sweep.spec import load_spec
+    from scaleplan.sweep.trial import TrialRequest
+    from scaleplan.train.build import build_model, build_task, param_groups_for
+
+    spec = tmp_path / "nodecay.toml"
+    spec.write_text(CLIP_SPEC.replace("[train]", '[train]\noptimizer = "adamw"\nweight_decay = 0.1\nno_decay = ["vector", "fixed"]'))
+    loaded = load_spec(spec)
+    cfg = BuiltinObjective(loaded).config(TrialRequest(grid_points(loaded)[-1], {"lr": 1e-3}))
+    assert cfg.no_decay == ("fixed", "vector") and TrialConfig.from_dict(cfg.to_dict()) == cfg
+    model = build_model(cfg, build_task(cfg))
+    roles = {name: record.role for name, record in model.scaleplan_state.tensors.items()}
+    decays = {name: g["weight_decay"] for g in param_groups_for(model, cfg) for name in g["names"]}
+    assert {roles[n] for n, wd in decays.items() if wd == 0} == {"vector", "fixed"}
+    assert all(wd > 0 for n, wd in decays.items() if roles[n] not in ("vector", "fixed"))
