@@ -194,7 +194,7 @@ class ForwardAudit:
             _remove(module)
             return
         params = {id(p): name for name, p in module.named_parameters()}
-        widths = {name for name, record in state.tensors.items() if record.role not in ("fixed", "vector")}
+        widths = {name for name in params.values() if getattr(state.tensors.get(name), "role", None) not in ("fixed", "vector")}
         names = {id(m): name for name, m in module.named_modules()}
         watch = _Watch(params, widths, {name for name, m in module.named_modules() if any(isinstance(h, ScaleInput) for h in m._forward_pre_hooks.values())})
         handles = [nn.modules.module.register_module_forward_pre_hook(lambda m, _: watch.enter(names.get(id(m)))),
@@ -260,8 +260,8 @@ def _readout_problem(model: nn.Module, state: ParametrizationState, watch: _Watc
     logits = _main_output(output)
     info = watch.info(logits) if logits is not None else None
     name = info.origin if info is not None and not info.scaled else None
-    if name is None or state.tensors[name].role != "input" or name in state.manual_readouts:
-        return None
+    if name is None or name in state.manual_readouts or getattr(state.tensors.get(name), "role", None) != "input":
+        return None  # (a tensor added after apply_parametrization has no record: param_groups refuses the model)
     param = dict(model.named_parameters())[name]
     return (f"the model's output is computed from {name} {tuple(param.shape)}, which scaleplan read as an input weight, "
             "so it gets none of muP's 1/m output multiplier and trains as SP: if it is the readout, compute it with an "

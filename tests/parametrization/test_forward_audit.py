@@ -200,3 +200,17 @@ def test_a_folded_copy_carries_no_audit() -> None:
     model = parametrized("manual-mup")
     folded = fold_multipliers(model, example=torch.randint(0, VOCAB, (2, 6)))
     assert not has_audit(folded)
+
+
+def test_a_head_added_after_apply_does_not_break_the_watched_forward() -> None:
+    class Late(nn.Module):
+        def __init__(self, d: int) -> None:
+            super().__init__()
+            self.emb, self.head = nn.Embedding(VOCAB, d), nn.Linear(d, VOCAB)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return (self.late if hasattr(self, "late") else self.head)(self.emb(ids))
+
+    model = apply_parametrization(Late(64), "mup", base=Late(32))
+    model.late = nn.Linear(64, VOCAB)  # no role (param_groups refuses the model)
+    assert audit_warnings(model) == [] and not has_audit(model)
