@@ -4,9 +4,9 @@ Three kinds of module: scaleplan's protocol (`scaleplan_site = "attention"`: a f
 on top of 1/sqrt(d_head)); HF-style attention that keeps its logit scale in a float `scaling` next to its
 head size (`head_dim`, or `qk_head_dim`, `head_size`, `key_value_proj_dim`: GPT-2, Llama, GPT-NeoX, T5,
 DeepSeek-V3 and every family built on transformers' attention interface: the eager, SDPA and flash paths
-all read `scaling`); and modules whose scale scaleplan cannot change
-(`nn.MultiheadAttention`, other `*Attention` classes): those get a warning naming them and the fix,
-`attention_scale(d_head, base_d_head)` in the user's own call to SDPA.
+all read `scaling`); and modules whose scale scaleplan cannot change: `nn.MultiheadAttention`, warned about here
+with the fix (`attention_scale(d_head, base_d_head)` in the user's own call to SDPA), and other `*Attention` classes,
+whose logits the first forward's audit reads (forward_audit.py) to warn only where they sit at 1/sqrt(d_head).
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def attention_sites(
                     "model (not a dict of shapes) so scaleplan can set its logit scale"
                 )
             scalings[name] = scaling_factor(module, base_module, rules)
-        elif unreachable_attention(module):
+        elif isinstance(module, nn.MultiheadAttention):  # other attention scaleplan cannot set: its first forward is read
             unreachable.append(f"{name or 'model'} ({type(module).__name__})")
     if unreachable and rules.attention_multiplier(2.0) != 1.0:
         warnings.warn(
@@ -89,10 +89,8 @@ def attention_sites(
     return multipliers, scalings
 
 
-def unreachable_attention(module: nn.Module) -> bool:
-    """nn.MultiheadAttention, or a module named like attention with neither `scaling` nor the protocol."""
-    if isinstance(module, nn.MultiheadAttention):
-        return True
+def opaque_attention(module: nn.Module) -> bool:
+    """A module named like attention with neither `scaling` nor the protocol: scaleplan cannot set its logit scale."""
     return type(module).__name__.lower().endswith("attention") and not any(
         has_hf_scaling(child) or getattr(child, "scaleplan_site", None) == "attention" for child in module.modules()
     )

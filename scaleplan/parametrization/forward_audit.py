@@ -26,7 +26,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils.hooks import RemovableHandle
 
 from scaleplan.errors import ParametrizationWarning
-from scaleplan.parametrization.attention import unreachable_attention
+from scaleplan.parametrization.attention import opaque_attention
 from scaleplan.parametrization.caller import caller_stacklevel
 
 if TYPE_CHECKING:
@@ -68,11 +68,13 @@ class _Watch(TorchFunctionMode):
         self.params, self.widths, self.hooked = params, widths, hooked
         self.infos: dict[int, tuple[weakref.ref, _Info]] = {}
         self.stack: list[str] = []  # the names of the modules whose forward is running
-        self.standard_logits: list[tuple[tuple[str, ...], int, str]] = []  # (module stack, d_head, how)
+        self.entered: set[str] = set()  # every module whose forward ran
+        self.logits: list[tuple[tuple[str, ...], int, str | None]] = []  # (module stack, d_head, how if at 1/sqrt(d_head))
 
     def enter(self, name: str | None) -> None:
         if name is not None:
             self.stack.append(name)
+            self.entered.add(name)
 
     def leave(self, name: str | None) -> None:
         if name is not None and self.stack and self.stack[-1] == name:  # the watched module itself was never entered
@@ -118,12 +120,12 @@ class _Watch(TorchFunctionMode):
             return self._matrix(func, args, tensors, infos, origin)
         if func is _SDPA:
             scale = kwargs.get("scale", args[_SDPA_SCALE_POSITION] if len(args) > _SDPA_SCALE_POSITION else None)
-            if scale is None:
-                self.standard_logits.append((tuple(self.stack), int(tensors[0].shape[-1]), "F.scaled_dot_product_attention without scale"))
+            how = "F.scaled_dot_product_attention without scale" if scale is None else None
+            self.logits.append((tuple(self.stack), int(tensors[0].shape[-1]), how))
             return origin
         if func in _SOFTMAX_OPS and carried.logits_dim is not None:
-            if math.isclose(carried.factor * math.sqrt(carried.logits_dim), 1.0, rel_tol=1e-3):
-                self.standard_logits.append((tuple(self.stack), carried.logits_dim, "softmax(q @ k^T / sqrt(d_head))"))
+            standard = math.isclose(carried.factor * math.sqrt(carried.logits_dim), 1.0, rel_tol=1e-3)
+            self.logits.append((tuple(self.stack), carried.logits_dim, "softmax(q @ k^T / sqrt(d_head))" if standard else None))
             return origin
         if func in _SCALE_OPS or func in _DIVIDE_OPS:
             scalar = _scalar(args, kwargs, self)
@@ -238,21 +240,32 @@ def _remove(model: nn.Module) -> None:
 
 
 def _attention_problem(model: nn.Module, state: ParametrizationState, watch: _Watch) -> str | None:
-    """Softmax logits at 1/sqrt(d_head) outside the attention scaleplan sets (or already warned about)."""
-    handled = set(state.sites) | set(state.scalings)
-    found: dict[str, int] = {}
-    for stack, d_head, how in watch.standard_logits:
-        if any(name in handled or unreachable_attention(model.get_submodule(name)) for name in stack):
-            continue
-        where = stack[-1] if stack else ""
-        found.setdefault(f"{where or 'the model'} ({type(model.get_submodule(where)).__name__}, d_head {d_head}): {how}", d_head)
-    if not found:
+    """Softmax logits at 1/sqrt(d_head) outside the attention scaleplan sets, and modules named like attention (which
+    scaleplan cannot set) whose logits it could not read; nn.MultiheadAttention was named when applied."""
+    modules = dict(model.named_modules())
+    skipped = set(state.sites) | set(state.scalings) | {n for n, m in modules.items() if isinstance(m, nn.MultiheadAttention)}
+    found: dict[str, None] = {}
+    for stack, d_head, how in watch.logits:
+        if how is not None and not skipped.intersection(stack):
+            where = stack[-1] if stack else ""
+            found[f"{where or 'the model'} ({type(modules[where]).__name__}, d_head {d_head}): {how}"] = None
+    read = {name for stack, _, _ in watch.logits for name in stack}
+    unread = [f"{n} ({type(modules[n]).__name__})" for n in sorted(watch.entered - read - skipped) if opaque_attention(modules[n])]
+    if not found and not unread:
         return None
-    return (f"attention scaleplan cannot set computes its logits with 1/sqrt(d_head): {'; '.join(list(found)[:3])}"
-            f"{' and more' if len(found) > 3 else ''}. muP needs 1/d_head (the logits grow with a growing head size): "
-            "pass scale=scaleplan.attention_scale(d_head, base_d_head) to F.scaled_dot_product_attention or multiply "
-            "q @ k^T by it; if d_head stays fixed as the width grows, 1/sqrt(d_head) is right: pass scale= explicitly "
-            "or filter scaleplan.ParametrizationWarning")
+    parts = [f"attention scaleplan cannot set computes its logits with 1/sqrt(d_head): {_some(list(found))}"] if found else []
+    if unread:
+        parts.append(f"scaleplan cannot set or read the attention-logit scale of {_some(unread)} (no softmax over q @ k^T or "
+                     "F.scaled_dot_product_attention it can see): if it is 1/sqrt(d_head)")
+    return ("; ".join(parts) + ". muP needs 1/d_head (the logits grow with a growing head size): pass "
+            "scale=scaleplan.attention_scale(d_head, base_d_head) to F.scaled_dot_product_attention or multiply q @ k^T by it; "
+            "if d_head stays fixed as the width grows, 1/sqrt(d_head) is right: pass scale= explicitly or filter "
+            "scaleplan.ParametrizationWarning")
+
+
+def _some(items: list[str]) -> str:
+    """The first three of `items`, and whether there are more."""
+    return "; ".join(items[:3]) + (" and more" if len(items) > 3 else "")
 
 
 def _readout_problem(model: nn.Module, state: ParametrizationState, watch: _Watch, output: Any) -> str | None:

@@ -214,3 +214,62 @@ def test_a_head_added_after_apply_does_not_break_the_watched_forward() -> None:
     model = apply_parametrization(Late(64), "mup", base=Late(32))
     model.late = nn.Linear(64, VOCAB)  # no role (param_groups refuses the model)
     assert audit_warnings(model) == [] and not has_audit(model)
+
+
+class SelfAttention(nn.Module):
+    """Named like attention, so scaleplan cannot set its scale: its first forward's arithmetic decides."""
+
+    def __init__(self, d: int, style: str) -> None:
+        super().__init__()
+        self.qkv, self.style = nn.Linear(d, 3 * d), style
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = (y.view(b, t, HEADS, d // HEADS).transpose(1, 2) for y in self.qkv(x).split(d, dim=-1))
+        if self.style == "baddbmm":  # BLOOM's: logits scaleplan cannot read
+            q, k, v = (y.reshape(b * HEADS, t, -1) for y in (q, k, v))
+            logits = torch.baddbmm(torch.zeros(b * HEADS, t, t), q, k.transpose(1, 2), alpha=q.shape[-1] ** -0.5)
+            return x + (logits.softmax(-1) @ v).view(b, HEADS, t, -1).transpose(1, 2).reshape(b, t, d)
+        scale = attention_scale(q.shape[-1], 8) if self.style == "sdpa-mup" else None
+        return x + F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2).reshape(b, t, d)
+
+
+class NamedLM(nn.Module):
+    def __init__(self, d: int, style: str) -> None:
+        super().__init__()
+        self.emb, self.attn, self.head = nn.Embedding(VOCAB, d), SelfAttention(d, style), nn.Linear(d, VOCAB)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.head(self.attn(self.emb(ids)))
+
+
+@pytest.mark.parametrize("style, expected", [
+    ("sdpa-mup", None),  # the fix the warning names silences it
+    ("sdpa", r"attention scaleplan cannot set computes its logits with 1/sqrt\(d_head\): attn \(SelfAttention, d_head 16\)"),
+    ("baddbmm", r"scaleplan cannot set or read the attention-logit scale of attn \(SelfAttention\) \(no softmax over q @ k\^T"),
+])
+def test_a_module_named_like_attention_is_judged_by_its_first_forward(style: str, expected: str | None) -> None:
+    with warnings.catch_warnings(record=True) as applied:
+        warnings.simplefilter("always")
+        model = apply_parametrization(NamedLM(64, style), "mup", base=NamedLM(32, style))
+    assert applied == []  # its name alone is no longer a warning
+    caught = audit_warnings(model)
+    if expected is None:
+        assert caught == []
+    else:
+        assert len(caught) == 1 and re.search(expected, str(caught[0].message))
+
+
+def test_multihead_attention_is_named_once_when_applied_not_again_at_the_forward() -> None:
+    class Encoder(nn.Module):
+        def __init__(self, d: int) -> None:
+            super().__init__()
+            self.emb, self.head = nn.Embedding(VOCAB, d), nn.Linear(d, VOCAB)
+            self.layer = nn.TransformerEncoderLayer(d, HEADS, 2 * d, dropout=0.0, batch_first=True)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(self.layer(self.emb(ids)))
+
+    with pytest.warns(ParametrizationWarning, match=r"attention-logit scale of layer.self_attn \(MultiheadAttention\)"):
+        model = apply_parametrization(Encoder(64), "mup", base=Encoder(32))
+    assert audit_warnings(model) == []
