@@ -31,7 +31,9 @@ from scaleplan.parametrization.attention import attention_sites
 from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
 from scaleplan.parametrization.forward_audit import install as install_forward_audit
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
-from scaleplan.parametrization.layout import Inferred, declared_role, infer_role, known_uses
+from scaleplan.parametrization.layout import (
+    Inferred, declared_role, infer_role, known_uses, refuse_low_rank_inputs, warn_fused_widths,
+)
 from scaleplan.parametrization.metadata import check_saved, folded, model_width, saved_metadata, store_metadata, unparametrized
 from scaleplan.parametrization.optimizer_check import TAG, tag_tensors, watch
 
@@ -384,6 +386,8 @@ def _tensor_records(
         return _records_from_widths(model, params, declared, base_width)
     delta_shapes = _shapes_like(params, delta, "delta") if delta is not None else None
     _refuse_non_width_differences(model, base)
+    if delta_shapes is not None:
+        warn_fused_widths({name: tuple(p.shape) for name, p in params.items()}, base_shapes, delta_shapes)
     records = {}
     for name, param in params.items():
         shape = tuple(param.shape)
@@ -394,6 +398,7 @@ def _tensor_records(
         )
         dims = tuple(i for i, mult in enumerate(mults) if mult is not None)
         records[name] = TensorRecord(role=inferred.role, m=inferred.m, width_dims=dims, m_out=inferred.m_out)
+    refuse_low_rank_inputs(model, records, declared)
     return records
 
 

@@ -2,7 +2,9 @@
 
 As mup's set_base_shapes(rescale_params=True): a fan-in (PyTorch default) init is rescaled by the ratio
 of the parametrization's init factor to SP's (the readout x sqrt(m)), and every layer's bias by
-sqrt(its fan-in multiplier). An init that is not fan-in scaled (HF's constant N(0, 0.02)) cannot be
+sqrt(its fan-in multiplier). A recurrent layer's tensors (PyTorch: U(+-1/sqrt(hidden_size)) for all, biases and
+fixed-size inputs' gate weights too) and nn.Bilinear's (U(+-1/sqrt(in1_features))) are rescaled from that init, which
+mup does not know. An init that is not fan-in scaled (HF's constant N(0, 0.02)) cannot be
 rescaled into muP: without init_std, those tensors are named in a warning.
 """
 
@@ -16,7 +18,7 @@ import torch
 from torch import nn
 
 from scaleplan.core.rules import SP, Parametrization
-from scaleplan.parametrization.layout import known_uses
+from scaleplan.parametrization.layout import RECURRENT, known_uses
 
 if TYPE_CHECKING:
     from scaleplan.parametrization.apply import TensorRecord
@@ -40,14 +42,14 @@ def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: d
         param = params[name]
         if record.role not in ("hidden", "output") or param.dim() < 2 or not _drawn(param):
             continue  # a zero init (muP's zero readout) is fine at every width
-        std, fan_in = _std(param), _fan_in(model, param)
+        std, fan_in = _std(param), _fan_in(model, param, record.width_dims)
         off_fan_in = abs(math.log(std * math.sqrt(3 * fan_in)))  # 0 for PyTorch's U(+-1/sqrt(fan-in))
         if off_fan_in > math.log(2.5) or (hf_std is not None and abs(math.log(std / hf_std)) < off_fan_in):
             kept.append(name)
             continue
         base_param = base_params.get(name)
         if base is not None and base_param is not None and base_param.dim() >= 2 and _drawn(base_param):
-            grown = fan_in / _fan_in(base, base_param)
+            grown = fan_in / _fan_in(base, base_param, record.width_dims)
             ratio = math.log(std / _std(base_param))
             if grown >= 2 and abs(ratio) < abs(ratio + 0.5 * math.log(grown)):
                 kept.append(name)
@@ -72,39 +74,65 @@ def _std(param: torch.Tensor) -> float:
     return float(param.detach()[param != 0].float().std())
 
 
-def _fan_in(model: nn.Module, param: nn.Parameter) -> int:
-    """A weight's fan-in from its layout (dimension 1 for a raw tensor, mup's convention) times its kernel."""
+def _fan_in(model: nn.Module, param: nn.Parameter, width_dims: tuple[int, ...]) -> int:
+    """The fan PyTorch's default init draws a weight by, U(+-1/sqrt(fan)): its fan-in, every dimension but its layout's
+    fan-out (a kernel too), except a recurrent layer's hidden_size and nn.Bilinear's in1_features (_own_init_stds); for a
+    raw tensor dimension 1 (mup's convention) times the later ones that are not widths (a stacked expert (E, d, 4d)'s
+    last width is its fan-out, not a kernel)."""
     found = known_uses(model, param)
-    return int(param.shape[found[0].fan_in if found else 1]) * math.prod(param.shape[2:])
+    if found and isinstance(found[0].module, RECURRENT):
+        return found[0].module.hidden_size
+    if found and isinstance(found[0].module, nn.Bilinear):
+        return found[0].module.in1_features
+    if found:
+        return math.prod(size for i, size in enumerate(param.shape) if i != found[0].fan_out)
+    return int(param.shape[1]) * math.prod(size for i, size in enumerate(param.shape) if i > 1 and i not in width_dims)
 
 
 def _int_or_float(value: Any) -> float | None:
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
+def _own_init_stds(model: nn.Module, params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord]) -> dict[str, float]:
+    """{name: the model's own init std relative to the base's} for the tensors of PyTorch modules whose init is not
+    fan-in scaled (mup rescales them as if it were): a recurrent layer's or cell's, all U(+-1/sqrt(hidden_size)), biases
+    and a fixed-size input's gate weights too (m_hidden^-1/2, read from the first weight_hh's fan-out, gates x hidden),
+    and nn.Bilinear's, U(+-1/sqrt(in1_features)), a fixed size (layout.py refuses a width there): 1."""
+    names = {id(p): name for name, p in params.items()}
+    stds = {}
+    for module in model.modules():
+        own = {local: names[id(p)] for local, p in module.named_parameters(recurse=False)}
+        if isinstance(module, RECURRENT):
+            hh = tensors[next(name for local, name in own.items() if local.startswith("weight_hh"))]
+            m_hidden = (hh.m_out or hh.m) if hh.role == "hidden" else hh.m if hh.role == "input" else 1.0
+            stds.update({name: m_hidden**-0.5 for name in own.values()})
+        elif isinstance(module, nn.Bilinear):
+            stds.update({name: 1.0 for name in own.values()})
+    return stds
+
+
 def rescale_init(
     model: nn.Module, params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord], rules: Parametrization, init_std: float | None
 ) -> None:
     """Re-draw (init_std) or rescale (the model's SP init) weights by role; biases x sqrt(fan-in mult) as mup."""
+    own_stds = {} if rules.keeps_model_scales else _own_init_stds(model, params, tensors)  # SP keeps them
     with torch.no_grad():
         for name, param in params.items():
             record = tensors[name]
             factor = rules.multipliers(record.role, record.m).init_std
-            if init_std is not None:
-                if record.role in _INIT_ROLES:  # entries the model set to zero (muP's zero readout/query) stay zero
-                    param.copy_(torch.randn_like(param).mul_(init_std * factor) * (param != 0))
-                    continue
-            else:
-                factor /= SP.multipliers(record.role, record.m).init_std
-                if factor != 1.0:
-                    param.mul_(factor)
+            if init_std is not None and record.role in _INIT_ROLES:  # entries set to zero (a zero readout/query) stay zero
+                param.copy_(torch.randn_like(param).mul_(init_std * factor) * (param != 0))
+            elif init_std is None or name in own_stds:  # their biases too, here: they were not drawn by fan-in
+                own = own_stds[name] if name in own_stds else SP.multipliers(record.role, record.m).init_std
+                if factor != own:
+                    param.mul_(factor / own)
         for module in model.modules():
             bias, weight = module._parameters.get("bias"), module._parameters.get("weight")
             if bias is None or weight is None or weight.dim() < 2:
                 continue
             fan_in = next((u.fan_in for u in known_uses(model, weight) if u.module is module and u.kind != "embedding"), None)
             weight_name = next((n for n, p in params.items() if p is weight), None)
-            if fan_in is None or weight_name is None:
+            if fan_in is None or weight_name is None or weight_name in own_stds:
                 continue
             record = tensors[weight_name]
             m_in = record.m if fan_in in record.width_dims else 1.0  # m is the fan-in's multiplier where it is a width

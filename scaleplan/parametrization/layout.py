@@ -2,10 +2,11 @@
 
 `nn.Linear` and convolutions store (out, in, ...), HF's `Conv1D` and transposed convolutions
 (in, out, ...), an embedding (index, out), transformers' MoE routers (`*Router`: a raw (experts, hidden)
-`weight` used as F.linear(x, weight)) (out, in); any other raw `nn.Parameter` used in a module's own
-forward has no layout scaleplan can see. Roles follow from which of those dimensions are widths (differ from the
-base, or from `delta` at the base width): both -> hidden, only the fan-out -> input, only the fan-in ->
-output (a readout). A raw tensor is inferred only where that is safe: a vector-like (..., d) tensor
+`weight` used as F.linear(x, weight)) and recurrent layers' (`nn.LSTM`, `nn.GRU`, `nn.RNN`, cells) gate
+weights (out, in), `nn.Bilinear` (out, in1, in2), read with its fan-in in the second input. Any other raw
+`nn.Parameter` used in a module's own forward has no layout scaleplan can see. Roles follow from which of
+those dimensions are widths (differ from the base, or from `delta` at the base width): both -> hidden, only
+the fan-out -> input, only the fan-in -> output (a readout). A raw tensor is inferred only where that is safe: a vector-like (..., d) tensor
 (its width is the last dimension: a position embedding, a cls token) is added to activations, so it
 is an input; anything else must be declared with `roles=`.
 """
@@ -13,16 +14,22 @@ is an input; anything else must be declared with `roles=`.
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from dataclasses import dataclass
-from typing import Any, Iterator
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 import torch
 from torch import nn
 
 from scaleplan.errors import ParametrizationError
 
+if TYPE_CHECKING:
+    from scaleplan.parametrization.apply import TensorRecord
+
 _EMBEDDINGS = (nn.Embedding, nn.EmbeddingBag)
+RECURRENT = (nn.RNNBase, nn.RNNCellBase)  # LSTM, GRU, RNN and their cells: gate weights (gates x hidden, in)
 _MHA_PROJECTIONS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")  # used as F.linear
 
 
@@ -110,6 +117,10 @@ def _layout(module: nn.Module, local: str) -> tuple[int, int, str] | None:
         return 1, 0, "functional"
     if is_router(module) and local == "weight":
         return 1, 0, "linear" if computes_from_input(module) else "functional"
+    if isinstance(module, RECURRENT) and local.startswith("weight_"):  # weight_ih_l0, weight_hh(_l0), weight_hr_l0: F.linear
+        return 1, 0, "functional"
+    if isinstance(module, nn.Bilinear) and local == "weight":  # linear in input1 too: scaling it scales the weight's effect
+        return 2, 0, "linear"
     return None
 
 
@@ -174,6 +185,12 @@ def _check_dims(name: str, shape: tuple[int, ...], inf: list[int], use: Use) -> 
             "is not a width; build the base with the same vocabulary (and positions) as the model"
         )
     other = [i for i in inf if i not in (use.fan_in, use.fan_out)]
+    if other and isinstance(use.module, nn.Bilinear):
+        raise ParametrizationError(
+            f"{name}: {use.module_name or 'the model'} (Bilinear)'s first input is a width (size {shape[1]}); its fan-in is "
+            "in1 x in2, and scaleplan reads the width from the second input: pass the width input second, nn.Bilinear(k, d, "
+            "out); a form of two width inputs (fan-in d1 x d2, muP's output multiplier 1/m^2) has no role here"
+        )
     if other:
         raise ParametrizationError(
             f"{name}: dimension {other[0]} (size {shape[other[0]]}) differs from the base but is neither the fan-in "
@@ -191,8 +208,9 @@ def _infer_raw(name: str, shape: tuple[int, ...], mults: list[float | None], inf
     raise ParametrizationError(
         f"cannot infer the role of raw parameter {name!r} (shape {list(shape)}, width dims {inf}): its layout is "
         f"unknown; declare it, roles={{{name!r}: 'output'}} if only its fan-in is a width (a readout used as x @ w), "
-        f"'input' if only its fan-out is (e.g. an MoE expert's down projection at a fixed FFN width), 'hidden' if both "
-        "are; or make it an nn.Linear"
+        f"'input' if only its fan-out is (e.g. an MoE expert's down projection at a fixed FFN width, a LoRA B (d, r), whose "
+        "A (r, d) is then an 'output'), 'vector' if it is a per-channel table, not a weight (an SSM's A_log (d, d_state): "
+        "init_std re-draws an 'input', a 'vector' keeps its init), 'hidden' if both are; or make it an nn.Linear"
     )
 
 
@@ -218,3 +236,53 @@ def declared_role(name: str, role: str, shape: tuple[int, ...], mults: list[floa
             f"(shape {list(shape)}); its fan-in is unknown: make it an nn.Linear (or transformers Conv1D)"
         )
     return Inferred(role, main or 1.0)
+
+
+def refuse_low_rank_inputs(model: nn.Module, records: Mapping[str, TensorRecord], declared: Mapping[str, str]) -> None:
+    """Refuse a raw (r, d) tensor inferred an input (the position-embedding rule) beside a raw (d, r) input in its module:
+    the A of a low-rank adapter (loralib's lora_A, lora_B), which maps the width to r as a readout does; as an input it
+    would get no 1/m and, under Adam, update m times too fast (LoRA+, Hayou et al. 2024: lr_B / lr_A ~ width)."""
+    names = {id(p): name for name, p in model.named_parameters()}
+
+    def inferred(p: nn.Parameter) -> tuple[str, tuple[int, ...]]:
+        return records[names[id(p)]].role, records[names[id(p)]].width_dims
+
+    for module in model.modules():
+        raw = [p for local, p in module._parameters.items() if p is not None and p.dim() == 2 and _layout(module, local) is None]
+        for a in raw:
+            name = names[id(a)]
+            if name in declared or inferred(a) != ("input", (1,)):
+                continue
+            partner = next((names[id(b)] for b in raw if b.shape == a.shape[::-1] and inferred(b) == ("input", (0,))), None)
+            if partner is not None:
+                raise ParametrizationError(
+                    f"raw {name!r} {list(a.shape)} beside {partner!r} {list(a.shape[::-1])} is a low-rank adapter's A, which maps "
+                    f"the width to a fixed rank as a readout does (LoRA+: lr_B / lr_A ~ width), not an input: declare "
+                    f"roles={{{name!r}: 'output', {partner!r}: 'input'}} and multiply A's input by readout_multiplier(model, "
+                    f"{name!r}), or make them nn.Linear layers"
+                )
+
+
+def warn_fused_widths(shapes: Mapping[str, tuple[int, ...]], base: Mapping[str, tuple[int, ...]],
+                      delta: Mapping[str, tuple[int, ...]]) -> None:
+    """Warn about a width dimension that grows by a fixed part plus a width-sized one (Mamba's x_proj rows, dt_rank =
+    d/16 beside 2 d_state; a Linear over [x, fixed features]): one role cannot fit both parts. Sizes a + c w of one
+    width family share (size - base)/(delta - base) with the family's proportional ones (a = 0) but grow less from the
+    base to the delta; families that scale apart have other ratios, and a model at the base's shapes is not checked."""
+    dims = [(name, i, b, d, s) for name, shape in shapes.items() for i, (b, d, s) in enumerate(zip(base[name], delta[name], shape))
+            if b != d and s != b]
+    largest: dict[Fraction, Fraction] = {}
+    for _, _, b, d, s in dims:
+        family = Fraction(s - b, d - b)
+        largest[family] = max(largest.get(family, Fraction(0)), Fraction(d, b))
+    fused = [(name, i, b, d, s) for name, i, b, d, s in dims if Fraction(d, b) < largest[Fraction(s - b, d - b)]]
+    if fused:
+        name, i, b, d, s = fused[0]
+        warnings.warn(
+            f"{name}: dimension {i} grows {b} -> {d} -> {s} (base, delta, model), less than in proportion to the widths "
+            f"that grow alike: a fixed-size part fused with a width-sized one (Mamba's x_proj with dt_rank = d/16 beside "
+            "2 d_state, a Linear over [x, fixed features]), for which one role is wrong for one part: split it into two "
+            "layers, or keep the width-sized part's size fixed",
+            UserWarning,
+            stacklevel=4,
+        )
