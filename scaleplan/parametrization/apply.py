@@ -32,7 +32,7 @@ from scaleplan.parametrization.embedding_scale import embedding_scale_factors, s
 from scaleplan.parametrization.forward_audit import install as install_forward_audit
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
 from scaleplan.parametrization.layout import (
-    Inferred, declared_role, infer_role, known_uses, refuse_low_rank_inputs, warn_fused_widths,
+    Inferred, declared_role, infer_role, known_uses, refuse_low_rank_inputs, refuse_recurrent_readouts, warn_fused_widths,
 )
 from scaleplan.parametrization.metadata import check_saved, folded, model_width, saved_metadata, store_metadata, unparametrized
 from scaleplan.parametrization.optimizer_check import TAG, tag_tensors, watch
@@ -399,6 +399,7 @@ def _tensor_records(
         dims = tuple(i for i, mult in enumerate(mults) if mult is not None)
         records[name] = TensorRecord(role=inferred.role, m=inferred.m, width_dims=dims, m_out=inferred.m_out)
     refuse_low_rank_inputs(model, records, declared)
+    refuse_recurrent_readouts(model, records)
     return records
 
 

@@ -263,6 +263,19 @@ def refuse_low_rank_inputs(model: nn.Module, records: Mapping[str, TensorRecord]
                 )
 
 
+def refuse_recurrent_readouts(model: nn.Module, records: Mapping[str, TensorRecord]) -> None:
+    """Refuse an LSTM's projection read as a readout (weight_hr with a fixed proj_size): it maps the width to a fixed
+    size inside torch's kernel, where no 1/m can be applied (a weight_ih readout's input is the user's to scale)."""
+    for name, param in model.named_parameters():
+        uses = known_uses(model, param)
+        if records[name].role == "output" and name.rpartition(".")[2].startswith("weight_hr") and uses and isinstance(uses[0].module, RECURRENT):
+            raise ParametrizationError(
+                f"{name}: {uses[0].module_name} ({type(uses[0].module).__name__}) projects its width hidden state to a fixed "
+                f"size {param.shape[0]} inside torch's kernel, where muP's readout multiplier 1/m cannot be applied: scale "
+                "proj_size with the width, or drop proj_size and read the hidden state out with an nn.Linear"
+            )
+
+
 def warn_fused_widths(shapes: Mapping[str, tuple[int, ...]], base: Mapping[str, tuple[int, ...]],
                       delta: Mapping[str, tuple[int, ...]]) -> None:
     """Warn about a width dimension that grows by a fixed part plus a width-sized one (Mamba's x_proj rows, dt_rank =

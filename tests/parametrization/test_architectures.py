@@ -480,3 +480,19 @@ def test_a_fixed_part_fused_with_a_width_sized_one_is_warned_about() -> None:
         apply_parametrization(build[WIDTH], "mup", base=build[BASE], delta=build[DELTA], roles={"A_log": "vector"})
     for arch in ARCHS:
         ours(arch)  # quiet() makes the warning an error
+
+
+def test_an_lstm_projecting_to_a_fixed_size_is_refused() -> None:
+    """weight_hr_l0 (proj, d) with a fixed proj_size is a readout inside torch's kernel, where no 1/m can be applied."""
+    class Projected(nn.Module):
+        def __init__(self, d: int, proj: int) -> None:
+            super().__init__()
+            self.emb, self.rnn, self.head = nn.Embedding(20, d), nn.LSTM(d, d, batch_first=True, proj_size=proj), nn.Linear(proj, 20)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.rnn(self.emb(x))[0])
+
+    with pytest.raises(ParametrizationError, match=r"^rnn.weight_hr_l0: rnn \(LSTM\) projects its width hidden state to a fixed size 8 inside"):
+        apply_parametrization(Projected(WIDTH, 8), "mup", base=Projected(BASE, 8), delta=Projected(DELTA, 8))
+    scaled = apply_parametrization(Projected(WIDTH, WIDTH // 4), "mup", base=Projected(BASE, BASE // 4), delta=Projected(DELTA, DELTA // 4))
+    assert scaled.scaleplan_state.tensors["rnn.weight_hr_l0"].role == "hidden"  # a proj_size that scales is a hidden weight
