@@ -222,7 +222,7 @@ def _load(source: Path | None, storage: str | None, study: str | None) -> tuple[
     A .csv is read directly, a spec through its study, a storage through the study named (or the only one);
     the parametrization reference comes with a sweep's trials, and with the columns of a CSV a sweep exported."""
     from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
-    from scaleplan.fit.pipeline import SweepData, spec_data, study_sampler, unfinished
+    from scaleplan.fit.pipeline import SweepData, code_changes, spec_data, study_sampler, unfinished
     from scaleplan.sweep.export import frame_reference, open_study_readonly, trials_frame
 
     if source is not None and source.suffix.lower() == ".csv":
@@ -237,4 +237,4 @@ def _load(source: Path | None, storage: str | None, study: str | None) -> tuple[
     frame = trials_frame(opened)
     origin = f"study '{opened.study_name}'"
     return SweepData(frame, origin, frame_sha256(frame), frame_reference(frame, origin), unfinished(opened),
-                     sampler=study_sampler(opened)), opened.study_name
+                     sampler=study_sampler(opened), code_changed=code_changes(opened)), opened.study_name

@@ -123,6 +123,7 @@ class SweepData:
     decay_convention: str | None = None  # the spec's [train] decay_convention, where it names one
     sampler: str | None = None  # the sampler that chose the trials (a spec's or a storage's), None for a CSV
     overlap_noise: float | None = None  # a lse DenseAM over N: beta0 / sqrt(N) at the narrowest proxy (flags.py)
+    code_changed: str | None = None  # the user objective's code changed while the sweep ran (code_changes)
 
 
 @dataclass(frozen=True)
@@ -149,7 +150,8 @@ def spec_data(spec: SweepSpec, storage: str | None = None) -> SweepData:
     study = open_study_readonly(spec, storage=storage)
     frame = trials_frame(study)
     return SweepData(frame, str(spec.path or spec.name), frame_sha256(frame), spec.reference, unfinished(study),
-                     spec.train.get("decay_convention"), study_sampler(study) or spec.sampler, overlap_noise(spec))
+                     spec.train.get("decay_convention"), study_sampler(study) or spec.sampler, overlap_noise(spec),
+                     code_changes(study))
 
 
 def overlap_noise(spec: SweepSpec) -> float | None:
@@ -166,6 +168,18 @@ def study_sampler(study: optuna.Study) -> str | None:
     from scaleplan.sweep.study import SAMPLER_ATTR
 
     return study.user_attrs.get(SAMPLER_ATTR)
+
+
+def code_changes(study: optuna.Study) -> str | None:
+    """`the objective's code changed while the sweep ran: ...` where the study records more than one version of the
+    user objective's code file with finished trials (scaleplan.sweep.study.note_objective_source), else None."""
+    from scaleplan.sweep.study import SOURCES_ATTR
+
+    versions = study.user_attrs.get(SOURCES_ATTR, [])
+    if len(versions) < 2:
+        return None
+    return (f"the objective's code changed while the sweep ran ({len(versions)} versions of {versions[-1]['file']}, sha256 "
+            f"{', '.join(v['sha256'][:12] for v in versions)}): trials from before and after a change are fitted together")
 
 
 def unfinished(study: optuna.Study) -> str | None:
@@ -221,7 +235,8 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     elif mode == "isoflop":
         iso = _isoflop(trials, options)
     loss = _maybe_loss_law(trials, hyper, True if mode == "loss-only" else options.loss_law, options, loss_constraints)
-    extra = ((f"fitted on an unfinished sweep: {data.unfinished}",) if data.unfinished else ()) + lost_cells(trials) + (
+    extra = ((f"fitted on an unfinished sweep: {data.unfinished}",) if data.unfinished else ()) + (
+        (data.code_changed,) if data.code_changed else ()) + lost_cells(trials) + (
         tuple(hyper.flags()) if hyper is not None else ()) + pre_asymptotic(data.overlap_noise, options.lr_form) + (
         without_a_limit(data.parametrization.name if data.parametrization else None, options.lr_form) if mode == "lr" else ()) + (
         surge_optimizer(data.parametrization.optimizer if data.parametrization else None, options.lr_form))

@@ -113,8 +113,8 @@ def note_objective_source(session: SweepSession, source: dict[str, str] | None) 
     seen = session.study.user_attrs.get(SOURCES_ATTR, [])
     if seen and seen[-1] == source:
         return
-    session.study.set_user_attr(SOURCES_ATTR, [*seen, source])
-    finished = [t for t in session.study.get_trials(deepcopy=False) if t.state.is_finished()]
+    finished = [t for t in session.study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    session.study.set_user_attr(SOURCES_ATTR, [*seen, source] if finished else [source])  # versions that ran trials
     if seen and finished:
         warnings.warn(
             f"the objective's code changed since this sweep last ran ({source['file']}: sha256 {seen[-1]['sha256'][:12]} "

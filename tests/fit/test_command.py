@@ -285,3 +285,37 @@ def test_a_number_outside_its_range_is_a_usage_error(tmp_path: Path, capsys: pyt
                                                      message: str) -> None:
     code, err = run_main(["fit", str(width_sweep(tmp_path / "w.csv")), "-o", str(tmp_path / "w.json"), option, value], capsys)
     assert code == 2 and message in err and err.count("\n") == 1
+
+
+def test_a_sweep_whose_objective_code_changed_is_flagged_in_its_law(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sweep warns on resume; the fit keeps it: trials from two versions of the code are fitted together."""
+    from scaleplan.sweep.runner import run_sweep
+    from scaleplan.sweep.spec import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = tmp_path / "changing_objective.py"
+    code.write_text("import math\ndef f(p):\n    return (math.log10(p['lr']) + 2.5) ** 2 + 1 / p['width']\n")
+    spec = tmp_path / "changing.toml"
+    spec.write_text("""
+[sweep]
+name = "changing"
+sampler = "grid"
+[ladder]
+widths = [8, 16, 32]
+steps = [10]
+[search]
+lr = [1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2]
+batch_size = [4]
+[objective]
+callable = "changing_objective:f"
+""")
+    run_sweep(load_spec(spec), max_trials=6)
+    law_path = tmp_path / "changing.json"
+    code.write_text(code.read_text() + "# edited\n")
+    with pytest.warns(UserWarning, match="the objective's code changed since this sweep last ran"):
+        run_sweep(load_spec(spec))
+    result = CliRunner().invoke(cli, ["fit", str(spec), "-o", str(law_path), "--bootstrap", "0"])
+    assert result.exit_code == 0, result.output
+    flag = next(f for f in LawFile.load(law_path).flags if "code changed" in f)
+    assert flag.startswith("the objective's code changed while the sweep ran (2 versions of changing_objective.py, sha256 ")

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import warnings
 from pathlib import Path
 
+import pytest
+
 from scaleplan.core.reference import ParametrizationRef
+from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.objective import CommandObjective
 from scaleplan.sweep.runner import run_sweep
 from scaleplan.sweep.spec import load_spec
@@ -127,3 +131,21 @@ def test_a_command_objective_records_its_python_script(tmp_path: Path, monkeypat
     assert CommandObjective("python train.py --lr {lr}", ["lr"], None).source == {
         "file": "train.py", "sha256": hashlib.sha256(b"print(1.0)\n").hexdigest()}
     assert CommandObjective("./train.sh {lr}", ["lr"], None).source is None
+
+
+def test_code_fixed_before_any_trial_completed_is_not_a_change(tmp_path: Path, monkeypatch) -> None:
+    """An objective that failed at once and was then fixed ran no trial the fit would use: no warning, one version."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    code = tmp_path / "fixed_objective.py"
+    code.write_text("def train(params):\n    raise ValueError('a bug')\n")
+    spec = tmp_path / "fixed.toml"
+    spec.write_text(SPEC.replace('name = "creds"', 'name = "fixed"').replace('storage = "postgresql://sweeper:s3cret@db-host/scaleplan"\n', "")
+                    .replace("sweep_objectives:quadratic", "fixed_objective:train"))
+    with pytest.raises(ScaleplanError, match="a bug"):
+        run_sweep(load_spec(spec), max_trials=1)
+    code.write_text("def train(params):\n    return params['lr']\n")
+    monkeypatch.delitem(sys.modules, "fixed_objective")  # a new command imports it afresh
+    assert run_quietly(spec, 1) == []
+    sources = open_sweep(load_spec(spec)).study.user_attrs[SOURCES_ATTR]
+    assert [s["sha256"] for s in sources] == [hashlib.sha256(code.read_bytes()).hexdigest()]
