@@ -7,13 +7,15 @@ keeps 1/sqrt(d_head) where muP needs 1/d_head; and an output computed from a ten
 muP's 1/m. A one-shot hook on the parametrized module watches its first forward with a TorchFunctionMode: each
 tensor carries the parameter it last went through (a matrix op over a width), whether it is computed from
 parameters alone, and the scalar factors applied to it; softmax over q @ k^T then shows its logit scale, and the
-output shows its last weight. Findings are warned once, with the fix. Forwards under torch.compile or torch.func
-transforms (scaleplan's own populations) are not watched.
+output shows its last weight. Findings are warned once, with the fix. A softmax's scale is not judged at the base
+width, where muP's equals SP's. Forwards under torch.compile or torch.func transforms (scaleplan's own populations),
+and other threads' forwards meanwhile, are not watched.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 import weakref
 from dataclasses import dataclass, replace
@@ -36,6 +38,9 @@ _T = torch.Tensor
 _MATRIX_OPS = {F.linear, F.bilinear, F.embedding, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
                F.conv_transpose3d, torch.matmul, _T.matmul, _T.__matmul__, torch.mm, _T.mm, torch.bmm, _T.bmm}
 _REVERSED_MATRIX_OPS = {_T.__rmatmul__}  # other @ self
+_ADDED_MATRIX_OPS = {torch.addmm, _T.addmm, torch.baddbmm, _T.baddbmm}  # beta * input + alpha * (mat1 @ mat2): BLOOM's logits
+# ops that take (input, weight): an input computed from parameters (a learned query, a position table) makes an activation
+_INPUT_WEIGHT_OPS = {F.linear, F.embedding, F.conv1d, F.conv2d, F.conv3d}
 _SCALE_OPS = {torch.mul, _T.mul, _T.mul_, _T.__mul__, _T.__rmul__, _T.__imul__}
 _DIVIDE_OPS = {torch.div, _T.div, _T.div_, _T.__truediv__, _T.__itruediv__}
 # ops that keep a tensor's values (views, casts) or only mask them: a logit's scale survives them
@@ -43,10 +48,13 @@ _KEEP_OPS = {_T.view, _T.reshape, torch.reshape, _T.transpose, torch.transpose, 
              _T.to, _T.float, _T.half, _T.bfloat16, _T.type_as, _T.masked_fill, _T.masked_fill_, torch.masked_fill,
              _T.__add__, _T.__radd__, _T.__iadd__, _T.add, _T.add_, torch.add, _T.__getitem__, torch.where, _T.clone,
              _T.squeeze, _T.unsqueeze, torch.squeeze, torch.unsqueeze, _T.t, _T.T.__get__, _T.mT.__get__,  # type: ignore[attr-defined]
-             _T.expand, _T.repeat_interleave, torch.repeat_interleave, _T.flatten, torch.flatten, _T.unflatten}
+             _T.expand, _T.repeat_interleave, torch.repeat_interleave, _T.flatten, torch.flatten, _T.unflatten, _T.type,
+             _T.double, _T.__sub__, _T.__isub__, _T.sub, _T.sub_, torch.sub}  # minus a row max or an ALiBi bias
 _SOFTMAX_OPS = {F.softmax, torch.softmax, _T.softmax}
 _SDPA = F.scaled_dot_product_attention
 _SDPA_SCALE_POSITION = 6  # (query, key, value, attn_mask, dropout_p, is_causal, scale, ...)
+_MHA = F.multi_head_attention_forward  # always 1/sqrt(d_head): CLIP's AttentionPool2d calls it with its own weights
+_MHA_HEADS_POSITION, _MHA_OUT_POSITION = 4, 11  # (query, key, value, embed_dim, num_heads, ..., out_proj_weight, ...)
 
 
 @dataclass(frozen=True)
@@ -56,29 +64,41 @@ class _Info:
     origin: str | None = None  # the last parameter over a width a matrix op took it through
     scaled: bool = False  # that op ran inside a module whose input gets the readout multiplier
     weight: str | None = None  # computed from parameters alone (a view, cast or norm of this parameter)
-    factor: float = 1.0  # the product of the scalars it was multiplied by since its last matrix op
+    factor: float | None = 1.0  # the product of the scalars it was multiplied by since its last matrix op (None: unknown)
     logits_dim: int | None = None  # q @ k^T of two activations: the size of the dot product
 
 
+@dataclass(frozen=True)
+class _Logits:
+    """One attention's logits as the watched forward computed them."""
+
+    stack: tuple[str, ...]  # the modules whose forward was running
+    d_head: int
+    how: str | None  # how they sit at SP's scale; None where they do not
+    measured: bool = True  # their scale was read off the arithmetic (a softmax's), not off a call that takes none
+    known: bool = True  # that scale could be read (not through a per-head or learned vector)
+
+
 class _Watch(TorchFunctionMode):
-    """Tags every tensor the watched forward computes (see _Info) and records softmax logits at 1/sqrt(d)."""
+    """Tags every tensor the watched forward computes (see _Info) and records attention logits (see _Logits)."""
 
     def __init__(self, params: dict[int, str], widths: set[str], hooked: set[str]) -> None:
         super().__init__()
         self.params, self.widths, self.hooked = params, widths, hooked
+        self.thread = threading.get_ident()  # other threads' modules (a server's, DataParallel's) are not this forward's
         self.infos: dict[int, tuple[weakref.ref, _Info]] = {}
         self.stack: list[str] = []  # the names of the modules whose forward is running
         self.entered: set[str] = set()  # every module whose forward ran
-        self.logits: list[tuple[tuple[str, ...], int, str | None]] = []  # (module stack, d_head, how if at 1/sqrt(d_head))
+        self.logits: list[_Logits] = []
 
     def enter(self, name: str | None) -> None:
-        if name is not None:
+        if name is not None and threading.get_ident() == self.thread:
             self.stack.append(name)
             self.entered.add(name)
 
     def leave(self, name: str | None) -> None:
-        if name is not None and self.stack and self.stack[-1] == name:  # the watched module itself was never entered
-            self.stack.pop()
+        if name is not None and self.stack and self.stack[-1] == name and threading.get_ident() == self.thread:
+            self.stack.pop()  # (the watched module itself was never entered)
 
     def info(self, obj: Any) -> _Info | None:
         if not isinstance(obj, torch.Tensor):
@@ -105,48 +125,110 @@ class _Watch(TorchFunctionMode):
         for tensor in _tensors(inputs):
             self.infos[id(tensor)] = (weakref.ref(tensor), _Info())
 
+    def _scaled(self) -> bool:
+        """Whether the running module's input gets the readout multiplier."""
+        return bool(self.stack) and self.stack[-1] in self.hooked
+
     def _derive(self, func: Any, args: tuple, kwargs: dict) -> _Info | None:
         tensors = list(_tensors((args, kwargs)))
         infos = [self.info(t) for t in tensors]
         known = [i for i in infos if i is not None]
         if not known:
             return None  # constants alone
-        if all(i.weight is not None for i in known):  # computed from parameters (and constants) alone
-            return _Info(weight=next((i.weight for i in known if i.weight in self.widths), known[0].weight))
-        carried = next(i for i in known if i.weight is None)  # the first activation
-        carrier = next((i for i in known if i.weight is None and i.origin is not None), carried)
+        if func is _SDPA or func is _MHA:
+            return self._attention_call(func, args, kwargs, tensors, known)
+        activations = [(t, i) for t, i in zip(tensors, infos) if i is not None and i.weight is None]
+        if not activations:
+            return self._from_parameters(func, known)
+        # the logits, where one operand carries them (torch.where(mask, logits, -inf), bias + logits), else the first
+        held, carried = next(((t, i) for t, i in activations if i.logits_dim is not None), activations[0])
+        carrier = next((i for _, i in activations if i.origin is not None), carried)
         origin = _Info(origin=carrier.origin, scaled=carrier.scaled)
-        if func in _MATRIX_OPS or func in _REVERSED_MATRIX_OPS or func is torch.einsum:
-            return self._matrix(func, args, tensors, infos, origin)
-        if func is _SDPA:
-            scale = kwargs.get("scale", args[_SDPA_SCALE_POSITION] if len(args) > _SDPA_SCALE_POSITION else None)
-            how = "F.scaled_dot_product_attention without scale" if scale is None else None
-            self.logits.append((tuple(self.stack), int(tensors[0].shape[-1]), how))
-            return origin
+        if func in _MATRIX_OPS or func in _REVERSED_MATRIX_OPS or func in _ADDED_MATRIX_OPS or func is torch.einsum:
+            return self._matrix(func, args, kwargs, tensors, infos, origin)
         if func in _SOFTMAX_OPS and carried.logits_dim is not None:
-            standard = math.isclose(carried.factor * math.sqrt(carried.logits_dim), 1.0, rel_tol=1e-3)
-            self.logits.append((tuple(self.stack), carried.logits_dim, "softmax(q @ k^T / sqrt(d_head))" if standard else None))
+            self.logits.append(_Logits(tuple(self.stack), carried.logits_dim, _sp_scale(carried.factor, carried.logits_dim),
+                                       known=carried.factor is not None))
             return origin
         if func in _SCALE_OPS or func in _DIVIDE_OPS:
-            scalar = _scalar(args, kwargs, self)
-            if scalar is None:
-                return origin
-            return replace(origin, factor=carried.factor * (scalar if func in _SCALE_OPS else 1.0 / scalar), logits_dim=carried.logits_dim)
+            return replace(origin, factor=self._rescaled(func, args, kwargs, held, carried.factor), logits_dim=carried.logits_dim)
         if func in _KEEP_OPS:
             return replace(origin, factor=carried.factor, logits_dim=carried.logits_dim)
         return origin
 
-    def _matrix(self, func: Any, args: tuple, tensors: list[torch.Tensor], infos: list[_Info | None], origin: _Info) -> _Info:
+    def _from_parameters(self, func: Any, known: list[_Info]) -> _Info:
+        """A tensor computed from parameters and constants alone: a weight, or where a layer took one (or a constant) as
+        its input (a learned query through its projection, a position table, an input the audit could not mark), an
+        activation."""
+        widths = [i.weight for i in known if i.weight in self.widths]
+        if func in _INPUT_WEIGHT_OPS and widths:
+            return _Info(origin=widths[-1], scaled=self._scaled())  # the layer's weight, after its input
+        return _Info(weight=widths[0] if widths else known[0].weight)
+
+    def _attention_call(self, func: Any, args: tuple, kwargs: dict, tensors: list[torch.Tensor], known: list[_Info]) -> _Info:
+        """Record a call computing attention whole: SDPA at its `scale` (1/sqrt(d_head) without one),
+        F.multi_head_attention_forward always at 1/sqrt(d_head) (its output then comes from out_proj_weight)."""
+        carrier = next((i for i in known if i.weight is None and i.origin is not None), _Info())
+        if func is _SDPA:
+            how = "F.scaled_dot_product_attention without scale" if _argument(args, kwargs, _SDPA_SCALE_POSITION, "scale") is None else None
+            self.logits.append(_Logits(tuple(self.stack), int(tensors[0].shape[-1]), how, measured=False))
+            return _Info(origin=carrier.origin, scaled=carrier.scaled)
+        heads = int(_argument(args, kwargs, _MHA_HEADS_POSITION, "num_heads"))
+        self.logits.append(_Logits(tuple(self.stack), int(tensors[0].shape[-1]) // heads,
+                                   "F.multi_head_attention_forward (always 1/sqrt(d_head))", measured=False))
+        out = self.info(_argument(args, kwargs, _MHA_OUT_POSITION, "out_proj_weight"))
+        name = out.weight if out is not None and out.weight in self.widths else carrier.origin
+        return _Info(origin=name, scaled=self._scaled())
+
+    def _matrix(self, func: Any, args: tuple, kwargs: dict, tensors: list[torch.Tensor], infos: list[_Info | None],
+                origin: _Info) -> _Info:
         weights = [i.weight for i in infos if i is not None and i.weight is not None]
         width_weight = next((w for w in weights if w in self.widths), None)
         if width_weight is not None:
-            return _Info(origin=width_weight, scaled=bool(self.stack) and self.stack[-1] in self.hooked)
-        a, b = (infos + [None, None])[:2]
+            return _Info(origin=width_weight, scaled=self._scaled())
+        first = 1 if func in _ADDED_MATRIX_OPS else 0  # addmm(input, mat1, mat2)
+        a, b = (infos[first:] + [None, None])[:2]
         if weights or a is None or b is None:  # a weight without a width (a fixed mixing matrix), a constant: the origin passes
             return origin
-        left = tensors[1] if func in _REVERSED_MATRIX_OPS else tensors[0]  # __rmatmul__(self, other) is other @ self
+        left = tensors[first + 1] if func in _REVERSED_MATRIX_OPS else tensors[first]  # __rmatmul__(self, other) is other @ self
         dim = _einsum_contraction(args[0], tensors) if func is torch.einsum else int(left.shape[-1])
-        return replace(origin, factor=a.factor * b.factor, logits_dim=dim)
+        alpha = float(kwargs.get("alpha", 1.0))
+        factor = None if a.factor is None or b.factor is None else a.factor * b.factor * alpha
+        return replace(origin, factor=factor, logits_dim=dim)
+
+    def _rescaled(self, func: Any, args: tuple, kwargs: dict, held: torch.Tensor, factor: float | None) -> float | None:
+        """`held`'s factor once multiplied or divided: by a number (a Python scalar, a one-element constant, a learned
+        temperature at its value now), kept by a constant table (rotary's cos and sin, a mask), unknown otherwise."""
+        first, second = (*args, kwargs.get("other"), None)[:2]
+        other = second if first is held else first
+        if factor is None or (other is first and func in _DIVIDE_OPS):  # c / logits
+            return None
+        info = self.info(other)
+        if isinstance(other, (int, float)):
+            number = float(other)
+        elif not isinstance(other, torch.Tensor) or (info is not None and info.weight is None):  # an activation
+            return None
+        elif other.numel() == 1:  # a constant, or computed from parameters alone (a learned temperature)
+            number = float(other.item())
+        else:  # a constant table keeps it; a learned one (a per-head gain) makes it unknown
+            return factor if info is None else None
+        return factor * number if func in _SCALE_OPS else factor / number
+
+
+def _sp_scale(factor: float | None, d_head: int) -> str | None:
+    """How softmax logits with this factor on q.k sit at SP's scale: 1/sqrt(d_head); or unscaled (T5's 1, its
+    1/sqrt(d_head) folded into the query's init): q.k grows with d_head all the same once training aligns q and k
+    (Tensor Programs V), so muP's 1/d_head applies to both."""
+    if factor is None:
+        return None
+    if math.isclose(factor * math.sqrt(d_head), 1.0, rel_tol=1e-3):
+        return "softmax(q @ k^T / sqrt(d_head))"
+    return "softmax(q @ k^T) unscaled (T5's 1)" if math.isclose(factor, 1.0, rel_tol=1e-3) else None
+
+
+def _argument(args: tuple, kwargs: dict, position: int, name: str) -> Any:
+    """A call's argument, passed by position or by name."""
+    return kwargs.get(name, args[position] if len(args) > position else None)
 
 
 def _tensors(obj: Any) -> Iterator[torch.Tensor]:
@@ -161,17 +243,6 @@ def _tensors(obj: Any) -> Iterator[torch.Tensor]:
             yield from _tensors(item)
 
 
-def _scalar(args: tuple, kwargs: dict, watch: _Watch) -> float | None:
-    """The number a tensor is multiplied or divided by: a Python number or a one-element constant tensor (not a
-    parameter: a learned temperature is the user's own scale)."""
-    other = args[1] if len(args) > 1 else kwargs.get("other")
-    if isinstance(other, (int, float)) and not isinstance(other, bool):
-        return float(other)
-    if isinstance(other, torch.Tensor) and other.numel() == 1 and watch.info(other) is None and not other.requires_grad:
-        return float(other.item())
-    return None
-
-
 def _einsum_contraction(equation: Any, tensors: list[torch.Tensor]) -> int:
     """The product of the sizes summed over in a two-operand einsum ('bhid,bhjd->bhij': d)."""
     inputs, _, output = str(equation).replace(" ", "").partition("->")
@@ -180,46 +251,76 @@ def _einsum_contraction(equation: Any, tensors: list[torch.Tensor]) -> int:
     return math.prod(int(sizes[c]) for c in set(first) & set(second) if c not in output)
 
 
+_CLAIM = threading.Lock()  # one thread at a time claims or ends an audit's watch (a model served from several threads)
+
+
+@dataclass
+class _Run:
+    """A watched forward in progress: its watch, the global module hooks it added, and how deep the model has called
+    itself since (its inner calls end nothing)."""
+
+    watch: _Watch
+    handles: list[RemovableHandle]
+    depth: int = 0
+
+
 class ForwardAudit:
     """The one-shot forward pre-hook and hook on a parametrized module (picklable; removed after one watched forward)."""
 
+    ended = False  # a class default, so audits pickled before the flag existed read False
+
     def __init__(self) -> None:
-        self._run: tuple[_Watch, list[RemovableHandle]] | None = None
+        self._run: _Run | None = None
 
     def before(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        from scaleplan.parametrization.apply import ScaleInput  # apply installs this audit: imported when it runs
-
-        if self._run is not None or torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+        if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
             return
-        state = module.__dict__.get("scaleplan_state")
-        if state is None:  # fold_multipliers' copy (its state deleted): nothing to audit
-            _remove(module)
-            return
-        params = {id(p): name for name, p in module.named_parameters()}
-        widths = {name for name in params.values() if getattr(state.tensors.get(name), "role", None) not in ("fixed", "vector")}
-        names = {id(m): name for name, m in module.named_modules()}
-        watch = _Watch(params, widths, {name for name, m in module.named_modules() if any(isinstance(h, ScaleInput) for h in m._forward_pre_hooks.values())})
-        handles = [nn.modules.module.register_module_forward_pre_hook(lambda m, _: watch.enter(names.get(id(m)))),
-                   nn.modules.module.register_module_forward_hook(lambda m, _, __: watch.leave(names.get(id(m))), always_call=True)]
-        self._run = (watch, handles)
+        with _CLAIM:
+            if self._run is not None and self._run.watch.thread == threading.get_ident():
+                self._run.depth += 1  # the model calling itself
+            if self._run is not None or self.ended:  # another thread's forward is watched, or was
+                return
+            if module.__dict__.get("scaleplan_state") is None:  # fold_multipliers' copy (its state deleted): nothing to audit
+                _remove(module)
+                return
+            watch = _watch(module)
+            names = {id(m): name for name, m in module.named_modules()}
+            handles = [nn.modules.module.register_module_forward_pre_hook(lambda m, _: watch.enter(names.get(id(m)))),
+                       nn.modules.module.register_module_forward_hook(lambda m, _, __: watch.leave(names.get(id(m))), always_call=True)]
+            self._run = _Run(watch, handles)
         watch.mark_inputs((args, kwargs))
         watch.__enter__()
 
     def after(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
-        if self._run is None:
-            return
-        watch, handles = self._run
-        self._run = None
-        watch.__exit__(None, None, None)
-        for handle in handles:
+        with _CLAIM:
+            run = self._run
+            if run is None or run.watch.thread != threading.get_ident():
+                return
+            if run.depth:
+                run.depth -= 1
+                return
+            self._run, self.ended = None, True
+        run.watch.__exit__(None, None, None)
+        for handle in run.handles:
             handle.remove()
         _remove(module)  # one forward is watched, even one that raised (its findings are not reported)
         if output is None:
             return
         state = module.__dict__["scaleplan_state"]
-        for problem in (_attention_problem(module, state, watch), _readout_problem(module, state, watch, output)):
+        for problem in (_attention_problem(module, state, run.watch), _readout_problem(module, state, run.watch, output)):
             if problem is not None:
                 warnings.warn(problem, ParametrizationWarning, stacklevel=caller_stacklevel())
+
+
+def _watch(module: nn.Module) -> _Watch:
+    """A watch of `module`'s parameters, those over a width, and the modules whose input gets the readout multiplier."""
+    from scaleplan.parametrization.apply import ScaleInput  # apply installs this audit: imported when it runs
+
+    state = module.__dict__["scaleplan_state"]
+    params = {id(p): name for name, p in module.named_parameters()}
+    widths = {name for name in params.values() if getattr(state.tensors.get(name), "role", None) not in ("fixed", "vector")}
+    hooked = {name for name, m in module.named_modules() if any(isinstance(h, ScaleInput) for h in m._forward_pre_hooks.values())}
+    return _Watch(params, widths, hooked)
 
 
 def install(model: nn.Module) -> None:
@@ -240,27 +341,30 @@ def _remove(model: nn.Module) -> None:
 
 
 def _attention_problem(model: nn.Module, state: ParametrizationState, watch: _Watch) -> str | None:
-    """Softmax logits at 1/sqrt(d_head) outside the attention scaleplan sets, and modules named like attention (which
-    scaleplan cannot set) whose logits it could not read; nn.MultiheadAttention was named when applied."""
+    """Logits at SP's scale outside the attention scaleplan sets, and modules named like attention (which scaleplan
+    cannot set) whose logit scale it could not read; nn.MultiheadAttention was named when applied."""
     modules = dict(model.named_modules())
     skipped = set(state.sites) | set(state.scalings) | {n for n, m in modules.items() if isinstance(m, nn.MultiheadAttention)}
+    # at the base width muP's scale is SP's (attention_scale(d, d) is 1/sqrt(d)): a softmax's number cannot tell the fix
+    # from the problem there, so only a call that takes no scale is named; the model at any other width is judged
+    at_base = all(r.m == 1 and r.m_out in (None, 1) for r in state.tensors.values())
     found: dict[str, None] = {}
-    for stack, d_head, how in watch.logits:
-        if how is not None and not skipped.intersection(stack):
-            where = stack[-1] if stack else ""
-            found[f"{where or 'the model'} ({type(modules[where]).__name__}, d_head {d_head}): {how}"] = None
-    read = {name for stack, _, _ in watch.logits for name in stack}
+    for logits in watch.logits:
+        if logits.how is not None and not skipped.intersection(logits.stack) and not (logits.measured and at_base):
+            where = logits.stack[-1] if logits.stack else ""
+            found[f"{where or 'the model'} ({type(modules[where]).__name__}, d_head {logits.d_head}): {logits.how}"] = None
+    read = {name for logits in watch.logits if logits.known for name in logits.stack}
     unread = [f"{n} ({type(modules[n]).__name__})" for n in sorted(watch.entered - read - skipped) if opaque_attention(modules[n])]
     if not found and not unread:
         return None
-    parts = [f"attention scaleplan cannot set computes its logits with 1/sqrt(d_head): {_some(list(found))}"] if found else []
+    parts = [f"attention scaleplan cannot set computes its logits at SP's scale: {_some(list(found))}"] if found else []
     if unread:
-        parts.append(f"scaleplan cannot set or read the attention-logit scale of {_some(unread)} (no softmax over q @ k^T or "
-                     "F.scaled_dot_product_attention it can see): if it is 1/sqrt(d_head)")
+        parts.append(f"scaleplan cannot set or read the attention-logit scale of {_some(unread)} (no softmax over q @ k^T at "
+                     "a scale it can read, nor F.scaled_dot_product_attention): if it is 1/sqrt(d_head)")
     return ("; ".join(parts) + ". muP needs 1/d_head (the logits grow with a growing head size): pass "
             "scale=scaleplan.attention_scale(d_head, base_d_head) to F.scaled_dot_product_attention or multiply q @ k^T by it; "
-            "if d_head stays fixed as the width grows, 1/sqrt(d_head) is right: pass scale= explicitly or filter "
-            "scaleplan.ParametrizationWarning")
+            "if d_head stays fixed as the width grows, SP's scale is right: pass scale= to F.scaled_dot_product_attention "
+            "explicitly, or filter scaleplan.ParametrizationWarning")
 
 
 def _some(items: list[str]) -> str:

@@ -7,7 +7,10 @@ import copy
 import math
 import pickle
 import re
+import threading
 import warnings
+from collections import UserDict
+from typing import Any
 
 import pytest
 import torch
@@ -30,12 +33,19 @@ class Mixer(nn.Module):
     def __init__(self, d: int, style: str) -> None:
         super().__init__()
         self.qkv, self.proj, self.style = nn.Linear(d, 3 * d), nn.Linear(d, d), style
+        self.temperature = nn.Parameter(torch.tensor((d // HEADS) ** -0.5))  # a learned one, at SP's scale
+        self.query = nn.Parameter(torch.randn(1, 1, d))  # a learned query (Perceiver's latents, Q-Former's tokens)
+        self.gain = nn.Parameter(torch.ones(HEADS, 1, 1))  # a learned per-head gain: the logit scale it gives is unknown
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = (y.view(b, t, HEADS, d // HEADS).transpose(1, 2) for y in self.qkv(x).split(d, dim=-1))
+        if self.style == "learned-query":
+            q = self.qkv(self.query.expand(b, t, d))[..., :d].view(b, t, HEADS, d // HEADS).transpose(1, 2)
         d_head = q.shape[-1]
-        if self.style == "sdpa":
+        if self.style in MORE_STYLES:
+            y = self.more_styles(q, k, v, x)
+        elif self.style == "sdpa":
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         elif self.style == "sdpa-mup":
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=attention_scale(d_head, 8))
@@ -49,6 +59,43 @@ class Mixer(nn.Module):
         else:  # "manual-mup": 1/d_head
             y = torch.softmax((q @ k.transpose(-2, -1)) / d_head, dim=-1) @ v
         return x + self.proj(y.transpose(1, 2).reshape(b, t, d))
+
+    def more_styles(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Logits at 1/sqrt(d_head) (unscaled for "unscaled", unknown for "gain") written as real models write them."""
+        d_head, t = q.shape[-1], q.shape[-2]
+        logits = q @ k.transpose(-2, -1)
+        if self.style == "row-max":  # softmax(x - max) by hand; ALiBi subtracts its bias the same way
+            logits = logits / math.sqrt(d_head)
+            logits = logits - logits.amax(-1, keepdim=True)
+        elif self.style == "where-input-mask":  # a mask computed from the input comes first
+            keep = (x.sum(-1) > -1e9)[:, None, None, :] & torch.ones(t, t, dtype=torch.bool).tril()
+            logits = torch.where(keep, logits * d_head ** -0.5, float("-inf"))
+        elif self.style == "tensor-first":
+            logits = torch.mul(torch.tensor(d_head ** -0.5), logits)
+        elif self.style == "temperature":
+            logits = logits * self.temperature
+        elif self.style == "learned-query":
+            logits = logits / math.sqrt(d_head)
+        elif self.style == "rotary":  # rotary's cos and sin tables (scale after; timm's EVA scales before)
+            cos, sin = torch.rand(t, d_head).cos(), torch.rand(t, d_head).sin()
+            q, k = (y * cos + torch.cat((-y[..., d_head // 2:], y[..., :d_head // 2]), -1) * sin for y in (q * d_head ** -0.5, k))
+            logits = q @ k.transpose(-2, -1)
+        elif self.style == "baddbmm":  # BLOOM's
+            flat = [y.reshape(-1, t, d_head) for y in (q, k)]
+            logits = torch.baddbmm(torch.zeros(flat[0].shape[0], t, t), flat[0], flat[1].transpose(1, 2), alpha=d_head ** -0.5)
+            logits = logits.view(-1, HEADS, t, t)
+        elif self.style == "multi-head-forward":  # CLIP's AttentionPool2d calls it with its own weights
+            h = x.transpose(0, 1)
+            y, _ = F.multi_head_attention_forward(h, h, h, h.shape[-1], HEADS, self.qkv.weight, self.qkv.bias, None, None, False, 0.0,
+                                                  self.proj.weight, self.proj.bias, need_weights=False)
+            return y.transpose(0, 1).view(x.shape[0], t, HEADS, d_head).transpose(1, 2)
+        elif self.style == "gain":
+            logits = (q * self.gain) @ k.transpose(-2, -1)
+        return logits.softmax(-1) @ v
+
+
+MORE_STYLES = ("row-max", "where-input-mask", "tensor-first", "temperature", "rotary", "learned-query", "baddbmm",
+               "multi-head-forward", "unscaled", "gain")
 
 
 class LM(nn.Module):
@@ -102,6 +149,10 @@ def has_audit(model: nn.Module) -> bool:
     ("manual", r"softmax\(q @ k\^T / sqrt\(d_head\)\)"),
     ("divided", r"softmax\(q @ k\^T / sqrt\(d_head\)\)"),
     ("einsum-prescaled", r"softmax\(q @ k\^T / sqrt\(d_head\)\)"),
+    *[(style, r"softmax\(q @ k\^T / sqrt\(d_head\)\)")
+      for style in ("row-max", "where-input-mask", "tensor-first", "temperature", "rotary", "learned-query", "baddbmm")],
+    ("unscaled", r"softmax\(q @ k\^T\) unscaled \(T5's 1\)"),
+    ("multi-head-forward", r"F.multi_head_attention_forward \(always 1/sqrt\(d_head\)\)"),
 ])
 def test_inline_attention_at_one_over_sqrt_d_head_is_named_once(style: str, how: str) -> None:
     caught = audit_warnings(parametrized(style), forwards=2)
@@ -112,9 +163,19 @@ def test_inline_attention_at_one_over_sqrt_d_head_is_named_once(style: str, how:
     assert "scale=scaleplan.attention_scale(d_head, base_d_head)" in message and "\n" not in message
 
 
-@pytest.mark.parametrize("style", ["sdpa-mup", "manual-mup"])
+@pytest.mark.parametrize("style", ["sdpa-mup", "manual-mup", "gain"])  # a per-head learned gain: its scale is unknown
 def test_attention_at_the_rules_scale_is_not_warned(style: str) -> None:
     assert audit_warnings(parametrized(style)) == []
+
+
+@pytest.mark.parametrize("style, warned", [("sdpa", True), ("manual", False), ("unscaled", False)])
+def test_at_the_base_width_only_a_call_without_scale_is_named(style: str, warned: bool) -> None:
+    """muP's scale at the base width is SP's (attention_scale(d, d) is 1/sqrt(d)): a softmax's number cannot tell the
+    fix the warning names from the problem there."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = apply_parametrization(LM(32, style), "mup", base=LM(32, style), delta=LM(48, style))
+    assert len(audit_warnings(model)) == warned
 
 
 @pytest.mark.parametrize("head, name", [("raw", "w"), ("by-hand", "emb.weight"), ("weight-norm", "head.parametrizations.weight.original1"),
@@ -130,6 +191,23 @@ def test_an_output_computed_from_an_input_weight_is_named(head: str, name: str) 
 @pytest.mark.parametrize("head", ["linear", "tied"])
 def test_a_hooked_readout_is_not_warned(head: str) -> None:
     assert audit_warnings(parametrized(head=head)) == []
+
+
+def test_inputs_in_a_container_the_audit_does_not_open_are_still_followed() -> None:
+    """Token ids in a UserDict (or a dataclass) look like constants to the audit: the embedding taking them makes an
+    activation all the same (the whole forward used to read as computed from parameters alone, and nothing was named)."""
+    class Boxed(LM):
+        def forward(self, batch: UserDict) -> torch.Tensor:  # type: ignore[override]
+            return super().forward(batch["ids"])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = apply_parametrization(Boxed(64, "manual", "raw"), "mup", base=Boxed(32, "manual", "raw"), delta=Boxed(48, "manual", "raw"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model(UserDict(ids=torch.randint(0, VOCAB, (2, 6))))
+    messages = [str(w.message) for w in caught if issubclass(w.category, ParametrizationWarning)]
+    assert len(messages) == 2 and "mixer (Mixer, d_head 16)" in messages[0] and messages[1].startswith("the model's output is computed from w (")
 
 
 def test_sp_installs_no_audit() -> None:
@@ -162,6 +240,70 @@ def test_a_forward_that_raises_is_unchanged_and_ends_the_audit() -> None:
     with pytest.raises(IndexError):
         model(torch.full((2, 6), VOCAB))  # an id outside the embedding
     assert not has_audit(model)
+
+
+def test_a_forward_in_another_thread_meanwhile_is_neither_watched_nor_broken() -> None:
+    """A model served from several threads: the watched forward is the first thread's; other threads' forwards run
+    meanwhile neither end it (one used to, from the wrong thread, and raise) nor move it out of the module it is in
+    (the tied readout's multiplier then went unseen, and was warned about)."""
+    model, errors = parametrized(head="tied"), []
+    in_head, in_mixer, done = threading.Event(), threading.Event(), threading.Event()
+
+    def meet(arrived: threading.Event, other: threading.Event, thread: str) -> Any:
+        def pause(module: nn.Module, args: tuple) -> None:  # the two forwards inside each other's modules
+            if threading.current_thread().name == thread:
+                arrived.set()
+                other.wait(10)
+        return pause
+
+    def watched() -> None:
+        try:
+            model(torch.randint(0, VOCAB, (2, 6)))
+            assert torch._C._len_torch_function_stack() == 0
+        except Exception as error:  # reported in the test's thread
+            errors.append(error)
+        done.set()
+
+    model.head.register_forward_pre_hook(meet(in_head, in_mixer, "watched"))
+    thread = threading.Thread(target=watched, name="watched")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        thread.start()
+        in_head.wait(10)
+        model(torch.randint(0, VOCAB, (2, 6)))  # a whole forward meanwhile
+        model.mixer.register_forward_pre_hook(meet(in_mixer, done, threading.current_thread().name))
+        model(torch.randint(0, VOCAB, (2, 6)))  # and one the watched forward runs inside of
+        thread.join()
+    assert errors == [] and not has_audit(model) and torch._C._len_torch_function_stack() == 0
+    assert [w for w in caught if issubclass(w.category, ParametrizationWarning)] == []
+
+
+def test_an_audit_that_watched_a_forward_never_starts_again() -> None:
+    """A thread whose forward began before the watched one ended still runs the pre-hook it collected: it must not
+    start a watch whose end (the hook since removed) would never come."""
+    model = parametrized()
+    audit = next(h.__self__ for h in model._forward_pre_hooks.values() if isinstance(getattr(h, "__self__", None), ForwardAudit))
+    audit_warnings(model)
+    audit.before(model, (torch.randint(0, VOCAB, (2, 6)),), {})
+    assert torch._C._len_torch_function_stack() == 0
+
+
+def test_a_model_calling_itself_is_judged_by_its_outer_output() -> None:
+    class Halves(nn.Module):
+        def __init__(self, d: int) -> None:
+            super().__init__()
+            self.emb, self.w = nn.Embedding(VOCAB, d), nn.Parameter(torch.randn(VOCAB, d) / d ** 0.5)
+
+        def forward(self, ids: torch.Tensor, inner: bool = False) -> torch.Tensor:
+            if inner:
+                return self.emb(ids)
+            return F.linear(torch.cat([self(ids[:1], True), self(ids[1:], True)]), self.w)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = apply_parametrization(Halves(64), "mup", base=Halves(32))
+    caught = audit_warnings(model)
+    assert len(caught) == 1 and str(caught[0].message).startswith("the model's output is computed from w (")
 
 
 def test_forwards_under_torch_func_transforms_are_not_watched() -> None:
@@ -222,14 +364,21 @@ class SelfAttention(nn.Module):
     def __init__(self, d: int, style: str) -> None:
         super().__init__()
         self.qkv, self.style = nn.Linear(d, 3 * d), style
+        self.gain = nn.Parameter(torch.ones(HEADS, 1, 1))  # a learned per-head gain: a logit scale scaleplan cannot read
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = (y.view(b, t, HEADS, d // HEADS).transpose(1, 2) for y in self.qkv(x).split(d, dim=-1))
-        if self.style == "baddbmm":  # BLOOM's: logits scaleplan cannot read
-            q, k, v = (y.reshape(b * HEADS, t, -1) for y in (q, k, v))
-            logits = torch.baddbmm(torch.zeros(b * HEADS, t, t), q, k.transpose(1, 2), alpha=q.shape[-1] ** -0.5)
-            return x + (logits.softmax(-1) @ v).view(b, HEADS, t, -1).transpose(1, 2).reshape(b, t, d)
+        if self.style in ("baddbmm", "broadcast", "gain"):
+            scale = q.shape[-1] ** -0.5
+            if self.style == "baddbmm":  # BLOOM's, read
+                flat = [y.reshape(b * HEADS, t, -1) for y in (q, k)]
+                logits = torch.baddbmm(torch.zeros(b * HEADS, t, t), flat[0], flat[1].transpose(1, 2), alpha=scale).view(b, HEADS, t, t)
+            elif self.style == "gain":
+                logits = (q * self.gain) @ k.transpose(-2, -1) * scale
+            else:  # q.k as a broadcast product summed: logits scaleplan cannot read
+                logits = (q.unsqueeze(-2) * k.unsqueeze(-3)).sum(-1) * scale
+            return x + (logits.softmax(-1) @ v).transpose(1, 2).reshape(b, t, d)
         scale = attention_scale(q.shape[-1], 8) if self.style == "sdpa-mup" else None
         return x + F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2).reshape(b, t, d)
 
@@ -245,8 +394,10 @@ class NamedLM(nn.Module):
 
 @pytest.mark.parametrize("style, expected", [
     ("sdpa-mup", None),  # the fix the warning names silences it
-    ("sdpa", r"attention scaleplan cannot set computes its logits with 1/sqrt\(d_head\): attn \(SelfAttention, d_head 16\)"),
-    ("baddbmm", r"scaleplan cannot set or read the attention-logit scale of attn \(SelfAttention\) \(no softmax over q @ k\^T"),
+    ("sdpa", r"attention scaleplan cannot set computes its logits at SP's scale: attn \(SelfAttention, d_head 16\): F.scaled"),
+    ("baddbmm", r"attention scaleplan cannot set computes its logits at SP's scale: attn \(SelfAttention, d_head 16\): softmax"),
+    ("broadcast", r"scaleplan cannot set or read the attention-logit scale of attn \(SelfAttention\) \(no softmax over q @ k\^T"),
+    ("gain", r"scaleplan cannot set or read the attention-logit scale of attn \(SelfAttention\) \(no softmax over q @ k\^T"),
 ])
 def test_a_module_named_like_attention_is_judged_by_its_first_forward(style: str, expected: str | None) -> None:
     with warnings.catch_warnings(record=True) as applied:
