@@ -1,0 +1,177 @@
+"""lr transfer on a recurrent model scaleplan does not ship: an LSTM char-LM, muP against SP, and muP without its
+recurrent-init rescale.
+
+The model is written here as a user would write it: an embedding of a fixed size EMBED, an nn.LSTM of LAYERS layers
+(hidden size = the width, batch_first) and a linear readout; roles are inferred by apply_parametrization from the model
+at the base width 32 (and delta 64): the first layer's weight_ih (4 d, EMBED) an input, the weight_hh (and a later
+layer's weight_ih) hidden, the biases vectors, the embedding fixed, the readout an output. Variants:
+
+- mup: scaleplan's muP. PyTorch draws every LSTM tensor U(+-1/sqrt(d)); muP wants the fixed-size input weights and the
+  biases O(1), so apply_parametrization multiplies them by sqrt(m) (m = d / 32), a rule mup does not have.
+- sp: standard parametrization (PyTorch's init, one lr for every tensor).
+- mup-no-rescale: muP's rules, but the LSTM's input-role and vector-role tensors (weight_ih_l0 and every bias) are
+  copied back to PyTorch's own init after apply_parametrization (that is, multiplied by 1/sqrt(m)): the rescale alone
+  is removed, its per-tensor lrs and the readout's multiplier are kept.
+
+Adam at a constant lr, each tensor's lr from `param_groups`, STEPS steps of BATCH x SEQ_LEN characters; held-out loss.
+The lr grid (2^0.5 steps) is the same at every width; where a variant's best lr at some width is at an edge of the
+grid, the grid is extended by one step on that side at every width of that variant (at most MAX_EXTEND times a side).
+Proxies: widths 32 and 64 with 3 seeds; target: width 256 (4x the widest proxy) with 5 seeds. The prediction at the
+target is the widest proxy's best lr, reused; its regret at the target is reported raw and smoothed (validate's local
+model) +- one jackknife s.e. over seeds, with the smoothed optimum at each width (how far lr* drifts with width).
+
+Every run is appended to a CSV (--csv) and skipped when already there, so an interrupted run resumes:
+
+    OMP_NUM_THREADS=1 python benchmarks/lstm_lm_transfer.py [--workers 1]
+
+Coordinate check: PYTHONPATH=benchmarks scaleplan coord-check --model lstm_lm_transfer:coord_model ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from itertools import product
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from charlm_training import held_out_after, print_transfer_table
+from scaleplan import apply_parametrization, param_groups
+from scaleplan.tasks import get_task
+from scaleplan.tasks.charlm import VOCAB
+from scaleplan.validate.regret import best_point, group_by_lr
+
+PROXIES, TARGET = (32, 64), 256
+SEEDS = {32: 3, 64: 3, 256: 5}
+GRID = range(17)  # lr = LR0 * 2^(k/2): 0.001 .. 0.256
+LR0, MAX_EXTEND = 1e-3, 2
+STEPS, BATCH, SEQ_LEN = 200, 16, 32
+EMBED, LAYERS = 32, 2
+VARIANTS = ("mup", "sp", "mup-no-rescale")
+DEFAULT_CSV = Path(__file__).parent / "results" / "lstm-lm-transfer-trials.csv"
+FIELDS = ("variant", "width", "lr", "seed", "loss")
+
+Result = tuple[str, int, float, int, float]
+
+
+class LSTMLM(nn.Module):
+    """Character LSTM language model: embedding (fixed size EMBED), LAYERS-layer LSTM of hidden size `width`, readout."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(VOCAB, EMBED)
+        self.rnn = nn.LSTM(EMBED, width, num_layers=LAYERS, batch_first=True)
+        self.head = nn.Linear(width, VOCAB)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.head(self.rnn(self.embed(tokens))[0])
+
+
+def lr_at(k: int) -> float:
+    """The k-th point of the 2^0.5 lr lattice (the same float at every width, so a proxy's lr is found at the target)."""
+    return LR0 * 2 ** (k / 2)
+
+
+def coord_model(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """For scaleplan coord-check: the model at `width` and one char-LM batch (the same at every width)."""
+    task = get_task("charlm", seq_len=SEQ_LEN, n_eval=128)
+    return LSTMLM(width), task.sample_batch(BATCH, torch.Generator().manual_seed(0))
+
+
+def parametrized(variant: str, width: int) -> LSTMLM:
+    """The model at `width` under `variant`, its init drawn from the current torch seed."""
+    model = LSTMLM(width)
+    rescaled = {name: p for name, p in model.rnn.named_parameters() if name == "weight_ih_l0" or name.startswith("bias")}
+    pytorch_init = {name: p.detach().clone() for name, p in rescaled.items()}  # the input and vector roles
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        apply_parametrization(model, "sp" if variant == "sp" else "mup", base=LSTMLM(PROXIES[0]), delta=LSTMLM(2 * PROXIES[0]))
+    if variant == "mup-no-rescale":
+        with torch.no_grad():
+            for name, param in rescaled.items():
+                param.copy_(pytorch_init[name])
+    return model
+
+
+def held_out_loss(job: tuple[str, int, float, int]) -> Result:
+    """(variant, width, lr, seed) -> the same with the held-out loss after training (inf when it went non-finite)."""
+    variant, width, lr, seed = job
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # saturated gates at high lrs made denormal arithmetic 7x slower (same loss)
+    task = get_task("charlm", seq_len=SEQ_LEN, n_eval=128)
+    torch.manual_seed(seed)
+    model = parametrized(variant, width)
+    opt = torch.optim.Adam(param_groups(model, lr))
+    return variant, width, lr, seed, held_out_after(model, opt, task, STEPS, BATCH, seed)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
+    args = parser.parse_args()
+    rows = _read(args.csv)
+    grids = {v: list(GRID) for v in VARIANTS}
+    extended = {v: [0, 0] for v in VARIANTS}  # steps added below, above
+    with ProcessPoolExecutor(args.workers) as pool:
+        while True:
+            _train(pool, grids, rows, args.csv)
+            added = False
+            for v in VARIANTS:
+                for side in _edges(v, grids[v], rows):
+                    if extended[v][side] < MAX_EXTEND:
+                        extended[v][side] += 1
+                        grids[v].append(min(grids[v]) - 1 if side == 0 else max(grids[v]) + 1)
+                        added = True
+            if not added:
+                break
+    print(f"LSTM char-LM ({LAYERS} layers, embedding {EMBED}, hidden = width), {STEPS} Adam steps of {BATCH} x {SEQ_LEN}; "
+          f"seeds {SEEDS}; lrs on the 2^0.5 grid: " + "; ".join(
+              f"{v} {lr_at(min(grids[v])):.3g}-{lr_at(max(grids[v])):.3g} (extended {extended[v][0]} below, "
+              f"{extended[v][1]} above)" for v in VARIANTS) + "\n")
+    results = [r for r in rows if any(r[2] == lr_at(k) for k in grids[r[0]])]
+    print_transfer_table(results, VARIANTS, PROXIES, TARGET, "variant")
+    print("\ndiverged seed runs: " + "; ".join(
+        f"{v} width {w}: {sum(1 for r in results if r[:2] == (v, w) and r[4] == float('inf'))}"
+        for v, w in product(VARIANTS, (*PROXIES, TARGET))))
+
+
+def _train(pool: ProcessPoolExecutor, grids: dict[str, list[int]], rows: list[Result], path: Path) -> None:
+    """Train every (variant, width, lr, seed) of the grids not in `rows` yet, appending each to `rows` and the CSV."""
+    seen = {r[:4] for r in rows}
+    jobs = [(v, w, lr_at(k), s) for v in VARIANTS for w in (*PROXIES, TARGET) for k in sorted(grids[v]) for s in range(SEEDS[w])]
+    jobs = sorted((j for j in jobs if j not in seen), key=lambda j: -j[1])  # the widest first: the pool ends on short jobs
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(FIELDS)
+        for row in pool.map(held_out_loss, jobs):
+            writer.writerow(row)
+            handle.flush()
+            rows.append(row)
+
+
+def _edges(variant: str, grid: list[int], rows: list[Result]) -> set[int]:
+    """The sides (0 below, 1 above) of `grid` where the variant's best lr at some width lies on the grid's edge."""
+    edges = set()
+    for w in (*PROXIES, TARGET):
+        best = best_point(group_by_lr([(lr, s, loss) for v, ww, lr, s, loss in rows if (v, ww) == (variant, w)
+                                       and any(lr == lr_at(k) for k in grid)])).lr
+        edges |= {side for side, k in ((0, min(grid)), (1, max(grid))) if best == lr_at(k)}
+    return edges
+
+
+def _read(path: Path) -> list[Result]:
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return [(r["variant"], int(r["width"]), float(r["lr"]), int(r["seed"]), float(r["loss"])) for r in csv.DictReader(handle)]
+
+
+if __name__ == "__main__":
+    main()
