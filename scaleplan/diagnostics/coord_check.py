@@ -45,6 +45,8 @@ class _Recorder:
     sums: dict[str, list[float]] = field(default_factory=dict)
 
     def add(self, name: str, output: Any) -> None:
+        if isinstance(output, (tuple, list)) and output:  # nn.LSTM's (output, (h, c)), a block's (hidden, extras)
+            output = output[0]
         if isinstance(output, torch.Tensor):
             self.sums.setdefault(name, []).append(output.detach().abs().float().mean().item())
 

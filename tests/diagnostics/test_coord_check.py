@@ -154,3 +154,26 @@ def test_a_diverged_run_is_one_line_not_a_table_of_nan(tmp_path) -> None:
     assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
     assert "coord-check: activations went non-finite at width 16 by step 3 (lr 10000.0 diverged); lower --lr" in proc.stderr
     assert not list(tmp_path.iterdir())  # no plot of nan
+
+
+def test_a_layer_returning_a_tuple_is_traced_by_its_first_output() -> None:
+    """nn.LSTM returns (output, (h, c)): its row was silently missing, though it is the layer the recurrent rules set."""
+    from torch import nn
+
+    from scaleplan.diagnostics.coord_check import trace_training
+    from scaleplan.parametrization import apply_parametrization
+
+    class LSTMLM(nn.Module):
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.emb, self.rnn, self.head = nn.Embedding(16, 8), nn.LSTM(8, width, batch_first=True), nn.Linear(width, 16)
+
+        def forward(self, ids: torch.Tensor) -> torch.Tensor:
+            return self.head(self.rnn(self.emb(ids))[0])
+
+    model = apply_parametrization(LSTMLM(32), "mup", base=LSTMLM(16))
+    ids = torch.randint(0, 16, (2, 5))
+    with torch.no_grad():
+        before_training = model.rnn(model.emb(ids))[0].abs().mean().item()
+    rows = trace_training(model, (ids, ids), steps=1, lr=1e-2)
+    assert [value for step, layer, value in rows if layer == "rnn" and step == 0] == [pytest.approx(before_training)]
