@@ -26,13 +26,13 @@ from torch import nn
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import ROLES, Parametrization, RoleMultipliers, get_parametrization, residual_multiplier
-from scaleplan.errors import ParametrizationError
+from scaleplan.errors import ParametrizationError, ParametrizationWarning
 from scaleplan.parametrization.attention import attention_sites
 from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
 from scaleplan.parametrization.forward_audit import install as install_forward_audit
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
 from scaleplan.parametrization.layout import (
-    Inferred, declared_role, infer_role, known_uses, refuse_low_rank_inputs, refuse_recurrent_readouts, warn_fused_widths,
+    RECURRENT, Inferred, declared_role, infer_role, known_uses, refuse_low_rank_inputs, refuse_recurrent_readouts, warn_fused_widths,
 )
 from scaleplan.parametrization.metadata import check_saved, folded, model_width, saved_metadata, store_metadata, unparametrized
 from scaleplan.parametrization.optimizer_check import TAG, tag_tensors, watch
@@ -225,6 +225,7 @@ def apply_parametrization(
     for module_name, factor in embed_scales.items():
         scale_embedding(model.get_submodule(module_name), factor)
     _warn_tied_readouts(model, params, tensors, rules)
+    _warn_recurrent(model, tensors, rules)
     if state.manual_readouts:
         warnings.warn(
             f"raw readout(s) {', '.join(state.manual_readouts)}: scaleplan cannot hook a tensor used in your own forward; "
@@ -259,6 +260,24 @@ def _warn_tied_readouts(model: nn.Module, params: dict[str, nn.Parameter], tenso
             UserWarning,
             stacklevel=3,
         )
+
+
+def _warn_recurrent(model: nn.Module, tensors: dict[str, TensorRecord], rules: Parametrization) -> None:
+    """Warn when a recurrent layer's hidden weights get muP's lr: measured on an LSTM char-LM, the lr did not transfer
+    (the best lr of the recurrent weights stayed constant in width there, not 1/width), where SP's did."""
+    recurrent = [name for name, module in model.named_modules() if isinstance(module, RECURRENT)]
+    if not recurrent or not any(tensors[n].role == "hidden" for n, _ in model.named_parameters() if n.rpartition(".")[0] in recurrent):
+        return
+    if rules.multipliers("hidden", 2.0).lr == 1.0:
+        return  # SP: one lr for every width
+    warnings.warn(
+        f"recurrent layer(s) {', '.join(recurrent[:3])} under {rules.name!r}: on a 2-layer LSTM char-LM (widths 32-64 -> 256, "
+        "200 Adam steps) reusing the width-64 lr cost 7.2% +- 2.2% at 256 under these rules and 0.15% under SP "
+        "(benchmarks/results/lstm-lm-transfer.md): the recurrent weights' best lr did not fall like 1/width there; check "
+        "the transfer on your task (scaleplan validate) before relying on it",
+        ParametrizationWarning,
+        stacklevel=3,
+    )
 
 
 def readout_multiplier(model: nn.Module, name: str) -> float:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from scaleplan.errors import ParametrizationError
+from scaleplan.errors import ParametrizationError, ParametrizationWarning
 from scaleplan.parametrization import apply_parametrization, param_groups, readout_multiplier
 from scaleplan.parametrization.apply import ScaleInput
 
@@ -496,3 +496,15 @@ def test_an_lstm_projecting_to_a_fixed_size_is_refused() -> None:
         apply_parametrization(Projected(WIDTH, 8), "mup", base=Projected(BASE, 8), delta=Projected(DELTA, 8))
     scaled = apply_parametrization(Projected(WIDTH, WIDTH // 4), "mup", base=Projected(BASE, BASE // 4), delta=Projected(DELTA, DELTA // 4))
     assert scaled.scaleplan_state.tensors["rnn.weight_hr_l0"].role == "hidden"  # a proj_size that scales is a hidden weight
+
+
+@pytest.mark.parametrize("parametrization, warned", [("mup", True), ("sp", False)])
+def test_recurrent_layers_under_mup_warn_that_their_transfer_failed_where_measured(parametrization: str, warned: bool) -> None:
+    """benchmarks/results/lstm-lm-transfer.md: muP's lr did not transfer on an LSTM char-LM (7.2% at 4x), SP's did."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        apply_parametrization(RecurrentLM(WIDTH, False, nn.LSTM), parametrization, base=RecurrentLM(BASE, False, nn.LSTM))
+    recurrent = [str(w.message) for w in caught if issubclass(w.category, ParametrizationWarning) and "recurrent" in str(w.message)]
+    assert len(recurrent) == int(warned)
+    if warned:
+        assert recurrent[0].startswith("recurrent layer(s) rnn under 'mup': on a 2-layer LSTM char-LM") and "scaleplan validate" in recurrent[0]
