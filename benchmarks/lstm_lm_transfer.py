@@ -12,6 +12,9 @@ layer's weight_ih) hidden, the biases vectors, the embedding fixed, the readout 
 - mup-no-rescale: muP's rules, but the LSTM's input-role and vector-role tensors (weight_ih_l0 and every bias) are
   copied back to PyTorch's own init after apply_parametrization (that is, multiplied by 1/sqrt(m)): the rescale alone
   is removed, its per-tensor lrs and the readout's multiplier are kept.
+- mup-recurrent-lr (exploratory, added after the three above were measured): muP, but the LSTM's hidden-role weights
+  (weight_hh, the second layer's weight_ih) train at the base lr, constant in width, instead of muP's lr/m: the
+  per-entry lr the three variants' optima shared. Not a rule scaleplan applies.
 
 Adam at a constant lr, each tensor's lr from `param_groups`, STEPS steps of BATCH x SEQ_LEN characters; held-out loss.
 The lr grid (2^0.5 steps) is the same at every width; where a variant's best lr at some width is at an edge of the
@@ -41,6 +44,7 @@ from torch import nn
 
 from charlm_training import held_out_after, print_transfer_table
 from scaleplan import apply_parametrization, param_groups
+from scaleplan.parametrization.optimizer_check import FACTOR_KEY
 from scaleplan.tasks import get_task
 from scaleplan.tasks.charlm import VOCAB
 from scaleplan.validate.regret import best_point, group_by_lr
@@ -51,7 +55,7 @@ GRID = range(17)  # lr = LR0 * 2^(k/2): 0.001 .. 0.256
 LR0, MAX_EXTEND = 1e-3, 2
 STEPS, BATCH, SEQ_LEN = 200, 16, 32
 EMBED, LAYERS = 32, 2
-VARIANTS = ("mup", "sp", "mup-no-rescale")
+VARIANTS = ("mup", "sp", "mup-no-rescale", "mup-recurrent-lr")
 DEFAULT_CSV = Path(__file__).parent / "results" / "lstm-lm-transfer-trials.csv"
 FIELDS = ("variant", "width", "lr", "seed", "loss")
 
@@ -105,7 +109,12 @@ def held_out_loss(job: tuple[str, int, float, int]) -> Result:
     task = get_task("charlm", seq_len=SEQ_LEN, n_eval=128)
     torch.manual_seed(seed)
     model = parametrized(variant, width)
-    opt = torch.optim.Adam(param_groups(model, lr))
+    groups = param_groups(model, lr)
+    if variant == "mup-recurrent-lr":
+        for group in groups:
+            if all(name.startswith(("rnn.weight_hh", "rnn.weight_ih_l1")) for name in group["names"]):
+                group["lr"], group[FACTOR_KEY] = lr, 1.0  # the recurrent weights at the base lr at every width
+    opt = torch.optim.Adam(groups)
     return variant, width, lr, seed, held_out_after(model, opt, task, STEPS, BATCH, seed)
 
 
