@@ -1,10 +1,13 @@
-"""What the hand-written char-LM transfer benchmarks share: the training loop (Adam steps on sampled batches, then the
-held-out loss) and the transfer table (the widest proxy's best lr reused at the target, its regret raw and smoothed)."""
+"""What the hand-written transfer benchmarks share: the training loop (Adam steps on sampled batches, then the
+held-out loss), their record of finished runs (a CSV a rerun resumes from) and the transfer table (the widest proxy's
+best lr reused at the target, its regret raw and smoothed)."""
 
 from __future__ import annotations
 
+import csv
 import math
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
 
@@ -27,6 +30,28 @@ def held_out_after(forward: Callable[[torch.Tensor], torch.Tensor], optimizer: t
     with torch.no_grad():
         held_out = task.eval_loss(forward)
     return held_out if math.isfinite(held_out) else math.inf
+
+
+def read_runs(path: Path, parse: Callable[[dict[str, str]], tuple]) -> list[tuple]:
+    """The runs a benchmark recorded at `path`, each row parsed (none before its first run)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as handle:
+        return [parse(row) for row in csv.DictReader(handle)]
+
+
+def record_runs(path: Path, fields: Sequence[str], results: Iterable[tuple], runs: list[Any]) -> None:
+    """Append each result as it arrives (from a process pool) to `runs` and, flushed, to the CSV at `path`: a stopped
+    run keeps what it finished, and a rerun trains only what is missing."""
+    new = not path.exists()
+    with open(path, "a", newline="") as handle:
+        writer = csv.writer(handle)
+        if new:
+            writer.writerow(fields)
+        for row in results:
+            writer.writerow(row)
+            handle.flush()
+            runs.append(row)
 
 
 def print_transfer_table(results: list[tuple[str, int, float, int, float]], variants: tuple[str, ...],

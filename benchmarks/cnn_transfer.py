@@ -27,7 +27,6 @@ The coordinate check of the same model (the base: the narrowest width):
 from __future__ import annotations
 
 import argparse
-import csv
 import functools
 import math
 import warnings
@@ -41,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from charlm_training import held_out_after, print_transfer_table
+from charlm_training import held_out_after, print_transfer_table, read_runs, record_runs
 from scaleplan import apply_parametrization, param_groups
 from scaleplan.outputs import pyplot, save_figure
 from scaleplan.tasks.base import Task
@@ -229,19 +228,12 @@ def main() -> None:
     parser.add_argument("--csv", type=Path, default=RESULTS / "cnn-transfer-trials.csv")
     parser.add_argument("--plot", type=Path, default=RESULTS / "cnn-transfer.png")
     args = parser.parse_args()
-    done = _read(args.csv)
+    done: list[Result] = read_runs(args.csv, _parse)
     keys = {r[:4] for r in done}
     jobs = [(v, w, lr, s) for v, w in product(VARIANTS, (*PROXIES, TARGET)) for lr in LRS for s in range(SEEDS[w])]
     todo = sorted((job for job in jobs if job not in keys), key=lambda job: -job[1])  # the widest first
-    new = not args.csv.exists()
-    with open(args.csv, "a", newline="") as handle, ProcessPoolExecutor(args.workers) as pool:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(FIELDS)
-        for result in pool.map(held_out_loss, todo):
-            writer.writerow(result)
-            handle.flush()
-            done.append(result)
+    with ProcessPoolExecutor(args.workers) as pool:
+        record_runs(args.csv, FIELDS, pool.map(held_out_loss, todo), done)
     planned = set(jobs)
     results = [r for r in done if r[:4] in planned]
     print(f"image ResNet (3 stages, width/2w/4w channels, BatchNorm), teacher images {SIZE}x{SIZE}, {CLASSES} classes "
@@ -251,12 +243,8 @@ def main() -> None:
     print(f"\nplot: {plot(results, args.plot)}")
 
 
-def _read(path: Path) -> list[Result]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as handle:
-        return [(r["parametrization"], int(r["width"]), float(r["lr"]), int(r["seed"]), float(r["loss"]))
-                for r in csv.DictReader(handle)]
+def _parse(row: dict[str, str]) -> Result:
+    return row["parametrization"], int(row["width"]), float(row["lr"]), int(row["seed"]), float(row["loss"])
 
 
 if __name__ == "__main__":

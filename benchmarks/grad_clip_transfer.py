@@ -17,14 +17,13 @@ Runs are kept in a CSV (--csv) and skipped when already there, so widths can be 
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import statistics
 from concurrent.futures import ProcessPoolExecutor
 from itertools import product
 from pathlib import Path
 
-from charlm_training import print_transfer_table
+from charlm_training import print_transfer_table, read_runs, record_runs
 from scaleplan.train.config import TrialConfig
 from scaleplan.train.loop import train_trial
 
@@ -56,19 +55,12 @@ def main() -> None:
     parser.add_argument("--max-lr", type=float, default=math.inf, help="... up to this one")
     parser.add_argument("--clips", nargs="+", choices=tuple(CLIPS), default=tuple(CLIPS))
     args = parser.parse_args()
-    done = _read(args.csv)
+    done: list[tuple[str, int, float, int, float, float]] = read_runs(args.csv, _parse)
     seen = {(c, w, lr, s) for c, w, lr, s, _, _ in done}
     lrs = [lr for lr in LRS if args.min_lr <= lr <= args.max_lr]
     jobs = [j for j in product(args.clips, args.widths, lrs, range(SEEDS)) if j not in seen]
-    new = not args.csv.exists()
-    with open(args.csv, "a", newline="") as handle, ProcessPoolExecutor(args.workers) as pool:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(FIELDS)
-        for row in pool.map(run, jobs):
-            writer.writerow(row)
-            handle.flush()
-            done.append(row)
+    with ProcessPoolExecutor(args.workers) as pool:
+        record_runs(args.csv, FIELDS, pool.map(run, jobs), done)
     report(done)
 
 
@@ -96,12 +88,8 @@ def report(rows: list[tuple[str, int, float, int, float, float]]) -> None:
         for c, w in product(CLIPS, widths) if any(r[:2] == (c, w) for r in rows)))
 
 
-def _read(path: Path) -> list[tuple[str, int, float, int, float, float]]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as handle:
-        return [(r["clip"], int(r["width"]), float(r["lr"]), int(r["seed"]), float(r["loss"]), float(r["clipped_fraction"]))
-                for r in csv.DictReader(handle)]
+def _parse(row: dict[str, str]) -> tuple[str, int, float, int, float, float]:
+    return row["clip"], int(row["width"]), float(row["lr"]), int(row["seed"]), float(row["loss"]), float(row["clipped_fraction"])
 
 
 if __name__ == "__main__":

@@ -33,7 +33,6 @@ Coordinate check: PYTHONPATH=benchmarks scaleplan coord-check --model lstm_lm_tr
 from __future__ import annotations
 
 import argparse
-import csv
 import warnings
 from concurrent.futures import ProcessPoolExecutor
 from itertools import product
@@ -42,7 +41,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from charlm_training import held_out_after, print_transfer_table
+from charlm_training import held_out_after, print_transfer_table, read_runs, record_runs
 from scaleplan import apply_parametrization, param_groups
 from scaleplan.parametrization.optimizer_check import FACTOR_KEY
 from scaleplan.tasks import get_task
@@ -123,7 +122,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV)
     args = parser.parse_args()
-    rows = _read(args.csv)
+    rows: list[Result] = read_runs(args.csv, _parse)
     grids = {v: list(GRID) for v in VARIANTS}
     extended = {v: [0, 0] for v in VARIANTS}  # steps added below, above
     with ProcessPoolExecutor(args.workers) as pool:
@@ -154,15 +153,7 @@ def _train(pool: ProcessPoolExecutor, grids: dict[str, list[int]], rows: list[Re
     seen = {r[:4] for r in rows}
     jobs = [(v, w, lr_at(k), s) for v in VARIANTS for w in (*PROXIES, TARGET) for k in sorted(grids[v]) for s in range(SEEDS[w])]
     jobs = sorted((j for j in jobs if j not in seen), key=lambda j: -j[1])  # the widest first: the pool ends on short jobs
-    new = not path.exists()
-    with open(path, "a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(FIELDS)
-        for row in pool.map(held_out_loss, jobs):
-            writer.writerow(row)
-            handle.flush()
-            rows.append(row)
+    record_runs(path, FIELDS, pool.map(held_out_loss, jobs), rows)
 
 
 def _edges(variant: str, grid: list[int], rows: list[Result]) -> set[int]:
@@ -175,11 +166,8 @@ def _edges(variant: str, grid: list[int], rows: list[Result]) -> set[int]:
     return edges
 
 
-def _read(path: Path) -> list[Result]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as handle:
-        return [(r["variant"], int(r["width"]), float(r["lr"]), int(r["seed"]), float(r["loss"])) for r in csv.DictReader(handle)]
+def _parse(row: dict[str, str]) -> Result:
+    return row["variant"], int(row["width"]), float(row["lr"]), int(row["seed"]), float(row["loss"])
 
 
 if __name__ == "__main__":

@@ -103,14 +103,20 @@ def run_quietly(path: Path, max_trials: int) -> list[str]:
     return [str(w.message) for w in caught]
 
 
-def test_a_sweep_resumed_after_its_objective_code_changed_warns_once(tmp_path: Path, monkeypatch) -> None:
+def objective_sweep(tmp_path: Path, monkeypatch, name: str, code: str) -> tuple[Path, Path]:
+    """(the objective's file `<name>_objective.py` holding `code`, a local spec sweeping its `train`), from tmp_path."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    code = tmp_path / "edited_objective.py"
-    code.write_text("def train(params):\n    return params['lr']\n")
-    spec = tmp_path / "edited.toml"
-    spec.write_text(SPEC.replace('name = "creds"', 'name = "edited"').replace('storage = "postgresql://sweeper:s3cret@db-host/scaleplan"\n', "")
-                    .replace("sweep_objectives:quadratic", "edited_objective:train"))
+    source = tmp_path / f"{name}_objective.py"
+    source.write_text(code)
+    spec = tmp_path / f"{name}.toml"
+    spec.write_text(SPEC.replace('name = "creds"', f'name = "{name}"').replace('storage = "postgresql://sweeper:s3cret@db-host/scaleplan"\n', "")
+                    .replace("sweep_objectives:quadratic", f"{name}_objective:train"))
+    return source, spec
+
+
+def test_a_sweep_resumed_after_its_objective_code_changed_warns_once(tmp_path: Path, monkeypatch) -> None:
+    code, spec = objective_sweep(tmp_path, monkeypatch, "edited", "def train(params):\n    return params['lr']\n")
     assert run_quietly(spec, 1) == []
     assert run_quietly(spec, 1) == []  # resumed with the same code
     code.write_text("def train(params):\n    return 2 * params['lr']  # edited\n")
@@ -135,13 +141,7 @@ def test_a_command_objective_records_its_python_script(tmp_path: Path, monkeypat
 
 def test_code_fixed_before_any_trial_completed_is_not_a_change(tmp_path: Path, monkeypatch) -> None:
     """An objective that failed at once and was then fixed ran no trial the fit would use: no warning, one version."""
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    code = tmp_path / "fixed_objective.py"
-    code.write_text("def train(params):\n    raise ValueError('a bug')\n")
-    spec = tmp_path / "fixed.toml"
-    spec.write_text(SPEC.replace('name = "creds"', 'name = "fixed"').replace('storage = "postgresql://sweeper:s3cret@db-host/scaleplan"\n', "")
-                    .replace("sweep_objectives:quadratic", "fixed_objective:train"))
+    code, spec = objective_sweep(tmp_path, monkeypatch, "fixed", "def train(params):\n    raise ValueError('a bug')\n")
     with pytest.raises(ScaleplanError, match="a bug"):
         run_sweep(load_spec(spec), max_trials=1)
     code.write_text("def train(params):\n    return params['lr']\n")
