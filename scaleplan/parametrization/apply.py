@@ -266,10 +266,9 @@ def _warn_recurrent(model: nn.Module, tensors: dict[str, TensorRecord], rules: P
     """Warn when a recurrent layer's hidden weights get muP's lr: measured on an LSTM char-LM, the lr did not transfer
     (the best lr of the recurrent weights stayed constant in width there, not 1/width), where SP's did."""
     recurrent = [name for name, module in model.named_modules() if isinstance(module, RECURRENT)]
-    if not recurrent or not any(tensors[n].role == "hidden" for n, _ in model.named_parameters() if n.rpartition(".")[0] in recurrent):
+    hidden = [n for n in tensors if n.rpartition(".")[0] in recurrent and tensors[n].role == "hidden"]
+    if not hidden or rules.multipliers("hidden", 2.0).lr == 1.0:  # (SP: one lr for every width)
         return
-    if rules.multipliers("hidden", 2.0).lr == 1.0:
-        return  # SP: one lr for every width
     warnings.warn(
         f"recurrent layer(s) {', '.join(recurrent[:3])} under {rules.name!r}: on a 2-layer LSTM char-LM (widths 32-64 -> 256, "
         "200 Adam steps) reusing the width-64 lr cost 7.2% +- 2.2% at 256 under these rules and 0.15% under SP "

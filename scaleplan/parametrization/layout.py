@@ -267,8 +267,10 @@ def refuse_recurrent_readouts(model: nn.Module, records: Mapping[str, TensorReco
     """Refuse an LSTM's projection read as a readout (weight_hr with a fixed proj_size): it maps the width to a fixed
     size inside torch's kernel, where no 1/m can be applied (a weight_ih readout's input is the user's to scale)."""
     for name, param in model.named_parameters():
+        if records[name].role != "output" or not name.rpartition(".")[2].startswith("weight_hr"):
+            continue
         uses = known_uses(model, param)
-        if records[name].role == "output" and name.rpartition(".")[2].startswith("weight_hr") and uses and isinstance(uses[0].module, RECURRENT):
+        if uses and isinstance(uses[0].module, RECURRENT):
             raise ParametrizationError(
                 f"{name}: {uses[0].module_name} ({type(uses[0].module).__name__}) projects its width hidden state to a fixed "
                 f"size {param.shape[0]} inside torch's kernel, where muP's readout multiplier 1/m cannot be applied: scale "
