@@ -183,12 +183,14 @@ class Parametrization:
 
 def undecayed_roles(no_decay: Iterable[str] | str) -> frozenset[str]:
     """The roles `no_decay` names (one role or several), each checked: a misspelt role would silently be decayed."""
-    roles = frozenset((no_decay,) if isinstance(no_decay, str) else no_decay)
-    unknown = sorted(r for r in roles if r not in ROLES)
+    if not isinstance(no_decay, (str, list, tuple, set, frozenset)):
+        raise ScaleplanError(f"no_decay must be a role or a list of roles, got {no_decay!r} (e.g. ['vector', 'fixed'])")
+    roles = [no_decay] if isinstance(no_decay, str) else list(no_decay)
+    unknown = sorted({repr(r) for r in roles if not isinstance(r, str) or r not in ROLES})
     if unknown:
-        raise ScaleplanError(f"no_decay: unknown role(s) {', '.join(map(repr, unknown))}; roles are {', '.join(ROLES)} "
+        raise ScaleplanError(f"no_decay: unknown role(s) {', '.join(unknown)}; roles are {', '.join(ROLES)} "
                              "(e.g. no_decay=('vector', 'fixed') leaves biases and norm gains undecayed)")
-    return roles
+    return frozenset(roles)
 
 
 def residual_multiplier(depth_ratio: float, completep: bool) -> float:

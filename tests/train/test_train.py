@@ -73,6 +73,8 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
         ({"clip_grad_norm": "1.0"}, "clip_grad_norm must be a finite number, got '1.0'"),
         ({"clip_grad_norm": True}, "clip_grad_norm must be a finite number, got True"),
         ({"no_decay": ["norm", "vector"]}, r"no_decay: unknown role\(s\) 'norm'; roles are input, hidden, output, vector"),
+        ({"no_decay": 5}, r"no_decay must be a role or a list of roles, got 5"),
+        ({"no_decay": [1, "vector", ["fixed"]]}, r"no_decay: unknown role\(s\) 1, \['fixed'\]; roles are"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message) -> None:
