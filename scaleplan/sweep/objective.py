@@ -129,17 +129,17 @@ class CommandObjective:
     def __init__(self, template: str, param_names: list[str], timeout_s: float | None) -> None:
         self._template = template
         self._timeout = timeout_s
-        script = next((Path(word) for word in shlex.split(template) if word.endswith(".py")), None)  # python train.py ...
-        self.source = source_digest(script) if script is not None else None
         probe = {name: 1 for name in [*GridPoint(1, 1, 1, 0).attrs(), *param_names]}
         try:
-            template.format(**probe)
+            words = shlex.split(template.format(**probe))
         except KeyError as exc:
             raise ScaleplanError(
                 f"[objective] command uses {{{exc.args[0]}}}, which is not a parameter; available: {', '.join(probe)}"
             ) from None
-        except (IndexError, ValueError) as exc:
-            raise ScaleplanError(f"[objective] command template is malformed: {exc} (use named fields like {{lr}})") from None
+        except (IndexError, ValueError) as exc:  # a bad field, or shell quoting (No closing quotation)
+            raise ScaleplanError(f"[objective] command template is malformed: {exc} (use named fields like {{lr}} and balanced quotes)") from None
+        script = next((Path(word) for word in words if word.endswith(".py")), None)  # python train.py ...
+        self.source = source_digest(script) if script is not None else None
 
     def population_size(self, point: GridPoint) -> int:
         return 1

@@ -143,6 +143,7 @@ def test_command_objective(tmp_path: Path) -> None:
         ("{python} -c 'print(\\\"not a loss\\\")'", "cannot read a loss from the command's last line 'not a loss'"),
         ("{python} -c 'print({{lrr}})'", "command uses {lrr}, which is not a parameter"),
         ("/nonexistent/trainer --lr {{lr}}", "command not found: /nonexistent/trainer"),
+        ("{python} train.py --name \\\"abc --lr {{lr}}", "command template is malformed: No closing quotation"),
     ],
 )
 def test_command_failures(tmp_path: Path, command: str, message: str) -> None:
