@@ -16,7 +16,7 @@ from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import InputError, ScaleplanError
 from scaleplan.outputs import ensure_writable, writing
 from scaleplan.sweep.spec import SweepSpec, load_spec
-from scaleplan.sweep.storage import open_storage, resolve_storage
+from scaleplan.sweep.storage import open_storage, readable, resolve_storage
 from scaleplan.sweep.study import refuse_other_spec, study_reference
 
 if TYPE_CHECKING:
@@ -97,7 +97,7 @@ def open_study_readonly(source: str | Path | SweepSpec, study: str | None = None
         target = resolve_storage(storage or text, None)
     if target.path is not None and not target.path.is_file():
         raise ScaleplanError(f"no sweep storage at {target.path}: run `scaleplan sweep SPEC` first (or pass --storage)")
-    opened = open_storage(target)
+    opened = open_storage(readable(target))
     names = [s.study_name for s in opened.get_all_studies()]
     if study is None:
         if len(names) != 1:

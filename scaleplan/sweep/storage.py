@@ -9,9 +9,14 @@ the spec's `storage` key (and the default) is relative to the spec's folder.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import dataclasses
 import fcntl
 import importlib.util
+import os
+import shutil
+import tempfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -147,6 +152,21 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
     except sqlalchemy.exc.DatabaseError as exc:  # after OperationalError, its subclass: e.g. a file that is not SQLite
         reason = " ".join(str(getattr(exc, "orig", exc)).split())[:200]
         raise ScaleplanError(f"cannot use storage {target.display()}: {reason} (point --storage at a new file or an Optuna database)") from None
+
+
+def readable(target: StorageTarget) -> StorageTarget:
+    """`target` to read a study from: a journal this user cannot write (a colleague's, a read-only mount) as a private
+    copy, since Optuna opens a journal for writing (status, export and fit only read; the original is untouched)."""
+    path = target.path
+    if target.kind != "journal" or path is None or (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)):
+        return target
+    folder = tempfile.mkdtemp(prefix="scaleplan-readonly-")
+    atexit.register(shutil.rmtree, folder, True)
+    try:
+        copy = Path(shutil.copyfile(path, Path(folder) / path.name))
+    except OSError as exc:
+        raise StorageError(f"cannot read journal storage {path}: {exc.strerror or exc}") from None
+    return dataclasses.replace(target, path=copy)
 
 
 def _open_journal(path: Path) -> optuna.storages.BaseStorage:

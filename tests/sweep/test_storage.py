@@ -147,3 +147,34 @@ def test_a_lock_file_that_cannot_be_opened_is_one_line(tmp_path: Path, name: str
     with pytest.raises(ScaleplanError, match=rf"cannot open the lock file .*{name}\.plan-lock of storage .*: Is a directory"):
         with storage_lock(target, storage, "toy"):
             pass
+
+
+def test_a_journal_this_user_cannot_write_is_read_from_a_private_copy(tmp_path: Path) -> None:
+    """status, export and fit of a colleague's sweep on a read-only mount: Optuna opens a journal for writing, so they
+    failed with 'Operation not permitted'; they read a copy now, and the journal stays untouched."""
+    import shutil
+    import subprocess
+
+    from scaleplan.sweep.export import open_study_readonly
+    from scaleplan.sweep.runner import run_sweep
+    from scaleplan.sweep.spec import load_spec
+
+    if shutil.which("chattr") is None:
+        pytest.skip("chattr is not installed")
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    spec = folder / "toy.toml"
+    spec.write_text('[sweep]\nname = "toy"\nsampler = "grid"\n[ladder]\nwidths = [8, 16]\nsteps = [10]\n[search]\n'
+                    'lr = [1e-3, 1e-2]\nbatch_size = [4]\n[objective]\ncallable = "sweep_objectives:quadratic"\n')
+    run_sweep(load_spec(spec))
+    journal = folder / "toy.journal"
+    before = journal.read_bytes()
+    if subprocess.run(["chattr", "+i", str(journal), str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("cannot make files immutable here (chattr +i needs CAP_LINUX_IMMUTABLE)")
+    try:
+        with pytest.raises(ScaleplanError, match="Operation not permitted"):  # what reading it directly meets
+            open_storage(resolve_storage(None, load_spec(spec)))
+        study = open_study_readonly(load_spec(spec))
+        assert len(study.get_trials()) == 4 and journal.read_bytes() == before
+    finally:
+        subprocess.run(["chattr", "-i", str(journal), str(folder)], check=True)
