@@ -181,6 +181,8 @@ def apply_parametrization(
     tensors = _tensor_records(model, params, base, base_shapes, declared, base_width, delta)
     for record in tensors.values():
         rules.rule(record.role)  # every role must be defined before anything is modified
+    if rules.multipliers("output", 2.0).forward != 1.0:  # SP applies no readout multiplier, so none is lost
+        refuse_recurrent_readouts(model, tensors)
     if base is not None and not any(r.width_dims for r in tensors.values()) and (init_std is not None or output_mult != 1.0):
         raise ParametrizationError(
             "the model has the base's shapes everywhere, so its width dimensions are unknown and init_std / "
@@ -417,7 +419,6 @@ def _tensor_records(
         dims = tuple(i for i, mult in enumerate(mults) if mult is not None)
         records[name] = TensorRecord(role=inferred.role, m=inferred.m, width_dims=dims, m_out=inferred.m_out)
     refuse_low_rank_inputs(model, records, declared)
-    refuse_recurrent_readouts(model, records)
     return records
 
 

@@ -104,8 +104,8 @@ def param_groups(
     (default: the prediction's, else "torch"); per-role lambdas follow `scaleplan.core.rules`. Independent
     decay is handed to torch's AdamW as weight_decay = lambda_role / lr_role, so that its
     p *= 1 - lr_t * weight_decay decays by s_t * lambda_role whatever the lr. `no_decay` names roles whose tensors are
-    not decayed at all, as most LLM recipes leave biases and norm gains alone: no_decay=("vector", "fixed") decays the
-    matrices only (nanoGPT's p.dim() >= 2, for the 1-D tensors).
+    not decayed at all, as most LLM recipes leave biases and norm gains alone: no_decay=("vector", "fixed") leaves them
+    and every tensor without a width dimension (a fixed-size embedding too) undecayed.
     """
     base_lr = _base_lr(lr)
     undecayed = undecayed_roles(no_decay)

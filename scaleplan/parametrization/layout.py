@@ -273,7 +273,7 @@ def refuse_recurrent_readouts(model: nn.Module, records: Mapping[str, TensorReco
         if uses and isinstance(uses[0].module, RECURRENT):
             raise ParametrizationError(
                 f"{name}: {uses[0].module_name} ({type(uses[0].module).__name__}) projects its width hidden state to a fixed "
-                f"size {param.shape[0]} inside torch's kernel, where muP's readout multiplier 1/m cannot be applied: scale "
+                f"size {param.shape[0]} inside torch's kernel, where the readout multiplier 1/m cannot be applied: scale "
                 "proj_size with the width, or drop proj_size and read the hidden state out with an nn.Linear"
             )
 

@@ -496,6 +496,8 @@ def test_an_lstm_projecting_to_a_fixed_size_is_refused() -> None:
         apply_parametrization(Projected(WIDTH, 8), "mup", base=Projected(BASE, 8), delta=Projected(DELTA, 8))
     scaled = apply_parametrization(Projected(WIDTH, WIDTH // 4), "mup", base=Projected(BASE, BASE // 4), delta=Projected(DELTA, DELTA // 4))
     assert scaled.scaleplan_state.tensors["rnn.weight_hr_l0"].role == "hidden"  # a proj_size that scales is a hidden weight
+    sp = quiet(lambda: apply_parametrization(Projected(WIDTH, 8), "sp", base=Projected(BASE, 8), delta=Projected(DELTA, 8)))
+    assert sp.scaleplan_state.tensors["rnn.weight_hr_l0"].role == "output"  # SP applies no readout multiplier: nothing lost
 
 
 @pytest.mark.parametrize("parametrization, warned", [("mup", True), ("sp", False)])
