@@ -49,4 +49,5 @@ class Interrupted(ScaleplanError):
 
 
 class ParametrizationWarning(UserWarning):
-    """A model scaleplan parametrized but cannot vouch for (attention or a readout it cannot reach): names the fix."""
+    """A parametrized model (or its optimizer) scaleplan cannot vouch for: attention or a readout it cannot reach, a
+    kept init, a tied readout, a rule measured to fail, groups an optimizer lost; each names the fix."""

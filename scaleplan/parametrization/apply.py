@@ -232,7 +232,7 @@ def apply_parametrization(
         warnings.warn(
             f"raw readout(s) {', '.join(state.manual_readouts)}: scaleplan cannot hook a tensor used in your own forward; "
             "multiply its input by scaleplan.parametrization.readout_multiplier(model, name) there",
-            UserWarning,
+            ParametrizationWarning,
             stacklevel=2,
         )
     model.scaleplan_state = state  # type: ignore[assignment]
@@ -259,7 +259,7 @@ def _warn_tied_readouts(model: nn.Module, params: dict[str, nn.Parameter], tenso
             "(benchmarks/results/hf-gpt2-tied.txt): untie them for muP (tie_word_embeddings=False where the model honours it; "
             "transformers' T5 ties regardless: give the readout its own copy before apply_parametrization, "
             "model.lm_head.weight = nn.Parameter(model.lm_head.weight.detach().clone()))",
-            UserWarning,
+            ParametrizationWarning,
             stacklevel=3,
         )
 
@@ -312,7 +312,7 @@ def _base_width(base: object, base_shapes: dict[str, tuple[int, ...]] | None, ba
                 f"base_width={base_width} is none of the base's width sizes ({', '.join(map(str, sizes[:4]))}): the multipliers "
                 "are relative to the base's shapes, so a law is checked against one base width and applied at another; "
                 "pass the base's width (its d_model)",
-                UserWarning,
+                ParametrizationWarning,
                 stacklevel=3,
             )
     return base_width
@@ -608,7 +608,7 @@ def _check_memory_protocol(model: nn.Module, base: object, tensors: dict[str, Te
         warnings.warn(
             f"memory tensor(s) {', '.join(unsited[:3])} belong to no module with scaleplan_site = 'temperature': their Adam "
             f"eps is not scaled by the DenseAM rule (1/(m_N^order m_K)); {PROTOCOL}",
-            UserWarning,
+            ParametrizationWarning,
             stacklevel=3,
         )
 

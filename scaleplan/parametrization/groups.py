@@ -8,7 +8,7 @@ from typing import Any, Iterable
 
 from torch import nn
 
-from scaleplan.errors import ParametrizationError, ScaleplanError
+from scaleplan.errors import ParametrizationError, ParametrizationWarning, ScaleplanError
 from scaleplan.parametrization.apply import ParametrizationState, check_intact, find_state, find_states
 from scaleplan.parametrization.metadata import unparametrized
 from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, OPTIMIZER_KEY, watch
@@ -39,7 +39,7 @@ def _state_multipliers(holder: nn.Module, state: ParametrizationState, optimizer
         warnings.warn(
             "SGD with the DenseAM log-sum-exp (softmax) energy: its lr curves are erratic near divergence and its transfer "
             "was measured on one task (benchmarks/results/denseam-sgd.md); the DenseAM rules are validated with Adam: use Adam",
-            UserWarning,
+            ParametrizationWarning,
             stacklevel=3,
         )
     calibrated = any(record.eps_value is not None for record in state.tensors.values())
@@ -50,7 +50,7 @@ def _state_multipliers(holder: nn.Module, state: ParametrizationState, optimizer
             "under capacity (more stored patterns than memories) Adam moves its unretrieved memories at full speed and "
             "the largest stable lr falls with K (K = 2048 from proxies at 32-256: 96% regret; README, DenseAM); there, "
             "calibrate_memory_eps(model, batches, loss) ([train] memory_eps = 'retrieval'); over capacity keep the rules' eps",
-            UserWarning,
+            ParametrizationWarning,
             stacklevel=3,
         )
     factors = {}

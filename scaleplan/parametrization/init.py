@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from scaleplan.core.rules import SP, Parametrization
+from scaleplan.errors import ParametrizationWarning
 from scaleplan.parametrization.layout import RECURRENT, known_uses
 
 if TYPE_CHECKING:
@@ -59,7 +60,7 @@ def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: d
             f"init_std=None keeps {source} for {len(kept)} hidden/readout tensor(s) ({', '.join(kept[:3])}"
             f"{', ...' if len(kept) > 3 else ''}) and rescales it as if it were PyTorch's fan-in init; muP needs hidden "
             "std proportional to 1/sqrt(fan-in) and a width-independent readout: pass init_std= (applied at every width)",
-            UserWarning,
+            ParametrizationWarning,
             stacklevel=3,
         )
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Mapping
 import torch
 from torch import nn
 
-from scaleplan.errors import ParametrizationError
+from scaleplan.errors import ParametrizationError, ParametrizationWarning
 
 if TYPE_CHECKING:
     from scaleplan.parametrization.apply import TensorRecord
@@ -298,6 +298,6 @@ def warn_fused_widths(shapes: Mapping[str, tuple[int, ...]], base: Mapping[str, 
             f"that grow alike: a fixed-size part fused with a width-sized one (Mamba's x_proj with dt_rank = d/16 beside "
             "2 d_state, a Linear over [x, fixed features]), for which one role is wrong for one part: split it into two "
             "layers, or keep the width-sized part's size fixed",
-            UserWarning,
+            ParametrizationWarning,
             stacklevel=4,
         )

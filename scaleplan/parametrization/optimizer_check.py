@@ -20,6 +20,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch.optim.optimizer import Optimizer, register_optimizer_step_pre_hook
 
+from scaleplan.errors import ParametrizationWarning
 from scaleplan.parametrization.caller import caller_stacklevel
 
 FACTOR_KEY = "scaleplan_lr_factor"  # on each group of param_groups: the group's lr over the base lr
@@ -201,4 +202,4 @@ def _check_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
                    or (grouping_problem(groups, opt_family) if opt_family else None) or readout_problem(groups))
     if problem is not None:
         _warned.add(optimizer)
-        warnings.warn(problem, UserWarning, stacklevel=caller_stacklevel())
+        warnings.warn(problem, ParametrizationWarning, stacklevel=caller_stacklevel())

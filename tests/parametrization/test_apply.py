@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import nn
 
-from scaleplan.errors import ParametrizationError, ScaleplanError
+from scaleplan.errors import ParametrizationError, ParametrizationWarning, ScaleplanError
 from scaleplan.models import build_model, build_parametrized
 from scaleplan.parametrization import apply_parametrization, param_groups, tensor_multipliers
 
@@ -209,7 +209,7 @@ def test_base_width_is_checked_against_the_base_and_gives_a_width_to_a_model_wit
 
     assert apply_parametrization(mlp(256), "mup", base=mlp(64), base_width=64).scaleplan_state.width == 256
     assert apply_parametrization(mlp(256), "mup", base=mlp(64)).scaleplan_state.width is None
-    with pytest.warns(UserWarning, match=r"base_width=32 is none of the base's width sizes \(64\)"):
+    with pytest.warns(ParametrizationWarning, match=r"base_width=32 is none of the base's width sizes \(64\)"):
         apply_parametrization(mlp(256), "mup", base=mlp(64), base_width=32)
 
 
@@ -248,7 +248,7 @@ def test_completep_depth_transfer() -> None:
 
 def test_sgd_with_denseam_softmax_warns() -> None:
     net = build_parametrized("denseam", 128, "denseam", 64, energy="lse")
-    with pytest.warns(UserWarning, match="erratic near divergence.*validated with Adam: use Adam"):
+    with pytest.warns(ParametrizationWarning, match="erratic near divergence.*validated with Adam: use Adam"):
         param_groups(net, LR, optimizer="sgd")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -441,7 +441,7 @@ def test_a_square_memory_matrix_is_read_as_memories_by_features() -> None:
 
 
 def test_memories_without_a_temperature_site_are_warned_about() -> None:
-    with pytest.warns(UserWarning, match=r"memory tensor\(s\) am.xi belong to no module with scaleplan_site = 'temperature'") as caught:
+    with pytest.warns(ParametrizationWarning, match=r"memory tensor\(s\) am.xi belong to no module with scaleplan_site = 'temperature'") as caught:
         state = apply_parametrization(HopfieldNet(256, 64, site=False), "denseam", base=HopfieldNet(32, 64, site=False)).scaleplan_state
     assert state.tensors["am.xi"].eps == 1.0
     assert [w.filename for w in caught if "temperature" in str(w.message)] == [__file__]  # at the caller's line

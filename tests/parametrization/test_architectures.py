@@ -476,7 +476,7 @@ def test_a_fixed_part_fused_with_a_width_sized_one_is_warned_about() -> None:
     model: readout rows (B, C) fused with hidden ones (dt), which no one role fits (mup, like scaleplan's roles, reads
     it as a hidden matrix whose fan-out grew 4/3x); warned, naming the tensor. None of the architectures above is."""
     build = {d: Mamba(d, False, dt_rank=d // 16) for d in (BASE, DELTA, WIDTH)}
-    with pytest.warns(UserWarning, match=r"^x_proj.weight: dimension 0 grows 18 -> 20 -> 24 .*split it into two layers"):
+    with pytest.warns(ParametrizationWarning, match=r"^x_proj.weight: dimension 0 grows 18 -> 20 -> 24 .*split it into two layers"):
         apply_parametrization(build[WIDTH], "mup", base=build[BASE], delta=build[DELTA], roles={"A_log": "vector"})
     for arch in ARCHS:
         ours(arch)  # quiet() makes the warning an error

@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from scaleplan.errors import ParametrizationError
+from scaleplan.errors import ParametrizationError, ParametrizationWarning
 from scaleplan.parametrization import apply_parametrization, param_groups
 from scaleplan.parametrization.apply import ScaleInput
 
@@ -87,7 +87,7 @@ def test_llama_roles_and_scaling(head_dim: int | None, expected: float) -> None:
 
 
 def test_hf_init_warns_without_init_std() -> None:
-    with pytest.warns(UserWarning, match=r"keeps HF's N\(0, 0.02\) for .*pass init_std="):
+    with pytest.warns(ParametrizationWarning, match=r"keeps HF's N\(0, 0.02\) for .*pass init_std="):
         apply_parametrization(gpt2(64), "mup", base=gpt2(32))
     with warnings.catch_warnings(record=True) as caught:  # the tied-embedding warning is another matter (test_apply.py)
         warnings.simplefilter("always")
@@ -193,7 +193,7 @@ class WithRouter(torch.nn.Module):
 
 
 def test_a_router_whose_input_is_not_only_multiplied_by_its_weight_is_left_to_the_user() -> None:
-    with pytest.warns(UserWarning, match=r"raw readout\(s\) gate.weight: .*readout_multiplier"):
+    with pytest.warns(ParametrizationWarning, match=r"raw readout\(s\) gate.weight: .*readout_multiplier"):
         model = apply_parametrization(WithRouter(64), "mup", base=WithRouter(16), init_std=0.02)
     assert model.scaleplan_state.tensors["gate.weight"].role == "output" and not model.gate._forward_pre_hooks
 
@@ -275,7 +275,7 @@ def test_t5_untied_by_hand_is_a_readout_as_the_tied_warning_says() -> None:
         model.lm_head.weight = torch.nn.Parameter(model.lm_head.weight.detach().clone())
         return model
 
-    with pytest.warns(UserWarning, match=r"transformers' T5 ties regardless: give the readout its own copy"):
+    with pytest.warns(ParametrizationWarning, match=r"transformers' T5 ties regardless: give the readout its own copy"):
         apply_parametrization(t5(128), "mup", base=t5(32), delta=t5(64), init_std=0.02)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

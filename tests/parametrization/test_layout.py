@@ -77,7 +77,7 @@ def test_raw_vector_likes_are_inputs_and_a_raw_readout_is_refused() -> None:
 
 
 def test_raw_readout_declared_gets_a_multiplier_to_apply() -> None:
-    with pytest.warns(UserWarning, match=r"raw readout\(s\) out: .*readout_multiplier\(model, name\)"):
+    with pytest.warns(ParametrizationWarning, match=r"raw readout\(s\) out: .*readout_multiplier\(model, name\)"):
         model = apply_parametrization(RawLM(64), "mup", base=RawLM(16), roles={"out": "output"})
     roles = {n: (r.role, r.m) for n, r in model.scaleplan_state.tensors.items()}
     assert roles == {"emb": ("input", 4.0), "pos": ("input", 4.0), "hidden": ("hidden", 4.0), "out": ("output", 4.0)}

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from scaleplan.errors import ParametrizationError, ScaleplanError
+from scaleplan.errors import ParametrizationError, ParametrizationWarning, ScaleplanError
 from scaleplan.parametrization import apply_parametrization, param_groups
 from scaleplan.parametrization import calibrate_memory_eps
 from scaleplan.parametrization.memory_eps import RETRIEVAL_KAPPA
@@ -82,7 +82,7 @@ def test_memories_without_a_gradient_at_init_are_refused_naming_the_zero_readout
 def test_an_uncalibrated_lse_memory_scaled_16x_is_warned_about_naming_the_fix() -> None:
     """K = 512 from a base of 32 under the rules' eps warns (it failed at 8x under capacity); 256 (8x) does not, nor does
     a calibrated model."""
-    with pytest.warns(UserWarning, match=r"16x its base's memories .*calibrate_memory_eps"):
+    with pytest.warns(ParametrizationWarning, match=r"16x its base's memories .*calibrate_memory_eps"):
         memory_group(lse_model(512)[0])
     import warnings
 

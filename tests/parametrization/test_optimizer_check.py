@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 
+from scaleplan.errors import ParametrizationWarning
 from scaleplan.models import build_parametrized
 from scaleplan.parametrization import apply_parametrization, param_groups
 from scaleplan.parametrization.optimizer_check import FACTOR_KEY, schedule_problem
@@ -56,6 +57,7 @@ def test_one_lr_for_every_tensor_is_warned_about_once_at_the_step(optimizer) -> 
     message = str(caught[0].message)
     assert "scaleplan.param_groups(model, lr)" in message and "2.weight" in message
     assert caught[0].filename == __file__  # points at the training loop's optimizer.step(), not into torch
+    assert caught[0].category is ParametrizationWarning  # one filter for every warning about a parametrized model
 
 
 def test_nanogpt_weight_decay_groups_are_warned_about() -> None:
