@@ -292,6 +292,8 @@ class ForwardAudit:
         watch.__enter__()
 
     def after(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        if self._run is None:  # no watch (a forward under torch.func, as every step of scaleplan's populations): no lock
+            return
         with _CLAIM:
             run = self._run
             if run is None or run.watch.thread != threading.get_ident():
