@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from cli_runs import one_line_error
 from optuna.trial import TrialState
+from tiny_specs import MLP_GRID as MLP
 
 from scaleplan.cli import main
 from scaleplan.errors import StorageError
@@ -23,25 +24,6 @@ from scaleplan.sweep.storage import open_storage, resolve_storage
 
 TESTS = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": f"{TESTS}:{TESTS.parent}"}
-MLP = """
-[sweep]
-name = "mlp"
-sampler = "grid"
-seeds = [0]
-[task]
-name = "teacher-student"
-kwargs = {in_dim = 8, out_dim = 2, teacher_width = 16, n_eval = 128}
-[model]
-name = "mlp"
-parametrization = "mup"
-base_width = 2
-[ladder]
-widths = [2, 4]
-steps = [3]
-[search]
-lr = [1e-3, 1e-2]
-batch_size = [16]
-"""
 GPT = """
 [sweep]
 name = "gpt"

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_runs import one_line_error
+from tiny_specs import MLP_GRID
 
 from scaleplan.errors import ScaleplanError
 from scaleplan.train.config import TrialConfig, TrialResult
@@ -17,24 +18,6 @@ from scaleplan.train.loop import train_trial
 from scaleplan.train.monitor import diverged, tail_mean
 from scaleplan.train.schedule import lr_factor
 
-CLIP_SPEC = """
-[sweep]
-name = "clip"
-sampler = "grid"
-seeds = [0]
-[task]
-name = "teacher-student"
-kwargs = {in_dim = 8, out_dim = 2, teacher_width = 16, n_eval = 128}
-[model]
-name = "mlp"
-parametrization = "mup"
-[train]
-[ladder]
-widths = [2, 4]
-steps = [3]
-[search]
-lr = [1e-3, 1e-2]
-"""
 SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"depth": 2})
 
 
@@ -267,7 +250,7 @@ def test_a_bad_clip_grad_norm_is_one_line_before_any_storage(
     tmp_path: Path, capsys: pytest.CaptureFixture, section: str, value: str, message: str
 ) -> None:
     spec = tmp_path / "clip.toml"
-    spec.write_text(CLIP_SPEC.replace(section, f"{section}\n{value}"))
+    spec.write_text(MLP_GRID.replace(section, f"{section}\n{value}"))
     assert message in one_line_error(["sweep", str(spec)], capsys)
     assert list(tmp_path.iterdir()) == [spec]
 
@@ -281,7 +264,7 @@ def test_a_sweep_clips_with_train_clip_grad_norm(tmp_path: Path) -> None:
     from scaleplan.sweep.trial import TrialRequest
 
     spec = tmp_path / "clip.toml"
-    spec.write_text(CLIP_SPEC.replace("[train]", "[train]\nclip_grad_norm = 0.5"))
+    spec.write_text(MLP_GRID.replace("[train]", "[train]\nclip_grad_norm = 0.5"))
     loaded = load_spec(spec)
     objective = BuiltinObjective(loaded)
     request = TrialRequest(grid_points(loaded)[0], {"lr": 1e-3})
@@ -299,7 +282,7 @@ def test_a_sweep_leaves_the_train_no_decay_roles_undecayed(tmp_path: Path) -> No
     from scaleplan.train.build import build_model, build_task, param_groups_for
 
     spec = tmp_path / "nodecay.toml"
-    spec.write_text(CLIP_SPEC.replace("[train]", '[train]\noptimizer = "adamw"\nweight_decay = 0.1\nno_decay = ["vector", "fixed"]'))
+    spec.write_text(MLP_GRID.replace("[train]", '[train]\noptimizer = "adamw"\nweight_decay = 0.1\nno_decay = ["vector", "fixed"]'))
     loaded = load_spec(spec)
     cfg = BuiltinObjective(loaded).config(TrialRequest(grid_points(loaded)[-1], {"lr": 1e-3}))
     assert cfg.no_decay == ("fixed", "vector") and TrialConfig.from_dict(cfg.to_dict()) == cfg
