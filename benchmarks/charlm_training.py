@@ -6,13 +6,25 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import torch
+from torch import nn
 
+from scaleplan import apply_parametrization
 from scaleplan.tasks.base import Task
 from scaleplan.validate.regret import LrPoint, best_point, format_regret, group_by_lr, local_model, regret_of
+
+
+def parametrized(build: Callable[[int], nn.Module], parametrization: str, width: int, base_width: int) -> nn.Module:
+    """`build(width)` parametrized against the same model at `base_width` (and twice it, mup's delta) as a user would,
+    apply's warnings silenced (each report lists the roles inferred); the model is drawn first, from the current seed."""
+    model = build(width)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return apply_parametrization(model, parametrization, base=build(base_width), delta=build(2 * base_width))
 
 
 def held_out_after(forward: Callable[[torch.Tensor], torch.Tensor], optimizer: torch.optim.Optimizer, task: Task,

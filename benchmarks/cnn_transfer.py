@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import product
@@ -40,8 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from charlm_training import held_out_after, print_transfer_table, read_runs, record_runs
-from scaleplan import apply_parametrization, param_groups
+from charlm_training import held_out_after, parametrized, print_transfer_table, read_runs, record_runs
+from scaleplan import param_groups
 from scaleplan.outputs import pyplot, save_figure
 from scaleplan.tasks.base import Task
 from scaleplan.validate.regret import group_by_lr
@@ -195,10 +194,7 @@ def held_out_loss(job: tuple[str, int, float, int]) -> Result:
     torch.set_num_threads(1)
     task = _task()
     torch.manual_seed(seed)
-    model = ResNet(width)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        apply_parametrization(model, variant, base=ResNet(PROXIES[0]), delta=ResNet(2 * PROXIES[0]))
+    model = parametrized(ResNet, variant, width, PROXIES[0])
     opt = torch.optim.Adam(param_groups(model, lr))
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / STEPS)))
     opt.register_step_post_hook(lambda *_: schedule.step())  # cosine to 0 after every step, each group's ratio kept

@@ -15,7 +15,6 @@ optimum at each width (how far lr* drifts with width).
 from __future__ import annotations
 
 import argparse
-import warnings
 from concurrent.futures import ProcessPoolExecutor
 from itertools import product
 
@@ -23,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from charlm_training import held_out_after, print_transfer_table
-from scaleplan import apply_parametrization, param_groups
+from charlm_training import held_out_after, parametrized, print_transfer_table
+from scaleplan import param_groups
 from scaleplan.tasks import get_task
 from scaleplan.tasks.charlm import VOCAB
 
@@ -67,10 +66,7 @@ def held_out_loss(job: tuple[str, int, float, int]) -> tuple[str, int, float, in
     torch.set_num_threads(1)
     task = get_task("charlm", seq_len=SEQ_LEN, n_eval=128)
     torch.manual_seed(seed)
-    model = ConvLM(width)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        apply_parametrization(model, variant, base=ConvLM(PROXIES[0]), delta=ConvLM(2 * PROXIES[0]))
+    model = parametrized(ConvLM, variant, width, PROXIES[0])
     opt = torch.optim.Adam(param_groups(model, lr))
     return variant, width, lr, seed, held_out_after(model, opt, task, STEPS, BATCH, seed)
 
