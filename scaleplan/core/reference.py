@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
+from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import OPTIMIZERS, get_parametrization
 from scaleplan.errors import LawFileError, ParametrizationError
 
@@ -20,12 +21,28 @@ from scaleplan.errors import LawFileError, ParametrizationError
 _LR_FAMILY = {"adam": "adam", "adamw": "adam", "sgd": "sgd"}
 
 
+def momentum_problem(momentum: Any, nesterov: Any, optimizer: str) -> str | None:
+    """Why SGD's (momentum, nesterov) are not valid for `optimizer`, or None: momentum in [0, 1), nesterov a bool and
+    only with a momentum (torch.optim.SGD's rule), both SGD's alone (Adam's first moment is its beta1)."""
+    if not is_finite_number(momentum) or not 0 <= momentum < 1:
+        return f"momentum (SGD's) must be a number in [0, 1), got {momentum!r}; e.g. momentum = 0.9"
+    if not isinstance(nesterov, bool):
+        return f"nesterov must be true or false, got {nesterov!r}"
+    if (momentum or nesterov) and optimizer != "sgd":
+        return (f"momentum and nesterov are SGD's; optimizer {optimizer!r} has its own first moment (Adam's beta1): drop "
+                "them or use optimizer \"sgd\"")
+    if nesterov and not momentum:
+        return "nesterov needs a momentum above 0 (torch.optim.SGD's rule); e.g. momentum = 0.9"
+    return None
+
+
 @dataclass(frozen=True)
 class ParametrizationRef:
     """Parametrization name, the base shape its multipliers are relative to, optimizer and CompleteP.
 
     `base_width` is the width at which every multiplier is 1 (m = width / base_width); `base_depth`
-    the depth at which CompleteP's depth multipliers are 1 (None without CompleteP).
+    the depth at which CompleteP's depth multipliers are 1 (None without CompleteP). `momentum` and `nesterov` are
+    SGD's, as the sweep trained: the optimal lr falls about as 1 - momentum, so a law's lr holds for that setting only.
     """
 
     name: str
@@ -33,6 +50,8 @@ class ParametrizationRef:
     base_depth: int | None = None
     optimizer: str = "adam"
     completep: bool = False
+    momentum: float = 0.0
+    nesterov: bool = False
 
     def __post_init__(self) -> None:
         get_parametrization(self.name)  # unknown names fail here, with the valid ones listed
@@ -48,6 +67,15 @@ class ParametrizationRef:
             )
         if self.completep and (self.name != "mup" or self.base_depth is None):
             raise ParametrizationError("parametrization reference: completep needs name 'mup' and a base_depth")
+        problem = momentum_problem(self.momentum, self.nesterov, self.optimizer)
+        if problem is not None:
+            raise ParametrizationError(f"parametrization reference: {problem}")
+
+    @property
+    def optimizer_setting(self) -> str:
+        """'adam', 'sgd' or 'sgd, momentum 0.9, nesterov': what the law's lrs are for."""
+        extras = ([f"momentum {self.momentum:g}"] if self.momentum else []) + (["nesterov"] if self.nesterov else [])
+        return ", ".join([self.optimizer, *extras])
 
     def width_multiplier(self, width: float) -> float:
         """m = width / base_width (1 for SP, whose rules do not depend on m)."""
@@ -62,8 +90,12 @@ class ParametrizationRef:
         return depth / self.base_depth
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the `parametrization` block of a law file)."""
-        return asdict(self)
+        """JSON-ready dict (the `parametrization` block of a law file); SGD's momentum and nesterov only where set."""
+        data = asdict(self)
+        for key in ("momentum", "nesterov"):
+            if not data[key]:
+                del data[key]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], origin: str = "parametrization") -> ParametrizationRef:
@@ -87,7 +119,8 @@ class ParametrizationRef:
         """Raise a one-line ParametrizationError when `other` (a model's reference) is not this one.
 
         Names, base width, CompleteP and base depth must agree; the optimizer must belong to the same
-        lr family (Adam and AdamW share their lr rules, SGD does not).
+        lr family (Adam and AdamW share their lr rules, SGD does not). A model's reference does not know SGD's
+        momentum: the optimizer check compares it at the step (param_groups stamps the law's).
         """
         mismatches = []
         if self.name != other.name:

@@ -565,6 +565,8 @@ class LawFile:
                     del law[key]
         if d["surge"] is None:  # and a file without a surge law as schema 5 wrote it
             del d["surge"]
+        if self.parametrization is not None:  # SGD's momentum only where set
+            d["parametrization"] = self.parametrization.to_dict()
         return {"schema_version": d.pop("schema_version"), **d}
 
     def to_json(self) -> str:

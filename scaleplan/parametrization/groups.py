@@ -11,7 +11,7 @@ from torch import nn
 from scaleplan.errors import ParametrizationError, ParametrizationWarning, ScaleplanError
 from scaleplan.parametrization.apply import ParametrizationState, check_intact, find_state, find_states
 from scaleplan.parametrization.metadata import unparametrized
-from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, OPTIMIZER_KEY, watch
+from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, MOMENTUM_KEY, OPTIMIZER_KEY, watch
 from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import RoleMultipliers, undecayed_roles
 from scaleplan.core.weight_decay import DECOUPLED_OPTIMIZERS, check_convention, check_weight_decay
@@ -136,6 +136,10 @@ def param_groups(
                 group["eps"], group[BASE_KEYS["eps"]] = eps * f.eps, eps
             group["params"].append(param)
             group["names"].append(f"{prefix}.{pname}" if prefix else pname)
+    fitted = getattr(lr, "parametrization", None)  # a law's prediction: its SGD momentum is checked at the step
+    if fitted is not None and fitted.optimizer == "sgd":
+        for group in groups.values():
+            group[MOMENTUM_KEY] = (fitted.momentum, fitted.nesterov)
     watch()
     return list(groups.values())
 

@@ -1,13 +1,13 @@
 """Warn when a torch optimizer loses what param_groups set per role: a model that still trains, just worse.
 
-Training code loses it without an error in five ways: an optimizer built from `model.parameters()` (one lr for
+Training code loses it without an error in several ways: an optimizer built from `model.parameters()` (one lr for
 tensors whose roles need different ones); a schedule that sets every group's lr to one value after `param_groups`
 gave each role its own (nanoGPT's loop `g["lr"] = lr`, OneCycleLR or CyclicLR with one max_lr, the floor of
 CosineAnnealingLR's eta_min); groups built for Adam stepped by SGD (or the reverse); a weight_decay or eps given to
-the optimizer's constructor, which param_groups' groups override; a readout used through its weight, whose
-module (with muP's 1/m input hook) never runs; and an optimizer scaleplan has no muP rules for (Muon, Adafactor). A global optimizer step pre-hook checks
-every optimizer that steps parametrized tensors and warns once per optimizer, at the training loop's step, naming
-the fix.
+the optimizer's constructor, which param_groups' groups override; an SGD momentum other than the one an SGD law
+was fitted with; a readout used through its weight, whose module (with muP's 1/m input hook) never runs; and an
+optimizer scaleplan has no muP rules for (Muon, Adafactor). A global optimizer step pre-hook checks every optimizer
+that steps parametrized tensors and warns once per optimizer, at the training loop's step, naming the fix.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ FACTOR_KEY = "scaleplan_lr_factor"  # on each group of param_groups: the group's
 OPTIMIZER_KEY = "scaleplan_optimizer"  # on each group of param_groups: the optimizer its rules were for
 # on each group of param_groups: the base weight decay it scaled; on the groups where it scaled Adam's eps, the base eps
 BASE_KEYS = {"weight_decay": "scaleplan_weight_decay", "eps": "scaleplan_eps"}
+MOMENTUM_KEY = "scaleplan_momentum"  # on each group built from an SGD law's prediction: the law's (momentum, nesterov)
 TAG = "_scaleplan_lr_factors"  # on each parametrized tensor: (its name, {optimizer family: lr factor}, readout hooks)
 RATIO_TOLERANCE = 1e-3  # relative spread of lr / factor across groups that still counts as one base lr
 
@@ -104,6 +105,30 @@ def optimizer_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer)
         f"param_groups built these groups for optimizer={built!r}, but torch.optim.{type(optimizer).__name__} steps them, "
         f"whose muP lrs (or weight decay) differ: build them with param_groups(model, lr, optimizer={name!r})"
     )
+
+
+def momentum_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer) -> str | None:
+    """Why torch.optim.SGD steps groups built from an SGD law's prediction with another momentum than the sweep
+    trained with (the optimal lr falls about as 1 - momentum), or None."""
+    if not isinstance(optimizer, torch.optim.SGD):
+        return None
+    for index, group in enumerate(groups):
+        if MOMENTUM_KEY not in group:
+            continue
+        fitted = tuple(group[MOMENTUM_KEY])
+        used = (float(group.get("momentum", 0.0)), bool(group.get("nesterov", False)))
+        if used != fitted:
+            return (
+                f"the law's lr was fitted with SGD {_momentum(*fitted)}, but torch.optim.SGD steps group {index} with "
+                f"{_momentum(*used)}: SGD's optimal lr scales about as 1 - momentum, so it does not hold here; pass "
+                f"momentum={fitted[0]:g}, nesterov={fitted[1]} to torch.optim.SGD, or fit a law with this momentum "
+                "([train] momentum in the sweep's spec; a user objective's spec must declare the momentum its code uses)"
+            )
+    return None
+
+
+def _momentum(momentum: float, nesterov: bool) -> str:
+    return f"momentum {momentum:g}" + (", nesterov" if nesterov else "")
 
 
 def schedule_problem(groups: Iterable[Mapping[str, Any]]) -> str | None:
@@ -199,6 +224,7 @@ def _check_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
         _checked_groups[optimizer] = len(groups)
         opt_family = family(optimizer)
         problem = (unruled_problem(groups, optimizer, opt_family) or optimizer_problem(groups, optimizer) or defaults_problem(groups, optimizer)
+                   or momentum_problem(groups, optimizer)
                    or (grouping_problem(groups, opt_family) if opt_family else None) or readout_problem(groups))
     if problem is not None:
         _warned.add(optimizer)

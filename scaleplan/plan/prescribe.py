@@ -65,6 +65,7 @@ class Prescription:
     predicted_loss: float | None = None
     shape: ModelShape | None = None
     parametrization: str | None = None
+    optimizer: str | None = None  # what the per-role lrs are for: "adam", or "sgd, momentum 0.9" as the law's sweep trained
     per_group: list[GroupLR] = field(default_factory=list)
     warnings: tuple[str, ...] = ()
     width: float | None = None  # the target width and depth the per-role numbers are for
@@ -180,6 +181,7 @@ def prescribe(
         predicted_loss=None if tokens_file.loss_law is None else tokens_file.loss_law.loss(loss_n(shape), tokens),
         shape=shape,
         parametrization=None if law.parametrization is None else law.parametrization.name,
+        optimizer=_optimizer_setting(law, optimizer) if groups else None,
         per_group=groups,
         warnings=(*prediction.warnings, *loss_warnings, *role_warnings),
         width=float(d_model or shape.d_model) if groups else None,
@@ -244,6 +246,7 @@ def _prescribe_axes(
         tokens=tokens,
         tokens_source="given" if tokens is not None else None,
         parametrization=None if law.parametrization is None else law.parametrization.name,
+        optimizer=_optimizer_setting(law, optimizer) if groups else None,
         per_group=groups,
         warnings=(*prediction.warnings, *role_warnings),
         width=width if groups else None,
@@ -284,6 +287,15 @@ def _per_role(
             groups.append(GroupLR(role, lr.value * mult.lr, mult.init_std, mult.forward, mult.weight_decay, mult.eps,
                                   None if lam is None else lam.value * mult.weight_decay))
     return groups, (residual_multiplier(ratio, True) if ref.completep else None), warnings
+
+
+def _optimizer_setting(law: LawFile, optimizer: str | None) -> str | None:
+    """The optimizer the per-role lrs are for: --optimizer where it names another one of the law's family, else the
+    law's own with SGD's momentum (its lr holds for that momentum only)."""
+    ref = law.parametrization
+    if ref is None:
+        return optimizer
+    return optimizer if optimizer not in (None, ref.optimizer) else ref.optimizer_setting
 
 
 def _optimizer_check(law: LawFile, optimizer: str | None) -> tuple[str, ...]:

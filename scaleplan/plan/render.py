@@ -120,7 +120,8 @@ def to_table(p: Prescription) -> str:
         )
     if p.per_group:
         where = f"width {p.width:g}" + ("" if p.depth is None else f", depth {p.depth:g}")
-        groups = Table(title=f"per-role hyperparameters at the target {where} ({p.parametrization})", title_justify="left")
+        setting = p.parametrization if p.optimizer is None else f"{p.parametrization}, {p.optimizer}"
+        groups = Table(title=f"per-role hyperparameters at the target {where} ({setting})", title_justify="left")
         eps = any(g.eps_mult != 1.0 for g in p.per_group)
         lam = p.weight_decay is not None
         for col in ("role", "lr", "init std x", "forward x", "weight decay x", *(["Adam eps x"] if eps else []),

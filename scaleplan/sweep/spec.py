@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scaleplan.core.numbers import is_finite_number
-from scaleplan.core.reference import ParametrizationRef
+from scaleplan.core.reference import ParametrizationRef, momentum_problem
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS
 from scaleplan.errors import ScaleplanError, SpecError
 from scaleplan.limits import MAX_BATCH_SIZE, MAX_DEPTH, MAX_PLANNED_TRIALS, MAX_STEPS, MAX_TOKENS, MAX_TRIALS_PER_POINT, MAX_WIDTH
@@ -38,8 +38,8 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
               "pruner", "prune_every", "round_size", "tolerance", "max_regret"),
     "task": ("name", "kwargs"),
     "model": ("name", "parametrization", "base_width", "base_depth", "completep", "kwargs"),
-    "train": ("optimizer", "weight_decay", "wd_tau", "decay_convention", "schedule", "warmup_steps", "eps", "memory_eps",
-              "clip_grad_norm", "no_decay"),
+    "train": ("optimizer", "weight_decay", "wd_tau", "decay_convention", "schedule", "warmup_steps", "eps", "momentum",
+              "nesterov", "memory_eps", "clip_grad_norm", "no_decay"),
     "ladder": ("widths", "depths", "steps", "tokens"),
     "search": ("batch_size", *BUILTIN_SEARCH),
     "objective": ("callable", "command", "timeout_s", "diverged_value"),
@@ -136,13 +136,15 @@ class SweepSpec:
     @property
     def reference(self) -> ParametrizationRef:
         """What the sweep's lrs are relative to: parametrization, base width (default: the smallest width),
-        base depth and CompleteP, optimizer. Law files fitted from this sweep carry it."""
+        base depth and CompleteP, optimizer (and SGD's momentum). Law files fitted from this sweep carry it."""
         return ParametrizationRef(
             name=self.parametrization,
             base_width=self.base_width or min(self.widths),
             base_depth=self.base_depth,
             optimizer=str(self.train.get("optimizer", "adam")),
             completep=self.completep,
+            momentum=self.train.get("momentum", 0.0),
+            nesterov=self.train.get("nesterov", False),
         )
 
     @property
@@ -338,6 +340,15 @@ def _parse_rounds(sweep: dict[str, Any], sampler: str, pruner: str, search: list
             raise SpecError(f"{where}: sampler 'adaptive' needs every trial's final loss; set pruner = \"none\"")
     return (size, DEFAULT_TOLERANCE if tolerance is None else float(tolerance),
             DEFAULT_MAX_REGRET if regret is None else float(regret))
+
+
+def _check_momentum(train: dict[str, Any], source: str) -> None:
+    """SGD's momentum and nesterov (a law records them: the optimal lr falls about as 1 - momentum)."""
+    problem = momentum_problem(train.get("momentum", 0.0), train.get("nesterov", False), train.get("optimizer", "adam"))
+    if problem is not None:
+        raise SpecError(f"{_where(source, 'train')}: {problem}")
+
+
 def _check_weight_decay(train: dict[str, Any], search: list[SearchParam], objective: ObjectiveSpec, source: str) -> None:
     """Weight decay (lambda) and its timescale wd_tau: >= 0 and > 0 over the whole range, one of the two, AdamW's.
 
@@ -496,6 +507,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
         if both:
             raise ScaleplanError(f"{source}: '{both[0]}' is both in {section} and [search]; keep it in one of them")
     _check_weight_decay(train, search, objective, source)
+    _check_momentum(train, source)
     n_grid = [p.grid() for p in search]
     trials_per_point = sweep.get("trials_per_point")
     if sampler == "grid":

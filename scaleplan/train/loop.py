@@ -21,9 +21,9 @@ OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd"
 
 def make_optimizer(groups: list[dict], cfg: TrialConfig) -> torch.optim.Optimizer:
     """torch.optim optimizer over the parametrization's groups (betas: torch defaults; Adam eps: cfg.eps where a
-    group does not scale it)."""
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=cfg.lr)  # every group carries its own lr and weight decay
+    group does not scale it; SGD: cfg's momentum and nesterov)."""
+    if cfg.optimizer == "sgd":  # every group carries its own lr and weight decay
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
     return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr, eps=cfg.eps)
 
 

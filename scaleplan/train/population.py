@@ -49,6 +49,8 @@ class _FlatHyper:
     eps: Tensor
     betas: tuple[float, float]
     decay: bool  # any non-zero weight decay
+    momentum: float = 0.0  # SGD's (torch.optim.SGD's, dampening 0), the same for every member
+    nesterov: bool = False
 
     def freeze(self, member: int) -> None:
         """Stop updating `member` (its lr and weight decay become 0)."""
@@ -147,21 +149,22 @@ def _static_state(model: nn.Module) -> str:
 def _flat_hyper(models: list[nn.Module], cfgs: list[TrialConfig], names: list[str], device: torch.device) -> _FlatHyper:
     """Each member's resolved torch.optim groups spread over the flat parameter layout `names`."""
     rows: dict[str, list[Tensor]] = {"lr": [], "weight_decay": [], "eps": []}
-    betas = set()
+    shared = set()  # (betas, momentum, nesterov): one for the population
     for model, cfg in zip(models, cfgs):
         by_param = {id(p): name for name, p in model.named_parameters()}
         settings: dict[str, dict[str, float]] = {}
         for group in make_optimizer(param_groups_for(model, cfg), cfg).param_groups:
-            betas.add(tuple(group.get("betas", (0.0, 0.0))))
+            shared.add((tuple(group.get("betas", (0.0, 0.0))), group.get("momentum", 0.0), group.get("nesterov", False)))
             for p in group["params"]:
                 settings[by_param[id(p)]] = {"lr": group["lr"], "weight_decay": group["weight_decay"], "eps": group.get("eps", 0.0)}
         numels = dict((name, p.numel()) for name, p in model.named_parameters())
         for key, row in rows.items():
             row.append(torch.cat([torch.full((numels[n],), settings[n][key], dtype=torch.float64) for n in names]))
-    if len(betas) != 1:
-        raise ValueError(f"population members need one set of Adam betas, got {sorted(betas)}")
+    if len(shared) != 1:
+        raise ValueError(f"population members need one set of Adam betas and SGD momentum, got {sorted(shared)}")
     tensors = {key: torch.stack(row).float().to(device) for key, row in rows.items()}
-    return _FlatHyper(**tensors, betas=betas.pop(), decay=bool(tensors["weight_decay"].any()))
+    betas, momentum, nesterov = shared.pop()
+    return _FlatHyper(**tensors, betas=betas, decay=bool(tensors["weight_decay"].any()), momentum=momentum, nesterov=nesterov)
 
 
 def _train_stacked(
@@ -280,7 +283,8 @@ def _clip_per_member(grad: Tensor, max_norm: Tensor) -> Tensor:
 
 def _update(optimizer: str, p: Tensor, g: Tensor, moments: tuple[Tensor, Tensor], h: _FlatHyper,
             factor: float, t: int) -> None:
-    """One Adam/AdamW/SGD step of every member in place, computed as torch.optim does for each.
+    """One Adam/AdamW/SGD step of every member in place, computed as torch.optim does for each (SGD's momentum
+    buffer is the first moment, from zero: its first step is the gradient, as torch's).
 
     Adam folds the per-coordinate lr into the denominator (as torch's capturable Adam folds the
     step size), so the step is one addcdiv_: p -= (factor / bc1) * m / ((sqrt(v) / sqrt(bc2) + eps) / lr).
@@ -290,6 +294,9 @@ def _update(optimizer: str, p: Tensor, g: Tensor, moments: tuple[Tensor, Tensor]
     if h.decay and optimizer == "adamw":  # decoupled decay: p *= 1 - lr * wd
         p.sub_(h.lr.mul(h.weight_decay).mul_(factor).mul_(p))
     if optimizer == "sgd":
+        if h.momentum:
+            buffer = moments[0].mul_(h.momentum).add_(g)
+            g = g.add(buffer, alpha=h.momentum) if h.nesterov else buffer
         p.sub_(g.mul(h.lr).mul_(factor))
         return
     beta1, beta2 = h.betas

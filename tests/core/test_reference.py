@@ -12,6 +12,9 @@ def test_round_trip_and_version_1_blocks() -> None:
     ref = ParametrizationRef("mup", base_width=64, base_depth=2, optimizer="adamw", completep=True)
     assert ParametrizationRef.from_dict(ref.to_dict()) == ref
     assert ParametrizationRef.from_dict({"name": "mup", "base_width": 32}) == ParametrizationRef("mup", 32)
+    sgd = ParametrizationRef("mup", base_width=64, optimizer="sgd", momentum=0.9, nesterov=True)
+    assert ParametrizationRef.from_dict(sgd.to_dict()) == sgd and sgd.optimizer_setting == "sgd, momentum 0.9, nesterov"
+    assert "momentum" not in ref.to_dict() and "nesterov" not in ref.to_dict()  # law files without SGD momentum unchanged
 
 
 @pytest.mark.parametrize(
@@ -24,6 +27,10 @@ def test_round_trip_and_version_1_blocks() -> None:
         ({"name": "mup", "base_width": 64, "optimizer": "lion"}, "unknown optimizer 'lion'"),
         ({"name": "mup", "base_width": 64, "basewidth": 3}, "unknown key(s) ['basewidth']"),
         ({"base_width": 64}, "needs a 'name'"),
+        ({"name": "mup", "base_width": 64, "optimizer": "sgd", "momentum": 1.0}, "momentum (SGD's) must be a number in [0, 1), got 1.0"),
+        ({"name": "mup", "base_width": 64, "optimizer": "sgd", "momentum": "0.9"}, "momentum (SGD's) must be a number in [0, 1)"),
+        ({"name": "mup", "base_width": 64, "momentum": 0.9}, "momentum and nesterov are SGD's; optimizer 'adam'"),
+        ({"name": "mup", "base_width": 64, "optimizer": "sgd", "nesterov": True}, "nesterov needs a momentum above 0"),
         ([1, 2], "must be an object"),
     ],
 )

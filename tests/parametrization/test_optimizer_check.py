@@ -10,7 +10,9 @@ import pytest
 import torch
 from torch import nn
 
+from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import ParametrizationWarning
+from scaleplan.laws import Estimate, Prediction
 from scaleplan.models import build_parametrized
 from scaleplan.parametrization import apply_parametrization, param_groups
 from scaleplan.parametrization.optimizer_check import FACTOR_KEY, schedule_problem
@@ -148,6 +150,29 @@ def test_groups_built_for_another_optimizer_are_warned_about(built: str, optimiz
     caught = warnings_of(model, optimizer(param_groups(model, 1e-3, optimizer=built, **kwargs)))
     assert [w for w in caught if warned_fix and warned_fix in str(w.message)] == caught
     assert len(caught) == (1 if warned_fix else 0)
+
+
+@pytest.mark.parametrize(
+    "fitted, sgd_kwargs, warned",
+    [
+        ((0.9, False), {"momentum": 0.9}, None),
+        ((0.9, False), {}, "fitted with SGD momentum 0.9, but torch.optim.SGD steps group 0 with momentum 0"),
+        ((0.0, False), {"momentum": 0.9}, "fitted with SGD momentum 0, but torch.optim.SGD steps group 0 with momentum 0.9"),
+        ((0.9, True), {"momentum": 0.9}, "momentum 0.9, nesterov, but torch.optim.SGD steps group 0 with momentum 0.9:"),
+        ((0.9, True), {"momentum": 0.9, "nesterov": True}, None),
+    ],
+)
+def test_sgd_momentum_other_than_the_laws_is_warned_about(fitted: tuple, sgd_kwargs: dict, warned: str | None) -> None:
+    model = apply_parametrization(mlp(256), "mup", base=mlp(64), base_width=64)  # a known width, checked against the law's
+    law = ParametrizationRef("mup", base_width=64, optimizer="sgd", momentum=fitted[0], nesterov=fitted[1])
+    groups = param_groups(model, Prediction("law", {"W": 256}, {"lr": Estimate(1e-3)}, (), law), optimizer="sgd")
+    messages = [str(w.message) for w in warnings_of(model, torch.optim.SGD(groups, lr=1e-3, **sgd_kwargs))]
+    assert len(messages) == (0 if warned is None else 1) and all(warned in m for m in messages)
+
+
+def test_momentum_is_not_checked_without_an_sgd_law() -> None:
+    model = parametrized()  # a plain lr: no law says which momentum the lr is for
+    assert warnings_of(model, torch.optim.SGD(param_groups(model, 1e-3, optimizer="sgd"), lr=1e-3, momentum=0.9)) == []
 
 
 @pytest.mark.parametrize(

@@ -96,6 +96,28 @@ def test_shipped_mup_fit_prescribes_per_role_lrs_at_the_target_width():
     assert any("above the fitted range [32, 128]" in w for w in p.warnings)
 
 
+def test_an_sgd_law_says_which_momentum_its_lr_is_for(tmp_path):
+    import dataclasses
+    import json
+
+    from click.testing import CliRunner
+
+    from scaleplan.cli import cli
+    from scaleplan.core.reference import ParametrizationRef
+
+    law = load_law("transfer-mlp-mup")
+    sgd = dataclasses.replace(law, parametrization=ParametrizationRef("mup", base_width=32, optimizer="sgd", momentum=0.9))
+    assert prescribe(sgd, width=2048).optimizer == "sgd, momentum 0.9"
+    assert prescribe(law, width=2048).optimizer == "adam" and prescribe(law, width=2048, optimizer="adamw").optimizer == "adamw"
+    sgd.save(tmp_path / "sgd.json")
+    assert load_law(tmp_path / "sgd.json").parametrization.momentum == 0.9  # written and read back
+    law.save(tmp_path / "adam.json")  # a law without SGD momentum is written as before it existed
+    assert json.loads((tmp_path / "adam.json").read_text())["parametrization"] == law.parametrization.to_dict() == {
+        "name": "mup", "base_width": 32, "base_depth": None, "optimizer": "adam", "completep": False}
+    out = CliRunner().invoke(cli, ["predict", "--law", str(tmp_path / "sgd.json"), "--width", "2048", "--format", "json"])
+    assert out.exit_code == 0 and '"optimizer": "sgd, momentum 0.9"' in out.output
+
+
 def test_loss_law_gets_n_in_its_own_convention():
     from scaleplan.laws import LawFile, LossLaw, Provenance, Variable
 
@@ -217,7 +239,7 @@ def test_predict_cli_takes_depth_and_batch(tmp_path):
     assert data["lr"]["value"] == pytest.approx(0.02 * 256**-0.1 * 16**-0.3 * 4e6**-0.05 * 128**0.5)
     assert data["residual_mult"] == pytest.approx(0.125) and data["depth"] == 16
     table = CliRunner().invoke(cli, ["predict", "--law", str(path), "--width", "256", "--depth", "16", "--tokens", "4M"])
-    assert "per-role hyperparameters at the target width 256, depth 16 (mup)" in table.output
+    assert "per-role hyperparameters at the target width 256, depth 16 (mup, adam)" in table.output
     assert "Adam eps x" in table.output and "CompleteP: residual branches x 0.125" in table.output
 
 

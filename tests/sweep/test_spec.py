@@ -357,6 +357,29 @@ def test_a_decay_search_needs_adamw(tmp_path: Path, train: str, message: str) ->
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ('optimizer = "sgd"\nmomentum = 1.0', "[train]: momentum (SGD's) must be a number in [0, 1), got 1.0"),
+        ('optimizer = "sgd"\nmomentum = "0.9"', "must be a number in [0, 1), got '0.9'"),
+        ('optimizer = "sgd"\nnesterov = true', "[train]: nesterov needs a momentum above 0"),
+        ('optimizer = "sgd"\nmomentum = 0.9\nnesterov = 1', "[train]: nesterov must be true or false, got 1"),
+        ('optimizer = "adamw"\nmomentum = 0.9', "momentum and nesterov are SGD's; optimizer 'adamw' has its own first moment"),
+        ("momentum = 0.5", "optimizer 'adam' has its own first moment"),  # the default optimizer is Adam
+    ],
+)
+def test_bad_sgd_momentum_is_one_line(tmp_path: Path, train: str, message: str) -> None:
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(write(tmp_path, WD_SPEC.replace('optimizer = "adamw"', train)))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_sgd_momentum_reaches_the_law_reference(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, WD_SPEC.replace('optimizer = "adamw"', 'optimizer = "sgd"\nmomentum = 0.9\nnesterov = true')))
+    assert (spec.reference.optimizer, spec.reference.momentum, spec.reference.nesterov) == ("sgd", 0.9, True)
+    assert load_spec(write(tmp_path, WD_SPEC)).reference.momentum == 0.0
+
+
 def test_a_timescale_search_parses(tmp_path: Path) -> None:
     text = WD_SPEC.replace('lr = [1e-3, 1e-2]', 'lr = [1e-3, 1e-2]\nwd_tau = {low = 0.1, high = 10.0, points = 3}')
     spec = load_spec(write(tmp_path, text.replace('optimizer = "adamw"', 'optimizer = "adamw"\ndecay_convention = "independent"')))

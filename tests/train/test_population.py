@@ -46,6 +46,14 @@ def test_population_equals_sequential_runs(optimizer, lrs, weight_decay) -> None
     assert_same_as_sequential(cfgs)
 
 
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_population_sgd_momentum_equals_sequential_runs(nesterov: bool) -> None:
+    # the momentum buffer starts at the first gradient, decay enters it (coupled), a schedule scales the step
+    cfgs = members(lr=[1e-2, 3e-2, 1e-1], seed=[0, 1, 0], optimizer=["sgd"] * 3, momentum=[0.9] * 3,
+                   nesterov=[nesterov] * 3, weight_decay=[0.0, 0.05, 0.0], schedule=["cosine"] * 3, warmup_steps=[5] * 3)
+    assert_same_as_sequential(cfgs)
+
+
 @pytest.mark.parametrize("convention", ["torch", "independent"])
 def test_population_adamw_decay_equals_sequential_to_1e_6(convention: str) -> None:
     # members differ in lr and in lambda (given directly, or through the timescale wd_tau), muP hidden x m

@@ -13,8 +13,9 @@ from cli_runs import one_line_error
 from tiny_specs import MLP_GRID
 
 from scaleplan.errors import ScaleplanError
+from scaleplan.train.build import build_model, build_task, param_groups_for
 from scaleplan.train.config import TrialConfig, TrialResult
-from scaleplan.train.loop import train_trial
+from scaleplan.train.loop import make_optimizer, train_trial
 from scaleplan.train.monitor import diverged, tail_mean
 from scaleplan.train.schedule import lr_factor
 
@@ -58,6 +59,13 @@ SMALL = dict(width=32, base_width=16, steps=60, batch_size=32, model_kwargs={"de
         ({"no_decay": ["norm", "vector"]}, r"no_decay: unknown role\(s\) 'norm'; roles are input, hidden, output, vector"),
         ({"no_decay": 5}, r"no_decay must be a role or a list of roles, got 5"),
         ({"no_decay": [1, "vector", ["fixed"]]}, r"no_decay: unknown role\(s\) 1, \['fixed'\]; roles are"),
+        ({"momentum": 0.9}, r"momentum and nesterov are SGD's; optimizer 'adam' has its own first moment"),
+        ({"momentum": 1.0, "optimizer": "sgd"}, r"momentum \(SGD's\) must be a number in \[0, 1\), got 1.0"),
+        ({"momentum": -0.1, "optimizer": "sgd"}, r"must be a number in \[0, 1\), got -0.1"),
+        ({"momentum": "0.9", "optimizer": "sgd"}, r"must be a number in \[0, 1\), got '0.9'"),
+        ({"momentum": True, "optimizer": "sgd"}, r"must be a number in \[0, 1\), got True"),
+        ({"nesterov": True, "optimizer": "sgd"}, "nesterov needs a momentum above 0"),
+        ({"nesterov": "yes", "optimizer": "sgd", "momentum": 0.9}, "nesterov must be true or false, got 'yes'"),
     ],
 )
 def test_config_rejects_bad_values(kwargs, message) -> None:
@@ -153,6 +161,14 @@ def test_other_optimizers_and_schedules_train(optimizer: str) -> None:
     plain = train_trial(TrialConfig(lr=lr, optimizer=optimizer, **SMALL))
     decayed = train_trial(TrialConfig(lr=lr, optimizer=optimizer, weight_decay=0.1, warmup_steps=10, schedule="cosine", **SMALL))
     assert math.isfinite(plain.loss) and math.isfinite(decayed.loss) and plain.loss != decayed.loss
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_reaches_torch_and_changes_training(nesterov: bool) -> None:
+    cfg = TrialConfig(lr=3e-2, optimizer="sgd", momentum=0.9, nesterov=nesterov, **SMALL)
+    groups = make_optimizer(param_groups_for(build_model(cfg, build_task(cfg)), cfg), cfg).param_groups
+    assert {(g["momentum"], g["nesterov"], g["dampening"]) for g in groups} == {(0.9, nesterov, 0)}
+    assert train_trial(cfg).loss != train_trial(dataclasses.replace(cfg, momentum=0.0, nesterov=False)).loss
 
 
 @pytest.mark.parametrize(
