@@ -157,6 +157,19 @@ def test_a_compiled_wrapper_is_refused_with_the_order_that_works(compiled: str) 
     assert torch.compile(apply_parametrization(model, "mup", base=base)).scaleplan_state.parametrization == "mup"
 
 
+def test_fsdp1_flat_parameters_are_refused_naming_use_orig_params() -> None:
+    """FSDP1 without use_orig_params moves a module's parameters into one `_flat_param` (needs an accelerator to
+    build, so its layout is reproduced here: the originals become plain tensors, the flat one is registered)."""
+    model = build_parametrized("mlp", 128, "mup", 64)
+    flat = torch.cat([p.detach().flatten() for p in model.parameters()])
+    for module in list(model.modules()):
+        for name in list(module._parameters):
+            setattr(module, name, module._parameters.pop(name).detach())
+    model._parameters["_flat_param"] = nn.Parameter(flat)  # where FSDP1 registers it (_unshard_param_utils)
+    with pytest.raises(ScaleplanError, match=r"^_flat_param is FSDP's flat parameter.*use_orig_params=True.*fully_shard"):
+        param_groups(model, LR)
+
+
 def test_a_model_changed_after_apply_is_refused_by_param_groups() -> None:
     added = build_parametrized("mlp", 128, "mup", 64)
     added.extra = nn.Linear(4, 4)

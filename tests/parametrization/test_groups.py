@@ -190,3 +190,28 @@ def test_no_decay_roles_get_no_weight_decay_and_keep_their_lrs() -> None:
     assert {roles[n] for n, (_, wd) in settings(no_decay="vector").items() if wd == 0} == {"vector"}  # one role by name
     with pytest.raises(ScaleplanError, match=r"^no_decay: unknown role\(s\) 'bias'; roles are input, hidden, output, vector, "):
         settings(no_decay=("bias",))
+
+
+def test_ddp_and_fsdp2_wrapped_models_get_the_same_groups(tmp_path) -> None:
+    """A parametrized model wrapped for data parallel training (DDP, FSDP2's fully_shard; one CPU process with gloo)
+    keeps its per-role lrs, and FSDP2's sharded tensors take an optimizer step."""
+    import torch
+    import torch.distributed as dist
+    from torch.distributed.fsdp import fully_shard
+    from torch.nn.parallel import DistributedDataParallel
+
+    def lrs(model: nn.Module) -> dict[str, float]:
+        return {name.removeprefix("module."): g["lr"] for g in param_groups(model, 0.01) for name in g["names"]}
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        plain = lrs(mlp(256, 64))
+        assert plain["hidden.0.weight"] == pytest.approx(0.01 / 4) and plain["readout.weight"] == pytest.approx(0.01)
+        assert lrs(DistributedDataParallel(mlp(256, 64))) == plain
+        sharded = fully_shard(mlp(256, 64))
+        assert lrs(sharded) == plain
+        optimizer = torch.optim.Adam(param_groups(sharded, 0.01))
+        sharded(torch.randn(4, 8)).pow(2).mean().backward()
+        optimizer.step()
+    finally:
+        dist.destroy_process_group()
