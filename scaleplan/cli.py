@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("scaleplan.sweep.command:sweep", "Run a small-width sweep from a spec (Optuna), or inspect/export one."),
     "fit": ("scaleplan.fit.command:fit", "Locate optima in a sweep and fit lr/batch power laws into a law file."),
     "coord-check": ("scaleplan.diagnostics.command:coord_check", "Coordinate check: activation scale per layer across widths."),
+    "roles": ("scaleplan.diagnostics.command:roles", "Each tensor's role and muP factors, and every warning about a model."),
     "validate": ("scaleplan.validate.command:validate", "Sweep small widths, predict a wide target, measure the regret."),
 }
 TRACEBACK_ON = ("1", "true", "yes")  # SCALEPLAN_TRACEBACK values that show a bug's traceback (0, false, no: not)

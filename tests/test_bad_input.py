@@ -215,6 +215,11 @@ CASES: list[tuple[list[str], str]] = [
     (["coord-check", "--steps", "0"], "Invalid value for '--steps'"),
     (["coord-check", "--optimizer", "rmsprop"], "Invalid value for '--optimizer'"),
     (["coord-check", "--out", "a-file"], "a-file"),
+    # roles
+    (["roles", "--model", "mlp", "--width", "64"], "Missing option '--base-width'"),
+    (["roles", "--model", "transformer", "--width", "64", "--base-width", "32"], "unknown model 'transformer'"),
+    (["roles", "--model", "mlp", "--width", "32", "--base-width", "64"], "--base-width 64 is larger than --width 32"),
+    (["roles", "--model", "mlp", "--width", "64", "--base-width", "32", "--optimizer", "lion"], "Invalid value for '--optimizer'"),
     # validate
     (["validate"], "Missing argument 'SPECS...'"),
     (["validate", "done.toml"], "give a target: --target AXIS=VALUE"),

@@ -29,7 +29,7 @@ def run(args: list[str], cwd: Path) -> str:
     return proc.stdout
 
 
-@pytest.mark.timeout(900)  # four CLI runs and a sweep; a shared machine can take minutes
+@pytest.mark.timeout(900)  # five CLI runs and a sweep; a shared machine can take minutes
 def test_readme_own_model_section_runs_as_written(tmp_path: Path) -> None:
     pytest.importorskip("transformers")
     blocks = section_blocks()
@@ -43,6 +43,7 @@ def test_readme_own_model_section_runs_as_written(tmp_path: Path) -> None:
         args = shlex.split(line.split("#")[0])
         assert args[0] == "scaleplan"
         outputs.append(run([sys.executable, "-m", "scaleplan.cli", *args[1:]], tmp_path))
-    assert "transformer.h.1.attn.logits" in outputs[0] and (tmp_path / "plots").is_dir()
-    assert "lr" in outputs[3] and (tmp_path / "my-gpt2.json").is_file()
+    assert "lm_head readout input 0.03125" in " ".join(outputs[0].split()) and "tied input/output embedding" in outputs[0]
+    assert "transformer.h.1.attn.logits" in outputs[1] and (tmp_path / "plots").is_dir()
+    assert "lr" in outputs[4] and (tmp_path / "my-gpt2.json").is_file()
     run([sys.executable, "-c", snippet], tmp_path)

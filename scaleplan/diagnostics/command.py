@@ -95,3 +95,69 @@ def coord_check(
     click.echo(table.to_string(float_format=lambda v: f"{v:.4g}"))
     plot_coord_check(frame, path, f"{label} / {parametrization} / {optimizer}")
     click.echo(f"plot: {path}")
+
+
+@click.command("roles")
+@click.option("--model", "model_name", required=True,
+              help="your builder pkg.mod:build_fn (width -> (model, batch)), as coord-check takes it; or mlp, gpt, denseam")
+@click.option("--width", required=True, type=click.IntRange(1, MAX_WIDTH), help="the width to show the model at")
+@click.option("--base-width", required=True, type=click.IntRange(1, MAX_WIDTH), help="the width the lr was (or will be) tuned at")
+@click.option("--parametrization", default="mup", show_default=True, help="sp, mup or denseam")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default="adam", show_default=True,
+              help="whose per-role lr rules to show")
+@click.option("--init-std", type=FiniteFloat(0, MAX_INIT_STD, min_open=True), default=None,
+              help="init std at the base width (your own model; default: keep its init)")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@click.option("--strict", is_flag=True, help="exit 1 when scaleplan warns about the model (for CI)")
+def roles(model_name: str, width: int, base_width: int, parametrization: str, optimizer: str, init_std: float | None,
+          fmt: str, strict: bool) -> None:
+    """Each tensor's role and muP factors at a width, and every warning about the model (apply, first forward, first step)."""
+    builtin = ":" not in model_name
+    if builtin and model_name not in BUILTIN_MODELS:
+        raise ScaleplanError(f"unknown model {model_name!r}; use one of {', '.join(BUILTIN_MODELS)} or pkg.mod:build_fn")
+    if builtin and init_std is not None:
+        raise ScaleplanError("--init-std is for your own model (--model pkg.mod:build_fn); the reference models keep theirs")
+    if base_width > width:
+        raise ScaleplanError(f"--base-width {base_width} is larger than --width {width}; show the model at a width >= its base")
+    build = None if builtin else import_callable(model_name, "model builder")
+    import json
+    from dataclasses import asdict
+    from functools import partial
+
+    import torch
+
+    from scaleplan.diagnostics.coord_check import builtin_batch, parametrize_built
+    from scaleplan.diagnostics.roles import inspect_model
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    make = (partial(builtin_batch, model_name, width, parametrization, base_width) if build is None
+            else partial(parametrize_built, build, parametrization, width, base_width, init_std))
+    found = inspect_model(make, optimizer)
+    if fmt == "json":
+        click.echo(json.dumps({"model": model_name, "width": width, "base_width": base_width, "parametrization": parametrization,
+                               "optimizer": optimizer, **asdict(found)}, indent=2))
+    else:
+        _print_roles(found, f"{model_name} at width {width}, base width {base_width} ({parametrization}, {optimizer})")
+    if strict and found.warnings:
+        raise SystemExit(1)
+
+
+def _print_roles(found, title: str) -> None:  # found: diagnostics.roles.Inspection
+    """The role table (factors relative to the base width's), the module multipliers and the warnings, one per line."""
+    import pandas as pd
+
+    eps = any(r.eps != 1.0 for r in found.tensors)
+    frame = pd.DataFrame([{"tensor": r.name, "shape": "x".join(map(str, r.shape)) or "scalar", "role": r.role,
+                           "m": f"{r.m:g}" if r.m_out is None else f"{r.m:g} (out {r.m_out:g})", "lr x": r.lr,
+                           "init std x": r.init_std, "forward x": r.forward, "weight decay x": r.weight_decay,
+                           **({"Adam eps x": r.eps} if eps else {})} for r in found.tensors])
+    click.echo(f"roles of {title}; factors relative to the base width's")
+    click.echo(frame.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if found.sites:
+        click.echo("multipliers on modules (attention: on the logits, relative to SP's 1/sqrt(d_head))")
+        sites = pd.DataFrame([{"module": s.module, "site": s.kind, "multiplier": s.multiplier} for s in found.sites])
+        click.echo(sites.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    click.echo(f"{len(found.warnings)} warning(s)" + (":" if found.warnings else ""))
+    for message in found.warnings:
+        click.echo(f"warning: {' '.join(message.split())}")

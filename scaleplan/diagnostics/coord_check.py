@@ -72,16 +72,24 @@ def _batch(model_name: str, kwargs: dict[str, Any], size: int, seed: int) -> tup
     return torch.randn(size, kwargs["in_dim"], generator=gen), torch.randint(0, kwargs["out_dim"], (size,), generator=gen)
 
 
+def builtin_batch(model_name: str, width: int, parametrization: str, base_width: int, batch_size: int | None = None,
+                  seed: int = 0, **model_kwargs: Any) -> tuple[nn.Module, Batch]:
+    """A reference model at `width`, parametrized against `base_width` with coord-check's defaults, and its batch."""
+    kwargs = {**_MODEL_DEFAULTS[model_name], **model_kwargs}
+    model = build_parametrized(model_name, width, parametrization, base_width, **kwargs)
+    return model, _batch(model_name, kwargs, batch_size or DEFAULT_BATCH[model_name], seed)
+
+
 def batch_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     """The training loss of `batch`: model(**batch).loss for a dict, cross-entropy of model(inputs) otherwise."""
     if isinstance(batch, dict):
         output = model(**batch)
         loss = output["loss"] if isinstance(output, dict) else getattr(output, "loss", None)
         if not isinstance(loss, torch.Tensor):
-            raise ScaleplanError("coord-check: a dict batch must make the model return a loss (e.g. pass labels=)")
+            raise ScaleplanError("a dict batch must make the model return a loss (e.g. pass labels=)")
         return loss
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-        raise ScaleplanError(f"coord-check: a batch is (inputs, targets) or a dict of model kwargs, got {type(batch).__name__}")
+        raise ScaleplanError(f"a batch is (inputs, targets) or a dict of model kwargs, got {type(batch).__name__}")
     inputs, targets = batch
     logits = model(inputs)
     logits = logits if isinstance(logits, torch.Tensor) else logits.logits
@@ -109,11 +117,10 @@ def coord_check(
     _check_args(widths, steps, seeds, batch_size)
     if model_kwargs.get("readout") == "denoise":
         raise ScaleplanError("coord-check trains the DenseAM classifier read-out; drop readout='denoise'")
-    kwargs = {**_MODEL_DEFAULTS[model_name], **model_kwargs}
     base = min(widths) if base_width is None else base_width
 
     def build(width: int, seed: int) -> tuple[nn.Module, Batch]:
-        return build_parametrized(model_name, width, parametrization, base, **kwargs), _batch(model_name, kwargs, batch_size or DEFAULT_BATCH[model_name], seed)
+        return builtin_batch(model_name, width, parametrization, base, batch_size, seed, **model_kwargs)
 
     return _run(build, widths, steps, DEFAULT_LR[model_name] if lr is None else lr, seeds, optimizer, eps)
 
@@ -134,21 +141,28 @@ def coord_check_model(
     """The coordinate check of your own model: `build(width)` returns an unparametrized model and a batch
     (the same at every width: (inputs, targets), or model kwargs for a model returning .loss). Each width
     is parametrized against build(base_width) (base_width: the smallest width by default)."""
-    from scaleplan.parametrization.apply import apply_parametrization
-
     _check_args(widths, steps, seeds, None)
     base_w = min(widths) if base_width is None else base_width
 
     def parametrized(width: int, seed: int) -> tuple[nn.Module, Batch]:
         torch.manual_seed(seed)
-        model, batch = _call_builder(build, width)
-        with torch.device("meta"):
-            base, _ = _call_builder(build, base_w)
-            delta = _call_builder(build, 2 * base_w)[0] if width == base_w else None
-        apply_parametrization(model, parametrization, base=base, delta=delta, init_std=init_std, output_mult=output_mult)
-        return model, batch
+        return parametrize_built(build, parametrization, width, base_w, init_std, output_mult)
 
     return _run(parametrized, widths, steps, lr, seeds, optimizer, eps)
+
+
+def parametrize_built(build: Builder, parametrization: str, width: int, base_width: int, init_std: float | None = None,
+                      output_mult: float = 1.0) -> tuple[nn.Module, Batch]:
+    """`build(width)`'s model, parametrized against `build(base_width)` (and, at the base width itself, against
+    `build(2 * base_width)` as delta, to tell widths from fixed sizes; both on the meta device), and its batch."""
+    from scaleplan.parametrization.apply import apply_parametrization
+
+    model, batch = _call_builder(build, width)
+    with torch.device("meta"):
+        base, _ = _call_builder(build, base_width)
+        delta = _call_builder(build, 2 * base_width)[0] if width == base_width else None
+    apply_parametrization(model, parametrization, base=base, delta=delta, init_std=init_std, output_mult=output_mult)
+    return model, batch
 
 
 def _call_builder(build: Builder, width: int) -> tuple[nn.Module, Batch]:
@@ -157,9 +171,9 @@ def _call_builder(build: Builder, width: int) -> tuple[nn.Module, Batch]:
     except ScaleplanError:
         raise
     except Exception as exc:  # the user's builder: its failure is one line, like a sweep objective's
-        raise ScaleplanError(f"coord-check: the model builder failed at width {width}: {type(exc).__name__}: {exc}") from None
+        raise ScaleplanError(f"the model builder failed at width {width}: {type(exc).__name__}: {exc}") from None
     if not (isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], nn.Module)):
-        raise ScaleplanError(f"coord-check: the model builder must return (model, batch) for a width, got {type(result).__name__}")
+        raise ScaleplanError(f"the model builder must return (model, batch) for a width, got {type(result).__name__}")
     return result
 
 

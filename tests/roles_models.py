@@ -1,0 +1,58 @@
+"""Tiny user models for `scaleplan roles` (importable as `roles_models:NAME`): width -> (model, batch)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+VOCAB = 50
+
+
+class Attention(nn.Module):
+    """nanoGPT's attention: F.scaled_dot_product_attention at SP's default scale (muP's needs scale=)."""
+
+    def __init__(self, width: int, heads: int = 2) -> None:
+        super().__init__()
+        self.heads, self.qkv, self.proj = heads, nn.Linear(width, 3 * width), nn.Linear(width, width)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.shape
+        q, k, v = (y.view(b, t, self.heads, c // self.heads).transpose(1, 2) for y in self.qkv(x).split(c, dim=2))
+        return self.proj(F.scaled_dot_product_attention(q, k, v, is_causal=True).transpose(1, 2).reshape(b, t, c))
+
+
+class HandTied(nn.Module):
+    """A one-block LM whose readout is the embedding, tied by hand (`h @ emb.weight.T`): read as an input."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.emb, self.attn, self.ln = nn.Embedding(VOCAB, width), Attention(width), nn.LayerNorm(width)
+
+    def forward(self, idx: torch.Tensor) -> torch.Tensor:
+        h = self.emb(idx)
+        return self.ln(h + self.attn(h)) @ self.emb.weight.T
+
+
+class ThroughWeight(nn.Module):
+    """An MLP whose readout module is used only through its weight (a fused loss): its 1/m hook never runs."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.inp, self.hidden, self.head = nn.Linear(8, width), nn.Linear(width, width), nn.Linear(width, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(torch.relu(self.hidden(torch.relu(self.inp(x)))), self.head.weight, self.head.bias)
+
+
+def _tokens() -> tuple[torch.Tensor, torch.Tensor]:
+    idx = torch.randint(0, VOCAB, (2, 8), generator=torch.Generator().manual_seed(0))
+    return idx, idx
+
+
+def hand_tied(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    return HandTied(width), _tokens()
+
+
+def through_weight(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    return ThroughWeight(width), (torch.randn(4, 8), torch.tensor([0, 1, 2, 0]))
