@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -11,6 +12,9 @@ from scaleplan.core.callables import import_callable
 from scaleplan.errors import ScaleplanError
 from scaleplan.limits import MAX_INIT_STD, MAX_LR, MAX_WIDTH
 from scaleplan.outputs import ensure_writable, pyplot, save_figure
+
+if TYPE_CHECKING:
+    from scaleplan.diagnostics.roles import Inspection
 
 
 BUILTIN_MODELS = ("mlp", "gpt", "denseam")
@@ -143,7 +147,7 @@ def roles(model_name: str, width: int, base_width: int, parametrization: str, op
         raise SystemExit(1)
 
 
-def _print_roles(found, title: str) -> None:  # found: diagnostics.roles.Inspection
+def _print_roles(found: Inspection, title: str) -> None:
     """The role table (factors relative to the base width's), the module multipliers and the warnings, one per line."""
     import pandas as pd
 
