@@ -53,7 +53,7 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
         }
         rows.append(row)
     extra = sorted({k for r in rows for k in r} - set(COLUMNS) - set(TAIL) - set(REFERENCE_COLUMNS))
-    frame = pd.DataFrame(rows, columns=[*COLUMNS, *extra, *TAIL, *(REFERENCE_COLUMNS if ref_values else ())])
+    frame = pd.DataFrame(rows, columns=[*COLUMNS, *extra, *TAIL, *(c for c in REFERENCE_COLUMNS if c in ref_values)])
     for col in ("width", "depth", "N", "D", "steps", "batch_size", "seed"):
         frame[col] = frame[col].astype("Int64")
     frame["loss"] = frame["loss"].astype("float64")

@@ -35,12 +35,16 @@ def spec_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+PLAIN_REFERENCE = [f"parametrization.{k}" for k in ("name", "base_width", "base_depth", "optimizer", "completep")]
+
+
 def test_columns_and_values(spec_path: Path) -> None:
     frame = load_trials(spec_path)
     assert tuple(frame.columns[: len(COLUMNS)]) == COLUMNS
-    assert list(frame.columns[len(COLUMNS) :]) == ["train_loss", "seconds", "value", "point", "slot", "error", *REFERENCE_COLUMNS]
-    # the sweep's parametrization reference rides along (SP by default, base width the smallest width)
-    assert frame[list(REFERENCE_COLUMNS)].drop_duplicates().values.tolist() == [["sp", 8, None, "adam", False]]
+    assert list(frame.columns[len(COLUMNS) :]) == ["train_loss", "seconds", "value", "point", "slot", "error", *PLAIN_REFERENCE]
+    # the sweep's parametrization reference rides along (SP by default, base width the smallest width); SGD's momentum
+    # columns only where the sweep set one
+    assert frame[PLAIN_REFERENCE].drop_duplicates().values.tolist() == [["sp", 8, None, "adam", False]]
     assert frame[["width", "lr", "diverged", "state"]].values.tolist() == [
         [8, 1e-3, False, "COMPLETE"], [8, 1e-1, True, "COMPLETE"], [16, 1e-3, False, "COMPLETE"], [16, 1e-1, True, "COMPLETE"],
     ]
@@ -55,6 +59,18 @@ def test_round_trip(spec_path: Path, tmp_path: Path, suffix: str) -> None:
     back = pd.read_csv(out) if suffix == ".csv" else pd.read_parquet(out)
     assert back["lr"].tolist() == frame["lr"].tolist() and back["width"].tolist() == [8, 8, 16, 16]
     assert frame_reference(back, str(out)) == frame_reference(frame, "storage") is not None
+
+
+def test_an_sgd_momentum_sweep_exports_its_momentum_and_reads_it_back(tmp_path: Path) -> None:
+    path = tmp_path / "sgd.toml"
+    path.write_text(SPEC.replace('name = "exp"', 'name = "sgd"') + '[train]\noptimizer = "sgd"\nmomentum = 0.9\nnesterov = true\n')
+    spec = load_spec(path)
+    run_sweep(spec)
+    frame = load_trials(path)
+    assert set(REFERENCE_COLUMNS) <= set(frame.columns)
+    back = pd.read_csv(write_trials(frame, tmp_path / "trials.csv"))
+    assert frame_reference(back, "trials.csv") == frame_reference(frame, "storage") == spec.reference
+    assert spec.reference.momentum == 0.9 and spec.reference.nesterov
 
 
 def test_mixed_references_are_refused(spec_path: Path) -> None:
