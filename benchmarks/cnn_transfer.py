@@ -7,17 +7,19 @@ BatchNorm2d shortcut where the stride and channels change) at width, 2 x width a
 at the base width (a conv weight's fan-in is channels x kernel area; BatchNorm's gain and bias are vectors). The task
 is made on the fly, nothing downloaded (`TeacherImages`): 16x16 RGB-like images, each a sum of three random colour
 gratings and two colour blobs plus pixel noise, labelled by sampling one of 10 classes from a fixed random teacher
-CNN's softmax (label noise: the loss has a floor, the teacher's mean entropy). Adam, each tensor's lr from
-`param_groups`, with a cosine decay from the lr to 0 over STEPS steps of BATCH fresh images (no warmup; the schedule
+CNN's softmax (label noise: the loss has a floor, the teacher's mean entropy). Adam (--optimizer adam, the default) or
+SGD with momentum 0.9 (--optimizer sgd, the CNN recipe), each tensor's lr from `param_groups` for that optimizer, with
+a cosine decay from the lr to 0 over STEPS steps of BATCH fresh images (no warmup; the schedule
 scales every group alike, so muP's ratios are kept); the held-out loss on a fixed set of images against the teacher's
-probabilities, in eval mode (BatchNorm's running statistics). The lr grid (2^0.5 steps) is the same at every width.
+probabilities, in eval mode (BatchNorm's running statistics). The lr grid (2^0.5 steps, one per optimizer) is the same
+at every width.
 Proxies: widths 8 and 16 with 3 seeds; target: width 64 (4x the widest proxy) with 5 seeds. The prediction at the
 target is the widest proxy's best lr, reused; its regret at the target is reported raw and smoothed (validate's local
 model) +- one jackknife s.e. over seeds, with the smoothed optimum at each width (how far lr* drifts with width).
-Every run is appended to a CSV (--csv) and skipped when already there; --plot writes the held-out loss vs lr per
-width, a panel per parametrization.
+Every run is appended to a CSV (--csv; one per optimizer, its header tells them apart) and skipped when already there;
+--plot writes the held-out loss vs lr per width, a panel per parametrization.
 
-    OMP_NUM_THREADS=1 python benchmarks/cnn_transfer.py [--workers 1]
+    OMP_NUM_THREADS=1 python benchmarks/cnn_transfer.py [--optimizer adam|sgd] [--workers 1]
 
 The coordinate check of the same model (the base: the narrowest width):
 
@@ -47,12 +49,15 @@ from scaleplan.validate.regret import group_by_lr
 
 PROXIES, TARGET = (8, 16), 64
 SEEDS = {8: 3, 16: 3, 64: 5}
-LRS = tuple(1e-3 * 2 ** (k / 2) for k in range(15))  # 0.001 .. 0.128
+LRS = {"adam": tuple(1e-3 * 2 ** (k / 2) for k in range(15)),  # 0.001 .. 0.128
+       "sgd": tuple(2 ** (k / 2 - 8) for k in range(19))}  # 0.0039 .. 2 (scouted at widths 8 and 16 only)
+OPTIMIZERS = {"adam": "Adam", "sgd": "SGD (momentum 0.9)"}
+OUTPUTS = {"adam": "cnn-transfer", "sgd": "cnn-sgd-transfer"}  # -trials.csv, .png
 STEPS, BATCH = 200, 32
 VARIANTS = ("mup", "sp")
 SIZE, CLASSES = 16, 10
 RESULTS = Path(__file__).parent / "results"
-FIELDS = ("parametrization", "width", "lr", "seed", "loss")
+FIELDS = ("parametrization", "width", "lr", "seed", "loss")  # then "optimizer", but in Adam's CSV, which predates it
 Result = tuple[str, int, float, int, float]
 
 
@@ -188,20 +193,23 @@ def _task() -> TeacherImages:
     return TeacherImages()
 
 
-def held_out_loss(job: tuple[str, int, float, int]) -> Result:
+def held_out_loss(optimizer: str, job: tuple[str, int, float, int]) -> Result:
     """(parametrization, width, lr, seed) -> the held-out loss after training (inf when the loss went non-finite)."""
     variant, width, lr, seed = job
     torch.set_num_threads(1)
     task = _task()
     torch.manual_seed(seed)
     model = parametrized(ResNet, variant, width, PROXIES[0])
-    opt = torch.optim.Adam(param_groups(model, lr))
+    if optimizer == "sgd":  # torch's momentum is linear in the gradient: muP's SGD lrs apply unchanged
+        opt = torch.optim.SGD(param_groups(model, lr, optimizer="sgd"), lr=lr, momentum=0.9)
+    else:
+        opt = torch.optim.Adam(param_groups(model, lr))
     schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / STEPS)))
     opt.register_step_post_hook(lambda *_: schedule.step())  # cosine to 0 after every step, each group's ratio kept
     return variant, width, lr, seed, held_out_after(model, opt, task, STEPS, BATCH, seed)
 
 
-def plot(results: list[Result], path: Path) -> Path:
+def plot(results: list[Result], path: Path, optimizer: str) -> Path:
     """Held-out loss (seed mean; diverged lrs left out) vs lr, one line per width, one panel per parametrization."""
     plt = pyplot()
     fig, axes = plt.subplots(1, len(VARIANTS), figsize=(5 * len(VARIANTS), 4), sharey=True)
@@ -210,7 +218,7 @@ def plot(results: list[Result], path: Path) -> Path:
             rows = [(lr, s, loss) for v, w, lr, s, loss in results if v == variant and w == width]
             points = [p for p in group_by_lr(rows) if p.finite]
             ax.plot([p.lr for p in points], [p.mean for p in points], marker="o", label=f"width {width}")
-        ax.set(xscale="log", xlabel="base lr (Adam)", title=variant)
+        ax.set(xscale="log", xlabel=f"base lr ({OPTIMIZERS[optimizer]})", title=variant)
         ax.legend()
     axes[0].set_ylabel("held-out loss")
     fig.suptitle(f"image ResNet on teacher images, {STEPS} steps of {BATCH}")
@@ -220,27 +228,35 @@ def plot(results: list[Result], path: Path) -> Path:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default="adam")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--csv", type=Path, default=RESULTS / "cnn-transfer-trials.csv")
-    parser.add_argument("--plot", type=Path, default=RESULTS / "cnn-transfer.png")
+    parser.add_argument("--csv", type=Path, help="default: results/cnn-transfer-trials.csv (SGD: cnn-sgd-...)")
+    parser.add_argument("--plot", type=Path, help="default: results/cnn-transfer.png, SGD's cnn-sgd-transfer.png")
     args = parser.parse_args()
-    done: list[Result] = read_runs(args.csv, _parse)
+    optimizer, lrs = args.optimizer, LRS[args.optimizer]
+    csv_path = args.csv or RESULTS / f"{OUTPUTS[optimizer]}-trials.csv"
+    tag = () if optimizer == "adam" else (optimizer,)  # each run's optimizer column (none in Adam's older CSV)
+    done = read_runs(csv_path, _parse)
+    if any(run[5:] != tag for run in done):
+        parser.error(f"{csv_path} holds runs of another optimizer than {optimizer}")
     keys = {r[:4] for r in done}
-    jobs = [(v, w, lr, s) for v, w in product(VARIANTS, (*PROXIES, TARGET)) for lr in LRS for s in range(SEEDS[w])]
+    jobs = [(v, w, lr, s) for v, w in product(VARIANTS, (*PROXIES, TARGET)) for lr in lrs for s in range(SEEDS[w])]
     todo = sorted((job for job in jobs if job not in keys), key=lambda job: -job[1])  # the widest first
     with ProcessPoolExecutor(args.workers) as pool:
-        record_runs(args.csv, FIELDS, pool.map(held_out_loss, todo), done)
+        runs = pool.map(functools.partial(held_out_loss, optimizer), todo)
+        record_runs(csv_path, FIELDS + ("optimizer",) * len(tag), (run + tag for run in runs), done)
     planned = set(jobs)
-    results = [r for r in done if r[:4] in planned]
+    results = [r[:5] for r in done if r[:4] in planned]
     print(f"image ResNet (3 stages, width/2w/4w channels, BatchNorm), teacher images {SIZE}x{SIZE}, {CLASSES} classes "
-          f"(label-noise floor {_task().floor():.4f}); {STEPS} Adam steps of {BATCH}, cosine to 0; "
-          f"lrs {LRS[0]:.3g}-{LRS[-1]:.3g} (2^0.5 steps); seeds {SEEDS}\n")
+          f"(label-noise floor {_task().floor():.4f}); {STEPS} {OPTIMIZERS[optimizer]} steps of {BATCH}, cosine to 0; "
+          f"lrs {lrs[0]:.3g}-{lrs[-1]:.3g} (2^0.5 steps); seeds {SEEDS}\n")
     print_transfer_table(results, VARIANTS, PROXIES, TARGET, "parametrization")
-    print(f"\nplot: {plot(results, args.plot)}")
+    print(f"\nplot: {plot(results, args.plot or RESULTS / f'{OUTPUTS[optimizer]}.png', optimizer)}")
 
 
-def _parse(row: dict[str, str]) -> Result:
-    return row["parametrization"], int(row["width"]), float(row["lr"]), int(row["seed"]), float(row["loss"])
+def _parse(row: dict[str, str]) -> tuple:
+    run = row["parametrization"], int(row["width"]), float(row["lr"]), int(row["seed"]), float(row["loss"])
+    return run + ((row["optimizer"],) if "optimizer" in row else ())
 
 
 if __name__ == "__main__":
