@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduce the transfer reports in benchmarks/results/ (issue: proof of transfer).
-#   bash benchmarks/run_validation.sh [mlp|mlp-sgd|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}|batch-long|batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}|batch-s50-dN-bB|mlp-batch-{t,r}{1..5}[-sN]|hf-gpt2 ...]
+#   bash benchmarks/run_validation.sh [mlp|mlp-sgd|mlp-sgdm|gpt|gpt-mup|denseam|denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval]|denseam-finite-width-{n4096,b20}|denseam-retrieval-k4096|depth|horizon|batch|batch-small|batch-d19-b128|batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}|batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}|batch-long|batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}|batch-s50-dN-bB|mlp-batch-{t,r}{1..5}[-sN]|hf-gpt2 ...]
 #   (default: mlp gpt denseam)
-# depth, horizon, batch, hf-gpt2, mlp-sgd and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
+# depth, horizon, batch, hf-gpt2, mlp-sgd, mlp-sgdm and the denseam-* jobs are CPU-sized (DEVICE=cpu; up to an hour each on 2 loaded cores).
 # DEVICE=cuda by default: the targets (width 1024-2048, 3 seeds, a dense lr grid) take hours on a
 # 2-core CPU and minutes on one GPU; DEVICE=cpu works, slowly. SCALEPLAN overrides the command
 # (e.g. "python3 -m scaleplan.cli"), RESULTS the output folder.
@@ -20,6 +20,10 @@ for job in "${@:-mlp gpt denseam}"; do
             mlp-sgd)  # the same MLP trained with plain SGD (muP's SGD lrs), 5 seeds; measured with DEVICE=cpu (53 min on 2 loaded cores)
                 $SCALEPLAN validate sweeps/transfer/mlp-sgd-sp.toml sweeps/transfer/mlp-sgd-mup.toml \
                     --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name mlp-sgd \
+                    --grid-step 0.5 --bootstrap 200 ;;
+            mlp-sgdm)  # the same with SGD momentum 0.9 ([train] momentum), measured with DEVICE=cpu WORKERS=2
+                $SCALEPLAN validate sweeps/transfer/mlp-sgdm-sp.toml sweeps/transfer/mlp-sgdm-mup.toml \
+                    --target-width 2048 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name mlp-sgdm \
                     --grid-step 0.5 --bootstrap 200 ;;
             gpt) $SCALEPLAN validate sweeps/transfer/gpt-sp.toml sweeps/transfer/gpt-mup.toml \
                     --target-width 1024 --seeds 3 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name gpt ;;
@@ -130,7 +134,7 @@ pd.concat([s[s.batch_size < 4], b]).to_csv(sys.argv[3], index=False)" "$RESULTS/
                     --workers "$WORKERS" --out "$out" --name "${j%-s*}" ;;
             hf-gpt2) $SCALEPLAN validate sweeps/transfer/hf-gpt2-sp.toml sweeps/transfer/hf-gpt2-mup.toml \
                     --target-width 256 --seeds 5 --device "$DEVICE" --workers "$WORKERS" --out "$RESULTS" --name hf-gpt2 ;;
-            *) echo "unknown job '$j' (use mlp, mlp-sgd, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}, batch-long, batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}, batch-s50-dN-bB, mlp-batch-{t,r}{1..5}[-sN], hf-gpt2)" >&2; exit 2 ;;
+            *) echo "unknown job '$j' (use mlp, mlp-sgd, mlp-sgdm, gpt, gpt-mup, denseam, denseam-{lse,relu}-{features,memories}[-k32|-k32-b8|-k32-b12|-k32-retrieval|-p4096|-p4096-eps|-p4096-retrieval|-p16|-p16-retrieval], denseam-finite-width-{n4096,b20}, denseam-retrieval-k4096, depth, horizon, batch, batch-small, batch-d19-b128, batch-wide-{d21-b256,d20-b512,d21-b1024,d21-b2048}, batch-sat-{d21-b512,d21-b64,d22-b512,d22-b128}, batch-long, batch-fresh-{d22-b256,d20-b64,d20-b1024,d20-b256}, batch-s50-dN-bB, mlp-batch-{t,r}{1..5}[-sN], hf-gpt2)" >&2; exit 2 ;;
         esac
     done
 done
