@@ -17,7 +17,7 @@ from torch import nn
 
 from scaleplan.diagnostics.coord_check import Batch, batch_loss
 from scaleplan.errors import ParametrizationWarning
-from scaleplan.parametrization.apply import ScaleInput, find_state
+from scaleplan.parametrization.apply import ParametrizationState, ScaleInput, find_states
 from scaleplan.parametrization.groups import param_groups, tensor_multipliers
 from scaleplan.parametrization.metadata import unparametrized
 
@@ -52,32 +52,42 @@ class SiteRow:
 
 
 def site_rows(model: nn.Module) -> list[SiteRow]:
-    """Every module-level multiplier of the (first) parametrized module in `model`."""
-    found = find_state(model)
-    if found is None:
-        raise unparametrized(model)
-    _, holder, state = found
-    rows = [SiteRow(name or "(model)", str(holder.get_submodule(name).scaleplan_site), value) for name, value in state.sites.items()]
-    rows += [SiteRow(name, "readout input", hook.multiplier) for name, module in holder.named_modules()
-             for hook in module._forward_pre_hooks.values() if isinstance(hook, ScaleInput)]
-    rows += [SiteRow(name, "attention scaling", value) for name, value in state.scalings.items()]
-    return rows + [SiteRow(name, "embed_scale", value) for name, value in state.embed_scales.items()]
+    """Every module-level multiplier of every parametrized module in `model` (named from `model`)."""
+    rows = []
+    for prefix, holder, state in _parametrized_parts(model):
+        rows += [SiteRow(_qualified(prefix, name), str(holder.get_submodule(name).scaleplan_site), value)
+                 for name, value in state.sites.items()]
+        rows += [SiteRow(_qualified(prefix, name), "readout input", hook.multiplier) for name, module in holder.named_modules()
+                 for hook in module._forward_pre_hooks.values() if isinstance(hook, ScaleInput)]
+        rows += [SiteRow(_qualified(prefix, name), "attention scaling", value) for name, value in state.scalings.items()]
+        rows += [SiteRow(_qualified(prefix, name), "embed_scale", value) for name, value in state.embed_scales.items()]
+    return rows
 
 
 def role_rows(model: nn.Module, optimizer: str = "adam", decay: str = "torch") -> list[RoleRow]:
-    """Every tensor of the (first) parametrized module in `model`, in parameter order."""
-    found = find_state(model)
-    if found is None:
-        raise unparametrized(model)
-    _, holder, state = found
-    factors = tensor_multipliers(holder, optimizer, decay)
-    shapes = {name: tuple(p.shape) for name, p in holder.named_parameters()}
+    """Every tensor of every parametrized module in `model` (an encoder and a decoder parametrized apart are two),
+    named from `model`, in parameter order."""
     rows = []
-    for name, record in state.tensors.items():
-        f = factors[name]
-        rows.append(RoleRow(name, shapes[name], record.role, record.m, record.m_out, f.lr, f.init_std, f.forward,
-                            f.weight_decay, f.eps))
+    for prefix, holder, state in _parametrized_parts(model):
+        factors = tensor_multipliers(holder, optimizer, decay)
+        shapes = {name: tuple(p.shape) for name, p in holder.named_parameters()}
+        for name, record in state.tensors.items():
+            f = factors[name]
+            rows.append(RoleRow(_qualified(prefix, name), shapes[name], record.role, record.m, record.m_out,
+                                f.lr, f.init_std, f.forward, f.weight_decay, f.eps))
     return rows
+
+
+def _qualified(prefix: str, name: str) -> str:
+    """`name` inside the part at `prefix`, as `model.named_modules()` names it ("(model)" for the model itself)."""
+    return ".".join(p for p in (prefix, name) if p) or "(model)"
+
+
+def _parametrized_parts(model: nn.Module) -> list[tuple[str, nn.Module, ParametrizationState]]:
+    found = find_states(model)
+    if not found:
+        raise unparametrized(model)
+    return found
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from cli_runs import exit_code, one_line_error
 from scaleplan.diagnostics.coord_check import builtin_batch
@@ -69,3 +70,16 @@ def test_strict_exits_1_on_a_warning_and_0_without(capsys: pytest.CaptureFixture
 def test_bad_input_is_one_line(args: list[str], message: str, capsys: pytest.CaptureFixture) -> None:
     argv = ["roles", "--width", "128", "--base-width", "64", *args]
     assert message in one_line_error(argv, capsys)
+
+
+def test_every_parametrized_part_is_shown_with_its_full_name() -> None:
+    """An encoder and a decoder parametrized apart (param_groups serves both): both parts' tensors and readouts."""
+    from torch import nn
+
+    model = nn.Sequential(build_parametrized("mlp", 128, "mup", 64, in_dim=8, out_dim=4, depth=2),
+                          build_parametrized("mlp", 256, "mup", 64, in_dim=4, out_dim=4, depth=2))
+    rows = {r.name: r for r in role_rows(model)}
+    assert set(rows) == {name for name, _ in model.named_parameters()}
+    assert (rows["0.hidden.0.weight"].lr, rows["1.hidden.0.weight"].lr) == (0.5, 0.25)
+    found = inspect_model(lambda: (model, (torch.randn(4, 8), torch.tensor([0, 1, 2, 3]))))
+    assert {(s.module, s.multiplier) for s in found.sites} == {("0.readout", 0.5), ("1.readout", 0.25)}
