@@ -12,7 +12,6 @@ import warnings
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
 from torch import nn
 
 from scaleplan.diagnostics.coord_check import Batch, batch_loss
@@ -20,6 +19,7 @@ from scaleplan.errors import ParametrizationWarning
 from scaleplan.parametrization.apply import ParametrizationState, ScaleInput, find_states
 from scaleplan.parametrization.groups import param_groups, tensor_multipliers
 from scaleplan.parametrization.metadata import unparametrized
+from scaleplan.train.loop import OPTIMIZER_CLASSES
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def first_step_warnings(model: nn.Module, batch: Batch, optimizer: str = "adam")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ParametrizationWarning)
         groups = param_groups(model, 1e-6, optimizer=optimizer)
-        step = {"sgd": torch.optim.SGD, "adamw": torch.optim.AdamW}.get(optimizer, torch.optim.Adam)(groups)
+        step = OPTIMIZER_CLASSES[optimizer](groups)
         batch_loss(model, batch).backward()
         step.step()
     return parametrization_warnings(caught)
