@@ -633,8 +633,8 @@ def _oriented_memory(name: str, module: nn.Module, tensors: dict[str, TensorReco
 
 def check_intact(model: nn.Module, state: ParametrizationState) -> None:
     """Refuse a model changed after apply_parametrization where the change drops what muP set: a parameter added
-    (it has no role; FSDP1's flat parameter without use_orig_params), or a readout's module replaced (transformers' resize_token_embeddings, a new head: the new module
-    lacks the 1/m input hook and still trains, as SP)."""
+    (it has no role; FSDP1's flat parameter without use_orig_params), or a readout's module replaced (transformers'
+    resize_token_embeddings, a new head: the new module lacks the 1/m input hook and still trains, as SP)."""
     params = dict(model.named_parameters())
     added = [name for name in params if name not in state.tensors]
     flat = [name for name in added if name.rsplit(".", 1)[-1] == "_flat_param"]  # FSDP1's FlatParameter
