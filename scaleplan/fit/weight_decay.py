@@ -205,13 +205,19 @@ def decay_cells(trials: Trials, convention: str) -> list[DecayCell]:
         else:
             raise FitError(f"cell {where}: no weight_decay or wd_tau column to fit lambda on")
         keep = np.isfinite(wd) & (wd > 0)  # lambda = 0 has no place on a log axis
-        n_lr, n_wd = np.unique(lr[keep]).size, np.unique(wd[keep]).size
+        n_lr, n_wd = _distinct(lr[keep]), _distinct(wd[keep])
         if n_lr < 3 or n_wd < 3:
             raise FitError(f"cell {where} has {n_lr} learning rate(s) and {n_wd} positive weight decay(s); the 2-D quadratic "
                            "needs at least 3 of each: sweep more values there")
         out.append(DecayCell(float(key[0]), float(cell["D"].iloc[0]), float(cell["N"].iloc[0]), steps,
                              lr[keep], wd[keep], cell["loss"].to_numpy(float)[keep]))
     return out
+
+
+def _distinct(values: np.ndarray) -> int:
+    """How many different positive values, equal up to float rounding (lambda = 1/(lr tau steps) from two geometric
+    grids repeats one value through products that differ in the last bits, by how the CPU rounds)."""
+    return int(np.unique(np.round(np.log(values), 9)).size)
 
 
 @dataclass(frozen=True)

@@ -88,7 +88,7 @@ def test_an_optimum_beyond_the_swept_lambdas_is_flagged() -> None:
 @pytest.mark.parametrize(
     "change, message",
     [
-        (lambda f: f[f["lr"].isin(LRS[:2])], "has 2 learning rate(s) and 12 positive weight decay(s); the 2-D quadratic needs at least 3 of each"),
+        (lambda f: f[f["lr"].isin(LRS[:2])], "has 2 learning rate(s) and 8 positive weight decay(s); the 2-D quadratic needs at least 3 of each"),
         (lambda f: f.drop(columns=["steps"]), "needs the column(s) ['steps']"),
         (lambda f: f.assign(batch_size=np.where(f["seed"] == 0, 32, 64)).assign(seed=0), "also varies the batch size"),
     ],
