@@ -182,5 +182,5 @@ def test_bootstrap_replicates_can_leave_the_full_data_basin() -> None:
     """Step Law's raw cell minima have several basins: some replicates' optima are not reachable from the
     full-data optimum, and the restarts find them (the old bootstrap restarted from the optimum only)."""
     raw = pd.read_csv(DATA / "steplaw_dense_lr_bs_loss.csv").groupby(["N", "D"])["loss"].min().reset_index()
-    fit = fit_loss_law(raw["N"], raw["D"], raw["loss"], starts=4, n_boot=12, seed=0)
+    fit = fit_loss_law(raw["N"], raw["D"], raw["loss"], starts=4, n_boot=24, seed=0)  # ~1 in 6 leaves (by CPU rounding)
     assert fit.boot_left_basin >= 1 and f"({fit.boot_left_basin} left the full-data basin)" in fit.describe()

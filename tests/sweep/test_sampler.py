@@ -66,6 +66,7 @@ class PopulationObjective:
     def __init__(self, optimum: float, k: int = 16) -> None:
         self.optimum, self.k = optimum, k
         self.calls: list[list[float]] = []
+        self.seeds: list[int] = []  # each proposal's grid point (its seed), in the order of `calls`
 
     def population_size(self, point) -> int:  # type: ignore[no-untyped-def]
         return self.k
@@ -74,10 +75,11 @@ class PopulationObjective:
         from scaleplan.sweep.trial import Outcome
 
         self.calls.append([r.params["lr"] for r in requests])
+        self.seeds += [r.point.seed for r in requests]
         return [Outcome(math.log10(r.params["lr"] / self.optimum) ** 2, False, None, None) for r in requests]
 
 
-def population_proposals(tmp_path: Path, sampler: str, optimum: float) -> list[list[float]]:
+def population_proposals(tmp_path: Path, sampler: str, optimum: float) -> PopulationObjective:
     """The lrs of each population a one-worker sweep trains: 2 seeds (2 grid points, one population key)."""
     from scaleplan.sweep.study import open_sweep
     from scaleplan.sweep.worker import run_worker
@@ -88,16 +90,17 @@ def population_proposals(tmp_path: Path, sampler: str, optimum: float) -> list[l
     spec = parse_spec(raw, path=tmp_path / "p.toml")
     objective = PopulationObjective(optimum)
     run_worker(open_sweep(spec, str(tmp_path / f"{spec.name}.journal")), objective)
-    return objective.calls
+    return objective
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "gp"])
 def test_population_proposals_are_distinct_and_depend_on_earlier_results(tmp_path: Path, sampler: str) -> None:
-    low, high = (population_proposals(tmp_path, sampler, optimum) for optimum in (1e-4, 1e-1))
-    for calls in (low, high):
-        lrs = [lr for call in calls for lr in call]
-        assert len(lrs) == 24 and len(set(lrs)) == 24  # distinct, also within each population
-        assert len(calls) > 2 and max(len(call) for call in calls) <= 8  # startup (4 per point), then rounds of 4
+    low_run, high_run = (population_proposals(tmp_path, sampler, optimum) for optimum in (1e-4, 1e-1))
+    low, high = low_run.calls, high_run.calls
+    for run in (low_run, high_run):  # 12 distinct lrs at each grid point (two points may share one: GP proposes the
+        lrs = [lr for call in run.calls for lr in call]  # range's bound for each)
+        assert len(lrs) == 24 and all(len({lr for lr, s in zip(lrs, run.seeds) if s == seed}) == 12 for seed in (0, 1))
+        assert len(run.calls) > 2 and max(len(call) for call in run.calls) <= 8  # startup (4 per point), then rounds of 4
     assert low[0] == high[0]  # the startup draws are the sampler's own
     later_low, later_high = [lr for c in low[1:] for lr in c], [lr for c in high[1:] for lr in c]
     assert later_low != later_high  # later draws depend on the results ...
@@ -106,5 +109,5 @@ def test_population_proposals_are_distinct_and_depend_on_earlier_results(tmp_pat
 
 def test_random_population_proposals_ignore_results(tmp_path: Path) -> None:
     """What the test above rules out: random search draws the same lrs whatever the objective."""
-    low, high = (population_proposals(tmp_path, "random", optimum) for optimum in (1e-4, 1e-1))
+    low, high = (population_proposals(tmp_path, "random", optimum).calls for optimum in (1e-4, 1e-1))
     assert low == high and len(low) == 2  # one population of 16, then the remaining 8

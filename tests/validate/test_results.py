@@ -6,12 +6,12 @@ import hashlib
 import json
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from scaleplan.cli import cli
 from scaleplan.validate.regret import describe, regret_of
 from scaleplan.validate.report import read_target_grids
 from markdown_tables import markdown_tables
@@ -88,18 +88,19 @@ def test_committed_law_refits_from_its_committed_trials(tmp_path: Path, law_path
     assert args[:2] == ["scaleplan", "fit"]
     args[2] = str(law_path.with_name(law_path.stem + "-trials.csv"))
     args += ["-o", str(tmp_path / "refit.json")]
-    out = subprocess.run([sys.executable, "-m", "scaleplan.cli", *args[1:]], capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
+    out = CliRunner().invoke(cli, args[1:])  # in this process: 51 refits, each ~2 s less than a fresh interpreter's
+    assert out.exit_code == 0, out.output
     refit = json.loads((tmp_path / "refit.json").read_text())
     assert [p["target"] for p in refit["power_laws"]] == [p["target"] for p in committed["power_laws"]]
+    tol = {"rel": 1e-7, "abs": 1e-9}  # another CPU's BLAS and libm round the saturating forms' fits ~1e-9 apart
     for mine, theirs in zip(refit["power_laws"], committed["power_laws"]):
-        assert mine["exponents"] == pytest.approx(theirs["exponents"], abs=1e-9)
-        assert mine["intercept"] == pytest.approx(theirs["intercept"], abs=1e-9)
+        assert mine["exponents"] == pytest.approx(theirs["exponents"], **tol)
+        assert mine["intercept"] == pytest.approx(theirs["intercept"], **tol)
         terms = [(t["variables"], t["centre"], t["coefficient"]) for t in mine.get("interactions", [])]
-        assert terms == [(t["variables"], t["centre"], pytest.approx(t["coefficient"], abs=1e-9))
+        assert terms == [(t["variables"], t["centre"], pytest.approx(t["coefficient"], **tol))
                          for t in theirs.get("interactions", [])]
         corrections = [(c["variable"], c["centre"], c["power"], c["coefficient"]) for c in mine.get("corrections", [])]
-        assert corrections == [(c["variable"], c["centre"], c["power"], pytest.approx(c["coefficient"], abs=1e-9))
+        assert corrections == [(c["variable"], c["centre"], c["power"], pytest.approx(c["coefficient"], **tol))
                                for c in theirs.get("corrections", [])]
     assert ("surge" in refit) == ("surge" in committed)
     if "surge" in committed:  # a nonlinear least squares: the same optimum to the solver's tolerance
