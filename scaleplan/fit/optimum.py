@@ -336,9 +336,10 @@ def psd_quadratic_2d(u: np.ndarray, v: np.ndarray, y: np.ndarray, w: np.ndarray)
     when the design is rank-deficient.
 
     When the unconstrained fit is already convex it is the answer (it is feasible, so it is the constrained optimum).
-    Otherwise the Hessian is parametrized as L L^T (L lower-triangular) and the weighted residuals are minimized with
-    scipy.optimize.least_squares, started from the unconstrained fit with its negative curvature clipped to zero; the
-    problem is convex in (c, H) over the PSD cone, and with a full 2x2 factor L its local minima are global.
+    Otherwise the problem (convex) has its optimum on the boundary of the PSD cone, where the Hessian has rank <= 1:
+    H = a n n^T with n = (cos t, sin t) and a >= 0. For each direction t the rest is a linear least squares (a clipped
+    to 0 where it would be negative), so the fit is a search over the one angle: a grid of half-degree steps, refined
+    by a bounded Brent search around the best.
     """
     design = _design_2d(u, v)
     c = _wls(design, y, w)
@@ -346,39 +347,28 @@ def psd_quadratic_2d(u: np.ndarray, v: np.ndarray, y: np.ndarray, w: np.ndarray)
         return None
     if np.all(np.linalg.eigvalsh(np.array([[2 * c[3], c[5]], [c[5], 2 * c[4]]])) >= 0):
         return c, False
-    from scipy.optimize import least_squares  # lazy: scipy.optimize is slow to import
+    from scipy.optimize import minimize_scalar  # lazy: scipy.optimize is slow to import
 
-    y_mid, y_scale = float(np.mean(y)), float(np.std(y)) or 1.0  # the fit on a unit scale: losses differ in the 4th digit
-    sw = np.sqrt(w)
-    linear = np.column_stack([np.ones_like(u), u, v])
+    sw, y_mid = np.sqrt(w), float(np.mean(y))  # centred: losses differ in the 4th digit
+    target, linear = (y - y_mid) * sw, np.column_stack([np.ones_like(u), u, v]) * sw[:, None]
 
-    def coefficients(x: np.ndarray) -> np.ndarray:
-        l11, l21, l22 = x[3:]
-        return np.array([x[0], x[1], x[2], l11 * l11 / 2, (l21 * l21 + l22 * l22) / 2, l11 * l21])
+    def fit_at(t: float) -> tuple[float, np.ndarray]:
+        """(weighted squared error, [c0, c1, c2, a]) of the best fit whose Hessian is a n n^T with a >= 0."""
+        columns = np.column_stack([linear, sw * (u * math.cos(t) + v * math.sin(t)) ** 2 / 2])
+        coef = np.linalg.lstsq(columns, target, rcond=None)[0]
+        if coef[3] < 0:  # the best a >= 0 is then 0: a plane
+            coef = np.append(np.linalg.lstsq(linear, target, rcond=None)[0], 0.0)
+        residual = columns @ coef - target
+        return float(residual @ residual), coef
 
-    def residuals(x: np.ndarray) -> np.ndarray:
-        return sw * (design @ coefficients(x) - (y - y_mid) / y_scale)
-
-    def start(hess: np.ndarray) -> np.ndarray:
-        """Linear coefficients refitted under the quadratic part `hess`, and a Cholesky factor of it."""
-        quad = np.column_stack([u * u, v * v, u * v]) @ np.array([hess[0, 0] / 2, hess[1, 1] / 2, hess[0, 1]])
-        lin, *_ = np.linalg.lstsq(linear * sw[:, None], ((y - y_mid) / y_scale - quad) * sw, rcond=None)
-        factor = np.linalg.cholesky(hess + 1e-9 * np.eye(2))
-        return np.concatenate([lin, [factor[0, 0], factor[1, 0], factor[1, 1]]])
-
-    scaled = _wls(design, (y - y_mid) / y_scale, w)
-    assert scaled is not None  # same design as `c`
-    vals, vecs = np.linalg.eigh(np.array([[2 * scaled[3], scaled[5]], [scaled[5], 2 * scaled[4]]]))
-    clipped = vecs @ np.diag(np.clip(vals, 0.0, None)) @ vecs.T
-    best = None
-    for x0 in (start(clipped), start(np.zeros((2, 2)))):
-        fit = least_squares(residuals, x0, method="lm", xtol=1e-15, ftol=1e-15, gtol=1e-15, max_nfev=20000)
-        if best is None or fit.cost < best.cost:
-            best = fit
-    assert best is not None
-    out = coefficients(best.x) * y_scale
-    out[0] += y_mid
-    return out, True
+    step = math.pi / 360
+    grid = np.arange(0.0, math.pi, step)
+    t0 = float(grid[int(np.argmin([fit_at(t)[0] for t in grid]))])
+    t = float(minimize_scalar(lambda x: fit_at(x)[0], bounds=(t0 - step, t0 + step), method="bounded",
+                              options={"xatol": 1e-12}).x)
+    t = t if fit_at(t)[0] <= fit_at(t0)[0] else t0
+    c0, c1, c2, a = fit_at(t)[1]
+    return np.array([c0 + y_mid, c1, c2, a * math.cos(t) ** 2 / 2, a * math.sin(t) ** 2 / 2, a * math.cos(t) * math.sin(t)]), True
 
 
 def _wls(design: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray | None:

@@ -248,3 +248,29 @@ def test_a_parabola_through_two_basins_is_flagged_between_them() -> None:
     assert found.between_basins and 1.5 < math.log2(found.lr / 1e-3) < 3.0
     assert not locate_optimum(lr, bowl(lr, 1e-3, curvature=0.01) + rng.normal(0, 1e-3, lr.size)).between_basins
     assert not locate_optimum(lr[::2], two[::2]).between_basins  # one run per lr: no noise scale to judge the bump by
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_the_convex_fit_of_a_concave_surface_is_a_plane_and_no_convex_fit_does_better(seed: int) -> None:
+    """Data curving down in every direction: the least-squares quadratic is concave, and the best convex one has no
+    curvature at all (any a n n^T with a > 0 fits worse); a random search over convex Hessians finds nothing better."""
+    from scaleplan.fit.optimum import psd_quadratic_2d
+
+    rng = np.random.default_rng(seed)
+    u, v = (g.ravel() for g in np.meshgrid(np.linspace(-1, 1, 5), np.linspace(-1, 1, 5)))
+    y = 2.0 + 0.1 * u - 0.05 * v - 0.02 * (u * u + v * v + 0.5 * u * v) + 1e-3 * rng.standard_normal(u.size)
+    w = rng.uniform(0.5, 1.5, u.size)
+    fitted = psd_quadratic_2d(u, v, y, w)
+    assert fitted is not None and fitted[1] and np.all(fitted[0][3:] == 0.0)
+    design = np.column_stack([np.ones_like(u), u, v, u * u, v * v, u * v])
+
+    def sse(coef: np.ndarray) -> float:
+        return float(w @ (design @ coef - y) ** 2)
+
+    for _ in range(200):
+        factor = np.tril(rng.normal(scale=0.05, size=(2, 2)))
+        hess = factor @ factor.T
+        quad = np.array([hess[0, 0] / 2, hess[1, 1] / 2, hess[0, 1]])
+        sw = np.sqrt(w)
+        lin = np.linalg.lstsq(design[:, :3] * sw[:, None], (y - design[:, 3:] @ quad) * sw, rcond=None)[0]
+        assert sse(fitted[0]) <= sse(np.concatenate([lin, quad])) + 1e-15
