@@ -36,6 +36,22 @@ def momentum_problem(momentum: Any, nesterov: Any, optimizer: str) -> str | None
     return None
 
 
+ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's and AdamW's default (beta1, beta2)
+
+
+def betas_problem(betas: Any, optimizer: str) -> str | None:
+    """Why Adam's `betas` are not valid for `optimizer`, or None: None (torch's default) or two numbers in [0, 1)
+    (torch's rule), Adam's and AdamW's alone (SGD's first moment is its momentum)."""
+    if betas is None:
+        return None
+    if (not isinstance(betas, (list, tuple)) or len(betas) != 2
+            or not all(is_finite_number(b) and 0 <= b < 1 for b in betas)):
+        return f"betas (Adam's) must be two numbers in [0, 1), got {betas!r}; e.g. betas = [0.9, 0.95]"
+    if optimizer == "sgd":
+        return "betas are Adam's and AdamW's; SGD's first moment is its momentum: drop them or use optimizer \"adam\" or \"adamw\""
+    return None
+
+
 @dataclass(frozen=True)
 class ParametrizationRef:
     """Parametrization name, the base shape its multipliers are relative to, optimizer and CompleteP.
@@ -43,6 +59,10 @@ class ParametrizationRef:
     `base_width` is the width at which every multiplier is 1 (m = width / base_width); `base_depth`
     the depth at which CompleteP's depth multipliers are 1 (None without CompleteP). `momentum` and `nesterov` are
     SGD's, as the sweep trained: the optimal lr falls about as 1 - momentum, so a law's lr holds for that setting only.
+    `betas` are Adam's (beta1, beta2) as the sweep trained, or None where they are not known (a published law, a user
+    objective whose spec does not declare them, a study made before they were recorded): recorded and named by
+    `predict`, not checked at the step (on the char-LM the optimal lr moved at most 0.18 octave between beta2 0.95
+    and 0.999, benchmarks/results/adam-beta2/).
     """
 
     name: str
@@ -52,6 +72,7 @@ class ParametrizationRef:
     completep: bool = False
     momentum: float = 0.0
     nesterov: bool = False
+    betas: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
         get_parametrization(self.name)  # unknown names fail here, with the valid ones listed
@@ -67,14 +88,19 @@ class ParametrizationRef:
             )
         if self.completep and (self.name != "mup" or self.base_depth is None):
             raise ParametrizationError("parametrization reference: completep needs name 'mup' and a base_depth")
-        problem = momentum_problem(self.momentum, self.nesterov, self.optimizer)
+        problem = momentum_problem(self.momentum, self.nesterov, self.optimizer) or betas_problem(self.betas, self.optimizer)
         if problem is not None:
             raise ParametrizationError(f"parametrization reference: {problem}")
+        if self.betas is not None:
+            object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))  # a law file's list
 
     @property
     def optimizer_setting(self) -> str:
-        """'adam', 'sgd' or 'sgd, momentum 0.9, nesterov': what the law's lrs are for."""
+        """'adam', 'adamw, betas 0.9/0.95', 'sgd' or 'sgd, momentum 0.9, nesterov': what the law's lrs are for (betas
+        where they are not torch's default)."""
         extras = ([f"momentum {self.momentum:g}"] if self.momentum else []) + (["nesterov"] if self.nesterov else [])
+        if self.betas is not None and self.betas != ADAM_BETAS:
+            extras.append(f"betas {self.betas[0]:g}/{self.betas[1]:g}")
         return ", ".join([self.optimizer, *extras])
 
     def width_multiplier(self, width: float) -> float:
@@ -90,11 +116,14 @@ class ParametrizationRef:
         return depth / self.base_depth
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (the `parametrization` block of a law file); SGD's momentum and nesterov only where set."""
+        """JSON-ready dict (the `parametrization` block of a law file); SGD's momentum and nesterov, Adam's betas only
+        where set."""
         data = asdict(self)
-        for key in ("momentum", "nesterov"):
+        for key in ("momentum", "nesterov", "betas"):
             if not data[key]:
                 del data[key]
+        if "betas" in data:
+            data["betas"] = list(data["betas"])
         return data
 
     @classmethod

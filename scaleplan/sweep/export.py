@@ -9,6 +9,7 @@ the exported file still knows what its lr is relative to.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,8 @@ def trials_frame(study: optuna.Study) -> pd.DataFrame:
     import pandas as pd
 
     reference = study_reference(study)
-    ref_values = {} if reference is None else {f"parametrization.{k}": v for k, v in reference.to_dict().items()}
+    ref_values = {} if reference is None else {  # a list (Adam's betas) as the CSV will hold it
+        f"parametrization.{k}": json.dumps(v) if isinstance(v, list) else v for k, v in reference.to_dict().items()}
     rows: list[dict[str, Any]] = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
@@ -73,9 +75,15 @@ def frame_reference(frame: pd.DataFrame, source: str) -> ParametrizationRef | No
 
 
 def _plain(value: Any) -> Any:
-    """A CSV cell as JSON would hold it: NaN -> None, 64.0 -> 64, numpy scalars -> Python ones."""
+    """A CSV cell as JSON would hold it: NaN -> None, 64.0 -> 64, numpy scalars -> Python ones, "[0.9, 0.95]" (a list
+    as a CSV writes it) -> [0.9, 0.95]."""
     if hasattr(value, "item"):
         value = value.item()
+    if isinstance(value, str) and value.startswith("["):
+        try:
+            return json.loads(value)
+        except ValueError:  # a hand-edited cell: the reference check names it
+            return value
     if isinstance(value, float):
         return None if value != value else int(value) if value.is_integer() else value
     return value

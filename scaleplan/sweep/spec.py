@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scaleplan.core.numbers import is_finite_number
-from scaleplan.core.reference import ParametrizationRef, momentum_problem
+from scaleplan.core.reference import ADAM_BETAS, ParametrizationRef, betas_problem, momentum_problem
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS
 from scaleplan.errors import ScaleplanError, SpecError
 from scaleplan.limits import MAX_BATCH_SIZE, MAX_DEPTH, MAX_PLANNED_TRIALS, MAX_STEPS, MAX_TOKENS, MAX_TRIALS_PER_POINT, MAX_WIDTH
@@ -39,7 +39,7 @@ SECTION_KEYS: dict[str, tuple[str, ...]] = {
     "task": ("name", "kwargs"),
     "model": ("name", "parametrization", "base_width", "base_depth", "completep", "kwargs"),
     "train": ("optimizer", "weight_decay", "wd_tau", "decay_convention", "schedule", "warmup_steps", "eps", "momentum",
-              "nesterov", "memory_eps", "clip_grad_norm", "no_decay"),
+              "nesterov", "betas", "memory_eps", "clip_grad_norm", "no_decay"),
     "ladder": ("widths", "depths", "steps", "tokens"),
     "search": ("batch_size", *BUILTIN_SEARCH),
     "objective": ("callable", "command", "timeout_s", "diverged_value"),
@@ -136,15 +136,19 @@ class SweepSpec:
     @property
     def reference(self) -> ParametrizationRef:
         """What the sweep's lrs are relative to: parametrization, base width (default: the smallest width),
-        base depth and CompleteP, optimizer (and SGD's momentum). Law files fitted from this sweep carry it."""
+        base depth and CompleteP, optimizer (SGD's momentum, Adam's betas). Law files fitted from this sweep carry it.
+        Adam's betas are known where [train] sets them or the built-in trainer ran with torch's default."""
+        optimizer = str(self.train.get("optimizer", "adam"))
+        betas = self.train.get("betas", ADAM_BETAS if self.objective.kind == "builtin" else None)
         return ParametrizationRef(
             name=self.parametrization,
             base_width=self.base_width or min(self.widths),
             base_depth=self.base_depth,
-            optimizer=str(self.train.get("optimizer", "adam")),
+            optimizer=optimizer,
             completep=self.completep,
             momentum=self.train.get("momentum", 0.0),
             nesterov=self.train.get("nesterov", False),
+            betas=None if optimizer == "sgd" else betas,
         )
 
     @property
@@ -342,9 +346,12 @@ def _parse_rounds(sweep: dict[str, Any], sampler: str, pruner: str, search: list
             DEFAULT_MAX_REGRET if regret is None else float(regret))
 
 
-def _check_momentum(train: dict[str, Any], source: str) -> None:
-    """SGD's momentum and nesterov (a law records them: the optimal lr falls about as 1 - momentum)."""
-    problem = momentum_problem(train.get("momentum", 0.0), train.get("nesterov", False), train.get("optimizer", "adam"))
+def _check_moments(train: dict[str, Any], source: str) -> None:
+    """SGD's momentum and nesterov, Adam's betas (a law records them: the optimal lr falls about as 1 - momentum, and
+    Adam's moves with beta2)."""
+    optimizer = train.get("optimizer", "adam")
+    problem = momentum_problem(train.get("momentum", 0.0), train.get("nesterov", False), optimizer) or betas_problem(
+        train.get("betas"), optimizer)
     if problem is not None:
         raise SpecError(f"{_where(source, 'train')}: {problem}")
 
@@ -507,7 +514,7 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
         if both:
             raise ScaleplanError(f"{source}: '{both[0]}' is both in {section} and [search]; keep it in one of them")
     _check_weight_decay(train, search, objective, source)
-    _check_momentum(train, source)
+    _check_moments(train, source)
     n_grid = [p.grid() for p in search]
     trials_per_point = sweep.get("trials_per_point")
     if sampler == "grid":

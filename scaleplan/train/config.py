@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from scaleplan.core.reference import momentum_problem
+from scaleplan.core.reference import betas_problem, momentum_problem
 from scaleplan.core.rules import undecayed_roles
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS, weight_decay_for
 from scaleplan.errors import ScaleplanError, SpecError
@@ -61,6 +61,7 @@ class TrialConfig:
     None leaves torch's setting alone. `device` is where the model trains ("cpu", "cuda", "cuda:1").
     `momentum` and `nesterov` are torch.optim.SGD's (SGD only: Adam's first moment is its beta1, torch's 0.9); muP's
     SGD rules hold with momentum, which is linear in the gradient, but the optimal lr falls about as 1 - momentum.
+    `betas` are Adam's and AdamW's (None: torch's default (0.9, 0.999); LLM recipes use (0.9, 0.95)).
     `clip_grad_norm` clips each step's global gradient norm (over all trained parameters) to this value, as
     torch.nn.utils.clip_grad_norm_ does; None (the default) does not clip. Searchable: a population clips
     every member by its own norm, so members with different thresholds share one.
@@ -84,6 +85,7 @@ class TrialConfig:
     eps: float = 1e-8
     momentum: float = 0.0
     nesterov: bool = False
+    betas: tuple[float, float] | None = None
     memory_eps: Literal["rule", "retrieval"] = "rule"
     output_mult: float | None = _searchable(None, "> 0")
     init_std: float | None = _searchable(None, ">= 0")
@@ -122,9 +124,11 @@ class TrialConfig:
             raise ScaleplanError("completep=True needs base_depth (the depth the lr was tuned at); without it the depth ratio is 1")
         if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)) or not 0 < self.eps < 1:
             raise ScaleplanError(f"eps (Adam's epsilon) must be a number in (0, 1), got {self.eps!r}")
-        problem = momentum_problem(self.momentum, self.nesterov, self.optimizer)
+        problem = momentum_problem(self.momentum, self.nesterov, self.optimizer) or betas_problem(self.betas, self.optimizer)
         if problem is not None:
             raise ScaleplanError(problem)
+        if self.betas is not None:
+            object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))  # a spec's or JSON's list
         if self.memory_eps not in MEMORY_EPS:
             raise ScaleplanError(f"unknown memory_eps {self.memory_eps!r}; use one of {', '.join(MEMORY_EPS)}")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):

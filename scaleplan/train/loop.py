@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import torch
 
+from scaleplan.core.reference import ADAM_BETAS
 from scaleplan.train.build import (
     build_model, build_task, data_generator, n_params, non_embedding_params, param_groups_for, torch_threads,
     training_device,
@@ -20,11 +21,11 @@ OPTIMIZER_CLASSES = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd"
 
 
 def make_optimizer(groups: list[dict], cfg: TrialConfig) -> torch.optim.Optimizer:
-    """torch.optim optimizer over the parametrization's groups (betas: torch defaults; Adam eps: cfg.eps where a
-    group does not scale it; SGD: cfg's momentum and nesterov)."""
+    """torch.optim optimizer over the parametrization's groups (Adam: cfg's betas, and cfg.eps where a group does not
+    scale it; SGD: cfg's momentum and nesterov)."""
     if cfg.optimizer == "sgd":  # every group carries its own lr and weight decay
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov)
-    return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr, eps=cfg.eps)
+    return OPTIMIZER_CLASSES[cfg.optimizer](groups, lr=cfg.lr, eps=cfg.eps, betas=cfg.betas or ADAM_BETAS)
 
 
 def train_trial(

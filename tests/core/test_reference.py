@@ -15,6 +15,11 @@ def test_round_trip_and_version_1_blocks() -> None:
     sgd = ParametrizationRef("mup", base_width=64, optimizer="sgd", momentum=0.9, nesterov=True)
     assert ParametrizationRef.from_dict(sgd.to_dict()) == sgd and sgd.optimizer_setting == "sgd, momentum 0.9, nesterov"
     assert "momentum" not in ref.to_dict() and "nesterov" not in ref.to_dict()  # law files without SGD momentum unchanged
+    adam = ParametrizationRef("mup", base_width=64, optimizer="adamw", betas=[0.9, 0.95])  # type: ignore[arg-type]
+    assert adam.betas == (0.9, 0.95) and adam.to_dict()["betas"] == [0.9, 0.95]  # a law file's JSON list, read as a tuple
+    assert ParametrizationRef.from_dict(adam.to_dict()) == adam and adam.optimizer_setting == "adamw, betas 0.9/0.95"
+    assert ParametrizationRef("mup", base_width=64, betas=(0.9, 0.999)).optimizer_setting == "adam"  # torch's default
+    assert "betas" not in ref.to_dict()  # not known (a published law, an older file): written as before
 
 
 @pytest.mark.parametrize(
@@ -31,6 +36,10 @@ def test_round_trip_and_version_1_blocks() -> None:
         ({"name": "mup", "base_width": 64, "optimizer": "sgd", "momentum": "0.9"}, "momentum (SGD's) must be a number in [0, 1)"),
         ({"name": "mup", "base_width": 64, "momentum": 0.9}, "momentum and nesterov are SGD's; optimizer 'adam'"),
         ({"name": "mup", "base_width": 64, "optimizer": "sgd", "nesterov": True}, "nesterov needs a momentum above 0"),
+        ({"name": "mup", "base_width": 64, "betas": [0.9, 1.0]}, "betas (Adam's) must be two numbers in [0, 1), got [0.9, 1.0]"),
+        ({"name": "mup", "base_width": 64, "betas": 0.95}, "betas (Adam's) must be two numbers in [0, 1), got 0.95"),
+        ({"name": "mup", "base_width": 64, "betas": "[0.9, 0.95]"}, "must be two numbers in [0, 1), got '[0.9, 0.95]'"),
+        ({"name": "mup", "base_width": 64, "optimizer": "sgd", "betas": [0.9, 0.999]}, "betas are Adam's and AdamW's; SGD's"),
         ([1, 2], "must be an object"),
     ],
 )

@@ -118,6 +118,23 @@ def test_an_sgd_law_says_which_momentum_its_lr_is_for(tmp_path):
     assert out.exit_code == 0 and '"optimizer": "sgd, momentum 0.9"' in out.output
 
 
+def test_an_adam_law_says_which_betas_its_lr_is_for(tmp_path):
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from scaleplan.cli import cli
+    from scaleplan.core.reference import ParametrizationRef
+
+    law = load_law("transfer-mlp-mup")
+    llm = dataclasses.replace(law, parametrization=ParametrizationRef("mup", base_width=32, optimizer="adamw", betas=(0.9, 0.95)))
+    assert prescribe(llm, width=2048).optimizer == "adamw, betas 0.9/0.95"
+    llm.save(tmp_path / "llm.json")
+    assert load_law(tmp_path / "llm.json").parametrization.betas == (0.9, 0.95)  # written and read back
+    out = CliRunner().invoke(cli, ["predict", "--law", str(tmp_path / "llm.json"), "--width", "2048", "--format", "json"])
+    assert out.exit_code == 0 and '"optimizer": "adamw, betas 0.9/0.95"' in out.output
+
+
 def test_loss_law_gets_n_in_its_own_convention():
     from scaleplan.laws import LawFile, LossLaw, Provenance, Variable
 

@@ -61,16 +61,24 @@ def test_round_trip(spec_path: Path, tmp_path: Path, suffix: str) -> None:
     assert frame_reference(back, str(out)) == frame_reference(frame, "storage") is not None
 
 
-def test_an_sgd_momentum_sweep_exports_its_momentum_and_reads_it_back(tmp_path: Path) -> None:
-    path = tmp_path / "sgd.toml"
-    path.write_text(SPEC.replace('name = "exp"', 'name = "sgd"') + '[train]\noptimizer = "sgd"\nmomentum = 0.9\nnesterov = true\n')
+@pytest.mark.parametrize(
+    "train, recorded, absent",
+    [
+        ('optimizer = "sgd"\nmomentum = 0.9\nnesterov = true\n', {"momentum": 0.9, "nesterov": True}, {"parametrization.betas"}),
+        ('optimizer = "adamw"\nbetas = [0.9, 0.95]\n', {"betas": (0.9, 0.95)}, {"parametrization.momentum", "parametrization.nesterov"}),
+    ],
+)
+def test_an_optimizer_setting_is_exported_and_read_back(tmp_path: Path, train: str, recorded: dict, absent: set) -> None:
+    """SGD's momentum and Adam's betas (a list, as the CSV holds it) go into the export's reference columns and back."""
+    path = tmp_path / "opt.toml"
+    path.write_text(SPEC.replace('name = "exp"', 'name = "opt"') + "[train]\n" + train)
     spec = load_spec(path)
     run_sweep(spec)
     frame = load_trials(path)
-    assert set(REFERENCE_COLUMNS) <= set(frame.columns)
+    assert set(REFERENCE_COLUMNS) - set(frame.columns) == absent
     back = pd.read_csv(write_trials(frame, tmp_path / "trials.csv"))
     assert frame_reference(back, "trials.csv") == frame_reference(frame, "storage") == spec.reference
-    assert spec.reference.momentum == 0.9 and spec.reference.nesterov
+    assert {k: getattr(spec.reference, k) for k in recorded} == recorded
 
 
 def test_mixed_references_are_refused(spec_path: Path) -> None:

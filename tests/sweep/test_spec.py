@@ -176,7 +176,7 @@ def test_depth_ladder_errors(tmp_path: Path, ladder: str, extra: str, message: s
 
 def test_completep_base_depth_defaults_to_the_shallowest(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, BUILTIN_LM.format(ladder="steps = [10]\ndepths = [3, 2, 4]")))
-    assert spec.reference == ParametrizationRef("mup", base_width=32, base_depth=2, completep=True)
+    assert spec.reference == ParametrizationRef("mup", base_width=32, base_depth=2, completep=True, betas=(0.9, 0.999))
 
 
 def test_builtin_search_keys_are_closed(tmp_path: Path) -> None:
@@ -372,6 +372,32 @@ def test_bad_sgd_momentum_is_one_line(tmp_path: Path, train: str, message: str) 
     with pytest.raises(ScaleplanError) as info:
         load_spec(write(tmp_path, WD_SPEC.replace('optimizer = "adamw"', train)))
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "train, message",
+    [
+        ('optimizer = "adamw"\nbetas = [0.9, 1.0]', "[train]: betas (Adam's) must be two numbers in [0, 1), got [0.9, 1.0]"),
+        ('optimizer = "adamw"\nbetas = [0.95]', "must be two numbers in [0, 1), got [0.95]"),
+        ('optimizer = "adamw"\nbetas = "0.9, 0.95"', "must be two numbers in [0, 1), got '0.9, 0.95'"),
+        ('optimizer = "sgd"\nbetas = [0.9, 0.999]', "[train]: betas are Adam's and AdamW's; SGD's first moment is its momentum"),
+    ],
+)
+def test_bad_adam_betas_are_one_line(tmp_path: Path, train: str, message: str) -> None:
+    with pytest.raises(ScaleplanError) as info:
+        load_spec(write(tmp_path, WD_SPEC.replace('optimizer = "adamw"', train)))
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_adam_betas_reach_the_law_reference(tmp_path: Path) -> None:
+    spec = load_spec(write(tmp_path, WD_SPEC.replace('optimizer = "adamw"', 'optimizer = "adamw"\nbetas = [0.9, 0.95]')))
+    assert spec.reference.betas == (0.9, 0.95) and spec.reference.optimizer_setting == "adamw, betas 0.9/0.95"
+    assert load_spec(write(tmp_path, WD_SPEC)).reference.betas == (0.9, 0.999)  # the built-in trainer: torch's default
+    sgd = WD_SPEC.replace('optimizer = "adamw"', 'optimizer = "sgd"')
+    assert load_spec(write(tmp_path, sgd)).reference.betas is None
+    assert load_spec(write(tmp_path, MINIMAL)).reference.betas is None  # a user objective's code: not known ...
+    declared = MINIMAL + '[train]\noptimizer = "adam"\nbetas = [0.9, 0.95]\n'
+    assert load_spec(write(tmp_path, declared)).reference.betas == (0.9, 0.95)  # ... unless its spec declares them
 
 
 def test_sgd_momentum_reaches_the_law_reference(tmp_path: Path) -> None:

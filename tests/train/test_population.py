@@ -54,6 +54,12 @@ def test_population_sgd_momentum_equals_sequential_runs(nesterov: bool) -> None:
     assert_same_as_sequential(cfgs)
 
 
+def test_population_adam_betas_equal_sequential_runs() -> None:
+    cfgs = members(lr=[1e-3, 3e-3, 1e-2], seed=[0, 1, 0], optimizer=["adam"] * 3, betas=[(0.8, 0.95)] * 3,
+                   schedule=["cosine"] * 3, warmup_steps=[5] * 3)
+    assert_same_as_sequential(cfgs)
+
+
 @pytest.mark.parametrize("convention", ["torch", "independent"])
 def test_population_adamw_decay_equals_sequential_to_1e_6(convention: str) -> None:
     # members differ in lr and in lambda (given directly, or through the timescale wd_tau), muP hidden x m

@@ -171,6 +171,13 @@ def test_sgd_momentum_reaches_torch_and_changes_training(nesterov: bool) -> None
     assert train_trial(cfg).loss != train_trial(dataclasses.replace(cfg, momentum=0.0, nesterov=False)).loss
 
 
+def test_adam_betas_reach_torch_and_change_training() -> None:
+    cfg = TrialConfig.from_dict(TrialConfig(lr=3e-3, optimizer="adamw", betas=[0.9, 0.95], **SMALL).to_dict())  # type: ignore[arg-type]
+    groups = make_optimizer(param_groups_for(build_model(cfg, build_task(cfg)), cfg), cfg).param_groups
+    assert {g["betas"] for g in groups} == {(0.9, 0.95)}
+    assert train_trial(cfg).loss != train_trial(dataclasses.replace(cfg, betas=None)).loss  # None: torch's (0.9, 0.999)
+
+
 @pytest.mark.parametrize(
     "convention, lr, tau, steps, expected", [("torch", 1e-2, 0.5, 200, 1.0), ("independent", 1e-2, 0.5, 200, 0.01)]
 )

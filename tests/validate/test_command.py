@@ -61,7 +61,7 @@ def test_end_to_end_on_a_tiny_spec(tmp_path: Path) -> None:
     report = (tmp_path / "res" / "transfer.md").read_text()
     assert (tmp_path / "res" / "transfer.png").stat().st_size > 10_000
     law = LawFile.load(tmp_path / "res" / "tiny.json")
-    assert law.needs() == ["W"] and law.parametrization == ParametrizationRef("mup", base_width=8)
+    assert law.needs() == ["W"] and law.parametrization == ParametrizationRef("mup", base_width=8, betas=(0.9, 0.999))
     predicted = law.predict(width=32).lr
     assert f"| {predicted:.4g} (predicted) |" in report  # the law's prediction is what was trained
     assert report.startswith("# Transfer validation\n\nReproduce: `scaleplan validate")

@@ -116,3 +116,19 @@ def test_every_committed_law_has_its_trials_or_is_marked() -> None:
             continue
         assert law.with_name(law.stem + "-trials.csv").is_file(), law
     assert "cannot be refitted from committed data" in (RESULTS / "README.md").read_text()
+
+
+@pytest.mark.slow  # ~20 s: 500 seed-bootstrap replicates of eight grids' optima
+def test_the_adam_beta2_report_follows_from_its_committed_trials(capsys: pytest.CaptureFixture[str]) -> None:
+    """benchmarks/adam_beta2.py, run on the trials its first line names, prints the committed report's tables."""
+    import importlib.util
+
+    folder = RESULTS / "adam-beta2"
+    report = (folder / "adam-beta2.md").read_text()
+    files = re.fullmatch(r"<!-- python benchmarks/adam_beta2.py (.*) -->", report.splitlines()[0]).group(1).split()
+    spec = importlib.util.spec_from_file_location("adam_beta2", RESULTS.parents[0] / "adam_beta2.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main([str(folder / f) for f in files])
+    printed = capsys.readouterr().out
+    assert printed.count("\n| ") == 13 and report.startswith(printed)  # the header and 4 batches x 3 rows
