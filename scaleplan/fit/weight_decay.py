@@ -22,7 +22,7 @@ from scaleplan.fit.blas import single_blas_thread
 from scaleplan.fit.data import Trials
 from scaleplan.fit.hyperparameter_law import LAW_VARIABLE, MIN_LOG_SD, MIN_REPLICATES, HyperparameterFit, _with_bootstrap
 from scaleplan.fit.optimum import DEFAULT_BAND, DEFAULT_NEAR, MIN_POINTS_2D, CellOptimum, near_window, psd_quadratic_2d, quadratic_2d
-from scaleplan.fit.power_law import PowerLawFit, fit_power_law, percentile_ci
+from scaleplan.fit.power_law import DEFAULT_CELL_BOOT, PowerLawFit, fit_power_law, percentile_ci
 from scaleplan.fit.summary import format_power_law
 
 METHOD = "quadratic-2d (ln lr, ln lambda)"
@@ -146,8 +146,8 @@ def fit_weight_decay(
     tau_samples, lr_samples, failed = [], [], 0
     for rep in replicates:
         try:
-            tau_coef = _tau_law(rep, weights["tau"], level).coefficients()
-            lr_coef = _lr_law(trials, rep, weights["lr"], level).coefficients()
+            tau_coef = _tau_law(rep, weights["tau"], level, n_cell_boot=0).coefficients()  # the coefficients alone
+            lr_coef = _lr_law(trials, rep, weights["lr"], level, n_cell_boot=0).coefficients()
         except (ScaleplanError, np.linalg.LinAlgError):  # a degenerate replicate
             failed += 1
             continue
@@ -365,17 +365,20 @@ def _on_edge(u_all: np.ndarray, v_all: np.ndarray, u: float, v: float) -> bool:
     return not (u_all.min() < u < u_all.max() and v_all.min() < v < v_all.max())
 
 
-def _tau_law(optima: list[JointOptimum], weights: np.ndarray | None, level: float) -> PowerLawFit:
+def _tau_law(optima: list[JointOptimum], weights: np.ndarray | None, level: float,
+             n_cell_boot: int = DEFAULT_CELL_BOOT) -> PowerLawFit:
     tau = np.array([o.tau for o in optima])
     tpp = np.array([o.tokens_per_parameter for o in optima])
-    return fit_power_law(TAU_TARGET, tau, {TPP: tpp}, weights=weights, level=level)
+    return fit_power_law(TAU_TARGET, tau, {TPP: tpp}, weights=weights, level=level, n_cell_boot=n_cell_boot)
 
 
-def _lr_law(trials: Trials, optima: list[JointOptimum], weights: np.ndarray | None, level: float) -> PowerLawFit:
+def _lr_law(trials: Trials, optima: list[JointOptimum], weights: np.ndarray | None, level: float,
+            n_cell_boot: int = DEFAULT_CELL_BOOT) -> PowerLawFit:
     predictors = {LAW_VARIABLE[trials.x]: np.array([o.size for o in optima])}
     if len({o.tokens for o in optima}) > 1:
         predictors["D"] = np.array([o.tokens for o in optima])
-    return fit_power_law("lr", np.array([o.lr for o in optima]), predictors, weights=weights, level=level)
+    return fit_power_law("lr", np.array([o.lr for o in optima]), predictors, weights=weights, level=level,
+                         n_cell_boot=n_cell_boot)
 
 
 def _as_cell_optimum(o: JointOptimum) -> CellOptimum:

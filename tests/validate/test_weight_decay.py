@@ -198,13 +198,14 @@ RESULTS = Path(__file__).resolve().parents[2] / "benchmarks" / "results"
 def test_committed_weight_decay_law_refits_from_its_committed_trials(tmp_path: Path, name: str) -> None:
     """The weight-decay results' law files follow from their sweeps: refitting the trials CSV gives the same laws."""
     import json
-    import subprocess
-    import sys
+
+    from click.testing import CliRunner
+
+    from scaleplan.cli import cli
 
     committed = json.loads((RESULTS / f"{name}.json").read_text())["power_laws"]
-    out = subprocess.run([sys.executable, "-m", "scaleplan.cli", "fit", str(RESULTS / f"{name}-trials.csv"), "--x", "width",
-                          "-o", str(tmp_path / "refit.json")], capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr
+    out = CliRunner().invoke(cli, ["fit", str(RESULTS / f"{name}-trials.csv"), "--x", "width", "-o", str(tmp_path / "refit.json")])
+    assert out.exit_code == 0, out.output
     refit = json.loads((tmp_path / "refit.json").read_text())["power_laws"]
     assert [p["target"] for p in refit] == [p["target"] for p in committed] == ["lr", "wd_tau"]
     for new, old in zip(refit, committed):
