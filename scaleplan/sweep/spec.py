@@ -347,8 +347,8 @@ def _parse_rounds(sweep: dict[str, Any], sampler: str, pruner: str, search: list
 
 
 def _check_moments(train: dict[str, Any], source: str) -> None:
-    """SGD's momentum and nesterov, Adam's betas (a law records them: the optimal lr falls about as 1 - momentum, and
-    Adam's moves with beta2)."""
+    """SGD's momentum and nesterov, Adam's betas, each valid for the optimizer (a law records them; SGD's optimal lr
+    falls about as 1 - momentum)."""
     optimizer = train.get("optimizer", "adam")
     problem = momentum_problem(train.get("momentum", 0.0), train.get("nesterov", False), optimizer) or betas_problem(
         train.get("betas"), optimizer)
