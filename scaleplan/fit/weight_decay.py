@@ -321,9 +321,9 @@ def local_quadratic(lr: np.ndarray, wd: np.ndarray, loss: np.ndarray, counts: np
     u_all, v_all = np.log(lr), np.log(wd)
     for k in range(min(MIN_POINTS_2D, len(loss)), len(loss) + 1):  # near_window ensures 3+ lrs; grow to 3+ lambdas
         sel, w = near_window(lr, loss, near, k)
-        if np.unique(v_all[sel]).size >= 3:
+        if _distinct(wd[sel]) >= 3:
             break
-    if np.unique(u_all[sel]).size < 3 or np.unique(v_all[sel]).size < 3:
+    if _distinct(lr[sel]) < 3 or _distinct(wd[sel]) < 3:
         return None
     u0, v0 = float(np.mean(u_all[sel])), float(np.mean(v_all[sel]))
     du, dv, weights = u_all[sel] - u0, v_all[sel] - v0, w * counts[sel]
