@@ -16,9 +16,8 @@ from torch import nn
 
 from scaleplan.diagnostics.coord_check import Batch, batch_loss
 from scaleplan.errors import ParametrizationWarning
-from scaleplan.parametrization.apply import ParametrizationState, ScaleInput, find_states
+from scaleplan.parametrization.apply import ScaleInput, require_states
 from scaleplan.parametrization.groups import param_groups, tensor_multipliers
-from scaleplan.parametrization.metadata import unparametrized
 from scaleplan.train.loop import OPTIMIZER_CLASSES
 
 
@@ -54,7 +53,7 @@ class SiteRow:
 def site_rows(model: nn.Module) -> list[SiteRow]:
     """Every module-level multiplier of every parametrized module in `model` (named from `model`)."""
     rows = []
-    for prefix, holder, state in _parametrized_parts(model):
+    for prefix, holder, state in require_states(model):
         rows += [SiteRow(_qualified(prefix, name), str(holder.get_submodule(name).scaleplan_site), value)
                  for name, value in state.sites.items()]
         rows += [SiteRow(_qualified(prefix, name), "readout input", hook.multiplier) for name, module in holder.named_modules()
@@ -68,7 +67,7 @@ def role_rows(model: nn.Module, optimizer: str = "adam", decay: str = "torch") -
     """Every tensor of every parametrized module in `model` (an encoder and a decoder parametrized apart are two),
     named from `model`, in parameter order."""
     rows = []
-    for prefix, holder, state in _parametrized_parts(model):
+    for prefix, holder, state in require_states(model):
         factors = tensor_multipliers(holder, optimizer, decay)
         shapes = {name: tuple(p.shape) for name, p in holder.named_parameters()}
         for name, record in state.tensors.items():
@@ -81,13 +80,6 @@ def role_rows(model: nn.Module, optimizer: str = "adam", decay: str = "torch") -
 def _qualified(prefix: str, name: str) -> str:
     """`name` inside the part at `prefix`, as `model.named_modules()` names it ("(model)" for the model itself)."""
     return ".".join(p for p in (prefix, name) if p) or "(model)"
-
-
-def _parametrized_parts(model: nn.Module) -> list[tuple[str, nn.Module, ParametrizationState]]:
-    found = find_states(model)
-    if not found:
-        raise unparametrized(model)
-    return found
 
 
 @dataclass(frozen=True)

@@ -124,6 +124,14 @@ def find_states(model: nn.Module) -> list[tuple[str, nn.Module, ParametrizationS
     return found
 
 
+def require_states(model: nn.Module) -> list[tuple[str, nn.Module, ParametrizationState]]:
+    """`find_states`, refusing a model with none (the error names a folded copy or a checkpoint to re-attach)."""
+    found = find_states(model)
+    if not found:
+        raise unparametrized(model)
+    return found
+
+
 def find_state(model: nn.Module) -> tuple[str, nn.Module, ParametrizationState] | None:
     """The (module name, module, state) of the first parametrized module inside `model`, if any."""
     found = find_states(model)
@@ -286,14 +294,11 @@ def _warn_recurrent(model: nn.Module, tensors: dict[str, TensorRecord], rules: P
 
 def readout_multiplier(model: nn.Module, name: str) -> float:
     """alpha_out / m for readout `name`: what a raw readout used as x @ w must multiply x by (muP), 1 under SP."""
-    found = find_state(model)
-    if found is None:
-        raise unparametrized(model)
-    state = found[2]
+    _, holder, state = require_states(model)[0]
     record = state.tensors.get(name)
     if record is None or record.role != "output":
         raise ParametrizationError(f"{name!r} is not a readout of this model (readouts: {', '.join(n for n, r in state.tensors.items() if r.role == 'output')})")
-    for hook in getattr(found[1].get_parameter(name), TAG, (None, None, ()))[2]:
+    for hook in getattr(holder.get_parameter(name), TAG, (None, None, ()))[2]:
         hook.ran = True  # the caller applies the multiplier: the optimizer check must not say nobody does
     return state.output_mult * get_parametrization(state.parametrization).multipliers("output", record.m).forward
 

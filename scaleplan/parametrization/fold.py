@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from scaleplan.errors import ParametrizationError
-from scaleplan.parametrization.apply import ParametrizationState, ScaleInput, find_states
+from scaleplan.parametrization.apply import ParametrizationState, ScaleInput, require_states
 from scaleplan.parametrization.attention import head_size
 from scaleplan.parametrization.embedding_scale import scale_embedding
-from scaleplan.parametrization.metadata import FOLDED_KEY, summary, unparametrized
+from scaleplan.parametrization.metadata import FOLDED_KEY, summary
 
 _QUERY_LINEARS = ("q_proj", "q", "q_b_proj", "query")  # Llama-likes and Bart, T5, DeepSeek's MLA, BERT-likes
 _QUERY_NORMS = ("q_norm", "q_layernorm")  # Qwen3, Gemma, OLMo2, Cohere; StableLM, Phi, Persimmon
@@ -29,9 +29,7 @@ def fold_multipliers(model: nn.Module, example: Any = None) -> nn.Module:
     """A copy of parametrized `model` with every forward multiplier folded into its weights (tied readouts untied);
     it computes what `model` computes (checked on `example`: input ids for a transformers model by default) without
     scaleplan. For inference: save it with save_pretrained; keep training the original."""
-    found = find_states(model)
-    if not found:
-        raise unparametrized(model)
+    found = require_states(model)
     for prefix, _, state in found:
         _refuse_unfoldable(prefix, state)
     folded = copy.deepcopy(model)

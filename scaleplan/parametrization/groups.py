@@ -9,8 +9,7 @@ from typing import Any, Iterable
 from torch import nn
 
 from scaleplan.errors import ParametrizationError, ParametrizationWarning, ScaleplanError
-from scaleplan.parametrization.apply import ParametrizationState, check_intact, find_state, find_states
-from scaleplan.parametrization.metadata import unparametrized
+from scaleplan.parametrization.apply import ParametrizationState, check_intact, require_states
 from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, MOMENTUM_KEY, OPTIMIZER_KEY, watch
 from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import RoleMultipliers, undecayed_roles
@@ -26,10 +25,8 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "
     Names are those of the parametrized module (for vmap over stacked parameters, as
     torch.func.stack_module_state names them).
     """
-    found = find_state(model)
-    if found is None:
-        raise unparametrized(model)
-    return _state_multipliers(found[1], found[2], optimizer, decay)
+    _, holder, state = require_states(model)[0]
+    return _state_multipliers(holder, state, optimizer, decay)
 
 
 def _state_multipliers(holder: nn.Module, state: ParametrizationState, optimizer: str, decay: str) -> dict[str, RoleMultipliers]:
@@ -110,9 +107,7 @@ def param_groups(
     base_lr = _base_lr(lr)
     undecayed = undecayed_roles(no_decay)
     base_wd, decay = resolve_weight_decay(lr, weight_decay, optimizer, decay)
-    found = find_states(model)
-    if not found:
-        raise unparametrized(model)
+    found = require_states(model)
     _refuse_parameters_outside(model, found)
     groups: dict[tuple[float, float, float, float | None], dict[str, Any]] = {}
     for prefix, holder, state in found:
