@@ -52,6 +52,11 @@ def betas_problem(betas: Any, optimizer: str) -> str | None:
     return None
 
 
+def as_betas(betas: Any) -> tuple[float, float] | None:
+    """Checked `betas` (a spec's or a law file's list) as the tuple torch takes; None stays None."""
+    return None if betas is None else (float(betas[0]), float(betas[1]))
+
+
 @dataclass(frozen=True)
 class ParametrizationRef:
     """Parametrization name, the base shape its multipliers are relative to, optimizer and CompleteP.
@@ -91,8 +96,7 @@ class ParametrizationRef:
         problem = momentum_problem(self.momentum, self.nesterov, self.optimizer) or betas_problem(self.betas, self.optimizer)
         if problem is not None:
             raise ParametrizationError(f"parametrization reference: {problem}")
-        if self.betas is not None:
-            object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))  # a law file's list
+        object.__setattr__(self, "betas", as_betas(self.betas))
 
     @property
     def optimizer_setting(self) -> str:

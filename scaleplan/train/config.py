@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from scaleplan.core.reference import betas_problem, momentum_problem
+from scaleplan.core.reference import as_betas, betas_problem, momentum_problem
 from scaleplan.core.rules import undecayed_roles
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS, weight_decay_for
 from scaleplan.errors import ScaleplanError, SpecError
@@ -127,8 +127,7 @@ class TrialConfig:
         problem = momentum_problem(self.momentum, self.nesterov, self.optimizer) or betas_problem(self.betas, self.optimizer)
         if problem is not None:
             raise ScaleplanError(problem)
-        if self.betas is not None:
-            object.__setattr__(self, "betas", (float(self.betas[0]), float(self.betas[1])))  # a spec's or JSON's list
+        object.__setattr__(self, "betas", as_betas(self.betas))
         if self.memory_eps not in MEMORY_EPS:
             raise ScaleplanError(f"unknown memory_eps {self.memory_eps!r}; use one of {', '.join(MEMORY_EPS)}")
         if isinstance(self.warmup_steps, bool) or not isinstance(self.warmup_steps, int):
