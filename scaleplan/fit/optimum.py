@@ -364,10 +364,9 @@ def psd_quadratic_2d(u: np.ndarray, v: np.ndarray, y: np.ndarray, w: np.ndarray)
     step = math.pi / 360
     grid = np.arange(0.0, math.pi, step)
     t0 = float(grid[int(np.argmin([fit_at(t)[0] for t in grid]))])
-    t = float(minimize_scalar(lambda x: fit_at(x)[0], bounds=(t0 - step, t0 + step), method="bounded",
-                              options={"xatol": 1e-12}).x)
-    t = t if fit_at(t)[0] <= fit_at(t0)[0] else t0
-    c0, c1, c2, a = fit_at(t)[1]
+    refined = float(minimize_scalar(lambda x: fit_at(x)[0], bounds=(t0 - step, t0 + step), method="bounded",
+                                    options={"xatol": 1e-12}).x)
+    t, (_, (c0, c1, c2, a)) = min(((x, fit_at(x)) for x in (refined, t0)), key=lambda pair: pair[1][0])  # Brent's, unless worse
     return np.array([c0 + y_mid, c1, c2, a * math.cos(t) ** 2 / 2, a * math.sin(t) ** 2 / 2, a * math.cos(t) * math.sin(t)]), True
 
 
