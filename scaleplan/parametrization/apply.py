@@ -27,7 +27,7 @@ from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import ROLES, Parametrization, RoleMultipliers, get_parametrization, residual_multiplier
 from scaleplan.errors import ParametrizationError, ParametrizationWarning
-from scaleplan.parametrization.attention import attention_sites
+from scaleplan.parametrization.attention import attention_sites, logit_scale, set_logit_scale
 from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
 from scaleplan.parametrization.forward_audit import install as install_forward_audit
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
@@ -69,7 +69,7 @@ class ParametrizationState:
     width: int | None = None  # the model's width and its base width, where known (checked against a law)
     base_width: int | None = None
     base_depth: int | None = None
-    scalings: dict[str, float] = field(default_factory=dict)  # HF attention module -> factor on its `scaling`
+    scalings: dict[str, float] = field(default_factory=dict)  # HF attention module -> factor on its `scaling` (`scale`)
     embed_scales: dict[str, float] = field(default_factory=dict)  # module -> factor on its `embed_scale` (pinned at the base's)
     manual_readouts: tuple[str, ...] = ()  # raw readouts whose multiplier the user applies (readout_multiplier)
 
@@ -231,7 +231,7 @@ def apply_parametrization(
         model.get_submodule(module_name).multiplier = value  # type: ignore[assignment]
     for module_name, factor in scalings.items():
         module = model.get_submodule(module_name)
-        module.scaling = module.scaling * factor  # type: ignore[operator, assignment]
+        set_logit_scale(module, logit_scale(module) * factor)
     for module_name, factor in embed_scales.items():
         scale_embedding(model.get_submodule(module_name), factor)
     _warn_tied_readouts(model, params, tensors, rules)

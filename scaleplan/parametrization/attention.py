@@ -1,10 +1,10 @@
 """Attention logits under muP: q.k x sqrt(d_base)/d_head instead of 1/sqrt(d_head), wherever it can be set.
 
 Three kinds of module: scaleplan's protocol (`scaleplan_site = "attention"`: a float `multiplier`
-on top of 1/sqrt(d_head)); HF-style attention that keeps its logit scale in a float `scaling` next to its
-head size (`head_dim`, or `qk_head_dim`, `head_size`, `key_value_proj_dim`: GPT-2, Llama, GPT-NeoX, T5,
-DeepSeek-V3 and every family built on transformers' attention interface: the eager, SDPA and flash paths
-all read `scaling`); and modules whose scale scaleplan cannot change: `nn.MultiheadAttention`, warned about here
+on top of 1/sqrt(d_head)); HF-style attention that keeps its logit scale in a float `scaling` (or, in CLIP, SigLIP
+and the vision towers built on them, `scale`) next to its head size (`head_dim`, or `qk_head_dim`, `head_size`,
+`key_value_proj_dim`, `attention_head_size`: GPT-2, Llama, GPT-NeoX, T5, DeepSeek-V3, BERT and every family built
+on transformers' attention interface: the eager, SDPA and flash paths all take that attribute as their scale); and modules whose scale scaleplan cannot change: `nn.MultiheadAttention`, warned about here
 with the fix (`attention_scale(d_head, base_d_head)` in the user's own call to SDPA), and other `*Attention` classes,
 whose logits the first forward's audit reads (forward_audit.py) to warn only where they sit at 1/sqrt(d_head).
 """
@@ -21,7 +21,8 @@ from scaleplan.core.rules import Parametrization
 from scaleplan.errors import ParametrizationError, ParametrizationWarning
 
 
-_HEAD_SIZES = ("qk_head_dim", "head_dim", "head_size", "key_value_proj_dim")  # q.k's size: DeepSeek's MLA, most, NeoX, T5
+# q.k's size: DeepSeek's MLA, most, NeoX, T5, BERT and the ~30 families copied from it
+_HEAD_SIZES = ("qk_head_dim", "head_dim", "head_size", "key_value_proj_dim", "attention_head_size")
 
 
 def head_size(module: nn.Module) -> int | None:
@@ -33,9 +34,32 @@ def head_size(module: nn.Module) -> int | None:
     return None
 
 
+def scale_attribute(module: nn.Module) -> str | None:
+    """The attribute holding an HF attention module's float logit scale, where it names its head size too: `scaling`
+    (transformers' convention), or `scale` in a class named like attention (CLIP's, SigLIP's: a bare `scale` elsewhere
+    is something else, SAM2's position embedding's 2 pi)."""
+    if head_size(module) is None:
+        return None
+    if isinstance(getattr(module, "scaling", None), float):
+        return "scaling"
+    if isinstance(getattr(module, "scale", None), float) and "attention" in type(module).__name__.lower():
+        return "scale"
+    return None
+
+
 def has_hf_scaling(module: nn.Module) -> bool:
-    """An attention module whose logit scale is its float `scaling` attribute (transformers' convention)."""
-    return isinstance(getattr(module, "scaling", None), float) and head_size(module) is not None
+    """An attention module whose logit scale is a float attribute scaleplan can set (see scale_attribute)."""
+    return scale_attribute(module) is not None
+
+
+def logit_scale(module: nn.Module) -> float:
+    """An HF attention module's logit scale, from the attribute scale_attribute names."""
+    return float(getattr(module, scale_attribute(module)))  # type: ignore[arg-type]
+
+
+def set_logit_scale(module: nn.Module, value: float) -> None:
+    """Set an HF attention module's logit scale, in the attribute scale_attribute names."""
+    setattr(module, scale_attribute(module), value)  # type: ignore[arg-type]
 
 
 def scaling_factor(module: nn.Module, base_module: nn.Module, rules: Parametrization) -> float:
@@ -46,7 +70,7 @@ def scaling_factor(module: nn.Module, base_module: nn.Module, rules: Parametriza
     factor = rules.attention_multiplier(ratio)
     if rules.keeps_model_scales:
         return factor
-    own, base_scale = float(module.scaling), float(base_module.scaling)  # type: ignore[arg-type]
+    own, base_scale = logit_scale(module), logit_scale(base_module)
     standard = base_scale / math.sqrt(ratio)  # what 1/sqrt(d_head) gives, from the base's scale
     if not math.isclose(own, standard, rel_tol=1e-9):
         factor *= standard / own

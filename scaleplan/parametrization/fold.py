@@ -17,7 +17,7 @@ from torch import nn
 
 from scaleplan.errors import ParametrizationError
 from scaleplan.parametrization.apply import ParametrizationState, ScaleInput, require_states
-from scaleplan.parametrization.attention import head_size
+from scaleplan.parametrization.attention import head_size, logit_scale, set_logit_scale
 from scaleplan.parametrization.embedding_scale import scale_embedding
 from scaleplan.parametrization.metadata import FOLDED_KEY, summary
 
@@ -102,7 +102,7 @@ def _fold_attention(module: nn.Module, name: str, factor: float) -> None:
         _scale_rows(*fused, factor)
     else:
         raise ParametrizationError(f"attention {name!r} ({type(module).__name__}): scaleplan cannot find its query projection to fold the logit scale into")
-    module.scaling = module.scaling / factor  # type: ignore[operator, assignment]
+    set_logit_scale(module, logit_scale(module) / factor)
 
 
 def _gains(norm: nn.Module) -> list[nn.Module]:

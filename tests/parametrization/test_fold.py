@@ -28,7 +28,8 @@ def _decoder(width: int, config: type, model: type, **extra):
 # then the served families: fused qkv with queries first (Phi-3, GPT-BigCode MQA), per head (GPT-BigCode MHA,
 # Persimmon), per shard (CodeGen); query norms over all heads (OLMo2), per head (StableLM), (heads, d_head) (Cohere),
 # LayerNorm with bias (Phi, Persimmon); MLA (DeepSeek-V3, q_b_proj and q_proj); logits that pass a softcap (Gemma 2),
-# a logit_scale (Cohere) or Granite's config multipliers after the readout; Falcon, whose attention apply cannot reach
+# a logit_scale (Cohere) or Granite's config multipliers after the readout; BERT's `attention_head_size` and `query`;
+# Falcon, whose attention apply cannot reach
 FAMILIES = {
     "gpt2-untied": lambda w: T.GPT2LMHeadModel(T.GPT2Config(n_embd=w, n_layer=1, n_head=2, n_positions=16, tie_word_embeddings=False, **IDS)),
     "gpt2-tied": lambda w: T.GPT2LMHeadModel(T.GPT2Config(n_embd=w, n_layer=1, n_head=2, n_positions=16, tie_word_embeddings=True, **IDS)),
@@ -68,6 +69,8 @@ FAMILIES = {
     "gptj": lambda w: T.GPTJForCausalLM(T.GPTJConfig(n_embd=w, n_layer=1, n_head=2, n_positions=16, rotary_dim=8, tie_word_embeddings=False, **IDS)),
     "mistral": lambda w: _decoder(w, T.MistralConfig, T.MistralForCausalLM, num_key_value_heads=1, tie_word_embeddings=False),
     "starcoder2": lambda w: _decoder(w, T.Starcoder2Config, T.Starcoder2ForCausalLM, num_key_value_heads=1, tie_word_embeddings=False),
+    "bert": lambda w: T.BertForMaskedLM(T.BertConfig(hidden_size=w, num_hidden_layers=1, num_attention_heads=2, intermediate_size=2 * w,
+                                                     max_position_embeddings=16, tie_word_embeddings=False, **IDS)),
     "falcon": lambda w: T.FalconForCausalLM(T.FalconConfig(hidden_size=w, num_hidden_layers=1, num_attention_heads=4, num_kv_heads=2,
                                                            new_decoder_architecture=True, tie_word_embeddings=False, **IDS)),
 }

@@ -237,6 +237,32 @@ def test_attention_named_by_its_head_size_or_key_value_dim_is_set() -> None:
     assert attention.scaling == pytest.approx(8 / 32, rel=1e-12)  # 1 at the base's d_kv 8, x d0/d
 
 
+def bert(width: int):
+    cfg = transformers.BertConfig(vocab_size=64, hidden_size=width, num_hidden_layers=1, num_attention_heads=4, intermediate_size=2 * width,
+                                  max_position_embeddings=16, num_labels=3)
+    return transformers.BertForSequenceClassification(cfg)
+
+
+def clip_vision(width: int):
+    cfg = transformers.CLIPVisionConfig(hidden_size=width, intermediate_size=2 * width, num_hidden_layers=1, num_attention_heads=4,
+                                        image_size=8, patch_size=4)
+    return transformers.CLIPVisionModel(cfg)
+
+
+@pytest.mark.parametrize("build, attention, attribute", [(bert, "bert.encoder.layer.0.attention.self", "scaling"),
+                                                         (clip_vision, "encoder.layers.0.self_attn", "scale")])
+def test_attention_named_by_attention_head_size_or_scaled_by_scale_is_set(build, attention: str, attribute: str) -> None:
+    """BERT (and the ~30 families copied from it) names its head `attention_head_size`; CLIP and SigLIP keep their
+    logit scale in `scale`. Both pass it to SDPA explicitly, so the first forward cannot see it: apply must set it."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = apply_parametrization(build(128), "mup", base=build(32), delta=build(64), init_std=0.02)
+    assert not [w for w in caught if "attention" in str(w.message)]
+    assert getattr(model.get_submodule(attention), attribute) == pytest.approx(math.sqrt(8) / 32, rel=1e-12)  # d_head 8 -> 32
+    sp = apply_parametrization(build(128), "sp", base=build(32), delta=build(64), init_std=0.02)
+    assert getattr(sp.get_submodule(attention), attribute) == pytest.approx(32**-0.5, rel=1e-12)
+
+
 def test_t5_readout_keeps_the_rules_one_over_m() -> None:
     """T5 multiplies the decoder output by d_model^-1/2 before lm_head: the hook adds only the rest of muP's 1/m."""
     model = apply_parametrization(t5(128), "mup", base=t5(32), delta=t5(64), init_std=0.02)

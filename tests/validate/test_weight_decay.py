@@ -209,7 +209,8 @@ def test_committed_weight_decay_law_refits_from_its_committed_trials(tmp_path: P
     refit = json.loads((tmp_path / "refit.json").read_text())["power_laws"]
     assert [p["target"] for p in refit] == [p["target"] for p in committed] == ["lr", "wd_tau"]
     for new, old in zip(refit, committed):
-        assert new["exponents"] == pytest.approx(old["exponents"], abs=1e-9) and new["intercept"] == pytest.approx(old["intercept"], abs=1e-9)
+        tol = {"rel": 1e-7, "abs": 1e-9}  # as test_results' refits: another CPU's BLAS rounds the fits ~1e-9 apart
+        assert new["exponents"] == pytest.approx(old["exponents"], **tol) and new["intercept"] == pytest.approx(old["intercept"], **tol)
 
 
 def _grid_of(loss: Callable[[float, float], float], seeds: int = 5) -> list[DecayPoint]:
