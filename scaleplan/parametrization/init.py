@@ -29,45 +29,75 @@ _INIT_ROLES = ("input", "hidden", "output", "memory")  # tensors re-drawn when i
 
 def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord], init_std: float | None,
                    base: nn.Module | None = None) -> None:
-    """Without init_std, name the hidden/readout tensors whose init is not a fan-in (SP) init: a std closer
-    to HF's constant initializer_range than to 1/sqrt(3 fan-in), far from any c/sqrt(fan-in), or (where the base's
-    own weights are at hand and the fan-in grew 2x or more) closer to the base's std than to the base's std scaled
-    by sqrt(base fan-in / fan-in), as a constant N(0, 0.02) is; rescaling those as mup does (it assumes a fan-in
-    init) does not give muP."""
+    """Without init_std, name the tensors whose own init rescaling cannot turn into muP's. Hidden/readout tensors whose
+    init is not a fan-in (SP) init: a std closer to HF's constant initializer_range than to 1/sqrt(3 fan-in), far from
+    any c/sqrt(fan-in), or (where the base's own weights are at hand and the fan-in grew 2x or more) closer to the
+    base's std than to the base's std scaled by sqrt(base fan-in / fan-in), as a constant N(0, 0.02) is; rescaling those
+    as mup does (it assumes a fan-in init) does not give muP. And input weights whose std shrinks as their fan-out grows
+    (xavier, kaiming's mode="fan_out", torch's own init of nn.MultiheadAttention's kdim/vdim projections): muP keeps
+    an input's init constant in width, and they are not rescaled."""
     if init_std is not None:
         return
     hf_std = _int_or_float(getattr(getattr(model, "config", None), "initializer_range", None))
     base_params = dict(base.named_parameters()) if base is not None else {}
-    kept = []
+    own_stds = _own_init_stds(model, params, tensors)  # a recurrent layer's and nn.Bilinear's init: rescaled from theirs
+    kept, shrunk = [], []
     for name, record in tensors.items():
         param = params[name]
-        if record.role not in ("hidden", "output") or param.dim() < 2 or not _drawn(param):
-            continue  # a zero init (muP's zero readout) is fine at every width
+        if record.role not in ("input", "hidden", "output") or param.dim() < 2 or not _drawn(param):
+            continue  # a zero init (muP's zero readout) is fine at every width, an identity too
+        base_param = base_params.get(name)
+        at_base = base_param if base_param is not None and base_param.dim() >= 2 and _drawn(base_param) else None
+        if record.role == "input":  # its fan-in is fixed: the fan-out (the numel's) growth is what it must not follow
+            if name not in own_stds and at_base is not None and _follows_growth(param, at_base, param.numel() / at_base.numel()):
+                shrunk.append(name)
+            continue
         std, fan_in = _std(param), _fan_in(model, param, record.width_dims)
         off_fan_in = abs(math.log(std * math.sqrt(3 * fan_in)))  # 0 for PyTorch's U(+-1/sqrt(fan-in))
         if off_fan_in > math.log(2.5) or (hf_std is not None and abs(math.log(std / hf_std)) < off_fan_in):
             kept.append(name)
-            continue
-        base_param = base_params.get(name)
-        if base is not None and base_param is not None and base_param.dim() >= 2 and _drawn(base_param):
-            grown = fan_in / _fan_in(base, base_param, record.width_dims)
-            ratio = math.log(std / _std(base_param))
-            if grown >= 2 and abs(ratio) < abs(ratio + 0.5 * math.log(grown)):
+        elif at_base is not None:
+            grown = fan_in / _fan_in(base, at_base, record.width_dims)  # type: ignore[arg-type]
+            if grown >= 2 and not _follows_growth(param, at_base, grown):
                 kept.append(name)
     if kept:
         source = f"HF's N(0, {hf_std:g})" if hf_std is not None else "an init that is not fan-in scaled"
         warnings.warn(
-            f"init_std=None keeps {source} for {len(kept)} hidden/readout tensor(s) ({', '.join(kept[:3])}"
-            f"{', ...' if len(kept) > 3 else ''}) and rescales it as if it were PyTorch's fan-in init; muP needs hidden "
-            "std proportional to 1/sqrt(fan-in) and a width-independent readout: pass init_std= (applied at every width)",
+            f"init_std=None keeps {source} for {len(kept)} hidden/readout tensor(s) ({_some(kept)}) and rescales it as if "
+            "it were PyTorch's fan-in init; muP needs hidden std proportional to 1/sqrt(fan-in) and a width-independent "
+            "readout: pass init_std= (applied at every width)",
+            ParametrizationWarning,
+            stacklevel=3,
+        )
+    if shrunk:
+        warnings.warn(
+            f"init_std=None keeps an init that shrinks as the width grows for {len(shrunk)} input tensor(s) ({_some(shrunk)}): "
+            "their std is the base's / sqrt(fan-out growth) (xavier, kaiming mode='fan_out'), muP keeps an input's init "
+            "constant in width: pass init_std= (applied at every width) or draw them by fan-in (PyTorch's default)",
             ParametrizationWarning,
             stacklevel=3,
         )
 
 
+def _follows_growth(param: torch.Tensor, base_param: torch.Tensor, grown: float) -> bool:
+    """Whether a tensor's std is the base's / sqrt(grown) (closer to that than to the base's own std), for a fan that
+    grew 2x or more; a fan-in init does this for a hidden tensor's fan-in, and nothing should for an input's fan-out."""
+    ratio = math.log(_std(param) / _std(base_param))
+    return grown >= 2 and abs(ratio + 0.5 * math.log(grown)) < abs(ratio)
+
+
+def _some(names: list[str]) -> str:
+    """The first three names, and whether there are more."""
+    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+
+
 def _drawn(param: torch.Tensor) -> bool:
-    """Whether the tensor holds drawn values to measure (not meta, not all zero)."""
-    return param.device.type != "meta" and bool(param.any())
+    """Whether the tensor holds drawn values to measure: not meta, and its nonzero entries spread (not all zero, not an
+    identity or a constant: a structured init, which no std describes)."""
+    if param.device.type == "meta":
+        return False
+    nonzero = param.detach()[param != 0]
+    return nonzero.numel() > 1 and bool((nonzero != nonzero[0]).any())
 
 
 def _std(param: torch.Tensor) -> float:

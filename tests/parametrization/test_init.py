@@ -37,3 +37,59 @@ def test_a_constant_std_near_fan_in_at_this_width_is_named_by_comparing_with_the
 
 def test_pytorchs_fan_in_init_is_kept_without_a_warning() -> None:
     assert kept_init_warnings(256, 64, None) == []
+
+
+class Stem(nn.Module):
+    """A conv net whose input layer is drawn like torchvision's ResNet stem (or xavier): its std shrinks with the width."""
+
+    def __init__(self, width: int, init: str) -> None:
+        super().__init__()
+        self.stem, self.conv, self.fc = nn.Conv2d(3, width, 3), nn.Conv2d(width, width, 3), nn.Linear(width, 10)
+        if init == "fan_out":
+            nn.init.kaiming_normal_(self.stem.weight, mode="fan_out", nonlinearity="relu")
+        elif init == "xavier":
+            nn.init.xavier_uniform_(self.stem.weight)
+
+
+@pytest.mark.parametrize("init, named", [("fan_out", True), ("xavier", True), ("fan_in", False)])
+def test_an_input_init_that_shrinks_with_the_width_is_named(init: str, named: bool) -> None:
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = apply_parametrization(Stem(128, init), "mup", base=Stem(32, init), delta=Stem(64, init))
+    messages = [str(w.message) for w in caught if "init_std=None keeps" in str(w.message)]
+    assert messages == ([f"init_std=None keeps an init that shrinks as the width grows for 1 input tensor(s) (stem.weight): "
+                         "their std is the base's / sqrt(fan-out growth) (xavier, kaiming mode='fan_out'), muP keeps an "
+                         "input's init constant in width: pass init_std= (applied at every width) or draw them by fan-in "
+                         "(PyTorch's default)"] if named else [])
+    assert model.scaleplan_state.tensors["stem.weight"].role == "input"
+
+
+def test_an_identity_init_is_kept_without_a_warning() -> None:
+    """An identity (IRNN-style) hidden weight has no std to judge: it is kept, and nothing is warned (it raised log(0))."""
+    def net(width: int) -> Net:
+        model = Net(width, None)
+        nn.init.eye_(model.hid.weight)
+        return model
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = apply_parametrization(net(256), "mup", base=net(32))
+    assert not [w for w in caught if "init_std=None keeps" in str(w.message)]
+    assert torch.equal(model.hid.weight, torch.eye(256))
+
+
+def test_a_recurrent_layers_own_input_init_is_rescaled_not_named() -> None:
+    """An LSTM's fixed-size input weights are drawn U(+-1/sqrt(hidden)), shrinking with the width like a fan-out init;
+    scaleplan rescales that init to muP's (init.py's _own_init_stds), so it is not named."""
+    class Recurrent(nn.Module):
+        def __init__(self, width: int) -> None:
+            super().__init__()
+            self.embed, self.rnn, self.head = nn.Embedding(20, 16), nn.LSTM(16, width, batch_first=True), nn.Linear(width, 20)
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = apply_parametrization(Recurrent(256), "mup", base=Recurrent(32), delta=Recurrent(64))
+    assert model.scaleplan_state.tensors["rnn.weight_ih_l0"].role == "input"
+    assert not [w for w in caught if "init_std=None keeps" in str(w.message)]
