@@ -36,7 +36,8 @@ if TYPE_CHECKING:
 
 _T = torch.Tensor
 _MATRIX_OPS = {F.linear, F.bilinear, F.embedding, F.conv1d, F.conv2d, F.conv3d, F.conv_transpose1d, F.conv_transpose2d,
-               F.conv_transpose3d, torch.matmul, _T.matmul, _T.__matmul__, torch.mm, _T.mm, torch.bmm, _T.bmm}
+               F.conv_transpose3d, torch.matmul, _T.matmul, _T.__matmul__, torch.mm, _T.mm, torch.bmm, _T.bmm,
+               torch.mv, _T.mv, torch.inner, _T.inner, torch.tensordot, torch.dot, _T.dot}
 _REVERSED_MATRIX_OPS = {_T.__rmatmul__}  # other @ self
 _ADDED_MATRIX_OPS = {torch.addmm, _T.addmm, torch.baddbmm, _T.baddbmm}  # beta * input + alpha * (mat1 @ mat2): BLOOM's logits
 # ops that take (input, weight): an input computed from parameters (a learned query, a position table) makes an activation
@@ -82,9 +83,9 @@ class _Logits:
 class _Watch(TorchFunctionMode):
     """Tags every tensor the watched forward computes (see _Info) and records attention logits (see _Logits)."""
 
-    def __init__(self, params: dict[int, str], widths: set[str], hooked: set[str]) -> None:
+    def __init__(self, params: dict[int, str], widths: set[str], vectors: set[str], hooked: set[str]) -> None:
         super().__init__()
-        self.params, self.widths, self.hooked = params, widths, hooked
+        self.params, self.widths, self.vectors, self.hooked = params, widths, vectors, hooked
         self.thread = threading.get_ident()  # other threads' modules (a server's, DataParallel's) are not this forward's
         self.infos: dict[int, tuple[weakref.ref, _Info]] = {}
         self.stack: list[str] = []  # the names of the modules whose forward is running
@@ -188,6 +189,9 @@ class _Watch(TorchFunctionMode):
             return _Info(origin=width_weight, scaled=self._scaled())
         first = 1 if func in _ADDED_MATRIX_OPS else 0  # addmm(input, mat1, mat2)
         a, b = (infos[first:] + [None, None])[:2]
+        vector = next((i.weight for i in (a, b) if i is not None and i.weight in self.vectors), None)
+        if vector is not None:  # h @ v over a width (a value head, a pooling score): v is what the output came through
+            return _Info(origin=vector, scaled=self._scaled())
         if weights or a is None or b is None:  # a weight without a width (a fixed mixing matrix), a constant: the origin passes
             return origin
         left = tensors[first + 1] if func in _REVERSED_MATRIX_OPS else tensors[first]  # __rmatmul__(self, other) is other @ self
@@ -320,9 +324,11 @@ def _watch(module: nn.Module) -> _Watch:
 
     state = module.__dict__["scaleplan_state"]
     params = {id(p): name for name, p in module.named_parameters()}
-    widths = {name for name in params.values() if getattr(state.tensors.get(name), "role", None) not in ("fixed", "vector")}
+    records = {name: state.tensors.get(name) for name in params.values()}
+    widths = {name for name, r in records.items() if getattr(r, "role", None) not in ("fixed", "vector")}
+    vectors = {name for name, r in records.items() if getattr(r, "role", None) == "vector" and r.width_dims}  # type: ignore[union-attr]
     hooked = {name for name, m in module.named_modules() if any(isinstance(h, ScaleInput) for h in m._forward_pre_hooks.values())}
-    return _Watch(params, widths, hooked)
+    return _Watch(params, widths, vectors, hooked)
 
 
 def install(model: nn.Module) -> None:
@@ -379,10 +385,11 @@ def _readout_problem(model: nn.Module, state: ParametrizationState, watch: _Watc
     logits = _main_output(output)
     info = watch.info(logits) if logits is not None else None
     name = info.origin if info is not None and not info.scaled else None
-    if name is None or name in state.manual_readouts or getattr(state.tensors.get(name), "role", None) != "input":
+    read = {"input": "an input weight", "vector": "a vector (a bias or a gain)"}.get(getattr(state.tensors.get(name), "role", None))
+    if name is None or name in state.manual_readouts or read is None:
         return None  # (a tensor added after apply_parametrization has no record: param_groups refuses the model)
     param = dict(model.named_parameters())[name]
-    return (f"the model's output is computed from {name} {tuple(param.shape)}, which scaleplan read as an input weight, "
+    return (f"the model's output is computed from {name} {tuple(param.shape)}, which scaleplan read as {read}, "
             "so it gets none of muP's 1/m output multiplier and trains as SP: if it is the readout, compute it with an "
             f"nn.Linear (tied: share the embedding's weight), or declare roles={{{name!r}: 'output'}} and multiply its "
             f"input by scaleplan.readout_multiplier(model, {name!r}) in your forward")

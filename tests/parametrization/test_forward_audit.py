@@ -21,7 +21,7 @@ from torch.nn.utils.parametrizations import spectral_norm, weight_norm
 
 from scaleplan import ParametrizationWarning, attention_scale
 from scaleplan.models import build_parametrized
-from scaleplan.parametrization import apply_parametrization
+from scaleplan.parametrization import apply_parametrization, readout_multiplier
 from scaleplan.parametrization.forward_audit import ForwardAudit
 
 VOCAB, HEADS = 40, 4
@@ -104,8 +104,10 @@ class LM(nn.Module):
     def __init__(self, d: int, style: str = "manual-mup", head: str = "linear") -> None:
         super().__init__()
         self.emb, self.mixer, self.head_kind = nn.Embedding(VOCAB, d), Mixer(d, style), head
-        if head == "raw":
+        if head in ("raw", "raw-tensordot", "raw-inner"):
             self.w = nn.Parameter(torch.randn(VOCAB, d) / d ** 0.5)
+        elif head in ("value", "value-declared"):  # a (d,) value head: one number per position
+            self.v = nn.Parameter(torch.randn(d) / d ** 0.5)
         elif head == "weight-norm":
             self.head = weight_norm(nn.Linear(d, VOCAB))
         elif head == "spectral-norm":
@@ -119,15 +121,25 @@ class LM(nn.Module):
         h = self.mixer(self.emb(ids))
         if self.head_kind == "raw":
             return F.linear(h, self.w)
+        if self.head_kind == "raw-tensordot":
+            return torch.tensordot(h, self.w, dims=([-1], [1]))
+        if self.head_kind == "raw-inner":
+            return torch.inner(h, self.w)
+        if self.head_kind == "value":
+            return h @ self.v
+        if self.head_kind == "value-declared":
+            return (h * readout_multiplier(self, "v")) @ self.v
         if self.head_kind == "by-hand":  # tied by hand
             return h @ self.emb.weight.T
         return self.head(h)
 
 
 def parametrized(style: str = "manual-mup", head: str = "linear", parametrization: str = "mup") -> nn.Module:
+    roles = {"v": "output"} if head == "value-declared" else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # apply's own warnings (a tied readout) are tested elsewhere
-        return apply_parametrization(LM(64, style, head), parametrization, base=LM(32, style, head), delta=LM(48, style, head))
+        return apply_parametrization(LM(64, style, head), parametrization, base=LM(32, style, head), delta=LM(48, style, head),
+                                     roles=roles)
 
 
 def audit_warnings(model: nn.Module, forwards: int = 1) -> list[warnings.WarningMessage]:
@@ -178,7 +190,8 @@ def test_at_the_base_width_only_a_call_without_scale_is_named(style: str, warned
     assert len(audit_warnings(model)) == warned
 
 
-@pytest.mark.parametrize("head, name", [("raw", "w"), ("by-hand", "emb.weight"), ("weight-norm", "head.parametrizations.weight.original1"),
+@pytest.mark.parametrize("head, name", [("raw", "w"), ("raw-tensordot", "w"), ("raw-inner", "w"), ("by-hand", "emb.weight"),
+                                        ("weight-norm", "head.parametrizations.weight.original1"),
                                         ("spectral-norm", "head.parametrizations.weight.original")])
 def test_an_output_computed_from_an_input_weight_is_named(head: str, name: str) -> None:
     caught = audit_warnings(parametrized(head=head))
@@ -188,7 +201,15 @@ def test_an_output_computed_from_an_input_weight_is_named(head: str, name: str) 
     assert f"roles={{{name!r}: 'output'}}" in message and f"readout_multiplier(model, {name!r})" in message
 
 
-@pytest.mark.parametrize("head", ["linear", "tied"])
+def test_an_output_computed_through_a_width_vector_is_named() -> None:
+    """A raw (d,) value head, h @ v, is read as a vector (a bias's or a gain's rules: no 1/m), so it trains as SP."""
+    caught = audit_warnings(parametrized(head="value"))
+    assert len(caught) == 1
+    assert str(caught[0].message).startswith("the model's output is computed from v (64,), which scaleplan read as a vector "
+                                             "(a bias or a gain), so it gets none of muP's 1/m")
+
+
+@pytest.mark.parametrize("head", ["linear", "tied", "value-declared"])
 def test_a_hooked_readout_is_not_warned(head: str) -> None:
     assert audit_warnings(parametrized(head=head)) == []
 
