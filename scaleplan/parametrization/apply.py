@@ -420,6 +420,12 @@ def _tensor_records(
     for name, param in params.items():
         shape = tuple(param.shape)
         mults = _width_mults(name, shape, base_shapes[name], delta_shapes[name] if delta_shapes else None)
+        if name not in declared and sum(m is not None for m in mults) > 2:
+            raise ParametrizationError(
+                f"{name}: more than 2 width dimensions in shape {list(shape)} (base {list(base_shapes[name])}): if one is a "
+                "layer count (a stacked (layers, d, d) weight), build the base and delta at the model's depth, only widths "
+                "may differ; else declare its role with roles="
+            )
         layouts = known_uses(model, param)
         inferred: Inferred = (
             declared_role(name, declared[name], shape, mults, layouts) if name in declared else infer_role(name, shape, mults, layouts)
@@ -500,8 +506,6 @@ def _width_mults(name: str, shape: tuple[int, ...], base_shape: tuple[int, ...],
                 "is not a width; build the base with the model's non-width sizes"
             )
         mults.append(dim / base_dim if is_width else None)
-    if sum(m is not None for m in mults) > 2:
-        raise ParametrizationError(f"{name}: more than 2 width dimensions in shape {list(shape)}; declare its role with roles=")
     return mults
 
 

@@ -475,3 +475,21 @@ class SharedSteps(nn.Module):
 def test_a_memory_declared_by_every_module_that_shares_it_is_one_tensor() -> None:
     state = apply_parametrization(SharedSteps(256, 64), "denseam", base=SharedSteps(32, 64)).scaleplan_state
     assert [n for n, r in state.tensors.items() if r.role == "memory"] == ["am.xi"]
+
+
+class Stacked(nn.Module):
+    """One raw (layers, d, d) weight for all layers (a scan): the layer count is not a width."""
+
+    def __init__(self, width: int, layers: int) -> None:
+        super().__init__()
+        self.inp, self.w, self.head = nn.Linear(8, width), nn.Parameter(torch.randn(layers, width, width) / width**0.5), nn.Linear(width, 3)
+
+
+def test_a_stacked_weight_whose_layer_count_grows_with_the_width_is_refused_naming_the_depth() -> None:
+    with pytest.raises(ParametrizationError, match=r"^w: more than 2 width dimensions in shape \[4, 128, 128\] \(base \[2, 32, 32\]\): "
+                       r"if one is a layer count .* build the base and delta at the model's depth"):
+        apply_parametrization(Stacked(128, 4), "mup", base=Stacked(32, 2), delta=Stacked(64, 3))
+    at_depth = apply_parametrization(Stacked(128, 4), "mup", base=Stacked(32, 4), delta=Stacked(64, 4))
+    assert (at_depth.scaleplan_state.tensors["w"].role, at_depth.scaleplan_state.tensors["w"].m) == ("hidden", 4.0)
+    declared = apply_parametrization(Stacked(128, 4), "mup", base=Stacked(32, 2), delta=Stacked(64, 3), roles={"w": "hidden"})
+    assert (declared.scaleplan_state.tensors["w"].role, declared.scaleplan_state.tensors["w"].m) == ("hidden", 4.0)
