@@ -52,6 +52,7 @@ _KEEP_OPS = {_T.view, _T.reshape, torch.reshape, _T.transpose, torch.transpose, 
              _T.expand, _T.repeat_interleave, torch.repeat_interleave, _T.flatten, torch.flatten, _T.unflatten, _T.type,
              _T.double, _T.__sub__, _T.__isub__, _T.sub, _T.sub_, torch.sub}  # minus a row max or an ALiBi bias
 _SOFTMAX_OPS = {F.softmax, torch.softmax, _T.softmax}
+_SUM_OPS = {torch.sum, _T.sum, torch.mean, _T.mean}  # (h * v).sum(-1): h @ v written out
 _SDPA = F.scaled_dot_product_attention
 _SDPA_SCALE_POSITION = 6  # (query, key, value, attn_mask, dropout_p, is_causal, scale, ...)
 _MHA = F.multi_head_attention_forward  # always 1/sqrt(d_head): CLIP's AttentionPool2d calls it with its own weights
@@ -67,6 +68,7 @@ class _Info:
     weight: str | None = None  # computed from parameters alone (a view, cast or norm of this parameter)
     factor: float | None = 1.0  # the product of the scalars it was multiplied by since its last matrix op (None: unknown)
     logits_dim: int | None = None  # q @ k^T of two activations: the size of the dot product
+    gain: str | None = None  # the width vector it was just multiplied by, elementwise: summed over the width, a readout
 
 
 @dataclass(frozen=True)
@@ -152,7 +154,11 @@ class _Watch(TorchFunctionMode):
                                        known=carried.factor is not None))
             return origin
         if func in _SCALE_OPS or func in _DIVIDE_OPS:
-            return replace(origin, factor=self._rescaled(func, args, kwargs, held, carried.factor), logits_dim=carried.logits_dim)
+            gain = next((i.weight for i in known if i.weight in self.vectors), None) if func in _SCALE_OPS else None
+            return replace(origin, factor=self._rescaled(func, args, kwargs, held, carried.factor), logits_dim=carried.logits_dim,
+                           gain=gain)
+        if func in _SUM_OPS and carried.gain is not None and _over_last_dim(held, _argument(args, kwargs, 1, "dim")):
+            return _Info(origin=carried.gain, scaled=self._scaled())
         if func in _KEEP_OPS:
             return replace(origin, factor=carried.factor, logits_dim=carried.logits_dim)
         return origin
@@ -228,6 +234,12 @@ def _sp_scale(factor: float | None, d_head: int) -> str | None:
     if math.isclose(factor * math.sqrt(d_head), 1.0, rel_tol=1e-3):
         return "softmax(q @ k^T / sqrt(d_head))"
     return "softmax(q @ k^T) unscaled (T5's 1)" if math.isclose(factor, 1.0, rel_tol=1e-3) else None
+
+
+def _over_last_dim(tensor: torch.Tensor, dim: Any) -> bool:
+    """Whether a reduction's `dim` (an int or a sequence; None: all) takes in the tensor's last dimension."""
+    dims = range(tensor.dim()) if dim is None else dim if isinstance(dim, (tuple, list)) else (dim,)
+    return any(isinstance(d, int) and d % max(tensor.dim(), 1) == tensor.dim() - 1 for d in dims)
 
 
 def _argument(args: tuple, kwargs: dict, position: int, name: str) -> Any:

@@ -106,7 +106,7 @@ class LM(nn.Module):
         self.emb, self.mixer, self.head_kind = nn.Embedding(VOCAB, d), Mixer(d, style), head
         if head in ("raw", "raw-tensordot", "raw-inner"):
             self.w = nn.Parameter(torch.randn(VOCAB, d) / d ** 0.5)
-        elif head in ("value", "value-declared"):  # a (d,) value head: one number per position
+        elif head in ("value", "value-sum", "value-declared"):  # a (d,) value head: one number per position
             self.v = nn.Parameter(torch.randn(d) / d ** 0.5)
         elif head == "weight-norm":
             self.head = weight_norm(nn.Linear(d, VOCAB))
@@ -127,6 +127,8 @@ class LM(nn.Module):
             return torch.inner(h, self.w)
         if self.head_kind == "value":
             return h @ self.v
+        if self.head_kind == "value-sum":
+            return (h * self.v).sum(-1)
         if self.head_kind == "value-declared":
             return (h * readout_multiplier(self, "v")) @ self.v
         if self.head_kind == "by-hand":  # tied by hand
@@ -201,9 +203,11 @@ def test_an_output_computed_from_an_input_weight_is_named(head: str, name: str) 
     assert f"roles={{{name!r}: 'output'}}" in message and f"readout_multiplier(model, {name!r})" in message
 
 
-def test_an_output_computed_through_a_width_vector_is_named() -> None:
-    """A raw (d,) value head, h @ v, is read as a vector (a bias's or a gain's rules: no 1/m), so it trains as SP."""
-    caught = audit_warnings(parametrized(head="value"))
+@pytest.mark.parametrize("head", ["value", "value-sum"])
+def test_an_output_computed_through_a_width_vector_is_named(head: str) -> None:
+    """A raw (d,) value head, h @ v or (h * v).sum(-1), is read as a vector (a bias's or a gain's rules: no 1/m), so it
+    trains as SP."""
+    caught = audit_warnings(parametrized(head=head))
     assert len(caught) == 1
     assert str(caught[0].message).startswith("the model's output is computed from v (64,), which scaleplan read as a vector "
                                              "(a bias or a gain), so it gets none of muP's 1/m")
