@@ -24,6 +24,7 @@ import numpy as np
 
 from scaleplan.core.correction import Correction
 from scaleplan.core.interaction import Interaction, centred, log_terms
+from scaleplan.core.stats import two_sided_quantile
 from scaleplan.errors import FitError, ScaleplanError
 
 MIN_SPAN = 2.0  # a regressor must vary by at least this factor for its exponent to mean anything
@@ -150,6 +151,11 @@ def fit_power_law(
     if dof <= 0:
         flags.append(f"{target}: {n_groups or n} cells for {k} coefficients leave no residual degrees of freedom: the law "
                      "passes through every cell, so nothing tests it and it has no interval; sweep more cells (sizes or D)")
+    elif dof == 1:
+        flags.append(f"{target}: {n_groups or n} cells for {k} coefficients leave 1 residual degree of freedom: the t "
+                     f"interval's {level:.0%} quantile is {two_sided_quantile(level, 1):.1f} (normal: "
+                     f"{two_sided_quantile(level, None):.2f}), so its prediction intervals span orders of magnitude; sweep more "
+                     f"sizes (or D): 2 dof give {two_sided_quantile(level, 2):.1f}, 3 give {two_sided_quantile(level, 3):.1f}")
     cov = None if dof <= 0 else np.asarray(result.cov_params(), dtype=float)
     if cov is not None:
         cov, why = checked_covariance(cov)

@@ -168,7 +168,20 @@ def test_nearly_collinear_regressors_are_flagged() -> None:
     n = np.array([1e6, 4e6, 1.6e7, 6.4e7])
     d = 20 * n * np.array([1.0, 1.01, 1.0, 1.0])
     fit = fit_power_law("lr", 20 * n**-0.5 * np.exp([0.01, -0.02, 0.015, 0.0]), {"N": n, "D": d})
-    assert fit.flags == ("lr: ln N and ln D are nearly collinear over the fitted points (correlation 1.00000): their "
-                         "exponents are not separately determined (read their intervals), and a prediction off the swept "
-                         "D-to-N relation extrapolates; sweep N and D independently",)
+    assert fit.flags[0] == ("lr: ln N and ln D are nearly collinear over the fitted points (correlation 1.00000): their "
+                            "exponents are not separately determined (read their intervals), and a prediction off the swept "
+                            "D-to-N relation extrapolates; sweep N and D independently")
+    assert len(fit.flags) == 2 and "leave 1 residual degree of freedom" in fit.flags[1]  # 4 points, 3 coefficients
     assert fit_power_law("lr", 2.0 * N**-0.5 * D**0.3 * np.exp([0.01, 0, -0.01, 0, 0.01, 0]), {"N": N, "D": D}).flags == ()
+
+
+def test_one_residual_degree_of_freedom_is_flagged_with_its_quantile() -> None:
+    """3 widths for a 2-coefficient law: the t interval's quantile is 12.7, a prediction interval 16x out spans ~30
+    octaves (simulated), and nothing said why; 4 widths are not flagged."""
+    widths = np.array([64.0, 128.0, 256.0, 512.0])
+    lr = 0.5 * widths**-0.5 * np.exp([0.02, -0.03, 0.01, 0.0])
+    three = fit_power_law("lr", lr[:3], {"W": widths[:3]})
+    assert three.dof == 1 and three.flags == (
+        "lr: 3 cells for 2 coefficients leave 1 residual degree of freedom: the t interval's 95% quantile is 12.7 (normal: "
+        "1.96), so its prediction intervals span orders of magnitude; sweep more sizes (or D): 2 dof give 4.3, 3 give 3.2",)
+    assert fit_power_law("lr", lr, {"W": widths}).flags == ()
