@@ -145,6 +145,7 @@ CASES: list[tuple[list[str], str]] = [
     (["laws", "extra"], "Got unexpected extra argument (extra)"),
     # sweep run
     (["sweep", "missing.toml"], "sweep spec not found: missing.toml"),
+    (["sweep", "done.toml", "--workers", "100000"], "100000 is not in the range 1<=x<=256"),
     (["sweep", "run", "notes.txt"], "notes.txt: malformed TOML"),
     (["sweep", "malformed.toml"], "malformed.toml: malformed TOML"),
     (["sweep", "typo.toml"], "unknown key 'width' - did you mean 'widths'?"),
@@ -199,6 +200,8 @@ CASES: list[tuple[list[str], str]] = [
     (["fit", "trials.csv", "--bootstrap", "1e8"], "Invalid value for '--bootstrap': '1e8' is not a valid integer"),
     (["fit", "trials.csv", "-o", "/nonexistent/law.json"], "folder /nonexistent does not exist (create it first)"),
     (["fit", "trials.csv", "-o", "a-file/law.json"], "a-file is a file, not a directory"),
+    (["fit", "trials.csv", "-o", "trials.csv"], "law file must end in .json, got 'trials.csv'"),
+    (["fit", "done.toml", "-o", "done.journal"], "law file must end in .json, got 'done.journal'"),
     (["fit", "trials.csv", "-o", "law.json", "--plot", "a-file/plots"], "cannot write plot to a-file/plots/optima.png"),
     (["fit", "trials.csv", "-o", "law.json", "--method", "median"], "Invalid value for '--method'"),
     (["fit", "trials.csv", "-o", "law.json", "--column", "lr"], "--column expects CANONICAL=SOURCE"),

@@ -140,6 +140,8 @@ def fit(source: Path | None, storage: str | None, study: str | None, output: Pat
     from scaleplan.fit.summary import format_summary
 
     _check_source(source, storage, study)
+    if output is not None and output.suffix != ".json":  # -o replaces what it names: never a CSV, a spec or a journal
+        raise InputError(f"law file must end in .json, got '{output.name}'")
     data, stem = _load(source, storage, study)
     # before the fit, not after; an -o FILE goes into an existing folder, the default fits/ is made
     output = ensure_writable(output or _default_law_path(stem), "law file", make_folder=output is None)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from scaleplan.errors import ScaleplanError
+from scaleplan.limits import MAX_WORKERS
 
 if TYPE_CHECKING:
     import optuna
@@ -40,7 +41,7 @@ def sweep() -> None:
 
 @sweep.command("run")
 @click.argument("spec", type=click.Path(dir_okay=False))
-@click.option("--workers", "-w", type=click.IntRange(min=1), default=1, show_default=True, help="Local worker processes (one torch thread each).")
+@click.option("--workers", "-w", type=click.IntRange(min=1, max=MAX_WORKERS), default=1, show_default=True, help="Local worker processes (one torch thread each).")
 @click.option("--storage", default=None, help="Optuna storage: a .journal/.db path (relative to the current directory), sqlite:///FILE or postgresql://... (default: the spec's storage key, relative to the spec's folder, else <spec folder>/<name>.journal).")
 @click.option("--n-trials", type=click.IntRange(min=1), default=None, help="Run at most this many trials now; a later run does the rest.")
 @click.option("--device", default=None, help="Train built-in models on this device (cpu, cuda, cuda:1); not part of the plan.")

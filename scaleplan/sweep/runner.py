@@ -185,9 +185,11 @@ def _run(spec: SweepSpec, storage: str | None, workers: int, max_trials: int | N
     failure: str | None = None
     crashed: list[int] = []
     try:
+        # no more processes than trials left (stale 'running' ones included: a worker re-runs them), none when finished
+        workers = min(workers, sum(r.planned - min(r.done, r.planned) for r in study_status(session.study)))
         if workers == 1:
             run_worker(session, objective, max_trials, on_batch=lambda: show(study_status(session.study)))
-        else:
+        elif workers > 1:
             failure, crashed = _run_processes(session, storage, device, workers, max_trials, show)
         rows = study_status(session.study)
         show(rows)

@@ -11,7 +11,7 @@ import click
 from scaleplan.cli_types import FiniteFloat
 from scaleplan.errors import InputError
 from scaleplan.fit.command import LR_FORMS
-from scaleplan.limits import MAX_BOOTSTRAP, MAX_GRID_STEP, MAX_STEPS, MAX_TRIALS_PER_POINT, MAX_WIDTH
+from scaleplan.limits import MAX_BOOTSTRAP, MAX_GRID_STEP, MAX_STEPS, MAX_TRIALS_PER_POINT, MAX_WIDTH, MAX_WORKERS
 from scaleplan.validate.experiment import DEFAULT_SEEDS
 
 MAX_NAME_BYTES = 200  # --name: room for "-SPEC.png" within a file system's 255-byte names
@@ -51,7 +51,7 @@ def _file_name(ctx: click.Context, param: click.Parameter, value: str) -> str:
 @click.option("--seeds", default=DEFAULT_SEEDS, show_default=True, type=click.IntRange(1, MAX_TRIALS_PER_POINT),
               help="Seeds per lr at the target (5 or more resolve regrets near 1%).")
 @click.option("--device", default=None, help="Where the built-in trainer trains: cpu (default), cuda, cuda:1.")
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes for the small-width sweep and the target's runs (on a CPU, one core each).")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1, max=MAX_WORKERS), help="Worker processes for the small-width sweep and the target's runs (on a CPU, one core each).")
 @click.option("--out", "out_dir", default=Path("benchmarks/results"), show_default=True,
               type=click.Path(file_okay=False, path_type=Path), callback=_utf8,
               help="Folder for report.md, transfer.png and the law files.")

@@ -174,6 +174,21 @@ def test_n_trials_caps_one_run(tmp_path: Path) -> None:
     assert run_sweep(load_spec(path)) == RunSummary(8, 8, 0)
 
 
+def test_workers_are_no_more_than_the_trials_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A finished sweep starts no worker process, and one trial left runs here (a finished sweep with --workers 16 took
+    89 s to return, and --workers 100000 ran the machine out of memory)."""
+    import scaleplan.sweep.runner as runner
+
+    def no_processes(*args: object) -> None:
+        raise AssertionError("worker processes started")
+
+    path = make_spec(tmp_path)
+    assert run_sweep(load_spec(path), max_trials=7) == RunSummary(7, 8, 0)
+    monkeypatch.setattr(runner, "_run_processes", no_processes)
+    assert run_sweep(load_spec(path), workers=16) == RunSummary(8, 8, 0)
+    assert run_sweep(load_spec(path), workers=16) == RunSummary(8, 8, 0)
+
+
 def test_two_worker_processes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     log = tmp_path / "calls.log"
     monkeypatch.setenv("SWEEP_TEST_LOG", str(log))
