@@ -15,6 +15,7 @@ MAX_TRIALS_PER_POINT = 10_000       # [sweep] trials_per_point, the values of on
 MAX_PLANNED_TRIALS = 100_000        # grid points x trials_per_point in one sweep
 MAX_LR = 1e4                        # coord-check --lr
 MAX_INIT_STD = 1e3                  # coord-check --init-std
+MAX_NAME_BYTES = 200               # [sweep] name, validate --name: room for "-SPEC.png" in a file system's 255-byte names
 MAX_WORKERS = 256                   # sweep/validate --workers: one process each (~200 MB with torch); more: another machine
 
 # predict: sizes (after parsing 7B, 2T, ...) and shape options

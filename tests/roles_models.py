@@ -56,3 +56,8 @@ def hand_tied(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]
 
 def through_weight(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     return ThroughWeight(width), (torch.randn(4, 8), torch.tensor([0, 1, 2, 0]))
+
+
+def wrong_batch(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """A builder whose batch does not fit its model (9 features for an 8-input layer): the user's error, one line."""
+    return ThroughWeight(width), (torch.randn(4, 9), torch.tensor([0, 1, 2, 0]))

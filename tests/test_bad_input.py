@@ -218,6 +218,10 @@ CASES: list[tuple[list[str], str]] = [
     (["coord-check", "--steps", "0"], "Invalid value for '--steps'"),
     (["coord-check", "--optimizer", "rmsprop"], "Invalid value for '--optimizer'"),
     (["coord-check", "--out", "a-file"], "a-file"),
+    (["coord-check", "--model", "roles_models:wrong_batch", "--widths", "8,16", "--out", "cc"],
+     "the model's forward and loss on its batch raised RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
+    (["roles", "--model", "roles_models:wrong_batch", "--width", "16", "--base-width", "8"],
+     "the model's forward and loss on its batch raised RuntimeError"),
     # roles
     (["roles", "--model", "mlp", "--width", "64"], "Missing option '--base-width'"),
     (["roles", "--model", "transformer", "--width", "64", "--base-width", "32"], "unknown model 'transformer'"),

@@ -21,7 +21,11 @@ def import_callable(target: str, what: str) -> Callable[..., Any]:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ScaleplanError(f"cannot import {what} module '{module_name}': {exc} (run from the directory that holds it)") from None
-    fn = getattr(module, attr, None)
-    if not callable(fn):
+    except Exception as exc:  # the user's module fails as it runs (a syntax error, a NameError): their code, not ours
+        raise ScaleplanError(f"{what} module '{module_name}' raised while importing: {type(exc).__name__}: {exc}") from None
+    if not hasattr(module, attr):
         raise ScaleplanError(f"{what} '{target}': module '{module_name}' has no function '{attr}'")
+    fn = getattr(module, attr)
+    if not callable(fn):
+        raise ScaleplanError(f"{what} '{target}': '{attr}' is not a function (it is {fn!r:.40})")
     return fn

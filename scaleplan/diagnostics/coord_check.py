@@ -81,7 +81,19 @@ def builtin_batch(model_name: str, width: int, parametrization: str, base_width:
 
 
 def batch_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
-    """The training loss of `batch`: model(**batch).loss for a dict, cross-entropy of model(inputs) otherwise."""
+    """The training loss of `batch`: model(**batch).loss for a dict, cross-entropy of model(inputs) otherwise; the
+    model's own failure on its batch (a shape mismatch) is one line that says it was the model's."""
+    try:
+        return _batch_loss(model, batch)
+    except ScaleplanError:
+        raise
+    except Exception as exc:
+        first = next(iter(str(exc).splitlines()), "")
+        raise ScaleplanError(f"the model's forward and loss on its batch raised {type(exc).__name__}: {first} (check the "
+                             "(model, batch) its builder returns)") from None
+
+
+def _batch_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     if isinstance(batch, dict):
         output = model(**batch)
         loss = output["loss"] if isinstance(output, dict) else getattr(output, "loss", None)

@@ -19,7 +19,8 @@ from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.reference import ADAM_BETAS, ParametrizationRef, betas_problem, momentum_problem
 from scaleplan.core.weight_decay import DECAY_CONVENTIONS, DECOUPLED_OPTIMIZERS
 from scaleplan.errors import ScaleplanError, SpecError
-from scaleplan.limits import MAX_BATCH_SIZE, MAX_DEPTH, MAX_PLANNED_TRIALS, MAX_STEPS, MAX_TOKENS, MAX_TRIALS_PER_POINT, MAX_WIDTH
+from scaleplan.limits import (MAX_BATCH_SIZE, MAX_DEPTH, MAX_NAME_BYTES, MAX_PLANNED_TRIALS, MAX_STEPS, MAX_TOKENS,
+                              MAX_TRIALS_PER_POINT, MAX_WIDTH)
 from scaleplan.train.config import SEARCHABLE_FIELDS, units_per_example
 
 if sys.version_info >= (3, 11):
@@ -238,6 +239,8 @@ def parse_search_param(name: str, value: Any, where: str) -> SearchParam:
         if not value:
             raise ScaleplanError(f"{here}: empty list of values - give at least one value")
         values = tuple(_number(v, here) for v in value)
+        if len(set(values)) != len(values):  # a repeated value trains the same grid point twice under one name
+            raise ScaleplanError(f"{here}: repeated values {value!r}")
         return SearchParam(name=name, values=values)
     if not isinstance(value, dict):
         raise ScaleplanError(f"{here} must be {{low = ..., high = ...}} or a list of values, got {value!r}")
@@ -269,6 +272,8 @@ def _parse_objective(table: dict[str, Any], source: str) -> ObjectiveSpec:
     diverged = table.get("diverged_value")
     diverged_value = None if diverged is None else _number(diverged, f"{where} 'diverged_value'")
     timeout_s = None if timeout is None else float(timeout)
+    if timeout_s is not None and "command" not in table:  # a callable runs in this process: nothing can time it out
+        raise ScaleplanError(f"{where}: 'timeout_s' applies only to a 'command' objective")
     if "callable" in table:
         target = table["callable"]
         if not isinstance(target, str) or target.count(":") != 1 or not all(target.split(":")):
@@ -279,8 +284,6 @@ def _parse_objective(table: dict[str, Any], source: str) -> ObjectiveSpec:
         if not isinstance(target, str) or not target.strip():
             raise ScaleplanError(f"{where}: 'command' must be a non-empty string such as 'python train.py --lr {{lr}}'")
         return ObjectiveSpec("command", target, timeout_s, diverged_value)
-    if timeout_s is not None:
-        raise ScaleplanError(f"{where}: 'timeout_s' applies only to a 'command' objective")
     return ObjectiveSpec("builtin", "", None, diverged_value)
 
 
@@ -396,8 +399,12 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     objective = _parse_objective(_table(raw, "objective", source), source)
 
     name = sweep.get("name", path.stem if path is not None else None)
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
-        raise ScaleplanError(f"{_where(source, 'sweep')}: 'name' must be a non-empty word without spaces or slashes")
+    if not isinstance(name, str) or not name or name.startswith(".") or not name.isprintable() or any(c in name for c in "/\\ "):
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'name' must be a non-empty word without spaces, slashes, "
+                             "control characters or a leading dot (it names the storage file)")
+    if len(name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'name' is {len(name.encode('utf-8', 'replace'))} bytes, too long "
+                             f"for the file names made from it (at most {MAX_NAME_BYTES})")
     sampler = sweep.get("sampler")
     if sampler is not None and sampler not in SAMPLERS:
         raise ScaleplanError(

@@ -11,11 +11,8 @@ import click
 from scaleplan.cli_types import FiniteFloat
 from scaleplan.errors import InputError
 from scaleplan.fit.command import LR_FORMS
-from scaleplan.limits import MAX_BOOTSTRAP, MAX_GRID_STEP, MAX_STEPS, MAX_TRIALS_PER_POINT, MAX_WIDTH, MAX_WORKERS
+from scaleplan.limits import MAX_BOOTSTRAP, MAX_GRID_STEP, MAX_NAME_BYTES, MAX_STEPS, MAX_TRIALS_PER_POINT, MAX_WIDTH, MAX_WORKERS
 from scaleplan.validate.experiment import DEFAULT_SEEDS
-
-MAX_NAME_BYTES = 200  # --name: room for "-SPEC.png" within a file system's 255-byte names
-
 
 def _utf8(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     """Click callback: refuse a path that is not UTF-8 text (the report quotes the command line) before any training."""
