@@ -232,6 +232,8 @@ CASES: list[tuple[list[str], str]] = [
     (["validate", "done.toml"], "give a target: --target AXIS=VALUE"),
     (["validate", "done.toml", "--target-width", "0"], "Invalid value for '--target-width'"),
     (["validate", "done.toml", "--target-width", "64", "--seeds", "0"], "Invalid value for '--seeds'"),
+    (["validate", "done.toml", "--target", "width=64", "--lr-form", "surge", "--out", "v"],
+     "--lr-form surge is a law of D and the batch size: done needs a tokens ladder (several tokens) over 3 or more batch sizes; it sweeps width"),
     (["validate", "done.toml", "--target-width", "64", "--target-steps", "400", "--lr-form", "finite-width"],
      "--lr-form applies to the lr law's transfer; a --target-steps validation fits (lr, lambda) per cell"),
     (["validate", "absent.toml", "--target-width", "64"], "sweep spec not found: absent.toml"),

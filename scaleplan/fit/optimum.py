@@ -132,14 +132,18 @@ def locate_optimum(
 
 
 def refuse_unbracketed(optima: list[CellOptimum], x: str) -> None:
-    """Refuse a law whose every cell has its optimum at the edge of its swept lrs: each is a bound, not an optimum, so
-    a law through them says where the grids end (cells that share an end lr give an exponent of 0 with a zero-width
-    interval), not where the optimum is."""
-    if not optima or not all(o.at_edge for o in optima):
+    """Refuse a law whose every cell has its optimum at the edge of its swept lrs, or is flat (every trial within the
+    band of its minimum): each is a bound or a guess, not an optimum, so a law through them says where the grids end
+    (cells that share an end lr give an exponent of 0 with a zero-width interval) or nothing, not where the optimum is."""
+    if not optima or not all(o.at_edge or o.flat for o in optima):
         return
-    where = "; ".join(f"{o.where(x)}: lr {o.lr:.4g}" for o in optima)
-    raise FitError(f"every cell's optimum lies at the edge of its swept lrs ({where}): the sweep brackets no optimum, so "
-                   "no law can be fitted; widen the lr grid past those lrs and sweep again")
+    where = "; ".join(f"{o.where(x)}: lr {o.lr:.4g}{' (flat)' if o.flat else ''}" for o in optima)
+    if all(o.flat for o in optima):
+        raise FitError(f"every cell is flat, its loss the same at every lr within the band ({where}): the sweep locates no "
+                       "optimum, so no law can be fitted; train longer or widen the lr grid until the loss moves with lr")
+    raise FitError(f"every cell's optimum lies at the edge of its swept lrs{'' if not any(o.flat for o in optima) else ' or is flat'} "
+                   f"({where}): the sweep brackets no optimum, so no law can be fitted; widen the lr grid past those lrs "
+                   "and sweep again")
 
 
 def min_lrs(method: str) -> int:

@@ -98,10 +98,11 @@ def test_bad_source(tmp_path: Path, capsys: pytest.CaptureFixture, name: str, me
 def test_unwritable_output_fails_before_the_fit(tmp_path: Path, capsys: pytest.CaptureFixture, flag: str, name: str) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")
-    args = ["fit", str(width_sweep(tmp_path / "mlp.csv")), "--x", "width", "-o", str(tmp_path / "ok.json"), flag, str(blocker / "out")]
+    out = blocker / ("out.json" if flag == "-o" else "out")
+    args = ["fit", str(width_sweep(tmp_path / "mlp.csv")), "--x", "width", "-o", str(tmp_path / "ok.json"), flag, str(out)]
     code, err = run_main(args, capsys)
     assert code == 2 and err.count("\n") == 1
-    assert err.startswith(f"error: cannot write {name} to {blocker}/out") and "a-file is a file, not a directory" in err
+    assert err.startswith(f"error: cannot write {name} to {out}") and "a-file is a file, not a directory" in err
     assert "method:" not in capsys.readouterr().out  # no summary: it stopped before fitting
 
 

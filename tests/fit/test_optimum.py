@@ -237,6 +237,26 @@ def test_a_sweep_whose_every_optimum_is_at_a_grid_edge_is_refused(fitter: str) -
     assert [o.at_edge for o in fit(frame).optima] == [False, True, True]
 
 
+@pytest.mark.parametrize("fitter", ["power", "multi-axis"])
+def test_a_sweep_whose_every_cell_is_flat_is_refused(fitter: str) -> None:
+    """The same loss at every lr in every cell (a run too short to move): the fit wrote a law, lr = 0.0031 W^0.012 with a
+    95% interval of 1e-70 .. 1e66 at the target, flagged but exit 0. One cell with a bowl is enough to fit."""
+    lrs = np.geomspace(1e-4, 1e-2, 9)
+    frame = pd.DataFrame([{"width": w, "lr": lr, "loss": 2.0, "seed": 0} for w in (64, 128, 256) for lr in lrs])
+
+    def fit(data: pd.DataFrame) -> object:
+        trials = prepare_trials(data, x="width")
+        if fitter == "multi-axis":
+            return fit_multi_axis(trials, ("width",), by_batch=False, n_boot=0)
+        return fit_hyperparameter_laws(trials, n_boot=0)
+
+    with pytest.raises(FitError, match=r"^every cell is flat, its loss the same at every lr within the band \(width=64: lr .* \(flat\); "):
+        fit(frame)
+    bowled = frame["width"] == 64
+    frame.loc[bowled, "loss"] = bowl(frame.loc[bowled, "lr"].to_numpy(), 1e-3)
+    assert [o.flat for o in fit(frame).optima] == [False, True, True]
+
+
 def test_a_parabola_through_two_basins_is_flagged_between_them() -> None:
     """Two basins 4.5 octaves apart, 1% deep, on a 2% loss window: the parabola spans both and puts lr* on the bump
     between them (the measured loss there 1% above the best) with no flag. One basin, as noisy, is not flagged."""
