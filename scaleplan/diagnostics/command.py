@@ -80,10 +80,16 @@ def coord_check(
     build = None if builtin else import_callable(model_name, "model builder")
     import torch
 
+    from functools import partial
+
+    from scaleplan.diagnostics.coord_check import builtin_batch, coord_check_model, first_divergence, parametrize_built
     from scaleplan.diagnostics.coord_check import coord_check as run_coord_check
-    from scaleplan.diagnostics.coord_check import coord_check_model, first_divergence, width_ratios, width_table
+    from scaleplan.diagnostics.coord_check import refuse_oversized, width_ratios, width_table
 
     torch.set_num_threads(1)
+    widest, narrowest = max(width_list), min(width_list)
+    refuse_oversized(partial(builtin_batch, model_name, widest, parametrization, narrowest) if build is None
+                     else partial(parametrize_built, build, parametrization, widest, narrowest, init_std), widest)
     if build is None:
         frame = run_coord_check(model_name, parametrization, width_list, steps=steps, lr=lr, seeds=seeds, optimizer=optimizer, eps=eps)
     else:
@@ -130,13 +136,14 @@ def roles(model_name: str, width: int, base_width: int, parametrization: str, op
 
     import torch
 
-    from scaleplan.diagnostics.coord_check import builtin_batch, parametrize_built
+    from scaleplan.diagnostics.coord_check import builtin_batch, parametrize_built, refuse_oversized
     from scaleplan.diagnostics.roles import inspect_model
 
     torch.set_num_threads(1)
     torch.manual_seed(0)
     make = (partial(builtin_batch, model_name, width, parametrization, base_width) if build is None
             else partial(parametrize_built, build, parametrization, width, base_width, init_std))
+    refuse_oversized(make, width)
     found = inspect_model(make, optimizer)
     if fmt == "json":
         click.echo(json.dumps({"model": model_name, "width": width, "base_width": base_width, "parametrization": parametrization,

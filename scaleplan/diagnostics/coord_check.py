@@ -177,6 +177,33 @@ def parametrize_built(build: Builder, parametrization: str, width: int, base_wid
     return model, batch
 
 
+def refuse_oversized(make: Callable[[], tuple[nn.Module, Batch]], width: int) -> None:
+    """Refuse a model whose training (weights, gradients and Adam's two moments: 4 copies) needs more memory than this
+    machine has free, measured by building it on the meta device first: at width 65,536 the kernel killed the command
+    with no message. A builder that cannot run on the meta device is not checked."""
+    try:
+        with torch.device("meta"):
+            model, _ = make()
+    except Exception:
+        return
+    size = sum(p.numel() * p.element_size() for p in model.parameters())
+    free = _free_memory()
+    if free is not None and 4 * size > free:
+        raise ScaleplanError(f"the model at width {width} holds {size / 2**30:.3g} GiB of parameters; training it takes about "
+                             f"{4 * size / 2**30:.3g} GiB (weights, gradients, Adam's two moments), more than the "
+                             f"{free / 2**30:.3g} GiB free here: choose a smaller width")
+
+
+def _free_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux's MemAvailable), None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            line = next(line for line in meminfo if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration):
+        return None
+    return int(line.split()[1]) * 1024
+
+
 def _call_builder(build: Builder, width: int) -> tuple[nn.Module, Batch]:
     try:
         result = build(width)

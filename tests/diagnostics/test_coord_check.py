@@ -177,3 +177,26 @@ def test_a_layer_returning_a_tuple_is_traced_by_its_first_output() -> None:
         before_training = model.rnn(model.emb(ids))[0].abs().mean().item()
     rows = trace_training(model, (ids, ids), steps=1, lr=1e-2)
     assert [value for step, layer, value in rows if layer == "rnn" and step == 0] == [pytest.approx(before_training)]
+
+
+def test_a_model_too_large_for_the_free_memory_is_refused_before_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
+    """roles --width 65536 on the MLP (32 GiB of weights) was killed by the kernel after 110 s with no message; the
+    size is read off the model built on the meta device, against the memory free."""
+    import scaleplan.diagnostics.coord_check as cc
+
+    monkeypatch.setattr(cc, "_free_memory", lambda: 3 * 2**20)  # 3 MiB: the MLP at width 512 needs ~4 x 1 MiB
+    result = CliRunner().invoke(cli, ["roles", "--model", "mlp", "--width", "512", "--base-width", "64"])
+    assert isinstance(result.exception, ScaleplanError)  # main() makes it one line, exit 2
+    assert re.fullmatch(r"the model at width 512 holds 0.00201 GiB of parameters; training it takes about 0.00803 GiB \(weights, "
+                        r"gradients, Adam's two moments\), more than the 0.00293 GiB free here: choose a smaller width",
+                        str(result.exception))
+    monkeypatch.setattr(cc, "_free_memory", lambda: 2**20 * 64)
+    assert CliRunner().invoke(cli, ["roles", "--model", "mlp", "--width", "512", "--base-width", "64"]).exit_code == 0
+    monkeypatch.setattr(cc, "_free_memory", lambda: 3 * 2**20)
+
+    def not_on_meta() -> tuple[torch.nn.Module, tuple]:
+        if torch.empty(0).device.type == "meta":
+            raise RuntimeError("this builder reads real data")
+        return torch.nn.Linear(1, 1), ()
+
+    cc.refuse_oversized(not_on_meta, 8)  # not checked: it cannot be built on meta
