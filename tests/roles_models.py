@@ -61,3 +61,11 @@ def through_weight(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Ten
 def wrong_batch(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     """A builder whose batch does not fit its model (9 features for an 8-input layer): the user's error, one line."""
     return ThroughWeight(width), (torch.randn(4, 9), torch.tensor([0, 1, 2, 0]))
+
+
+def nan_init(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """A model whose weights are NaN from the start: coord-check must not blame the lr."""
+    model = ThroughWeight(width)
+    with torch.no_grad():
+        model.hidden.weight.fill_(float("nan"))
+    return model, (torch.randn(4, 8), torch.tensor([0, 1, 2, 0]))

@@ -220,6 +220,8 @@ CASES: list[tuple[list[str], str]] = [
     (["coord-check", "--out", "a-file"], "a-file"),
     (["coord-check", "--model", "roles_models:wrong_batch", "--widths", "8,16", "--out", "cc"],
      "the model's forward and loss on its batch raised RuntimeError: mat1 and mat2 shapes cannot be multiplied"),
+    (["coord-check", "--model", "roles_models:nan_init", "--widths", "8,16", "--out", "cc"],
+     "activations are non-finite at width 8 at initialization, before any step; check the model's init and its batch"),
     (["roles", "--model", "roles_models:wrong_batch", "--width", "16", "--base-width", "8"],
      "the model's forward and loss on its batch raised RuntimeError"),
     # roles

@@ -96,6 +96,9 @@ def coord_check(
         frame = coord_check_model(build, parametrization, width_list, steps=steps, lr=1e-3 if lr is None else lr, seeds=seeds,
                                   optimizer=optimizer, init_std=init_std, eps=eps)
     diverged = first_divergence(frame)
+    if diverged is not None and diverged[1] == 0:  # before any update: the lr cannot be why
+        raise ScaleplanError(f"coord-check: activations are non-finite at width {diverged[0]} at initialization, before any "
+                             "step; check the model's init and its batch")
     if diverged is not None:  # a table of nan says nothing about the parametrization
         raise ScaleplanError(f"coord-check: activations went non-finite at width {diverged[0]} by step {diverged[1]} "
                              f"(lr {'the default' if lr is None else lr} diverged); lower --lr")

@@ -593,7 +593,7 @@ def load_spec(path: str | Path) -> SweepSpec:
     if not p.is_file():
         raise ScaleplanError(f"sweep spec not found: {p} (give the path to a .toml file, e.g. sweeps/mlp-mup.toml)")
     try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+        raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))  # a byte-order mark (Windows editors) is not TOML
     except tomllib.TOMLDecodeError as exc:
         raise ScaleplanError(f"{p}: malformed TOML: {exc}") from None
     except UnicodeDecodeError:

@@ -93,6 +93,16 @@ def test_width_as_size_variable() -> None:
         prepare_trials(frame(), x="depth")
 
 
+def test_a_missing_size_names_the_size_column_the_data_has() -> None:
+    """A width sweep fitted without --x (or an export's empty depth column with --x depth) was told to rename a column
+    with --column N=your_name; the fix is --x width."""
+    widths = frame(width=[64, 64, 256, 256]).drop(columns=["N"])
+    with pytest.raises(ScaleplanError, match=r"missing column\(s\) \['N'\] \(found .*\); the size is in column 'width': pass --x width$"):
+        prepare_trials(widths)
+    with pytest.raises(ScaleplanError, match=r"missing column\(s\) \['depth'\] .*; the size is in column 'width': pass --x width$"):
+        prepare_trials(widths.assign(depth=np.nan), x="depth")
+
+
 def test_empty_optional_columns_are_ignored() -> None:
     trials = prepare_trials(frame(D=[None] * 4, batch_size=[np.nan] * 4))
     assert len(trials.frame) == 4 and trials.cell_columns == ["N"] and not trials.has_batch

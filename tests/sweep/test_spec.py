@@ -417,3 +417,11 @@ def test_a_timescale_search_parses(tmp_path: Path) -> None:
     spec = load_spec(write(tmp_path, text.replace('optimizer = "adamw"', 'optimizer = "adamw"\ndecay_convention = "independent"')))
     assert spec.search_param("wd_tau") == SearchParam("wd_tau", 0.1, 10.0, True, 3, None)
     assert spec.train["decay_convention"] == "independent" and spec.trials_per_point == 6
+
+
+def test_a_spec_saved_with_a_byte_order_mark_loads(tmp_path: Path) -> None:
+    """Windows editors save UTF-8 with a BOM, which TOML refuses at line 1, column 1 without naming it."""
+    path = tmp_path / "toy.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + MINIMAL.encode("utf-8"))
+    plain = write(tmp_path, MINIMAL, "plain.toml")
+    assert load_spec(path).raw == load_spec(plain).raw and load_spec(path).name == "toy"
