@@ -397,8 +397,10 @@ def _readout_problem(model: nn.Module, state: ParametrizationState, watch: _Watc
     logits = _main_output(output)
     info = watch.info(logits) if logits is not None else None
     name = info.origin if info is not None and not info.scaled else None
-    read = {"input": "an input weight", "vector": "a vector (a bias or a gain)"}.get(getattr(state.tensors.get(name), "role", None))
-    if name is None or name in state.manual_readouts or read is None:
+    if name is None or name in state.manual_readouts:
+        return None
+    read = {"input": "an input weight", "vector": "a vector (a bias or a gain)"}.get(getattr(state.tensors.get(name), "role", ""))
+    if read is None:
         return None  # (a tensor added after apply_parametrization has no record: param_groups refuses the model)
     param = dict(model.named_parameters())[name]
     return (f"the model's output is computed from {name} {tuple(param.shape)}, which scaleplan read as {read}, "

@@ -216,13 +216,24 @@ def test_a_bootstrap_replica_keeps_the_estimator_the_full_data_chose() -> None:
     assert again.recentred and again.lr == locate_optimum(GRID, cliff, method="vertex").lr
 
 
+# a loss in every cell that brackets no optimum, the refusal, and the optimum's mark once one cell is a bowl
+UNBRACKETED = {
+    "edge": (lambda lr: 3.0 - 0.01 * np.log(lr / 1e-4), r"every cell's optimum lies at the edge of its swept lrs \(width=64: lr 0\.01; ",
+             "at_edge"),
+    "flat": (lambda lr: np.full_like(lr, 2.0), r"^every cell is flat, its loss the same at every lr within the band \(width=64: lr .* "
+             r"\(flat\); ", "flat"),
+}
+
+
 @pytest.mark.parametrize("fitter", ["one size axis", "multi-axis"])
-def test_a_sweep_whose_every_optimum_is_at_a_grid_edge_is_refused(fitter: str) -> None:
-    """Losses still falling at the largest lr in every cell: each located optimum is the top lr, the same in every
-    cell, and a law through them was lr = 0.0181 N^-0.0000 with a zero-width interval. One bracketed cell is enough."""
+@pytest.mark.parametrize("kind", UNBRACKETED)
+def test_a_sweep_that_brackets_no_optimum_is_refused(kind: str, fitter: str) -> None:
+    """Edge: losses still falling at the largest lr in every cell, each located optimum the top lr, and a law through
+    them was lr = 0.0181 N^-0.0000 with a zero-width interval. Flat: the same loss at every lr (runs too short to move),
+    and the law was lr = 0.0031 W^0.012 with a 95% interval of 1e-70 .. 1e66, flagged but exit 0. One bowl is enough."""
+    loss, refusal, mark = UNBRACKETED[kind]
     lrs = np.geomspace(1e-4, 1e-2, 9)
-    rows = [{"width": w, "lr": lr, "loss": 3.0 - 0.01 * math.log(lr / 1e-4), "seed": 0} for w in (64, 128, 256) for lr in lrs]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame([{"width": w, "lr": lr, "loss": float(loss(np.array([lr]))[0]), "seed": 0} for w in (64, 128, 256) for lr in lrs])
 
     def fit(data: pd.DataFrame) -> object:
         trials = prepare_trials(data, x="width")
@@ -230,31 +241,11 @@ def test_a_sweep_whose_every_optimum_is_at_a_grid_edge_is_refused(fitter: str) -
             return fit_multi_axis(trials, ("width",), by_batch=False, n_boot=0)
         return fit_hyperparameter_laws(trials, n_boot=0)
 
-    with pytest.raises(FitError, match=r"every cell's optimum lies at the edge of its swept lrs \(width=64: lr 0\.01; "):
+    with pytest.raises(FitError, match=refusal):
         fit(frame)
     bracketed = frame["width"] == 64
     frame.loc[bracketed, "loss"] = bowl(frame.loc[bracketed, "lr"].to_numpy(), 1e-3)
-    assert [o.at_edge for o in fit(frame).optima] == [False, True, True]
-
-
-@pytest.mark.parametrize("fitter", ["power", "multi-axis"])
-def test_a_sweep_whose_every_cell_is_flat_is_refused(fitter: str) -> None:
-    """The same loss at every lr in every cell (a run too short to move): the fit wrote a law, lr = 0.0031 W^0.012 with a
-    95% interval of 1e-70 .. 1e66 at the target, flagged but exit 0. One cell with a bowl is enough to fit."""
-    lrs = np.geomspace(1e-4, 1e-2, 9)
-    frame = pd.DataFrame([{"width": w, "lr": lr, "loss": 2.0, "seed": 0} for w in (64, 128, 256) for lr in lrs])
-
-    def fit(data: pd.DataFrame) -> object:
-        trials = prepare_trials(data, x="width")
-        if fitter == "multi-axis":
-            return fit_multi_axis(trials, ("width",), by_batch=False, n_boot=0)
-        return fit_hyperparameter_laws(trials, n_boot=0)
-
-    with pytest.raises(FitError, match=r"^every cell is flat, its loss the same at every lr within the band \(width=64: lr .* \(flat\); "):
-        fit(frame)
-    bowled = frame["width"] == 64
-    frame.loc[bowled, "loss"] = bowl(frame.loc[bowled, "lr"].to_numpy(), 1e-3)
-    assert [o.flat for o in fit(frame).optima] == [False, True, True]
+    assert [getattr(o, mark) for o in fit(frame).optima] == [False, True, True]
 
 
 def test_a_parabola_through_two_basins_is_flagged_between_them() -> None:
