@@ -8,6 +8,7 @@ Adam (or SGD) using the parametrization's per-tensor learning rates.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
@@ -182,7 +183,8 @@ def refuse_oversized(make: Callable[[], tuple[nn.Module, Batch]], width: int) ->
     machine has free, measured by building it on the meta device first: at width 65,536 the kernel killed the command
     with no message. A builder that cannot run on the meta device is not checked."""
     try:
-        with torch.device("meta"):
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the real build warns, once
             model, _ = make()
     except Exception:
         return
