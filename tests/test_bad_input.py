@@ -75,6 +75,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (ws / "huge.toml").write_text(BUILTIN.format(name="huge", sweep="", widths=str(list(range(8, 8 + 200))),
                                                  lr="{low = 1e-4, high = 1e-1, points = 1000}"))
     (ws / "notes.txt").write_text("some notes\n")
+    (ws / "notes.parquet").write_text("some notes, not parquet\n")
     (ws / "notes.journal").write_text("my notes, not a journal")
     (ws / "notes.db").write_text("not a database")
     (ws / "corrupt.json").write_text("{not json")
@@ -178,7 +179,9 @@ CASES: list[tuple[list[str], str]] = [
     (["sweep", "export", "--storage", "done.journal", "--study", "nope", "-o", "t.csv"], "no study 'nope'"),
     # fit
     (["fit"], "give a sweep spec (.toml), a CSV of trials (.csv), or --storage URL"),
-    (["fit", "runs.parquet"], "give a sweep spec (.toml) or a CSV of trials (.csv)"),
+    (["fit", "runs.parquet"], "trials file not found: runs.parquet"),
+    (["fit", "notes.parquet"], "cannot read notes.parquet as parquet"),
+    (["fit", "runs.xlsx"], "give a sweep spec (.toml) or a CSV of trials (.csv, or .parquet)"),
     (["fit", "trials.csv", "--offset", "loss=1"], "--offset expects lr=NUMBER or batch_size=NUMBER"),
     (["fit", "trials.csv", "--offset", "lr=-1"], "--offset expects lr=NUMBER or batch_size=NUMBER"),
     (["fit", "trials.csv", "-o", "law.json", "--lr-batch-interaction", "on"],
@@ -209,7 +212,7 @@ CASES: list[tuple[list[str], str]] = [
     (["fit", "one-size.csv", "-o", "law.json"], "need at least 2 distinct sizes (N)"),
     (["fit", "--storage", "done.journal", "--study", "nope", "-o", "law.json"], "no study 'nope'"),
     (["fit", "--storage", PG, "-o", "law.json"], "cannot reach storage"),
-    (["fit", "notes.txt"], "give a sweep spec (.toml) or a CSV of trials (.csv)"),
+    (["fit", "notes.txt"], "give a sweep spec (.toml) or a CSV of trials (.csv, or .parquet)"),
     # coord-check
     (["coord-check", "--model", "transformer"], "unknown model 'transformer'"),
     (["coord-check", "--widths", "a,b"], "--widths must be a comma list of integers"),

@@ -208,13 +208,16 @@ def _default_law_path(stem: str) -> Path:
     return path
 
 
+TRIALS_SUFFIXES = (".csv", ".parquet")  # files of trials, as `scaleplan sweep export` writes them
+
+
 def _check_source(source: Path | None, storage: str | None, study: str | None) -> None:
     """Exactly one kind of input: a spec (optionally with --storage), a CSV, or --storage alone."""
     if source is None and storage is None:
         raise InputError("give a sweep spec (.toml), a CSV of trials (.csv), or --storage URL")
-    if source is not None and source.suffix.lower() not in (".toml", ".csv"):
-        raise InputError(f"cannot fit '{source}': give a sweep spec (.toml) or a CSV of trials (.csv)")
-    if source is not None and source.suffix.lower() == ".csv" and (storage is not None or study is not None):
+    if source is not None and source.suffix.lower() not in (".toml", *TRIALS_SUFFIXES):
+        raise InputError(f"cannot fit '{source}': give a sweep spec (.toml) or a CSV of trials (.csv, or .parquet)")
+    if source is not None and source.suffix.lower() in TRIALS_SUFFIXES and (storage is not None or study is not None):
         raise InputError("--storage and --study read a sweep's storage; a CSV is read as it is: drop them")
 
 
@@ -223,12 +226,12 @@ def _load(source: Path | None, storage: str | None, study: str | None) -> tuple[
 
     A .csv is read directly, a spec through its study, a storage through the study named (or the only one);
     the parametrization reference comes with a sweep's trials, and with the columns of a CSV a sweep exported."""
-    from scaleplan.fit.data import file_sha256, frame_sha256, read_csv
+    from scaleplan.fit.data import file_sha256, frame_sha256, read_trials
     from scaleplan.fit.pipeline import SweepData, code_changes, spec_data, study_sampler, unfinished
     from scaleplan.sweep.export import frame_reference, open_study_readonly, trials_frame
 
-    if source is not None and source.suffix.lower() == ".csv":
-        frame = read_csv(source)
+    if source is not None and source.suffix.lower() in TRIALS_SUFFIXES:
+        frame = read_trials(source)
         return SweepData(frame, str(source), file_sha256(source), frame_reference(frame, str(source))), source.stem
     if source is not None:
         from scaleplan.sweep.spec import load_spec

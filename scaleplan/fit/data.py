@@ -76,13 +76,21 @@ def parse_column_map(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
     return out
 
 
-def read_csv(path: str | Path) -> pd.DataFrame:
-    """Read a CSV of trials; a missing or unreadable file is a one-line ScaleplanError."""
+def read_trials(path: str | Path) -> pd.DataFrame:
+    """Read a file of trials, CSV or parquet (as `sweep export` writes them); a missing or unreadable file is a one-line
+    ScaleplanError."""
     path = Path(path)
+    if not path.is_file():
+        raise ScaleplanError(f"trials file not found: {path}")
+    if path.suffix.lower() == ".parquet":
+        try:
+            return pd.read_parquet(path)
+        except ImportError:
+            raise ScaleplanError("reading parquet needs pyarrow: `pip install scaleplan[parquet]`, or export to .csv") from None
+        except Exception as exc:  # pyarrow's own errors (ArrowInvalid) have no common base in pandas
+            raise ScaleplanError(f"cannot read {path} as parquet ({' '.join(str(exc).split())})") from None
     try:
         return pd.read_csv(path)
-    except FileNotFoundError:
-        raise ScaleplanError(f"trials file not found: {path}") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise ScaleplanError(f"cannot read {path} as CSV ({' '.join(str(exc).split())})") from None
 

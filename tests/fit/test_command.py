@@ -88,7 +88,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
     assert not (tmp_path / "x.json").exists()
 
 
-@pytest.mark.parametrize("name, message", [("runs.parquet", "give a sweep spec (.toml) or a CSV"), ("absent.csv", "trials file not found")])
+@pytest.mark.parametrize("name, message", [("runs.xlsx", "give a sweep spec (.toml) or a CSV"), ("absent.csv", "trials file not found")])
 def test_bad_source(tmp_path: Path, capsys: pytest.CaptureFixture, name: str, message: str) -> None:
     code, err = run_main(["fit", str(tmp_path / name)], capsys)
     assert code == 2 and message in err

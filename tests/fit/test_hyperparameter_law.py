@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from scaleplan.errors import ScaleplanError
-from scaleplan.fit.data import Trials, prepare_trials, read_csv
+from scaleplan.fit.data import Trials, prepare_trials, read_trials
 from scaleplan.fit.hyperparameter_law import fit_hyperparameter_laws
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -17,7 +17,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 @pytest.fixture(scope="module")
 def steplaw() -> Trials:
-    raw = read_csv(DATA / "steplaw_dense_lr_bs_loss.csv")
+    raw = read_trials(DATA / "steplaw_dense_lr_bs_loss.csv")
     return prepare_trials(raw, columns={"bs": "batch_size", "smooth loss": "loss"}, batch_unit_scale=2048)
 
 

@@ -47,17 +47,19 @@ def invoke(*args: str) -> str:
 
 
 def test_spec_storage_and_export_give_the_same_law_and_reference(swept: Path, tmp_path: Path) -> None:
-    csv = tmp_path / "trials.csv"
+    csv, parquet = tmp_path / "trials.csv", tmp_path / "trials.parquet"
     invoke("sweep", "export", str(swept), "-o", str(csv))
+    invoke("sweep", "export", str(swept), "-o", str(parquet))
     laws = {}
-    for label, args in {"spec": [str(swept)], "storage": ["--storage", str(swept.with_suffix(".journal"))], "csv": [str(csv)]}.items():
+    for label, args in {"spec": [str(swept)], "storage": ["--storage", str(swept.with_suffix(".journal"))], "csv": [str(csv)],
+                        "parquet": [str(parquet)]}.items():
         invoke("fit", *args, "-o", str(tmp_path / f"{label}.json"), "--bootstrap", "10")
         laws[label] = LawFile.load(tmp_path / f"{label}.json")
     expected = ParametrizationRef(name="mup", base_width=8, optimizer="adam")  # base width: the smallest swept width
     for law in laws.values():
         assert law.parametrization == expected and law.needs() == ["W"]
         assert law.power_laws[0].exponents["W"] == pytest.approx(-1.0, abs=0.02)  # lr* ∝ 1/width, as swept
-    assert laws["storage"].power_laws == laws["spec"].power_laws == laws["csv"].power_laws
+    assert laws["storage"].power_laws == laws["spec"].power_laws == laws["csv"].power_laws == laws["parquet"].power_laws
     assert laws["storage"].title == "parabola fit of study 'shift'" and laws["csv"].title == "parabola fit of trials.csv"
 
 
