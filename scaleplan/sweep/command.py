@@ -79,6 +79,7 @@ def status(spec: str | None, storage: str | None, study: str | None) -> None:
     """Show trials done/planned, failures, divergences and the best loss per grid point."""
     from rich.console import Console
 
+    from scaleplan.sweep.liveness import GRACE_S, stale_trials
     from scaleplan.sweep.progress import status_table, study_status, trials_done
 
     opened = _study_source(spec, storage, study)
@@ -88,6 +89,10 @@ def status(spec: str | None, storage: str | None, study: str | None) -> None:
     if not console.is_terminal:  # a pipe or file: wide enough that no column is cut
         console = Console(width=120)
     console.print(status_table(rows, title=f"{opened.study_name}: {done}/{sum(r.planned for r in rows)} trials complete"))
+    stale = stale_trials(opened)
+    if stale:  # counted as running above; a killed sweep leaves them so until its next run
+        click.echo(f"{stale} of the running trials have no live worker (its process is gone, or no heartbeat for "
+                   f"{GRACE_S:.0f} s): the next `scaleplan sweep` run re-runs them")
 
 
 @sweep.command("export")

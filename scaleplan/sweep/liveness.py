@@ -63,6 +63,14 @@ def is_stale(trial: optuna.trial.FrozenTrial, now: float, grace_s: float = GRACE
     return now - float(beat) > grace_s
 
 
+def stale_trials(study: optuna.Study) -> int:
+    """How many of the study's RUNNING trials are stale (`is_stale`) now."""
+    from optuna.trial import TrialState
+
+    now = time.time()
+    return sum(is_stale(t, now) for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+
+
 class Heartbeat:
     """A daemon thread that refreshes the heartbeat of the trials this worker is running."""
 

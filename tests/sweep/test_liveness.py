@@ -49,3 +49,32 @@ def test_a_short_heartbeat_keeps_the_trial_live_and_stops_with_the_worker(tmp_pa
         heartbeat.close()
     time.sleep(grace + 0.2)
     assert is_stale(session.storage.get_trial(tid), time.time(), grace)  # silent for longer than the grace period
+
+
+def test_status_names_running_trials_whose_worker_is_gone(tmp_path: Path) -> None:
+    """After a kill -9 the journal still says RUNNING; status showed them as running until the next run."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from click.testing import CliRunner
+
+    from scaleplan.cli import cli
+    from scaleplan.sweep.liveness import PID_ATTR
+
+    spec = tmp_path / "beat.toml"
+    spec.write_text(SPEC)
+    session = open_sweep(load_spec(spec))
+    (waiting,) = session.study.get_trials(states=(TrialState.WAITING,))
+    tid = trial_id(session, waiting)
+    session.storage.set_trial_state_values(tid, TrialState.RUNNING)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    for key, value in ((HOST_ATTR, socket.gethostname()), (PID_ATTR, dead.pid), (HEARTBEAT_ATTR, time.time())):
+        session.storage.set_trial_system_attr(tid, key, value)
+    out = CliRunner().invoke(cli, ["sweep", "status", str(spec)])
+    assert out.exit_code == 0, out.output
+    assert "1 of the running trials have no live worker (its process is gone, or no heartbeat for 60 s)" in out.output
+    session.storage.set_trial_system_attr(tid, PID_ATTR, os.getpid())  # this process: alive
+    assert "no live worker" not in CliRunner().invoke(cli, ["sweep", "status", str(spec)]).output
