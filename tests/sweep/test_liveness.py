@@ -9,7 +9,7 @@ from optuna.trial import TrialState
 
 from scaleplan.sweep.liveness import HEARTBEAT_ATTR, HOST_ATTR, Heartbeat, is_stale
 from scaleplan.sweep.spec import load_spec
-from scaleplan.sweep.study import open_sweep, trial_id
+from scaleplan.sweep.study import SweepSession, open_sweep, trial_id
 
 SPEC = """
 [sweep]
@@ -25,13 +25,19 @@ callable = "sweep_objectives:quadratic"
 """
 
 
-def test_a_short_heartbeat_keeps_the_trial_live_and_stops_with_the_worker(tmp_path: Path) -> None:
+def running_trial(tmp_path: Path) -> tuple[Path, SweepSession, int]:
+    """The spec, its opened sweep and the id of its one trial, set RUNNING (no owner stamped yet)."""
     spec = tmp_path / "beat.toml"
     spec.write_text(SPEC)
     session = open_sweep(load_spec(spec))
     (waiting,) = session.study.get_trials(states=(TrialState.WAITING,))
     tid = trial_id(session, waiting)
     session.storage.set_trial_state_values(tid, TrialState.RUNNING)
+    return spec, session, tid
+
+
+def test_a_short_heartbeat_keeps_the_trial_live_and_stops_with_the_worker(tmp_path: Path) -> None:
+    _, session, tid = running_trial(tmp_path)
     session.storage.set_trial_system_attr(tid, HOST_ATTR, "another-machine")  # judged by its heartbeat alone
     session.storage.set_trial_system_attr(tid, HEARTBEAT_ATTR, time.time())
     grace = 1.0
@@ -63,12 +69,7 @@ def test_status_names_running_trials_whose_worker_is_gone(tmp_path: Path) -> Non
     from scaleplan.cli import cli
     from scaleplan.sweep.liveness import PID_ATTR
 
-    spec = tmp_path / "beat.toml"
-    spec.write_text(SPEC)
-    session = open_sweep(load_spec(spec))
-    (waiting,) = session.study.get_trials(states=(TrialState.WAITING,))
-    tid = trial_id(session, waiting)
-    session.storage.set_trial_state_values(tid, TrialState.RUNNING)
+    spec, session, tid = running_trial(tmp_path)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     for key, value in ((HOST_ATTR, socket.gethostname()), (PID_ATTR, dead.pid), (HEARTBEAT_ATTR, time.time())):
