@@ -27,7 +27,7 @@ from scaleplan.core.reference import ParametrizationRef
 from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import ROLES, Parametrization, RoleMultipliers, get_parametrization, residual_multiplier
 from scaleplan.errors import ParametrizationError, ParametrizationWarning
-from scaleplan.parametrization.attention import attention_sites, logit_scale, set_logit_scale
+from scaleplan.parametrization.attention import attention_sites, logit_scale, set_logit_scale, unset_head_ratios
 from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
 from scaleplan.parametrization.forward_audit import install as install_forward_audit
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
@@ -72,6 +72,7 @@ class ParametrizationState:
     scalings: dict[str, float] = field(default_factory=dict)  # HF attention module -> factor on its `scaling` (`scale`)
     embed_scales: dict[str, float] = field(default_factory=dict)  # module -> factor on its `embed_scale` (pinned at the base's)
     manual_readouts: tuple[str, ...] = ()  # raw readouts whose multiplier the user applies (readout_multiplier)
+    head_ratios: dict[str, float] = field(default_factory=dict)  # attention it cannot set -> d_head / base (unset_head_ratios)
 
     def multipliers(self, name: str, optimizer: str = "adam", decay: str = "torch") -> RoleMultipliers:
         """The rules' factors for tensor `name` under `optimizer` (before a DenseAM memory's eps factor)."""
@@ -219,6 +220,7 @@ def apply_parametrization(
         scalings=scalings,
         embed_scales=embed_scales,
         manual_readouts=tuple(n for n, r in tensors.items() if r.role == "output" and not _readout_modules(model, params[n], r)),
+        head_ratios=unset_head_ratios(model, base_modules),
     )
     if not rescale:
         check_saved(model, state)

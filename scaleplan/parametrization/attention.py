@@ -113,6 +113,22 @@ def attention_sites(
     return multipliers, scalings
 
 
+def unset_head_ratios(model: nn.Module, base_modules: Mapping[str, nn.Module]) -> dict[str, float]:
+    """{module: d_head / the base's} for attention modules that name their head size but whose scale scaleplan cannot
+    set (ModernBERT passes head_dim**-0.5 to SDPA itself): the first forward judges an explicit SDPA scale in them by
+    whether their head grew, which it cannot tell from the call alone."""
+    ratios = {}
+    for name, module in model.named_modules():
+        base_module = base_modules.get(name)
+        if (base_module is None or has_hf_scaling(module) or getattr(module, "scaleplan_site", None) == "attention"
+                or "attention" not in type(module).__name__.lower()):
+            continue
+        size, base_size = head_size(module), head_size(base_module)
+        if size is not None and base_size:
+            ratios[name] = size / base_size
+    return ratios
+
+
 def opaque_attention(module: nn.Module) -> bool:
     """A module named like attention with neither `scaling` nor the protocol: scaleplan cannot set its logit scale."""
     return type(module).__name__.lower().endswith("attention") and not any(

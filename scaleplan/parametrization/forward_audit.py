@@ -80,6 +80,7 @@ class _Logits:
     how: str | None  # how they sit at SP's scale; None where they do not
     measured: bool = True  # their scale was read off the arithmetic (a softmax's), not off a call that takes none
     known: bool = True  # that scale could be read (not through a per-head or learned vector)
+    explicit: bool = False  # a scale passed to SDPA: judged only in a module whose head grew (ParametrizationState.head_ratios)
 
 
 class _Watch(TorchFunctionMode):
@@ -177,8 +178,14 @@ class _Watch(TorchFunctionMode):
         F.multi_head_attention_forward always at 1/sqrt(d_head) (its output then comes from out_proj_weight)."""
         carrier = next((i for i in known if i.weight is None and i.origin is not None), _Info())
         if func is _SDPA:
-            how = "F.scaled_dot_product_attention without scale" if _argument(args, kwargs, _SDPA_SCALE_POSITION, "scale") is None else None
-            self.logits.append(_Logits(tuple(self.stack), int(tensors[0].shape[-1]), how, measured=False))
+            d_head, scale = int(tensors[0].shape[-1]), _argument(args, kwargs, _SDPA_SCALE_POSITION, "scale")
+            if scale is None:
+                self.logits.append(_Logits(tuple(self.stack), d_head, "F.scaled_dot_product_attention without scale", measured=False))
+            else:  # a fixed head size passes SP's scale on purpose: only a grown head's is judged
+                sp = _sp_scale(float(scale), d_head)
+                how = None if sp is None else (f"F.scaled_dot_product_attention(scale={'1' if 'unscaled' in sp else '1/sqrt(d_head)'}) "
+                                               "while its head size grows with the width")
+                self.logits.append(_Logits(tuple(self.stack), d_head, how, measured=False, explicit=True))
             return _Info(origin=carrier.origin, scaled=carrier.scaled)
         heads = int(_argument(args, kwargs, _MHA_HEADS_POSITION, "num_heads"))
         self.logits.append(_Logits(tuple(self.stack), int(tensors[0].shape[-1]) // heads,
@@ -368,8 +375,11 @@ def _attention_problem(model: nn.Module, state: ParametrizationState, watch: _Wa
     # at the base width muP's scale is SP's (attention_scale(d, d) is 1/sqrt(d)): a softmax's number cannot tell the fix
     # from the problem there, so only a call that takes no scale is named; the model at any other width is judged
     at_base = all(r.m == 1 and r.m_out in (None, 1) for r in state.tensors.values())
+    grown = {name for name, ratio in getattr(state, "head_ratios", {}).items() if ratio != 1}  # (states pickled before it)
     found: dict[str, None] = {}
     for logits in watch.logits:
+        if logits.explicit and not grown.intersection(logits.stack):
+            continue
         if logits.how is not None and not skipped.intersection(logits.stack) and not (logits.measured and at_base):
             where = logits.stack[-1] if logits.stack else ""
             found[f"{where or 'the model'} ({type(modules[where]).__name__}, d_head {logits.d_head}): {logits.how}"] = None

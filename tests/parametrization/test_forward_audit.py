@@ -390,6 +390,8 @@ class SelfAttention(nn.Module):
         super().__init__()
         self.qkv, self.style = nn.Linear(d, 3 * d), style
         self.gain = nn.Parameter(torch.ones(HEADS, 1, 1))  # a learned per-head gain: a logit scale scaleplan cannot read
+        if style != "sdpa-sp-scale-headless":  # as ModernBERT's: its head size, which scaleplan compares with the base's
+            self.head_dim = d // HEADS
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
@@ -404,7 +406,8 @@ class SelfAttention(nn.Module):
             else:  # q.k as a broadcast product summed: logits scaleplan cannot read
                 logits = (q.unsqueeze(-2) * k.unsqueeze(-3)).sum(-1) * scale
             return x + (logits.softmax(-1) @ v).transpose(1, 2).reshape(b, t, d)
-        scale = attention_scale(q.shape[-1], 8) if self.style == "sdpa-mup" else None
+        scale = {"sdpa-mup": attention_scale(q.shape[-1], 8), "sdpa-sp-scale": q.shape[-1] ** -0.5,
+                 "sdpa-sp-scale-headless": q.shape[-1] ** -0.5}.get(self.style)
         return x + F.scaled_dot_product_attention(q, k, v, scale=scale).transpose(1, 2).reshape(b, t, d)
 
 
@@ -420,6 +423,11 @@ class NamedLM(nn.Module):
 @pytest.mark.parametrize("style, expected", [
     ("sdpa-mup", None),  # the fix the warning names silences it
     ("sdpa", r"attention scaleplan cannot set computes its logits at SP's scale: attn \(SelfAttention, d_head 16\): F.scaled"),
+    # SP's scale passed explicitly (ModernBERT's head_dim**-0.5): wrong where the head grew, which its head_dim shows;
+    # without a head size to compare, an explicit scale is how a fixed head says SP is right, and is trusted
+    ("sdpa-sp-scale", r"at SP's scale: attn \(SelfAttention, d_head 16\): F.scaled_dot_product_attention\(scale=1/sqrt\(d_head\)\) "
+                      r"while its head size grows with the width"),
+    ("sdpa-sp-scale-headless", None),
     ("baddbmm", r"attention scaleplan cannot set computes its logits at SP's scale: attn \(SelfAttention, d_head 16\): softmax"),
     ("broadcast", r"scaleplan cannot set or read the attention-logit scale of attn \(SelfAttention\) \(no softmax over q @ k\^T"),
     ("gain", r"scaleplan cannot set or read the attention-logit scale of attn \(SelfAttention\) \(no softmax over q @ k\^T"),
@@ -449,3 +457,12 @@ def test_multihead_attention_is_named_once_when_applied_not_again_at_the_forward
     with pytest.warns(ParametrizationWarning, match=r"attention-logit scale of layer.self_attn \(MultiheadAttention\)"):
         model = apply_parametrization(Encoder(64), "mup", base=Encoder(32))
     assert audit_warnings(model) == []
+
+
+def test_an_explicit_sp_scale_at_the_base_width_is_not_named() -> None:
+    """At the base width the head has not grown: SP's scale is muP's there."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = apply_parametrization(NamedLM(32, "sdpa-sp-scale"), "mup", base=NamedLM(32, "sdpa-sp-scale"),
+                                      delta=NamedLM(64, "sdpa-sp-scale"))
+    assert model.scaleplan_state.head_ratios == {"attn": 1.0} and audit_warnings(model) == []
