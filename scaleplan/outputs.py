@@ -21,6 +21,9 @@ from typing import Any
 from scaleplan.errors import InputError
 
 
+TRIALS_SUFFIXES = (".csv", ".parquet")  # the files of trials `sweep export` writes (and `fit` reads)
+
+
 def _failed(path: Path, what: str, reason: str) -> InputError:
     return InputError(f"cannot write {what} to {path}: {reason}; choose a writable path")
 

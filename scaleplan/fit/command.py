@@ -16,7 +16,7 @@ from scaleplan.errors import InputError
 from scaleplan.fit.pipeline import MIN_LOSS_LAW_CELLS, offset_values
 from scaleplan.laws.surge import FORMS
 from scaleplan.limits import MAX_BOOTSTRAP
-from scaleplan.outputs import ensure_writable
+from scaleplan.outputs import TRIALS_SUFFIXES, ensure_writable
 from scaleplan.provenance import command_line
 
 if TYPE_CHECKING:
@@ -206,9 +206,6 @@ def _default_law_path(stem: str) -> Path:
         raise InputError(f"{path} already holds a law that scaleplan fit did not write ({source}); name this fit's law file "
                          "with -o FILE (or remove that file)")
     return path
-
-
-TRIALS_SUFFIXES = (".csv", ".parquet")  # files of trials, as `scaleplan sweep export` writes them
 
 
 def _check_source(source: Path | None, storage: str | None, study: str | None) -> None:

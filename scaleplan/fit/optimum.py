@@ -138,12 +138,13 @@ def refuse_unbracketed(optima: list[CellOptimum], x: str) -> None:
     if not optima or not all(o.at_edge or o.flat for o in optima):
         return
     where = "; ".join(f"{o.where(x)}: lr {o.lr:.4g}{' (flat)' if o.flat else ''}" for o in optima)
-    if all(o.flat for o in optima):
+    flat = [o.flat for o in optima]
+    if all(flat):
         raise FitError(f"every cell is flat, its loss the same at every lr within the band ({where}): the sweep locates no "
                        "optimum, so no law can be fitted; train longer or widen the lr grid until the loss moves with lr")
-    raise FitError(f"every cell's optimum lies at the edge of its swept lrs{'' if not any(o.flat for o in optima) else ' or is flat'} "
-                   f"({where}): the sweep brackets no optimum, so no law can be fitted; widen the lr grid past those lrs "
-                   "and sweep again")
+    where_it_lies = "at the edge of its swept lrs or is flat" if any(flat) else "at the edge of its swept lrs"
+    raise FitError(f"every cell's optimum lies {where_it_lies} ({where}): the sweep brackets no optimum, so no law can be "
+                   "fitted; widen the lr grid past those lrs and sweep again")
 
 
 def min_lrs(method: str) -> int:

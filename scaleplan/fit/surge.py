@@ -21,7 +21,7 @@ from scipy.optimize import least_squares
 from scaleplan.core.stats import two_sided_quantile
 from scaleplan.errors import FitError
 from scaleplan.fit.power_law import percentile_ci
-from scaleplan.laws.surge import PARAMETERS, SurgeLaw
+from scaleplan.laws.surge import MIN_BATCH_SIZES, MIN_D, PARAMETERS, SurgeLaw
 
 UNIT_TOLERANCE = 0.01  # relative spread of D / (B steps) over the cells that still counts as one unit (rounded step counts)
 BRACKETED = 1.0  # |1/2 ln(B / B_noise)| below this at some swept cell: the turnover was seen, not extrapolated
@@ -82,8 +82,8 @@ def fit_surge(values: dict[str, np.ndarray], lr: np.ndarray, steps: np.ndarray, 
     n_params = 1 + len(sizes) + len(PARAMETERS)
     if len(lr) < n_params + 1:
         raise FitError(f"the {form} form has {n_params} parameters: it needs at least {n_params + 1} cells, got {len(lr)}")
-    if len({float(x) for x in d}) < 2 or len({float(x) for x in b}) < 3:
-        raise FitError(f"the {form} form needs several D and at least 3 batch sizes (a tokens ladder with --lr-batch)")
+    if len({float(x) for x in d}) < MIN_D or len({float(x) for x in b}) < MIN_BATCH_SIZES:
+        raise FitError(f"the {form} form needs several D and at least {MIN_BATCH_SIZES} batch sizes (a tokens ladder with --lr-batch)")
     template = SurgeLaw("lr", "learning rate", 0.0, 0.0, 0.0, 0.0, batch_unit_tokens(d, b, steps), {v: 0.0 for v in sizes},
                         form=form)
     log_lr = np.log(lr)

@@ -34,6 +34,7 @@ from scaleplan.core.numbers import is_number
 LN2 = math.log(2.0)
 PARAMETERS = ("step_exponent", "noise_intercept", "noise_exponent")  # after the intercept and the size exponents
 FORMS = ("surge", "saturating")  # how ln lr* bends at the noise scale: falls past it, or levels off
+MIN_D, MIN_BATCH_SIZES = 2, 3  # what a fit of these forms needs: several horizons D, a turnover seen in 3 batch sizes
 
 
 def ln_cosh(x: Any, xp: Any = math) -> Any:

@@ -182,9 +182,8 @@ class _Watch(TorchFunctionMode):
             if scale is None:
                 self.logits.append(_Logits(tuple(self.stack), d_head, "F.scaled_dot_product_attention without scale", measured=False))
             else:  # a fixed head size passes SP's scale on purpose: only a grown head's is judged
-                sp = _sp_scale(float(scale), d_head)
-                how = None if sp is None else (f"F.scaled_dot_product_attention(scale={'1' if 'unscaled' in sp else '1/sqrt(d_head)'}) "
-                                               "while its head size grows with the width")
+                sp = _sp_factor(float(scale), d_head)
+                how = None if sp is None else f"F.scaled_dot_product_attention(scale={sp}) while its head size grows with the width"
                 self.logits.append(_Logits(tuple(self.stack), d_head, how, measured=False, explicit=True))
             return _Info(origin=carrier.origin, scaled=carrier.scaled)
         heads = int(_argument(args, kwargs, _MHA_HEADS_POSITION, "num_heads"))
@@ -232,15 +231,21 @@ class _Watch(TorchFunctionMode):
         return factor * number if func in _SCALE_OPS else factor / number
 
 
-def _sp_scale(factor: float | None, d_head: int) -> str | None:
-    """How softmax logits with this factor on q.k sit at SP's scale: 1/sqrt(d_head); or unscaled (T5's 1, its
-    1/sqrt(d_head) folded into the query's init): q.k grows with d_head all the same once training aligns q and k
-    (Tensor Programs V), so muP's 1/d_head applies to both."""
+def _sp_factor(factor: float | None, d_head: int) -> str | None:
+    """Which of SP's scales this factor on q.k is: "1/sqrt(d_head)"; or "1", unscaled (T5's, its 1/sqrt(d_head) folded
+    into the query's init): q.k grows with d_head all the same once training aligns q and k (Tensor Programs V), so
+    muP's 1/d_head applies to both. None: neither."""
     if factor is None:
         return None
     if math.isclose(factor * math.sqrt(d_head), 1.0, rel_tol=1e-3):
-        return "softmax(q @ k^T / sqrt(d_head))"
-    return "softmax(q @ k^T) unscaled (T5's 1)" if math.isclose(factor, 1.0, rel_tol=1e-3) else None
+        return "1/sqrt(d_head)"
+    return "1" if math.isclose(factor, 1.0, rel_tol=1e-3) else None
+
+
+def _sp_scale(factor: float | None, d_head: int) -> str | None:
+    """How softmax logits with this factor on q.k sit at SP's scale (see _sp_factor), as the warning names them."""
+    return {"1/sqrt(d_head)": "softmax(q @ k^T / sqrt(d_head))", "1": "softmax(q @ k^T) unscaled (T5's 1)"}.get(
+        _sp_factor(factor, d_head) or "")
 
 
 def _over_last_dim(tensor: torch.Tensor, dim: Any) -> bool:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from scaleplan.core.reference import ParametrizationRef
 from scaleplan.errors import InputError, ScaleplanError
-from scaleplan.outputs import ensure_writable, writing
+from scaleplan.outputs import TRIALS_SUFFIXES, ensure_writable, writing
 from scaleplan.sweep.spec import SweepSpec, load_spec
 from scaleplan.sweep.storage import open_storage, readable, resolve_storage
 from scaleplan.sweep.study import refuse_other_spec, study_reference
@@ -127,7 +127,7 @@ def load_trials(source: str | Path | SweepSpec, study: str | None = None, storag
 def check_export_path(path: str | Path) -> Path:
     """A .csv or .parquet path in an existing folder (checked before the storage is read)."""
     out = Path(path)
-    if out.suffix not in (".csv", ".parquet"):
+    if out.suffix not in TRIALS_SUFFIXES:
         raise InputError(f"export file must end in .csv or .parquet, got '{out.name}'")
     return ensure_writable(out, "trials", make_folder=False)
 

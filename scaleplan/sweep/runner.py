@@ -181,12 +181,13 @@ def _run(spec: SweepSpec, storage: str | None, workers: int, max_trials: int | N
     session = open_sweep(spec, storage)
     note_objective_source(session, objective.source)
     show = display.update if display is not None else (lambda rows: None)
-    show(study_status(session.study))
+    rows = study_status(session.study)
+    show(rows)
     failure: str | None = None
     crashed: list[int] = []
     try:
         # no more processes than trials left (stale 'running' ones included: a worker re-runs them), none when finished
-        workers = min(workers, sum(r.planned - min(r.done, r.planned) for r in study_status(session.study)))
+        workers = min(workers, sum(r.planned for r in rows) - trials_done(rows))
         if workers == 1:
             run_worker(session, objective, max_trials, on_batch=lambda: show(study_status(session.study)))
         elif workers > 1:

@@ -402,9 +402,10 @@ def parse_spec(raw: dict[str, Any], source: str = "<spec>", path: Path | None = 
     if not isinstance(name, str) or not name or name.startswith(".") or not name.isprintable() or any(c in name for c in "/\\ "):
         raise ScaleplanError(f"{_where(source, 'sweep')}: 'name' must be a non-empty word without spaces, slashes, "
                              "control characters or a leading dot (it names the storage file)")
-    if len(name.encode("utf-8", "replace")) > MAX_NAME_BYTES:
-        raise ScaleplanError(f"{_where(source, 'sweep')}: 'name' is {len(name.encode('utf-8', 'replace'))} bytes, too long "
-                             f"for the file names made from it (at most {MAX_NAME_BYTES})")
+    name_bytes = len(name.encode("utf-8", "replace"))
+    if name_bytes > MAX_NAME_BYTES:
+        raise ScaleplanError(f"{_where(source, 'sweep')}: 'name' is {name_bytes} bytes, too long for the file names made "
+                             f"from it (at most {MAX_NAME_BYTES})")
     sampler = sweep.get("sampler")
     if sampler is not None and sampler not in SAMPLERS:
         raise ScaleplanError(

@@ -11,7 +11,7 @@ import click
 from scaleplan.cli_types import FiniteFloat
 from scaleplan.errors import InputError
 from scaleplan.fit.command import LR_FORMS
-from scaleplan.laws.surge import FORMS
+from scaleplan.laws.surge import FORMS, MIN_BATCH_SIZES, MIN_D
 from scaleplan.limits import MAX_BOOTSTRAP, MAX_GRID_STEP, MAX_NAME_BYTES, MAX_STEPS, MAX_TRIALS_PER_POINT, MAX_WIDTH, MAX_WORKERS
 from scaleplan.validate.experiment import DEFAULT_SEEDS
 
@@ -126,9 +126,9 @@ def validate(specs: tuple[Path, ...], targets: tuple[str, ...], target_width: in
     if len(set(names)) != len(names):
         raise InputError(f"two specs share the sweep name '{next(n for n in names if names.count(n) > 1)}'; give each its own")
     for c in checked:  # another spec's study or runs are refused now, before any sweep trains or law file is replaced
-        if lr_form in FORMS and (len(c.spec.tokens) < 2 or len(c.spec.batch_sizes) < 3):
+        if lr_form in FORMS and (len(c.spec.tokens) < MIN_D or len(c.spec.batch_sizes) < MIN_BATCH_SIZES):
             raise InputError(f"--lr-form {lr_form} is a law of D and the batch size: {c.spec.name} needs a tokens ladder "
-                             f"(several tokens) over 3 or more batch sizes; it sweeps {', '.join(c.spec.swept_axes) or 'one cell'}")
+                             f"(several tokens) over {MIN_BATCH_SIZES} or more batch sizes; it sweeps {', '.join(c.spec.swept_axes) or 'one cell'}")
         refuse_other_study(c.spec, storage)
         target_record(c, out_dir).check()
     results = [
