@@ -26,6 +26,7 @@ _LAZY = {
     "readout_multiplier": "scaleplan.parametrization",
     "calibrate_memory_eps": "scaleplan.parametrization",
     "fold_multipliers": "scaleplan.parametrization",
+    "initialize": "scaleplan.parametrization",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -28,6 +28,7 @@ _LAZY = {
     "tensor_multipliers": "scaleplan.parametrization.groups",
     "calibrate_memory_eps": "scaleplan.parametrization.memory_eps",
     "fold_multipliers": "scaleplan.parametrization.fold",
+    "initialize": "scaleplan.parametrization.meta_init",
 }
 
 __all__ = ["PARAMETRIZATIONS", "ROLES", "Parametrization", "RoleMultipliers", "RoleRule", "attention_scale", "get_parametrization", *_LAZY]

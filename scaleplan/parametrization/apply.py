@@ -73,6 +73,9 @@ class ParametrizationState:
     embed_scales: dict[str, float] = field(default_factory=dict)  # module -> factor on its `embed_scale` (pinned at the base's)
     manual_readouts: tuple[str, ...] = ()  # raw readouts whose multiplier the user applies (readout_multiplier)
     head_ratios: dict[str, float] = field(default_factory=dict)  # attention it cannot set -> d_head / base (unset_head_ratios)
+    init_std: float | None = None  # as applied: what initialize() draws with
+    # tensors whose init could not be set because they were on the meta device (initialize() sets them once materialized)
+    init_pending: tuple[str, ...] = ()
 
     def multipliers(self, name: str, optimizer: str = "adam", decay: str = "torch") -> RoleMultipliers:
         """The rules' factors for tensor `name` under `optimizer` (before a DenseAM memory's eps factor)."""
@@ -221,12 +224,15 @@ def apply_parametrization(
         embed_scales=embed_scales,
         manual_readouts=tuple(n for n, r in tensors.items() if r.role == "output" and not _readout_modules(model, params[n], r)),
         head_ratios=unset_head_ratios(model, base_modules),
+        init_std=init_std,
     )
     if not rescale:
         check_saved(model, state)
     else:
         warn_kept_init(model, params, tensors, init_std, base if isinstance(base, nn.Module) else None)
         rescale_init(model, params, tensors, rules, init_std)
+        if init_std is not None or not rules.keeps_model_scales:  # SP keeps a model's own init: nothing to set later
+            state.init_pending = tuple(name for name, param in params.items() if param.is_meta)
     hooks = _install_readout_hooks(model, params, tensors, rules, output_mult)
     # torch types a Module's attributes as Tensor | Module: the float ones below are scaleplan's
     for module_name, value in sites.items():
@@ -645,7 +651,16 @@ def _oriented_memory(name: str, module: nn.Module, tensors: dict[str, TensorReco
 def check_intact(model: nn.Module, state: ParametrizationState) -> None:
     """Refuse a model changed after apply_parametrization where the change drops what muP set: a parameter added
     (it has no role; FSDP1's flat parameter without use_orig_params), or a readout's module replaced (transformers'
-    resize_token_embeddings, a new head: the new module lacks the 1/m input hook and still trains, as SP)."""
+    resize_token_embeddings, a new head: the new module lacks the 1/m input hook and still trains, as SP); and one
+    parametrized on the meta device whose init was never drawn (it trains from whatever materializing it drew)."""
+    pending = getattr(state, "init_pending", ())  # (states pickled before it)
+    if pending:
+        raise ParametrizationError(
+            f"{len(pending)} tensor(s) ({', '.join(pending[:3])}{', ...' if len(pending) > 3 else ''}) were on the meta "
+            f"device when the model was parametrized, so {state.parametrization}'s init was never drawn on them: once the "
+            "model is materialized (model.to_empty(device=...) and its own init), call scaleplan.initialize(model); to "
+            "keep weights loaded from a checkpoint instead, apply with rescale=False"
+        )
     params = dict(model.named_parameters())
     added = [name for name in params if name not in state.tensors]
     flat = [name for name in added if name.rsplit(".", 1)[-1] == "_flat_param"]  # FSDP1's FlatParameter

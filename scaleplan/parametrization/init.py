@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Collection
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ _INIT_ROLES = ("input", "hidden", "output", "memory")  # tensors re-drawn when i
 
 
 def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord], init_std: float | None,
-                   base: nn.Module | None = None) -> None:
+                   base: nn.Module | None = None, only: Collection[str] | None = None) -> None:
     """Without init_std, name the tensors whose own init rescaling cannot turn into muP's. Hidden/readout tensors whose
     init is not a fan-in (SP) init: a std closer to HF's constant initializer_range than to 1/sqrt(3 fan-in), far from
     any c/sqrt(fan-in), or (where the base's own weights are at hand and the fan-in grew 2x or more) closer to the
@@ -44,7 +44,8 @@ def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: d
     kept, shrunk = [], []
     for name, record in tensors.items():
         param = params[name]
-        if record.role not in ("input", "hidden", "output") or param.dim() < 2 or not _drawn(param):
+        if (only is not None and name not in only) or record.role not in ("input", "hidden", "output") or param.dim() < 2 \
+                or not _drawn(param):
             continue  # a zero init (muP's zero readout) is fine at every width, an identity too
         base_param = base_params.get(name)
         at_base = base_param if base_param is not None and base_param.dim() >= 2 and _drawn(base_param) else None
@@ -143,12 +144,16 @@ def _own_init_stds(model: nn.Module, params: dict[str, nn.Parameter], tensors: d
 
 
 def rescale_init(
-    model: nn.Module, params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord], rules: Parametrization, init_std: float | None
+    model: nn.Module, params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord], rules: Parametrization,
+    init_std: float | None, only: Collection[str] | None = None,
 ) -> None:
-    """Re-draw (init_std) or rescale (the model's SP init) weights by role; biases x sqrt(fan-in mult) as mup."""
+    """Re-draw (init_std) or rescale (the model's SP init) weights by role; biases x sqrt(fan-in mult) as mup. Only the
+    tensors named in `only`, where given (tensors on the meta device have no values to set: see meta_init)."""
     own_stds = {} if rules.keeps_model_scales else _own_init_stds(model, params, tensors)  # SP keeps them
     with torch.no_grad():
         for name, param in params.items():
+            if only is not None and name not in only:
+                continue
             record = tensors[name]
             factor = rules.multipliers(record.role, record.m).init_std
             if init_std is not None and record.role in _INIT_ROLES:  # entries set to zero (a zero readout/query) stay zero
@@ -157,12 +162,13 @@ def rescale_init(
                 own = own_stds[name] if name in own_stds else SP.multipliers(record.role, record.m).init_std
                 if factor != own:
                     param.mul_(factor / own)
+        names = {id(p): name for name, p in params.items()}
         for module in model.modules():
             bias, weight = module._parameters.get("bias"), module._parameters.get("weight")
-            if bias is None or weight is None or weight.dim() < 2:
+            if bias is None or weight is None or weight.dim() < 2 or (only is not None and names.get(id(bias)) not in only):
                 continue
             fan_in = next((u.fan_in for u in known_uses(model, weight) if u.module is module and u.kind != "embedding"), None)
-            weight_name = next((n for n, p in params.items() if p is weight), None)
+            weight_name = names.get(id(weight))
             if fan_in is None or weight_name is None or weight_name in own_stds:
                 continue
             record = tensors[weight_name]

@@ -1,0 +1,60 @@
+"""The parametrization's init for a model parametrized on the meta device, drawn once it is materialized.
+
+Large models are built on the meta device, sharded, then materialized (`to_empty`) and initialized in place
+(torchtitan's `init_weights`, transformers' `init_empty_weights`). apply_parametrization cannot draw or rescale a
+tensor that has no values yet: it records those tensors, `param_groups` refuses the model until `initialize` has
+set them, and `initialize` does on the materialized weights what apply_parametrization does on drawn ones.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from scaleplan.core.rules import get_parametrization
+from scaleplan.errors import ParametrizationError
+from scaleplan.parametrization.apply import require_states
+from scaleplan.parametrization.init import rescale_init, warn_kept_init
+
+
+def initialize(model: nn.Module, base: nn.Module | None = None) -> nn.Module:
+    """Draw (init_std, as applied) or rescale (the model's own fan-in init) the tensors apply_parametrization found on
+    the meta device, now that `model` is materialized and initialized by its own code; `base` (the model at its base
+    width) lets the kept init be checked as apply_parametrization checks it. In place; returns `model`."""
+    found = [(prefix, holder, state) for prefix, holder, state in require_states(model) if state.init_pending]
+    if not found:
+        raise ParametrizationError(
+            "nothing to initialize: every tensor had values when the model was parametrized, and its init was set then"
+        )
+    for prefix, holder, state in found:
+        params = dict(holder.named_parameters())
+        missing = [name for name in state.init_pending if name not in params]
+        if missing:
+            raise ParametrizationError(f"{missing[0]} was parametrized but is no longer in the model: initialize the model "
+                                       "that apply_parametrization was given")
+        for name in state.init_pending:
+            _check_materialized(prefix + "." + name if prefix else name, params[name], state.tensors[name].role)
+        part_base = base.get_submodule(prefix) if base is not None and prefix else base
+        warn_kept_init(holder, params, state.tensors, state.init_std, part_base, only=state.init_pending)
+        rescale_init(holder, params, state.tensors, get_parametrization(state.parametrization), state.init_std,
+                     only=state.init_pending)
+        state.init_pending = ()
+    return model
+
+
+def _check_materialized(name: str, param: nn.Parameter, role: str) -> None:
+    """Refuse a tensor still on the meta device, or one with no init after to_empty (not finite, or an input or hidden
+    matrix all zero: to_empty leaves memory as it finds it, and rescaling that would train from it)."""
+    if param.is_meta:
+        raise ParametrizationError(
+            f"{name} is still on the meta device: materialize the model first (model.to_empty(device=...) and its own "
+            "init, e.g. reset_parameters()), then call initialize(model)"
+        )
+    with torch.no_grad():
+        finite = bool(torch.isfinite(param).all())
+        blank = role in ("input", "hidden") and param.dim() >= 2 and not bool(param.any())
+    if not finite or blank:
+        raise ParametrizationError(
+            f"{name} {'holds non-finite values' if not finite else 'is all zero'}: after model.to_empty(...), run the "
+            "model's own init (reset_parameters(), your init_weights) before initialize(model)"
+        )
