@@ -19,10 +19,11 @@ from scaleplan.plan.shape import DEFAULT_ASPECT, ModelShape, non_embedding_from_
 from scaleplan.plan.sizes import format_size
 
 DEFAULT_TOKENS_LAW = "epoch-chinchilla"
-BATCH_MEANING = "batch size, in the unit of D (turns the decay timescale into lambda)"
-# An explicit shape whose 12*L*d^2 is this many times above or below the parameter count asked for is another model
-# (dense decoders' FFN widths and attention variants keep 12*L*d^2 well within 2x of their count).
-MAX_SHAPE_MISMATCH = 2.0
+# An explicit shape whose 12*L*d^2 is more than SHAPE_WARN times above or below the parameter count asked for is
+# warned about (Gemma-7B's GeGLU FFN of 8d and 16 heads of 256 hold 2.4x its 12*L*d^2), one beyond SHAPE_REFUSE refused
+# as a typo (a mixture of experts holds more: DeepSeek-V3's 671B are 18x its 12*L*d^2).
+SHAPE_WARN = 2.0
+SHAPE_REFUSE = 30.0
 
 
 @dataclass(frozen=True)
@@ -143,12 +144,16 @@ def prescribe(
     given_compute = compute
     shape, source, tokens, tokens_source = _target_shape(tokens_file, loss_n_total, kw, params=params, tokens=tokens,
                                                          compute=compute, params_total=params_total, level=level)
-    _check_shape(shape, d_model, n_layers, source)
+    shape_warnings = _shape_warnings(shape, d_model, n_layers, source, law)
+    assumed: tuple[str, ...] = ()
     if tokens is None and compute is not None:
         tokens, tokens_source = compute / (6.0 * shape.total_params), "C / (6N), N total"
     elif tokens is None:
         tokens = tokens_file.optimal_tokens(loss_n(shape))
         tokens_source = f"compute-optimal for N = {loss_n(shape):.3g} ({tokens_file.name}'s N)"
+        if {"D", "C", "R"} & set(law.needs()):
+            assumed = (f"no --tokens: D = {format_size(tokens)} is assumed, {tokens_source} ({tokens / loss_n(shape):.3g} "
+                       f"tokens per parameter), and law '{law.name}' depends on it: give --tokens for the run you plan",)
     _check_counts(shape, tokens, tokens_source)
     compute = compute if compute is not None else 6.0 * shape.total_params * tokens
 
@@ -183,7 +188,7 @@ def prescribe(
         parametrization=None if law.parametrization is None else law.parametrization.name,
         optimizer=_optimizer_setting(law, optimizer) if groups else None,
         per_group=groups,
-        warnings=(*prediction.warnings, *loss_warnings, *role_warnings),
+        warnings=(*assumed, *shape_warnings, *prediction.warnings, *loss_warnings, *role_warnings),
         width=float(d_model or shape.d_model) if groups else None,
         depth=float(depth or n_layers or shape.n_layers) if groups else None,
         residual_mult=residual,
@@ -202,6 +207,11 @@ def _decay_fields(prediction: Prediction) -> dict[str, Any]:
 def _batch_unit(law: LawFile) -> str | None:
     """The unit of the law's batch-size target (tokens, samples, sequences), if it has one."""
     return next((p.unit for p in law.power_laws if p.target == "batch_size"), None)
+
+
+def _decay_batch_meaning(law: LawFile) -> str:
+    """What --batch counts for a weight-decay law without a batch law: the unit of its D (lambda is linear in it)."""
+    return f"batch size in {law.variable('D').unit}, the unit of D (turns the decay timescale into lambda)"
 
 
 def _law_input(law: LawFile, var: str, shape: ModelShape, tokens: float, compute: float, given_compute: float | None = None) -> LawInput:
@@ -232,8 +242,13 @@ def _prescribe_axes(
     the rules at that width and depth."""
     # a width or depth the law does not take sets only the per-role rules (prescribe refused any other unused input)
     given = law.taken(width=width, depth=depth, params=params, tokens=tokens, batch_size=batch_size)
+    if law.weight_decay is not None and not law.has_variable("B") and batch_size is not None and tokens is not None \
+            and batch_size > tokens:
+        raise InputError(f"--batch {format_size(batch_size)} is more than --tokens {format_size(tokens)} (both in the law's "
+                         f"{law.variable('D').unit}): the run would be under one step; give the batch in the unit of D")
     prediction = law.evaluate(level=level, **given)
-    inputs = [LawInput(v, val, law.variable(v).meaning if law.has_variable(v) else BATCH_MEANING) for v, val in prediction.inputs.items()]
+    inputs = [LawInput(v, val, law.variable(v).meaning if law.has_variable(v) else _decay_batch_meaning(law))
+              for v, val in prediction.inputs.items()]
     lr = prediction.values.get("lr")
     groups, residual, role_warnings = _per_role(law, lr, width, depth, optimizer, prediction)
     return _finite_answer(Prescription(
@@ -376,18 +391,27 @@ def _target_shape(tokens_file: LawFile, loss_n_total: bool, kw: dict[str, Any], 
     raise ScaleplanError("give --params (or --d-model and --layers, or --compute)")
 
 
-def _check_shape(shape: ModelShape, d_model: int | None, n_layers: int | None, source: str | None) -> None:
-    """Refuse a given --d-model/--layers whose 12*L*d^2 is far from the parameter count asked for: the law would be
-    evaluated at one model and the shape (its width, DeepSeek's FLOPs per token) taken from another."""
+def _shape_warnings(shape: ModelShape, d_model: int | None, n_layers: int | None, source: str | None,
+                    law: LawFile) -> tuple[str, ...]:
+    """Where the count a law of N reads and the shape disagree: a shape given alone (N is its 12*L*d^2, a 4x-MLP
+    decoder's), or given beside a count far from its 12*L*d^2 (warned; refused beyond SHAPE_REFUSE, a typo)."""
+    if source is None:
+        if not law.has_variable("N"):
+            return ()  # DeepSeek's M is written in L and d: the shape is its own convention
+        return (f"N = 12*L*d^2 = {format_size(shape.non_embedding_params)} from --d-model {shape.d_model} and --layers "
+                f"{shape.n_layers} (a decoder with a 4x MLP and full attention); gated or wider FFNs, GQA and experts hold "
+                "another count: give --params with the model's non-embedding count",)
     flags = [flag for flag, v in (("--d-model", d_model), ("--layers", n_layers)) if v is not None]
     ratio = shape.counted_params / shape.non_embedding_params
-    if source is None or not flags or 1 / MAX_SHAPE_MISMATCH <= ratio <= MAX_SHAPE_MISMATCH:
-        return
-    raise InputError(f"{source} asks for {format_size(shape.non_embedding_params)} non-embedding parameters, but the shape "
-                     f"(d_model {shape.d_model}, layers {shape.n_layers}; {' and '.join(flags)} given) holds 12*L*d^2 = "
-                     f"{format_size(shape.counted_params)}, {max(ratio, 1 / ratio):.3g}x {'more' if ratio > 1 else 'fewer'}: "
-                     f"drop {' and '.join(flags)} to derive the shape from the count, or make the two agree (within "
-                     f"{MAX_SHAPE_MISMATCH:g}x)")
+    if not flags or 1 / SHAPE_WARN <= ratio <= SHAPE_WARN:
+        return ()
+    how = (f"{source} asks for {format_size(shape.non_embedding_params)} non-embedding parameters, but the shape (d_model "
+           f"{shape.d_model}, layers {shape.n_layers}; {' and '.join(flags)} given) holds 12*L*d^2 = "
+           f"{format_size(shape.counted_params)}, {max(ratio, 1 / ratio):.3g}x {'more' if ratio > 1 else 'fewer'}")
+    if not 1 / SHAPE_REFUSE <= ratio <= SHAPE_REFUSE:
+        raise InputError(f"{how}: drop {' and '.join(flags)} to derive the shape from the count, or correct the one mistyped")
+    return (f"{how}: the law reads the count, the shape sets the width (wide or gated FFNs and experts hold more than "
+            "12*L*d^2; if neither is one, check both)",)
 
 
 def _check_counts(shape: ModelShape, tokens: float, tokens_source: str | None) -> None:

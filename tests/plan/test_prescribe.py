@@ -173,6 +173,33 @@ def test_a_mup_decay_law_prescribes_lambda_per_role(convention, hidden_factor):
 
     text = to_table(p)
     assert "weight-decay timescale tau" in text and "base weight decay lambda (muP)" in text and f"{lam * hidden_factor:.3g}" in text
+    assert "batch size in samples, the unit of D" in text  # lambda is linear in B: its unit is named
+    with pytest.raises(ScaleplanError, match=r"--batch 2M is more than --tokens 1M \(both in the law's samples\): .*under one step"):
+        prescribe(law, width=256, params=1e5, tokens=1e6, batch_size=2e6)
+
+
+def test_a_plan_without_tokens_warns_that_it_assumed_them_for_a_law_of_d():
+    assumed = [w for w in prescribe("steplaw", params=7e9).warnings if w.startswith("no --tokens")]
+    assert len(assumed) == 1 and "D = 150B is assumed" in assumed[0] and "give --tokens" in assumed[0]
+    assert not any(w.startswith("no --tokens") for w in prescribe("steplaw", params=7e9, tokens=2e12).warnings)
+    assert not any(w.startswith("no --tokens") for w in prescribe("steplaw", compute=1e23).warnings)  # a budget splits itself
+
+
+def test_a_shape_alone_gives_an_estimated_count_and_says_so_for_a_law_of_n():
+    # Gemma-7B's shape: 12*L*d^2 = 3.17B, its GeGLU FFN (8d) and 16 heads of 256 hold 7.75B non-embedding
+    p = prescribe("steplaw", d_model=3072, n_layers=28, tokens=6e12)
+    assert p.shape.non_embedding_params == 12 * 28 * 3072**2
+    assert any(w.startswith("N = 12*L*d^2 = 3.17B from --d-model 3072 and --layers 28") and "give --params" in w for w in p.warnings)
+    deepseek = prescribe("deepseek", d_model=4096, n_layers=30, tokens=2e12)  # M = 72*L*d^2 + ...: the shape is its convention
+    assert not any("12*L*d^2" in w for w in deepseek.warnings)
+
+
+def test_a_true_count_beside_a_shape_it_does_not_follow_is_kept_and_warned():
+    p = prescribe("steplaw", params=7.75e9, d_model=3072, n_layers=28, tokens=6e12)
+    assert p.shape.non_embedding_params == 7.75e9 and p.shape.d_model == 3072
+    assert p.lr.value == pytest.approx(prescribe("steplaw", params=7.75e9, tokens=6e12).lr.value)  # the law reads the count
+    assert any("holds 12*L*d^2 = 3.17B, 2.44x fewer: the law reads the count" in w for w in p.warnings)
+    assert not any("12*L*d^2" in w for w in prescribe("steplaw", params=7e9, d_model=4096, n_layers=32, tokens=2e12).warnings)
 def _fitted_law(variable, exponents, **extra):
     from scaleplan.laws import LawFile, PowerLaw, Provenance, Variable
 
