@@ -35,9 +35,10 @@ from scaleplan.laws.surge import FORMS, SurgeLaw
 # isoFLOP laws (N_opt, D_opt of C), variable R = D/N, optional `weight_decay` (the AdamW timescale law's
 # convention); 4: optional `interactions` of power laws (c ln(a/a0) ln(b/b0) terms); 5: optional `corrections` of power
 # laws (c (v/v0)^-q finite-size terms, the finite-width form); 6: optional `surge`, the lr law of D and B in the surge
-# form (laws/surge.py) instead of an lr power law; 7: the surge law's `form` (surge or saturating; absent: surge).
-# Older files still load.
-SCHEMA_VERSION = 7
+# form (laws/surge.py) instead of an lr power law; 7: the surge law's `form` (surge or saturating; absent: surge); 8:
+# optional `fitted_ratios` ("D/N": the span of D/N over the fitted cells, where they are not a full grid). Older files
+# still load.
+SCHEMA_VERSION = 8
 
 # Keyword arguments of LawFile.predict and the variable each one feeds.
 KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "depth": "L", "batch_size": "B",
@@ -339,6 +340,8 @@ class LawFile:
     power_laws: list[PowerLaw] = field(default_factory=list)
     loss_law: LossLaw | None = None
     fitted_range: dict[str, tuple[float, float]] = field(default_factory=dict)
+    # "D/N" -> the span of that ratio over the fitted cells: a point inside every fitted_range can lie outside them
+    fitted_ratios: dict[str, tuple[float, float]] = field(default_factory=dict)
     method: str | None = None
     parametrization: ParametrizationRef | None = None
     notes: str | None = None
@@ -508,7 +511,22 @@ class LawFile:
                 out.append(f"extrapolating: {var}={val:.3g} is {val / hi:.3g}x above the fitted range [{lo:.3g}, {hi:.3g}]")
             elif val < lo * (1 - 1e-9):
                 out.append(f"extrapolating: {var}={val:.3g} is {lo / val:.3g}x below the fitted range [{lo:.3g}, {hi:.3g}]")
-        return out + self._interaction_warnings(values) + self._critical_batch_warnings(values)
+        return out + self._ratio_warnings(values) + self._interaction_warnings(values) + self._critical_batch_warnings(values)
+
+    def _ratio_warnings(self, values: dict[str, float]) -> list[str]:
+        """A ratio of inputs (D/N, tokens per parameter) outside its span over the fitted cells."""
+        out = []
+        for ratio, (lo, hi) in self.fitted_ratios.items():
+            top, bottom = ratio.split("/")
+            if top not in values or bottom not in values:
+                continue
+            val = values[top] / values[bottom]
+            if lo * (1 - 1e-9) <= val <= hi * (1 + 1e-9):
+                continue
+            how = f"{val / hi:.3g}x above" if val > hi else f"{lo / val:.3g}x below"
+            out.append(f"extrapolating: {ratio}={val:.3g} is {how} the fitted cells' range [{lo:.3g}, {hi:.3g}] (each of "
+                       f"{top} and {bottom} may lie inside its own range: no fitted cell trained this {ratio})")
+        return out
 
     def _critical_batch_warnings(self, values: dict[str, float]) -> list[str]:
         """An lr law of B evaluated beyond the swept batch sizes and above the critical batch the sweep measured: on
@@ -559,6 +577,10 @@ class LawFile:
         """Plain JSON-ready dict, schema_version first."""
         d = asdict(self)
         d["fitted_range"] = {k: list(v) for k, v in self.fitted_range.items()}
+        if self.fitted_ratios:
+            d["fitted_ratios"] = {k: list(v) for k, v in self.fitted_ratios.items()}
+        else:  # a law without them as schema 7 wrote it
+            del d["fitted_ratios"]
         for law in d["power_laws"]:  # a plain power law's object stays as schema 3 wrote it
             for key in ("interactions", "corrections"):
                 if law[key] is None:
@@ -604,6 +626,7 @@ class LawFile:
                 power_laws=[_power_law(p) for p in _objects(d.get("power_laws"), "power_laws")],
                 loss_law=None if (loss := _block(d, "loss_law")) is None else LossLaw(**loss),
                 fitted_range={k: _range(v, f"fitted_range of {k}") for k, v in _object(d, "fitted_range").items()},
+                fitted_ratios={k: _range(v, f"fitted_ratios of {k}") for k, v in _object(d, "fitted_ratios").items()},
                 method=d.get("method"),
                 parametrization=None if d.get("parametrization") is None
                 else ParametrizationRef.from_dict(d["parametrization"], origin),
@@ -806,6 +829,12 @@ def _validate(law: LawFile) -> None:
             raise LawFileError(f"{where}: fitted_range names undeclared variable '{var}'")
         if not (0 < rng[0] <= rng[1]):
             raise LawFileError(f"{where}: fitted_range of {var} must satisfy 0 < low <= high")
+    for ratio, rng in law.fitted_ratios.items():
+        parts = ratio.split("/")
+        if len(parts) != 2 or not set(parts) <= set(names) or parts[0] == parts[1]:
+            raise LawFileError(f"{where}: fitted_ratios key {ratio!r} must be 'A/B' of two declared variables, e.g. 'D/N'")
+        if not (0 < rng[0] <= rng[1]):
+            raise LawFileError(f"{where}: fitted_ratios of {ratio} must satisfy 0 < low <= high")
     if law.weight_decay is not None:
         wd = law.weight_decay
         if wd.convention not in DECAY_CONVENTIONS:

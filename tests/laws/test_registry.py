@@ -1,10 +1,12 @@
 import math
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from scaleplan import load_law
 from scaleplan.errors import ScaleplanError
-from scaleplan.laws import list_laws
+from scaleplan.laws import LawFile, list_laws
 
 
 def test_shipped_presets_cite_their_sources():
@@ -45,3 +47,23 @@ def test_deepseek_preset_reproduces_its_7b_choice():
 def test_unknown_name_suggests_close_match():
     with pytest.raises(ScaleplanError, match="did you mean 'steplaw'"):
         load_law("steplw")
+
+
+def test_steplaw_warns_at_a_tokens_per_parameter_no_cell_trained():
+    # 1.07B parameters on 4B tokens: N and D each inside the released grid's range, D/N = 3.7 below every cell's
+    law = load_law("steplaw")
+    cells = pd.read_csv(Path(__file__).parents[1] / "data" / "steplaw_dense_lr_bs_loss.csv")
+    ratios = cells["D"] / cells["N"]
+    assert law.fitted_ratios["D/N"] == (ratios.min(), ratios.max())  # the vendored grid's span, 18.6 to 466
+    inside = law.evaluate(params=1.07e9, tokens=4e9).warnings
+    assert list(inside) == ["extrapolating: D/N=3.74 is 4.98x below the fitted cells' range [18.6, 466] (each of D and N "
+                            "may lie inside its own range: no fitted cell trained this D/N)"]
+    assert not law.evaluate(params=1.07e9, tokens=5e10).warnings  # D/N = 47: a cell's
+
+
+def test_a_ratio_of_undeclared_variables_or_a_bad_span_does_not_load():
+    law = load_law("steplaw").to_dict()
+    for ratios, fragment in (({"D/X": [1, 2]}, "'A/B' of two declared variables"), ({"DN": [1, 2]}, "'A/B'"),
+                             ({"D/N": [2, 1]}, "0 < low <= high")):
+        with pytest.raises(ScaleplanError, match=fragment):
+            LawFile.from_dict({**law, "fitted_ratios": ratios})
