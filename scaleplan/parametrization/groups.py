@@ -10,7 +10,7 @@ from torch import nn
 
 from scaleplan.errors import ParametrizationError, ParametrizationWarning, ScaleplanError
 from scaleplan.parametrization.apply import ParametrizationState, check_intact, require_states
-from scaleplan.parametrization.optimizer_check import BASE_KEYS, FACTOR_KEY, MOMENTUM_KEY, OPTIMIZER_KEY, watch
+from scaleplan.parametrization.optimizer_check import BASE_KEYS, DECAY_KEY, FACTOR_KEY, MOMENTUM_KEY, OPTIMIZER_KEY, watch
 from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import RoleMultipliers, undecayed_roles
 from scaleplan.core.weight_decay import DECOUPLED_OPTIMIZERS, check_convention, check_weight_decay
@@ -125,6 +125,7 @@ def param_groups(
                  BASE_KEYS["weight_decay"]: base_wd,
                  "weight_decay": group_wd / group_lr if decay == "independent" else group_wd},
             )
+            group[DECAY_KEY] = group["weight_decay"]
             if fixed_eps is not None:
                 group["eps"] = fixed_eps
             elif f.eps != 1.0:

@@ -3,8 +3,9 @@
 Training code loses it without an error in several ways: an optimizer built from `model.parameters()` (one lr for
 tensors whose roles need different ones); a schedule that sets every group's lr to one value after `param_groups`
 gave each role its own (nanoGPT's loop `g["lr"] = lr`, OneCycleLR or CyclicLR with one max_lr, the floor of
-CosineAnnealingLR's eta_min); groups built for Adam stepped by SGD (or the reverse); a weight_decay or eps given to
-the optimizer's constructor, which param_groups' groups override; an SGD momentum other than the one an SGD law
+CosineAnnealingLR's eta_min), or every group's weight decay to one value (a loop `g["weight_decay"] = wd`); groups
+built for Adam stepped by SGD (or the reverse); a weight_decay or eps given to the optimizer's constructor, which
+param_groups' groups override; an SGD momentum other than the one an SGD law
 was fitted with; a readout used through its weight, whose module (with muP's 1/m input hook) never runs; and an
 optimizer scaleplan has no muP rules for (Muon, Adafactor). A global optimizer step pre-hook checks every optimizer
 that steps parametrized tensors and warns once per optimizer, at the training loop's step, naming the fix.
@@ -27,6 +28,7 @@ FACTOR_KEY = "scaleplan_lr_factor"  # on each group of param_groups: the group's
 OPTIMIZER_KEY = "scaleplan_optimizer"  # on each group of param_groups: the optimizer its rules were for
 # on each group of param_groups: the base weight decay it scaled; on the groups where it scaled Adam's eps, the base eps
 BASE_KEYS = {"weight_decay": "scaleplan_weight_decay", "eps": "scaleplan_eps"}
+DECAY_KEY = "scaleplan_initial_weight_decay"  # on each group of param_groups: the weight_decay it was built with
 MOMENTUM_KEY = "scaleplan_momentum"  # on each group built from an SGD law's prediction: the law's (momentum, nesterov)
 TAG = "_scaleplan_lr_factors"  # on each parametrized tensor: (its name, {optimizer family: lr factor}, readout hooks)
 RATIO_TOLERANCE = 1e-3  # relative spread of lr / factor across groups that still counts as one base lr
@@ -148,6 +150,26 @@ def schedule_problem(groups: Iterable[Mapping[str, Any]]) -> str | None:
     )
 
 
+def decay_schedule_problem(groups: Iterable[Mapping[str, Any]]) -> str | None:
+    """Why the groups of param_groups no longer share one weight-decay schedule (each group's weight_decay over the one
+    it was built with), or None: a loop g['weight_decay'] = wd_t (a DINO/ViT-style decay schedule) flattens muP's
+    per-role decay, and decays the roles param_groups left undecayed."""
+    stamped = [(i, g) for i, g in enumerate(groups) if DECAY_KEY in g]
+    revived = next((i for i, g in stamped if float(g[DECAY_KEY]) == 0 and float(g.get("weight_decay", 0.0)) != 0), None)
+    scales = [float(g.get("weight_decay", 0.0)) / float(g[DECAY_KEY]) for _, g in stamped if float(g[DECAY_KEY]) != 0]
+    spread = len(scales) >= 2 and max(scales) > min(scales) * (1 + RATIO_TOLERANCE)
+    if revived is None and not spread:
+        return None
+    what = (f"group {revived} was built without weight decay (no_decay) and now has weight_decay "
+            f"{float(dict(stamped)[revived]['weight_decay']):.3g}" if revived is not None else
+            f"their weight decays are now {min(scales):.3g}x to {max(scales):.3g}x the ones param_groups set")
+    return (
+        f"the optimizer's weight decays lost muP's per-role ratios: {what}. Something set the groups' weight_decay "
+        "directly (a loop g['weight_decay'] = wd): scale each group's own value instead, "
+        f"g['weight_decay'] = g[{DECAY_KEY!r}] * factor"
+    )
+
+
 def grouping_problem(groups: Iterable[Mapping[str, Any]], optimizer_family: str) -> str | None:
     """Why groups not built by param_groups hold parametrized tensors that need different lrs, or None."""
     for i, group in enumerate(groups):
@@ -219,7 +241,8 @@ def _check_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
     if optimizer in _warned:
         return
     groups = optimizer.param_groups
-    problem = schedule_problem(groups)  # lrs change every step; the rest only when groups are added
+    problem = schedule_problem(groups) or decay_schedule_problem(groups)  # these change every step; the rest only when
+    # groups are added
     if problem is None and _checked_groups.get(optimizer) != len(groups):
         _checked_groups[optimizer] = len(groups)
         opt_family = family(optimizer)

@@ -124,6 +124,32 @@ def test_schedules_that_flatten_the_ratios_are_warned_about(schedule, scheduler,
         assert "g['lr'] = lr * g['scaleplan_lr_factor']" in str(caught[0].message)
 
 
+def flatten_decay(optimizer: torch.optim.Optimizer, step: int) -> None:
+    for g in optimizer.param_groups:  # a DINO/ViT-style weight-decay schedule, written over every group
+        g["weight_decay"] = 0.1 * (1 + step) / 4
+
+
+def scale_decay(optimizer: torch.optim.Optimizer, step: int) -> None:
+    for g in optimizer.param_groups:
+        g["weight_decay"] = g["scaleplan_initial_weight_decay"] * (1 + step) / 4
+
+
+@pytest.mark.parametrize("no_decay, schedule, warned", [
+    ((), flatten_decay, "weight decays are now 0.0625x to 0.25x the ones param_groups set"),
+    (("vector", "fixed"), flatten_decay, "was built without weight decay (no_decay) and now has weight_decay 0.025"),
+    ((), scale_decay, None), (("vector", "fixed"), scale_decay, None),
+])
+def test_a_weight_decay_schedule_that_flattens_the_roles_is_warned_about(no_decay: tuple, schedule: Schedule,
+                                                                        warned: str | None) -> None:
+    # muP scales AdamW's (torch convention) weight decay by the fan-in multiplier: the hidden matrix decays 4x at 4x width
+    model = parametrized()
+    optimizer = torch.optim.AdamW(param_groups(model, 1e-3, optimizer="adamw", weight_decay=0.1, no_decay=no_decay))
+    caught = warnings_of(model, optimizer, schedule=schedule)
+    assert [warned in str(w.message) for w in caught] == ([True] if warned else [])
+    if warned:
+        assert "g['weight_decay'] = g['scaleplan_initial_weight_decay'] * factor" in str(caught[0].message)
+
+
 def test_schedule_problem_names_both_groups_and_their_factors() -> None:
     groups = [{"lr": 1e-3, FACTOR_KEY: 1.0, "names": ["a.weight"]}, {"lr": 1e-3, FACTOR_KEY: 0.25, "names": ["b.weight"]}]
     message = schedule_problem(groups)
