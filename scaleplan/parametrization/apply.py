@@ -31,6 +31,7 @@ from scaleplan.parametrization.attention import attention_sites, logit_scale, se
 from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
 from scaleplan.parametrization.forward_audit import install as install_forward_audit
 from scaleplan.parametrization.init import rescale_init, warn_kept_init
+from scaleplan.parametrization.temperature_check import warn_temperatures
 from scaleplan.parametrization.layout import (
     RECURRENT, Inferred, declared_role, infer_role, known_uses, refuse_low_rank_inputs, refuse_recurrent_readouts, warn_fused_widths,
 )
@@ -214,7 +215,7 @@ def apply_parametrization(
         depth_ratio=depth_ratio,
         completep=completep,
         output_mult=output_mult,
-        softmax_energy=any(getattr(m, "energy", None) == "lse" for m in model.modules()),
+        softmax_energy=any(site_energy(m) == "lse" for m in model.modules()),
         memories_ratio=memories_ratio,
         sites=sites,
         width=model_width(model) or _inferred_width(tensors, resolved_base_width),
@@ -237,6 +238,7 @@ def apply_parametrization(
     # torch types a Module's attributes as Tensor | Module: the float ones below are scaleplan's
     for module_name, value in sites.items():
         model.get_submodule(module_name).multiplier = value  # type: ignore[assignment]
+    warn_temperatures(model, base_modules, rules)
     for module_name, factor in scalings.items():
         module = model.get_submodule(module_name)
         set_logit_scale(module, logit_scale(module) * factor)
@@ -579,10 +581,20 @@ def _memory_factors(model: nn.Module, base_modules: dict[str, nn.Module], tensor
             m_memories = _site_size(name, module, "n_memories") / _site_size(name, base_module, "n_memories")
             m_features = _site_size(name, module, "features") / _site_size(name, base_module, "features")
             record.eps = rules.memory_eps_multiplier(m_features, m_memories, _site_size(name, module, "gradient_order"))
-            if getattr(module, "energy", None) == "lse":
+            if site_energy(module) == "lse":
                 record.m = m_features
             largest = max(largest, m_memories)
     return largest
+
+
+def site_energy(module: nn.Module) -> str | None:
+    """A DenseAM site's energy name: `scaleplan_energy`, else `energy` where that is a string (an energy-based model's
+    `energy` is often its method)."""
+    for attribute in ("scaleplan_energy", "energy"):
+        value = getattr(module, attribute, None)
+        if isinstance(value, str):
+            return value
+    return None
 
 
 PROTOCOL = ("declare the memory matrix (K, N) on the module that owns it, scaleplan_roles = {'<its name>': 'memory'}, "

@@ -447,6 +447,26 @@ def test_the_memories_sgd_lr_factor_is_n_over_n_base_times_k_over_k_base_but_lse
     assert tensor_multipliers(model, "adam")["am.xi"].lr == 1.0
 
 
+class EnergyMethodHopfield(Hopfield):
+    """An energy-based layer whose `energy` is a method: it names its energy in `scaleplan_energy`."""
+
+    scaleplan_energy = "lse"
+
+    def energy(self, x: torch.Tensor) -> torch.Tensor:
+        return -torch.logsumexp(4.0 / self.xi.shape[1] * x @ self.xi.T, dim=-1)
+
+
+def test_an_lse_memory_whose_energy_is_a_method_is_declared_with_scaleplan_energy() -> None:
+    def net(n: int, k: int) -> HopfieldNet:
+        model = HopfieldNet(n, k)
+        model.am = EnergyMethodHopfield(n, k)
+        return model
+
+    model = apply_parametrization(net(64, 128), "denseam", base=net(32, 32))
+    assert tensor_multipliers(model, "sgd")["am.xi"].lr == 2.0  # N/N_base alone, as for energy = "lse"
+    assert model.scaleplan_state.softmax_energy
+
+
 def test_a_square_memory_matrix_is_read_as_memories_by_features() -> None:
     """N == K: the orientation cannot be told from the shape; it is taken as (K, N), as documented."""
     state = apply_parametrization(HopfieldNet(64, 64), "denseam", base=HopfieldNet(32, 32)).scaleplan_state
