@@ -97,10 +97,12 @@ class ParametrizationState:
 
 class ScaleInput:
     """Forward pre-hook multiplying a readout's input by a float (picklable, vmap-safe). `ran` records that the
-    module's forward ran at all: a readout used only through its weight (F.linear(h, head.weight)) never gets the
-    multiplier, and the optimizer check names it."""
+    module's forward ran since the optimizer check last looked (it resets it at each step): a readout used only through
+    its weight (F.linear(h, head.weight), a fused linear + cross-entropy) never gets the multiplier, and the check names
+    it; `manual` that the caller applies the multiplier itself (readout_multiplier)."""
 
-    ran = False  # a class default, so hooks pickled before the flag existed read False
+    ran = False  # class defaults, so hooks pickled before the flags existed read False
+    manual = False
 
     def __init__(self, multiplier: float) -> None:
         self.multiplier = multiplier
@@ -189,6 +191,13 @@ def apply_parametrization(
             f"{', '.join(lazy[:3])}: lazy parameters without a shape yet; run one forward pass of the model (and of the base) "
             "before apply_parametrization"
         )
+    sharded = [name for name, p in params.items() if type(p.data).__name__ == "DTensor"]
+    if sharded:
+        raise ParametrizationError(
+            f"{sharded[0]} is a DTensor (sharded by FSDP2's fully_shard or tensor parallelism): apply_parametrization "
+            "reads and rescales whole tensors, so apply it before sharding (on the meta device if the model is large: "
+            "see scaleplan.initialize)"
+        )
     declared = _declared_roles(model, params, roles)
     base_shapes = _shapes_like(params, base, "base") if base is not None else None
     tensors = _tensor_records(model, params, base, base_shapes, declared, base_width, delta)
@@ -255,7 +264,7 @@ def apply_parametrization(
         )
     model.scaleplan_state = state  # type: ignore[assignment]
     store_metadata(model, state)
-    tag_tensors(params, {name: {family: state.multipliers(name, family).lr for family in ("adam", "sgd")} for name in tensors}, hooks)
+    tag_tensors(model, params, {name: {family: state.multipliers(name, family).lr for family in ("adam", "sgd")} for name in tensors}, hooks)
     watch()
     if not rules.keeps_model_scales:
         install_forward_audit(model)
@@ -309,7 +318,7 @@ def readout_multiplier(model: nn.Module, name: str) -> float:
     if record is None or record.role != "output":
         raise ParametrizationError(f"{name!r} is not a readout of this model (readouts: {', '.join(n for n, r in state.tensors.items() if r.role == 'output')})")
     for hook in getattr(holder.get_parameter(name), TAG, (None, None, ()))[2]:
-        hook.ran = True  # the caller applies the multiplier: the optimizer check must not say nobody does
+        hook.manual = True  # the caller applies the multiplier: the optimizer check must not say nobody does
     return state.output_mult * get_parametrization(state.parametrization).multipliers("output", record.m).forward
 
 

@@ -34,8 +34,12 @@ TAG = "_scaleplan_lr_factors"  # on each parametrized tensor: (its name, {optimi
 RATIO_TOLERANCE = 1e-3  # relative spread of lr / factor across groups that still counts as one base lr
 
 _registered = False
+# parametrized module -> {name: its tensor's tag}: tensors replaced after apply_parametrization (FSDP2's fully_shard, a
+# .to() under torch's swap/overwrite-on-conversion) are new objects without the tag, and are tagged again from here
+_tags: weakref.WeakKeyDictionary[torch.nn.Module, dict[str, tuple]] = weakref.WeakKeyDictionary()
 _warned: weakref.WeakSet[Optimizer] = weakref.WeakSet()
 _checked_groups: weakref.WeakKeyDictionary[Optimizer, int] = weakref.WeakKeyDictionary()  # optimizer -> groups checked
+_readouts: weakref.WeakKeyDictionary[Optimizer, list] = weakref.WeakKeyDictionary()  # optimizer -> its readouts
 
 
 def watch() -> None:
@@ -46,21 +50,43 @@ def watch() -> None:
         _registered = True
 
 
-def tag_tensors(params: Mapping[str, torch.nn.Parameter], factors: Mapping[str, Mapping[str, float]],
+def tag_tensors(model: torch.nn.Module, params: Mapping[str, torch.nn.Parameter], factors: Mapping[str, Mapping[str, float]],
                 hooks: Mapping[str, Sequence[Any]]) -> None:
-    """Record on each parametrized tensor its name, its lr factor per optimizer family ("adam", "sgd") and the
-    readout hooks that must run for it to be muP's readout (those with a `ran` flag; none for other tensors)."""
+    """Record on each parametrized tensor of `model` its name, its lr factor per optimizer family ("adam", "sgd") and
+    the readout hooks that must run for it to be muP's readout (those with a `ran` flag; none for other tensors)."""
+    tags = {name: (name, dict(factors[name]), tuple(hooks.get(name, ()))) for name in params}
+    _tags[model] = tags
     for name, param in params.items():
-        setattr(param, TAG, (name, dict(factors[name]), tuple(hooks.get(name, ()))))
+        setattr(param, TAG, tags[name])
+
+
+def retag(params: Iterable[torch.nn.Parameter]) -> None:
+    """Tag again the tensors among `params` that a parametrized module holds under a tagged name but that lost the tag
+    (replaced after apply_parametrization: FSDP2's DTensor parameters, swap-on-conversion), so the checks see them."""
+    untagged = {id(p) for p in params if not hasattr(p, TAG)}
+    if not untagged:
+        return
+    for model, tags in list(_tags.items()):
+        for name, param in model.named_parameters():
+            if id(param) in untagged and name in tags:
+                setattr(param, TAG, tags[name])
 
 
 # per-coordinate normalized optimizers: muP's Adam lr rules apply to them (AdamW subclasses Adam)
 ADAPTIVE = (torch.optim.Adam, torch.optim.NAdam, torch.optim.RAdam, torch.optim.Adamax, torch.optim.RMSprop, torch.optim.Adagrad)
 
 
+def stepping(optimizer: Optimizer) -> Optimizer:
+    """The optimizer whose update rule steps the tensors: a wrapper's inner one (ZeroRedundancyOptimizer's `optim`,
+    built from its optimizer_class over the groups), else `optimizer` itself."""
+    inner = getattr(optimizer, "optim", None)
+    return inner if isinstance(inner, Optimizer) else optimizer
+
+
 def family(optimizer: Optimizer) -> str | None:
     """The optimizer family whose muP lr rules apply ("adam" for Adam-like adaptive optimizers, "sgd"), or None if
     scaleplan has none (Adafactor, Muon, ... scale otherwise)."""
+    optimizer = stepping(optimizer)
     if isinstance(optimizer, torch.optim.SGD):
         return "sgd"
     if isinstance(optimizer, ADAPTIVE):
@@ -97,7 +123,7 @@ def optimizer_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer)
     kind = family(optimizer)
     if kind is None:
         return None
-    name = "adamw" if isinstance(optimizer, torch.optim.AdamW) else kind
+    name = "adamw" if isinstance(stepping(optimizer), torch.optim.AdamW) else kind
     no_decay = all(not g.get("weight_decay") for g in groups)
     accepted = {"sgd"} if kind == "sgd" else {"adam", "adamw"} if name == "adamw" or no_decay else {"adam"}
     built = next((g[OPTIMIZER_KEY] for g in groups if g.get(OPTIMIZER_KEY, name) not in accepted), None)
@@ -112,7 +138,7 @@ def optimizer_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer)
 def momentum_problem(groups: Iterable[Mapping[str, Any]], optimizer: Optimizer) -> str | None:
     """Why torch.optim.SGD steps groups built from an SGD law's prediction with another momentum than the sweep
     trained with (the optimal lr falls about as 1 - momentum), or None."""
-    if not isinstance(optimizer, torch.optim.SGD):
+    if not isinstance(stepping(optimizer), torch.optim.SGD):
         return None
     for index, group in enumerate(groups):
         if MOMENTUM_KEY not in group:
@@ -189,19 +215,32 @@ def grouping_problem(groups: Iterable[Mapping[str, Any]], optimizer_family: str)
     return None
 
 
-def readout_problem(groups: Iterable[Mapping[str, Any]]) -> str | None:
-    """Why a readout about to be stepped has a gradient although its module's forward (which applies muP's 1/m)
-    never ran, or None: the model used it through its weight, as in F.linear(h, head.weight)."""
-    for group in groups:
-        for p in group["params"]:
-            name, _, hooks = getattr(p, TAG, (None, None, ()))
-            if hooks and p.grad is not None and not any(h.ran for h in hooks):
-                return (
-                    f"the readout {name} has a gradient, but its module's forward never ran, so muP's 1/m output "
-                    "multiplier was never applied (the model uses its weight directly, e.g. F.linear(h, head.weight)): "
-                    f"call the module, or multiply its input by scaleplan.parametrization.readout_multiplier(model, {name!r})"
-                )
+def readouts(groups: Iterable[Mapping[str, Any]]) -> list[torch.nn.Parameter]:
+    """The readouts among the groups' tensors: those whose module's input hook (muP's 1/m) must run."""
+    return [p for group in groups for p in group["params"] if getattr(p, TAG, (None, None, ()))[2]]
+
+
+def readout_problem(params: Iterable[torch.nn.Parameter]) -> str | None:
+    """Why a readout about to be stepped has a gradient although its module's forward (which applies muP's 1/m) did not
+    run since the last step, or None: the training path used it through its weight, as in F.linear(h, head.weight) or a
+    fused linear + cross-entropy (an evaluation forward through the module before does not count)."""
+    for p in params:
+        name, _, hooks = getattr(p, TAG)
+        if p.grad is not None and not any(h.ran or h.manual for h in hooks):
+            return (
+                f"the readout {name} has a gradient, but its module's forward did not run since the last step, so muP's 1/m "
+                "output multiplier was not applied (the model uses its weight directly, e.g. F.linear(h, head.weight) or a "
+                "fused linear + cross-entropy): call the module, or multiply its input by "
+                f"scaleplan.parametrization.readout_multiplier(model, {name!r})"
+            )
     return None
+
+
+def _reset_readouts(params: Iterable[torch.nn.Parameter]) -> None:
+    """Clear the readouts' `ran` flags after a step: the next step must see its own forward."""
+    for p in params:
+        for hook in getattr(p, TAG)[2]:
+            hook.ran = False
 
 
 def _describe(base: float, index: int, group: Mapping[str, Any]) -> str:
@@ -245,10 +284,16 @@ def _check_step(optimizer: Optimizer, args: Any, kwargs: Any) -> None:
     # groups are added
     if problem is None and _checked_groups.get(optimizer) != len(groups):
         _checked_groups[optimizer] = len(groups)
+        retag(p for g in groups for p in g["params"])
+        _readouts[optimizer] = readouts(groups)
         opt_family = family(optimizer)
         problem = (unruled_problem(groups, optimizer, opt_family) or optimizer_problem(groups, optimizer) or defaults_problem(groups, optimizer)
                    or momentum_problem(groups, optimizer)
-                   or (grouping_problem(groups, opt_family) if opt_family else None) or readout_problem(groups))
+                   or (grouping_problem(groups, opt_family) if opt_family else None))
+    # a wrapper's inner optimizer steps the same readouts right after it, and looks at them then
+    stepped = _readouts.get(optimizer, []) if stepping(optimizer) is optimizer else []
+    problem = problem or readout_problem(stepped)  # every step: a forward through the module once does not excuse later ones
+    _reset_readouts(stepped)
     if problem is not None:
         _warned.add(optimizer)
         warnings.warn(problem, ParametrizationWarning, stacklevel=caller_stacklevel())

@@ -46,7 +46,7 @@ def test_cli_names_what_the_forward_and_the_step_find(capsys: pytest.CaptureFixt
                       "--format", "json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert [t["role"] for t in data["tensors"]] == ["input", "vector", "hidden", "vector", "output", "fixed"]
-    assert len(data["warnings"]) == 1 and "the readout head.weight has a gradient, but its module's forward never ran" in data["warnings"][0]
+    assert len(data["warnings"]) == 1 and "the readout head.weight has a gradient, but its module's forward did not run" in data["warnings"][0]
 
 
 def test_strict_exits_1_on_a_warning_and_0_without(capsys: pytest.CaptureFixture) -> None:

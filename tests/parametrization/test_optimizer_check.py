@@ -263,8 +263,20 @@ def test_a_readout_used_through_its_weight_is_named_at_the_step(manual: bool) ->
     torch.manual_seed(0)
     model = apply_parametrization(FusedHead(256, manual), "mup", base=FusedHead(64))
     caught = warnings_of(model, adam_groups(model))
-    assert [str(w.message)[:87] for w in caught] == (
-        [] if manual else ["the readout out.weight has a gradient, but its module's forward never ran, so muP's 1/m"])
+    assert [str(w.message)[:105] for w in caught] == ([] if manual else [
+        "the readout out.weight has a gradient, but its module's forward did not run since the last step, so muP's"])
+
+
+def test_an_evaluation_forward_through_the_readout_does_not_excuse_a_fused_training_path() -> None:
+    # a step-0 evaluation (or generate) calls the head module once; training then uses its weight (Liger's fused
+    # linear + cross-entropy): the flag set by the evaluation used to stay set, and the check to stay silent
+    torch.manual_seed(0)
+    model = apply_parametrization(FusedHead(256), "mup", base=FusedHead(64))
+    with torch.no_grad():
+        model.out(torch.relu(model.body(torch.randn(4, 8))))
+    caught = warnings_of(model, adam_groups(model), steps=3)
+    assert len(caught) == 1 and "forward did not run since the last step" in str(caught[0].message)
+    assert warnings_of(parametrized(), adam_groups(parametrized()), steps=3) == []  # a module called every step: silent
 
 
 @pytest.mark.parametrize("optimizer", [torch.optim.NAdam, torch.optim.RAdam, torch.optim.RMSprop, torch.optim.Adagrad])
@@ -288,3 +300,24 @@ def test_an_optimizer_without_mup_rules_is_warned_about_once_at_the_step(build) 
     assert "0.weight" in str(caught[0].message)
     plain = mlp(256)
     assert warnings_of(plain, torch.optim.Adafactor(plain.parameters(), lr=1e-3)) == []
+
+
+@pytest.fixture
+def swap_on_conversion():
+    """torch swaps a module's parameters for new ones on .to() (as it does for FSDP2's DTensor parameters)."""
+    torch.__future__.set_swap_module_params_on_conversion(True)
+    yield
+    torch.__future__.set_swap_module_params_on_conversion(False)
+
+
+def test_tensors_replaced_after_apply_are_still_checked(swap_on_conversion) -> None:
+    model = parametrized()
+    model.to(torch.float64)  # swaps each tensor's contents and attributes with a new one's
+    assert not hasattr(model[2].weight, "_scaleplan_lr_factors")  # the tag is gone
+    x = torch.randn(16, 8, dtype=torch.float64)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model(x).pow(2).mean().backward()
+        optimizer.step()
+    assert len(caught) == 1 and "scaleplan.param_groups(model, lr)" in str(caught[0].message)
