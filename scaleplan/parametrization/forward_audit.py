@@ -1,10 +1,11 @@
 """The first forward of a parametrized model, watched for what apply_parametrization cannot see from its parameters.
 
-Two silent wrong answers live in a model's forward, not in its parameters: attention written inline (a call to
+Silent wrong answers live in a model's forward, not in its parameters: attention written inline (a call to
 F.scaled_dot_product_attention without `scale`, or softmax(q @ k^T / sqrt(d_head)) in a block's own code), which
 keeps 1/sqrt(d_head) where muP needs 1/d_head; and an output computed from a tensor read as an input weight (a raw
 (classes, d) head, an embedding tied by hand as h @ emb.weight.T, a head under weight_norm), which gets none of
-muP's 1/m. A one-shot hook on the parametrized module watches its first forward with a TorchFunctionMode: each
+muP's 1/m; and a Hopfield layer's memories, read as softmax(x @ W^T) @ W, that were not declared (their rules are the
+DenseAM ones). A one-shot hook on the parametrized module watches its first forward with a TorchFunctionMode: each
 tensor carries the parameter it last went through (a matrix op over a width), whether it is computed from
 parameters alone, and the scalar factors applied to it; softmax over q @ k^T then shows its logit scale, and the
 output shows its last weight. Findings are warned once, with the fix. A softmax's scale is not judged at the base
@@ -69,6 +70,8 @@ class _Info:
     factor: float | None = 1.0  # the product of the scalars it was multiplied by since its last matrix op (None: unknown)
     logits_dim: int | None = None  # q @ k^T of two activations: the size of the dot product
     gain: str | None = None  # the width vector it was just multiplied by, elementwise: summed over the width, a readout
+    through: str | None = None  # an activation @ this width weight (^T): a memory's overlaps, if a softmax follows
+    retrieved: str | None = None  # softmax over such overlaps: @ the same weight again, a Hopfield retrieval
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,7 @@ class _Watch(TorchFunctionMode):
         self.stack: list[str] = []  # the names of the modules whose forward is running
         self.entered: set[str] = set()  # every module whose forward ran
         self.logits: list[_Logits] = []
+        self.memories: dict[str, tuple[str, ...]] = {}  # weight read as softmax(x @ W^T) @ W -> the modules running
 
     def enter(self, name: str | None) -> None:
         if name is not None and threading.get_ident() == self.thread:
@@ -154,14 +158,17 @@ class _Watch(TorchFunctionMode):
             self.logits.append(_Logits(tuple(self.stack), carried.logits_dim, _sp_scale(carried.factor, carried.logits_dim),
                                        known=carried.factor is not None))
             return origin
+        if func in _SOFTMAX_OPS and carried.through is not None:
+            return replace(origin, retrieved=carried.through)
         if func in _SCALE_OPS or func in _DIVIDE_OPS:
             gain = next((i.weight for i in known if i.weight in self.vectors), None) if func in _SCALE_OPS else None
             return replace(origin, factor=self._rescaled(func, args, kwargs, held, carried.factor), logits_dim=carried.logits_dim,
-                           gain=gain)
+                           gain=gain, through=carried.through)
         if func in _SUM_OPS and carried.gain is not None and _over_last_dim(held, _argument(args, kwargs, 1, "dim")):
             return _Info(origin=carried.gain, scaled=self._scaled())
         if func in _KEEP_OPS:
-            return replace(origin, factor=carried.factor, logits_dim=carried.logits_dim)
+            return replace(origin, factor=carried.factor, logits_dim=carried.logits_dim, through=carried.through,
+                           retrieved=carried.retrieved)
         return origin
 
     def _from_parameters(self, func: Any, known: list[_Info]) -> _Info:
@@ -198,7 +205,10 @@ class _Watch(TorchFunctionMode):
         weights = [i.weight for i in infos if i is not None and i.weight is not None]
         width_weight = next((w for w in weights if w in self.widths), None)
         if width_weight is not None:
-            return _Info(origin=width_weight, scaled=self._scaled())
+            activation = next((i for i in infos if i is not None and i.weight is None), None)
+            if activation is not None and activation.retrieved == width_weight:
+                self.memories.setdefault(width_weight, tuple(self.stack))
+            return _Info(origin=width_weight, scaled=self._scaled(), through=width_weight if activation is not None else None)
         first = 1 if func in _ADDED_MATRIX_OPS else 0  # addmm(input, mat1, mat2)
         a, b = (infos[first:] + [None, None])[:2]
         vector = next((i.weight for i in (a, b) if i is not None and i.weight in self.vectors), None)
@@ -337,7 +347,8 @@ class ForwardAudit:
         if output is None:
             return
         state = module.__dict__["scaleplan_state"]
-        for problem in (_attention_problem(module, state, run.watch), _readout_problem(module, state, run.watch, output)):
+        for problem in (_attention_problem(module, state, run.watch), _readout_problem(module, state, run.watch, output),
+                        _memory_problem(state, run.watch)):
             if problem is not None:
                 warnings.warn(problem, ParametrizationWarning, stacklevel=caller_stacklevel())
 
@@ -422,6 +433,20 @@ def _readout_problem(model: nn.Module, state: ParametrizationState, watch: _Watc
             "so it gets none of muP's 1/m output multiplier and trains as SP: if it is the readout, compute it with an "
             f"nn.Linear (tied: share the embedding's weight), or declare roles={{{name!r}: 'output'}} and multiply its "
             f"input by scaleplan.readout_multiplier(model, {name!r}) in your forward")
+
+
+def _memory_problem(state: ParametrizationState, watch: _Watch) -> str | None:
+    """Weights the forward used as a Hopfield layer's memories, softmax(x @ W^T) @ W, that are not declared memories:
+    their rules are the DenseAM ones (beta = beta0/N, the memories' Adam eps), which shapes cannot tell from a Linear's."""
+    undeclared = [(name, stack) for name, stack in watch.memories.items()
+                  if getattr(state.tensors.get(name), "role", "memory") != "memory"]
+    if not undeclared:
+        return None
+    found = [f"{name} (in {stack[-1] if stack else 'the model'}, read as {state.tensors[name].role})" for name, stack in undeclared]
+    return (f"the forward retrieves from {_some(found)} as a Hopfield layer does, softmax(x @ W^T) @ W, but scaleplan "
+            f"parametrized it under {state.parametrization!r} as an ordinary weight: a dense associative memory's rules "
+            "(beta = beta0/N, its memories' Adam eps) are 'denseam''s; declare it on its module (scaleplan_roles = "
+            "{'<name>': 'memory'}, scaleplan_site = 'temperature' and its sizes; README, DenseAM rules) and apply 'denseam'")
 
 
 def _main_output(output: Any) -> torch.Tensor | None:

@@ -466,3 +466,58 @@ def test_an_explicit_sp_scale_at_the_base_width_is_not_named() -> None:
         model = apply_parametrization(NamedLM(32, "sdpa-sp-scale"), "mup", base=NamedLM(32, "sdpa-sp-scale"),
                                       delta=NamedLM(64, "sdpa-sp-scale"))
     assert model.scaleplan_state.head_ratios == {"attn": 1.0} and audit_warnings(model) == []
+
+
+class HopfieldPooling(nn.Module):
+    """A model with a user's modern Hopfield layer (Ramsauer et al.), memories a raw tensor or an nn.Linear's weight."""
+
+    def __init__(self, n: int, linear: bool = False, declared: bool = False) -> None:
+        super().__init__()
+        self.inp, self.out, self.linear = nn.Linear(8, n), nn.Linear(n, 3), linear
+        if linear:
+            self.memory = nn.Linear(n, 64, bias=False)
+        else:
+            self.xi = nn.Parameter(torch.randn(64, n))
+        if declared:  # the README's protocol
+            self.scaleplan_roles, self.scaleplan_site, self.multiplier = {"xi": "memory"}, "temperature", 1.0
+            self.features, self.n_memories, self.gradient_order, self.energy = n, 64, 1.5, "lse"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        xi = self.memory.weight if self.linear else self.xi
+        for _ in range(3):  # T steps sharing the memories
+            overlaps = (4.0 / h.shape[-1]) * (F.linear(h, xi) if self.linear else h @ xi.T)
+            h = h + torch.softmax(overlaps, dim=-1) @ xi / 3
+        return self.out(h)
+
+
+def forward_warnings(model: nn.Module) -> list[str]:
+    """The ParametrizationWarnings of a float-input model's first forward."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model(torch.randn(2, 8, generator=torch.Generator().manual_seed(0)))
+    return [str(w.message) for w in caught if issubclass(w.category, ParametrizationWarning)]
+
+
+@pytest.mark.parametrize("linear, role", [(False, "input"), (True, "output")])
+def test_a_hopfield_retrieval_through_an_undeclared_memory_is_named(linear: bool, role: str) -> None:
+    model = apply_parametrization(HopfieldPooling(256, linear), "mup", base=HopfieldPooling(32, linear))
+    (message,) = [m for m in forward_warnings(model) if "Hopfield" in m]
+    name = "memory.weight" if linear else "xi"
+    assert message.startswith(f"the forward retrieves from {name} (in the model, read as {role}) as a Hopfield layer does")
+    assert "apply 'denseam'" in message
+
+
+def test_a_declared_memory_and_a_softmax_classifier_are_not_named() -> None:
+    declared = apply_parametrization(HopfieldPooling(256, declared=True), "denseam", base=HopfieldPooling(32, declared=True))
+    assert not [m for m in forward_warnings(declared) if "Hopfield" in m]
+
+    class Classifier(nn.Module):  # softmax over h @ W^T, never @ W again: an ordinary readout
+        def __init__(self, n: int) -> None:
+            super().__init__()
+            self.inp, self.out = nn.Linear(8, n), nn.Linear(n, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(self.out(torch.relu(self.inp(x))), dim=-1)
+
+    assert forward_warnings(apply_parametrization(Classifier(256), "mup", base=Classifier(32))) == []
