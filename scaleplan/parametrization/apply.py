@@ -99,10 +99,12 @@ class ScaleInput:
     """Forward pre-hook multiplying a readout's input by a float (picklable, vmap-safe). `ran` records that the
     module's forward ran since the optimizer check last looked (it resets it at each step): a readout used only through
     its weight (F.linear(h, head.weight), a fused linear + cross-entropy) never gets the multiplier, and the check names
-    it; `manual` that the caller applies the multiplier itself (readout_multiplier)."""
+    it; `manual` that the caller applies the multiplier itself (readout_multiplier); `tied` that the weight is also an
+    input embedding, which gets a gradient from steps that never call the readout (its `ran` is not reset)."""
 
     ran = False  # class defaults, so hooks pickled before the flags existed read False
     manual = False
+    tied = False
 
     def __init__(self, multiplier: float) -> None:
         self.multiplier = multiplier
@@ -740,6 +742,7 @@ def _install_readout_hooks(
             if not rules.keeps_model_scales and _scales_readout_input(model, module):
                 forward *= math.sqrt(record.m)  # the model's own d_model^-1/2 already gives m^-1/2 of the rules' 1/m
             hook = ScaleInput(output_mult * forward)
+            hook.tied = record.role == "input"  # an embedding tied to the readout: a gradient without the module running
             module.register_forward_pre_hook(hook, with_kwargs=True)
             hooks.setdefault(name, []).append(hook)
     return hooks

@@ -163,12 +163,14 @@ class _Watch(TorchFunctionMode):
         if func in _SCALE_OPS or func in _DIVIDE_OPS:
             gain = next((i.weight for i in known if i.weight in self.vectors), None) if func in _SCALE_OPS else None
             return replace(origin, factor=self._rescaled(func, args, kwargs, held, carried.factor), logits_dim=carried.logits_dim,
-                           gain=gain, through=carried.through)
+                           gain=gain, through=carried.through, retrieved=carried.retrieved)
         if func in _SUM_OPS and carried.gain is not None and _over_last_dim(held, _argument(args, kwargs, 1, "dim")):
             return _Info(origin=carried.gain, scaled=self._scaled())
         if func in _KEEP_OPS:
             return replace(origin, factor=carried.factor, logits_dim=carried.logits_dim, through=carried.through,
                            retrieved=carried.retrieved)
+        if func is F.dropout:  # on a retrieval's softmax weights
+            return replace(origin, retrieved=carried.retrieved)
         return origin
 
     def _from_parameters(self, func: Any, known: list[_Info]) -> _Info:
@@ -208,7 +210,11 @@ class _Watch(TorchFunctionMode):
             activation = next((i for i in infos if i is not None and i.weight is None), None)
             if activation is not None and activation.retrieved == width_weight:
                 self.memories.setdefault(width_weight, tuple(self.stack))
-            return _Info(origin=width_weight, scaled=self._scaled(), through=width_weight if activation is not None else None)
+            # a (K, N) weight with K != N: a second product with it contracts its other side (W^T, then W), a retrieval;
+            # a square one could be the same map applied twice
+            matrix = next(t for t, i in zip(tensors, infos) if i is not None and i.weight == width_weight)
+            overlaps = activation is not None and matrix.dim() == 2 and matrix.shape[0] != matrix.shape[1]
+            return _Info(origin=width_weight, scaled=self._scaled(), through=width_weight if overlaps else None)
         first = 1 if func in _ADDED_MATRIX_OPS else 0  # addmm(input, mat1, mat2)
         a, b = (infos[first:] + [None, None])[:2]
         vector = next((i.weight for i in (a, b) if i is not None and i.weight in self.vectors), None)
@@ -348,7 +354,7 @@ class ForwardAudit:
             return
         state = module.__dict__["scaleplan_state"]
         for problem in (_attention_problem(module, state, run.watch), _readout_problem(module, state, run.watch, output),
-                        _memory_problem(state, run.watch)):
+                        _memory_problem(module, state, run.watch)):
             if problem is not None:
                 warnings.warn(problem, ParametrizationWarning, stacklevel=caller_stacklevel())
 
@@ -435,11 +441,13 @@ def _readout_problem(model: nn.Module, state: ParametrizationState, watch: _Watc
             f"input by scaleplan.readout_multiplier(model, {name!r}) in your forward")
 
 
-def _memory_problem(state: ParametrizationState, watch: _Watch) -> str | None:
+def _memory_problem(model: nn.Module, state: ParametrizationState, watch: _Watch) -> str | None:
     """Weights the forward used as a Hopfield layer's memories, softmax(x @ W^T) @ W, that are not declared memories:
     their rules are the DenseAM ones (beta = beta0/N, the memories' Adam eps), which shapes cannot tell from a Linear's."""
+    tables = {f"{m}.{n}" if m else n for m, module in model.named_modules() if isinstance(module, nn.Embedding)
+              for n, _ in module.named_parameters(recurse=False)}  # a token table soft-embedding a prediction is no memory
     undeclared = [(name, stack) for name, stack in watch.memories.items()
-                  if getattr(state.tensors.get(name), "role", "memory") != "memory"]
+                  if getattr(state.tensors.get(name), "role", "memory") != "memory" and name not in tables]
     if not undeclared:
         return None
     found = [f"{name} (in {stack[-1] if stack else 'the model'}, read as {state.tensors[name].role})" for name, stack in undeclared]

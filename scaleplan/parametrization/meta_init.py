@@ -32,8 +32,8 @@ def initialize(model: nn.Module, base: nn.Module | None = None) -> nn.Module:
         if missing:
             raise ParametrizationError(f"{missing[0]} was parametrized but is no longer in the model: initialize the model "
                                        "that apply_parametrization was given")
-        for name in state.init_pending:
-            _check_materialized(prefix + "." + name if prefix else name, params[name], state.tensors[name].role)
+        _check_materialized({prefix + "." + name if prefix else name: (params[name], state.tensors[name].role)
+                             for name in state.init_pending})
         part_base = base.get_submodule(prefix) if base is not None and prefix else base
         warn_kept_init(holder, params, state.tensors, state.init_std, part_base, only=state.init_pending)
         rescale_init(holder, params, state.tensors, get_parametrization(state.parametrization), state.init_std,
@@ -42,19 +42,27 @@ def initialize(model: nn.Module, base: nn.Module | None = None) -> nn.Module:
     return model
 
 
-def _check_materialized(name: str, param: nn.Parameter, role: str) -> None:
-    """Refuse a tensor still on the meta device, or one with no init after to_empty (not finite, or an input or hidden
-    matrix all zero: to_empty leaves memory as it finds it, and rescaling that would train from it)."""
-    if param.is_meta:
-        raise ParametrizationError(
-            f"{name} is still on the meta device: materialize the model first (model.to_empty(device=...) and its own "
-            "init, e.g. reset_parameters()), then call initialize(model)"
-        )
+def _check_materialized(tensors: dict[str, tuple[nn.Parameter, str]]) -> None:
+    """Refuse tensors still on the meta device or not finite, and a model whose input and hidden matrices are all zero:
+    to_empty leaves memory as it finds it, and rescaling that would train from it (one zero matrix is a choice: a
+    zero-initialized residual projection, a class token, LoRA's B)."""
+    for name, (param, _) in tensors.items():
+        if param.is_meta:
+            raise ParametrizationError(
+                f"{name} is still on the meta device: materialize the model first (model.to_empty(device=...) and its own "
+                "init, e.g. reset_parameters()), then call initialize(model)"
+            )
+        with torch.no_grad():
+            finite = bool(torch.isfinite(param).all())
+        if not finite:
+            raise ParametrizationError(f"{name} holds non-finite values: after model.to_empty(...), run the model's own "
+                                       "init (reset_parameters(), your init_weights) before initialize(model)")
+    matrices = {name: param for name, (param, role) in tensors.items() if role in ("input", "hidden") and param.dim() >= 2}
     with torch.no_grad():
-        finite = bool(torch.isfinite(param).all())
-        blank = role in ("input", "hidden") and param.dim() >= 2 and not bool(param.any())
-    if not finite or blank:
+        blank = bool(matrices) and not any(bool(param.any()) for param in matrices.values())
+    if blank:
         raise ParametrizationError(
-            f"{name} {'holds non-finite values' if not finite else 'is all zero'}: after model.to_empty(...), run the "
-            "model's own init (reset_parameters(), your init_weights) before initialize(model)"
+            f"every input and hidden matrix ({', '.join(list(matrices)[:3])}{', ...' if len(matrices) > 3 else ''}) is all "
+            "zero: after model.to_empty(...), run the model's own init (reset_parameters(), your init_weights) before "
+            "initialize(model)"
         )

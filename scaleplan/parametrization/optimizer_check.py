@@ -226,7 +226,8 @@ def readout_problem(params: Iterable[torch.nn.Parameter]) -> str | None:
     fused linear + cross-entropy (an evaluation forward through the module before does not count)."""
     for p in params:
         name, _, hooks = getattr(p, TAG)
-        if p.grad is not None and not any(h.ran or h.manual for h in hooks):
+        # (a gradient left at zero by zero_grad(set_to_none=False) on a step that did not use the readout is none)
+        if not any(h.ran or h.manual for h in hooks) and p.grad is not None and bool(p.grad.any()):
             return (
                 f"the readout {name} has a gradient, but its module's forward did not run since the last step, so muP's 1/m "
                 "output multiplier was not applied (the model uses its weight directly, e.g. F.linear(h, head.weight) or a "
@@ -237,10 +238,12 @@ def readout_problem(params: Iterable[torch.nn.Parameter]) -> str | None:
 
 
 def _reset_readouts(params: Iterable[torch.nn.Parameter]) -> None:
-    """Clear the readouts' `ran` flags after a step: the next step must see its own forward."""
+    """Clear the readouts' `ran` flags after a step: the next step must see its own forward (a tied embedding's stay:
+    a step may train it as an input alone)."""
     for p in params:
         for hook in getattr(p, TAG)[2]:
-            hook.ran = False
+            if not hook.tied:
+                hook.ran = False
 
 
 def _describe(base: float, index: int, group: Mapping[str, Any]) -> str:

@@ -3,7 +3,7 @@
 The protocol leaves beta = beta0/N (times the site's `multiplier`) to the user's code, so a beta written otherwise (a
 constant tuned at the base, hopfield-layers' 1/sqrt(N)) trains under 'denseam' without an error, its overlaps growing
 with N as under SP. Where the site exposes the beta it uses (`beta`, or hopfield-layers' `scaling`) at the model and at
-the base, the rules' scaling of it is checked; a beta that is itself a learned parameter is named too (its Adam lr is
+the base, the DenseAM rules' scaling of it is checked; a beta that is itself a learned parameter is named too (its Adam lr is
 constant while beta0/N shrinks: learn beta0).
 """
 
@@ -25,7 +25,11 @@ RATIO_TOLERANCE = 1e-3  # relative error in beta / beta_base that still counts a
 
 def warn_temperatures(model: nn.Module, base_modules: dict[str, nn.Module], rules: Parametrization) -> None:
     """Warn, per temperature site whose beta can be read at the model and the base, when beta / beta_base is not the
-    rules' (N / N_base)^temperature_exponent, and when beta is an nn.Parameter."""
+    rules' (N / N_base)^temperature_exponent, and when beta is an nn.Parameter. Under the DenseAM rules only: there the
+    site's multiplier is 1 at every size, so a `beta` read with or without it is the beta the forward uses (under SP it
+    is N / N_base, and a stored beta0/N the forward multiplies by it would be read as shrinking)."""
+    if rules.temperature_multiplier(2.0) != 1.0:
+        return
     for name, module in model.named_modules():
         base = base_modules.get(name)
         if getattr(module, "scaleplan_site", None) != "temperature" or base is None:

@@ -521,3 +521,31 @@ def test_a_declared_memory_and_a_softmax_classifier_are_not_named() -> None:
             return torch.softmax(self.out(torch.relu(self.inp(x))), dim=-1)
 
     assert forward_warnings(apply_parametrization(Classifier(256), "mup", base=Classifier(32))) == []
+
+
+class SoftmaxTwice(nn.Module):
+    """softmax(x @ W^T) then W again: the same square map twice (not a retrieval), a token table soft-embedding its own
+    prediction (not a memory), or a retrieval with dropout and a scale between (a memory)."""
+
+    def __init__(self, n: int, style: str) -> None:
+        super().__init__()
+        self.inp, self.out, self.style = nn.Linear(8, n), nn.Linear(n, 3), style
+        self.square, self.table = nn.Linear(n, n), nn.Embedding(50, n)
+        self.xi = nn.Parameter(torch.randn(64, n))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        if self.style == "square":
+            h = self.square(torch.softmax(self.square(h), dim=-1))
+        elif self.style == "soft-embedding":
+            h = h + torch.softmax(h @ self.table.weight.T, dim=-1) @ self.table.weight
+        else:
+            h = h + F.dropout(torch.softmax(h @ self.xi.T / 8, dim=-1), 0.1) * 0.5 @ self.xi
+        return self.out(h)
+
+
+@pytest.mark.parametrize("style, named", [("square", False), ("soft-embedding", False), ("dropout", True)])
+def test_a_retrieval_is_told_from_a_square_map_twice_and_a_token_table(style: str, named: bool) -> None:
+    model = apply_parametrization(SoftmaxTwice(256, style), "mup", base=SoftmaxTwice(32, style))
+    assert [m.startswith("the forward retrieves from xi") for m in forward_warnings(model) if "Hopfield" in m] == (
+        [True] if named else [])

@@ -94,9 +94,18 @@ def test_a_materialized_model_without_its_own_init_is_refused() -> None:
     with torch.no_grad():
         for param in model.parameters():
             param.zero_()  # what to_empty may leave: rescaling zeros would train from zeros
-    with pytest.raises(ParametrizationError, match=r"0.weight is all zero: .*own init"):
+    with pytest.raises(ParametrizationError, match=r"every input and hidden matrix \(0.weight, 2.weight\) is all zero: .*own init"):
         initialize(model)
     assert model.scaleplan_state.init_pending  # refused before anything was set: still pending
+
+
+def test_one_matrix_zero_on_purpose_is_kept() -> None:
+    # a zero-initialized residual projection (modded-nanoGPT), a class token, LoRA's B: a choice, not a missing init
+    model = materialized(256, seed=0, parametrization="mup")
+    with torch.no_grad():
+        model[2].weight.zero_()
+    initialize(model)
+    assert not model[2].weight.any() and model[0].weight.any()
 
 
 def test_a_constant_init_drawn_after_materializing_is_named_as_when_applied() -> None:

@@ -321,3 +321,35 @@ def test_tensors_replaced_after_apply_are_still_checked(swap_on_conversion) -> N
         model(x).pow(2).mean().backward()
         optimizer.step()
     assert len(caught) == 1 and "scaleplan.param_groups(model, lr)" in str(caught[0].message)
+
+
+class TwoHeads(nn.Module):
+    """A body with two readouts used on alternate steps (multi-task), and an input embedding tied to a third."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.emb, self.body = nn.Embedding(20, width), nn.Linear(width, width)
+        self.head_a, self.head_b, self.tied = nn.Linear(width, 3), nn.Linear(width, 3), nn.Linear(width, 20, bias=False)
+        self.tied.weight = self.emb.weight
+
+    def forward(self, ids: torch.Tensor, head: str) -> torch.Tensor:
+        return getattr(self, head)(torch.relu(self.body(self.emb(ids)))).pow(2).mean()
+
+
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_readouts_a_step_does_not_use_are_not_warned_about(set_to_none: bool) -> None:
+    # a zero gradient kept by zero_grad(set_to_none=False), and a tied embedding trained as an input alone once its
+    # readout has run, are no readout used through its weight
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tied embedding's own warning
+        model = apply_parametrization(TwoHeads(256), "mup", base=TwoHeads(64))
+    optimizer = adam_groups(model)
+    ids = torch.randint(0, 20, (4, 5))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for head in ("tied", "head_a", "head_b", "body", "head_a", "head_b"):
+            optimizer.zero_grad(set_to_none=set_to_none)
+            (model(ids, head) if head != "body" else model.body(model.emb(ids)).pow(2).mean()).backward()
+            optimizer.step()
+    assert [str(w.message) for w in caught] == []
