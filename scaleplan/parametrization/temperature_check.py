@@ -3,8 +3,8 @@
 The protocol leaves beta = beta0/N (times the site's `multiplier`) to the user's code, so a beta written otherwise (a
 constant tuned at the base, hopfield-layers' 1/sqrt(N)) trains under 'denseam' without an error, its overlaps growing
 with N as under SP. Where the site exposes the beta it uses (`beta`, or hopfield-layers' `scaling`) at the model and at
-the base, the DenseAM rules' scaling of it is checked; a beta that is itself a learned parameter is named too (its Adam lr is
-constant while beta0/N shrinks: learn beta0).
+the base, the DenseAM rules' scaling of it is checked; a beta that is itself a learned parameter is named too (its Adam
+lr is constant while beta0/N shrinks: learn beta0).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def warn_temperatures(model: nn.Module, base_modules: dict[str, nn.Module], rule
             warnings.warn(
                 f"{where} is a learned parameter: its Adam lr is the same at every N while the DenseAM rules "
                 "shrink beta as beta0/N, so the steps move it far more at large N; learn beta0 (or log beta0) and compute "
-                f"beta = beta0 / features * multiplier in the forward",
+                "beta = beta0 / features * multiplier in the forward",
                 ParametrizationWarning,
                 stacklevel=3,
             )
