@@ -5,9 +5,9 @@ tensors whose roles need different ones); a schedule that sets every group's lr 
 gave each role its own (nanoGPT's loop `g["lr"] = lr`, OneCycleLR or CyclicLR with one max_lr, the floor of
 CosineAnnealingLR's eta_min), or every group's weight decay to one value (a loop `g["weight_decay"] = wd`); groups
 built for Adam stepped by SGD (or the reverse); a weight_decay or eps given to the optimizer's constructor, which
-param_groups' groups override; an SGD momentum other than the one an SGD law
-was fitted with; a readout used through its weight, whose module (with muP's 1/m input hook) never runs; and an
-optimizer scaleplan has no muP rules for (Muon, Adafactor). A global optimizer step pre-hook checks every optimizer
+param_groups' groups override; an SGD momentum other than the one an SGD law was fitted with; a readout used through its
+weight, whose module (with muP's 1/m input hook) does not run at a step; and an optimizer scaleplan has no muP rules for
+(Muon, Adafactor). A global optimizer step pre-hook checks every optimizer
 that steps parametrized tensors and warns once per optimizer, at the training loop's step, naming the fix.
 """
 
