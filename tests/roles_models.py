@@ -69,3 +69,44 @@ def nan_init(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
     with torch.no_grad():
         model.hidden.weight.fill_(float("nan"))
     return model, (torch.randn(4, 8), torch.tensor([0, 1, 2, 0]))
+
+
+class ConstantInit(nn.Module):
+    """nanoGPT's N(0, 0.02) on every matrix, at every width: hidden std constant where muP needs 1/sqrt(fan-in)."""
+
+    def __init__(self, width: int, dropout: float = 0.0, output: str = "logits") -> None:
+        super().__init__()
+        self.inp, self.hidden, self.head = nn.Linear(8, width), nn.Linear(width, width), nn.Linear(width, 3)
+        self.drop, self.output = nn.Dropout(dropout), output
+        for layer in (self.inp, self.hidden, self.head):
+            nn.init.normal_(layer.weight, 0.0, 0.02)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> object:
+        logits = self.head(self.drop(torch.relu(self.hidden(torch.relu(self.inp(x))))))
+        if self.output == "nanogpt":  # nanoGPT's (logits, loss)
+            return logits, F.cross_entropy(logits, y)
+        return (logits, logits) if self.output == "pair" else logits
+
+
+def _xy() -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    return torch.randn(16, 8, generator=generator), torch.randint(0, 3, (16,), generator=generator)
+
+
+def constant_init(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    return ConstantInit(width), _xy()
+
+
+def with_dropout(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    return ConstantInit(width, dropout=0.5), _xy()
+
+
+def pair_output(width: int) -> tuple[nn.Module, tuple[torch.Tensor, torch.Tensor]]:
+    """A model returning (logits, features): not logits, for an (inputs, targets) batch."""
+    return ConstantInit(width, output="pair"), _xy()
+
+
+def nanogpt_loss(width: int) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """nanoGPT's model(idx, targets) -> (logits, loss), with its batch as model kwargs."""
+    x, y = _xy()
+    return ConstantInit(width, output="nanogpt"), {"x": x, "y": y}

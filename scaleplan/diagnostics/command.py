@@ -56,7 +56,8 @@ def plot_coord_check(frame, path: Path, title: str) -> None:  # frame: pandas.Da
 @click.option("--widths", default="64,128,256,512,1024", show_default=True, help="comma list of widths")
 @click.option("--steps", default=3, show_default=True, type=click.IntRange(1, 10_000), help="optimizer steps")
 @click.option("--lr", default=None, type=FiniteFloat(0, MAX_LR, min_open=True),
-              help=f"base learning rate, above 0 and at most {MAX_LR:g} (default: per model)")
+              help=f"base learning rate, above 0 and at most {MAX_LR:g} (default: per built-in model, 1e-3 for your own; "
+                   "too small an lr barely moves the readout in 3 steps, and muP's readout then shrinks with the width)")
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1, 1_000))
 @click.option("--optimizer", type=click.Choice(["adam", "sgd"]), default="adam", show_default=True)
 @click.option("--init-std", type=FiniteFloat(0, MAX_INIT_STD, min_open=True), default=None,
@@ -82,7 +83,7 @@ def coord_check(
 
     from functools import partial
 
-    from scaleplan.diagnostics.coord_check import builtin_batch, coord_check_model, first_divergence, parametrize_built
+    from scaleplan.diagnostics.coord_check import builtin_batch, coord_check_model, dropout_rates, first_divergence, parametrize_built
     from scaleplan.diagnostics.coord_check import coord_check as run_coord_check
     from scaleplan.diagnostics.coord_check import refuse_oversized, width_ratios, width_table
 
@@ -104,6 +105,11 @@ def coord_check(
                              f"(lr {'the default' if lr is None else lr} diverged); lower --lr")
     table = width_table(frame, steps)
     table["ratio"] = width_ratios(frame, steps)
+    dropout = None if build is None else dropout_rates(build, narrowest)
+    if dropout:
+        click.echo(f"note: the model trains with dropout ({dropout}): its noise shrinks the ratios and can hide a growing "
+                   "layer (SP's readout grew 3.1x over 16x in width without it, 1.5x with p = 0.5); set p = 0 for the check",
+                   err=True)
     click.echo(f"mean |activation| after {steps} steps ({model_name}, {parametrization}); ratio = widest / narrowest")
     click.echo(table.to_string(float_format=lambda v: f"{v:.4g}"))
     plot_coord_check(frame, path, f"{label} / {parametrization} / {optimizer}")

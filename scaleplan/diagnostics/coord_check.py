@@ -91,21 +91,31 @@ def batch_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     except Exception as exc:
         first = next(iter(str(exc).splitlines()), "")
         raise ScaleplanError(f"the model's forward and loss on its batch raised {type(exc).__name__}: {first} (check the "
-                             "(model, batch) its builder returns)") from None
+                             "(model, batch) its builder returns: an (inputs, targets) batch is trained on the "
+                             "cross-entropy of model(inputs); for another loss return a dict batch and have the model "
+                             "return its loss)") from None
 
 
 def _batch_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     if isinstance(batch, dict):
         output = model(**batch)
         loss = output["loss"] if isinstance(output, dict) else getattr(output, "loss", None)
+        if loss is None and isinstance(output, (tuple, list)):  # nanoGPT's (logits, loss): its one scalar
+            scalars = [t for t in output if isinstance(t, torch.Tensor) and t.dim() == 0]
+            loss = scalars[0] if len(scalars) == 1 else None
         if not isinstance(loss, torch.Tensor):
-            raise ScaleplanError("a dict batch must make the model return a loss (e.g. pass labels=)")
+            raise ScaleplanError("a dict batch must make the model return its loss: an output with .loss or ['loss'] "
+                                 "(transformers' with labels=), or a tuple holding one scalar (nanoGPT's (logits, loss))")
         return loss
     if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
         raise ScaleplanError(f"a batch is (inputs, targets) or a dict of model kwargs, got {type(batch).__name__}")
     inputs, targets = batch
-    logits = model(inputs)
-    logits = logits if isinstance(logits, torch.Tensor) else logits.logits
+    output = model(inputs)
+    logits = output if isinstance(output, torch.Tensor) else getattr(output, "logits", None)
+    if not isinstance(logits, torch.Tensor):
+        raise ScaleplanError(f"an (inputs, targets) batch is trained on the cross-entropy of model(inputs), which must be "
+                             f"logits (a tensor, or an output with .logits), not a {type(output).__name__}: for another "
+                             "output or loss, return a dict batch of model kwargs and have the model return its loss")
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
@@ -167,12 +177,16 @@ def coord_check_model(
 def parametrize_built(build: Builder, parametrization: str, width: int, base_width: int, init_std: float | None = None,
                       output_mult: float = 1.0) -> tuple[nn.Module, Batch]:
     """`build(width)`'s model, parametrized against `build(base_width)` (and, at the base width itself, against
-    `build(2 * base_width)` as delta, to tell widths from fixed sizes; both on the meta device), and its batch."""
+    `build(2 * base_width)` as delta, to tell widths from fixed sizes, on the meta device), and its batch. The base is
+    built with values, the random state restored after it: its weights show an init that does not shrink with the
+    width (a constant N(0, 0.02)), which the model's own std alone cannot at every width."""
     from scaleplan.parametrization.apply import apply_parametrization
 
     model, batch = _call_builder(build, width)
+    state = torch.random.get_rng_state()
+    base, _ = _call_builder(build, base_width)
+    torch.random.set_rng_state(state)
     with torch.device("meta"):
-        base, _ = _call_builder(build, base_width)
         delta = _call_builder(build, 2 * base_width)[0] if width == base_width else None
     apply_parametrization(model, parametrization, base=base, delta=delta, init_std=init_std, output_mult=output_mult)
     return model, batch
@@ -204,6 +218,20 @@ def _free_memory() -> int | None:
     except (OSError, StopIteration):
         return None
     return int(line.split()[1]) * 1024
+
+
+def dropout_rates(build: Builder, width: int) -> str | None:
+    """The dropout modules of `build(width)`'s model that drop anything ("3 x p=0.1"), built on the meta device; None
+    without any (or for a builder that cannot run on the meta device)."""
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model, _ = _call_builder(build, width)
+    except Exception:
+        return None
+    rates = [m.p for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
+    counts = {p: rates.count(p) for p in sorted(set(rates))}
+    return ", ".join(f"{n} x p={p:g}" for p, n in counts.items()) or None
 
 
 def _call_builder(build: Builder, width: int) -> tuple[nn.Module, Batch]:

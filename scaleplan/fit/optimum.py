@@ -39,7 +39,8 @@ class CellOptimum:
     `lr`/`batch_size` summarise it (the vertex, the argmin, or the geometric mean of the band);
     `points_lr`/`points_batch` are what the power-law regression uses (one point, or every band run).
     `parabola` holds (c0, c1, c2) of loss = c0 + c1 ln lr + c2 ln lr^2 along lr at the optimal batch.
-    Flags: `at_edge` (touches the swept range), `outside_window` (the parabola's vertex fell outside the lrs
+    Flags: `at_edge` (touches the swept range, or the lowest mean loss is at its smallest or largest lr: unbracketed
+    wherever a fit's vertex lands; `best_at_end`), `outside_window` (the parabola's vertex fell outside the lrs
     it was fitted on: an extrapolation of the quadratic), `recentred` (that happened to a 1-D parabola, so the
     optimum is the `vertex` method's instead), `flat` (every trial within `band` of the minimum: the sweep
     does not locate an optimum), `flat_end` (the smallest or largest lr's mean loss is within FLAT_END of the
@@ -126,6 +127,8 @@ def locate_optimum(
     else:
         swept_batch = batch is not None and np.unique(batch).size >= 3
         found = _parabola(lr, loss, batch if swept_batch else None, near, argmin, common, recentre)
+    if check_ends and one_batch and not found.at_edge and best_at_end(lr, loss):
+        found = replace(found, at_edge=True)  # a steep rise from the best end puts the vertex inside: still unbracketed
     if check_ends and one_batch and between_basins(lr, loss, found.lr):
         return replace(found, between_basins=True)
     return found
@@ -390,13 +393,29 @@ def flat_ends(lr: np.ndarray, loss: np.ndarray) -> tuple[bool, bool]:
     mean, at an lr that is not itself the lowest: a plateau there can hide a better basin beyond it (the MLP's
     batch-128, 2048-step target was flat within 0.3% from lr 0.002 to 0.018, then 0.9% lower at 0.07). A mean
     that is not finite (a diverged trial) is never flat."""
+    best = _best_mean(lr, loss)
+    if best is None:
+        return False, False
+    means, finite, i_best = best
+    near = finite & (means - means[i_best] <= FLAT_END * abs(means[i_best]))
+    return bool(near[0] and i_best != 0), bool(near[-1] and i_best != means.size - 1)
+
+
+def best_at_end(lr: np.ndarray, loss: np.ndarray) -> bool:
+    """True when the lowest mean loss over the swept lrs is at the smallest or largest lr: the measurements do not
+    bracket the optimum, wherever a fit's vertex lands."""
+    best = _best_mean(lr, loss)
+    return best is not None and best[2] in (0, best[0].size - 1)
+
+
+def _best_mean(lr: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """(the mean loss per distinct lr, ascending, which are finite, the index of the lowest finite one); None with
+    fewer than two lrs or none finite."""
     values, _, _, means = _lr_means(lr, loss)
     finite = np.isfinite(means)
     if values.size < 2 or not finite.any():
-        return False, False
-    i_best = int(np.argmin(np.where(finite, means, np.inf)))
-    near = finite & (means - means[i_best] <= FLAT_END * abs(means[i_best]))
-    return bool(near[0] and i_best != 0), bool(near[-1] and i_best != values.size - 1)
+        return None
+    return means, finite, int(np.argmin(np.where(finite, means, np.inf)))
 
 
 def between_basins(lr: np.ndarray, loss: np.ndarray, lr_star: float) -> bool:

@@ -107,6 +107,21 @@ def test_cli_runs_your_own_model(tmp_path) -> None:
     assert (tmp_path / "coord_check_scaleplan.models.hf.coord_check_gpt2_tied_mup.png").stat().st_size > 1000
 
 
+def test_a_model_with_dropout_gets_a_note_and_a_nanogpt_loss_is_trained(tmp_path) -> None:
+    noted = CliRunner().invoke(cli, ["coord-check", "--model", "roles_models:with_dropout", "--widths", "16,32", "--steps", "1",
+                                     "--out", str(tmp_path)])
+    assert noted.exit_code == 0 and "note: the model trains with dropout (1 x p=0.5)" in noted.output
+    quiet = CliRunner().invoke(cli, ["coord-check", "--model", "roles_models:nanogpt_loss", "--widths", "16,32", "--steps", "1",
+                                     "--out", str(tmp_path)])
+    assert quiet.exit_code == 0, quiet.output  # (logits, loss): its one scalar is the loss
+    assert "note:" not in quiet.output and "ratio" in quiet.output
+    pair = CliRunner().invoke(cli, ["coord-check", "--model", "roles_models:pair_output", "--widths", "8,16", "--steps", "1",
+                                    "--out", str(tmp_path)])
+    assert isinstance(pair.exception, ScaleplanError) and str(pair.exception).startswith(
+        "an (inputs, targets) batch is trained on the cross-entropy of model(inputs), which must be logits (a tensor, "
+        "or an output with .logits), not a tuple")
+
+
 def test_cli_unwritable_out_fails_before_training(tmp_path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("")

@@ -83,3 +83,11 @@ def test_every_parametrized_part_is_shown_with_its_full_name() -> None:
     assert (rows["0.hidden.0.weight"].lr, rows["1.hidden.0.weight"].lr) == (0.5, 0.25)
     found = inspect_model(lambda: (model, (torch.randn(4, 8), torch.tensor([0, 1, 2, 3]))))
     assert {(s.module, s.multiplier) for s in found.sites} == {("0.readout", 0.5), ("1.readout", 0.25)}
+
+
+def test_a_constant_init_is_named_at_a_width_where_only_the_base_shows_it(capsys: pytest.CaptureFixture) -> None:
+    # 0.02 is within 2.5x of a fan-in init at width 256: the base's own weights (width 32, also 0.02) show that it does
+    # not shrink with the width; the base used to be built on the meta device, without weights, and nothing was said
+    assert exit_code(["roles", "--model", "roles_models:constant_init", "--width", "256", "--base-width", "32"]) == 0
+    out = capsys.readouterr().out
+    assert "1 warning(s):" in out and "init_std=None keeps an init that is not fan-in scaled" in out and "hidden.weight" in out

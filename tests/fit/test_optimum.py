@@ -62,6 +62,23 @@ def test_optimum_at_the_edge_of_the_grid_is_flagged(method: str) -> None:
     assert opt.lr == pytest.approx(1e-4)  # clamped to the swept range, never extrapolated
 
 
+STEEP_FROM_BOTTOM = ([4e-4, 8e-4, 1.6e-3, 3.2e-3, 6.4e-3], [1.0, 1.6, 3.0, 6.4, 15.7])  # a steep rise from the lowest lr
+FALLING_AT_TOP = ([1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2], [9.0, 5.0, 3.0, 2.0, 1.3, 1.0])  # still falling at the top
+
+
+@pytest.mark.parametrize("method", ["parabola", "vertex"])
+@pytest.mark.parametrize("lr, loss, bracketed", [
+    (*STEEP_FROM_BOTTOM, False), (*FALLING_AT_TOP, False),
+    ([2e-4, *STEEP_FROM_BOTTOM[0]], [1.4, *STEEP_FROM_BOTTOM[1]], True),  # one lr more at each end: bracketed
+    ([*FALLING_AT_TOP[0], 6.4e-2], [*FALLING_AT_TOP[1], 1.4], True),
+])
+def test_a_best_mean_at_an_end_lr_is_at_the_edge_wherever_the_vertex_lands(method: str, lr: list, loss: list,
+                                                                           bracketed: bool) -> None:
+    # the parabola through such a curve puts its vertex just inside the grid (1.1-1.3x from the end): a bound, not an
+    # optimum, which used to pass unflagged into the law
+    assert locate_optimum(np.array(lr), np.array(loss), method=method).at_edge is not bracketed
+
+
 def test_concave_cell_falls_back_to_argmin() -> None:
     loss = 2.0 - 0.05 * np.log(GRID / 3e-3) ** 2
     opt = locate_optimum(GRID, loss, method="parabola")

@@ -136,7 +136,8 @@ def test_surge_on_a_one_size_law_is_one_line(tmp_path: Path) -> None:
 def test_on_step_laws_grid_the_saturating_form_predicts_batches_4x_beyond_where_the_power_law_does_not() -> None:
     """Public data it was not built on: Step Law's grid fitted on every (N, D)'s batches up to a quarter of its largest,
     the held-out larger batches' optima predicted (benchmarks/steplaw_batch_forms.py, split B/4): the saturating law
-    within one 2^0.5 step at 38 of 48 cells, the pooled power law at 19, the surge law at 20."""
+    within one 2^0.5 step at 37 of the 47 cells whose optimum is bracketed, the pooled power law at 18, the surge law
+    at 19."""
     raw = pd.read_csv(STEPLAW)
     out = raw["bs"] > raw.groupby(["N", "D"])["bs"].transform("max") / 4
     columns = {"bs": "batch_size", "smooth loss": "loss", "ti": "steps"}
@@ -152,4 +153,4 @@ def test_on_step_laws_grid_the_saturating_form_predicts_batches_4x_beyond_where_
         laws = {form: lambda v: math.exp(fitted.surge.law.log_value(v)), "power": lambda v: float(fitted.lr.predict(v))}
         for name, law in laws.items():
             within[name] = sum(abs(math.log2(law({"N": n, "D": d, "B": b}) / lr)) <= 0.5 for (n, d, b), lr in truth.items())
-    assert len(truth) == 48 and within["saturating"] >= 35 and within["power"] <= 23 and within["surge"] <= 24
+    assert len(truth) == 47 and within["saturating"] >= 35 and within["power"] <= 23 and within["surge"] <= 24
