@@ -179,15 +179,17 @@ def _run(spec: SweepSpec, storage: str | None, workers: int, max_trials: int | N
          device: str | None, objective: Objective) -> tuple[list[PointStatus], str | None, list[int]]:
     """Open the study and run its trials; returns the final status, a failed worker's message and its exit codes."""
     session = open_sweep(spec, storage)
-    note_objective_source(session, objective.source)
     show = display.update if display is not None else (lambda rows: None)
     rows = study_status(session.study)
+    left = sum(r.planned for r in rows) - trials_done(rows)  # stale 'running' ones included: a worker re-runs them
+    if left > 0:  # a finished sweep runs no code: a version that trains nothing is not recorded
+        note_objective_source(session, objective.source)
     show(rows)
     failure: str | None = None
     crashed: list[int] = []
     try:
-        # no more processes than trials left (stale 'running' ones included: a worker re-runs them), none when finished
-        workers = min(workers, sum(r.planned for r in rows) - trials_done(rows))
+        # no more processes than trials left, none when finished
+        workers = min(workers, left)
         if workers == 1:
             run_worker(session, objective, max_trials, on_batch=lambda: show(study_status(session.study)))
         elif workers > 1:

@@ -103,20 +103,21 @@ def run_quietly(path: Path, max_trials: int) -> list[str]:
     return [str(w.message) for w in caught]
 
 
-def objective_sweep(tmp_path: Path, monkeypatch, name: str, code: str) -> tuple[Path, Path]:
-    """(the objective's file `<name>_objective.py` holding `code`, a local spec sweeping its `train`), from tmp_path."""
+def objective_sweep(tmp_path: Path, monkeypatch, name: str, code: str, trials: int = 1) -> tuple[Path, Path]:
+    """(the objective's file `<name>_objective.py` holding `code`, a local spec sweeping its `train` with `trials` per
+    width), from tmp_path."""
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
     source = tmp_path / f"{name}_objective.py"
     source.write_text(code)
     spec = tmp_path / f"{name}.toml"
-    spec.write_text(SPEC.replace('name = "creds"', f'name = "{name}"').replace('storage = "postgresql://sweeper:s3cret@db-host/scaleplan"\n', "")
+    spec.write_text(SPEC.replace('name = "creds"', f'name = "{name}"').replace("trials_per_point = 1", f"trials_per_point = {trials}").replace('storage = "postgresql://sweeper:s3cret@db-host/scaleplan"\n', "")
                     .replace("sweep_objectives:quadratic", f"{name}_objective:train"))
     return source, spec
 
 
 def test_a_sweep_resumed_after_its_objective_code_changed_warns_once(tmp_path: Path, monkeypatch) -> None:
-    code, spec = objective_sweep(tmp_path, monkeypatch, "edited", "def train(params):\n    return params['lr']\n")
+    code, spec = objective_sweep(tmp_path, monkeypatch, "edited", "def train(params):\n    return params['lr']\n", trials=4)
     assert run_quietly(spec, 1) == []
     assert run_quietly(spec, 1) == []  # resumed with the same code
     code.write_text("def train(params):\n    return 2 * params['lr']  # edited\n")
@@ -129,6 +130,16 @@ def test_a_sweep_resumed_after_its_objective_code_changed_warns_once(tmp_path: P
     assert run_quietly(spec, 1) == []  # its old code is unknown: nothing to compare
     sources = open_sweep(load_spec(spec)).study.user_attrs[SOURCES_ATTR]
     assert [s["file"] for s in sources] == ["edited_objective.py"] and sources[0]["sha256"] == hashlib.sha256(code.read_bytes()).hexdigest()
+
+
+def test_code_edited_after_the_sweep_finished_is_not_a_version_of_its_trials(tmp_path: Path, monkeypatch) -> None:
+    """Re-running a finished sweep (validate does) runs no code: recording the edited version made every later fit say
+    that trials from before and after a change were fitted together, though none ran the new code."""
+    code, spec = objective_sweep(tmp_path, monkeypatch, "done", "def train(params):\n    return params['lr']\n")
+    assert run_quietly(spec, 10) == []  # finished
+    code.write_text("def train(params):\n    return params['lr']\n\n\ndef helper():\n    return 0\n")
+    assert run_quietly(spec, 10) == []
+    assert len(open_sweep(load_spec(spec)).study.user_attrs[SOURCES_ATTR]) == 1
 
 
 def test_a_command_objective_records_its_python_script(tmp_path: Path, monkeypatch) -> None:
