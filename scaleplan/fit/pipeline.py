@@ -227,6 +227,9 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     decay = None
     critical: list[SizeCriticalBatch] = []
     if mode == "lr":
+        from scaleplan.fit.unread_axes import refuse_unread_axes
+
+        refuse_unread_axes(trials.frame, sizes)
         method = options.method
         assert method is not None, "effective_options resolves the method"
         decay = fit_decay_if_swept(trials, method, options.decay_convention or data.decay_convention,
