@@ -38,6 +38,7 @@ class Trials:
     dropped: dict[str, int]
     extra_sizes: tuple[str, ...] = ()  # further size columns beside x (depth beside width): they key cells too
     lost: tuple[str, ...] = ()  # cells (`N=6.4e+07, D=1e+09`, and the batch size where several) whose every trial was dropped
+    diverged: pd.DataFrame | None = None  # the diverged trials' cell columns and lr (dropped from `frame`)
 
     @property
     def has_tokens(self) -> bool:
@@ -154,9 +155,11 @@ def prepare_trials(
         dropped["not COMPLETE"] = int((~ok).sum())
         frame = frame[ok]
     where = _column_namer(source, columns)
+    diverged = frame.iloc[:0]
     if "diverged" in frame:
         bad = pd.Series([_diverged(v, row, where) for row, v in frame["diverged"].items()], index=frame.index, dtype=bool)
         dropped["diverged"] = int(bad.sum())
+        diverged = frame[bad]
         frame = frame[~bad]
     for col in [c for c in NUMERIC_COLUMNS if c in frame]:
         frame[col] = _numbers(frame[col], where)
@@ -175,10 +178,20 @@ def prepare_trials(
     lost = sorted(set(swept) - set(_cell_keys(frame, columns_of_cells)))
     trials = Trials(frame=frame, x=x, dropped={k: v for k, v in dropped.items() if v}, extra_sizes=tuple(extra_sizes),
                     lost=tuple(", ".join(f"{c}={v}" if c == "model" else f"{c}={v:.4g}" for c, v in zip(columns_of_cells, key))
-                               for key in lost))
+                               for key in lost),
+                    diverged=_keyed(diverged, [*columns_of_cells, "lr"], batch_unit_scale) if "diverged" in frame else None)
     if trials.has_lr:
         _refuse_merged_models(trials, source)
     return trials
+
+
+def _keyed(rows: pd.DataFrame, columns: list[str], batch_unit_scale: float) -> pd.DataFrame:
+    """`rows`' cell columns and lr, read as the kept trials' are (numbers, the batch size scaled, the model as text)."""
+    out = pd.DataFrame({c: rows[c].astype(str) if c == "model" else pd.to_numeric(rows[c], errors="coerce")
+                        for c in columns if c in rows}, index=rows.index)
+    if "batch_size" in out:
+        out["batch_size"] = out["batch_size"] * float(batch_unit_scale)
+    return out.reset_index(drop=True)
 
 
 def _planned_d(frame: pd.DataFrame) -> pd.DataFrame:

@@ -47,6 +47,31 @@ def lost_cells(trials: Trials) -> tuple[str, ...]:
             f"{'; '.join(trials.lost)}; if their runs diverged, sweep lower lrs there",)
 
 
+def survivor_optima(trials: Trials) -> tuple[str, ...]:
+    """Cells where some seeds diverged at the lr whose finite seeds have the lowest mean loss: those seeds are the
+    survivors of an unstable lr (the lucky draws finish, the others are dropped), so the optimum located there sits
+    where runs fail (a simulated sweep put lr* at lrs where half the seeds diverged; validate then lost 7 of 8)."""
+    diverged = trials.diverged
+    if diverged is None or diverged.empty or not trials.has_lr:
+        return ()
+    columns = [c for c in (*trials.cell_columns, *(["batch_size"] if trials.has_batch else [])) if c in diverged]
+    failed = diverged.groupby([*columns, "lr"]).size() if columns else diverged.groupby("lr").size()
+    found = []
+    for key, cell in (trials.frame.groupby(columns) if columns else [((), trials.frame)]):
+        key = key if isinstance(key, tuple) else (key,)
+        finite = cell.groupby("lr")["loss"].agg(["mean", "size"])
+        best = float(finite["mean"].idxmin())
+        lost = int(failed.get((*key, best), 0)) if columns else int(failed.get(best, 0))
+        if lost:
+            where = ", ".join(f"{c}={v}" if c == "model" else f"{c}={v:.4g}" for c, v in zip(columns, key)) or "the cell"
+            found.append(f"{where}: {lost} of {lost + int(finite.loc[best, 'size'])} at lr {best:.4g}")
+    if not found:
+        return ()
+    return (f"{len(found)} cell(s) lost seeds to divergence at their best lr ({'; '.join(found[:3])}"
+            f"{'; ...' if len(found) > 3 else ''}): the seeds that finished there are survivors, so the optimum may sit "
+            "where runs diverge; train below it, or sweep more seeds there",)
+
+
 PRE_ASYMPTOTIC = 1.0  # beta0 / sqrt(N) above which a lse DenseAM's narrowest proxy is off the rules' limit
 
 
