@@ -232,7 +232,7 @@ def format_regret(value: float | None, se: float | None) -> str:
 def describe(r: Regret, smoothed: bool = False) -> str:
     """One cell of the report: the raw (or smoothed) regret ± s.e., or how many seeds diverged."""
     if r.diverged:
-        finite = "" if r.finite_raw is None else f"; finite seeds: {r.finite_raw:.2%}"
+        finite = "" if r.finite_raw is None else f"; its finite seeds, survivors: {r.finite_raw:.2%}"
         return f"diverged on {r.diverged}/{r.n_seeds} seeds{finite}"
     if smoothed:
         text = format_regret(r.smoothed, r.smoothed_se)

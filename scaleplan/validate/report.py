@@ -38,14 +38,15 @@ def plot_transfer(results: list[SpecValidation], path: Path) -> Path:
         ax.set_xscale("log")
         ax.xaxis.set_minor_formatter(plt.NullFormatter())  # minor labels of a narrow log range overlap
         ax.set_xlabel("learning rate (base lr eta)")
-        ax.set_ylabel("held-out loss (mean over seeds)")
+        ax.set_ylabel("loss (mean over seeds)")
         ax.set_title(f"{r.name}: {r.parametrization}, target {r.point.label}")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return save_figure(fig, path, dpi=120)
 
 
-STATISTICS = """Regret = L(lr) / L(best) - 1 on held-out loss, mean over seeds (the same seeds at every lr).
+STATISTICS = """Regret = L(lr) / L(best) - 1 on the loss the objective returns (the built-in tasks': held-out), mean over
+seeds (the same seeds at every lr).
 *Raw*: the choice's seed mean over the lowest seed mean of any lr trained at the target. *Smoothed*: an
 asymmetric parabola in log lr (separate curvatures below and above the optimum) fitted through the seed
 means within one octave of the lowest, its value at the choice over its minimum (outside its window: the

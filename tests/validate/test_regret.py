@@ -82,7 +82,7 @@ def test_a_choice_with_diverged_seeds_is_reported_as_diverged():
     r = regret_of("x", LrPoint(0.08, (math.inf, 1.9)), points)
     assert (r.raw, r.raw_se, r.smoothed, r.diverged, r.n_seeds) == (None, None, None, 1, 2)
     assert r.finite_raw == pytest.approx(1.9 / 0.95 - 1)
-    assert describe(r) == "diverged on 1/2 seeds; finite seeds: 100.00%"
+    assert describe(r) == "diverged on 1/2 seeds; its finite seeds, survivors: 100.00%"
     assert "inf" not in describe(r, smoothed=True)
 
 
