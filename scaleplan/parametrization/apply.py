@@ -618,10 +618,20 @@ def site_memory(name: str, module: nn.Module, tensors: dict[str, TensorRecord]) 
     and calibrate_memory_eps act on it); refused if it owns none or several."""
     own = [f"{name}.{local}" if name else local for local, _ in module.named_parameters(recurse=False)]
     memories = [n for n in own if n in tensors and tensors[n].role == "memory"]
-    if len(memories) != 1:
-        raise ParametrizationError(f"{name or 'the model'} has scaleplan_site = 'temperature' but {len(memories)} memory "
-                                   f"tensors of its own: {PROTOCOL}")
-    return memories[0]
+    if len(memories) == 1:
+        return memories[0]
+    prefix = f"{name}." if name else ""
+    below = [n for n, r in tensors.items() if r.role == "memory" and n.startswith(prefix) and n not in own]
+    if memories:
+        hint = (f" ({', '.join(memories)}: one site holds one memory matrix; keys and values stored apart are one memory "
+                "(declared) and an ordinary weight (not declared))")
+    elif below:
+        hint = (f" (its memory {below[0]} belongs to a submodule: declare the site, its sizes and the role on the module "
+                "that owns the tensor, an nn.Linear itself)")
+    else:
+        hint = ""
+    raise ParametrizationError(f"{name or 'the model'} has scaleplan_site = 'temperature' but {len(memories)} memory "
+                               f"tensors of its own{hint}: {PROTOCOL}")
 
 
 def _site_size(name: str, module: nn.Module, attribute: str) -> float:

@@ -513,3 +513,33 @@ def test_a_stacked_weight_whose_layer_count_grows_with_the_width_is_refused_nami
     assert (at_depth.scaleplan_state.tensors["w"].role, at_depth.scaleplan_state.tensors["w"].m) == ("hidden", 4.0)
     declared = apply_parametrization(Stacked(128, 4), "mup", base=Stacked(32, 2), delta=Stacked(64, 3), roles={"w": "hidden"})
     assert (declared.scaleplan_state.tensors["w"].role, declared.scaleplan_state.tensors["w"].m) == ("hidden", 4.0)
+
+
+class LinearMemory(nn.Module):
+    """A temperature site whose memory is a child nn.Linear's weight, or which declares keys and values both memories."""
+
+    scaleplan_site = "temperature"
+
+    def __init__(self, n: int, two: bool) -> None:
+        super().__init__()
+        self.features, self.n_memories, self.gradient_order, self.multiplier = n, 64, 1.5, 1.0
+        if two:
+            self.keys, self.values = nn.Parameter(torch.randn(64, n)), nn.Parameter(torch.randn(64, n))
+            self.scaleplan_roles = {"keys": "memory", "values": "memory"}
+        else:
+            self.mem = nn.Linear(n, 64, bias=False)
+            self.scaleplan_roles = {"mem.weight": "memory"}
+
+
+@pytest.mark.parametrize("two, hint", [
+    (False, r"but 0 memory tensors of its own \(its memory am.mem.weight belongs to a submodule: declare the site"),
+    (True, r"but 2 memory tensors of its own \(am.keys, am.values: one site holds one memory matrix; keys and values"),
+])
+def test_a_site_that_does_not_own_one_memory_names_why(two: bool, hint: str) -> None:
+    def net(n: int) -> nn.Module:
+        model = nn.Module()
+        model.inp, model.am = nn.Linear(8, n), LinearMemory(n, two)
+        return model
+
+    with pytest.raises(ParametrizationError, match=hint):
+        apply_parametrization(net(256), "denseam", base=net(32))
