@@ -71,7 +71,8 @@ def format_multi_axis(trials: Trials, fit: MultiAxisFit, critical: list[SizeCrit
         if fit.batch_size is not None:
             lines.append(format_power_law(fit.batch_size, fit.n_boot))
         else:
-            lines.append("no batch-size law: every B* is at the edge of the swept batch sizes (see the flags)")
+            lines.append("no batch-size law: too few B* inside the swept batch sizes to fit one (the others are at its "
+                         "edge; see the flags)")
     for c in critical:
         where = ", ".join(f"{k}={v:.4g}" for k, v in c.coords.items()) or "the swept size"
         steps = (f"steps to loss {c.steps.target_loss:.4g}: " + ", ".join(f"B={b:g}: {s:.0f}" for b, s in zip(c.steps.batch, c.steps.steps))

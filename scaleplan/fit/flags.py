@@ -112,6 +112,8 @@ def _cell_flags(hyper: HyperparameterFit | MultiAxisFit) -> list[str]:
     out = []
     kinds = (
         ("touch the edge of the swept lr range: widen the lr grid there", lambda o, ci: o.at_edge),
+        ("have their optimal batch size at the edge of the swept batch sizes (B* there is a bound, not an optimum): "
+         "widen the batch grid there", lambda o, ci: o.batch_at_edge),
         ("have a parabola vertex outside the lrs it was fitted on (an extrapolation of the quadratic)", lambda o, ci: o.outside_window),
         ("had a parabola vertex outside the lrs it was fitted on; their optimum is the vertex method's (a window in lr"
          " re-centred on the vertex)", lambda o, ci: o.recentred),

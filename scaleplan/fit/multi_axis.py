@@ -206,12 +206,12 @@ def fit_multi_axis(
     batch_optima = _batch_profile(cells, optima, group_cols) if by_batch else []
     batch_fit, batch_reps = None, None
     inside = [i for i, b in enumerate(batch_optima) if not b.optimum.at_edge]  # an edge B* is a bound, not an optimum
-    if inside:
-        located = [batch_optima[i] for i in inside]
+    located = [batch_optima[i] for i in inside]
+    kept = [v for v in batch_vars if len({b.coords[v] for b in located}) > 1]
+    if located and (kept or len(located) == 1):  # one B* is its own constant; several need a regressor they vary over
         boot_batch = [[rep[i] for i in inside] for rep in (_batch_profile(cells, r, group_cols) for r in replicates)
                       if len(rep) == len(batch_optima)]
         batch_w = _weights([[b.batch for b in rep] for rep in boot_batch]) if weigh else None
-        kept = [v for v in batch_vars if len({b.coords[v] for b in located}) > 1]
         batch_fit = _regress_batch(located, kept, level, batch_w)
         batch_reps = _replicate_coefficients([[(b.coords, b.batch) for b in rep] for rep in boot_batch], batch_fit, batch_w)
         batch_fit = _with_bootstrap(batch_fit, batch_reps, level)
@@ -400,7 +400,7 @@ def _batch_profile(cells: list[Cell], optima: list[CellOptimum], group_cols: tup
         if len(pairs) < BATCH_POINTS:
             continue
         batches, losses = np.array([b for b, _ in pairs]), np.array([loss for _, loss in pairs])
-        optimum = locate_optimum(batches, losses, method="parabola", check_ends=False)  # its flat_end is never read
+        optimum = locate_optimum(batches, losses, method="parabola")  # at the edge too where its best batch is an end one
         out.append(BatchOptimum(dict(zip(group_cols, key)), optimum, tuple(float(b) for b in batches)))
     return out
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from scaleplan.errors import FitError, ScaleplanError
 from scaleplan.fit.data import Trials
@@ -66,6 +67,7 @@ class CellOptimum:
     recentred: bool = False
     flat_end: bool = False
     between_basins: bool = False
+    batch_at_edge: bool = False  # a (lr, batch) cell's best mean loss, or its B*, at the smallest or largest batch swept
 
     def where(self, x: str = "N") -> str:
         """`N=1e+08, D=2e+09 (model m1)`: the cell, for messages."""
@@ -129,6 +131,8 @@ def locate_optimum(
         found = _parabola(lr, loss, batch if swept_batch else None, near, argmin, common, recentre)
     if check_ends and one_batch and not found.at_edge and best_at_end(lr, loss):
         found = replace(found, at_edge=True)  # a steep rise from the best end puts the vertex inside: still unbracketed
+    if check_ends and not one_batch and found.batch_size is not None:
+        found = replace(found, batch_at_edge=_batch_unbracketed(batch, lr, loss, found.batch_size))  # type: ignore[arg-type]
     if check_ends and one_batch and between_basins(lr, loss, found.lr):
         return replace(found, between_basins=True)
     return found
@@ -406,6 +410,17 @@ def best_at_end(lr: np.ndarray, loss: np.ndarray) -> bool:
     bracket the optimum, wherever a fit's vertex lands."""
     best = _best_mean(lr, loss)
     return best is not None and best[2] in (0, best[0].size - 1)
+
+
+def _batch_unbracketed(batch: np.ndarray, lr: np.ndarray, loss: np.ndarray, b_star: float) -> bool:
+    """Whether a (lr, batch) cell's B* is at the smallest or largest batch swept, or its lowest mean loss (over the
+    trials of one lr and batch) is at one of them: the batch sizes do not bracket the optimum there."""
+    frame = pd.DataFrame({"lr": lr, "batch": batch, "loss": loss})
+    means = frame.groupby(["lr", "batch"])["loss"].mean()
+    finite = means[np.isfinite(means.to_numpy(float))]
+    ends = float(np.min(batch)), float(np.max(batch))
+    best = float(finite.idxmin()[1]) if len(finite) else None
+    return b_star <= ends[0] * (1 + 1e-9) or b_star >= ends[1] * (1 - 1e-9) or best in ends
 
 
 def _best_mean(lr: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:

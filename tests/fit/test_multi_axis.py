@@ -195,3 +195,17 @@ def test_no_b_by_d_term_where_the_exponent_does_not_drift() -> None:
     assert fit_multi_axis(trials, ("width",), by_batch=True, n_boot=0, batch_interaction="auto").batch_by_d is None
     forced = fit_multi_axis(trials, ("width",), by_batch=True, n_boot=0, batch_interaction="on").batch_by_d
     assert forced is not None and abs(forced.coefficient) < 0.02
+
+
+def test_a_b_star_whose_best_loss_is_at_the_smallest_batch_is_at_the_edge_wherever_the_vertex_lands() -> None:
+    """The char-LM's profile: the loss rises from the smallest batch on, steeply, so the parabola's vertex lands just
+    inside (B* 1.16 and 1.57 sequences, read as bracketed and fitted into a B*(D) law); the lowest loss is at the smallest
+    batch, so B* is a bound there, and no law is written from bounds."""
+    rows = []
+    best = {1: 2.2884, 2: 2.2968, 4: 2.3308, 8: 2.375, 16: 2.4699, 32: 2.5553}  # gpt-batch's at D = 2^15, per batch
+    for d, (b, low) in itertools.product((2**14, 2**16), best.items()):
+        rows += [{"width": 32, "D": d, "batch_size": b, "steps": d // b, "lr": lr,
+                  "loss": low + 0.04 * math.log2(lr / 0.01) ** 2} for lr in LRS]
+    fit = fit_multi_axis(prepare_trials(pd.DataFrame(rows), x="width"), ("width",), by_batch=True, n_boot=0)
+    assert all(1.0 < b.batch < 2.0 for b in fit.batch_optima)  # the vertex: inside the swept batches
+    assert all(b.optimum.at_edge for b in fit.batch_optima) and fit.batch_size is None

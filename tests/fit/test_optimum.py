@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -302,3 +303,10 @@ def test_the_convex_fit_of_a_concave_surface_is_a_plane_and_no_convex_fit_does_b
         sw = np.sqrt(w)
         lin = np.linalg.lstsq(design[:, :3] * sw[:, None], (y - design[:, 3:] @ quad) * sw, rcond=None)[0]
         assert sse(fitted[0]) <= sse(np.concatenate([lin, quad])) + 1e-15
+
+
+@pytest.mark.parametrize("batch_star, at_edge", [(64.0, True), (16.0, False)])
+def test_a_cells_optimal_batch_at_an_end_of_its_batches_is_flagged(batch_star: float, at_edge: bool) -> None:
+    lr, batch = (np.array(v, dtype=float) for v in zip(*itertools.product(GRID, (8, 16, 32))))
+    loss = bowl(lr, 3e-3) + 0.02 * np.log(batch / batch_star) ** 2
+    assert locate_optimum(lr, loss, batch, method="parabola").batch_at_edge is at_edge
