@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
 
@@ -229,9 +230,8 @@ def dropout_rates(build: Builder, width: int) -> str | None:
             model, _ = _call_builder(build, width)
     except Exception:
         return None
-    rates = [m.p for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0]
-    counts = {p: rates.count(p) for p in sorted(set(rates))}
-    return ", ".join(f"{n} x p={p:g}" for p, n in counts.items()) or None
+    rates = Counter(m.p for m in model.modules() if isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0)
+    return ", ".join(f"{n} x p={p:g}" for p, n in sorted(rates.items())) or None
 
 
 def _call_builder(build: Builder, width: int) -> tuple[nn.Module, Batch]:

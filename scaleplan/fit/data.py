@@ -177,12 +177,16 @@ def prepare_trials(
     columns_of_cells = [c for c in keyed if c in frame]
     lost = sorted(set(swept) - set(_cell_keys(frame, columns_of_cells)))
     trials = Trials(frame=frame, x=x, dropped={k: v for k, v in dropped.items() if v}, extra_sizes=tuple(extra_sizes),
-                    lost=tuple(", ".join(f"{c}={v}" if c == "model" else f"{c}={v:.4g}" for c, v in zip(columns_of_cells, key))
-                               for key in lost),
+                    lost=tuple(cell_label(columns_of_cells, key) for key in lost),
                     diverged=_keyed(diverged, [*columns_of_cells, "lr"], batch_unit_scale) if "diverged" in frame else None)
     if trials.has_lr:
         _refuse_merged_models(trials, source)
     return trials
+
+
+def cell_label(columns: list[str], key: tuple[Any, ...]) -> str:
+    """`N=6.4e+07, D=1e+09, model=a`: a cell keyed by `columns`, for messages."""
+    return ", ".join(f"{c}={v}" if c == "model" else f"{c}={v:.4g}" for c, v in zip(columns, key))
 
 
 def _keyed(rows: pd.DataFrame, columns: list[str], batch_unit_scale: float) -> pd.DataFrame:

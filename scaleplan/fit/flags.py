@@ -5,7 +5,7 @@ A flag does not stop the fit (refusals do): it marks a number the user should no
 
 from __future__ import annotations
 
-from scaleplan.fit.data import Trials
+from scaleplan.fit.data import Trials, cell_label
 from scaleplan.fit.hyperparameter_law import HyperparameterFit
 from scaleplan.fit.isoflop import IsoflopFit
 from scaleplan.fit.loss_law import LossLawFit
@@ -54,17 +54,17 @@ def survivor_optima(trials: Trials) -> tuple[str, ...]:
     diverged = trials.diverged
     if diverged is None or diverged.empty or not trials.has_lr:
         return ()
+    # the cells' columns (the size always among them), as prepare_trials kept them for the diverged rows too
     columns = [c for c in (*trials.cell_columns, *(["batch_size"] if trials.has_batch else [])) if c in diverged]
-    failed = diverged.groupby([*columns, "lr"]).size() if columns else diverged.groupby("lr").size()
+    failed = diverged.groupby([*columns, "lr"]).size()
     found = []
-    for key, cell in (trials.frame.groupby(columns) if columns else [((), trials.frame)]):
-        key = key if isinstance(key, tuple) else (key,)
+    for key, cell in trials.frame.groupby(columns):
+        key = key if isinstance(key, tuple) else (key,)  # (pandas before 2 gave a one-column key bare)
         finite = cell.groupby("lr")["loss"].agg(["mean", "size"])
         best = float(finite["mean"].idxmin())
-        lost = int(failed.get((*key, best), 0)) if columns else int(failed.get(best, 0))
+        lost = int(failed.get((*key, best), 0))
         if lost:
-            where = ", ".join(f"{c}={v}" if c == "model" else f"{c}={v:.4g}" for c, v in zip(columns, key)) or "the cell"
-            found.append(f"{where}: {lost} of {lost + int(finite.loc[best, 'size'])} at lr {best:.4g}")
+            found.append(f"{cell_label(columns, key)}: {lost} of {lost + int(finite.loc[best, 'size'])} at lr {best:.4g}")
     if not found:
         return ()
     return (f"{len(found)} cell(s) lost seeds to divergence at their best lr ({'; '.join(found[:3])}"

@@ -209,7 +209,7 @@ def fit_multi_axis(
     located = [batch_optima[i] for i in inside]
     kept = [v for v in batch_vars if len({b.coords[v] for b in located}) > 1]
     if located and (kept or len(located) == 1):  # one B* is its own constant; several need a regressor they vary over
-        boot_batch = [[rep[i] for i in inside] for rep in (_batch_profile(cells, r, group_cols) for r in replicates)
+        boot_batch = [[rep[i] for i in inside] for rep in (_batch_profile(cells, r, group_cols, False) for r in replicates)
                       if len(rep) == len(batch_optima)]
         batch_w = _weights([[b.batch for b in rep] for rep in boot_batch]) if weigh else None
         batch_fit = _regress_batch(located, kept, level, batch_w)
@@ -389,9 +389,11 @@ def _regress(target: str, optima: list[CellOptimum], cells: list[Cell], variable
                          groups=np.concatenate(groups) if several else None, level=level, interactions=interactions)
 
 
-def _batch_profile(cells: list[Cell], optima: list[CellOptimum], group_cols: tuple[str, ...]) -> list[BatchOptimum]:
+def _batch_profile(cells: list[Cell], optima: list[CellOptimum], group_cols: tuple[str, ...],
+                   check_ends: bool = True) -> list[BatchOptimum]:
     """B* of every (sizes, D) group with at least BATCH_POINTS batch sizes: a parabola in ln B through the
-    cells' located minimum losses."""
+    cells' located minimum losses. `check_ends=False` for bootstrap replicates, whose edges nobody reads (the located
+    profile's decide which groups enter the B* law)."""
     groups: dict[tuple[float, ...], list[tuple[float, float]]] = {}
     for cell, o in zip(cells, optima):
         groups.setdefault(cell.key(group_cols), []).append((cell.coords["batch_size"], o.loss))
@@ -400,7 +402,8 @@ def _batch_profile(cells: list[Cell], optima: list[CellOptimum], group_cols: tup
         if len(pairs) < BATCH_POINTS:
             continue
         batches, losses = np.array([b for b, _ in pairs]), np.array([loss for _, loss in pairs])
-        optimum = locate_optimum(batches, losses, method="parabola")  # at the edge too where its best batch is an end one
+        optimum = locate_optimum(batches, losses, method="parabola", check_ends=check_ends)  # at the edge too where its
+        # best batch is an end one
         out.append(BatchOptimum(dict(zip(group_cols, key)), optimum, tuple(float(b) for b in batches)))
     return out
 

@@ -418,9 +418,8 @@ def _batch_unbracketed(batch: np.ndarray, lr: np.ndarray, loss: np.ndarray, b_st
     frame = pd.DataFrame({"lr": lr, "batch": batch, "loss": loss})
     means = frame.groupby(["lr", "batch"])["loss"].mean()
     finite = means[np.isfinite(means.to_numpy(float))]
-    ends = float(np.min(batch)), float(np.max(batch))
     best = float(finite.idxmin()[1]) if len(finite) else None
-    return b_star <= ends[0] * (1 + 1e-9) or b_star >= ends[1] * (1 - 1e-9) or best in ends
+    return _at_edge(batch, np.array([b_star])) or best in (float(np.min(batch)), float(np.max(batch)))
 
 
 def _best_mean(lr: np.ndarray, loss: np.ndarray) -> tuple[np.ndarray, np.ndarray, int] | None:

@@ -10,8 +10,9 @@ from scaleplan.fit.isoflop import IsoflopFit
 from scaleplan.fit.loss_law import LossLawFit
 from scaleplan.fit.power_law import PowerLawFit
 
-CELL_FLAGS = (("edge", "at_edge"), ("batch-edge", "batch_at_edge"), ("argmin-fallback", "fallback"), ("outside-window", "outside_window"), ("recentred", "recentred"),
-              ("flat", "flat"), ("flat-end", "flat_end"), ("between-basins", "between_basins"))
+CELL_FLAGS = (("edge", "at_edge"), ("batch-edge", "batch_at_edge"), ("argmin-fallback", "fallback"),
+              ("outside-window", "outside_window"), ("recentred", "recentred"), ("flat", "flat"), ("flat-end", "flat_end"),
+              ("between-basins", "between_basins"))
 
 
 def format_summary(trials: Trials, hyper: HyperparameterFit | None, loss: LossLawFit | None,
