@@ -30,7 +30,8 @@ from scaleplan.errors import ParametrizationError, ParametrizationWarning
 from scaleplan.parametrization.attention import attention_sites, logit_scale, set_logit_scale, unset_head_ratios
 from scaleplan.parametrization.embedding_scale import embedding_scale_factors, scale_embedding
 from scaleplan.parametrization.forward_audit import install as install_forward_audit
-from scaleplan.parametrization.init import rescale_init, warn_kept_init
+from scaleplan.parametrization.init import warn_kept_init
+from scaleplan.parametrization.reinit_check import OwnInit, rescale_recorded
 from scaleplan.parametrization.temperature_check import warn_temperatures
 from scaleplan.parametrization.layout import (
     RECURRENT, Inferred, declared_role, infer_role, known_uses, refuse_low_rank_inputs, refuse_recurrent_readouts, warn_fused_widths,
@@ -77,6 +78,7 @@ class ParametrizationState:
     init_std: float | None = None  # as applied: what initialize() draws with
     # tensors whose init could not be set because they were on the meta device (initialize() sets them once materialized)
     init_pending: tuple[str, ...] = ()
+    own_inits: dict[str, OwnInit] = field(default_factory=dict)  # what it rescaled, to recognise a re-initialization
 
     def multipliers(self, name: str, optimizer: str = "adam", decay: str = "torch") -> RoleMultipliers:
         """The rules' factors for tensor `name` under `optimizer` (before a DenseAM memory's eps factor)."""
@@ -242,7 +244,7 @@ def apply_parametrization(
         check_saved(model, state)
     else:
         warn_kept_init(model, params, tensors, init_std, base if isinstance(base, nn.Module) else None)
-        rescale_init(model, params, tensors, rules, init_std)
+        state.own_inits = rescale_recorded(model, params, tensors, rules, init_std)
         if init_std is not None or not rules.keeps_model_scales:  # SP keeps a model's own init: nothing to set later
             state.init_pending = tuple(name for name, param in params.items() if param.is_meta)
     hooks = _install_readout_hooks(model, params, tensors, rules, output_mult)

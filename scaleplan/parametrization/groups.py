@@ -10,6 +10,7 @@ from torch import nn
 
 from scaleplan.errors import ParametrizationError, ParametrizationWarning, ScaleplanError
 from scaleplan.parametrization.apply import ParametrizationState, check_intact, require_states
+from scaleplan.parametrization.reinit_check import warn_reinitialized
 from scaleplan.parametrization.optimizer_check import BASE_KEYS, DECAY_KEY, FACTOR_KEY, MOMENTUM_KEY, OPTIMIZER_KEY, watch
 from scaleplan.core.numbers import is_finite_number
 from scaleplan.core.rules import RoleMultipliers, undecayed_roles
@@ -32,6 +33,7 @@ def tensor_multipliers(model: nn.Module, optimizer: str = "adam", decay: str = "
 def _state_multipliers(holder: nn.Module, state: ParametrizationState, optimizer: str, decay: str) -> dict[str, RoleMultipliers]:
     """tensor_multipliers of the parametrized module `holder`, whose state the caller has found."""
     check_intact(holder, state)
+    warn_reinitialized(holder, state)
     if optimizer == "sgd" and state.parametrization == "denseam" and state.softmax_energy:
         warnings.warn(
             "SGD with the DenseAM log-sum-exp (softmax) energy: its lr curves are erratic near divergence and its transfer "

@@ -24,7 +24,7 @@ from scaleplan.parametrization.layout import RECURRENT, known_uses
 if TYPE_CHECKING:
     from scaleplan.parametrization.apply import TensorRecord
 
-_INIT_ROLES = ("input", "hidden", "output", "memory")  # tensors re-drawn when init_std is given
+INIT_ROLES = ("input", "hidden", "output", "memory")  # tensors re-drawn when init_std is given
 
 
 def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: dict[str, TensorRecord], init_std: float | None,
@@ -45,10 +45,10 @@ def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: d
     for name, record in tensors.items():
         param = params[name]
         if (only is not None and name not in only) or record.role not in ("input", "hidden", "output") or param.dim() < 2 \
-                or not _drawn(param):
+                or not drawn(param):
             continue  # a zero init (muP's zero readout) is fine at every width, an identity too
         base_param = base_params.get(name)
-        at_base = base_param if base_param is not None and base_param.dim() >= 2 and _drawn(base_param) else None
+        at_base = base_param if base_param is not None and base_param.dim() >= 2 and drawn(base_param) else None
         if record.role == "input":  # its fan-in is fixed: the fan-out (the numel's) growth is what it must not follow
             if name not in own_stds and at_base is not None and _follows_growth(param, at_base, param.numel() / at_base.numel()):
                 shrunk.append(name)
@@ -92,7 +92,7 @@ def _some(names: list[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
-def _drawn(param: torch.Tensor) -> bool:
+def drawn(param: torch.Tensor) -> bool:
     """Whether the tensor holds drawn values to measure: not meta, and its nonzero entries spread (not all zero, not an
     identity or a constant: a structured init, which no std describes)."""
     if param.device.type == "meta":
@@ -156,7 +156,7 @@ def rescale_init(
                 continue
             record = tensors[name]
             factor = rules.multipliers(record.role, record.m).init_std
-            if init_std is not None and record.role in _INIT_ROLES:  # entries set to zero (a zero readout/query) stay zero
+            if init_std is not None and record.role in INIT_ROLES:  # entries set to zero (a zero readout/query) stay zero
                 param.copy_(torch.randn_like(param).mul_(init_std * factor) * (param != 0))
             elif init_std is None or name in own_stds:  # their biases too, here: they were not drawn by fan-in
                 own = own_stds[name] if name in own_stds else SP.multipliers(record.role, record.m).init_std

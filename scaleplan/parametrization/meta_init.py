@@ -14,7 +14,8 @@ from torch import nn
 from scaleplan.core.rules import get_parametrization
 from scaleplan.errors import ParametrizationError
 from scaleplan.parametrization.apply import require_states
-from scaleplan.parametrization.init import rescale_init, warn_kept_init
+from scaleplan.parametrization.init import warn_kept_init
+from scaleplan.parametrization.reinit_check import rescale_recorded
 
 
 def initialize(model: nn.Module, base: nn.Module | None = None) -> nn.Module:
@@ -36,8 +37,8 @@ def initialize(model: nn.Module, base: nn.Module | None = None) -> nn.Module:
                              for name in state.init_pending})
         part_base = base.get_submodule(prefix) if base is not None and prefix else base
         warn_kept_init(holder, params, state.tensors, state.init_std, part_base, only=state.init_pending)
-        rescale_init(holder, params, state.tensors, get_parametrization(state.parametrization), state.init_std,
-                     only=state.init_pending)
+        state.own_inits = {**state.own_inits, **rescale_recorded(
+            holder, params, state.tensors, get_parametrization(state.parametrization), state.init_std, only=state.init_pending)}
         state.init_pending = ()
     return model
 
