@@ -6,7 +6,9 @@ finite seeds beside it), never as an infinite number.
 
 - raw regret: the choice's seed mean over the lowest seed mean of any lr trained at the target (every
   lr none of whose seeds diverged), with a jackknife standard error over seeds (seeds left out one at a
-  time from every lr; the same seeds at every lr, so the pairing is kept);
+  time from every lr, the same seeds at every lr so the pairing is kept, and the lowest mean picked again in
+  each replicate). A choice that is the lowest mean whichever seed is left out has no spread to measure: it is
+  reported as the best lr, without a ±; with seeds that differ between lrs there is no pairing, and no ±;
 - smoothed regret: the local model of loss vs log lr (validate/local_model.py) fitted through the seed
   means, its value at the choice over its minimum; outside the model's window the choice's measured mean
   over the model's minimum. Jackknife over seeds likewise (the model refitted each time).
@@ -31,10 +33,12 @@ from scaleplan.validate.local_model import LocalModel, fit_local_model
 
 @dataclass(frozen=True)
 class LrPoint:
-    """Held-out losses of one lr at the target, one per seed in seed order (non-finite: that seed diverged)."""
+    """Held-out losses of one lr at the target, one per seed in seed order (non-finite: that seed diverged), and the
+    seeds where known (a report's grid lists losses only)."""
 
     lr: float
     losses: tuple[float, ...]
+    seeds: tuple[int, ...] = ()
 
     @property
     def n_diverged(self) -> int:
@@ -72,7 +76,7 @@ class LrPoint:
 
     def without_seed(self, i: int) -> LrPoint:
         """The point with seed `i` left out (the jackknife's replicate)."""
-        return LrPoint(self.lr, self.losses[:i] + self.losses[i + 1 :])
+        return LrPoint(self.lr, self.losses[:i] + self.losses[i + 1 :], self.seeds[:i] + self.seeds[i + 1 :])
 
 
 @dataclass(frozen=True)
@@ -110,11 +114,12 @@ def jackknife_se(full: float, replicates: list[float]) -> float | None:
 
 
 def group_by_lr(rows: list[tuple[float, int, float]]) -> list[LrPoint]:
-    """(lr, seed, loss) rows -> one LrPoint per lr, sorted by lr, seeds in seed order."""
-    by_lr: dict[float, list[tuple[int, float]]] = defaultdict(list)
+    """(lr, seed, loss) rows -> one LrPoint per lr, sorted by lr, seeds in seed order; a (lr, seed) given twice (the
+    prediction trained beside an equal naive lr) counts once."""
+    by_lr: dict[float, dict[int, float]] = defaultdict(dict)
     for lr, seed, loss in rows:
-        by_lr[lr].append((seed, loss))
-    return [LrPoint(lr, tuple(loss for _, loss in sorted(v))) for lr, v in sorted(by_lr.items())]
+        by_lr[lr].setdefault(seed, loss)
+    return [LrPoint(lr, tuple(v[s] for s in sorted(v)), tuple(sorted(v))) for lr, v in sorted(by_lr.items())]
 
 
 OPTIMUM_REPLICATES = 500  # seed bootstrap replicates of the target's optimum
@@ -185,9 +190,10 @@ def _smoothed(choice: LrPoint, model: LocalModel | None) -> tuple[float | None, 
 
 
 def _jackknife(points: list[LrPoint], statistic: Callable[[list[LrPoint]], float | None], full: float | None) -> float | None:
-    """Jackknife s.e. of `statistic` over seeds: seed i left out of every lr at once."""
+    """Jackknife s.e. of `statistic` over seeds: seed i left out of every lr at once; None where the lrs' seeds differ
+    (leaving one out of each would pair different seeds)."""
     n = min(len(p.losses) for p in points)
-    if full is None or n < 2:
+    if full is None or n < 2 or len({p.seeds or len(p.losses) for p in points}) > 1:
         return None
     replicates = [statistic([p.without_seed(i) for p in points]) for i in range(n)]
     if any(r is None for r in replicates):
@@ -201,7 +207,6 @@ def regret_of(label: str, choice: LrPoint, points: list[LrPoint]) -> Regret:
         points = [*points, choice]
     index = next(i for i, p in enumerate(points) if p.lr == choice.lr)
     best = best_point(points)
-    best_index = points.index(best)
     model = local_model(points)
     smoothed, basis = _smoothed(choice, model)
     if not choice.finite:
@@ -211,7 +216,7 @@ def regret_of(label: str, choice: LrPoint, points: list[LrPoint]) -> Regret:
     raw = choice.mean / best.mean - 1.0
 
     def raw_of(pts: list[LrPoint]) -> float:
-        return pts[index].mean / pts[best_index].mean - 1.0
+        return pts[index].mean / best_point(pts).mean - 1.0
 
     def smoothed_of(pts: list[LrPoint]) -> float | None:
         return _smoothed(pts[index], local_model(pts))[0]
@@ -223,9 +228,12 @@ def regret_of(label: str, choice: LrPoint, points: list[LrPoint]) -> Regret:
 
 
 def format_regret(value: float | None, se: float | None) -> str:
-    """`1.23% ± 0.45%`, `1.23%` without an s.e., `-` without a value."""
+    """`1.23% ± 0.45%`, `1.23%` without an s.e., `-` without a value; `0.00% (best lr)` for a choice that is the best
+    with any seed left out (a ± of 0 would claim a certainty the jackknife cannot measure there)."""
     if value is None:
         return "-"
+    if value == 0.0 and se == 0.0:
+        return f"{value:.2%} (best lr)"
     return f"{value:.2%}" + ("" if se is None else f" ± {se:.2%}")
 
 

@@ -52,7 +52,8 @@ asymmetric parabola in log lr (separate curvatures below and above the optimum) 
 means within one octave of the lowest, its value at the choice over its minimum (outside its window: the
 measured mean over its minimum); it removes the ~1% seed noise of single grid points and the selection
 bias of taking the lowest of many noisy means. ± is one jackknife standard error over seeds (seed i left
-out of every lr at once). An lr where a seed diverged is reported with the count of diverged seeds; it is
+out of every lr at once, the raw regret's best lr picked again in each replicate); "0.00% (best lr)": the choice is
+the lowest mean whichever seed is left out, a spread the jackknife cannot measure (the smoothed ± covers it). An lr where a seed diverged is reported with the count of diverged seeds; it is
 never the best. *Predicted*: the fitted lr law at the target. *Naive*: the optimum of the swept cell
 nearest the target (the largest swept value of each targeted axis) reused unchanged. Intervals of the
 prediction: the law's interval (t with its residual degrees of freedom) and the percentile interval of the

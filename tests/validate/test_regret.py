@@ -11,7 +11,19 @@ from scaleplan.validate.regret import (
 
 def test_group_by_lr_orders_lrs_and_seeds():
     rows = [(0.1, 1, 2.0), (0.01, 0, 3.0), (0.1, 0, 1.0), (0.01, 1, 5.0)]
-    assert group_by_lr(rows) == [LrPoint(0.01, (3.0, 5.0)), LrPoint(0.1, (1.0, 2.0))]
+    assert group_by_lr(rows) == [LrPoint(0.01, (3.0, 5.0), (0, 1)), LrPoint(0.1, (1.0, 2.0), (0, 1))]
+
+
+def test_a_seed_trained_twice_at_one_lr_counts_once():
+    """The prediction trained beside an equal naive lr gives each (lr, seed) twice: 10 'seeds' of 5 would shrink the s.e."""
+    rows = [(0.1, seed, 1.0 + seed) for seed in range(3)] * 2 + [(0.2, 0, 3.0)]
+    assert group_by_lr(rows) == [LrPoint(0.1, (1.0, 2.0, 3.0), (0, 1, 2)), LrPoint(0.2, (3.0,), (0,))]
+
+
+def test_lrs_trained_on_different_seeds_get_no_paired_error():
+    points = group_by_lr([(0.01, 0, 2.0), (0.01, 1, 2.1), (0.01, 2, 2.2), (0.02, 1, 2.05), (0.02, 2, 2.1), (0.02, 3, 2.3)])
+    r = regret_of("x", points[1], points)
+    assert r.raw is not None and r.raw_se is None and describe(r) == f"{r.raw:.2%}"
 
 
 def test_mean_stderr_and_diverged_seeds():
@@ -42,6 +54,22 @@ def test_raw_regret_and_its_paired_jackknife_error():
     # s.e. 0.0187 / 2.0 = 0.94%), not the unpaired hypot of the two means' errors (2.8%)
     assert r.raw_se == pytest.approx(jackknife_by_hand(choice.losses, best.losses), rel=1e-12)
     assert r.raw_se == pytest.approx(0.0093621, rel=1e-4)
+
+
+def test_the_best_lr_is_picked_again_in_each_jackknife_replicate():
+    """The choice is the lowest mean with every seed, but not with seed 0 left out: its raw regret is 0 and its
+    s.e. is not (a fixed best would give 0.00% ± 0.00%)."""
+    choice = LrPoint(0.02, (1.80, 2.10, 2.10, 2.10))
+    other = LrPoint(0.04, (2.30, 2.00, 2.00, 2.00))
+    r = regret_of("x", choice, [choice, other])
+    assert r.raw == 0.0 and r.raw_se == pytest.approx(math.sqrt(3 / 4 * ((2.1 / 2.0 - 1) * 3 / 4) ** 2 * 4 / 3), rel=1e-9)
+    assert describe(r) == f"0.00% ± {r.raw_se:.2%}"
+
+
+def test_a_choice_that_is_best_with_any_seed_left_out_is_reported_as_the_best_lr():
+    choice = LrPoint(0.02, (1.9, 2.0, 2.1))
+    r = regret_of("x", choice, [choice, LrPoint(0.04, (2.4, 2.5, 2.6))])
+    assert (r.raw, r.raw_se) == (0.0, 0.0) and describe(r) == "0.00% (best lr)"
 
 
 def test_jackknife_of_a_mean_is_its_standard_error():
