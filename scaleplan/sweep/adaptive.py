@@ -1,4 +1,4 @@
-"""Adaptive lr search of one cell (width, steps, batch size, all seeds): bracket, fit, re-centre, stop.
+"""Adaptive lr search of one cell (width, depth, D, steps, batch size; all seeds): bracket, fit, re-centre, stop.
 
 Near its minimum the loss is close to a parabola in ln lr, and a width's optimum lies near the law
 fitted on the smaller widths. So each round proposes a few lrs: first a bracket (around that prior, or
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -179,7 +179,15 @@ def _quadratic(x: np.ndarray, y: np.ndarray) -> tuple[tuple[float, float, float]
 
 
 def next_round(history: Sequence[Observation], settings: SearchSettings, prior: Prior | None = None) -> Round:
-    """The next round of lrs for a cell given every finished trial so far (empty `lrs`: the search is done)."""
+    """The next round of lrs for a cell given every finished trial so far (empty `lrs`: the search is done).
+
+    Every lr lies in [low, high]: the search works in ln lr, and exp(ln high) can round above high."""
+    step = _next_round(history, settings, prior)
+    return replace(step, lrs=tuple(min(max(lr, settings.low), settings.high) for lr in step.lrs))
+
+
+def _next_round(history: Sequence[Observation], settings: SearchSettings, prior: Prior | None) -> Round:
+    """`next_round` before its lrs are clamped into the range."""
     lo, hi = math.log(settings.low), math.log(settings.high)
     room = settings.budget - len(history)
     found = estimate(history)

@@ -149,7 +149,12 @@ class CommandObjective:
         return [self._run(request) for request in requests]
 
     def _run(self, request: TrialRequest) -> Outcome:
-        argv = shlex.split(self._template.format(**request.values()))
+        values = request.values()
+        try:
+            argv = shlex.split(self._template.format(**values))
+        except KeyError as exc:  # a caller that built the trial without one of the spec's axes (the template was checked)
+            raise ScaleplanError(f"[objective] command uses {{{exc.args[0]}}}, which this trial has no value for "
+                                 f"(it has: {', '.join(values)})") from None
         try:
             done = subprocess.run(argv, capture_output=True, text=True, timeout=self._timeout, check=False)
         except FileNotFoundError:

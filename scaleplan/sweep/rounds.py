@@ -14,6 +14,7 @@ trial is re-enqueued with it), and `reconcile` enqueues a slot only when no live
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ from scaleplan.sweep.spec import SweepSpec
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)  # states that fill their slot for good
 STAGED = ("tpe", "gp")
+PriorGroup = tuple[int | None, int | None, int, int]  # (depth, D, steps, batch size): cells one width law spans
 
 
 @dataclass(frozen=True)
@@ -87,27 +89,33 @@ def search_settings(spec: SweepSpec) -> SearchSettings:
 
 def _cells(spec: SweepSpec) -> list[GridPoint]:
     """One grid point per cell (seed = the first seed), smallest width first."""
-    return sorted({GridPoint(p.width, p.steps, p.batch_size, spec.seeds[0]) for p in grid_points(spec)})
+    return sorted({dataclasses.replace(p, seed=spec.seeds[0]) for p in grid_points(spec)})
 
 
-def _cell_of(point: GridPoint) -> tuple[int, int]:
-    return point.steps, point.batch_size
+def _cell_of(spec: SweepSpec, trial: FrozenTrial) -> GridPoint:
+    """The cell a trial belongs to: its grid point (every axis: width, depth, D, steps, batch size) at the first seed."""
+    return dataclasses.replace(GridPoint.from_attrs(trial.user_attrs), seed=spec.seeds[0])
+
+
+def _prior_group(cell: GridPoint) -> PriorGroup:
+    """The cells whose optima fit one law of width: every axis of the cell but its width (and seed)."""
+    return cell.depth, cell.tokens, cell.steps, cell.batch_size
 
 
 def replay(spec: SweepSpec, trials: Sequence[FrozenTrial]) -> dict[GridPoint, CellSearch]:
     """Every adaptive cell's slots and next step, smallest width first (each width's prior needs the smaller ones)."""
     settings = search_settings(spec)
-    by_cell: dict[tuple[int, int, int], list[FrozenTrial]] = defaultdict(list)
+    by_cell: dict[GridPoint, list[FrozenTrial]] = defaultdict(list)
     for t in trials:
         if "slot" in t.user_attrs:
-            by_cell[(int(t.user_attrs["width"]), int(t.user_attrs["steps"]), int(t.user_attrs["batch_size"]))].append(t)
-    done: dict[tuple[int, int], list[tuple[int, Estimate]]] = defaultdict(list)
-    blocked: set[tuple[int, int]] = set()
+            by_cell[_cell_of(spec, t)].append(t)
+    done: dict[PriorGroup, list[tuple[int, Estimate]]] = defaultdict(list)
+    blocked: set[PriorGroup] = set()
     out: dict[GridPoint, CellSearch] = {}
     for cell in _cells(spec):
-        key = _cell_of(cell)
-        slots, history, complete = _existing(spec, cell, by_cell[(cell.width, cell.steps, cell.batch_size)])
-        if key in blocked:  # a smaller width of this (steps, batch) is still searching: no prior yet
+        key = _prior_group(cell)
+        slots, history, complete = _existing(spec, cell, by_cell[cell])
+        if key in blocked:  # a smaller width of this (depth, D, steps, batch) is still searching: no prior yet
             out[cell] = CellSearch(slots, None, None)
             continue
         prior = prior_from(done[key], cell.width)
@@ -145,7 +153,7 @@ def _slot(spec: SweepSpec, cell: GridPoint, index: int, lr: float) -> Slot:
     """Proposal `index` of a cell: trained at seed `seeds[index % len(seeds)]`, lr fixed."""
     seed = spec.seeds[index % len(spec.seeds)]
     fixed = tuple((p.name, lr if p.name == "lr" else p.grid()[0]) for p in spec.search)  # type: ignore[index]
-    return Slot(GridPoint(cell.width, cell.steps, cell.batch_size, seed), index, fixed)
+    return Slot(dataclasses.replace(cell, seed=seed), index, fixed)
 
 
 def _adaptive(spec: SweepSpec, trials: Sequence[FrozenTrial]) -> Release:
@@ -156,9 +164,8 @@ def _adaptive(spec: SweepSpec, trials: Sequence[FrozenTrial]) -> Release:
     for cell, search in cells.items():
         if search.round is not None and search.round.stopped:  # the cell's plan is now known exactly
             counts = Counter(slot.point.key for slot in search.slots)
-            for seed in spec.seeds:
-                planned[GridPoint(cell.width, cell.steps, cell.batch_size, seed).key] = counts[
-                    GridPoint(cell.width, cell.steps, cell.batch_size, seed).key]
+            for key in (dataclasses.replace(cell, seed=seed).key for seed in spec.seeds):
+                planned[key] = counts[key]
         else:
             growing = True
     return Release(slots, planned, growing)

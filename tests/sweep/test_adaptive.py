@@ -155,3 +155,13 @@ def test_estimate_reports_its_parabola_in_ln_lr() -> None:
     assert c0 + c1 * math.log(2e-3) + c2 * math.log(2e-3) ** 2 == pytest.approx(1.0)
     concave = estimate([Observation(lr, 1.0 - 0.05 * math.log(lr / 2e-3) ** 2) for lr in lrs])
     assert concave is not None and concave.parabola is None
+
+
+@pytest.mark.parametrize("optimum", [1.0, 1e-7])
+def test_proposals_at_a_range_end_are_that_end_exactly(optimum: float) -> None:
+    """The search works in ln lr and exp(ln 0.1) is 0.10000000000000002: before, the proposal at the top of the range
+    lay above it, and Optuna warned that the fixed lr was out of its range."""
+    history, last = run(parabola(optimum))
+    assert last.reason == "range-edge"
+    assert all(SETTINGS.low <= o.lr <= SETTINGS.high for o in history)
+    assert (SETTINGS.high if optimum > SETTINGS.high else SETTINGS.low) in {o.lr for o in history}

@@ -10,7 +10,7 @@ import pytest
 from optuna.trial import TrialState
 
 from scaleplan.sweep.adaptive import Observation, next_round, prior_from
-from scaleplan.sweep.export import load_trials
+from scaleplan.sweep.export import load_trials, open_study_readonly
 from scaleplan.sweep.rounds import released, replay, search_settings
 from scaleplan.sweep.runner import RunSummary, run_sweep
 from scaleplan.sweep.spec import load_spec
@@ -161,3 +161,45 @@ def test_a_study_made_before_the_adaptive_default_keeps_its_sampler(tmp_path: Pa
     session = open_sweep(spec)
     assert session.spec.sampler == "tpe" and planned_counts(session.spec) == {"w8-s10-b4-seed0": 4}
     assert sorted(t.user_attrs["slot"] for t in session.study.get_trials()) == ["w8-s10-b4-seed0#0", "w8-s10-b4-seed0#1"]
+
+
+def test_adaptive_searches_every_depth_and_tokens_cell_at_its_own_values(tmp_path: Path) -> None:
+    """Before: the adaptive cells kept only width, steps and batch size, so a depth ladder trained every trial at the
+    model's default depth (the user's code got no `depth`) and a tokens ladder lost `tokens`, silently or with a
+    KeyError; a re-run trained nothing more. Each (width, depth, D) cell now gets its own search at its own values."""
+    from sweep_objectives import multi_axis_bowl, multi_axis_optimum
+
+    path = tmp_path / "m.toml"
+    path.write_text("""
+[sweep]
+name = "m"
+sampler = "adaptive"
+[ladder]
+widths = [64, 128]
+depths = [2, 4]
+tokens = [16384, 65536]
+[search]
+lr = {low = 1e-4, high = 1e-1}
+batch_size = [16]
+[objective]
+callable = "sweep_objectives:multi_axis_bowl"
+""")
+    spec = load_spec(path)
+    summary = run_sweep(spec)
+    frame = load_trials(path)
+    assert set(frame["state"]) == {"COMPLETE"} and frame["slot"].is_unique and summary.complete == len(frame)
+    assert set(zip(frame["width"], frame["depth"], frame["tokens"])) == {
+        (w, depth, d) for w in (64, 128) for depth in (2, 4) for d in (16384, 65536)}
+    assert (frame["steps"] == frame["tokens"] // 16).all()
+    for row in frame.itertuples():  # each trial ran at the depth and D its row records
+        params = {"width": row.width, "depth": row.depth, "tokens": row.tokens, "batch_size": 16, "lr": row.lr}
+        assert row.loss == pytest.approx(multi_axis_bowl(params)["loss"], rel=1e-12)
+    cells = replay(spec, open_study_readonly(spec).get_trials())
+    found = {(c.width, c.depth, c.tokens): s.round.estimate for c, s in cells.items() if s.round is not None}
+    for cell, search in cells.items():  # each cell found its own optimum, from a prior of its own depth and D
+        assert found[cell.width, cell.depth, cell.tokens] is not None
+        assert found[cell.width, cell.depth, cell.tokens].lr == pytest.approx(
+            multi_axis_optimum(cell.width, cell.depth, cell.tokens, cell.batch_size), rel=0.05)
+        if cell.width == 128:
+            assert search.prior is not None and search.prior.lr == found[64, cell.depth, cell.tokens].lr
+    assert run_sweep(load_spec(path)) == summary and len(load_trials(path)) == len(frame)  # a re-run trains nothing

@@ -152,6 +152,44 @@ def test_command_failures(tmp_path: Path, command: str, message: str) -> None:
         run_sweep(load_spec(path))
 
 
+def test_adaptive_command_objective_gets_the_tokens_of_its_cell(tmp_path: Path) -> None:
+    """Before: the adaptive search dropped `tokens` from its trials, and a command using {tokens} failed with
+    `internal error: KeyError: 'tokens'` (exit 1)."""
+    path = tmp_path / "t.toml"
+    path.write_text(f"""
+[sweep]
+name = "t"
+sampler = "adaptive"
+trials_per_point = 6
+[ladder]
+widths = [8]
+tokens = [160]
+[search]
+lr = {{low = 1e-3, high = 1e-1}}
+batch_size = [4, 8]
+[objective]
+command = "{sys.executable} -c 'import math; print((math.log({{lr}}) + 4) ** 2 + {{tokens}} / {{steps}})'"
+""")
+    summary = run_sweep(load_spec(path))
+    trials = trials_of(path)
+    assert summary.complete == len(trials) and {t.user_attrs["tokens"] for t in trials} == {160}
+    for t in trials:  # the command got the D of its cell: tokens / steps is the batch size
+        assert t.value == pytest.approx((math.log(t.params["lr"]) + 4) ** 2 + t.user_attrs["batch_size"], rel=1e-9)
+
+
+def test_a_command_field_a_trial_has_no_value_for_is_one_line() -> None:
+    """The template is checked against the spec's fields; a trial built without one of them (a caller's bug) is a
+    one-line error naming the field, not `internal error: KeyError`."""
+    from scaleplan.sweep.objective import CommandObjective
+    from scaleplan.sweep.plan import GridPoint
+    from scaleplan.sweep.trial import TrialRequest
+
+    objective = CommandObjective("train --lr {lr} --depth {depth}", ["depth", "lr"], None)
+    with pytest.raises(ScaleplanError, match=r"^\[objective\] command uses \{depth\}, which this trial has no value for "
+                                             r"\(it has: width, steps, batch_size, seed, lr\)$"):
+        objective.evaluate([TrialRequest(GridPoint(8, 10, 4, 0), {"lr": 0.1})])
+
+
 @pytest.mark.parametrize(
     ("objective", "message"),
     [
