@@ -3,6 +3,7 @@
 Local default: a journal file next to the spec (~3 ms/trial); `*.db` or `sqlite:///` gives SQLite;
 `postgresql://` gives Optuna's RDB storage for workers on many machines. The lock serializes the
 short plan bookkeeping (enqueue missing slots, fail stale trials) across all workers of a study.
+Creating Optuna's tables in a new SQLite or PostgreSQL database is serialized the same way.
 A relative `--storage` path is relative to the current directory, like any path on a command line;
 the spec's `storage` key (and the default) is relative to the spec's folder.
 """
@@ -133,10 +134,14 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
     if target.kind == "postgresql":
         engine_kwargs = {"connect_args": {"connect_timeout": CONNECT_TIMEOUT_S}, "pool_pre_ping": True}
     try:
-        if target.kind != "postgresql":
-            return optuna.storages.RDBStorage(target.url, engine_kwargs=engine_kwargs)
         # Optuna creates its tables, version row and alembic stamp without a lock: workers meeting an empty
-        # database together collide ("duplicate key ... pg_type_typname_nsp_index"), so they take turns.
+        # database together collide ("table studies already exists", "duplicate key ... pg_type_typname_nsp_index"),
+        # so they take turns: under a file lock beside a SQLite file, a PostgreSQL advisory lock otherwise.
+        if target.path is not None:
+            lock = target.path.with_name(target.path.name + ".schema-lock")
+            # in a folder this user cannot write, this user creates no tables: read them without the lock
+            with _file_lock(lock, target) if os.access(target.path.parent, os.W_OK) else contextlib.nullcontext():
+                return optuna.storages.RDBStorage(target.url, engine_kwargs=engine_kwargs)
         lock_engine = sqlalchemy.create_engine(target.url, **engine_kwargs)
         try:
             with _advisory_lock(lock_engine, SCHEMA_LOCK_KEY):
@@ -206,21 +211,27 @@ def database_failures(target: StorageTarget) -> Iterator[None]:
 def storage_lock(target: StorageTarget, storage: optuna.storages.BaseStorage, study_name: str) -> Iterator[None]:
     """Hold an exclusive lock for `study_name`: a file lock beside a local file, a PostgreSQL advisory lock."""
     if target.path is not None:
-        lock_path = target.path.with_name(target.path.name + ".plan-lock")  # not ".lock": Optuna's own journal lock file
-        try:
-            handle = open(lock_path, "a+")
-        except OSError as exc:  # a read-only folder or lock file: the storage cannot be written either
-            raise StorageError(f"cannot open the lock file {lock_path} of storage {target.display()}: "
-                               f"{exc.strerror or exc} (can this user write that folder and file?)") from None
-        with handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with _file_lock(target.path.with_name(target.path.name + ".plan-lock"), target):  # not ".lock": Optuna's journal lock
+            yield
         return
     with _advisory_lock(storage.engine, zlib.crc32(f"scaleplan:{study_name}".encode())):  # type: ignore[attr-defined]
         yield
+
+
+@contextlib.contextmanager
+def _file_lock(lock_path: Path, target: StorageTarget) -> Iterator[None]:
+    """An exclusive flock on `lock_path` beside the storage file `target` (the kernel drops it if the process dies)."""
+    try:
+        handle = open(lock_path, "a+")
+    except OSError as exc:  # a read-only folder or lock file: the storage cannot be written either
+        raise StorageError(f"cannot open the lock file {lock_path} of storage {target.display()}: "
+                           f"{exc.strerror or exc} (can this user write that folder and file?)") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @contextlib.contextmanager
