@@ -78,7 +78,9 @@ class ParametrizationState:
     init_std: float | None = None  # as applied: what initialize() draws with
     # tensors whose init could not be set because they were on the meta device (initialize() sets them once materialized)
     init_pending: tuple[str, ...] = ()
-    own_inits: dict[str, OwnInit] = field(default_factory=dict)  # what it rescaled, to recognise a re-initialization
+    # what it rescaled, to recognise a re-initialization; per-draw numbers, so not in the repr: models that differ only in
+    # their seed still train in one batched population (population._static_state compares reprs)
+    own_inits: dict[str, OwnInit] = field(default_factory=dict, repr=False)
 
     def multipliers(self, name: str, optimizer: str = "adam", decay: str = "torch") -> RoleMultipliers:
         """The rules' factors for tensor `name` under `optimizer` (before a DenseAM memory's eps factor)."""

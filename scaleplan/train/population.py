@@ -8,6 +8,7 @@ to float rounding. Gradient clipping (`clip_grad_norm`) scales each member's row
 global norm, as clip_grad_norm_ does for its sequential run. A member whose loss blows up is zeroed and
 frozen and reported diverged; the others go on untouched. A `checkpoint` callback (pruning) sees every member's held-out loss every
 `checkpoint_every` steps and may stop members, which are frozen the same way and reported pruned.
+A model with dropout does not train this way (vmap cannot draw each member's own masks): its size is 1.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import copy
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -32,12 +34,26 @@ from scaleplan.train.loop import make_optimizer
 from scaleplan.train.monitor import at_checkpoint, diverged, tail_mean
 from scaleplan.train.schedule import lr_factor
 
+_dropout: dict[str, bool] = {}  # per configuration (calibrate.cache_key): whether its model drops anything
+
+
 def population_size_for(cfg: TrialConfig) -> int:
     """How many trials like `cfg` to train together (1 = one at a time): measured on this machine, per device
-    and configuration, and cached (see train/calibrate.py)."""
-    from scaleplan.train.calibrate import calibrated_population
+    and configuration, and cached (see train/calibrate.py). A model with dropout trains one at a time, whatever
+    SCALEPLAN_POPULATION says: a batched call cannot draw each member's masks as its own run draws them."""
+    from scaleplan.train.calibrate import cache_key, calibrated_population
 
-    return calibrated_population(cfg)
+    key = cache_key(cfg)
+    if key not in _dropout:
+        with torch_threads(cfg.threads), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the trials' own builds warn, once
+            _dropout[key] = _drops_out(build_model(cfg, build_task(cfg)))
+    return 1 if _dropout[key] else calibrated_population(cfg)
+
+
+def _drops_out(model: nn.Module) -> bool:
+    """Whether `model` has a dropout module that drops anything (p > 0): its forward draws random numbers."""
+    return any(isinstance(m, nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
 
 
 @dataclass
@@ -81,6 +97,9 @@ def train_population(
     with torch_threads(cfgs[0].threads):
         task = build_task(cfgs[0])
         models = [build_model(cfg, task) for cfg in cfgs]
+        if _drops_out(models[0]):  # vmap refuses its random masks, and one shared stream would not be each run's own
+            raise ScaleplanError("a model with dropout cannot train in a population: train its trials one at a time "
+                                 "(train_trial; population_size_for gives 1)")
         partitions: dict[str, list[int]] = {}
         for i, model in enumerate(models):
             partitions.setdefault(_static_state(model), []).append(i)

@@ -12,9 +12,11 @@ from optuna.trial import TrialState
 from scaleplan.errors import ScaleplanError
 from scaleplan.sweep.builtin import BuiltinObjective
 from scaleplan.sweep.export import load_trials
+from scaleplan.sweep.plan import GridPoint
 from scaleplan.sweep.runner import RunSummary, run_sweep
 from scaleplan.sweep.spec import load_spec
 from scaleplan.sweep.study import open_sweep, trial_id
+from scaleplan.sweep.trial import TrialRequest
 from scaleplan.sweep.worker import claim
 
 SPEC = """
@@ -81,6 +83,52 @@ def test_depth_and_tokens_ladders_train_the_shapes_they_name(spec_path: Path) ->
     session = open_sweep(other)
     first = claim(session, BuiltinObjective(other), limit=100)
     assert {t.user_attrs["point"] for t in session.study.get_trials() if t._trial_id in first} == {"w8-d1-s8-b4-seed0"}
+
+
+def test_the_adaptive_search_trains_each_depth_it_names(spec_path: Path) -> None:
+    """Before: the adaptive cells dropped the depth, and every trial trained the model's default depth (exit 0)."""
+    spec_path.write_text(SPEC.replace('sampler = "grid"', 'sampler = "adaptive"\ntrials_per_point = 4\nround_size = 2')
+                         .replace("steps = [5]", "depths = [1, 2]\nsteps = [5]").replace("widths = [8, 16]", "widths = [8]")
+                         .replace("lr = [1e-2, 1e-1, 1e3]", "lr = {low = 1e-3, high = 1e-1}"))
+    summary = run_sweep(load_spec(spec_path))
+    frame = load_trials(spec_path)
+    assert summary == RunSummary(len(frame), len(frame), 0) and set(frame["state"]) == {"COMPLETE"}
+    assert frame.groupby("depth").size().to_dict() == {1: 4, 2: 4}
+    assert set(zip(frame["depth"], frame["N"])) == {(1, 0), (2, 72)}  # depth 1: no hidden layer; 2: one (w^2 + w)
+
+
+def test_a_model_with_dropout_trains_one_trial_at_a_time_as_alone(tmp_path: Path) -> None:
+    """Before: population training of a model with dropout failed with vmap's "called random operation while in
+    randomness error mode ... fix the objective", though each trial trains fine alone."""
+    pytest.importorskip("transformers")
+    from scaleplan.train.loop import train_trial
+
+    path = tmp_path / "hfd.toml"
+    path.write_text("""
+[sweep]
+name = "hfd"
+sampler = "grid"
+[task]
+name = "charlm"
+kwargs = {seq_len = 16, n_eval = 8}
+[model]
+name = "hf-gpt2"
+parametrization = "mup"
+kwargs = {depth = 1, n_heads = 2, dropout = 0.3, tied = false}
+[ladder]
+widths = [16]
+steps = [5]
+[search]
+lr = [1e-3, 1e-2]
+init_std = [0.02]
+batch_size = [4]
+""")
+    spec = load_spec(path)
+    assert run_sweep(spec) == RunSummary(2, 2, 0)  # populations of 8 asked for (tests/conftest.py), of 1 trained
+    objective = BuiltinObjective(spec)
+    for t in open_sweep(spec).study.get_trials():
+        alone = train_trial(objective.config(TrialRequest(GridPoint.from_attrs(t.user_attrs), dict(t.params))))
+        assert t.user_attrs["loss"] == alone.loss
 
 
 def test_unknown_task_fails_before_any_trial(spec_path: Path) -> None:

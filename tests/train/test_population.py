@@ -10,7 +10,7 @@ import pytest
 from scaleplan.errors import ScaleplanError
 from scaleplan.train.config import TrialConfig
 from scaleplan.train.loop import train_trial
-from scaleplan.train.population import train_population
+from scaleplan.train.population import population_size_for, train_population
 
 BASE = TrialConfig(width=64, base_width=32, steps=40, batch_size=32, model_kwargs={"depth": 3})
 
@@ -100,6 +100,19 @@ def test_hf_gpt2_population_on_charlm(tied: bool) -> None:
     assert_same_as_sequential(cfgs, rel=1e-4)
 
 
+def test_a_model_with_dropout_is_sized_one_and_refused_as_a_population() -> None:
+    """vmap cannot draw each member's dropout masks as its own run does (it refused with "called random operation
+    while in randomness error mode"), so such a model trains one trial at a time, whatever SCALEPLAN_POPULATION says."""
+    pytest.importorskip("transformers")
+    kwargs = {"depth": 1, "n_heads": 2, "tied": False}
+    cfg = TrialConfig(task="charlm", model="hf-gpt2", width=16, base_width=16, steps=2, batch_size=4, init_std=0.02,
+                      task_kwargs={"seq_len": 16, "n_eval": 8}, model_kwargs={**kwargs, "dropout": 0.3})
+    assert population_size_for(cfg) == 1
+    assert population_size_for(dataclasses.replace(cfg, model_kwargs={**kwargs, "dropout": 0.0})) == 8  # tests/conftest.py
+    with pytest.raises(ScaleplanError, match="^a model with dropout cannot train in a population: train its trials one"):
+        train_population([cfg, dataclasses.replace(cfg, seed=1)])
+
+
 def test_a_diverged_member_does_not_poison_the_others() -> None:
     cfgs = members(lr=[3e-3, 50.0, 1e-2], seed=[0, 0, 1])
     population = train_population(cfgs)
@@ -164,6 +177,18 @@ def test_denseam_population_with_retrieval_memory_eps_trains_together_and_equals
     eps = [next(r.eps_value for r in m.scaleplan_state.tensors.values() if r.eps_value is not None) for m in (first, second)]
     assert eps[0] != eps[1] and _static_state(first) == _static_state(second)
     assert_same_as_sequential(cfgs)
+
+
+def test_mup_members_that_differ_only_in_their_seed_share_one_batched_computation() -> None:
+    """The parametrization records each member's own draws (to recognise a re-initialization); they differ by seed and
+    must not split a population into one group per member."""
+    from scaleplan.train.build import build_model, build_task
+    from scaleplan.train.population import _static_state
+
+    cfgs = [dataclasses.replace(BASE, parametrization="mup", width=256, base_width=32, seed=seed) for seed in (0, 1)]
+    first, second = (build_model(cfg, build_task(cfg)) for cfg in cfgs)
+    assert first.scaleplan_state.own_inits != second.scaleplan_state.own_inits
+    assert _static_state(first) == _static_state(second)
 
 
 @pytest.mark.parametrize(("optimizer", "lr", "clips"), [("adam", 1e-2, [0.3, None, 1.0]), ("sgd", 1e-1, [0.15, None, 0.1])])
