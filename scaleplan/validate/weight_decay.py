@@ -254,6 +254,9 @@ def check_decay_spec(spec: Any, target_width: int, target_steps: int, seeds: int
         raise InputError(f"{where}: a weight-decay validation sweeps lr and weight_decay (or wd_tau) only; got {sorted(names)}")
     if len(spec.batch_sizes) != 1:
         raise InputError(f"{where}: one batch size, please (the transfer is over width and tokens)")
+    if spec.depths:  # the target runs are built at (width, steps): a depth ladder's depth would not reach them
+        raise InputError(f"{where}: the weight-decay validation transfers over width and steps, not depth: drop "
+                         "[ladder] depths (set one depth in [model] kwargs)")
     if len(spec.widths) < 2 or len(spec.steps) < 2:
         raise InputError(f"{where}: the timescale law tau*(D/N) needs at least 2 widths and 2 step counts")
     if target_width < 8 * min(spec.widths) or target_steps < 4 * max(spec.steps):

@@ -70,12 +70,15 @@ def test_target_grid_covers_both_choices() -> None:
         ("", {"seeds": 3}, "--seeds 3: a regret near 1% needs at least 5 seeds"),
         ('steps = [3, 6]', {}, "needs at least 2 widths and 2 step counts"),
         ('wd_tau = [0.4, 1.0, 2.5]', {}, "sweeps lr and weight_decay (or wd_tau) only"),
+        ("steps = [3, 6]\n", {}, "transfers over width and steps, not depth: drop [ladder] depths"),
     ],
 )
 def test_what_cannot_be_validated_is_refused_before_training(tmp_path: Path, change: str, kwargs: dict, message: str) -> None:
     text = SPEC
     if change == "steps = [3, 6]":
         text = SPEC.replace(change, "steps = [10]")
+    elif change == "steps = [3, 6]\n":
+        text = SPEC.replace(change, change + "depths = [2]\n")
     elif change:
         text = SPEC.replace(change, "init_std = [0.5, 1.0]")
     path = tmp_path / "wd.toml"
