@@ -111,6 +111,9 @@ def to_table(p: Prescription) -> str:
     for i in p.inputs:
         table.add_row(f"law input {i.name}", f"{i.value:.4g}", "", i.meaning)
     console.print(table)
+    if any(e is not None and e.low is not None and e.interval != "prediction" for e in (p.lr, p.batch_size, p.wd_tau, p.weight_decay)):
+        console.print("CI: the uncertainty of the law's coefficients only, not the scatter of the best value around the law "
+                      "(a PI adds it): a refit of the same runs can land outside it (see the law file's notes)")
     if p.shape is not None:
         s = p.shape
         console.print(

@@ -178,6 +178,18 @@ def test_a_mup_decay_law_prescribes_lambda_per_role(convention, hidden_factor):
         prescribe(law, width=256, params=1e5, tokens=1e6, batch_size=2e6)
 
 
+def test_a_confidence_interval_of_a_law_is_said_to_hold_its_coefficients_only():
+    """Step Law's interval is its released bootstrap fits' (no scatter of optima around the law): a refit of its released
+    grid gives other exponents (N^-0.77 D^0.20, tests/data/README.md) and, in a probe, 5.9e-4 at 7B / 2T tokens, below
+    the 8.3e-4 .. 1.26e-3 printed; a fitted law's PI carries that scatter."""
+    from scaleplan.plan.render import to_table
+
+    published = prescribe("steplaw", params=7e9, tokens=2e12)
+    assert published.lr.interval == "confidence" and "CI: the uncertainty of the law's coefficients only" in to_table(published)
+    fitted = prescribe("transfer-mlp-mup", width=2048)
+    assert fitted.lr.interval == "prediction" and "coefficients only" not in to_table(fitted)
+
+
 def test_a_plan_without_tokens_warns_that_it_assumed_them_for_a_law_of_d():
     assumed = [w for w in prescribe("steplaw", params=7e9).warnings if w.startswith("no --tokens")]
     assert len(assumed) == 1 and "D = 150B is assumed" in assumed[0] and "give --tokens" in assumed[0]
