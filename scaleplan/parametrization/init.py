@@ -45,10 +45,10 @@ def warn_kept_init(model: nn.Module, params: dict[str, nn.Parameter], tensors: d
     for name, record in tensors.items():
         param = params[name]
         if (only is not None and name not in only) or record.role not in ("input", "hidden", "output") or param.dim() < 2 \
-                or not drawn(param):
+                or not _drawn(param):
             continue  # a zero init (muP's zero readout) is fine at every width, an identity too
         base_param = base_params.get(name)
-        at_base = base_param if base_param is not None and base_param.dim() >= 2 and drawn(base_param) else None
+        at_base = base_param if base_param is not None and base_param.dim() >= 2 and _drawn(base_param) else None
         if record.role == "input":  # its fan-in is fixed: the fan-out (the numel's) growth is what it must not follow
             if name not in own_stds and at_base is not None and _growth(param, at_base, param.numel() / at_base.numel()) == "follows":
                 shrunk.append(name)
@@ -102,7 +102,7 @@ def _some(names: list[str]) -> str:
     return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
 
 
-def drawn(param: torch.Tensor) -> bool:
+def _drawn(param: torch.Tensor) -> bool:
     """Whether the tensor holds drawn values to measure: not meta, and its nonzero entries spread (not all zero, not an
     identity or a constant: a structured init, which no std describes)."""
     if param.device.type == "meta":

@@ -20,13 +20,14 @@ from torch import nn
 
 from scaleplan.core.rules import Parametrization
 from scaleplan.errors import ParametrizationWarning
-from scaleplan.parametrization.init import INIT_ROLES, drawn, rescale_init
+from scaleplan.parametrization.init import INIT_ROLES, rescale_init
 
 if TYPE_CHECKING:
     from scaleplan.parametrization.apply import ParametrizationState, TensorRecord
 
 MOVED = math.log(1.25)  # a std changed by this much is recorded: a re-draw at the model's own std is then told apart
 MIN_ENTRIES = 1024  # fewer entries estimate a std and a kurtosis too loosely to recognise a draw
+SAMPLE = 1 << 20  # entries read per weight: past it the tolerances are at their floors, and a 7B model reads fast
 
 
 @dataclass(frozen=True)
@@ -87,14 +88,19 @@ def _redrawn(param: torch.Tensor, own: OwnInit) -> float | None:
 
 
 def _moments(param: torch.Tensor) -> tuple[float, float, int] | None:
-    """(std, kurtosis, count) of a weight's nonzero entries (zeros are a deliberate init), or None where they cannot
-    describe a draw: a vector, fewer than MIN_ENTRIES entries, no values here (meta, a DTensor shard), or not drawn."""
-    if param.dim() < 2 or type(param.detach()) is not torch.Tensor or not drawn(param):
+    """(std, kurtosis, count) of a weight's nonzero entries (zeros are a deliberate init) among its first SAMPLE (an init
+    draws every entry alike), or None where they cannot describe a draw: a vector, fewer than MIN_ENTRIES entries, no values here (meta, a
+    DTensor shard), or a constant."""
+    if param.dim() < 2 or param.is_meta or type(param.detach()) is not torch.Tensor:
         return None
     with torch.no_grad():
-        values = param.detach()[param != 0].double()
+        flat = param.detach().reshape(-1)
+        values = flat[:SAMPLE]
+        values = values[values != 0].double()
         if values.numel() < MIN_ENTRIES:
             return None
         centred = values - values.mean()
         variance = float(centred.square().mean())
+        if variance == 0.0:
+            return None
         return math.sqrt(variance), float(centred.pow(4).mean()) / variance**2, values.numel()
