@@ -42,9 +42,9 @@ def report_row(report: str, name: str) -> dict[str, str]:
 
 
 def percent(cell: str) -> tuple[float, float]:
-    """`1.23% ± 0.45%` -> (0.0123, 0.0045)."""
+    """`1.23% ± 0.45%` -> (0.0123, 0.0045); `0.00% (best lr)` (the best whichever seed is left out) -> (0.0, 0.0)."""
     value, _, se = cell.split(" (")[0].partition(" ± ")
-    return float(value.rstrip("%")) / 100, float(se.rstrip("%")) / 100
+    return float(value.rstrip("%")) / 100, float(se.rstrip("%") or 0) / 100
 
 
 def grid_lrs(report: str, name: str) -> list[float]:
@@ -83,11 +83,13 @@ def seed_losses(lr: float, noise: float) -> list[float]:
 
 
 def expected_raw(report: str, name: str, lr: float, noise: float) -> tuple[float, float]:
-    """Raw regret against the best lr of the report's grid, and its jackknife s.e., from the fake's losses."""
-    finite = {x: seed_losses(x, noise) for x in grid_lrs(report, name) if all(map(math.isfinite, seed_losses(x, noise)))}
-    best = min(finite.values(), key=sum)
+    """Raw regret against the best lr of the report's grid, and its jackknife s.e. (the best picked again in each
+    replicate), from the fake's losses."""
+    finite = [seed_losses(x, noise) for x in grid_lrs(report, name) if all(map(math.isfinite, seed_losses(x, noise)))]
+    best = min(finite, key=sum)
     choice = seed_losses(lr, noise)
-    reps = [(sum(choice) - choice[i]) / (sum(best) - best[i]) - 1 for i in range(SEEDS)]
+    # the best lr picked again with seed i left out
+    reps = [(sum(choice) - choice[i]) / min(sum(f) - f[i] for f in finite) - 1 for i in range(SEEDS)]
     centre = sum(reps) / SEEDS
     return sum(choice) / sum(best) - 1, math.sqrt((SEEDS - 1) / SEEDS * sum((r - centre) ** 2 for r in reps))
 
