@@ -14,6 +14,7 @@ import atexit
 import contextlib
 import dataclasses
 import fcntl
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -136,11 +137,9 @@ def open_storage(target: StorageTarget) -> optuna.storages.BaseStorage:
     try:
         # Optuna creates its tables, version row and alembic stamp without a lock: workers meeting an empty
         # database together collide ("table studies already exists", "duplicate key ... pg_type_typname_nsp_index"),
-        # so they take turns: under a file lock beside a SQLite file, a PostgreSQL advisory lock otherwise.
+        # so they take turns: under a file lock for a SQLite file, a PostgreSQL advisory lock otherwise.
         if target.path is not None:
-            lock = target.path.with_name(target.path.name + ".schema-lock")
-            # in a folder this user cannot write, this user creates no tables: read them without the lock
-            with _file_lock(lock, target) if os.access(target.path.parent, os.W_OK) else contextlib.nullcontext():
+            with _sqlite_schema_lock(target.path):
                 return optuna.storages.RDBStorage(target.url, engine_kwargs=engine_kwargs)
         lock_engine = sqlalchemy.create_engine(target.url, **engine_kwargs)
         try:
@@ -226,6 +225,28 @@ def _file_lock(lock_path: Path, target: StorageTarget) -> Iterator[None]:
     except OSError as exc:  # a read-only folder or lock file: the storage cannot be written either
         raise StorageError(f"cannot open the lock file {lock_path} of storage {target.display()}: "
                            f"{exc.strerror or exc} (can this user write that folder and file?)") from None
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def _sqlite_schema_lock(database: Path) -> Iterator[None]:
+    """An exclusive flock on a file in the temporary directory named by the database's real path, so processes
+    creating a new SQLite file's tables take turns (SQLite is one machine's) and nothing is left beside the user's
+    files, even when the storage turns out unusable. A lock file this user cannot open (another user's) is skipped:
+    the race it prevents is between one user's workers."""
+    name = hashlib.sha256(str(database.resolve()).encode()).hexdigest()[:16]
+    try:
+        handle = open(Path(tempfile.gettempdir()) / f"scaleplan-sqlite-{name}.lock", "a+")
+    except OSError:
+        handle = None
+    if handle is None:
+        yield
+        return
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
