@@ -24,6 +24,7 @@ OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N"
                     "weight_decay", "wd_tau", "steps_run")
 SIZE_VARIABLES = ("N", "width", "depth")
 # Canonical columns that hold numbers; state, diverged and model hold labels.
+KEY_RTOL = 1e-8  # sizes, D, batch sizes and lrs key cells and lr means: values this close are one (float noise)
 NUMERIC_COLUMNS = tuple(c for c in (*OPTIONAL_COLUMNS, "loss") if c not in ("state", "diverged", "model"))
 _TRUE = {"true", "t", "yes", "y", "1"}
 _FALSE = {"false", "f", "no", "n", "0"}
@@ -73,6 +74,10 @@ def parse_column_map(pairs: tuple[str, ...] | list[str]) -> dict[str, str]:
         if canonical.strip() not in (*OPTIONAL_COLUMNS, "loss"):  # renaming lr to a typo would drop the lr column unseen
             raise ScaleplanError(f"--column {pair}: '{canonical.strip()}' is not a column scaleplan reads; the name before "
                                  f"'=' is one of {', '.join(('loss', *OPTIONAL_COLUMNS))} and the name after it is yours")
+        taken = next((other for other, name in out.items() if name == canonical.strip() and other != source.strip()), None)
+        if taken is not None:
+            raise ScaleplanError(f"--column {pair}: '{canonical.strip()}' is already read from '{taken}'; give one source "
+                                 "per column")
         out[source.strip()] = canonical.strip()
     return out
 
@@ -153,6 +158,10 @@ def prepare_trials(
     if "state" in frame:
         ok = frame["state"].astype(str).str.upper() == "COMPLETE"
         dropped["not COMPLETE"] = int((~ok).sum())
+        if not ok.any():
+            found = ", ".join(repr(v) for v in frame["state"].astype(str).unique()[:5])
+            raise ScaleplanError(f"{source}: no trial's state is COMPLETE (an Optuna state; found {found}): map yours "
+                                 "to COMPLETE, or drop the state column if every row finished")
         frame = frame[ok]
     where = _column_namer(source, columns)
     diverged = frame.iloc[:0]
@@ -167,8 +176,11 @@ def prepare_trials(
     if "batch_size" in frame:
         frame["batch_size"] = frame["batch_size"] * float(batch_unit_scale)
     finite = np.isfinite(frame[numeric]).all(axis=1) & (frame[[c for c in numeric if c != "loss"]] > 0).all(axis=1)
+    _refuse_stand_in_losses(frame.loc[finite, "loss"] if "loss" in frame else None, where)
     dropped["non-finite or non-positive"] = int((~finite).sum())
     frame = frame[finite].reset_index(drop=True)
+    for col in [c for c in numeric if c not in ("loss", "C")]:
+        frame[col] = _merged(frame[col])
     if frame.empty:
         reasons = ", ".join(f"{n} {why}" for why, n in dropped.items() if n) or "no rows"
         raise ScaleplanError(f"{source}: no usable trials left ({reasons}); nothing to fit")
@@ -267,6 +279,31 @@ def _diverged(value: Any, row: Any, where: Callable[[str, Any], str]) -> bool:
         raise FitError(f"{where('diverged', row)}: {value!r} is neither true nor false; write true/false, yes/no or 1/0 "
                        "(empty = not diverged)")
     return text in _TRUE
+
+
+def _merged(column: pd.Series) -> pd.Series:
+    """Each value within KEY_RTOL above a smaller one takes that one's value (positive values): float noise in an
+    export (0.0010000000001, N x (1 + 1e-12)) would split one lr or size into two, each with fewer seeds, and a size
+    into two cells that narrow the law's interval unseen."""
+    anchors: dict[float, float] = {}
+    anchor = math.nan
+    for value in np.sort(column.unique()):
+        if not value <= anchor * (1 + KEY_RTOL):
+            anchor = value
+        anchors[value] = anchor
+    return column.map(anchors)
+
+
+def _refuse_stand_in_losses(loss: pd.Series | None, where: Callable[[str, Any], str]) -> None:
+    """Refuse a loss of 0 or below beside positive losses: an export's stand-in for a diverged run (0, -1), which the
+    optimum would take for the best run (a probe: a law 3.8x too high, flagged only as a flat end). An objective below
+    zero everywhere (a negated score) is kept."""
+    if loss is None or not (loss > 0).any() or (loss > 0).all():
+        return
+    row = loss.index[loss <= 0][0]
+    raise FitError(f"{where('loss', row)}: {loss[row]:g} beside positive losses ({int((loss <= 0).sum())} row(s) at 0 or "
+                   "below): a diverged run's stand-in? mark diverged runs with an empty, nan or inf loss (or a "
+                   "'diverged' column)")
 
 
 def _numbers(column: pd.Series, where: Callable[[str, Any], str]) -> pd.Series:

@@ -200,3 +200,37 @@ def test_a_stopped_runs_d_from_an_older_sweep_keys_its_grid_points_cell() -> Non
     assert prepare_trials(lost).lost == ("N=4e+06, D=1e+08",)  # today's record: the planned D, kept as it is
     lost.loc[[2, 3], "D"] = [1e6, 2e6]
     assert prepare_trials(lost).lost == ("N=4e+06, D=1e+08",)
+
+
+@pytest.mark.parametrize("stand_in", [0.0, -1.0])
+def test_a_loss_of_zero_or_below_beside_positive_ones_is_refused_as_a_stand_in(stand_in: float) -> None:
+    """An export's 0 (or -1) for a diverged run would be the best run of its cell: a law 3.8x too high in a probe."""
+    with pytest.raises(FitError, match=rf"column 'loss', row 4 after the header: {stand_in:g} beside positive losses "
+                                        r"\(1 row\(s\) at 0 or below\): a diverged run's stand-in\?"):
+        prepare_trials(frame(loss=[2.0, 1.9, 1.8, stand_in]))
+
+
+def test_an_objective_below_zero_everywhere_is_kept() -> None:
+    assert prepare_trials(frame(loss=[-2.0, -1.9, -1.8, -1.7])).frame["loss"].tolist() == [-2.0, -1.9, -1.8, -1.7]
+
+
+def test_float_noise_does_not_split_a_size_or_an_lr() -> None:
+    """N x (1 + 1e-12) and lr x (1 + 1e-9) from an export are the same size and lr (two cells would narrow the law's
+    interval; two lrs would each hold fewer seeds); values 1e-6 apart stay apart."""
+    raw = frame(N=[1e6, 1e6 * (1 + 1e-12), 4e6, 4e6 * (1 + 1e-6)], lr=[1e-3, 1e-3 * (1 + 1e-9), 2e-3, 2e-3], seed=[0, 1, 0, 0])
+    trials = prepare_trials(raw)
+    assert trials.frame["N"].tolist() == [1e6, 1e6, 4e6, 4e6 * (1 + 1e-6)]
+    assert trials.frame["lr"].tolist() == [1e-3, 1e-3, 2e-3, 2e-3]
+    with pytest.raises(FitError, match="has 2 runs with the same lr=0.001"):  # without seeds: one lr run twice, refused
+        prepare_trials(raw.drop(columns="seed"))
+
+
+def test_one_column_read_from_two_sources_is_refused() -> None:
+    with pytest.raises(ScaleplanError, match="--column loss=val_loss: 'loss' is already read from 'train_loss'"):
+        parse_column_map(["loss=train_loss", "loss=val_loss"])
+
+
+def test_states_none_of_which_is_complete_are_listed() -> None:
+    """A Weights & Biases export's states ('finished', 'crashed') are not Optuna's: the message shows them."""
+    with pytest.raises(ScaleplanError, match=r"no trial's state is COMPLETE \(an Optuna state; found 'finished', 'crashed'\)"):
+        prepare_trials(frame(state=["finished", "crashed", "finished", "finished"]))

@@ -185,3 +185,13 @@ def test_one_residual_degree_of_freedom_is_flagged_with_its_quantile() -> None:
         "lr: 3 cells for 2 coefficients leave 1 residual degree of freedom: the t interval's 95% quantile is 12.7 (normal: "
         "1.96), so its prediction intervals span orders of magnitude; sweep more sizes (or D): 2 dof give 4.3, 3 give 3.2",)
     assert fit_power_law("lr", lr, {"W": widths}).flags == ()
+
+
+def test_a_span_of_exactly_the_minimum_read_back_through_logs_is_accepted() -> None:
+    """D of 1e10 and 2e10 through exp(log(D)) measures 1.9999999999999973x: it spans 2x (a loss law once refused it,
+    saying 'spans only 2x ... needs at least 2x')."""
+    from scaleplan.fit.power_law import check_span
+
+    check_span("loss law", "D", np.exp(np.log(np.array([1e10, 2e10]))), min_span=2.0)
+    with pytest.raises(FitError, match="spans only 1.99x"):
+        check_span("loss law", "D", np.array([1e10, 1.99e10]), min_span=2.0)
