@@ -55,7 +55,7 @@ import pandas as pd
 from scaleplan.fit.optimum import locate_optimum
 from scaleplan.sweep.adaptive import Observation, estimate
 from scaleplan.sweep.spec import SweepSpec, parse_spec
-from scaleplan.validate.local_model import LocalModel, fit_local_model
+from scaleplan.fit.local_model import LocalModel, fit_local_model
 
 RESULTS = Path(__file__).resolve().parent / "results"
 TRUTH_SEEDS = tuple(range(8))

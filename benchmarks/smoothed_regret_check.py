@@ -1,4 +1,4 @@
-"""Which local model of loss vs log lr gives honest smoothed regrets? Checks behind scaleplan/validate/local_model.py.
+"""Which local model of loss vs log lr gives honest smoothed regrets? Checks behind scaleplan/fit/local_model.py.
 
     python benchmarks/smoothed_regret_check.py > benchmarks/results/smoothed-regret-check.md
 
@@ -25,7 +25,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scaleplan.validate.local_model import fit_local_model  # noqa: E402
+from scaleplan.fit.local_model import fit_local_model  # noqa: E402
 from scaleplan.validate.report import read_target_grids  # noqa: E402
 
 LN2 = math.log(2)
@@ -53,7 +53,7 @@ def polynomial(degree: int, half: float, log_loss: bool = False) -> Callable[[np
 
 
 def asymmetric(u: np.ndarray, y: np.ndarray) -> Model | None:
-    """scaleplan's model (validate/local_model.py)."""
+    """scaleplan's model (fit/local_model.py)."""
     m = fit_local_model(np.exp(u), y)
     if m is None:
         return None
@@ -62,7 +62,7 @@ def asymmetric(u: np.ndarray, y: np.ndarray) -> Model | None:
 
 def asymmetric_wide(u: np.ndarray, y: np.ndarray) -> Model | None:
     """The same model on a +-1.5 octave window."""
-    import scaleplan.validate.local_model as lm
+    import scaleplan.fit.local_model as lm
 
     saved, lm.WINDOW_OCTAVES = lm.WINDOW_OCTAVES, 1.5
     try:

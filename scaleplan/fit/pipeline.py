@@ -203,6 +203,7 @@ def unfinished(study: optuna.Study) -> str | None:
 def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | None, command: str,
               citation: str | None = None) -> SweepFit:
     """Prepare the trials, fit the hyperparameter laws (or isoFLOP laws) and the loss law where possible, build the law file."""
+    from scaleplan.fit.asymmetry import asymmetric_optima
     from scaleplan.fit.data import parse_column_map, prepare_trials
     from scaleplan.fit.flags import fit_flags, lost_cells, pre_asymptotic, surge_optimizer, survivor_optima, without_a_limit
     from scaleplan.fit.law_file import LawMetadata, build_law_file
@@ -239,7 +240,7 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
         iso = _isoflop(trials, options)
     loss = _maybe_loss_law(trials, hyper, True if mode == "loss-only" else options.loss_law, options, loss_constraints)
     extra = ((f"fitted on an unfinished sweep: {data.unfinished}",) if data.unfinished else ()) + (
-        (data.code_changed,) if data.code_changed else ()) + lost_cells(trials) + survivor_optima(trials) + (
+        (data.code_changed,) if data.code_changed else ()) + lost_cells(trials) + survivor_optima(trials) + asymmetric_optima(hyper, trials) + (
         tuple(hyper.flags()) if hyper is not None else ()) + pre_asymptotic(data.overlap_noise, options.lr_form) + (
         without_a_limit(data.parametrization.name if data.parametrization else None, options.lr_form) if mode == "lr" else ()) + (
         surge_optimizer(data.parametrization.optimizer if data.parametrization else None, options.lr_form))

@@ -18,7 +18,7 @@ import numpy as np
 
 from scaleplan.errors import InputError, ScaleplanError
 from scaleplan.fit.optimum import FLAT_END, flat_ends
-from scaleplan.validate.local_model import LocalModel
+from scaleplan.fit.local_model import LocalModel
 from scaleplan.validate.regret import LrPoint, Regret, best_point, group_by_lr, local_model, regret_of
 from scaleplan.validate.target import AXES, TargetPoint, resolve_target
 from scaleplan.validate.target_runs import RunRecord, RunSource

@@ -9,7 +9,7 @@ finite seeds beside it), never as an infinite number.
   time from every lr, the same seeds at every lr so the pairing is kept, and the lowest mean picked again in
   each replicate). A choice that is the lowest mean whichever seed is left out has no spread to measure: it is
   reported as the best lr, without a ±; with seeds that differ between lrs there is no pairing, and no ±;
-- smoothed regret: the local model of loss vs log lr (validate/local_model.py) fitted through the seed
+- smoothed regret: the local model of loss vs log lr (fit/local_model.py) fitted through the seed
   means, its value at the choice over its minimum; outside the model's window the choice's measured mean
   over the model's minimum. Jackknife over seeds likewise (the model refitted each time).
 
@@ -28,7 +28,7 @@ from typing import Callable
 import numpy as np
 
 from scaleplan.fit.power_law import percentile_ci
-from scaleplan.validate.local_model import LocalModel, fit_local_model
+from scaleplan.fit.local_model import LocalModel, fit_local_model
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""A local model of held-out loss vs log lr near the minimum of a target's lr grid: the smoothed regret's curve.
+"""A local model of loss vs log lr near the minimum of an lr grid: the curve of validate's smoothed regret (a target's
+held-out loss) and of fit's asymmetry check (`fit.asymmetry`: where a cell's symmetric parabola puts lr*).
 
 Loss-vs-lr curves are asymmetric (steep on one side of the optimum; which side depends on the model),
 so a plain parabola through the points near the minimum dips below them and understates the minimum.
@@ -48,7 +49,7 @@ class LocalModel:
         return self.min_loss + (self.left if d < 0 else self.right) * d * d
 
 
-def fit_local_model(lrs: Sequence[float], means: Sequence[float]) -> LocalModel | None:
+def fit_local_model(lrs: Sequence[float] | np.ndarray, means: Sequence[float] | np.ndarray) -> LocalModel | None:
     """The asymmetric parabola through the seed means near the lowest one; None when the window holds fewer
     than MIN_POINTS lrs or none on one side of the lowest (its minimum is then not bracketed)."""
     u_all = np.log(np.asarray(lrs, dtype=float))

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from scaleplan.validate.local_model import fit_local_model
+from scaleplan.fit.local_model import fit_local_model
 
 
 def curve(left: float, right: float, optimum: float = 0.01, floor: float = 2.0):  # noqa: ANN201
