@@ -13,6 +13,7 @@ trials and options (`fit_command` gives that command). A sweep with unfinished s
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -453,5 +454,12 @@ def _maybe_loss_law(trials: Trials, hyper: HyperparameterFit | MultiAxisFit | No
             f"this data has {len(points)} point(s)"
         )
     n, d, loss = (np.array(col, dtype=float) for col in zip(*points))
-    return fit_loss_law(n, d, loss, delta=options.huber_delta, space=options.loss_space, starts=options.starts,
-                        constraints=loss_constraints, n_boot=options.n_boot, seed=options.seed)
+    try:
+        return fit_loss_law(n, d, loss, delta=options.huber_delta, space=options.loss_space, starts=options.starts,
+                            constraints=loss_constraints, n_boot=options.n_boot, seed=options.seed)
+    except FitError as exc:
+        if wanted:
+            raise
+        # fitted by default, not asked for: its refusal must not cost the lr laws
+        warnings.warn(f"loss law not fitted: {exc} (--loss-law to require it, --no-loss-law to skip it)", stacklevel=2)
+        return None

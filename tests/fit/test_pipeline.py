@@ -107,3 +107,18 @@ def test_cells_that_ran_one_batch_size_are_flagged_in_the_law() -> None:
     frame["batch_size"] = np.where(frame["width"] <= 64, 16 * 2 ** (frame["seed"] % 3), 64)
     fitted = fit_sweep(SweepData(frame, "sweep", None), FitOptions(x="width", n_boot=0), name="law", title=None, command="c")
     assert any(f.startswith("2 of 4 cells ran a single batch size (left out of the batch-size law") for f in fitted.law.flags)
+
+
+def test_a_default_loss_law_that_cannot_be_fitted_is_skipped_with_a_warning_not_the_fit() -> None:
+    """The loss law is fitted by default where the data allow one; its refusal (here D spans 1.5x) used to abort the lr
+    laws too. Asked for with --loss-law, it still refuses."""
+    from scaleplan.errors import FitError
+    from scaleplan.fit.data import prepare_trials
+    from scaleplan.fit.pipeline import _maybe_loss_law, constraints
+
+    rows = [(n, d, 3.0 + 1e9 / n + 1e10 / d) for n in (1e6, 4e6, 1.6e7) for d in (1e10, 1.5e10)]
+    trials = prepare_trials(pd.DataFrame(rows, columns=["N", "D", "loss"]), required=("loss",))
+    with pytest.warns(UserWarning, match=r"loss law not fitted: loss law: D spans only 1.5x .* \(--loss-law to require it"):
+        assert _maybe_loss_law(trials, None, None, FitOptions(), constraints((), ())) is None
+    with pytest.raises(FitError, match="D spans only 1.5x"):
+        _maybe_loss_law(trials, None, True, FitOptions(), constraints((), ()))
