@@ -6,6 +6,7 @@ never import torch (each command module keeps its heavy imports inside the funct
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import signal
@@ -29,6 +30,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "validate": ("scaleplan.validate.command:validate", "Sweep small widths, predict a wide target, measure the regret."),
 }
 TRACEBACK_ON = ("1", "true", "yes")  # SCALEPLAN_TRACEBACK values that show a bug's traceback (0, false, no: not)
+# a full disk or quota, an I/O error, a read-only file system: the environment, not a bug (stdout on /dev/full too)
+ENVIRONMENT_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS)
 NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2; click 8.1 prints the help itself
 
 
@@ -67,6 +70,14 @@ def cli() -> None:
 def _fail(message: str, code: int) -> None:
     click.echo(f"error: {redact(message)}", err=True)
     sys.exit(code)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, dropping what it buffers (the interpreter's exit flushes it, and would fail again)."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (a test's captured stream): nothing to silence
+        pass
 
 
 def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> str:
@@ -108,6 +119,11 @@ def main(argv: list[str] | None = None) -> None:
         _fail(" ".join(exc.format_message().split()), 2)
     except KeyboardInterrupt:
         _interrupted("interrupted", 130)
+    except OSError as exc:
+        if exc.errno not in ENVIRONMENT_ERRNOS or _want_traceback():
+            raise
+        _silence_stdout()  # what it holds cannot be written, and exit would try again
+        _fail(f"cannot write{f' {exc.filename}' if exc.filename else ' the output'}: {exc.strerror}", 1)
     except Exception as exc:  # a bug, not bad input: still one line unless asked for the traceback
         if _want_traceback():
             raise

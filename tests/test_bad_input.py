@@ -79,6 +79,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (ws / "notes.journal").write_text("my notes, not a journal")
     (ws / "notes.db").write_text("not a database")
     (ws / "corrupt.json").write_text("{not json")
+    (ws / "deep.json").write_text("[" * 100_000 + "]" * 100_000)  # json's recursion limit, not a syntax error
+    (ws / "deep.toml").write_text(SPEC + "[x]\ny = " + "[" * 100_000 + "]" * 100_000 + "\n")
+    (ws / "store.journal").mkdir()
+    (ws / "empty-columns.csv").write_text("N,lr,loss\n1e6,,\n4e6,,\n")
+    (ws / "header-only.csv").write_text("N,lr,loss\n")
     newer = load_law("steplaw").to_dict()
     newer["schema_version"] = SCHEMA_VERSION + 1
     (ws / "newer.json").write_text(json.dumps(newer))
@@ -122,6 +127,8 @@ CASES: list[tuple[list[str], str]] = [
     (["predict", "--params", "7B", "--law", "steplw"], "did you mean 'steplaw'?"),
     (["predict", "--params", "7B", "--law", "missing/law.json"], "law file not found: missing/law.json"),
     (["predict", "--params", "7B", "--law", "corrupt.json"], "law file corrupt.json is not valid JSON"),
+    (["predict", "--params", "7B", "--law", "deep.json"], "law file deep.json is not a law file (JSON nested too deeply)"),
+    (["predict", "--params", "7B", "--law", "/dev/zero"], "law file /dev/zero is not a regular file"),
     (["predict", "--params", "7B", "--law", "notes.txt"], "law file notes.txt is not valid JSON"),
     (["predict", "--params", "7B", "--law", "newer.json"], "newer than this scaleplan reads"),
     (["predict", "--params", "7B", "--format", "xml"], "Invalid value for '--format'"),
@@ -137,6 +144,9 @@ CASES: list[tuple[list[str], str]] = [
     (["predict", "--params", "7B", "--width", "4096"], "does not depend on width; drop --width"),
     (["predict", "--law", "width.json"], "is a law of width W"),
     (["predict", "--law", "width.json", "--width", "1024", "--params", "7B"], "--params would be ignored"),
+    (["predict", "--law", "width.json", "--width", "1024", "--vocab", "5"], "depends only on W: --vocab would be ignored"),
+    (["predict", "--law", "width.json", "--width", "1024", "--tied"], "depends only on W: --tied would be ignored"),
+    (["predict", "--law", "width.json", "--width", "1024", "--tokens-law", "chinchilla"], "--tokens-law would be ignored"),
     (["predict", "--law", "width.json", "--width", "1024", "--tokens", "1T"], "--tokens would be ignored"),
     (["predict", "--law", "width.json", "--width", "1e7"], "--width: 1e+07 is above the largest value"),
     (["predict", "--law", "width.json", "--width", "1024", "--optimizer", "sgd"], "does not transfer to 'sgd'"),
@@ -149,6 +159,7 @@ CASES: list[tuple[list[str], str]] = [
     (["sweep", "done.toml", "--workers", "100000"], "100000 is not in the range 1<=x<=256"),
     (["sweep", "run", "notes.txt"], "notes.txt: malformed TOML"),
     (["sweep", "malformed.toml"], "malformed.toml: malformed TOML"),
+    (["sweep", "deep.toml"], "deep.toml: malformed TOML: arrays or tables nested too deeply"),
     (["sweep", "typo.toml"], "unknown key 'width' - did you mean 'widths'?"),
     (["sweep", "wide.toml"], "'widths' value 10000000 is above the largest scaleplan sweeps (65536)"),
     (["sweep", "many.toml"], "'trials_per_point' must be an integer from 1 to 10000"),
@@ -169,6 +180,7 @@ CASES: list[tuple[list[str], str]] = [
     (["sweep", "status"], "give a sweep spec, or --storage URL"),
     (["sweep", "status", "done.toml", "--study", "nope"], "no study 'nope' in"),
     (["sweep", "status", "--storage", "absent.journal"], "no sweep storage at"),
+    (["sweep", "status", "--storage", "store.journal"], "store.journal is a directory; point --storage at the sweep's storage file"),
     (["sweep", "status", "--storage", "notes.journal"], "is not an Optuna journal file"),
     (["sweep", "status", "--storage", PG], "cannot reach storage"),
     (["sweep", "export", "done.toml"], "Missing option '-o' / '--output'"),
@@ -180,6 +192,8 @@ CASES: list[tuple[list[str], str]] = [
     # fit
     (["fit"], "give a sweep spec (.toml), a CSV of trials (.csv), or --storage URL"),
     (["fit", "runs.parquet"], "trials file not found: runs.parquet"),
+    (["fit", "empty-columns.csv", "-o", "o.json"], "column(s) ['lr', 'loss'] hold no values in any of its 2 row(s)"),
+    (["fit", "header-only.csv", "-o", "o.json"], "no rows under its header (['N', 'lr', 'loss']): nothing to fit"),
     (["fit", "notes.parquet"], "cannot read notes.parquet as parquet"),
     (["fit", "runs.xlsx"], "give a sweep spec (.toml) or a CSV of trials (.csv, or .parquet)"),
     (["fit", "trials.csv", "--offset", "loss=1"], "--offset expects lr=NUMBER or batch_size=NUMBER"),

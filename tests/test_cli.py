@@ -124,3 +124,20 @@ def test_scaleplan_traceback_turns_tracebacks_on_only_when_asked(monkeypatch, va
     else:
         monkeypatch.setenv("SCALEPLAN_TRACEBACK", value)
     assert cli._want_traceback() is shown
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs Linux's /dev/full")
+def test_a_full_disk_under_stdout_is_one_line_not_an_internal_error() -> None:
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "scaleplan.cli", "predict", "--params", "7B", "--tokens", "2T"],
+                              stdout=full, stderr=subprocess.PIPE, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr == "error: cannot write the output: No space left on device\n"
+
+
+def test_a_law_file_with_a_byte_order_mark_is_read(tmp_path) -> None:  # noqa: ANN001 - pytest's tmp_path
+    """Windows editors save UTF-8 with a byte-order mark; specs and CSVs accept it, and so do law files."""
+    from pathlib import Path
+
+    marked = tmp_path / "bom.json"
+    marked.write_bytes(b"\xef\xbb\xbf" + (Path(__file__).parents[1] / "fits" / "steplaw.json").read_bytes())
+    assert LawFile.load(marked).to_dict() == LawFile.load(Path(__file__).parents[1] / "fits" / "steplaw.json").to_dict()

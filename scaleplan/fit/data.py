@@ -140,12 +140,17 @@ def prepare_trials(
     frame = raw.drop(columns=shadowed).rename(columns=columns)  # e.g. loss=smooth loss replaces 'loss'
     needed = [x, *extra_sizes, *required]
     missing = [c for c in needed if c not in frame.columns or frame[c].isna().all()]  # an export leaves unswept ones empty
+    if missing and frame.empty:
+        raise ScaleplanError(f"{source}: no rows under its header ({list(raw.columns)}): nothing to fit")
     if missing:
         loss_only = "" if "lr" in needed or "lr" in frame.columns else " for a loss-only fit (no lr column: for lr laws, --column lr=SOURCE)"
         other = [v for v in SIZE_VARIABLES if v != x and v in frame.columns and frame[v].notna().any()]
         fix = (f"the size is in column '{other[0]}': pass --x {other[0]}" if x in missing and other else
                f"rename yours with --column CANONICAL=SOURCE, e.g. --column {missing[0]}=your_name")
-        raise ScaleplanError(f"{source}: missing column(s) {missing}{loss_only} (found {list(raw.columns)}); {fix}")
+        absent = [c for c in missing if c not in frame.columns]
+        what = (f"missing column(s) {absent}{loss_only} (found {list(raw.columns)})" if absent else
+                f"column(s) {missing} hold no values in any of its {len(frame)} row(s)")
+        raise ScaleplanError(f"{source}: {what}; {fix}")
     # An optional column the source left empty (e.g. D of a sweep without a tokens ladder) is absent.
     keep = [c for c in dict.fromkeys([*needed, *OPTIONAL_COLUMNS])
             if c in frame.columns and (c in needed or frame[c].notna().any())]

@@ -39,6 +39,7 @@ from scaleplan.laws.surge import FORMS, SurgeLaw
 # optional `fitted_ratios` ("D/N": the span of D/N over the fitted cells, where they are not a full grid). Older files
 # still load.
 SCHEMA_VERSION = 8
+MAX_LAW_BYTES = 16 * 2**20  # law files are kilobytes; a larger file is something else, read no further
 
 # Keyword arguments of LawFile.predict and the variable each one feeds.
 KEYWORD_VARIABLES = {"params": "N", "tokens": "D", "compute": "C", "width": "W", "depth": "L", "batch_size": "B",
@@ -646,18 +647,28 @@ class LawFile:
     def load(cls, path: str | Path) -> LawFile:
         """Read and validate a law file; any problem is one ScaleplanError naming the file."""
         path = Path(path)
+        if path.exists() and not path.is_dir() and not path.is_file():  # /dev/zero, a FIFO: read_text would not return
+            raise LawFileError(f"law file {path} is not a regular file")
         try:
-            text = path.read_text()
+            with path.open("rb") as handle:
+                raw = handle.read(MAX_LAW_BYTES + 1)
+            text = raw.decode("utf-8-sig")  # an editor's byte-order mark, as specs and CSVs accept it
         except FileNotFoundError:
             raise LawFileError(f"law file not found: {path}") from None
-        except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        except (IsADirectoryError, PermissionError) as exc:
             raise LawFileError(f"cannot read law file {path}: {type(exc).__name__}") from None
+        except UnicodeDecodeError:
+            raise LawFileError(f"cannot read law file {path}: not UTF-8 text (a law file is UTF-8 JSON)") from None
+        if len(raw) > MAX_LAW_BYTES:
+            raise LawFileError(f"law file {path} is larger than {MAX_LAW_BYTES // 2**20} MiB: not a law file")
         try:
             data = json.loads(text, parse_constant=_reject_constant)
         except json.JSONDecodeError as exc:
             raise LawFileError(f"law file {path} is not valid JSON (line {exc.lineno}: {exc.msg})") from None
         except ValueError as exc:
             raise LawFileError(f"law file {path} is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise LawFileError(f"law file {path} is not a law file (JSON nested too deeply)") from None
         return cls.from_dict(data, origin=f"law file {path}")
 
 

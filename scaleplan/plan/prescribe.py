@@ -123,7 +123,11 @@ def prescribe(
             if var in law.needs() and value is None:
                 raise ScaleplanError(f"law '{law.name}' is a law of {name} {var} ({law.variable(var).meaning}): give --{name}")
         given = {"--params": params is not None and "N" not in law.takes(), "--tokens": tokens is not None and "D" not in law.takes(),
-                 "--compute": compute is not None}
+                 "--compute": compute is not None,
+                 # the shape of a model planned from its size: a law of a sweep's axes builds none
+                 "--d-model": d_model is not None, "--layers": n_layers is not None, "--seq-len": seq_len != 4096,
+                 "--vocab": vocab != 32000, "--tied": tied, "--params-total": params_total, "--aspect": aspect != DEFAULT_ASPECT,
+                 "--tokens-law": tokens_law != DEFAULT_TOKENS_LAW}
         unused = [flag for flag, bad in given.items() if bad]
         if unused:
             raise ScaleplanError(f"law '{law.name}' depends only on {', '.join(law.needs())}: {unused[0]} would be ignored; drop it")

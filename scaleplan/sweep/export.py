@@ -103,6 +103,8 @@ def open_study_readonly(source: str | Path | SweepSpec, study: str | None = None
         study = study or spec.name
     else:
         target = resolve_storage(storage or text, None)
+    if target.path is not None and target.path.is_dir():
+        raise ScaleplanError(f"storage {target.path} is a directory; point --storage at the sweep's storage file in it")
     if target.path is not None and not target.path.is_file():
         raise ScaleplanError(f"no sweep storage at {target.path}: run `scaleplan sweep SPEC` first (or pass --storage)")
     opened = open_storage(readable(target))

@@ -599,4 +599,6 @@ def load_spec(path: str | Path) -> SweepSpec:
         raise ScaleplanError(f"{p}: malformed TOML: {exc}") from None
     except UnicodeDecodeError:
         raise ScaleplanError(f"{p}: not a UTF-8 text file") from None
+    except RecursionError:
+        raise ScaleplanError(f"{p}: malformed TOML: arrays or tables nested too deeply") from None
     return parse_spec(raw, source=str(p), path=p.resolve())

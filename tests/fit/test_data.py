@@ -99,7 +99,8 @@ def test_a_missing_size_names_the_size_column_the_data_has() -> None:
     widths = frame(width=[64, 64, 256, 256]).drop(columns=["N"])
     with pytest.raises(ScaleplanError, match=r"missing column\(s\) \['N'\] \(found .*\); the size is in column 'width': pass --x width$"):
         prepare_trials(widths)
-    with pytest.raises(ScaleplanError, match=r"missing column\(s\) \['depth'\] .*; the size is in column 'width': pass --x width$"):
+    with pytest.raises(ScaleplanError, match=r"column\(s\) \['depth'\] hold no values in any of its 4 row\(s\); the size is in "
+                                             r"column 'width': pass --x width$"):
         prepare_trials(widths.assign(depth=np.nan), x="depth")
 
 
