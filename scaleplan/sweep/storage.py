@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from scaleplan.errors import ScaleplanError, StorageError
 from scaleplan.redact import redact
@@ -219,18 +219,14 @@ def storage_lock(target: StorageTarget, storage: optuna.storages.BaseStorage, st
 
 @contextlib.contextmanager
 def _file_lock(lock_path: Path, target: StorageTarget) -> Iterator[None]:
-    """An exclusive flock on `lock_path` beside the storage file `target` (the kernel drops it if the process dies)."""
+    """An exclusive flock on `lock_path` beside the storage file `target`."""
     try:
         handle = open(lock_path, "a+")
     except OSError as exc:  # a read-only folder or lock file: the storage cannot be written either
         raise StorageError(f"cannot open the lock file {lock_path} of storage {target.display()}: "
                            f"{exc.strerror or exc} (can this user write that folder and file?)") from None
-    with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    with _flocked(handle):
+        yield
 
 
 @contextlib.contextmanager
@@ -244,9 +240,13 @@ def _sqlite_schema_lock(database: Path) -> Iterator[None]:
         handle = open(Path(tempfile.gettempdir()) / f"scaleplan-sqlite-{name}.lock", "a+")
     except OSError:
         handle = None
-    if handle is None:
+    with _flocked(handle) if handle is not None else contextlib.nullcontext():
         yield
-        return
+
+
+@contextlib.contextmanager
+def _flocked(handle: IO[str]) -> Iterator[None]:
+    """Hold an exclusive flock on an open file, closing it after (the kernel drops the lock if the process dies)."""
     with handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
