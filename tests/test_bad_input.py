@@ -92,6 +92,8 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Path:
             power_laws=[PowerLaw("lr", "learning rate", -4.6, {"W": -1.0})]).save(ws / "width.json")
     assert exit_code(["sweep", "export", str(ws / "done.toml"), "-o", str(ws / "trials.csv")]) == 0
     (ws / "one-size.csv").write_text("N,lr,loss\n1e6,1e-3,2.0\n1e6,2e-3,1.9\n1e6,4e-3,2.1\n")
+    bowls = [(n, 0.02 * 2 ** (k / 2) * (n / 1e6) ** -0.5, 2.0 + 0.01 * k * k) for n in (1e6, 4e6, 1.6e7) for k in range(-3, 4)]
+    (ws / "bowls.csv").write_text("N,lr,loss\n" + "".join(f"{n},{lr},{loss}\n" for n, lr, loss in bowls))
     (ws / "a-file").write_text("")
     return ws
 
@@ -201,6 +203,9 @@ CASES: list[tuple[list[str], str]] = [
     (["fit", "trials.csv", "-o", "law.json", "--lr-batch-interaction", "on"],
      "--lr-batch-interaction on needs the batch size in the lr law (--lr-batch) and several D"),
     (["fit", "trials.csv", "--lr-batch-interaction", "maybe"], "Invalid value for '--lr-batch-interaction'"),
+    (["fit", "bowls.csv", "-o", "law.json", "--fix", "E=0", "--tie", "alpha=beta"],
+     "--fix sets the loss law, and this fit fits none (it needs --x N, several D and sizes, and 6 cells by default): "
+     "drop --fix, --tie, or ask for the loss law with --loss-law"),
     (["fit", "trials.csv", "--lr-form", "finite"], "Invalid value for '--lr-form'"),
     (["fit", "trials.csv", "-o", "law.json", "--lr-batch", "--lr-form", "finite-width"],
      "--lr-in / --batch-in / --offset / --lr-form finite-width apply to a one-size law"),

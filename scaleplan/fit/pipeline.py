@@ -240,6 +240,8 @@ def fit_sweep(data: SweepData, options: FitOptions, *, name: str, title: str | N
     elif mode == "isoflop":
         iso = _isoflop(trials, options)
     loss = _maybe_loss_law(trials, hyper, True if mode == "loss-only" else options.loss_law, options, loss_constraints)
+    if loss is None:
+        _refuse_loss_law_options(options)
     extra = ((f"fitted on an unfinished sweep: {data.unfinished}",) if data.unfinished else ()) + (
         (data.code_changed,) if data.code_changed else ()) + lost_cells(trials) + survivor_optima(trials) + asymmetric_optima(hyper, trials) + (
         tuple(hyper.flags()) if hyper is not None else ()) + pre_asymptotic(data.overlap_noise, options.lr_form) + (
@@ -431,6 +433,19 @@ def _isoflop(trials: Trials, options: FitOptions) -> IsoflopFit:
                          "map yours with --column C=flops")
     return fit_isoflop(compute, frame["N"].to_numpy(float), frame["loss"].to_numpy(float), options.isoflop, options.near,
                        options.n_boot, options.seed)
+
+
+def _refuse_loss_law_options(options: FitOptions) -> None:
+    """Refuse a loss-law option on a fit that fits no loss law: it would be recorded in the law file's command and read
+    as applied (a probe: --fix E=0 --tie alpha=beta accepted on lr data, silently)."""
+    default = FitOptions()
+    given = [flag for flag, value, unset in (
+        ("--fix", options.fixed, default.fixed), ("--tie", options.tied, default.tied),
+        ("--huber-delta", options.huber_delta, default.huber_delta), ("--loss-space", options.loss_space, default.loss_space),
+        ("--starts", options.starts, default.starts)) if value != unset]
+    if given:
+        raise InputError(f"{given[0]} sets the loss law, and this fit fits none (it needs --x N, several D and sizes, and "
+                         f"{MIN_LOSS_LAW_CELLS} cells by default): drop {', '.join(given)}, or ask for the loss law with --loss-law")
 
 
 def _maybe_loss_law(trials: Trials, hyper: HyperparameterFit | MultiAxisFit | None, wanted: bool | None, options: FitOptions,
