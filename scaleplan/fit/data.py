@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -24,6 +26,8 @@ OPTIONAL_COLUMNS = ("D", "batch_size", "state", "diverged", "width", "seed", "N"
                     "weight_decay", "wd_tau", "steps_run")
 SIZE_VARIABLES = ("N", "width", "depth")
 # Canonical columns that hold numbers; state, diverged and model hold labels.
+LR_LIKE = re.compile(r"(^|[^a-z])(lr|learning[ _-]?rate)([^a-z]|$)", re.IGNORECASE)  # lr_peak, learning_rate, ...
+LOSS_LIKE = re.compile(r"loss", re.IGNORECASE)  # val_loss, eval/loss, loss_final, ...
 KEY_RTOL = 1e-8  # sizes, D, batch sizes and lrs key cells and lr means: values this close are one (float noise)
 NUMERIC_COLUMNS = tuple(c for c in (*OPTIONAL_COLUMNS, "loss") if c not in ("state", "diverged", "model"))
 _TRUE = {"true", "t", "yes", "y", "1"}
@@ -154,6 +158,7 @@ def prepare_trials(
     # An optional column the source left empty (e.g. D of a sweep without a tokens ladder) is absent.
     keep = [c for c in dict.fromkeys([*needed, *OPTIONAL_COLUMNS])
             if c in frame.columns and (c in needed or frame[c].notna().any())]
+    _warn_lookalikes(source, list(raw.columns), columns, keep)
     frame = frame[keep].copy()
     # a tokens ladder over batch sizes fits one optimum per (size, D, B): one batch size's runs can all be lost
     batches = pd.to_numeric(frame.get("batch_size", pd.Series(dtype=float)), errors="coerce") * float(batch_unit_scale)
@@ -284,6 +289,21 @@ def _diverged(value: Any, row: Any, where: Callable[[str, Any], str]) -> bool:
         raise FitError(f"{where('diverged', row)}: {value!r} is neither true nor false; write true/false, yes/no or 1/0 "
                        "(empty = not diverged)")
     return text in _TRUE
+
+
+def _warn_lookalikes(source: str, raw: list[Any], columns: Mapping[str, str], kept: list[str]) -> None:
+    """Name the columns that look like the lr or the loss and were not read, where no --column chose between them: an
+    export's `lr` (the decayed, final one) beside `learning_rate` (the peak), or `loss` (train) beside `val_loss`, was
+    read silently (a probe: a law 10x too low). A sweep export's `train_loss` beside its held-out `loss` is expected."""
+    own = {canonical: name for name, canonical in columns.items()}
+    for target, pattern in (("lr", LR_LIKE), ("loss", LOSS_LIKE)):
+        if target in own or target not in kept:
+            continue
+        alike = [str(c) for c in raw if c != target and c not in columns and c != "train_loss" and pattern.search(str(c))]
+        if alike:
+            warnings.warn(f"{source}: the {target} is read from column '{target}'; {', '.join(repr(c) for c in alike)} "
+                          f"look{'s' if len(alike) == 1 else ''} alike and {'is' if len(alike) == 1 else 'are'} not read: if "
+                          f"one is the {target} meant, --column {target}={alike[0]}", UserWarning, stacklevel=3)
 
 
 def _merged(column: pd.Series) -> pd.Series:

@@ -235,3 +235,22 @@ def test_states_none_of_which_is_complete_are_listed() -> None:
     """A Weights & Biases export's states ('finished', 'crashed') are not Optuna's: the message shows them."""
     with pytest.raises(ScaleplanError, match=r"no trial's state is COMPLETE \(an Optuna state; found 'finished', 'crashed'\)"):
         prepare_trials(frame(state=["finished", "crashed", "finished", "finished"]))
+
+
+def test_columns_that_look_like_the_lr_or_the_loss_and_were_not_read_are_named() -> None:
+    """An export's `lr` (the decayed final lr) beside `learning_rate` (the peak), and a train `loss` beside `val_loss`,
+    were read without a word (a probe: a law 10x too low); a --column choice, or a sweep's own train_loss, is quiet."""
+    raw = frame(learning_rate=[1e-2, 2e-2, 1e-2, 2e-2], val_loss=[2.1, 2.0, 1.9, 1.8], train_loss=[1.0] * 4)
+    with pytest.warns(UserWarning) as caught:
+        prepare_trials(raw)
+    assert [str(w.message) for w in caught] == [
+        "trials: the lr is read from column 'lr'; 'learning_rate' looks alike and is not read: if one is the lr meant, "
+        "--column lr=learning_rate",
+        "trials: the loss is read from column 'loss'; 'val_loss' looks alike and is not read: if one is the loss meant, "
+        "--column loss=val_loss"]
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        prepare_trials(raw.drop(columns=["lr", "loss"]), columns={"learning_rate": "lr", "val_loss": "loss"})
+        prepare_trials(frame(train_loss=[1.0] * 4))
