@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from scaleplan.sweep.spec import SweepSpec
 
 MIN_LOSS_LAW_CELLS = 6
+LOSS_LAW_OPTIONS = {"--fix": "fixed", "--tie": "tied", "--huber-delta": "huber_delta", "--loss-space": "loss_space",
+                    "--starts": "starts"}  # flag -> FitOptions field: what only a loss law reads
 
 
 @dataclass(frozen=True)
@@ -439,10 +441,7 @@ def _refuse_loss_law_options(options: FitOptions) -> None:
     """Refuse a loss-law option on a fit that fits no loss law: it would be recorded in the law file's command and read
     as applied (a probe: --fix E=0 --tie alpha=beta accepted on lr data, silently)."""
     default = FitOptions()
-    given = [flag for flag, value, unset in (
-        ("--fix", options.fixed, default.fixed), ("--tie", options.tied, default.tied),
-        ("--huber-delta", options.huber_delta, default.huber_delta), ("--loss-space", options.loss_space, default.loss_space),
-        ("--starts", options.starts, default.starts)) if value != unset]
+    given = [flag for flag, name in LOSS_LAW_OPTIONS.items() if getattr(options, name) != getattr(default, name)]
     if given:
         raise InputError(f"{given[0]} sets the loss law, and this fit fits none (it needs --x N, several D and sizes, and "
                          f"{MIN_LOSS_LAW_CELLS} cells by default): drop {', '.join(given)}, or ask for the loss law with --loss-law")

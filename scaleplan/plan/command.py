@@ -6,6 +6,8 @@ import click
 
 from scaleplan.limits import (MAX_ASPECT, MAX_BATCH_SIZE, MAX_COMPUTE, MAX_LAYERS, MAX_PARAMS, MAX_SEQ_LEN, MAX_TARGET_WIDTH,
                               MAX_TOKENS, MAX_VOCAB)
+from scaleplan.plan.prescribe import DEFAULT_TOKENS_LAW
+from scaleplan.plan.shape import DEFAULT_ASPECT, DEFAULT_SEQ_LEN, DEFAULT_VOCAB
 from scaleplan.plan.sizes import parse_size
 
 # Sizes are checked against scaleplan.limits when parsed, before any law is read.
@@ -27,14 +29,14 @@ def _size(what: str, text: str | None) -> float | None:
               "law): for laws with a batch-size exponent (default: the predicted B*), and to turn a weight-decay timescale "
               "into lambda.")
 @click.option("--law", "law_name", default="steplaw", show_default=True, help="Shipped law name or path to a law .json.")
-@click.option("--tokens-law", default="epoch-chinchilla", show_default=True, help="Loss law for compute-optimal tokens.")
-@click.option("--seq-len", default=4096, show_default=True, type=click.IntRange(1, MAX_SEQ_LEN), help="Sequence length (batch in sequences).")
-@click.option("--vocab", default=32000, show_default=True, type=click.IntRange(1, MAX_VOCAB), help="Vocabulary size (embedding parameters).")
+@click.option("--tokens-law", default=DEFAULT_TOKENS_LAW, show_default=True, help="Loss law for compute-optimal tokens.")
+@click.option("--seq-len", default=DEFAULT_SEQ_LEN, show_default=True, type=click.IntRange(1, MAX_SEQ_LEN), help="Sequence length (batch in sequences).")
+@click.option("--vocab", default=DEFAULT_VOCAB, show_default=True, type=click.IntRange(1, MAX_VOCAB), help="Vocabulary size (embedding parameters).")
 @click.option("--tied/--untied", default=False, show_default=True, help="Tied input/output embeddings.")
 @click.option("--params-total", is_flag=True, help="--params counts all parameters, embeddings included.")
 @click.option("--d-model", type=click.IntRange(1, MAX_TARGET_WIDTH), help="Model width (else derived from --params).")
 @click.option("--layers", type=click.IntRange(1, MAX_LAYERS), help="Number of layers (else derived from --params).")
-@click.option("--aspect", default=128.0, show_default=True, type=click.FloatRange(1, MAX_ASPECT), help="d_model / layers when deriving a shape.")
+@click.option("--aspect", default=float(DEFAULT_ASPECT), show_default=True, type=click.FloatRange(1, MAX_ASPECT), help="d_model / layers when deriving a shape.")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "sgd"]), default=None,
               help="Per-role lr rules (muP laws); default: the optimizer the law was fitted with.")
 @click.option("--level", default=0.95, show_default=True, type=click.FloatRange(0.5, 0.999), help="Interval level.")

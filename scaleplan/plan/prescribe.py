@@ -15,7 +15,7 @@ from scaleplan.core.rules import ROLES, get_parametrization, residual_multiplier
 from scaleplan.errors import InputError, LawFileError, ScaleplanError
 from scaleplan.laws import Estimate, LawFile, Prediction, load_law
 from scaleplan.laws.schema import KNOWN_TARGETS, check_level
-from scaleplan.plan.shape import DEFAULT_ASPECT, ModelShape, non_embedding_from_total, shape_for
+from scaleplan.plan.shape import DEFAULT_ASPECT, DEFAULT_SEQ_LEN, DEFAULT_VOCAB, ModelShape, non_embedding_from_total, shape_for
 from scaleplan.plan.sizes import format_size
 
 DEFAULT_TOKENS_LAW = "epoch-chinchilla"
@@ -86,8 +86,8 @@ def prescribe(
     width: float | None = None,
     depth: float | None = None,
     batch_size: float | None = None,
-    seq_len: int = 4096,
-    vocab: int = 32000,
+    seq_len: int = DEFAULT_SEQ_LEN,
+    vocab: int = DEFAULT_VOCAB,
     tied: bool = False,
     params_total: bool = False,
     d_model: int | None = None,
@@ -125,8 +125,8 @@ def prescribe(
         given = {"--params": params is not None and "N" not in law.takes(), "--tokens": tokens is not None and "D" not in law.takes(),
                  "--compute": compute is not None,
                  # the shape of a model planned from its size: a law of a sweep's axes builds none
-                 "--d-model": d_model is not None, "--layers": n_layers is not None, "--seq-len": seq_len != 4096,
-                 "--vocab": vocab != 32000, "--tied": tied, "--params-total": params_total, "--aspect": aspect != DEFAULT_ASPECT,
+                 "--d-model": d_model is not None, "--layers": n_layers is not None, "--seq-len": seq_len != DEFAULT_SEQ_LEN,
+                 "--vocab": vocab != DEFAULT_VOCAB, "--tied": tied, "--params-total": params_total, "--aspect": aspect != DEFAULT_ASPECT,
                  "--tokens-law": tokens_law != DEFAULT_TOKENS_LAW}
         unused = [flag for flag, bad in given.items() if bad]
         if unused:

@@ -12,6 +12,8 @@ from scaleplan.errors import ScaleplanError
 
 HEAD_DIM = 128
 DEFAULT_ASPECT = 128  # d_model / n_layers, as LLaMA-7B (4096 / 32)
+DEFAULT_SEQ_LEN = 4096  # tokens per sequence: the planner's batch in sequences
+DEFAULT_VOCAB = 32000  # LLaMA's vocabulary: the embedding parameters
 
 
 @dataclass(frozen=True)

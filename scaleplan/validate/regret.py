@@ -23,7 +23,7 @@ import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence, TypeVar
 
 import numpy as np
 
@@ -122,6 +122,8 @@ def group_by_lr(rows: list[tuple[float, int, float]]) -> list[LrPoint]:
     return [LrPoint(lr, tuple(v[s] for s in sorted(v)), tuple(sorted(v))) for lr, v in sorted(by_lr.items())]
 
 
+Point = TypeVar("Point", bound=LrPoint)
+
 OPTIMUM_REPLICATES = 500  # seed bootstrap replicates of the target's optimum
 OPTIMUM_MIN_SEEDS = 5  # fewer seeds give too few distinct resamples for a percentile interval (validate's default)
 
@@ -167,8 +169,9 @@ def interval_of_optima(replicates: OptimumReplicates | None, level: float = 0.95
     return math.exp(low), math.exp(high)
 
 
-def best_point(points: list[LrPoint]) -> LrPoint:
-    """The lr with the lowest seed-mean loss among those where no seed diverged."""
+def best_point(points: Sequence[Point]) -> Point:
+    """The lr (or a weight-decay validation's (lr, lambda)) with the lowest seed-mean loss among those where no seed
+    diverged."""
     finite = [p for p in points if p.finite]
     if not finite:
         raise ValueError("every lr at the target diverged on some seed")

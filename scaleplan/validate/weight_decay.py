@@ -25,7 +25,7 @@ from scaleplan.errors import InputError
 from scaleplan.fit.optimum import DEFAULT_NEAR, FLAT_END, MIN_LRS, MIN_POINTS_2D, flat_ends
 from scaleplan.fit.weight_decay import TPP, BoxMinimum, LocalQuadratic, local_quadratic
 from scaleplan.validate.experiment import edge_side
-from scaleplan.validate.regret import LrPoint, jackknife_se
+from scaleplan.validate.regret import LrPoint, best_point, jackknife_se
 from scaleplan.validate.regret import format_regret as format_value
 from scaleplan.validate.target_runs import RunRecord, RunSource, read_runs
 
@@ -95,11 +95,6 @@ def _jackknife(points: list[DecayPoint], statistic: Callable[[list[DecayPoint]],
     return jackknife_se(full, [r for r in reps if r is not None])
 
 
-def _best(points: list[DecayPoint]) -> DecayPoint:
-    """The (lr, lambda) with the lowest seed mean (inf where a seed diverged: never the best of a finite one)."""
-    return min(points, key=lambda p: p.mean)
-
-
 def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps: float, convention: str) -> DecayRegret:
     """Regret of `choice` against every (lr, lambda) trained at the target (`points`, the choice included)."""
     if choice not in points:
@@ -108,7 +103,7 @@ def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps
     finite = [p for p in points if math.isfinite(p.mean)]
     if not finite:
         raise InputError("every (lr, lambda) at the target diverged on some seed: the grid is too aggressive")
-    best = _best(finite)
+    best = best_point(finite)
     tau = timescale(choice.lr, choice.weight_decay, steps, convention)
     common: dict[str, Any] = dict(label=label, lr=choice.lr, weight_decay=choice.weight_decay, tau=tau, loss=choice.mean,
                   best_lr=best.lr, best_weight_decay=best.weight_decay, best_loss=best.mean,
@@ -119,7 +114,7 @@ def decay_regret(label: str, choice: DecayPoint, points: list[DecayPoint], steps
     smoothed, basis = _smoothed(choice, model)
 
     def raw_of(pts: list[DecayPoint]) -> float:
-        return pts[index].mean / _best(pts).mean - 1.0
+        return pts[index].mean / best_point(pts).mean - 1.0
 
     def smoothed_of(pts: list[DecayPoint]) -> float | None:
         return _smoothed(pts[index], model_of(pts))[0]
